@@ -1,0 +1,42 @@
+/** Errors that are the caller's: 4xx, never retried by the edge. */
+import { DepinferError } from './base.js'
+
+export class InvalidRequestError extends DepinferError {
+  constructor(detail: string, field: string) {
+    super(400, 'invalid-request', 'Invalid request', detail, { field })
+  }
+}
+
+export class UnauthorizedError extends DepinferError {
+  constructor(detail: string) {
+    super(401, 'unauthorized', 'Unauthorized', detail, { field: 'Authorization' })
+  }
+}
+
+export class NotFoundError extends DepinferError {
+  constructor(detail: string, field: string) {
+    super(404, 'not-found', 'Not found', detail, { field })
+  }
+}
+
+export class PayloadTooLargeError extends DepinferError {
+  constructor(limitBytes: number) {
+    super(413, 'payload-too-large', 'Payload too large', `request body exceeds ${limitBytes} bytes`, {
+      field: 'body',
+    })
+  }
+}
+
+export class UnsupportedMediaTypeError extends DepinferError {
+  constructor(contentType: string) {
+    super(415, 'unsupported-media-type', 'Unsupported media type',
+      `expected application/json, got ${JSON.stringify(contentType)}`, { field: 'Content-Type' })
+  }
+}
+
+/** The model ran but rejected these inputs (for example spatial dimensions too small). */
+export class ModelRejectedInputError extends DepinferError {
+  constructor(detail: string, field: string) {
+    super(422, 'model-rejected-input', 'Model rejected the input', detail, { field })
+  }
+}

@@ -1,0 +1,33 @@
+/** Errors of the network rather than the caller: transient ones carry Retry-After. */
+import { DepinferError } from './base.js'
+
+export class NoCapacityError extends DepinferError {
+  constructor(detail: string, retryAfterSec = 2) {
+    super(503, 'no-capacity', 'No device can serve this model now', detail, {
+      field: 'model',
+      retryAfterSec,
+    })
+  }
+}
+
+export class ModelNotReadyError extends DepinferError {
+  constructor(detail: string, retryAfterSec = 5) {
+    super(503, 'model-not-ready', 'Model is still loading', detail, { field: 'model', retryAfterSec })
+  }
+}
+
+export class BrokerUnavailableError extends DepinferError {
+  constructor(detail: string, cause?: unknown) {
+    super(503, 'broker-unavailable', 'Message broker unreachable', detail, {
+      retryAfterSec: 2,
+      cause,
+    })
+  }
+}
+
+/** Every attempt timed out: the job was tried on the devices named in the detail. */
+export class DeviceTimeoutError extends DepinferError {
+  constructor(detail: string) {
+    super(504, 'device-timeout', 'Device did not answer in time', detail, { retryAfterSec: 1 })
+  }
+}

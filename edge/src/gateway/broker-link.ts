@@ -1,0 +1,159 @@
+/**
+ * The Gateway's one connection to the MQTT broker (mqtt.js over WebSocket from inside the
+ * Durable Object; wrangler bundles mqtt's browser build, which uses the runtime's WebSocket).
+ *
+ * Protocol notes:
+ * - MQTT 3.1.1 only (the embedded broker has no MQTT 5): reply topics and job ids travel inside
+ *   the frames, not as MQTT 5 properties.
+ * - A persistent session (clean = false, fixed client id) with QoS 1 subscriptions, so results a
+ *   device publishes while the link reconnects are queued by the broker, not lost (§3.1.2.4).
+ * - "Synced" means: connected, subscribed, and a marker we published to ourselves came back.
+ *   Retained device statuses are delivered right after SUBACK, so by the time the marker returns
+ *   the device table holds every device the broker knows.
+ */
+import { Buffer } from 'node:buffer'
+import mqtt, { type MqttClient } from 'mqtt'
+import {
+  ALL_DEVICE_HEARTBEATS,
+  ALL_DEVICE_STATUS,
+  gatewayResultsTopic,
+  gatewaySyncTopic,
+} from '@depinfer/shared'
+import { BrokerUnavailableError } from '../errors/routing.js'
+
+export interface BrokerLinkOptions {
+  url: string
+  username: string | undefined
+  password: string | undefined
+  gatewayId: string
+  /** How long a caller waits for a (re)connection before getting 503, in milliseconds. */
+  connectTimeoutMs: number
+  onMessage: (topic: string, payload: Uint8Array) => void
+}
+
+/** Keepalive interval, in seconds (MQTT §3.1.2.10). */
+const KEEPALIVE_SEC = 20
+const RECONNECT_PERIOD_MS = 500
+
+export class BrokerLink {
+  #client: MqttClient | undefined
+  #synced = false
+  #connectedAt = 0
+  #lastError: unknown
+  #waiters = new Set<() => void>()
+
+  constructor(private readonly options: BrokerLinkOptions) {}
+
+  get synced(): boolean {
+    return this.#synced
+  }
+
+  /** Milliseconds since the current connection was established (0 when down). */
+  connectionAgeMs(now: number): number {
+    return this.#synced ? now - this.#connectedAt : 0
+  }
+
+  /** Connects lazily and resolves once synced; throws BrokerUnavailableError after the timeout. */
+  async ensure(): Promise<void> {
+    if (this.#synced) return
+    if (!this.#client) this.#start()
+    let waiter!: () => void
+    let timer: ReturnType<typeof setTimeout> | undefined
+    try {
+      await new Promise<void>((resolve, reject) => {
+        waiter = resolve
+        this.#waiters.add(waiter)
+        timer = setTimeout(
+          () =>
+            reject(
+              new BrokerUnavailableError(
+                `no connection to the broker at ${this.options.url} within ${this.options.connectTimeoutMs} ms${describe(this.#lastError)}`,
+                this.#lastError,
+              ),
+            ),
+          this.options.connectTimeoutMs,
+        )
+      })
+    } finally {
+      clearTimeout(timer)
+      this.#waiters.delete(waiter)
+    }
+  }
+
+  publish(topic: string, payload: Uint8Array): void {
+    if (!this.#client) throw new BrokerUnavailableError('broker link not started')
+    // QoS 1: the broker acknowledges; a job lost anyway ends in the job's own timeout.
+    this.#client.publish(topic, toBuffer(payload), { qos: 1 }, (error) => {
+      if (error) this.#lastError = error
+    })
+  }
+
+  /** Replaces the connection (Workers cap one outbound socket's lifetime; see DESIGN). */
+  renew(): void {
+    this.close()
+    this.#start()
+  }
+
+  close(): void {
+    this.#synced = false
+    this.#client?.end(true)
+    this.#client = undefined
+  }
+
+  #start(): void {
+    const { url, username, password, gatewayId } = this.options
+    const syncTopic = gatewaySyncTopic(gatewayId)
+    const client = mqtt.connect(url, {
+      protocolVersion: 4,
+      clientId: `depinfer-gateway-${gatewayId}`,
+      clean: false,
+      keepalive: KEEPALIVE_SEC,
+      reconnectPeriod: RECONNECT_PERIOD_MS,
+      connectTimeout: this.options.connectTimeoutMs,
+      ...(username !== undefined && { username }),
+      ...(password !== undefined && { password }),
+    })
+    this.#client = client
+    let syncNonce = ''
+    client.on('connect', () => {
+      if (client !== this.#client) return
+      syncNonce = crypto.randomUUID()
+      // Subscribing on every connect (not only when the session is new) makes the broker resend
+      // retained statuses, so the device table is rebuilt after any outage (MQTT §3.3.1.3).
+      client.subscribe(
+        [ALL_DEVICE_STATUS, ALL_DEVICE_HEARTBEATS, gatewayResultsTopic(gatewayId), syncTopic],
+        { qos: 1 },
+        (error) => {
+          if (error) {
+            this.#lastError = error
+            return
+          }
+          client.publish(syncTopic, syncNonce, { qos: 1 })
+        },
+      )
+    })
+    client.on('message', (topic, payload) => {
+      if (client !== this.#client) return
+      if (topic === syncTopic) {
+        if (payload.toString() === syncNonce && !this.#synced) {
+          this.#synced = true
+          this.#connectedAt = Date.now()
+          for (const wake of this.#waiters) wake()
+        }
+        return
+      }
+      this.options.onMessage(topic, payload)
+    })
+    client.on('close', () => {
+      if (client === this.#client) this.#synced = false
+    })
+    client.on('error', (error) => {
+      this.#lastError = error
+    })
+  }
+}
+
+const describe = (error: unknown) => (error instanceof Error ? `: ${error.message}` : '')
+
+/** mqtt.js wants a Buffer (its polyfill in the Worker bundle); wrap without copying. */
+const toBuffer = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)

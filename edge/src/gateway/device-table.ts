@@ -1,0 +1,113 @@
+/**
+ * The live table of devices as the gateway sees them: retained status (capabilities and the
+ * last-will `online:false`), heartbeats with load, and the gateway's own measurements (jobs it has
+ * in flight there, round-trip EWMA, consecutive failures).
+ */
+import type { DeviceStatus, Heartbeat, ModelDescriptor } from '@depinfer/shared'
+
+/** A device is treated as gone when neither status nor heartbeat arrived for this long. */
+export const STALE_AFTER_MS = 15_000
+/** Consecutive failures (timeouts, bad results) after which a device is suspect. */
+export const SUSPECT_AFTER_FAILURES = 3
+/** How long a suspect device is left out of scheduling. */
+export const SUSPECT_FOR_MS = 60_000
+const DEFAULT_EWMA_MS = 100
+const EWMA_WEIGHT = 0.2
+
+export interface DeviceEntry {
+  deviceId: string
+  status: DeviceStatus
+  lastSeenAt: number
+  heartbeat: Heartbeat | undefined
+  /** Jobs this gateway sent there that have not been answered. */
+  inflight: number
+  /** Mean round trip measured by this gateway, in ms; undefined until the first answer. */
+  measuredEwmaMs: number | undefined
+  consecutiveFailures: number
+  suspectUntil: number
+}
+
+export class DeviceTable {
+  readonly #devices = new Map<string, DeviceEntry>()
+
+  constructor(private readonly now: () => number) {}
+
+  applyStatus(status: DeviceStatus): DeviceEntry {
+    const existing = this.#devices.get(status.deviceId)
+    if (existing) {
+      existing.status = status
+      existing.lastSeenAt = this.now()
+      return existing
+    }
+    const entry: DeviceEntry = {
+      deviceId: status.deviceId,
+      status,
+      lastSeenAt: this.now(),
+      heartbeat: undefined,
+      inflight: 0,
+      measuredEwmaMs: undefined,
+      consecutiveFailures: 0,
+      suspectUntil: 0,
+    }
+    this.#devices.set(status.deviceId, entry)
+    return entry
+  }
+
+  applyHeartbeat(deviceId: string, heartbeat: Heartbeat): void {
+    const entry = this.#devices.get(deviceId)
+    if (!entry) return // a heartbeat before any status says nothing about capabilities
+    entry.heartbeat = heartbeat
+    entry.lastSeenAt = this.now()
+  }
+
+  get(deviceId: string): DeviceEntry | undefined {
+    return this.#devices.get(deviceId)
+  }
+
+  all(): DeviceEntry[] {
+    return [...this.#devices.values()]
+  }
+
+  isOnline(entry: DeviceEntry): boolean {
+    return entry.status.online && this.now() - entry.lastSeenAt < STALE_AFTER_MS
+  }
+
+  isSuspect(entry: DeviceEntry): boolean {
+    return entry.suspectUntil > this.now()
+  }
+
+  online(): DeviceEntry[] {
+    return this.all().filter((entry) => this.isOnline(entry))
+  }
+
+  /** Best-known load: our own in-flight count, or the device's report if it knows of more. */
+  load(entry: DeviceEntry): number {
+    const reported = entry.heartbeat ? entry.heartbeat.inflight + entry.heartbeat.queued : 0
+    return Math.max(entry.inflight, reported)
+  }
+
+  ewmaMs(entry: DeviceEntry): number {
+    return entry.measuredEwmaMs ?? (entry.heartbeat?.ewmaMs || DEFAULT_EWMA_MS)
+  }
+
+  recordSuccess(entry: DeviceEntry, roundTripMs: number): void {
+    entry.consecutiveFailures = 0
+    entry.measuredEwmaMs =
+      entry.measuredEwmaMs === undefined
+        ? roundTripMs
+        : entry.measuredEwmaMs * (1 - EWMA_WEIGHT) + roundTripMs * EWMA_WEIGHT
+  }
+
+  recordFailure(entry: DeviceEntry): void {
+    entry.consecutiveFailures++
+    if (entry.consecutiveFailures >= SUSPECT_AFTER_FAILURES) {
+      entry.suspectUntil = this.now() + SUSPECT_FOR_MS
+      entry.consecutiveFailures = 0
+    }
+  }
+
+  /** The model as this device serves it, if it does. */
+  modelOn(entry: DeviceEntry, name: string, version: string): ModelDescriptor | undefined {
+    return entry.status.models.find((m) => m.name === name && m.version === version)
+  }
+}

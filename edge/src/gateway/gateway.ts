@@ -1,0 +1,315 @@
+/**
+ * The Gateway Durable Object: holds the broker link, the live device table and the in-flight
+ * jobs, chooses a device for each job, and resolves the waiting HTTP call when the device
+ * answers. One instance per gateway id; shard by creating more ids (per region or model group).
+ */
+import { DurableObject } from 'cloudflare:workers'
+import {
+  decodeFrame,
+  DeviceStatusSchema,
+  deviceJobsTopic,
+  encodeFrame,
+  gatewayResultsTopic,
+  HeartbeatSchema,
+  parseDeviceTopic,
+  PROTOCOL_VERSION,
+  ResultHeaderSchema,
+  type JobHeader,
+  type ModelDescriptor,
+  type RawTensor,
+  type ResultHeader,
+} from '@depinfer/shared'
+import { DepinferError } from '../errors/base.js'
+import { ModelRejectedInputError, NotFoundError } from '../errors/request.js'
+import { DeviceTimeoutError, ModelNotReadyError, NoCapacityError } from '../errors/routing.js'
+import type { Env } from '../env.js'
+import { BrokerLink } from './broker-link.js'
+import { buildCatalog, resolveModel, versionsOf, type CatalogModel } from './catalog.js'
+import { DeviceTable, type DeviceEntry } from './device-table.js'
+import { pickDevice } from './scheduler.js'
+import { validateInputs } from './validate-inputs.js'
+import type {
+  GatewayHealth,
+  InferJob,
+  InferResult,
+  ModelInfo,
+  Outcome,
+  RepositoryEntry,
+} from './rpc.js'
+
+/** Share of the job's deadline the first device gets before the retry on another. */
+const FIRST_ATTEMPT_SHARE = 0.5
+const MAX_ATTEMPTS = 2
+const BROKER_CONNECT_TIMEOUT_MS = 3_000
+/** Renew the broker connection before Cloudflare's 15-minute cap on one outbound socket. */
+const RENEW_LINK_AFTER_MS = 13 * 60_000
+const ALARM_EVERY_MS = 60_000
+
+type AttemptOutcome =
+  | { kind: 'result'; header: ResultHeader; tensors: RawTensor[] }
+  | { kind: 'timeout' }
+  | { kind: 'lost' }
+
+interface PendingJob {
+  /** Devices this job was sent to: a late answer from an earlier one is still accepted. */
+  devices: Set<string>
+  currentDeviceId: string
+  settle: (outcome: AttemptOutcome) => void
+}
+
+export class Gateway extends DurableObject<Env> {
+  readonly #table = new DeviceTable(Date.now)
+  readonly #jobs = new Map<string, PendingJob>()
+  readonly #link: BrokerLink
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env)
+    this.#link = new BrokerLink({
+      url: env.BROKER_URL,
+      username: env.BROKER_USERNAME,
+      password: env.BROKER_PASSWORD,
+      gatewayId: env.GATEWAY_ID,
+      connectTimeoutMs: BROKER_CONNECT_TIMEOUT_MS,
+      onMessage: (topic, payload) => this.#onMessage(topic, payload),
+    })
+  }
+
+  async health(): Promise<GatewayHealth> {
+    const brokerConnected = await this.#link.ensure().then(() => true, () => false)
+    return {
+      brokerConnected,
+      devicesOnline: this.#table.online().filter((d) => !this.#table.isSuspect(d)).length,
+    }
+  }
+
+  async repository(): Promise<Outcome<RepositoryEntry[]>> {
+    return this.#outcome(async () => {
+      await this.#linkUp()
+      return [...buildCatalog(this.#table).values()].map(({ descriptor, state, reason }) => ({
+        name: descriptor.name,
+        version: descriptor.version,
+        state,
+        reason,
+      }))
+    })
+  }
+
+  async model(name: string, version: string | undefined): Promise<Outcome<ModelInfo>> {
+    return this.#outcome(async () => {
+      await this.#linkUp()
+      const catalog = buildCatalog(this.#table)
+      const model = this.#resolve(catalog, name, version)
+      const { descriptor } = model
+      return {
+        name: descriptor.name,
+        version: descriptor.version,
+        versions: versionsOf(catalog, name).map((m) => m.descriptor.version),
+        sha256: descriptor.sha256,
+        platform: descriptor.platform,
+        inputs: descriptor.inputs,
+        outputs: descriptor.outputs,
+        maxBatch: descriptor.maxBatch,
+        state: model.state,
+        readyDevices: model.readyDevices.length,
+      }
+    })
+  }
+
+  async infer(job: InferJob): Promise<Outcome<InferResult>> {
+    return this.#outcome(async () => {
+      await this.#linkUp()
+      const model = this.#resolve(buildCatalog(this.#table), job.model, job.version)
+      validateInputs(model.descriptor, job.inputs, job.outputs)
+      return this.#dispatch(job, model)
+    })
+  }
+
+  override async alarm(): Promise<void> {
+    if (this.#link.connectionAgeMs(Date.now()) > RENEW_LINK_AFTER_MS) this.#link.renew()
+    await this.ctx.storage.setAlarm(Date.now() + ALARM_EVERY_MS)
+  }
+
+  async #linkUp(): Promise<void> {
+    const wasSynced = this.#link.synced
+    await this.#link.ensure()
+    if (!wasSynced && (await this.ctx.storage.getAlarm()) === null) {
+      await this.ctx.storage.setAlarm(Date.now() + ALARM_EVERY_MS)
+    }
+  }
+
+  #resolve(catalog: Map<string, CatalogModel>, name: string, version: string | undefined): CatalogModel {
+    const model = resolveModel(catalog, name, version)
+    if (model) return model
+    const known = versionsOf(catalog, name)
+    if (version !== undefined && known.length > 0) {
+      throw new NotFoundError(
+        `model ${name} has no version ${JSON.stringify(version)}; versions: ${known.map((m) => m.descriptor.version).join(', ')}`,
+        'version',
+      )
+    }
+    throw new NotFoundError(`unknown model ${JSON.stringify(name)}`, 'model')
+  }
+
+  async #dispatch(job: InferJob, model: CatalogModel): Promise<InferResult> {
+    const { descriptor } = model
+    const jobId = crypto.randomUUID()
+    const startedAt = Date.now()
+    const deadline = startedAt + job.deadlineMs
+    const tried: DeviceEntry[] = []
+    let lastFailure = ''
+    let timedOut = false
+
+    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
+      const candidates = (resolveModel(buildCatalog(this.#table), descriptor.name, descriptor.version)
+        ?.readyDevices ?? []).filter((d) => !tried.includes(d))
+      if (candidates.length === 0) break
+      const device = pickDevice(
+        candidates.map((entry) => ({ entry, load: this.#table.load(entry), ewmaMs: this.#table.ewmaMs(entry) })),
+        Math.random,
+      )!.entry
+      tried.push(device)
+      const remainingMs = deadline - Date.now()
+      const budgetMs = Math.max(1, Math.floor(attempt < MAX_ATTEMPTS ? remainingMs * FIRST_ATTEMPT_SHARE : remainingMs))
+      const sentAt = Date.now()
+      const outcome = await this.#attempt(jobId, attempt, device, job, descriptor, budgetMs)
+
+      if (outcome.kind === 'result') {
+        const { header, tensors } = outcome
+        const answeredBy = this.#table.get(header.deviceId) ?? device
+        if (!header.error) {
+          this.#table.recordSuccess(answeredBy, Date.now() - sentAt)
+          return {
+            jobId,
+            deviceId: header.deviceId,
+            modelName: descriptor.name,
+            modelVersion: descriptor.version,
+            // Copy each output out of the frame: cloning a view would ship the whole frame.
+            outputs: tensors.map((t) => ({ ...t, data: t.data.slice() })),
+            attempts: attempt,
+            timings: { ...header.timings, gatewayMs: Date.now() - startedAt },
+          }
+        }
+        if (header.error.code === 'invalid_input') {
+          // The model itself refused the input: the same on every device, so not retried.
+          throw new ModelRejectedInputError(header.error.message, header.error.field ?? 'inputs')
+        }
+        this.#table.recordFailure(answeredBy)
+        lastFailure = `device ${header.deviceId} failed (${header.error.code}): ${header.error.message}`
+      } else if (outcome.kind === 'timeout') {
+        this.#table.recordFailure(device)
+        timedOut = true
+        lastFailure = `device ${device.deviceId} did not answer within ${budgetMs} ms`
+      } else {
+        lastFailure = `device ${device.deviceId} went offline during the job`
+      }
+      if (Date.now() >= deadline) break
+    }
+
+    const triedIds = tried.map((d) => d.deviceId).join(', ')
+    if (tried.length === 0) {
+      throw model.state === 'LOADING'
+        ? new ModelNotReadyError(`model ${descriptor.name} version ${descriptor.version} is still loading on every device that has it`)
+        : new NoCapacityError(`no online device serves model ${descriptor.name} version ${descriptor.version}`)
+    }
+    if (timedOut) throw new DeviceTimeoutError(`job ${jobId} tried on ${triedIds}; last: ${lastFailure}`)
+    throw new NoCapacityError(`job ${jobId} tried on ${triedIds}; last: ${lastFailure}`)
+  }
+
+  #attempt(
+    jobId: string,
+    attempt: number,
+    device: DeviceEntry,
+    job: InferJob,
+    model: ModelDescriptor,
+    budgetMs: number,
+  ): Promise<AttemptOutcome> {
+    const header: JobHeader = {
+      protocol: PROTOCOL_VERSION,
+      jobId,
+      replyTo: gatewayResultsTopic(this.env.GATEWAY_ID),
+      model: { name: model.name, version: model.version, sha256: model.sha256 },
+      outputs: job.outputs,
+      deadlineMs: budgetMs,
+      attempt,
+    }
+    return new Promise<AttemptOutcome>((resolve) => {
+      const pending = this.#jobs.get(jobId) ?? { devices: new Set<string>(), currentDeviceId: '', settle: () => {} }
+      pending.devices.add(device.deviceId)
+      pending.currentDeviceId = device.deviceId
+      device.inflight++
+      const timer = setTimeout(() => pending.settle({ kind: 'timeout' }), budgetMs)
+      pending.settle = (outcome) => {
+        clearTimeout(timer)
+        device.inflight--
+        pending.settle = () => {}
+        if (outcome.kind === 'result' || attempt === MAX_ATTEMPTS) this.#jobs.delete(jobId)
+        resolve(outcome)
+      }
+      this.#jobs.set(jobId, pending)
+      this.#link.publish(deviceJobsTopic(device.deviceId), encodeFrame(header, job.inputs))
+    })
+  }
+
+  #onMessage(topic: string, payload: Uint8Array): void {
+    const deviceTopic = parseDeviceTopic(topic)
+    if (deviceTopic?.kind === 'status') return this.#onStatus(deviceTopic.deviceId, payload)
+    if (deviceTopic?.kind === 'heartbeat') {
+      const heartbeat = HeartbeatSchema.safeParse(parseJson(payload))
+      if (heartbeat.success) this.#table.applyHeartbeat(deviceTopic.deviceId, heartbeat.data)
+      return
+    }
+    if (topic === gatewayResultsTopic(this.env.GATEWAY_ID)) this.#onResult(payload)
+  }
+
+  #onStatus(deviceId: string, payload: Uint8Array): void {
+    const status = DeviceStatusSchema.safeParse(parseJson(payload))
+    // The status must be about the device whose topic it is on (the broker ACL enforces who
+    // may publish there); anything else is ignored rather than trusted.
+    if (!status.success || status.data.deviceId !== deviceId) {
+      console.warn(`ignoring malformed status on ${deviceId}`)
+      return
+    }
+    this.#table.applyStatus(status.data)
+    if (!status.data.online) {
+      for (const pending of this.#jobs.values()) {
+        if (pending.currentDeviceId === deviceId) pending.settle({ kind: 'lost' })
+      }
+    }
+  }
+
+  #onResult(payload: Uint8Array): void {
+    let decoded: ReturnType<typeof decodeFrame>
+    try {
+      decoded = decodeFrame(payload)
+    } catch (error) {
+      console.warn(`dropping undecodable result: ${(error as Error).message}`)
+      return
+    }
+    const header = ResultHeaderSchema.safeParse(decoded.header)
+    if (!header.success) {
+      console.warn(`dropping malformed result header: ${header.error.message}`)
+      return
+    }
+    const pending = this.#jobs.get(header.data.jobId)
+    if (!pending || !pending.devices.has(header.data.deviceId)) return // late duplicate or stranger
+    pending.settle({ kind: 'result', header: header.data, tensors: decoded.tensors })
+  }
+
+  /** Runs an RPC body, turning known errors into problems (RPC cannot carry error classes). */
+  async #outcome<T>(body: () => Promise<T>): Promise<Outcome<T>> {
+    try {
+      return { ok: true, value: await body() }
+    } catch (error) {
+      if (error instanceof DepinferError) return { ok: false, problem: error.toProblem() }
+      throw error
+    }
+  }
+}
+
+function parseJson(payload: Uint8Array): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(payload))
+  } catch {
+    return undefined
+  }
+}

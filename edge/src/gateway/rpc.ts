@@ -1,0 +1,54 @@
+/**
+ * What crosses the Worker → Gateway Durable Object RPC boundary. Only plain structured-clonable
+ * values: class instances (errors included) do not survive it, so failures travel as problems.
+ */
+import type { JobTimings, RawTensor, TensorSpec } from '@depinfer/shared'
+import type { ProblemDetails } from '../errors/base.js'
+import type { ModelState } from './catalog.js'
+
+export type Outcome<T> = { ok: true; value: T } | { ok: false; problem: ProblemDetails }
+
+export interface InferJob {
+  model: string
+  version: string | undefined
+  inputs: RawTensor[]
+  /** Output names requested; empty for all. */
+  outputs: string[]
+  /** Budget for the whole job including one retry, in milliseconds. */
+  deadlineMs: number
+}
+
+export interface InferResult {
+  jobId: string
+  deviceId: string
+  modelName: string
+  modelVersion: string
+  outputs: RawTensor[]
+  attempts: number
+  timings: JobTimings & { gatewayMs: number }
+}
+
+export interface ModelInfo {
+  name: string
+  version: string
+  versions: string[]
+  sha256: string
+  platform: string
+  inputs: TensorSpec[]
+  outputs: TensorSpec[]
+  maxBatch: number
+  state: ModelState
+  readyDevices: number
+}
+
+export interface RepositoryEntry {
+  name: string
+  version: string
+  state: ModelState
+  reason: string
+}
+
+export interface GatewayHealth {
+  brokerConnected: boolean
+  devicesOnline: number
+}

@@ -1,0 +1,28 @@
+/**
+ * API-key authentication: `Authorization: Bearer <key>` (RFC 6750), checked against the
+ * SHA-256 hashes in D1. Positive answers are cached in the isolate for a short while so a hot
+ * path does not query D1 on every request; a revoked key stops working within that time.
+ */
+import { sha256Hex } from '@depinfer/shared'
+import type { MiddlewareHandler } from 'hono'
+import type { Env } from '../env.js'
+import { UnauthorizedError } from '../errors/request.js'
+
+const CACHE_TTL_MS = 30_000
+const validUntilByHash = new Map<string, number>()
+
+export const apiKeyAuth: MiddlewareHandler<{ Bindings: Env }> = async (c, next) => {
+  const header = c.req.header('Authorization')
+  const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null
+  if (!match) throw new UnauthorizedError('missing Authorization: Bearer <api key> header')
+  const keyHash = sha256Hex(match[1]!)
+  const now = Date.now()
+  if ((validUntilByHash.get(keyHash) ?? 0) < now) {
+    const row = await c.env.DB.prepare('SELECT 1 AS ok FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL')
+      .bind(keyHash)
+      .first<{ ok: number }>()
+    if (!row) throw new UnauthorizedError('API key not recognised or revoked')
+    validUntilByHash.set(keyHash, now + CACHE_TTL_MS)
+  }
+  await next()
+}

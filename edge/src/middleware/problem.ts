@@ -1,0 +1,46 @@
+/**
+ * Turns every failure into an RFC 9457 `application/problem+json` response. On `/v2` routes
+ * the same body also carries the Open Inference Protocol's `"error": "<message>"` string, so v2
+ * clients and problem+json clients both understand it. Transient failures get Retry-After.
+ */
+import type { Context } from 'hono'
+import { HTTPException } from 'hono/http-exception'
+import { DepinferError } from '../errors/base.js'
+
+export function problemResponse(c: Context, error: DepinferError): Response {
+  const problem = error.toProblem()
+  const body = {
+    ...problem,
+    instance: c.req.path,
+    ...(c.req.path.startsWith('/v2') && { error: problem.detail }),
+  }
+  const headers: Record<string, string> = { 'Content-Type': 'application/problem+json' }
+  if (error.retryAfterSec !== undefined) headers['Retry-After'] = String(error.retryAfterSec)
+  if (error.status === 401) headers['WWW-Authenticate'] = 'Bearer realm="depinfer"'
+  return new Response(JSON.stringify(body), { status: error.status, headers })
+}
+
+export function onError(error: Error, c: Context): Response {
+  if (error instanceof DepinferError) return problemResponse(c, error)
+  if (error instanceof HTTPException && error.status < 500) {
+    return problemResponse(
+      c,
+      new DepinferError(error.status, 'http-error', 'Request rejected', error.message || 'request rejected'),
+    )
+  }
+  // A bug, not an input problem: log it with the stack; the caller gets a plain problem.
+  console.error('unhandled error', error)
+  return problemResponse(
+    c,
+    new DepinferError(500, 'internal', 'Internal error', 'the edge failed unexpectedly; the error is logged'),
+  )
+}
+
+export function onNotFound(c: Context): Response {
+  return problemResponse(
+    c,
+    new DepinferError(404, 'no-such-route', 'Not found', `no route ${c.req.method} ${c.req.path}`, {
+      field: 'path',
+    }),
+  )
+}

@@ -1,0 +1,95 @@
+/**
+ * Open Inference Protocol (KServe v2) REST routes: health, server and model metadata, model
+ * readiness, inference, and the model repository index.
+ */
+import { Hono, type Context } from 'hono'
+import { numberVar, type Env } from '../env.js'
+import { DepinferError } from '../errors/base.js'
+import { InvalidRequestError, UnsupportedMediaTypeError } from '../errors/request.js'
+import type { Outcome } from '../gateway/rpc.js'
+import { gatewayStub } from '../gateway/stub.js'
+import { apiKeyAuth } from '../middleware/auth.js'
+import { parseInferRequest } from '../v2/infer-request.js'
+import { inferResponseJson } from '../v2/infer-response.js'
+
+export const SERVER_NAME = 'depinfer'
+export const SERVER_VERSION = '0.1.0'
+const DEFAULT_DEADLINE_MS = 30_000
+
+/** Unwraps a Durable Object RPC outcome, rethrowing its problem as an error. */
+function unwrap<T>(outcome: Outcome<T>): T {
+  if (outcome.ok) return outcome.value
+  throw DepinferError.fromProblem(outcome.problem)
+}
+
+/** `:model` and the optional `:version` of a model route (the route pattern guarantees :model). */
+function modelParams(c: Context): [model: string, version: string | undefined] {
+  return [c.req.param('model') ?? '', c.req.param('version')]
+}
+
+export const v2 = new Hono<{ Bindings: Env }>()
+
+// Health is open (probes carry no keys); the spec answers with the status code: 200 is true,
+// 4xx false (OIP "Health"). The body says why.
+v2.get('/health/live', (c) => c.json({ live: true }))
+v2.get('/health/ready', async (c) => {
+  const health = await gatewayStub(c.env).health()
+  const ready = health.brokerConnected && health.devicesOnline > 0
+  return c.json({ ready, broker_connected: health.brokerConnected, devices_online: health.devicesOnline }, ready ? 200 : 400)
+})
+
+v2.use('*', apiKeyAuth)
+
+v2.get('/', (c) =>
+  c.json({ name: SERVER_NAME, version: SERVER_VERSION, extensions: ['model_repository'] }),
+)
+
+v2.post('/repository/index', async (c) => {
+  const entries = unwrap(await gatewayStub(c.env).repository())
+  return c.json(entries)
+})
+
+for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
+  v2.get(prefix, async (c) => {
+    const info = unwrap(await gatewayStub(c.env).model(...modelParams(c)))
+    return c.json({
+      name: info.name,
+      versions: info.versions,
+      platform: info.platform,
+      inputs: info.inputs,
+      outputs: info.outputs,
+      parameters: { version: info.version, sha256: info.sha256, max_batch_size: info.maxBatch, state: info.state },
+      sha256: info.sha256,
+    })
+  })
+
+  v2.get(`${prefix}/ready`, async (c) => {
+    const info = unwrap(await gatewayStub(c.env).model(...modelParams(c)))
+    const ready = info.state === 'READY'
+    return c.json({ name: info.name, version: info.version, ready, state: info.state }, ready ? 200 : 400)
+  })
+
+  v2.post(`${prefix}/infer`, async (c) => {
+    const contentType = c.req.header('Content-Type') ?? 'application/json'
+    if (!/^application\/json\b/i.test(contentType)) throw new UnsupportedMediaTypeError(contentType)
+    let body: unknown
+    try {
+      body = await c.req.json()
+    } catch (error) {
+      throw new InvalidRequestError(`body is not valid JSON: ${(error as Error).message}`, 'body')
+    }
+    const request = parseInferRequest(body)
+    const defaultDeadlineMs = numberVar(c.env.JOB_DEADLINE_MS, DEFAULT_DEADLINE_MS)
+    const [model, version] = modelParams(c)
+    const result = unwrap(
+      await gatewayStub(c.env).infer({
+        model,
+        version,
+        inputs: request.inputs,
+        outputs: request.outputs,
+        deadlineMs: Math.min(request.timeoutMs ?? defaultDeadlineMs, defaultDeadlineMs),
+      }),
+    )
+    return c.body(inferResponseJson(result, request.id), 200, { 'Content-Type': 'application/json' })
+  })
+}

@@ -1,0 +1,98 @@
+/**
+ * Binary frames: how jobs and results travel over MQTT. A JSON header carries the message's
+ * fields and the tensors' name/datatype/shape; the tensors' raw bytes follow, so large inputs
+ * (images) never travel as JSON number arrays and 64-bit or FP16 values arrive exactly.
+ *
+ * Layout (all integers little-endian):
+ *   0  4 bytes  magic "DPF1"
+ *   4  u32      header length H in bytes
+ *   8  H bytes  header, UTF-8 JSON: the message fields plus `tensors: [{name, datatype, shape}]`
+ *      then, for each tensor in order, its bytes, each starting at an 8-byte aligned offset
+ *      (so receivers can view FP64/INT64 data without copying).
+ */
+import { isDatatype } from './datatypes.js'
+import { FrameError } from './errors.js'
+import { byteLength, type RawTensor } from './tensor.js'
+
+const MAGIC = [0x44, 0x50, 0x46, 0x31] // "DPF1"
+const PREFIX_BYTES = 8
+const ALIGN = 8
+
+const align = (offset: number) => Math.ceil(offset / ALIGN) * ALIGN
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+export interface TensorDescriptor {
+  name: string
+  datatype: string
+  shape: number[]
+}
+
+/**
+ * Encodes a message header and its tensors into one frame.
+ *
+ * @example
+ * const frame = encodeFrame({ jobId: 'j1' }, [{ name: 'x', datatype: 'FP32', shape: [1], data }])
+ * decodeFrame(frame).header.jobId // 'j1'
+ */
+export function encodeFrame(header: object, tensors: readonly RawTensor[]): Uint8Array {
+  const descriptors: TensorDescriptor[] = tensors.map(({ name, datatype, shape }) => ({ name, datatype, shape }))
+  const headerBytes = encoder.encode(JSON.stringify({ ...header, tensors: descriptors }))
+  let size = align(PREFIX_BYTES + headerBytes.byteLength)
+  const offsets = tensors.map((tensor) => {
+    const offset = size
+    size = align(offset + tensor.data.byteLength)
+    return offset
+  })
+  const frame = new Uint8Array(size)
+  frame.set(MAGIC, 0)
+  new DataView(frame.buffer).setUint32(4, headerBytes.byteLength, true)
+  frame.set(headerBytes, PREFIX_BYTES)
+  tensors.forEach((tensor, i) => frame.set(tensor.data, offsets[i]!))
+  return frame
+}
+
+/**
+ * Decodes a frame into its header (unvalidated JSON: validate it with the message's schema) and
+ * tensors, whose `data` are views into `frame`. Throws FrameError on anything malformed.
+ */
+export function decodeFrame(frame: Uint8Array): { header: Record<string, unknown>; tensors: RawTensor[] } {
+  if (frame.byteLength < PREFIX_BYTES || MAGIC.some((byte, i) => frame[i] !== byte)) {
+    throw new FrameError('not a depinfer frame (bad magic)', 'frame')
+  }
+  const headerLength = new DataView(frame.buffer, frame.byteOffset, frame.byteLength).getUint32(4, true)
+  if (PREFIX_BYTES + headerLength > frame.byteLength) {
+    throw new FrameError('header length exceeds the frame', 'frame')
+  }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(decoder.decode(frame.subarray(PREFIX_BYTES, PREFIX_BYTES + headerLength)))
+  } catch {
+    throw new FrameError('header is not JSON', 'header')
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new FrameError('header is not a JSON object', 'header')
+  }
+  const header = parsed as Record<string, unknown>
+  const descriptors = header.tensors
+  if (!Array.isArray(descriptors)) throw new FrameError('header has no tensors list', 'tensors')
+  let offset = align(PREFIX_BYTES + headerLength)
+  const tensors = descriptors.map((descriptor: unknown, i): RawTensor => {
+    const field = `tensors[${i}]`
+    const { name, datatype, shape } = (descriptor ?? {}) as Partial<TensorDescriptor>
+    if (typeof name !== 'string') throw new FrameError('tensor name missing', `${field}.name`)
+    if (typeof datatype !== 'string' || !isDatatype(datatype)) {
+      throw new FrameError(`unknown datatype ${JSON.stringify(datatype)}`, `${field}.datatype`)
+    }
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      throw new FrameError('shape must be a list of non-negative integers', `${field}.shape`)
+    }
+    const length = byteLength(datatype, shape)
+    if (offset + length > frame.byteLength) throw new FrameError('tensor bytes exceed the frame', field)
+    const data = frame.subarray(offset, offset + length)
+    offset = align(offset + length)
+    return { name, datatype, shape, data }
+  })
+  delete header.tensors
+  return { header, tensors }
+}

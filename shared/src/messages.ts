@@ -1,0 +1,117 @@
+/**
+ * Schemas of every message on the wire (protocol v1), validated at each boundary with zod.
+ * Types are inferred from the schemas so the two never drift.
+ */
+import { z } from 'zod'
+import { DATATYPES } from './datatypes.js'
+import { ID_PATTERN } from './topics.js'
+
+export const PROTOCOL_VERSION = 1
+
+const id = z.string().regex(ID_PATTERN, 'must be 1-64 letters, digits, ".", "_" or "-"')
+const Sha256Schema = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits')
+const count = z.number().int().nonnegative()
+
+/** A model input or output; `-1` marks a dynamic dimension (as in v2 model metadata). */
+export const TensorSpecSchema = z.object({
+  name: z.string().min(1),
+  datatype: z.enum(DATATYPES),
+  shape: z.array(z.number().int().min(-1)),
+})
+export type TensorSpec = z.infer<typeof TensorSpecSchema>
+
+/** What a device states about each model it serves: exactly what it can run, nothing implied. */
+export const ModelDescriptorSchema = z.object({
+  name: id,
+  version: z.string().regex(/^[A-Za-z0-9._-]{1,32}$/),
+  sha256: Sha256Schema,
+  platform: z.literal('onnxruntime_onnx'),
+  inputs: z.array(TensorSpecSchema).min(1),
+  outputs: z.array(TensorSpecSchema).min(1),
+  /** Largest batch the device stacks along dimension 0; 1 when it does not batch. */
+  maxBatch: z.number().int().positive(),
+  /** `ready` once the session is loaded; a loading model is advertised but not routed to. */
+  state: z.enum(['ready', 'loading', 'failed']),
+})
+export type ModelDescriptor = z.infer<typeof ModelDescriptorSchema>
+
+/** Retained on `devices/{id}/status`; the broker's last will publishes `{deviceId, online:false}`. */
+export const DeviceStatusSchema = z.object({
+  protocol: z.literal(PROTOCOL_VERSION),
+  deviceId: id,
+  online: z.boolean(),
+  models: z.array(ModelDescriptorSchema).default([]),
+  hw: z
+    .object({
+      arch: z.string(),
+      cpus: count,
+      memMB: count,
+      accel: z.array(z.string()),
+    })
+    .optional(),
+  agentVersion: z.string().optional(),
+  runtime: z
+    .object({ name: z.string(), version: z.string(), executionProviders: z.array(z.string()) })
+    .optional(),
+})
+export type DeviceStatus = z.infer<typeof DeviceStatusSchema>
+
+/** Published every few seconds on `devices/{id}/heartbeat`. */
+export const HeartbeatSchema = z.object({
+  inflight: count,
+  queued: count,
+  /** Exponentially weighted mean of recent job service times, in milliseconds. */
+  ewmaMs: z.number().nonnegative(),
+  /** Sender's clock, Unix epoch milliseconds. */
+  ts: z.number(),
+})
+export type Heartbeat = z.infer<typeof HeartbeatSchema>
+
+/** Header of a job frame on `devices/{id}/jobs`; the input tensors follow in the frame. */
+export const JobHeaderSchema = z.object({
+  protocol: z.literal(PROTOCOL_VERSION),
+  jobId: z.string().min(1).max(128),
+  /** Where the device publishes the result (MQTT 3.1.1 has no response-topic property). */
+  replyTo: z.string().min(1),
+  model: z.object({ name: id, version: z.string(), sha256: Sha256Schema }),
+  /** Output names the caller wants; empty means all of the model's outputs. */
+  outputs: z.array(z.string()).default([]),
+  /** Time the device may spend on this job from receipt, in milliseconds. */
+  deadlineMs: z.number().int().positive(),
+  /** 1 for the first try, 2 for the retry on another device. */
+  attempt: z.number().int().positive(),
+})
+export type JobHeader = z.infer<typeof JobHeaderSchema>
+
+/**
+ * Why a device could not run a job. `invalid_input` is the caller's fault (not retried);
+ * the others are the device's and make the edge try another device.
+ */
+export const JobErrorCodeSchema = z.enum([
+  'invalid_input',
+  'model_unavailable',
+  'deadline_exceeded',
+  'overloaded',
+  'internal',
+])
+export type JobErrorCode = z.infer<typeof JobErrorCodeSchema>
+
+export const JobTimingsSchema = z.object({
+  queueMs: z.number().nonnegative(),
+  inferMs: z.number().nonnegative(),
+  totalMs: z.number().nonnegative(),
+})
+export type JobTimings = z.infer<typeof JobTimingsSchema>
+
+/** Header of a result frame on `gateways/{id}/results`; output tensors follow on success. */
+export const ResultHeaderSchema = z.object({
+  protocol: z.literal(PROTOCOL_VERSION),
+  jobId: z.string(),
+  deviceId: id,
+  attempt: z.number().int().positive(),
+  error: z
+    .object({ code: JobErrorCodeSchema, message: z.string(), field: z.string().optional() })
+    .optional(),
+  timings: JobTimingsSchema,
+})
+export type ResultHeader = z.infer<typeof ResultHeaderSchema>

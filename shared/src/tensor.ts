@@ -1,0 +1,202 @@
+/**
+ * Tensors as they travel inside depinfer: name, v2 datatype, shape and the raw little-endian
+ * element bytes (row-major). JSON number arrays exist only at the HTTP boundary; this module
+ * converts between the two, validating as it goes.
+ */
+import { BYTES_PER_ELEMENT, type Datatype } from './datatypes.js'
+import { TensorError } from './errors.js'
+import { float16BitsToNumber, float32ToFloat16Bits } from './float16.js'
+
+export interface RawTensor {
+  name: string
+  datatype: Datatype
+  /** Row-major dimensions; `[]` is a scalar. */
+  shape: number[]
+  /** Little-endian element bytes, `elementCount(shape) × BYTES_PER_ELEMENT[datatype]` long. */
+  data: Uint8Array
+}
+
+/** The number of elements a shape holds. */
+export function elementCount(shape: readonly number[]): number {
+  let count = 1
+  for (const dim of shape) count *= dim
+  return count
+}
+
+export function byteLength(datatype: Datatype, shape: readonly number[]): number {
+  return elementCount(shape) * BYTES_PER_ELEMENT[datatype]
+}
+
+export type TypedArrayOf = Uint8Array | Int8Array | Uint16Array | Int16Array | Uint32Array
+  | Int32Array | BigUint64Array | BigInt64Array | Float32Array | Float64Array
+
+/**
+ * A typed-array view of a tensor's bytes in the element type its datatype stores (BOOL as
+ * Uint8Array, FP16 as Uint16Array of bit patterns). Copies only when the bytes are misaligned.
+ */
+export function typedElements(datatype: Datatype, bytes: Uint8Array): TypedArrayOf {
+  const size = BYTES_PER_ELEMENT[datatype]
+  const aligned = bytes.byteOffset % size === 0 ? bytes : bytes.slice()
+  const { buffer, byteOffset } = aligned
+  const length = aligned.byteLength / size
+  switch (datatype) {
+    case 'BOOL':
+    case 'UINT8':
+      return new Uint8Array(buffer, byteOffset, length)
+    case 'INT8':
+      return new Int8Array(buffer, byteOffset, length)
+    case 'UINT16':
+    case 'FP16':
+      return new Uint16Array(buffer, byteOffset, length)
+    case 'INT16':
+      return new Int16Array(buffer, byteOffset, length)
+    case 'UINT32':
+      return new Uint32Array(buffer, byteOffset, length)
+    case 'INT32':
+      return new Int32Array(buffer, byteOffset, length)
+    case 'UINT64':
+      return new BigUint64Array(buffer, byteOffset, length)
+    case 'INT64':
+      return new BigInt64Array(buffer, byteOffset, length)
+    case 'FP32':
+      return new Float32Array(buffer, byteOffset, length)
+    case 'FP64':
+      return new Float64Array(buffer, byteOffset, length)
+  }
+}
+
+/** The bytes behind any typed array, as a Uint8Array view (no copy). */
+export function bytesOf(elements: ArrayBufferView): Uint8Array {
+  return new Uint8Array(elements.buffer, elements.byteOffset, elements.byteLength)
+}
+
+const INTEGER_RANGE: Partial<Record<Datatype, [number, number]>> = {
+  UINT8: [0, 0xff],
+  INT8: [-0x80, 0x7f],
+  UINT16: [0, 0xffff],
+  INT16: [-0x8000, 0x7fff],
+  UINT32: [0, 0xffffffff],
+  INT32: [-0x80000000, 0x7fffffff],
+}
+const INT64_RANGE: Record<'INT64' | 'UINT64', [bigint, bigint]> = {
+  INT64: [-(2n ** 63n), 2n ** 63n - 1n],
+  UINT64: [0n, 2n ** 64n - 1n],
+}
+
+/**
+ * Flattens v2 JSON tensor data (flat, or nested to the tensor's rank) in row-major order,
+ * checking that its structure matches `shape`. `field` names the data for error messages.
+ */
+export function flattenTensorData(data: unknown, shape: readonly number[], field: string): unknown[] {
+  const expected = elementCount(shape)
+  if (!Array.isArray(data)) {
+    if (shape.length === 0) return [data]
+    throw new TensorError(`data must be an array of ${expected} elements`, field)
+  }
+  const nested = data.length > 0 && Array.isArray(data[0])
+  if (!nested) {
+    if (data.length !== expected) {
+      throw new TensorError(
+        `data has ${data.length} elements but shape [${shape.join(',')}] needs ${expected}`,
+        field,
+      )
+    }
+    return data
+  }
+  const flat: unknown[] = []
+  const walk = (node: unknown, depth: number, path: string): void => {
+    if (depth === shape.length) {
+      if (Array.isArray(node)) {
+        throw new TensorError(`data is nested deeper than the shape's rank ${shape.length}`, path)
+      }
+      flat.push(node)
+      return
+    }
+    if (!Array.isArray(node) || node.length !== shape[depth]) {
+      throw new TensorError(
+        `nested data does not match shape [${shape.join(',')}]: expected ${shape[depth]} elements at depth ${depth}`,
+        path,
+      )
+    }
+    node.forEach((child, i) => walk(child, depth + 1, `${path}[${i}]`))
+  }
+  walk(data, 0, field)
+  return flat
+}
+
+/**
+ * Encodes flat JSON values as the raw bytes of `datatype`, rejecting values the datatype cannot
+ * hold (non-integers, out of range, non-booleans for BOOL). 64-bit integers may be given as
+ * decimal strings to keep precision beyond 2^53.
+ */
+export function encodeJsonElements(datatype: Datatype, values: readonly unknown[], field: string): Uint8Array {
+  const bytes = new Uint8Array(values.length * BYTES_PER_ELEMENT[datatype])
+  const out = typedElements(datatype, bytes)
+  const fail = (i: number, why: string): never => {
+    throw new TensorError(`${why} for ${datatype}: ${JSON.stringify(values[i])}`, `${field}[${i}]`)
+  }
+  switch (datatype) {
+    case 'BOOL':
+      values.forEach((v, i) => {
+        if (typeof v !== 'boolean') fail(i, 'expected true or false')
+        out[i] = v ? 1 : 0
+      })
+      break
+    case 'FP16':
+      values.forEach((v, i) => {
+        if (typeof v !== 'number') fail(i, 'expected a number')
+        out[i] = float32ToFloat16Bits(v as number)
+      })
+      break
+    case 'FP32':
+    case 'FP64':
+      values.forEach((v, i) => {
+        if (typeof v !== 'number') fail(i, 'expected a number')
+        out[i] = v as number
+      })
+      break
+    case 'INT64':
+    case 'UINT64': {
+      const [min, max] = INT64_RANGE[datatype]
+      values.forEach((v, i) => {
+        let big: bigint
+        if (typeof v === 'number' && Number.isSafeInteger(v)) big = BigInt(v)
+        else if (typeof v === 'string' && /^-?\d{1,20}$/.test(v)) big = BigInt(v)
+        else return fail(i, 'expected an integer (or a decimal string beyond 2^53)')
+        if (big < min || big > max) fail(i, 'value out of range')
+        out[i] = big
+      })
+      break
+    }
+    default: {
+      const [min, max] = INTEGER_RANGE[datatype]!
+      values.forEach((v, i) => {
+        if (typeof v !== 'number' || !Number.isInteger(v)) fail(i, 'expected an integer')
+        if ((v as number) < min || (v as number) > max) fail(i, 'value out of range')
+        out[i] = v as number
+      })
+    }
+  }
+  return bytes
+}
+
+/**
+ * The JSON text of a tensor's elements as a flat array. Written by hand rather than with
+ * JSON.stringify so 64-bit integers keep every digit and FP16 is expanded to numbers.
+ */
+export function elementsToJson(datatype: Datatype, bytes: Uint8Array): string {
+  const elements = typedElements(datatype, bytes)
+  if (datatype === 'BOOL') {
+    let text = '['
+    for (let i = 0; i < elements.length; i++) text += (i ? ',' : '') + (elements[i] ? 'true' : 'false')
+    return text + ']'
+  }
+  if (datatype === 'FP16') {
+    return JSON.stringify(Array.from(elements as Uint16Array, float16BitsToNumber))
+  }
+  if (datatype === 'INT64' || datatype === 'UINT64') {
+    return `[${Array.from(elements as BigInt64Array, String).join(',')}]`
+  }
+  // JSON has no NaN or Infinity; JSON.stringify writes them as null, as the v2 JSON form must.
+  return JSON.stringify(Array.from(elements as Float32Array))
+}

@@ -1,0 +1,53 @@
+/**
+ * Checks tensors against a model's declared inputs and a list of requested outputs. Used by the
+ * edge (to answer the caller with a precise 400 before anything is sent) and by the agent (which
+ * never trusts the edge blindly): one definition, so both reject exactly the same things.
+ */
+import { TensorError } from './errors.js'
+import type { TensorSpec } from './messages.js'
+import type { RawTensor } from './tensor.js'
+
+export function checkInputs(
+  modelName: string,
+  specs: readonly TensorSpec[],
+  inputs: readonly Pick<RawTensor, 'name' | 'datatype' | 'shape'>[],
+): void {
+  const seen = new Set<string>()
+  inputs.forEach((tensor, i) => {
+    const field = `inputs[${i}]`
+    const spec = specs.find((s) => s.name === tensor.name)
+    if (!spec) {
+      throw new TensorError(
+        `model ${modelName} has no input ${JSON.stringify(tensor.name)}; its inputs are ${specs.map((s) => s.name).join(', ')}`,
+        `${field}.name`,
+      )
+    }
+    if (seen.has(tensor.name)) throw new TensorError(`input ${JSON.stringify(tensor.name)} is given twice`, `${field}.name`)
+    seen.add(tensor.name)
+    if (tensor.datatype !== spec.datatype) {
+      throw new TensorError(`input ${spec.name} must be ${spec.datatype}, got ${tensor.datatype}`, `${field}.datatype`)
+    }
+    const fits =
+      tensor.shape.length === spec.shape.length &&
+      spec.shape.every((dim, d) => dim === -1 || dim === tensor.shape[d])
+    if (!fits) {
+      throw new TensorError(
+        `input ${spec.name} has shape [${tensor.shape.join(',')}] but model ${modelName} expects [${spec.shape.join(',')}] (-1 = any)`,
+        `${field}.shape`,
+      )
+    }
+  })
+  const missing = specs.filter((s) => !seen.has(s.name)).map((s) => s.name)
+  if (missing.length > 0) throw new TensorError(`missing input(s) ${missing.join(', ')} for model ${modelName}`, 'inputs')
+}
+
+export function checkOutputNames(modelName: string, specs: readonly TensorSpec[], requested: readonly string[]): void {
+  requested.forEach((name, j) => {
+    if (!specs.some((s) => s.name === name)) {
+      throw new TensorError(
+        `model ${modelName} has no output ${JSON.stringify(name)}; its outputs are ${specs.map((s) => s.name).join(', ')}`,
+        `outputs[${j}].name`,
+      )
+    }
+  })
+}
