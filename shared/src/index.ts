@@ -25,3 +25,4 @@ export {
 export * from './tensor.js'
 export * from './topics.js'
 export * from './validate.js'
+export * from './acl.js'

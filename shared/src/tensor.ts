@@ -36,7 +36,7 @@ export type TypedArrayOf = Uint8Array | Int8Array | Uint16Array | Int16Array | U
  */
 export function typedElements(datatype: Datatype, bytes: Uint8Array): TypedArrayOf {
   const size = BYTES_PER_ELEMENT[datatype]
-  const aligned = bytes.byteOffset % size === 0 ? bytes : bytes.slice()
+  const aligned = bytes.byteOffset % size === 0 ? bytes : copyBytes(bytes)
   const { buffer, byteOffset } = aligned
   const length = aligned.byteLength / size
   switch (datatype) {
@@ -63,6 +63,14 @@ export function typedElements(datatype: Datatype, bytes: Uint8Array): TypedArray
     case 'FP64':
       return new Float64Array(buffer, byteOffset, length)
   }
+}
+
+/**
+ * A copy of `bytes` in a fresh, exactly sized ArrayBuffer. (Not `.slice()`: on a Node Buffer,
+ * and on the Buffer polyfill in Workers, slice returns a view, not a copy.)
+ */
+export function copyBytes(bytes: Uint8Array): Uint8Array {
+  return new Uint8Array(bytes)
 }
 
 /** The bytes behind any typed array, as a Uint8Array view (no copy). */

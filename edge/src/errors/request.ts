@@ -27,13 +27,6 @@ export class PayloadTooLargeError extends DepinferError {
   }
 }
 
-export class UnsupportedMediaTypeError extends DepinferError {
-  constructor(contentType: string) {
-    super(415, 'unsupported-media-type', 'Unsupported media type',
-      `expected application/json, got ${JSON.stringify(contentType)}`, { field: 'Content-Type' })
-  }
-}
-
 /** The model ran but rejected these inputs (for example spatial dimensions too small). */
 export class ModelRejectedInputError extends DepinferError {
   constructor(detail: string, field: string) {

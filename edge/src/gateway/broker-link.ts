@@ -16,6 +16,7 @@ import mqtt, { type MqttClient } from 'mqtt'
 import {
   ALL_DEVICE_HEARTBEATS,
   ALL_DEVICE_STATUS,
+  gatewayClientId,
   gatewayResultsTopic,
   gatewaySyncTopic,
 } from '@depinfer/shared'
@@ -105,7 +106,7 @@ export class BrokerLink {
     const syncTopic = gatewaySyncTopic(gatewayId)
     const client = mqtt.connect(url, {
       protocolVersion: 4,
-      clientId: `depinfer-gateway-${gatewayId}`,
+      clientId: gatewayClientId(gatewayId),
       clean: false,
       keepalive: KEEPALIVE_SEC,
       reconnectPeriod: RECONNECT_PERIOD_MS,

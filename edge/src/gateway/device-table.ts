@@ -35,7 +35,10 @@ export class DeviceTable {
   applyStatus(status: DeviceStatus): DeviceEntry {
     const existing = this.#devices.get(status.deviceId)
     if (existing) {
-      existing.status = status
+      // A last will lists no models: keep the ones we knew, so the catalog still shows them
+      // (as unavailable) while the device is away.
+      const models = !status.online && status.models.length === 0 ? existing.status.models : status.models
+      existing.status = { ...status, models }
       existing.lastSeenAt = this.now()
       return existing
     }

@@ -5,6 +5,7 @@
  */
 import { DurableObject } from 'cloudflare:workers'
 import {
+  copyBytes,
   decodeFrame,
   DeviceStatusSchema,
   deviceJobsTopic,
@@ -184,7 +185,7 @@ export class Gateway extends DurableObject<Env> {
             modelName: descriptor.name,
             modelVersion: descriptor.version,
             // Copy each output out of the frame: cloning a view would ship the whole frame.
-            outputs: tensors.map((t) => ({ ...t, data: t.data.slice() })),
+            outputs: tensors.map((t) => ({ ...t, data: copyBytes(t.data) })),
             attempts: attempt,
             timings: { ...header.timings, gatewayMs: Date.now() - startedAt },
           }

@@ -1,0 +1,204 @@
+/**
+ * The device agent: advertises what this device serves (retained status, last-will presence,
+ * heartbeats with load), runs the jobs sent to it, and answers each one exactly once.
+ */
+import { arch, cpus, totalmem } from 'node:os'
+import { performance } from 'node:perf_hooks'
+import {
+  decodeFrame,
+  deviceClientId,
+  deviceHeartbeatTopic,
+  deviceJobsTopic,
+  deviceStatusTopic,
+  encodeFrame,
+  FrameError,
+  isGatewayResultsTopic,
+  JobHeaderSchema,
+  PROTOCOL_VERSION,
+  type DeviceStatus,
+  type Heartbeat,
+  type JobErrorCode,
+  type JobHeader,
+  type ModelDescriptor,
+  type RawTensor,
+  type ResultHeader,
+} from '@depinfer/shared'
+import type { MqttClient } from 'mqtt'
+import { connectBroker } from './broker/connect.js'
+import { modelIdentity, type AgentConfig } from './config.js'
+import { bundledModelPath } from './models/bundled.js'
+import { JobQueue } from './runtime/job-queue.js'
+import { describe, loadModel, type LoadedModel } from './runtime/loaded-model.js'
+import { checkJobTensors, InvalidJobInputError, runModel } from './runtime/run-job.js'
+import { AGENT_VERSION, ORT_VERSION } from './version.js'
+
+const EWMA_WEIGHT = 0.2
+/** Without dynamic batching each job runs alone; the batching issue raises this per model. */
+const MAX_BATCH = 1
+
+export interface RunningAgent {
+  deviceId: string
+  /** Resolves once every configured model has finished loading (or failed to). */
+  modelsSettled: Promise<void>
+  status(): DeviceStatus
+  stop(): Promise<void>
+}
+
+interface ServedModel {
+  loaded: LoadedModel
+  queue: JobQueue
+}
+
+export function startAgent(config: AgentConfig, log: (message: string) => void): RunningAgent {
+  const { deviceId } = config
+  const served: ServedModel[] = config.models.map((source) => {
+    const { name, version } = modelIdentity(source)
+    const path = 'bundled' in source ? bundledModelPath(source.bundled) : source.path
+    return { loaded: { name, version, path, state: 'loading' }, queue: new JobQueue() }
+  })
+  let inflight = 0
+  let ewmaMs = 0
+
+  const status = (online = true): DeviceStatus => ({
+    protocol: PROTOCOL_VERSION,
+    deviceId,
+    online,
+    models: served
+      .map(({ loaded }) => describe(loaded, MAX_BATCH))
+      .filter((m): m is ModelDescriptor => m !== undefined),
+    hw: { arch: arch(), cpus: cpus().length, memMB: Math.round(totalmem() / 2 ** 20), accel: [] },
+    agentVersion: AGENT_VERSION,
+    runtime: { name: 'onnxruntime-node', version: ORT_VERSION, executionProviders: ['cpu'] },
+  })
+
+  const publishStatus = () => {
+    if (client.connected) {
+      client.publish(deviceStatusTopic(deviceId), JSON.stringify(status()), { qos: 1, retain: true })
+    }
+  }
+
+  const client: MqttClient = connectBroker({
+    url: config.broker.url,
+    clientId: deviceClientId(deviceId),
+    username: config.broker.username,
+    password: config.broker.password,
+    keepaliveSec: config.broker.keepaliveSec,
+    // The broker publishes this when we vanish (MQTT §3.1.2.5); the gateway keeps the models it
+    // already knew for a will that lists none.
+    will: { topic: deviceStatusTopic(deviceId), payload: JSON.stringify({ protocol: PROTOCOL_VERSION, deviceId, online: false, models: [] }) },
+    reconnect: config.reconnect,
+    log,
+    onConnect: (connected) => {
+      connected.subscribe(deviceJobsTopic(deviceId), { qos: 1 })
+      publishStatus()
+    },
+    onMessage: (topic, payload) => {
+      if (topic === deviceJobsTopic(deviceId)) void handleJob(payload)
+    },
+  })
+
+  const modelsSettled = Promise.all(
+    served.map(async ({ loaded }) => {
+      await loadModel(loaded, { intraOpThreads: config.ort.intraOpThreads })
+      if (loaded.state === 'failed') log(`model ${loaded.name} failed to load: ${loaded.error}`)
+      else log(`model ${loaded.name} v${loaded.version} ready (sha256 ${loaded.sha256?.slice(0, 12)}…)`)
+      publishStatus()
+    }),
+  ).then(() => undefined)
+
+  const heartbeat = setInterval(() => {
+    if (!client.connected) return
+    const beat: Heartbeat = {
+      inflight,
+      queued: served.reduce((sum, { queue }) => sum + queue.queued, 0),
+      ewmaMs,
+      ts: Date.now(),
+    }
+    client.publish(deviceHeartbeatTopic(deviceId), JSON.stringify(beat), { qos: 0 })
+  }, config.heartbeatSec * 1000)
+
+  async function handleJob(payload: Buffer): Promise<void> {
+    const receivedAt = performance.now()
+    let header: JobHeader
+    let inputs: RawTensor[]
+    try {
+      const frame = decodeFrame(payload)
+      const parsed = JobHeaderSchema.safeParse(frame.header)
+      if (!parsed.success) throw new FrameError(parsed.error.issues[0]!.message, 'header')
+      header = parsed.data
+      inputs = frame.tensors
+    } catch (error) {
+      // Without a valid header there is no trustworthy reply topic: log and drop; the edge's
+      // timeout answers the caller.
+      log(`dropping undecodable job: ${(error as Error).message}`)
+      return
+    }
+    if (!isGatewayResultsTopic(header.replyTo)) {
+      log(`dropping job ${header.jobId}: reply topic ${header.replyTo} is not a gateway's`)
+      return
+    }
+    inflight++
+    let queueMs = 0
+    let inferMs = 0
+    const reply = (outputs: RawTensor[], error?: { code: JobErrorCode; message: string; field?: string }) => {
+      inflight--
+      const result: ResultHeader = {
+        protocol: PROTOCOL_VERSION,
+        jobId: header.jobId,
+        deviceId,
+        attempt: header.attempt,
+        ...(error && { error }),
+        timings: { queueMs, inferMs, totalMs: performance.now() - receivedAt },
+      }
+      client.publish(header.replyTo, Buffer.from(encodeFrame(result, outputs)), { qos: 1 })
+    }
+
+    const model = served.find(
+      ({ loaded }) => loaded.name === header.model.name && loaded.version === header.model.version,
+    )
+    if (!model || model.loaded.sha256 !== header.model.sha256 || model.loaded.state !== 'ready') {
+      return reply([], {
+        code: 'model_unavailable',
+        message: `model ${header.model.name} v${header.model.version} (${header.model.sha256.slice(0, 12)}…) is not ready here`,
+      })
+    }
+    try {
+      checkJobTensors(model.loaded, inputs, header.outputs)
+      const outputs = await model.queue.run(async () => {
+        queueMs = performance.now() - receivedAt
+        if (queueMs > header.deadlineMs) return undefined
+        const started = performance.now()
+        const result = await runModel(model.loaded.session!, inputs, header.outputs)
+        inferMs = performance.now() - started
+        ewmaMs = ewmaMs === 0 ? inferMs : ewmaMs * (1 - EWMA_WEIGHT) + inferMs * EWMA_WEIGHT
+        return result
+      })
+      if (!outputs) {
+        return reply([], { code: 'deadline_exceeded', message: `queued ${Math.round(queueMs)} ms, past the job's ${header.deadlineMs} ms` })
+      }
+      reply(outputs)
+    } catch (error) {
+      if (error instanceof InvalidJobInputError) {
+        return reply([], { code: 'invalid_input', message: error.message, field: error.field })
+      }
+      log(`job ${header.jobId} failed: ${(error as Error).stack}`)
+      reply([], { code: 'internal', message: (error as Error).message })
+    }
+  }
+
+  return {
+    deviceId,
+    modelsSettled,
+    status: () => status(),
+    async stop() {
+      clearInterval(heartbeat)
+      // A clean stop publishes the offline status itself: the broker sends the will only when a
+      // client vanishes without DISCONNECT (MQTT §3.1.2.5).
+      if (client.connected) {
+        await client.publishAsync(deviceStatusTopic(deviceId), JSON.stringify(status(false)), { qos: 1, retain: true })
+      }
+      await client.endAsync()
+      await Promise.all(served.map(({ loaded }) => loaded.session?.release()))
+    },
+  }
+}

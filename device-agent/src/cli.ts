@@ -1,0 +1,53 @@
+/**
+ * `depinfer-agent` command line.
+ *
+ *   depinfer-agent start [--config agent.json]   serve models until SIGINT/SIGTERM
+ *   depinfer-agent status [--config agent.json]  load models and print the status it would advertise
+ */
+import { parseArgs } from 'node:util'
+import { ConfigError, loadConfig } from './config.js'
+import { startAgent } from './agent.js'
+
+const USAGE = 'usage: depinfer-agent <start|status> [--config <file.json>]'
+
+async function main(argv: string[]): Promise<number> {
+  const { positionals, values } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+  })
+  const command = positionals[0]
+  if (values.help || !command) {
+    console.log(USAGE)
+    return values.help ? 0 : 2
+  }
+  const config = loadConfig(values.config ?? process.env.DEPINFER_AGENT_CONFIG, process.env)
+  const log = (message: string) => console.log(`[agent ${config.deviceId}] ${message}`)
+  if (command === 'start') {
+    const agent = startAgent(config, log)
+    await new Promise<void>((resolve) => {
+      process.once('SIGINT', resolve)
+      process.once('SIGTERM', resolve)
+    })
+    log('stopping')
+    await agent.stop()
+    return 0
+  }
+  if (command === 'status') {
+    const agent = startAgent({ ...config, broker: { ...config.broker, url: 'mqtt://127.0.0.1:1' } }, () => {})
+    await agent.modelsSettled
+    console.log(JSON.stringify(agent.status(), null, 2))
+    await agent.stop()
+    return 0
+  }
+  console.error(USAGE)
+  return 2
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error) => {
+    console.error(error instanceof ConfigError ? error.message : error)
+    process.exit(1)
+  },
+)

@@ -1,0 +1,60 @@
+/**
+ * Runs one job's tensors through a loaded model's onnxruntime session and returns the outputs as
+ * raw tensors. Input checks use the protocol package's validation, the same the edge applies.
+ */
+import {
+  checkInputs,
+  checkOutputNames,
+  datatypeFromOrtType,
+  ORT_TYPE_BY_DATATYPE,
+  TensorError,
+  typedElements,
+  bytesOf,
+  type RawTensor,
+} from '@depinfer/shared'
+import * as ort from 'onnxruntime-node'
+import type { LoadedModel } from './loaded-model.js'
+
+/** A job the model cannot run: the caller's inputs are at fault, retrying elsewhere won't help. */
+export class InvalidJobInputError extends Error {
+  override name = 'InvalidJobInputError'
+  constructor(message: string, readonly field: string) {
+    super(message)
+  }
+}
+
+export function checkJobTensors(model: LoadedModel, inputs: readonly RawTensor[], outputs: readonly string[]): void {
+  try {
+    checkInputs(model.name, model.inputs ?? [], inputs)
+    checkOutputNames(model.name, model.outputs ?? [], outputs)
+  } catch (error) {
+    if (error instanceof TensorError) throw new InvalidJobInputError(error.message, error.field)
+    throw error
+  }
+}
+
+export async function runModel(
+  session: ort.InferenceSession,
+  inputs: readonly RawTensor[],
+  outputNames: readonly string[],
+): Promise<RawTensor[]> {
+  const feeds: Record<string, ort.Tensor> = {}
+  for (const tensor of inputs) {
+    // The ORT typings list one data type per tensor type; typedElements returns exactly the
+    // array type ORT expects for this datatype (Uint16Array bits for FP16, Uint8Array for BOOL).
+    const data = typedElements(tensor.datatype, tensor.data) as unknown as Float32Array
+    feeds[tensor.name] = new ort.Tensor(ORT_TYPE_BY_DATATYPE[tensor.datatype] as 'float32', data, tensor.shape)
+  }
+  let results: ort.InferenceSession.ReturnType
+  try {
+    results = outputNames.length > 0 ? await session.run(feeds, [...outputNames]) : await session.run(feeds)
+  } catch (error) {
+    // onnxruntime rejects inputs the graph cannot process (e.g. spatial dims too small).
+    throw new InvalidJobInputError(`onnxruntime: ${(error as Error).message}`, 'inputs')
+  }
+  return Object.entries(results).map(([name, tensor]) => {
+    const datatype = datatypeFromOrtType(tensor.type)
+    if (!datatype) throw new Error(`output ${name} has unsupported type ${tensor.type}`)
+    return { name, datatype, shape: [...tensor.dims], data: bytesOf(tensor.data as ArrayBufferView) }
+  })
+}

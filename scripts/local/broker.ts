@@ -1,0 +1,81 @@
+/**
+ * The embedded MQTT broker of the local network: aedes (MQTT 3.1.1) on TCP for agents and on
+ * WebSocket for the edge's Durable Object, enforcing the protocol's topic ACL by client id.
+ * Production uses Mosquitto or EMQX with TLS and the same ACL (README "Production").
+ */
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http'
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net'
+import type { AddressInfo } from 'node:net'
+import { Aedes } from 'aedes'
+import { WebSocketServer, createWebSocketStream } from 'ws'
+import { mayPublish, maySubscribe, principalOf } from '@depinfer/shared'
+
+export interface LocalBroker {
+  tcpUrl: string
+  wsUrl: string
+  tcpPort: number
+  wsPort: number
+  close(): Promise<void>
+}
+
+export interface LocalBrokerOptions {
+  host?: string
+  /** 0 picks a free port. */
+  tcpPort?: number
+  wsPort?: number
+}
+
+export async function startLocalBroker(options: LocalBrokerOptions = {}): Promise<LocalBroker> {
+  const host = options.host ?? '127.0.0.1'
+  const aedes = await Aedes.createBroker({
+    authorizePublish: (client, packet, callback) => {
+      const principal = client && principalOf(client.id)
+      callback(principal && mayPublish(principal, packet.topic) ? null : new Error(`publish to ${packet.topic} denied`))
+    },
+    authorizeSubscribe: (client, subscription, callback) => {
+      const principal = principalOf(client.id)
+      // MQTT 3.1.1 §3.9.3: a refused subscription gets return code 0x80, not a disconnect.
+      callback(null, principal && maySubscribe(principal, subscription.topic) ? subscription : null)
+    },
+  })
+  const sockets = new Set<Socket>()
+  const track = (socket: Socket) => {
+    // Without TCP_NODELAY each small MQTT packet waits for the peer's delayed ACK (~40 ms).
+    socket.setNoDelay(true)
+    sockets.add(socket)
+    socket.once('close', () => sockets.delete(socket))
+  }
+
+  const tcp: NetServer = createNetServer((socket) => {
+    track(socket)
+    aedes.handle(socket)
+  })
+  const http: HttpServer = createHttpServer()
+  http.on('connection', track)
+  const wss = new WebSocketServer({ server: http })
+  wss.on('connection', (websocket, request) => aedes.handle(createWebSocketStream(websocket), request))
+
+  const listen = (server: NetServer | HttpServer, port: number) =>
+    new Promise<number>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(port, host, () => resolve((server.address() as AddressInfo).port))
+    })
+  const tcpPort = await listen(tcp, options.tcpPort ?? 0)
+  const wsPort = await listen(http, options.wsPort ?? 0)
+
+  return {
+    tcpPort,
+    wsPort,
+    tcpUrl: `mqtt://${host}:${tcpPort}`,
+    wsUrl: `ws://${host}:${wsPort}/mqtt`,
+    async close() {
+      for (const socket of sockets) socket.destroy()
+      wss.close()
+      await Promise.all([
+        new Promise((resolve) => tcp.close(resolve)),
+        new Promise((resolve) => http.close(resolve)),
+        new Promise<void>((resolve) => aedes.close(() => resolve())),
+      ])
+    },
+  }
+}

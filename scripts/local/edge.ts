@@ -1,0 +1,106 @@
+/**
+ * Runs the edge Worker locally in Miniflare (the real workerd runtime) from the same
+ * wrangler.toml `wrangler deploy` uses: wrangler bundles it, wrangler's own converter turns the
+ * config into Miniflare options, and only local values (broker URL, port) are overridden.
+ */
+import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { readdir, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { Log, LogLevel, Miniflare } from 'miniflare'
+import { unstable_getMiniflareWorkerOptions, unstable_splitSqlQuery } from 'wrangler'
+import { sha256Hex } from '@depinfer/shared'
+import { REPO_ROOT } from './paths.js'
+
+const WRANGLER_TOML = join(REPO_ROOT, 'wrangler.toml')
+const MIGRATIONS_DIR = join(REPO_ROOT, 'edge', 'migrations')
+export const EDGE_BUNDLE_DIR = join(REPO_ROOT, '.depinfer', 'build', 'edge')
+
+/** Bundles the Worker with wrangler (`wrangler deploy --dry-run`), as a deploy would. */
+export async function buildEdge(outDir = EDGE_BUNDLE_DIR): Promise<string> {
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [join(REPO_ROOT, 'node_modules', 'wrangler', 'bin', 'wrangler.js'), 'deploy', '--dry-run', '--outdir', outDir, '--config', WRANGLER_TOML],
+      { cwd: REPO_ROOT, env: { ...process.env, WRANGLER_SEND_METRICS: 'false' }, stdio: ['ignore', 'pipe', 'pipe'] },
+    )
+    let output = ''
+    child.stdout.on('data', (chunk) => (output += chunk))
+    child.stderr.on('data', (chunk) => (output += chunk))
+    child.once('error', reject)
+    child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`wrangler build failed (${code}):\n${output}`))))
+  })
+  return outDir
+}
+
+export interface LocalEdge {
+  url: string
+  miniflare: Miniflare
+  /** Creates an API key (stored hashed in D1) and returns it. */
+  createApiKey(label: string, key?: string): Promise<string>
+  close(): Promise<void>
+}
+
+export interface LocalEdgeOptions {
+  brokerWsUrl: string
+  host?: string
+  /** 0 picks a free port. */
+  port?: number
+  bundleDir?: string
+  /** Overrides of wrangler.toml [vars]. */
+  vars?: Record<string, string>
+}
+
+export async function startEdge(options: LocalEdgeOptions): Promise<LocalEdge> {
+  const { workerOptions } = unstable_getMiniflareWorkerOptions(WRANGLER_TOML)
+  const bundleDir = options.bundleDir ?? EDGE_BUNDLE_DIR
+  const miniflare = new Miniflare({
+    ...workerOptions,
+    name: 'depinfer-edge',
+    modules: true,
+    scriptPath: join(bundleDir, 'index.js'),
+    modulesRoot: bundleDir,
+    bindings: { ...workerOptions.bindings, BROKER_URL: options.brokerWsUrl, ...options.vars },
+    host: options.host ?? '127.0.0.1',
+    port: options.port ?? 0,
+    log: new Log(LogLevel.WARN),
+  } as ConstructorParameters<typeof Miniflare>[0])
+  const url = (await miniflare.ready).toString().replace(/\/$/, '')
+  const db = await miniflare.getD1Database('DB')
+  await applyMigrations(db)
+
+  return {
+    url,
+    miniflare,
+    async createApiKey(label, key = `dpi_${randomBytes(24).toString('base64url')}`) {
+      await db
+        .prepare('INSERT OR REPLACE INTO api_keys (key_hash, label, created_at) VALUES (?, ?, ?)')
+        .bind(sha256Hex(key), label, Date.now())
+        .run()
+      return key
+    },
+    close: () => miniflare.dispose(),
+  }
+}
+
+type D1 = Awaited<ReturnType<Miniflare['getD1Database']>>
+
+/** Applies edge/migrations/*.sql in order, recorded in wrangler's own `d1_migrations` table. */
+async function applyMigrations(db: D1): Promise<void> {
+  await db
+    .prepare(
+      'CREATE TABLE IF NOT EXISTS d1_migrations (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, applied_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)',
+    )
+    .run()
+  const applied = new Set(
+    (await db.prepare('SELECT name FROM d1_migrations').all<{ name: string }>()).results.map((r) => r.name),
+  )
+  const files = (await readdir(MIGRATIONS_DIR)).filter((f) => f.endsWith('.sql')).sort()
+  for (const file of files.filter((f) => !applied.has(f))) {
+    const statements = unstable_splitSqlQuery(await readFile(join(MIGRATIONS_DIR, file), 'utf8'))
+    await db.batch([
+      ...statements.map((sql) => db.prepare(sql)),
+      db.prepare('INSERT INTO d1_migrations (name) VALUES (?)').bind(file),
+    ])
+  }
+}

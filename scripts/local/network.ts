@@ -1,0 +1,65 @@
+/**
+ * The whole local network in one call: embedded broker, edge in Miniflare, device agents.
+ * Used by `npm start`, the end-to-end tests and the benchmarks, so all three run the same parts.
+ */
+import { spawnAgent, type AgentProcess, type SpawnAgentOptions } from './agent-process.js'
+import { startLocalBroker, type LocalBroker } from './broker.js'
+import { buildEdge, startEdge, type LocalEdge } from './edge.js'
+
+export interface LocalNetwork {
+  broker: LocalBroker
+  edge: LocalEdge
+  agents: AgentProcess[]
+  apiKey: string
+  startAgent(options: Omit<SpawnAgentOptions, 'brokerUrl'>): AgentProcess
+  close(): Promise<void>
+}
+
+export interface LocalNetworkOptions {
+  host?: string
+  port?: number
+  apiKey?: string
+  /** Agents to start, by device id; default one agent serving every bundled model. */
+  agents?: Omit<SpawnAgentOptions, 'brokerUrl'>[]
+  /** Skip the wrangler bundle step when a fresh bundle exists (tests build once). */
+  build?: boolean
+  /** Use an already running broker (e.g. Mosquitto) instead of the embedded one. */
+  broker?: LocalBroker
+  edgeVars?: Record<string, string>
+}
+
+export async function startLocalNetwork(options: LocalNetworkOptions = {}): Promise<LocalNetwork> {
+  const host = options.host ?? '127.0.0.1'
+  const cleanups: Array<() => Promise<void>> = []
+  const closeAll = async () => {
+    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {})
+  }
+  try {
+    const bundle = options.build === false ? undefined : buildEdge()
+    const broker = options.broker ?? (await startLocalBroker({ host }))
+    if (!options.broker) cleanups.push(() => broker.close())
+    await bundle
+    const edge = await startEdge({
+      brokerWsUrl: broker.wsUrl,
+      host,
+      port: options.port ?? 0,
+      ...(options.edgeVars && { vars: options.edgeVars }),
+    })
+    cleanups.push(() => edge.close())
+    const apiKey = await edge.createApiKey('local', options.apiKey)
+    const agents: AgentProcess[] = []
+    cleanups.push(async () => {
+      await Promise.all(agents.map((agent) => agent.stop()))
+    })
+    const startAgent = (agent: Omit<SpawnAgentOptions, 'brokerUrl'>) => {
+      const process = spawnAgent({ ...agent, brokerUrl: broker.tcpUrl })
+      agents.push(process)
+      return process
+    }
+    for (const agent of options.agents ?? [{ deviceId: 'local-device-1' }]) startAgent(agent)
+    return { broker, edge, agents, apiKey, startAgent, close: closeAll }
+  } catch (error) {
+    await closeAll()
+    throw error
+  }
+}

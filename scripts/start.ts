@@ -1,0 +1,78 @@
+/**
+ * `npm start`: the whole depinfer network on this machine — embedded MQTT broker (aedes), the
+ * edge Worker in Miniflare, and one device agent serving the bundled demo models. Prints the URL,
+ * the API key and a curl to try. Ctrl-C stops everything.
+ *
+ * Environment: DEPINFER_PORT (edge, default 8787), DEPINFER_MQTT_PORT (1883),
+ * DEPINFER_MQTT_WS_PORT (9001), DEPINFER_API_KEY (else one is generated).
+ */
+import { mkdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { startLocalBroker } from './local/broker.js'
+import { exampleInferRequest } from './local/example-input.js'
+import { startLocalNetwork, type LocalNetwork } from './local/network.js'
+import { REPO_ROOT } from './local/paths.js'
+import { waitFor } from './local/wait-for.js'
+
+const port = Number(process.env.DEPINFER_PORT ?? 8787)
+const mqttPort = Number(process.env.DEPINFER_MQTT_PORT ?? 1883)
+const mqttWsPort = Number(process.env.DEPINFER_MQTT_WS_PORT ?? 9001)
+
+async function main(): Promise<void> {
+  console.log('depinfer: starting broker, edge (Miniflare) and one device agent…')
+  const broker = await startLocalBroker({ tcpPort: mqttPort, wsPort: mqttWsPort })
+  let network: LocalNetwork | undefined
+  let stopping = false
+  const stop = async (code: number) => {
+    if (stopping) return
+    stopping = true
+    console.log('\ndepinfer: stopping…')
+    await network?.close()
+    await broker.close()
+    process.exit(code)
+  }
+  process.on('SIGINT', () => void stop(0))
+  process.on('SIGTERM', () => void stop(0))
+
+  try {
+    network = await startLocalNetwork({
+      port,
+      broker,
+      ...(process.env.DEPINFER_API_KEY && { apiKey: process.env.DEPINFER_API_KEY }),
+      agents: [{ deviceId: 'local-device-1', echo: true }],
+    })
+    const { edge, apiKey } = network
+    await waitFor('the device agent to come online', async () => {
+      const response = await fetch(`${edge.url}/v2/models/ppocr-cls/ready`, { headers: { Authorization: `Bearer ${apiKey}` } })
+      return response.status === 200 ? true : undefined
+    }, 60_000)
+
+    const examplePath = join(REPO_ROOT, '.depinfer', 'example-ppocr-cls.json')
+    await mkdir(join(REPO_ROOT, '.depinfer'), { recursive: true })
+    await writeFile(examplePath, JSON.stringify(exampleInferRequest()))
+
+    console.log(`
+depinfer is running.
+
+  Edge (KServe v2):  ${edge.url}
+  API key:           ${apiKey}
+  MQTT broker:       ${broker.tcpUrl}  (WebSocket ${broker.wsUrl})
+  Models:            ppocr-cls, ppocr-det, ppocr-rec (version 1) on device local-device-1
+
+Try it:
+
+  curl -s ${edge.url}/v2/models/ppocr-cls -H 'Authorization: Bearer ${apiKey}'
+
+  curl -s ${edge.url}/v2/models/ppocr-cls/infer \\
+    -H 'Authorization: Bearer ${apiKey}' -H 'Content-Type: application/json' \\
+    -d @${examplePath}
+
+Press Ctrl-C to stop.
+`)
+  } catch (error) {
+    console.error(`depinfer: failed to start: ${(error as Error).stack ?? error}`)
+    await stop(1)
+  }
+}
+
+void main()

@@ -1,0 +1,33 @@
+/**
+ * Who may publish and subscribe where (DESIGN "Broker ACL"). A device may publish only under its
+ * own `devices/{id}/` and to gateways' results topics, and subscribe only to its own jobs; a
+ * gateway may do anything under the protocol root. Brokers enforce this: the embedded one calls
+ * these functions, production Mosquitto gets the equivalent ACL file (see README).
+ */
+import { deviceJobsTopic, isGatewayResultsTopic, TOPIC_ROOT } from './topics.js'
+
+export type BrokerPrincipal = { role: 'device'; deviceId: string } | { role: 'gateway'; gatewayId: string }
+
+const DEVICE_CLIENT_PREFIX = 'depinfer-device-'
+const GATEWAY_CLIENT_PREFIX = 'depinfer-gateway-'
+
+export const deviceClientId = (deviceId: string) => `${DEVICE_CLIENT_PREFIX}${deviceId}`
+export const gatewayClientId = (gatewayId: string) => `${GATEWAY_CLIENT_PREFIX}${gatewayId}`
+
+/** The principal a client id names, or undefined for clients that are neither. */
+export function principalOf(clientId: string): BrokerPrincipal | undefined {
+  if (clientId.startsWith(DEVICE_CLIENT_PREFIX)) return { role: 'device', deviceId: clientId.slice(DEVICE_CLIENT_PREFIX.length) }
+  if (clientId.startsWith(GATEWAY_CLIENT_PREFIX)) return { role: 'gateway', gatewayId: clientId.slice(GATEWAY_CLIENT_PREFIX.length) }
+  return undefined
+}
+
+export function mayPublish(principal: BrokerPrincipal, topic: string): boolean {
+  if (principal.role === 'gateway') return topic.startsWith(`${TOPIC_ROOT}/`)
+  const own = `${TOPIC_ROOT}/devices/${principal.deviceId}/`
+  return (topic.startsWith(own) && topic !== deviceJobsTopic(principal.deviceId)) || isGatewayResultsTopic(topic)
+}
+
+export function maySubscribe(principal: BrokerPrincipal, topicFilter: string): boolean {
+  if (principal.role === 'gateway') return topicFilter.startsWith(`${TOPIC_ROOT}/`)
+  return topicFilter === deviceJobsTopic(principal.deviceId)
+}
