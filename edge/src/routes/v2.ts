@@ -9,12 +9,14 @@ import { InvalidRequestError } from '../errors/request.js'
 import type { Outcome } from '../gateway/rpc.js'
 import { gatewayStub } from '../gateway/stub.js'
 import { apiKeyAuth } from '../middleware/auth.js'
+import { readBodyCapped } from '../http/read-body.js'
 import { parseInferRequest } from '../v2/infer-request.js'
 import { inferResponseJson } from '../v2/infer-response.js'
 
 export const SERVER_NAME = 'depinfer'
 export const SERVER_VERSION = '0.1.0'
 const DEFAULT_DEADLINE_MS = 30_000
+const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 
 /** Unwraps a Durable Object RPC outcome, rethrowing its problem as an error. */
 function unwrap<T>(outcome: Outcome<T>): T {
@@ -71,9 +73,10 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
 
   v2.post(`${prefix}/infer`, async (c) => {
     // The body is JSON whatever Content-Type says: v2 clients and curl examples often omit it.
+    const bytes = await readBodyCapped(c.req.raw, numberVar(c.env.MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES))
     let body: unknown
     try {
-      body = await c.req.json()
+      body = JSON.parse(new TextDecoder().decode(bytes))
     } catch (error) {
       throw new InvalidRequestError(`body is not valid JSON: ${(error as Error).message}`, 'body')
     }

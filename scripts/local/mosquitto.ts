@@ -1,0 +1,82 @@
+/**
+ * Runs a real Mosquitto (Debian package `mosquitto`) with a TCP listener for agents and a
+ * WebSocket listener for the edge, for end-to-end tests against the production-grade broker.
+ * Returns the same shape as the embedded broker, so every suite runs against either.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { createServer, connect } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { LocalBroker } from './broker.js'
+import { waitFor } from './wait-for.js'
+
+export const MOSQUITTO_BIN = process.env.MOSQUITTO_BIN ?? '/usr/sbin/mosquitto'
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number }
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+const portOpen = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const socket = connect(port, '127.0.0.1')
+    socket.once('connect', () => (socket.destroy(), resolve(true)))
+    socket.once('error', () => resolve(false))
+  })
+
+export interface MosquittoOptions {
+  /** Reuse ports (to restart "the same" broker). */
+  tcpPort?: number
+  wsPort?: number
+}
+
+export async function startMosquitto(options: MosquittoOptions = {}): Promise<LocalBroker & { process: ChildProcess }> {
+  const tcpPort = options.tcpPort ?? (await freePort())
+  const wsPort = options.wsPort ?? (await freePort())
+  const dir = await mkdtemp(join(tmpdir(), 'depinfer-mosquitto-'))
+  const configPath = join(dir, 'mosquitto.conf')
+  await writeFile(
+    configPath,
+    [
+      `listener ${tcpPort} 127.0.0.1`,
+      'protocol mqtt',
+      `listener ${wsPort} 127.0.0.1`,
+      'protocol websockets',
+      'allow_anonymous true',
+      'persistence false',
+      // Mosquitto 2 sets TCP_NODELAY itself; keep the default 256 MB max message size.
+      'log_type error',
+    ].join('\n'),
+  )
+  const child = spawn(MOSQUITTO_BIN, ['-c', configPath], { stdio: ['ignore', 'ignore', 'pipe'] })
+  let stderr = ''
+  child.stderr!.on('data', (chunk) => (stderr += chunk))
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  try {
+    await waitFor('mosquitto to listen', async () =>
+      child.exitCode !== null ? Promise.reject(new Error(`mosquitto exited: ${stderr}`))
+        : (await portOpen(tcpPort)) && (await portOpen(wsPort)) ? true : undefined, 10_000, 50)
+  } catch (error) {
+    child.kill('SIGKILL')
+    throw error
+  }
+  return {
+    process: child,
+    tcpPort,
+    wsPort,
+    tcpUrl: `mqtt://127.0.0.1:${tcpPort}`,
+    wsUrl: `ws://127.0.0.1:${wsPort}/mqtt`,
+    async close() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+      await exited
+      await rm(dir, { recursive: true, force: true })
+    },
+  }
+}

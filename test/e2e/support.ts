@@ -1,0 +1,79 @@
+/** Shared pieces of the end-to-end suites: brokers to run against, an HTTP client, direct ORT. */
+import { existsSync } from 'node:fs'
+import * as ort from 'onnxruntime-node'
+import { startLocalBroker, type LocalBroker } from '../../scripts/local/broker.js'
+import { MOSQUITTO_BIN, startMosquitto } from '../../scripts/local/mosquitto.js'
+import { waitFor } from '../../scripts/local/wait-for.js'
+
+export interface BrokerKind {
+  name: string
+  start(ports?: { tcpPort: number; wsPort: number }): Promise<LocalBroker>
+}
+
+const mosquittoInstalled = existsSync(MOSQUITTO_BIN)
+if (!mosquittoInstalled && process.env.CI) {
+  throw new Error(`CI must test against Mosquitto, but ${MOSQUITTO_BIN} is missing (apt-get install mosquitto)`)
+}
+if (!mosquittoInstalled) console.warn(`mosquitto not installed at ${MOSQUITTO_BIN}: running e2e suites against aedes only`)
+
+/** Every suite runs against the embedded broker and, where installed, a real Mosquitto. */
+export const BROKERS: BrokerKind[] = [
+  { name: 'aedes', start: (ports) => startLocalBroker(ports ?? {}) },
+  ...(mosquittoInstalled ? [{ name: 'mosquitto', start: (ports?: { tcpPort: number; wsPort: number }) => startMosquitto(ports ?? {}) }] : []),
+]
+
+export interface ApiResponse {
+  status: number
+  headers: Headers
+  body: Record<string, unknown> & { [key: string]: unknown }
+  text: string
+}
+
+export function apiClient(baseUrl: string, apiKey: string) {
+  const call = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResponse> => {
+    const response = await fetch(`${baseUrl}${path}`, {
+      method,
+      headers: { Authorization: `Bearer ${apiKey}`, 'Content-Type': 'application/json', ...headers },
+      ...(body !== undefined && { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+    })
+    const text = await response.text()
+    let parsed: Record<string, unknown> = {}
+    try {
+      parsed = JSON.parse(text)
+    } catch {
+      // non-JSON bodies are asserted through `text`
+    }
+    return { status: response.status, headers: response.headers, body: parsed, text }
+  }
+  return {
+    get: (path: string, headers?: Record<string, string>) => call('GET', path, undefined, headers),
+    post: (path: string, body?: unknown, headers?: Record<string, string>) => call('POST', path, body, headers),
+  }
+}
+export type ApiClient = ReturnType<typeof apiClient>
+
+/** Waits until the model is routable through the edge (its device online and loaded). */
+export function waitForModelReady(api: ApiClient, model: string, timeoutMs = 60_000): Promise<true> {
+  return waitFor(`model ${model} ready`, async () => ((await api.get(`/v2/models/${model}/ready`)).status === 200 ? true : undefined), timeoutMs)
+}
+
+/** Runs a model directly with onnxruntime-node in this process: the reference for outputs. */
+export async function runDirect(
+  modelPath: string,
+  feeds: Record<string, ort.Tensor>,
+): Promise<Record<string, ort.Tensor>> {
+  const session = await ort.InferenceSession.create(modelPath, { graphOptimizationLevel: 'all' })
+  try {
+    return await session.run(feeds)
+  } finally {
+    await session.release()
+  }
+}
+
+/** A v2 response output's data as plain numbers/booleans/bigints-as-strings for comparison. */
+export function outputByName(body: Record<string, unknown>, name: string): { datatype: string; shape: number[]; data: unknown[] } {
+  const outputs = body.outputs as Array<{ name: string; datatype: string; shape: number[]; data: unknown[] }>
+  const output = outputs.find((o) => o.name === name)
+  if (!output) throw new Error(`no output ${name} in ${JSON.stringify(outputs.map((o) => o.name))}`)
+  return output
+}

@@ -1,0 +1,15 @@
+import { defineConfig } from 'vitest/config'
+
+export default defineConfig({
+  test: {
+    include: ['shared/src/**/*.test.ts', 'edge/src/**/*.test.ts', 'device-agent/src/**/*.test.ts', 'contracts/**/*.test.ts', 'test/**/*.test.ts'],
+    exclude: ['**/node_modules/**'],
+    globalSetup: ['test/global-setup.ts'],
+    // End-to-end suites each start a whole network (workerd, broker, agents): on a 2-core
+    // machine they are faster and steadier one file at a time.
+    fileParallelism: false,
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+    env: { WRANGLER_SEND_METRICS: 'false' },
+  },
+})
