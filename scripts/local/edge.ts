@@ -42,7 +42,8 @@ export interface LocalEdge {
 }
 
 export interface LocalEdgeOptions {
-  brokerWsUrl: string
+  /** How the Gateway reaches the broker (mqtt:// or ws://). */
+  brokerUrl: string
   host?: string
   /** 0 picks a free port. */
   port?: number
@@ -60,7 +61,7 @@ export async function startEdge(options: LocalEdgeOptions): Promise<LocalEdge> {
     modules: true,
     scriptPath: join(bundleDir, 'index.js'),
     modulesRoot: bundleDir,
-    bindings: { ...workerOptions.bindings, BROKER_URL: options.brokerWsUrl, ...options.vars },
+    bindings: { ...workerOptions.bindings, BROKER_URL: options.brokerUrl, ...options.vars },
     host: options.host ?? '127.0.0.1',
     port: options.port ?? 0,
     log: new Log(LogLevel.WARN),

@@ -26,6 +26,8 @@ export interface LocalNetworkOptions {
   /** Use an already running broker (e.g. Mosquitto) instead of the embedded one. */
   broker?: LocalBroker
   edgeVars?: Record<string, string>
+  /** Connect the edge to the broker over WebSocket instead of TCP. */
+  edgeOverWebSocket?: boolean
 }
 
 export async function startLocalNetwork(options: LocalNetworkOptions = {}): Promise<LocalNetwork> {
@@ -40,7 +42,7 @@ export async function startLocalNetwork(options: LocalNetworkOptions = {}): Prom
     if (!options.broker) cleanups.push(() => broker.close())
     await bundle
     const edge = await startEdge({
-      brokerWsUrl: broker.wsUrl,
+      brokerUrl: options.edgeOverWebSocket ? broker.wsUrl : broker.tcpUrl,
       host,
       port: options.port ?? 0,
       ...(options.edgeVars && { vars: options.edgeVars }),

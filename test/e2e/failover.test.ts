@@ -1,0 +1,144 @@
+/**
+ * Faults, produced for real: a device process killed (SIGKILL) or frozen (SIGSTOP) while it holds
+ * a job, every device frozen, the broker restarted, and no device left at all. The caller must
+ * always get exactly one answer: the result from another device, or a problem with Retry-After.
+ */
+import mqtt from 'mqtt'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { gatewayClientId, parseDeviceTopic } from '../../shared/src/index.js'
+import type { AgentProcess } from '../../scripts/local/agent-process.js'
+import type { LocalBroker } from '../../scripts/local/broker.js'
+import { exampleInferRequest } from '../../scripts/local/example-input.js'
+import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/network.js'
+import { waitFor } from '../../scripts/local/wait-for.js'
+import { apiClient, BROKERS, waitForModelReady, type ApiClient } from './support.js'
+
+/** A detector job big enough to still be running when the test strikes (~0.5 s here). */
+const slowJob = (timeoutMs?: number) => ({
+  inputs: [{ name: 'x', shape: [1, 3, 640, 640], datatype: 'FP32', data: new Array(3 * 640 * 640).fill(0.25) }],
+  ...(timeoutMs && { parameters: { timeout_ms: timeoutMs } }),
+})
+const MODELS = 'ppocr-cls,ppocr-det'
+
+describe.each(BROKERS)('failover through $name', (brokerKind) => {
+  let broker: LocalBroker
+  let network: LocalNetwork
+  let api: ApiClient
+  let observer: mqtt.MqttClient
+  /** Device ids in the order jobs were published to them (what the broker carried). */
+  const jobsSeen: string[] = []
+
+  const agent = (deviceId: string): AgentProcess => network.agents.filter((a) => a.deviceId === deviceId).at(-1)!
+  const devicesOnline = async () => ((await (await fetch(`${network.edge.url}/v2/health/ready`)).json()) as { devices_online: number }).devices_online
+  const nextJobDevice = () => {
+    const seen = jobsSeen.length
+    return waitFor('a job on the wire', async () => jobsSeen[seen], 10_000, 5)
+  }
+
+  beforeAll(async () => {
+    broker = await brokerKind.start()
+    network = await startLocalNetwork({
+      broker,
+      build: false,
+      agents: [{ deviceId: 'device-a', models: MODELS }, { deviceId: 'device-b', models: MODELS }],
+    })
+    api = apiClient(network.edge.url, network.apiKey)
+    await waitForModelReady(api, 'ppocr-det')
+    await waitFor('two devices online', async () => ((await devicesOnline()) === 2 ? true : undefined))
+    observer = await mqtt.connectAsync(broker.tcpUrl, { clientId: gatewayClientId('test-observer'), reconnectPeriod: 200 })
+    observer.on('message', (topic) => {
+      const parsed = parseDeviceTopic(topic)
+      if (parsed?.kind === 'jobs') jobsSeen.push(parsed.deviceId)
+    })
+    await observer.subscribeAsync('depinfer/v1/devices/+/jobs', { qos: 1 })
+  })
+  afterAll(async () => {
+    for (const a of network?.agents ?? []) a.child.kill('SIGCONT')
+    await observer?.endAsync(true)
+    await network?.close()
+    await broker?.close()
+  })
+
+  it('retries on the other device when the one running the job is killed', async () => {
+    const answer = api.post('/v2/models/ppocr-det/infer', slowJob())
+    const victim = await nextJobDevice()
+    await agent(victim).kill()
+    const response = await answer
+    expect(response.status).toBe(200)
+    expect(response.body.parameters).toMatchObject({ attempts: 2 })
+    expect((response.body.parameters as { device_id: string }).device_id).not.toBe(victim)
+    // Bring the device back for the next cases.
+    network.startAgent({ deviceId: victim, models: MODELS })
+    await waitFor('the device to return', async () => ((await devicesOnline()) === 2 ? true : undefined), 30_000)
+    await waitFor('its models to load', async () => {
+      const meta = await api.get('/v2/repository/index')
+      return meta.status !== 0 && (await api.post('/v2/models/ppocr-det/infer', slowJob())).status === 200 ? true : undefined
+    })
+  })
+
+  it('retries on the other device when the chosen one hangs, within the deadline', async () => {
+    const started = Date.now()
+    const answer = api.post('/v2/models/ppocr-det/infer', slowJob(6_000))
+    const victim = await nextJobDevice()
+    agent(victim).child.kill('SIGSTOP')
+    try {
+      const response = await answer
+      expect(response.status).toBe(200)
+      expect(response.body.parameters).toMatchObject({ attempts: 2 })
+      expect((response.body.parameters as { device_id: string }).device_id).not.toBe(victim)
+      expect(Date.now() - started).toBeLessThan(6_000)
+    } finally {
+      agent(victim).child.kill('SIGCONT')
+    }
+  })
+
+  it('answers 504 with Retry-After when every device hangs, and never waits past the deadline', async () => {
+    for (const a of network.agents) a.child.kill('SIGSTOP')
+    try {
+      const started = Date.now()
+      const response = await api.post('/v2/models/ppocr-cls/infer', { ...exampleInferRequest(1), parameters: { timeout_ms: 1_500 } })
+      const elapsed = Date.now() - started
+      expect(response.status).toBe(504)
+      expect(response.headers.get('retry-after')).toMatch(/^\d+$/)
+      expect(response.body).toMatchObject({ status: 504, type: 'urn:depinfer:problem:device-timeout' })
+      expect(elapsed).toBeGreaterThanOrEqual(1_400)
+      expect(elapsed).toBeLessThan(4_000)
+    } finally {
+      for (const a of network.agents) a.child.kill('SIGCONT')
+    }
+    expect((await api.post('/v2/models/ppocr-cls/infer', exampleInferRequest(2))).status).toBe(200)
+  })
+
+  it('recovers by itself after the broker restarts', async () => {
+    const { tcpPort, wsPort } = broker
+    await broker.close()
+    const during = await api.post('/v2/models/ppocr-cls/infer', exampleInferRequest(3))
+    expect([503, 504]).toContain(during.status)
+    expect(during.headers.get('retry-after')).toMatch(/^\d+$/)
+    broker = await brokerKind.start({ tcpPort, wsPort })
+    const recovered = await waitFor(
+      'inference to work again',
+      async () => {
+        const response = await api.post('/v2/models/ppocr-cls/infer', exampleInferRequest(4))
+        return response.status === 200 ? response : undefined
+      },
+      30_000,
+      250,
+    )
+    expect(recovered.body.id).toBe('example-4')
+  })
+
+  it('answers 503 with Retry-After when no device serves the model, and reports not ready', async () => {
+    await Promise.all(network.agents.map((a) => a.stop()))
+    const response = await api.post('/v2/models/ppocr-cls/infer', exampleInferRequest(5))
+    expect(response.status).toBe(503)
+    expect(response.headers.get('retry-after')).toMatch(/^\d+$/)
+    expect(response.body).toMatchObject({ status: 503, type: 'urn:depinfer:problem:no-capacity', field: 'model' })
+    const ready = await fetch(`${network.edge.url}/v2/health/ready`)
+    expect(ready.status).toBe(400)
+    expect(await ready.json()).toMatchObject({ ready: false, devices_online: 0 })
+    expect((await api.get('/v2/models/ppocr-cls/ready')).status).toBe(400)
+    const index = await api.post('/v2/repository/index')
+    expect(index.body).toEqual(expect.arrayContaining([{ name: 'ppocr-cls', version: '1', state: 'UNAVAILABLE', reason: 'no device online' }]))
+  })
+})
