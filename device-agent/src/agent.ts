@@ -186,19 +186,22 @@ export function startAgent(config: AgentConfig, log: (message: string) => void):
     }
   }
 
+  let stopped: Promise<void> | undefined
   return {
     deviceId,
     modelsSettled,
     status: () => status(),
-    async stop() {
-      clearInterval(heartbeat)
-      // A clean stop publishes the offline status itself: the broker sends the will only when a
-      // client vanishes without DISCONNECT (MQTT §3.1.2.5).
-      if (client.connected) {
-        await client.publishAsync(deviceStatusTopic(deviceId), JSON.stringify(status(false)), { qos: 1, retain: true })
-      }
-      await client.endAsync()
-      await Promise.all(served.map(({ loaded }) => loaded.session?.release()))
-    },
+    stop: () => (stopped ??= stop()),
+  }
+
+  async function stop(): Promise<void> {
+    clearInterval(heartbeat)
+    // A clean stop publishes the offline status itself: the broker sends the will only when a
+    // client vanishes without DISCONNECT (MQTT §3.1.2.5).
+    if (client.connected) {
+      await client.publishAsync(deviceStatusTopic(deviceId), JSON.stringify(status(false)), { qos: 1, retain: true })
+    }
+    await client.endAsync()
+    await Promise.all(served.map(({ loaded }) => loaded.session?.release()))
   }
 }

@@ -50,6 +50,8 @@ export interface LocalEdgeOptions {
   bundleDir?: string
   /** Overrides of wrangler.toml [vars]. */
   vars?: Record<string, string>
+  /** Opens the V8 inspector on this port (profiling, debugging). */
+  inspectorPort?: number
 }
 
 export async function startEdge(options: LocalEdgeOptions): Promise<LocalEdge> {
@@ -65,6 +67,7 @@ export async function startEdge(options: LocalEdgeOptions): Promise<LocalEdge> {
     host: options.host ?? '127.0.0.1',
     port: options.port ?? 0,
     log: new Log(LogLevel.WARN),
+    ...(options.inspectorPort !== undefined && { inspectorPort: options.inspectorPort }),
   } as ConstructorParameters<typeof Miniflare>[0])
   const url = (await miniflare.ready).toString().replace(/\/$/, '')
   const db = await miniflare.getD1Database('DB')

@@ -17,6 +17,7 @@ export const SERVER_NAME = 'depinfer'
 export const SERVER_VERSION = '0.1.0'
 const DEFAULT_DEADLINE_MS = 30_000
 const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+const utf8 = new TextDecoder()
 
 /** Unwraps a Durable Object RPC outcome, rethrowing its problem as an error. */
 function unwrap<T>(outcome: Outcome<T>): T {
@@ -76,7 +77,7 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
     const bytes = await readBodyCapped(c.req.raw, numberVar(c.env.MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES))
     let body: unknown
     try {
-      body = JSON.parse(new TextDecoder().decode(bytes))
+      body = JSON.parse(utf8.decode(bytes))
     } catch (error) {
       throw new InvalidRequestError(`body is not valid JSON: ${(error as Error).message}`, 'body')
     }

@@ -1,0 +1,180 @@
+/**
+ * The agent against a real broker (the embedded aedes), with this test playing the gateway:
+ * it publishes job frames and reads result frames exactly as the edge does.
+ */
+import { readFileSync } from 'node:fs'
+import mqtt from 'mqtt'
+import * as ort from 'onnxruntime-node'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import {
+  bytesOf,
+  decodeFrame,
+  DeviceStatusSchema,
+  deviceJobsTopic,
+  deviceStatusTopic,
+  encodeFrame,
+  gatewayClientId,
+  gatewayResultsTopic,
+  PROTOCOL_VERSION,
+  ResultHeaderSchema,
+  sha256Hex,
+  typedElements,
+  type DeviceStatus,
+  type JobHeader,
+  type RawTensor,
+} from '@depinfer/shared'
+import { startLocalBroker, type LocalBroker } from '../../scripts/local/broker.js'
+import { waitFor } from '../../scripts/local/wait-for.js'
+import { startAgent, type RunningAgent } from './agent.js'
+import { AgentConfigSchema } from './config.js'
+import { bundledModelPath } from './models/bundled.js'
+
+const DEVICE = 'agent-under-test'
+const RESULTS = gatewayResultsTopic('test')
+const clsSha256 = sha256Hex(readFileSync(bundledModelPath('ppocr-cls')))
+
+describe('device agent', () => {
+  let broker: LocalBroker
+  let agent: RunningAgent
+  let gateway: mqtt.MqttClient
+  const results = new Map<string, ReturnType<typeof decodeFrame>>()
+  let lastStatus: DeviceStatus | undefined
+
+  const job = (jobId: string, inputs: RawTensor[], overrides: Partial<JobHeader> = {}) => {
+    const header: JobHeader = {
+      protocol: PROTOCOL_VERSION,
+      jobId,
+      replyTo: RESULTS,
+      model: { name: 'ppocr-cls', version: '1', sha256: clsSha256 },
+      outputs: [],
+      deadlineMs: 10_000,
+      attempt: 1,
+      ...overrides,
+    }
+    gateway.publish(deviceJobsTopic(DEVICE), Buffer.from(encodeFrame(header, inputs)), { qos: 1 })
+  }
+  const resultOf = (jobId: string) => waitFor(`result of ${jobId}`, async () => results.get(jobId), 10_000, 5)
+  const image = (h: number, w: number, value = 0.3): RawTensor => ({
+    name: 'x',
+    datatype: 'FP32',
+    shape: [1, 3, h, w],
+    data: bytesOf(new Float32Array(3 * h * w).fill(value)),
+  })
+
+  beforeAll(async () => {
+    broker = await startLocalBroker()
+    gateway = await mqtt.connectAsync(broker.tcpUrl, { clientId: gatewayClientId('test') })
+    gateway.on('message', (topic, payload) => {
+      if (topic === RESULTS) {
+        const frame = decodeFrame(payload)
+        results.set(String(frame.header.jobId), frame)
+      } else if (topic === deviceStatusTopic(DEVICE)) {
+        lastStatus = DeviceStatusSchema.parse(JSON.parse(payload.toString()))
+      }
+    })
+    await gateway.subscribeAsync([RESULTS, deviceStatusTopic(DEVICE)], { qos: 1 })
+    const config = AgentConfigSchema.parse({
+      deviceId: DEVICE,
+      broker: { url: broker.tcpUrl },
+      models: [{ bundled: 'ppocr-cls' }, { name: 'broken', version: '1', path: '/nonexistent/model.onnx' }],
+      heartbeatSec: 0.2,
+    })
+    agent = startAgent(config, () => {})
+    await agent.modelsSettled
+    await waitFor('the ready status', async () => (lastStatus?.models.some((m) => m.state === 'ready') ? true : undefined))
+  })
+  afterAll(async () => {
+    await agent?.stop()
+    await gateway?.endAsync()
+    await broker?.close()
+  })
+
+  it('advertises its models with the file sha256 and real metadata, and skips one that fails to load', () => {
+    expect(lastStatus).toMatchObject({
+      deviceId: DEVICE,
+      online: true,
+      models: [
+        {
+          name: 'ppocr-cls',
+          version: '1',
+          sha256: clsSha256,
+          state: 'ready',
+          inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 3, -1, -1] }],
+          outputs: [{ name: 'softmax_0.tmp_0', datatype: 'FP32', shape: [-1, 2] }],
+        },
+      ],
+      hw: { cpus: expect.any(Number), memMB: expect.any(Number) },
+    })
+    expect(lastStatus!.models).toHaveLength(1) // the broken model is not advertised as servable
+  })
+
+  it('answers a job with exactly what onnxruntime computes on the same input', async () => {
+    const input = image(48, 96)
+    job('ok-1', [input])
+    const { header, tensors } = await resultOf('ok-1')
+    expect(ResultHeaderSchema.parse(header)).toMatchObject({ jobId: 'ok-1', deviceId: DEVICE, attempt: 1 })
+    expect(header.error).toBeUndefined()
+    const session = await ort.InferenceSession.create(bundledModelPath('ppocr-cls'))
+    const direct = await session.run({ x: new ort.Tensor('float32', new Float32Array(3 * 48 * 96).fill(0.3), [1, 3, 48, 96]) })
+    await session.release()
+    expect(tensors).toHaveLength(1)
+    expect(tensors[0]).toMatchObject({ name: 'softmax_0.tmp_0', datatype: 'FP32', shape: [1, 2] })
+    expect(Array.from(typedElements('FP32', tensors[0]!.data) as Float32Array)).toEqual(Array.from(direct['softmax_0.tmp_0']!.data as Float32Array))
+  })
+
+  it.each([
+    ['a wrong datatype', { ...image(48, 48), datatype: 'INT32' as const }, 'inputs[0].datatype'],
+    ['a wrong rank', { ...image(48, 48), shape: [3, 48, 48] }, 'inputs[0].shape'],
+    ['an input the graph cannot process', image(0, 0), 'inputs'],
+  ])('answers %s with an invalid_input error naming the field, and keeps serving', async (_what, tensor, field) => {
+    const id = `bad-${field}-${tensor.shape.join('x')}`
+    job(id, [tensor])
+    const bad = await resultOf(id)
+    expect(bad.header.error).toMatchObject({ code: 'invalid_input', field })
+    job(`${id}-after`, [image(48, 48)])
+    expect((await resultOf(`${id}-after`)).header.error).toBeUndefined()
+  })
+
+  it('refuses a job for a model file it does not have (sha256 mismatch) as model_unavailable', async () => {
+    job('wrong-sha', [image(48, 48)], { model: { name: 'ppocr-cls', version: '1', sha256: 'f'.repeat(64) } })
+    expect((await resultOf('wrong-sha')).header.error).toMatchObject({ code: 'model_unavailable' })
+  })
+
+  it('survives garbage on its jobs topic and never replies to a topic that is not a gateway results topic', async () => {
+    gateway.publish(deviceJobsTopic(DEVICE), Buffer.from('not a frame'), { qos: 1 })
+    let hijacked = false
+    const spy = await mqtt.connectAsync(broker.tcpUrl, { clientId: gatewayClientId('spy') })
+    spy.on('message', () => (hijacked = true))
+    await spy.subscribeAsync(`depinfer/v1/devices/${DEVICE}/heartbeat-hijack`, { qos: 1 })
+    job('hijack', [image(48, 48)], { replyTo: `depinfer/v1/devices/${DEVICE}/heartbeat-hijack` })
+    // Jobs are handled in order: once the next job is answered, the earlier ones were handled.
+    job('after-garbage', [image(48, 48)])
+    expect((await resultOf('after-garbage')).header.error).toBeUndefined()
+    expect(results.has('hijack')).toBe(false)
+    expect(hijacked).toBe(false)
+    await spy.endAsync()
+  })
+
+  it('reconnects after the broker restarts and advertises itself again', async () => {
+    const { tcpPort, wsPort } = broker
+    await gateway.endAsync(true)
+    await broker.close()
+    lastStatus = undefined
+    broker = await startLocalBroker({ tcpPort, wsPort })
+    gateway = await mqtt.connectAsync(broker.tcpUrl, { clientId: gatewayClientId('test') })
+    gateway.on('message', (topic, payload) => {
+      if (topic === deviceStatusTopic(DEVICE)) lastStatus = DeviceStatusSchema.parse(JSON.parse(payload.toString()))
+      if (topic === RESULTS) results.set(String(decodeFrame(payload).header.jobId), decodeFrame(payload))
+    })
+    await gateway.subscribeAsync([RESULTS, deviceStatusTopic(DEVICE)], { qos: 1 })
+    await waitFor('the status on the new broker', async () => (lastStatus?.online ? true : undefined), 20_000)
+    job('after-restart', [image(48, 48)])
+    expect((await resultOf('after-restart')).header.error).toBeUndefined()
+  })
+
+  it('publishes a retained offline status when stopped', async () => {
+    await agent.stop()
+    await waitFor('the offline status', async () => (lastStatus?.online === false ? true : undefined))
+    expect(lastStatus!.models[0]?.sha256).toBe(clsSha256)
+  })
+})

@@ -1,0 +1,64 @@
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { backoffMs } from './broker/connect.js'
+import { ConfigError, loadConfig } from './config.js'
+
+const writeConfig = (content: unknown) => {
+  const path = join(mkdtempSync(join(tmpdir(), 'agent-config-')), 'agent.json')
+  writeFileSync(path, typeof content === 'string' ? content : JSON.stringify(content))
+  return path
+}
+
+describe('agent config', () => {
+  it('serves every bundled model on a local broker when nothing is configured', () => {
+    const config = loadConfig(undefined, { DEPINFER_DEVICE_ID: 'pi-1' })
+    expect(config).toMatchObject({ deviceId: 'pi-1', broker: { url: 'mqtt://127.0.0.1:1883', keepaliveSec: 10 }, heartbeatSec: 2 })
+    expect(config.models).toEqual([{ bundled: 'ppocr-cls' }, { bundled: 'ppocr-det' }, { bundled: 'ppocr-rec' }])
+  })
+
+  it('takes the file, then lets the environment override it', () => {
+    const path = writeConfig({
+      deviceId: 'from-file',
+      broker: { url: 'mqtt://file:1883', username: 'u' },
+      models: [{ name: 'mine', version: '3', path: '/m.onnx' }],
+    })
+    const config = loadConfig(path, { DEPINFER_BROKER_URL: 'mqtts://env:8883', DEPINFER_BROKER_PASSWORD: 'p' })
+    expect(config.deviceId).toBe('from-file')
+    expect(config.broker).toMatchObject({ url: 'mqtts://env:8883', username: 'u', password: 'p' })
+    expect(config.models).toEqual([{ name: 'mine', version: '3', path: '/m.onnx' }])
+    expect(loadConfig(path, { DEPINFER_MODELS: 'ppocr-det' }).models).toEqual([{ bundled: 'ppocr-det' }])
+  })
+
+  it.each([
+    ['a device id that is not one topic level', { deviceId: 'a/b' }, /deviceId/],
+    ['an unknown bundled model', { deviceId: 'd', models: [{ bundled: 'gpt-5' }] }, /models\.0/],
+    ['a broker URL of another scheme', { deviceId: 'd', broker: { url: 'http://x' } }, /broker\.url/],
+    ['a zero heartbeat', { deviceId: 'd', heartbeatSec: 0 }, /heartbeatSec/],
+  ])('rejects %s with a message naming the field', (_what, content, message) => {
+    const path = writeConfig(content)
+    expect(() => loadConfig(path, {})).toThrow(ConfigError)
+    expect(() => loadConfig(path, {})).toThrow(message)
+  })
+
+  it('says which file it could not read', () => {
+    expect(() => loadConfig('/nonexistent/agent.json', {})).toThrow(/cannot read config \/nonexistent\/agent\.json/)
+    expect(() => loadConfig(writeConfig('{not json'), {})).toThrow(ConfigError)
+  })
+})
+
+describe('reconnect back-off', () => {
+  it('grows exponentially, is capped, and never goes below the minimum', () => {
+    const top = (attempt: number) => backoffMs(attempt, 250, 15_000, () => 0.999999)
+    expect(top(0)).toBe(250)
+    expect(top(3)).toBe(1_999)
+    expect(top(20)).toBe(14_999)
+    expect(backoffMs(5, 250, 15_000, () => 0)).toBe(250)
+  })
+
+  it('spreads a fleet out: attempts at the same step do not land together', () => {
+    const delays = new Set(Array.from({ length: 50 }, () => backoffMs(6, 250, 15_000)))
+    expect(delays.size).toBeGreaterThan(40)
+  })
+})
