@@ -67,6 +67,8 @@ export async function startEdge(options: LocalEdgeOptions): Promise<LocalEdge> {
     host: options.host ?? '127.0.0.1',
     port: options.port ?? 0,
     log: new Log(LogLevel.WARN),
+    // No internet here: don't try to fetch Cloudflare's `request.cf` data (nothing reads it).
+    cf: false,
     ...(options.inspectorPort !== undefined && { inspectorPort: options.inspectorPort }),
   } as ConstructorParameters<typeof Miniflare>[0])
   const url = (await miniflare.ready).toString().replace(/\/$/, '')

@@ -160,50 +160,55 @@ export class Gateway extends DurableObject<Env> {
     let lastFailure = ''
     let timedOut = false
 
-    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-      const candidates = (resolveModel(buildCatalog(this.#table), descriptor.name, descriptor.version)
-        ?.readyDevices ?? []).filter((d) => !tried.includes(d))
-      if (candidates.length === 0) break
-      const device = pickDevice(
-        candidates.map((entry) => ({ entry, load: this.#table.load(entry), ewmaMs: this.#table.ewmaMs(entry) })),
-        Math.random,
-      )!.entry
-      tried.push(device)
-      const remainingMs = deadline - Date.now()
-      const budgetMs = Math.max(1, Math.floor(attempt < MAX_ATTEMPTS ? remainingMs * FIRST_ATTEMPT_SHARE : remainingMs))
-      const sentAt = Date.now()
-      const outcome = await this.#attempt(jobId, attempt, device, job, descriptor, budgetMs)
+    try {
+      for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
+        const candidates = (resolveModel(buildCatalog(this.#table), descriptor.name, descriptor.version)
+          ?.readyDevices ?? []).filter((d) => !tried.includes(d))
+        if (candidates.length === 0) break
+        const device = pickDevice(
+          candidates.map((entry) => ({ entry, load: this.#table.load(entry), ewmaMs: this.#table.ewmaMs(entry) })),
+          Math.random,
+        )!.entry
+        tried.push(device)
+        const remainingMs = deadline - Date.now()
+        const budgetMs = Math.max(1, Math.floor(attempt < MAX_ATTEMPTS ? remainingMs * FIRST_ATTEMPT_SHARE : remainingMs))
+        const sentAt = Date.now()
+        const outcome = await this.#attempt(jobId, attempt, device, job, descriptor, budgetMs)
 
-      if (outcome.kind === 'result') {
-        const { header, tensors } = outcome
-        const answeredBy = this.#table.get(header.deviceId) ?? device
-        if (!header.error) {
-          this.#table.recordSuccess(answeredBy, Date.now() - sentAt)
-          return {
-            jobId,
-            deviceId: header.deviceId,
-            modelName: descriptor.name,
-            modelVersion: descriptor.version,
-            // Copy each output out of the frame: cloning a view would ship the whole frame.
-            outputs: tensors.map((t) => ({ ...t, data: copyBytes(t.data) })),
-            attempts: attempt,
-            timings: { ...header.timings, gatewayMs: Date.now() - startedAt },
+        if (outcome.kind === 'result') {
+          const { header, tensors } = outcome
+          const answeredBy = this.#table.get(header.deviceId) ?? device
+          if (!header.error) {
+            this.#table.recordSuccess(answeredBy, Date.now() - sentAt)
+            return {
+              jobId,
+              deviceId: header.deviceId,
+              modelName: descriptor.name,
+              modelVersion: descriptor.version,
+              // Copy each output out of the frame: cloning a view would ship the whole frame.
+              outputs: tensors.map((t) => ({ ...t, data: copyBytes(t.data) })),
+              attempts: attempt,
+              timings: { ...header.timings, gatewayMs: Date.now() - startedAt },
+            }
           }
+          if (header.error.code === 'invalid_input') {
+            // The model itself refused the input: the same on every device, so not retried.
+            throw new ModelRejectedInputError(header.error.message, header.error.field ?? 'inputs')
+          }
+          this.#table.recordFailure(answeredBy)
+          lastFailure = `device ${header.deviceId} failed (${header.error.code}): ${header.error.message}`
+        } else if (outcome.kind === 'timeout') {
+          this.#table.recordFailure(device)
+          timedOut = true
+          lastFailure = `device ${device.deviceId} did not answer within ${budgetMs} ms`
+        } else {
+          lastFailure = `device ${device.deviceId} went offline during the job`
         }
-        if (header.error.code === 'invalid_input') {
-          // The model itself refused the input: the same on every device, so not retried.
-          throw new ModelRejectedInputError(header.error.message, header.error.field ?? 'inputs')
-        }
-        this.#table.recordFailure(answeredBy)
-        lastFailure = `device ${header.deviceId} failed (${header.error.code}): ${header.error.message}`
-      } else if (outcome.kind === 'timeout') {
-        this.#table.recordFailure(device)
-        timedOut = true
-        lastFailure = `device ${device.deviceId} did not answer within ${budgetMs} ms`
-      } else {
-        lastFailure = `device ${device.deviceId} went offline during the job`
+        if (Date.now() >= deadline) break
       }
-      if (Date.now() >= deadline) break
+    } finally {
+      // Whatever happened, the job is over for this gateway: later answers are ignored.
+      this.#jobs.delete(jobId)
     }
 
     const triedIds = tried.map((d) => d.deviceId).join(', ')
@@ -243,7 +248,6 @@ export class Gateway extends DurableObject<Env> {
         clearTimeout(timer)
         device.inflight--
         pending.settle = () => {}
-        if (outcome.kind === 'result' || attempt === MAX_ATTEMPTS) this.#jobs.delete(jobId)
         resolve(outcome)
       }
       this.#jobs.set(jobId, pending)
