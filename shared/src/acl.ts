@@ -4,7 +4,7 @@
  * gateway may do anything under the protocol root. Brokers enforce this: the embedded one calls
  * these functions, production Mosquitto gets the equivalent ACL file (see README).
  */
-import { deviceJobsTopic, isGatewayResultsTopic, TOPIC_ROOT } from './topics.js'
+import { deviceJobsTopic, isGatewayResultsTopic, isValidId, TOPIC_ROOT } from './topics.js'
 
 export type BrokerPrincipal = { role: 'device'; deviceId: string } | { role: 'gateway'; gatewayId: string }
 
@@ -16,8 +16,16 @@ export const gatewayClientId = (gatewayId: string) => `${GATEWAY_CLIENT_PREFIX}$
 
 /** The principal a client id names, or undefined for clients that are neither. */
 export function principalOf(clientId: string): BrokerPrincipal | undefined {
-  if (clientId.startsWith(DEVICE_CLIENT_PREFIX)) return { role: 'device', deviceId: clientId.slice(DEVICE_CLIENT_PREFIX.length) }
-  if (clientId.startsWith(GATEWAY_CLIENT_PREFIX)) return { role: 'gateway', gatewayId: clientId.slice(GATEWAY_CLIENT_PREFIX.length) }
+  // The id must be a valid topic level: a client calling itself `depinfer-device-+` must not
+  // turn "its own jobs topic" into a wildcard over every device's jobs.
+  if (clientId.startsWith(DEVICE_CLIENT_PREFIX)) {
+    const deviceId = clientId.slice(DEVICE_CLIENT_PREFIX.length)
+    return isValidId(deviceId) ? { role: 'device', deviceId } : undefined
+  }
+  if (clientId.startsWith(GATEWAY_CLIENT_PREFIX)) {
+    const gatewayId = clientId.slice(GATEWAY_CLIENT_PREFIX.length)
+    return isValidId(gatewayId) ? { role: 'gateway', gatewayId } : undefined
+  }
   return undefined
 }
 

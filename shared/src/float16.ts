@@ -3,39 +3,41 @@
  * as their raw 16-bit patterns in a Uint16Array and are converted only at the JSON boundary.
  */
 
-const f32 = new Float32Array(1)
-const u32 = new Uint32Array(f32.buffer)
+/** Rounds to the nearest integer, ties to even (exact for the values used here, all < 2^12). */
+function roundHalfEven(value: number): number {
+  const floor = Math.floor(value)
+  const fraction = value - floor
+  if (fraction > 0.5) return floor + 1
+  if (fraction < 0.5) return floor
+  return floor % 2 === 0 ? floor : floor + 1
+}
 
-/** Rounds a number to the nearest binary16 (ties to even) and returns its bit pattern. */
-export function float32ToFloat16Bits(value: number): number {
-  f32[0] = value
-  const bits = u32[0]!
-  const sign = (bits >>> 16) & 0x8000
-  const exponent = (bits >>> 23) & 0xff
-  let mantissa = bits & 0x7fffff
-
-  if (exponent === 0xff) {
-    // Infinity stays infinity; NaN keeps a quiet-NaN payload bit so it stays NaN.
-    return sign | 0x7c00 | (mantissa !== 0 ? 0x200 : 0)
+/**
+ * Rounds a number (a double, as JSON gives it) to the nearest binary16, ties to even, and returns
+ * its bit pattern. Rounds the double directly: going through float32 first would round twice
+ * and can land on the wrong side of a binary16 midpoint.
+ */
+export function toFloat16Bits(value: number): number {
+  if (Number.isNaN(value)) return 0x7e00
+  const sign = value < 0 || Object.is(value, -0) ? 0x8000 : 0
+  const magnitude = Math.abs(value)
+  if (magnitude === Infinity) return sign | 0x7c00
+  if (magnitude < 2 ** -14) {
+    // Subnormal range: units of 2^-24. A result of 1024 is the smallest normal, 0x0400.
+    return sign | roundHalfEven(magnitude * 2 ** 24)
   }
-  const halfExponent = exponent - 127 + 15
-  if (halfExponent >= 0x1f) return sign | 0x7c00 // overflow → ±Infinity
-  if (halfExponent <= 0) {
-    // Subnormal half (or zero): shift the implicit leading 1 into the mantissa.
-    if (halfExponent < -10) return sign
-    mantissa |= 0x800000
-    const shift = 14 - halfExponent
-    const halfMantissa = mantissa >>> shift
-    const remainder = mantissa & ((1 << shift) - 1)
-    const halfway = 1 << (shift - 1)
-    const roundUp = remainder > halfway || (remainder === halfway && (halfMantissa & 1) === 1)
-    return sign | (halfMantissa + (roundUp ? 1 : 0))
+  let exponent = Math.floor(Math.log2(magnitude))
+  // log2 can be off by one next to powers of two; settle 2^e <= magnitude < 2^(e+1) exactly.
+  if (2 ** exponent > magnitude) exponent--
+  else if (2 ** (exponent + 1) <= magnitude) exponent++
+  // Scaling by a power of two is exact, so the mantissa's rounding is the only rounding.
+  let mantissa = roundHalfEven(magnitude * 2 ** (10 - exponent))
+  if (mantissa === 2048) {
+    mantissa = 1024
+    exponent++
   }
-  const halfMantissa = mantissa >>> 13
-  const remainder = mantissa & 0x1fff
-  const roundUp = remainder > 0x1000 || (remainder === 0x1000 && (halfMantissa & 1) === 1)
-  // A carry out of the mantissa correctly bumps the exponent (and may reach Infinity).
-  return (sign | (halfExponent << 10) | halfMantissa) + (roundUp ? 1 : 0)
+  if (exponent + 15 >= 0x1f) return sign | 0x7c00 // overflow → ±Infinity
+  return sign | ((exponent + 15) << 10) | (mantissa - 1024)
 }
 
 /** Expands a binary16 bit pattern to the number it denotes. */

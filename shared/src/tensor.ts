@@ -5,7 +5,7 @@
  */
 import { BYTES_PER_ELEMENT, type Datatype } from './datatypes.js'
 import { TensorError } from './errors.js'
-import { float16BitsToNumber, float32ToFloat16Bits } from './float16.js'
+import { float16BitsToNumber, toFloat16Bits } from './float16.js'
 
 export interface RawTensor {
   name: string
@@ -153,7 +153,7 @@ export function encodeJsonElements(datatype: Datatype, values: readonly unknown[
     case 'FP16':
       values.forEach((v, i) => {
         if (typeof v !== 'number') fail(i, 'expected a number')
-        out[i] = float32ToFloat16Bits(v as number)
+        out[i] = toFloat16Bits(v as number)
       })
       break
     case 'FP32':

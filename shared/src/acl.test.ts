@@ -1,0 +1,142 @@
+import { describe, expect, it } from 'vitest'
+import { deviceClientId, gatewayClientId, mayPublish, maySubscribe, principalOf, type BrokerPrincipal } from './acl.js'
+import {
+  ALL_DEVICE_HEARTBEATS,
+  ALL_DEVICE_STATUS,
+  deviceHeartbeatTopic,
+  deviceJobsTopic,
+  deviceStatusTopic,
+  gatewayResultsTopic,
+  gatewaySyncTopic,
+} from './topics.js'
+
+const pi: BrokerPrincipal = { role: 'device', deviceId: 'pi' }
+const gateway: BrokerPrincipal = { role: 'gateway', gatewayId: 'gw1' }
+
+/** MQTT 3.1.1 §4.7 topic-filter matching, written independently for these tests. */
+function mqttMatches(filter: string, topic: string): boolean {
+  const f = filter.split('/')
+  const t = topic.split('/')
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === '#') return true
+    if (i >= t.length) return false
+    if (f[i] !== '+' && f[i] !== t[i]) return false
+  }
+  return f.length === t.length
+}
+
+describe('client ids and principals', () => {
+  it('names device and gateway clients by a fixed prefix', () => {
+    expect(deviceClientId('pi')).toBe('depinfer-device-pi')
+    expect(gatewayClientId('gw1')).toBe('depinfer-gateway-gw1')
+  })
+
+  it.each(['pi', 'pi-kitchen', 'a.b_c'])('principalOf(deviceClientId(%j)) is that device', (id) => {
+    expect(principalOf(deviceClientId(id))).toEqual({ role: 'device', deviceId: id })
+  })
+
+  it.each(['gw1', 'edge-eu.1'])('principalOf(gatewayClientId(%j)) is that gateway', (id) => {
+    expect(principalOf(gatewayClientId(id))).toEqual({ role: 'gateway', gatewayId: id })
+  })
+
+  it.each(['', 'mqttjs_1234', 'depinfer-pi', 'depinfer-devic-pi', 'Depinfer-device-pi', 'x-depinfer-device-pi', 'depinfer-gateway', 'depinfer-edge-gw1'])(
+    'principalOf(%j) is undefined',
+    (clientId) => {
+      expect(principalOf(clientId)).toBeUndefined()
+    },
+  )
+})
+
+describe('device publish', () => {
+  it.each([
+    ['its own status', deviceStatusTopic('pi')],
+    ['its own heartbeat', deviceHeartbeatTopic('pi')],
+    ["a gateway's results", gatewayResultsTopic('gw1')],
+    ["another gateway's results", gatewayResultsTopic('edge-eu.2')],
+  ])('may publish %s', (_case, topic) => {
+    expect(mayPublish(pi, topic)).toBe(true)
+  })
+
+  it.each([
+    ['its own jobs topic', deviceJobsTopic('pi')],
+    ["another device's status", deviceStatusTopic('other')],
+    ["another device's heartbeat", deviceHeartbeatTopic('other')],
+    ["another device's jobs", deviceJobsTopic('other')],
+    ['the status of a device whose id extends its own', deviceStatusTopic('pi2')],
+    ['the status of a device whose id is a prefix of its own', deviceStatusTopic('p')],
+    ["a gateway's sync topic", gatewaySyncTopic('gw1')],
+    ['a results topic with a wildcard gateway id', 'depinfer/v1/gateways/+/results'],
+    ['a results topic with an invalid gateway id', 'depinfer/v1/gateways/.x/results'],
+    ['a results topic with extra levels', 'depinfer/v1/gateways/gw1/results/x'],
+    ['outside the protocol root', 'other/devices/pi/status'],
+    ['a different protocol version', 'depinfer/v2/devices/pi/status'],
+    ['the root itself', 'depinfer/v1'],
+  ])('may not publish %s', (_case, topic) => {
+    expect(mayPublish(pi, topic)).toBe(false)
+  })
+})
+
+describe('device subscribe', () => {
+  it('may subscribe to its own jobs', () => {
+    expect(maySubscribe(pi, deviceJobsTopic('pi'))).toBe(true)
+  })
+
+  it.each([
+    ["another device's jobs", deviceJobsTopic('other')],
+    ['its own status', deviceStatusTopic('pi')],
+    ['its own heartbeat', deviceHeartbeatTopic('pi')],
+    ['every device status', ALL_DEVICE_STATUS],
+    ['every device heartbeat', ALL_DEVICE_HEARTBEATS],
+    ['every job', 'depinfer/v1/devices/+/jobs'],
+    ['a multi-level wildcard under its own id', 'depinfer/v1/devices/pi/#'],
+    ['everything', '#'],
+    ['the protocol root', 'depinfer/v1/#'],
+    ["a gateway's results", gatewayResultsTopic('gw1')],
+  ])('may not subscribe to %s', (_case, filter) => {
+    expect(maySubscribe(pi, filter)).toBe(false)
+  })
+
+  // BUG: principalOf does not check that the id in the client id is a valid id, and maySubscribe
+  // compares the filter against deviceJobsTopic(deviceId). A client connecting as
+  // `depinfer-device-+` is the device "+", whose "own jobs topic" is the wildcard filter
+  // `depinfer/v1/devices/+/jobs`: it is allowed to read every device's jobs.
+  it('does not let a device client id with a wildcard subscribe to other devices\' jobs', () => {
+    const filter = 'depinfer/v1/devices/+/jobs'
+    expect(mqttMatches(filter, deviceJobsTopic('victim'))).toBe(true)
+    const principal = principalOf('depinfer-device-+')
+    expect(principal === undefined || !maySubscribe(principal, filter)).toBe(true)
+  })
+})
+
+describe('gateway', () => {
+  it.each([
+    deviceJobsTopic('pi'),
+    deviceStatusTopic('pi'),
+    deviceHeartbeatTopic('pi'),
+    gatewayResultsTopic('gw1'),
+    gatewayResultsTopic('other-gw'),
+    gatewaySyncTopic('gw1'),
+    'depinfer/v1/anything/else',
+  ])('may publish %s', (topic) => {
+    expect(mayPublish(gateway, topic)).toBe(true)
+  })
+
+  it.each([
+    ALL_DEVICE_STATUS,
+    ALL_DEVICE_HEARTBEATS,
+    gatewayResultsTopic('gw1'),
+    gatewaySyncTopic('gw1'),
+    deviceJobsTopic('pi'),
+    'depinfer/v1/#',
+  ])('may subscribe to %s', (filter) => {
+    expect(maySubscribe(gateway, filter)).toBe(true)
+  })
+
+  it.each(['depinfer/v1', 'depinfer/v10/x', 'depinfer/v2/devices/pi/jobs', 'other/topic', '$SYS/broker/clients', '#', '+/v1/devices/pi/jobs', '/depinfer/v1/x'])(
+    'may neither publish nor subscribe outside depinfer/v1/: %s',
+    (topic) => {
+      expect(mayPublish(gateway, topic)).toBe(false)
+      expect(maySubscribe(gateway, topic)).toBe(false)
+    },
+  )
+})

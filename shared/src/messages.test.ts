@@ -1,0 +1,155 @@
+import { describe, expect, it } from 'vitest'
+import {
+  DeviceStatusSchema,
+  HeartbeatSchema,
+  JobHeaderSchema,
+  ModelDescriptorSchema,
+  ResultHeaderSchema,
+  TensorSpecSchema,
+} from './messages.js'
+
+const SHA = 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad'
+
+const model = () => ({
+  name: 'resnet18',
+  version: '1.0',
+  sha256: SHA,
+  platform: 'onnxruntime_onnx',
+  inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 3, 224, 224] }],
+  outputs: [{ name: 'logits', datatype: 'FP32', shape: [-1, 1000] }],
+  maxBatch: 4,
+  state: 'ready',
+})
+
+const status = () => ({
+  protocol: 1,
+  deviceId: 'pi-kitchen',
+  online: true,
+  models: [model()],
+  hw: { arch: 'arm64', cpus: 4, memMB: 8192, accel: [] },
+  agentVersion: '0.1.0',
+  runtime: { name: 'onnxruntime-node', version: '1.20.0', executionProviders: ['cpu'] },
+})
+
+/** The paths of the issues a failed parse reports. */
+function issuePaths(result: { success: boolean; error?: { issues: { path: PropertyKey[] }[] } }): string[] {
+  expect(result.success).toBe(false)
+  return result.error!.issues.map((issue) => issue.path.join('.'))
+}
+
+describe('DeviceStatusSchema', () => {
+  it('accepts a valid status and returns its fields', () => {
+    const result = DeviceStatusSchema.safeParse(status())
+    expect(result.success).toBe(true)
+    expect(result.data).toEqual(status())
+  })
+
+  it('accepts the offline status a last will carries, defaulting models to []', () => {
+    expect(DeviceStatusSchema.parse({ protocol: 1, deviceId: 'pi', online: false, models: [] })).toEqual({ protocol: 1, deviceId: 'pi', online: false, models: [] })
+    expect(DeviceStatusSchema.parse({ protocol: 1, deviceId: 'pi', online: false }).models).toEqual([])
+  })
+
+  it.each(['', 'pi/kitchen', 'pi+', '#', '-pi', '.pi', 'pi kitchen', 'a'.repeat(65), 42])('rejects deviceId %j', (deviceId) => {
+    expect(issuePaths(DeviceStatusSchema.safeParse({ ...status(), deviceId }))).toContain('deviceId')
+  })
+
+  it.each([
+    ['uppercase hex', SHA.toUpperCase()],
+    ['63 digits', SHA.slice(1)],
+    ['65 digits', SHA + '0'],
+    ['a non-hex digit', 'g' + SHA.slice(1)],
+    ['a 0x prefix', '0x' + SHA.slice(2)],
+    ['empty', ''],
+  ])('rejects a model sha256 with %s', (_case, sha256) => {
+    const bad = { ...status(), models: [{ ...model(), sha256 }] }
+    expect(issuePaths(DeviceStatusSchema.safeParse(bad))).toContain('models.0.sha256')
+  })
+
+  it.each([
+    ['protocol 2', { protocol: 2 }, 'protocol'],
+    ['a missing protocol', { protocol: undefined }, 'protocol'],
+    ['online as a string', { online: 'yes' }, 'online'],
+    ['a negative cpu count', { hw: { arch: 'x64', cpus: -1, memMB: 1, accel: [] } }, 'hw.cpus'],
+  ])('rejects %s', (_case, patch, path) => {
+    expect(issuePaths(DeviceStatusSchema.safeParse({ ...status(), ...patch }))).toContain(path)
+  })
+})
+
+describe('ModelDescriptorSchema / TensorSpecSchema', () => {
+  it('accepts a valid model descriptor', () => {
+    expect(ModelDescriptorSchema.safeParse(model()).success).toBe(true)
+  })
+
+  it.each([
+    ['no inputs', { inputs: [] }, 'inputs'],
+    ['no outputs', { outputs: [] }, 'outputs'],
+    ['a batch of 0', { maxBatch: 0 }, 'maxBatch'],
+    ['an unknown state', { state: 'busy' }, 'state'],
+    ['another platform', { platform: 'tensorrt_plan' }, 'platform'],
+    ['a bad name', { name: 'a/b' }, 'name'],
+    ['a version with a slash', { version: '1/2' }, 'version'],
+  ])('rejects a model with %s', (_case, patch, path) => {
+    expect(issuePaths(ModelDescriptorSchema.safeParse({ ...model(), ...patch }))).toContain(path)
+  })
+
+  it.each([
+    [{ name: '', datatype: 'FP32', shape: [1] }, 'name'],
+    [{ name: 'x', datatype: 'BF16', shape: [1] }, 'datatype'],
+    [{ name: 'x', datatype: 'FP32', shape: [-2] }, 'shape.0'],
+    [{ name: 'x', datatype: 'FP32', shape: [1.5] }, 'shape.0'],
+  ])('rejects tensor spec %j', (spec, path) => {
+    expect(issuePaths(TensorSpecSchema.safeParse(spec))).toContain(path)
+  })
+})
+
+describe('HeartbeatSchema / JobHeaderSchema / ResultHeaderSchema', () => {
+  it('accepts a heartbeat and rejects negative load', () => {
+    expect(HeartbeatSchema.safeParse({ inflight: 0, queued: 2, ewmaMs: 12.5, ts: 1_700_000_000_000 }).success).toBe(true)
+    expect(issuePaths(HeartbeatSchema.safeParse({ inflight: -1, queued: 0, ewmaMs: 0, ts: 0 }))).toContain('inflight')
+  })
+
+  const job = () => ({
+    protocol: 1,
+    jobId: 'j-1',
+    replyTo: 'depinfer/v1/gateways/gw/results',
+    model: { name: 'resnet18', version: '1', sha256: SHA },
+    deadlineMs: 5000,
+    attempt: 1,
+  })
+
+  it('accepts a job header and defaults outputs to []', () => {
+    expect(JobHeaderSchema.parse(job()).outputs).toEqual([])
+  })
+
+  it.each([
+    ['an empty jobId', { jobId: '' }, 'jobId'],
+    ['a jobId over 128 chars', { jobId: 'j'.repeat(129) }, 'jobId'],
+    ['a bad model sha256', { model: { name: 'resnet18', version: '1', sha256: 'abc' } }, 'model.sha256'],
+    ['a zero deadline', { deadlineMs: 0 }, 'deadlineMs'],
+    ['attempt 0', { attempt: 0 }, 'attempt'],
+  ])('rejects a job header with %s', (_case, patch, path) => {
+    expect(issuePaths(JobHeaderSchema.safeParse({ ...job(), ...patch }))).toContain(path)
+  })
+
+  const result = () => ({
+    protocol: 1,
+    jobId: 'j-1',
+    deviceId: 'pi',
+    attempt: 1,
+    timings: { queueMs: 0, inferMs: 3.2, totalMs: 3.5 },
+  })
+
+  it('accepts a result header with and without an error', () => {
+    expect(ResultHeaderSchema.safeParse(result()).success).toBe(true)
+    const failed = { ...result(), error: { code: 'invalid_input', message: 'bad', field: 'inputs[0].shape' } }
+    expect(ResultHeaderSchema.parse(failed).error).toEqual(failed.error)
+  })
+
+  it.each([
+    ['an unknown error code', { error: { code: 'oops', message: 'x' } }, 'error.code'],
+    ['a bad deviceId', { deviceId: 'a/b' }, 'deviceId'],
+    ['negative timings', { timings: { queueMs: -1, inferMs: 0, totalMs: 0 } }, 'timings.queueMs'],
+  ])('rejects a result header with %s', (_case, patch, path) => {
+    expect(issuePaths(ResultHeaderSchema.safeParse({ ...result(), ...patch }))).toContain(path)
+  })
+})

@@ -1,0 +1,126 @@
+import { describe, expect, it } from 'vitest'
+import {
+  ALL_DEVICE_HEARTBEATS,
+  ALL_DEVICE_STATUS,
+  deviceHeartbeatTopic,
+  deviceJobsTopic,
+  deviceStatusTopic,
+  gatewayResultsTopic,
+  gatewaySyncTopic,
+  isGatewayResultsTopic,
+  isValidId,
+  parseDeviceTopic,
+  TOPIC_ROOT,
+} from './topics.js'
+
+/** MQTT 3.1.1 §4.7 topic-filter matching, written independently for these tests. */
+function mqttMatches(filter: string, topic: string): boolean {
+  const f = filter.split('/')
+  const t = topic.split('/')
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === '#') return true
+    if (i >= t.length) return false
+    if (f[i] !== '+' && f[i] !== t[i]) return false
+  }
+  return f.length === t.length
+}
+
+describe('topic builders', () => {
+  it('builds the documented topic names', () => {
+    expect(TOPIC_ROOT).toBe('depinfer/v1')
+    expect(deviceStatusTopic('pi-kitchen')).toBe('depinfer/v1/devices/pi-kitchen/status')
+    expect(deviceHeartbeatTopic('pi-kitchen')).toBe('depinfer/v1/devices/pi-kitchen/heartbeat')
+    expect(deviceJobsTopic('pi-kitchen')).toBe('depinfer/v1/devices/pi-kitchen/jobs')
+    expect(gatewayResultsTopic('gw.eu_1')).toBe('depinfer/v1/gateways/gw.eu_1/results')
+    expect(gatewaySyncTopic('gw.eu_1')).toBe('depinfer/v1/gateways/gw.eu_1/sync')
+  })
+
+  it('subscription filters match every device status / heartbeat and nothing else', () => {
+    for (const id of ['a', 'pi-kitchen', 'X.y_z-9']) {
+      expect(mqttMatches(ALL_DEVICE_STATUS, deviceStatusTopic(id))).toBe(true)
+      expect(mqttMatches(ALL_DEVICE_HEARTBEATS, deviceHeartbeatTopic(id))).toBe(true)
+      expect(mqttMatches(ALL_DEVICE_STATUS, deviceHeartbeatTopic(id))).toBe(false)
+      expect(mqttMatches(ALL_DEVICE_HEARTBEATS, deviceStatusTopic(id))).toBe(false)
+      expect(mqttMatches(ALL_DEVICE_STATUS, deviceJobsTopic(id))).toBe(false)
+      expect(mqttMatches(ALL_DEVICE_HEARTBEATS, deviceJobsTopic(id))).toBe(false)
+      expect(mqttMatches(ALL_DEVICE_STATUS, gatewayResultsTopic(id))).toBe(false)
+    }
+  })
+})
+
+describe('parseDeviceTopic', () => {
+  it.each([
+    [deviceStatusTopic('pi-kitchen'), 'pi-kitchen', 'status'],
+    [deviceHeartbeatTopic('pi-kitchen'), 'pi-kitchen', 'heartbeat'],
+    [deviceJobsTopic('jetson.01'), 'jetson.01', 'jobs'],
+    ['depinfer/v1/devices/A_b-c.9/status', 'A_b-c.9', 'status'],
+  ])('parses %s', (topic, deviceId, kind) => {
+    expect(parseDeviceTopic(topic)).toEqual({ deviceId, kind })
+  })
+
+  it.each([
+    gatewayResultsTopic('gw'),
+    gatewaySyncTopic('gw'),
+    'depinfer/v1/devices/pi/other',
+    'depinfer/v1/devices/pi/status/extra',
+    'depinfer/v1/devices/pi/sub/status',
+    'depinfer/v1/devices//status',
+    'depinfer/v1/devices/status',
+    'depinfer/v2/devices/pi/status',
+    'x/depinfer/v1/devices/pi/status',
+    '/depinfer/v1/devices/pi/status',
+    'depinfer/v1/devices/pi/status/',
+    'depinfer/v1/devices/pi/STATUS',
+    'depinfer/v1/gateways/pi/status',
+    '',
+  ])('returns undefined for %j', (topic) => {
+    expect(parseDeviceTopic(topic)).toBeUndefined()
+  })
+})
+
+describe('isGatewayResultsTopic', () => {
+  it.each(['gw', 'edge-eu.1', 'G_9'])('accepts the results topic of gateway %s', (id) => {
+    expect(isGatewayResultsTopic(gatewayResultsTopic(id))).toBe(true)
+  })
+
+  it.each([
+    'depinfer/v1/gateways/+/results',
+    'depinfer/v1/gateways/#/results',
+    'depinfer/v1/gateways/.hidden/results',
+    'depinfer/v1/gateways//results',
+    'depinfer/v1/gateways/gw/results/x',
+    'depinfer/v1/gateways/a/b/results',
+    'depinfer/v1/gateways/gw/sync',
+    'depinfer/v1/devices/gw/status',
+    'depinfer/v2/gateways/gw/results',
+    `depinfer/v1/gateways/${'a'.repeat(65)}/results`,
+  ])('rejects %j', (topic) => {
+    expect(isGatewayResultsTopic(topic)).toBe(false)
+  })
+})
+
+describe('isValidId', () => {
+  it.each(['a', 'pi-kitchen', 'Pi_Kitchen.2', '0', '9-._', 'a'.repeat(64)])('accepts %j', (id) => {
+    expect(isValidId(id)).toBe(true)
+  })
+
+  it.each([
+    ['empty', ''],
+    ['a slash', 'pi/kitchen'],
+    ['a plus wildcard', 'pi+kitchen'],
+    ['a hash wildcard', 'pi#kitchen'],
+    ['only +', '+'],
+    ['only #', '#'],
+    ['a leading dash', '-pi'],
+    ['a leading dot', '.pi'],
+    ['a leading underscore', '_pi'],
+    ['a space', 'pi kitchen'],
+    ['a trailing newline', 'pi\n'],
+    ['a NUL', 'pi\u0000'],
+    ['non-ASCII letters', 'küche'],
+    ['65 characters', 'a'.repeat(65)],
+    ['a colon', 'pi:1'],
+  ])('rejects an id with %s', (_case, id) => {
+    expect(isValidId(id)).toBe(false)
+  })
+})
