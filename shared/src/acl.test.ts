@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { mqttMatches } from './testing/mqtt-matches.js'
 import { deviceClientId, gatewayClientId, mayPublish, maySubscribe, principalOf, type BrokerPrincipal } from './acl.js'
 import {
   ALL_DEVICE_HEARTBEATS,
@@ -13,17 +14,6 @@ import {
 const pi: BrokerPrincipal = { role: 'device', deviceId: 'pi' }
 const gateway: BrokerPrincipal = { role: 'gateway', gatewayId: 'gw1' }
 
-/** MQTT 3.1.1 §4.7 topic-filter matching, written independently for these tests. */
-function mqttMatches(filter: string, topic: string): boolean {
-  const f = filter.split('/')
-  const t = topic.split('/')
-  for (let i = 0; i < f.length; i++) {
-    if (f[i] === '#') return true
-    if (i >= t.length) return false
-    if (f[i] !== '+' && f[i] !== t[i]) return false
-  }
-  return f.length === t.length
-}
 
 describe('client ids and principals', () => {
   it('names device and gateway clients by a fixed prefix', () => {

@@ -1,21 +1,9 @@
 import { describe, expect, it } from 'vitest'
-import { FrameError, ProtocolError } from './errors.js'
+import { expectProtocolError } from './testing/expect-protocol-error.js'
+import { FrameError } from './errors.js'
 import { decodeFrame, encodeFrame } from './frame.js'
 import { typedElements, type RawTensor } from './tensor.js'
 
-/** Runs `fn`, expecting a FrameError naming `field`. */
-function expectFrameError(fn: () => unknown, field: string): FrameError {
-  let caught: unknown
-  try {
-    fn()
-  } catch (error) {
-    caught = error
-  }
-  expect(caught).toBeInstanceOf(FrameError)
-  expect(caught).toBeInstanceOf(ProtocolError)
-  expect((caught as FrameError).field).toBe(field)
-  return caught as FrameError
-}
 
 const ascii = (text: string) => new TextEncoder().encode(text)
 const roundUp8 = (n: number) => Math.ceil(n / 8) * 8
@@ -205,7 +193,7 @@ describe('decodeFrame at an odd byteOffset', () => {
     big.set(original, 5)
     // Cut the view one byte short of the tensor's end; the bytes still exist in `big`.
     const truncated = big.subarray(5, 5 + original.byteLength - 1)
-    expectFrameError(() => decodeFrame(truncated), 'tensors[0]')
+    expectProtocolError(FrameError, () => decodeFrame(truncated), 'tensors[0]')
   })
 
   it('reads the header length relative to the view, not the underlying buffer', () => {
@@ -227,26 +215,26 @@ describe('decodeFrame rejects malformed frames', () => {
     ['lowercase magic', ascii('dpf1\x02\x00\x00\x00{}')],
     ['JSON without a prefix', ascii('{"tensors":[]}')],
   ])('%s → bad magic on field "frame"', (_case, frame) => {
-    expectFrameError(() => decodeFrame(frame), 'frame')
+    expectProtocolError(FrameError, () => decodeFrame(frame), 'frame')
   })
 
   it('rejects a wrong magic on an otherwise valid frame', () => {
     const frame = good()
     frame[0] = 0x45
-    expectFrameError(() => decodeFrame(frame), 'frame')
+    expectProtocolError(FrameError, () => decodeFrame(frame), 'frame')
   })
 
   it('rejects a header length beyond the frame', () => {
     const header = ascii('{"tensors":[]}')
-    expectFrameError(() => decodeFrame(handFrame(null, [], { rawHeader: header, declaredLength: 1000 })), 'frame')
-    expectFrameError(() => decodeFrame(handFrame(null, [], { rawHeader: header, declaredLength: 0xffffffff })), 'frame')
+    expectProtocolError(FrameError, () => decodeFrame(handFrame(null, [], { rawHeader: header, declaredLength: 1000 })), 'frame')
+    expectProtocolError(FrameError, () => decodeFrame(handFrame(null, [], { rawHeader: header, declaredLength: 0xffffffff })), 'frame')
   })
 
   it('rejects a truncated header', () => {
     const frame = good()
     const headerLength = new DataView(frame.buffer).getUint32(4, true)
-    expectFrameError(() => decodeFrame(frame.subarray(0, 8 + headerLength - 1)), 'frame')
-    expectFrameError(() => decodeFrame(frame.subarray(0, 9)), 'frame')
+    expectProtocolError(FrameError, () => decodeFrame(frame.subarray(0, 8 + headerLength - 1)), 'frame')
+    expectProtocolError(FrameError, () => decodeFrame(frame.subarray(0, 9)), 'frame')
   })
 
   it.each([
@@ -255,11 +243,11 @@ describe('decodeFrame rejects malformed frames', () => {
     ['an empty header', ''],
     ['single quotes', "{'tensors':[]}"],
   ])('rejects a non-JSON header (%s) on field "header"', (_case, text) => {
-    expectFrameError(() => decodeFrame(handFrame(null, [], { rawHeader: ascii(text) })), 'header')
+    expectProtocolError(FrameError, () => decodeFrame(handFrame(null, [], { rawHeader: ascii(text) })), 'header')
   })
 
   it.each([['[]'], ['null'], ['42'], ['"text"'], ['true']])('rejects header %s that is not a JSON object', (text) => {
-    expectFrameError(() => decodeFrame(handFrame(null, [], { rawHeader: ascii(text) })), 'header')
+    expectProtocolError(FrameError, () => decodeFrame(handFrame(null, [], { rawHeader: ascii(text) })), 'header')
   })
 
   it.each([
@@ -268,18 +256,18 @@ describe('decodeFrame rejects malformed frames', () => {
     ['an object', { tensors: {} }],
     ['a string', { tensors: 'x' }],
   ])('rejects a tensors list that is %s, on field "tensors"', (_case, header) => {
-    expectFrameError(() => decodeFrame(handFrame(header)), 'tensors')
+    expectProtocolError(FrameError, () => decodeFrame(handFrame(header)), 'tensors')
   })
 
   it.each([
     ['missing', { datatype: 'UINT8', shape: [1] }],
     ['a number', { name: 3, datatype: 'UINT8', shape: [1] }],
   ])('rejects a tensor name that is %s', (_case, descriptor) => {
-    expectFrameError(() => decodeFrame(handFrame({ tensors: [descriptor] }, [new Uint8Array(1)])), 'tensors[0].name')
+    expectProtocolError(FrameError, () => decodeFrame(handFrame({ tensors: [descriptor] }, [new Uint8Array(1)])), 'tensors[0].name')
   })
 
   it('rejects a null tensor descriptor', () => {
-    expectFrameError(() => decodeFrame(handFrame({ tensors: [null] })), 'tensors[0].name')
+    expectProtocolError(FrameError, () => decodeFrame(handFrame({ tensors: [null] })), 'tensors[0].name')
   })
 
   it.each([['FP8'], ['fp32'], ['BYTES'], ['STRING'], ['BF16'], [''], [7], [null], [undefined]])(
@@ -289,7 +277,7 @@ describe('decodeFrame rejects malformed frames', () => {
         { name: 'ok', datatype: 'UINT8', shape: [1] },
         { name: 'bad', datatype, shape: [1] },
       ]
-      expectFrameError(() => decodeFrame(handFrame({ tensors }, [new Uint8Array(1), new Uint8Array(8)])), 'tensors[1].datatype')
+      expectProtocolError(FrameError, () => decodeFrame(handFrame({ tensors }, [new Uint8Array(1), new Uint8Array(8)])), 'tensors[1].datatype')
     },
   )
 
@@ -303,19 +291,19 @@ describe('decodeFrame rejects malformed frames', () => {
     ['a non-list shape', 4],
     ['a missing shape', undefined],
   ])('rejects %s on field tensors[i].shape', (_case, shape) => {
-    expectFrameError(() => decodeFrame(handFrame({ tensors: [{ name: 'x', datatype: 'UINT8', shape }] }, [new Uint8Array(8)])), 'tensors[0].shape')
+    expectProtocolError(FrameError, () => decodeFrame(handFrame({ tensors: [{ name: 'x', datatype: 'UINT8', shape }] }, [new Uint8Array(8)])), 'tensors[0].shape')
   })
 
   it('rejects tensor bytes beyond the frame, naming the tensor', () => {
     // Declares 4 FP32 (16 bytes) but carries 8.
     const short = handFrame({ tensors: [{ name: 'x', datatype: 'FP32', shape: [4] }] }, [new Uint8Array(8)])
-    expectFrameError(() => decodeFrame(short), 'tensors[0]')
+    expectProtocolError(FrameError, () => decodeFrame(short), 'tensors[0]')
     // The first tensor fits; the second does not.
     const second = handFrame(
       { tensors: [{ name: 'a', datatype: 'UINT8', shape: [2] }, { name: 'b', datatype: 'FP64', shape: [3] }] },
       [new Uint8Array(2), new Uint8Array(16)],
     )
-    expectFrameError(() => decodeFrame(second), 'tensors[1]')
+    expectProtocolError(FrameError, () => decodeFrame(second), 'tensors[1]')
   })
 
   it('rejects a frame whose last tensor is cut short by one byte', () => {
@@ -323,11 +311,11 @@ describe('decodeFrame rejects malformed frames', () => {
     const headerLength = new DataView(frame.buffer).getUint32(4, true)
     const end = roundUp8(8 + headerLength) + 6
     expect(decodeFrame(frame.subarray(0, end)).tensors[0]!.data.byteLength).toBe(6)
-    expectFrameError(() => decodeFrame(frame.subarray(0, end - 1)), 'tensors[0]')
+    expectProtocolError(FrameError, () => decodeFrame(frame.subarray(0, end - 1)), 'tensors[0]')
   })
 
   it('rejects an enormous declared shape without allocating', () => {
     const frame = handFrame({ tensors: [{ name: 'x', datatype: 'FP64', shape: [2 ** 40, 2 ** 12] }] })
-    expectFrameError(() => decodeFrame(frame), 'tensors[0]')
+    expectProtocolError(FrameError, () => decodeFrame(frame), 'tensors[0]')
   })
 })

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
+import { expectProtocolError } from './testing/expect-protocol-error.js'
 import type { Datatype } from './datatypes.js'
-import { ProtocolError, TensorError } from './errors.js'
+import { TensorError } from './errors.js'
 import {
   byteLength,
   bytesOf,
@@ -12,19 +13,6 @@ import {
   typedElements,
 } from './tensor.js'
 
-/** Runs `fn`, expecting a TensorError naming `field`; returns it for further checks. */
-function expectTensorError(fn: () => unknown, field: string): TensorError {
-  let caught: unknown
-  try {
-    fn()
-  } catch (error) {
-    caught = error
-  }
-  expect(caught).toBeInstanceOf(TensorError)
-  expect(caught).toBeInstanceOf(ProtocolError)
-  expect((caught as TensorError).field).toBe(field)
-  return caught as TensorError
-}
 
 /** Writes `values` little-endian with DataView: an independent reference for element bytes. */
 function leBytes(datatype: Datatype, values: readonly (number | bigint | boolean)[]): Uint8Array {
@@ -133,12 +121,12 @@ describe('flattenTensorData', () => {
     ['nesting deeper than a rank-1 shape', [[1], [2]], [2], 'inputs[0].data[0]'],
     ['nesting for a scalar', [[1]], [], 'inputs[0].data'],
   ])('rejects %s, naming the exact path', (_case, data, shape, field) => {
-    const error = expectTensorError(() => flattenTensorData(data, shape, 'inputs[0].data'), field)
+    const error = expectProtocolError(TensorError, () => flattenTensorData(data, shape, 'inputs[0].data'), field)
     expect(error.message).not.toBe('')
   })
 
   it('reports the shape and counts in the message for a flat length mismatch', () => {
-    const error = expectTensorError(() => flattenTensorData([1, 2, 3, 4, 5], [2, 3], 'd'), 'd')
+    const error = expectProtocolError(TensorError, () => flattenTensorData([1, 2, 3, 4, 5], [2, 3], 'd'), 'd')
     expect(error.message).toContain('5')
     expect(error.message).toContain('6')
   })
@@ -207,7 +195,7 @@ describe('encodeJsonElements', () => {
     ['UINT64', '18446744073709551616'],
     ['UINT64', '99999999999999999999'],
   ] as const)('rejects %s out of range: %j, naming field[i]', (datatype, bad) => {
-    const error = expectTensorError(() => encodeJsonElements(datatype, [0, 1, bad], 'inputs[2].data'), 'inputs[2].data[2]')
+    const error = expectProtocolError(TensorError, () => encodeJsonElements(datatype, [0, 1, bad], 'inputs[2].data'), 'inputs[2].data[2]')
     expect(error.message).toMatch(/range/)
   })
 
@@ -245,15 +233,15 @@ describe('encodeJsonElements', () => {
     ['FP64', {}],
   ] as const)('rejects %s of the wrong type: %j, naming field[i]', (datatype, bad) => {
     const ok = datatype === 'BOOL' ? true : 1
-    expectTensorError(() => encodeJsonElements(datatype, [ok, bad, ok], 'inputs[0].data'), 'inputs[0].data[1]')
+    expectProtocolError(TensorError, () => encodeJsonElements(datatype, [ok, bad, ok], 'inputs[0].data'), 'inputs[0].data[1]')
   })
 
   it('names the first bad element when several are bad', () => {
-    expectTensorError(() => encodeJsonElements('INT8', [1, 2, 3, 200, 'x'], 'f'), 'f[3]')
+    expectProtocolError(TensorError, () => encodeJsonElements('INT8', [1, 2, 3, 200, 'x'], 'f'), 'f[3]')
   })
 
   it('names the datatype in the message', () => {
-    const error = expectTensorError(() => encodeJsonElements('UINT16', [70000], 'f'), 'f[0]')
+    const error = expectProtocolError(TensorError, () => encodeJsonElements('UINT16', [70000], 'f'), 'f[0]')
     expect(error.message).toContain('UINT16')
   })
 })

@@ -1,21 +1,10 @@
 import { describe, expect, it } from 'vitest'
+import { expectProtocolError } from './testing/expect-protocol-error.js'
 import type { Datatype } from './datatypes.js'
-import { ProtocolError, TensorError } from './errors.js'
+import { TensorError } from './errors.js'
 import type { TensorSpec } from './messages.js'
 import { checkInputs, checkOutputNames } from './validate.js'
 
-function expectTensorError(fn: () => unknown, field: string): TensorError {
-  let caught: unknown
-  try {
-    fn()
-  } catch (error) {
-    caught = error
-  }
-  expect(caught).toBeInstanceOf(TensorError)
-  expect(caught).toBeInstanceOf(ProtocolError)
-  expect((caught as TensorError).field).toBe(field)
-  return caught as TensorError
-}
 
 const inputSpecs: TensorSpec[] = [
   { name: 'image', datatype: 'FP32', shape: [-1, 3, 224, 224] },
@@ -64,11 +53,11 @@ describe('checkInputs', () => {
     ['a missing input', [image()], 'inputs'],
     ['no inputs at all', [], 'inputs'],
   ])('rejects %s, naming the field', (_case, inputs, field) => {
-    expectTensorError(() => checkInputs('resnet', inputSpecs, inputs), field)
+    expectProtocolError(TensorError, () => checkInputs('resnet', inputSpecs, inputs), field)
   })
 
   it('names the model and the available inputs for an unknown input', () => {
-    const error = expectTensorError(() => checkInputs('resnet', inputSpecs, [{ name: 'nope', datatype: 'FP32', shape: [1] }]), 'inputs[0].name')
+    const error = expectProtocolError(TensorError, () => checkInputs('resnet', inputSpecs, [{ name: 'nope', datatype: 'FP32', shape: [1] }]), 'inputs[0].name')
     expect(error.message).toContain('resnet')
     expect(error.message).toContain('nope')
     expect(error.message).toContain('image')
@@ -77,20 +66,20 @@ describe('checkInputs', () => {
 
   it('names every missing input', () => {
     const specs: TensorSpec[] = [...inputSpecs, { name: 'scale', datatype: 'FP64', shape: [] }]
-    const error = expectTensorError(() => checkInputs('resnet', specs, [mask()]), 'inputs')
+    const error = expectProtocolError(TensorError, () => checkInputs('resnet', specs, [mask()]), 'inputs')
     expect(error.message).toContain('image')
     expect(error.message).toContain('scale')
     expect(error.message).not.toContain('mask')
   })
 
   it('names the expected and given datatypes', () => {
-    const error = expectTensorError(() => checkInputs('resnet', inputSpecs, [image(undefined, 'FP64'), mask()]), 'inputs[0].datatype')
+    const error = expectProtocolError(TensorError, () => checkInputs('resnet', inputSpecs, [image(undefined, 'FP64'), mask()]), 'inputs[0].datatype')
     expect(error.message).toContain('FP32')
     expect(error.message).toContain('FP64')
   })
 
   it('does not treat -1 in the tensor shape as a wildcard for a fixed spec dimension', () => {
-    expectTensorError(() => checkInputs('resnet', inputSpecs, [image([1, -1, 224, 224]), mask()]), 'inputs[0].shape')
+    expectProtocolError(TensorError, () => checkInputs('resnet', inputSpecs, [image([1, -1, 224, 224]), mask()]), 'inputs[0].shape')
   })
 })
 
@@ -107,12 +96,12 @@ describe('checkOutputNames', () => {
     [['logits', 'probs', ''], 'outputs[2].name'],
     [['x', 'y'], 'outputs[0].name'],
   ])('rejects unknown outputs in %j on field %s', (requested, field) => {
-    const error = expectTensorError(() => checkOutputNames('resnet', outputSpecs, requested), field)
+    const error = expectProtocolError(TensorError, () => checkOutputNames('resnet', outputSpecs, requested), field)
     expect(error.message).toContain('resnet')
     expect(error.message).toContain('logits')
   })
 
   it('does not confuse input names with output names', () => {
-    expectTensorError(() => checkOutputNames('resnet', outputSpecs, ['image']), 'outputs[0].name')
+    expectProtocolError(TensorError, () => checkOutputNames('resnet', outputSpecs, ['image']), 'outputs[0].name')
   })
 })
