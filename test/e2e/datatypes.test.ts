@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as ort from 'onnxruntime-node'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { float16BitsToNumber, float32ToFloat16Bits, ORT_TYPE_BY_DATATYPE, type Datatype } from '../../shared/src/index.js'
+import { float16BitsToNumber, toFloat16Bits, ORT_TYPE_BY_DATATYPE, type Datatype } from '../../shared/src/index.js'
 import type { LocalBroker } from '../../scripts/local/broker.js'
 import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/network.js'
 import { kitchenSinkModel, tinyClassifierModel } from '../helpers/onnx-model.js'
@@ -48,7 +48,7 @@ const JSON_DATA: Record<string, unknown[]> = {
 function directTensor(datatype: Datatype, values: unknown[]): ort.Tensor {
   const type = ORT_TYPE_BY_DATATYPE[datatype] as ort.Tensor.Type
   const data =
-    datatype === 'FP16' ? Uint16Array.from(values as number[], float32ToFloat16Bits)
+    datatype === 'FP16' ? Uint16Array.from(values as number[], toFloat16Bits)
       : datatype === 'INT64' ? BigInt64Array.from(values, (v) => BigInt(v as string | number))
         : datatype === 'BOOL' ? Uint8Array.from(values as boolean[], Number)
           : datatype === 'FP32' ? Float32Array.from(values as number[])

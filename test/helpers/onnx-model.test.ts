@@ -1,7 +1,7 @@
 /** Proves the hand-rolled ONNX writer emits models that onnxruntime-node loads and runs correctly. */
 import * as ort from 'onnxruntime-node'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { float16BitsToNumber, float32ToFloat16Bits } from '../../shared/src/float16.js'
+import { float16BitsToNumber, toFloat16Bits } from '../../shared/src/float16.js'
 import { buildModel, encodeVarint, kitchenSinkModel, rawData, tinyClassifierModel, type ValueSpec } from './onnx-model.js'
 
 interface Meta {
@@ -90,7 +90,7 @@ describe('kitchenSinkModel', () => {
   it('computes every output exactly, for any batch size', async () => {
     const f32 = new Float32Array([1.5, -2.25, 0, 3.4028234663852886e38, 1e-30, -7, 0.1, 123456.5])
     const f16Numbers = [1, 1.5, -2, 0.099975586, 65504, -0, 1024, 0.5]
-    const f16 = Uint16Array.from(f16Numbers, float32ToFloat16Bits)
+    const f16 = Uint16Array.from(f16Numbers, toFloat16Bits)
     const f64 = new Float64Array([0.1, -0.2, 1e300, Number.MAX_VALUE, 5e-324, -3, 2 ** 52 + 1, Math.PI])
     // Beyond 2^53 so a lossy number round-trip would show; -2^62 doubles to int64's minimum.
     const i64 = new BigInt64Array([2n ** 53n + 1n, 2n ** 60n + 3n, -(2n ** 62n), -1n, 0n, 12345678901234567n, 2n ** 62n - 1n, -7n])
@@ -126,7 +126,7 @@ describe('kitchenSinkModel', () => {
     expect(values(output(result, 'f32_out'))[3]).toBe(Infinity)
     // Doubling a half is exact except 65504 (the largest half), which overflows to Infinity.
     expect(values(output(result, 'f16_out')).map((bits) => float16BitsToNumber(Number(bits)))).toEqual(
-      f16Numbers.map((v) => float16BitsToNumber(float32ToFloat16Bits(2 * float16BitsToNumber(float32ToFloat16Bits(v))))),
+      f16Numbers.map((v) => float16BitsToNumber(toFloat16Bits(2 * float16BitsToNumber(toFloat16Bits(v))))),
     )
     expect(float16BitsToNumber(Number(values(output(result, 'f16_out'))[4]))).toBe(Infinity)
     expect(values(output(result, 'f64_out'))).toEqual(Array.from(f64, (v) => v * 2))
