@@ -2,7 +2,6 @@
  * The device agent: advertises what this device serves (retained status, last-will presence,
  * heartbeats with load), runs the jobs sent to it, and answers each one exactly once.
  */
-import { arch, cpus, totalmem } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import {
   decodeFrame,
@@ -15,32 +14,26 @@ import {
   isGatewayResultsTopic,
   JobHeaderSchema,
   PROTOCOL_VERSION,
-  type DeviceStatus,
   type Heartbeat,
   type JobErrorCode,
   type JobHeader,
-  type ModelDescriptor,
   type RawTensor,
   type ResultHeader,
 } from '@depinfer/shared'
 import type { MqttClient } from 'mqtt'
 import { connectBroker } from './broker/connect.js'
-import { modelIdentity, type AgentConfig } from './config.js'
-import { bundledModelPath } from './models/bundled.js'
+import type { AgentConfig } from './config.js'
+import { deviceStatus } from './device-status.js'
 import { JobQueue } from './runtime/job-queue.js'
-import { describe, loadModel, type LoadedModel } from './runtime/loaded-model.js'
+import { loadModel, modelsFromConfig, type LoadedModel } from './runtime/loaded-model.js'
 import { checkJobTensors, InvalidJobInputError, runModel } from './runtime/run-job.js'
-import { AGENT_VERSION, ORT_VERSION } from './version.js'
 
 const EWMA_WEIGHT = 0.2
-/** Without dynamic batching each job runs alone; the batching issue raises this per model. */
-const MAX_BATCH = 1
 
 export interface RunningAgent {
   deviceId: string
   /** Resolves once every configured model has finished loading (or failed to). */
   modelsSettled: Promise<void>
-  status(): DeviceStatus
   stop(): Promise<void>
 }
 
@@ -51,25 +44,11 @@ interface ServedModel {
 
 export function startAgent(config: AgentConfig, log: (message: string) => void): RunningAgent {
   const { deviceId } = config
-  const served: ServedModel[] = config.models.map((source) => {
-    const { name, version } = modelIdentity(source)
-    const path = 'bundled' in source ? bundledModelPath(source.bundled) : source.path
-    return { loaded: { name, version, path, state: 'loading' }, queue: new JobQueue() }
-  })
+  const served: ServedModel[] = modelsFromConfig(config).map((loaded) => ({ loaded, queue: new JobQueue() }))
   let inflight = 0
   let ewmaMs = 0
 
-  const status = (online = true): DeviceStatus => ({
-    protocol: PROTOCOL_VERSION,
-    deviceId,
-    online,
-    models: served
-      .map(({ loaded }) => describe(loaded, MAX_BATCH))
-      .filter((m): m is ModelDescriptor => m !== undefined),
-    hw: { arch: arch(), cpus: cpus().length, memMB: Math.round(totalmem() / 2 ** 20), accel: [] },
-    agentVersion: AGENT_VERSION,
-    runtime: { name: 'onnxruntime-node', version: ORT_VERSION, executionProviders: ['cpu'] },
-  })
+  const status = (online = true) => deviceStatus(deviceId, served.map(({ loaded }) => loaded), online)
 
   const publishStatus = () => {
     if (client.connected) {
@@ -190,7 +169,6 @@ export function startAgent(config: AgentConfig, log: (message: string) => void):
   return {
     deviceId,
     modelsSettled,
-    status: () => status(),
     stop: () => (stopped ??= stop()),
   }
 

@@ -7,6 +7,8 @@
 import { parseArgs } from 'node:util'
 import { ConfigError, loadConfig } from './config.js'
 import { startAgent } from './agent.js'
+import { deviceStatus } from './device-status.js'
+import { loadModel, modelsFromConfig } from './runtime/loaded-model.js'
 
 const USAGE = 'usage: depinfer-agent <start|status> [--config <file.json>]'
 
@@ -34,10 +36,11 @@ async function main(argv: string[]): Promise<number> {
     return 0
   }
   if (command === 'status') {
-    const agent = startAgent({ ...config, broker: { ...config.broker, url: 'mqtt://127.0.0.1:1' } }, () => {})
-    await agent.modelsSettled
-    console.log(JSON.stringify(agent.status(), null, 2))
-    await agent.stop()
+    // Loads every configured model and prints what `start` would advertise, without a broker.
+    const models = modelsFromConfig(config)
+    await Promise.all(models.map((model) => loadModel(model, { intraOpThreads: config.ort.intraOpThreads })))
+    console.log(JSON.stringify({ ...deviceStatus(config.deviceId, models, true), failed: models.filter((m) => m.state === 'failed').map(({ name, error }) => ({ name, error })) }, null, 2))
+    await Promise.all(models.map((model) => model.session?.release()))
     return 0
   }
   console.error(USAGE)

@@ -11,6 +11,8 @@ import {
   type TensorSpec,
 } from '@depinfer/shared'
 import * as ort from 'onnxruntime-node'
+import { modelIdentity, type AgentConfig } from '../config.js'
+import { bundledModelPath } from '../models/bundled.js'
 
 export type ModelState = ModelDescriptor['state']
 
@@ -25,6 +27,15 @@ export interface LoadedModel {
   session?: ort.InferenceSession
   inputs?: TensorSpec[]
   outputs?: TensorSpec[]
+}
+
+/** The configured models, not loaded yet. */
+export function modelsFromConfig(config: AgentConfig): LoadedModel[] {
+  return config.models.map((source) => ({
+    ...modelIdentity(source),
+    path: 'bundled' in source ? bundledModelPath(source.bundled) : source.path,
+    state: 'loading',
+  }))
 }
 
 export interface SessionSettings {

@@ -1,0 +1,21 @@
+/** What the agent advertises about this device on `devices/{id}/status` (retained). */
+import { arch, cpus, totalmem } from 'node:os'
+import { PROTOCOL_VERSION, type DeviceStatus, type ModelDescriptor } from '@depinfer/shared'
+import { describe, type LoadedModel } from './runtime/loaded-model.js'
+import { AGENT_VERSION, ORT_VERSION } from './version.js'
+
+/** Without dynamic batching each job runs alone; the batching issue raises this per model. */
+export const MAX_BATCH = 1
+
+export function deviceStatus(deviceId: string, models: readonly LoadedModel[], online: boolean): DeviceStatus {
+  return {
+    protocol: PROTOCOL_VERSION,
+    deviceId,
+    online,
+    // Only models whose file was read and hashed; one that failed to load is not servable.
+    models: models.map((model) => describe(model, MAX_BATCH)).filter((m): m is ModelDescriptor => m !== undefined),
+    hw: { arch: arch(), cpus: cpus().length, memMB: Math.round(totalmem() / 2 ** 20), accel: [] },
+    agentVersion: AGENT_VERSION,
+    runtime: { name: 'onnxruntime-node', version: ORT_VERSION, executionProviders: ['cpu'] },
+  }
+}
