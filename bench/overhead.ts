@@ -1,17 +1,17 @@
 /**
  * `npm run bench` — what the network costs. Measures, in one run and on the same inputs,
- * inference on the bundled text-direction classifier (ppocr-cls, FP32 [1,3,48,192], JSON
- * tensors) three ways:
+ * inference on the bundled text-direction classifier (ppocr-cls, JSON tensors) three ways:
  *   direct  onnxruntime-node in this process (no HTTP at all)
  *   naive   a single-process Node HTTP server wrapping the same model (bench/naive-server.ts)
  *   depinfer  HTTP → edge in Miniflare → Gateway DO → MQTT (aedes) → device agent → ORT
- * at concurrency 1 and 32, and prints latency percentiles, throughput and the ratios.
+ * at concurrency 1 and 32, and prints latency percentiles, throughput and the ratios. Two inputs:
+ * FP32 [1,3,64,64] (the reference size the overhead targets were set with) and [1,3,48,192]
+ * (the model's natural text-line size, 2.25x the data).
  */
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import * as ort from 'onnxruntime-node'
 import { bundledModelPath } from '../device-agent/src/models/bundled.js'
-import { EXAMPLE_SHAPE, exampleInferRequest, exampleTextLine } from '../scripts/local/example-input.js'
 import { startLocalNetwork } from '../scripts/local/network.js'
 import { REPO_ROOT } from '../scripts/local/paths.js'
 import { waitFor } from '../scripts/local/wait-for.js'
@@ -20,8 +20,11 @@ import { machineLine } from './machine.js'
 
 const REQUESTS = { 1: 400, 32: 2000 } as const
 const WARMUP = 100
+const SHAPES = [
+  [1, 3, 64, 64],
+  [1, 3, 48, 192],
+] as const
 const modelPath = bundledModelPath('ppocr-cls')
-const body = Buffer.from(JSON.stringify(exampleInferRequest(1)))
 
 async function startNaiveServer(): Promise<{ url: string; stop: () => void }> {
   const child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'bench', 'naive-server.ts'), modelPath], {
@@ -37,41 +40,47 @@ async function measure(call: () => Promise<boolean>): Promise<Record<1 | 32, Loa
   return { 1: await runLoad(call, 1, REQUESTS[1]), 32: await runLoad(call, 32, REQUESTS[32]) }
 }
 
+/** Deterministic pixel-like values in [-1, 1], 4 decimals, as a normalized image would carry. */
+function imageData(count: number): number[] {
+  return Array.from({ length: count }, (_, i) => Math.round(Math.sin(i * 0.37) * 1e4) / 1e4)
+}
+
 async function main(): Promise<void> {
   console.log(`machine: ${machineLine()}`)
-  console.log(`input: ppocr-cls FP32 [${EXAMPLE_SHAPE.join(',')}] as JSON (${(body.length / 1024).toFixed(0)} KiB); c=1 ${REQUESTS[1]} requests, c=32 ${REQUESTS[32]}\n`)
-
+  console.log(`model: ppocr-cls; c=1 ${REQUESTS[1]} requests, c=32 ${REQUESTS[32]}, after ${WARMUP} warm-up requests`)
   const session = await ort.InferenceSession.create(modelPath, { graphOptimizationLevel: 'all' })
-  const input = Float32Array.from(exampleTextLine(1))
-  const direct = await measure(async () => {
-    await session.run({ x: new ort.Tensor('float32', input, [...EXAMPLE_SHAPE]) })
-    return true
-  })
-  await session.release()
-
   const naiveServer = await startNaiveServer()
-  const naive = await measure(httpPoster(naiveServer.url, body))
-  naiveServer.stop()
-
   const network = await startLocalNetwork({ agents: [{ deviceId: 'bench-device', models: 'ppocr-cls' }] })
-  let depinfer: Record<1 | 32, LoadResult>
   try {
     const url = `${network.edge.url}/v2/models/ppocr-cls/infer`
     const auth = { Authorization: `Bearer ${network.apiKey}` }
-    const post = httpPoster(url, body, auth)
-    await waitFor('the model to be ready', async () => ((await post()) ? true : undefined), 60_000, 200)
-    depinfer = await measure(post)
+    for (const shape of SHAPES) {
+      const data = imageData(shape.reduce((a: number, b: number) => a * b, 1))
+      const body = Buffer.from(JSON.stringify({ inputs: [{ name: 'x', shape, datatype: 'FP32', data }] }))
+      const input = Float32Array.from(data)
+      const direct = await measure(async () => {
+        await session.run({ x: new ort.Tensor('float32', input, [...shape]) })
+        return true
+      })
+      const naive = await measure(httpPoster(naiveServer.url, body))
+      const post = httpPoster(url, body, auth)
+      await waitFor('the model to be ready', async () => ((await post()) ? true : undefined), 60_000, 200)
+      const depinfer = await measure(post)
+      printTable(`FP32 [${shape.join(',')}] as JSON (${(body.length / 1024).toFixed(0)} KiB)`, { direct, naive, depinfer })
+    }
   } finally {
     await network.close()
+    naiveServer.stop()
+    await session.release()
   }
+}
 
-  const rows = [
-    ['direct ORT', direct],
-    ['naive Node HTTP', naive],
-    ['depinfer network', depinfer],
-  ] as const
+function printTable(title: string, results: Record<'direct' | 'naive' | 'depinfer', Record<1 | 32, LoadResult>>): void {
+  const { direct, naive, depinfer } = results
+  console.log(`\n### ${title}\n`)
   console.log('| path | c | p50 ms | p99 ms | req/s | errors |')
   console.log('|---|---|---|---|---|---|')
+  const rows = [['direct ORT', direct], ['naive Node HTTP', naive], ['depinfer network', depinfer]] as const
   for (const [name, result] of rows) {
     for (const c of [1, 32] as const) {
       const r = result[c]
@@ -79,10 +88,9 @@ async function main(): Promise<void> {
     }
   }
   console.log('\nratios (same run):')
-  console.log(`  c=1  p50 added by depinfer over direct ORT: ${(depinfer[1].p50Ms - direct[1].p50Ms).toFixed(2)} ms (naive server adds ${(naive[1].p50Ms - direct[1].p50Ms).toFixed(2)} ms)`)
-  console.log(`  c=32 throughput depinfer / naive: ${(depinfer[32].throughputPerSec / naive[32].throughputPerSec).toFixed(2)}x`)
-  console.log(`  c=32 throughput depinfer / direct ORT: ${(depinfer[32].throughputPerSec / direct[32].throughputPerSec).toFixed(2)}`)
-  console.log(`  c=32 throughput naive / direct ORT: ${(naive[32].throughputPerSec / direct[32].throughputPerSec).toFixed(2)}`)
+  console.log(`- c=1 p50 added over direct ORT: depinfer ${(depinfer[1].p50Ms - direct[1].p50Ms).toFixed(2)} ms, naive ${(naive[1].p50Ms - direct[1].p50Ms).toFixed(2)} ms`)
+  console.log(`- c=32 throughput depinfer / naive: ${(depinfer[32].throughputPerSec / naive[32].throughputPerSec).toFixed(2)}x`)
+  console.log(`- c=32 throughput depinfer / direct ORT: ${(depinfer[32].throughputPerSec / direct[32].throughputPerSec).toFixed(2)}; naive / direct ORT: ${(naive[32].throughputPerSec / direct[32].throughputPerSec).toFixed(2)}`)
 }
 
 await main()
