@@ -35,6 +35,20 @@ describe('client ids and principals', () => {
       expect(principalOf(clientId)).toBeUndefined()
     },
   )
+
+  it.each([
+    'depinfer-device-',
+    'depinfer-device-+',
+    'depinfer-device-#',
+    'depinfer-device-a/b',
+    'depinfer-device-.pi',
+    `depinfer-device-${'a'.repeat(65)}`,
+    'depinfer-gateway-',
+    'depinfer-gateway-+',
+    'depinfer-gateway-gw/1',
+  ])('principalOf(%j) is undefined: the id is not a valid topic level', (clientId) => {
+    expect(principalOf(clientId)).toBeUndefined()
+  })
 })
 
 describe('device publish', () => {
@@ -86,10 +100,9 @@ describe('device subscribe', () => {
     expect(maySubscribe(pi, filter)).toBe(false)
   })
 
-  // BUG: principalOf does not check that the id in the client id is a valid id, and maySubscribe
-  // compares the filter against deviceJobsTopic(deviceId). A client connecting as
-  // `depinfer-device-+` is the device "+", whose "own jobs topic" is the wildcard filter
-  // `depinfer/v1/devices/+/jobs`: it is allowed to read every device's jobs.
+  // Regression: when principalOf did not validate the id, a client connecting as
+  // `depinfer-device-+` became the device "+", whose "own jobs topic" is the wildcard filter
+  // `depinfer/v1/devices/+/jobs`: it could read every device's jobs.
   it('does not let a device client id with a wildcard subscribe to other devices\' jobs', () => {
     const filter = 'depinfer/v1/devices/+/jobs'
     expect(mqttMatches(filter, deviceJobsTopic('victim'))).toBe(true)

@@ -150,10 +150,9 @@ describe('toFloat16Bits', () => {
     expect(mismatches.slice(0, 10)).toEqual([])
   })
 
-  // BUG: the number is first rounded to float32 and then to binary16 (double rounding). A double
-  // just above/below a binary16 midpoint collapses onto the midpoint in float32 and then goes the
-  // wrong way on the tie. The doc promises "the nearest binary16", and encodeJsonElements feeds it
-  // JSON numbers (doubles).
+  // Regression: rounding through float32 first (double rounding) collapsed a double just
+  // above/below a binary16 midpoint onto the midpoint, which then went the wrong way on the tie.
+  // encodeJsonElements feeds this JSON numbers (doubles).
   it('rounds a double (not its float32 rounding) to the nearest binary16', () => {
     // 1 + 2^-11 is the midpoint of 0x3c00 and 0x3c01; anything above it is nearer 0x3c01.
     expect(toFloat16Bits(1 + 2 ** -11 + 2 ** -40)).toBe(0x3c01)

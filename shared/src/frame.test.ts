@@ -319,3 +319,10 @@ describe('decodeFrame rejects malformed frames', () => {
     expectProtocolError(FrameError, () => decodeFrame(frame), 'tensors[0]')
   })
 })
+
+describe('encodeFrame input checks', () => {
+  it('refuses a tensor whose bytes do not match its datatype and shape', () => {
+    const tensor: RawTensor = { name: 'x', datatype: 'FP32', shape: [2, 2], data: new Uint8Array(12) }
+    expectProtocolError(FrameError, () => encodeFrame({}, [tensor]), 'tensors[0].data')
+  })
+})

@@ -36,7 +36,13 @@ export interface TensorDescriptor {
  * decodeFrame(frame).header.jobId // 'j1'
  */
 export function encodeFrame(header: object, tensors: readonly RawTensor[]): Uint8Array {
-  const descriptors: TensorDescriptor[] = tensors.map(({ name, datatype, shape }) => ({ name, datatype, shape }))
+  const descriptors: TensorDescriptor[] = tensors.map(({ name, datatype, shape, data }, i) => {
+    // The receiver sizes each tensor from its shape; a mismatch would shift every later tensor.
+    if (data.byteLength !== byteLength(datatype, shape)) {
+      throw new FrameError(`tensor ${name} has ${data.byteLength} bytes but ${datatype} [${shape.join(',')}] needs ${byteLength(datatype, shape)}`, `tensors[${i}].data`)
+    }
+    return { name, datatype, shape }
+  })
   const headerBytes = encoder.encode(JSON.stringify({ ...header, tensors: descriptors }))
   let size = align(PREFIX_BYTES + headerBytes.byteLength)
   const offsets = tensors.map((tensor) => {

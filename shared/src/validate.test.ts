@@ -47,6 +47,8 @@ describe('checkInputs', () => {
     ['a rank too low', [image([3, 224, 224]), mask()], 'inputs[0].shape'],
     ['a rank too high', [image([1, 1, 3, 224, 224]), mask()], 'inputs[0].shape'],
     ['a scalar for a rank-1 spec', [image(), mask([])], 'inputs[1].shape'],
+    ['an extra trailing dimension', [image([1, 3, 224, 224, 1]), mask()], 'inputs[0].shape'],
+    ['an extra trailing dimension on a rank-1 spec', [image(), mask([2, 1])], 'inputs[1].shape'],
     ['a fixed dimension mismatch', [image([1, 3, 224, 225]), mask()], 'inputs[0].shape'],
     ['a fixed dimension mismatch in the middle', [image([1, 1, 224, 224]), mask()], 'inputs[0].shape'],
     ['a fixed dimension mismatch on a rank-1 spec', [image(), mask([3])], 'inputs[1].shape'],
@@ -54,6 +56,12 @@ describe('checkInputs', () => {
     ['no inputs at all', [], 'inputs'],
   ])('rejects %s, naming the field', (_case, inputs, field) => {
     expectProtocolError(TensorError, () => checkInputs('resnet', inputSpecs, inputs), field)
+  })
+
+  it('rejects a missing trailing dimension even when the spec leaves it dynamic (-1)', () => {
+    const specs: TensorSpec[] = [{ name: 'tokens', datatype: 'INT64', shape: [4, -1] }]
+    expect(() => checkInputs('bert', specs, [{ name: 'tokens', datatype: 'INT64', shape: [4, 9] }])).not.toThrow()
+    expectProtocolError(TensorError, () => checkInputs('bert', specs, [{ name: 'tokens', datatype: 'INT64', shape: [4] }]), 'inputs[0].shape')
   })
 
   it('names the model and the available inputs for an unknown input', () => {
