@@ -8,11 +8,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as ort from 'onnxruntime-node'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { float16BitsToNumber, toFloat16Bits, ORT_TYPE_BY_DATATYPE, type Datatype } from '../../shared/src/index.js'
+import { byteLength, float16BitsToNumber, toFloat16Bits, ORT_TYPE_BY_DATATYPE, type Datatype } from '../../shared/src/index.js'
 import type { LocalBroker } from '../../scripts/local/broker.js'
 import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/network.js'
 import { kitchenSinkModel, tinyClassifierModel } from '../helpers/onnx-model.js'
-import { apiClient, BROKERS, outputByName, runDirect, waitForModelReady, type ApiClient } from './support.js'
+import { apiClient, BROKERS, outputByName, postBinaryInfer, runDirect, waitForModelReady, type ApiClient, type BinaryInput } from './support.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'depinfer-models-'))
 const kitchenSink = kitchenSinkModel()
@@ -114,6 +114,50 @@ describe.each(BROKERS)('datatypes through $name', (brokerKind) => {
         expect(got.data).toEqual(expected)
       }
     }
+  })
+
+  it('takes and returns every datatype as binary tensors, byte for byte what onnxruntime computes', async () => {
+    const direct = await runDirect(
+      kitchenSinkPath,
+      Object.fromEntries(kitchenSink.inputs.map((input) => [input.name, directTensor(input.datatype, JSON_DATA[input.name]!)])),
+    )
+    const bytesOf = (t: ort.Tensor) => {
+      const view = t.data as unknown as ArrayBufferView
+      return new Uint8Array(view.buffer, view.byteOffset, view.byteLength)
+    }
+    const response = await postBinaryInfer(
+      network.edge.url,
+      network.apiKey,
+      '/v2/models/kitchen-sink/infer',
+      kitchenSink.inputs.map((input) => ({ name: input.name, datatype: input.datatype, shape: [2, 4], bytes: bytesOf(directTensor(input.datatype, JSON_DATA[input.name]!)) })),
+      { parameters: { binary_data_output: true } },
+    )
+    expect(response.json).toMatchObject({ model_name: 'kitchen-sink' })
+    expect(response.status).toBe(200)
+    expect(response.headers.get('content-type')).toBe('application/octet-stream')
+    expect(response.outputs.size).toBe(kitchenSink.outputs.length)
+    for (const output of kitchenSink.outputs) {
+      expect(response.outputs.get(output.name), output.name).toEqual(bytesOf(direct[output.name]!))
+    }
+  })
+
+  it.each([
+    ['a binary_data_size that does not fit the shape', (b: BinaryInput) => ({ ...b, bytes: b.bytes.subarray(4) }), 'inputs[0].parameters.binary_data_size'],
+  ])('rejects %s', async (_what, mutate, field) => {
+    const inputs = kitchenSink.inputs.map((input) => ({ name: input.name, datatype: input.datatype, shape: [2, 4], bytes: new Uint8Array(byteLength(input.datatype, [2, 4])) }))
+    const response = await postBinaryInfer(network.edge.url, network.apiKey, '/v2/models/kitchen-sink/infer', [mutate(inputs[0]!), ...inputs.slice(1)])
+    expect(response.status).toBe(400)
+    expect(response.json).toMatchObject({ field })
+  })
+
+  it('rejects binary bodies whose header length or trailing bytes do not add up', async () => {
+    const header = JSON.stringify({ inputs: [{ name: 'f32', datatype: 'FP32', shape: [2, 4], parameters: { binary_data_size: 32 } }] })
+    const post = (body: Uint8Array, headerLength: string) =>
+      api.post('/v2/models/kitchen-sink/infer', body, { 'Inference-Header-Content-Length': headerLength })
+    const withTrailing = Buffer.concat([Buffer.from(header), new Uint8Array(40)])
+    expect((await post(withTrailing, String(header.length))).body).toMatchObject({ status: 400, field: 'Inference-Header-Content-Length' })
+    expect((await post(withTrailing, String(withTrailing.length + 1))).body).toMatchObject({ status: 400, field: 'Inference-Header-Content-Length' })
+    expect((await post(withTrailing, 'ten')).body).toMatchObject({ status: 400, field: 'Inference-Header-Content-Length' })
   })
 
   it('writes results JSON cannot hold (Infinity) as null, as the v2 JSON form must', async () => {

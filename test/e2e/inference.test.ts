@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs'
 import type { LocalBroker } from '../../scripts/local/broker.js'
 import { EXAMPLE_SHAPE, exampleInferRequest, exampleTextLine } from '../../scripts/local/example-input.js'
 import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/network.js'
-import { apiClient, BROKERS, outputByName, runDirect, waitForModelReady, type ApiClient } from './support.js'
+import { apiClient, BROKERS, outputByName, postBinaryInfer, runDirect, waitForModelReady, type ApiClient } from './support.js'
 
 const MAX_BODY_BYTES = 4 * 1024 * 1024
 
@@ -98,6 +98,19 @@ describe.each(BROKERS)('inference through $name', (brokerKind) => {
     expect(outputByName(fromNested.body, 'softmax_0.tmp_0').data).toEqual(outputByName(fromFlat.body, 'softmax_0.tmp_0').data)
   })
 
+  it('gives the same answer to a binary-tensor request as to the JSON one', async () => {
+    const pixels = Float32Array.from(exampleTextLine(5))
+    const binary = await postBinaryInfer(network.edge.url, network.apiKey, '/v2/models/ppocr-cls/infer', [
+      { name: 'x', datatype: 'FP32', shape: [...EXAMPLE_SHAPE], bytes: new Uint8Array(pixels.buffer) },
+    ], { id: 'bin-5' })
+    expect(binary.status).toBe(200)
+    expect(binary.headers.get('content-type')).toMatch(/^application\/json/) // no binary outputs asked for
+    const json = await api.post('/v2/models/ppocr-cls/infer', exampleInferRequest(5))
+    expect(binary.json.id).toBe('bin-5')
+    expect(outputByName(binary.json, 'softmax_0.tmp_0').data).toEqual(outputByName(json.body, 'softmax_0.tmp_0').data)
+    expect((await api.get('/v2')).body.extensions).toContain('binary_tensor_data')
+  })
+
   it('runs a larger image through the detector identically to direct onnxruntime', async () => {
     const shape = [1, 3, 64, 96]
     const data = Array.from({ length: 3 * 64 * 96 }, (_, i) => Math.fround(Math.sin(i / 7) * 0.8))
@@ -114,6 +127,8 @@ describe.each(BROKERS)('inference through $name', (brokerKind) => {
   it.each([
     ['malformed JSON', '/v2/models/ppocr-cls/infer', '{"inputs": [', 400, 'body'],
     ['no inputs', '/v2/models/ppocr-cls/infer', { inputs: [] }, 400, 'inputs'],
+    ['an input without data', '/v2/models/ppocr-cls/infer', { inputs: [{ name: 'x', shape: [1], datatype: 'FP32' }] }, 400, 'inputs[0].data'],
+    ['binary_data_size without the header-length header', '/v2/models/ppocr-cls/infer', { inputs: [{ name: 'x', shape: [1], datatype: 'FP32', parameters: { binary_data_size: 4 } }] }, 400, 'inputs[0].parameters.binary_data_size'],
     ['unsupported datatype', '/v2/models/ppocr-cls/infer', x([1], [1], 'COMPLEX64'), 400, 'inputs[0].datatype'],
     ['datatype other than the model input', '/v2/models/ppocr-cls/infer', x([1, 3, 1, 1], [1, 2, 3], 'INT32'), 400, 'inputs[0].datatype'],
     ['shape not matching the data length', '/v2/models/ppocr-cls/infer', x([1, 3, 48, 192], small(10)), 400, 'inputs[0].data'],

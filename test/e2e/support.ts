@@ -34,7 +34,9 @@ export function apiClient(baseUrl: string, apiKey: string) {
     const response = await fetch(`${baseUrl}${path}`, {
       method,
       headers: { Authorization: `Bearer ${apiKey}`, 'Content-Type': 'application/json', ...headers },
-      ...(body !== undefined && { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+      ...(body !== undefined && {
+        body: typeof body === 'string' ? body : body instanceof Uint8Array ? new Uint8Array(body) : JSON.stringify(body),
+      }),
     })
     const text = await response.text()
     let parsed: Record<string, unknown> = {}
@@ -76,4 +78,54 @@ export function outputByName(body: Record<string, unknown>, name: string): { dat
   const output = outputs.find((o) => o.name === name)
   if (!output) throw new Error(`no output ${name} in ${JSON.stringify(outputs.map((o) => o.name))}`)
   return output
+}
+
+export interface BinaryInput {
+  name: string
+  datatype: string
+  shape: number[]
+  bytes: Uint8Array
+}
+
+/**
+ * Sends an inference request in the binary tensor data extension's form: JSON header (inputs
+ * with `binary_data_size`), then the tensors' bytes; `extra` is merged into the header.
+ */
+export async function postBinaryInfer(
+  baseUrl: string,
+  apiKey: string,
+  path: string,
+  inputs: BinaryInput[],
+  extra: Record<string, unknown> = {},
+): Promise<{ status: number; headers: Headers; json: Record<string, unknown>; outputs: Map<string, Uint8Array> }> {
+  const header = new TextEncoder().encode(
+    JSON.stringify({
+      ...extra,
+      inputs: inputs.map(({ name, datatype, shape, bytes }) => ({ name, datatype, shape, parameters: { binary_data_size: bytes.byteLength } })),
+    }),
+  )
+  const body = Buffer.concat([header, ...inputs.map((i) => i.bytes)])
+  const response = await fetch(`${baseUrl}${path}`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${apiKey}`, 'Content-Type': 'application/octet-stream', 'Inference-Header-Content-Length': String(header.byteLength) },
+    body,
+  })
+  return { status: response.status, headers: response.headers, ...parseBinaryResponse(response.headers, new Uint8Array(await response.arrayBuffer())) }
+}
+
+/** Splits a (possibly binary-extension) v2 response into its JSON and each binary output's bytes. */
+export function parseBinaryResponse(headers: Headers, body: Uint8Array): { json: Record<string, unknown>; outputs: Map<string, Uint8Array> } {
+  const headerLength = headers.get('inference-header-content-length')
+  const jsonEnd = headerLength === null ? body.byteLength : Number(headerLength)
+  const json = JSON.parse(new TextDecoder().decode(body.subarray(0, jsonEnd))) as Record<string, unknown>
+  const outputs = new Map<string, Uint8Array>()
+  let offset = jsonEnd
+  for (const output of (json.outputs ?? []) as Array<{ name: string; parameters?: { binary_data_size?: number } }>) {
+    const size = output.parameters?.binary_data_size
+    if (size === undefined) continue
+    outputs.set(output.name, body.slice(offset, offset + size))
+    offset += size
+  }
+  if (offset !== body.byteLength) throw new Error(`binary response has ${body.byteLength - offset} unexplained bytes`)
+  return { json, outputs }
 }

@@ -11,7 +11,8 @@ import { gatewayStub } from '../gateway/stub.js'
 import { apiKeyAuth } from '../middleware/auth.js'
 import { readBodyCapped } from '../http/read-body.js'
 import { parseInferRequest } from '../v2/infer-request.js'
-import { inferResponseJson } from '../v2/infer-response.js'
+import { HEADER_LENGTH_HEADER, splitBinaryBody } from '../v2/binary-body.js'
+import { inferResponse } from '../v2/infer-response.js'
 
 export const SERVER_NAME = 'depinfer'
 export const SERVER_VERSION = '0.1.0'
@@ -44,7 +45,7 @@ v2.get('/health/ready', async (c) => {
 v2.use('*', apiKeyAuth)
 
 v2.get('/', (c) =>
-  c.json({ name: SERVER_NAME, version: SERVER_VERSION, extensions: ['model_repository'] }),
+  c.json({ name: SERVER_NAME, version: SERVER_VERSION, extensions: ['binary_tensor_data', 'model_repository'] }),
 )
 
 v2.post('/repository/index', async (c) => {
@@ -75,13 +76,15 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
   v2.post(`${prefix}/infer`, async (c) => {
     // The body is JSON whatever Content-Type says: v2 clients and curl examples often omit it.
     const bytes = await readBodyCapped(c.req.raw, numberVar(c.env.MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES))
+    const headerLength = c.req.header(HEADER_LENGTH_HEADER)
+    const { json, binary } = headerLength === undefined ? { json: bytes, binary: undefined } : splitBinaryBody(bytes, headerLength)
     let body: unknown
     try {
-      body = JSON.parse(utf8.decode(bytes))
+      body = JSON.parse(utf8.decode(json))
     } catch (error) {
       throw new InvalidRequestError(`body is not valid JSON: ${(error as Error).message}`, 'body')
     }
-    const request = parseInferRequest(body)
+    const request = parseInferRequest(body, binary)
     const defaultDeadlineMs = numberVar(c.env.JOB_DEADLINE_MS, DEFAULT_DEADLINE_MS)
     const [model, version] = modelParams(c)
     const result = unwrap(
@@ -93,6 +96,11 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
         deadlineMs: Math.min(request.timeoutMs ?? defaultDeadlineMs, defaultDeadlineMs),
       }),
     )
-    return c.body(inferResponseJson(result, request.id), 200, { 'Content-Type': 'application/json' })
+    const response = inferResponse(result, request.id, request.binaryOutputs)
+    if (response.kind === 'json') return c.body(response.body, 200, { 'Content-Type': 'application/json' })
+    return c.body(response.body, 200, {
+      'Content-Type': 'application/octet-stream',
+      [HEADER_LENGTH_HEADER]: String(response.headerLength),
+    })
   })
 }

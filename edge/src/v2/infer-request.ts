@@ -1,8 +1,12 @@
 /**
- * Parses an Open Inference Protocol inference request (JSON form) into raw tensors.
- * Every rejection names the offending field (`inputs[0].shape`, `inputs[1].data[7]`, ...).
+ * Parses an Open Inference Protocol inference request into raw tensors: the JSON form, and the
+ * binary tensor data extension (JSON header, then each binary input's little-endian bytes in
+ * input order, announced by `parameters.binary_data_size`). Every rejection names the offending
+ * field (`inputs[0].shape`, `inputs[1].data[7]`, ...).
  */
 import {
+  byteLength,
+  copyBytes,
   DATATYPES,
   encodeJsonElements,
   flattenTensorData,
@@ -23,7 +27,7 @@ const InferRequestSchema = z.object({
         shape: z.array(z.number().int().nonnegative()),
         datatype: z.string(),
         parameters: z.record(z.string(), z.unknown()).optional(),
-        data: z.unknown(),
+        data: z.unknown().optional(),
       }),
     )
     .min(1),
@@ -36,6 +40,8 @@ export interface ParsedInferRequest {
   id: string | undefined
   inputs: RawTensor[]
   outputs: string[]
+  /** Outputs to answer as binary data (extension), by name; `all` when binary_data_output. */
+  binaryOutputs: Set<string> | 'all'
   /** `parameters.timeout_ms`, when the caller set a tighter budget than the default. */
   timeoutMs: number | undefined
 }
@@ -48,7 +54,11 @@ export function fieldPath(path: readonly PropertyKey[]): string {
   )
 }
 
-export function parseInferRequest(body: unknown): ParsedInferRequest {
+/**
+ * @param body the JSON request (or the JSON header of a binary request)
+ * @param binary the bytes after the JSON header, when the request uses the binary extension
+ */
+export function parseInferRequest(body: unknown, binary?: Uint8Array): ParsedInferRequest {
   const parsed = InferRequestSchema.safeParse(body)
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!
@@ -56,6 +66,7 @@ export function parseInferRequest(body: unknown): ParsedInferRequest {
     throw new InvalidRequestError(`${field}: ${issue.message}`, field)
   }
   const request = parsed.data
+  let binaryOffset = 0
   const inputs = request.inputs.map((input, i): RawTensor => {
     const field = `inputs[${i}]`
     if (!isDatatype(input.datatype)) {
@@ -64,11 +75,25 @@ export function parseInferRequest(body: unknown): ParsedInferRequest {
         `${field}.datatype`,
       )
     }
-    if (input.parameters?.binary_data_size !== undefined) {
-      throw new InvalidRequestError(
-        'binary tensor data needs the Inference-Header-Content-Length header',
-        `${field}.parameters.binary_data_size`,
-      )
+    const binarySize = input.parameters?.binary_data_size
+    if (binarySize !== undefined) {
+      const sizeField = `${field}.parameters.binary_data_size`
+      if (!binary) throw new InvalidRequestError('binary tensor data needs the Inference-Header-Content-Length header', sizeField)
+      const expected = byteLength(input.datatype, input.shape)
+      if (binarySize !== expected) {
+        throw new InvalidRequestError(
+          `binary_data_size is ${JSON.stringify(binarySize)} but ${input.datatype} [${input.shape.join(',')}] is ${expected} bytes`,
+          sizeField,
+        )
+      }
+      if (input.data !== undefined) throw new InvalidRequestError('give either data or binary_data_size, not both', `${field}.data`)
+      if (binaryOffset + expected > binary.byteLength) {
+        throw new InvalidRequestError(`binary data ends before this input's ${expected} bytes`, sizeField)
+      }
+      // Copied out of the body: a view would carry the whole body across the RPC boundary.
+      const data = copyBytes(binary.subarray(binaryOffset, binaryOffset + expected))
+      binaryOffset += expected
+      return { name: input.name, datatype: input.datatype, shape: input.shape, data }
     }
     if (input.data === undefined) throw new InvalidRequestError(`${field}.data is required`, `${field}.data`)
     try {
@@ -84,6 +109,12 @@ export function parseInferRequest(body: unknown): ParsedInferRequest {
       throw error
     }
   })
+  if (binary && binaryOffset !== binary.byteLength) {
+    throw new InvalidRequestError(
+      `${binary.byteLength - binaryOffset} bytes of binary data follow the header that no input's binary_data_size accounts for`,
+      'Inference-Header-Content-Length',
+    )
+  }
   const timeout = request.parameters?.timeout_ms
   if (timeout !== undefined && !(Number.isSafeInteger(timeout) && (timeout as number) > 0)) {
     throw new InvalidRequestError('parameters.timeout_ms must be a positive integer', 'parameters.timeout_ms')
@@ -92,6 +123,10 @@ export function parseInferRequest(body: unknown): ParsedInferRequest {
     id: request.id,
     inputs,
     outputs: (request.outputs ?? []).map((o) => o.name),
+    binaryOutputs:
+      request.parameters?.binary_data_output === true
+        ? 'all'
+        : new Set((request.outputs ?? []).filter((o) => o.parameters?.binary_data === true).map((o) => o.name)),
     timeoutMs: timeout as number | undefined,
   }
 }

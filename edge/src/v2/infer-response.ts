@@ -1,12 +1,25 @@
 /**
  * Writes an Open Inference Protocol inference response. The JSON is assembled by hand around
  * each tensor's data so 64-bit integers keep all their digits (JSON.stringify cannot write
- * bigints) and large float arrays are serialized once.
+ * bigints) and large float arrays are serialized once. Outputs asked for as binary data (the
+ * binary tensor extension) carry `parameters.binary_data_size` in the JSON header and their
+ * bytes after it, in output order.
  */
 import { elementsToJson } from '@depinfer/shared'
 import type { InferResult } from '../gateway/rpc.js'
 
-export function inferResponseJson(result: InferResult, requestId: string | undefined): string {
+export type InferResponseBody =
+  | { kind: 'json'; body: string }
+  /** `headerLength` bytes of JSON header, then the binary outputs' bytes. */
+  | { kind: 'binary'; body: Uint8Array<ArrayBuffer>; headerLength: number }
+
+const utf8 = new TextEncoder()
+
+export function inferResponse(
+  result: InferResult,
+  requestId: string | undefined,
+  binaryOutputs: Set<string> | 'all',
+): InferResponseBody {
   const head = {
     model_name: result.modelName,
     model_version: result.modelVersion,
@@ -21,9 +34,24 @@ export function inferResponseJson(result: InferResult, requestId: string | undef
       gateway_ms: result.timings.gatewayMs,
     },
   }
+  const binary = result.outputs.filter((t) => binaryOutputs === 'all' || binaryOutputs.has(t.name))
   const outputs = result.outputs.map((tensor) => {
+    if (binary.includes(tensor)) {
+      const { name, datatype, shape } = tensor
+      return JSON.stringify({ name, datatype, shape, parameters: { binary_data_size: tensor.data.byteLength } })
+    }
     const meta = JSON.stringify({ name: tensor.name, datatype: tensor.datatype, shape: tensor.shape })
     return `${meta.slice(0, -1)},"data":${elementsToJson(tensor.datatype, tensor.data)}}`
   })
-  return `${JSON.stringify(head).slice(0, -1)},"outputs":[${outputs.join(',')}]}`
+  const json = `${JSON.stringify(head).slice(0, -1)},"outputs":[${outputs.join(',')}]}`
+  if (binary.length === 0) return { kind: 'json', body: json }
+  const header = utf8.encode(json)
+  const body = new Uint8Array(header.byteLength + binary.reduce((sum, t) => sum + t.data.byteLength, 0))
+  body.set(header, 0)
+  let offset = header.byteLength
+  for (const tensor of binary) {
+    body.set(tensor.data, offset)
+    offset += tensor.data.byteLength
+  }
+  return { kind: 'binary', body, headerLength: header.byteLength }
 }
