@@ -66,7 +66,11 @@ async function main(): Promise<void> {
       const post = httpPoster(url, body, auth)
       await waitFor('the model to be ready', async () => ((await post()) ? true : undefined), 60_000, 200)
       const depinfer = await measure(post)
-      printTable(`FP32 [${shape.join(',')}] as JSON (${(body.length / 1024).toFixed(0)} KiB)`, { direct, naive, depinfer })
+      // The same input as binary tensor data (KServe binary extension): no JSON numbers to parse.
+      const header = Buffer.from(JSON.stringify({ inputs: [{ name: 'x', shape, datatype: 'FP32', parameters: { binary_data_size: input.byteLength } }] }))
+      const binaryBody = Buffer.concat([header, Buffer.from(input.buffer, input.byteOffset, input.byteLength)])
+      const binary = await measure(httpPoster(url, binaryBody, { ...auth, 'Inference-Header-Content-Length': String(header.length) }))
+      printTable(`FP32 [${shape.join(',')}] as JSON (${(body.length / 1024).toFixed(0)} KiB)`, { direct, naive, depinfer, binary })
     }
   } finally {
     await network.close()
@@ -75,12 +79,12 @@ async function main(): Promise<void> {
   }
 }
 
-function printTable(title: string, results: Record<'direct' | 'naive' | 'depinfer', Record<1 | 32, LoadResult>>): void {
-  const { direct, naive, depinfer } = results
+function printTable(title: string, results: Record<'direct' | 'naive' | 'depinfer' | 'binary', Record<1 | 32, LoadResult>>): void {
+  const { direct, naive, depinfer, binary } = results
   console.log(`\n### ${title}\n`)
   console.log('| path | c | p50 ms | p99 ms | req/s | errors |')
   console.log('|---|---|---|---|---|---|')
-  const rows = [['direct ORT', direct], ['naive Node HTTP', naive], ['depinfer network', depinfer]] as const
+  const rows = [['direct ORT', direct], ['naive Node HTTP', naive], ['depinfer network', depinfer], ['depinfer, binary tensors', binary]] as const
   for (const [name, result] of rows) {
     for (const c of [1, 32] as const) {
       const r = result[c]
@@ -90,6 +94,7 @@ function printTable(title: string, results: Record<'direct' | 'naive' | 'depinfe
   console.log('\nratios (same run):')
   console.log(`- c=1 p50 added over direct ORT: depinfer ${(depinfer[1].p50Ms - direct[1].p50Ms).toFixed(2)} ms, naive ${(naive[1].p50Ms - direct[1].p50Ms).toFixed(2)} ms`)
   console.log(`- c=32 throughput depinfer / naive: ${(depinfer[32].throughputPerSec / naive[32].throughputPerSec).toFixed(2)}x`)
+  console.log(`- binary tensors instead of JSON: c=1 p50 ${binary[1].p50Ms.toFixed(2)} vs ${depinfer[1].p50Ms.toFixed(2)} ms; c=32 throughput ${(binary[32].throughputPerSec / depinfer[32].throughputPerSec).toFixed(2)}x, ${(binary[32].throughputPerSec / naive[32].throughputPerSec).toFixed(2)}x the naive JSON server`)
   console.log(`- c=32 throughput depinfer / direct ORT: ${(depinfer[32].throughputPerSec / direct[32].throughputPerSec).toFixed(2)}; naive / direct ORT: ${(naive[32].throughputPerSec / direct[32].throughputPerSec).toFixed(2)}`)
 }
 
