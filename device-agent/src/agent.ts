@@ -24,7 +24,7 @@ import type { MqttClient } from 'mqtt'
 import { connectBroker } from './broker/connect.js'
 import type { AgentConfig } from './config.js'
 import { deviceStatus } from './device-status.js'
-import { JobQueue } from './runtime/job-queue.js'
+import { Batcher, DeadlineExceededError } from './runtime/batcher.js'
 import { loadModel, modelsFromConfig, type LoadedModel } from './runtime/loaded-model.js'
 import { checkJobTensors, InvalidJobInputError, runModel } from './runtime/run-job.js'
 
@@ -39,12 +39,21 @@ export interface RunningAgent {
 
 interface ServedModel {
   loaded: LoadedModel
-  queue: JobQueue
+  batcher: Batcher
 }
 
 export function startAgent(config: AgentConfig, log: (message: string) => void): RunningAgent {
   const { deviceId } = config
-  const served: ServedModel[] = modelsFromConfig(config).map((loaded) => ({ loaded, queue: new JobQueue() }))
+  const served: ServedModel[] = modelsFromConfig(config).map((loaded) => ({
+    loaded,
+    // maxBatch is read per batch: it is only known (and only > 1) once the model has loaded.
+    batcher: new Batcher((inputs, outputs) => runModel(loaded.session!, inputs, outputs), {
+      get maxBatch() {
+        return loaded.maxBatch
+      },
+      maxQueueDelayMs: config.batching.maxQueueDelayMs,
+    }),
+  }))
   let inflight = 0
   let ewmaMs = 0
 
@@ -78,7 +87,7 @@ export function startAgent(config: AgentConfig, log: (message: string) => void):
 
   const modelsSettled = Promise.all(
     served.map(async ({ loaded }) => {
-      await loadModel(loaded, { intraOpThreads: config.ort.intraOpThreads })
+      await loadModel(loaded, { intraOpThreads: config.ort.intraOpThreads, maxBatch: config.batching.maxBatch })
       if (loaded.state === 'failed') log(`model ${loaded.name} failed to load: ${loaded.error}`)
       else log(`model ${loaded.name} v${loaded.version} ready (sha256 ${loaded.sha256?.slice(0, 12)}…)`)
       publishStatus()
@@ -89,7 +98,7 @@ export function startAgent(config: AgentConfig, log: (message: string) => void):
     if (!client.connected) return
     const beat: Heartbeat = {
       inflight,
-      queued: served.reduce((sum, { queue }) => sum + queue.queued, 0),
+      queued: served.reduce((sum, { batcher }) => sum + batcher.queued, 0),
       ewmaMs,
       ts: Date.now(),
     }
@@ -119,6 +128,7 @@ export function startAgent(config: AgentConfig, log: (message: string) => void):
     inflight++
     let queueMs = 0
     let inferMs = 0
+    let batchJobs = 1
     const reply = (outputs: RawTensor[], error?: { code: JobErrorCode; message: string; field?: string }) => {
       inflight--
       const result: ResultHeader = {
@@ -127,7 +137,7 @@ export function startAgent(config: AgentConfig, log: (message: string) => void):
         deviceId,
         attempt: header.attempt,
         ...(error && { error }),
-        timings: { queueMs, inferMs, totalMs: performance.now() - receivedAt },
+        timings: { queueMs, inferMs, totalMs: performance.now() - receivedAt, batchJobs },
       }
       client.publish(header.replyTo, Buffer.from(encodeFrame(result, outputs)), { qos: 1 })
     }
@@ -143,20 +153,16 @@ export function startAgent(config: AgentConfig, log: (message: string) => void):
     }
     try {
       checkJobTensors(model.loaded, inputs, header.outputs)
-      const outputs = await model.queue.run(async () => {
-        queueMs = performance.now() - receivedAt
-        if (queueMs > header.deadlineMs) return undefined
-        const started = performance.now()
-        const result = await runModel(model.loaded.session!, inputs, header.outputs)
-        inferMs = performance.now() - started
-        ewmaMs = ewmaMs === 0 ? inferMs : ewmaMs * (1 - EWMA_WEIGHT) + inferMs * EWMA_WEIGHT
-        return result
-      })
-      if (!outputs) {
-        return reply([], { code: 'deadline_exceeded', message: `queued ${Math.round(queueMs)} ms, past the job's ${header.deadlineMs} ms` })
-      }
-      reply(outputs)
+      const result = await model.batcher.submit({ inputs, outputs: header.outputs }, header.deadlineMs)
+      ;({ queueMs, inferMs, batchJobs } = result)
+      // Service time per job: a batch of n shares one run.
+      const perJobMs = inferMs / batchJobs
+      ewmaMs = ewmaMs === 0 ? perJobMs : ewmaMs * (1 - EWMA_WEIGHT) + perJobMs * EWMA_WEIGHT
+      reply(result.outputs)
     } catch (error) {
+      if (error instanceof DeadlineExceededError) {
+        return reply([], { code: 'deadline_exceeded', message: `${error.message} (${header.deadlineMs} ms)` })
+      }
       if (error instanceof InvalidJobInputError) {
         return reply([], { code: 'invalid_input', message: error.message, field: error.field })
       }

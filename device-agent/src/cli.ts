@@ -38,7 +38,7 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'status') {
     // Loads every configured model and prints what `start` would advertise, without a broker.
     const models = modelsFromConfig(config)
-    await Promise.all(models.map((model) => loadModel(model, { intraOpThreads: config.ort.intraOpThreads })))
+    await Promise.all(models.map((model) => loadModel(model, { intraOpThreads: config.ort.intraOpThreads, maxBatch: config.batching.maxBatch })))
     console.log(JSON.stringify({ ...deviceStatus(config.deviceId, models, true), failed: models.filter((m) => m.state === 'failed').map(({ name, error }) => ({ name, error })) }, null, 2))
     await Promise.all(models.map((model) => model.session?.release()))
     return 0

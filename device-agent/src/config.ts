@@ -34,6 +34,15 @@ export const AgentConfigSchema = z.object({
   reconnect: z
     .object({ minMs: z.number().int().positive().default(250), maxMs: z.number().int().positive().default(15_000) })
     .default({ minMs: 250, maxMs: 15_000 }),
+  /** Dynamic batching per model (used only where dimension 0 of every input and output is dynamic). */
+  batching: z
+    .object({
+      /** Most rows stacked into one run; 1 turns batching off. */
+      maxBatch: z.number().int().positive().max(1024).default(8),
+      /** How long a queued job may wait for others to batch with, in ms (0: never wait). */
+      maxQueueDelayMs: z.number().nonnegative().max(1000).default(0),
+    })
+    .default({ maxBatch: 8, maxQueueDelayMs: 0 }),
   ort: z
     .object({
       /** Threads one model run may use; 0 lets onnxruntime choose (all cores). */

@@ -4,16 +4,13 @@ import { PROTOCOL_VERSION, type DeviceStatus, type ModelDescriptor } from '@depi
 import { describe, type LoadedModel } from './runtime/loaded-model.js'
 import { AGENT_VERSION, ORT_VERSION } from './version.js'
 
-/** Without dynamic batching each job runs alone; the batching issue raises this per model. */
-export const MAX_BATCH = 1
-
 export function deviceStatus(deviceId: string, models: readonly LoadedModel[], online: boolean): DeviceStatus {
   return {
     protocol: PROTOCOL_VERSION,
     deviceId,
     online,
     // Only models whose file was read and hashed; one that failed to load is not servable.
-    models: models.map((model) => describe(model, MAX_BATCH)).filter((m): m is ModelDescriptor => m !== undefined),
+    models: models.map((model) => describe(model)).filter((m): m is ModelDescriptor => m !== undefined),
     hw: { arch: arch(), cpus: cpus().length, memMB: Math.round(totalmem() / 2 ** 20), accel: [] },
     agentVersion: AGENT_VERSION,
     runtime: { name: 'onnxruntime-node', version: ORT_VERSION, executionProviders: ['cpu'] },

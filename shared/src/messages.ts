@@ -100,6 +100,8 @@ export const JobTimingsSchema = z.object({
   queueMs: z.number().nonnegative(),
   inferMs: z.number().nonnegative(),
   totalMs: z.number().nonnegative(),
+  /** Jobs that shared the model run with this one (dynamic batching); 1 when it ran alone. */
+  batchJobs: z.number().int().positive().default(1),
 })
 export type JobTimings = z.infer<typeof JobTimingsSchema>
 

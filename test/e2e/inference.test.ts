@@ -190,6 +190,9 @@ describe.each(BROKERS)('inference through $name', (brokerKind) => {
     const direct = await runDirect(bundledModelPath('ppocr-cls'), {
       x: new ort.Tensor('float32', Float32Array.from(exampleTextLine(seeds[5]!)), [...EXAMPLE_SHAPE]),
     })
-    expect(outputByName(responses[5]!.body, 'softmax_0.tmp_0').data).toEqual(Array.from(direct['softmax_0.tmp_0']!.data as Float32Array))
+    // Concurrent jobs may share a batched run on the device, where float sums can round
+    // differently in the last bits: equal to direct onnxruntime within 1e-6.
+    const got = outputByName(responses[5]!.body, 'softmax_0.tmp_0').data as number[]
+    Array.from(direct['softmax_0.tmp_0']!.data as Float32Array).forEach((value, k) => expect(got[k]).toBeCloseTo(value, 6))
   })
 })

@@ -27,6 +27,8 @@ export interface LoadedModel {
   session?: ort.InferenceSession
   inputs?: TensorSpec[]
   outputs?: TensorSpec[]
+  /** Rows the agent stacks into one run; 1 unless every input and output has a dynamic dim 0. */
+  maxBatch: number
 }
 
 /** The configured models, not loaded yet. */
@@ -35,11 +37,14 @@ export function modelsFromConfig(config: AgentConfig): LoadedModel[] {
     ...modelIdentity(source),
     path: 'bundled' in source ? bundledModelPath(source.bundled) : source.path,
     state: 'loading',
+    maxBatch: 1,
   }))
 }
 
 export interface SessionSettings {
   intraOpThreads: number
+  /** The configured batch limit, applied where the model allows batching. */
+  maxBatch: number
 }
 
 /** Reads, hashes and opens a model file. Never throws: failures land in `state`/`error`. */
@@ -56,6 +61,8 @@ export async function loadModel(
     })
     model.inputs = model.session.inputMetadata.map((meta) => tensorSpec(meta, model.name))
     model.outputs = model.session.outputMetadata.map((meta) => tensorSpec(meta, model.name))
+    const batchable = [...model.inputs, ...model.outputs].every((spec) => spec.shape[0] === -1)
+    model.maxBatch = batchable ? settings.maxBatch : 1
     model.state = 'ready'
   } catch (error) {
     model.state = 'failed'
@@ -74,7 +81,7 @@ function tensorSpec(meta: ort.InferenceSession.ValueMetadata, modelName: string)
 }
 
 /** The descriptor advertised in the device status; models that have not loaded carry no spec. */
-export function describe(model: LoadedModel, maxBatch: number): ModelDescriptor | undefined {
+export function describe(model: LoadedModel): ModelDescriptor | undefined {
   if (!model.sha256 || !model.inputs || !model.outputs) return undefined
   return {
     name: model.name,
@@ -83,7 +90,7 @@ export function describe(model: LoadedModel, maxBatch: number): ModelDescriptor 
     platform: 'onnxruntime_onnx',
     inputs: model.inputs,
     outputs: model.outputs,
-    maxBatch,
+    maxBatch: model.maxBatch,
     state: model.state,
   }
 }

@@ -31,6 +31,7 @@ export function inferResponse(
       queue_ms: result.timings.queueMs,
       infer_ms: result.timings.inferMs,
       device_ms: result.timings.totalMs,
+      batch_jobs: result.timings.batchJobs,
       gateway_ms: result.timings.gatewayMs,
     },
   }
