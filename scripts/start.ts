@@ -1,6 +1,7 @@
 /**
  * `npm start`: the whole depinfer network on this machine — embedded MQTT broker (aedes), the
- * edge Worker in Miniflare, and one device agent serving the bundled demo models. Prints the URL,
+ * edge Worker in Miniflare, a local EVM (anvil) with the contracts deployed, and one device agent
+ * serving the bundled demo models. Prints the URL,
  * the API key and a curl to try. Ctrl-C stops everything.
  *
  * Environment: DEPINFER_PORT (edge, default 8787), DEPINFER_MQTT_PORT (1883),
@@ -40,6 +41,7 @@ async function main(): Promise<void> {
       broker,
       ...(process.env.DEPINFER_API_KEY && { apiKey: process.env.DEPINFER_API_KEY }),
       agents: [{ deviceId: 'local-device-1', echo: true }],
+      chain: true,
     })
     const { edge, apiKey } = network
     await waitFor('the device agent to come online', async () => {
@@ -57,6 +59,7 @@ depinfer is running.
   Edge (KServe v2):  ${edge.url}
   API key:           ${apiKey}
   MQTT broker:       ${broker.tcpUrl}  (WebSocket ${broker.wsUrl})
+  Local chain:       ${network.chain!.rpcUrl} (chain id ${network.chain!.chainId}), AttestationRegistry ${network.chain!.registryAddress}
   Models:            ppocr-cls, ppocr-det, ppocr-rec (version 1) on device local-device-1
 
 Try it:

@@ -15,6 +15,12 @@ export interface Env {
   JOB_DEADLINE_MS: string
   /** Largest accepted request body, in bytes. */
   MAX_BODY_BYTES: string
+  /** The chain attestations are posted to (EIP-155 id), e.g. "31337" locally. Empty: none yet. */
+  CHAIN_ID: string
+  /** A public JSON-RPC URL of that chain, shown to clients that want to check proofs. */
+  CHAIN_RPC_URL: string
+  /** Address of the deployed AttestationRegistry. */
+  REGISTRY_ADDRESS: string
 }
 
 export function numberVar(value: string | undefined, fallback: number): number {

@@ -1,13 +1,16 @@
 /**
- * The whole local network in one call: embedded broker, edge in Miniflare, device agents.
+ * The whole local network in one call: embedded broker, edge in Miniflare, device agents, and
+ * optionally the local chain with the contracts deployed.
  * Used by `npm start`, the end-to-end tests and the benchmarks, so all three run the same parts.
  */
 import { spawnAgent, type AgentProcess, type SpawnAgentOptions } from './agent-process.js'
 import { startLocalBroker, type LocalBroker } from './broker.js'
+import { startLocalChain, type LocalChain } from './chain.js'
 import { buildEdge, startEdge, type LocalEdge } from './edge.js'
 
 export interface LocalNetwork {
   broker: LocalBroker
+  chain: LocalChain | undefined
   edge: LocalEdge
   agents: AgentProcess[]
   apiKey: string
@@ -28,6 +31,8 @@ export interface LocalNetworkOptions {
   edgeVars?: Record<string, string>
   /** Connect the edge to the broker over WebSocket instead of TCP. */
   edgeOverWebSocket?: boolean
+  /** Also start a local EVM (anvil) with the contracts deployed, and point the edge at it. */
+  chain?: boolean
 }
 
 export async function startLocalNetwork(options: LocalNetworkOptions = {}): Promise<LocalNetwork> {
@@ -40,12 +45,17 @@ export async function startLocalNetwork(options: LocalNetworkOptions = {}): Prom
     const bundle = options.build === false ? undefined : buildEdge()
     const broker = options.broker ?? (await startLocalBroker({ host }))
     if (!options.broker) cleanups.push(() => broker.close())
+    const chain = options.chain ? await startLocalChain() : undefined
+    if (chain) cleanups.push(() => chain.stop())
     await bundle
+    const chainVars: Record<string, string> = chain
+      ? { CHAIN_ID: String(chain.chainId), CHAIN_RPC_URL: chain.rpcUrl, REGISTRY_ADDRESS: chain.registryAddress }
+      : {}
     const edge = await startEdge({
       brokerUrl: options.edgeOverWebSocket ? broker.wsUrl : broker.tcpUrl,
       host,
       port: options.port ?? 0,
-      ...(options.edgeVars && { vars: options.edgeVars }),
+      vars: { ...chainVars, ...options.edgeVars },
     })
     cleanups.push(() => edge.close())
     const apiKey = await edge.createApiKey('local', options.apiKey)
@@ -59,7 +69,7 @@ export async function startLocalNetwork(options: LocalNetworkOptions = {}): Prom
       return process
     }
     for (const agent of options.agents ?? [{ deviceId: 'local-device-1' }]) startAgent(agent)
-    return { broker, edge, agents, apiKey, startAgent, close: closeAll }
+    return { broker, chain, edge, agents, apiKey, startAgent, close: closeAll }
   } catch (error) {
     await closeAll()
     throw error
