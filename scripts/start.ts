@@ -20,7 +20,7 @@ const mqttPort = Number(process.env.DEPINFER_MQTT_PORT ?? 1883)
 const mqttWsPort = Number(process.env.DEPINFER_MQTT_WS_PORT ?? 9001)
 
 async function main(): Promise<void> {
-  console.log('depinfer: starting broker, edge (Miniflare) and one device agent…')
+  console.log('depinfer: starting broker, local chain, edge (Miniflare) and one device agent…')
   const broker = await startLocalBroker({ tcpPort: mqttPort, wsPort: mqttWsPort })
   let network: LocalNetwork | undefined
   let stopping = false
