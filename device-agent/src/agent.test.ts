@@ -2,12 +2,20 @@
  * The agent against a real broker (the embedded aedes), with this test playing the gateway:
  * it publishes job frames and reads result frames exactly as the edge does.
  */
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { recoverTypedDataAddress } from 'viem'
 import mqtt from 'mqtt'
 import * as ort from 'onnxruntime-node'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
+  attestationFromWire,
+  attestationTypedData,
   bytesOf,
+  inputCommitment,
+  outputHash,
+  type Hex,
   decodeFrame,
   DeviceStatusSchema,
   deviceJobsTopic,
@@ -27,11 +35,17 @@ import { startLocalBroker, type LocalBroker } from '../../scripts/local/broker.j
 import { waitFor } from '../../scripts/local/wait-for.js'
 import { startAgent, type RunningAgent } from './agent.js'
 import { AgentConfigSchema } from './config.js'
+import { initDeviceKey } from './keys/device-key.js'
 import { bundledModelPath } from './models/bundled.js'
 
 const DEVICE = 'agent-under-test'
 const RESULTS = gatewayResultsTopic('test')
 const clsSha256 = sha256Hex(readFileSync(bundledModelPath('ppocr-cls')))
+/** Jobs are named in the tests; on the wire their ids are bytes32. */
+const idOf = (name: string): Hex => `0x${sha256Hex(name)}`
+const DOMAIN = { chainId: 31337n, verifyingContract: `0x${'42'.repeat(20)}` as Hex }
+const SALT: Hex = `0x${'5a'.repeat(32)}`
+const keyPath = join(mkdtempSync(join(tmpdir(), 'agent-key-')), 'device.key')
 
 describe('device agent', () => {
   let broker: LocalBroker
@@ -39,21 +53,23 @@ describe('device agent', () => {
   let gateway: mqtt.MqttClient
   const results = new Map<string, ReturnType<typeof decodeFrame>>()
   let lastStatus: DeviceStatus | undefined
+  let deviceAddress: Hex
 
-  const job = (jobId: string, inputs: RawTensor[], overrides: Partial<JobHeader> = {}) => {
+  const job = (name: string, inputs: RawTensor[], overrides: Partial<JobHeader> = {}) => {
     const header: JobHeader = {
       protocol: PROTOCOL_VERSION,
-      jobId,
+      jobId: idOf(name),
       replyTo: RESULTS,
       model: { name: 'ppocr-cls', version: '1', sha256: clsSha256 },
       outputs: [],
       deadlineMs: 10_000,
       attempt: 1,
+      attest: { chainId: String(DOMAIN.chainId), verifyingContract: DOMAIN.verifyingContract, salt: SALT, priceWei: '1234' },
       ...overrides,
     }
     gateway.publish(deviceJobsTopic(DEVICE), Buffer.from(encodeFrame(header, inputs)), { qos: 1 })
   }
-  const resultOf = (jobId: string) => waitFor(`result of ${jobId}`, async () => results.get(jobId), 10_000, 5)
+  const resultOf = (name: string) => waitFor(`result of ${name}`, async () => results.get(idOf(name)), 10_000, 5)
   const image = (h: number, w: number, value = 0.3): RawTensor => ({
     name: 'x',
     datatype: 'FP32',
@@ -78,8 +94,10 @@ describe('device agent', () => {
       broker: { url: broker.tcpUrl },
       models: [{ bundled: 'ppocr-cls' }, { name: 'broken', version: '1', path: '/nonexistent/model.onnx' }],
       heartbeatSec: 0.2,
+      keyPath,
     })
-    agent = startAgent(config, () => {})
+    deviceAddress = initDeviceKey(keyPath).address
+    agent = await startAgent(config, () => {})
     await agent.modelsSettled
     await waitFor('the ready status', async () => (lastStatus?.models.some((m) => m.state === 'ready') ? true : undefined))
   })
@@ -112,7 +130,7 @@ describe('device agent', () => {
     const input = image(48, 96)
     job('ok-1', [input])
     const { header, tensors } = await resultOf('ok-1')
-    expect(ResultHeaderSchema.parse(header)).toMatchObject({ jobId: 'ok-1', deviceId: DEVICE, attempt: 1 })
+    expect(ResultHeaderSchema.parse(header)).toMatchObject({ jobId: idOf('ok-1'), deviceId: DEVICE, attempt: 1 })
     expect(header.error).toBeUndefined()
     const session = await ort.InferenceSession.create(bundledModelPath('ppocr-cls'))
     const direct = await session.run({ x: new ort.Tensor('float32', new Float32Array(3 * 48 * 96).fill(0.3), [1, 3, 48, 96]) })
@@ -120,6 +138,32 @@ describe('device agent', () => {
     expect(tensors).toHaveLength(1)
     expect(tensors[0]).toMatchObject({ name: 'softmax_0.tmp_0', datatype: 'FP32', shape: [1, 2] })
     expect(Array.from(typedElements('FP32', tensors[0]!.data) as Float32Array)).toEqual(Array.from(direct['softmax_0.tmp_0']!.data as Float32Array))
+  })
+
+  it('signs every result with its advertised key, over the salted inputs and the outputs it returned', async () => {
+    expect(lastStatus).toMatchObject({ address: deviceAddress, publicKey: expect.stringMatching(/^0x0[23]/) })
+    const input = image(48, 64, 0.7)
+    job('signed', [input])
+    const { header, tensors } = await resultOf('signed')
+    const { attestation, signature } = attestationFromWire(header.attestation)
+    expect(attestation).toMatchObject({
+      jobId: idOf('signed'),
+      modelHash: `0x${clsSha256}`,
+      device: deviceAddress,
+      price: 1234n,
+      inputHash: inputCommitment(Buffer.from(SALT.slice(2), 'hex'), [input]),
+      outputHash: outputHash(tensors),
+    })
+    // Checked with viem, independently of the protocol package's own verification.
+    const signer = await recoverTypedDataAddress({ ...attestationTypedData(DOMAIN, attestation), signature })
+    expect(signer.toLowerCase()).toBe(deviceAddress)
+  })
+
+  it('refuses to start without a device key, and init refuses to replace one', async () => {
+    const config = AgentConfigSchema.parse({ deviceId: 'keyless', broker: { url: broker.tcpUrl }, models: [{ bundled: 'ppocr-cls' }], keyPath: '/nonexistent/device.key' })
+    await expect(startAgent(config, () => {})).rejects.toThrow(/depinfer-agent init/)
+    expect(() => initDeviceKey(keyPath)).toThrow(/already exists/)
+    expect(statSync(keyPath).mode & 0o777).toBe(0o600)
   })
 
   it.each([
@@ -150,7 +194,7 @@ describe('device agent', () => {
     // Jobs are handled in order: once the next job is answered, the earlier ones were handled.
     job('after-garbage', [image(48, 48)])
     expect((await resultOf('after-garbage')).header.error).toBeUndefined()
-    expect(results.has('hijack')).toBe(false)
+    expect(results.has(idOf('hijack'))).toBe(false)
     expect(hijacked).toBe(false)
     await spy.endAsync()
   })

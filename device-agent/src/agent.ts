@@ -4,7 +4,14 @@
  */
 import { performance } from 'node:perf_hooks'
 import {
+  attestationToWire,
   decodeFrame,
+  inputCommitment,
+  outputHash,
+  signAttestation,
+  type Attestation,
+  type AttestationWire,
+  type Hex,
   deviceClientId,
   deviceHeartbeatTopic,
   deviceJobsTopic,
@@ -24,6 +31,7 @@ import type { MqttClient } from 'mqtt'
 import { connectBroker } from './broker/connect.js'
 import type { AgentConfig } from './config.js'
 import { deviceStatus } from './device-status.js'
+import { loadDeviceKey } from './keys/device-key.js'
 import { Batcher, DeadlineExceededError } from './runtime/batcher.js'
 import { loadModel, modelsFromConfig, type LoadedModel } from './runtime/loaded-model.js'
 import { checkJobTensors, InvalidJobInputError, runModel } from './runtime/run-job.js'
@@ -42,8 +50,10 @@ interface ServedModel {
   batcher: Batcher
 }
 
-export function startAgent(config: AgentConfig, log: (message: string) => void): RunningAgent {
+/** Starts serving: loads the device key (throws DeviceKeyError without one), connects, loads models. */
+export async function startAgent(config: AgentConfig, log: (message: string) => void): Promise<RunningAgent> {
   const { deviceId } = config
+  const key = await loadDeviceKey(config.keyPath)
   const served: ServedModel[] = modelsFromConfig(config).map((loaded) => ({
     loaded,
     // maxBatch is read per batch: it is only known (and only > 1) once the model has loaded.
@@ -57,7 +67,7 @@ export function startAgent(config: AgentConfig, log: (message: string) => void):
   let inflight = 0
   let ewmaMs = 0
 
-  const status = (online = true) => deviceStatus(deviceId, served.map(({ loaded }) => loaded), online)
+  const status = (online = true) => deviceStatus(deviceId, served.map(({ loaded }) => loaded), online, key)
 
   const publishStatus = () => {
     if (client.connected) {
@@ -129,7 +139,11 @@ export function startAgent(config: AgentConfig, log: (message: string) => void):
     let queueMs = 0
     let inferMs = 0
     let batchJobs = 1
-    const reply = (outputs: RawTensor[], error?: { code: JobErrorCode; message: string; field?: string }) => {
+    const reply = (
+      outputs: RawTensor[],
+      error?: { code: JobErrorCode; message: string; field?: string },
+      attestation?: AttestationWire,
+    ) => {
       inflight--
       const result: ResultHeader = {
         protocol: PROTOCOL_VERSION,
@@ -137,6 +151,7 @@ export function startAgent(config: AgentConfig, log: (message: string) => void):
         deviceId,
         attempt: header.attempt,
         ...(error && { error }),
+        ...(attestation && { attestation }),
         timings: { queueMs, inferMs, totalMs: performance.now() - receivedAt, batchJobs },
       }
       client.publish(header.replyTo, Buffer.from(encodeFrame(result, outputs)), { qos: 1 })
@@ -158,7 +173,7 @@ export function startAgent(config: AgentConfig, log: (message: string) => void):
       // Service time per job: a batch of n shares one run.
       const perJobMs = inferMs / batchJobs
       ewmaMs = ewmaMs === 0 ? perJobMs : ewmaMs * (1 - EWMA_WEIGHT) + perJobMs * EWMA_WEIGHT
-      reply(result.outputs)
+      reply(result.outputs, undefined, attest(header, model.loaded.sha256!, inputs, result.outputs))
     } catch (error) {
       if (error instanceof DeadlineExceededError) {
         return reply([], { code: 'deadline_exceeded', message: `${error.message} (${header.deadlineMs} ms)` })
@@ -169,6 +184,21 @@ export function startAgent(config: AgentConfig, log: (message: string) => void):
       log(`job ${header.jobId} failed: ${(error as Error).stack}`)
       reply([], { code: 'internal', message: (error as Error).message })
     }
+  }
+
+  /** Signs what this device did for the job (EIP-712, see shared/attestation). */
+  function attest(header: JobHeader, modelSha256: string, inputs: RawTensor[], outputs: RawTensor[]): AttestationWire {
+    const attestation: Attestation = {
+      jobId: header.jobId as Hex,
+      modelHash: `0x${modelSha256}`,
+      inputHash: inputCommitment(Buffer.from(header.attest.salt.slice(2), 'hex'), inputs),
+      outputHash: outputHash(outputs),
+      device: key.address,
+      price: BigInt(header.attest.priceWei),
+      completedAt: BigInt(Date.now()),
+    }
+    const domain = { chainId: BigInt(header.attest.chainId), verifyingContract: header.attest.verifyingContract as Hex }
+    return attestationToWire(attestation, signAttestation(key.privateKey, domain, attestation))
   }
 
   let stopped: Promise<void> | undefined

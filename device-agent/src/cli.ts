@@ -1,6 +1,7 @@
 /**
  * `depinfer-agent` command line.
  *
+ *   depinfer-agent init [--config agent.json]    create the device's signing key (keyPath, mode 0600)
  *   depinfer-agent start [--config agent.json]   serve models until SIGINT/SIGTERM
  *   depinfer-agent status [--config agent.json]  load models and print the status it would advertise
  */
@@ -8,9 +9,10 @@ import { parseArgs } from 'node:util'
 import { ConfigError, loadConfig } from './config.js'
 import { startAgent } from './agent.js'
 import { deviceStatus } from './device-status.js'
+import { DeviceKeyError, initDeviceKey, loadDeviceKey } from './keys/device-key.js'
 import { loadModel, modelsFromConfig } from './runtime/loaded-model.js'
 
-const USAGE = 'usage: depinfer-agent <start|status> [--config <file.json>]'
+const USAGE = 'usage: depinfer-agent <init|start|status> [--config <file.json>]'
 
 async function main(argv: string[]): Promise<number> {
   const { positionals, values } = parseArgs({
@@ -25,8 +27,13 @@ async function main(argv: string[]): Promise<number> {
   }
   const config = loadConfig(values.config ?? process.env.DEPINFER_AGENT_CONFIG, process.env)
   const log = (message: string) => console.log(`[agent ${config.deviceId}] ${message}`)
+  if (command === 'init') {
+    const key = initDeviceKey(config.keyPath)
+    console.log(`created device key ${config.keyPath} (mode 0600)\naddress ${key.address}`)
+    return 0
+  }
   if (command === 'start') {
-    const agent = startAgent(config, log)
+    const agent = await startAgent(config, log)
     await new Promise<void>((resolve) => {
       process.once('SIGINT', resolve)
       process.once('SIGTERM', resolve)
@@ -39,7 +46,8 @@ async function main(argv: string[]): Promise<number> {
     // Loads every configured model and prints what `start` would advertise, without a broker.
     const models = modelsFromConfig(config)
     await Promise.all(models.map((model) => loadModel(model, { intraOpThreads: config.ort.intraOpThreads, maxBatch: config.batching.maxBatch })))
-    console.log(JSON.stringify({ ...deviceStatus(config.deviceId, models, true), failed: models.filter((m) => m.state === 'failed').map(({ name, error }) => ({ name, error })) }, null, 2))
+    const key = await loadDeviceKey(config.keyPath).catch(() => undefined)
+    console.log(JSON.stringify({ ...deviceStatus(config.deviceId, models, true, key), failed: models.filter((m) => m.state === 'failed').map(({ name, error }) => ({ name, error })) }, null, 2))
     await Promise.all(models.map((model) => model.session?.release()))
     return 0
   }
@@ -50,7 +58,7 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error) => {
-    console.error(error instanceof ConfigError ? error.message : error)
+    console.error(error instanceof ConfigError || error instanceof DeviceKeyError ? error.message : error)
     process.exit(1)
   },
 )

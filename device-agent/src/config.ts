@@ -4,7 +4,8 @@
  * demo models to a broker on localhost.
  */
 import { readFileSync } from 'node:fs'
-import { hostname } from 'node:os'
+import { homedir, hostname } from 'node:os'
+import { join } from 'node:path'
 import { ID_PATTERN } from '@depinfer/shared'
 import { z } from 'zod'
 import { BUNDLED_MODELS, BUNDLED_MODEL_VERSION, type BundledModelName } from './models/bundled.js'
@@ -29,6 +30,8 @@ export const AgentConfigSchema = z.object({
     keepaliveSec: z.number().int().min(1).max(600).default(10),
   }),
   models: z.array(ModelSourceSchema).min(1),
+  /** The device's secp256k1 signing key, created by `depinfer-agent init` (mode 0600). */
+  keyPath: z.string().min(1),
   /** Interval between heartbeats, in seconds. */
   heartbeatSec: z.number().positive().default(2),
   reconnect: z
@@ -65,8 +68,8 @@ function defaultDeviceId(): string {
 
 /**
  * Reads the config file (if any) and applies env overrides: DEPINFER_DEVICE_ID,
- * DEPINFER_BROKER_URL, DEPINFER_BROKER_USERNAME, DEPINFER_BROKER_PASSWORD, and DEPINFER_MODELS
- * (comma-separated bundled model names).
+ * DEPINFER_BROKER_URL, DEPINFER_BROKER_USERNAME, DEPINFER_BROKER_PASSWORD, DEPINFER_KEY_PATH and
+ * DEPINFER_MODELS (comma-separated bundled model names).
  */
 export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv): AgentConfig {
   let fromFile: Record<string, unknown> = {}
@@ -88,6 +91,7 @@ export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv): Ag
   const parsed = AgentConfigSchema.safeParse({
     ...fromFile,
     deviceId: env.DEPINFER_DEVICE_ID || (fromFile.deviceId ?? defaultDeviceId()),
+    keyPath: env.DEPINFER_KEY_PATH || (fromFile.keyPath ?? join(homedir(), '.depinfer', 'device.key')),
     broker,
     models,
   })

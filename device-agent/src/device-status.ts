@@ -1,14 +1,26 @@
 /** What the agent advertises about this device on `devices/{id}/status` (retained). */
 import { arch, cpus, totalmem } from 'node:os'
-import { PROTOCOL_VERSION, type DeviceStatus, type ModelDescriptor } from '@depinfer/shared'
+import { PROTOCOL_VERSION, type DeviceStatus, type Hex, type ModelDescriptor } from '@depinfer/shared'
 import { describe, type LoadedModel } from './runtime/loaded-model.js'
 import { AGENT_VERSION, ORT_VERSION } from './version.js'
 
-export function deviceStatus(deviceId: string, models: readonly LoadedModel[], online: boolean): DeviceStatus {
+/** The signing identity a device advertises (see keys/device-key.ts). */
+export interface DeviceIdentity {
+  publicKey: Uint8Array
+  address: Hex
+}
+
+export function deviceStatus(
+  deviceId: string,
+  models: readonly LoadedModel[],
+  online: boolean,
+  identity: DeviceIdentity | undefined,
+): DeviceStatus {
   return {
     protocol: PROTOCOL_VERSION,
     deviceId,
     online,
+    ...(identity && { publicKey: `0x${Buffer.from(identity.publicKey).toString('hex')}`, address: identity.address }),
     // Only models whose file was read and hashed; one that failed to load is not servable.
     models: models.map((model) => describe(model)).filter((m): m is ModelDescriptor => m !== undefined),
     hw: { arch: arch(), cpus: cpus().length, memMB: Math.round(totalmem() / 2 ** 20), accel: [] },

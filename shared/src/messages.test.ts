@@ -110,11 +110,12 @@ describe('HeartbeatSchema / JobHeaderSchema / ResultHeaderSchema', () => {
 
   const job = () => ({
     protocol: 1,
-    jobId: 'j-1',
+    jobId: `0x${'ab'.repeat(32)}`,
     replyTo: 'depinfer/v1/gateways/gw/results',
     model: { name: 'resnet18', version: '1', sha256: SHA },
     deadlineMs: 5000,
     attempt: 1,
+    attest: { chainId: '31337', verifyingContract: `0x${'12'.repeat(20)}`, salt: `0x${'cd'.repeat(32)}`, priceWei: '0' },
   })
 
   it('accepts a job header and defaults outputs to []', () => {
@@ -123,7 +124,11 @@ describe('HeartbeatSchema / JobHeaderSchema / ResultHeaderSchema', () => {
 
   it.each([
     ['an empty jobId', { jobId: '' }, 'jobId'],
-    ['a jobId over 128 chars', { jobId: 'j'.repeat(129) }, 'jobId'],
+    ['a jobId that is not bytes32 hex', { jobId: 'j-1' }, 'jobId'],
+    ['a jobId one byte short', { jobId: `0x${'ab'.repeat(31)}` }, 'jobId'],
+    ['a short salt', { attest: { ...job().attest, salt: '0x12' } }, 'attest.salt'],
+    ['a negative price', { attest: { ...job().attest, priceWei: '-1' } }, 'attest.priceWei'],
+    ['no attest', { attest: undefined }, 'attest'],
     ['a bad model sha256', { model: { name: 'resnet18', version: '1', sha256: 'abc' } }, 'model.sha256'],
     ['a zero deadline', { deadlineMs: 0 }, 'deadlineMs'],
     ['attempt 0', { attempt: 0 }, 'attempt'],

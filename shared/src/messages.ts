@@ -40,6 +40,10 @@ export const DeviceStatusSchema = z.object({
   protocol: z.literal(PROTOCOL_VERSION),
   deviceId: id,
   online: z.boolean(),
+  /** The device's signing key (compressed secp256k1, 0x hex) and its address: attestations
+   * must verify against it. A device without one is never routed to. */
+  publicKey: z.string().regex(/^0x0[23][0-9a-f]{64}$/).optional(),
+  address: z.string().regex(/^0x[0-9a-f]{40}$/).optional(),
   models: z.array(ModelDescriptorSchema).default([]),
   hw: z
     .object({
@@ -70,7 +74,8 @@ export type Heartbeat = z.infer<typeof HeartbeatSchema>
 /** Header of a job frame on `devices/{id}/jobs`; the input tensors follow in the frame. */
 export const JobHeaderSchema = z.object({
   protocol: z.literal(PROTOCOL_VERSION),
-  jobId: z.string().min(1).max(128),
+  /** bytes32 as 0x hex: the job id the attestation is signed over. */
+  jobId: z.string().regex(/^0x[0-9a-f]{64}$/, 'must be a bytes32 0x hex job id'),
   /** Where the device publishes the result (MQTT 3.1.1 has no response-topic property). */
   replyTo: z.string().min(1),
   model: z.object({ name: id, version: z.string(), sha256: Sha256Schema }),
@@ -80,6 +85,14 @@ export const JobHeaderSchema = z.object({
   deadlineMs: z.number().int().positive(),
   /** 1 for the first try, 2 for the retry on another device. */
   attempt: z.number().int().positive(),
+  /** What the device signs over besides the work itself (EIP-712 domain, price, input salt). */
+  attest: z.object({
+    chainId: z.string().regex(/^\d{1,20}$/),
+    verifyingContract: z.string().regex(/^0x[0-9a-fA-F]{40}$/),
+    /** bytes32, fresh per job: the input commitment is keccak256(salt ‖ canonical inputs). */
+    salt: z.string().regex(/^0x[0-9a-f]{64}$/),
+    priceWei: z.string().regex(/^\d{1,78}$/),
+  }),
 })
 export type JobHeader = z.infer<typeof JobHeaderSchema>
 
@@ -115,5 +128,37 @@ export const ResultHeaderSchema = z.object({
     .object({ code: JobErrorCodeSchema, message: z.string(), field: z.string().optional() })
     .optional(),
   timings: JobTimingsSchema,
+  /** The device's signed attestation of a successful job (absent on errors). */
+  attestation: z.lazy(() => AttestationSchema).optional(),
 })
 export type ResultHeader = z.infer<typeof ResultHeaderSchema>
+
+const hexBytes = (bytes: number) =>
+  z.string().regex(new RegExp(`^0x[0-9a-fA-F]{${2 * bytes}}$`), `must be 0x and ${bytes} bytes of hex`)
+/** A decimal string (no sign, no leading zeros) of an unsigned integer below 2^bits. */
+const decimalUint = (bits: number) =>
+  z
+    .string()
+    .regex(/^(0|[1-9][0-9]*)$/, 'must be a decimal integer string')
+    .refine(
+      // zod runs every check even after the regex fails: test it again before BigInt().
+      (value) => !/^(0|[1-9][0-9]*)$/.test(value) || (value.length <= 78 && BigInt(value) < 2n ** BigInt(bits)),
+      `must be below 2^${bits}`,
+    )
+
+/**
+ * A signed job attestation in JSON (see attestation.ts): bytes32 fields and the device address
+ * as 0x hex, the price (wei, uint256) as a decimal string, completedAt (Unix ms, uint64) as a
+ * decimal string or a safe integer, and the 65-byte r ‖ s ‖ v signature.
+ */
+export const AttestationSchema = z.object({
+  jobId: hexBytes(32),
+  modelHash: hexBytes(32),
+  inputHash: hexBytes(32),
+  outputHash: hexBytes(32),
+  device: hexBytes(20),
+  price: decimalUint(256),
+  completedAt: z.union([decimalUint(64), z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)]),
+  signature: hexBytes(65),
+})
+export type AttestationWire = z.infer<typeof AttestationSchema>
