@@ -3,7 +3,9 @@
  * `depinfer-agent` bin a user runs, so tests can kill, freeze or restart it for real.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
+import { initDeviceKey } from '../../device-agent/src/keys/device-key.js'
 import { REPO_ROOT } from './paths.js'
 
 export interface AgentProcess {
@@ -23,19 +25,37 @@ export interface SpawnAgentOptions {
   /** Comma-separated bundled model names (DEPINFER_MODELS); default: all bundled models. */
   models?: string
   configPath?: string
+  /** The device's signing key; default `.depinfer/keys/<deviceId>.key`, created if missing. */
+  keyPath?: string
   echo?: boolean
+}
+
+/** Where the local network keeps each simulated device's key, so its address is stable. */
+export const localDeviceKeyPath = (deviceId: string) => join(REPO_ROOT, '.depinfer', 'keys', `${deviceId}.key`)
+
+/** Creates the key file unless one exists (what `depinfer-agent init` does on a real device). */
+function ensureDeviceKey(path: string): void {
+  if (existsSync(path)) return
+  try {
+    initDeviceKey(path)
+  } catch (error) {
+    if (!existsSync(path)) throw error // else another process created it first: use that one
+  }
 }
 
 export const AGENT_BIN = join(REPO_ROOT, 'device-agent', 'bin', 'depinfer-agent.js')
 
 export function spawnAgent(options: SpawnAgentOptions): AgentProcess {
   const args = [AGENT_BIN, 'start', ...(options.configPath ? ['--config', options.configPath] : [])]
+  const keyPath = options.keyPath ?? localDeviceKeyPath(options.deviceId)
+  ensureDeviceKey(keyPath)
   const child = spawn(process.execPath, args, {
     cwd: REPO_ROOT,
     env: {
       ...process.env,
       DEPINFER_DEVICE_ID: options.deviceId,
       DEPINFER_BROKER_URL: options.brokerUrl,
+      DEPINFER_KEY_PATH: keyPath,
       ...(options.models && { DEPINFER_MODELS: options.models }),
     },
     stdio: ['ignore', 'pipe', 'pipe'],
