@@ -1,4 +1,5 @@
 /** Bindings and variables of the edge Worker, as declared in wrangler.toml. */
+import type { AttestationDomain, Hex } from '@depinfer/shared'
 import type { Gateway } from './gateway/gateway.js'
 
 export interface Env {
@@ -26,4 +27,17 @@ export interface Env {
 export function numberVar(value: string | undefined, fallback: number): number {
   const parsed = Number(value)
   return value !== undefined && value !== '' && Number.isFinite(parsed) && parsed > 0 ? parsed : fallback
+}
+
+const ZERO_ADDRESS: Hex = '0x0000000000000000000000000000000000000000'
+
+/**
+ * The EIP-712 domain devices sign attestations under: the configured chain and registry, or
+ * chain 0 and the zero address while none is configured (attestations are still signed,
+ * verified and recorded; they are batched once a chain is configured).
+ */
+export function attestationDomain(env: Pick<Env, 'CHAIN_ID' | 'REGISTRY_ADDRESS'>): AttestationDomain {
+  const chainId = /^[0-9]{1,20}$/.test(env.CHAIN_ID ?? '') ? BigInt(env.CHAIN_ID) : 0n
+  const registry = /^0x[0-9a-fA-F]{40}$/.test(env.REGISTRY_ADDRESS ?? '') ? (env.REGISTRY_ADDRESS.toLowerCase() as Hex) : ZERO_ADDRESS
+  return { chainId, verifyingContract: registry }
 }

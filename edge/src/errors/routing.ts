@@ -31,3 +31,13 @@ export class DeviceTimeoutError extends DepinferError {
     super(504, 'device-timeout', 'Device did not answer in time', detail, { retryAfterSec: 1 })
   }
 }
+
+/** The answer was verified but its attestation could not be recorded: it is not handed out. */
+export class AttestationStorageError extends DepinferError {
+  constructor(detail: string, cause?: unknown) {
+    super(503, 'attestation-storage-unavailable', 'Attestation could not be recorded', detail, {
+      retryAfterSec: 2,
+      cause,
+    })
+  }
+}

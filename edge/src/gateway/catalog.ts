@@ -21,7 +21,8 @@ export interface CatalogModel {
 export function buildCatalog(table: DeviceTable): Map<string, CatalogModel> {
   const catalog = new Map<string, CatalogModel>()
   for (const device of table.all()) {
-    const online = table.isOnline(device) && !table.isSuspect(device)
+    // A device without a signing key cannot attest its results, so it is never routed to.
+    const online = table.isOnline(device) && !table.isSuspect(device) && device.status.publicKey !== undefined
     for (const model of device.status.models) {
       const key = catalogKey(model.name, model.version)
       let entry = catalog.get(key)

@@ -25,6 +25,8 @@ export interface DeviceEntry {
   measuredEwmaMs: number | undefined
   consecutiveFailures: number
   suspectUntil: number
+  /** Results whose attestation the gateway refused (forged, wrong device, tampered output). */
+  badAttestations: number
 }
 
 export class DeviceTable {
@@ -51,6 +53,7 @@ export class DeviceTable {
       measuredEwmaMs: undefined,
       consecutiveFailures: 0,
       suspectUntil: 0,
+      badAttestations: 0,
     }
     this.#devices.set(status.deviceId, entry)
     return entry
@@ -107,6 +110,13 @@ export class DeviceTable {
       entry.suspectUntil = this.now() + SUSPECT_FOR_MS
       entry.consecutiveFailures = 0
     }
+  }
+
+  /** A result whose attestation was refused: out of scheduling at once, for SUSPECT_FOR_MS. */
+  recordBadAttestation(entry: DeviceEntry): void {
+    entry.badAttestations++
+    entry.consecutiveFailures = 0
+    entry.suspectUntil = this.now() + SUSPECT_FOR_MS
   }
 
   /** The model as this device serves it, if it does. */

@@ -12,18 +12,25 @@ import {
   encodeFrame,
   gatewayResultsTopic,
   HeartbeatSchema,
+  inputCommitment,
+  newSalt,
   parseDeviceTopic,
   PROTOCOL_VERSION,
   ResultHeaderSchema,
+  type Hex,
   type JobHeader,
   type ModelDescriptor,
   type RawTensor,
   type ResultHeader,
 } from '@depinfer/shared'
+import { bytesToHex } from 'viem'
 import { DepinferError } from '../errors/base.js'
 import { ModelRejectedInputError, NotFoundError } from '../errors/request.js'
-import { DeviceTimeoutError, ModelNotReadyError, NoCapacityError } from '../errors/routing.js'
-import type { Env } from '../env.js'
+import { AttestationStorageError, DeviceTimeoutError, ModelNotReadyError, NoCapacityError } from '../errors/routing.js'
+import { attestationDomain, type Env } from '../env.js'
+import { DeviceKeys } from '../attestations/device-keys.js'
+import { AttestationLog } from '../attestations/log.js'
+import { AttestationRejectedError, verifyResultAttestation, type ExpectedAttestation } from '../attestations/verify.js'
 import { BrokerLink } from './broker-link.js'
 import { buildCatalog, resolveModel, versionsOf, type CatalogModel } from './catalog.js'
 import { DeviceTable, type DeviceEntry } from './device-table.js'
@@ -62,9 +69,12 @@ export class Gateway extends DurableObject<Env> {
   readonly #table = new DeviceTable(Date.now)
   readonly #jobs = new Map<string, PendingJob>()
   readonly #link: BrokerLink
+  readonly #keys = new DeviceKeys()
+  readonly #attestations: AttestationLog
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env)
+    this.#attestations = new AttestationLog(env.DB)
     this.#link = new BrokerLink({
       url: env.BROKER_URL,
       username: env.BROKER_USERNAME,
@@ -153,7 +163,16 @@ export class Gateway extends DurableObject<Env> {
 
   async #dispatch(job: InferJob, model: CatalogModel): Promise<InferResult> {
     const { descriptor } = model
-    const jobId = crypto.randomUUID()
+    const jobId = newJobId()
+    const salt = newSalt()
+    const expected: ExpectedAttestation = {
+      jobId,
+      modelHash: `0x${descriptor.sha256}`,
+      inputHash: inputCommitment(salt, job.inputs),
+      // Pricing arrives with the marketplace; until then every job is attested at 0 wei.
+      price: 0n,
+      domain: attestationDomain(this.env),
+    }
     const startedAt = Date.now()
     const deadline = startedAt + job.deadlineMs
     const tried: DeviceEntry[] = []
@@ -173,30 +192,44 @@ export class Gateway extends DurableObject<Env> {
         const remainingMs = deadline - Date.now()
         const budgetMs = Math.max(1, Math.floor(attempt < MAX_ATTEMPTS ? remainingMs * FIRST_ATTEMPT_SHARE : remainingMs))
         const sentAt = Date.now()
-        const outcome = await this.#attempt(jobId, attempt, device, job, descriptor, budgetMs)
+        const outcome = await this.#attempt(jobId, attempt, device, job, descriptor, expected, salt, budgetMs)
 
         if (outcome.kind === 'result') {
           const { header, tensors } = outcome
           const answeredBy = this.#table.get(header.deviceId) ?? device
           if (!header.error) {
-            this.#table.recordSuccess(answeredBy, Date.now() - sentAt)
-            return {
-              jobId,
-              deviceId: header.deviceId,
-              modelName: descriptor.name,
-              modelVersion: descriptor.version,
-              // Copy each output out of the frame: cloning a view would ship the whole frame.
-              outputs: tensors.map((t) => ({ ...t, data: copyBytes(t.data) })),
-              attempts: attempt,
-              timings: { ...header.timings, gatewayMs: Date.now() - startedAt },
+            const rejection = this.#checkAttestation(answeredBy, header, tensors, expected)
+            if (typeof rejection === 'string') {
+              lastFailure = rejection
+            } else {
+              this.#table.recordSuccess(answeredBy, Date.now() - sentAt)
+              const seq = await this.#attestations.append({
+                attestation: rejection.attestation,
+                signature: rejection.signature,
+                domain: expected.domain,
+                deviceId: answeredBy.deviceId,
+              }).catch((error: unknown) => {
+                throw new AttestationStorageError(`job ${jobId}: ${(error as Error).message}`, error)
+              })
+              return {
+                jobId,
+                deviceId: header.deviceId,
+                modelName: descriptor.name,
+                modelVersion: descriptor.version,
+                // Copy each output out of the frame: cloning a view would ship the whole frame.
+                outputs: tensors.map((t) => ({ ...t, data: copyBytes(t.data) })),
+                attempts: attempt,
+                timings: { ...header.timings, gatewayMs: Date.now() - startedAt },
+                attestation: { ...header.attestation!, seq, salt: bytesToHex(salt) },
+              }
             }
-          }
-          if (header.error.code === 'invalid_input') {
+          } else if (header.error.code === 'invalid_input') {
             // The model itself refused the input: the same on every device, so not retried.
             throw new ModelRejectedInputError(header.error.message, header.error.field ?? 'inputs')
+          } else {
+            this.#table.recordFailure(answeredBy)
+            lastFailure = `device ${header.deviceId} failed (${header.error.code}): ${header.error.message}`
           }
-          this.#table.recordFailure(answeredBy)
-          lastFailure = `device ${header.deviceId} failed (${header.error.code}): ${header.error.message}`
         } else if (outcome.kind === 'timeout') {
           this.#table.recordFailure(device)
           timedOut = true
@@ -221,12 +254,38 @@ export class Gateway extends DurableObject<Env> {
     throw new NoCapacityError(`job ${jobId} tried on ${triedIds}; last: ${lastFailure}`)
   }
 
+  /**
+   * The verified attestation of a successful result, or why it is refused. A refusal costs the
+   * device its standing at once (suspect, as after repeated failures): a bad signature is either
+   * a broken or a dishonest device, and neither should get the next job.
+   */
+  #checkAttestation(
+    device: DeviceEntry,
+    header: ResultHeader,
+    tensors: RawTensor[],
+    expected: ExpectedAttestation,
+  ): ReturnType<typeof verifyResultAttestation> | string {
+    const key = this.#keys.keyOf(device.deviceId, device.status.publicKey)
+    try {
+      if (!key) throw new AttestationRejectedError('the device advertises no valid signing key')
+      return verifyResultAttestation(header.attestation, tensors, expected, key)
+    } catch (error) {
+      if (!(error instanceof AttestationRejectedError)) throw error
+      this.#table.recordBadAttestation(device)
+      const reason = `device ${device.deviceId}'s result was discarded: ${error.message}`
+      console.warn(reason)
+      return reason
+    }
+  }
+
   #attempt(
-    jobId: string,
+    jobId: Hex,
     attempt: number,
     device: DeviceEntry,
     job: InferJob,
     model: ModelDescriptor,
+    expected: ExpectedAttestation,
+    salt: Uint8Array,
     budgetMs: number,
   ): Promise<AttemptOutcome> {
     const header: JobHeader = {
@@ -237,6 +296,12 @@ export class Gateway extends DurableObject<Env> {
       outputs: job.outputs,
       deadlineMs: budgetMs,
       attempt,
+      attest: {
+        chainId: expected.domain.chainId.toString(),
+        verifyingContract: expected.domain.verifyingContract,
+        salt: bytesToHex(salt),
+        priceWei: expected.price.toString(),
+      },
     }
     return new Promise<AttemptOutcome>((resolve) => {
       const pending = this.#jobs.get(jobId) ?? { devices: new Set<string>(), currentDeviceId: '', settle: () => {} }
@@ -275,6 +340,8 @@ export class Gateway extends DurableObject<Env> {
       return
     }
     this.#table.applyStatus(status.data)
+    // Decode the key (and build its tables) now rather than on the first job's path.
+    if (status.data.online) this.#keys.keyOf(deviceId, status.data.publicKey)
     if (!status.data.online) {
       for (const pending of this.#jobs.values()) {
         if (pending.currentDeviceId === deviceId) pending.settle({ kind: 'lost' })
@@ -309,6 +376,11 @@ export class Gateway extends DurableObject<Env> {
       throw error
     }
   }
+}
+
+/** A job id is the bytes32 the device's attestation is signed over: 32 random bytes. */
+function newJobId(): Hex {
+  return bytesToHex(crypto.getRandomValues(new Uint8Array(32)))
 }
 
 function parseJson(payload: Uint8Array): unknown {

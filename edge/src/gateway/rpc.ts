@@ -2,7 +2,7 @@
  * What crosses the Worker → Gateway Durable Object RPC boundary. Only plain structured-clonable
  * values: class instances (errors included) do not survive it, so failures travel as problems.
  */
-import type { JobTimings, RawTensor, TensorSpec } from '@depinfer/shared'
+import type { AttestationWire, JobTimings, RawTensor, TensorSpec } from '@depinfer/shared'
 import type { ProblemDetails } from '../errors/base.js'
 import type { ModelState } from './catalog.js'
 
@@ -26,6 +26,8 @@ export interface InferResult {
   outputs: RawTensor[]
   attempts: number
   timings: JobTimings & { gatewayMs: number }
+  /** The verified, recorded attestation, its sequence number and the input commitment's salt. */
+  attestation: AttestationWire & { seq: number; salt: string }
 }
 
 export interface ModelInfo {

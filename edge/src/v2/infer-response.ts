@@ -15,6 +15,20 @@ export type InferResponseBody =
 
 const utf8 = new TextEncoder()
 
+function attestationParameters(a: InferResult['attestation']) {
+  return {
+    attestation_seq: a.seq,
+    input_salt: a.salt,
+    attestation_model_hash: a.modelHash,
+    attestation_input_hash: a.inputHash,
+    attestation_output_hash: a.outputHash,
+    attestation_device: a.device,
+    attestation_price_wei: a.price,
+    attestation_completed_at: String(a.completedAt),
+    attestation_signature: a.signature,
+  }
+}
+
 export function inferResponse(
   result: InferResult,
   requestId: string | undefined,
@@ -33,6 +47,9 @@ export function inferResponse(
       device_ms: result.timings.totalMs,
       batch_jobs: result.timings.batchJobs,
       gateway_ms: result.timings.gatewayMs,
+      // The device's signed attestation, flattened: v2 parameter values are scalars. With
+      // input_salt the caller can open its own input commitment (keccak256(salt ‖ inputs)).
+      ...attestationParameters(result.attestation),
     },
   }
   const binary = result.outputs.filter((t) => binaryOutputs === 'all' || binaryOutputs.has(t.name))

@@ -1,0 +1,68 @@
+/**
+ * The edge's check of a device's attestation before it accepts the device's answer (issue 4):
+ * the attestation must be about this job, this model file, these inputs (the salted
+ * commitment), these outputs and this price, and be signed by the key of the device the job was
+ * sent to. Anything else is a rejected result: the caller never receives unattested output.
+ */
+import {
+  attestationFromWire,
+  outputHash,
+  verifyAttestationSignature,
+  type Attestation,
+  type AttestationDomain,
+  type Hex,
+  type PreparedPublicKey,
+  type RawTensor,
+  type SignedAttestation,
+} from '@depinfer/shared'
+
+/** What the attestation must say, known to the edge independently of the device. */
+export interface ExpectedAttestation {
+  jobId: Hex
+  modelHash: Hex
+  inputHash: Hex
+  price: bigint
+  domain: AttestationDomain
+}
+
+export class AttestationRejectedError extends Error {
+  override name = 'AttestationRejectedError'
+}
+
+const FIELDS_FROM_EDGE = ['jobId', 'modelHash', 'inputHash', 'price'] as const satisfies readonly (keyof Attestation)[]
+
+/**
+ * Returns the parsed attestation when it is valid for this job, these outputs and this device
+ * key; throws AttestationRejectedError saying why not.
+ */
+export function verifyResultAttestation(
+  wire: unknown,
+  outputs: readonly RawTensor[],
+  expected: ExpectedAttestation,
+  deviceKey: PreparedPublicKey,
+): SignedAttestation {
+  if (wire === undefined) throw new AttestationRejectedError('the result carries no attestation')
+  let signed: SignedAttestation
+  try {
+    signed = attestationFromWire(wire)
+  } catch (error) {
+    throw new AttestationRejectedError(`malformed attestation: ${(error as Error).message.slice(0, 300)}`)
+  }
+  const { attestation } = signed
+  for (const field of FIELDS_FROM_EDGE) {
+    if (attestation[field] !== expected[field]) {
+      throw new AttestationRejectedError(`attestation ${field} is ${attestation[field]}, expected ${expected[field]}`)
+    }
+  }
+  if (attestation.device !== deviceKey.address) {
+    throw new AttestationRejectedError(`attestation names device ${attestation.device}, but the job went to ${deviceKey.address}`)
+  }
+  const actualOutputHash = outputHash(outputs)
+  if (attestation.outputHash !== actualOutputHash) {
+    throw new AttestationRejectedError(`attestation outputHash ${attestation.outputHash} does not match the outputs returned (${actualOutputHash})`)
+  }
+  if (!verifyAttestationSignature(deviceKey, expected.domain, attestation, signed.signature)) {
+    throw new AttestationRejectedError(`signature is not the device ${deviceKey.address}'s`)
+  }
+  return signed
+}
