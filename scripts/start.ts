@@ -42,6 +42,7 @@ async function main(): Promise<void> {
       ...(process.env.DEPINFER_API_KEY && { apiKey: process.env.DEPINFER_API_KEY }),
       agents: [{ deviceId: 'local-device-1', echo: true }],
       chain: true,
+      batchEveryMs: 5_000,
     })
     const { edge, apiKey } = network
     await waitFor('the device agent to come online', async () => {
@@ -69,6 +70,12 @@ Try it:
   curl -s ${edge.url}/v2/models/ppocr-cls/infer \\
     -H 'Authorization: Bearer ${apiKey}' -H 'Content-Type: application/json' \\
     -d @${examplePath}
+
+Every answer carries its device's signed attestation (parameters.attestation_*); every 5 s the
+batcher posts pending ones on-chain as a Merkle root. Proof of a job (job_id from the answer):
+
+  curl -s ${edge.url}/api/jobs/<job_id>/attestation -H 'Authorization: Bearer ${apiKey}'
+  curl -s ${edge.url}/api/batches -H 'Authorization: Bearer ${apiKey}'
 
 Press Ctrl-C to stop.
 `)

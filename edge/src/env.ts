@@ -22,6 +22,14 @@ export interface Env {
   CHAIN_RPC_URL: string
   /** Address of the deployed AttestationRegistry. */
   REGISTRY_ADDRESS: string
+  /** Secret: key of the account holding SUBMITTER_ROLE, which pays for batch transactions. */
+  SUBMITTER_PRIVATE_KEY?: string
+  /** Secret, optional: RPC URL used for sending (e.g. a keyed provider URL); else CHAIN_RPC_URL. */
+  CHAIN_SUBMIT_RPC_URL?: string
+  /** Most attestations in one on-chain batch (default 10,000). */
+  BATCH_MAX_LEAVES?: string
+  /** How long a tick waits for a batch's receipt before leaving it to the next tick (ms). */
+  BATCH_CONFIRM_TIMEOUT_MS?: string
 }
 
 export function numberVar(value: string | undefined, fallback: number): number {

@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { Log, LogLevel, Miniflare } from 'miniflare'
 import { unstable_getMiniflareWorkerOptions, unstable_splitSqlQuery } from 'wrangler'
 import { sha256Hex } from '@depinfer/shared'
+import { buildContracts } from '../../contracts/scripts/build.js'
 import { REPO_ROOT } from './paths.js'
 
 const WRANGLER_TOML = join(REPO_ROOT, 'wrangler.toml')
@@ -18,6 +19,8 @@ export const EDGE_BUNDLE_DIR = join(REPO_ROOT, '.depinfer', 'build', 'edge')
 
 /** Bundles the Worker with wrangler (`wrangler deploy --dry-run`), as a deploy would. */
 export async function buildEdge(outDir = EDGE_BUNDLE_DIR): Promise<string> {
+  // The Worker imports the registry's ABI from contracts/generated/ (a no-op when up to date).
+  await buildContracts()
   await new Promise<void>((resolve, reject) => {
     const child = spawn(
       process.execPath,
@@ -38,6 +41,8 @@ export interface LocalEdge {
   miniflare: Miniflare
   /** Creates an API key (stored hashed in D1) and returns it. */
   createApiKey(label: string, key?: string): Promise<string>
+  /** Fires the scheduled (cron) handler once, as Cloudflare would, and waits for it. */
+  runScheduled(): Promise<void>
   close(): Promise<void>
 }
 
@@ -84,6 +89,11 @@ export async function startEdge(options: LocalEdgeOptions): Promise<LocalEdge> {
         .bind(sha256Hex(key), label, Date.now())
         .run()
       return key
+    },
+    async runScheduled() {
+      const worker = await miniflare.getWorker()
+      const result = await worker.scheduled({ cron: '* * * * *', scheduledTime: new Date() })
+      if (result.outcome !== 'ok') throw new Error(`scheduled handler ended with outcome ${result.outcome}`)
     },
     close: () => miniflare.dispose(),
   }

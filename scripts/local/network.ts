@@ -33,6 +33,11 @@ export interface LocalNetworkOptions {
   edgeOverWebSocket?: boolean
   /** Also start a local EVM (anvil) with the contracts deployed, and point the edge at it. */
   chain?: boolean
+  /**
+   * Also fire the edge's scheduled batcher every this many ms (Cloudflare's cron runs at most
+   * once a minute; locally a few seconds shows batches land). Off by default: tests fire it.
+   */
+  batchEveryMs?: number
 }
 
 export async function startLocalNetwork(options: LocalNetworkOptions = {}): Promise<LocalNetwork> {
@@ -49,7 +54,12 @@ export async function startLocalNetwork(options: LocalNetworkOptions = {}): Prom
     if (chain) cleanups.push(() => chain.stop())
     await bundle
     const chainVars: Record<string, string> = chain
-      ? { CHAIN_ID: String(chain.chainId), CHAIN_RPC_URL: chain.rpcUrl, REGISTRY_ADDRESS: chain.registryAddress }
+      ? {
+          CHAIN_ID: String(chain.chainId),
+          CHAIN_RPC_URL: chain.rpcUrl,
+          REGISTRY_ADDRESS: chain.registryAddress,
+          SUBMITTER_PRIVATE_KEY: chain.submitterPrivateKey,
+        }
       : {}
     const edge = await startEdge({
       brokerUrl: options.edgeOverWebSocket ? broker.wsUrl : broker.tcpUrl,
@@ -69,6 +79,23 @@ export async function startLocalNetwork(options: LocalNetworkOptions = {}): Prom
       return process
     }
     for (const agent of options.agents ?? [{ deviceId: 'local-device-1' }]) startAgent(agent)
+    if (options.batchEveryMs) {
+      const every = options.batchEveryMs
+      let timer: NodeJS.Timeout | undefined
+      // One tick at a time: the next is scheduled when the previous has finished.
+      const tick = () => {
+        timer = setTimeout(() => {
+          edge.runScheduled().catch((error: unknown) => console.warn(`batcher tick: ${(error as Error).message}`)).finally(() => {
+            if (timer) tick()
+          })
+        }, every)
+      }
+      tick()
+      cleanups.push(async () => {
+        clearTimeout(timer)
+        timer = undefined
+      })
+    }
     return { broker, chain, edge, agents, apiKey, startAgent, close: closeAll }
   } catch (error) {
     await closeAll()

@@ -1,7 +1,9 @@
 /** Marketplace and operations routes under `/api` (API key required). */
 import { Hono } from 'hono'
 import type { Env } from '../env.js'
+import { attestationCounts, jobAttestation, listBatches } from '../batching/proofs.js'
 import { DepinferError } from '../errors/base.js'
+import { InvalidRequestError, NotFoundError } from '../errors/request.js'
 import { apiKeyAuth } from '../middleware/auth.js'
 
 export const api = new Hono<{ Bindings: Env }>()
@@ -21,3 +23,31 @@ api.get('/chain', (c) => {
     contracts: { attestationRegistry: c.env.REGISTRY_ADDRESS },
   })
 })
+
+/** A job's attestation, its leaf and, once batched, the batch and the Merkle proof. */
+api.get('/jobs/:jobId/attestation', async (c) => {
+  const jobId = c.req.param('jobId')
+  if (!/^0x[0-9a-fA-F]{64}$/.test(jobId)) {
+    throw new InvalidRequestError(`job id must be 0x and 32 bytes of hex (the job_id response parameter), got ${JSON.stringify(jobId.slice(0, 80))}`, 'jobId')
+  }
+  const view = await jobAttestation(c.env.DB, jobId)
+  if (!view) throw new NotFoundError(`no attested job ${jobId}`, 'jobId')
+  return c.json(view)
+})
+
+/** Posted and pending batches, newest first: `?limit=` (1–500, default 50), `?before=<fromSeq>`. */
+api.get('/batches', async (c) => {
+  const limit = intQuery(c.req.query('limit'), 'limit', 50, 1, 500)
+  const before = intQuery(c.req.query('before'), 'before', undefined, 1, Number.MAX_SAFE_INTEGER)
+  const [batches, attestations] = await Promise.all([listBatches(c.env.DB, limit, before), attestationCounts(c.env.DB)])
+  return c.json({ batches, attestations })
+})
+
+function intQuery<D extends number | undefined>(value: string | undefined, field: string, fallback: D, min: number, max: number): number | D {
+  if (value === undefined) return fallback
+  const n = Number(value)
+  if (!/^[0-9]+$/.test(value) || n < min || n > max) {
+    throw new InvalidRequestError(`${field} must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`, field)
+  }
+  return n
+}

@@ -62,7 +62,7 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
       platform: info.platform,
       inputs: info.inputs,
       outputs: info.outputs,
-      parameters: { version: info.version, sha256: info.sha256, max_batch_size: info.maxBatch, state: info.state },
+      parameters: { version: info.version, sha256: info.sha256, max_batch_size: info.maxBatch, state: info.state, ready_devices: info.readyDevices },
       sha256: info.sha256,
     })
   })

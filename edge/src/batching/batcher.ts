@@ -1,0 +1,196 @@
+/**
+ * The scheduled batcher (issue 4): takes pending attestations in sequence order, builds the
+ * Merkle tree of their leaves, records the batch in D1, posts `submitBatch` and waits for the
+ * receipt. Every step is recorded before the next, so an RPC outage, a reverted or dropped
+ * transaction, or a crashed invocation leaves the same batch to the next tick, and a batch is
+ * never posted twice: before (re-)sending, the registry is asked whether the root is already
+ * there (the registry itself also refuses a duplicate root).
+ */
+import { attestationLeaf, buildMerkleTree, type Hex } from '@depinfer/shared'
+import { attestationRegistryAbi } from '@depinfer/contracts'
+import { parseEventLogs, type Hash } from 'viem'
+import { attestationOfRow, type AttestationRow, type BatchRow } from '../attestations/rows.js'
+import { numberVar, type Env } from '../env.js'
+import {
+  acquireLease,
+  markConfirmed,
+  markFailed,
+  markSent,
+  oldestUnconfirmedBatch,
+  pendingAttestations,
+  recordBatch,
+  releaseLease,
+} from './batch-store.js'
+import { chainClients, chainConfig, type ChainConfig } from './chain-client.js'
+
+const DEFAULT_MAX_LEAVES = 10_000
+const DEFAULT_CONFIRM_TIMEOUT_MS = 60_000
+const RPC_TIMEOUT_MS = 10_000
+/** A tick stops cutting new batches after this long (cron invocations are time-limited). */
+const TICK_BUDGET_MS = 45_000
+const LEASE_TTL_MS = 5 * 60_000
+
+export interface BatchTickReport {
+  /** Why nothing was attempted (no chain configured, another tick holds the lease). */
+  skipped?: string
+  /** Batches confirmed during this tick. */
+  confirmed: { root: string; fromSeq: number; toSeq: number; txHash: string }[]
+  /** Why the tick stopped early, if it did: the batch stays for the next tick. */
+  error?: string
+}
+
+/** The leaves of a batch's attestations, in sequence order (the order the tree is built from). */
+export function batchLeaves(rows: readonly AttestationRow[]): Hex[] {
+  return rows.map((row) => attestationLeaf(attestationOfRow(row), BigInt(row.seq)))
+}
+
+export async function runBatchTick(env: Env, now: () => number = Date.now): Promise<BatchTickReport> {
+  const config = chainConfig(env)
+  if ('missing' in config) return { skipped: `chain not configured (${config.missing})`, confirmed: [] }
+  const holder = crypto.randomUUID()
+  if (!(await acquireLease(env.DB, holder, now(), LEASE_TTL_MS))) {
+    return { skipped: 'another batcher invocation holds the lease', confirmed: [] }
+  }
+  const report: BatchTickReport = { confirmed: [] }
+  try {
+    const settler = new BatchSettler(env.DB, config, numberVar(env.BATCH_CONFIRM_TIMEOUT_MS, DEFAULT_CONFIRM_TIMEOUT_MS), now)
+    const maxLeaves = Math.min(numberVar(env.BATCH_MAX_LEAVES, DEFAULT_MAX_LEAVES), 0xffff_ffff)
+    const started = now()
+    while (now() - started < TICK_BUDGET_MS) {
+      let batch: BatchToSettle | null = await oldestUnconfirmedBatch(env.DB)
+      if (!batch) {
+        const rows = await pendingAttestations(env.DB, maxLeaves)
+        if (rows.length === 0) break
+        const root = buildMerkleTree(batchLeaves(rows)).root
+        const fromSeq = rows[0]!.seq
+        const toSeq = rows.at(-1)!.seq
+        await recordBatch(env.DB, root, fromSeq, toSeq, now())
+        batch = { root, from_seq: fromSeq, to_seq: toSeq, count: rows.length, tx_hash: null }
+      }
+      const outcome = await settler.settle(batch)
+      if (outcome.kind !== 'confirmed') {
+        report.error = `batch ${batch.root} (${batch.from_seq}..${batch.to_seq}): ${outcome.reason}`
+        break
+      }
+      report.confirmed.push({ root: batch.root, fromSeq: batch.from_seq, toSeq: batch.to_seq, txHash: outcome.txHash })
+    }
+  } catch (error) {
+    report.error = (error as Error).message
+  } finally {
+    await releaseLease(env.DB, holder).catch(() => {})
+  }
+  if (report.error) console.warn(`batcher: ${report.error}`)
+  return report
+}
+
+type BatchToSettle = Pick<BatchRow, 'root' | 'from_seq' | 'to_seq' | 'count' | 'tx_hash'>
+
+type SettleOutcome = { kind: 'confirmed'; txHash: Hash } | { kind: 'unsettled'; reason: string }
+
+/** Brings one recorded batch to `confirmed`, or leaves it in a state the next tick resumes. */
+class BatchSettler {
+  readonly #clients: ReturnType<typeof chainClients>
+
+  constructor(
+    private readonly db: D1Database,
+    private readonly config: ChainConfig,
+    private readonly confirmTimeoutMs: number,
+    private readonly now: () => number,
+  ) {
+    this.#clients = chainClients(config, RPC_TIMEOUT_MS)
+  }
+
+  async settle(batch: BatchToSettle): Promise<SettleOutcome> {
+    const root = batch.root as Hex
+    try {
+      // 1. A transaction sent earlier: its receipt settles it, unless it is still on its way.
+      if (batch.tx_hash) {
+        const known = await this.#receiptOrPending(batch.tx_hash as Hash)
+        if (known === 'pending') return this.#waitFor(batch, batch.tx_hash as Hash)
+        if (known?.status === 'success') return this.#confirm(root, batch.tx_hash as Hash, known.blockNumber)
+      }
+      // 2. Maybe on-chain already (a transaction whose hash we never stored, or that replaced ours).
+      const posted = await this.#findPosting(root)
+      if (posted) return this.#confirm(root, posted.txHash, posted.blockNumber)
+      // 3. Send it.
+      const { walletClient, account } = this.#clients
+      const txHash = await walletClient.writeContract({
+        address: this.config.registry,
+        abi: attestationRegistryAbi,
+        functionName: 'submitBatch',
+        args: [root, batch.count, BigInt(batch.from_seq), BigInt(batch.to_seq)],
+        account,
+      })
+      await markSent(this.db, root, txHash)
+      return this.#waitFor(batch, txHash)
+    } catch (error) {
+      const reason = shortError(error)
+      await markFailed(this.db, root, reason, false).catch(() => {})
+      return { kind: 'unsettled', reason }
+    }
+  }
+
+  async #waitFor(batch: BatchToSettle, txHash: Hash): Promise<SettleOutcome> {
+    const root = batch.root as Hex
+    try {
+      const receipt = await this.#clients.publicClient.waitForTransactionReceipt({ hash: txHash, timeout: this.confirmTimeoutMs })
+      if (receipt.status === 'success') return this.#confirm(root, txHash, receipt.blockNumber)
+      // Reverted: nothing was posted by it; maybe by another transaction (step 2 next time).
+      await markFailed(this.db, root, `transaction ${txHash} reverted`, false)
+      return { kind: 'unsettled', reason: `transaction ${txHash} reverted` }
+    } catch (error) {
+      // Unknown whether it will be mined: keep the hash so the next tick looks it up first.
+      const reason = `waiting for ${txHash}: ${shortError(error)}`
+      await markFailed(this.db, root, reason, true).catch(() => {})
+      return { kind: 'unsettled', reason }
+    }
+  }
+
+  async #confirm(root: Hex, txHash: Hash, blockNumber: bigint): Promise<SettleOutcome> {
+    await markConfirmed(this.db, root, txHash, Number(blockNumber), this.now())
+    return { kind: 'confirmed', txHash }
+  }
+
+  /** The receipt, 'pending' for a known transaction not yet mined, undefined for an unknown one. */
+  async #receiptOrPending(txHash: Hash) {
+    const { publicClient } = this.#clients
+    const receipt = await publicClient.getTransactionReceipt({ hash: txHash }).catch((error: unknown) => {
+      if ((error as Error).name === 'TransactionReceiptNotFoundError') return undefined
+      throw error
+    })
+    if (receipt) return receipt
+    const transaction = await publicClient.getTransaction({ hash: txHash }).catch((error: unknown) => {
+      if ((error as Error).name === 'TransactionNotFoundError') return undefined
+      throw error
+    })
+    return transaction ? ('pending' as const) : undefined
+  }
+
+  /** Where `root` was posted, if it was: the registry's record and its BatchSubmitted event. */
+  async #findPosting(root: Hex): Promise<{ txHash: Hash; blockNumber: bigint } | undefined> {
+    const { publicClient } = this.#clients
+    const batch = await publicClient.readContract({
+      address: this.config.registry,
+      abi: attestationRegistryAbi,
+      functionName: 'getBatch',
+      args: [root],
+    })
+    if (batch.count === 0) return undefined
+    const block = BigInt(batch.postedAtBlock)
+    const logs = await publicClient.getLogs({
+      address: this.config.registry,
+      fromBlock: block,
+      toBlock: block,
+    })
+    const event = parseEventLogs({ abi: attestationRegistryAbi, eventName: 'BatchSubmitted', logs }).find(
+      (log) => log.args.root.toLowerCase() === root,
+    )
+    if (!event?.transactionHash) throw new Error(`root ${root} is posted at block ${block} but its event was not found`)
+    return { txHash: event.transactionHash, blockNumber: block }
+  }
+}
+
+function shortError(error: unknown): string {
+  const e = error as { shortMessage?: string; message?: string }
+  return (e.shortMessage ?? e.message ?? String(error)).slice(0, 300)
+}

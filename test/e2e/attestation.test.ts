@@ -1,0 +1,298 @@
+/**
+ * Attestations end to end on the real local EVM: every answer carries an EIP-712 attestation
+ * signed by the device that ran the job; the edge refuses forged, misattributed, tampered or
+ * missing ones (retrying on an honest device); the scheduled batcher posts Merkle roots to the
+ * real AttestationRegistry, survives the RPC failing mid-tick without losing or double-posting
+ * anything, and every job's proof checks out on-chain and with a second client library.
+ */
+import { StandardMerkleTree } from '@openzeppelin/merkle-tree'
+import { ethers } from 'ethers'
+import {
+  concat,
+  createPublicClient,
+  http,
+  keccak256,
+  parseEventLogs,
+  recoverTypedDataAddress,
+  toHex,
+  type Hex,
+} from 'viem'
+import { privateKeyToAccount } from 'viem/accounts'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { attestationRegistryAbi } from '../../contracts/generated/index.js'
+import { loadDeviceKey } from '../../device-agent/src/keys/device-key.js'
+import { localDeviceKeyPath } from '../../scripts/local/agent-process.js'
+import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/network.js'
+import {
+  ATTESTATION_LEAF_TYPES,
+  attestationTypedData,
+  canonicalTensorBytes,
+  encodeJsonElements,
+  outputHash,
+  type Attestation,
+  type ModelDescriptor,
+  type RawTensor,
+} from '../../shared/src/index.js'
+import { startRogueDevice, type RogueMode } from '../helpers/rogue-device.js'
+import { startRpcProxy, type RpcProxy } from '../helpers/rpc-proxy.js'
+import { apiClient, waitForModelReady, type ApiClient } from './support.js'
+
+const DEVICE = 'attesting-device'
+const MODEL = 'ppocr-cls'
+/** Small enough that the thousands-of-jobs case takes seconds; the model takes any width. */
+const SHAPE = [1, 3, 48, 32]
+const MAX_LEAVES = 700
+
+interface JobView {
+  jobId: Hex
+  seq: number
+  deviceId: string
+  attestation: { jobId: Hex; modelHash: Hex; inputHash: Hex; outputHash: Hex; device: Hex; price: string; completedAt: string }
+  signature: Hex
+  domain: { name: string; version: string; chainId: string; verifyingContract: Hex }
+  leaf: Hex
+  batch: { root: Hex; status: string; fromSeq: number; toSeq: number; count: number; txHash: Hex | null; blockNumber: number | null; lastError: string | null } | null
+  proof: Hex[] | null
+}
+
+/** A fresh random input, so every job's commitment differs. */
+function randomInput(): { data: number[]; raw: RawTensor } {
+  // `|| 0`: JSON has no -0 (it arrives as 0), and the commitment is over the bits.
+  const data = Array.from({ length: SHAPE.reduce((a, b) => a * b, 1) }, () => Math.round((Math.random() * 2 - 1) * 1e4) / 1e4 || 0)
+  return { data, raw: { name: 'x', datatype: 'FP32', shape: SHAPE, data: encodeJsonElements('FP32', data, 'x') } }
+}
+
+describe('attestations on the local chain', () => {
+  let network: LocalNetwork
+  let api: ApiClient
+  let rpc: RpcProxy
+  let deviceAddress: Hex
+  let chain: ReturnType<typeof createPublicClient>
+  let registry: Hex
+  let submitter: Hex
+
+  beforeAll(async () => {
+    rpc = await startRpcProxy()
+    network = await startLocalNetwork({
+      build: false,
+      chain: true,
+      agents: [{ deviceId: DEVICE, models: MODEL }],
+      // The batcher sends through the fault-injecting proxy; clients read the chain directly.
+      edgeVars: { CHAIN_SUBMIT_RPC_URL: rpc.url, BATCH_MAX_LEAVES: String(MAX_LEAVES), BATCH_CONFIRM_TIMEOUT_MS: '10000' },
+    })
+    rpc.target = network.chain!.rpcUrl
+    registry = network.chain!.registryAddress
+    submitter = privateKeyToAccount(network.chain!.submitterPrivateKey).address
+    chain = createPublicClient({ transport: http(network.chain!.rpcUrl) })
+    api = apiClient(network.edge.url, network.apiKey)
+    deviceAddress = (await loadDeviceKey(localDeviceKeyPath(DEVICE))).address
+    await waitForModelReady(api, MODEL)
+  })
+  afterAll(async () => {
+    await network?.close()
+    await rpc?.close()
+  })
+
+  const infer = async () => {
+    const input = randomInput()
+    const response = await api.post(`/v2/models/${MODEL}/infer`, { inputs: [{ name: 'x', datatype: 'FP32', shape: SHAPE, data: input.data }] })
+    expect(response.status, response.text).toBe(200)
+    return { input: input.raw, body: response.body as { parameters: Record<string, string | number>; outputs: { name: string; datatype: 'FP32'; shape: number[]; data: number[] }[] } }
+  }
+  const jobView = async (jobId: string) => {
+    const response = await api.get(`/api/jobs/${jobId}/attestation`)
+    expect(response.status, response.text).toBe(200)
+    return response.body as unknown as JobView
+  }
+  const runBatcher = () => network.edge.runScheduled()
+  const postedEvents = async (root?: Hex) => {
+    const logs = await chain.getLogs({ address: registry, fromBlock: 0n })
+    return parseEventLogs({ abi: attestationRegistryAbi, eventName: 'BatchSubmitted', logs }).filter((e) => !root || e.args.root === root)
+  }
+  /** Settles whatever earlier tests left pending, so each test sees only its own batches. */
+  const drain = async () => {
+    rpc.mode = 'pass'
+    await runBatcher()
+  }
+
+  it('answers every job with an attestation the caller can check: device signature, its own inputs, the outputs it got', async () => {
+    const metadata = await api.get(`/v2/models/${MODEL}`)
+    for (let i = 0; i < 3; i++) {
+      const { input, body } = await infer()
+      const p = body.parameters
+      const attestation: Attestation = {
+        jobId: p.job_id as Hex,
+        modelHash: p.attestation_model_hash as Hex,
+        inputHash: p.attestation_input_hash as Hex,
+        outputHash: p.attestation_output_hash as Hex,
+        device: p.attestation_device as Hex,
+        price: BigInt(p.attestation_price_wei!),
+        completedAt: BigInt(p.attestation_completed_at!),
+      }
+      // Signed by the key in the device's own key file (viem recovers it independently).
+      const view = await jobView(attestation.jobId)
+      const domain = { chainId: BigInt(view.domain.chainId), verifyingContract: view.domain.verifyingContract }
+      expect(domain).toEqual({ chainId: 31337n, verifyingContract: registry.toLowerCase() })
+      const signer = await recoverTypedDataAddress({ ...attestationTypedData(domain, attestation), signature: p.attestation_signature as Hex })
+      expect(signer.toLowerCase()).toBe(deviceAddress)
+      expect(attestation.device).toBe(deviceAddress)
+      // The model file that was asked for.
+      expect(attestation.modelHash).toBe(`0x${(metadata.body as { sha256: string }).sha256}`)
+      // The caller opens its own commitment with the salt it was given.
+      expect(attestation.inputHash).toBe(keccak256(concat([p.input_salt as Hex, toHex(canonicalTensorBytes([input]))])))
+      // The outputs it received are the ones attested.
+      const outputs: RawTensor[] = body.outputs.map((o) => ({ ...o, data: encodeJsonElements(o.datatype, o.data, o.name) }))
+      expect(attestation.outputHash).toBe(outputHash(outputs))
+      // The edge recorded exactly what the caller got.
+      expect(view).toMatchObject({ seq: p.attestation_seq, deviceId: DEVICE, signature: p.attestation_signature, batch: null, proof: null })
+      expect(view.attestation).toEqual({ ...attestation, price: attestation.price.toString(), completedAt: attestation.completedAt.toString() })
+    }
+    // Salts are fresh per job: the same input twice gives different commitments.
+    const a = await infer()
+    const b = await infer()
+    expect(a.body.parameters.input_salt).not.toBe(b.body.parameters.input_salt)
+  })
+
+  it('posts batches on-chain; each proof verifies in the contract (viem) and with ethers v6', async () => {
+    await drain()
+    const jobs = await Promise.all(Array.from({ length: 6 }, () => infer()))
+    await runBatcher()
+    const batches = (await api.get('/api/batches')).body as { batches: JobView['batch'][]; attestations: { pending: number } }
+    expect(batches.attestations.pending).toBe(0)
+    const provider = new ethers.JsonRpcProvider(network.chain!.rpcUrl, undefined, { staticNetwork: true })
+    const contract = new ethers.Contract(registry, attestationRegistryAbi as unknown as ethers.InterfaceAbi, provider)
+    for (const { body } of jobs) {
+      const view = await jobView(body.parameters.job_id as string)
+      expect(view.batch).toMatchObject({ status: 'confirmed', txHash: expect.stringMatching(/^0x[0-9a-f]{64}$/) })
+      const batch = view.batch!
+      expect(view.seq).toBeGreaterThanOrEqual(batch.fromSeq)
+      expect(view.seq).toBeLessThanOrEqual(batch.toSeq)
+      const a = view.attestation
+      const tuple = { ...a, price: BigInt(a.price), completedAt: BigInt(a.completedAt), seq: BigInt(view.seq) }
+      // viem: the contract checks the tuple's leaf and its seq against the posted batch.
+      expect(await chain.readContract({ address: registry, abi: attestationRegistryAbi, functionName: 'verifyLeafData', args: [batch.root, view.proof!, tuple] })).toBe(true)
+      // ethers v6: leaf recomputed independently, then checked by the contract.
+      const encoded = ethers.AbiCoder.defaultAbiCoder().encode([...ATTESTATION_LEAF_TYPES], [a.jobId, a.modelHash, a.inputHash, a.outputHash, a.device, a.price, a.completedAt, view.seq])
+      const leaf = ethers.keccak256(ethers.getBytes(ethers.keccak256(encoded)))
+      expect(leaf).toBe(view.leaf)
+      expect(await contract.getFunction('verifyAttestation').staticCall(batch.root, view.proof, leaf)).toBe(true)
+      // A proof with one sibling changed proves nothing.
+      if (view.proof!.length > 0) {
+        const forged = [...view.proof!]
+        forged[0] = `0x${(BigInt(forged[0]!) ^ 1n).toString(16).padStart(64, '0')}` as Hex
+        expect(await contract.getFunction('verifyAttestation').staticCall(batch.root, forged, leaf)).toBe(false)
+      }
+      // The batch on-chain is the one the edge reports.
+      const onChain = await chain.readContract({ address: registry, abi: attestationRegistryAbi, functionName: 'getBatch', args: [batch.root] })
+      expect(onChain).toMatchObject({ fromSeq: BigInt(batch.fromSeq), toSeq: BigInt(batch.toSeq), count: batch.count, submitter })
+      expect(await postedEvents(batch.root)).toHaveLength(1)
+    }
+    provider.destroy()
+  })
+
+  it('keeps attestations when the RPC is down or dies mid-send, and a later tick posts the batch exactly once', async () => {
+    await drain()
+    const jobs = await Promise.all(Array.from({ length: 3 }, () => infer()))
+    const nonceBefore = await chain.getTransactionCount({ address: submitter })
+
+    rpc.mode = 'down'
+    await runBatcher()
+    let view = await jobView(jobs[0]!.body.parameters.job_id as string)
+    expect(view.batch).toMatchObject({ status: 'pending', lastError: expect.any(String) })
+    const root = view.batch!.root
+    expect(await postedEvents(root)).toHaveLength(0)
+
+    // The transaction goes through but its hash never comes back.
+    rpc.mode = 'lose-send-result'
+    await runBatcher()
+    expect(await postedEvents(root)).toHaveLength(1)
+    view = await jobView(jobs[0]!.body.parameters.job_id as string)
+    expect(view.batch!.status).not.toBe('confirmed')
+
+    rpc.mode = 'pass'
+    await runBatcher()
+    await runBatcher()
+    for (const { body } of jobs) {
+      view = await jobView(body.parameters.job_id as string)
+      expect(view.batch).toMatchObject({ root, status: 'confirmed' })
+    }
+    expect(await postedEvents(root)).toHaveLength(1)
+    // Exactly one transaction was sent for it across all those ticks.
+    expect(await chain.getTransactionCount({ address: submitter })).toBe(nonceBefore + 1)
+  })
+
+  it('batches thousands of attestations into several roots, every one provable', async () => {
+    await drain()
+    const total = 2_000
+    const jobIds: string[] = []
+    const concurrency = 12
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (jobIds.length < total) {
+          const slot = jobIds.push('') - 1
+          jobIds[slot] = (await infer()).body.parameters.job_id as string
+        }
+      }),
+    )
+    const eventsBefore = (await postedEvents()).length
+    await runBatcher()
+    const events = (await postedEvents()).slice(eventsBefore)
+    expect(events.length).toBe(Math.ceil(total / MAX_LEAVES))
+    expect(events.reduce((sum, e) => sum + e.args.count, 0)).toBe(total)
+
+    const roots = new Set(events.map((e) => e.args.root))
+    const views: JobView[] = []
+    for (let i = 0; i < jobIds.length; i += concurrency) {
+      views.push(...(await Promise.all(jobIds.slice(i, i + concurrency).map(jobView))))
+    }
+    for (const view of views) {
+      expect(view.batch?.status).toBe('confirmed')
+      expect(roots.has(view.batch!.root)).toBe(true)
+      // OpenZeppelin's own library agrees with every proof, off-chain.
+      const a = view.attestation
+      const values = [a.jobId, a.modelHash, a.inputHash, a.outputHash, a.device, a.price, a.completedAt, String(view.seq)]
+      if (!StandardMerkleTree.verify(view.batch!.root, [...ATTESTATION_LEAF_TYPES], values, view.proof!)) {
+        expect.fail(`job ${view.jobId} (seq ${view.seq}) does not verify under ${view.batch!.root}`)
+      }
+    }
+    // And the contract, for a sample from every batch.
+    for (const view of views.filter((_, i) => i % 97 === 0)) {
+      expect(await chain.readContract({ address: registry, abi: attestationRegistryAbi, functionName: 'verifyAttestation', args: [view.batch!.root, view.proof!, view.leaf] })).toBe(true)
+    }
+  }, 300_000)
+
+  describe.each<RogueMode>(['forged-signature', 'wrong-device', 'tampered-output', 'missing'])('a device whose attestation is %s', (mode) => {
+    it('has its result discarded, the job answered by an honest device, and is not sent the next job', async () => {
+      const meta = (await api.get(`/v2/models/${MODEL}`)).body as { sha256: string; inputs: ModelDescriptor['inputs']; outputs: ModelDescriptor['outputs'] }
+      const rogue = await startRogueDevice({
+        brokerUrl: network.broker.tcpUrl,
+        deviceId: `rogue-${mode}`,
+        mode,
+        model: { name: MODEL, version: '1', sha256: meta.sha256, platform: 'onnxruntime_onnx', inputs: meta.inputs, outputs: meta.outputs, maxBatch: 1, state: 'ready' },
+      })
+      try {
+        await expect.poll(async () => ((await api.get(`/v2/models/${MODEL}`)).body as { parameters: { ready_devices?: number } }).parameters.ready_devices, { timeout: 10_000 }).toBe(2)
+        const first = await infer()
+        expect(rogue.jobsReceived()).toBe(1)
+        expect(first.body.parameters).toMatchObject({ device_id: DEVICE, attempts: 2, attestation_device: deviceAddress })
+        expect((await jobView(first.body.parameters.job_id as string)).deviceId).toBe(DEVICE)
+        const second = await infer()
+        expect(second.body.parameters).toMatchObject({ device_id: DEVICE, attempts: 1 })
+        expect(rogue.jobsReceived()).toBe(1)
+      } finally {
+        await rogue.close()
+      }
+    })
+  })
+
+  it('gives 404 for an unknown job and 400 for a malformed id, as problem+json naming jobId', async () => {
+    const unknown = await api.get(`/api/jobs/0x${'ab'.repeat(32)}/attestation`)
+    expect(unknown.status).toBe(404)
+    expect(unknown.body).toMatchObject({ field: 'jobId' })
+    const bad = await api.get('/api/jobs/not-a-job/attestation')
+    expect(bad.status).toBe(400)
+    expect(bad.headers.get('content-type')).toMatch(/application\/problem\+json/)
+    expect(bad.body).toMatchObject({ field: 'jobId' })
+    expect((await api.get('/api/batches?limit=0')).body).toMatchObject({ field: 'limit' })
+  })
+})

@@ -1,0 +1,136 @@
+/**
+ * A dishonest device for the attestation tests — a deliberate fake, because a real agent never
+ * produces these faults: it speaks the real protocol (shared/ frames, topics, schemas) over the
+ * real broker and advertises a real key, but answers each job with an attestation that is wrong
+ * in one chosen way. It does not run the model (its outputs are zeros of the right shape): the
+ * edge must refuse it on the attestation alone.
+ */
+import mqtt, { type MqttClient } from 'mqtt'
+import {
+  addressOf,
+  attestationToWire,
+  decodeFrame,
+  deviceClientId,
+  deviceHeartbeatTopic,
+  deviceJobsTopic,
+  deviceStatusTopic,
+  encodeFrame,
+  inputCommitment,
+  JobHeaderSchema,
+  outputHash,
+  PROTOCOL_VERSION,
+  publicKeyOf,
+  signAttestation,
+  type Attestation,
+  type DeviceStatus,
+  type Hex,
+  type ModelDescriptor,
+  type RawTensor,
+  type ResultHeader,
+} from '@depinfer/shared'
+import { bytesToHex, hexToBytes } from 'viem'
+import { generatePrivateKey } from 'viem/accounts'
+
+export type RogueMode =
+  /** Advertises key A, signs with key B. */
+  | 'forged-signature'
+  /** Signs honestly with its own key but names another device's address in the attestation. */
+  | 'wrong-device'
+  /** Signs the real outputs' hash, then changes an output value before sending. */
+  | 'tampered-output'
+  /** Sends its result without any attestation. */
+  | 'missing'
+
+export interface RogueDevice {
+  deviceId: string
+  address: Hex
+  /** Jobs it has received (and answered badly). */
+  jobsReceived(): number
+  close(): Promise<void>
+}
+
+const keyBytes = (hex: Hex) => hexToBytes(hex)
+
+export async function startRogueDevice(options: {
+  brokerUrl: string
+  deviceId: string
+  model: ModelDescriptor
+  mode: RogueMode
+}): Promise<RogueDevice> {
+  const { deviceId, model, mode } = options
+  const ownKey = keyBytes(generatePrivateKey())
+  const otherKey = keyBytes(generatePrivateKey())
+  const publicKey = publicKeyOf(ownKey)
+  const address = addressOf(publicKey)
+  let jobs = 0
+
+  const client: MqttClient = await mqtt.connectAsync(options.brokerUrl, {
+    protocolVersion: 4,
+    clientId: deviceClientId(deviceId),
+    clean: true,
+    reconnectPeriod: 0,
+  })
+  const status: DeviceStatus = {
+    protocol: PROTOCOL_VERSION,
+    deviceId,
+    online: true,
+    publicKey: bytesToHex(publicKey),
+    address,
+    models: [model],
+  }
+  await client.subscribeAsync(deviceJobsTopic(deviceId), { qos: 1 })
+  await client.publishAsync(deviceStatusTopic(deviceId), JSON.stringify(status), { qos: 1, retain: true })
+  // Claims to be very fast, so the gateway's scheduler prefers it over an honest device.
+  const beat = () => client.publish(deviceHeartbeatTopic(deviceId), JSON.stringify({ inflight: 0, queued: 0, ewmaMs: 0.01, ts: Date.now() }))
+  beat()
+  const heartbeat = setInterval(beat, 1_000)
+
+  client.on('message', (_topic, payload) => {
+    const frame = decodeFrame(payload)
+    const header = JobHeaderSchema.parse(frame.header)
+    jobs++
+    const rows = frame.tensors[0]!.shape[0]!
+    const outputs: RawTensor[] = model.outputs.map((spec) => {
+      const shape = spec.shape.map((d, i) => (d >= 0 ? d : i === 0 ? rows : 1))
+      const elements = shape.reduce((a, b) => a * b, 1)
+      return { name: spec.name, datatype: spec.datatype, shape, data: new Uint8Array(4 * elements) }
+    })
+    const attestation: Attestation = {
+      jobId: header.jobId as Hex,
+      modelHash: `0x${header.model.sha256}`,
+      inputHash: inputCommitment(hexToBytes(header.attest.salt as Hex), frame.tensors),
+      outputHash: outputHash(outputs),
+      device: mode === 'wrong-device' ? addressOf(publicKeyOf(otherKey)) : address,
+      price: BigInt(header.attest.priceWei),
+      completedAt: BigInt(Date.now()),
+    }
+    const domain = { chainId: BigInt(header.attest.chainId), verifyingContract: header.attest.verifyingContract as Hex }
+    const signingKey = mode === 'forged-signature' ? otherKey : ownKey
+    const signature = signAttestation(signingKey, domain, attestation)
+    if (mode === 'tampered-output') outputs[0]!.data[0] = 0x3f // after signing
+    const result: ResultHeader = {
+      protocol: PROTOCOL_VERSION,
+      jobId: header.jobId,
+      deviceId,
+      attempt: header.attempt,
+      timings: { queueMs: 0, inferMs: 0.1, totalMs: 0.1, batchJobs: 1 },
+      ...(mode !== 'missing' && { attestation: attestationToWire(attestation, signature) }),
+    }
+    client.publish(header.replyTo, Buffer.from(encodeFrame(result, outputs)), { qos: 1 })
+  })
+
+  return {
+    deviceId,
+    address,
+    jobsReceived: () => jobs,
+    async close() {
+      clearInterval(heartbeat)
+      await client.publishAsync(
+        deviceStatusTopic(deviceId),
+        JSON.stringify({ protocol: PROTOCOL_VERSION, deviceId, online: false, models: [] }),
+        { qos: 1, retain: true },
+      )
+      await client.endAsync()
+    },
+  }
+}
