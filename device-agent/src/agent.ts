@@ -33,6 +33,7 @@ import type { AgentConfig } from './config.js'
 import { deviceStatus } from './device-status.js'
 import { loadDeviceKey } from './keys/device-key.js'
 import { Batcher, DeadlineExceededError } from './runtime/batcher.js'
+import { OrtRuntime } from './runtime/execution.js'
 import { loadModel, modelsFromConfig, type LoadedModel } from './runtime/loaded-model.js'
 import { checkJobTensors, InvalidJobInputError, runModel } from './runtime/run-job.js'
 
@@ -54,6 +55,7 @@ interface ServedModel {
 export async function startAgent(config: AgentConfig, log: (message: string) => void): Promise<RunningAgent> {
   const { deviceId } = config
   const key = await loadDeviceKey(config.keyPath)
+  const runtime = new OrtRuntime(config.ort, log)
   const served: ServedModel[] = modelsFromConfig(config).map((loaded) => ({
     loaded,
     // maxBatch is read per batch: it is only known (and only > 1) once the model has loaded.
@@ -67,7 +69,7 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
   let inflight = 0
   let ewmaMs = 0
 
-  const status = (online = true) => deviceStatus(deviceId, served.map(({ loaded }) => loaded), online, key)
+  const status = (online = true) => deviceStatus(deviceId, served.map(({ loaded }) => loaded), online, key, runtime.status())
 
   const publishStatus = () => {
     if (client.connected) {
@@ -97,7 +99,7 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
 
   const modelsSettled = Promise.all(
     served.map(async ({ loaded }) => {
-      await loadModel(loaded, { intraOpThreads: config.ort.intraOpThreads, maxBatch: config.batching.maxBatch })
+      await loadModel(loaded, { runtime, maxBatch: config.batching.maxBatch })
       if (loaded.state === 'failed') log(`model ${loaded.name} failed to load: ${loaded.error}`)
       else log(`model ${loaded.name} v${loaded.version} ready (sha256 ${loaded.sha256?.slice(0, 12)}…)`)
       publishStatus()

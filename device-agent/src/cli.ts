@@ -10,6 +10,7 @@ import { ConfigError, loadConfig } from './config.js'
 import { startAgent } from './agent.js'
 import { deviceStatus } from './device-status.js'
 import { DeviceKeyError, initDeviceKey, loadDeviceKey } from './keys/device-key.js'
+import { OrtRuntime } from './runtime/execution.js'
 import { loadModel, modelsFromConfig } from './runtime/loaded-model.js'
 
 const USAGE = 'usage: depinfer-agent <init|start|status> [--config <file.json>]'
@@ -44,10 +45,12 @@ async function main(argv: string[]): Promise<number> {
   }
   if (command === 'status') {
     // Loads every configured model and prints what `start` would advertise, without a broker.
+    // Its log (execution provider fallbacks) goes to stderr, so stdout stays one JSON document.
+    const runtime = new OrtRuntime(config.ort, (message) => console.error(`[agent ${config.deviceId}] ${message}`))
     const models = modelsFromConfig(config)
-    await Promise.all(models.map((model) => loadModel(model, { intraOpThreads: config.ort.intraOpThreads, maxBatch: config.batching.maxBatch })))
+    await Promise.all(models.map((model) => loadModel(model, { runtime, maxBatch: config.batching.maxBatch })))
     const key = await loadDeviceKey(config.keyPath).catch(() => undefined)
-    console.log(JSON.stringify({ ...deviceStatus(config.deviceId, models, true, key), failed: models.filter((m) => m.state === 'failed').map(({ name, error }) => ({ name, error })) }, null, 2))
+    console.log(JSON.stringify({ ...deviceStatus(config.deviceId, models, true, key, runtime.status()), failed: models.filter((m) => m.state === 'failed').map(({ name, error }) => ({ name, error })) }, null, 2))
     await Promise.all(models.map((model) => model.session?.release()))
     return 0
   }

@@ -1,8 +1,9 @@
 /** What the agent advertises about this device on `devices/{id}/status` (retained). */
 import { arch, cpus, totalmem } from 'node:os'
 import { PROTOCOL_VERSION, type DeviceStatus, type Hex, type ModelDescriptor } from '@depinfer/shared'
+import type { RuntimeStatus } from './runtime/execution.js'
 import { describe, type LoadedModel } from './runtime/loaded-model.js'
-import { AGENT_VERSION, ORT_VERSION } from './version.js'
+import { AGENT_VERSION } from './version.js'
 
 /** The signing identity a device advertises (see keys/device-key.ts). */
 export interface DeviceIdentity {
@@ -15,6 +16,8 @@ export function deviceStatus(
   models: readonly LoadedModel[],
   online: boolean,
   identity: DeviceIdentity | undefined,
+  /** Execution providers and session options, from OrtRuntime.status(). */
+  runtime: RuntimeStatus,
 ): DeviceStatus {
   return {
     protocol: PROTOCOL_VERSION,
@@ -25,6 +28,6 @@ export function deviceStatus(
     models: models.map((model) => describe(model)).filter((m): m is ModelDescriptor => m !== undefined),
     hw: { arch: arch(), cpus: cpus().length, memMB: Math.round(totalmem() / 2 ** 20), accel: [] },
     agentVersion: AGENT_VERSION,
-    runtime: { name: 'onnxruntime-node', version: ORT_VERSION, executionProviders: ['cpu'] },
+    runtime,
   }
 }

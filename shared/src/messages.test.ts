@@ -49,6 +49,36 @@ describe('DeviceStatusSchema', () => {
     expect(DeviceStatusSchema.parse({ protocol: 1, deviceId: 'pi', online: false }).models).toEqual([])
   })
 
+  it('accepts the execution tuning an agent reports, and a status from an agent that reports none', () => {
+    const tuned = {
+      ...status(),
+      models: [{ ...model(), executionProvider: 'cuda' }],
+      runtime: {
+        name: 'onnxruntime-node',
+        version: '1.30.0',
+        executionProviders: ['cuda', 'cpu'],
+        threads: { intraOp: 4, interOp: 0 },
+        graphOptimizationLevel: 'all',
+        executionMode: 'sequential',
+        skippedExecutionProviders: [{ name: 'tensorrt', reason: 'Failed to load shared library' }],
+      },
+    }
+    expect(DeviceStatusSchema.parse(tuned)).toEqual(tuned)
+    // Reporting fields are strings, not enums: a level a newer onnxruntime adds still parses.
+    expect(DeviceStatusSchema.parse({ ...tuned, runtime: { ...tuned.runtime, graphOptimizationLevel: 'layout' } }).runtime?.graphOptimizationLevel).toBe('layout')
+    const older = DeviceStatusSchema.parse(status())
+    expect(older.runtime).toEqual({ name: 'onnxruntime-node', version: '1.20.0', executionProviders: ['cpu'] })
+    expect(older.models[0]!.executionProvider).toBeUndefined()
+  })
+
+  it.each([
+    ['negative threads', { threads: { intraOp: -1, interOp: 0 } }, 'runtime.threads.intraOp'],
+    ['fractional threads', { threads: { intraOp: 1, interOp: 0.5 } }, 'runtime.threads.interOp'],
+    ['a skipped EP without a reason', { skippedExecutionProviders: [{ name: 'cuda' }] }, 'runtime.skippedExecutionProviders.0.reason'],
+  ])('rejects runtime tuning with %s', (_case, patch, path) => {
+    expect(issuePaths(DeviceStatusSchema.safeParse({ ...status(), runtime: { ...status().runtime, ...patch } }))).toContain(path)
+  })
+
   it.each(['', 'pi/kitchen', 'pi+', '#', '-pi', '.pi', 'pi kitchen', 'a'.repeat(65), 42])('rejects deviceId %j', (deviceId) => {
     expect(issuePaths(DeviceStatusSchema.safeParse({ ...status(), deviceId }))).toContain('deviceId')
   })
@@ -88,6 +118,7 @@ describe('ModelDescriptorSchema / TensorSpecSchema', () => {
     ['another platform', { platform: 'tensorrt_plan' }, 'platform'],
     ['a bad name', { name: 'a/b' }, 'name'],
     ['a version with a slash', { version: '1/2' }, 'version'],
+    ['a non-string execution provider', { executionProvider: 1 }, 'executionProvider'],
   ])('rejects a model with %s', (_case, patch, path) => {
     expect(issuePaths(ModelDescriptorSchema.safeParse({ ...model(), ...patch }))).toContain(path)
   })

@@ -32,6 +32,8 @@ export const ModelDescriptorSchema = z.object({
   maxBatch: z.number().int().positive(),
   /** `ready` once the session is loaded; a loading model is advertised but not routed to. */
   state: z.enum(['ready', 'loading', 'failed']),
+  /** The onnxruntime execution provider the model's session runs on (e.g. `cuda`, `cpu`). */
+  executionProvider: z.string().optional(),
 })
 export type ModelDescriptor = z.infer<typeof ModelDescriptorSchema>
 
@@ -55,7 +57,19 @@ export const DeviceStatusSchema = z.object({
     .optional(),
   agentVersion: z.string().optional(),
   runtime: z
-    .object({ name: z.string(), version: z.string(), executionProviders: z.array(z.string()) })
+    .object({
+      name: z.string(),
+      version: z.string(),
+      /** Execution providers usable on this device, in the agent's order of preference. */
+      executionProviders: z.array(z.string()),
+      // Session options, for reporting only: strings rather than enums, so that a newer agent's
+      // value never makes its whole status unparseable. Threads: 0 is onnxruntime's default.
+      threads: z.object({ intraOp: count, interOp: count }).optional(),
+      graphOptimizationLevel: z.string().optional(),
+      executionMode: z.string().optional(),
+      /** Preferred execution providers that are not usable here, and why. */
+      skippedExecutionProviders: z.array(z.object({ name: z.string(), reason: z.string() })).optional(),
+    })
     .optional(),
 })
 export type DeviceStatus = z.infer<typeof DeviceStatusSchema>

@@ -10,9 +10,10 @@ import {
   type ModelDescriptor,
   type TensorSpec,
 } from '@depinfer/shared'
-import * as ort from 'onnxruntime-node'
-import { modelIdentity, type AgentConfig } from '../config.js'
+import type * as ort from 'onnxruntime-node'
+import { modelIdentity, type AgentConfig, type ExecutionProviderName } from '../config.js'
 import { bundledModelPath } from '../models/bundled.js'
+import type { OrtRuntime } from './execution.js'
 
 export type ModelState = ModelDescriptor['state']
 
@@ -25,6 +26,8 @@ export interface LoadedModel {
   error?: string
   sha256?: string
   session?: ort.InferenceSession
+  /** The execution provider the session was created on (after any fallback). */
+  executionProvider?: ExecutionProviderName
   inputs?: TensorSpec[]
   outputs?: TensorSpec[]
   /** Rows the agent stacks into one run; 1 unless every input and output has a dynamic dim 0. */
@@ -42,7 +45,8 @@ export function modelsFromConfig(config: AgentConfig): LoadedModel[] {
 }
 
 export interface SessionSettings {
-  intraOpThreads: number
+  /** Creates the session with the configured options and execution providers. */
+  runtime: OrtRuntime
   /** The configured batch limit, applied where the model allows batching. */
   maxBatch: number
 }
@@ -55,10 +59,9 @@ export async function loadModel(
   try {
     const bytes = await readFile(model.path)
     model.sha256 = createHash('sha256').update(bytes).digest('hex')
-    model.session = await ort.InferenceSession.create(bytes, {
-      graphOptimizationLevel: 'all',
-      ...(settings.intraOpThreads > 0 && { intraOpNumThreads: settings.intraOpThreads }),
-    })
+    const { session, executionProvider } = await settings.runtime.createSession(bytes, model.name)
+    model.session = session
+    model.executionProvider = executionProvider
     model.inputs = model.session.inputMetadata.map((meta) => tensorSpec(meta, model.name))
     model.outputs = model.session.outputMetadata.map((meta) => tensorSpec(meta, model.name))
     const batchable = [...model.inputs, ...model.outputs].every((spec) => spec.shape[0] === -1)
@@ -92,5 +95,6 @@ export function describe(model: LoadedModel): ModelDescriptor | undefined {
     outputs: model.outputs,
     maxBatch: model.maxBatch,
     state: model.state,
+    ...(model.executionProvider && { executionProvider: model.executionProvider }),
   }
 }
