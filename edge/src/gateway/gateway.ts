@@ -12,8 +12,6 @@ import {
   encodeFrame,
   gatewayResultsTopic,
   HeartbeatSchema,
-  inputCommitment,
-  newSalt,
   parseDeviceTopic,
   PROTOCOL_VERSION,
   ResultHeaderSchema,
@@ -164,11 +162,11 @@ export class Gateway extends DurableObject<Env> {
   async #dispatch(job: InferJob, model: CatalogModel): Promise<InferResult> {
     const { descriptor } = model
     const jobId = newJobId()
-    const salt = newSalt()
+    const { salt } = job
     const expected: ExpectedAttestation = {
       jobId,
       modelHash: `0x${descriptor.sha256}`,
-      inputHash: inputCommitment(salt, job.inputs),
+      inputHash: job.inputHash,
       // Pricing arrives with the marketplace; until then every job is attested at 0 wei.
       price: 0n,
       domain: attestationDomain(this.env),

@@ -2,7 +2,7 @@
  * What crosses the Worker → Gateway Durable Object RPC boundary. Only plain structured-clonable
  * values: class instances (errors included) do not survive it, so failures travel as problems.
  */
-import type { AttestationWire, JobTimings, RawTensor, TensorSpec } from '@depinfer/shared'
+import type { AttestationWire, Hex, JobTimings, RawTensor, TensorSpec } from '@depinfer/shared'
 import type { ProblemDetails } from '../errors/base.js'
 import type { ModelState } from './catalog.js'
 
@@ -12,6 +12,9 @@ export interface InferJob {
   model: string
   version: string | undefined
   inputs: RawTensor[]
+  /** Fresh 32-byte salt of the input commitment, and `inputCommitment(salt, inputs)`. */
+  salt: Uint8Array
+  inputHash: Hex
   /** Output names requested; empty for all. */
   outputs: string[]
   /** Budget for the whole job including one retry, in milliseconds. */

@@ -2,6 +2,7 @@
  * Open Inference Protocol (KServe v2) REST routes: health, server and model metadata, model
  * readiness, inference, and the model repository index.
  */
+import { inputCommitment, newSalt } from '@depinfer/shared'
 import { Hono, type Context } from 'hono'
 import { numberVar, type Env } from '../env.js'
 import { DepinferError } from '../errors/base.js'
@@ -87,11 +88,16 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
     const request = parseInferRequest(body, binary)
     const defaultDeadlineMs = numberVar(c.env.JOB_DEADLINE_MS, DEFAULT_DEADLINE_MS)
     const [model, version] = modelParams(c)
+    // The input commitment is hashed here, in the stateless Worker, not in the Gateway Durable
+    // Object: hashing a large input costs milliseconds the single-threaded DO would serialize.
+    const salt = newSalt()
     const result = unwrap(
       await gatewayStub(c.env).infer({
         model,
         version,
         inputs: request.inputs,
+        salt,
+        inputHash: inputCommitment(salt, request.inputs),
         outputs: request.outputs,
         deadlineMs: Math.min(request.timeoutMs ?? defaultDeadlineMs, defaultDeadlineMs),
       }),
