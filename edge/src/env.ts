@@ -16,6 +16,8 @@ export interface Env {
   JOB_DEADLINE_MS: string
   /** Largest accepted request body, in bytes. */
   MAX_BODY_BYTES: string
+  /** Largest model file accepted by POST /api/models, in bytes (default 95 MiB). */
+  MAX_MODEL_BYTES?: string
   /** The chain attestations are posted to (EIP-155 id), e.g. "31337" locally. Empty: none yet. */
   CHAIN_ID: string
   /** A public JSON-RPC URL of that chain, shown to clients that want to check proofs. */

@@ -9,6 +9,7 @@ import { DepinferError } from '../errors/base.js'
 import { InvalidRequestError } from '../errors/request.js'
 import type { Outcome } from '../gateway/rpc.js'
 import { gatewayStub } from '../gateway/stub.js'
+import { listPublishedModels } from '../models/registry.js'
 import { apiKeyAuth } from '../middleware/auth.js'
 import { readBodyCapped } from '../http/read-body.js'
 import { parseInferRequest } from '../v2/infer-request.js'
@@ -50,7 +51,15 @@ v2.get('/', (c) =>
 )
 
 v2.post('/repository/index', async (c) => {
-  const entries = unwrap(await gatewayStub(c.env).repository())
+  const [served, published] = await Promise.all([gatewayStub(c.env).repository(), listPublishedModels(c.env.DB)])
+  const entries = unwrap(served)
+  // Published versions no device serves yet are listed too, as UNAVAILABLE.
+  const known = new Set(entries.map((e) => `${e.name}\u0000${e.version}`))
+  for (const model of published) {
+    if (!known.has(`${model.name}\u0000${model.version}`)) {
+      entries.push({ name: model.name, version: model.version, state: 'UNAVAILABLE', reason: 'published; no device serves it yet' })
+    }
+  }
   return c.json(entries)
 })
 

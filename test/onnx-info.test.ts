@@ -1,0 +1,66 @@
+/**
+ * The edge reads published models' inputs and outputs without onnxruntime: checked against what
+ * onnxruntime-node itself reports for real models, and against malformed files.
+ */
+import { readFileSync } from 'node:fs'
+import * as ort from 'onnxruntime-node'
+import { describe, expect, it } from 'vitest'
+import { BUNDLED_MODELS, bundledModelPath, type BundledModelName } from '../device-agent/src/models/bundled.js'
+import { OnnxFormatError, readOnnxModelInfo } from '../shared/src/index.js'
+import { buildModel, kitchenSinkModel, rawData, tinyClassifierModel } from './helpers/onnx-model.js'
+
+/** onnxruntime's view of a model, in v2 terms (named dynamic dimensions as -1). */
+async function ortSpecs(bytes: Uint8Array) {
+  const session = await ort.InferenceSession.create(bytes)
+  try {
+    const spec = (meta: ort.InferenceSession.ValueMetadata) => ({
+      name: meta.name,
+      shape: meta.isTensor ? meta.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : -1)) : [],
+    })
+    return { inputs: session.inputMetadata.map(spec), outputs: session.outputMetadata.map(spec) }
+  } finally {
+    await session.release()
+  }
+}
+
+describe('readOnnxModelInfo', () => {
+  it.each(Object.keys(BUNDLED_MODELS) as BundledModelName[])('reads %s as onnxruntime does', async (name) => {
+    const bytes = readFileSync(bundledModelPath(name))
+    const info = readOnnxModelInfo(bytes)
+    const expected = await ortSpecs(bytes)
+    expect(info.inputs.map(({ name, shape }) => ({ name, shape }))).toEqual(expected.inputs)
+    expect(info.outputs.map(({ name, shape }) => ({ name, shape }))).toEqual(expected.outputs)
+    expect(info.inputs.every((s) => s.datatype === 'FP32')).toBe(true)
+    expect(info.nodeCount).toBeGreaterThan(10)
+    expect(info.opsets['']).toBeGreaterThan(0)
+  })
+
+  it('reads every datatype of a generated model', () => {
+    const model = kitchenSinkModel()
+    const info = readOnnxModelInfo(model.bytes)
+    expect(info.inputs).toEqual(model.inputs.map(({ name, datatype }) => ({ name, datatype, shape: [-1, 4] })))
+    expect(info.outputs).toEqual(model.outputs.map(({ name, datatype }) => ({ name, datatype, shape: [-1, 4] })))
+    expect(info).toMatchObject({ opsets: { '': model.opset }, graphName: 'kitchen_sink', irVersion: 8 })
+  })
+
+  it('leaves out inputs that are initializers (weights listed as graph inputs by older exporters)', () => {
+    const tiny = tinyClassifierModel()
+    const bytes = buildModel({
+      inputs: [{ name: 'x', datatype: 'FP32', shape: ['N', 4] }, { name: 'W', datatype: 'FP32', shape: [4, 3] }],
+      outputs: [{ name: 'logits', datatype: 'FP32', shape: ['N', 3] }],
+      initializers: [{ name: 'W', datatype: 'FP32', dims: [4, 3], data: rawData(tiny.weights) }],
+      nodes: [{ opType: 'MatMul', inputs: ['x', 'W'], outputs: ['logits'] }],
+    })
+    expect(readOnnxModelInfo(bytes).inputs.map((s) => s.name)).toEqual(['x'])
+  })
+
+  it.each<[string, Uint8Array, RegExp]>([
+    ['an empty file', new Uint8Array(0), /empty/],
+    ['text', new TextEncoder().encode('this is not a model, just some text\n'), /not a valid ONNX model/],
+    ['a truncated model', readFileSync(bundledModelPath('ppocr-cls')).subarray(0, 100_000), /not a valid ONNX model/],
+    ['a protobuf without a graph', Uint8Array.of(0x08, 0x08), /no graph/],
+  ])('refuses %s with an OnnxFormatError naming the model', (_case, bytes, message) => {
+    expect(() => readOnnxModelInfo(bytes)).toThrow(OnnxFormatError)
+    expect(() => readOnnxModelInfo(bytes)).toThrow(message)
+  })
+})
