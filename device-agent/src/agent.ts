@@ -108,9 +108,11 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
 
   const heartbeat = setInterval(() => {
     if (!client.connected) return
+    const queued = served.reduce((sum, { batcher }) => sum + batcher.queued, 0)
     const beat: Heartbeat = {
-      inflight,
-      queued: served.reduce((sum, { batcher }) => sum + batcher.queued, 0),
+      // `inflight` counts every job received and not answered, queued ones included.
+      inflight: inflight - queued,
+      queued,
       ewmaMs,
       ts: Date.now(),
     }

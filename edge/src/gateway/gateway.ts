@@ -362,6 +362,9 @@ export class Gateway extends DurableObject<Env> {
     }
     const pending = this.#jobs.get(header.data.jobId)
     if (!pending || !pending.devices.has(header.data.deviceId)) return // late duplicate or stranger
+    // A late *error* from a device the job already moved away from (e.g. it finally dropped the
+    // job as past its deadline) must not end the retry running elsewhere; a late success may.
+    if (header.data.error && header.data.deviceId !== pending.currentDeviceId) return
     pending.settle({ kind: 'result', header: header.data, tensors: decoded.tensors })
   }
 

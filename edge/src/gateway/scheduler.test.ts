@@ -13,36 +13,34 @@ function seeded(seed: number): () => number {
   }
 }
 
-describe('pickDevice (power of two choices)', () => {
+describe('pickDevice (least expected completion time)', () => {
   it('returns nothing without candidates and the only one when there is one', () => {
     expect(pickDevice([], Math.random)).toBeUndefined()
     const only = { load: 99, ewmaMs: 99 }
     expect(pickDevice([only], Math.random)).toBe(only)
   })
 
-  it('of two devices always takes the one expected to finish first', () => {
-    const busyFast = { id: 'busy', load: 4, ewmaMs: 10 } // (4+1)×10 = 50 ms
-    const idleSlow = { id: 'idle', load: 0, ewmaMs: 30 } // (0+1)×30 = 30 ms
+  it('takes the device expected to finish first, not the least loaded nor the fastest', () => {
+    const busyFast = { id: 'busy-fast', load: 4, ewmaMs: 10 } // (4+1)×10 = 50 ms
+    const idleSlow = { id: 'idle-slow', load: 0, ewmaMs: 30 } // (0+1)×30 = 30 ms
+    const lightMid = { id: 'light-mid', load: 1, ewmaMs: 14 } // (1+1)×14 = 28 ms
     const random = seeded(1)
-    for (let i = 0; i < 100; i++) expect(pickDevice([busyFast, idleSlow], random)!.id).toBe('idle')
+    for (let i = 0; i < 100; i++) expect(pickDevice([busyFast, idleSlow, lightMid], random)!.id).toBe('light-mid')
     expect(expectedWaitMs(busyFast)).toBe(50)
   })
 
-  it('never picks the worst device and favours the best among many', () => {
-    const devices = Array.from({ length: 10 }, (_, i) => ({ id: i, load: i, ewmaMs: 10 }))
-    const random = seeded(42)
-    const counts = new Array(10).fill(0)
-    for (let i = 0; i < 10_000; i++) counts[pickDevice(devices, random)!.id]++
-    expect(counts[9]).toBe(0) // the worst one can only lose a comparison
-    // With two uniform samples, device k wins with probability 2(9-k)/90.
-    expect(counts[0] / 10_000).toBeCloseTo(18 / 90, 1)
-    for (let k = 1; k < 10; k++) expect(counts[k - 1]).toBeGreaterThan(counts[k])
+  it('finds the best among many wherever it is in the list', () => {
+    for (let best = 0; best < 50; best++) {
+      const devices = Array.from({ length: 50 }, (_, i) => ({ id: i, load: i === best ? 0 : 1 + (i % 7), ewmaMs: 10 }))
+      expect(pickDevice(devices, seeded(best))!.id).toBe(best)
+    }
   })
 
-  it('compares two distinct devices, never one against itself', () => {
-    const a = { id: 'a', load: 0, ewmaMs: 1 }
-    const b = { id: 'b', load: 100, ewmaMs: 100 }
-    // random() = 0 for both draws would pick index 0 twice without the distinctness shift.
-    expect(pickDevice([b, a], () => 0)!.id).toBe('a')
+  it('spreads ties evenly, so equal idle devices share the work', () => {
+    const devices = Array.from({ length: 4 }, (_, i) => ({ id: i, load: 0, ewmaMs: 10 }))
+    const counts = [0, 0, 0, 0]
+    const random = seeded(7)
+    for (let i = 0; i < 8_000; i++) counts[pickDevice(devices, random)!.id]++
+    for (const count of counts) expect(count / 8_000).toBeCloseTo(0.25, 1)
   })
 })
