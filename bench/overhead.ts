@@ -9,6 +9,8 @@
  * (the model's natural text-line size, 2.25x the data).
  */
 import { spawn } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as ort from 'onnxruntime-node'
 import { bundledModelPath } from '../device-agent/src/models/bundled.js'
@@ -17,6 +19,7 @@ import { REPO_ROOT } from '../scripts/local/paths.js'
 import { waitFor } from '../scripts/local/wait-for.js'
 import { httpPoster, runLoad, type LoadResult } from './load.js'
 import { machineLine } from './machine.js'
+import { recordSummary } from './summary.js'
 
 const REQUESTS = { 1: 400, 32: 2000 } as const
 const WARMUP = 100
@@ -71,12 +74,55 @@ async function main(): Promise<void> {
       const binaryBody = Buffer.concat([header, Buffer.from(input.buffer, input.byteOffset, input.byteLength)])
       const binary = await measure(httpPoster(url, binaryBody, { ...auth, 'Inference-Header-Content-Length': String(header.length) }))
       printTable(`FP32 [${shape.join(',')}] as JSON (${(body.length / 1024).toFixed(0)} KiB)`, { direct, naive, depinfer, binary })
+      if (shape === SHAPES.at(-1)) {
+        const c32 = (r: Record<1 | 32, LoadResult>) => r[32].throughputPerSec
+        recordSummary(
+          { bench: 'overhead', metric: `c=1 p50 added over direct ORT, JSON [${shape.join(',')}]`, value: `${(depinfer[1].p50Ms - direct[1].p50Ms).toFixed(2)} ms`, target: '≤ 6 ms', met: depinfer[1].p50Ms - direct[1].p50Ms <= 6 },
+          { bench: 'overhead', metric: 'c=32 throughput, network (JSON) / naive Node server', value: `${(c32(depinfer) / c32(naive)).toFixed(2)}x`, target: '≥ 1.5x', met: c32(depinfer) / c32(naive) >= 1.5 },
+          { bench: 'overhead', metric: 'c=32 throughput, network (binary) / direct ORT in one process', value: `${(c32(binary) / c32(direct)).toFixed(2)}`, target: '≥ 0.5', met: c32(binary) / c32(direct) >= 0.5 },
+          { bench: 'overhead', metric: 'c=32 throughput, binary tensors / JSON', value: `${(c32(binary) / c32(depinfer)).toFixed(2)}x`, target: '', met: null },
+        )
+      }
     }
+    await measureBatching(network, url, auth)
   } finally {
     await network.close()
     naiveServer.stop()
     await session.release()
   }
+}
+
+/**
+ * Dynamic batching on (the default, up to 8 jobs per run) vs off (maxBatch 1), end to end at
+ * c=32 on the classifier's natural input as binary tensors (so the edge's JSON parsing does not
+ * hide the device's work). The batching agent is swapped for a non-batching one on the same
+ * network between the two runs.
+ */
+async function measureBatching(network: Awaited<ReturnType<typeof startLocalNetwork>>, url: string, auth: Record<string, string>): Promise<void> {
+  const shape = [1, 3, 48, 192]
+  const input = Float32Array.from(imageData(shape.reduce((a, b) => a * b, 1)))
+  const header = Buffer.from(JSON.stringify({ inputs: [{ name: 'x', shape, datatype: 'FP32', parameters: { binary_data_size: input.byteLength } }] }))
+  const body = Buffer.concat([header, Buffer.from(input.buffer, input.byteOffset, input.byteLength)])
+  const post = httpPoster(url, body, { ...auth, 'Inference-Header-Content-Length': String(header.length) })
+  const batchingOn = await measure(post)
+
+  const configDir = mkdtempSync(join(tmpdir(), 'depinfer-bench-'))
+  const configPath = join(configDir, 'agent.json')
+  writeFileSync(configPath, JSON.stringify({ batching: { maxBatch: 1 } }))
+  await network.agents[0]!.stop()
+  network.startAgent({ deviceId: 'bench-device-unbatched', models: 'ppocr-cls', configPath })
+  await waitFor('the unbatched agent', async () => ((await post()) ? true : undefined), 60_000, 200)
+  const batchingOff = await measure(post)
+
+  console.log('\n### Dynamic batching, FP32 [1,3,48,192] binary tensors\n')
+  console.log('| agent | c | p50 ms | p99 ms | req/s |')
+  console.log('|---|---|---|---|---|')
+  for (const [name, r] of [['batching on (maxBatch 8)', batchingOn], ['batching off (maxBatch 1)', batchingOff]] as const) {
+    for (const c of [1, 32] as const) console.log(`| ${name} | ${c} | ${r[c].p50Ms.toFixed(2)} | ${r[c].p99Ms.toFixed(2)} | ${r[c].throughputPerSec.toFixed(0)} |`)
+  }
+  const gain = batchingOn[32].throughputPerSec / batchingOff[32].throughputPerSec
+  console.log(`\n- c=32 throughput, batching on / off: ${gain.toFixed(2)}x (target ≥ 1.8x)`)
+  recordSummary({ bench: 'overhead', metric: 'c=32 throughput, dynamic batching on / off (binary)', value: `${gain.toFixed(2)}x`, target: '≥ 1.8x', met: gain >= 1.8 })
 }
 
 function printTable(title: string, results: Record<'direct' | 'naive' | 'depinfer' | 'binary', Record<1 | 32, LoadResult>>): void {
