@@ -1,8 +1,11 @@
 import type { Account, Address, Chain, Hash, PublicClient, TransactionReceipt, Transport, WalletClient } from 'viem'
 import { attestationRegistryAbi, attestationRegistryBytecode } from '../generated/AttestationRegistry.ts'
+import { escrowAbi, escrowBytecode } from '../generated/Escrow.ts'
+import { providerRegistryAbi, providerRegistryBytecode } from '../generated/ProviderRegistry.ts'
 
 // `generated/` is produced by `npm run build -w contracts` (contracts/scripts/build.ts).
 export * from '../generated/index.ts'
+export * from './payouts.ts'
 
 export interface DeployAttestationRegistryOptions {
   /** Accounts granted SUBMITTER_ROLE at construction. */
@@ -35,4 +38,102 @@ export async function deployAttestationRegistry(
     throw new Error(`AttestationRegistry deployment failed (tx ${transactionHash}, status ${receipt.status})`)
   }
   return { address: receipt.contractAddress, transactionHash, receipt }
+}
+
+/** The outcome of a deployment (same shape as DeployedAttestationRegistry). */
+export interface DeployedContract {
+  address: Address
+  transactionHash: Hash
+  receipt: TransactionReceipt
+}
+
+async function deployed(name: string, publicClient: PublicClient, transactionHash: Hash): Promise<DeployedContract> {
+  const receipt = await publicClient.waitForTransactionReceipt({ hash: transactionHash })
+  if (receipt.status !== 'success' || !receipt.contractAddress) {
+    throw new Error(`${name} deployment failed (tx ${transactionHash}, status ${receipt.status})`)
+  }
+  return { address: receipt.contractAddress, transactionHash, receipt }
+}
+
+export interface DeployEscrowOptions {
+  /** The AttestationRegistry whose posted batches are settled. */
+  attestationRegistry: Address
+  /** Accounts granted SETTLER_ROLE at construction (the edge's settler). */
+  settlers: readonly Address[]
+  /**
+   * Seconds between `requestWithdrawal` and `withdraw`: longer than the edge's settlement
+   * interval plus its longest job, so reserved funds cannot leave before they are settled.
+   */
+  withdrawalDelaySeconds: bigint
+  /** Receives DEFAULT_ADMIN_ROLE (manages settlers); defaults to the deploying account. */
+  admin?: Address
+}
+
+/** Deploys Escrow from `walletClient`'s account and waits for the receipt. */
+export async function deployEscrow(
+  walletClient: WalletClient<Transport, Chain | undefined, Account>,
+  publicClient: PublicClient,
+  { attestationRegistry, settlers, withdrawalDelaySeconds, admin }: DeployEscrowOptions,
+): Promise<DeployedContract> {
+  const transactionHash = await walletClient.deployContract({
+    abi: escrowAbi,
+    bytecode: escrowBytecode,
+    args: [admin ?? walletClient.account.address, settlers, attestationRegistry, withdrawalDelaySeconds],
+    account: walletClient.account,
+    chain: walletClient.chain,
+  })
+  return deployed('Escrow', publicClient, transactionHash)
+}
+
+export interface DeployProviderRegistryOptions {
+  /** Stake (wei) a provider needs for its devices to be active; must be positive. */
+  minStake: bigint
+  /** Seconds between `requestUnstake` and `unstake` (the window for slashing recent jobs). */
+  unstakeDelaySeconds: bigint
+  /** Accounts granted SLASHER_ROLE at construction. */
+  slashers?: readonly Address[]
+  /** Receives DEFAULT_ADMIN_ROLE (manages slashers); defaults to the deploying account. */
+  admin?: Address
+}
+
+/** Deploys ProviderRegistry from `walletClient`'s account and waits for the receipt. */
+export async function deployProviderRegistry(
+  walletClient: WalletClient<Transport, Chain | undefined, Account>,
+  publicClient: PublicClient,
+  { minStake, unstakeDelaySeconds, slashers = [], admin }: DeployProviderRegistryOptions,
+): Promise<DeployedContract> {
+  const transactionHash = await walletClient.deployContract({
+    abi: providerRegistryAbi,
+    bytecode: providerRegistryBytecode,
+    args: [admin ?? walletClient.account.address, minStake, unstakeDelaySeconds, slashers],
+    account: walletClient.account,
+    chain: walletClient.chain,
+  })
+  return deployed('ProviderRegistry', publicClient, transactionHash)
+}
+
+/** EIP-712 types of a device's consent to registration (viem `types` form). */
+export const DEVICE_REGISTRATION_TYPES = {
+  DeviceRegistration: [
+    { name: 'provider', type: 'address' },
+    { name: 'device', type: 'address' },
+    { name: 'nonce', type: 'uint256' },
+  ],
+} as const
+
+/**
+ * The typed data a device key signs (viem `signTypedData`) so that `provider` may call
+ * `ProviderRegistry.registerDevice(device, signature)`; `nonce` is the registry's
+ * `nonces(device)`.
+ */
+export function deviceRegistrationTypedData(
+  domain: { chainId: number | bigint; registry: Address },
+  message: { provider: Address; device: Address; nonce: bigint },
+) {
+  return {
+    domain: { name: 'depinfer', version: '1', chainId: BigInt(domain.chainId), verifyingContract: domain.registry },
+    types: DEVICE_REGISTRATION_TYPES,
+    primaryType: 'DeviceRegistration' as const,
+    message,
+  }
 }

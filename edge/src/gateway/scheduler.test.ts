@@ -40,7 +40,10 @@ describe('pickDevice (least expected completion time)', () => {
     const devices = Array.from({ length: 4 }, (_, i) => ({ id: i, load: 0, ewmaMs: 10 }))
     const counts = [0, 0, 0, 0]
     const random = seeded(7)
-    for (let i = 0; i < 8_000; i++) counts[pickDevice(devices, random)!.id]++
+    for (let i = 0; i < 8_000; i++) {
+      const { id } = pickDevice(devices, random)!
+      counts[id] = counts[id]! + 1
+    }
     for (const count of counts) expect(count / 8_000).toBeCloseTo(0.25, 1)
   })
 })
