@@ -1,0 +1,581 @@
+/**
+ * One simulated run: the fleet, the gateway(s) and one placement policy, driven by a
+ * discrete-event loop. No sockets, no timers: time is a number that jumps from event to event.
+ *
+ * The gateway side mirrors edge/src/gateway/gateway.ts (#dispatch, #attempt, #onResult,
+ * #onStatus) and reuses its DeviceTable (with the simulated clock), so in-flight counts, the load
+ * (own in-flight + others' from heartbeats), round-trip EWMAs, staleness and suspects are the
+ * gateway's own code. The device side mirrors device-agent/src/agent.ts (heartbeats of
+ * `inflight - queued` and `queued`) and runtime/batcher.ts (with maxBatch 1: one job at a time,
+ * FIFO, queued jobs past their deadline rejected when the next job is taken).
+ */
+import type { DeviceStatus, Heartbeat } from '@depinfer/shared'
+import { DeviceTable, STALE_AFTER_MS, type DeviceEntry } from '../../edge/src/gateway/device-table.js'
+import { EventHeap } from './heap.js'
+import { Candidate, type Policy, type PolicyFactory, type World } from './policies.js'
+import { STREAM, type Arrivals, type Fleet, type SimConfig } from './model.js'
+import { deriveSeed, Rng } from './rng.js'
+
+/** gateway.ts FIRST_ATTEMPT_SHARE and MAX_ATTEMPTS (module-private there, mirrored here). */
+const FIRST_ATTEMPT_SHARE = 0.5
+const MAX_ATTEMPTS = 2
+/** device-agent/src/agent.ts EWMA_WEIGHT: the agent's per-job service-time mean it heartbeats. */
+const AGENT_EWMA_WEIGHT = 0.2
+/** MQTT: the broker gives up on a client 1.5 keepalives after its last packet (§3.1.2.10). */
+const KEEPALIVE_GRACE = 1.5
+
+export interface RunResult {
+  policy: string
+  /** Latency of each measured job in ms; Infinity for a job that failed. */
+  latencies: Float64Array
+  measured: number
+  failed: number
+  retried: number
+  /** Busy device time / up device time over the measured window (wasted work included). */
+  utilization: number
+  /** Attempts that timed out, were lost with their device, or came back as errors. */
+  timeouts: number
+  lost: number
+  errors: number
+  /** Errors from a device the job had already moved away from, ignored as gateway.ts does. */
+  lateErrorsIgnored: number
+  simulatedMs: number
+  events: number
+  wallMs: number
+  /** CPU time of this process during the run (user + system), ms: wall time on a shared machine varies. */
+  cpuMs: number
+}
+
+interface SimJob {
+  readonly startedAt: number
+  readonly gateway: number
+  readonly measured: boolean
+  attempt: number
+  readonly tried: number[]
+  current: number
+  sentAt: number
+  /** Bumped whenever an attempt settles, so its pending timeout knows it is moot. */
+  token: number
+  done: boolean
+}
+
+interface JobMessage {
+  readonly job: SimJob
+  readonly device: number
+  /** The device's incarnation when sent: a job published to a connection that died is lost. */
+  readonly incarnation: number
+  readonly budgetMs: number
+  deadlineAt: number
+}
+
+type SimEvent =
+  | { kind: 'jobAtDevice'; msg: JobMessage }
+  | { kind: 'serviceDone'; device: number; incarnation: number }
+  | { kind: 'result'; job: SimJob; device: number; ok: boolean; inferMs: number }
+  | { kind: 'heartbeatSend'; device: number; incarnation: number }
+  | { kind: 'heartbeat'; gateway: number; device: number; heartbeat: Heartbeat }
+  | { kind: 'status'; gateway: number; device: number; online: boolean }
+  | { kind: 'down'; device: number }
+  | { kind: 'up'; device: number }
+  | { kind: 'throttle'; device: number; factor: number }
+  | { kind: 'will'; device: number; incarnation: number }
+  | { kind: 'timeout'; job: SimJob; token: number }
+
+/** A device's FIFO of jobs waiting for the model (the Batcher's queue). */
+class DeviceQueue {
+  #items: JobMessage[] = []
+  #head = 0
+  /** Lower bound of the queued jobs' deadlines: skip the expiry scan while nothing can be late. */
+  #minDeadline = Infinity
+
+  get length(): number {
+    return this.#items.length - this.#head
+  }
+
+  push(msg: JobMessage): void {
+    this.#items.push(msg)
+    if (msg.deadlineAt < this.#minDeadline) this.#minDeadline = msg.deadlineAt
+  }
+
+  shift(): JobMessage | undefined {
+    if (this.#head >= this.#items.length) return undefined
+    const msg = this.#items[this.#head++]!
+    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head)
+      this.#head = 0
+    }
+    return msg
+  }
+
+  /** Batcher.#takeBatch: jobs whose deadline passed while queued are rejected. */
+  expire(now: number, reject: (msg: JobMessage) => void): void {
+    if (!(this.#minDeadline < now)) return
+    const kept: JobMessage[] = []
+    let min = Infinity
+    for (let i = this.#head; i < this.#items.length; i++) {
+      const msg = this.#items[i]!
+      if (msg.deadlineAt < now) {
+        reject(msg)
+      } else {
+        kept.push(msg)
+        if (msg.deadlineAt < min) min = msg.deadlineAt
+      }
+    }
+    this.#items = kept
+    this.#head = 0
+    this.#minDeadline = min
+  }
+
+  clear(): void {
+    this.#items = []
+    this.#head = 0
+    this.#minDeadline = Infinity
+  }
+}
+
+/** What one gateway (one Gateway Durable Object) knows and does. */
+class GatewayState {
+  readonly table: DeviceTable
+  readonly entries: Array<DeviceEntry | undefined>
+  readonly candidates: Array<Candidate | undefined>
+  /** Whether each device is in `list`, to notice when an event changes its eligibility. */
+  readonly listed: Uint8Array
+  /** Jobs whose current attempt is on each device (gateway.ts scans its pending jobs for this). */
+  readonly pendingOn: Array<Set<SimJob>>
+  list: Candidate[] = []
+  dirty = true
+  /** Earliest time at which staleness or a suspect's release changes the list by itself. */
+  nextCheck = Infinity
+
+  constructor(
+    devices: number,
+    now: () => number,
+    readonly policy: Policy,
+  ) {
+    this.table = new DeviceTable(now)
+    this.entries = new Array<DeviceEntry | undefined>(devices).fill(undefined)
+    this.candidates = new Array<Candidate | undefined>(devices).fill(undefined)
+    this.listed = new Uint8Array(devices)
+    this.pendingOn = Array.from({ length: devices }, () => new Set<SimJob>())
+  }
+
+  /**
+   * The ready devices buildCatalog would list for the (single) model: online and not suspect.
+   * Kept incrementally rather than rebuilt per job; `refresh` and `nextCheck` keep it exact.
+   */
+  eligible(now: number): Candidate[] {
+    if (this.dirty || now >= this.nextCheck) {
+      const list: Candidate[] = []
+      let nextCheck = Infinity
+      for (let i = 0; i < this.entries.length; i++) {
+        const entry = this.entries[i]
+        this.listed[i] = 0
+        if (!entry) continue
+        const online = this.table.isOnline(entry)
+        const suspect = this.table.isSuspect(entry)
+        if (online && !suspect) {
+          list.push(this.candidates[i]!)
+          this.listed[i] = 1
+        }
+        if (online) nextCheck = Math.min(nextCheck, entry.lastSeenAt + STALE_AFTER_MS)
+        if (suspect) nextCheck = Math.min(nextCheck, entry.suspectUntil)
+      }
+      this.list = list
+      this.nextCheck = nextCheck
+      this.dirty = false
+    }
+    return this.list
+  }
+
+  /**
+   * After an event about device `i`: re-read its load and EWMA from the table into its candidate
+   * and, if its eligibility changed, rebuild the list before the next pick.
+   */
+  refresh(i: number): void {
+    const entry = this.entries[i]
+    this.candidates[i]?.sync()
+    const eligible = entry !== undefined && this.table.isOnline(entry) && !this.table.isSuspect(entry)
+    if (eligible !== (this.listed[i] === 1)) this.dirty = true
+  }
+}
+
+export function runSimulation(
+  config: SimConfig,
+  fleet: Fleet,
+  arrivals: Arrivals,
+  policyName: string,
+  factory: PolicyFactory,
+): RunResult {
+  const wallStart = performance.now()
+  const cpuStart = process.cpuUsage()
+  const n = fleet.devices.length
+  const noise = new Rng(deriveSeed(config.seed, STREAM.noise))
+  const policyRng = new Rng(deriveSeed(config.seed, STREAM.policy))
+  const heap = new EventHeap<SimEvent>()
+  let now = 0
+  const clock = () => now
+
+  // --- the true world -------------------------------------------------------------------
+  const up = new Uint8Array(n)
+  const serviceMs = new Float64Array(n)
+  const netMs = new Float64Array(n)
+  const runningEnd = new Float64Array(n).fill(-Infinity)
+  const backlog = new Int32Array(n)
+  const incarnation = new Int32Array(n)
+  const agentEwma = new Float64Array(n)
+  const lastPacketAt = new Float64Array(n)
+  const willSent = new Uint8Array(n)
+  const busySince = new Float64Array(n)
+  const running: Array<JobMessage | undefined> = new Array<JobMessage | undefined>(n).fill(undefined)
+  const queues = Array.from({ length: n }, () => new DeviceQueue())
+  let serviceVersion = 0
+  const world: World = {
+    get now() {
+      return now
+    },
+    up,
+    serviceMs,
+    get serviceVersion() {
+      return serviceVersion
+    },
+    netMs,
+    runningEnd,
+    backlog,
+  }
+
+  const windowStart = config.warmupMs
+  const windowEnd = arrivals.times[arrivals.times.length - 1] ?? 0
+  let busyMs = 0
+  const addBusy = (from: number, to: number) => {
+    const overlap = Math.min(to, windowEnd) - Math.max(from, windowStart)
+    if (overlap > 0) busyMs += overlap
+  }
+
+  const gateways = Array.from(
+    { length: config.gateways },
+    () => new GatewayState(n, clock, factory(policyRng.float)),
+  )
+
+  // --- statistics -----------------------------------------------------------------------
+  const latencies: number[] = []
+  let done = 0
+  let failed = 0
+  let retried = 0
+  let timeouts = 0
+  let lost = 0
+  let errors = 0
+  let lateErrorsIgnored = 0
+  let events = 0
+
+  const delay = (device: number) => netMs[device]! * noise.noise(config.netJitterSigma)
+  const deviceId = (device: number) => `d${device}`
+
+  // --- device side (device-agent/src/agent.ts + runtime/batcher.ts) ---------------------
+
+  /** The agent answers: the reply reaches the job's gateway after one network delay. */
+  const reply = (msg: JobMessage, ok: boolean, inferMs = 0) => {
+    lastPacketAt[msg.device] = now
+    heap.push(now + delay(msg.device), { kind: 'result', job: msg.job, device: msg.device, ok, inferMs })
+  }
+
+  const startNext = (device: number) => {
+    const queue = queues[device]!
+    queue.expire(now, (msg) => {
+      backlog[device]!--
+      reply(msg, false) // deadline_exceeded
+    })
+    const msg = queue.shift()
+    if (!msg) return
+    backlog[device]!--
+    running[device] = msg
+    const serviceTime = serviceMs[device]! * noise.noise(config.serviceNoiseSigma)
+    runningEnd[device] = now + serviceTime
+    busySince[device] = now
+    heap.push(now + serviceTime, { kind: 'serviceDone', device, incarnation: incarnation[device]! })
+  }
+
+  const sendStatus = (device: number, online: boolean, at: number) => {
+    for (let g = 0; g < gateways.length; g++) heap.push(at, { kind: 'status', gateway: g, device, online })
+  }
+
+  const deviceUp = (device: number, initial: boolean) => {
+    up[device] = 1
+    incarnation[device]!++
+    agentEwma[device] = 0 // a fresh agent process
+    lastPacketAt[device] = now
+    if (initial) {
+      // The gateway starts with the retained statuses of the devices online at time 0.
+      sendStatus(device, true, 0)
+    } else {
+      const at = now + delay(device)
+      // Reconnecting before the broker noticed the old connection was gone: the takeover
+      // closes it and its will goes out first, then the new status (same path, same order).
+      if (willSent[device] === 0) sendStatus(device, false, at)
+      sendStatus(device, true, at)
+    }
+    willSent[device] = 0
+    const firstBeat = initial ? now + noise.next() * config.heartbeatMs : now + config.heartbeatMs
+    heap.push(firstBeat, { kind: 'heartbeatSend', device, incarnation: incarnation[device]! })
+  }
+
+  const deviceDown = (device: number) => {
+    up[device] = 0
+    incarnation[device]!++
+    if (running[device]) {
+      addBusy(busySince[device]!, now)
+      running[device] = undefined
+      runningEnd[device] = -Infinity
+    }
+    backlog[device]! -= queues[device]!.length
+    queues[device]!.clear()
+    heap.push(Math.max(now, lastPacketAt[device]! + KEEPALIVE_GRACE * config.keepaliveMs), {
+      kind: 'will',
+      device,
+      incarnation: incarnation[device]!,
+    })
+  }
+
+  // --- gateway side (edge/src/gateway/gateway.ts #dispatch / #attempt / #onResult) -------
+
+  const finish = (job: SimJob, ok: boolean) => {
+    job.done = true
+    done++
+    if (!job.measured) return
+    latencies.push(ok ? now - job.startedAt : Infinity)
+    if (!ok) failed++
+    if (job.attempt > 1) retried++
+  }
+
+  const attempt = (job: SimJob) => {
+    const gateway = gateways[job.gateway]!
+    const all = gateway.eligible(now)
+    const candidates = job.tried.length === 0 ? all : all.filter((c) => !job.tried.includes(c.index))
+    const device = gateway.policy.pick({ candidates, tried: job.tried, world })
+    if (device < 0) return finish(job, false)
+    job.attempt++
+    job.tried.push(device)
+    job.current = device
+    job.sentAt = now
+    const remainingMs = config.deadlineMs - (now - job.startedAt)
+    const budgetMs = Math.max(1, Math.floor(job.attempt < MAX_ATTEMPTS ? remainingMs * FIRST_ATTEMPT_SHARE : remainingMs))
+    const entry = gateway.entries[device]
+    if (entry) entry.inflight++
+    gateway.candidates[device]?.sync()
+    gateway.pendingOn[device]!.add(job)
+    heap.push(now + budgetMs, { kind: 'timeout', job, token: ++job.token })
+    const msg: JobMessage = { job, device, incarnation: incarnation[device]!, budgetMs, deadlineAt: 0 }
+    backlog[device]!++
+    heap.push(now + delay(device), { kind: 'jobAtDevice', msg })
+  }
+
+  type Outcome = 'result' | 'error' | 'timeout' | 'lost'
+  /**
+   * The current attempt is over (#attempt's settle, then #dispatch): `answeredBy` is the device
+   * whose answer settled it, which for a success may be an earlier attempt's device.
+   */
+  const settle = (job: SimJob, outcome: Outcome, answeredBy: number, inferMs = 0) => {
+    const gateway = gateways[job.gateway]!
+    const device = job.current
+    const entry = gateway.entries[device]
+    if (entry) entry.inflight--
+    gateway.pendingOn[device]!.delete(job)
+    job.token++
+    const { table } = gateway
+    const by = gateway.entries[answeredBy] ?? entry
+    if (outcome === 'result') {
+      if (by) table.recordSuccess(by, config.ewmaInput === 'service' ? inferMs : now - job.sentAt)
+    } else if (outcome === 'error') {
+      errors++
+      if (by) table.recordFailure(by)
+    } else if (outcome === 'timeout') {
+      timeouts++
+      if (entry) table.recordFailure(entry)
+    } else {
+      lost++
+    }
+    gateway.refresh(device)
+    if (answeredBy !== device) gateway.refresh(answeredBy)
+    if (outcome === 'result') return finish(job, true)
+    if (job.attempt >= MAX_ATTEMPTS || now - job.startedAt >= config.deadlineMs) return finish(job, false)
+    attempt(job)
+  }
+
+  // --- the schedule of the world --------------------------------------------------------
+  for (let i = 0; i < n; i++) {
+    const spec = fleet.devices[i]!
+    serviceMs[i] = spec.baseMs
+    netMs[i] = spec.netMs
+    for (const spell of spec.outages) {
+      if (spell.start > 0) heap.push(spell.start, { kind: 'down', device: i })
+      heap.push(spell.end, { kind: 'up', device: i })
+    }
+    for (const spell of spec.throttles) {
+      heap.push(spell.start, { kind: 'throttle', device: i, factor: spell.factor })
+      heap.push(spell.end, { kind: 'throttle', device: i, factor: 1 })
+    }
+    if (spec.outages[0]?.start === 0) willSent[i] = 1 // down before the run: nothing to announce
+    else deviceUp(i, true)
+  }
+
+  // --- the event loop -------------------------------------------------------------------
+  const { times } = arrivals
+  const total = times.length
+  let nextArrival = 0
+  while (done < total) {
+    const arrivalAt = nextArrival < total ? times[nextArrival]! : Infinity
+    if (arrivalAt < heap.peekTime()) {
+      now = arrivalAt
+      const job: SimJob = {
+        startedAt: now,
+        gateway: arrivals.gateway[nextArrival]!,
+        measured: now >= config.warmupMs,
+        attempt: 0,
+        tried: [],
+        current: -1,
+        sentAt: now,
+        token: 0,
+        done: false,
+      }
+      nextArrival++
+      events++
+      attempt(job)
+      continue
+    }
+    const at = heap.peekTime()
+    const event = heap.pop()
+    if (!event) break
+    now = at
+    events++
+    switch (event.kind) {
+      case 'jobAtDevice': {
+        const { msg } = event
+        const device = msg.device
+        if (up[device] === 0 || incarnation[device] !== msg.incarnation) {
+          backlog[device]!-- // published to a connection that is gone: never delivered
+          break
+        }
+        msg.deadlineAt = now + msg.budgetMs
+        queues[device]!.push(msg)
+        if (!running[device]) startNext(device)
+        break
+      }
+      case 'serviceDone': {
+        const { device } = event
+        if (incarnation[device] !== event.incarnation) break
+        const msg = running[device]!
+        const inferMs = now - busySince[device]!
+        addBusy(busySince[device]!, now)
+        running[device] = undefined
+        runningEnd[device] = -Infinity
+        const ewma = agentEwma[device]!
+        agentEwma[device] = ewma === 0 ? inferMs : ewma * (1 - AGENT_EWMA_WEIGHT) + inferMs * AGENT_EWMA_WEIGHT
+        reply(msg, true, inferMs)
+        startNext(device)
+        break
+      }
+      case 'result': {
+        // #onResult: accepted from any device this job was sent to, while the job is pending,
+        // and it settles whichever attempt is current; but an error from a device the job has
+        // moved away from (it dropped the job as past the first attempt's budget) is ignored.
+        const { job } = event
+        if (job.done || !job.tried.includes(event.device)) break
+        if (!event.ok && event.device !== job.current) {
+          lateErrorsIgnored++
+          break
+        }
+        settle(job, event.ok ? 'result' : 'error', event.device, event.inferMs)
+        break
+      }
+      case 'timeout': {
+        const { job } = event
+        if (job.done || job.token !== event.token) break
+        settle(job, 'timeout', job.current)
+        break
+      }
+      case 'heartbeatSend': {
+        const { device } = event
+        if (incarnation[device] !== event.incarnation) break
+        // agent.ts: its `inflight` counts every job received and not yet answered, queued ones
+        // included; the heartbeat sends `inflight - queued` (the running job) and `queued` (the
+        // batcher's queue), so the sum counts each job once.
+        const queued = queues[device]!.length
+        const inflight = (running[device] ? 1 : 0) + queued
+        const heartbeat: Heartbeat = {
+          inflight: inflight - queued,
+          queued,
+          ewmaMs: agentEwma[device]!,
+          ts: now,
+        }
+        lastPacketAt[device] = now
+        for (let g = 0; g < gateways.length; g++) heap.push(now + delay(device), { kind: 'heartbeat', gateway: g, device, heartbeat })
+        heap.push(now + config.heartbeatMs, { kind: 'heartbeatSend', device, incarnation: event.incarnation })
+        break
+      }
+      case 'heartbeat': {
+        const gateway = gateways[event.gateway]!
+        gateway.table.applyHeartbeat(deviceId(event.device), event.heartbeat)
+        gateway.refresh(event.device)
+        break
+      }
+      case 'status': {
+        const gateway = gateways[event.gateway]!
+        const { device } = event
+        const status: DeviceStatus = { protocol: 1, deviceId: deviceId(device), online: event.online, models: [] }
+        const entry = gateway.table.applyStatus(status)
+        if (!gateway.entries[device]) {
+          gateway.entries[device] = entry
+          gateway.candidates[device] = new Candidate(device, entry, gateway.table)
+        }
+        if (!event.online) {
+          for (const job of [...gateway.pendingOn[device]!]) settle(job, 'lost', device)
+        }
+        gateway.refresh(device)
+        break
+      }
+      case 'down':
+        deviceDown(event.device)
+        break
+      case 'up':
+        deviceUp(event.device, false)
+        break
+      case 'will':
+        if (incarnation[event.device] !== event.incarnation) break // it reconnected first
+        willSent[event.device] = 1
+        sendStatus(event.device, false, now + delay(event.device))
+        break
+      case 'throttle':
+        serviceMs[event.device] = fleet.devices[event.device]!.baseMs * event.factor
+        serviceVersion++
+        break
+    }
+  }
+
+  // Device time up within the measured window, from the (policy-independent) outage schedule.
+  let upMs = 0
+  for (const spec of fleet.devices) {
+    let down = 0
+    for (const spell of spec.outages) down += Math.max(0, Math.min(spell.end, windowEnd) - Math.max(spell.start, windowStart))
+    upMs += windowEnd - windowStart - down
+  }
+  // Jobs still running at windowEnd are busy until then (their completion is past the window).
+  for (let i = 0; i < n; i++) if (running[i]) addBusy(busySince[i]!, now)
+
+  return {
+    policy: policyName,
+    latencies: Float64Array.from(latencies),
+    measured: latencies.length,
+    failed,
+    retried,
+    utilization: upMs > 0 ? busyMs / upMs : 0,
+    timeouts,
+    lost,
+    errors,
+    lateErrorsIgnored,
+    simulatedMs: now,
+    events,
+    wallMs: performance.now() - wallStart,
+    cpuMs: cpuMs(process.cpuUsage(cpuStart)),
+  }
+}
+
+const cpuMs = ({ user, system }: NodeJS.CpuUsage) => (user + system) / 1000

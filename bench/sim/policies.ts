@@ -1,0 +1,195 @@
+/**
+ * The placement policies compared by the simulation. All but the oracle see only what a gateway
+ * sees (its DeviceTable: own in-flight counts, others' load from stale heartbeats, round-trip
+ * EWMAs, suspects) and choose among the same candidates the gateway would offer (online, not
+ * suspect, not yet tried for this job). "ours" is the edge's real `pickDevice`, imported, not
+ * copied.
+ */
+import { expectedWaitMs, pickDevice, type SchedulingCandidate } from '../../edge/src/gateway/scheduler.js'
+import type { DeviceEntry, DeviceTable } from '../../edge/src/gateway/device-table.js'
+
+/**
+ * One device as a scheduling candidate of one gateway: what gateway.ts builds for pickDevice,
+ * `{ entry, load: table.load(entry), ewmaMs: table.ewmaMs(entry) }`, but kept as one object per
+ * device rather than rebuilt for every job. Both are pure functions of the entry, so the engine
+ * calls `sync` after every change to the entry (a job sent or settled, a heartbeat, a status)
+ * and the fields hold exactly what gateway.ts would compute at pick time (self-check.ts checks
+ * this on every pick). Plain fields, not getters: the global minimum reads them ~10^9 times.
+ */
+export class Candidate implements SchedulingCandidate {
+  load = 0
+  ewmaMs = 0
+
+  constructor(
+    readonly index: number,
+    readonly entry: DeviceEntry,
+    readonly table: DeviceTable,
+  ) {
+    this.sync()
+  }
+
+  sync(): void {
+    this.load = this.table.load(this.entry)
+    this.ewmaMs = this.table.ewmaMs(this.entry)
+  }
+}
+
+/** The true state of the fleet, which only the oracle may read. */
+export interface World {
+  readonly now: number
+  readonly up: Uint8Array
+  /** True mean service time right now (base × throttling factor), ms. */
+  readonly serviceMs: Float64Array
+  /** Bumped whenever `serviceMs` changes (a throttling spell starts or ends). */
+  readonly serviceVersion: number
+  /** True mean one-way delay, ms. */
+  readonly netMs: Float64Array
+  /** End of the job running on each device, or -Infinity when idle. */
+  readonly runningEnd: Float64Array
+  /** Jobs sent to each device and not yet started (queued there or still on the way). */
+  readonly backlog: Int32Array
+}
+
+export interface PickContext {
+  readonly candidates: readonly Candidate[]
+  /** Devices this job was already sent to (the gateway never retries on the same one). */
+  readonly tried: readonly number[]
+  readonly world: World
+}
+
+export interface Policy {
+  /** The chosen device's index, or -1 when there is none. */
+  pick(context: PickContext): number
+}
+
+/** A fresh policy for one gateway; `random` is the run's seeded generator. */
+export type PolicyFactory = (random: () => number) => Policy
+
+const uniform: PolicyFactory = (random) => ({
+  pick: ({ candidates }) => (candidates.length === 0 ? -1 : candidates[Math.floor(random() * candidates.length)]!.index),
+})
+
+/** Cycles through the candidate list; the list changes as devices come and go, the counter does not. */
+const roundRobin: PolicyFactory = () => {
+  let next = 0
+  return {
+    pick: ({ candidates }) => (candidates.length === 0 ? -1 : candidates[next++ % candidates.length]!.index),
+  }
+}
+
+/** Global minimum of the gateway's best-known load (jobs, speed ignored); ties broken at random. */
+const leastLoaded: PolicyFactory = (random) => {
+  let ties = new Int32Array(1024)
+  return {
+    pick: ({ candidates }) => {
+      if (candidates.length > ties.length) ties = new Int32Array(candidates.length)
+      let best = Infinity
+      let count = 0
+      for (let i = 0; i < candidates.length; i++) {
+        const load = candidates[i]!.load
+        if (load < best) {
+          best = load
+          count = 0
+        }
+        if (load === best) ties[count++] = i
+      }
+      return count === 0 ? -1 : candidates[ties[Math.floor(random() * count)]!]!.index
+    },
+  }
+}
+
+/** The edge's scheduler, as gateway.ts calls it. */
+const ours: PolicyFactory = (random) => ({
+  pick: ({ candidates }) => pickDevice(candidates, random)?.index ?? -1,
+})
+
+/**
+ * Knows every device's true speed (throttling included), true backlog, the remaining time of the
+ * job it is running, its network distance and whether it is really up; sends each job where it
+ * is expected to finish first (greedy earliest completion, the usual yardstick for dispatching).
+ * A yardstick, not a proven lower bound: greedy keeps short queues on the fastest devices, and
+ * when a throttling spell or an outage then hits one, every job queued there pays (with
+ * `--seed 1`, ours — a gateway-side global minimum — beats it at p99).
+ */
+const oracle: PolicyFactory = () => {
+  // Devices in ascending order of their best case, an idle device's 2 × delay + service: the
+  // scan stops at the first device whose best case cannot beat the best found (about half the
+  // fleet at 75 % load, as the fast devices are kept busy) instead of visiting all of it.
+  let order = new Int32Array(0)
+  let orderVersion = -1
+  let best = new Float64Array(0)
+  return {
+    pick: ({ tried, world }) => {
+      const { now, up, serviceMs, netMs, runningEnd, backlog } = world
+      if (orderVersion !== world.serviceVersion || order.length !== up.length) {
+        best = Float64Array.from(serviceMs, (service, i) => service + 2 * netMs[i]!)
+        order = Int32Array.from(best.keys()).sort((a, b) => best[a]! - best[b]! || a - b)
+        orderVersion = world.serviceVersion
+      }
+      let chosen = -1
+      let chosenAt = Infinity
+      for (let k = 0; k < order.length; k++) {
+        const i = order[k]!
+        if (now + best[i]! >= chosenAt) break
+        if (up[i] === 0 || tried.includes(i)) continue
+        const service = serviceMs[i]!
+        const net = netMs[i]!
+        const freeAt = Math.max(now, runningEnd[i]!) + backlog[i]! * service
+        const doneAt = Math.max(now + net, freeAt) + service + net
+        if (doneAt < chosenAt) {
+          chosenAt = doneAt
+          chosen = i
+        }
+      }
+      return chosen
+    },
+  }
+}
+
+/**
+ * Power of d choices on the same cost, (load + 1) × ewmaMs: d distinct candidates sampled at
+ * random, the first best kept. Experimental baselines only (`--policies`), never used by the
+ * edge. `p2c` is pickDevice as it was before the global minimum (same distribution: two distinct
+ * uniform samples, ties to the first), the baseline the scheduler's doc comment compares with.
+ */
+function powerOfD(d: number): PolicyFactory {
+  const drawn = new Int32Array(d)
+  return (random) => ({
+    pick: ({ candidates }) => {
+      const n = candidates.length
+      if (n === 0) return -1
+      let best: Candidate | undefined
+      let bestWait = Infinity
+      for (let k = 0; k < Math.min(d, n); k++) {
+        let i = Math.floor(random() * n)
+        for (let j = 0; j < k; j++) {
+          if (drawn[j] === i) {
+            i = Math.floor(random() * n) // drawn already: draw again and recheck all
+            j = -1
+          }
+        }
+        drawn[k] = i
+        const candidate = candidates[i]!
+        const wait = expectedWaitMs(candidate)
+        if (wait < bestWait) {
+          best = candidate
+          bestWait = wait
+        }
+      }
+      return best!.index
+    },
+  })
+}
+
+export const POLICIES: Readonly<Record<string, PolicyFactory>> = {
+  random: uniform,
+  'round-robin': roundRobin,
+  'least-loaded': leastLoaded,
+  ours,
+  oracle,
+  p2c: powerOfD(2),
+  p8c: powerOfD(8),
+}
+
+/** The policies of the default run: the five compared, and the previous scheduler as a baseline. */
+export const DEFAULT_POLICIES = ['random', 'round-robin', 'least-loaded', 'ours', 'oracle', 'p2c'] as const
