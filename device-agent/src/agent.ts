@@ -32,6 +32,8 @@ import { connectBroker } from './broker/connect.js'
 import type { AgentConfig } from './config.js'
 import { deviceStatus } from './device-status.js'
 import { loadDeviceKey } from './keys/device-key.js'
+import type { ProgressFactory } from './models/progress.js'
+import { ModelProvisioner } from './models/provision.js'
 import { Batcher, DeadlineExceededError } from './runtime/batcher.js'
 import { OrtRuntime } from './runtime/execution.js'
 import { loadModel, modelsFromConfig, type LoadedModel } from './runtime/loaded-model.js'
@@ -41,9 +43,17 @@ const EWMA_WEIGHT = 0.2
 
 export interface RunningAgent {
   deviceId: string
-  /** Resolves once every configured model has finished loading (or failed to). */
+  /**
+   * Resolves once every configured model has finished loading (or failed to), downloads
+   * included; published models found by a later listing come after it.
+   */
   modelsSettled: Promise<void>
   stop(): Promise<void>
+}
+
+export interface AgentOptions {
+  /** How download progress is shown (cli.ts: a bar on a terminal); default: none. */
+  progress?: ProgressFactory
 }
 
 interface ServedModel {
@@ -52,11 +62,11 @@ interface ServedModel {
 }
 
 /** Starts serving: loads the device key (throws DeviceKeyError without one), connects, loads models. */
-export async function startAgent(config: AgentConfig, log: (message: string) => void): Promise<RunningAgent> {
+export async function startAgent(config: AgentConfig, log: (message: string) => void, options: AgentOptions = {}): Promise<RunningAgent> {
   const { deviceId } = config
   const key = await loadDeviceKey(config.keyPath)
   const runtime = new OrtRuntime(config.ort, log)
-  const served: ServedModel[] = modelsFromConfig(config).map((loaded) => ({
+  const serve = (loaded: LoadedModel): ServedModel => ({
     loaded,
     // maxBatch is read per batch: it is only known (and only > 1) once the model has loaded.
     batcher: new Batcher((inputs, outputs) => runModel(loaded.session!, inputs, outputs), {
@@ -65,7 +75,9 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
       },
       maxQueueDelayMs: config.batching.maxQueueDelayMs,
     }),
-  }))
+  })
+  const served: ServedModel[] = modelsFromConfig(config).map(serve)
+  const sessionSettings = { runtime, maxBatch: config.batching.maxBatch }
   let inflight = 0
   let ewmaMs = 0
 
@@ -97,14 +109,34 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
     },
   })
 
-  const modelsSettled = Promise.all(
-    served.map(async ({ loaded }) => {
-      await loadModel(loaded, { runtime, maxBatch: config.batching.maxBatch })
-      if (loaded.state === 'failed') log(`model ${loaded.name} failed to load: ${loaded.error}`)
-      else log(`model ${loaded.name} v${loaded.version} ready (sha256 ${loaded.sha256?.slice(0, 12)}…)`)
+  // Downloaded models (URL and published sources) go through the provisioner: into the cache,
+  // verified, then loaded; the status is published at each step.
+  const provisioner = new ModelProvisioner({
+    config,
+    models: () => served.map(({ loaded }) => loaded),
+    load: (loaded) => loadModel(loaded, sessionSettings),
+    added: (loaded) => {
+      served.push(serve(loaded))
       publishStatus()
-    }),
-  ).then(() => undefined)
+    },
+    changed: publishStatus,
+    log,
+    ...(options.progress && { progress: options.progress }),
+  })
+  const modelsSettled = Promise.all([
+    ...served
+      .filter(({ loaded }) => !loaded.remote)
+      .map(async ({ loaded }) => {
+        await loadModel(loaded, sessionSettings)
+        if (loaded.state === 'failed') log(`model ${loaded.name} failed to load: ${loaded.error}`)
+        else log(`model ${loaded.name} v${loaded.version} ready (sha256 ${loaded.sha256?.slice(0, 12)}…)`)
+        publishStatus()
+      }),
+    provisioner.start(
+      served.filter(({ loaded }) => loaded.remote).map(({ loaded }) => loaded),
+      { poll: true },
+    ),
+  ]).then(() => undefined)
 
   const heartbeat = setInterval(() => {
     if (!client.connected) return
@@ -214,6 +246,8 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
 
   async function stop(): Promise<void> {
     clearInterval(heartbeat)
+    // Before the sessions are released: no download or load may finish after that.
+    await provisioner.stop()
     // A clean stop publishes the offline status itself: the broker sends the will only when a
     // client vanishes without DISCONNECT (MQTT §3.1.2.5).
     if (client.connected) {

@@ -3,15 +3,21 @@
  *
  *   depinfer-agent init [--config agent.json]    create the device's signing key (keyPath, mode 0600)
  *   depinfer-agent start [--config agent.json]   serve models until SIGINT/SIGTERM
- *   depinfer-agent status [--config agent.json]  load models and print the status it would advertise
+ *   depinfer-agent status [--config agent.json]  load models (downloading missing ones) and print the status it would advertise
  */
 import { parseArgs } from 'node:util'
 import { ConfigError, loadConfig } from './config.js'
 import { startAgent } from './agent.js'
 import { deviceStatus } from './device-status.js'
 import { DeviceKeyError, initDeviceKey, loadDeviceKey } from './keys/device-key.js'
+import { loggedProgress, terminalProgress, type ProgressFactory } from './models/progress.js'
+import { ModelProvisioner } from './models/provision.js'
 import { OrtRuntime } from './runtime/execution.js'
 import { loadModel, modelsFromConfig } from './runtime/loaded-model.js'
+
+/** Download progress: a bar redrawn on a terminal, log lines every few seconds in a service's log. */
+const progressFor = (log: (message: string) => void): ProgressFactory =>
+  process.stderr.isTTY ? terminalProgress(process.stderr) : loggedProgress(log)
 
 const USAGE = 'usage: depinfer-agent <init|start|status> [--config <file.json>]'
 
@@ -34,7 +40,7 @@ async function main(argv: string[]): Promise<number> {
     return 0
   }
   if (command === 'start') {
-    const agent = await startAgent(config, log)
+    const agent = await startAgent(config, log, { progress: progressFor(log) })
     await new Promise<void>((resolve) => {
       process.once('SIGINT', resolve)
       process.once('SIGTERM', resolve)
@@ -44,13 +50,32 @@ async function main(argv: string[]): Promise<number> {
     return 0
   }
   if (command === 'status') {
-    // Loads every configured model and prints what `start` would advertise, without a broker.
-    // Its log (execution provider fallbacks) goes to stderr, so stdout stays one JSON document.
-    const runtime = new OrtRuntime(config.ort, (message) => console.error(`[agent ${config.deviceId}] ${message}`))
+    // Loads every configured model (downloading those not in the cache yet) and prints what
+    // `start` would advertise, without a broker. Its log (execution provider fallbacks, download
+    // progress) goes to stderr, so stdout stays one JSON document.
+    const errorLog = (message: string) => console.error(`[agent ${config.deviceId}] ${message}`)
+    const runtime = new OrtRuntime(config.ort, errorLog)
+    const settings = { runtime, maxBatch: config.batching.maxBatch }
     const models = modelsFromConfig(config)
-    await Promise.all(models.map((model) => loadModel(model, { runtime, maxBatch: config.batching.maxBatch })))
+    const provisioner = new ModelProvisioner({
+      config,
+      models: () => models,
+      load: (model) => loadModel(model, settings),
+      added: (model) => models.push(model),
+      changed: () => {},
+      log: errorLog,
+      progress: progressFor(errorLog),
+    })
+    await Promise.all([
+      ...models.filter((model) => !model.remote).map((model) => loadModel(model, settings)),
+      provisioner.start(models.filter((model) => model.remote), { poll: false }),
+    ])
     const key = await loadDeviceKey(config.keyPath).catch(() => undefined)
-    console.log(JSON.stringify({ ...deviceStatus(config.deviceId, models, true, key, runtime.status()), failed: models.filter((m) => m.state === 'failed').map(({ name, error }) => ({ name, error })) }, null, 2))
+    const failed = [
+      ...models.filter((m) => m.state === 'failed').map(({ name, version, error }) => ({ name, version, error })),
+      ...provisioner.problems.map(({ model, reason }) => ({ name: model, error: reason })),
+    ]
+    console.log(JSON.stringify({ ...deviceStatus(config.deviceId, models, true, key, runtime.status()), failed }, null, 2))
     await Promise.all(models.map((model) => model.session?.release()))
     return 0
   }

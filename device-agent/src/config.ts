@@ -11,15 +11,64 @@ import type { InferenceSession } from 'onnxruntime-node'
 import { z } from 'zod'
 import { BUNDLED_MODELS, BUNDLED_MODEL_VERSION, type BundledModelName } from './models/bundled.js'
 
+const VersionSchema = z.string().regex(/^[A-Za-z0-9._-]{1,32}$/, 'must be 1-32 letters, digits, ".", "_" or "-"')
+/** Upper case is accepted (sha256sum prints lower, some tools upper) and normalised, so it compares with what we compute. */
+const Sha256Schema = z
+  .string()
+  .regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex digits (the sha256 of the file)')
+  .transform((hex) => hex.toLowerCase())
+
+/**
+ * Where a model comes from. Each kind is told apart by its key (bundled, path, published, url):
+ * MODEL_SOURCE_KINDS lists them in the union's order so a config error can name the fields of
+ * the kind the user meant (see reportedIssue).
+ */
 const ModelSourceSchema = z.union([
   z.object({ bundled: z.enum(Object.keys(BUNDLED_MODELS) as [BundledModelName, ...BundledModelName[]]) }),
   z.object({
     name: z.string().regex(ID_PATTERN),
-    version: z.string().regex(/^[A-Za-z0-9._-]{1,32}$/).default('1'),
+    version: VersionSchema.default('1'),
     path: z.string().min(1),
   }),
+  /**
+   * A model published on the edge: one name (its newest version unless `version` is given), or
+   * "*": every published model that fits this device (maxModelBytes and free disk space).
+   */
+  z
+    .object({
+      published: z.union([z.literal('*'), z.string().regex(ID_PATTERN, 'must be a model name or "*"')]),
+      version: VersionSchema.optional(),
+    })
+    .refine((source) => source.published !== '*' || source.version === undefined, {
+      message: 'a version cannot be combined with published "*"',
+      path: ['version'],
+    }),
+  /**
+   * Any HTTP(S) URL. The sha256 is mandatory: it is the model's identity and the only thing
+   * that proves the bytes are the ones meant. Never sent the edge API key.
+   */
+  z.object({
+    url: z.string().regex(/^https?:\/\/[^\s]+$/i, 'must be an http:// or https:// URL'),
+    sha256: Sha256Schema,
+    name: z.string().regex(ID_PATTERN),
+    version: VersionSchema.default('1'),
+  }),
 ])
+const MODEL_SOURCE_KINDS = ['bundled', 'path', 'published', 'url'] as const
 export type ModelSource = z.infer<typeof ModelSourceSchema>
+export type BundledSource = Extract<ModelSource, { bundled: string }>
+export type PathSource = Extract<ModelSource, { path: string }>
+export type PublishedSource = Extract<ModelSource, { published: string }>
+export type UrlSource = Extract<ModelSource, { url: string }>
+/** Sources whose file is on this device already. */
+export type LocalSource = BundledSource | PathSource
+
+export const isPublishedSource = (source: ModelSource): source is PublishedSource => 'published' in source
+export const isUrlSource = (source: ModelSource): source is UrlSource => 'url' in source
+export const isLocalSource = (source: ModelSource): source is LocalSource => 'bundled' in source || 'path' in source
+
+/** `~/…` in a configured path means the home directory, as it would in a shell. */
+const expandHome = (path: string): string => (path === '~' || path.startsWith('~/') ? join(homedir(), path.slice(1)) : path)
 
 /**
  * The execution provider names onnxruntime-node's session options accept
@@ -60,6 +109,37 @@ export const AgentConfigSchema = z.object({
     keepaliveSec: z.number().int().min(1).max(600).default(10),
   }),
   models: z.array(ModelSourceSchema).min(1),
+  /**
+   * The edge that publishes models (needed by `published` sources): its URL and this provider's
+   * API key, sent as a bearer token to the edge only.
+   */
+  edge: z
+    .object({
+      url: z
+        .string({ error: 'the edge URL is required (edge.url or DEPINFER_EDGE_URL)' })
+        .regex(/^https?:\/\/[^\s]+$/i, 'must be an http:// or https:// URL')
+        // The API paths are appended to it.
+        .transform((url) => url.replace(/\/+$/, '')),
+      apiKey: z.string({ error: 'the API key is required (edge.apiKey or DEPINFER_API_KEY)' }).min(1),
+      /** How often published models are listed again, picking up new ones; 0: only at start. */
+      pollSec: z.number().nonnegative().default(60),
+    })
+    .optional(),
+  /** Downloaded models, one `<sha256>.onnx` each; `~/` is the home directory. */
+  cacheDir: z
+    .string()
+    .min(1)
+    .transform(expandHome)
+    .default(() => join(homedir(), '.depinfer', 'models')),
+  /** The largest model file `published: "*"` picks (bytes). */
+  maxModelBytes: z.number().int().positive().default(200_000_000),
+  /** How downloads retry: attempts in all (with back-off between them), and how long a connection may send nothing. */
+  download: z
+    .object({
+      attempts: z.number().int().min(1).max(100).default(5),
+      stallTimeoutSec: z.number().positive().max(3600).default(30),
+    })
+    .prefault({}),
   /** The device's secp256k1 signing key, created by `depinfer-agent init` (mode 0600). */
   keyPath: z.string().min(1),
   /** Interval between heartbeats, in seconds. */
@@ -91,6 +171,15 @@ export const AgentConfigSchema = z.object({
     // prefault (not default): zod 4 returns a default as is, while a prefault is parsed, so the
     // field defaults above fill in an omitted `ort`.
     .prefault({}),
+}).superRefine((config, context) => {
+  const index = config.models.findIndex(isPublishedSource)
+  if (index >= 0 && !config.edge) {
+    context.addIssue({
+      code: 'custom',
+      path: ['edge'],
+      message: `models.${index} is published on the edge: set edge.url and edge.apiKey (or DEPINFER_EDGE_URL and DEPINFER_API_KEY)`,
+    })
+  }
 })
 export type AgentConfig = z.infer<typeof AgentConfigSchema>
 
@@ -119,16 +208,37 @@ const ORT_ENV: [variable: string, field: keyof AgentConfig['ort'], parse: (value
   ['DEPINFER_ORT_EPS', 'executionProviders', envList],
 ]
 
+/** The value at a config path, for telling which kind of model source an entry was meant to be. */
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let value = input
+  for (const key of path) {
+    if (value === null || typeof value !== 'object') return undefined
+    value = (value as Record<PropertyKey, unknown>)[key]
+  }
+  return value
+}
+
 /**
- * The issue to report: for a union (e.g. `executionProviders`, "auto" or a list), the issue of the
- * alternative the value was shaped like, which names the bad element, rather than zod's bare
- * "Invalid input" for the union as a whole.
+ * The issue to report: for a union, the issue of the alternative the value was meant as, which
+ * names the bad field, rather than zod's bare "Invalid input" for the union as a whole. A model
+ * source is meant as the kind whose key it has (`{url, name}` lacks its sha256, not a `bundled`);
+ * other unions (e.g. `executionProviders`, "auto" or a list) as the alternative it was shaped like.
  */
-function reportedIssue(issue: z.core.$ZodIssue): { path: PropertyKey[]; message: string } {
+function reportedIssue(issue: z.core.$ZodIssue, input: unknown): { path: PropertyKey[]; message: string } {
   if (issue.code === 'invalid_union') {
-    const shaped = issue.errors.find((issues) => issues.length > 0 && issues.every((inner) => inner.path.length > 0))
+    const value = valueAt(input, issue.path)
+    const isModelSource = issue.path[0] === 'models' && issue.path.length === 2
+    const kind = isModelSource && value !== null && typeof value === 'object' ? MODEL_SOURCE_KINDS.findIndex((key) => key in value) : -1
+    if (isModelSource && kind < 0) {
+      return { path: issue.path, message: `a model source needs one of ${MODEL_SOURCE_KINDS.map((key) => `"${key}"`).join(', ')}` }
+    }
+    const meant = kind >= 0 ? issue.errors[kind] : undefined
+    const shaped =
+      meant && meant.length > 0
+        ? meant
+        : issue.errors.find((issues) => issues.length > 0 && issues.every((inner) => inner.path.length > 0))
     if (shaped) {
-      const inner = reportedIssue(shaped[0]!)
+      const inner = reportedIssue(shaped[0]!, value)
       return { path: [...issue.path, ...inner.path], message: inner.message }
     }
   }
@@ -136,9 +246,21 @@ function reportedIssue(issue: z.core.$ZodIssue): { path: PropertyKey[]; message:
 }
 
 /**
+ * One DEPINFER_MODELS entry: a bundled model name, `published:<name>[@<version>]` or
+ * `published:*`.
+ */
+function envModelSource(entry: string): Record<string, string> {
+  const item = entry.trim()
+  if (!item.startsWith('published:')) return { bundled: item }
+  const [published = '', version] = item.slice('published:'.length).split('@')
+  return version === undefined ? { published } : { published, version }
+}
+
+/**
  * Reads the config file (if any) and applies env overrides: DEPINFER_DEVICE_ID,
  * DEPINFER_BROKER_URL, DEPINFER_BROKER_USERNAME, DEPINFER_BROKER_PASSWORD, DEPINFER_KEY_PATH,
- * DEPINFER_MODELS (comma-separated bundled model names) and the `ort` ones (ORT_ENV).
+ * DEPINFER_MODELS (comma-separated, see envModelSource), DEPINFER_EDGE_URL, DEPINFER_API_KEY,
+ * DEPINFER_MODEL_CACHE, DEPINFER_MAX_MODEL_BYTES and the `ort` ones (ORT_ENV).
  */
 export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv): AgentConfig {
   let fromFile: Record<string, unknown> = {}
@@ -149,34 +271,47 @@ export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv): Ag
       throw new ConfigError(`cannot read config ${path}: ${(error as Error).message}`)
     }
   }
+  /** Config paths set from the environment, so an error names the variable to fix. */
+  const envOrigin = new Map<string, string>()
+  const fromEnv = (variable: string, field: string): string | undefined => {
+    const value = env[variable]
+    if (value) envOrigin.set(field, variable)
+    return value || undefined
+  }
   const broker = { ...(fromFile.broker as object | undefined) } as Record<string, unknown>
   if (env.DEPINFER_BROKER_URL) broker.url = env.DEPINFER_BROKER_URL
   if (env.DEPINFER_BROKER_USERNAME) broker.username = env.DEPINFER_BROKER_USERNAME
   if (env.DEPINFER_BROKER_PASSWORD) broker.password = env.DEPINFER_BROKER_PASSWORD
   broker.url ??= 'mqtt://127.0.0.1:1883'
-  const models = env.DEPINFER_MODELS
-    ? env.DEPINFER_MODELS.split(',').map((name) => ({ bundled: name.trim() }))
-    : (fromFile.models ?? DEFAULT_MODELS)
+  const envModels = fromEnv('DEPINFER_MODELS', 'models')
+  const models = envModels ? envModels.split(',').map(envModelSource) : (fromFile.models ?? DEFAULT_MODELS)
+  const edge = { ...(fromFile.edge as object | undefined) } as Record<string, unknown>
+  const edgeUrl = fromEnv('DEPINFER_EDGE_URL', 'edge.url')
+  if (edgeUrl) edge.url = edgeUrl
+  const apiKey = fromEnv('DEPINFER_API_KEY', 'edge.apiKey')
+  if (apiKey) edge.apiKey = apiKey
+  const cacheDir = fromEnv('DEPINFER_MODEL_CACHE', 'cacheDir') ?? fromFile.cacheDir
+  const maxModelBytes = fromEnv('DEPINFER_MAX_MODEL_BYTES', 'maxModelBytes')
   const ort = { ...(fromFile.ort as object | undefined) } as Record<string, unknown>
-  /** Config paths set from the environment, so an error names the variable to fix. */
-  const envOrigin = new Map<string, string>()
   for (const [variable, field, parse] of ORT_ENV) {
-    const value = env[variable]
-    if (value) {
-      ort[field] = parse(value)
-      envOrigin.set(`ort.${field}`, variable)
-    }
+    const value = fromEnv(variable, `ort.${field}`)
+    if (value) ort[field] = parse(value)
   }
-  const parsed = AgentConfigSchema.safeParse({
+  const input = {
     ...fromFile,
     deviceId: env.DEPINFER_DEVICE_ID || (fromFile.deviceId ?? defaultDeviceId()),
     keyPath: env.DEPINFER_KEY_PATH || (fromFile.keyPath ?? join(homedir(), '.depinfer', 'device.key')),
     broker,
     models,
+    // No edge section at all is valid (no published models); a partial one is reported.
+    edge: Object.keys(edge).length > 0 ? edge : undefined,
+    cacheDir,
+    maxModelBytes: maxModelBytes ? envInteger(maxModelBytes) : fromFile.maxModelBytes,
     ort,
-  })
+  }
+  const parsed = AgentConfigSchema.safeParse(input)
   if (!parsed.success) {
-    const issue = reportedIssue(parsed.error.issues[0]!)
+    const issue = reportedIssue(parsed.error.issues[0]!, input)
     const path = issue.path.join('.')
     const variable = [...envOrigin].find(([field]) => path === field || path.startsWith(`${field}.`))?.[1]
     throw new ConfigError(`invalid agent config at ${path || '(root)'}${variable ? ` (from ${variable})` : ''}: ${issue.message}`)
@@ -184,7 +319,8 @@ export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv): Ag
   return parsed.data
 }
 
-export function modelIdentity(source: ModelSource): { name: string; version: string } {
+/** The name and version a model on this device is served as. */
+export function modelIdentity(source: LocalSource): { name: string; version: string } {
   return 'bundled' in source
     ? { name: source.bundled, version: BUNDLED_MODEL_VERSION }
     : { name: source.name, version: source.version }

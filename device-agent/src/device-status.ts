@@ -24,7 +24,8 @@ export function deviceStatus(
     deviceId,
     online,
     ...(identity && { publicKey: `0x${Buffer.from(identity.publicKey).toString('hex')}`, address: identity.address }),
-    // Only models whose file was read and hashed; one that failed to load is not servable.
+    // Models with a spec (see describe): loaded ones, and downloads the edge's listing declares,
+    // advertised as loading or failed so the edge sees them coming (it routes to ready ones only).
     models: models.map((model) => describe(model)).filter((m): m is ModelDescriptor => m !== undefined),
     hw: { arch: arch(), cpus: cpus().length, memMB: Math.round(totalmem() / 2 ** 20), accel: [] },
     agentVersion: AGENT_VERSION,

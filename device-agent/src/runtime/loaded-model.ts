@@ -11,16 +11,27 @@ import {
   type TensorSpec,
 } from '@depinfer/shared'
 import type * as ort from 'onnxruntime-node'
-import { modelIdentity, type AgentConfig, type ExecutionProviderName } from '../config.js'
+import { isLocalSource, isUrlSource, modelIdentity, type AgentConfig, type ExecutionProviderName } from '../config.js'
 import { bundledModelPath } from '../models/bundled.js'
+import { cachedModelPath, type ModelFileRequest } from '../models/download.js'
+import { ChecksumMismatchError } from '../models/errors.js'
 import type { OrtRuntime } from './execution.js'
 
 export type ModelState = ModelDescriptor['state']
+
+/** Where a downloaded model comes from (published on the edge, or any URL), and what it must hash to. */
+export interface RemoteFile extends Omit<ModelFileRequest, 'label'> {
+  /** The tensors the edge's listing declares: advertised while the model is loading. */
+  inputs?: TensorSpec[]
+  outputs?: TensorSpec[]
+}
 
 export interface LoadedModel {
   name: string
   version: string
   path: string
+  /** Set for a model that is downloaded into the cache (path is then its cache path). */
+  remote?: RemoteFile
   state: ModelState
   /** Why loading failed, when state is 'failed'. */
   error?: string
@@ -34,14 +45,26 @@ export interface LoadedModel {
   maxBatch: number
 }
 
-/** The configured models, not loaded yet. */
+/**
+ * The configured models whose name and version are known from the config alone (bundled, file,
+ * URL), not loaded yet. Published ones are known only from the edge's listing (models/provision.ts).
+ */
 export function modelsFromConfig(config: AgentConfig): LoadedModel[] {
-  return config.models.map((source) => ({
-    ...modelIdentity(source),
-    path: 'bundled' in source ? bundledModelPath(source.bundled) : source.path,
-    state: 'loading',
-    maxBatch: 1,
-  }))
+  return config.models.flatMap((source): LoadedModel[] => {
+    if (isLocalSource(source)) {
+      return [{ ...modelIdentity(source), path: 'bundled' in source ? bundledModelPath(source.bundled) : source.path, state: 'loading', maxBatch: 1 }]
+    }
+    if (isUrlSource(source)) {
+      // Never the edge's API key: the URL may be any host.
+      return [remoteModel(config.cacheDir, source, { url: source.url, sha256: source.sha256, fromEdge: false })]
+    }
+    return []
+  })
+}
+
+/** A model to download into `cacheDir`, not loaded yet. */
+export function remoteModel(cacheDir: string, identity: { name: string; version: string }, remote: RemoteFile): LoadedModel {
+  return { name: identity.name, version: identity.version, path: cachedModelPath(cacheDir, remote.sha256), remote, state: 'loading', maxBatch: 1 }
 }
 
 export interface SessionSettings {
@@ -51,14 +74,23 @@ export interface SessionSettings {
   maxBatch: number
 }
 
-/** Reads, hashes and opens a model file. Never throws: failures land in `state`/`error`. */
+/**
+ * Reads, hashes and opens a model file. Never throws: failures land in `state`/`error`. A
+ * downloaded model's bytes must hash to its expected sha256: they are checked here, on exactly
+ * the bytes handed to onnxruntime, so nothing that changed on disk after the download's own
+ * check can be loaded.
+ */
 export async function loadModel(
   model: LoadedModel,
   settings: SessionSettings,
 ): Promise<LoadedModel> {
   try {
     const bytes = await readFile(model.path)
-    model.sha256 = createHash('sha256').update(bytes).digest('hex')
+    const sha256 = createHash('sha256').update(bytes).digest('hex')
+    if (model.remote && sha256 !== model.remote.sha256) {
+      throw new ChecksumMismatchError(model.remote.sha256, sha256, `model ${model.name} v${model.version} (${model.path})`)
+    }
+    model.sha256 = sha256
     const { session, executionProvider } = await settings.runtime.createSession(bytes, model.name)
     model.session = session
     model.executionProvider = executionProvider
@@ -83,16 +115,21 @@ function tensorSpec(meta: ort.InferenceSession.ValueMetadata, modelName: string)
   return { name: meta.name, datatype, shape }
 }
 
-/** The descriptor advertised in the device status; models that have not loaded carry no spec. */
+/**
+ * The descriptor advertised in the device status. A loaded model is described by its file's
+ * sha256 and its session's tensors; a downloaded one that is not ready (loading or failed) by what
+ * the edge's listing declares, when it declares tensors; any other carries no spec and is left out.
+ */
 export function describe(model: LoadedModel): ModelDescriptor | undefined {
-  if (!model.sha256 || !model.inputs || !model.outputs) return undefined
+  const spec = model.state !== 'ready' && model.remote ? model.remote : model
+  if (!spec.sha256 || !spec.inputs || !spec.outputs) return undefined
   return {
     name: model.name,
     version: model.version,
-    sha256: model.sha256,
+    sha256: spec.sha256,
     platform: 'onnxruntime_onnx',
-    inputs: model.inputs,
-    outputs: model.outputs,
+    inputs: spec.inputs,
+    outputs: spec.outputs,
     maxBatch: model.maxBatch,
     state: model.state,
     ...(model.executionProvider && { executionProvider: model.executionProvider }),

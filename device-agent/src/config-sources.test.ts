@@ -1,0 +1,72 @@
+/** Model sources of every kind (bundled, file, published, URL), the edge, the model cache and their env overrides. */
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { homedir, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { ConfigError, loadConfig } from './config.js'
+
+const SHA = 'ab'.repeat(32)
+const writeConfig = (content: unknown) => {
+  const path = join(mkdtempSync(join(tmpdir(), 'agent-config-')), 'agent.json')
+  writeFileSync(path, JSON.stringify(content))
+  return path
+}
+
+describe('model sources and the edge', () => {
+  it('takes published and URL sources with the edge from the file, with defaults for the rest', () => {
+    const config = loadConfig(
+      writeConfig({
+        deviceId: 'd',
+        models: [
+          { bundled: 'ppocr-cls' },
+          { published: 'resnet' },
+          { published: 'yolo', version: '3' },
+          { published: '*' },
+          { url: 'https://models.example/m.onnx', sha256: SHA.toUpperCase(), name: 'm' },
+        ],
+        edge: { url: 'https://edge.example/', apiKey: 'k' },
+      }),
+      {},
+    )
+    expect(config.models).toEqual([
+      { bundled: 'ppocr-cls' },
+      { published: 'resnet' },
+      { published: 'yolo', version: '3' },
+      { published: '*' },
+      { url: 'https://models.example/m.onnx', sha256: SHA, name: 'm', version: '1' },
+    ])
+    expect(config.edge).toEqual({ url: 'https://edge.example', apiKey: 'k', pollSec: 60 })
+    expect(config).toMatchObject({ cacheDir: join(homedir(), '.depinfer', 'models'), maxModelBytes: 200_000_000, download: { attempts: 5, stallTimeoutSec: 30 } })
+  })
+
+  it('lets the environment set the edge, the cache, the size limit and published models', () => {
+    const config = loadConfig(writeConfig({ deviceId: 'd', edge: { url: 'https://file.example', apiKey: 'file-key', pollSec: 0 }, cacheDir: '~/models' }), {
+      DEPINFER_EDGE_URL: 'http://127.0.0.1:8787',
+      DEPINFER_API_KEY: 'env-key',
+      DEPINFER_MODELS: 'ppocr-det, published:*, published:resnet@2, published:yolo',
+      DEPINFER_MAX_MODEL_BYTES: '1000',
+    })
+    expect(config.edge).toEqual({ url: 'http://127.0.0.1:8787', apiKey: 'env-key', pollSec: 0 })
+    expect(config.models).toEqual([{ bundled: 'ppocr-det' }, { published: '*' }, { published: 'resnet', version: '2' }, { published: 'yolo' }])
+    expect(config.cacheDir).toBe(join(homedir(), 'models'))
+    expect(config.maxModelBytes).toBe(1000)
+    expect(loadConfig(undefined, { DEPINFER_DEVICE_ID: 'd', DEPINFER_MODEL_CACHE: '/var/cache/depinfer' }).cacheDir).toBe('/var/cache/depinfer')
+  })
+
+  it.each([
+    ['a published model without an edge', { models: [{ published: 'resnet' }] }, {}, /at edge: models\.0 is published on the edge: set edge\.url and edge\.apiKey/],
+    ['an edge without a URL', { models: [{ published: '*' }] }, { DEPINFER_API_KEY: 'k' }, /at edge\.url: the edge URL is required \(edge\.url or DEPINFER_EDGE_URL\)/],
+    ['an edge URL of another scheme', { models: [{ bundled: 'ppocr-cls' }] }, { DEPINFER_EDGE_URL: 'ftp://x', DEPINFER_API_KEY: 'k' }, /at edge\.url \(from DEPINFER_EDGE_URL\): must be an http/],
+    ['a URL source without its sha256', { models: [{ url: 'https://x/m.onnx', name: 'm' }] }, {}, /at models\.0\.sha256: /],
+    ['a URL source with a short sha256', { models: [{ url: 'https://x/m.onnx', name: 'm', sha256: 'abc' }] }, {}, /at models\.0\.sha256: must be 64 hex digits/],
+    ['a URL source of another scheme', { models: [{ url: 'file:///m.onnx', name: 'm', sha256: SHA }] }, {}, /at models\.0\.url: must be an http/],
+    ['a version with published "*"', { models: [{ published: '*', version: '2' }], edge: { url: 'https://e', apiKey: 'k' } }, {}, /at models\.0\.version: a version cannot be combined with published "\*"/],
+    ['a published name that is not one', { models: [{ published: 'a b' }], edge: { url: 'https://e', apiKey: 'k' } }, {}, /at models\.0\.published: must be a model name or "\*"/],
+    ['an empty DEPINFER_MODELS published entry', {}, { DEPINFER_MODELS: 'published:' }, /at models\.0\.published \(from DEPINFER_MODELS\)/],
+    ['a file source without its path', { models: [{ name: 'm' }] }, {}, /at models\.0: a model source needs one of "bundled", "path", "published", "url"/],
+  ])('rejects %s, naming the field', (_what, content, env, message) => {
+    const path = writeConfig({ deviceId: 'd', ...content })
+    expect(() => loadConfig(path, env)).toThrow(ConfigError)
+    expect(() => loadConfig(path, env)).toThrow(message)
+  })
+})

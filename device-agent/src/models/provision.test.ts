@@ -1,0 +1,228 @@
+/**
+ * Published models: the edge's listing, which models a device's sources select, and the
+ * provisioner downloading, verifying and loading them (real onnxruntime) against the fake edge.
+ */
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { waitFor } from '../../../scripts/local/wait-for.js'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { AgentConfigSchema, type AgentConfig } from '../config.js'
+import { OrtRuntime } from '../runtime/execution.js'
+import { describe as describeModel, loadModel, modelsFromConfig, type LoadedModel } from '../runtime/loaded-model.js'
+import { bundledModelPath } from './bundled.js'
+import { cachedModelPath } from './download.js'
+import { HttpStatusError } from './errors.js'
+import { ModelProvisioner } from './provision.js'
+import { listPublishedModels, selectPublished, type PublishedModel } from './published.js'
+import { FakeEdge, sha256Of, type FakeModel } from './testing/fake-edge.js'
+
+const CLS = readFileSync(bundledModelPath('ppocr-cls'))
+const CLS_SHA = sha256Of(CLS)
+const KEY = 'provider-key'
+const INPUTS = [{ name: 'x', datatype: 'FP32' as const, shape: [-1, 3, -1, -1] }]
+const OUTPUTS = [{ name: 'softmax_0.tmp_0', datatype: 'FP32' as const, shape: [-1, 2] }]
+const published = (name: string, version: string, overrides: Partial<FakeModel> = {}): FakeModel => ({
+  name,
+  version,
+  bytes: CLS,
+  inputs: INPUTS,
+  outputs: OUTPUTS,
+  ...overrides,
+})
+
+describe('selecting published models', () => {
+  const listed = (name: string, version: string, size: number, sha256 = name.padEnd(64, '0').slice(0, 64)): PublishedModel => ({
+    name,
+    version,
+    sha256: sha256.replace(/[^0-9a-f]/g, 'a'),
+    size,
+  })
+  const listing = [listed('a', '1', 10), listed('a', '2', 10), listed('a', '10', 10), listed('b', '1', 500), listed('c', '1', 50)]
+  const limits = { maxModelBytes: 100, freeBytes: 1_000, cached: () => false }
+
+  it('takes a named model at its newest version (numerically, as the edge orders them) or the version given', () => {
+    expect(selectPublished([{ published: 'a' }], listing, limits).selected.map((m) => m.version)).toEqual(['10'])
+    expect(selectPublished([{ published: 'a', version: '2' }], listing, limits).selected.map((m) => m.version)).toEqual(['2'])
+  })
+
+  it('does not hold a named model to maxModelBytes, and reports one that is not published', () => {
+    const { selected, problems } = selectPublished([{ published: 'b' }, { published: 'zzz' }, { published: 'a', version: '7' }], listing, limits)
+    expect(selected.map((m) => m.name)).toEqual(['b'])
+    expect(problems).toEqual([
+      { model: 'zzz', reason: 'not published on the edge' },
+      { model: 'a v7', reason: 'not published on the edge' },
+    ])
+  })
+
+  it('"*" takes the newest version of every model that fits: size limit, then free space after the ones before', () => {
+    const star = selectPublished([{ published: '*' }], listing, limits)
+    expect(star.selected.map((m) => `${m.name} v${m.version}`)).toEqual(['a v10', 'c v1'])
+    expect(star.problems).toEqual([{ model: 'b v1', reason: '500 bytes, over maxModelBytes (100)' }])
+    const tight = selectPublished([{ published: '*' }], listing, { ...limits, freeBytes: 55 })
+    expect(tight.selected.map((m) => m.name)).toEqual(['a'])
+    expect(tight.problems).toContainEqual({ model: 'c v1', reason: '50 bytes, more than the 45 left free in the cache' })
+    // A cached file needs no space.
+    const cached = selectPublished([{ published: '*' }], listing, { ...limits, freeBytes: 0, cached: () => true })
+    expect(cached.selected.map((m) => m.name)).toEqual(['a', 'c'])
+  })
+})
+
+describe('published models from the edge', () => {
+  let edge: FakeEdge
+  let logs: string[]
+  const runtime = new OrtRuntime(
+    AgentConfigSchema.parse({ deviceId: 'd', broker: { url: 'mqtt://x' }, models: [{ bundled: 'ppocr-cls' }], keyPath: '/k' }).ort,
+    () => {},
+  )
+  const configWith = (models: unknown[], extra: Record<string, unknown> = {}): AgentConfig =>
+    AgentConfigSchema.parse({
+      deviceId: 'd',
+      broker: { url: 'mqtt://x' },
+      keyPath: '/k',
+      models,
+      edge: { url: edge.url, apiKey: KEY, pollSec: 0 },
+      cacheDir: mkdtempSync(join(tmpdir(), 'model-cache-')),
+      download: { attempts: 2, stallTimeoutSec: 5 },
+      ...extra,
+    })
+
+  /** A provisioner as the agent runs it, with its models, the ones it loaded and the changes it reported. */
+  function provisionerFor(config: AgentConfig) {
+    const models: LoadedModel[] = modelsFromConfig(config)
+    const loaded: string[] = []
+    const changes: string[] = []
+    const provisioner = new ModelProvisioner({
+      config,
+      models: () => models,
+      load: (model) => {
+        loaded.push(`${model.name} v${model.version}`)
+        return loadModel(model, { runtime, maxBatch: 8 })
+      },
+      added: (model) => models.push(model),
+      changed: (model) => changes.push(`${model.name} v${model.version} ${model.state}`),
+      log: (message) => logs.push(message),
+      backoff: { minMs: 1, maxMs: 5 },
+    })
+    const start = (poll = false) => provisioner.start(models.filter((m) => m.remote), { poll })
+    return { models, loaded, changes, provisioner, start }
+  }
+
+  beforeAll(async () => {
+    edge = await FakeEdge.start(KEY)
+  })
+  afterAll(() => edge.close())
+  afterEach(() => {
+    edge.models.length = 0
+    edge.faults.clear()
+    edge.fileRequests.length = 0
+    logs = []
+  })
+  logs = []
+
+  it('lists every version of every model, leaving out invalid entries', async () => {
+    edge.models.push(published('cls', '1'), published('bad name!', '1'), published('nospec', '1', { inputs: [], outputs: [] }))
+    const models = await listPublishedModels({ url: edge.url, apiKey: KEY, pollSec: 0 }, { timeoutMs: 5_000, log: (m) => logs.push(m) })
+    expect(models).toEqual([
+      { name: 'cls', version: '1', sha256: CLS_SHA, size: CLS.byteLength, priceWei: '1000', description: 'test model cls', inputs: INPUTS, outputs: OUTPUTS },
+      { name: 'nospec', version: '1', sha256: CLS_SHA, size: CLS.byteLength, priceWei: '1000', description: 'test model nospec' },
+    ])
+    expect(logs).toEqual([expect.stringMatching(/^ignoring published model #1: name: /)])
+    const refused = await listPublishedModels({ url: edge.url, apiKey: 'wrong', pollSec: 0 }, { timeoutMs: 5_000 }).catch((e: unknown) => e)
+    expect(refused).toBeInstanceOf(HttpStatusError)
+    expect((refused as Error).message).toMatch(/HTTP 401 Unauthorized: invalid API key \(check edge.apiKey/)
+  })
+
+  it('"*" downloads and loads the newest version of each listed model that fits, and nothing else', async () => {
+    edge.models.push(
+      published('cls-a', '1', { bytes: Buffer.from('an old version that must not be fetched') }),
+      published('cls-a', '2'),
+      published('cls-b', '1'), // the same file: fetched once, found in the cache for the second
+      published('huge', '1', { listedSize: 10 ** 12 }),
+    )
+    const { models, loaded, start, provisioner } = provisionerFor(configWith([{ published: '*' }]))
+    await start()
+    expect(models.map((m) => [m.name, m.version, m.state, m.sha256])).toEqual([
+      ['cls-a', '2', 'ready', CLS_SHA],
+      ['cls-b', '1', 'ready', CLS_SHA],
+    ])
+    expect(loaded).toEqual(['cls-a v2', 'cls-b v1'])
+    expect(edge.fileRequests.map((r) => r.model)).toEqual(['cls-a@2'])
+    expect(provisioner.problems).toEqual([{ model: 'huge v1', reason: expect.stringMatching(/over maxModelBytes/) }])
+    expect(describeModel(models[0]!)).toMatchObject({ name: 'cls-a', version: '2', sha256: CLS_SHA, state: 'ready', inputs: INPUTS, outputs: OUTPUTS })
+    await Promise.all(models.map((m) => m.session?.release()))
+  })
+
+  it('never loads a corrupted download: the model is failed with the reason, advertised by its listed sha256', async () => {
+    edge.models.push(published('cls', '1'))
+    edge.faults.set('cls@1', { corruptAt: 5000 })
+    const config = configWith([{ published: 'cls' }])
+    const { models, loaded, changes, start } = provisionerFor(config)
+    await start()
+    expect(loaded).toEqual([])
+    expect(models).toMatchObject([{ name: 'cls', state: 'failed', error: expect.stringMatching(/downloaded file is corrupt: sha256 is [0-9a-f]{64}, expected/) }])
+    expect(models[0]!.session).toBeUndefined()
+    expect(changes).toEqual(['cls v1 failed'])
+    expect(existsSync(cachedModelPath(config.cacheDir, CLS_SHA))).toBe(false)
+    expect(describeModel(models[0]!)).toMatchObject({ sha256: CLS_SHA, state: 'failed' })
+  })
+
+  it('fails a model truncated on every try after its attempts, loads nothing, and tries again at the next listing', async () => {
+    edge.models.push(published('cls', '1'))
+    edge.faults.set('cls@1', { truncateFraction: 0.3 })
+    const { models, loaded, provisioner, start } = provisionerFor(configWith([{ published: 'cls' }]))
+    await start()
+    expect(models).toMatchObject([{ state: 'failed', error: expect.stringMatching(/download failed after 2 attempts/) }])
+    expect(loaded).toEqual([])
+    expect(edge.requestsFor('cls', '1')).toHaveLength(2)
+    edge.faults.clear()
+    await provisioner.refresh()
+    await provisioner.idle()
+    expect(models).toMatchObject([{ state: 'ready', sha256: CLS_SHA }])
+    expect(loaded).toEqual(['cls v1'])
+    await models[0]!.session?.release()
+  })
+
+  it('reports a wrong API key and an unpublished name without loading anything', async () => {
+    edge.models.push(published('cls', '1'))
+    const wrongKey = provisionerFor(configWith([{ published: 'cls' }], { edge: { url: edge.url, apiKey: 'wrong', pollSec: 0 } }))
+    await wrongKey.start()
+    expect(wrongKey.models).toEqual([])
+    expect(wrongKey.provisioner.problems).toEqual([{ model: 'edge', reason: expect.stringMatching(/HTTP 401 .*check edge.apiKey/) }])
+    const unknown = provisionerFor(configWith([{ published: 'nope' }]))
+    await unknown.start()
+    expect(unknown.provisioner.problems).toEqual([{ model: 'nope', reason: 'not published on the edge' }])
+    expect(logs).toContain('not serving published nope: not published on the edge')
+  })
+
+  it('downloads URL sources (sha256 from the config), and fails one whose sha256 does not match', async () => {
+    edge.models.push(published('cls', '1'))
+    const config = configWith([
+      { url: edge.fileUrl('cls', '1'), sha256: CLS_SHA.toUpperCase(), name: 'from-url', version: '3' },
+      { url: edge.fileUrl('cls', '1'), sha256: 'ab'.repeat(32), name: 'wrong-sha' },
+    ])
+    const { models, loaded, start } = provisionerFor(config)
+    await start()
+    expect(models.map((m) => [m.name, m.version, m.state])).toEqual([
+      ['from-url', '3', 'ready'],
+      ['wrong-sha', '1', 'failed'],
+    ])
+    expect(models[1]!.error).toMatch(/wrong-sha v1: downloaded file is corrupt/)
+    expect(loaded).toEqual(['from-url v3'])
+    // A URL model has no declared tensors: it is advertised once loaded, not before.
+    expect(describeModel(models[1]!)).toBeUndefined()
+    await models[0]!.session?.release()
+  })
+
+  it('picks up a model published later when polling', async () => {
+    edge.models.push(published('cls', '1'))
+    const { models, provisioner, start } = provisionerFor(configWith([{ published: '*' }], { edge: { url: edge.url, apiKey: KEY, pollSec: 0.2 } }))
+    await start(true)
+    expect(models.map((m) => m.name)).toEqual(['cls'])
+    edge.models.push(published('later', '1'))
+    await waitFor('the later model', async () => (models.find((m) => m.name === 'later')?.state === 'ready' ? true : undefined), 10_000)
+    await provisioner.stop()
+    expect(edge.listings).toBeGreaterThan(1)
+    await Promise.all(models.map((m) => m.session?.release()))
+  })
+})

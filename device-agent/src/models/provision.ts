@@ -1,0 +1,220 @@
+/**
+ * The models an agent downloads: URL sources, and published ones, resolved from the edge's
+ * listing (listed again every edge.pollSec to pick up new ones). Each is downloaded into the
+ * cache, verified, then loaded; one at a time, so downloads do not split the link between them
+ * and a terminal shows one progress bar. A model whose download fails is `failed` with the
+ * reason and the others carry on; one that failed for a reason that may pass (network, edge
+ * trouble) is tried again at the next listing.
+ */
+import { existsSync } from 'node:fs'
+import { mkdir } from 'node:fs/promises'
+import { isPublishedSource, type AgentConfig, type PublishedSource } from '../config.js'
+import { remoteModel, type LoadedModel } from '../runtime/loaded-model.js'
+import { cachedModelPath, fetchModelFile, freeDiskBytes, DEFAULT_BACKOFF } from './download.js'
+import { DownloadError } from './errors.js'
+import type { ProgressFactory } from './progress.js'
+import { edgeHeaders, listPublishedModels, publishedFileUrl, selectPublished, type PublishedModel } from './published.js'
+
+export interface ProvisionerOptions {
+  config: AgentConfig
+  /** Every model the device has (for never adding a name and version twice). */
+  models: () => readonly LoadedModel[]
+  /** Creates the session of a verified file (the agent's loadModel with its runtime); never throws. */
+  load: (model: LoadedModel) => Promise<unknown>
+  /** A published model was added, in state 'loading'. */
+  added: (model: LoadedModel) => void
+  /** A model's state changed (the agent publishes its status again). */
+  changed: (model: LoadedModel) => void
+  log: (message: string) => void
+  progress?: ProgressFactory
+  /** Back-off between download attempts (tests shorten it). */
+  backoff?: { minMs: number; maxMs: number }
+}
+
+export interface SourceProblem {
+  model: string
+  reason: string
+}
+
+const label = (model: { name: string; version: string }) => `${model.name} v${model.version}`
+
+export class ModelProvisioner {
+  readonly #options: ProvisionerOptions
+  readonly #sources: PublishedSource[]
+  readonly #stopping = new AbortController()
+  #queue: Promise<void> = Promise.resolve()
+  #timer: NodeJS.Timeout | undefined
+  #refreshing: Promise<void> | undefined
+  /** Why published sources cannot be served right now, by model (or "edge" for the listing). */
+  #problems = new Map<string, string>()
+  /** Our models that failed for a reason that may pass. */
+  readonly #retryable = new Set<LoadedModel>()
+  /** Messages logged already: a listing every minute must not repeat the same complaint. */
+  readonly #said = new Set<string>()
+
+  constructor(options: ProvisionerOptions) {
+    this.#options = options
+    this.#sources = options.config.models.filter(isPublishedSource)
+  }
+
+  /** Published sources that cannot be served now, and why (`depinfer-agent status` lists them). */
+  get problems(): SourceProblem[] {
+    return [...this.#problems].map(([model, reason]) => ({ model, reason }))
+  }
+
+  /**
+   * Downloads and loads `models` (the URL sources), lists the published models and does the
+   * same for those selected; resolves once all of them are ready or failed. With `poll`, lists
+   * again every edge.pollSec from then on.
+   */
+  async start(models: readonly LoadedModel[], { poll }: { poll: boolean }): Promise<void> {
+    for (const model of models) this.#enqueue(model)
+    if (this.#sources.length > 0) {
+      await this.refresh()
+      const pollSec = this.#options.config.edge?.pollSec ?? 0
+      if (poll && pollSec > 0 && !this.#stopping.signal.aborted) {
+        this.#timer = setInterval(() => void this.refresh(), pollSec * 1000)
+      }
+    }
+    await this.idle()
+  }
+
+  /**
+   * Lists the published models and queues the selected ones the device does not have yet, and
+   * those of ours that failed for a reason that may have passed. Never throws.
+   */
+  refresh(): Promise<void> {
+    // A slow edge must not pile listings up.
+    this.#refreshing ??= this.#refresh().finally(() => (this.#refreshing = undefined))
+    return this.#refreshing
+  }
+
+  async #refresh(): Promise<void> {
+    const { config, models, added, changed } = this.#options
+    const edge = config.edge
+    if (!edge || this.#sources.length === 0) return
+    let listing: PublishedModel[]
+    let freeBytes: number
+    try {
+      listing = await listPublishedModels(edge, {
+        timeoutMs: config.download.stallTimeoutSec * 1000,
+        signal: this.#stopping.signal,
+        log: (message) => this.#sayOnce(message),
+      })
+      await mkdir(config.cacheDir, { recursive: true })
+      freeBytes = await freeDiskBytes(config.cacheDir)
+    } catch (error) {
+      if (this.#stopping.signal.aborted) return
+      const reason = (error as Error).message
+      this.#problems = new Map([['edge', reason]])
+      this.#sayOnce(reason)
+      return
+    }
+    const { selected, problems } = selectPublished(this.#sources, listing, {
+      maxModelBytes: config.maxModelBytes,
+      freeBytes,
+      cached: (sha256) => existsSync(cachedModelPath(config.cacheDir, sha256)),
+    })
+    this.#problems = new Map(problems.map(({ model, reason }) => [model, reason]))
+    for (const { model, reason } of problems) this.#sayOnce(`not serving published ${model}: ${reason}`)
+
+    for (const entry of selected) {
+      const existing = models().find((model) => model.name === entry.name && model.version === entry.version)
+      if (existing) {
+        if (this.#retryable.has(existing) && existing.remote?.sha256 === entry.sha256) {
+          this.#retryable.delete(existing)
+          existing.state = 'loading'
+          delete existing.error
+          changed(existing)
+          this.#enqueue(existing)
+        } else if (!existing.remote) {
+          this.#sayOnce(`published ${label(entry)} is not downloaded: this device serves ${label(existing)} from ${existing.path}`)
+        } else if (existing.remote.sha256 !== entry.sha256) {
+          // A published version is one file; if the edge now lists another, the one being served stays.
+          this.#sayOnce(`published ${label(entry)} is now listed with sha256 ${entry.sha256}; still serving ${existing.remote.sha256}`)
+        }
+        continue
+      }
+      const model = remoteModel(config.cacheDir, entry, {
+        url: publishedFileUrl(edge, entry),
+        sha256: entry.sha256,
+        size: entry.size,
+        headers: edgeHeaders(edge),
+        fromEdge: true,
+        ...(entry.inputs && entry.outputs && { inputs: entry.inputs, outputs: entry.outputs }),
+      })
+      added(model)
+      this.#enqueue(model)
+    }
+  }
+
+  /** Resolves once every queued download and load has finished. */
+  async idle(): Promise<void> {
+    let queue: Promise<void>
+    do {
+      queue = this.#queue
+      await queue
+    } while (queue !== this.#queue)
+  }
+
+  /** Stops listing, aborts the download under way (its .part stays for next time), waits for the queue. */
+  async stop(): Promise<void> {
+    clearInterval(this.#timer)
+    this.#stopping.abort()
+    await this.#refreshing
+    await this.idle()
+  }
+
+  #enqueue(model: LoadedModel): void {
+    // #provision handles its own failures; the catch only keeps one surprise from stalling the queue.
+    this.#queue = this.#queue
+      .then(() => this.#provision(model))
+      .catch((error: unknown) => {
+        model.state = 'failed'
+        model.error = (error as Error).message
+        this.#options.log(`model ${label(model)} failed: ${(error as Error).stack}`)
+        this.#options.changed(model)
+      })
+  }
+
+  /** Downloads (or finds in the cache), verifies and loads one model. Never throws. */
+  async #provision(model: LoadedModel): Promise<void> {
+    const { config, load, changed, log, progress, backoff } = this.#options
+    const remote = model.remote
+    if (!remote || this.#stopping.signal.aborted) return
+    try {
+      const file = await fetchModelFile(
+        { ...remote, label: label(model) },
+        {
+          cacheDir: config.cacheDir,
+          attempts: config.download.attempts,
+          stallTimeoutMs: config.download.stallTimeoutSec * 1000,
+          backoff: backoff ?? DEFAULT_BACKOFF,
+          log,
+          signal: this.#stopping.signal,
+          ...(progress && { progress }),
+        },
+      )
+      if (!file.downloaded) log(`model ${label(model)}: using the cached ${file.path}`)
+    } catch (error) {
+      // Stopping: the model was never ready, and the status is about to say offline.
+      if (this.#stopping.signal.aborted) return
+      model.state = 'failed'
+      model.error = (error as Error).message
+      if (error instanceof DownloadError && error.retryable) this.#retryable.add(model)
+      log(`model ${label(model)} failed: ${model.error}`)
+      changed(model)
+      return
+    }
+    await load(model)
+    if (model.state === 'failed') log(`model ${label(model)} failed to load: ${model.error}`)
+    else log(`model ${label(model)} ready (sha256 ${model.sha256?.slice(0, 12)}…)`)
+    changed(model)
+  }
+
+  #sayOnce(message: string): void {
+    if (this.#said.has(message)) return
+    this.#said.add(message)
+    this.#options.log(message)
+  }
+}

@@ -1,0 +1,177 @@
+/**
+ * Models published on the edge: its listing (`GET /api/models`), the file URL of each version,
+ * and which of them a device's `published` sources select.
+ */
+import { ID_PATTERN, TensorSpecSchema, type TensorSpec } from '@depinfer/shared'
+import { z } from 'zod'
+import type { AgentConfig, PublishedSource } from '../config.js'
+import { AGENT_VERSION } from '../version.js'
+import { DownloadError, httpStatusError } from './errors.js'
+
+export type EdgeSettings = NonNullable<AgentConfig['edge']>
+
+/** One version of one model, as the edge lists it. */
+export interface PublishedModel {
+  name: string
+  version: string
+  /** sha256 of the ONNX file (lowercase hex): what the device must end up with. */
+  sha256: string
+  /** Bytes of the file. */
+  size: number
+  priceWei?: string
+  description?: string
+  /** The declared tensors, when the listing has valid ones (the status shows them while loading). */
+  inputs?: TensorSpec[]
+  outputs?: TensorSpec[]
+}
+
+const PublishedEntrySchema = z.object({
+  name: z.string().regex(ID_PATTERN),
+  version: z.string().regex(/^[A-Za-z0-9._-]{1,32}$/),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  size: z.number().int().nonnegative(),
+  priceWei: z.string().optional(),
+  description: z.string().optional(),
+  inputs: z.unknown(),
+  outputs: z.unknown(),
+})
+
+const TensorSpecsSchema = z.array(TensorSpecSchema).min(1)
+
+const ListingSchema = z.object({ models: z.array(z.unknown()) })
+
+export class ListingError extends DownloadError {
+  override name = 'ListingError'
+}
+
+/** Headers of every request to the edge: the provider's API key. */
+export function edgeHeaders(edge: EdgeSettings): Record<string, string> {
+  return { authorization: `Bearer ${edge.apiKey}`, 'user-agent': `depinfer-agent/${AGENT_VERSION}` }
+}
+
+/** `GET {edge}/api/models/{name}/versions/{version}/file`. */
+export function publishedFileUrl(edge: EdgeSettings, model: { name: string; version: string }): string {
+  return `${edge.url}/api/models/${encodeURIComponent(model.name)}/versions/${encodeURIComponent(model.version)}/file`
+}
+
+/**
+ * Every version of every published model. An entry that is not valid is left out (and
+ * reported through `log`) rather than failing the whole listing: one bad entry must not stop a
+ * device from serving the others.
+ */
+export async function listPublishedModels(
+  edge: EdgeSettings,
+  options: { timeoutMs: number; signal?: AbortSignal; log?: (message: string) => void },
+): Promise<PublishedModel[]> {
+  const url = `${edge.url}/api/models`
+  const signals = [AbortSignal.timeout(options.timeoutMs), ...(options.signal ? [options.signal] : [])]
+  let response: Response
+  try {
+    response = await fetch(url, { headers: { ...edgeHeaders(edge), accept: 'application/json' }, signal: AbortSignal.any(signals) })
+  } catch (error) {
+    options.signal?.throwIfAborted()
+    throw new ListingError(`cannot list published models at ${url}: ${(error as Error).message}`, true, { cause: error })
+  }
+  if (!response.ok) throw await httpStatusError(response, `listing published models at ${url}`, true)
+  let body: unknown
+  try {
+    body = await response.json()
+  } catch (error) {
+    throw new ListingError(`the published models at ${url} are not JSON: ${(error as Error).message}`, true, { cause: error })
+  }
+  const listing = ListingSchema.safeParse(body)
+  if (!listing.success) throw new ListingError(`the published models at ${url} are not a {"models": [...]} listing`, false)
+  const models: PublishedModel[] = []
+  for (const [index, entry] of listing.data.models.entries()) {
+    const parsed = PublishedEntrySchema.safeParse(entry)
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!
+      options.log?.(`ignoring published model #${index}: ${issue.path.join('.') || '(entry)'}: ${issue.message}`)
+      continue
+    }
+    const { inputs, outputs, ...model } = parsed.data
+    const inputSpecs = TensorSpecsSchema.safeParse(inputs)
+    const outputSpecs = TensorSpecsSchema.safeParse(outputs)
+    models.push({
+      ...model,
+      ...(inputSpecs.success && outputSpecs.success && { inputs: inputSpecs.data, outputs: outputSpecs.data }),
+    })
+  }
+  return models
+}
+
+/**
+ * Orders versions as the edge does (edge/src/gateway/catalog.ts compareVersions): numerically
+ * where both are numbers, else lexically, so "newest" means the same version on both sides.
+ */
+export function compareVersions(a: string, b: string): number {
+  const na = Number(a)
+  const nb = Number(b)
+  if (Number.isFinite(na) && Number.isFinite(nb)) return na - nb
+  return a < b ? -1 : a > b ? 1 : 0
+}
+
+/** The newest version of each model name. */
+export function newestVersions(models: readonly PublishedModel[]): PublishedModel[] {
+  const newest = new Map<string, PublishedModel>()
+  for (const model of models) {
+    const known = newest.get(model.name)
+    if (!known || compareVersions(model.version, known.version) > 0) newest.set(model.name, model)
+  }
+  return [...newest.values()]
+}
+
+export interface FitLimits {
+  /** The largest file `published: "*"` picks. */
+  maxModelBytes: number
+  /** Free bytes in the cache directory. */
+  freeBytes: number
+  /** Whether a file is in the cache already (it needs no space then). */
+  cached: (sha256: string) => boolean
+}
+
+export interface Selection {
+  selected: PublishedModel[]
+  /** Models the sources asked for that cannot be served, and why (logged, listed by `status`). */
+  problems: { model: string; reason: string }[]
+}
+
+/**
+ * The published models `sources` select: a named one at its given or newest version; for "*"
+ * the newest version of every model that fits this device (file ≤ maxModelBytes, and room for
+ * it in the cache after the models picked before it). A named model is not held to
+ * maxModelBytes: the operator chose it.
+ */
+export function selectPublished(sources: readonly PublishedSource[], listing: readonly PublishedModel[], limits: FitLimits): Selection {
+  const selected: PublishedModel[] = []
+  const problems: Selection['problems'] = []
+  const has = (model: PublishedModel) => selected.some((chosen) => chosen.name === model.name && chosen.version === model.version)
+  let spaceLeft = limits.freeBytes
+  const take = (model: PublishedModel) => {
+    if (has(model)) return
+    selected.push(model)
+    if (!limits.cached(model.sha256)) spaceLeft -= model.size
+  }
+  for (const source of sources.filter((s) => s.published !== '*')) {
+    const versions = listing.filter((model) => model.name === source.published)
+    const model = source.version === undefined ? newestVersions(versions)[0] : versions.find((m) => m.version === source.version)
+    if (model) take(model)
+    else {
+      const wanted = `${source.published}${source.version === undefined ? '' : ` v${source.version}`}`
+      problems.push({ model: wanted, reason: 'not published on the edge' })
+    }
+  }
+  if (sources.some((s) => s.published === '*')) {
+    // Smallest first: within the free space, as many models as possible.
+    for (const model of newestVersions(listing).sort((a, b) => a.size - b.size)) {
+      if (has(model)) continue
+      const label = `${model.name} v${model.version}`
+      if (model.size > limits.maxModelBytes) {
+        problems.push({ model: label, reason: `${model.size} bytes, over maxModelBytes (${limits.maxModelBytes})` })
+      } else if (!limits.cached(model.sha256) && model.size > spaceLeft) {
+        problems.push({ model: label, reason: `${model.size} bytes, more than the ${Math.max(0, spaceLeft)} left free in the cache` })
+      } else take(model)
+    }
+  }
+  return { selected, problems }
+}

@@ -1,0 +1,210 @@
+/**
+ * Measuring an int8 model against its fp32 original with onnxruntime: output agreement on sample
+ * inputs, and latency on this machine.
+ */
+import * as ort from 'onnxruntime-node'
+import { defaultSampleKind, generateSamples, type SampleKind } from './samples.js'
+
+type SessionOptions = ort.InferenceSession.SessionOptions
+export type Feeds = Record<string, ort.Tensor>
+
+/** The session options the agent uses by default (see runtime/execution.ts). */
+export const DEFAULT_SESSION_OPTIONS: SessionOptions = { graphOptimizationLevel: 'all', executionMode: 'sequential' }
+
+export interface OutputComparison {
+  name: string
+  /**
+   * Share of positions whose arg-max over the last axis (the class axis) is the same in both
+   * models: per image for [N, classes], per time step for [N, T, classes]. Undefined when the
+   * last axis is not a fixed-size class axis (e.g. a detector's probability map).
+   */
+  top1Agreement?: number
+  positions?: number
+  maxAbsError: number
+  meanAbsError: number
+}
+
+export interface Comparison {
+  /** Sample inputs run through both models. */
+  samples: number
+  outputs: OutputComparison[]
+  /** The lowest top-1 agreement over the outputs that have one. */
+  top1Agreement?: number
+  /** The largest absolute difference over all outputs. */
+  maxAbsError: number
+}
+
+async function sessionFor(model: Uint8Array | ort.InferenceSession, options: SessionOptions): Promise<{ session: ort.InferenceSession; owned: boolean }> {
+  if (model instanceof Uint8Array) return { session: await ort.InferenceSession.create(model, options), owned: true }
+  return { session: model, owned: false }
+}
+
+/** The class axis size of an output, when its last dimension is fixed (≥ 2). */
+function classCount(session: ort.InferenceSession, name: string): number | undefined {
+  const meta = session.outputMetadata.find((m) => m.name === name)
+  if (!meta?.isTensor) return undefined
+  const last = meta.shape.at(-1)
+  return typeof last === 'number' && last >= 2 ? last : undefined
+}
+
+/** Runs both models on every input and compares their float outputs. */
+export async function compareModels(
+  fp32: Uint8Array | ort.InferenceSession,
+  int8: Uint8Array | ort.InferenceSession,
+  inputs: readonly Feeds[],
+  options: SessionOptions = DEFAULT_SESSION_OPTIONS,
+): Promise<Comparison> {
+  const a = await sessionFor(fp32, options)
+  const b = await sessionFor(int8, options)
+  try {
+    const stats = new Map<string, { agree: number; positions: number; max: number; sum: number; count: number; classes: number | undefined }>()
+    for (const name of a.session.outputNames) stats.set(name, { agree: 0, positions: 0, max: 0, sum: 0, count: 0, classes: classCount(a.session, name) })
+    for (const feeds of inputs) {
+      const [ra, rb] = [await a.session.run(feeds), await b.session.run(feeds)]
+      for (const [name, s] of stats) {
+        const x = ra[name]?.data
+        const y = rb[name]?.data
+        if (!(x instanceof Float32Array) || !(y instanceof Float32Array) || x.length !== y.length) {
+          throw new Error(`output ${name}: the models' outputs differ in type or size`)
+        }
+        for (let i = 0; i < x.length; i++) {
+          const d = Math.abs(x[i]! - y[i]!)
+          if (d > s.max || Number.isNaN(d)) s.max = Number.isNaN(d) ? Number.POSITIVE_INFINITY : d
+          s.sum += d
+        }
+        s.count += x.length
+        if (s.classes !== undefined) {
+          for (let p = 0; p + s.classes <= x.length; p += s.classes) {
+            if (argmax(x, p, s.classes) === argmax(y, p, s.classes)) s.agree++
+            s.positions++
+          }
+        }
+      }
+      for (const t of [...Object.values(ra), ...Object.values(rb)]) t.dispose()
+    }
+    const outputs: OutputComparison[] = [...stats].map(([name, s]) => ({
+      name,
+      ...(s.classes !== undefined && s.positions > 0 && { top1Agreement: s.agree / s.positions, positions: s.positions }),
+      maxAbsError: s.max,
+      meanAbsError: s.count === 0 ? 0 : s.sum / s.count,
+    }))
+    const agreements = outputs.flatMap((o) => (o.top1Agreement === undefined ? [] : [o.top1Agreement]))
+    return {
+      samples: inputs.length,
+      outputs,
+      ...(agreements.length > 0 && { top1Agreement: Math.min(...agreements) }),
+      maxAbsError: Math.max(0, ...outputs.map((o) => o.maxAbsError)),
+    }
+  } finally {
+    if (a.owned) await a.session.release()
+    if (b.owned) await b.session.release()
+  }
+}
+
+function argmax(data: Float32Array, offset: number, length: number): number {
+  let best = 0
+  for (let i = 1; i < length; i++) if (data[offset + i]! > data[offset + best]!) best = i
+  return best
+}
+
+export interface LatencyResult {
+  label: string
+  p50: number
+  p90: number
+  runs: number
+}
+
+/**
+ * Median and 90th-percentile latency (ms) of each model on the same feeds. Runs alternate
+ * between the models (one run of each per round), so background load on a shared machine
+ * slows them alike instead of skewing whichever ran during a busy moment.
+ */
+export async function measureLatency(
+  models: readonly { label: string; bytes: Uint8Array }[],
+  feeds: Feeds,
+  { rounds = 100, warmup = 10, maxMs = 20_000, options = DEFAULT_SESSION_OPTIONS }: { rounds?: number; warmup?: number; maxMs?: number; options?: SessionOptions } = {},
+): Promise<LatencyResult[]> {
+  const sessions = await Promise.all(models.map((m) => ort.InferenceSession.create(m.bytes, options)))
+  try {
+    const times = models.map(() => [] as number[])
+    for (let i = 0; i < warmup; i++) for (const s of sessions) disposeAll(await s.run(feeds))
+    const start = performance.now()
+    for (let r = 0; r < rounds && (r < 5 || performance.now() - start < maxMs); r++) {
+      for (const [i, s] of sessions.entries()) {
+        const t = performance.now()
+        const out = await s.run(feeds)
+        times[i]!.push(performance.now() - t)
+        disposeAll(out)
+      }
+    }
+    return models.map((m, i) => {
+      const sorted = times[i]!.sort((x, y) => x - y)
+      return { label: m.label, p50: percentile(sorted, 0.5), p90: percentile(sorted, 0.9), runs: sorted.length }
+    })
+  } finally {
+    await Promise.all(sessions.map((s) => s.release()))
+  }
+}
+
+function disposeAll(outputs: ort.InferenceSession.ReturnType): void {
+  for (const t of Object.values(outputs)) t.dispose()
+}
+
+function percentile(sorted: readonly number[], q: number): number {
+  if (sorted.length === 0) return Number.NaN
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!
+}
+
+export interface InputSpec {
+  name: string
+  /** Fully resolved shape (dynamic dimensions filled in). */
+  shape: number[]
+  /** Whether the first dimension is dynamic (so a batch of 8 can be run). */
+  dynamicBatch: boolean
+}
+
+/**
+ * Concrete shapes for a model's float inputs: `overrides` (from `--shape name=1,3,48,192`) win;
+ * otherwise a dynamic batch is 1, a dynamic image height 48 and width 4× the height (a PaddleOCR
+ * text line), other dynamic dimensions 32.
+ */
+export async function inputSpecs(model: Uint8Array, overrides: ReadonlyMap<string, number[]> = new Map()): Promise<InputSpec[]> {
+  const session = await ort.InferenceSession.create(model, { graphOptimizationLevel: 'disabled' })
+  try {
+    return session.inputMetadata.map((meta) => {
+      if (!meta.isTensor) throw new Error(`input ${meta.name} is not a tensor`)
+      if (meta.type !== 'float32') throw new Error(`input ${meta.name} is ${meta.type}; only float32 inputs can be generated`)
+      const declared = meta.shape
+      const override = overrides.get(meta.name)
+      if (override !== undefined) {
+        if (declared.length > 0 && override.length !== declared.length) {
+          throw new Error(`--shape ${meta.name}: ${override.length} dimensions for a ${declared.length}-D input`)
+        }
+        return { name: meta.name, shape: override, dynamicBatch: typeof declared[0] !== 'number' }
+      }
+      const image = declared.length === 4 && declared[1] === 3
+      const shape = declared.map((d, i) => {
+        if (typeof d === 'number' && d > 0) return d
+        if (i === 0) return 1
+        if (image && i === 2) return 48
+        if (image && i === 3) return 4 * (typeof declared[2] === 'number' ? declared[2] : 48)
+        return 32
+      })
+      return { name: meta.name, shape, dynamicBatch: typeof declared[0] !== 'number' }
+    })
+  } finally {
+    await session.release()
+  }
+}
+
+/** Seeded sample feeds for the inputs (batch as in each spec's shape). */
+export function sampleFeeds(specs: readonly InputSpec[], count: number, seed: number, kind?: SampleKind): Feeds[] {
+  const perInput = specs.map((spec, i) => generateSamples(kind ?? defaultSampleKind(spec.shape), spec.shape, count, seed + i * 7919))
+  return Array.from({ length: count }, (_, n) => Object.fromEntries(specs.map((spec, i) => [spec.name, new ort.Tensor('float32', perInput[i]![n]!, spec.shape)])))
+}
+
+/** The specs with the batch dimension set to `batch` (only where the batch is dynamic). */
+export function withBatch(specs: readonly InputSpec[], batch: number): InputSpec[] | undefined {
+  if (batch !== 1 && specs.some((s) => !s.dynamicBatch)) return undefined
+  return specs.map((s) => ({ ...s, shape: [batch, ...s.shape.slice(1)] }))
+}
