@@ -27,6 +27,8 @@ export interface SpawnAgentOptions {
   configPath?: string
   /** The device's signing key; default `.depinfer/keys/<deviceId>.key`, created if missing. */
   keyPath?: string
+  /** More environment for the agent (e.g. DEPINFER_EDGE_URL for published models). */
+  env?: Record<string, string>
   echo?: boolean
 }
 
@@ -56,6 +58,7 @@ export function spawnAgent(options: SpawnAgentOptions): AgentProcess {
       DEPINFER_DEVICE_ID: options.deviceId,
       DEPINFER_BROKER_URL: options.brokerUrl,
       DEPINFER_KEY_PATH: keyPath,
+      ...options.env,
       ...(options.models && { DEPINFER_MODELS: options.models }),
     },
     stdio: ['ignore', 'pipe', 'pipe'],

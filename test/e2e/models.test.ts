@@ -14,7 +14,8 @@ import { bundledModelPath } from '../../device-agent/src/models/bundled.js'
 import { REPO_ROOT } from '../../scripts/local/paths.js'
 import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/network.js'
 import { tinyClassifierModel } from '../helpers/onnx-model.js'
-import { apiClient, type ApiClient } from './support.js'
+import { exampleInferRequest } from '../../scripts/local/example-input.js'
+import { apiClient, outputByName, runDirect, waitForModelReady, type ApiClient } from './support.js'
 
 const CLI = join(REPO_ROOT, 'cli', 'bin', 'depinfer.js')
 const PAYOUT = '0x00000000000000000000000000000000000000aa'
@@ -117,6 +118,27 @@ describe('publishing models', () => {
     expect(response.status).toBe(400)
     expect(response.headers.get('content-type')).toMatch(/application\/problem\+json/)
     expect(response.body).toMatchObject({ field })
+  })
+
+  it('is served by a device that downloads it from the edge: outputs identical to onnxruntime run directly', async () => {
+    const agent = network.startAgent({
+      deviceId: 'publisher-fed-device',
+      models: 'published:text-direction@1',
+      env: { DEPINFER_EDGE_URL: network.edge.url, DEPINFER_API_KEY: network.apiKey, DEPINFER_MODEL_CACHE: join(dir, 'cache') },
+    })
+    await waitForModelReady(api, 'text-direction', 60_000)
+    const meta = await api.get('/v2/models/text-direction/versions/1')
+    expect(meta.body).toMatchObject({ sha256: sha256(clsBytes) })
+    const request = exampleInferRequest(4)
+    const response = await api.post('/v2/models/text-direction/versions/1/infer', request)
+    expect(response.status, response.text).toBe(200)
+    expect(response.body.parameters).toMatchObject({ device_id: 'publisher-fed-device', attestation_model_hash: `0x${sha256(clsBytes)}` })
+    const input = request.inputs[0]!
+    const direct = await runDirect(clsPath, { x: new ort.Tensor('float32', Float32Array.from(input.data), input.shape) })
+    const expected = Array.from(direct['softmax_0.tmp_0']!.data as Float32Array)
+    expect(outputByName(response.body, 'softmax_0.tmp_0').data).toEqual(expected)
+    expect(agent.output()).toMatch(/100%|verified|downloaded/i)
+    await agent.stop()
   })
 
   it('answers 404 for unknown models and versions, and the CLI reports errors plainly', async () => {
