@@ -1,15 +1,19 @@
 /**
  * `npm start`: the whole depinfer network on this machine — embedded MQTT broker (aedes), the
  * edge Worker in Miniflare, a local EVM (anvil) with the contracts deployed, and one device agent
- * serving the bundled demo models. Prints the URL,
- * the API key and a curl to try. Ctrl-C stops everything.
+ * serving the bundled demo models. The API key's payer (an anvil dev account) has 1 ETH in the
+ * Escrow, so priced models work too. Prints the URL, the API key and a curl to try. Ctrl-C stops
+ * everything.
  *
  * Environment: DEPINFER_PORT (edge, default 8787), DEPINFER_MQTT_PORT (1883),
  * DEPINFER_MQTT_WS_PORT (9001), DEPINFER_API_KEY (else one is generated).
  */
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { parseEther } from 'viem'
+import { privateKeyToAccount } from 'viem/accounts'
 import { startLocalBroker } from './local/broker.js'
+import { ANVIL_PAYER_PRIVATE_KEY } from './local/chain.js'
 import { exampleInferRequest } from './local/example-input.js'
 import { startLocalNetwork, type LocalNetwork } from './local/network.js'
 import { REPO_ROOT } from './local/paths.js'
@@ -18,6 +22,7 @@ import { waitFor } from './local/wait-for.js'
 const port = Number(process.env.DEPINFER_PORT ?? 8787)
 const mqttPort = Number(process.env.DEPINFER_MQTT_PORT ?? 1883)
 const mqttWsPort = Number(process.env.DEPINFER_MQTT_WS_PORT ?? 9001)
+const payer = privateKeyToAccount(ANVIL_PAYER_PRIVATE_KEY).address
 
 async function main(): Promise<void> {
   console.log('depinfer: starting broker, local chain, edge (Miniflare) and one device agent…')
@@ -40,11 +45,14 @@ async function main(): Promise<void> {
       port,
       broker,
       ...(process.env.DEPINFER_API_KEY && { apiKey: process.env.DEPINFER_API_KEY }),
+      payer,
       agents: [{ deviceId: 'local-device-1', echo: true }],
       chain: true,
       batchEveryMs: 5_000,
     })
     const { edge, apiKey } = network
+    const chain = network.chain!
+    await chain.deposit(ANVIL_PAYER_PRIVATE_KEY, parseEther('1'))
     await waitFor('the device agent to come online', async () => {
       const response = await fetch(`${edge.url}/v2/models/ppocr-cls/ready`, { headers: { Authorization: `Bearer ${apiKey}` } })
       return response.status === 200 ? true : undefined
@@ -60,7 +68,8 @@ depinfer is running.
   Edge (KServe v2):  ${edge.url}
   API key:           ${apiKey}
   MQTT broker:       ${broker.tcpUrl}  (WebSocket ${broker.wsUrl})
-  Local chain:       ${network.chain!.rpcUrl} (chain id ${network.chain!.chainId}), AttestationRegistry ${network.chain!.registryAddress}
+  Local chain:       ${chain.rpcUrl} (chain id ${chain.chainId}), AttestationRegistry ${chain.registryAddress}, Escrow ${chain.escrowAddress}
+  Payer of the key:  ${payer} (1 ETH deposited; priced models are charged to it)
   Models:            ppocr-cls, ppocr-det, ppocr-rec (version 1) on device local-device-1
 
 Try it:
@@ -76,6 +85,11 @@ batcher posts pending ones on-chain as a Merkle root. Proof of a job (job_id fro
 
   curl -s ${edge.url}/api/jobs/<job_id>/attestation -H 'Authorization: Bearer ${apiKey}'
   curl -s ${edge.url}/api/batches -H 'Authorization: Bearer ${apiKey}'
+
+Priced models (published with a price) are paid from the Escrow and settled with each batch:
+
+  curl -s ${edge.url}/api/account -H 'Authorization: Bearer ${apiKey}'
+  curl -s ${edge.url}/api/payouts/<earner address> -H 'Authorization: Bearer ${apiKey}'
 
 Press Ctrl-C to stop.
 `)

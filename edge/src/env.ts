@@ -32,6 +32,19 @@ export interface Env {
   BATCH_MAX_LEAVES?: string
   /** How long a tick waits for a batch's receipt before leaving it to the next tick (ms). */
   BATCH_CONFIRM_TIMEOUT_MS?: string
+  /**
+   * Address of the deployed Escrow (pay per inference). Empty: payments are off and every job is
+   * free (attested at 0 wei), whatever the models' prices.
+   */
+  ESCROW_ADDRESS?: string
+  /** Wei the device's provider earns per job, on top of the model developer's price (default 0). */
+  PROVIDER_FEE_WEI?: string
+  /** The protocol's share of the developer price, in basis points, rounded down (default 0). */
+  PROTOCOL_FEE_BPS?: string
+  /** Where the protocol fee goes; required when PROTOCOL_FEE_BPS is above 0. */
+  PROTOCOL_FEE_ADDRESS?: string
+  /** Optional ProviderRegistry: a registered device's provider fees go to its provider account. */
+  PROVIDER_REGISTRY_ADDRESS?: string
 }
 
 export function numberVar(value: string | undefined, fallback: number): number {

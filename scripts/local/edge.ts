@@ -39,8 +39,11 @@ export async function buildEdge(outDir = EDGE_BUNDLE_DIR): Promise<string> {
 export interface LocalEdge {
   url: string
   miniflare: Miniflare
-  /** Creates an API key (stored hashed in D1) and returns it. */
-  createApiKey(label: string, key?: string): Promise<string>
+  /**
+   * Creates an API key (stored hashed in D1) and returns it; `payer` is the Escrow account its
+   * priced jobs are charged to (none: the key only runs free jobs).
+   */
+  createApiKey(label: string, key?: string, payer?: string): Promise<string>
   /** Fires the scheduled (cron) handler once, as Cloudflare would, and waits for it. */
   runScheduled(): Promise<void>
   close(): Promise<void>
@@ -83,10 +86,11 @@ export async function startEdge(options: LocalEdgeOptions): Promise<LocalEdge> {
   return {
     url,
     miniflare,
-    async createApiKey(label, key = `dpi_${randomBytes(24).toString('base64url')}`) {
+    async createApiKey(label, key = `dpi_${randomBytes(24).toString('base64url')}`, payer) {
+      if (payer !== undefined && !/^0x[0-9a-fA-F]{40}$/.test(payer)) throw new Error(`payer is not an address: ${payer}`)
       await db
-        .prepare('INSERT OR REPLACE INTO api_keys (key_hash, label, created_at) VALUES (?, ?, ?)')
-        .bind(sha256Hex(key), label, Date.now())
+        .prepare('INSERT OR REPLACE INTO api_keys (key_hash, label, created_at, payer_address) VALUES (?, ?, ?, ?)')
+        .bind(sha256Hex(key), label, Date.now(), payer?.toLowerCase() ?? null)
         .run()
       return key
     },

@@ -22,6 +22,8 @@ export interface LocalNetworkOptions {
   host?: string
   port?: number
   apiKey?: string
+  /** The Escrow payer of the network's API key (`apiKey`); default none (free jobs only). */
+  payer?: string
   /** Agents to start, by device id; default one agent serving every bundled model. */
   agents?: Omit<SpawnAgentOptions, 'brokerUrl'>[]
   /** Skip the wrangler bundle step when a fresh bundle exists (tests build once). */
@@ -59,6 +61,8 @@ export async function startLocalNetwork(options: LocalNetworkOptions = {}): Prom
           CHAIN_RPC_URL: chain.rpcUrl,
           REGISTRY_ADDRESS: chain.registryAddress,
           SUBMITTER_PRIVATE_KEY: chain.submitterPrivateKey,
+          // Payments on; fees (PROVIDER_FEE_WEI, PROTOCOL_FEE_BPS / _ADDRESS) come through edgeVars.
+          ESCROW_ADDRESS: chain.escrowAddress,
         }
       : {}
     const edge = await startEdge({
@@ -68,7 +72,7 @@ export async function startLocalNetwork(options: LocalNetworkOptions = {}): Prom
       vars: { ...chainVars, ...options.edgeVars },
     })
     cleanups.push(() => edge.close())
-    const apiKey = await edge.createApiKey('local', options.apiKey)
+    const apiKey = await edge.createApiKey('local', options.apiKey, options.payer)
     const agents: AgentProcess[] = []
     cleanups.push(async () => {
       await Promise.all(agents.map((agent) => agent.stop()))

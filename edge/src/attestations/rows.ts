@@ -43,12 +43,25 @@ export interface AcceptedAttestation {
   signature: Hex
   domain: AttestationDomain
   deviceId: string
+  /** The priced job's reservation, charged in the same transaction; absent for a free job. */
+  reservationId?: string
 }
 
 export const INSERT_ATTESTATION_SQL = `INSERT INTO attestations
   (job_id, model_hash, input_hash, output_hash, device, price_wei, completed_at, signature,
    chain_id, verifying_contract, device_id, accepted_at)
   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`
+
+/**
+ * The INSERT of a priced job's attestation: it only happens while the job's reservation is still
+ * held, so every priced attestation on record has exactly one charge (see payments/reservations).
+ * Params: those of INSERT_ATTESTATION_SQL, then the reservation id.
+ */
+export const INSERT_PRICED_ATTESTATION_SQL = `INSERT INTO attestations
+  (job_id, model_hash, input_hash, output_hash, device, price_wei, completed_at, signature,
+   chain_id, verifying_contract, device_id, accepted_at)
+  SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+  WHERE EXISTS (SELECT 1 FROM reservations WHERE id = ? AND status = 'reserved') RETURNING seq`
 
 export function insertAttestationParams(accepted: AcceptedAttestation, acceptedAt: number): (string | number)[] {
   const { attestation: a, signature, domain, deviceId } = accepted

@@ -5,6 +5,10 @@
  */
 import type { AttestationRow, BatchRow } from '../attestations/rows.js'
 
+/**
+ * The lease of everything that sends transactions from the submitter account (batches and
+ * settlements): one sender at a time, so two invocations never race for the same nonce.
+ */
 const LEASE_NAME = 'batcher'
 
 /**

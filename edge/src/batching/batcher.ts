@@ -21,7 +21,7 @@ import {
   recordBatch,
   releaseLease,
 } from './batch-store.js'
-import { chainClients, chainConfig, type ChainConfig } from './chain-client.js'
+import { chainClients, chainConfig, receiptOrPending, shortError, type ChainConfig } from './chain-client.js'
 
 const DEFAULT_MAX_LEAVES = 10_000
 const DEFAULT_CONFIRM_TIMEOUT_MS = 60_000
@@ -151,19 +151,8 @@ class BatchSettler {
     return { kind: 'confirmed', txHash }
   }
 
-  /** The receipt, 'pending' for a known transaction not yet mined, undefined for an unknown one. */
-  async #receiptOrPending(txHash: Hash) {
-    const { publicClient } = this.#clients
-    const receipt = await publicClient.getTransactionReceipt({ hash: txHash }).catch((error: unknown) => {
-      if ((error as Error).name === 'TransactionReceiptNotFoundError') return undefined
-      throw error
-    })
-    if (receipt) return receipt
-    const transaction = await publicClient.getTransaction({ hash: txHash }).catch((error: unknown) => {
-      if ((error as Error).name === 'TransactionNotFoundError') return undefined
-      throw error
-    })
-    return transaction ? ('pending' as const) : undefined
+  #receiptOrPending(txHash: Hash) {
+    return receiptOrPending(this.#clients.publicClient, txHash)
   }
 
   /** Where `root` was posted, if it was: the registry's record and its BatchSubmitted event. */
@@ -188,9 +177,4 @@ class BatchSettler {
     if (!event?.transactionHash) throw new Error(`root ${root} is posted at block ${block} but its event was not found`)
     return { txHash: event.transactionHash, blockNumber: block }
   }
-}
-
-function shortError(error: unknown): string {
-  const e = error as { shortMessage?: string; message?: string }
-  return (e.shortMessage ?? e.message ?? String(error)).slice(0, 300)
 }

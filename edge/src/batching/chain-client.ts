@@ -3,7 +3,7 @@
  * everyone (public RPC URL), write access for the batch submitter (its key is a secret).
  * Configured by env only: the local anvil under `npm start`, an L2 in production.
  */
-import { createPublicClient, createWalletClient, defineChain, http, type Hex } from 'viem'
+import { createPublicClient, createWalletClient, defineChain, http, type Hash, type Hex } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
 import type { Env } from '../env.js'
 
@@ -26,13 +26,15 @@ export function chainConfig(env: Env): ChainConfig | { missing: string } {
   return { chainId, rpcUrl, registry: env.REGISTRY_ADDRESS as Hex, submitterKey: env.SUBMITTER_PRIVATE_KEY as Hex }
 }
 
+/** A read-only client of the configured chain (balance reads in the Worker, proofs). */
+export function chainReader(config: { chainId: number; rpcUrl: string }, requestTimeoutMs: number) {
+  // No retries inside viem: every caller has its own retry (the next request or cron tick).
+  const transport = http(config.rpcUrl, { timeout: requestTimeoutMs, retryCount: 0 })
+  return createPublicClient({ chain: chainOf(config), transport, pollingInterval: 250 })
+}
+
 export function chainClients(config: ChainConfig, requestTimeoutMs: number) {
-  const chain = defineChain({
-    id: config.chainId,
-    name: `chain ${config.chainId}`,
-    nativeCurrency: { name: 'Ether', symbol: 'ETH', decimals: 18 },
-    rpcUrls: { default: { http: [config.rpcUrl] } },
-  })
+  const chain = chainOf(config)
   // No retries inside viem: the batcher's own retry is the next cron tick, with state in D1.
   const transport = http(config.rpcUrl, { timeout: requestTimeoutMs, retryCount: 0 })
   const account = privateKeyToAccount(config.submitterKey)
@@ -41,4 +43,38 @@ export function chainClients(config: ChainConfig, requestTimeoutMs: number) {
     publicClient: createPublicClient({ chain, transport, pollingInterval: 250 }),
     walletClient: createWalletClient({ chain, transport, account }),
   }
+}
+
+function chainOf(config: { chainId: number; rpcUrl: string }) {
+  return defineChain({
+    id: config.chainId,
+    name: `chain ${config.chainId}`,
+    nativeCurrency: { name: 'Ether', symbol: 'ETH', decimals: 18 },
+    rpcUrls: { default: { http: [config.rpcUrl] } },
+  })
+}
+
+export type ChainClients = ReturnType<typeof chainClients>
+
+/**
+ * A transaction's receipt, 'pending' for a known transaction not yet mined, undefined for one
+ * the node does not know (dropped, or never sent).
+ */
+export async function receiptOrPending(publicClient: ChainClients['publicClient'], txHash: Hash) {
+  const receipt = await publicClient.getTransactionReceipt({ hash: txHash }).catch((error: unknown) => {
+    if ((error as Error).name === 'TransactionReceiptNotFoundError') return undefined
+    throw error
+  })
+  if (receipt) return receipt
+  const transaction = await publicClient.getTransaction({ hash: txHash }).catch((error: unknown) => {
+    if ((error as Error).name === 'TransactionNotFoundError') return undefined
+    throw error
+  })
+  return transaction ? ('pending' as const) : undefined
+}
+
+/** viem's one-line message of an RPC or contract error, for logs and D1's last_error. */
+export function shortError(error: unknown): string {
+  const e = error as { shortMessage?: string; message?: string }
+  return (e.shortMessage ?? e.message ?? String(error)).slice(0, 300)
 }

@@ -128,6 +128,11 @@ export class Gateway extends DurableObject<Env> {
     return this.#outcome(async () => {
       await this.#linkUp()
       const model = this.#resolve(buildCatalog(this.#table), job.model, job.version)
+      if (job.sha256 !== undefined && model.descriptor.sha256 !== job.sha256) {
+        throw new NoCapacityError(
+          `model ${job.model} version ${model.descriptor.version} is published as file sha256 ${job.sha256}, but devices serve ${model.descriptor.sha256} under that name`,
+        )
+      }
       validateInputs(model.descriptor, job.inputs, job.outputs)
       return this.#dispatch(job, model)
     })
@@ -167,8 +172,8 @@ export class Gateway extends DurableObject<Env> {
       jobId,
       modelHash: `0x${descriptor.sha256}`,
       inputHash: job.inputHash,
-      // Pricing arrives with the marketplace; until then every job is attested at 0 wei.
-      price: 0n,
+      // Reserved by the Worker against the payer's escrow (0 for a free job).
+      price: job.priceWei,
       domain: attestationDomain(this.env),
     }
     const startedAt = Date.now()
@@ -206,6 +211,7 @@ export class Gateway extends DurableObject<Env> {
                 signature: rejection.signature,
                 domain: expected.domain,
                 deviceId: answeredBy.deviceId,
+                ...(job.reservationId !== undefined && { reservationId: job.reservationId }),
               }).catch((error: unknown) => {
                 throw new AttestationStorageError(`job ${jobId}: ${(error as Error).message}`, error)
               })

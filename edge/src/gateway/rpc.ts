@@ -19,6 +19,15 @@ export interface InferJob {
   outputs: string[]
   /** Budget for the whole job including one retry, in milliseconds. */
   deadlineMs: number
+  /** The job's price, reserved by the Worker: the device signs it, the attestation carries it. */
+  priceWei: bigint
+  /** The payer's reservation of `priceWei`, charged when the attestation is recorded (priced jobs). */
+  reservationId?: string
+  /**
+   * The model file the job must run (a published version's sha256): the price was computed for
+   * it, so a device advertising another file under that name and version never gets the job.
+   */
+  sha256?: string
 }
 
 export interface InferResult {

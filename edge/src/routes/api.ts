@@ -4,11 +4,13 @@ import type { Env } from '../env.js'
 import { attestationCounts, jobAttestation, listBatches } from '../batching/proofs.js'
 import { DepinferError } from '../errors/base.js'
 import { InvalidRequestError, NotFoundError } from '../errors/request.js'
-import { apiKeyAuth } from '../middleware/auth.js'
+import { apiKeyAuth, type AuthVariables } from '../middleware/auth.js'
+import { payments } from './payments.js'
 
-export const api = new Hono<{ Bindings: Env }>()
+export const api = new Hono<{ Bindings: Env; Variables: AuthVariables }>()
 
 api.use('*', apiKeyAuth)
+api.route('/', payments)
 
 /** Where attestations go on-chain, so anyone can check proofs with their own client. */
 api.get('/chain', (c) => {
@@ -20,7 +22,11 @@ api.get('/chain', (c) => {
   return c.json({
     chainId,
     rpcUrl: c.env.CHAIN_RPC_URL || null,
-    contracts: { attestationRegistry: c.env.REGISTRY_ADDRESS },
+    contracts: {
+      attestationRegistry: c.env.REGISTRY_ADDRESS,
+      // Pay per inference: deposits, settlements and payout claims (null: payments are off).
+      escrow: /^0x[0-9a-fA-F]{40}$/.test(c.env.ESCROW_ADDRESS ?? '') ? c.env.ESCROW_ADDRESS : null,
+    },
   })
 })
 

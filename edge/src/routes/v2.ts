@@ -7,10 +7,11 @@ import { Hono, type Context } from 'hono'
 import { numberVar, type Env } from '../env.js'
 import { DepinferError } from '../errors/base.js'
 import { InvalidRequestError } from '../errors/request.js'
-import type { Outcome } from '../gateway/rpc.js'
+import type { InferResult, Outcome } from '../gateway/rpc.js'
 import { gatewayStub } from '../gateway/stub.js'
 import { listPublishedModels } from '../models/registry.js'
-import { apiKeyAuth } from '../middleware/auth.js'
+import { apiKeyAuth, type AuthVariables } from '../middleware/auth.js'
+import { holdPayment } from '../payments/hold.js'
 import { readBodyCapped } from '../http/read-body.js'
 import { parseInferRequest } from '../v2/infer-request.js'
 import { HEADER_LENGTH_HEADER, splitBinaryBody } from '../v2/binary-body.js'
@@ -33,7 +34,7 @@ function modelParams(c: Context): [model: string, version: string | undefined] {
   return [c.req.param('model') ?? '', c.req.param('version')]
 }
 
-export const v2 = new Hono<{ Bindings: Env }>()
+export const v2 = new Hono<{ Bindings: Env; Variables: AuthVariables }>()
 
 // Health is open (probes carry no keys); the spec answers with the status code: 200 is true,
 // 4xx false (OIP "Health"). The body says why.
@@ -96,21 +97,43 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
     }
     const request = parseInferRequest(body, binary)
     const defaultDeadlineMs = numberVar(c.env.JOB_DEADLINE_MS, DEFAULT_DEADLINE_MS)
-    const [model, version] = modelParams(c)
+    const [model, requestedVersion] = modelParams(c)
+    const deadlineMs = Math.min(request.timeoutMs ?? defaultDeadlineMs, defaultDeadlineMs)
+    const gateway = gatewayStub(c.env)
+    // A priced job's price is held against the key's payer before anything reaches a device
+    // (402 when it cannot be); a free job passes straight through.
+    const payment = await holdPayment(c.env, {
+      payer: c.get('payer'),
+      apiKeyLabel: c.get('apiKeyLabel'),
+      model,
+      version: requestedVersion,
+      deadlineMs,
+      resolveVersion: async () => unwrap(await gateway.model(model, undefined)).version,
+    })
     // The input commitment is hashed here, in the stateless Worker, not in the Gateway Durable
     // Object: hashing a large input costs milliseconds the single-threaded DO would serialize.
     const salt = newSalt()
-    const result = unwrap(
-      await gatewayStub(c.env).infer({
-        model,
-        version,
-        inputs: request.inputs,
-        salt,
-        inputHash: inputCommitment(salt, request.inputs),
-        outputs: request.outputs,
-        deadlineMs: Math.min(request.timeoutMs ?? defaultDeadlineMs, defaultDeadlineMs),
-      }),
-    )
+    let result: InferResult
+    try {
+      result = unwrap(
+        await gateway.infer({
+          model,
+          version: payment.version,
+          inputs: request.inputs,
+          salt,
+          inputHash: inputCommitment(salt, request.inputs),
+          outputs: request.outputs,
+          deadlineMs,
+          priceWei: payment.priceWei,
+          ...(payment.reservationId !== undefined && { reservationId: payment.reservationId }),
+          ...(payment.sha256 !== undefined && { sha256: payment.sha256 }),
+        }),
+      )
+    } catch (error) {
+      // Whatever failed (no device, timeout, rejected input…), the payer is not charged.
+      await payment.release()
+      throw error
+    }
     const response = inferResponse(result, request.id, request.binaryOutputs)
     if (response.kind === 'json') return c.body(response.body, 200, { 'Content-Type': 'application/json' })
     return c.body(response.body, 200, {

@@ -1,0 +1,78 @@
+/**
+ * The edge's payment settings (env only). Payments are on when ESCROW_ADDRESS is set; then the
+ * chain must be configured too (balances are read from it), and every fee setting must be valid:
+ * a typo in a fee must stop priced jobs loudly, not charge a wrong amount.
+ */
+import type { Hex } from '@depinfer/shared'
+import { PaymentsMisconfiguredError } from '../errors/payment.js'
+
+const ADDRESS = /^0x[0-9a-fA-F]{40}$/
+const WEI = /^(0|[1-9][0-9]{0,77})$/
+export const BPS_DENOMINATOR = 10_000n
+
+export interface PaymentsConfig {
+  escrow: Hex
+  chainId: number
+  /** Where the edge reads balances and sends settlements (the private RPC when configured). */
+  rpcUrl: string
+  providerFeeWei: bigint
+  protocolFeeBps: bigint
+  /** Null only when protocolFeeBps is 0. */
+  protocolFeeAddress: Hex | null
+  providerRegistry: Hex | null
+}
+
+/** The env vars payments read (a subset of Env, as wrangler.toml documents them). */
+export interface PaymentVars {
+  CHAIN_ID: string
+  CHAIN_RPC_URL: string
+  CHAIN_SUBMIT_RPC_URL?: string
+  ESCROW_ADDRESS?: string
+  PROVIDER_FEE_WEI?: string
+  PROTOCOL_FEE_BPS?: string
+  PROTOCOL_FEE_ADDRESS?: string
+  PROVIDER_REGISTRY_ADDRESS?: string
+}
+
+export type PaymentsSetting = { enabled: true; config: PaymentsConfig } | { enabled: false; reason: string }
+
+/** The settings, `enabled: false` when no escrow is configured; throws PaymentsMisconfiguredError. */
+export function paymentsSetting(env: PaymentVars): PaymentsSetting {
+  const escrow = env.ESCROW_ADDRESS ?? ''
+  if (escrow === '') return { enabled: false, reason: 'no ESCROW_ADDRESS configured' }
+  const invalid = (detail: string) => new PaymentsMisconfiguredError(`${detail} (see README "Payments")`)
+  if (!ADDRESS.test(escrow)) throw invalid(`ESCROW_ADDRESS is not an address: ${JSON.stringify(escrow.slice(0, 60))}`)
+  const chainId = Number(env.CHAIN_ID)
+  if (!Number.isSafeInteger(chainId) || chainId <= 0) throw invalid('ESCROW_ADDRESS is set but CHAIN_ID is not')
+  const rpcUrl = env.CHAIN_SUBMIT_RPC_URL || env.CHAIN_RPC_URL
+  if (!rpcUrl) throw invalid('ESCROW_ADDRESS is set but CHAIN_RPC_URL is not')
+  const providerFee = env.PROVIDER_FEE_WEI || '0'
+  if (!WEI.test(providerFee) || BigInt(providerFee) >= 2n ** 256n) {
+    throw invalid(`PROVIDER_FEE_WEI must be a decimal number of wei, got ${JSON.stringify(providerFee.slice(0, 80))}`)
+  }
+  const bps = env.PROTOCOL_FEE_BPS || '0'
+  if (!/^[0-9]{1,5}$/.test(bps) || BigInt(bps) > BPS_DENOMINATOR) {
+    throw invalid(`PROTOCOL_FEE_BPS must be an integer from 0 to 10000, got ${JSON.stringify(bps.slice(0, 20))}`)
+  }
+  const protocolAddress = env.PROTOCOL_FEE_ADDRESS || ''
+  if (protocolAddress !== '' && !ADDRESS.test(protocolAddress)) {
+    throw invalid(`PROTOCOL_FEE_ADDRESS is not an address: ${JSON.stringify(protocolAddress.slice(0, 60))}`)
+  }
+  if (BigInt(bps) > 0n && protocolAddress === '') throw invalid('PROTOCOL_FEE_BPS is above 0 but PROTOCOL_FEE_ADDRESS is not set')
+  const registry = env.PROVIDER_REGISTRY_ADDRESS || ''
+  if (registry !== '' && !ADDRESS.test(registry)) {
+    throw invalid(`PROVIDER_REGISTRY_ADDRESS is not an address: ${JSON.stringify(registry.slice(0, 60))}`)
+  }
+  return {
+    enabled: true,
+    config: {
+      escrow: escrow.toLowerCase() as Hex,
+      chainId,
+      rpcUrl,
+      providerFeeWei: BigInt(providerFee),
+      protocolFeeBps: BigInt(bps),
+      protocolFeeAddress: protocolAddress === '' ? null : (protocolAddress.toLowerCase() as Hex),
+      providerRegistry: registry === '' ? null : (registry.toLowerCase() as Hex),
+    },
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * The Worker's side of paying for one inference: price the job, and for a priced job hold its
+ * price against the key's payer before anything is sent to a device. The caller sends the job
+ * with `priceWei` / `reservationId` and calls `release()` when it fails; a job that succeeds is
+ * charged by the Gateway in the transaction that records its attestation.
+ */
+import type { Hex } from '@depinfer/shared'
+import type { Env } from '../env.js'
+import { PaymentRequiredError } from '../errors/payment.js'
+import { availableBalance } from './balances.js'
+import { paymentsSetting, type PaymentsConfig } from './config.js'
+import { quoteJob, type JobQuote } from './pricing.js'
+import { payerHolds, release, reserve } from './reservations.js'
+
+/**
+ * A reservation still `reserved` this long after its job's deadline was abandoned (the Worker
+ * died mid-job): the cron tick releases it. The Gateway records an attestation at most a moment
+ * after the deadline, so a minute is ample.
+ */
+const RESERVATION_MARGIN_MS = 60_000
+
+export interface PaidJob {
+  priceWei: bigint
+  reservationId: string | undefined
+  /** The version to send the job for (pinned when the price depended on it). */
+  version: string | undefined
+  sha256: string | undefined
+  /** Releases the reservation of a job that failed (no-op for a free or a charged job). */
+  release(): Promise<void>
+}
+
+export interface HoldRequest {
+  payer: Hex | null
+  apiKeyLabel: string
+  model: string
+  version: string | undefined
+  deadlineMs: number
+  /** Which version the gateway would serve for `model` (asked only when the price depends on it). */
+  resolveVersion: () => Promise<string>
+}
+
+const free = (version: string | undefined): PaidJob => ({
+  priceWei: 0n,
+  reservationId: undefined,
+  version,
+  sha256: undefined,
+  release: async () => {},
+})
+
+export async function holdPayment(env: Env, request: HoldRequest, now = Date.now): Promise<PaidJob> {
+  const setting = paymentsSetting(env)
+  if (!setting.enabled) return free(request.version)
+  const { config } = setting
+  const quote = await quoteJob(env.DB, config, request.model, request.version, request.resolveVersion, now())
+  if (quote.totalWei === 0n) return free(request.version)
+  const label = `model ${request.model}${quote.version === undefined ? '' : ` version ${quote.version}`}`
+  if (request.payer === null) {
+    throw new PaymentRequiredError(
+      `${label} costs ${quote.totalWei} wei per inference and this API key has no payer: use a key created with a payer address (npm run key:create -- <label> --payer 0x…) that has deposited into the Escrow at ${config.escrow}`,
+      'Authorization',
+    )
+  }
+  const id = crypto.randomUUID()
+  const createdAt = now()
+  const reservation = {
+    id,
+    payer: request.payer,
+    price: quote,
+    modelName: request.model,
+    // '' = the newest version (the price did not depend on which one).
+    modelVersion: quote.version ?? '',
+    apiKeyLabel: request.apiKeyLabel,
+    createdAt,
+    expiresAt: createdAt + request.deadlineMs + RESERVATION_MARGIN_MS,
+  }
+  let balance = await availableBalance(config, request.payer, false)
+  let held = await reserve(env.DB, reservation, balance)
+  if (!held && balance.readAt < createdAt) {
+    // The cached balance may predate a deposit made a moment ago: look again before refusing.
+    balance = await availableBalance(config, request.payer, true)
+    held = await reserve(env.DB, reservation, balance)
+  }
+  if (!held) throw await insufficientFunds(env.DB, config, request.payer, label, quote, balance.available)
+  return {
+    priceWei: quote.totalWei,
+    reservationId: id,
+    version: quote.version,
+    sha256: quote.sha256,
+    release: () =>
+      release(env.DB, id).catch((error: unknown) => {
+        // Not fatal: the cron tick releases it once it expires.
+        console.warn(`releasing reservation ${id}: ${(error as Error).message}`)
+      }),
+  }
+}
+
+async function insufficientFunds(
+  db: D1Database,
+  config: PaymentsConfig,
+  payer: Hex,
+  label: string,
+  quote: JobQuote,
+  available: bigint,
+): Promise<PaymentRequiredError> {
+  const holds = await payerHolds(db, payer)
+  return new PaymentRequiredError(
+    `${label} costs ${quote.totalWei} wei; payer ${payer} has ${available} wei available in the Escrow at ${config.escrow}, ` +
+      `of which ${holds.reserved.wei} wei is held by ${holds.reserved.jobs} job(s) in flight and ${holds.chargedUnsettled.wei} wei by ` +
+      `${holds.chargedUnsettled.jobs} completed job(s) not settled yet: deposit more (Escrow.deposit) and retry`,
+    'payer',
+  )
+}
