@@ -3,7 +3,8 @@
  * model and prints how it compares (size, latency here, agreement on seeded sample inputs).
  *
  * Exit codes: 0 written and the agreement threshold met; 3 written but the threshold not met (or
- * not judgeable: no class axis); 2 usage; 1 the input could not be read or quantized.
+ * not judgeable: no class axis); 2 usage; 1 the input could not be read or quantized. Meeting the
+ * threshold is about agreement only: the report's verdict line also weighs the measured speed.
  */
 import { readFileSync, writeFileSync } from 'node:fs'
 import { basename } from 'node:path'
@@ -25,12 +26,16 @@ export const USAGE = `usage: depinfer-quantize <in.onnx> <out.onnx> [options]
   --ops MatMul,Gemm,Conv   op types to quantize (default all three)
   --weight-type int8|uint8 weight type for MatMul/Gemm (default int8, symmetric)
   --reduce-range           7-bit weights (x86 CPUs without VNNI)
-  --exclude-depthwise      leave depthwise convolutions in fp32 (static mode)
-  --inputs KIND            sample inputs: text-line, text-page or normal (default: by input shape)
+  --exclude-depthwise      leave depthwise convolutions in fp32 (slow in int8 on x86)
+  --exclude-first          leave the layers reading a graph input (the stem) in fp32
+  --exclude a,b,...        leave these nodes (by name) in fp32
+  --inputs KIND            sample inputs: text-line (half upside down), text-line-upright,
+                           text-page or normal (default: by the model's input/output shapes)
   --seed N                 seed of the sample inputs (default 1)
   --threads N              onnxruntime intra-op threads for the measurements (default: its own)
   --rounds N               latency runs per model at batch 1 (default 100)
   --no-bench               skip the latency measurement
+  --write-rewritten PATH   also write the fp32 model with the graph rewrites alone (no int8)
   --json                   print the report as JSON
 
 Exit code 0: written, threshold met; 3: written, threshold not met; 2: usage; 1: error.`
@@ -71,11 +76,14 @@ export async function main(argv: string[]): Promise<number> {
         'weight-type': { type: 'string' },
         'reduce-range': { type: 'boolean' },
         'exclude-depthwise': { type: 'boolean' },
+        'exclude-first': { type: 'boolean' },
+        exclude: { type: 'string' },
         inputs: { type: 'string' },
         seed: { type: 'string' },
         threads: { type: 'string' },
         rounds: { type: 'string' },
         'no-bench': { type: 'boolean' },
+        'write-rewritten': { type: 'string' },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -106,8 +114,8 @@ export async function main(argv: string[]): Promise<number> {
     const weightType = values['weight-type'] ?? 'int8'
     if (weightType !== 'int8' && weightType !== 'uint8') throw new UsageError('--weight-type must be int8 or uint8')
     const kind = values.inputs
-    if (kind !== undefined && kind !== 'text-line' && kind !== 'text-page' && kind !== 'normal') {
-      throw new UsageError('--inputs must be text-line, text-page or normal')
+    if (kind !== undefined && kind !== 'text-line' && kind !== 'text-line-upright' && kind !== 'text-page' && kind !== 'normal') {
+      throw new UsageError('--inputs must be text-line, text-line-upright, text-page or normal')
     }
     const threads = values.threads === undefined ? undefined : positiveInt('threads', values.threads, 1)
     const rounds = positiveInt('rounds', values.rounds, 100)
@@ -128,7 +136,9 @@ export async function main(argv: string[]): Promise<number> {
       weightType,
       reduceRange: values['reduce-range'] ?? false,
       ops: ops as QuantizableOp[],
-      ...(values['exclude-depthwise'] && { static: { excludeDepthwise: true } }),
+      excludeDepthwise: values['exclude-depthwise'] ?? false,
+      excludeFirst: values['exclude-first'] ?? false,
+      exclude: values.exclude === undefined ? [] : values.exclude.split(',').map((s) => s.trim()).filter(Boolean),
     }
     if (values.calibrate) {
       const count = positiveInt('calibration-samples', values['calibration-samples'], 32)
@@ -137,6 +147,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     const { bytes, report: quantizeReport } = await quantizeModel(fp32, options)
     writeFileSync(output, bytes)
+    if (values['write-rewritten'] !== undefined) writeFileSync(values['write-rewritten'], fp32Rewritten)
     const report = await evaluateQuantization(fp32, bytes, quantizeReport, {
       specs,
       samples,

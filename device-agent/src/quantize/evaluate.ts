@@ -161,6 +161,8 @@ export interface InputSpec {
   shape: number[]
   /** Whether the first dimension is dynamic (so a batch of 8 can be run). */
   dynamicBatch: boolean
+  /** The sample inputs that suit it (see samples.ts); by shape when not given. */
+  kind?: SampleKind
 }
 
 /**
@@ -171,6 +173,13 @@ export interface InputSpec {
 export async function inputSpecs(model: Uint8Array, overrides: ReadonlyMap<string, number[]> = new Map()): Promise<InputSpec[]> {
   const session = await ort.InferenceSession.create(model, { graphOptimizationLevel: 'disabled' })
   try {
+    // A text-line input with a sequence output ([N, T, classes]) is a recognizer's: its lines
+    // come upright. With a [N, classes] output it is the direction classifier's.
+    const sequenceOutput = session.outputMetadata.some((m) => m.isTensor && m.shape.length === 3)
+    const kindFor = (shape: number[]): SampleKind => {
+      const kind = defaultSampleKind(shape)
+      return kind === 'text-line' && sequenceOutput ? 'text-line-upright' : kind
+    }
     return session.inputMetadata.map((meta) => {
       if (!meta.isTensor) throw new Error(`input ${meta.name} is not a tensor`)
       if (meta.type !== 'float32') throw new Error(`input ${meta.name} is ${meta.type}; only float32 inputs can be generated`)
@@ -180,7 +189,7 @@ export async function inputSpecs(model: Uint8Array, overrides: ReadonlyMap<strin
         if (declared.length > 0 && override.length !== declared.length) {
           throw new Error(`--shape ${meta.name}: ${override.length} dimensions for a ${declared.length}-D input`)
         }
-        return { name: meta.name, shape: override, dynamicBatch: typeof declared[0] !== 'number' }
+        return { name: meta.name, shape: override, dynamicBatch: typeof declared[0] !== 'number', kind: kindFor(override) }
       }
       const image = declared.length === 4 && declared[1] === 3
       const shape = declared.map((d, i) => {
@@ -190,7 +199,7 @@ export async function inputSpecs(model: Uint8Array, overrides: ReadonlyMap<strin
         if (image && i === 3) return 4 * (typeof declared[2] === 'number' ? declared[2] : 48)
         return 32
       })
-      return { name: meta.name, shape, dynamicBatch: typeof declared[0] !== 'number' }
+      return { name: meta.name, shape, dynamicBatch: typeof declared[0] !== 'number', kind: kindFor(shape) }
     })
   } finally {
     await session.release()
@@ -199,7 +208,7 @@ export async function inputSpecs(model: Uint8Array, overrides: ReadonlyMap<strin
 
 /** Seeded sample feeds for the inputs (batch as in each spec's shape). */
 export function sampleFeeds(specs: readonly InputSpec[], count: number, seed: number, kind?: SampleKind): Feeds[] {
-  const perInput = specs.map((spec, i) => generateSamples(kind ?? defaultSampleKind(spec.shape), spec.shape, count, seed + i * 7919))
+  const perInput = specs.map((spec, i) => generateSamples(kind ?? spec.kind ?? defaultSampleKind(spec.shape), spec.shape, count, seed + i * 7919))
   return Array.from({ length: count }, (_, n) => Object.fromEntries(specs.map((spec, i) => [spec.name, new ort.Tensor('float32', perInput[i]![n]!, spec.shape)])))
 }
 

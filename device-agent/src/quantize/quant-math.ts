@@ -1,9 +1,10 @@
 /**
  * Weight quantization arithmetic (linear, round half to even like onnxruntime's QuantizeLinear).
  *
- * int8 weights are symmetric (zero point 0, range ±127: -128 is left out so that x*w products
- * of a uint8 activation never need it, as onnxruntime's quantizer does); uint8 weights are
- * asymmetric over [min(w,0), max(w,0)].
+ * int8 weights are symmetric: zero point 0 and range ±127 (-128 unused, so that w and -w
+ * round to opposite values), which is what lets onnxruntime pick its symmetric int8 kernels
+ * (QLinearConv's ConvSym path needs weight zero points of 0). uint8 weights are asymmetric over
+ * [min(w,0), max(w,0)].
  */
 
 export type WeightType = 'int8' | 'uint8'

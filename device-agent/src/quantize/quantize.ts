@@ -8,13 +8,19 @@
  *    weights and activation scales measured on the calibration inputs, so onnxruntime can run
  *    whole chains of int8 kernels (QLinearConv…) without re-quantizing. See static.ts.
  *
+ * Before either, two fp32 rewrites (preprocess.ts): BatchNormalization folded into Conv, and
+ * hard-swish written out as x·Clip(x+3,0,6)/6 turned into x·HardSigmoid(x). Opset-9/10 models
+ * are raised to opset 11, which the int8 ops need.
+ *
  * The graph's inputs and outputs keep their names and types: the int8 model is a drop-in
- * replacement for the fp32 one.
+ * replacement for the fp32 one. Whether it is worth running is for the report to say: on x86
+ * with onnxruntime 1.30 the int8 kernels lose to fp32 on small or depthwise convolutions (see
+ * `excludeDepthwise`, and bench/quantize.ts).
  */
 import { WireFormatError } from './wire.js'
 import { GraphIndex, ensureOpset, opsetVersion, removeDeadNodes, removeUnusedConstants, topologicalSort } from './graph.js'
 import { MS_DOMAIN, WeightStore, dynamicConv, dynamicGemm, dynamicMatMul, type Rewrite, type WeightOptions } from './dynamic.js'
-import { OnnxFormatError, decodeModel, encodeModel, type Model, type Node } from './onnx-proto.js'
+import { OnnxFormatError, decodeModel, encodeModel, intAttr, type Model, type Node, type Tensor } from './onnx-proto.js'
 import { foldBatchNorms, fuseHardSwish, upgradeOpset } from './preprocess.js'
 import { staticQuantize, type CalibrationInput, type StaticOptions } from './static.js'
 import type { WeightType } from './quant-math.js'
@@ -25,7 +31,11 @@ export const QUANTIZABLE_OPS: readonly QuantizableOp[] = ['MatMul', 'Gemm', 'Con
 export interface QuantizeOptions {
   /** One scale per output channel/column instead of one per tensor (better accuracy, same speed). */
   perChannel?: boolean
-  /** Weight element type; default int8 (symmetric). Dynamic Conv always uses uint8 (ConvInteger). */
+  /**
+   * MatMul/Gemm weight type in dynamic mode; default int8 (symmetric). Dynamic Conv weights are
+   * always uint8 (onnxruntime's ConvInteger kernel), static ones always int8 (QLinearConv's fast
+   * symmetric path).
+   */
   weightType?: WeightType
   /** 7-bit weights, for x86 CPUs without VNNI (see quant-math.ts). */
   reduceRange?: boolean
@@ -37,6 +47,19 @@ export interface QuantizeOptions {
   fuseHardSwish?: boolean
   /** Calibration inputs: switches to static (QDQ) quantization with activation ranges from these. */
   calibration?: readonly CalibrationInput[]
+  /**
+   * Leave depthwise convolutions (group = channels) in fp32: onnxruntime's x86 int8 depthwise
+   * kernels are slower than its fp32 ones (measured 0.2–0.8x with QLinearConv, 0.2–0.5x with
+   * ConvInteger), unlike its pointwise/full int8 convolutions.
+   */
+  excludeDepthwise?: boolean
+  /**
+   * Leave the layers that read a graph input (a CNN's stem) in fp32: they see raw input values,
+   * have few input channels (3 for an image: int8 gains nothing), and their rounding errors
+   * travel through the whole network (PaddleOCR cls: with it ≥ 99% top-1 agreement on every
+   * seed tried, without it 98.5–99.5%).
+   */
+  excludeFirst?: boolean
   /**
    * Nodes to leave in fp32, by node name or first output name (e.g. the layers a sensitivity
    * analysis found to cost the most accuracy).
@@ -94,15 +117,22 @@ export async function quantizeModel(bytes: Uint8Array, options: QuantizeOptions 
     reduceRange: options.reduceRange ?? false,
   }
   const excludedNames = new Set(options.exclude ?? [])
-  const excluded = (n: Node) => (n.name !== undefined && excludedNames.has(n.name)) || excludedNames.has(n.output[0] ?? '')
+  const constants = new GraphIndex(graph).constants
+  const graphInputs = new Set(graph.input.map((v) => v.name))
+  const excluded = (n: Node): string | undefined => {
+    if ((n.name !== undefined && excludedNames.has(n.name)) || excludedNames.has(n.output[0] ?? '')) return 'excluded'
+    if (options.excludeFirst && graphInputs.has(n.input[0])) return 'reads a graph input'
+    if (options.excludeDepthwise && n.opType === 'Conv' && isDepthwise(n, constants)) return 'depthwise convolution left in fp32'
+    return undefined
+  }
   let nodes: NodeReport[]
   let mode: QuantizeReport['mode']
   if (options.calibration !== undefined) {
     mode = 'static'
     // MatMul/Gemm stay dynamic unless asked otherwise: their activations (attention, a
     // transformer's residual stream) have outliers that one calibrated int8 range per tensor
-    // handles badly (PP-OCRv4 rec: 91% per-step agreement static, 99.7% dynamic), and
-    // DynamicQuantizeMatMul is as fast.
+    // handles badly (PP-OCRv4 rec: 91% per-step agreement with everything static), while
+    // a MatMul's run-time range computation is cheap next to the product.
     const staticOps = new Set([...ops].filter((op) => op === 'Conv' || options.staticMatMul === true))
     nodes = await staticQuantize(model, staticOps, excluded, weights, options.calibration, options.static ?? {})
     const dynamicOps = new Set([...ops].filter((op) => !staticOps.has(op)))
@@ -147,7 +177,13 @@ function decodeModelChecked(bytes: Uint8Array): Model {
   }
 }
 
-function dynamicQuantize(model: Model, ops: ReadonlySet<QuantizableOp>, excluded: (n: Node) => boolean, weights: WeightOptions): NodeReport[] {
+/** group = channels and one input channel per filter. */
+function isDepthwise(n: Node, constants: ReadonlyMap<string, Tensor>): boolean {
+  const w = constants.get(n.input[1] ?? '')
+  return intAttr(n, 'group', 1) > 1 && w !== undefined && w.dims[1] === 1
+}
+
+function dynamicQuantize(model: Model, ops: ReadonlySet<QuantizableOp>, excluded: (n: Node) => string | undefined, weights: WeightOptions): NodeReport[] {
   const graph = model.graph!
   const index = new GraphIndex(graph)
   const store = new WeightStore(index)
@@ -160,9 +196,9 @@ function dynamicQuantize(model: Model, ops: ReadonlySet<QuantizableOp>, excluded
       rewritten.push(n)
       continue
     }
+    const why = ops.has(op) ? excluded(n) : 'op type not selected'
     let rewrite: Rewrite
-    if (!ops.has(op)) rewrite = { skipped: 'op type not selected' }
-    else if (excluded(n)) rewrite = { skipped: 'excluded' }
+    if (why !== undefined) rewrite = { skipped: why }
     else if (op === 'MatMul') rewrite = dynamicMatMul(index, store, n, weights)
     else if (op === 'Gemm') rewrite = dynamicGemm(index, store, n, weights)
     else rewrite = dynamicConv(index, store, n, weights)

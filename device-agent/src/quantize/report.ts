@@ -31,13 +31,19 @@ export interface LatencyRow {
 export interface EvaluationReport {
   quantize: QuantizeReport
   inputs: { name: string; shape: number[] }[]
-  sampleKind: SampleKind | 'auto'
+  /** The sample kind(s) used, or 'auto' (by shape). */
+  sampleKind: string
   seed: number
   comparison: Comparison
   latency: LatencyRow[]
   threshold: number
   /** Top-1 agreement ≥ threshold (max abs error when the model has no class axis is not judged). */
   thresholdMet: boolean
+  /**
+   * Which variant an agent should run: int8 when it meets the threshold and (when latency was
+   * measured) is faster than fp32 at batch 1, else fp32.
+   */
+  recommended: 'int8' | 'fp32'
   machine: string
   sessionOptions: string
 }
@@ -75,15 +81,18 @@ export async function evaluateQuantization(fp32: Uint8Array, int8: Uint8Array, q
     latency.push({ batch, fp32: f, int8: q, ...(r && { fp32Rewritten: r }), speedup: f.p50 / q.p50 })
   }
   const agreement = comparison.top1Agreement
+  const thresholdMet = agreement !== undefined && agreement >= o.threshold
+  const batch1 = latency.find((row) => row.batch === 1)
   return {
     quantize,
     inputs: o.specs.map((s) => ({ name: s.name, shape: s.shape })),
-    sampleKind: o.kind ?? 'auto',
+    sampleKind: o.kind ?? [...new Set(o.specs.map((s) => s.kind ?? 'auto'))].join('+'),
     seed: o.seed,
     comparison,
     latency,
     threshold: o.threshold,
-    thresholdMet: agreement !== undefined && agreement >= o.threshold,
+    thresholdMet,
+    recommended: thresholdMet && (batch1 === undefined || batch1.speedup > 1) ? 'int8' : 'fp32',
     machine: machineDescription(),
     sessionOptions: describeSessionOptions(sessionOptions),
   }
@@ -150,5 +159,7 @@ export function formatReport(r: EvaluationReport, names: { input: string; output
   )
   const batch1 = r.latency.find((row) => row.batch === 1)
   if (batch1) lines.push(`speed:       int8 is ${batch1.speedup >= 1 ? `${batch1.speedup.toFixed(2)}x faster` : `${(1 / batch1.speedup).toFixed(2)}x slower`} than fp32 at batch 1`)
+  const why = !r.thresholdMet ? 'int8 misses the agreement threshold' : r.recommended === 'fp32' ? 'int8 meets the threshold but is not faster on this machine' : 'meets the threshold and is faster'
+  lines.push(`verdict:     run ${r.recommended} (${why})`)
   return lines.join('\n')
 }
