@@ -2,18 +2,19 @@
  * `npm start`: the whole depinfer network on this machine — embedded MQTT broker (aedes), the
  * edge Worker in Miniflare, a local EVM (anvil) with the contracts deployed, and one device agent
  * serving the bundled demo models. The API key's payer (an anvil dev account) has 1 ETH in the
- * Escrow, so priced models work too. Prints the URL, the API key and a curl to try. Ctrl-C stops
- * everything.
+ * Escrow, so priced models work too. The edge routes only to staked devices: a provider (another
+ * anvil dev account) stakes in the ProviderRegistry and registers the agent's device before the
+ * agent starts. Prints the URL, the API key and a curl to try. Ctrl-C stops everything.
  *
  * Environment: DEPINFER_PORT (edge, default 8787), DEPINFER_MQTT_PORT (1883),
  * DEPINFER_MQTT_WS_PORT (9001), DEPINFER_API_KEY (else one is generated).
  */
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { parseEther } from 'viem'
+import { formatEther, parseEther } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
 import { startLocalBroker } from './local/broker.js'
-import { ANVIL_PAYER_PRIVATE_KEY } from './local/chain.js'
+import { ANVIL_PAYER_PRIVATE_KEY, ANVIL_PROVIDER_PRIVATE_KEY } from './local/chain.js'
 import { exampleInferRequest } from './local/example-input.js'
 import { startLocalNetwork, type LocalNetwork } from './local/network.js'
 import { REPO_ROOT } from './local/paths.js'
@@ -23,6 +24,7 @@ const port = Number(process.env.DEPINFER_PORT ?? 8787)
 const mqttPort = Number(process.env.DEPINFER_MQTT_PORT ?? 1883)
 const mqttWsPort = Number(process.env.DEPINFER_MQTT_WS_PORT ?? 9001)
 const payer = privateKeyToAccount(ANVIL_PAYER_PRIVATE_KEY).address
+const provider = privateKeyToAccount(ANVIL_PROVIDER_PRIVATE_KEY).address
 
 async function main(): Promise<void> {
   console.log('depinfer: starting broker, local chain, edge (Miniflare) and one device agent…')
@@ -48,6 +50,7 @@ async function main(): Promise<void> {
       payer,
       agents: [{ deviceId: 'local-device-1', echo: true }],
       chain: true,
+      staking: true,
       batchEveryMs: 5_000,
     })
     const { edge, apiKey } = network
@@ -70,6 +73,8 @@ depinfer is running.
   MQTT broker:       ${broker.tcpUrl}  (WebSocket ${broker.wsUrl})
   Local chain:       ${chain.rpcUrl} (chain id ${chain.chainId}), AttestationRegistry ${chain.registryAddress}, Escrow ${chain.escrowAddress}
   Payer of the key:  ${payer} (1 ETH deposited; priced models are charged to it)
+  Provider:          ${provider} (staked ${formatEther(chain.minStake)} ETH in ProviderRegistry ${chain.providerRegistryAddress};
+                     local-device-1 is registered to it: the edge routes only to staked devices)
   Models:            ppocr-cls, ppocr-det, ppocr-rec (version 1) on device local-device-1
 
 Try it:

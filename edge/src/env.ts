@@ -43,8 +43,14 @@ export interface Env {
   PROTOCOL_FEE_BPS?: string
   /** Where the protocol fee goes; required when PROTOCOL_FEE_BPS is above 0. */
   PROTOCOL_FEE_ADDRESS?: string
-  /** Optional ProviderRegistry: a registered device's provider fees go to its provider account. */
+  /**
+   * Optional ProviderRegistry. When set (with CHAIN_ID and a chain RPC URL), the Gateway routes
+   * only to devices whose key's address `isActiveDevice` there, and a registered device's
+   * provider fees go to its provider account. Empty: every device with a key is routable.
+   */
   PROVIDER_REGISTRY_ADDRESS?: string
+  /** How long a device's on-chain stake answer is trusted before it is re-checked (ms, default 30,000). */
+  DEVICE_STAKE_TTL_MS?: string
 }
 
 export function numberVar(value: string | undefined, fallback: number): number {

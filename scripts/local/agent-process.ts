@@ -10,7 +10,13 @@ import { REPO_ROOT } from './paths.js'
 
 export interface AgentProcess {
   deviceId: string
-  child: ChildProcess
+  /** The OS process; throws AgentNotStartedError while a `beforeStart` step is still running. */
+  readonly child: ChildProcess
+  /**
+   * Resolves once the process is spawned; rejects when the `beforeStart` step failed (then the
+   * agent never runs, and `output()` says why).
+   */
+  started: Promise<void>
   /** Everything the agent printed so far. */
   output(): string
   /** SIGTERM and wait for a clean exit (publishes offline status). */
@@ -32,6 +38,11 @@ export interface SpawnAgentOptions {
   echo?: boolean
 }
 
+/** `child` was read before the process exists (its `beforeStart` step is still running or failed). */
+export class AgentNotStartedError extends Error {
+  override name = 'AgentNotStartedError'
+}
+
 /** Where the local network keeps each simulated device's key, so its address is stable. */
 export const localDeviceKeyPath = (deviceId: string) => join(REPO_ROOT, '.depinfer', 'keys', `${deviceId}.key`)
 
@@ -47,40 +58,70 @@ function ensureDeviceKey(path: string): void {
 
 export const AGENT_BIN = join(REPO_ROOT, 'device-agent', 'bin', 'depinfer-agent.js')
 
-export function spawnAgent(options: SpawnAgentOptions): AgentProcess {
+/**
+ * Spawns the agent; with `beforeStart`, only once it has resolved (e.g. the device's key is
+ * registered on-chain, so the agent is routable from its first status). The key file exists
+ * before `beforeStart` runs.
+ */
+export function spawnAgent(options: SpawnAgentOptions, beforeStart?: (keyPath: string) => Promise<unknown>): AgentProcess {
   const args = [AGENT_BIN, 'start', ...(options.configPath ? ['--config', options.configPath] : [])]
   const keyPath = options.keyPath ?? localDeviceKeyPath(options.deviceId)
   ensureDeviceKey(keyPath)
-  const child = spawn(process.execPath, args, {
-    cwd: REPO_ROOT,
-    env: {
-      ...process.env,
-      DEPINFER_DEVICE_ID: options.deviceId,
-      DEPINFER_BROKER_URL: options.brokerUrl,
-      DEPINFER_KEY_PATH: keyPath,
-      ...options.env,
-      ...(options.models && { DEPINFER_MODELS: options.models }),
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
   let output = ''
-  const collect = (chunk: Buffer) => {
+  const collect = (chunk: Buffer | string) => {
     output += chunk
     if (options.echo) process.stdout.write(chunk)
   }
-  child.stdout!.on('data', collect)
-  child.stderr!.on('data', collect)
-  const exited = new Promise<void>((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) resolve()
-    else child.once('exit', () => resolve())
-  })
+  let child: ChildProcess | undefined
+  let exited: Promise<void> = Promise.resolve()
+  /** Set by stop/kill before the spawn: the pending start then never spawns. */
+  let cancelled = false
+  const launch = () => {
+    if (cancelled) return
+    const spawned = spawn(process.execPath, args, {
+      cwd: REPO_ROOT,
+      env: {
+        ...process.env,
+        DEPINFER_DEVICE_ID: options.deviceId,
+        DEPINFER_BROKER_URL: options.brokerUrl,
+        DEPINFER_KEY_PATH: keyPath,
+        ...options.env,
+        ...(options.models && { DEPINFER_MODELS: options.models }),
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    spawned.stdout!.on('data', collect)
+    spawned.stderr!.on('data', collect)
+    exited = new Promise<void>((resolve) => {
+      if (spawned.exitCode !== null || spawned.signalCode !== null) resolve()
+      else spawned.once('exit', () => resolve())
+    })
+    child = spawned
+  }
+  let started: Promise<void>
+  if (beforeStart) {
+    started = beforeStart(keyPath).then(launch)
+    // Recorded where a test looks for the agent's story; callers that await `started` still see it.
+    started.catch((error: unknown) => collect(`depinfer-agent not started: ${(error as Error).message}\n`))
+  } else {
+    launch()
+    started = Promise.resolve()
+  }
   const signal = async (name: NodeJS.Signals) => {
-    if (child.exitCode === null && child.signalCode === null) child.kill(name)
+    if (!child) {
+      cancelled = true
+      await started.catch(() => {})
+    }
+    if (child && child.exitCode === null && child.signalCode === null) child.kill(name)
     await exited
   }
   return {
     deviceId: options.deviceId,
-    child,
+    get child(): ChildProcess {
+      if (!child) throw new AgentNotStartedError(`agent ${options.deviceId} has not been spawned (yet)`)
+      return child
+    },
+    started,
     output: () => output,
     stop: () => signal('SIGTERM'),
     kill: () => signal('SIGKILL'),

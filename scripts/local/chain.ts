@@ -1,14 +1,15 @@
 /**
  * The local chain of the network: anvil from npm (nothing downloaded) with the compiled
- * AttestationRegistry and Escrow deployed, and the account that may submit batches and settle
- * them. Production points the edge at an L2 RPC URL and deployed contracts instead (README
- * "Production").
+ * AttestationRegistry, Escrow and ProviderRegistry deployed, the account that may submit batches
+ * and settle them, and a provider account that stakes and registers local devices. Production
+ * points the edge at an L2 RPC URL and deployed contracts instead (README "Production").
  */
-import { createPublicClient, createWalletClient, http, type Hex } from 'viem'
+import { bytesToHex, createPublicClient, createWalletClient, http, parseEther, zeroAddress, type Hash, type Hex } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
 import { foundry } from 'viem/chains'
 import { startAnvil } from '../../contracts/scripts/anvil.js'
 import { buildContracts } from '../../contracts/scripts/build.js'
+import { loadDeviceKey } from '../../device-agent/src/keys/device-key.js'
 
 /** anvil's first well-known development account (public test key; never use it elsewhere). */
 export const ANVIL_DEV_PRIVATE_KEY: Hex = '0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80'
@@ -19,6 +20,16 @@ export const ANVIL_PAYER_PRIVATE_KEY: Hex = '0x59c6995e998f97a5a0044966f0945389d
  * so reserved funds are always settled before they can leave.
  */
 const WITHDRAWAL_DELAY_SECONDS = 24n * 3600n
+/**
+ * anvil's eighth development account (index 7): the local network's provider, which stakes and
+ * registers the devices it starts. Not the submitter (#0, whose nonces the batcher relies on) nor
+ * `npm start`'s payer (#1); the payments e2e suite uses #2–#6 and #9.
+ */
+export const ANVIL_PROVIDER_PRIVATE_KEY: Hex = '0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356'
+/** A provider's minimum stake on the local ProviderRegistry. */
+export const LOCAL_MIN_STAKE = parseEther('0.1')
+/** Seconds an unstake waits (the window in which recent jobs' stakes stay slashable). */
+const UNSTAKE_DELAY_SECONDS = 24n * 3600n
 
 export interface LocalChain {
   rpcUrl: string
@@ -26,34 +37,96 @@ export interface LocalChain {
   registryAddress: Hex
   /** Escrow (pay per inference); the submitter account is its settler. */
   escrowAddress: Hex
+  /** ProviderRegistry: the edge routes only to its active devices when given its address. */
+  providerRegistryAddress: Hex
+  /** Stake a provider needs (wei) for its devices to be active. */
+  minStake: bigint
   submitterPrivateKey: Hex
   /** Deposits `wei` into the Escrow from the account of `payerPrivateKey`, for itself. */
   deposit(payerPrivateKey: Hex, wei: bigint): Promise<void>
+  /**
+   * Makes the device whose key file is `deviceKeyPath` an active device of the provider (default
+   * ANVIL_PROVIDER_PRIVATE_KEY): stakes up to `minStake` and cancels a pending unstake if needed,
+   * then registers the device with its key's EIP-712 consent, unless it already is the provider's.
+   * Returns the device's address. Transactions are sent one at a time (shared accounts' nonces).
+   */
+  registerDevice(deviceKeyPath: string, providerPrivateKey?: Hex): Promise<Hex>
   stop(): Promise<void>
+}
+
+/** A device already belongs to another provider: registering it again would revert. */
+export class DeviceTakenError extends Error {
+  override name = 'DeviceTakenError'
 }
 
 export async function startLocalChain(): Promise<LocalChain> {
   await buildContracts({})
   // Imported after the build: `contracts/generated/` is produced by it.
-  const { deployAttestationRegistry, deployEscrow, escrowAbi } = await import('../../contracts/src/index.js')
+  const { deployAttestationRegistry, deployEscrow, deployProviderRegistry, deviceRegistrationTypedData, escrowAbi, providerRegistryAbi } = await import(
+    '../../contracts/src/index.js'
+  )
   const anvil = await startAnvil()
   try {
     const account = privateKeyToAccount(ANVIL_DEV_PRIVATE_KEY)
     const transport = http(anvil.rpcUrl)
     const wallet = createWalletClient({ account, chain: foundry, transport })
-    const publicClient = createPublicClient({ chain: foundry, transport })
+    // anvil mines each transaction at once: poll receipts quickly rather than every 4 s.
+    const publicClient = createPublicClient({ chain: foundry, transport, pollingInterval: 100 })
     const registry = await deployAttestationRegistry(wallet, publicClient, { submitters: [account.address] })
     const escrow = await deployEscrow(wallet, publicClient, {
       attestationRegistry: registry.address,
       settlers: [account.address],
       withdrawalDelaySeconds: WITHDRAWAL_DELAY_SECONDS,
     })
+    const providers = await deployProviderRegistry(wallet, publicClient, {
+      minStake: LOCAL_MIN_STAKE,
+      unstakeDelaySeconds: UNSTAKE_DELAY_SECONDS,
+    })
+    const confirm = async (what: string, hash: Hash) => {
+      const receipt = await publicClient.waitForTransactionReceipt({ hash })
+      if (receipt.status !== 'success') throw new Error(`${what} (${hash}) reverted`)
+    }
+    const readRegistry = { address: providers.address, abi: providerRegistryAbi } as const
+    // One registration at a time: concurrent agents share the provider account, and two
+    // transactions sent at once from it would be given the same nonce.
+    let queue: Promise<unknown> = Promise.resolve()
+    const register = async (deviceKeyPath: string, providerPrivateKey: Hex): Promise<Hex> => {
+      const device = privateKeyToAccount(bytesToHex((await loadDeviceKey(deviceKeyPath)).privateKey))
+      const provider = createWalletClient({ account: privateKeyToAccount(providerPrivateKey), chain: foundry, transport })
+      const providerAddress = provider.account.address
+      const standing = await publicClient.readContract({ ...readRegistry, functionName: 'getProvider', args: [providerAddress] })
+      if (standing.stake < LOCAL_MIN_STAKE) {
+        const hash = await provider.writeContract({ ...readRegistry, functionName: 'stake', value: LOCAL_MIN_STAKE - standing.stake })
+        await confirm(`staking by provider ${providerAddress}`, hash)
+      }
+      if (standing.unstakeAmount > 0n) {
+        await confirm(`cancelUnstake by ${providerAddress}`, await provider.writeContract({ ...readRegistry, functionName: 'cancelUnstake' }))
+      }
+      const current = await publicClient.readContract({ ...readRegistry, functionName: 'providerOf', args: [device.address] })
+      if (current.toLowerCase() === providerAddress.toLowerCase()) return device.address
+      if (current !== zeroAddress) throw new DeviceTakenError(`device ${device.address} is registered to provider ${current}, not ${providerAddress}`)
+      const nonce = await publicClient.readContract({ ...readRegistry, functionName: 'nonces', args: [device.address] })
+      // The device's consent, signed with its own key file: without it the registry refuses.
+      const signature = await device.signTypedData(
+        deviceRegistrationTypedData({ chainId: foundry.id, registry: providers.address }, { provider: providerAddress, device: device.address, nonce }),
+      )
+      const hash = await provider.writeContract({ ...readRegistry, functionName: 'registerDevice', args: [device.address, signature] })
+      await confirm(`registering device ${device.address}`, hash)
+      return device.address
+    }
     return {
       rpcUrl: anvil.rpcUrl,
       chainId: foundry.id,
       registryAddress: registry.address,
       escrowAddress: escrow.address,
+      providerRegistryAddress: providers.address,
+      minStake: LOCAL_MIN_STAKE,
       submitterPrivateKey: ANVIL_DEV_PRIVATE_KEY,
+      registerDevice(deviceKeyPath, providerPrivateKey = ANVIL_PROVIDER_PRIVATE_KEY) {
+        const run = queue.then(() => register(deviceKeyPath, providerPrivateKey))
+        queue = run.catch(() => {})
+        return run
+      },
       async deposit(payerPrivateKey, wei) {
         const payer = createWalletClient({ account: privateKeyToAccount(payerPrivateKey), chain: foundry, transport })
         const hash = await payer.writeContract({ address: escrow.address, abi: escrowAbi, functionName: 'deposit', value: wei })

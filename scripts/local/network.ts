@@ -1,6 +1,7 @@
 /**
  * The whole local network in one call: embedded broker, edge in Miniflare, device agents, and
- * optionally the local chain with the contracts deployed.
+ * optionally the local chain with the contracts deployed (and, with `staking`, the edge routing
+ * only to devices staked in its ProviderRegistry).
  * Used by `npm start`, the end-to-end tests and the benchmarks, so all three run the same parts.
  */
 import { spawnAgent, type AgentProcess, type SpawnAgentOptions } from './agent-process.js'
@@ -8,13 +9,25 @@ import { startLocalBroker, type LocalBroker } from './broker.js'
 import { startLocalChain, type LocalChain } from './chain.js'
 import { buildEdge, startEdge, type LocalEdge } from './edge.js'
 
+export interface LocalAgentOptions extends Omit<SpawnAgentOptions, 'brokerUrl'> {
+  /**
+   * On a `staking` network: stake and register this device under the local provider before the
+   * agent starts (default true). false: it runs unregistered, so the edge must not route to it.
+   */
+  stake?: boolean
+}
+
 export interface LocalNetwork {
   broker: LocalBroker
   chain: LocalChain | undefined
   edge: LocalEdge
   agents: AgentProcess[]
   apiKey: string
-  startAgent(options: Omit<SpawnAgentOptions, 'brokerUrl'>): AgentProcess
+  /**
+   * Starts an agent; on a `staking` network its device is registered first, so the process is
+   * spawned once that is done (`started` says when, or why not).
+   */
+  startAgent(options: LocalAgentOptions): AgentProcess
   close(): Promise<void>
 }
 
@@ -25,7 +38,7 @@ export interface LocalNetworkOptions {
   /** The Escrow payer of the network's API key (`apiKey`); default none (free jobs only). */
   payer?: string
   /** Agents to start, by device id; default one agent serving every bundled model. */
-  agents?: Omit<SpawnAgentOptions, 'brokerUrl'>[]
+  agents?: LocalAgentOptions[]
   /** Skip the wrangler bundle step when a fresh bundle exists (tests build once). */
   build?: boolean
   /** Use an already running broker (e.g. Mosquitto) instead of the embedded one. */
@@ -35,6 +48,14 @@ export interface LocalNetworkOptions {
   edgeOverWebSocket?: boolean
   /** Also start a local EVM (anvil) with the contracts deployed, and point the edge at it. */
   chain?: boolean
+  /**
+   * Route only to staked devices (needs `chain`): the edge gets PROVIDER_REGISTRY_ADDRESS, and
+   * each agent started is staked and registered under ANVIL_PROVIDER_PRIVATE_KEY's account
+   * before it runs (unless its `stake` is false). Off by default: suites that bring their own
+   * unregistered devices (the attestation suite's rogue devices) or expect provider fees at the
+   * device's address (payments) run without the gate.
+   */
+  staking?: boolean
   /**
    * Also fire the edge's scheduled batcher every this many ms (Cloudflare's cron runs at most
    * once a minute; locally a few seconds shows batches land). Off by default: tests fire it.
@@ -49,6 +70,7 @@ export async function startLocalNetwork(options: LocalNetworkOptions = {}): Prom
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {})
   }
   try {
+    if (options.staking && !options.chain) throw new Error('staking needs the local chain: pass chain: true too')
     const bundle = options.build === false ? undefined : buildEdge()
     const broker = options.broker ?? (await startLocalBroker({ host }))
     if (!options.broker) cleanups.push(() => broker.close())
@@ -63,6 +85,7 @@ export async function startLocalNetwork(options: LocalNetworkOptions = {}): Prom
           SUBMITTER_PRIVATE_KEY: chain.submitterPrivateKey,
           // Payments on; fees (PROVIDER_FEE_WEI, PROTOCOL_FEE_BPS / _ADDRESS) come through edgeVars.
           ESCROW_ADDRESS: chain.escrowAddress,
+          ...(options.staking && { PROVIDER_REGISTRY_ADDRESS: chain.providerRegistryAddress }),
         }
       : {}
     const edge = await startEdge({
@@ -77,12 +100,16 @@ export async function startLocalNetwork(options: LocalNetworkOptions = {}): Prom
     cleanups.push(async () => {
       await Promise.all(agents.map((agent) => agent.stop()))
     })
-    const startAgent = (agent: Omit<SpawnAgentOptions, 'brokerUrl'>) => {
-      const process = spawnAgent({ ...agent, brokerUrl: broker.tcpUrl })
+    const startAgent = ({ stake, ...agent }: LocalAgentOptions) => {
+      // Registered before the agent exists, so the edge's first look at its address finds it
+      // active (an unchecked or inactive answer would keep it unroutable until the re-check).
+      const register = chain && options.staking && stake !== false ? (keyPath: string) => chain.registerDevice(keyPath) : undefined
+      const process = spawnAgent({ ...agent, brokerUrl: broker.tcpUrl }, register)
       agents.push(process)
       return process
     }
-    for (const agent of options.agents ?? [{ deviceId: 'local-device-1' }]) startAgent(agent)
+    // Waited for, so a failed registration fails the network's start rather than a later wait.
+    await Promise.all((options.agents ?? [{ deviceId: 'local-device-1' }]).map((agent) => startAgent(agent).started))
     if (options.batchEveryMs) {
       const every = options.batchEveryMs
       let timer: NodeJS.Timeout | undefined

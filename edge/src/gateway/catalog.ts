@@ -6,6 +6,9 @@
 import type { ModelDescriptor } from '@depinfer/shared'
 import type { DeviceEntry, DeviceTable } from './device-table.js'
 
+/** How a model's reason starts when devices serve it but none may be routed to (e.g. unstaked). */
+export const NOT_ROUTABLE = 'not routable'
+
 /** v2 repository states (KServe model repository extension). */
 export type ModelState = 'READY' | 'LOADING' | 'UNAVAILABLE'
 
@@ -18,11 +21,20 @@ export interface CatalogModel {
   reason: string
 }
 
-export function buildCatalog(table: DeviceTable): Map<string, CatalogModel> {
+/**
+ * `refusal` says why an otherwise usable device may not get jobs (e.g. not staked), or undefined
+ * when it may; such a device's models stay UNAVAILABLE with that reason rather than vanishing.
+ */
+export function buildCatalog(
+  table: DeviceTable,
+  refusal: (device: DeviceEntry) => string | undefined = () => undefined,
+): Map<string, CatalogModel> {
   const catalog = new Map<string, CatalogModel>()
+  const refusals = new Map<CatalogModel, string[]>()
   for (const device of table.all()) {
     // A device without a signing key cannot attest its results, so it is never routed to.
     const online = table.isOnline(device) && !table.isSuspect(device) && device.status.publicKey !== undefined
+    const refused = online ? refusal(device) : undefined
     for (const model of device.status.models) {
       const key = catalogKey(model.name, model.version)
       let entry = catalog.get(key)
@@ -31,6 +43,10 @@ export function buildCatalog(table: DeviceTable): Map<string, CatalogModel> {
         catalog.set(key, entry)
       }
       if (model.sha256 !== entry.descriptor.sha256 || !online) continue
+      if (refused !== undefined) {
+        if (model.state === 'ready' || model.state === 'loading') refusals.set(entry, [...(refusals.get(entry) ?? []), `${device.deviceId}: ${refused}`])
+        continue
+      }
       if (model.state === 'ready') {
         entry.readyDevices.push(device)
         entry.state = 'READY'
@@ -40,6 +56,9 @@ export function buildCatalog(table: DeviceTable): Map<string, CatalogModel> {
         entry.reason = 'devices are loading the model'
       }
     }
+  }
+  for (const [entry, reasons] of refusals) {
+    if (entry.state === 'UNAVAILABLE') entry.reason = `${NOT_ROUTABLE}: ${reasons.join('; ')}`
   }
   return catalog
 }

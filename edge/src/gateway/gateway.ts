@@ -29,8 +29,10 @@ import { attestationDomain, type Env } from '../env.js'
 import { DeviceKeys } from '../attestations/device-keys.js'
 import { AttestationLog } from '../attestations/log.js'
 import { AttestationRejectedError, verifyResultAttestation, type ExpectedAttestation } from '../attestations/verify.js'
+import type { StakeGate } from '../providers/device-stakes.js'
+import { stakeGateFromEnv } from '../providers/registry-reader.js'
 import { BrokerLink } from './broker-link.js'
-import { buildCatalog, resolveModel, versionsOf, type CatalogModel } from './catalog.js'
+import { buildCatalog, NOT_ROUTABLE, resolveModel, versionsOf, type CatalogModel } from './catalog.js'
 import { DeviceTable, type DeviceEntry } from './device-table.js'
 import { pickDevice } from './scheduler.js'
 import { validateInputs } from './validate-inputs.js'
@@ -50,6 +52,8 @@ const BROKER_CONNECT_TIMEOUT_MS = 3_000
 /** Renew the broker connection before Cloudflare's 15-minute cap on one outbound socket. */
 const RENEW_LINK_AFTER_MS = 13 * 60_000
 const ALARM_EVERY_MS = 60_000
+/** The alarm also re-checks device stakes every DEVICE_STAKE_TTL_MS, but not more often than this. */
+const MIN_ALARM_EVERY_MS = 500
 
 type AttemptOutcome =
   | { kind: 'result'; header: ResultHeader; tensors: RawTensor[] }
@@ -69,10 +73,15 @@ export class Gateway extends DurableObject<Env> {
   readonly #link: BrokerLink
   readonly #keys = new DeviceKeys()
   readonly #attestations: AttestationLog
+  /** Undefined without a ProviderRegistry: then every device with a key is routable. */
+  readonly #stakes: StakeGate | undefined
+  readonly #alarmEveryMs: number
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env)
     this.#attestations = new AttestationLog(env.DB)
+    this.#stakes = stakeGateFromEnv(env)
+    this.#alarmEveryMs = Math.max(MIN_ALARM_EVERY_MS, Math.min(ALARM_EVERY_MS, this.#stakes?.ttlMs ?? ALARM_EVERY_MS))
     this.#link = new BrokerLink({
       url: env.BROKER_URL,
       username: env.BROKER_USERNAME,
@@ -87,14 +96,16 @@ export class Gateway extends DurableObject<Env> {
     const brokerConnected = await this.#link.ensure().then(() => true, () => false)
     return {
       brokerConnected,
-      devicesOnline: this.#table.online().filter((d) => !this.#table.isSuspect(d)).length,
+      // Only devices that could get a job: an online but unstaked device serves nothing.
+      devicesOnline: this.#table.online().filter((d) => !this.#table.isSuspect(d) && this.#refusal(d) === undefined).length,
     }
   }
 
   async repository(): Promise<Outcome<RepositoryEntry[]>> {
     return this.#outcome(async () => {
       await this.#linkUp()
-      return [...buildCatalog(this.#table).values()].map(({ descriptor, state, reason }) => ({
+      this.#refreshStakesInBackground()
+      return [...this.#catalog().values()].map(({ descriptor, state, reason }) => ({
         name: descriptor.name,
         version: descriptor.version,
         state,
@@ -106,7 +117,8 @@ export class Gateway extends DurableObject<Env> {
   async model(name: string, version: string | undefined): Promise<Outcome<ModelInfo>> {
     return this.#outcome(async () => {
       await this.#linkUp()
-      const catalog = buildCatalog(this.#table)
+      this.#refreshStakesInBackground()
+      const catalog = this.#catalog()
       const model = this.#resolve(catalog, name, version)
       const { descriptor } = model
       return {
@@ -127,7 +139,8 @@ export class Gateway extends DurableObject<Env> {
   async infer(job: InferJob): Promise<Outcome<InferResult>> {
     return this.#outcome(async () => {
       await this.#linkUp()
-      const model = this.#resolve(buildCatalog(this.#table), job.model, job.version)
+      this.#refreshStakesInBackground()
+      const model = this.#resolve(this.#catalog(), job.model, job.version)
       if (job.sha256 !== undefined && model.descriptor.sha256 !== job.sha256) {
         throw new NoCapacityError(
           `model ${job.model} version ${model.descriptor.version} is published as file sha256 ${job.sha256}, but devices serve ${model.descriptor.sha256} under that name`,
@@ -140,15 +153,49 @@ export class Gateway extends DurableObject<Env> {
 
   override async alarm(): Promise<void> {
     if (this.#link.connectionAgeMs(Date.now()) > RENEW_LINK_AFTER_MS) this.#link.renew()
-    await this.ctx.storage.setAlarm(Date.now() + ALARM_EVERY_MS)
+    await this.ctx.storage.setAlarm(Date.now() + this.#alarmEveryMs)
+    // The periodic stake re-check: an unstaked device stops getting jobs within about a TTL.
+    await this.#refreshStakes()
   }
 
   async #linkUp(): Promise<void> {
     const wasSynced = this.#link.synced
     await this.#link.ensure()
     if (!wasSynced && (await this.ctx.storage.getAlarm()) === null) {
-      await this.ctx.storage.setAlarm(Date.now() + ALARM_EVERY_MS)
+      await this.ctx.storage.setAlarm(Date.now() + this.#alarmEveryMs)
     }
+  }
+
+  /** The catalog of what can be routed now: online, not suspect, with a key, and staked (if required). */
+  #catalog(): Map<string, CatalogModel> {
+    return buildCatalog(this.#table, (device) => this.#refusal(device))
+  }
+
+  /** Why the stake gate keeps this device from jobs, from cached answers only (no RPC). */
+  #refusal(device: DeviceEntry): string | undefined {
+    if (!this.#stakes) return undefined
+    // The address of the key attestations are verified against, not the advertised `address`:
+    // a device cannot borrow another's stake by naming its address.
+    const address = this.#keys.keyOf(device.deviceId, device.status.publicKey)?.address
+    return address === undefined ? 'the device advertises no valid signing key' : this.#stakes.refusal(address)
+  }
+
+  /** Re-checks stale stake answers of online devices; forgets those of devices gone from the table. */
+  #refreshStakes(): Promise<void> {
+    const stakes = this.#stakes
+    if (!stakes) return Promise.resolve()
+    const addressOf = (d: DeviceEntry) => this.#keys.keyOf(d.deviceId, d.status.publicKey)?.address
+    stakes.retainOnly(this.#table.all().map(addressOf).filter((a) => a !== undefined))
+    return stakes.refreshStale(this.#table.online().map(addressOf).filter((a) => a !== undefined))
+  }
+
+  /**
+   * Starts the re-check of stale answers without waiting for it: this request is routed on the
+   * answers already known (never a chain call on the job's path); the next sees the new ones.
+   * A safety net for the alarm, which Cloudflare may delay.
+   */
+  #refreshStakesInBackground(): void {
+    if (this.#stakes) this.ctx.waitUntil(this.#refreshStakes())
   }
 
   #resolve(catalog: Map<string, CatalogModel>, name: string, version: string | undefined): CatalogModel {
@@ -184,7 +231,7 @@ export class Gateway extends DurableObject<Env> {
 
     try {
       for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-        const candidates = (resolveModel(buildCatalog(this.#table), descriptor.name, descriptor.version)
+        const candidates = (resolveModel(this.#catalog(), descriptor.name, descriptor.version)
           ?.readyDevices ?? []).filter((d) => !tried.includes(d))
         if (candidates.length === 0) break
         const device = pickDevice(
@@ -252,7 +299,11 @@ export class Gateway extends DurableObject<Env> {
     if (tried.length === 0) {
       throw model.state === 'LOADING'
         ? new ModelNotReadyError(`model ${descriptor.name} version ${descriptor.version} is still loading on every device that has it`)
-        : new NoCapacityError(`no online device serves model ${descriptor.name} version ${descriptor.version}`)
+        : new NoCapacityError(
+            `no online device serves model ${descriptor.name} version ${descriptor.version}` +
+              // Say why when devices are there but may not be routed to (e.g. not staked).
+              (model.reason.startsWith(NOT_ROUTABLE) ? `: ${model.reason}` : ''),
+          )
     }
     if (timedOut) throw new DeviceTimeoutError(`job ${jobId} tried on ${triedIds}; last: ${lastFailure}`)
     throw new NoCapacityError(`job ${jobId} tried on ${triedIds}; last: ${lastFailure}`)
@@ -345,7 +396,9 @@ export class Gateway extends DurableObject<Env> {
     }
     this.#table.applyStatus(status.data)
     // Decode the key (and build its tables) now rather than on the first job's path.
-    if (status.data.online) this.#keys.keyOf(deviceId, status.data.publicKey)
+    const key = status.data.online ? this.#keys.keyOf(deviceId, status.data.publicKey) : undefined
+    // A new (or changed) address is checked on-chain at once; a known one only once it is stale.
+    if (key && this.#stakes) void this.#stakes.refreshStale([key.address])
     if (!status.data.online) {
       for (const pending of this.#jobs.values()) {
         if (pending.currentDeviceId === deviceId) pending.settle({ kind: 'lost' })

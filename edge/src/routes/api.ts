@@ -26,6 +26,8 @@ api.get('/chain', (c) => {
       attestationRegistry: c.env.REGISTRY_ADDRESS,
       // Pay per inference: deposits, settlements and payout claims (null: payments are off).
       escrow: /^0x[0-9a-fA-F]{40}$/.test(c.env.ESCROW_ADDRESS ?? '') ? c.env.ESCROW_ADDRESS : null,
+      // Staking: only devices active here are routed to (null: every device with a key is).
+      providerRegistry: /^0x[0-9a-fA-F]{40}$/.test(c.env.PROVIDER_REGISTRY_ADDRESS ?? '') ? c.env.PROVIDER_REGISTRY_ADDRESS : null,
     },
   })
 })

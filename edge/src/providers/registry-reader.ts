@@ -1,0 +1,27 @@
+/**
+ * The stake gate's view of the chain: `ProviderRegistry.isActiveDevice` through the edge's
+ * read-only chain client (kept apart from device-stakes.ts, which has no Workers or viem client
+ * dependencies and is unit-tested in Node).
+ */
+import { providerRegistryAbi } from '@depinfer/contracts'
+import { chainReader, shortError } from '../batching/chain-client.js'
+import type { Env } from '../env.js'
+import { StakeReadError, stakeGate, type ActiveDeviceReader, type StakeChain, type StakeGate } from './device-stakes.js'
+
+/** One call; a slow node must not hold a check (or the Gateway's alarm) for long. */
+const RPC_TIMEOUT_MS = 5_000
+
+export function activeDeviceReader(chain: StakeChain): ActiveDeviceReader {
+  const client = chainReader(chain, RPC_TIMEOUT_MS)
+  return (device) =>
+    client
+      .readContract({ address: chain.registry, abi: providerRegistryAbi, functionName: 'isActiveDevice', args: [device] })
+      .catch((error: unknown) => {
+        throw new StakeReadError(shortError(error))
+      })
+}
+
+/** The Gateway's stake gate as the env configures it (undefined: no ProviderRegistry). */
+export function stakeGateFromEnv(env: Env): StakeGate | undefined {
+  return stakeGate(env, activeDeviceReader)
+}
