@@ -5,6 +5,7 @@
  */
 import { DurableObject } from 'cloudflare:workers'
 import {
+  attestationToWire,
   copyBytes,
   decodeFrame,
   DeviceStatusSchema,
@@ -248,14 +249,14 @@ export class Gateway extends DurableObject<Env> {
           const { header, tensors } = outcome
           const answeredBy = this.#table.get(header.deviceId) ?? device
           if (!header.error) {
-            const rejection = this.#checkAttestation(answeredBy, header, tensors, expected)
-            if (typeof rejection === 'string') {
-              lastFailure = rejection
+            const checked = this.#checkAttestation(answeredBy, header, tensors, expected)
+            if (typeof checked === 'string') {
+              lastFailure = checked
             } else {
               this.#table.recordSuccess(answeredBy, Date.now() - sentAt)
               const seq = await this.#attestations.append({
-                attestation: rejection.attestation,
-                signature: rejection.signature,
+                attestation: checked.attestation,
+                signature: checked.signature,
                 domain: expected.domain,
                 deviceId: answeredBy.deviceId,
                 ...(job.reservationId !== undefined && { reservationId: job.reservationId }),
@@ -271,7 +272,7 @@ export class Gateway extends DurableObject<Env> {
                 outputs: tensors.map((t) => ({ ...t, data: copyBytes(t.data) })),
                 attempts: attempt,
                 timings: { ...header.timings, gatewayMs: Date.now() - startedAt },
-                attestation: { ...header.attestation!, seq, salt: bytesToHex(salt) },
+                attestation: { ...attestationToWire(checked.attestation, checked.signature), seq, salt: bytesToHex(salt) },
               }
             }
           } else if (header.error.code === 'invalid_input') {
