@@ -9,9 +9,9 @@
  */
 import type { WeierstrassPoint } from '@noble/curves/abstract/weierstrass.js'
 import { secp256k1 } from '@noble/curves/secp256k1.js'
-import { keccak_256 } from '@noble/hashes/sha3.js'
 import { bytesToHex, hexToBytes, randomBytes, utf8ToBytes } from '@noble/hashes/utils.js'
 import { ProtocolError, TensorError } from './errors.js'
+import { keccak256, keccak256Chunks } from './keccak.js'
 import { AttestationSchema, type AttestationWire } from './messages.js'
 import type { RawTensor } from './tensor.js'
 
@@ -163,12 +163,6 @@ export function canonicalTensorBytes(tensors: readonly RawTensor[]): Uint8Array 
   return out
 }
 
-function keccakChunks(chunks: readonly Uint8Array[]): Uint8Array {
-  const hasher = keccak_256.create()
-  for (const chunk of chunks) hasher.update(chunk)
-  return hasher.digest()
-}
-
 const toHex = (bytes: Uint8Array): Hex => `0x${bytesToHex(bytes)}`
 
 export const SALT_BYTES = 32
@@ -184,12 +178,12 @@ export function newSalt(): Uint8Array {
  */
 export function inputCommitment(salt: Uint8Array, inputs: readonly RawTensor[]): Hex {
   if (salt.length !== SALT_BYTES) throw new RangeError(`salt must be ${SALT_BYTES} bytes, got ${salt.length}`)
-  return toHex(keccakChunks([salt, ...canonicalChunks(inputs)]))
+  return toHex(keccak256Chunks([salt, ...canonicalChunks(inputs)]))
 }
 
 /** `keccak256(canonicalTensorBytes(outputs))`. */
 export function outputHash(outputs: readonly RawTensor[]): Hex {
-  return toHex(keccakChunks(canonicalChunks(outputs)))
+  return toHex(keccak256Chunks(canonicalChunks(outputs)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -244,7 +238,7 @@ function putAttestationWords(out: Uint8Array, offset: number, a: Attestation): v
   putUint(out, offset + 192, a.completedAt, U64_MAX, 'completedAt')
 }
 
-const keccakText = (text: string) => keccak_256(utf8ToBytes(text))
+const keccakText = (text: string) => keccak256(utf8ToBytes(text))
 
 const DOMAIN_TYPEHASH = keccakText('EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)')
 const ATTESTATION_TYPEHASH = keccakText(
@@ -266,7 +260,7 @@ export function attestationDomainSeparator(domain: AttestationDomain): Uint8Arra
     words.set(VERSION_HASH, 64)
     putUint(words, 96, domain.chainId, U256_MAX, 'domain.chainId')
     putAddress(words, 128, domain.verifyingContract, 'domain.verifyingContract')
-    separator = keccak_256(words)
+    separator = keccak256(words)
     if (domainSeparators.size >= 16) domainSeparators.clear()
     domainSeparators.set(key, separator)
   }
@@ -278,7 +272,7 @@ export function attestationStructHash(attestation: Attestation): Uint8Array {
   const words = new Uint8Array(8 * 32)
   words.set(ATTESTATION_TYPEHASH, 0)
   putAttestationWords(words, 32, attestation)
-  return keccak_256(words)
+  return keccak256(words)
 }
 
 /**
@@ -293,7 +287,7 @@ export function attestationDigest(domain: AttestationDomain, attestation: Attest
   message[1] = 0x01
   message.set(attestationDomainSeparator(domain), 2)
   message.set(attestationStructHash(attestation), 34)
-  return keccak_256(message)
+  return keccak256(message)
 }
 
 /** The typed data in viem's `signTypedData` / `hashTypedData` form (e.g. for wallets). */
@@ -320,7 +314,7 @@ export function attestationLeaf(attestation: Attestation, seq: bigint): Hex {
   const words = new Uint8Array(8 * 32)
   putAttestationWords(words, 0, attestation)
   putUint(words, 224, seq, U64_MAX, 'seq')
-  return toHex(keccak_256(keccak_256(words)))
+  return toHex(keccak256(keccak256(words)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -340,7 +334,7 @@ export function publicKeyOf(privateKey: Uint8Array): Uint8Array {
 
 function addressOfPoint(point: Point): Hex {
   const uncompressed = point.toBytes(false) // 0x04 ‖ x ‖ y
-  return toHex(keccak_256(uncompressed.subarray(1)).subarray(12))
+  return toHex(keccak256(uncompressed.subarray(1)).subarray(12))
 }
 
 /**

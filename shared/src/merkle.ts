@@ -15,9 +15,9 @@
  * Nodes are kept as bytes in one buffer; hex strings are made only for the root and for proof
  * elements, once per node, so proving every leaf of a large tree stays cheap.
  */
-import { keccak_256 } from '@noble/hashes/sha3.js'
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js'
 import type { Hex } from './attestation.js'
+import { keccak256 } from './keccak.js'
 
 export interface MerkleTree {
   /** The root, as lowercase hex. */
@@ -54,7 +54,7 @@ function hashPairBytes(a: Uint8Array, ia: number, b: Uint8Array, ib: number): Ui
   const aFirst = compare32(a, ia, b, ib) <= 0
   pair.set(a.subarray(ia, ia + 32), aFirst ? 0 : 32)
   pair.set(b.subarray(ib, ib + 32), aFirst ? 32 : 0)
-  return keccak_256(pair)
+  return keccak256(pair)
 }
 
 /** `keccak256(min(a, b) ‖ max(a, b))`: an inner node of the tree (OZ `standardNodeHash`). */
