@@ -21,7 +21,8 @@ import {
   recordBatch,
   releaseLease,
 } from './batch-store.js'
-import { chainClients, chainConfig, receiptOrPending, shortError, type ChainConfig } from './chain-client.js'
+import { chainClients, chainConfig, type ChainConfig } from './chain-client.js'
+import { landOnce, type OnChainOutcome } from './once-on-chain.js'
 
 const DEFAULT_MAX_LEAVES = 10_000
 const DEFAULT_CONFIRM_TIMEOUT_MS = 60_000
@@ -85,8 +86,6 @@ export async function runBatchTick(env: Env, now: () => number = Date.now): Prom
 
 type BatchToSettle = Pick<BatchRow, 'root' | 'from_seq' | 'to_seq' | 'count' | 'tx_hash'>
 
-type SettleOutcome = { kind: 'confirmed'; txHash: Hash } | { kind: 'unsettled'; reason: string }
-
 /** Brings one recorded batch to `confirmed`, or leaves it in a state the next tick resumes. */
 class BatchSettler {
   readonly #clients: ReturnType<typeof chainClients>
@@ -100,59 +99,24 @@ class BatchSettler {
     this.#clients = chainClients(config, RPC_TIMEOUT_MS)
   }
 
-  async settle(batch: BatchToSettle): Promise<SettleOutcome> {
+  settle(batch: BatchToSettle): Promise<OnChainOutcome> {
     const root = batch.root as Hex
-    try {
-      // 1. A transaction sent earlier: its receipt settles it, unless it is still on its way.
-      if (batch.tx_hash) {
-        const known = await this.#receiptOrPending(batch.tx_hash as Hash)
-        if (known === 'pending') return this.#waitFor(batch, batch.tx_hash as Hash)
-        if (known?.status === 'success') return this.#confirm(root, batch.tx_hash as Hash, known.blockNumber)
-      }
-      // 2. Maybe on-chain already (a transaction whose hash we never stored, or that replaced ours).
-      const posted = await this.#findPosting(root)
-      if (posted) return this.#confirm(root, posted.txHash, posted.blockNumber)
-      // 3. Send it.
-      const { walletClient, account } = this.#clients
-      const txHash = await walletClient.writeContract({
-        address: this.config.registry,
-        abi: attestationRegistryAbi,
-        functionName: 'submitBatch',
-        args: [root, batch.count, BigInt(batch.from_seq), BigInt(batch.to_seq)],
-        account,
-      })
-      await markSent(this.db, root, txHash)
-      return this.#waitFor(batch, txHash)
-    } catch (error) {
-      const reason = shortError(error)
-      await markFailed(this.db, root, reason, false).catch(() => {})
-      return { kind: 'unsettled', reason }
-    }
-  }
-
-  async #waitFor(batch: BatchToSettle, txHash: Hash): Promise<SettleOutcome> {
-    const root = batch.root as Hex
-    try {
-      const receipt = await this.#clients.publicClient.waitForTransactionReceipt({ hash: txHash, timeout: this.confirmTimeoutMs })
-      if (receipt.status === 'success') return this.#confirm(root, txHash, receipt.blockNumber)
-      // Reverted: nothing was posted by it; maybe by another transaction (step 2 next time).
-      await markFailed(this.db, root, `transaction ${txHash} reverted`, false)
-      return { kind: 'unsettled', reason: `transaction ${txHash} reverted` }
-    } catch (error) {
-      // Unknown whether it will be mined: keep the hash so the next tick looks it up first.
-      const reason = `waiting for ${txHash}: ${shortError(error)}`
-      await markFailed(this.db, root, reason, true).catch(() => {})
-      return { kind: 'unsettled', reason }
-    }
-  }
-
-  async #confirm(root: Hex, txHash: Hash, blockNumber: bigint): Promise<SettleOutcome> {
-    await markConfirmed(this.db, root, txHash, Number(blockNumber), this.now())
-    return { kind: 'confirmed', txHash }
-  }
-
-  #receiptOrPending(txHash: Hash) {
-    return receiptOrPending(this.#clients.publicClient, txHash)
+    const { walletClient, account, publicClient } = this.#clients
+    return landOnce(publicClient, this.confirmTimeoutMs, {
+      sentTx: batch.tx_hash as Hash | null,
+      findLanded: () => this.#findPosting(root),
+      send: () =>
+        walletClient.writeContract({
+          address: this.config.registry,
+          abi: attestationRegistryAbi,
+          functionName: 'submitBatch',
+          args: [root, batch.count, BigInt(batch.from_seq), BigInt(batch.to_seq)],
+          account,
+        }),
+      markSent: (txHash) => markSent(this.db, root, txHash),
+      markConfirmed: (txHash, blockNumber) => markConfirmed(this.db, root, txHash, Number(blockNumber), this.now()),
+      markFailed: (reason, keepTx) => markFailed(this.db, root, reason, keepTx),
+    })
   }
 
   /** Where `root` was posted, if it was: the registry's record and its BatchSubmitted event. */

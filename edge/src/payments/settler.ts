@@ -16,7 +16,8 @@ import type { Hex } from '@depinfer/shared'
 import { type Hash, zeroAddress } from 'viem'
 import type { BatchRow } from '../attestations/rows.js'
 import { acquireLease, releaseLease } from '../batching/batch-store.js'
-import { chainClients, chainConfig, receiptOrPending, shortError, type ChainClients } from '../batching/chain-client.js'
+import { chainClients, chainConfig, type ChainClients } from '../batching/chain-client.js'
+import { landOnce, type OnChainOutcome } from '../batching/once-on-chain.js'
 import { numberVar, type Env } from '../env.js'
 import { paymentsSetting, type PaymentsConfig } from './config.js'
 import { releaseExpired } from './reservations.js'
@@ -193,8 +194,6 @@ async function providersOf(config: PaymentsConfig, clients: ChainClients, jobs: 
   return providers
 }
 
-type SettleOutcome = { kind: 'confirmed'; txHash: Hash } | { kind: 'unsettled'; reason: string }
-
 /** Brings one recorded settlement to `confirmed`, or leaves it in a state the next tick resumes. */
 class SettlementSender {
   constructor(
@@ -205,55 +204,24 @@ class SettlementSender {
     private readonly now: () => number,
   ) {}
 
-  async settle(s: OpenSettlement): Promise<SettleOutcome> {
+  settle(s: OpenSettlement): Promise<OnChainOutcome> {
     const root = s.attestation_root as Hex
-    try {
-      // 1. A transaction sent earlier: its receipt settles it, unless it is still on its way.
-      if (s.tx_hash) {
-        const known = await receiptOrPending(this.clients.publicClient, s.tx_hash as Hash)
-        if (known === 'pending') return this.#waitFor(s, s.tx_hash as Hash)
-        if (known?.status === 'success') return this.#confirm(s, s.tx_hash as Hash, known.blockNumber)
-      }
-      // 2. Maybe settled already (a transaction whose hash we never stored): the Escrow knows.
-      const settled = await this.#findSettlement(s)
-      if (settled) return this.#confirm(s, settled.txHash, settled.blockNumber)
-      // 3. Send it.
-      const { walletClient, account } = this.clients
-      const txHash = await walletClient.writeContract({
-        address: this.config.escrow,
-        abi: escrowAbi,
-        functionName: 'settleBatch',
-        args: [root, JSON.parse(s.payers_json) as Hex[], (JSON.parse(s.amounts_json) as string[]).map(BigInt), s.payout_root as Hex, BigInt(s.payout_total)],
-        account,
-      })
-      await markSettlementSent(this.db, root, txHash)
-      return this.#waitFor(s, txHash)
-    } catch (error) {
-      const reason = shortError(error)
-      await markSettlementFailed(this.db, root, reason, false).catch(() => {})
-      return { kind: 'unsettled', reason }
-    }
-  }
-
-  async #waitFor(s: OpenSettlement, txHash: Hash): Promise<SettleOutcome> {
-    const root = s.attestation_root
-    try {
-      const receipt = await this.clients.publicClient.waitForTransactionReceipt({ hash: txHash, timeout: this.confirmTimeoutMs })
-      if (receipt.status === 'success') return this.#confirm(s, txHash, receipt.blockNumber)
-      // Reverted: nothing was settled by it; maybe by another transaction (step 2 next time).
-      await markSettlementFailed(this.db, root, `transaction ${txHash} reverted`, false)
-      return { kind: 'unsettled', reason: `transaction ${txHash} reverted` }
-    } catch (error) {
-      // Unknown whether it will be mined: keep the hash so the next tick looks it up first.
-      const reason = `waiting for ${txHash}: ${shortError(error)}`
-      await markSettlementFailed(this.db, root, reason, true).catch(() => {})
-      return { kind: 'unsettled', reason }
-    }
-  }
-
-  async #confirm(s: OpenSettlement, txHash: Hash, blockNumber: bigint): Promise<SettleOutcome> {
-    await markSettlementConfirmed(this.db, s.attestation_root, txHash, Number(blockNumber), this.now())
-    return { kind: 'confirmed', txHash }
+    const { walletClient, account, publicClient } = this.clients
+    return landOnce(publicClient, this.confirmTimeoutMs, {
+      sentTx: s.tx_hash as Hash | null,
+      findLanded: () => this.#findSettlement(s),
+      send: () =>
+        walletClient.writeContract({
+          address: this.config.escrow,
+          abi: escrowAbi,
+          functionName: 'settleBatch',
+          args: [root, JSON.parse(s.payers_json) as Hex[], (JSON.parse(s.amounts_json) as string[]).map(BigInt), s.payout_root as Hex, BigInt(s.payout_total)],
+          account,
+        }),
+      markSent: (txHash) => markSettlementSent(this.db, root, txHash),
+      markConfirmed: (txHash, blockNumber) => markSettlementConfirmed(this.db, root, txHash, Number(blockNumber), this.now()),
+      markFailed: (reason, keepTx) => markSettlementFailed(this.db, root, reason, keepTx),
+    })
   }
 
   /**
