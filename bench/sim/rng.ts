@@ -3,6 +3,7 @@
  * scheduler's own unit test uses): 32-bit state, fast, and good enough for Monte Carlo at this
  * scale; every stream is derived from the one `--seed`, so a run is reproducible bit for bit.
  */
+import { seededRandom } from '../../shared/src/seeded-random.js'
 
 /** A 32-bit seed for stream `stream` of `seed` (splitmix32 finaliser), so streams do not overlap. */
 export function deriveSeed(seed: number, stream: number): number {
@@ -13,21 +14,17 @@ export function deriveSeed(seed: number, stream: number): number {
 }
 
 export class Rng {
-  #state: number
+  readonly #uniform: () => number
   /** A second normal deviate from Box–Muller, kept for the next call. */
   #spareNormal: number | undefined
 
   constructor(seed: number) {
-    this.#state = seed >>> 0
+    this.#uniform = seededRandom(seed)
   }
 
   /** Uniform in [0, 1). */
   next(): number {
-    this.#state = (this.#state + 0x6d2b79f5) >>> 0
-    let t = this.#state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+    return this.#uniform()
   }
 
   /** `next` as a free function, the shape `pickDevice(candidates, random)` takes. */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { float16BitsToNumber, toFloat16Bits } from './float16.js'
+import { seededRandom } from './seeded-random.js'
 
 /**
  * Independent reference: the binary16 bit pattern nearest to `x` (ties to even), computed with
@@ -32,18 +33,6 @@ function referenceHalfBits(x: number): number {
 
 const hex = (bits: number) => bits.toString(16).padStart(4, '0')
 const isNaNPattern = (bits: number) => (bits & 0x7c00) === 0x7c00 && (bits & 0x03ff) !== 0
-
-/** Deterministic PRNG (mulberry32) so failures are reproducible. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return (t ^ (t >>> 14)) >>> 0
-  }
-}
 
 const f32 = new Float32Array(1)
 const u32 = new Uint32Array(f32.buffer)
@@ -136,7 +125,7 @@ describe('toFloat16Bits', () => {
   })
 
   it('agrees with the reference on random float32 values across the whole range', () => {
-    const next = mulberry32(0x5eed)
+    const next = seededRandom(0x5eed)
     const mismatches: string[] = []
     for (let i = 0; i < 100_000; i++) {
       // Bias half the samples to exponents near the binary16 range, where rounding is interesting.

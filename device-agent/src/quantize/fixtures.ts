@@ -5,7 +5,8 @@
  */
 import { floatValueInfo, node } from './graph.js'
 import { encodeModel, floatAttribute, floatTensor, intAttribute, intsAttribute, type Model, type Node, type Tensor } from './onnx-proto.js'
-import { normalSource, seededRandom } from './samples.js'
+import { seededRandom } from '@depinfer/shared'
+import { normalSource } from './samples.js'
 
 export function randomValues(count: number, seed: number, scale = 1): Float32Array {
   const normal = normalSource(seededRandom(seed))

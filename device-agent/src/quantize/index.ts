@@ -8,5 +8,5 @@ export { compareModels, measureLatency, inputSpecs, sampleFeeds, withBatch, DEFA
 export { evaluateQuantization, formatReport, machineDescription, type EvaluationReport } from './report.js'
 export { OnnxFormatError, decodeModel, encodeModel } from './onnx-proto.js'
 export { WireFormatError } from './wire.js'
-export { generateSamples, seededRandom, type SampleKind } from './samples.js'
+export { generateSamples, type SampleKind } from './samples.js'
 export type { CalibrationInput, StaticOptions } from './static.js'

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { BUNDLED_MODELS, bundledModelPath, type BundledModelName } from '../models/bundled.js'
 import { OnnxFormatError, decodeModel, encodeModel, tensorTypeOf } from './onnx-proto.js'
-import { seededRandom } from './samples.js'
+import { seededRandom } from '@depinfer/shared'
 import { WireReader, WireWriter } from './wire.js'
 
 const names = Object.keys(BUNDLED_MODELS) as BundledModelName[]

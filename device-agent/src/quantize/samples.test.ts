@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { defaultSampleKind, generateSamples, seededRandom } from './samples.js'
+import { seededRandom } from '@depinfer/shared'
+import { defaultSampleKind, generateSamples } from './samples.js'
 
 describe('sample inputs', () => {
   it('are the same for the same seed and differ between seeds', () => {

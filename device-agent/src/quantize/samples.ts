@@ -16,17 +16,7 @@
  *  - 'normal': standard normal values, for anything that is not an image.
  */
 
-/** mulberry32: small, fast, good enough for test data, and identical on every platform. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+import { seededRandom } from '@depinfer/shared'
 
 /** Standard normal values (Box–Muller) from a uniform source. */
 export function normalSource(random: () => number): () => number {

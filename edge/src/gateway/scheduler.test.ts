@@ -1,17 +1,6 @@
+import { seededRandom } from '@depinfer/shared'
 import { describe, expect, it } from 'vitest'
 import { expectedWaitMs, pickDevice } from './scheduler.js'
-
-/** A deterministic uniform generator (mulberry32), so the statistics below are reproducible. */
-function seeded(seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 describe('pickDevice (least expected completion time)', () => {
   it('returns nothing without candidates and the only one when there is one', () => {
@@ -24,7 +13,7 @@ describe('pickDevice (least expected completion time)', () => {
     const busyFast = { id: 'busy-fast', load: 4, ewmaMs: 10 } // (4+1)×10 = 50 ms
     const idleSlow = { id: 'idle-slow', load: 0, ewmaMs: 30 } // (0+1)×30 = 30 ms
     const lightMid = { id: 'light-mid', load: 1, ewmaMs: 14 } // (1+1)×14 = 28 ms
-    const random = seeded(1)
+    const random = seededRandom(1)
     for (let i = 0; i < 100; i++) expect(pickDevice([busyFast, idleSlow, lightMid], random)!.id).toBe('light-mid')
     expect(expectedWaitMs(busyFast)).toBe(50)
   })
@@ -32,14 +21,14 @@ describe('pickDevice (least expected completion time)', () => {
   it('finds the best among many wherever it is in the list', () => {
     for (let best = 0; best < 50; best++) {
       const devices = Array.from({ length: 50 }, (_, i) => ({ id: i, load: i === best ? 0 : 1 + (i % 7), ewmaMs: 10 }))
-      expect(pickDevice(devices, seeded(best))!.id).toBe(best)
+      expect(pickDevice(devices, seededRandom(best))!.id).toBe(best)
     }
   })
 
   it('spreads ties evenly, so equal idle devices share the work', () => {
     const devices = Array.from({ length: 4 }, (_, i) => ({ id: i, load: 0, ewmaMs: 10 }))
     const counts = [0, 0, 0, 0]
-    const random = seeded(7)
+    const random = seededRandom(7)
     for (let i = 0; i < 8_000; i++) {
       const { id } = pickDevice(devices, random)!
       counts[id] = counts[id]! + 1
