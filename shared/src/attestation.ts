@@ -5,7 +5,7 @@
  * the device's registered key, numbers the attestation (`seq`) and posts Merkle roots of
  * batches to `AttestationRegistry`; `attestationLeaf` is that contract's leaf.
  *
- * Pure JS (js-sha3 for keccak, @noble/curves, @noble/hashes utils): runs in workerd and Node alike.
+ * keccak in WebAssembly (keccak.ts), @noble/curves, @noble/hashes utils: runs in workerd and Node alike.
  */
 import type { WeierstrassPoint } from '@noble/curves/abstract/weierstrass.js'
 import { secp256k1 } from '@noble/curves/secp256k1.js'

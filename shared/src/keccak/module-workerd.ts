@@ -1,0 +1,5 @@
+// workerd forbids compiling WebAssembly from bytes at run time ("code generation disallowed by
+// embedder"); a .wasm import is compiled at deploy time instead (wrangler's CompiledWasm rule).
+import compiled from './keccak.wasm'
+
+export const keccakModule = compiled
