@@ -19,6 +19,7 @@ import {
   newSalt,
   outputHash,
   preparePublicKey,
+  prepareSigning,
   publicKeyOf,
   recoverAttestationSigner,
   signAttestation,
@@ -194,6 +195,16 @@ describe('signAttestation / recoverAttestationSigner', () => {
     expect([27, 28]).toContain(v)
     expect(recoverAttestationSigner(DOMAIN, a, signature)).toBe(account.address.toLowerCase())
     expect((await recoverTypedDataAddress({ ...viemTypedData(DOMAIN, a), signature })).toLowerCase()).toBe(account.address.toLowerCase())
+  })
+
+  it('signs exactly as viem does after prepareSigning has widened the generator\'s table', async () => {
+    prepareSigning()
+    for (const seed of [9, 10, 11]) {
+      const privateKey = privateKeyFrom(seed * 31)
+      const account = privateKeyToAccount(hexOf(privateKey))
+      const a = attestation(seed, account.address.toLowerCase() as Hex)
+      expect(signAttestation(privateKey, DOMAIN, a)).toBe(await account.signTypedData(viemTypedData(DOMAIN, a)))
+    }
   })
 
   it('signs with anvil account #0 so that it recovers to its address', () => {

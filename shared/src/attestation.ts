@@ -391,6 +391,19 @@ export function signAttestation(privateKey: Uint8Array, domain: AttestationDomai
 }
 
 /**
+ * Builds the generator's table that signing uses (noble's constant-time, blinded path) with
+ * window 8 instead of noble's 6: measured 0.47 → 0.37 ms per signature here, for ~65 ms and a
+ * few MB once per process. A device signs every job, so it calls this at start; signing works
+ * (slower) without it.
+ */
+export function prepareSigning(): void {
+  Secp256k1Point.BASE.precompute(SIGNING_WINDOW, false)
+  // The blinded path builds its (wider) table on first use: use it now, with a throwaway key.
+  secp256k1.sign(new Uint8Array(32), secp256k1.utils.randomSecretKey(), { prehash: false })
+}
+const SIGNING_WINDOW = 8
+
+/**
  * The address that signed the attestation (ecrecover). Throws ProtocolError (field
  * `signature`) for a signature that is malformed, high-s, has v other than 27/28, or recovers
  * no key; ProtocolError naming the field for a malformed attestation.

@@ -5,19 +5,15 @@
  * src/keccak/keccak.wasm is its build): keccak over every input byte is on the path of every job,
  * twice (device and edge), and JS keccaks work on 32-bit halves of the 64-bit lanes — js-sha3
  * managed ~45 MB/s here, @noble/hashes half that. `#keccak-module` (package.json "imports")
- * hands over the compiled module the way each runtime allows.
+ * instantiates the module the way each runtime allows.
  */
-import { keccakModule } from '#keccak-module'
+import { keccakKernel as kernel } from '#keccak-module'
 
 // Must match the layout the module was generated with (shared/scripts/keccak-wat.ts).
 const RATE_BYTES = 136
 const STATE_BYTES = 200
 const INPUT_OFFSET = 512
 
-const kernel = new WebAssembly.Instance(keccakModule, {}).exports as {
-  memory: WebAssembly.Memory
-  absorb: (ptr: number, blocks: number) => void
-}
 // The memory never grows, so this view stays valid.
 const heap = new Uint8Array(kernel.memory.buffer)
 const INPUT_BLOCKS = Math.floor((heap.length - INPUT_OFFSET) / RATE_BYTES)

@@ -9,9 +9,6 @@ declare namespace WebAssembly {
     constructor(module: Module, imports?: object)
     readonly exports: Record<string, unknown>
   }
-  class Memory {
-    readonly buffer: ArrayBuffer
-  }
 }
 
 declare module '*.wasm' {
