@@ -1,8 +1,6 @@
 import { ethers } from 'ethers'
 import {
   type Address,
-  BaseError,
-  ContractFunctionRevertedError,
   createPublicClient,
   createWalletClient,
   encodeFunctionData,
@@ -16,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type AnvilInstance, startAnvil } from '../scripts/anvil.ts'
 import { buildContracts } from '../scripts/build.ts'
 import { type Attestation, AttestationMerkleTree, hashPair, leafHash } from './merkle.ts'
+import { expectRevert } from './expect-revert.js'
 
 type Contracts = typeof import('../src/index.ts')
 
@@ -57,21 +56,6 @@ function leafArgs(a: Attestation) {
 }
 
 /** Runs `fn`, expecting a revert with the custom error `errorName` (and `args`, if given). */
-async function expectRevert(fn: () => Promise<unknown>, errorName: string, args?: readonly unknown[]): Promise<void> {
-  let caught: unknown
-  try {
-    await fn()
-  } catch (error) {
-    caught = error
-  }
-  expect(caught, `expected revert ${errorName}`).toBeInstanceOf(BaseError)
-  const revert = (caught as BaseError).walk((e) => e instanceof ContractFunctionRevertedError)
-  expect(revert).toBeInstanceOf(ContractFunctionRevertedError)
-  const data = (revert as ContractFunctionRevertedError).data
-  expect(data?.errorName).toBe(errorName)
-  if (args) expect(data?.args).toEqual(args)
-}
-
 describe('AttestationRegistry on anvil', () => {
   let anvil: AnvilInstance | undefined
   let contracts: Contracts

@@ -8,8 +8,6 @@ import { StandardMerkleTree } from '@openzeppelin/merkle-tree'
 import { ethers } from 'ethers'
 import {
   type Address,
-  BaseError,
-  ContractFunctionRevertedError,
   createPublicClient,
   createTestClient,
   createWalletClient,
@@ -25,6 +23,7 @@ import { foundry } from 'viem/chains'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type AnvilInstance, startAnvil } from '../scripts/anvil.ts'
 import { buildContracts } from '../scripts/build.ts'
+import { expectRevert } from './expect-revert.js'
 
 type Contracts = typeof import('../src/index.ts')
 type PayoutTree = import('../src/payouts.ts').PayoutTree
@@ -35,21 +34,6 @@ const WITHDRAWAL_DELAY = 3_600n
 const bytes32 = (n: number | bigint): Hex => `0x${BigInt(n).toString(16).padStart(64, '0')}`
 
 /** Runs `fn`, expecting a revert with the custom error `errorName` (and `args`, if given). */
-async function expectRevert(fn: () => Promise<unknown>, errorName: string, args?: readonly unknown[]): Promise<void> {
-  let caught: unknown
-  try {
-    await fn()
-  } catch (error) {
-    caught = error
-  }
-  expect(caught, `expected revert ${errorName}`).toBeInstanceOf(BaseError)
-  const revert = (caught as BaseError).walk((e) => e instanceof ContractFunctionRevertedError)
-  expect(revert, `expected revert ${errorName}, got ${String(caught)}`).toBeInstanceOf(ContractFunctionRevertedError)
-  const data = (revert as ContractFunctionRevertedError).data
-  expect(data?.errorName).toBe(errorName)
-  if (args) expect(data?.args).toEqual(args)
-}
-
 /** The payout leaf recomputed with ethers v6 (independent of viem and of the contract). */
 function ethersPayoutLeaf(account: Address, cumulativeAmount: bigint): string {
   const encoded = ethers.AbiCoder.defaultAbiCoder().encode(['address', 'uint256'], [account, cumulativeAmount])

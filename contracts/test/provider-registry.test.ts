@@ -5,8 +5,6 @@
 import { ethers } from 'ethers'
 import {
   type Address,
-  BaseError,
-  ContractFunctionRevertedError,
   createPublicClient,
   createTestClient,
   createWalletClient,
@@ -26,6 +24,7 @@ import { foundry } from 'viem/chains'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type AnvilInstance, startAnvil } from '../scripts/anvil.ts'
 import { buildContracts } from '../scripts/build.ts'
+import { expectRevert } from './expect-revert.js'
 
 type Contracts = typeof import('../src/index.ts')
 
@@ -35,21 +34,6 @@ const UNSTAKE_DELAY = 7n * 24n * 3_600n
 const ZERO: Address = '0x0000000000000000000000000000000000000000'
 
 /** Runs `fn`, expecting a revert with the custom error `errorName` (and `args`, if given). */
-async function expectRevert(fn: () => Promise<unknown>, errorName: string, args?: readonly unknown[]): Promise<void> {
-  let caught: unknown
-  try {
-    await fn()
-  } catch (error) {
-    caught = error
-  }
-  expect(caught, `expected revert ${errorName}`).toBeInstanceOf(BaseError)
-  const revert = (caught as BaseError).walk((e) => e instanceof ContractFunctionRevertedError)
-  expect(revert, `expected revert ${errorName}, got ${String(caught)}`).toBeInstanceOf(ContractFunctionRevertedError)
-  const data = (revert as ContractFunctionRevertedError).data
-  expect(data?.errorName).toBe(errorName)
-  if (args) expect(data?.args).toEqual(args)
-}
-
 /** Device signing keys, deterministic so failures reproduce. */
 const deviceKey = (name: string): Hex => keccak256(stringToHex(`depinfer test device ${name}`))
 const devices = {
