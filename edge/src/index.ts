@@ -5,6 +5,7 @@
 import { app } from './app.js'
 import { runBatchTick } from './batching/batcher.js'
 import type { Env } from './env.js'
+import { flushGatewayAttestations } from './gateway/flush-attestations.js'
 import { runSettlementTick } from './payments/settler.js'
 
 export { Gateway } from './gateway/gateway.js'
@@ -14,8 +15,15 @@ export default {
   // Awaited rather than waitUntil: the invocation then lasts as long as the tick, and a caller
   // of the scheduled event (tests, `npm start`) sees it finished.
   async scheduled(_controller, env) {
+    const flushStartedAt = Date.now()
+    // First the jobs answered until now into D1, so the batch cut next includes all of them.
+    const pending = await flushGatewayAttestations(env)
     await runBatchTick(env)
-    // Settles the batches just confirmed (and any left from earlier ticks), in batch order.
-    await runSettlementTick(env)
+    // Settles the batches just confirmed (and any left from earlier ticks), in batch order, and
+    // releases abandoned reservations: only those expired before the flush started, and only
+    // when it completed. A job is answered before its reservation expires (payments/hold.ts),
+    // so such a reservation's job, if it was answered at all, was in the outbox this flush
+    // emptied and is charged by now: a reservation still `reserved` really was abandoned.
+    await runSettlementTick(env, pending === 0 ? flushStartedAt : undefined)
   },
 } satisfies ExportedHandler<Env>

@@ -221,6 +221,80 @@ describe('attestations on the local chain', () => {
     expect(await chain.getTransactionCount({ address: submitter })).toBe(nonceBefore + 1)
   })
 
+  /**
+   * The Gateway records each accepted attestation in its own storage and answers; D1 gets it
+   * from a background flush. `refuseAttestations` makes D1 fail every attestation INSERT (as if
+   * it were unreachable for writes) so that flush cannot happen until the test allows it.
+   */
+  const refuseAttestations = async () => {
+    const db = await network.edge.miniflare.getD1Database('DB')
+    await db.prepare("CREATE TRIGGER refuse_attestations BEFORE INSERT ON attestations BEGIN SELECT RAISE(ABORT, 'D1 unavailable (test)'); END").run()
+    return async () => {
+      await db.prepare('DROP TRIGGER IF EXISTS refuse_attestations').run()
+    }
+  }
+  const seqOf = (job: Awaited<ReturnType<typeof infer>>) => Number(job.body.parameters.attestation_seq)
+  const counts = async () => ((await api.get('/api/batches')).body as { attestations: { total: number; pending: number } }).attestations
+
+  it('answers while D1 cannot take attestations, and serves each one the moment D1 can', async () => {
+    await drain()
+    const before = await counts()
+    const allow = await refuseAttestations()
+    let jobs: Awaited<ReturnType<typeof infer>>[]
+    try {
+      // Answered all the same: only the Gateway's own storage write is on the answer's path.
+      jobs = await Promise.all(Array.from({ length: 3 }, () => infer()))
+      const unknownYet = await api.get(`/api/jobs/${jobs[0]!.body.parameters.job_id}/attestation`)
+      expect(unknownYet.status, unknownYet.text).toBe(503)
+      expect(unknownYet.body).toMatchObject({ type: 'urn:depinfer:problem:attestation-not-stored-yet', field: 'jobId' })
+      expect(unknownYet.headers.get('retry-after')).toBe('5')
+      // While answered jobs wait, an id the edge never answered cannot be told apart from them.
+      expect((await api.get(`/api/jobs/0x${'cd'.repeat(32)}/attestation`)).status).toBe(503)
+      expect(await counts()).toEqual({ total: before.total + 3, pending: before.pending + 3 })
+      // A tick meanwhile batches nothing and loses nothing.
+      await runBatcher()
+      expect(await counts()).toEqual({ total: before.total + 3, pending: before.pending + 3 })
+    } finally {
+      await allow()
+    }
+    // Nothing else flushes in between (the Gateway's alarm is a minute away): the proofs API
+    // moves the outbox to D1 itself before looking.
+    for (const job of jobs) {
+      const view = await jobView(job.body.parameters.job_id as string)
+      expect(view).toMatchObject({ seq: seqOf(job), deviceId: DEVICE, batch: null, proof: null })
+    }
+    expect(await counts()).toEqual({ total: before.total + 3, pending: before.pending + 3 })
+    expect((await api.get(`/api/jobs/0x${'cd'.repeat(32)}/attestation`)).status).toBe(404)
+  })
+
+  it('puts every job answered before a tick in that tick\'s batch, seqs contiguous from the last batch', async () => {
+    await drain()
+    const [last] = ((await api.get('/api/batches?limit=1')).body as { batches: { toSeq: number }[] }).batches
+    const n = 40
+    // D1 refuses until the tick: only the tick's own flush can bring these jobs to the batcher.
+    const allow = await refuseAttestations()
+    let jobs: Awaited<ReturnType<typeof infer>>[]
+    try {
+      jobs = await Promise.all(Array.from({ length: n }, () => infer()))
+    } finally {
+      await allow()
+    }
+    const seqs = jobs.map(seqOf).sort((a, b) => a - b)
+    // The Gateway assigned them: strictly increasing, no gaps, right after what D1 already had.
+    expect(seqs).toEqual(Array.from({ length: n }, (_, i) => (last?.toSeq ?? 0) + 1 + i))
+
+    const eventsBefore = (await postedEvents()).length
+    await runBatcher()
+    const events = (await postedEvents()).slice(eventsBefore)
+    expect(events).toHaveLength(1)
+    expect(events[0]!.args).toMatchObject({ count: n, fromSeq: BigInt(seqs[0]!), toSeq: BigInt(seqs.at(-1)!) })
+    for (const job of jobs) {
+      const view = await jobView(job.body.parameters.job_id as string)
+      expect(view.seq).toBe(seqOf(job))
+      expect(view.batch).toMatchObject({ root: events[0]!.args.root, status: 'confirmed' })
+    }
+  })
+
   it('batches thousands of attestations into several roots, every one provable', async () => {
     await drain()
     const total = 2_000

@@ -43,32 +43,54 @@ export interface AcceptedAttestation {
   signature: Hex
   domain: AttestationDomain
   deviceId: string
-  /** The priced job's reservation, charged in the same transaction; absent for a free job. */
+  /** The priced job's reservation, charged when the attestation reaches D1; absent for a free job. */
   reservationId?: string
 }
 
-export const INSERT_ATTESTATION_SQL = `INSERT INTO attestations
-  (job_id, model_hash, input_hash, output_hash, device, price_wei, completed_at, signature,
-   chain_id, verifying_contract, device_id, accepted_at)
-  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`
+/** An attestation as recorded, before a batch takes it: a row of `attestations` without `batch_root`. */
+export type RecordedAttestation = Omit<AttestationRow, 'batch_root'>
+
+export function recordedAttestation(accepted: AcceptedAttestation, seq: number, acceptedAt: number): RecordedAttestation {
+  const { attestation: a, signature, domain, deviceId } = accepted
+  return {
+    seq,
+    job_id: a.jobId,
+    model_hash: a.modelHash,
+    input_hash: a.inputHash,
+    output_hash: a.outputHash,
+    device: a.device,
+    price_wei: a.price.toString(),
+    completed_at: a.completedAt.toString(),
+    signature,
+    chain_id: domain.chainId.toString(),
+    verifying_contract: domain.verifyingContract,
+    device_id: deviceId,
+    accepted_at: acceptedAt,
+  }
+}
 
 /**
- * The INSERT of a priced job's attestation: it only happens while the job's reservation is still
- * held, so every priced attestation on record has exactly one charge (see payments/reservations).
- * Params: those of INSERT_ATTESTATION_SQL, then the reservation id.
+ * Stores an attestation under the `seq` the Gateway assigned it. A job already on record is left
+ * as it is, so replaying a flush whose outcome was lost (the Gateway died between D1's commit
+ * and its outbox delete) changes nothing; only a conflict on `job_id` is forgiven, so a `seq`
+ * taken by another job still fails loudly rather than dropping an attestation.
  */
-export const INSERT_PRICED_ATTESTATION_SQL = `INSERT INTO attestations
-  (job_id, model_hash, input_hash, output_hash, device, price_wei, completed_at, signature,
+export const INSERT_ATTESTATION_SQL = `INSERT INTO attestations
+  (seq, job_id, model_hash, input_hash, output_hash, device, price_wei, completed_at, signature,
    chain_id, verifying_contract, device_id, accepted_at)
-  SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
-  WHERE EXISTS (SELECT 1 FROM reservations WHERE id = ? AND status = 'reserved') RETURNING seq`
+  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id) DO NOTHING`
 
-export function insertAttestationParams(accepted: AcceptedAttestation, acceptedAt: number): (string | number)[] {
-  const { attestation: a, signature, domain, deviceId } = accepted
+export function insertAttestationParams(r: RecordedAttestation): (string | number)[] {
   return [
-    a.jobId, a.modelHash, a.inputHash, a.outputHash, a.device, a.price.toString(), a.completedAt.toString(), signature,
-    domain.chainId.toString(), domain.verifyingContract, deviceId, acceptedAt,
+    r.seq, r.job_id, r.model_hash, r.input_hash, r.output_hash, r.device, r.price_wei, r.completed_at, r.signature,
+    r.chain_id, r.verifying_contract, r.device_id, r.accepted_at,
   ]
+}
+
+/** The highest `seq` on record (0 before the first attestation). */
+export async function lastRecordedSeq(db: D1Database): Promise<number> {
+  const row = await db.prepare('SELECT MAX(seq) AS seq FROM attestations').first<{ seq: number | null }>()
+  return row?.seq ?? 0
 }
 
 export function attestationOfRow(row: AttestationRow): Attestation {

@@ -32,6 +32,16 @@ export class DeviceTimeoutError extends DepinferError {
   }
 }
 
+/**
+ * A job's attestation was asked for while the Gateway could not move every answered job's
+ * attestation to D1: it may be one of those, so this is not a 404 (yet).
+ */
+export class AttestationNotStoredYetError extends DepinferError {
+  constructor(detail: string, retryAfterSec = 5) {
+    super(503, 'attestation-not-stored-yet', 'Attestation not stored yet', detail, { field: 'jobId', retryAfterSec })
+  }
+}
+
 /** The answer was verified but its attestation could not be recorded: it is not handed out. */
 export class AttestationStorageError extends DepinferError {
   constructor(detail: string, cause?: unknown) {

@@ -1,7 +1,9 @@
 /**
  * The Gateway Durable Object: holds the broker link, the live device table and the in-flight
- * jobs, chooses a device for each job, and resolves the waiting HTTP call when the device
- * answers. One instance per gateway id; shard by creating more ids (per region or model group).
+ * jobs, chooses a device for each job, records the verified attestation of each answer (in its
+ * own storage first, D1 shortly after: attestations/recorder.ts), and resolves the waiting HTTP
+ * call. One instance per gateway id; shard by creating more ids (per region or model group),
+ * which would first need a seq range per shard (see recorder.ts).
  */
 import { DurableObject } from 'cloudflare:workers'
 import {
@@ -28,7 +30,8 @@ import { ModelRejectedInputError, NotFoundError } from '../errors/request.js'
 import { AttestationStorageError, DeviceTimeoutError, ModelNotReadyError, NoCapacityError } from '../errors/routing.js'
 import { attestationDomain, type Env } from '../env.js'
 import { DeviceKeys } from '../attestations/device-keys.js'
-import { AttestationLog } from '../attestations/log.js'
+import type { FlushReport } from '../attestations/outbox-flush.js'
+import { AttestationRecorder } from '../attestations/recorder.js'
 import { AttestationRejectedError, verifyResultAttestation, type ExpectedAttestation } from '../attestations/verify.js'
 import type { StakeGate } from '../providers/device-stakes.js'
 import { stakeGateFromEnv } from '../providers/registry-reader.js'
@@ -73,14 +76,14 @@ export class Gateway extends DurableObject<Env> {
   readonly #jobs = new Map<string, PendingJob>()
   readonly #link: BrokerLink
   readonly #keys = new DeviceKeys()
-  readonly #attestations: AttestationLog
+  readonly #attestations: AttestationRecorder
   /** Undefined without a ProviderRegistry: then every device with a key is routable. */
   readonly #stakes: StakeGate | undefined
   readonly #alarmEveryMs: number
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env)
-    this.#attestations = new AttestationLog(env.DB)
+    this.#attestations = new AttestationRecorder(ctx.storage, env.DB)
     this.#stakes = stakeGateFromEnv(env)
     this.#alarmEveryMs = Math.max(MIN_ALARM_EVERY_MS, Math.min(ALARM_EVERY_MS, this.#stakes?.ttlMs ?? ALARM_EVERY_MS))
     this.#link = new BrokerLink({
@@ -152,11 +155,23 @@ export class Gateway extends DurableObject<Env> {
     })
   }
 
+  /**
+   * Moves the attestations recorded so far to D1 and waits: for readers of D1 that must see
+   * every answered job (see gateway/flush-attestations.ts).
+   */
+  flushAttestations(): Promise<FlushReport> {
+    return this.#attestations.flush()
+  }
+
   override async alarm(): Promise<void> {
     if (this.#link.connectionAgeMs(Date.now()) > RENEW_LINK_AFTER_MS) this.#link.renew()
     await this.ctx.storage.setAlarm(Date.now() + this.#alarmEveryMs)
-    // The periodic stake re-check: an unstaked device stops getting jobs within about a TTL.
-    await this.#refreshStakes()
+    await Promise.all([
+      // Retries a flush that failed (D1 unavailable) even when no new job starts one.
+      this.#attestations.flush(),
+      // The periodic stake re-check: an unstaked device stops getting jobs within about a TTL.
+      this.#refreshStakes(),
+    ])
   }
 
   async #linkUp(): Promise<void> {
@@ -254,7 +269,10 @@ export class Gateway extends DurableObject<Env> {
               lastFailure = checked
             } else {
               this.#table.recordSuccess(answeredBy, Date.now() - sentAt)
-              const seq = await this.#attestations.append({
+              // Written to this object's own storage, not D1: workerd's output gate holds every
+              // message the object sends, this RPC's answer included, until the write is
+              // durable, so no answer leaves with an attestation that could still be lost.
+              const seq = await this.#attestations.record({
                 attestation: checked.attestation,
                 signature: checked.signature,
                 domain: expected.domain,

@@ -2,7 +2,7 @@
  * The Worker's side of paying for one inference: price the job, and for a priced job hold its
  * price against the key's payer before anything is sent to a device. The caller sends the job
  * with `priceWei` / `reservationId` and calls `release()` when it fails; a job that succeeds is
- * charged by the Gateway in the transaction that records its attestation.
+ * charged in the D1 transaction that stores its attestation (see attestations/outbox-flush.ts).
  */
 import type { Hex } from '@depinfer/shared'
 import type { Env } from '../env.js'
@@ -14,8 +14,11 @@ import { payerHolds, release, reserve } from './reservations.js'
 
 /**
  * A reservation still `reserved` this long after its job's deadline was abandoned (the Worker
- * died mid-job): the cron tick releases it. The Gateway records an attestation at most a moment
- * after the deadline, so a minute is ample.
+ * died mid-job): the cron tick releases it. The Gateway accepts an answer at most a moment after
+ * the job's deadline, which it counts from when it got the job; the margin also covers the time
+ * between reserving and sending (the balance read's and D1's round trips), so a minute is ample.
+ * The answered job is charged later, when its attestation leaves the Gateway's outbox for D1;
+ * the cron tick flushes that outbox before it releases anything (index.ts `scheduled`).
  */
 const RESERVATION_MARGIN_MS = 60_000
 

@@ -1,7 +1,8 @@
 /**
  * Reservations of priced jobs in D1 (edge/migrations/0004_payments.sql), the off-chain half of
  * the escrow: a job's price is held against its payer's on-chain `availableBalance` before the
- * job is sent, becomes `charged` in the same transaction that records its attestation, and
+ * job is sent, becomes `charged` in the D1 transaction that stores its attestation (shortly after
+ * the answer, when the Gateway flushes its outbox; until then it keeps holding as `reserved`), and
  * `settled` once its batch's settlement is confirmed on-chain (the chain balance then reflects
  * it). A failed job's reservation is deleted; one abandoned by a crashed Worker expires.
  *
@@ -71,25 +72,34 @@ export async function release(db: D1Database, id: string): Promise<void> {
   await db.prepare("DELETE FROM reservations WHERE id = ? AND status = 'reserved'").bind(id).run()
 }
 
-/** Deletes reservations abandoned by a Worker that died mid-job; returns how many. */
-export async function releaseExpired(db: D1Database, now: number): Promise<number> {
-  const result = await db.prepare("DELETE FROM reservations WHERE status = 'reserved' AND expires_at < ?").bind(now).run()
+/**
+ * Deletes reservations abandoned by a Worker that died mid-job (still `reserved`, expired before
+ * `before`); returns how many. A job answered by the Gateway is charged only once its
+ * attestation leaves the Gateway's outbox for D1, so `before` must be an instant before which
+ * that outbox was completely flushed (see index.ts `scheduled`).
+ */
+export async function releaseExpired(db: D1Database, before: number): Promise<number> {
+  const result = await db.prepare("DELETE FROM reservations WHERE status = 'reserved' AND expires_at < ?").bind(before).run()
   return result.meta.changes
 }
 
 /**
- * The statements, run in the same D1 transaction as the attestation's INSERT, that charge the
- * reservation to the job: only while it is still `reserved`, and only if the attestation row
- * exists (the priced INSERT itself requires the reservation, see attestations/rows.ts).
+ * Charges the reservation to the job, in the same D1 transaction that stores the job's
+ * attestation under `seq` (see attestations/outbox-flush.ts): only while it is still `reserved`,
+ * so a charge happens once however often that transaction is replayed.
  */
-export function chargeStatement(db: D1Database, reservationId: string, jobId: string, now: number): D1PreparedStatement {
+export function chargeStatement(db: D1Database, reservationId: string, jobId: string, seq: number, chargedAt: number): D1PreparedStatement {
   return db
     .prepare(
-      `UPDATE reservations SET status = 'charged', job_id = ?1, charged_at = ?3,
-         seq = (SELECT seq FROM attestations WHERE job_id = ?1)
-       WHERE id = ?2 AND status = 'reserved' AND EXISTS (SELECT 1 FROM attestations WHERE job_id = ?1)`,
+      `UPDATE reservations SET status = 'charged', job_id = ?1, seq = ?2, charged_at = ?3
+       WHERE id = ?4 AND status = 'reserved'`,
     )
-    .bind(jobId, reservationId, now)
+    .bind(jobId, seq, chargedAt, reservationId)
+}
+
+/** Where a reservation stands (null: released, expired or never made). */
+export function reservationState(db: D1Database, id: string): Promise<{ status: string; job_id: string | null } | null> {
+  return db.prepare('SELECT status, job_id FROM reservations WHERE id = ?').bind(id).first<{ status: string; job_id: string | null }>()
 }
 
 export interface PayerHolds {

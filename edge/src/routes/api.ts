@@ -4,6 +4,8 @@ import type { Env } from '../env.js'
 import { attestationCounts, jobAttestation, listBatches } from '../batching/proofs.js'
 import { DepinferError } from '../errors/base.js'
 import { InvalidRequestError, NotFoundError } from '../errors/request.js'
+import { AttestationNotStoredYetError } from '../errors/routing.js'
+import { flushGatewayAttestations } from '../gateway/flush-attestations.js'
 import { apiKeyAuth, type AuthVariables } from '../middleware/auth.js'
 import { payments } from './payments.js'
 
@@ -38,17 +40,25 @@ api.get('/jobs/:jobId/attestation', async (c) => {
   if (!/^0x[0-9a-fA-F]{64}$/.test(jobId)) {
     throw new InvalidRequestError(`job id must be 0x and 32 bytes of hex (the job_id response parameter), got ${JSON.stringify(jobId.slice(0, 80))}`, 'jobId')
   }
+  // A job answered a moment ago may still be in the Gateway's outbox: it goes to D1 first.
+  const pending = await flushGatewayAttestations(c.env)
   const view = await jobAttestation(c.env.DB, jobId)
-  if (!view) throw new NotFoundError(`no attested job ${jobId}`, 'jobId')
-  return c.json(view)
+  if (view) return c.json(view)
+  if (pending !== 0) {
+    const gateway = pending === undefined ? 'the gateway could not be asked for the jobs it has not stored yet' : `the gateway has ${pending} answered job(s) not stored yet`
+    throw new AttestationNotStoredYetError(`job ${jobId} is not in the attestation log, and ${gateway}: it may be one of them`)
+  }
+  throw new NotFoundError(`no attested job ${jobId}`, 'jobId')
 })
 
 /** Posted and pending batches, newest first: `?limit=` (1–500, default 50), `?before=<fromSeq>`. */
 api.get('/batches', async (c) => {
   const limit = intQuery(c.req.query('limit'), 'limit', 50, 1, 500)
   const before = intQuery(c.req.query('before'), 'before', undefined, 1, Number.MAX_SAFE_INTEGER)
-  const [batches, attestations] = await Promise.all([listBatches(c.env.DB, limit, before), attestationCounts(c.env.DB)])
-  return c.json({ batches, attestations })
+  // Answered jobs still in the Gateway's outbox count as pending (not batched) attestations.
+  const unstored = (await flushGatewayAttestations(c.env)) || 0
+  const [batches, stored] = await Promise.all([listBatches(c.env.DB, limit, before), attestationCounts(c.env.DB)])
+  return c.json({ batches, attestations: { total: stored.total + unstored, pending: stored.pending + unstored } })
 })
 
 function intQuery<D extends number | undefined>(value: string | undefined, field: string, fallback: D, min: number, max: number): number | D {

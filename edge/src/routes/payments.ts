@@ -8,6 +8,7 @@ import type { Hex } from '@depinfer/shared'
 import { Hono } from 'hono'
 import type { Env } from '../env.js'
 import { InvalidRequestError, NotFoundError } from '../errors/request.js'
+import { flushGatewayAttestations } from '../gateway/flush-attestations.js'
 import type { AuthVariables } from '../middleware/auth.js'
 import { claimedOnChain, escrowAccount } from '../payments/balances.js'
 import { paymentsSetting } from '../payments/config.js'
@@ -22,7 +23,12 @@ payments.get('/account', async (c) => {
   const base = { apiKeyLabel: c.get('apiKeyLabel'), payer, paymentsEnabled: setting.enabled }
   if (!setting.enabled || payer === null) return c.json(base)
   const { config } = setting
-  const [escrow, holds] = await Promise.all([escrowAccount(config, payer), payerHolds(c.env.DB, payer)])
+  // Answered jobs are charged when their attestations reach D1: flushed first, they count as
+  // charged rather than reserved. The holds' total is the same either way.
+  const [escrow, holds] = await Promise.all([
+    escrowAccount(config, payer),
+    flushGatewayAttestations(c.env).then(() => payerHolds(c.env.DB, payer)),
+  ])
   return c.json({
     ...base,
     escrow: config.escrow,
