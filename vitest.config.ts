@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config'
 
 export default defineConfig({
   test: {
-    include: ['shared/src/**/*.test.ts', 'edge/src/**/*.test.ts', 'device-agent/src/**/*.test.ts', 'contracts/**/*.test.ts', 'test/**/*.test.ts'],
+    include: ['shared/src/**/*.test.ts', 'edge/src/**/*.test.ts', 'device-agent/src/**/*.test.ts', 'cli/src/**/*.test.ts', 'contracts/**/*.test.ts', 'test/**/*.test.ts'],
     exclude: ['**/node_modules/**'],
     globalSetup: ['test/global-setup.ts'],
     // End-to-end suites each start a whole network (workerd, broker, agents): on a 2-core

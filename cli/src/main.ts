@@ -2,18 +2,28 @@
  * `depinfer` command line for model developers.
  *
  *   depinfer models publish <file.onnx> --name <name> --price-wei <n> --payout-address <0x…> [--description <text>]
+ *                           [--int8 | --int8-file <q.onnx> --int8-report <report.json>] [--min-agreement <0..1>]
  *   depinfer models list [--name <name>]
  *
  * The edge and the key come from DEPINFER_URL (default http://127.0.0.1:8787, what `npm start`
  * runs) and DEPINFER_API_KEY.
  */
+import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
+import { describeReport, Int8VariantError, quantizeForPublishing, readInt8Variant, type Int8Variant } from './int8.js'
 import { progressBar } from './progress.js'
-import { PublishError, publishModelFile } from './publish.js'
+import { PublishError, publishModelFile, type PublishedVersion } from './publish.js'
 
 const USAGE = `usage:
   depinfer models publish <file.onnx> --name <name> --price-wei <n> --payout-address <0x…> [--description <text>]
+                          [--int8 | --int8-file <q.onnx> --int8-report <report.json>] [--min-agreement <0..1>]
   depinfer models list [--name <name>]
+
+  --int8              also publish an int8 variant: quantized here (the agent's quantizer), compared with
+                      fp32 on seeded sample inputs; devices run it where its top-1 agreement reaches
+                      --min-agreement (default 0.99), else the fp32 file
+  --int8-file, --int8-report
+                      publish an int8 variant made elsewhere, with its depinfer-quantize --json report
 environment: DEPINFER_URL (default http://127.0.0.1:8787), DEPINFER_API_KEY (required)`
 
 class UsageError extends Error {
@@ -29,6 +39,10 @@ async function main(argv: string[]): Promise<number> {
       'price-wei': { type: 'string' },
       'payout-address': { type: 'string' },
       description: { type: 'string' },
+      int8: { type: 'boolean' },
+      'int8-file': { type: 'string' },
+      'int8-report': { type: 'string' },
+      'min-agreement': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   })
@@ -45,15 +59,20 @@ async function main(argv: string[]): Promise<number> {
     const url = new URL('/api/models', edgeUrl)
     if (values.name) url.searchParams.set('name', values.name)
     const response = await fetch(url, { headers: { Authorization: `Bearer ${apiKey}` } })
-    const body = (await response.json()) as { models?: { name: string; version: string; sha256: string; size: number; priceWei: string }[]; detail?: string }
+    const body = (await response.json()) as { models?: (PublishedVersion & { size: number })[]; detail?: string }
     if (!response.ok) throw new PublishError(`list failed (${response.status}): ${body.detail ?? ''}`, response.status)
-    for (const m of body.models ?? []) console.log(`${m.name}\tv${m.version}\t${m.priceWei} wei\t${(m.size / 1024).toFixed(0)} KiB\tsha256 ${m.sha256}`)
+    for (const m of body.models ?? []) {
+      console.log(`${m.name}\tv${m.version}\t${m.priceWei} wei\t${(m.size / 1024).toFixed(0)} KiB\tsha256 ${m.sha256}`)
+      for (const v of m.variants ?? []) console.log(`  ${v.kind}\t${(v.size / 1024).toFixed(0)} KiB\tsha256 ${v.sha256}\t${describeReport(v.report, v.minAgreement)}`)
+    }
     return 0
   }
 
   if (!file) throw new UsageError('publish needs the .onnx file')
   if (!values.name || !values['price-wei'] || !values['payout-address']) throw new UsageError('publish needs --name, --price-wei and --payout-address')
-  let bar: ReturnType<typeof progressBar> | undefined
+  const int8 = await int8Variant(file, values)
+  // One bar per file, the int8 variant's first: each is finished when the next one starts.
+  let bar: { file: string; progress: ReturnType<typeof progressBar> } | undefined
   const { model, created } = await publishModelFile({
     edgeUrl,
     apiKey,
@@ -62,23 +81,51 @@ async function main(argv: string[]): Promise<number> {
     priceWei: values['price-wei'],
     payoutAddress: values['payout-address'],
     ...(values.description !== undefined && { description: values.description }),
-    onProgress: (sent, total) => {
-      bar ??= progressBar(`uploading ${file}`, total)
-      bar.update(sent)
+    ...(int8 && { int8 }),
+    onProgress: (which, sent, total) => {
+      if (bar?.file !== which) {
+        bar?.progress.finish()
+        bar = { file: which, progress: progressBar(which === 'int8' ? 'uploading the int8 variant' : `uploading ${file}`, total) }
+      }
+      bar.progress.update(sent)
     },
   })
-  bar?.finish()
-  console.log(`${created ? 'published' : 'already published (same file)'}: ${model.name} version ${model.version}, sha256 ${model.sha256}, ${model.priceWei} wei per inference`)
+  bar?.progress.finish()
+  const what = created ? 'published' : `already published (same file${int8 ? ' and variant' : ''})`
+  console.log(`${what}: ${model.name} version ${model.version}, sha256 ${model.sha256}, ${model.priceWei} wei per inference`)
   for (const spec of model.inputs) console.log(`  input  ${spec.name} ${spec.datatype} [${spec.shape.join(',')}]`)
   for (const spec of model.outputs) console.log(`  output ${spec.name} ${spec.datatype} [${spec.shape.join(',')}]`)
+  for (const v of model.variants) console.log(`  ${v.kind} variant sha256 ${v.sha256}, ${(v.size / 1024).toFixed(0)} KiB: ${describeReport(v.report, v.minAgreement)}`)
   return 0
+}
+
+/** The int8 variant the options ask for (printing its report), or undefined. */
+async function int8Variant(file: string, values: { int8?: boolean; 'int8-file'?: string; 'int8-report'?: string; 'min-agreement'?: string }): Promise<Int8Variant | undefined> {
+  const elsewhere = values['int8-file'] !== undefined || values['int8-report'] !== undefined
+  if (values.int8 && elsewhere) throw new UsageError('--int8 quantizes here; --int8-file and --int8-report publish a variant made elsewhere: not both')
+  if (elsewhere && (values['int8-file'] === undefined || values['int8-report'] === undefined)) throw new UsageError('--int8-file and --int8-report go together')
+  let minAgreement: number | undefined
+  if (values['min-agreement'] !== undefined) {
+    minAgreement = /^[0-9]*\.?[0-9]+$/.test(values['min-agreement']) ? Number(values['min-agreement']) : Number.NaN
+    if (!(minAgreement >= 0 && minAgreement <= 1)) throw new UsageError('--min-agreement must be a number between 0 and 1 (a share of top-1 agreement)')
+  }
+  if (!values.int8 && !elsewhere) {
+    if (minAgreement !== undefined) throw new UsageError('--min-agreement applies to an int8 variant: add --int8 (or --int8-file and --int8-report)')
+    return undefined
+  }
+  if (!elsewhere) console.log(`quantizing ${file} to int8 and comparing it with fp32…`)
+  const variant = elsewhere
+    ? await readInt8Variant(values['int8-file']!, values['int8-report']!, minAgreement)
+    : await quantizeForPublishing(await readFile(file), file, minAgreement)
+  console.log(variant.text)
+  return variant
 }
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
     if (error instanceof UsageError) console.error(`${error.message}\n\n${USAGE}`)
-    else console.error(error instanceof PublishError ? error.message : error)
+    else console.error(error instanceof PublishError || error instanceof Int8VariantError ? error.message : error)
     process.exit(error instanceof UsageError ? 2 : 1)
   },
 )

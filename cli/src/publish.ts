@@ -2,9 +2,20 @@
  * `depinfer models publish`: uploads an ONNX file to the edge (POST /api/models), streaming it
  * with a progress bar. The edge validates the file, stores it under its sha256 and answers with
  * the new version; the CLI checks that the sha256 the edge recorded is the file's.
+ *
+ * With an int8 variant, its file goes first (POST /api/models/files), then the publish names it
+ * by sha256 with its report and threshold: the edge records the version and its variant
+ * together, so no device ever sees the version without it.
  */
 import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
+import type { PublishedVariant, VariantReport } from '@depinfer/shared'
+
+export interface Int8Upload {
+  bytes: Uint8Array
+  report: VariantReport
+  minAgreement: number
+}
 
 export interface PublishOptions {
   edgeUrl: string
@@ -14,7 +25,9 @@ export interface PublishOptions {
   priceWei: string
   payoutAddress: string
   description?: string
-  onProgress?: (sentBytes: number, totalBytes: number) => void
+  int8?: Int8Upload
+  /** Upload progress of each file: the model's (`model`) and the int8 variant's (`int8`). */
+  onProgress?: (file: 'model' | 'int8', sentBytes: number, totalBytes: number) => void
 }
 
 export interface PublishedVersion {
@@ -25,6 +38,7 @@ export interface PublishedVersion {
   priceWei: string
   inputs: { name: string; datatype: string; shape: number[] }[]
   outputs: { name: string; datatype: string; shape: number[] }[]
+  variants: (PublishedVariant & { accepted: boolean })[]
 }
 
 /** An error answer of the edge (its RFC 9457 problem), or a transport failure. */
@@ -36,15 +50,10 @@ export class PublishError extends Error {
 }
 
 const CHUNK_BYTES = 256 * 1024
+const sha256Of = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex')
 
-export async function publishModelFile(options: PublishOptions): Promise<{ model: PublishedVersion; created: boolean }> {
-  const bytes = await readFile(options.file)
-  const sha256 = createHash('sha256').update(bytes).digest('hex')
-  const url = new URL('/api/models', options.edgeUrl)
-  url.searchParams.set('name', options.name)
-  url.searchParams.set('price_wei', options.priceWei)
-  url.searchParams.set('payout_address', options.payoutAddress)
-  if (options.description) url.searchParams.set('description', options.description)
+/** POSTs `bytes` as the body, reporting progress; returns the JSON answer, or throws PublishError with the edge's problem. */
+async function upload(url: URL, bytes: Uint8Array, options: PublishOptions, file: 'model' | 'int8', what: string): Promise<{ status: number; json: Record<string, unknown> }> {
   let sent = 0
   // Streamed in chunks so the progress bar follows what fetch has actually taken.
   const body = new ReadableStream<Uint8Array>({
@@ -55,7 +64,7 @@ export async function publishModelFile(options: PublishOptions): Promise<{ model
       }
       const chunk = bytes.subarray(sent, sent + CHUNK_BYTES)
       sent += chunk.byteLength
-      options.onProgress?.(sent, bytes.byteLength)
+      options.onProgress?.(file, sent, bytes.byteLength)
       controller.enqueue(chunk)
     },
   })
@@ -83,9 +92,37 @@ export async function publishModelFile(options: PublishOptions): Promise<{ model
   }
   if (!response.ok) {
     const detail = typeof json.detail === 'string' ? json.detail : text.slice(0, 300)
-    throw new PublishError(`publish failed (${response.status}): ${detail}`, response.status, typeof json.field === 'string' ? json.field : undefined)
+    const field = typeof json.field === 'string' ? json.field : undefined
+    throw new PublishError(`${what} failed (${response.status}): ${detail}${field ? ` [${field}]` : ''}`, response.status, field)
   }
+  return { status: response.status, json }
+}
+
+export async function publishModelFile(options: PublishOptions): Promise<{ model: PublishedVersion; created: boolean }> {
+  const bytes = await readFile(options.file)
+  const sha256 = sha256Of(bytes)
+  const url = new URL('/api/models', options.edgeUrl)
+  url.searchParams.set('name', options.name)
+  url.searchParams.set('price_wei', options.priceWei)
+  url.searchParams.set('payout_address', options.payoutAddress)
+  if (options.description) url.searchParams.set('description', options.description)
+  const int8 = options.int8
+  const int8Sha256 = int8 && sha256Of(int8.bytes)
+  if (int8 && int8Sha256) {
+    const uploaded = await upload(new URL('/api/models/files', options.edgeUrl), int8.bytes, options, 'int8', 'uploading the int8 variant')
+    if (uploaded.json.sha256 !== int8Sha256) throw new PublishError(`the edge stored the int8 variant as sha256 ${String(uploaded.json.sha256)}, but the file's is ${int8Sha256}`)
+    url.searchParams.set('int8_sha256', int8Sha256)
+    // String(x) writes what the edge reads back exactly (e.g. 0.985, 1e-7).
+    url.searchParams.set('int8_top1_agreement', String(int8.report.top1Agreement))
+    url.searchParams.set('int8_max_abs_error', String(int8.report.maxAbsError))
+    url.searchParams.set('int8_samples', String(int8.report.samples))
+    url.searchParams.set('int8_min_agreement', String(int8.minAgreement))
+  }
+  const { status, json } = await upload(url, bytes, options, 'model', 'publish')
   const model = json as unknown as PublishedVersion
   if (model.sha256 !== sha256) throw new PublishError(`the edge recorded sha256 ${model.sha256}, but the file's is ${sha256}`)
-  return { model, created: response.status === 201 }
+  if (int8Sha256 && !model.variants?.some((v) => v.kind === 'int8' && v.sha256 === int8Sha256)) {
+    throw new PublishError(`the edge recorded ${model.name} v${model.version} without the int8 variant ${int8Sha256}`)
+  }
+  return { model, created: status === 201 }
 }

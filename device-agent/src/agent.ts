@@ -37,7 +37,7 @@ import type { ProgressFactory } from './models/progress.js'
 import { ModelProvisioner } from './models/provision.js'
 import { Batcher, DeadlineExceededError } from './runtime/batcher.js'
 import { OrtRuntime } from './runtime/execution.js'
-import { loadModel, modelsFromConfig, type LoadedModel } from './runtime/loaded-model.js'
+import { loadModel, modelsFromConfig, modelSha256, type LoadedModel } from './runtime/loaded-model.js'
 import { checkJobTensors, InvalidJobInputError, runModel } from './runtime/run-job.js'
 
 const EWMA_WEIGHT = 0.2
@@ -198,7 +198,7 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
     const model = served.find(
       ({ loaded }) => loaded.name === header.model.name && loaded.version === header.model.version,
     )
-    if (!model || model.loaded.sha256 !== header.model.sha256 || model.loaded.state !== 'ready') {
+    if (!model || modelSha256(model.loaded) !== header.model.sha256 || model.loaded.state !== 'ready') {
       return reply([], {
         code: 'model_unavailable',
         message: `model ${header.model.name} v${header.model.version} (${header.model.sha256.slice(0, 12)}…) is not ready here`,
@@ -214,6 +214,7 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
       // Hashed after the run, not alongside it: onnxruntime-node runs a session synchronously on
       // this thread, so there is nothing to overlap with (~0.3 ms for a 48×192 image).
       const inputHash = inputCommitment(Buffer.from(header.attest.salt.slice(2), 'hex'), inputs)
+      // Attested with the file that ran (a variant's own sha256 when it is one), not the model's identity.
       reply(result.outputs, undefined, attest(header, model.loaded.sha256!, inputHash, result.outputs))
     } catch (error) {
       if (error instanceof DeadlineExceededError) {

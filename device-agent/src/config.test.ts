@@ -42,6 +42,17 @@ describe('agent config', () => {
     expect(() => loadConfig(path, {})).toThrow(message)
   })
 
+  it('runs accepted int8 variants unless told fp32, from the file or DEPINFER_PRECISION', () => {
+    expect(loadConfig(undefined, { DEPINFER_DEVICE_ID: 'd' }).precision).toBe('int8-when-accepted')
+    const path = writeConfig({ deviceId: 'd', precision: 'fp32' })
+    expect(loadConfig(path, {}).precision).toBe('fp32')
+    expect(loadConfig(path, { DEPINFER_PRECISION: 'int8-when-accepted' }).precision).toBe('int8-when-accepted')
+    expect(() => loadConfig(path, { DEPINFER_PRECISION: 'int8' })).toThrow(
+      'invalid agent config at precision (from DEPINFER_PRECISION): must be "int8-when-accepted" or "fp32"',
+    )
+    expect(() => loadConfig(writeConfig({ deviceId: 'd', precision: 'fp16' }), {})).toThrow(/at precision: must be/)
+  })
+
   it('says which file it could not read', () => {
     expect(() => loadConfig('/nonexistent/agent.json', {})).toThrow(/cannot read config \/nonexistent\/agent\.json/)
     expect(() => loadConfig(writeConfig('{not json'), {})).toThrow(ConfigError)

@@ -86,6 +86,14 @@ export const EXECUTION_MODES = ['sequential', 'parallel'] as const satisfies rea
 
 const threadCount = z.number().int().nonnegative().max(1024)
 
+/**
+ * Which file of a published model version the agent runs: `int8-when-accepted`, the int8
+ * variant published with the version where its publisher's report meets the publisher's
+ * threshold (else the version's own file); `fp32`, always the version's own file.
+ */
+export const PRECISIONS = ['int8-when-accepted', 'fp32'] as const
+export type Precision = (typeof PRECISIONS)[number]
+
 const ExecutionProvidersSchema = z.union(
   [
     z.literal('auto'),
@@ -133,6 +141,8 @@ export const AgentConfigSchema = z.object({
     .default(() => join(homedir(), '.depinfer', 'models')),
   /** The largest model file `published: "*"` picks (bytes). */
   maxModelBytes: z.number().int().positive().default(200_000_000),
+  /** Which file of a published model to run (see PRECISIONS). */
+  precision: z.enum(PRECISIONS, { error: `must be ${PRECISIONS.map((p) => `"${p}"`).join(' or ')}` }).default('int8-when-accepted'),
   /** How downloads retry: attempts in all (with back-off between them), and how long a connection may send nothing. */
   download: z
     .object({
@@ -260,7 +270,7 @@ function envModelSource(entry: string): Record<string, string> {
  * Reads the config file (if any) and applies env overrides: DEPINFER_DEVICE_ID,
  * DEPINFER_BROKER_URL, DEPINFER_BROKER_USERNAME, DEPINFER_BROKER_PASSWORD, DEPINFER_KEY_PATH,
  * DEPINFER_MODELS (comma-separated, see envModelSource), DEPINFER_EDGE_URL, DEPINFER_API_KEY,
- * DEPINFER_MODEL_CACHE, DEPINFER_MAX_MODEL_BYTES and the `ort` ones (ORT_ENV).
+ * DEPINFER_MODEL_CACHE, DEPINFER_MAX_MODEL_BYTES, DEPINFER_PRECISION and the `ort` ones (ORT_ENV).
  */
 export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv): AgentConfig {
   let fromFile: Record<string, unknown> = {}
@@ -292,6 +302,7 @@ export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv): Ag
   if (apiKey) edge.apiKey = apiKey
   const cacheDir = fromEnv('DEPINFER_MODEL_CACHE', 'cacheDir') ?? fromFile.cacheDir
   const maxModelBytes = fromEnv('DEPINFER_MAX_MODEL_BYTES', 'maxModelBytes')
+  const precision = fromEnv('DEPINFER_PRECISION', 'precision')?.trim() ?? fromFile.precision
   const ort = { ...(fromFile.ort as object | undefined) } as Record<string, unknown>
   for (const [variable, field, parse] of ORT_ENV) {
     const value = fromEnv(variable, `ort.${field}`)
@@ -307,6 +318,7 @@ export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv): Ag
     edge: Object.keys(edge).length > 0 ? edge : undefined,
     cacheDir,
     maxModelBytes: maxModelBytes ? envInteger(maxModelBytes) : fromFile.maxModelBytes,
+    precision,
     ort,
   }
   const parsed = AgentConfigSchema.safeParse(input)

@@ -9,18 +9,24 @@ export {
   JobErrorCodeSchema,
   JobHeaderSchema,
   JobTimingsSchema,
+  MODEL_VARIANTS,
   ModelDescriptorSchema,
   PROTOCOL_VERSION,
+  PublishedVariantSchema,
   ResultHeaderSchema,
   TensorSpecSchema,
+  VariantReportSchema,
   type DeviceStatus,
   type Heartbeat,
   type JobErrorCode,
   type JobHeader,
   type JobTimings,
   type ModelDescriptor,
+  type ModelVariant,
+  type PublishedVariant,
   type ResultHeader,
   type TensorSpec,
+  type VariantReport,
 } from './messages.js'
 export * from './tensor.js'
 export * from './topics.js'
@@ -31,3 +37,4 @@ export * from './attestation.js'
 export * from './merkle.js'
 export * from './onnx-info.js'
 export * from './seeded-random.js'
+export * from './variants.js'

@@ -20,6 +20,41 @@ export const TensorSpecSchema = z.object({
 })
 export type TensorSpec = z.infer<typeof TensorSpecSchema>
 
+/**
+ * The files a published model version can be run from (issue 6): `fp32`, the version's own file
+ * (the one its sha256 names), and `int8`, a quantized file published with the version.
+ */
+export const MODEL_VARIANTS = ['fp32', 'int8'] as const
+export type ModelVariant = (typeof MODEL_VARIANTS)[number]
+
+const share = z.number().min(0).max(1)
+
+/**
+ * How closely a variant follows the version's own file, as its publisher measured it on sample
+ * inputs (`depinfer models publish --int8`). The edge cannot measure it again (there is no
+ * onnxruntime in Workers): it is the publisher's claim about its own model.
+ */
+export const VariantReportSchema = z.object({
+  /** Share of positions (inputs, or time steps) whose top-1 class is the same as fp32's. */
+  top1Agreement: share,
+  /** The largest absolute difference from fp32 over every output value (finite). */
+  maxAbsError: z.number().nonnegative(),
+  /** Sample inputs both files were run on. */
+  samples: z.number().int().positive(),
+})
+export type VariantReport = z.infer<typeof VariantReportSchema>
+
+/** A variant as the edge lists it with its version (`GET /api/models`). */
+export const PublishedVariantSchema = z.object({
+  kind: z.literal('int8'),
+  sha256: Sha256Schema,
+  size: z.number().int().positive(),
+  report: VariantReportSchema,
+  /** The publisher's threshold: the least top-1 agreement at which devices may run the variant. */
+  minAgreement: share,
+})
+export type PublishedVariant = z.infer<typeof PublishedVariantSchema>
+
 /** What a device states about each model it serves: exactly what it can run, nothing implied. */
 export const ModelDescriptorSchema = z.object({
   name: id,
@@ -34,6 +69,12 @@ export const ModelDescriptorSchema = z.object({
   state: z.enum(['ready', 'loading', 'failed']),
   /** The onnxruntime execution provider the model's session runs on (e.g. `cuda`, `cpu`). */
   executionProvider: z.string().optional(),
+  /**
+   * The file the device runs for this model: the version's own (`fp32`, `sha256` above, which
+   * stays the model's identity) or a variant published with the version, by the variant's
+   * sha256. Its attestations name this file. Absent (older agents): the version's own file.
+   */
+  runs: z.object({ variant: z.enum(MODEL_VARIANTS), sha256: Sha256Schema }).optional(),
 })
 export type ModelDescriptor = z.infer<typeof ModelDescriptorSchema>
 

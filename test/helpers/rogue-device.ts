@@ -40,6 +40,11 @@ export type RogueMode =
   | 'tampered-output'
   /** Sends its result without any attestation. */
   | 'missing'
+  /**
+   * Says it runs a file of its own under the model's name and version (`model.runs`, e.g. an
+   * int8 file never published for that version) and attests that file honestly.
+   */
+  | 'unpublished-file'
 
 export interface RogueDevice {
   deviceId: string
@@ -97,7 +102,7 @@ export async function startRogueDevice(options: {
     })
     const attestation: Attestation = {
       jobId: header.jobId as Hex,
-      modelHash: `0x${header.model.sha256}`,
+      modelHash: `0x${mode === 'unpublished-file' && model.runs ? model.runs.sha256 : header.model.sha256}`,
       inputHash: inputCommitment(hexToBytes(header.attest.salt as Hex), frame.tensors),
       outputHash: outputHash(outputs),
       device: mode === 'wrong-device' ? addressOf(publicKeyOf(otherKey)) : address,

@@ -9,13 +9,14 @@ import { waitFor } from '../../../scripts/local/wait-for.js'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { AgentConfigSchema, type AgentConfig } from '../config.js'
 import { OrtRuntime } from '../runtime/execution.js'
-import { describe as describeModel, loadModel, modelsFromConfig, type LoadedModel } from '../runtime/loaded-model.js'
+import { quantizeModel } from '../quantize/index.js'
+import { describe as describeModel, loadModel, modelsFromConfig, modelSha256, type LoadedModel } from '../runtime/loaded-model.js'
 import { bundledModelPath } from './bundled.js'
 import { cachedModelPath } from './download.js'
 import { HttpStatusError } from './errors.js'
 import { ModelProvisioner } from './provision.js'
-import { listPublishedModels, selectPublished, type PublishedModel } from './published.js'
-import { FakeEdge, sha256Of, type FakeModel } from './testing/fake-edge.js'
+import { fileToRun, listPublishedModels, selectPublished, type PublishedModel } from './published.js'
+import { FakeEdge, sha256Of, type FakeModel, type FakeVariant } from './testing/fake-edge.js'
 
 const CLS = readFileSync(bundledModelPath('ppocr-cls'))
 const CLS_SHA = sha256Of(CLS)
@@ -37,6 +38,7 @@ describe('selecting published models', () => {
     version,
     sha256: sha256.replace(/[^0-9a-f]/g, 'a'),
     size,
+    variants: [],
   })
   const listing = [listed('a', '1', 10), listed('a', '2', 10), listed('a', '10', 10), listed('b', '1', 500), listed('c', '1', 50)]
   const limits = { maxModelBytes: 100, freeBytes: 1_000, cached: () => false }
@@ -65,6 +67,38 @@ describe('selecting published models', () => {
     // A cached file needs no space.
     const cached = selectPublished([{ published: '*' }], listing, { ...limits, freeBytes: 0, cached: () => true })
     expect(cached.selected.map((m) => m.name)).toEqual(['a', 'c'])
+  })
+})
+
+describe('which file of a published version runs', () => {
+  const edge = { url: 'https://edge.example', apiKey: 'k', pollSec: 0 }
+  const int8 = (top1Agreement: number, minAgreement: number, size = 30) => ({
+    kind: 'int8' as const,
+    sha256: 'b'.repeat(64),
+    size,
+    report: { top1Agreement, maxAbsError: 0.2, samples: 200 },
+    minAgreement,
+  })
+  const model = (variants: PublishedModel['variants']): PublishedModel => ({ name: 'm', version: '2', sha256: 'a'.repeat(64), size: 100, variants })
+
+  it('runs the int8 variant where its report meets its threshold, with the default precision only', () => {
+    expect(fileToRun(edge, model([int8(0.99, 0.99)]), 'int8-when-accepted')).toEqual({
+      variant: 'int8',
+      sha256: 'b'.repeat(64),
+      size: 30,
+      url: 'https://edge.example/api/models/m/versions/2/variants/int8/file',
+    })
+    const fp32 = { variant: 'fp32', sha256: 'a'.repeat(64), size: 100, url: 'https://edge.example/api/models/m/versions/2/file' }
+    expect(fileToRun(edge, model([int8(0.98, 0.99)]), 'int8-when-accepted')).toEqual(fp32)
+    expect(fileToRun(edge, model([]), 'int8-when-accepted')).toEqual(fp32)
+    expect(fileToRun(edge, model([int8(1, 0.5)]), 'fp32')).toEqual(fp32)
+  })
+
+  it('"*" judges the size of the file it would run', () => {
+    const limits = { maxModelBytes: 50, freeBytes: 1_000, cached: () => false }
+    const listing = [model([int8(1, 0.99)])]
+    expect(selectPublished([{ published: '*' }], listing, limits).selected).toEqual([])
+    expect(selectPublished([{ published: '*' }], listing, limits, (m) => fileToRun(edge, m, 'int8-when-accepted')).selected).toEqual(listing)
   })
 })
 
@@ -124,8 +158,8 @@ describe('published models from the edge', () => {
     edge.models.push(published('cls', '1'), published('bad name!', '1'), published('nospec', '1', { inputs: [], outputs: [] }))
     const models = await listPublishedModels({ url: edge.url, apiKey: KEY, pollSec: 0 }, { timeoutMs: 5_000, log: (m) => logs.push(m) })
     expect(models).toEqual([
-      { name: 'cls', version: '1', sha256: CLS_SHA, size: CLS.byteLength, priceWei: '1000', description: 'test model cls', inputs: INPUTS, outputs: OUTPUTS },
-      { name: 'nospec', version: '1', sha256: CLS_SHA, size: CLS.byteLength, priceWei: '1000', description: 'test model nospec' },
+      { name: 'cls', version: '1', sha256: CLS_SHA, size: CLS.byteLength, priceWei: '1000', description: 'test model cls', inputs: INPUTS, outputs: OUTPUTS, variants: [] },
+      { name: 'nospec', version: '1', sha256: CLS_SHA, size: CLS.byteLength, priceWei: '1000', description: 'test model nospec', variants: [] },
     ])
     expect(logs).toEqual([expect.stringMatching(/^ignoring published model #1: name: /)])
     const refused = await listPublishedModels({ url: edge.url, apiKey: 'wrong', pollSec: 0 }, { timeoutMs: 5_000 }).catch((e: unknown) => e)
@@ -212,6 +246,39 @@ describe('published models from the edge', () => {
     // A URL model has no declared tensors: it is advertised once loaded, not before.
     expect(describeModel(models[1]!)).toBeUndefined()
     await models[0]!.session?.release()
+  })
+
+  it('downloads, verifies and runs the accepted int8 variant, advertised under the version\'s own sha256', async () => {
+    const int8 = (await quantizeModel(CLS)).bytes
+    const INT8_SHA = sha256Of(int8)
+    const variant = (top1Agreement: number): FakeVariant => ({ kind: 'int8', bytes: int8, report: { top1Agreement, maxAbsError: 0.3, samples: 200 }, minAgreement: 0.99 })
+    edge.models.push(published('q', '1', { variants: [variant(0.995)] }), published('low', '1', { variants: [variant(0.9)] }))
+    edge.faults.set('q@1/int8', { cutAt: 20_000 }) // resumed like any download
+    const config = configWith([{ published: 'q' }, { published: 'low' }])
+    const { models, start } = provisionerFor(config)
+    await start()
+    const [q, low] = models
+    expect(describeModel(q!)).toMatchObject({ name: 'q', sha256: CLS_SHA, state: 'ready', runs: { variant: 'int8', sha256: INT8_SHA }, inputs: INPUTS, outputs: OUTPUTS })
+    expect(q!.sha256).toBe(INT8_SHA) // the file loaded, verified: what attestations name
+    expect(modelSha256(q!)).toBe(CLS_SHA) // what jobs name
+    expect(describeModel(low!)).toMatchObject({ name: 'low', sha256: CLS_SHA, state: 'ready', runs: { variant: 'fp32', sha256: CLS_SHA } })
+    expect(edge.fileRequests.map((r) => [r.model, r.status])).toEqual([['q@1/int8', 200], ['q@1/int8', 206], ['low@1', 200]])
+    expect(existsSync(cachedModelPath(config.cacheDir, INT8_SHA))).toBe(true)
+    expect(logs).toContain(`model q v1 ready (int8 variant, sha256 ${INT8_SHA.slice(0, 12)}…)`)
+    await Promise.all(models.map((m) => m.session?.release()))
+
+    edge.fileRequests.length = 0
+    const fp32 = provisionerFor(configWith([{ published: 'q' }], { precision: 'fp32' }))
+    await fp32.start()
+    expect(describeModel(fp32.models[0]!)).toMatchObject({ sha256: CLS_SHA, state: 'ready', runs: { variant: 'fp32', sha256: CLS_SHA } })
+    expect(edge.fileRequests.map((r) => r.model)).toEqual(['q@1'])
+    await fp32.models[0]!.session?.release()
+  })
+
+  it('skips a variant entry it cannot read, keeping the version', async () => {
+    edge.models.push(published('cls', '1', { variants: [{ kind: 'int8', bytes: CLS, report: { top1Agreement: 2, maxAbsError: 0, samples: 1 }, minAgreement: 0.5 }] }))
+    const [model] = await listPublishedModels({ url: edge.url, apiKey: KEY, pollSec: 0 }, { timeoutMs: 5_000 })
+    expect(model).toMatchObject({ name: 'cls', sha256: CLS_SHA, variants: [] })
   })
 
   it('picks up a model published later when polling', async () => {

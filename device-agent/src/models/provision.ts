@@ -13,7 +13,7 @@ import { remoteModel, type LoadedModel } from '../runtime/loaded-model.js'
 import { cachedModelPath, fetchModelFile, freeDiskBytes, DEFAULT_BACKOFF } from './download.js'
 import { DownloadError } from './errors.js'
 import type { ProgressFactory } from './progress.js'
-import { edgeHeaders, listPublishedModels, publishedFileUrl, selectPublished, type PublishedModel } from './published.js'
+import { edgeHeaders, fileToRun, listPublishedModels, selectPublished, type PublishedModel } from './published.js'
 
 export interface ProvisionerOptions {
   config: AgentConfig
@@ -110,18 +110,21 @@ export class ModelProvisioner {
       this.#sayOnce(reason)
       return
     }
-    const { selected, problems } = selectPublished(this.#sources, listing, {
-      maxModelBytes: config.maxModelBytes,
-      freeBytes,
-      cached: (sha256) => existsSync(cachedModelPath(config.cacheDir, sha256)),
-    })
+    const fileOf = (model: PublishedModel) => fileToRun(edge, model, config.precision)
+    const { selected, problems } = selectPublished(
+      this.#sources,
+      listing,
+      { maxModelBytes: config.maxModelBytes, freeBytes, cached: (sha256) => existsSync(cachedModelPath(config.cacheDir, sha256)) },
+      fileOf,
+    )
     this.#problems = new Map(problems.map(({ model, reason }) => [model, reason]))
     for (const { model, reason } of problems) this.#sayOnce(`not serving published ${model}: ${reason}`)
 
     for (const entry of selected) {
+      const file = fileOf(entry)
       const existing = models().find((model) => model.name === entry.name && model.version === entry.version)
       if (existing) {
-        if (this.#retryable.has(existing) && existing.remote?.sha256 === entry.sha256) {
+        if (this.#retryable.has(existing) && existing.remote?.sha256 === file.sha256) {
           this.#retryable.delete(existing)
           existing.state = 'loading'
           delete existing.error
@@ -129,19 +132,21 @@ export class ModelProvisioner {
           this.#enqueue(existing)
         } else if (!existing.remote) {
           this.#sayOnce(`published ${label(entry)} is not downloaded: this device serves ${label(existing)} from ${existing.path}`)
-        } else if (existing.remote.sha256 !== entry.sha256) {
-          // A published version is one file; if the edge now lists another, the one being served stays.
-          this.#sayOnce(`published ${label(entry)} is now listed with sha256 ${entry.sha256}; still serving ${existing.remote.sha256}`)
+        } else if (existing.remote.sha256 !== file.sha256) {
+          // A published version and its variants do not change; if the edge now lists another
+          // file to run, the one being served stays.
+          this.#sayOnce(`published ${label(entry)} is now listed with ${file.variant} file sha256 ${file.sha256}; still serving ${existing.remote.sha256}`)
         }
         continue
       }
       const model = remoteModel(config.cacheDir, entry, {
-        url: publishedFileUrl(edge, entry),
-        sha256: entry.sha256,
-        size: entry.size,
+        url: file.url,
+        sha256: file.sha256,
+        size: file.size,
         headers: edgeHeaders(edge),
         fromEdge: true,
         ...(entry.inputs && entry.outputs && { inputs: entry.inputs, outputs: entry.outputs }),
+        ...(file.variant !== 'fp32' && { variant: { kind: file.variant, of: entry.sha256 } }),
       })
       added(model)
       this.#enqueue(model)
@@ -208,7 +213,7 @@ export class ModelProvisioner {
     }
     await load(model)
     if (model.state === 'failed') log(`model ${label(model)} failed to load: ${model.error}`)
-    else log(`model ${label(model)} ready (sha256 ${model.sha256?.slice(0, 12)}…)`)
+    else log(`model ${label(model)} ready (${remote.variant ? `${remote.variant.kind} variant, ` : ''}sha256 ${model.sha256?.slice(0, 12)}…)`)
     changed(model)
   }
 

@@ -1,10 +1,19 @@
 /**
  * Models published on the edge: its listing (`GET /api/models`), the file URL of each version,
- * and which of them a device's `published` sources select.
+ * which of them a device's `published` sources select, and which file of each it runs (the
+ * version's own, or a variant published with it).
  */
-import { ID_PATTERN, TensorSpecSchema, type TensorSpec } from '@depinfer/shared'
+import {
+  ID_PATTERN,
+  PublishedVariantSchema,
+  TensorSpecSchema,
+  variantAccepted,
+  type ModelVariant,
+  type PublishedVariant,
+  type TensorSpec,
+} from '@depinfer/shared'
 import { z } from 'zod'
-import type { AgentConfig, PublishedSource } from '../config.js'
+import type { AgentConfig, Precision, PublishedSource } from '../config.js'
 import { AGENT_VERSION } from '../version.js'
 import { DownloadError, httpStatusError } from './errors.js'
 
@@ -23,6 +32,8 @@ export interface PublishedModel {
   /** The declared tensors, when the listing has valid ones (the status shows them while loading). */
   inputs?: TensorSpec[]
   outputs?: TensorSpec[]
+  /** Files published with the version to run instead of its own (valid entries only). */
+  variants: PublishedVariant[]
 }
 
 const PublishedEntrySchema = z.object({
@@ -34,6 +45,7 @@ const PublishedEntrySchema = z.object({
   description: z.string().optional(),
   inputs: z.unknown(),
   outputs: z.unknown(),
+  variants: z.unknown(),
 })
 
 const TensorSpecsSchema = z.array(TensorSpecSchema).min(1)
@@ -49,9 +61,10 @@ export function edgeHeaders(edge: EdgeSettings): Record<string, string> {
   return { authorization: `Bearer ${edge.apiKey}`, 'user-agent': `depinfer-agent/${AGENT_VERSION}` }
 }
 
-/** `GET {edge}/api/models/{name}/versions/{version}/file`. */
-export function publishedFileUrl(edge: EdgeSettings, model: { name: string; version: string }): string {
-  return `${edge.url}/api/models/${encodeURIComponent(model.name)}/versions/${encodeURIComponent(model.version)}/file`
+/** `GET {edge}/api/models/{name}/versions/{version}/file`, or `…/variants/{kind}/file` for a variant's. */
+export function publishedFileUrl(edge: EdgeSettings, model: { name: string; version: string }, variant: ModelVariant = 'fp32'): string {
+  const versionUrl = `${edge.url}/api/models/${encodeURIComponent(model.name)}/versions/${encodeURIComponent(model.version)}`
+  return variant === 'fp32' ? `${versionUrl}/file` : `${versionUrl}/variants/${variant}/file`
 }
 
 /**
@@ -89,15 +102,40 @@ export async function listPublishedModels(
       options.log?.(`ignoring published model #${index}: ${issue.path.join('.') || '(entry)'}: ${issue.message}`)
       continue
     }
-    const { inputs, outputs, ...model } = parsed.data
+    const { inputs, outputs, variants, ...model } = parsed.data
     const inputSpecs = TensorSpecsSchema.safeParse(inputs)
     const outputSpecs = TensorSpecsSchema.safeParse(outputs)
     models.push({
       ...model,
       ...(inputSpecs.success && outputSpecs.success && { inputs: inputSpecs.data, outputs: outputSpecs.data }),
+      // A variant entry this agent cannot read (e.g. a newer kind) is skipped: the version's own
+      // file is always there to run.
+      variants: (Array.isArray(variants) ? variants : []).flatMap((variant) => {
+        const entry = PublishedVariantSchema.safeParse(variant)
+        return entry.success ? [entry.data] : []
+      }),
     })
   }
   return models
+}
+
+/** The file of a published version a device runs, and where to get it. */
+export interface FileToRun {
+  variant: ModelVariant
+  sha256: string
+  size: number
+  url: string
+}
+
+/**
+ * Which file of `model` to run: with `int8-when-accepted`, its int8 variant where the publisher's
+ * report meets the publisher's threshold (variantAccepted, the rule the edge routes by); else
+ * the version's own file.
+ */
+export function fileToRun(edge: EdgeSettings, model: PublishedModel, precision: Precision): FileToRun {
+  const int8 = precision === 'int8-when-accepted' ? model.variants.find((v) => v.kind === 'int8' && variantAccepted(v)) : undefined
+  if (int8) return { variant: 'int8', sha256: int8.sha256, size: int8.size, url: publishedFileUrl(edge, model, 'int8') }
+  return { variant: 'fp32', sha256: model.sha256, size: model.size, url: publishedFileUrl(edge, model) }
 }
 
 /**
@@ -138,11 +176,16 @@ export interface Selection {
 
 /**
  * The published models `sources` select: a named one at its given or newest version; for "*"
- * the newest version of every model that fits this device (file ≤ maxModelBytes, and room for
- * it in the cache after the models picked before it). A named model is not held to
- * maxModelBytes: the operator chose it.
+ * the newest version of every model that fits this device (the file it would run, `fileOf`:
+ * ≤ maxModelBytes, and room for it in the cache after the models picked before it). A named
+ * model is not held to maxModelBytes: the operator chose it.
  */
-export function selectPublished(sources: readonly PublishedSource[], listing: readonly PublishedModel[], limits: FitLimits): Selection {
+export function selectPublished(
+  sources: readonly PublishedSource[],
+  listing: readonly PublishedModel[],
+  limits: FitLimits,
+  fileOf: (model: PublishedModel) => { sha256: string; size: number } = (model) => model,
+): Selection {
   const selected: PublishedModel[] = []
   const problems: Selection['problems'] = []
   const has = (model: PublishedModel) => selected.some((chosen) => chosen.name === model.name && chosen.version === model.version)
@@ -150,7 +193,8 @@ export function selectPublished(sources: readonly PublishedSource[], listing: re
   const take = (model: PublishedModel) => {
     if (has(model)) return
     selected.push(model)
-    if (!limits.cached(model.sha256)) spaceLeft -= model.size
+    const file = fileOf(model)
+    if (!limits.cached(file.sha256)) spaceLeft -= file.size
   }
   for (const source of sources.filter((s) => s.published !== '*')) {
     const versions = listing.filter((model) => model.name === source.published)
@@ -163,13 +207,14 @@ export function selectPublished(sources: readonly PublishedSource[], listing: re
   }
   if (sources.some((s) => s.published === '*')) {
     // Smallest first: within the free space, as many models as possible.
-    for (const model of newestVersions(listing).sort((a, b) => a.size - b.size)) {
+    for (const model of newestVersions(listing).sort((a, b) => fileOf(a).size - fileOf(b).size)) {
       if (has(model)) continue
       const label = `${model.name} v${model.version}`
-      if (model.size > limits.maxModelBytes) {
-        problems.push({ model: label, reason: `${model.size} bytes, over maxModelBytes (${limits.maxModelBytes})` })
-      } else if (!limits.cached(model.sha256) && model.size > spaceLeft) {
-        problems.push({ model: label, reason: `${model.size} bytes, more than the ${Math.max(0, spaceLeft)} left free in the cache` })
+      const file = fileOf(model)
+      if (file.size > limits.maxModelBytes) {
+        problems.push({ model: label, reason: `${file.size} bytes, over maxModelBytes (${limits.maxModelBytes})` })
+      } else if (!limits.cached(file.sha256) && file.size > spaceLeft) {
+        problems.push({ model: label, reason: `${file.size} bytes, more than the ${Math.max(0, spaceLeft)} left free in the cache` })
       } else take(model)
     }
   }

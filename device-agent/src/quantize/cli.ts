@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util'
 import { inputSpecs, sampleFeeds, withBatch } from './evaluate.js'
 import { OnnxFormatError } from './onnx-proto.js'
 import { QUANTIZABLE_OPS, QuantizeError, preprocessModel, quantizeModel, type QuantizableOp, type QuantizeOptions } from './quantize.js'
-import { evaluateQuantization, formatReport } from './report.js'
+import { EVALUATION_DEFAULTS, evaluateQuantization, formatReport } from './report.js'
 import type { SampleKind } from './samples.js'
 
 export const USAGE = `usage: depinfer-quantize <in.onnx> <out.onnx> [options]
@@ -103,10 +103,10 @@ export async function main(argv: string[]): Promise<number> {
     return 2
   }
   try {
-    const samples = positiveInt('samples', values.samples, 200)
-    const seed = values.seed === undefined ? 1 : Number(values.seed)
+    const samples = positiveInt('samples', values.samples, EVALUATION_DEFAULTS.samples)
+    const seed = values.seed === undefined ? EVALUATION_DEFAULTS.seed : Number(values.seed)
     if (!Number.isInteger(seed)) throw new UsageError('--seed must be an integer')
-    const threshold = values.threshold === undefined ? 0.99 : Number(values.threshold)
+    const threshold = values.threshold === undefined ? EVALUATION_DEFAULTS.threshold : Number(values.threshold)
     if (!(threshold >= 0 && threshold <= 1)) throw new UsageError('--threshold must be between 0 and 1')
     const ops = values.ops === undefined ? [...QUANTIZABLE_OPS] : values.ops.split(',').map((s) => s.trim())
     const unknownOp = ops.find((op) => !(QUANTIZABLE_OPS as readonly string[]).includes(op))

@@ -1,11 +1,13 @@
 /**
  * int8 quantization of ONNX models (issue 6): `quantizeModel` rewrites an fp32 model,
  * `compareModels` measures how closely the result follows the original, `evaluateQuantization`
- * adds latency and the threshold verdict (what `depinfer-quantize` prints).
+ * adds latency and the threshold verdict (what `depinfer-quantize` prints), `variantReport` is
+ * what a published int8 variant carries. The package exports this module as
+ * `@depinfer/device-agent/quantize` (the `depinfer` CLI publishes int8 variants with it).
  */
 export { quantizeModel, preprocessModel, QuantizeError, QUANTIZABLE_OPS, type QuantizeOptions, type QuantizeReport, type QuantizableOp, type NodeReport } from './quantize.js'
 export { compareModels, measureLatency, inputSpecs, sampleFeeds, withBatch, DEFAULT_SESSION_OPTIONS, type Comparison, type Feeds, type InputSpec, type LatencyResult } from './evaluate.js'
-export { evaluateQuantization, formatReport, machineDescription, type EvaluationReport } from './report.js'
+export { EVALUATION_DEFAULTS, evaluateQuantization, formatReport, machineDescription, variantReport, type EvaluationReport } from './report.js'
 export { OnnxFormatError, decodeModel, encodeModel } from './onnx-proto.js'
 export { WireFormatError } from './wire.js'
 export { generateSamples, type SampleKind } from './samples.js'

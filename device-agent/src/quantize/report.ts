@@ -3,6 +3,7 @@
  * fp32 on sample inputs, and whether the publisher's agreement threshold is met.
  */
 import { cpus, loadavg, totalmem } from 'node:os'
+import type { VariantReport } from '@depinfer/shared'
 import type * as ort from 'onnxruntime-node'
 import { ORT_VERSION } from '../version.js'
 import {
@@ -17,6 +18,12 @@ import {
 } from './evaluate.js'
 import type { QuantizeReport } from './quantize.js'
 import type { SampleKind } from './samples.js'
+
+/**
+ * How int8 is compared with fp32 unless told otherwise: `depinfer-quantize` and
+ * `depinfer models publish --int8` measure alike, so their figures can be compared.
+ */
+export const EVALUATION_DEFAULTS = { samples: 200, seed: 1, threshold: 0.99 } as const
 
 export interface LatencyRow {
   batch: number
@@ -98,6 +105,16 @@ export async function evaluateQuantization(fp32: Uint8Array, int8: Uint8Array, q
   }
 }
 
+/**
+ * The report a published int8 variant carries (VariantReport, what the edge records and agents
+ * judge by): top-1 agreement, max abs error and the number of samples. Undefined when agreement
+ * cannot be measured (no output has a class axis): no threshold could judge the variant.
+ */
+export function variantReport(r: Pick<EvaluationReport, 'comparison'>): VariantReport | undefined {
+  const { top1Agreement, maxAbsError, samples } = r.comparison
+  return top1Agreement === undefined ? undefined : { top1Agreement, maxAbsError, samples }
+}
+
 /** CPU, cores, memory, Node and onnxruntime versions, and the load at the time of measuring. */
 export function machineDescription(): string {
   const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU'
@@ -159,7 +176,13 @@ export function formatReport(r: EvaluationReport, names: { input: string; output
   )
   const batch1 = r.latency.find((row) => row.batch === 1)
   if (batch1) lines.push(`speed:       int8 is ${batch1.speedup >= 1 ? `${batch1.speedup.toFixed(2)}x faster` : `${(1 / batch1.speedup).toFixed(2)}x slower`} than fp32 at batch 1`)
-  const why = !r.thresholdMet ? 'int8 misses the agreement threshold' : r.recommended === 'fp32' ? 'int8 meets the threshold but is not faster on this machine' : 'meets the threshold and is faster'
+  const why = !r.thresholdMet
+    ? 'int8 misses the agreement threshold'
+    : r.recommended === 'fp32'
+      ? 'int8 meets the threshold but is not faster on this machine'
+      : batch1
+        ? 'meets the threshold and is faster'
+        : 'meets the threshold; speed not measured'
   lines.push(`verdict:     run ${r.recommended} (${why})`)
   return lines.join('\n')
 }

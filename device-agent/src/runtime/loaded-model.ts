@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises'
 import {
   datatypeFromOrtType,
   type ModelDescriptor,
+  type ModelVariant,
   type TensorSpec,
 } from '@depinfer/shared'
 import type * as ort from 'onnxruntime-node'
@@ -24,6 +25,12 @@ export interface RemoteFile extends Omit<ModelFileRequest, 'label'> {
   /** The tensors the edge's listing declares: advertised while the model is loading. */
   inputs?: TensorSpec[]
   outputs?: TensorSpec[]
+  /**
+   * Set when the file is a variant published with the version (its int8 file) rather than the
+   * version's own: which kind, and the sha256 of the version's own file, which stays the model's
+   * identity in the status and in the jobs the edge sends.
+   */
+  variant?: { kind: Exclude<ModelVariant, 'fp32'>; of: string }
 }
 
 export interface LoadedModel {
@@ -35,6 +42,7 @@ export interface LoadedModel {
   state: ModelState
   /** Why loading failed, when state is 'failed'. */
   error?: string
+  /** The sha256 of the file loaded (verified): what attestations name as the model hash. */
   sha256?: string
   session?: ort.InferenceSession
   /** The execution provider the session was created on (after any fallback). */
@@ -116,9 +124,18 @@ function tensorSpec(meta: ort.InferenceSession.ValueMetadata, modelName: string)
 }
 
 /**
+ * The sha256 the model is known by on the network: the version's own file, also when this device
+ * runs a variant of it. Jobs name it; undefined until the file is known.
+ */
+export function modelSha256(model: LoadedModel): string | undefined {
+  return model.remote?.variant?.of ?? model.sha256
+}
+
+/**
  * The descriptor advertised in the device status. A loaded model is described by its file's
  * sha256 and its session's tensors; a downloaded one that is not ready (loading or failed) by what
  * the edge's listing declares, when it declares tensors; any other carries no spec and is left out.
+ * `sha256` is the model's identity (modelSha256); `runs` says which file actually runs.
  */
 export function describe(model: LoadedModel): ModelDescriptor | undefined {
   const spec = model.state !== 'ready' && model.remote ? model.remote : model
@@ -126,12 +143,13 @@ export function describe(model: LoadedModel): ModelDescriptor | undefined {
   return {
     name: model.name,
     version: model.version,
-    sha256: spec.sha256,
+    sha256: model.remote?.variant?.of ?? spec.sha256,
     platform: 'onnxruntime_onnx',
     inputs: spec.inputs,
     outputs: spec.outputs,
     maxBatch: model.maxBatch,
     state: model.state,
     ...(model.executionProvider && { executionProvider: model.executionProvider }),
+    runs: { variant: model.remote?.variant?.kind ?? 'fp32', sha256: spec.sha256 },
   }
 }

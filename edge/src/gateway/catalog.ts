@@ -1,7 +1,10 @@
 /**
  * The model catalog, derived from what devices advertise. A (name, version) is defined by the
  * first device seen advertising it; a device that later advertises the same name and version
- * with a different sha256 is not routed to for it (it is running some other file).
+ * with a different sha256 is not routed to for it (it is running some other file). A device
+ * running a variant published with the version (its int8 file) advertises the version's own
+ * sha256 as well, so it is grouped with the fp32 devices; whether the edge accepts the file it
+ * actually runs is decided per job (served-file.ts), with the published variants at hand.
  */
 import type { ModelDescriptor } from '@depinfer/shared'
 import type { DeviceEntry, DeviceTable } from './device-table.js'

@@ -39,6 +39,7 @@ import { BrokerLink } from './broker-link.js'
 import { buildCatalog, NOT_ROUTABLE, resolveModel, versionsOf, type CatalogModel } from './catalog.js'
 import { DeviceTable, type DeviceEntry } from './device-table.js'
 import { pickDevice } from './scheduler.js'
+import { acceptedFileOn } from './served-file.js'
 import { validateInputs } from './validate-inputs.js'
 import type {
   GatewayHealth,
@@ -247,8 +248,9 @@ export class Gateway extends DurableObject<Env> {
 
     try {
       for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
+        // Only devices running the version's own file or a variant accepted for it (served-file.ts).
         const candidates = (resolveModel(this.#catalog(), descriptor.name, descriptor.version)
-          ?.readyDevices ?? []).filter((d) => !tried.includes(d))
+          ?.readyDevices ?? []).filter((d) => !tried.includes(d) && acceptedFileOn(d, descriptor, job.variants) !== undefined)
         if (candidates.length === 0) break
         const device = pickDevice(
           candidates.map((entry) => ({ entry, load: this.#table.load(entry), ewmaMs: this.#table.ewmaMs(entry) })),
@@ -264,7 +266,9 @@ export class Gateway extends DurableObject<Env> {
           const { header, tensors } = outcome
           const answeredBy = this.#table.get(header.deviceId) ?? device
           if (!header.error) {
-            const checked = this.#checkAttestation(answeredBy, header, tensors, expected)
+            // The attestation must name the file that device runs (its variant, if accepted).
+            const modelHash = `0x${acceptedFileOn(answeredBy, descriptor, job.variants) ?? descriptor.sha256}` as const
+            const checked = this.#checkAttestation(answeredBy, header, tensors, { ...expected, modelHash })
             if (typeof checked === 'string') {
               lastFailure = checked
             } else {

@@ -2,7 +2,7 @@
  * What crosses the Worker → Gateway Durable Object RPC boundary. Only plain structured-clonable
  * values: class instances (errors included) do not survive it, so failures travel as problems.
  */
-import type { AttestationWire, Hex, JobTimings, RawTensor, TensorSpec } from '@depinfer/shared'
+import type { AttestationWire, Hex, JobTimings, PublishedVariant, RawTensor, TensorSpec } from '@depinfer/shared'
 import type { ProblemDetails } from '../errors/base.js'
 import type { ModelState } from './catalog.js'
 
@@ -28,6 +28,19 @@ export interface InferJob {
    * it, so a device advertising another file under that name and version never gets the job.
    */
   sha256?: string
+  /**
+   * The variants published for this model name that devices may run instead of a version's own
+   * file (their reports meet their publishers' thresholds); absent: none. A device advertising
+   * any other file under the name and version never gets the job (see served-file.ts).
+   */
+  variants?: AcceptedVariant[]
+}
+
+/** A variant of a published version that devices may run, by the sha256 of its file. */
+export interface AcceptedVariant {
+  version: string
+  kind: PublishedVariant['kind']
+  sha256: string
 }
 
 export interface InferResult {

@@ -1,24 +1,42 @@
 /**
  * Model publishing (issue 6): developers upload ONNX files, devices download them.
  *
- *   POST /api/models?name=&price_wei=&payout_address=[&description=]   body: the .onnx bytes
- *   GET  /api/models[?name=]                                           every published version
- *   GET  /api/models/{name}/versions/{version}                         one version's metadata
- *   GET  /api/models/{name}/versions/{version}/file                    the file (Range supported)
+ *   POST /api/models?name=&price_wei=&payout_address=[&description=][&int8_…]  body: the .onnx bytes
+ *   POST /api/models/files                                                     body: a variant's .onnx bytes
+ *   GET  /api/models[?name=]                                                   every published version
+ *   GET  /api/models/{name}/versions/{version}                                 one version's metadata
+ *   GET  /api/models/{name}/versions/{version}/file                            the file (Range supported)
+ *   GET  /api/models/{name}/versions/{version}/variants/{kind}/file            a variant's file (likewise)
+ *
+ * A version's int8 variant is published with it: the int8 file is uploaded first (POST
+ * /api/models/files), then the publish names it by sha256 with the publisher's report
+ * (`int8_sha256`, `int8_top1_agreement`, `int8_max_abs_error`, `int8_samples`) and threshold
+ * (`int8_min_agreement`). Two requests rather than one body, so each file has the whole body limit.
  */
-import { ID_PATTERN, OnnxFormatError } from '@depinfer/shared'
-import { Hono } from 'hono'
+import { ID_PATTERN, OnnxFormatError, PublishedVariantSchema, VariantReportSchema, variantAccepted, type PublishedVariant, type VariantReport } from '@depinfer/shared'
+import { Hono, type Context } from 'hono'
 import { numberVar, type Env } from '../env.js'
 import { InvalidRequestError, NotFoundError } from '../errors/request.js'
 import { DepinferError } from '../errors/base.js'
 import { readBodyCapped } from '../http/read-body.js'
 import { apiKeyAuth, type AuthVariables } from '../middleware/auth.js'
-import { listPublishedModels, modelObjectKey, publishedModel, publishModel, type PublishedModel } from '../models/registry.js'
+import {
+  listPublishedModels,
+  modelObjectKey,
+  publishedModel,
+  publishModel,
+  uploadModelFile,
+  type PublishedModel,
+  type VariantRequest,
+} from '../models/registry.js'
+import { VariantRejectedError } from '../models/variants.js'
 
 /** Workers accept request bodies up to 100 MB (free/pro plans): the default stays under it. */
 const DEFAULT_MAX_MODEL_BYTES = 95 * 1024 * 1024
 
-export const models = new Hono<{ Bindings: Env; Variables: AuthVariables }>()
+type ModelsEnv = { Bindings: Env; Variables: AuthVariables }
+
+export const models = new Hono<ModelsEnv>()
 
 models.use('*', apiKeyAuth)
 
@@ -28,8 +46,46 @@ function required(value: string | undefined, field: string, pattern: RegExp, wha
   return value
 }
 
+/** A version as the API shows it; each variant says whether devices may run it (variantAccepted). */
 function view(model: PublishedModel) {
-  return { ...model, platform: 'onnxruntime_onnx' as const }
+  return {
+    ...model,
+    platform: 'onnxruntime_onnx' as const,
+    variants: model.variants.map((variant) => ({ ...variant, accepted: variantAccepted(variant) })),
+  }
+}
+
+/** A number as JavaScript writes one (`String(x)`: `0.99`, `1e-7`), or undefined when absent. */
+function decimal(value: string | undefined, field: string): number | undefined {
+  if (value === undefined) return undefined
+  if (!/^[0-9]+(\.[0-9]+)?(e[+-]?[0-9]+)?$/i.test(value)) throw new InvalidRequestError(`${field} must be a non-negative decimal number, got ${JSON.stringify(value.slice(0, 100))}`, field)
+  return Number(value)
+}
+
+const REPORT_FIELDS = { top1Agreement: 'int8_top1_agreement', maxAbsError: 'int8_max_abs_error', samples: 'int8_samples' } as const satisfies Record<keyof VariantReport, string>
+
+/**
+ * The int8 variant a publish names, from its `int8_*` parameters: none of them, or all of them
+ * (a variant without its report and threshold could not be judged).
+ */
+function int8Variant(c: Context<ModelsEnv>): VariantRequest | undefined {
+  const fields = ['int8_sha256', ...Object.values(REPORT_FIELDS), 'int8_min_agreement'] as const
+  const given = fields.filter((field) => c.req.query(field) !== undefined)
+  if (given.length === 0) return undefined
+  const missing = fields.find((field) => c.req.query(field) === undefined)
+  if (missing) throw new InvalidRequestError(`${missing} is required with ${given.join(', ')}: an int8 variant needs its file's sha256, the report and the threshold`, missing)
+  const sha256 = required(c.req.query('int8_sha256'), 'int8_sha256', /^[0-9a-f]{64}$/, "the int8 file's sha256 (64 lowercase hex digits)")
+  const report = VariantReportSchema.safeParse(
+    Object.fromEntries(Object.entries(REPORT_FIELDS).map(([key, field]) => [key, decimal(c.req.query(field), field)])),
+  )
+  if (!report.success) {
+    const issue = report.error.issues[0]!
+    const field = REPORT_FIELDS[issue.path[0] as keyof VariantReport]
+    throw new InvalidRequestError(`${field} ${issue.message}`, field)
+  }
+  const minAgreement = PublishedVariantSchema.shape.minAgreement.safeParse(decimal(c.req.query('int8_min_agreement'), 'int8_min_agreement'))
+  if (!minAgreement.success) throw new InvalidRequestError(`int8_min_agreement ${minAgreement.error.issues[0]!.message}`, 'int8_min_agreement')
+  return { kind: 'int8', sha256, report: report.data, minAgreement: minAgreement.data }
 }
 
 models.post('/', async (c) => {
@@ -39,13 +95,20 @@ models.post('/', async (c) => {
   const payoutAddress = required(c.req.query('payout_address'), 'payout_address', /^0x[0-9a-fA-F]{40}$/, 'an Ethereum address (0x and 40 hex digits)')
   const description = c.req.query('description') ?? ''
   if (description.length > 2000) throw new InvalidRequestError('description must be at most 2000 characters', 'description')
+  const int8 = int8Variant(c)
   const bytes = await readBodyCapped(c.req.raw, numberVar(c.env.MAX_MODEL_BYTES, DEFAULT_MAX_MODEL_BYTES))
   if (bytes.byteLength === 0) throw new InvalidRequestError('the request body must be the .onnx file', 'body')
   let outcome
   try {
-    outcome = await publishModel(c.env.DB, c.env.MODELS, { name, description, priceWei, payoutAddress, publishedBy: c.get('apiKeyLabel'), bytes }, Date.now())
+    outcome = await publishModel(
+      c.env.DB,
+      c.env.MODELS,
+      { name, description, priceWei, payoutAddress, publishedBy: c.get('apiKeyLabel'), bytes, variants: int8 ? [int8] : [] },
+      Date.now(),
+    )
   } catch (error) {
     if (error instanceof OnnxFormatError) throw new InvalidRequestError(error.message, 'body')
+    if (error instanceof VariantRejectedError) throw new InvalidRequestError(error.message, error.field)
     if (/UNIQUE constraint failed/.test((error as Error).message)) {
       throw new DepinferError(409, 'version-conflict', 'Concurrent publish', `another version of ${name} was published at the same time; retry`, { field: 'name', retryAfterSec: 1 })
     }
@@ -54,6 +117,20 @@ models.post('/', async (c) => {
   const { model, created } = outcome
   c.header('Location', `/api/models/${model.name}/versions/${model.version}`)
   return c.json(view(model), created ? 201 : 200)
+})
+
+/** A file to be named as a variant by a later publish: read as ONNX, stored under its sha256. */
+models.post('/files', async (c) => {
+  const bytes = await readBodyCapped(c.req.raw, numberVar(c.env.MAX_MODEL_BYTES, DEFAULT_MAX_MODEL_BYTES))
+  if (bytes.byteLength === 0) throw new InvalidRequestError('the request body must be the .onnx file', 'body')
+  let outcome
+  try {
+    outcome = await uploadModelFile(c.env.DB, c.env.MODELS, { bytes, uploadedBy: c.get('apiKeyLabel') }, Date.now())
+  } catch (error) {
+    if (error instanceof OnnxFormatError) throw new InvalidRequestError(error.message, 'body')
+    throw error
+  }
+  return c.json(outcome.file, outcome.created ? 201 : 200)
 })
 
 models.get('/', async (c) => {
@@ -74,26 +151,43 @@ models.get('/:name/versions/:version', async (c) => c.json(view(await find(c.env
 /** The file, resumable: `Range: bytes=<start>-[<end>]` answers 206 with that slice. */
 models.get('/:name/versions/:version/file', async (c) => {
   const model = await find(c.env.DB, c.req.param('name'), c.req.param('version'))
-  const range = parseRange(c.req.header('Range'), model.size)
-  if (range === 'unsatisfiable') {
-    return c.body(null, 416, { 'Content-Range': `bytes */${model.size}` })
+  return serveFile(c, model.sha256, model.size, `the file of ${model.name} v${model.version}`)
+})
+
+/** A variant's file, served like the version's own. */
+models.get('/:name/versions/:version/variants/:kind/file', async (c) => {
+  const model = await find(c.env.DB, c.req.param('name'), c.req.param('version'))
+  const kind = c.req.param('kind')
+  const variant: PublishedVariant | undefined = model.variants.find((v) => v.kind === kind)
+  if (!variant) {
+    const kinds = model.variants.map((v) => v.kind)
+    throw new NotFoundError(`model ${model.name} v${model.version} has no ${JSON.stringify(kind)} variant${kinds.length > 0 ? `; variants: ${kinds.join(', ')}` : ''}`, 'kind')
   }
-  const object = await c.env.MODELS.get(modelObjectKey(model.sha256), range ? { range: { offset: range.start, length: range.end - range.start + 1 } } : {})
-  if (!object) throw new DepinferError(503, 'model-file-missing', 'Model file unavailable', `the file of ${model.name} v${model.version} is missing from storage`, { retryAfterSec: 30 })
+  return serveFile(c, variant.sha256, variant.size, `the ${kind} file of ${model.name} v${model.version}`)
+})
+
+/** A stored model file by sha256; its `ETag` is the sha256, so a resumed download knows it is the same file. */
+async function serveFile(c: Context<ModelsEnv>, sha256: string, size: number, what: string): Promise<Response> {
+  const range = parseRange(c.req.header('Range'), size)
+  if (range === 'unsatisfiable') {
+    return c.body(null, 416, { 'Content-Range': `bytes */${size}` })
+  }
+  const object = await c.env.MODELS.get(modelObjectKey(sha256), range ? { range: { offset: range.start, length: range.end - range.start + 1 } } : {})
+  if (!object) throw new DepinferError(503, 'model-file-missing', 'Model file unavailable', `${what} is missing from storage`, { retryAfterSec: 30 })
   const headers: Record<string, string> = {
     'Content-Type': 'application/octet-stream',
     'Accept-Ranges': 'bytes',
-    ETag: `"${model.sha256}"`,
-    'X-Model-Sha256': model.sha256,
+    ETag: `"${sha256}"`,
+    'X-Model-Sha256': sha256,
     'Cache-Control': 'private, max-age=31536000, immutable',
   }
-  if (!range) return c.body(object.body, 200, { ...headers, 'Content-Length': String(model.size) })
+  if (!range) return c.body(object.body, 200, { ...headers, 'Content-Length': String(size) })
   return c.body(object.body, 206, {
     ...headers,
     'Content-Length': String(range.end - range.start + 1),
-    'Content-Range': `bytes ${range.start}-${range.end}/${model.size}`,
+    'Content-Range': `bytes ${range.start}-${range.end}/${size}`,
   })
-})
+}
 
 /**
  * A single `bytes=start-[end]` or `bytes=-suffix` range (RFC 9110 §14.1.2); anything else

@@ -7,8 +7,10 @@ import { Hono, type Context } from 'hono'
 import { numberVar, type Env } from '../env.js'
 import { DepinferError } from '../errors/base.js'
 import { InvalidRequestError } from '../errors/request.js'
-import type { InferResult, Outcome } from '../gateway/rpc.js'
+import type { AcceptedVariant, InferResult, Outcome } from '../gateway/rpc.js'
+import { variantRan } from '../gateway/served-file.js'
 import { gatewayStub } from '../gateway/stub.js'
+import { publishedVersions } from '../models/published-versions.js'
 import { listPublishedModels } from '../models/registry.js'
 import { apiKeyAuth, type AuthVariables } from '../middleware/auth.js'
 import { holdPayment } from '../payments/hold.js'
@@ -100,6 +102,14 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
     const [model, requestedVersion] = modelParams(c)
     const deadlineMs = Math.min(request.timeoutMs ?? defaultDeadlineMs, defaultDeadlineMs)
     const gateway = gatewayStub(c.env)
+    // The variants devices may run instead of a version's own file (its int8 file, where the
+    // publisher's report meets its threshold); looked up before any payment is held. Without
+    // D1 the job still runs, on devices running the versions' own files only.
+    const published = await publishedVersions(c.env.DB, model, Date.now()).catch((error: unknown) => {
+      console.warn(`published variants of ${model} unavailable: ${(error as Error).message}`)
+      return []
+    })
+    const variants: AcceptedVariant[] = published.flatMap((v) => v.acceptedVariants.map(({ kind, sha256 }) => ({ version: v.version, kind, sha256 })))
     // A priced job's price is held against the key's payer before anything reaches a device
     // (402 when it cannot be); a free job passes straight through.
     const payment = await holdPayment(c.env, {
@@ -127,6 +137,7 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
           priceWei: payment.priceWei,
           ...(payment.reservationId !== undefined && { reservationId: payment.reservationId }),
           ...(payment.sha256 !== undefined && { sha256: payment.sha256 }),
+          variants,
         }),
       )
     } catch (error) {
@@ -134,7 +145,7 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
       await payment.release()
       throw error
     }
-    const response = inferResponse(result, request.id, request.binaryOutputs)
+    const response = inferResponse(result, variantRan(variants, result.modelVersion, result.attestation.modelHash), request.id, request.binaryOutputs)
     if (response.kind === 'json') return c.body(response.body, 200, { 'Content-Type': 'application/json' })
     return c.body(response.body, 200, {
       'Content-Type': 'application/octet-stream',

@@ -5,7 +5,7 @@
  * binary tensor extension) carry `parameters.binary_data_size` in the JSON header and their
  * bytes after it, in output order.
  */
-import { elementsToJson } from '@depinfer/shared'
+import { elementsToJson, type ModelVariant } from '@depinfer/shared'
 import type { InferResult } from '../gateway/rpc.js'
 
 export type InferResponseBody =
@@ -31,6 +31,8 @@ function attestationParameters(a: InferResult['attestation']) {
 
 export function inferResponse(
   result: InferResult,
+  /** Which file of the version ran: its own (`fp32`) or a variant published with it (`int8`). */
+  modelVariant: ModelVariant,
   requestId: string | undefined,
   binaryOutputs: Set<string> | 'all',
 ): InferResponseBody {
@@ -41,6 +43,8 @@ export function inferResponse(
     parameters: {
       job_id: result.jobId,
       device_id: result.deviceId,
+      // The file that ran, as attested: attestation_model_hash is its sha256.
+      model_variant: modelVariant,
       attempts: result.attempts,
       queue_ms: result.timings.queueMs,
       infer_ms: result.timings.inferMs,

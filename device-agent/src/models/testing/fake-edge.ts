@@ -1,14 +1,19 @@
 /**
  * For tests: an in-process HTTP server implementing the edge's model API as the agent relies on
- * it (GET /api/models; GET /api/models/{name}/versions/{version}/file with ranges, ETag and
- * problem+json errors), plus /files/{name}/{version} without auth for URL sources, and faults
+ * it (GET /api/models; GET /api/models/{name}/versions/{version}/file and
+ * …/variants/{kind}/file with ranges, ETag and problem+json errors), plus /files/{name}/{version} without auth for URL sources, and faults
  * to inject per model: a connection cut mid-file, ranges ignored, corrupted bytes, truncation on
  * every try, a stall, a slow start.
  */
 import { createHash } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import type { TensorSpec } from '@depinfer/shared'
+import type { PublishedVariant, TensorSpec } from '@depinfer/shared'
+
+/** A variant published with a FakeModel: its file, and what the listing says about it. */
+export interface FakeVariant extends Omit<PublishedVariant, 'sha256' | 'size'> {
+  bytes: Uint8Array
+}
 
 export interface FakeModel {
   name: string
@@ -19,6 +24,7 @@ export interface FakeModel {
   listedSize?: number
   inputs?: TensorSpec[]
   outputs?: TensorSpec[]
+  variants?: FakeVariant[]
 }
 
 export interface Faults {
@@ -117,22 +123,28 @@ export class FakeEdge {
             description: `test model ${model.name}`,
             inputs: model.inputs ?? [],
             outputs: model.outputs ?? [],
+            variants: (model.variants ?? []).map(({ bytes, ...variant }) => ({ ...variant, sha256: sha256Of(bytes), size: bytes.byteLength })),
           })),
         }),
       )
       return
     }
-    if (!file) return problem(response, 404, 'Not Found', `no route ${url.pathname}`)
-    const [name, version] = [decodeURIComponent(file[1]!), decodeURIComponent(file[2]!)]
+    const variantFile = /^\/api\/models\/([^/]+)\/versions\/([^/]+)\/variants\/([^/]+)\/file$/.exec(url.pathname)
+    if (!file && !variantFile) return problem(response, 404, 'Not Found', `no route ${url.pathname}`)
+    const match = (file ?? variantFile)!
+    const [name, version] = [decodeURIComponent(match[1]!), decodeURIComponent(match[2]!)]
     const model = this.models.find((m) => m.name === name && m.version === version)
     if (!model) return problem(response, 404, 'Not Found', `model ${name} v${version} is not published`)
-    await this.#serveFile(request, response, model)
+    if (!variantFile) return this.#serveFile(request, response, `${name}@${version}`, model.bytes)
+    const variant = model.variants?.find((v) => v.kind === variantFile[3])
+    if (!variant) return problem(response, 404, 'Not Found', `model ${name} v${version} has no ${variantFile[3]} variant`)
+    await this.#serveFile(request, response, `${name}@${version}/${variant.kind}`, variant.bytes)
   }
 
-  async #serveFile(request: IncomingMessage, response: ServerResponse, model: FakeModel): Promise<void> {
-    const key = `${model.name}@${model.version}`
+  /** Serves `bytes` as the file `key` (`name@version`, or `name@version/kind` for a variant's). */
+  async #serveFile(request: IncomingMessage, response: ServerResponse, key: string, file: Uint8Array): Promise<void> {
     const faults = this.faults.get(key) ?? {}
-    const index = this.requestsFor(model.name, model.version).length
+    const index = this.fileRequests.filter((r) => r.model === key).length
     const log: FileRequest = {
       model: key,
       range: request.headers.range,
@@ -143,10 +155,10 @@ export class FakeEdge {
     this.fileRequests.push(log)
     if (faults.delayMs) await new Promise((resolve) => setTimeout(resolve, faults.delayMs))
 
-    const bytes = Buffer.from(model.bytes)
+    const bytes = Buffer.from(file)
     if (faults.corruptAt !== undefined) bytes[faults.corruptAt] = bytes[faults.corruptAt]! ^ 0xff
     const size = bytes.byteLength
-    const etag = faults.etag ?? `"${sha256Of(model.bytes)}"`
+    const etag = faults.etag ?? `"${sha256Of(file)}"`
     const range = /^bytes=(\d+)-$/.exec(request.headers.range ?? '')
     const start = range && !faults.ignoreRange ? Number(range[1]) : 0
     if (range && !faults.ignoreRange && start >= size) {

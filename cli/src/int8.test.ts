@@ -1,0 +1,55 @@
+/** The int8 variant the CLI publishes: made with the agent's quantizer, or read from a depinfer-quantize --json report. */
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { tinyClassifierModel } from '../../test/helpers/onnx-model.js'
+import { describeReport, Int8VariantError, quantizeForPublishing, readInt8Variant } from './int8.js'
+
+const dir = mkdtempSync(join(tmpdir(), 'depinfer-cli-int8-'))
+const write = (name: string, content: string | Uint8Array) => {
+  const path = join(dir, name)
+  writeFileSync(path, content)
+  return path
+}
+
+describe('the int8 variant of a publish', () => {
+  it('is quantized here and compared with fp32 on the quantizer\'s default samples', async () => {
+    const variant = await quantizeForPublishing(tinyClassifierModel().bytes, 'tiny.onnx', 0.95)
+    expect(variant.minAgreement).toBe(0.95)
+    expect(variant.report.samples).toBe(200)
+    expect(variant.report.top1Agreement).toBeGreaterThan(0.9)
+    expect(variant.text).toMatch(/agreement: {3}200 seeded samples/)
+    expect(variant.text).toMatch(/threshold: {3}top-1 ≥ 95\.00%/)
+    expect(variant.text).not.toMatch(/latency/) // this machine's speed says nothing about the devices'
+    expect((await quantizeForPublishing(tinyClassifierModel().bytes, 'tiny.onnx', undefined)).minAgreement).toBe(0.99)
+  })
+
+  it('says plainly when the model cannot be quantized', async () => {
+    await expect(quantizeForPublishing(new TextEncoder().encode('not a model'), 'notes.onnx', undefined)).rejects.toThrow(Int8VariantError)
+    await expect(quantizeForPublishing(new TextEncoder().encode('not a model'), 'notes.onnx', undefined)).rejects.toThrow(/^notes\.onnx: /)
+  })
+
+  it('can come from elsewhere with the JSON report of depinfer-quantize', async () => {
+    const file = write('q.onnx', new Uint8Array([1, 2, 3]))
+    const report = write('q.json', JSON.stringify({ quantize: {}, comparison: { samples: 50, top1Agreement: 0.98, maxAbsError: 0.25, outputs: [] }, threshold: 0.99 }))
+    const variant = await readInt8Variant(file, report, 0.97)
+    expect(variant).toMatchObject({ report: { top1Agreement: 0.98, maxAbsError: 0.25, samples: 50 }, minAgreement: 0.97 })
+    expect(Array.from(variant.bytes)).toEqual([1, 2, 3])
+    expect(variant.text).toMatch(/top-1 agreement 98\.00% over 50 samples, max abs error 0\.250, ≥ 97\.00%: devices run it/)
+    expect((await readInt8Variant(file, report, undefined)).text).toMatch(/< 99\.00%: devices run fp32/)
+  })
+
+  it.each([
+    ['not JSON', '{', /cannot read the int8 report/],
+    ['not a quantizer report', '{"comparison": {"samples": 0}}', /is not a depinfer-quantize --json report: comparison\.samples/],
+    ['a report without agreement', '{"comparison": {"samples": 5, "maxAbsError": 0.1}}', /top-1 agreement with fp32 cannot be measured/],
+  ])('refuses a report that is %s', async (_case, content, message) => {
+    await expect(readInt8Variant(write('q2.onnx', 'x'), write('bad.json', content), 0.99)).rejects.toThrow(message)
+  })
+
+  it('describes what devices will do with a report', () => {
+    expect(describeReport({ top1Agreement: 0.99, maxAbsError: 0.1, samples: 200 }, 0.99)).toMatch(/≥ 99\.00%: devices run it$/)
+    expect(describeReport({ top1Agreement: 0.985, maxAbsError: 0.1, samples: 200 }, 0.99)).toMatch(/< 99\.00%: devices run fp32$/)
+  })
+})

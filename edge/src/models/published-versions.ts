@@ -1,0 +1,72 @@
+/**
+ * What an inference needs to know about the published versions of a model name — each version's
+ * price, payout address, file and the variants devices may run instead of it — from one D1
+ * query, cached briefly in the isolate: every request needs it, and a new version only matters
+ * once devices have downloaded it (far longer than the cache lives).
+ */
+import { variantAccepted, type Hex, type PublishedVariant } from '@depinfer/shared'
+
+export interface PublishedVersionTerms {
+  version: string
+  /** The version's own file: the model's identity, which devices advertise. */
+  sha256: string
+  priceWei: bigint
+  payoutAddress: Hex
+  /** Variants whose publisher's report meets its threshold (variantAccepted): devices may run them. */
+  acceptedVariants: { kind: PublishedVariant['kind']; sha256: string }[]
+}
+
+const CACHE_MS = 2_000
+const CACHE_SIZE = 1_000
+/** Promises, so concurrent requests for one name share the query. */
+const cache = new Map<string, { until: number; versions: Promise<PublishedVersionTerms[]> }>()
+
+interface Row {
+  version: string
+  sha256: string
+  price_wei: string
+  payout_address: string
+  kind: PublishedVariant['kind'] | null
+  variant_sha256: string | null
+  top1_agreement: number | null
+  min_agreement: number | null
+}
+
+async function query(db: D1Database, name: string): Promise<PublishedVersionTerms[]> {
+  const { results } = await db
+    .prepare(
+      `SELECT m.version, m.sha256, m.price_wei, m.payout_address, v.kind, v.sha256 AS variant_sha256, v.top1_agreement, v.min_agreement
+         FROM models m LEFT JOIN model_variants v ON v.name = m.name AND v.version = m.version
+        WHERE m.name = ?`,
+    )
+    .bind(name)
+    .all<Row>()
+  const versions = new Map<string, PublishedVersionTerms>()
+  for (const row of results) {
+    let terms = versions.get(row.version)
+    if (!terms) {
+      terms = { version: row.version, sha256: row.sha256, priceWei: BigInt(row.price_wei), payoutAddress: row.payout_address as Hex, acceptedVariants: [] }
+      versions.set(row.version, terms)
+    }
+    if (row.kind !== null && row.variant_sha256 !== null && row.top1_agreement !== null && row.min_agreement !== null) {
+      if (variantAccepted({ report: { top1Agreement: row.top1_agreement }, minAgreement: row.min_agreement })) {
+        terms.acceptedVariants.push({ kind: row.kind, sha256: row.variant_sha256 })
+      }
+    }
+  }
+  return [...versions.values()]
+}
+
+/** The published versions of `name` (none for a model that is not published, e.g. a bundled one). */
+export function publishedVersions(db: D1Database, name: string, now: number): Promise<PublishedVersionTerms[]> {
+  const cached = cache.get(name)
+  if (cached && cached.until > now) return cached.versions
+  const versions = query(db, name)
+  if (cache.size >= CACHE_SIZE) cache.delete(cache.keys().next().value!)
+  cache.set(name, { until: now + CACHE_MS, versions })
+  // A failed query is not remembered: the next request asks D1 again.
+  versions.catch(() => {
+    if (cache.get(name)?.versions === versions) cache.delete(name)
+  })
+  return versions
+}
