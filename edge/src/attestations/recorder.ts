@@ -1,7 +1,7 @@
 /**
  * How the Gateway records an accepted attestation: synchronously, under the next `seq`, in the
  * outbox in its own storage (outbox.ts), so the answer waits for a local write and never for
- * D1. D1 gets it from the flush started right after (outbox-flush.ts), or if that fails from
+ * D1. D1 gets it from the flush started shortly after (outbox-flush.ts), or if that fails from
  * the Gateway's alarm or a reader that needs D1 complete first (the cron tick, the proofs and
  * account APIs), in seq order either way.
  *
@@ -15,7 +15,11 @@ import { OutboxFlusher, type FlushReport } from './outbox-flush.js'
 import { AttestationOutbox } from './outbox.js'
 import { lastRecordedSeq, type AcceptedAttestation } from './rows.js'
 
+/** How long a recorded attestation may wait for company before the flush to D1 starts. */
+const FLUSH_DELAY_MS = 50
+
 export class AttestationRecorder {
+  #flushDue: ReturnType<typeof setTimeout> | undefined
   readonly #outbox: AttestationOutbox
   readonly #flusher: OutboxFlusher
   #counterStarted: boolean
@@ -38,9 +42,22 @@ export class AttestationRecorder {
   async record(accepted: AcceptedAttestation): Promise<number> {
     if (!this.#counterStarted) await this.#applySeqFloor()
     const seq = this.#outbox.append(accepted, this.now())
-    // Not awaited: the answer goes out while D1 catches up.
-    void this.#flusher.flush()
+    this.#flushSoon()
     return seq
+  }
+
+  /**
+   * Starts a flush FLUSH_DELAY_MS from now unless one is already due: the answer goes out while
+   * D1 catches up, and the jobs answered meanwhile go in the same D1 transaction, so a steady
+   * trickle of jobs costs one D1 write per FLUSH_DELAY_MS rather than one per job (each such
+   * write also costs an output-gated delete in this object's storage).
+   */
+  #flushSoon(): void {
+    if (this.#flushDue) return
+    this.#flushDue = setTimeout(() => {
+      this.#flushDue = undefined
+      void this.#flusher.flush()
+    }, FLUSH_DELAY_MS)
   }
 
   /** Moves everything recorded so far to D1 and waits; never rejects. */
