@@ -11,7 +11,7 @@
 import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { describeReport, Int8VariantError, quantizeForPublishing, readInt8Variant, type Int8Variant } from './int8.js'
-import { progressBar } from './progress.js'
+import { loggedProgress, terminalProgress, type TransferProgress } from '@depinfer/device-agent/progress'
 import { PublishError, publishModelFile, type PublishedVersion } from './publish.js'
 
 const USAGE = `usage:
@@ -71,8 +71,11 @@ async function main(argv: string[]): Promise<number> {
   if (!file) throw new UsageError('publish needs the .onnx file')
   if (!values.name || !values['price-wei'] || !values['payout-address']) throw new UsageError('publish needs --name, --price-wei and --payout-address')
   const int8 = await int8Variant(file, values)
-  // One bar per file, the int8 variant's first: each is finished when the next one starts.
-  let bar: { file: string; progress: ReturnType<typeof progressBar> } | undefined
+  // One bar per file, the int8 variant's first: each is ended when the next one starts.
+  const progressOf = process.stderr.isTTY
+    ? terminalProgress(process.stderr)
+    : loggedProgress((line) => console.error(line), 2_000, Date.now, { doing: 'uploading', done: 'uploaded' })
+  let bar: { file: string; progress: TransferProgress } | undefined
   const { model, created } = await publishModelFile({
     edgeUrl,
     apiKey,
@@ -84,13 +87,15 @@ async function main(argv: string[]): Promise<number> {
     ...(int8 && { int8 }),
     onProgress: (which, sent, total) => {
       if (bar?.file !== which) {
-        bar?.progress.finish()
-        bar = { file: which, progress: progressBar(which === 'int8' ? 'uploading the int8 variant' : `uploading ${file}`, total) }
+        bar?.progress.end(true)
+        const what = which === 'int8' ? 'the int8 variant' : file
+        bar = { file: which, progress: progressOf(process.stderr.isTTY ? `uploading ${what}` : what) }
+        bar.progress.start(total, 0)
       }
       bar.progress.update(sent)
     },
   })
-  bar?.progress.finish()
+  bar?.progress.end(true)
   const what = created ? 'published' : `already published (same file${int8 ? ' and variant' : ''})`
   console.log(`${what}: ${model.name} version ${model.version}, sha256 ${model.sha256}, ${model.priceWei} wei per inference`)
   for (const spec of model.inputs) console.log(`  input  ${spec.name} ${spec.datatype} [${spec.shape.join(',')}]`)

@@ -45,4 +45,15 @@ describe('download progress', () => {
       'downloaded m v1: 10.0 MB in 8.0 s (1.0 MB/s)',
     ])
   })
+
+  it('names the transfer with the words given (uploads in the CLI)', () => {
+    let clock = 0
+    const lines: string[] = []
+    const progress = loggedProgress((line) => lines.push(line), 5_000, () => clock, { doing: 'uploading', done: 'uploaded' })('m.onnx')
+    progress.start(4_000_000, 0)
+    clock = 2_000
+    progress.update(4_000_000)
+    progress.end(true)
+    expect(lines).toEqual(['uploading m.onnx (4.0 MB)', 'uploaded m.onnx: 4.0 MB in 2.0 s (2.0 MB/s)'])
+  })
 })

@@ -1,6 +1,7 @@
 /**
- * Download progress: a redrawn bar on a terminal, plain log lines every few seconds otherwise
- * (a service's journal or a CI log would be flooded by a line per redraw).
+ * Transfer progress (the agent's model downloads, the CLI's uploads): a redrawn bar on a
+ * terminal, plain log lines every few seconds otherwise (a service's journal or a CI log would
+ * be flooded by a line per redraw).
  */
 
 export interface TransferProgress {
@@ -95,8 +96,21 @@ export function terminalProgress(stream: TerminalStream, redrawMs = 100, now: ()
   }
 }
 
-/** A log line when a download starts, every `intervalMs` while it runs, and when it completes. */
-export function loggedProgress(log: (message: string) => void, intervalMs = 5_000, now: () => number = Date.now): ProgressFactory {
+/** How log lines name the transfer: what it is doing, and what it did. */
+export interface TransferWords {
+  doing: string
+  done: string
+}
+
+const DOWNLOAD: TransferWords = { doing: 'downloading', done: 'downloaded' }
+
+/** A log line when a transfer starts, every `intervalMs` while it runs, and when it completes. */
+export function loggedProgress(
+  log: (message: string) => void,
+  intervalMs = 5_000,
+  now: () => number = Date.now,
+  words: TransferWords = DOWNLOAD,
+): ProgressFactory {
   return (label) => {
     const rate = new Rate(now)
     let total: number | undefined
@@ -109,17 +123,17 @@ export function loggedProgress(log: (message: string) => void, intervalMs = 5_00
         rate.restart(from)
         loggedAt = now()
         const resuming = from > 0 ? `, resuming at ${mb(from)} MB` : ''
-        log(`downloading ${label} (${total === undefined ? 'size unknown' : `${mb(total)} MB`}${resuming})`)
+        log(`${words.doing} ${label} (${total === undefined ? 'size unknown' : `${mb(total)} MB`}${resuming})`)
       },
       update(bytes) {
         received = bytes
         if (now() - loggedAt >= intervalMs) {
           loggedAt = now()
-          log(`downloading ${label}: ${describeProgress(received, total, rate.of(received))}`)
+          log(`${words.doing} ${label}: ${describeProgress(received, total, rate.of(received))}`)
         }
       },
       end(ok) {
-        if (ok) log(`downloaded ${label}: ${mb(received)} MB in ${(rate.elapsedMs / 1000).toFixed(1)} s (${mb(rate.of(received))} MB/s)`)
+        if (ok) log(`${words.done} ${label}: ${mb(received)} MB in ${(rate.elapsedMs / 1000).toFixed(1)} s (${mb(rate.of(received))} MB/s)`)
       },
     }
   }
