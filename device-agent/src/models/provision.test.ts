@@ -275,6 +275,25 @@ describe('published models from the edge', () => {
     await fp32.models[0]!.session?.release()
   })
 
+  it('falls back to the version\'s own file when its variant is corrupt or will not load', async () => {
+    const int8 = (await quantizeModel(CLS)).bytes
+    const notOnnx = new TextEncoder().encode('not an onnx model at all')
+    const variant = (bytes: Uint8Array): FakeVariant => ({ kind: 'int8', bytes, report: { top1Agreement: 1, maxAbsError: 0, samples: 200 }, minAgreement: 0.99 })
+    edge.models.push(published('corrupt', '1', { variants: [variant(int8)] }), published('unloadable', '1', { variants: [variant(notOnnx)] }))
+    edge.faults.set('corrupt@1/int8', { corruptAt: 1_000 }) // every download of it: never verifies
+    const { models, start } = provisionerFor(configWith([{ published: 'corrupt' }, { published: 'unloadable' }]))
+    await start()
+    for (const model of models) {
+      // Serving, as any fp32 device does: the version's own file, verified, under its own sha256.
+      expect(describeModel(model)).toMatchObject({ sha256: CLS_SHA, state: 'ready', runs: { variant: 'fp32', sha256: CLS_SHA } })
+      expect(model.sha256).toBe(CLS_SHA)
+      expect(logs).toContainEqual(expect.stringMatching(new RegExp(`^model ${model.name} v1: its int8 variant cannot be used \\(.+\\); running the version's own file instead$`)))
+    }
+    // Both versions' own file is the same bytes: the second fallback finds it in the cache.
+    expect(edge.fileRequests.map((r) => r.model)).toEqual(['corrupt@1/int8', 'corrupt@1', 'unloadable@1/int8'])
+    await Promise.all(models.map((m) => m.session?.release()))
+  })
+
   it('skips a variant entry it cannot read, keeping the version', async () => {
     edge.models.push(published('cls', '1', { variants: [{ kind: 'int8', bytes: CLS, report: { top1Agreement: 2, maxAbsError: 0, samples: 1 }, minAgreement: 0.5 }] }))
     const [model] = await listPublishedModels({ url: edge.url, apiKey: KEY, pollSec: 0 }, { timeoutMs: 5_000 })

@@ -124,7 +124,8 @@ export class ModelProvisioner {
       const file = fileOf(entry)
       const existing = models().find((model) => model.name === entry.name && model.version === entry.version)
       if (existing) {
-        if (this.#retryable.has(existing) && existing.remote?.sha256 === file.sha256) {
+        // (The file it was trying: the one listed, or the version's own after a variant fell back.)
+        if (this.#retryable.has(existing) && (existing.remote?.sha256 === file.sha256 || existing.remote?.sha256 === entry.sha256)) {
           this.#retryable.delete(existing)
           existing.state = 'loading'
           delete existing.error
@@ -146,7 +147,9 @@ export class ModelProvisioner {
         headers: edgeHeaders(edge),
         fromEdge: true,
         ...(entry.inputs && entry.outputs && { inputs: entry.inputs, outputs: entry.outputs }),
-        ...(file.variant !== 'fp32' && { variant: { kind: file.variant, of: entry.sha256 } }),
+        ...(file.variant !== 'fp32' && {
+          variant: { kind: file.variant, of: entry.sha256, fallback: fileToRun(edge, entry, 'fp32') },
+        }),
       })
       added(model)
       this.#enqueue(model)
@@ -204,17 +207,41 @@ export class ModelProvisioner {
     } catch (error) {
       // Stopping: the model was never ready, and the status is about to say offline.
       if (this.#stopping.signal.aborted) return
+      const retryable = error instanceof DownloadError && error.retryable
+      // A network failure is tried again with the same file at the next listing; a variant
+      // file that is wrong (checksum, size) is not going to get better: serve the version's own.
+      if (!retryable && this.#fallBack(model, (error as Error).message)) return this.#provision(model)
       model.state = 'failed'
       model.error = (error as Error).message
-      if (error instanceof DownloadError && error.retryable) this.#retryable.add(model)
+      if (retryable) this.#retryable.add(model)
       log(`model ${label(model)} failed: ${model.error}`)
       changed(model)
       return
     }
     await load(model)
+    if (model.state === 'failed' && this.#fallBack(model, model.error ?? 'failed to load')) return this.#provision(model)
     if (model.state === 'failed') log(`model ${label(model)} failed to load: ${model.error}`)
     else log(`model ${label(model)} ready (${remote.variant ? `${remote.variant.kind} variant, ` : ''}sha256 ${model.sha256?.slice(0, 12)}…)`)
     changed(model)
+  }
+
+  /**
+   * Switches a model whose variant (int8 file) cannot be used to the version's own file, once:
+   * the device then serves the version as every fp32 device does rather than not at all.
+   * Returns whether it did (false: not a variant, or already the version's own file).
+   */
+  #fallBack(model: LoadedModel, why: string): boolean {
+    const fallback = model.remote?.variant?.fallback
+    if (!model.remote || !fallback) return false
+    this.#options.log(`model ${label(model)}: its ${model.remote.variant!.kind} variant cannot be used (${why}); running the version's own file instead`)
+    const { variant: _variant, ...own } = model.remote
+    model.remote = { ...own, ...fallback }
+    model.path = cachedModelPath(this.#options.config.cacheDir, fallback.sha256)
+    model.state = 'loading'
+    delete model.error
+    delete model.sha256
+    this.#options.changed(model)
+    return true
   }
 
   #sayOnce(message: string): void {

@@ -28,9 +28,10 @@ export interface RemoteFile extends Omit<ModelFileRequest, 'label'> {
   /**
    * Set when the file is a variant published with the version (its int8 file) rather than the
    * version's own: which kind, and the sha256 of the version's own file, which stays the model's
-   * identity in the status and in the jobs the edge sends.
+   * identity in the status and in the jobs the edge sends. `fallback` is that file: what the
+   * device runs instead when the variant cannot be loaded.
    */
-  variant?: { kind: Exclude<ModelVariant, 'fp32'>; of: string }
+  variant?: { kind: Exclude<ModelVariant, 'fp32'>; of: string; fallback?: Pick<RemoteFile, 'url' | 'sha256' | 'size'> }
 }
 
 export interface LoadedModel {
