@@ -10,6 +10,7 @@
 import type { Datatype } from './datatypes.js'
 import { ProtocolError } from './errors.js'
 import type { TensorSpec } from './messages.js'
+import { WIRE_LEN, WIRE_VARINT, WireFormatError, WireReader, type WireType } from './protobuf-wire.js'
 
 export class OnnxFormatError extends ProtocolError {
   override name = 'OnnxFormatError'
@@ -43,114 +44,79 @@ const ELEM_TYPES: Record<number, Datatype> = {
   13: 'UINT64',
 }
 
-/** One protobuf field: its number, wire type, and value (varint) or byte range (length-delimited). */
-interface Field {
-  number: number
-  wireType: number
-  varint: bigint
-  start: number
-  end: number
+/** Throws the OnnxFormatError every malformed file gets, saying in which message and where. */
+function fail(why: string, what: string, offset: number): never {
+  throw new OnnxFormatError(`not a valid ONNX model: ${why} (in ${what} at byte ${offset})`, 'model')
 }
 
-class Reader {
-  pos: number
-  constructor(
-    readonly bytes: Uint8Array,
-    start: number,
-    readonly end: number,
-    readonly what: string,
-  ) {
-    this.pos = start
-  }
-
-  fail(why: string): never {
-    throw new OnnxFormatError(`not a valid ONNX model: ${why} (in ${this.what} at byte ${this.pos})`, 'model')
-  }
-
-  varint(): bigint {
-    let result = 0n
-    for (let shift = 0n; shift < 70n; shift += 7n) {
-      if (this.pos >= this.end) this.fail('truncated varint')
-      const byte = this.bytes[this.pos++]!
-      result |= BigInt(byte & 0x7f) << shift
-      if ((byte & 0x80) === 0) return result
+/**
+ * Reads the fields of the message `r` is over: `read` reads the value of each field it wants
+ * and returns false for the others, which are skipped (length-delimited ones without copying, so
+ * initializers' data costs nothing). Malformed protobuf becomes an OnnxFormatError naming `what`;
+ * nested messages read with readFields inside `read` are named by their own call.
+ */
+function readFields(r: WireReader, what: string, read: (field: number, wire: WireType) => boolean): void {
+  try {
+    while (!r.done) {
+      const { field, wire } = r.header()
+      if (!read(field, wire)) r.skip(wire)
     }
-    return this.fail('varint longer than 10 bytes')
-  }
-
-  *fields(): Generator<Field> {
-    while (this.pos < this.end) {
-      const key = this.varint()
-      const number = Number(key >> 3n)
-      const wireType = Number(key & 7n)
-      if (number === 0) this.fail('field number 0')
-      const field: Field = { number, wireType, varint: 0n, start: this.pos, end: this.pos }
-      switch (wireType) {
-        case 0:
-          field.varint = this.varint()
-          break
-        case 1:
-          this.pos += 8
-          break
-        case 2: {
-          const length = this.varint()
-          if (length > BigInt(this.end - this.pos)) this.fail('length-delimited field runs past its end')
-          field.start = this.pos
-          this.pos += Number(length)
-          field.end = this.pos
-          break
-        }
-        case 5:
-          this.pos += 4
-          break
-        default:
-          this.fail(`unsupported wire type ${wireType}`)
-      }
-      if (this.pos > this.end) this.fail('field runs past its end')
-      yield field
-    }
+  } catch (error) {
+    if (error instanceof WireFormatError) fail(error.reason, what, error.offset)
+    throw error
   }
 }
 
-const text = new TextDecoder()
-const stringOf = (bytes: Uint8Array, f: Field) => text.decode(bytes.subarray(f.start, f.end))
-const sub = (r: Reader, f: Field, what: string) => new Reader(r.bytes, f.start, f.end, what)
+/** A TensorShapeProto's dimensions, -1 for a dynamic one. */
+function readShape(r: WireReader, what: string): number[] {
+  const shape: number[] = []
+  readFields(r, `${what}.shape`, (field, wire) => {
+    if (field !== 1 || wire !== WIRE_LEN) return false
+    const dim = r.sub()
+    let value = -1
+    readFields(dim, `${what}.shape.dim`, (d, dWire) => {
+      // dim_value (1) is an int64; dim_param (2), a symbolic name, is dynamic.
+      if (d !== 1 || dWire !== WIRE_VARINT) return false
+      const v = dim.varint()
+      value = v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : -1
+      return true
+    })
+    shape.push(value)
+    return true
+  })
+  return shape
+}
 
-/** A ValueInfoProto as a TensorSpec; undefined for a non-tensor (sequence, map) value. */
-function readValueInfo(r: Reader, what: string): TensorSpec | { name: string; unsupported: string } {
+/** A ValueInfoProto as a TensorSpec, or why it cannot be one. */
+function readValueInfo(r: WireReader, what: string): TensorSpec | { name: string; unsupported: string } {
   let name = ''
   let elemType: number | undefined
   let shape: number[] | undefined
   let nonTensor = false
-  for (const f of r.fields()) {
-    if (f.number === 1 && f.wireType === 2) name = stringOf(r.bytes, f)
-    else if (f.number === 2 && f.wireType === 2) {
+  readFields(r, what, (field, wire) => {
+    if (field === 1 && wire === WIRE_LEN) name = r.string()
+    else if (field === 2 && wire === WIRE_LEN) {
       // TypeProto: tensor_type = 1; anything else (sequence 4, map 5, optional 9…) is not a tensor.
-      for (const t of sub(r, f, `${what}.type`).fields()) {
-        if (t.number !== 1 || t.wireType !== 2) {
-          if (t.wireType === 2) nonTensor = true
-          continue
+      const type = r.sub()
+      readFields(type, `${what}.type`, (t, tWire) => {
+        if (tWire !== WIRE_LEN) return false
+        if (t !== 1) {
+          nonTensor = true
+          return false
         }
-        const tensor = sub(r, t, `${what}.type.tensor_type`)
-        for (const tf of tensor.fields()) {
-          if (tf.number === 1 && tf.wireType === 0) elemType = Number(tf.varint)
-          else if (tf.number === 2 && tf.wireType === 2) {
-            shape = []
-            for (const dim of sub(r, tf, `${what}.shape`).fields()) {
-              if (dim.number !== 1 || dim.wireType !== 2) continue
-              let value = -1
-              for (const d of sub(r, dim, `${what}.shape.dim`).fields()) {
-                // dim_value (1) is an int64; dim_param (2), a symbolic name, is dynamic.
-                if (d.number === 1 && d.wireType === 0) value = d.varint <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(d.varint) : -1
-              }
-              shape.push(value)
-            }
-          }
-        }
-      }
-    }
-  }
-  if (!name) r.fail(`${what} has no name`)
+        const tensor = type.sub()
+        readFields(tensor, `${what}.type.tensor_type`, (tf, tfWire) => {
+          if (tf === 1 && tfWire === WIRE_VARINT) elemType = Number(tensor.varint())
+          else if (tf === 2 && tfWire === WIRE_LEN) shape = readShape(tensor.sub(), what)
+          else return false
+          return true
+        })
+        return true
+      })
+    } else return false
+    return true
+  })
+  if (!name) fail(`${what} has no name`, what, r.position)
   if (nonTensor || elemType === undefined) return { name, unsupported: 'not a tensor' }
   const datatype = ELEM_TYPES[elemType]
   if (!datatype) return { name, unsupported: `element type ${elemType} (string, complex or 8-bit float)` }
@@ -165,50 +131,65 @@ function readValueInfo(r: Reader, what: string): TensorSpec | { name: string; un
  * type depinfer cannot serve (non-tensor, string, unknown rank).
  */
 export function readOnnxModelInfo(bytes: Uint8Array): OnnxModelInfo {
-  const model = new Reader(bytes, 0, bytes.length, 'ModelProto')
-  if (bytes.length === 0) model.fail('the file is empty')
+  if (bytes.length === 0) fail('the file is empty', 'ModelProto', 0)
+  const model = new WireReader(bytes)
   let irVersion = 0
   let producer = ''
   const opsets: Record<string, number> = {}
-  let graph: Field | undefined
-  for (const f of model.fields()) {
-    if (f.number === 1 && f.wireType === 0) irVersion = Number(f.varint)
-    else if (f.number === 2 && f.wireType === 2) producer = stringOf(bytes, f)
-    else if (f.number === 7 && f.wireType === 2) graph = f
-    else if (f.number === 8 && f.wireType === 2) {
+  let graph: WireReader | undefined
+  readFields(model, 'ModelProto', (field, wire) => {
+    if (field === 1 && wire === WIRE_VARINT) irVersion = Number(model.varint())
+    else if (field === 2 && wire === WIRE_LEN) producer = model.string()
+    else if (field === 7 && wire === WIRE_LEN) graph = model.sub()
+    else if (field === 8 && wire === WIRE_LEN) {
+      const opset = model.sub()
       let domain = ''
       let version = 0
-      for (const o of sub(model, f, 'opset_import').fields()) {
-        if (o.number === 1 && o.wireType === 2) domain = stringOf(bytes, o)
-        else if (o.number === 2 && o.wireType === 0) version = Number(o.varint)
-      }
+      readFields(opset, 'opset_import', (o, oWire) => {
+        if (o === 1 && oWire === WIRE_LEN) domain = opset.string()
+        else if (o === 2 && oWire === WIRE_VARINT) version = Number(opset.varint())
+        else return false
+        return true
+      })
       opsets[domain] = version
-    }
-  }
-  if (irVersion < 3) model.fail(irVersion === 0 ? 'no ir_version' : `ir_version ${irVersion} is too old (need ≥ 3)`)
-  if (!graph) return model.fail('no graph')
-  if (!('' in opsets) && !('ai.onnx' in opsets)) model.fail('no default-domain opset_import')
+    } else return false
+    return true
+  })
+  const end = bytes.length
+  if (irVersion < 3) fail(irVersion === 0 ? 'no ir_version' : `ir_version ${irVersion} is too old (need ≥ 3)`, 'ModelProto', end)
+  if (!graph) fail('no graph', 'ModelProto', end)
+  if (!('' in opsets) && !('ai.onnx' in opsets)) fail('no default-domain opset_import', 'ModelProto', end)
 
-  const g = sub(model, graph, 'GraphProto')
+  const g = graph
   let graphName = ''
   let nodeCount = 0
   const initializers = new Set<string>()
-  const rawInputs: Field[] = []
-  const rawOutputs: Field[] = []
-  for (const f of g.fields()) {
-    if (f.wireType !== 2) continue
-    if (f.number === 1) nodeCount++
-    else if (f.number === 2) graphName = stringOf(bytes, f)
-    else if (f.number === 5) {
-      // TensorProto.name is field 8; the (possibly huge) data fields are skipped by the reader.
-      for (const t of sub(g, f, 'initializer').fields()) if (t.number === 8 && t.wireType === 2) initializers.add(stringOf(bytes, t))
-    } else if (f.number === 11) rawInputs.push(f)
-    else if (f.number === 12) rawOutputs.push(f)
-  }
-  if (nodeCount === 0) g.fail('the graph has no nodes')
-  const specs = (fields: Field[], kind: 'input' | 'output') =>
-    fields
-      .map((f, i) => readValueInfo(sub(g, f, `graph.${kind}[${i}]`), `graph.${kind}[${i}]`))
+  const rawInputs: WireReader[] = []
+  const rawOutputs: WireReader[] = []
+  readFields(g, 'GraphProto', (field, wire) => {
+    if (wire !== WIRE_LEN) return false
+    if (field === 1) {
+      nodeCount++ // counted, not decoded: the node is skipped
+      return false
+    }
+    if (field === 2) graphName = g.string()
+    else if (field === 5) {
+      // TensorProto.name is field 8; the (possibly huge) data fields are skipped, not copied.
+      const tensor = g.sub()
+      readFields(tensor, 'initializer', (t, tWire) => {
+        if (t !== 8 || tWire !== WIRE_LEN) return false
+        initializers.add(tensor.string())
+        return true
+      })
+    } else if (field === 11) rawInputs.push(g.sub())
+    else if (field === 12) rawOutputs.push(g.sub())
+    else return false
+    return true
+  })
+  if (nodeCount === 0) fail('the graph has no nodes', 'GraphProto', g.position)
+  const specs = (readers: WireReader[], kind: 'input' | 'output') =>
+    readers
+      .map((r, i) => readValueInfo(r, `graph.${kind}[${i}]`))
       .filter((spec) => kind === 'output' || !initializers.has(spec.name))
       .map((spec) => {
         if ('unsupported' in spec) throw new OnnxFormatError(`${kind} ${JSON.stringify(spec.name)} cannot be served: ${spec.unsupported}`, 'model')
@@ -216,7 +197,7 @@ export function readOnnxModelInfo(bytes: Uint8Array): OnnxModelInfo {
       })
   const inputs = specs(rawInputs, 'input')
   const outputs = specs(rawOutputs, 'output')
-  if (inputs.length === 0) g.fail('the graph has no inputs')
-  if (outputs.length === 0) g.fail('the graph has no outputs')
+  if (inputs.length === 0) fail('the graph has no inputs', 'GraphProto', g.position)
+  if (outputs.length === 0) fail('the graph has no outputs', 'GraphProto', g.position)
   return { irVersion, opsets, producer, graphName, inputs, outputs, nodeCount }
 }

@@ -2,7 +2,7 @@
 import * as ort from 'onnxruntime-node'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { float16BitsToNumber, toFloat16Bits } from '../../shared/src/float16.js'
-import { buildModel, encodeVarint, kitchenSinkModel, rawData, tinyClassifierModel, type ValueSpec } from './onnx-model.js'
+import { buildModel, kitchenSinkModel, rawData, tinyClassifierModel, type ValueSpec } from './onnx-model.js'
 
 interface Meta {
   name: string
@@ -33,33 +33,6 @@ function doubledWrapped(v: number | bigint, bits: number, signed: boolean): bigi
   const doubled = 2n * BigInt(v)
   return signed ? BigInt.asIntN(bits, doubled) : BigInt.asUintN(bits, doubled)
 }
-
-describe('encodeVarint', () => {
-  const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex')
-
-  it('encodes protobuf base-128 varints', () => {
-    expect(hex(encodeVarint(0))).toBe('00')
-    expect(hex(encodeVarint(1))).toBe('01')
-    expect(hex(encodeVarint(127))).toBe('7f')
-    expect(hex(encodeVarint(128))).toBe('8001')
-    expect(hex(encodeVarint(300))).toBe('ac02')
-    expect(hex(encodeVarint((1n << 63n) - 1n))).toBe('ffffffffffffffff7f')
-    expect(hex(encodeVarint((1n << 64n) - 1n))).toBe('ffffffffffffffffff01')
-  })
-
-  it('writes negative int64 as 10-byte two’s complement', () => {
-    expect(hex(encodeVarint(-1))).toBe('ffffffffffffffffff01')
-    expect(hex(encodeVarint(-2n))).toBe('feffffffffffffffff01')
-    expect(hex(encodeVarint(-(1n << 63n)))).toBe('80808080808080808001')
-  })
-
-  it('rejects values a varint cannot carry exactly', () => {
-    expect(() => encodeVarint(2 ** 53)).toThrow(RangeError)
-    expect(() => encodeVarint(1.5)).toThrow(RangeError)
-    expect(() => encodeVarint(1n << 64n)).toThrow(RangeError)
-    expect(() => encodeVarint(-(1n << 63n) - 1n)).toThrow(RangeError)
-  })
-})
 
 describe('kitchenSinkModel', () => {
   const model = kitchenSinkModel()

@@ -1,102 +1,15 @@
 /**
- * A tiny ONNX ModelProto writer for tests: hand-rolled protobuf encoding of the few onnx.proto
- * messages a small inference graph needs, so suites can generate real models with inputs of every
- * datatype depinfer carries without checking binaries in or pulling in protobuf packages.
+ * A tiny ONNX ModelProto writer for tests: the few onnx.proto messages a small inference graph
+ * needs, encoded with shared's protobuf wire writer, so suites can generate real models with
+ * inputs of every datatype depinfer carries without checking binaries in or pulling in protobuf
+ * packages.
  *
  * Field numbers follow onnx/onnx.proto3 (cited per field below). Only writing is supported.
  */
 import type { Datatype } from '../../shared/src/datatypes.js'
+import { WireWriter } from '../../shared/src/protobuf-wire.js'
 
 export type { Datatype }
-
-// ---------------------------------------------------------------------------------------------
-// Protobuf wire format
-// ---------------------------------------------------------------------------------------------
-
-const WIRE_VARINT = 0
-const WIRE_LEN = 2
-const WIRE_FIXED32 = 5
-
-const UINT64_MASK = (1n << 64n) - 1n
-
-/**
- * Base-128 varint of an int64/uint64. Negative values are written as their 64-bit two's
- * complement, which protobuf requires for int64 (always 10 bytes), e.g. `axis = -1`.
- */
-export function encodeVarint(value: number | bigint): Uint8Array {
-  if (typeof value === 'number' && !Number.isSafeInteger(value)) {
-    throw new RangeError(`varint value must be a safe integer, got ${value}`)
-  }
-  let v = BigInt(value)
-  if (v < -(1n << 63n) || v > UINT64_MASK) throw new RangeError(`varint value out of 64-bit range: ${v}`)
-  v &= UINT64_MASK
-  const bytes: number[] = []
-  while (v > 0x7fn) {
-    bytes.push(Number(v & 0x7fn) | 0x80)
-    v >>= 7n
-  }
-  bytes.push(Number(v))
-  return Uint8Array.from(bytes)
-}
-
-const utf8 = new TextEncoder()
-
-/** Accumulates one message's fields; nested messages are encoded first and embedded as bytes. */
-class ProtoWriter {
-  private readonly chunks: Uint8Array[] = []
-
-  private tag(field: number, wireType: number): void {
-    this.chunks.push(encodeVarint((field << 3) | wireType))
-  }
-
-  varint(field: number, value: number | bigint): this {
-    this.tag(field, WIRE_VARINT)
-    this.chunks.push(encodeVarint(value))
-    return this
-  }
-
-  bytes(field: number, value: Uint8Array): this {
-    this.tag(field, WIRE_LEN)
-    this.chunks.push(encodeVarint(value.length), value)
-    return this
-  }
-
-  string(field: number, value: string): this {
-    return this.bytes(field, utf8.encode(value))
-  }
-
-  message(field: number, value: ProtoWriter): this {
-    return this.bytes(field, value.finish())
-  }
-
-  /** `float` fields are fixed32: 4 little-endian bytes of the IEEE 754 single. */
-  float32(field: number, value: number): this {
-    this.tag(field, WIRE_FIXED32)
-    const buf = new Uint8Array(4)
-    new DataView(buf.buffer).setFloat32(0, value, true)
-    this.chunks.push(buf)
-    return this
-  }
-
-  /** Repeated int64 as one packed length-delimited field (proto3's default encoding). */
-  packedVarints(field: number, values: readonly (number | bigint)[]): this {
-    return this.bytes(field, concat(values.map((v) => encodeVarint(v))))
-  }
-
-  finish(): Uint8Array {
-    return concat(this.chunks)
-  }
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
-  let offset = 0
-  for (const part of parts) {
-    out.set(part, offset)
-    offset += part.length
-  }
-  return out
-}
 
 // ---------------------------------------------------------------------------------------------
 // ONNX types
@@ -186,60 +99,56 @@ const ATTR_FLOAT = 1
 const ATTR_INT = 2
 const ATTR_INTS = 7
 
-function attributeProto(name: string, value: AttributeValue): ProtoWriter {
-  const w = new ProtoWriter().string(1, name) // name = 1
-  if ('int' in value) return w.varint(20, ATTR_INT).varint(3, value.int) // type = 20, i = 3
-  if ('float' in value) return w.varint(20, ATTR_FLOAT).float32(2, value.float) // f = 2 (fixed32)
-  return w.varint(20, ATTR_INTS).packedVarints(8, value.ints) // ints = 8
+function attributeProto(w: WireWriter, name: string, value: AttributeValue): void {
+  w.string(1, name) // name = 1
+  if ('int' in value) w.int(20, ATTR_INT).int(3, value.int) // type = 20, i = 3
+  else if ('float' in value) w.int(20, ATTR_FLOAT).float(2, value.float) // f = 2 (fixed32)
+  else w.int(20, ATTR_INTS).packedInts(8, value.ints) // ints = 8
 }
 
-function nodeProto(node: NodeSpec, index: number): ProtoWriter {
-  const w = new ProtoWriter()
+function nodeProto(w: WireWriter, node: NodeSpec, index: number): void {
   for (const input of node.inputs) w.string(1, input) // input = 1
   for (const output of node.outputs) w.string(2, output) // output = 2
   w.string(3, node.name ?? `${node.opType}_${index}`) // name = 3
   w.string(4, node.opType) // op_type = 4
-  for (const [name, value] of Object.entries(node.attributes ?? {})) w.message(5, attributeProto(name, value)) // attribute = 5
-  return w
+  for (const [name, value] of Object.entries(node.attributes ?? {})) w.message(5, (a) => attributeProto(a, name, value)) // attribute = 5
 }
 
-function valueInfoProto(value: ValueSpec): ProtoWriter {
-  const shape = new ProtoWriter()
-  for (const dim of value.shape) {
-    // TensorShapeProto.dim = 1; Dimension oneof: dim_value = 1 | dim_param = 2.
-    const d = typeof dim === 'string' ? new ProtoWriter().string(2, dim) : new ProtoWriter().varint(1, dim)
-    shape.message(1, d)
-  }
-  // TypeProto.Tensor: elem_type = 1, shape = 2.
-  const tensorType = new ProtoWriter().varint(1, ONNX_ELEM_TYPE_BY_DATATYPE[value.datatype]).message(2, shape)
-  const typeProto = new ProtoWriter().message(1, tensorType) // TypeProto.tensor_type = 1
-  return new ProtoWriter().string(1, value.name).message(2, typeProto) // ValueInfoProto: name = 1, type = 2
+function shapeProto(w: WireWriter, shape: readonly Dim[]): void {
+  // TensorShapeProto.dim = 1; Dimension oneof: dim_value = 1 | dim_param = 2.
+  for (const dim of shape) w.message(1, (d) => (typeof dim === 'string' ? d.string(2, dim) : d.int(1, dim)))
 }
 
-function tensorProto(init: InitializerSpec): ProtoWriter {
-  const w = new ProtoWriter()
-  if (init.dims.length > 0) w.packedVarints(1, init.dims) // dims = 1
-  w.varint(2, ONNX_ELEM_TYPE_BY_DATATYPE[init.datatype]) // data_type = 2
+function valueInfoProto(w: WireWriter, value: ValueSpec): void {
+  w.string(1, value.name) // ValueInfoProto: name = 1
+  // type = 2, a TypeProto whose tensor_type = 1 is a TypeProto.Tensor: elem_type = 1, shape = 2.
+  w.message(2, (type) =>
+    type.message(1, (tensor) => tensor.int(1, ONNX_ELEM_TYPE_BY_DATATYPE[value.datatype]).message(2, (shape) => shapeProto(shape, value.shape))),
+  )
+}
+
+function tensorProto(w: WireWriter, init: InitializerSpec): void {
+  if (init.dims.length > 0) w.packedInts(1, init.dims) // dims = 1
+  w.int(2, ONNX_ELEM_TYPE_BY_DATATYPE[init.datatype]) // data_type = 2
   w.string(8, init.name) // name = 8
-  return w.bytes(9, init.data) // raw_data = 9
+  w.bytes(9, init.data) // raw_data = 9
+}
+
+function graphProto(w: WireWriter, spec: ModelSpec): void {
+  spec.nodes.forEach((node, i) => w.message(1, (n) => nodeProto(n, node, i))) // GraphProto.node = 1
+  w.string(2, spec.graphName ?? 'test_graph') // name = 2
+  for (const init of spec.initializers ?? []) w.message(5, (t) => tensorProto(t, init)) // initializer = 5
+  for (const input of spec.inputs) w.message(11, (v) => valueInfoProto(v, input)) // input = 11
+  for (const output of spec.outputs) w.message(12, (v) => valueInfoProto(v, output)) // output = 12
 }
 
 /** Serializes a ModelProto with one graph against the default ai.onnx domain. */
 export function buildModel(spec: ModelSpec): Uint8Array {
-  const graph = new ProtoWriter()
-  spec.nodes.forEach((node, i) => graph.message(1, nodeProto(node, i))) // GraphProto.node = 1
-  graph.string(2, spec.graphName ?? 'test_graph') // name = 2
-  for (const init of spec.initializers ?? []) graph.message(5, tensorProto(init)) // initializer = 5
-  for (const input of spec.inputs) graph.message(11, valueInfoProto(input)) // input = 11
-  for (const output of spec.outputs) graph.message(12, valueInfoProto(output)) // output = 12
-
-  // OperatorSetIdProto: domain = 1 ("" is ai.onnx), version = 2.
-  const opset = new ProtoWriter().string(1, '').varint(2, spec.opset ?? 13)
-  return new ProtoWriter()
-    .varint(1, spec.irVersion ?? 8) // ModelProto.ir_version = 1
+  return new WireWriter()
+    .int(1, spec.irVersion ?? 8) // ModelProto.ir_version = 1
     .string(2, 'depinfer-test') // producer_name = 2
-    .message(7, graph) // graph = 7
-    .message(8, opset) // opset_import = 8
+    .message(7, (graph) => graphProto(graph, spec)) // graph = 7
+    .message(8, (opset) => opset.string(1, '').int(2, spec.opset ?? 13)) // opset_import = 8: OperatorSetIdProto domain = 1 ("" is ai.onnx), version = 2
     .finish()
 }
 

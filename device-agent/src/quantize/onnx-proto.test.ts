@@ -2,8 +2,7 @@ import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { BUNDLED_MODELS, bundledModelPath, type BundledModelName } from '../models/bundled.js'
 import { OnnxFormatError, decodeModel, encodeModel, tensorTypeOf } from './onnx-proto.js'
-import { seededRandom } from '@depinfer/shared'
-import { WireReader, WireWriter } from './wire.js'
+import { WireWriter, seededRandom } from '@depinfer/shared'
 
 const names = Object.keys(BUNDLED_MODELS) as BundledModelName[]
 
@@ -36,17 +35,6 @@ describe('ONNX protobuf codec', () => {
     expect(n.unknown.map((f) => f.field)).toEqual([6])
     expect(decoded.unknown.map((f) => f.field)).toEqual([99])
     expect(Buffer.compare(Buffer.from(encodeModel(decoded)), Buffer.from(bytes))).toBe(0)
-  })
-
-  it('reads repeated numbers whether packed or not', () => {
-    const unpacked = new WireWriter().int(1, 2).int(1, 3).finish()
-    const packed = new WireWriter().packedInts(1, [2, 3]).finish()
-    for (const bytes of [unpacked, packed]) {
-      const r = new WireReader(bytes)
-      const dims: number[] = []
-      while (!r.done) r.repeated(r.header().wire, 0, (x) => x.int(), dims)
-      expect(dims).toEqual([2, 3])
-    }
   })
 
   describe('rejects what is not a complete ONNX model with an OnnxFormatError', () => {

@@ -23,7 +23,7 @@ import {
   WireReader,
   WireWriter,
   type RawField,
-} from './wire.js'
+} from '@depinfer/shared'
 
 /** The input is not a (complete) ONNX model; the message says what was wrong. */
 export class OnnxFormatError extends Error {

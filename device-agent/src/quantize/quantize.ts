@@ -17,7 +17,7 @@
  * with onnxruntime 1.30 the int8 kernels lose to fp32 on small or depthwise convolutions (see
  * `excludeDepthwise`, and bench/quantize.ts).
  */
-import { WireFormatError } from './wire.js'
+import { WireFormatError } from '@depinfer/shared'
 import { GraphIndex, ensureOpset, opsetVersion, removeDeadNodes, removeUnusedConstants, topologicalSort } from './graph.js'
 import { MS_DOMAIN, WeightStore, dynamicConv, dynamicGemm, dynamicMatMul, type Rewrite, type WeightOptions } from './dynamic.js'
 import { OnnxFormatError, decodeModel, encodeModel, intAttr, type Model, type Node, type Tensor } from './onnx-proto.js'

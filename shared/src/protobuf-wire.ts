@@ -1,9 +1,12 @@
 /**
- * Protocol Buffers wire format: the reader and writer the ONNX codec (onnx-proto.ts) is built on.
- * Only what ONNX files use: varints (int32/int64/enum, as bigint when 64-bit matters), fixed32
- * floats, fixed64 doubles and length-delimited fields. Written by hand rather than with protobufjs
- * because the codec has to keep every field it does not understand byte-for-byte (a model must stay
- * valid after the quantizer rewrites part of it), which is simplest with raw fields at hand.
+ * Protocol Buffers wire format: the one reader and writer for ONNX files, used by the edge's
+ * model metadata reader (onnx-info.ts, in workerd), the quantizer's ONNX codec and the tests'
+ * model builder. Only what ONNX files use: varints (int32/int64/enum, as bigint when 64-bit
+ * matters), fixed32 floats, fixed64 doubles and length-delimited fields. Written by hand rather
+ * than with protobufjs because the codec has to keep every field it does not understand
+ * byte-for-byte (a model must stay valid after the quantizer rewrites part of it), which is
+ * simplest with raw fields at hand, and because length-delimited values are read as views, so
+ * skipping or keeping a 100 MB initializer copies nothing.
  *
  * Spec: https://protobuf.dev/programming-guides/encoding/
  */
@@ -14,14 +17,17 @@ export const WIRE_LEN = 2
 export const WIRE_FIXED32 = 5
 export type WireType = typeof WIRE_VARINT | typeof WIRE_FIXED64 | typeof WIRE_LEN | typeof WIRE_FIXED32
 
-/** A malformed or truncated protobuf message; `offset` is where in the buffer decoding failed. */
+/**
+ * A malformed or truncated protobuf message: `reason` says what was wrong, `offset` where in the
+ * buffer the reader was given (nested messages included) decoding failed.
+ */
 export class WireFormatError extends Error {
   override readonly name = 'WireFormatError'
   constructor(
-    message: string,
+    readonly reason: string,
     readonly offset: number,
   ) {
-    super(`${message} at byte ${offset}`)
+    super(`${reason} at byte ${offset}`)
   }
 }
 
@@ -42,6 +48,7 @@ export interface FieldHeader {
   start: number
 }
 
+const TWO_63 = 1n << 63n
 const TWO_64 = 1n << 64n
 const MASK_64 = TWO_64 - 1n
 
@@ -149,10 +156,13 @@ export class WireReader {
     return DECODER.decode(this.bytes())
   }
 
-  /** A nested message's bounds, for a reader over just that message. */
+  /**
+   * A reader over just the nested message that is this field's value. It keeps the whole buffer,
+   * so its positions (and error offsets) stay offsets into the outermost message.
+   */
   sub(): WireReader {
     const value = this.bytes()
-    return new WireReader(value)
+    return new WireReader(this.#bytes, this.#pos - value.length, this.#pos)
   }
 
   /** Skips the value of a field whose header was just read. */
@@ -198,8 +208,21 @@ export class WireReader {
   }
 }
 
-const DECODER = new TextDecoder('utf-8', { fatal: false })
+// UTF-8, invalid sequences replaced: the defaults (written as options they fail workers-types' check).
+const DECODER = new TextDecoder()
 const ENCODER = new TextEncoder()
+
+/**
+ * An int64 or uint64 value as the 64 bits a varint carries (negatives as two's complement).
+ * Throws RangeError for what would be written wrongly otherwise: a number that is not a safe
+ * integer (it may already have lost precision), or a value outside both int64 and uint64.
+ */
+function uint64(value: number | bigint): bigint {
+  if (typeof value === 'number' && !Number.isSafeInteger(value)) throw new RangeError(`varint value must be a safe integer, got ${value}`)
+  const v = BigInt(value)
+  if (v < -TWO_63 || v >= TWO_64) throw new RangeError(`varint value out of 64-bit range: ${v}`)
+  return v < 0n ? v + TWO_64 : v
+}
 
 /**
  * Accumulates an encoding in chunks; nested messages are encoded on their own writer and
@@ -220,10 +243,10 @@ export class WireWriter {
     return this.#varint(BigInt(field) * 8n + BigInt(wire))
   }
 
-  /** An int32/int64/enum/bool value: negatives as 10-byte two's complement, as protobuf does. */
+  /** An int32/int64/uint64/enum/bool value: negatives as 10-byte two's complement, as protobuf does. */
   int(field: number, value: number | bigint): this {
     this.tag(field, WIRE_VARINT)
-    return this.#varint(BigInt(value))
+    return this.#varint(uint64(value))
   }
 
   float(field: number, value: number): this {
@@ -261,7 +284,7 @@ export class WireWriter {
   /** A packed run of varints (int32/int64 repeated fields declared [packed = true]). */
   packedInts(field: number, values: readonly (number | bigint)[]): this {
     const nested = new WireWriter()
-    for (const value of values) nested.#varint(BigInt(value))
+    for (const value of values) nested.#varint(uint64(value))
     return this.bytes(field, nested.finish())
   }
 
@@ -297,8 +320,9 @@ export class WireWriter {
     return out
   }
 
+  /** `value` must be unsigned and below 2^64 (see `uint64`). */
   #varint(value: bigint): this {
-    let v = value < 0n ? value + TWO_64 : value
+    let v = value
     this.#room(10)
     while (v > 127n) {
       this.#scratch[this.#used++] = Number(v & 127n) | 128
