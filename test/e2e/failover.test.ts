@@ -109,13 +109,29 @@ describe.each(BROKERS)('failover through $name', (brokerKind) => {
     expect((await api.post('/v2/models/ppocr-cls/infer', exampleInferRequest(2))).status).toBe(200)
   })
 
-  it('recovers by itself after the broker restarts', async () => {
+  it('recovers by itself after the broker restarts, forgetting a device that left meanwhile', async () => {
+    // device-c alone serves the recognizer, so what the edge believes of it shows in that model.
+    await network.startAgent({ deviceId: 'device-c', models: 'ppocr-rec' }).started
+    await waitForModelReady(api, 'ppocr-rec')
     const { tcpPort, wsPort } = broker
     await broker.close()
     const during = await api.post('/v2/models/ppocr-cls/infer', exampleInferRequest(3))
     expect([503, 504]).toContain(during.status)
     expect(during.headers.get('retry-after')).toMatch(/^\d+$/)
+    // device-c leaves while there is no broker to tell: no offline status, no last will, and the
+    // new broker never hears of it. Once the edge is linked again, only what that broker vouches
+    // for counts: device-c is gone (not online for its remaining seconds of staleness), so a
+    // recognizer job is refused at once instead of waiting out a timeout on it.
+    await agent('device-c').stop()
     broker = await brokerKind.start({ tcpPort, wsPort })
+    await waitFor('the edge linked to the new broker', async () => {
+      const health = (await (await fetch(`${network.edge.url}/v2/health/ready`)).json()) as { broker_connected: boolean }
+      return health.broker_connected || undefined
+    })
+    expect((await api.get('/v2/models/ppocr-rec/ready')).status).toBe(400)
+    const rec = await api.post('/v2/models/ppocr-rec/infer', { inputs: [{ name: 'x', shape: [1, 3, 48, 320], datatype: 'FP32', data: new Array(3 * 48 * 320).fill(0.5) }] })
+    expect(rec.status).toBe(503)
+    expect(rec.body).toMatchObject({ type: 'urn:depinfer:problem:no-capacity' })
     const recovered = await waitFor(
       'inference to work again',
       async () => {

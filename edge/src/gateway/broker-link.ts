@@ -37,6 +37,13 @@ export interface BrokerLinkOptions {
   gatewayId: string
   /** How long a caller waits for a (re)connection before getting 503, in milliseconds. */
   connectTimeoutMs: number
+  /**
+   * Called on every (re)connection, before subscribing: what the gateway knew of devices may be
+   * out of date (a device can have left while the link was down without anyone hearing of it,
+   * e.g. when the broker itself restarted), and the retained statuses that follow SUBACK are
+   * the broker's current view, delivered before the link counts as synced.
+   */
+  onConnect: () => void
   onMessage: (topic: string, payload: Uint8Array) => void
 }
 
@@ -127,6 +134,7 @@ export class BrokerLink {
     let syncNonce = ''
     client.on('connect', () => {
       if (client !== this.#client) return
+      this.options.onConnect()
       syncNonce = crypto.randomUUID()
       // Subscribing on every connect (not only when the session is new) makes the broker resend
       // retained statuses, so the device table is rebuilt after any outage (MQTT §3.3.1.3).

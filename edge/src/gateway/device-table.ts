@@ -62,6 +62,15 @@ export class DeviceTable {
     return entry
   }
 
+  /**
+   * Treats every device as offline until its status arrives again (after the broker link
+   * reconnects, the broker resends the retained statuses of the devices it knows). What was
+   * measured of each device and the models it served are kept.
+   */
+  unconfirmAll(): void {
+    for (const entry of this.#devices.values()) entry.status = { ...entry.status, online: false }
+  }
+
   applyHeartbeat(deviceId: string, heartbeat: Heartbeat): void {
     const entry = this.#devices.get(deviceId)
     if (!entry) return // a heartbeat before any status says nothing about capabilities

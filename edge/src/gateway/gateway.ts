@@ -93,6 +93,7 @@ export class Gateway extends DurableObject<Env> {
       password: env.BROKER_PASSWORD,
       gatewayId: env.GATEWAY_ID,
       connectTimeoutMs: BROKER_CONNECT_TIMEOUT_MS,
+      onConnect: () => this.#table.unconfirmAll(),
       onMessage: (topic, payload) => this.#onMessage(topic, payload),
     })
   }
