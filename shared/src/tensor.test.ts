@@ -149,8 +149,8 @@ describe('encodeJsonElements', () => {
     ],
     ['UINT64', [0, 2 ** 53 - 1], [0n, 2n ** 53n - 1n]],
     ['UINT64', ['18446744073709551615', '9007199254740993'], [18446744073709551615n, 9007199254740993n]],
-    ['FP16', [1, -2, 65504, 0.1, 2 ** -24, 70000], [0x3c00, 0xc000, 0x7bff, 0x2e66, 0x0001, 0x7c00]],
-    ['FP32', [1.5, -0.1, 3.4e38, 1e-45], [1.5, -0.1, 3.4e38, 1e-45]],
+    ['FP16', [1, -2, 65504, 0.1, 2 ** -24, 65519], [0x3c00, 0xc000, 0x7bff, 0x2e66, 0x0001, 0x7bff]],
+    ['FP32', [1.5, -0.1, 3.4e38, 3.4028234663852886e38, 1e-45], [1.5, -0.1, 3.4e38, 3.4028234663852886e38, 1e-45]],
     ['FP64', [0.1, -1e308, 5e-324, 2 ** 53 + 2], [0.1, -1e308, 5e-324, 2 ** 53 + 2]],
   ] as const)('%s %j → little-endian bytes', (datatype, values, expected) => {
     expect(encodeJsonElements(datatype, values, 'd')).toEqual(leBytes(datatype, expected))
@@ -194,6 +194,12 @@ describe('encodeJsonElements', () => {
     ['UINT64', '-1'],
     ['UINT64', '18446744073709551616'],
     ['UINT64', '99999999999999999999'],
+    ['FP32', 1e39],
+    ['FP32', -3.5e38],
+    ['FP32', Infinity], // what JSON.parse makes of 1e999
+    ['FP64', -Infinity],
+    ['FP16', 65520], // the first value that rounds to FP16 infinity
+    ['FP16', -70000],
   ] as const)('rejects %s out of range: %j, naming field[i]', (datatype, bad) => {
     const error = expectProtocolError(TensorError, () => encodeJsonElements(datatype, [0, 1, bad], 'inputs[2].data'), 'inputs[2].data[2]')
     expect(error.message).toMatch(/range/)

@@ -150,10 +150,14 @@ export function encodeJsonElements(datatype: Datatype, values: readonly unknown[
         out[i] = v ? 1 : 0
       })
       break
+    // A number that the type cannot hold (1e39 as FP32, 70000 as FP16, 1e999 which JSON.parse
+    // reads as Infinity) is refused like an integer out of range, not sent as ±Infinity.
     case 'FP16':
       values.forEach((v, i) => {
         if (typeof v !== 'number') fail(i, 'expected a number')
-        out[i] = toFloat16Bits(v as number)
+        const bits = toFloat16Bits(v as number)
+        if ((bits & 0x7fff) === 0x7c00) fail(i, 'value out of range')
+        out[i] = bits
       })
       break
     case 'FP32':
@@ -161,6 +165,7 @@ export function encodeJsonElements(datatype: Datatype, values: readonly unknown[
       values.forEach((v, i) => {
         if (typeof v !== 'number') fail(i, 'expected a number')
         out[i] = v as number
+        if (!Number.isFinite(out[i])) fail(i, 'value out of range')
       })
       break
     case 'INT64':

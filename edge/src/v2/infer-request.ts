@@ -40,8 +40,8 @@ export interface ParsedInferRequest {
   id: string | undefined
   inputs: RawTensor[]
   outputs: string[]
-  /** Outputs to answer as binary data (extension), by name; `all` when binary_data_output. */
-  binaryOutputs: Set<string> | 'all'
+  /** Whether to answer an output, by name, as binary data (extension). */
+  binaryOutputs: BinaryOutputs
   /** `parameters.timeout_ms`, when the caller set a tighter budget than the default. */
   timeoutMs: number | undefined
 }
@@ -58,6 +58,8 @@ export function fieldPath(path: readonly PropertyKey[]): string {
  * @param body the JSON request (or the JSON header of a binary request)
  * @param binary the bytes after the JSON header, when the request uses the binary extension
  */
+export type BinaryOutputs = (outputName: string) => boolean
+
 export function parseInferRequest(body: unknown, binary?: Uint8Array): ParsedInferRequest {
   const parsed = InferRequestSchema.safeParse(body)
   if (!parsed.success) {
@@ -67,8 +69,13 @@ export function parseInferRequest(body: unknown, binary?: Uint8Array): ParsedInf
   }
   const request = parsed.data
   let binaryOffset = 0
+  const inputNames = new Set<string>()
   const inputs = request.inputs.map((input, i): RawTensor => {
     const field = `inputs[${i}]`
+    // Checked here, not only against the model in the Gateway: the input commitment is hashed
+    // over the inputs by name before the job reaches it.
+    if (inputNames.has(input.name)) throw new InvalidRequestError(`input ${JSON.stringify(input.name)} is given twice`, `${field}.name`)
+    inputNames.add(input.name)
     if (!isDatatype(input.datatype)) {
       throw new InvalidRequestError(
         `unsupported datatype ${JSON.stringify(input.datatype)}; supported: ${DATATYPES.join(', ')}`,
@@ -92,6 +99,11 @@ export function parseInferRequest(body: unknown, binary?: Uint8Array): ParsedInf
       }
       // Copied out of the body: a view would carry the whole body across the RPC boundary.
       const data = copyBytes(binary.subarray(binaryOffset, binaryOffset + expected))
+      // The extension stores a BOOL as one byte, 0 or 1; anything else is no boolean at all.
+      const notBool = input.datatype === 'BOOL' ? data.findIndex((byte) => byte > 1) : -1
+      if (notBool !== -1) {
+        throw new InvalidRequestError(`BOOL element ${notBool} is byte ${data[notBool]}; binary BOOLs are the bytes 0 and 1`, sizeField)
+      }
       binaryOffset += expected
       return { name: input.name, datatype: input.datatype, shape: input.shape, data }
     }
@@ -123,10 +135,20 @@ export function parseInferRequest(body: unknown, binary?: Uint8Array): ParsedInf
     id: request.id,
     inputs,
     outputs: (request.outputs ?? []).map((o) => o.name),
-    binaryOutputs:
-      request.parameters?.binary_data_output === true
-        ? 'all'
-        : new Set((request.outputs ?? []).filter((o) => o.parameters?.binary_data === true).map((o) => o.name)),
+    binaryOutputs: binaryOutputs(request.parameters?.binary_data_output === true, request.outputs ?? []),
     timeoutMs: timeout as number | undefined,
   }
+}
+
+/**
+ * Which outputs go back as binary: each output's own `binary_data` where it says, else the
+ * request's `binary_data_output` (the extension lets the per-output setting override it).
+ */
+function binaryOutputs(
+  byDefault: boolean,
+  outputs: readonly { name: string; parameters?: { binary_data?: unknown } | undefined }[],
+): BinaryOutputs {
+  const overrides = new Map<string, boolean>()
+  for (const o of outputs) if (typeof o.parameters?.binary_data === 'boolean') overrides.set(o.name, o.parameters.binary_data)
+  return (name) => overrides.get(name) ?? byDefault
 }

@@ -7,6 +7,7 @@
  */
 import { elementsToJson, type ModelVariant } from '@depinfer/shared'
 import type { InferResult } from '../gateway/rpc.js'
+import type { BinaryOutputs } from './infer-request.js'
 
 export type InferResponseBody =
   | { kind: 'json'; body: string }
@@ -34,7 +35,7 @@ export function inferResponse(
   /** Which file of the version ran: its own (`fp32`) or a variant published with it (`int8`). */
   modelVariant: ModelVariant,
   requestId: string | undefined,
-  binaryOutputs: Set<string> | 'all',
+  binaryOutputs: BinaryOutputs,
 ): InferResponseBody {
   const head = {
     model_name: result.modelName,
@@ -56,7 +57,7 @@ export function inferResponse(
       ...attestationParameters(result.attestation),
     },
   }
-  const binary = result.outputs.filter((t) => binaryOutputs === 'all' || binaryOutputs.has(t.name))
+  const binary = result.outputs.filter((t) => binaryOutputs(t.name))
   const outputs = result.outputs.map((tensor) => {
     if (binary.includes(tensor)) {
       const { name, datatype, shape } = tensor
