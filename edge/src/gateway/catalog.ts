@@ -31,9 +31,16 @@ export interface CatalogModel {
 export function buildCatalog(
   table: DeviceTable,
   refusal: (device: DeviceEntry) => string | undefined = () => undefined,
+  /**
+   * Models devices advertised earlier: listed as UNAVAILABLE while no device lists them (a
+   * restarted agent advertises a model only once it has loaded it again), so a caller meanwhile
+   * hears "unavailable, retry" rather than "no such model".
+   */
+  remembered: Iterable<ModelDescriptor> = [],
 ): Map<string, CatalogModel> {
   const catalog = new Map<string, CatalogModel>()
   const refusals = new Map<CatalogModel, string[]>()
+  const failed = new Map<CatalogModel, string[]>()
   for (const device of table.all()) {
     // A device without a signing key cannot attest its results, so it is never routed to.
     const online = table.isOnline(device) && !table.isSuspect(device) && device.status.publicKey !== undefined
@@ -57,8 +64,17 @@ export function buildCatalog(
       } else if (model.state === 'loading' && entry.state !== 'READY') {
         entry.state = 'LOADING'
         entry.reason = 'devices are loading the model'
+      } else if (model.state === 'failed') {
+        failed.set(entry, [...(failed.get(entry) ?? []), device.deviceId])
       }
     }
+  }
+  for (const descriptor of remembered) {
+    const key = catalogKey(descriptor.name, descriptor.version)
+    if (!catalog.has(key)) catalog.set(key, { descriptor, readyDevices: [], state: 'UNAVAILABLE', reason: 'no device serves it now' })
+  }
+  for (const [entry, deviceIds] of failed) {
+    if (entry.state === 'UNAVAILABLE') entry.reason = `failed to load on ${deviceIds.join(', ')} (see the agent's log)`
   }
   for (const [entry, reasons] of refusals) {
     if (entry.state === 'UNAVAILABLE') entry.reason = `${NOT_ROUTABLE}: ${reasons.join('; ')}`
@@ -66,7 +82,8 @@ export function buildCatalog(
   return catalog
 }
 
-const catalogKey = (name: string, version: string) => `${name}\u0000${version}`
+/** The catalog's key of a name and version. */
+export const catalogKey = (name: string, version: string) => `${name}\u0000${version}`
 
 /** Orders versions numerically where both are numbers, else lexically. */
 export function compareVersions(a: string, b: string): number {
@@ -83,16 +100,36 @@ export function versionsOf(catalog: Map<string, CatalogModel>, name: string): Ca
     .sort((a, b) => compareVersions(a.descriptor.version, b.descriptor.version))
 }
 
+/** A published version of a model name and its file (the registry's word on what the name is). */
+export interface PublishedFile {
+  version: string
+  sha256: string
+}
+
 /**
- * The model a request names. Without a version: the newest READY version, else the newest.
- * Returns undefined when the name (or that version) is unknown.
+ * Whether devices' `model` may be served under its name: any model when nobody published the
+ * name (a device's own, e.g. the bundled demo models), else only a published version with its
+ * published file — devices cannot add versions to, or swap the file of, someone's model.
+ */
+export function isPublishedAs(model: CatalogModel, published: readonly PublishedFile[]): boolean {
+  const { version, sha256 } = model.descriptor
+  return published.length === 0 || published.some((p) => p.version === version && p.sha256 === sha256)
+}
+
+/**
+ * The model a request names, among those `isPublishedAs` allows. Without a version: the newest
+ * READY version, else the newest. Returns undefined when the name (or that version) is unknown.
  */
 export function resolveModel(
   catalog: Map<string, CatalogModel>,
   name: string,
   version: string | undefined,
+  published: readonly PublishedFile[] = [],
 ): CatalogModel | undefined {
-  if (version !== undefined) return catalog.get(catalogKey(name, version))
-  const versions = versionsOf(catalog, name)
+  if (version !== undefined) {
+    const model = catalog.get(catalogKey(name, version))
+    return model && isPublishedAs(model, published) ? model : undefined
+  }
+  const versions = versionsOf(catalog, name).filter((m) => isPublishedAs(m, published))
   return versions.filter((m) => m.state === 'READY').at(-1) ?? versions.at(-1)
 }

@@ -120,6 +120,15 @@ export class DeviceTable {
         : entry.measuredEwmaMs * (1 - EWMA_WEIGHT) + roundTripMs * EWMA_WEIGHT
   }
 
+  /**
+   * A device answered a job after its deadline had passed: alive but slow. The answer counts as
+   * a (slow) latency sample and clears the failures and suspicion its timeouts earned.
+   */
+  recordLateAnswer(entry: DeviceEntry, roundTripMs: number): void {
+    this.recordSuccess(entry, roundTripMs)
+    entry.suspectUntil = 0
+  }
+
   recordFailure(entry: DeviceEntry): void {
     entry.consecutiveFailures++
     if (entry.consecutiveFailures >= SUSPECT_AFTER_FAILURES) {

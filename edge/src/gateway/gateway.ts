@@ -36,7 +36,7 @@ import { AttestationRejectedError, verifyResultAttestation, type ExpectedAttesta
 import type { StakeGate } from '../providers/device-stakes.js'
 import { stakeGateFromEnv } from '../providers/registry-reader.js'
 import { BrokerLink } from './broker-link.js'
-import { buildCatalog, NOT_ROUTABLE, resolveModel, versionsOf, type CatalogModel } from './catalog.js'
+import { buildCatalog, catalogKey, compareVersions, isPublishedAs, NOT_ROUTABLE, resolveModel, versionsOf, type CatalogModel, type PublishedFile } from './catalog.js'
 import { DeviceTable, type DeviceEntry } from './device-table.js'
 import { pickDevice } from './scheduler.js'
 import { acceptedFileOn } from './served-file.js'
@@ -53,6 +53,16 @@ import type {
 /** Share of the job's deadline the first device gets before the retry on another. */
 const FIRST_ATTEMPT_SHARE = 0.5
 const MAX_ATTEMPTS = 2
+/**
+ * A timeout counts against a device only when its budget was at least this, and at least
+ * BLAMED_BUDGET_FACTOR times what the device was expected to take: the caller picks the
+ * deadline (`timeout_ms`), and a deadline too short to meet says nothing about the device.
+ */
+const MIN_BLAMED_BUDGET_MS = 1_000
+const BLAMED_BUDGET_FACTOR = 4
+/** Timed-out jobs remembered for a late answer (which clears the device), at most this many, this long. */
+const TIMED_OUT_REMEMBERED = 10_000
+const TIMED_OUT_REMEMBERED_MS = 10 * 60_000
 const BROKER_CONNECT_TIMEOUT_MS = 3_000
 /** Renew the broker connection before Cloudflare's 15-minute cap on one outbound socket. */
 const RENEW_LINK_AFTER_MS = 13 * 60_000
@@ -74,6 +84,10 @@ interface PendingJob {
 
 export class Gateway extends DurableObject<Env> {
   readonly #table = new DeviceTable(Date.now)
+  /** Every model devices have advertised since this object started, by catalogKey (see buildCatalog). */
+  readonly #seenModels = new Map<string, ModelDescriptor>()
+  /** Jobs that timed out on a device, by job id, until its late answer or eviction (oldest first). */
+  readonly #timedOut = new Map<string, { deviceId: string; sentAt: number }>()
   readonly #jobs = new Map<string, PendingJob>()
   readonly #link: BrokerLink
   readonly #keys = new DeviceKeys()
@@ -114,23 +128,25 @@ export class Gateway extends DurableObject<Env> {
       return [...this.#catalog().values()].map(({ descriptor, state, reason }) => ({
         name: descriptor.name,
         version: descriptor.version,
+        sha256: descriptor.sha256,
         state,
         reason,
       }))
     })
   }
 
-  async model(name: string, version: string | undefined): Promise<Outcome<ModelInfo>> {
+  /** `published`: the name's published versions (empty when nobody published it), see isPublishedAs. */
+  async model(name: string, version: string | undefined, published: PublishedFile[] = []): Promise<Outcome<ModelInfo>> {
     return this.#outcome(async () => {
       await this.#linkUp()
       this.#refreshStakesInBackground()
       const catalog = this.#catalog()
-      const model = this.#resolve(catalog, name, version)
+      const model = this.#resolve(catalog, name, version, published)
       const { descriptor } = model
       return {
         name: descriptor.name,
         version: descriptor.version,
-        versions: versionsOf(catalog, name).map((m) => m.descriptor.version),
+        versions: versionsOf(catalog, name).filter((m) => isPublishedAs(m, published)).map((m) => m.descriptor.version),
         sha256: descriptor.sha256,
         platform: descriptor.platform,
         inputs: descriptor.inputs,
@@ -146,7 +162,7 @@ export class Gateway extends DurableObject<Env> {
     return this.#outcome(async () => {
       await this.#linkUp()
       this.#refreshStakesInBackground()
-      const model = this.#resolve(this.#catalog(), job.model, job.version)
+      const model = this.#resolve(this.#catalog(), job.model, job.version, job.published)
       if (job.sha256 !== undefined && model.descriptor.sha256 !== job.sha256) {
         throw new NoCapacityError(
           `model ${job.model} version ${model.descriptor.version} is published as file sha256 ${job.sha256}, but devices serve ${model.descriptor.sha256} under that name`,
@@ -186,7 +202,7 @@ export class Gateway extends DurableObject<Env> {
 
   /** The catalog of what can be routed now: online, not suspect, with a key, and staked (if required). */
   #catalog(): Map<string, CatalogModel> {
-    return buildCatalog(this.#table, (device) => this.#refusal(device))
+    return buildCatalog(this.#table, (device) => this.#refusal(device), this.#seenModels.values())
   }
 
   /** Why the stake gate keeps this device from jobs, from cached answers only (no RPC). */
@@ -216,9 +232,22 @@ export class Gateway extends DurableObject<Env> {
     if (this.#stakes) this.ctx.waitUntil(this.#refreshStakes())
   }
 
-  #resolve(catalog: Map<string, CatalogModel>, name: string, version: string | undefined): CatalogModel {
-    const model = resolveModel(catalog, name, version)
+  #resolve(catalog: Map<string, CatalogModel>, name: string, version: string | undefined, published: readonly PublishedFile[] = []): CatalogModel {
+    const model = resolveModel(catalog, name, version, published)
     if (model) return model
+    if (published.length > 0) {
+      // A published name: its published versions exist whether or not a device serves them.
+      const versions = published.map((p) => p.version).sort(compareVersions)
+      if (version !== undefined && !versions.includes(version)) {
+        throw new NotFoundError(`model ${name} has no published version ${JSON.stringify(version)}; versions: ${versions.join(', ')}`, 'version')
+      }
+      const wanted = version ?? versions.at(-1)!
+      const other = catalog.get(catalogKey(name, wanted))
+      throw new NoCapacityError(
+        `no online device serves model ${name} version ${wanted}` +
+          (other ? ` (devices serve sha256 ${other.descriptor.sha256} under that version, not its published file)` : ''),
+      )
+    }
     const known = versionsOf(catalog, name)
     if (version !== undefined && known.length > 0) {
       throw new NotFoundError(
@@ -250,7 +279,7 @@ export class Gateway extends DurableObject<Env> {
     try {
       for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
         // Only devices running the version's own file or a variant accepted for it (served-file.ts).
-        const candidates = (resolveModel(this.#catalog(), descriptor.name, descriptor.version)
+        const candidates = (resolveModel(this.#catalog(), descriptor.name, descriptor.version, job.published)
           ?.readyDevices ?? []).filter((d) => !tried.includes(d) && acceptedFileOn(d, descriptor, job.variants) !== undefined)
         if (candidates.length === 0) break
         const device = pickDevice(
@@ -259,7 +288,10 @@ export class Gateway extends DurableObject<Env> {
         )!.entry
         tried.push(device)
         const remainingMs = deadline - Date.now()
-        const budgetMs = Math.max(1, Math.floor(attempt < MAX_ATTEMPTS ? remainingMs * FIRST_ATTEMPT_SHARE : remainingMs))
+        // Half the deadline when another device could take the retry; all of it for the only one.
+        const lastChance = attempt === MAX_ATTEMPTS || candidates.length === 1
+        const budgetMs = Math.max(1, Math.floor(lastChance ? remainingMs : remainingMs * FIRST_ATTEMPT_SHARE))
+        const expectedMs = this.#table.ewmaMs(device) * (this.#table.load(device) + 1)
         const sentAt = Date.now()
         const outcome = await this.#attempt(jobId, attempt, device, job, descriptor, expected, salt, budgetMs)
 
@@ -306,7 +338,8 @@ export class Gateway extends DurableObject<Env> {
             lastFailure = `device ${header.deviceId} failed (${header.error.code}): ${header.error.message}`
           }
         } else if (outcome.kind === 'timeout') {
-          this.#table.recordFailure(device)
+          if (budgetMs >= Math.max(MIN_BLAMED_BUDGET_MS, BLAMED_BUDGET_FACTOR * expectedMs)) this.#table.recordFailure(device)
+          this.#rememberTimeout(jobId, device.deviceId, sentAt)
           timedOut = true
           lastFailure = `device ${device.deviceId} did not answer within ${budgetMs} ms`
         } else {
@@ -419,6 +452,11 @@ export class Gateway extends DurableObject<Env> {
       return
     }
     this.#table.applyStatus(status.data)
+    for (const model of status.data.models) {
+      const key = catalogKey(model.name, model.version)
+      // The first file seen under a name and version defines it, as in the catalog.
+      if (!this.#seenModels.has(key)) this.#seenModels.set(key, model)
+    }
     // Decode the key (and build its tables) now rather than on the first job's path.
     const key = status.data.online ? this.#keys.keyOf(deviceId, status.data.publicKey) : undefined
     // A new (or changed) address is checked on-chain at once; a known one only once it is stale.
@@ -444,11 +482,31 @@ export class Gateway extends DurableObject<Env> {
       return
     }
     const pending = this.#jobs.get(header.data.jobId)
-    if (!pending || !pending.devices.has(header.data.deviceId)) return // late duplicate or stranger
+    if (!pending) return this.#onLateResult(header.data)
+    if (!pending.devices.has(header.data.deviceId)) return // a stranger
     // A late *error* from a device the job already moved away from (e.g. it finally dropped the
     // job as past its deadline) must not end the retry running elsewhere; a late success may.
     if (header.data.error && header.data.deviceId !== pending.currentDeviceId) return
     pending.settle({ kind: 'result', header: header.data, tensors: decoded.tensors })
+  }
+
+  #rememberTimeout(jobId: string, deviceId: string, sentAt: number): void {
+    if (this.#timedOut.size >= TIMED_OUT_REMEMBERED) this.#timedOut.delete(this.#timedOut.keys().next().value!)
+    this.#timedOut.set(jobId, { deviceId, sentAt })
+  }
+
+  /**
+   * An answer to a job that is over here. When it is the successful answer of a device the job
+   * timed out on, the device was slow, not gone: the answer's round trip feeds its latency (so
+   * the scheduler avoids it while it is slow) and the failure is forgiven. Otherwise a duplicate.
+   */
+  #onLateResult(header: ResultHeader): void {
+    const late = this.#timedOut.get(header.jobId)
+    if (!late || late.deviceId !== header.deviceId || header.error) return
+    this.#timedOut.delete(header.jobId)
+    const entry = this.#table.get(header.deviceId)
+    const roundTripMs = Date.now() - late.sentAt
+    if (entry && roundTripMs < TIMED_OUT_REMEMBERED_MS) this.#table.recordLateAnswer(entry, roundTripMs)
   }
 
   /** Runs an RPC body, turning known errors into problems (RPC cannot carry error classes). */

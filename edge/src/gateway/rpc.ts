@@ -4,7 +4,7 @@
  */
 import type { AttestationWire, Hex, JobTimings, PublishedVariant, RawTensor, TensorSpec } from '@depinfer/shared'
 import type { ProblemDetails } from '../errors/base.js'
-import type { ModelState } from './catalog.js'
+import type { ModelState, PublishedFile } from './catalog.js'
 
 export type Outcome<T> = { ok: true; value: T } | { ok: false; problem: ProblemDetails }
 
@@ -34,6 +34,11 @@ export interface InferJob {
    * any other file under the name and version never gets the job (see served-file.ts).
    */
   variants?: AcceptedVariant[]
+  /**
+   * The name's published versions and their files; absent or empty when nobody published the
+   * name. When present, only those versions, running those files, are served (isPublishedAs).
+   */
+  published?: PublishedFile[]
 }
 
 /** A variant of a published version that devices may run, by the sha256 of its file. */
@@ -71,6 +76,8 @@ export interface ModelInfo {
 export interface RepositoryEntry {
   name: string
   version: string
+  /** The file devices serve under the name and version (the first seen). */
+  sha256: string
   state: ModelState
   reason: string
 }

@@ -7,11 +7,12 @@ import { Hono, type Context } from 'hono'
 import { numberVar, type Env } from '../env.js'
 import { DepinferError } from '../errors/base.js'
 import { InvalidRequestError } from '../errors/request.js'
-import type { AcceptedVariant, InferResult, Outcome } from '../gateway/rpc.js'
+import { compareVersions, type PublishedFile } from '../gateway/catalog.js'
+import type { AcceptedVariant, InferResult, ModelInfo, Outcome, RepositoryEntry } from '../gateway/rpc.js'
 import { variantRan } from '../gateway/served-file.js'
 import { gatewayStub } from '../gateway/stub.js'
-import { publishedVersions } from '../models/published-versions.js'
-import { listPublishedModels } from '../models/registry.js'
+import { publishedVersions, type PublishedVersionTerms } from '../models/published-versions.js'
+import { listPublishedModels, publishedModel } from '../models/registry.js'
 import { apiKeyAuth, type AuthVariables } from '../middleware/auth.js'
 import { holdPayment } from '../payments/hold.js'
 import { readBodyCapped } from '../http/read-body.js'
@@ -54,21 +55,89 @@ v2.get('/', (c) =>
 )
 
 v2.post('/repository/index', async (c) => {
+  const readyOnly = await readyFilter(c.req.raw)
   const [served, published] = await Promise.all([gatewayStub(c.env).repository(), listPublishedModels(c.env.DB)])
-  const entries = unwrap(served)
+  const publishedNames = new Set(published.map((m) => m.name))
+  const publishedFiles = new Map(published.map((m) => [`${m.name}\u0000${m.version}`, m.sha256]))
+  const entries: RepositoryEntry[] = []
+  for (const entry of unwrap(served)) {
+    const key = `${entry.name}\u0000${entry.version}`
+    // A published name lists its published versions only, and only as served where devices
+    // run the published file (isPublishedAs in the Gateway routes the same way).
+    if (publishedNames.has(entry.name) && !publishedFiles.has(key)) continue
+    const file = publishedFiles.get(key)
+    entries.push(file === undefined || file === entry.sha256 ? entry : { ...entry, state: 'UNAVAILABLE', reason: 'devices serve another file than the published one under this version' })
+  }
   // Published versions no device serves yet are listed too, as UNAVAILABLE.
   const known = new Set(entries.map((e) => `${e.name}\u0000${e.version}`))
   for (const model of published) {
     if (!known.has(`${model.name}\u0000${model.version}`)) {
-      entries.push({ name: model.name, version: model.version, state: 'UNAVAILABLE', reason: 'published; no device serves it yet' })
+      entries.push({ name: model.name, version: model.version, sha256: model.sha256, state: 'UNAVAILABLE', reason: 'published; no device serves it yet' })
     }
   }
-  return c.json(entries)
+  return c.json(entries.filter((e) => !readyOnly || e.state === 'READY').map(({ name, version, state, reason }) => ({ name, version, state, reason })))
 })
+
+/** The index request's optional `{"ready": true}`: list only models ready for inference. */
+async function readyFilter(request: Request): Promise<boolean> {
+  const text = (await request.text()).trim()
+  if (text === '') return false
+  let body: unknown
+  try {
+    body = JSON.parse(text)
+  } catch (error) {
+    throw new InvalidRequestError(`body is not valid JSON: ${(error as Error).message}`, 'body')
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new InvalidRequestError('the body must be a JSON object', 'body')
+  const ready = (body as { ready?: unknown }).ready
+  if (ready !== undefined && typeof ready !== 'boolean') throw new InvalidRequestError('ready must be true or false', 'ready')
+  return ready === true
+}
+
+/**
+ * The published versions of `name` (none for a name nobody published, e.g. a bundled model).
+ * Without D1 the request still goes on, judged by what devices advertise alone.
+ */
+async function publishedOf(env: Env, name: string): Promise<PublishedVersionTerms[]> {
+  return publishedVersions(env.DB, name, Date.now()).catch((error: unknown) => {
+    console.warn(`published versions of ${name} unavailable: ${(error as Error).message}`)
+    return []
+  })
+}
+
+const filesOf = (published: readonly PublishedVersionTerms[]): PublishedFile[] => published.map(({ version, sha256 }) => ({ version, sha256 }))
+
+/**
+ * A model's metadata: the Gateway's, from the devices serving it; for a published version no
+ * device serves now (a 503 from the Gateway), the registry's, as UNAVAILABLE — it exists, it
+ * just cannot run at the moment. A published name lists all its published versions.
+ */
+async function modelInfo(env: Env, name: string, version: string | undefined): Promise<ModelInfo> {
+  const published = await publishedOf(env, name)
+  const outcome = await gatewayStub(env).model(name, version, filesOf(published))
+  const versions = published.map((p) => p.version).sort(compareVersions)
+  if (outcome.ok) return published.length === 0 ? outcome.value : { ...outcome.value, versions }
+  const model = outcome.problem.status === 503 && published.length > 0
+    ? await publishedModel(env.DB, name, version ?? versions.at(-1)!)
+    : undefined
+  if (!model) throw DepinferError.fromProblem(outcome.problem)
+  return {
+    name,
+    version: model.version,
+    versions,
+    sha256: model.sha256,
+    platform: 'onnxruntime_onnx',
+    inputs: model.inputs,
+    outputs: model.outputs,
+    maxBatch: 1,
+    state: 'UNAVAILABLE',
+    readyDevices: 0,
+  }
+}
 
 for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
   v2.get(prefix, async (c) => {
-    const info = unwrap(await gatewayStub(c.env).model(...modelParams(c)))
+    const info = await modelInfo(c.env, ...modelParams(c))
     return c.json({
       name: info.name,
       versions: info.versions,
@@ -81,7 +150,7 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
   })
 
   v2.get(`${prefix}/ready`, async (c) => {
-    const info = unwrap(await gatewayStub(c.env).model(...modelParams(c)))
+    const info = await modelInfo(c.env, ...modelParams(c))
     const ready = info.state === 'READY'
     return c.json({ name: info.name, version: info.version, ready, state: info.state }, ready ? 200 : 400)
   })
@@ -105,10 +174,8 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
     // The variants devices may run instead of a version's own file (its int8 file, where the
     // publisher's report meets its threshold); looked up before any payment is held. Without
     // D1 the job still runs, on devices running the versions' own files only.
-    const published = await publishedVersions(c.env.DB, model, Date.now()).catch((error: unknown) => {
-      console.warn(`published variants of ${model} unavailable: ${(error as Error).message}`)
-      return []
-    })
+    const published = await publishedOf(c.env, model)
+    const publishedFiles = filesOf(published)
     const variants: AcceptedVariant[] = published.flatMap((v) => v.acceptedVariants.map(({ kind, sha256 }) => ({ version: v.version, kind, sha256 })))
     // A priced job's price is held against the key's payer before anything reaches a device
     // (402 when it cannot be); a free job passes straight through.
@@ -118,7 +185,7 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
       model,
       version: requestedVersion,
       deadlineMs,
-      resolveVersion: async () => unwrap(await gateway.model(model, undefined)).version,
+      resolveVersion: async () => unwrap(await gateway.model(model, undefined, publishedFiles)).version,
     })
     // The input commitment is hashed here, in the stateless Worker, not in the Gateway Durable
     // Object: hashing a large input costs milliseconds the single-threaded DO would serialize.
@@ -138,6 +205,7 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
           ...(payment.reservationId !== undefined && { reservationId: payment.reservationId }),
           ...(payment.sha256 !== undefined && { sha256: payment.sha256 }),
           variants,
+          published: publishedFiles,
         }),
       )
     } catch (error) {

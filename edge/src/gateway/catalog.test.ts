@@ -1,0 +1,76 @@
+import { DeviceStatusSchema, PROTOCOL_VERSION, type DeviceStatus, type ModelDescriptor } from '@depinfer/shared'
+import { describe, expect, it } from 'vitest'
+import { buildCatalog, resolveModel } from './catalog.js'
+import { DeviceTable } from './device-table.js'
+
+const sha = (digit: string) => digit.repeat(64)
+const KEY = `0x02${'ab'.repeat(32)}`
+
+function model(version: string, file: string, state: ModelDescriptor['state'] = 'ready'): ModelDescriptor {
+  const spec = { name: 'x', datatype: 'FP32' as const, shape: [1, 4] }
+  return { name: 'm', version, sha256: sha(file), platform: 'onnxruntime_onnx', inputs: [spec], outputs: [spec], maxBatch: 1, state }
+}
+
+function status(deviceId: string, models: ModelDescriptor[], online = true): DeviceStatus {
+  return {
+    protocol: PROTOCOL_VERSION,
+    deviceId,
+    online,
+    publicKey: KEY,
+    models,
+    hw: { arch: 'x64', cpus: 2, memMB: 1024, accel: [] },
+    agentVersion: 'test',
+    runtime: { name: 'onnxruntime-node', version: '1.30.0', executionProviders: ['cpu'] },
+  }
+}
+
+const tableOf = (...statuses: DeviceStatus[]) => {
+  const table = new DeviceTable(() => 0)
+  // Parsed as the Gateway parses what arrives, so the fixtures are statuses an agent could send.
+  for (const s of statuses) table.applyStatus(DeviceStatusSchema.parse(s))
+  return table
+}
+
+describe('buildCatalog', () => {
+  it('keeps a model devices advertised earlier as UNAVAILABLE while no device lists it', () => {
+    // A restarted agent's first status lists nothing yet: the model must not become unknown.
+    const earlier = model('1', 'a')
+    const catalog = buildCatalog(tableOf(status('d1', [])), undefined, [earlier])
+    expect(resolveModel(catalog, 'm', undefined)).toMatchObject({ state: 'UNAVAILABLE', reason: 'no device serves it now', readyDevices: [] })
+    // A device listing it again wins over the memory.
+    const back = buildCatalog(tableOf(status('d1', [earlier])), undefined, [earlier])
+    expect(resolveModel(back, 'm', '1')).toMatchObject({ state: 'READY' })
+  })
+
+  it('says a model failed to load, and where, rather than that no device is online', () => {
+    const catalog = buildCatalog(tableOf(status('d1', [model('1', 'a', 'failed')]), status('d2', [model('1', 'a', 'failed')])))
+    expect(resolveModel(catalog, 'm', '1')).toMatchObject({ state: 'UNAVAILABLE', reason: expect.stringMatching(/failed to load on d1, d2/) })
+  })
+})
+
+describe('resolveModel with published versions', () => {
+  const catalog = buildCatalog(
+    tableOf(
+      status('honest', [model('1', 'a'), model('2', 'b')]),
+      // Serves an unpublished version 99, and version 2 with another file.
+      status('rogue', [model('99', 'e'), model('2', 'f')]),
+    ),
+  )
+
+  it('serves any version of a name nobody published', () => {
+    expect(resolveModel(catalog, 'm', undefined)?.descriptor.version).toBe('99')
+  })
+
+  it('serves only published versions, with their published files, of a published name', () => {
+    const published = [
+      { version: '1', sha256: sha('a') },
+      { version: '2', sha256: sha('b') },
+    ]
+    expect(resolveModel(catalog, 'm', undefined, published)?.descriptor).toMatchObject({ version: '2', sha256: sha('b') })
+    expect(resolveModel(catalog, 'm', '99', published)).toBeUndefined()
+    expect(resolveModel(catalog, 'm', '2', published)?.readyDevices.map((d) => d.deviceId)).toEqual(['honest'])
+    // Version 2 published with another file than the one devices serve: nothing to route to.
+    expect(resolveModel(catalog, 'm', '2', [{ version: '2', sha256: sha('c') }])).toBeUndefined()
+    expect(resolveModel(catalog, 'm', undefined, [{ version: '1', sha256: sha('a') }])?.descriptor.version).toBe('1')
+  })
+})

@@ -1,0 +1,149 @@
+/**
+ * Routing by the registry and by deadlines, through the real parts (workerd, D1, broker, agents):
+ * a published model name is served only in its published versions and files, whatever devices
+ * advertise under it; a published version no device serves is unavailable, not unknown; and the
+ * deadline a caller picks neither costs a device its standing nor halves the only device's time.
+ */
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import mqtt from 'mqtt'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ALL_DEVICE_STATUS, DeviceStatusSchema, gatewayClientId, type DeviceStatus } from '@depinfer/shared'
+import { bundledModelPath } from '../../device-agent/src/models/bundled.js'
+import { quantizeModel } from '../../device-agent/src/quantize/index.js'
+import type { AgentProcess } from '../../scripts/local/agent-process.js'
+import { exampleInferRequest } from '../../scripts/local/example-input.js'
+import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/network.js'
+import { waitFor } from '../../scripts/local/wait-for.js'
+import { tinyClassifierModel } from '../helpers/onnx-model.js'
+import { apiClient, waitForModelReady, type ApiClient, type ApiResponse } from './support.js'
+
+const PAYOUT = '0x00000000000000000000000000000000000000aa'
+const parameters = (response: ApiResponse) => response.body.parameters as Record<string, unknown> | undefined
+
+describe('routing by the registry and by deadlines', () => {
+  let network: LocalNetwork
+  let api: ApiClient
+  let observer: mqtt.MqttClient
+  let honest: AgentProcess
+  const statuses = new Map<string, DeviceStatus>()
+  const dir = mkdtempSync(join(tmpdir(), 'depinfer-published-'))
+  const clsPath = bundledModelPath('ppocr-cls')
+
+  beforeAll(async () => {
+    network = await startLocalNetwork({ build: false, agents: [] })
+    api = apiClient(network.edge.url, network.apiKey)
+    observer = await mqtt.connectAsync(network.broker.tcpUrl, { clientId: gatewayClientId('published-observer') })
+    observer.on('message', (_topic, payload) => {
+      const status = DeviceStatusSchema.safeParse(JSON.parse(payload.toString()))
+      if (status.success) statuses.set(status.data.deviceId, status.data)
+    })
+    await observer.subscribeAsync(ALL_DEVICE_STATUS, { qos: 1 })
+
+    const published = await api.post(`/api/models?${new URLSearchParams({ name: 'pub-cls', price_wei: '0', payout_address: PAYOUT })}`, readFileSync(clsPath), {
+      'Content-Type': 'application/octet-stream',
+    })
+    expect(published.status, published.text).toBe(201)
+    honest = network.startAgent({
+      deviceId: 'honest',
+      models: 'published:pub-cls@1',
+      env: { DEPINFER_EDGE_URL: network.edge.url, DEPINFER_API_KEY: network.apiKey, DEPINFER_MODEL_CACHE: join(dir, 'cache') },
+    })
+    await waitForModelReady(api, 'pub-cls')
+
+    // A device advertising the published name under an unpublished version (the published file
+    // itself), and version 1 with another file (the int8 one our quantizer makes, same tensors);
+    // plus a model of its own that nobody published, which it may serve.
+    const otherFile = join(dir, 'other.onnx')
+    writeFileSync(otherFile, (await quantizeModel(readFileSync(clsPath))).bytes)
+    const ownFile = join(dir, 'own.onnx')
+    writeFileSync(ownFile, tinyClassifierModel().bytes)
+    const configPath = join(dir, 'rogue.json')
+    writeFileSync(
+      configPath,
+      JSON.stringify({
+        models: [
+          { name: 'pub-cls', version: '99', path: clsPath },
+          { name: 'pub-cls', version: '1', path: otherFile },
+          { name: 'rogue-own', version: '1', path: ownFile },
+        ],
+      }),
+    )
+    network.startAgent({ deviceId: 'rogue', configPath })
+    await waitFor('the rogue device serving all three', async () => {
+      const models = statuses.get('rogue')?.models ?? []
+      return models.length === 3 && models.every((m) => m.state === 'ready') ? true : undefined
+    }, 60_000)
+    await waitForModelReady(api, 'rogue-own')
+  })
+  afterAll(async () => {
+    await observer?.endAsync()
+    await network?.close()
+  })
+
+  it('serves a published name only in its published versions, running the published file', async () => {
+    for (let i = 0; i < 8; i++) {
+      const response = await api.post('/v2/models/pub-cls/infer', exampleInferRequest(i))
+      expect(response.status, response.text).toBe(200)
+      expect(response.body).toMatchObject({ model_version: '1', parameters: { device_id: 'honest' } })
+    }
+    const metadata = await api.get('/v2/models/pub-cls')
+    expect(metadata.body).toMatchObject({ versions: ['1'], parameters: { version: '1', ready_devices: 1 } })
+    expect((await api.get('/v2/models/pub-cls/versions/99')).body).toMatchObject({ status: 404, field: 'version' })
+    expect((await api.post('/v2/models/pub-cls/versions/99/infer', exampleInferRequest(9))).body).toMatchObject({ status: 404, field: 'version' })
+    const index = (await api.post('/v2/repository/index')).body as unknown as { name: string; version: string; state: string }[]
+    expect(index.filter((e) => e.name === 'pub-cls')).toEqual([expect.objectContaining({ version: '1', state: 'READY' })])
+    // The same device's own, unpublished model is served as before.
+    const own = await api.post('/v2/models/rogue-own/infer', { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] })
+    expect(own.status, own.text).toBe(200)
+    expect(parameters(own)?.device_id).toBe('rogue')
+  })
+
+  it('does not count a deadline the caller made too short against the device', async () => {
+    for (let i = 0; i < 4; i++) {
+      const response = await api.post('/v2/models/pub-cls/infer', { ...exampleInferRequest(10 + i), parameters: { timeout_ms: 1 } })
+      expect(response.status).toBe(504)
+    }
+    // Three timeouts in a row would make a device suspect (out of service for a minute).
+    const after = await api.post('/v2/models/pub-cls/infer', exampleInferRequest(20))
+    expect(after.status, after.text).toBe(200)
+    expect(((await (await fetch(`${network.edge.url}/v2/health/ready`)).json()) as { devices_online: number }).devices_online).toBe(2)
+  })
+
+  it('gives the only device that can run a job the whole deadline, not half of it', async () => {
+    honest.child.kill('SIGSTOP')
+    try {
+      const started = Date.now()
+      const response = await api.post('/v2/models/pub-cls/infer', { ...exampleInferRequest(30), parameters: { timeout_ms: 2_000 } })
+      const elapsed = Date.now() - started
+      expect(response.body).toMatchObject({ status: 504 })
+      // The budget is what is left of the 2 s when the Gateway sends the job: all of it, not half.
+      expect(Number(/within (\d+) ms/.exec(String(response.body.detail))?.[1])).toBeGreaterThan(1_900)
+      expect(elapsed).toBeGreaterThanOrEqual(1_950)
+      expect(elapsed).toBeLessThan(3_500)
+    } finally {
+      honest.child.kill('SIGCONT')
+    }
+    await waitFor('pub-cls answering again', async () => ((await api.post('/v2/models/pub-cls/infer', exampleInferRequest(31))).status === 200 ? true : undefined), 20_000)
+  })
+
+  it('answers for a published version no device serves as unavailable, not unknown', async () => {
+    await honest.stop()
+    const metadata = await api.get('/v2/models/pub-cls')
+    expect(metadata.status, metadata.text).toBe(200)
+    expect(metadata.body).toMatchObject({
+      versions: ['1'],
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [-1, 3, -1, -1] }],
+      parameters: { version: '1', state: 'UNAVAILABLE', ready_devices: 0 },
+    })
+    expect((await api.get('/v2/models/pub-cls/ready')).status).toBe(400)
+    // The rogue device still serves version 1 — another file — and 99: neither gets the job.
+    const response = await api.post('/v2/models/pub-cls/infer', exampleInferRequest(40))
+    expect(response.status).toBe(503)
+    expect(response.headers.get('retry-after')).toMatch(/^\d+$/)
+    expect(response.body).toMatchObject({ type: 'urn:depinfer:problem:no-capacity', field: 'model' })
+    const index = (await api.post('/v2/repository/index', { ready: true })).body as unknown as { name: string }[]
+    expect(index.map((e) => e.name)).toEqual(['rogue-own'])
+  })
+})
