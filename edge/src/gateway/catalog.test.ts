@@ -73,4 +73,12 @@ describe('resolveModel with published versions', () => {
     expect(resolveModel(catalog, 'm', '2', [{ version: '2', sha256: sha('c') }])).toBeUndefined()
     expect(resolveModel(catalog, 'm', undefined, [{ version: '1', sha256: sha('a') }])?.descriptor.version).toBe('1')
   })
+
+  it('finds the devices running the published file even when another file was seen first', () => {
+    const poisoned = buildCatalog(tableOf(status('rogue', [model('1', 'f')]), status('honest', [model('1', 'a')])))
+    // Unpublished, the first file seen defines version 1 …
+    expect(resolveModel(poisoned, 'm', '1')?.readyDevices.map((d) => d.deviceId)).toEqual(['rogue'])
+    // … published, the registry does.
+    expect(resolveModel(poisoned, 'm', '1', [{ version: '1', sha256: sha('a') }])?.readyDevices.map((d) => d.deviceId)).toEqual(['honest'])
+  })
 })

@@ -1,10 +1,14 @@
 /**
- * The model catalog, derived from what devices advertise. A (name, version) is defined by the
- * first device seen advertising it; a device that later advertises the same name and version
- * with a different sha256 is not routed to for it (it is running some other file). A device
- * running a variant published with the version (its int8 file) advertises the version's own
- * sha256 as well, so it is grouped with the fp32 devices; whether the edge accepts the file it
- * actually runs is decided per job (served-file.ts), with the published variants at hand.
+ * The model catalog, derived from what devices advertise: one entry per (name, version, file
+ * sha256). For a name nobody published, a (name, version) is defined by the first device seen
+ * advertising it (its *defining* entry); devices that advertise the same name and version with
+ * another sha256 are running some other file and are not routed to for it. For a published name
+ * the registry defines it instead: only published versions, with their published files, are
+ * served (see resolveModel), so a device advertising another file first cannot hide the devices
+ * running the published one. A device running a variant published with the version (its int8
+ * file) advertises the version's own sha256 as well, so it is grouped with the fp32 devices;
+ * whether the edge accepts the file it actually runs is decided per job (served-file.ts), with
+ * the published variants at hand.
  */
 import type { ModelDescriptor } from '@depinfer/shared'
 import type { DeviceEntry, DeviceTable } from './device-table.js'
@@ -17,6 +21,8 @@ export type ModelState = 'READY' | 'LOADING' | 'UNAVAILABLE'
 
 export interface CatalogModel {
   descriptor: ModelDescriptor
+  /** The first entry seen for its name and version: what the version is for an unpublished name. */
+  defining: boolean
   /** Online, non-suspect devices that have this exact file loaded and ready. */
   readyDevices: DeviceEntry[]
   state: ModelState
@@ -46,13 +52,13 @@ export function buildCatalog(
     const online = table.isOnline(device) && !table.isSuspect(device) && device.status.publicKey !== undefined
     const refused = online ? refusal(device) : undefined
     for (const model of device.status.models) {
-      const key = catalogKey(model.name, model.version)
+      const key = catalogKey(model.name, model.version, model.sha256)
       let entry = catalog.get(key)
       if (!entry) {
-        entry = { descriptor: model, readyDevices: [], state: 'UNAVAILABLE', reason: 'no device online' }
+        entry = { descriptor: model, defining: !versionSeen(catalog, model), readyDevices: [], state: 'UNAVAILABLE', reason: 'no device online' }
         catalog.set(key, entry)
       }
-      if (model.sha256 !== entry.descriptor.sha256 || !online) continue
+      if (!online) continue
       if (refused !== undefined) {
         if (model.state === 'ready' || model.state === 'loading') refusals.set(entry, [...(refusals.get(entry) ?? []), `${device.deviceId}: ${refused}`])
         continue
@@ -70,8 +76,10 @@ export function buildCatalog(
     }
   }
   for (const descriptor of remembered) {
-    const key = catalogKey(descriptor.name, descriptor.version)
-    if (!catalog.has(key)) catalog.set(key, { descriptor, readyDevices: [], state: 'UNAVAILABLE', reason: 'no device serves it now' })
+    const key = catalogKey(descriptor.name, descriptor.version, descriptor.sha256)
+    if (!catalog.has(key)) {
+      catalog.set(key, { descriptor, defining: !versionSeen(catalog, descriptor), readyDevices: [], state: 'UNAVAILABLE', reason: 'no device serves it now' })
+    }
   }
   for (const [entry, deviceIds] of failed) {
     if (entry.state === 'UNAVAILABLE') entry.reason = `failed to load on ${deviceIds.join(', ')} (see the agent's log)`
@@ -82,8 +90,16 @@ export function buildCatalog(
   return catalog
 }
 
-/** The catalog's key of a name and version. */
-export const catalogKey = (name: string, version: string) => `${name}\u0000${version}`
+/** The catalog's key of a name, version and file. */
+export const catalogKey = (name: string, version: string, sha256: string) => `${name}\u0000${version}\u0000${sha256}`
+
+const versionSeen = (catalog: Map<string, CatalogModel>, model: ModelDescriptor) =>
+  [...catalog.values()].some((m) => m.descriptor.name === model.name && m.descriptor.version === model.version)
+
+/** Every entry of a name and version (one per file devices advertise under it), first seen first. */
+export function entriesOf(catalog: Map<string, CatalogModel>, name: string, version: string): CatalogModel[] {
+  return [...catalog.values()].filter((m) => m.descriptor.name === name && m.descriptor.version === version)
+}
 
 /** Orders versions numerically where both are numbers, else lexically. */
 export function compareVersions(a: string, b: string): number {
@@ -93,10 +109,10 @@ export function compareVersions(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0
 }
 
-/** All versions of a model name, oldest first. */
+/** The versions of a model name nobody published, oldest first: their defining entries. */
 export function versionsOf(catalog: Map<string, CatalogModel>, name: string): CatalogModel[] {
   return [...catalog.values()]
-    .filter((m) => m.descriptor.name === name)
+    .filter((m) => m.descriptor.name === name && m.defining)
     .sort((a, b) => compareVersions(a.descriptor.version, b.descriptor.version))
 }
 
@@ -107,18 +123,11 @@ export interface PublishedFile {
 }
 
 /**
- * Whether devices' `model` may be served under its name: any model when nobody published the
- * name (a device's own, e.g. the bundled demo models), else only a published version with its
- * published file — devices cannot add versions to, or swap the file of, someone's model.
- */
-export function isPublishedAs(model: CatalogModel, published: readonly PublishedFile[]): boolean {
-  const { version, sha256 } = model.descriptor
-  return published.length === 0 || published.some((p) => p.version === version && p.sha256 === sha256)
-}
-
-/**
- * The model a request names, among those `isPublishedAs` allows. Without a version: the newest
- * READY version, else the newest. Returns undefined when the name (or that version) is unknown.
+ * The model a request names. For a name nobody published (`published` empty: a device's own,
+ * e.g. the bundled demo models), the defining entry of the version; for a published name, the
+ * entry of the published version's published file — devices cannot add versions to, or swap the
+ * file of, someone's model. Without a version: the newest READY version, else the newest.
+ * Returns undefined when the name (or that version) is unknown.
  */
 export function resolveModel(
   catalog: Map<string, CatalogModel>,
@@ -126,10 +135,13 @@ export function resolveModel(
   version: string | undefined,
   published: readonly PublishedFile[] = [],
 ): CatalogModel | undefined {
-  if (version !== undefined) {
-    const model = catalog.get(catalogKey(name, version))
-    return model && isPublishedAs(model, published) ? model : undefined
-  }
-  const versions = versionsOf(catalog, name).filter((m) => isPublishedAs(m, published))
+  const versions =
+    published.length === 0
+      ? versionsOf(catalog, name)
+      : [...published]
+          .sort((a, b) => compareVersions(a.version, b.version))
+          .map((p) => catalog.get(catalogKey(name, p.version, p.sha256)))
+          .filter((m) => m !== undefined)
+  if (version !== undefined) return versions.find((m) => m.descriptor.version === version)
   return versions.filter((m) => m.state === 'READY').at(-1) ?? versions.at(-1)
 }

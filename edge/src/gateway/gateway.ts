@@ -36,7 +36,7 @@ import { AttestationRejectedError, verifyResultAttestation, type ExpectedAttesta
 import type { StakeGate } from '../providers/device-stakes.js'
 import { stakeGateFromEnv } from '../providers/registry-reader.js'
 import { BrokerLink } from './broker-link.js'
-import { buildCatalog, catalogKey, compareVersions, isPublishedAs, NOT_ROUTABLE, resolveModel, versionsOf, type CatalogModel, type PublishedFile } from './catalog.js'
+import { buildCatalog, catalogKey, compareVersions, entriesOf, NOT_ROUTABLE, resolveModel, versionsOf, type CatalogModel, type PublishedFile } from './catalog.js'
 import { DeviceTable, type DeviceEntry } from './device-table.js'
 import { pickDevice } from './scheduler.js'
 import { acceptedFileOn } from './served-file.js'
@@ -125,10 +125,11 @@ export class Gateway extends DurableObject<Env> {
     return this.#outcome(async () => {
       await this.#linkUp()
       this.#refreshStakesInBackground()
-      return [...this.#catalog().values()].map(({ descriptor, state, reason }) => ({
+      return [...this.#catalog().values()].map(({ descriptor, defining, state, reason }) => ({
         name: descriptor.name,
         version: descriptor.version,
         sha256: descriptor.sha256,
+        defining,
         state,
         reason,
       }))
@@ -146,7 +147,7 @@ export class Gateway extends DurableObject<Env> {
       return {
         name: descriptor.name,
         version: descriptor.version,
-        versions: versionsOf(catalog, name).filter((m) => isPublishedAs(m, published)).map((m) => m.descriptor.version),
+        versions: published.length > 0 ? published.map((p) => p.version).sort(compareVersions) : versionsOf(catalog, name).map((m) => m.descriptor.version),
         sha256: descriptor.sha256,
         platform: descriptor.platform,
         inputs: descriptor.inputs,
@@ -242,7 +243,7 @@ export class Gateway extends DurableObject<Env> {
         throw new NotFoundError(`model ${name} has no published version ${JSON.stringify(version)}; versions: ${versions.join(', ')}`, 'version')
       }
       const wanted = version ?? versions.at(-1)!
-      const other = catalog.get(catalogKey(name, wanted))
+      const other = entriesOf(catalog, name, wanted)[0]
       throw new NoCapacityError(
         `no online device serves model ${name} version ${wanted}` +
           (other ? ` (devices serve sha256 ${other.descriptor.sha256} under that version, not its published file)` : ''),
@@ -453,8 +454,7 @@ export class Gateway extends DurableObject<Env> {
     }
     this.#table.applyStatus(status.data)
     for (const model of status.data.models) {
-      const key = catalogKey(model.name, model.version)
-      // The first file seen under a name and version defines it, as in the catalog.
+      const key = catalogKey(model.name, model.version, model.sha256)
       if (!this.#seenModels.has(key)) this.#seenModels.set(key, model)
     }
     // Decode the key (and build its tables) now rather than on the first job's path.

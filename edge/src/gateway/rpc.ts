@@ -76,8 +76,10 @@ export interface ModelInfo {
 export interface RepositoryEntry {
   name: string
   version: string
-  /** The file devices serve under the name and version (the first seen). */
+  /** One file devices serve under the name and version (an entry per file). */
   sha256: string
+  /** Whether it is the first file seen under them: what the version is unless the name is published. */
+  defining: boolean
   state: ModelState
   reason: string
 }

@@ -61,18 +61,19 @@ v2.post('/repository/index', async (c) => {
   const publishedFiles = new Map(published.map((m) => [`${m.name}\u0000${m.version}`, m.sha256]))
   const entries: RepositoryEntry[] = []
   for (const entry of unwrap(served)) {
-    const key = `${entry.name}\u0000${entry.version}`
-    // A published name lists its published versions only, and only as served where devices
-    // run the published file (isPublishedAs in the Gateway routes the same way).
-    if (publishedNames.has(entry.name) && !publishedFiles.has(key)) continue
-    const file = publishedFiles.get(key)
-    entries.push(file === undefined || file === entry.sha256 ? entry : { ...entry, state: 'UNAVAILABLE', reason: 'devices serve another file than the published one under this version' })
+    // The Gateway lists one entry per file devices serve under a name and version. A published
+    // name lists the entries of its published files (what the Gateway routes to, resolveModel);
+    // any other name, the version's defining entry.
+    const listed = publishedNames.has(entry.name)
+      ? publishedFiles.get(`${entry.name}\u0000${entry.version}`) === entry.sha256
+      : entry.defining
+    if (listed) entries.push(entry)
   }
   // Published versions no device serves yet are listed too, as UNAVAILABLE.
   const known = new Set(entries.map((e) => `${e.name}\u0000${e.version}`))
   for (const model of published) {
     if (!known.has(`${model.name}\u0000${model.version}`)) {
-      entries.push({ name: model.name, version: model.version, sha256: model.sha256, state: 'UNAVAILABLE', reason: 'published; no device serves it yet' })
+      entries.push({ name: model.name, version: model.version, sha256: model.sha256, defining: true, state: 'UNAVAILABLE', reason: 'published; no device serves it yet' })
     }
   }
   return c.json(entries.filter((e) => !readyOnly || e.state === 'READY').map(({ name, version, state, reason }) => ({ name, version, state, reason })))
