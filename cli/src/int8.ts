@@ -5,9 +5,9 @@
  * report of `depinfer-quantize --json`). Either way the report is the publisher's claim: the edge
  * records it and cannot measure it again.
  */
-import { readFile } from 'node:fs/promises'
-import { variantAccepted, type VariantReport } from '@depinfer/shared'
+import { OnnxFormatError as OnnxInfoError, readOnnxModelInfo, variantAccepted, type OnnxModelInfo, type VariantReport } from '@depinfer/shared'
 import { z } from 'zod'
+import { CliError, readUserFile } from './errors.js'
 
 /** The agent's quantizer, loaded only when a variant is made: it brings onnxruntime, which nothing else in this CLI needs. */
 const quantizer = () => import('@depinfer/device-agent/quantize')
@@ -21,8 +21,8 @@ export interface Int8Variant {
   text: string
 }
 
-/** The variant cannot be published: its agreement with fp32 cannot be measured, or its report is unreadable. */
-export class Int8VariantError extends Error {
+/** The variant cannot be made or published: the model cannot be quantized or compared with fp32, or the report is unreadable. */
+export class Int8VariantError extends CliError {
   override name = 'Int8VariantError'
 }
 
@@ -32,13 +32,35 @@ const unmeasurable = (what: string) =>
   )
 
 /**
+ * Refuses, before quantizing, a model the comparison cannot run on: the quantizer generates its
+ * sample inputs as float32 tensors only (quantize/evaluate.ts inputSpecs), so an input of any
+ * other datatype (token ids, masks) would fail half-way with onnxruntime's words.
+ */
+function checkComparable(fp32: Uint8Array, file: string): void {
+  let info: OnnxModelInfo
+  try {
+    info = readOnnxModelInfo(fp32)
+  } catch (error) {
+    if (error instanceof OnnxInfoError) throw new Int8VariantError(`${file}: ${error.message}`, 1, { cause: error })
+    throw error
+  }
+  const other = info.inputs.find((input) => input.datatype !== 'FP32')
+  if (other) {
+    throw new Int8VariantError(
+      `${file}: input ${JSON.stringify(other.name)} is ${other.datatype}; --int8 compares the int8 variant with fp32 on generated sample inputs, which it can only make for FP32 inputs: publish without --int8`,
+    )
+  }
+}
+
+/**
  * Quantizes `fp32` with the agent's quantizer (dynamic int8, its defaults) and compares it with
  * fp32 on the quantizer's default seeded samples; `minAgreement` defaults to the quantizer's
  * threshold. Latency is not measured: it would describe this machine, not the devices that will
  * run the model.
  */
 export async function quantizeForPublishing(fp32: Uint8Array, file: string, minAgreementOption: number | undefined): Promise<Int8Variant> {
-  const { EVALUATION_DEFAULTS, evaluateQuantization, formatReport, inputSpecs, quantizeModel, variantReport, OnnxFormatError, QuantizeError } = await quantizer()
+  checkComparable(fp32, file)
+  const { EVALUATION_DEFAULTS, evaluateQuantization, formatReport, inputSpecs, quantizeModel, variantReport } = await quantizer()
   const minAgreement = minAgreementOption ?? EVALUATION_DEFAULTS.threshold
   let bytes: Uint8Array
   let evaluation: Awaited<ReturnType<typeof evaluateQuantization>>
@@ -53,9 +75,10 @@ export async function quantizeForPublishing(fp32: Uint8Array, file: string, minA
       batches: [],
     })
   } catch (error) {
-    // A model the quantizer cannot read or rewrite: said plainly, like depinfer-quantize does.
-    if (error instanceof OnnxFormatError || error instanceof QuantizeError) throw new Int8VariantError(`${file}: ${error.message}`)
-    throw error
+    // Whatever stops the quantizer or onnxruntime here is about this model (a format the
+    // quantizer cannot read or rewrite, an operator onnxruntime cannot run): said plainly, with
+    // the file, like depinfer-quantize does.
+    throw new Int8VariantError(`${file}: cannot make the int8 variant: ${error instanceof Error ? error.message : String(error)}`, 1, { cause: error })
   }
   const report = variantReport(evaluation)
   if (!report) throw unmeasurable(file)
@@ -74,14 +97,13 @@ const QuantizeJsonSchema = z.object({
 /** A variant made elsewhere: its file and the JSON report `depinfer-quantize --json` printed for it. */
 export async function readInt8Variant(file: string, reportFile: string, minAgreementOption: number | undefined): Promise<Int8Variant> {
   const minAgreement = minAgreementOption ?? (await quantizer()).EVALUATION_DEFAULTS.threshold
-  const bytes = await readFile(file).catch((error: unknown) => {
-    throw new Int8VariantError(`cannot read the int8 file ${file}: ${(error as Error).message}`)
-  })
+  const bytes = await readUserFile(file, 'the int8 file')
+  const reportText = (await readUserFile(reportFile, 'the int8 report')).toString('utf8')
   let json: unknown
   try {
-    json = JSON.parse(await readFile(reportFile, 'utf8'))
+    json = JSON.parse(reportText)
   } catch (error) {
-    throw new Int8VariantError(`cannot read the int8 report ${reportFile}: ${(error as Error).message}`)
+    throw new Int8VariantError(`cannot read the int8 report ${reportFile}: ${(error as Error).message}`, 1, { cause: error })
   }
   const parsed = QuantizeJsonSchema.safeParse(json)
   if (!parsed.success) {

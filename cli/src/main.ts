@@ -8,11 +8,12 @@
  * The edge and the key come from DEPINFER_URL (default http://127.0.0.1:8787, what `npm start`
  * runs) and DEPINFER_API_KEY.
  */
-import { readFile } from 'node:fs/promises'
-import { parseArgs } from 'node:util'
-import { describeReport, Int8VariantError, quantizeForPublishing, readInt8Variant, type Int8Variant } from './int8.js'
+import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { loggedProgress, terminalProgress, type TransferProgress } from '@depinfer/device-agent/progress'
-import { PublishError, publishModelFile, type PublishedVersion } from './publish.js'
+import { edgeUrlFrom, requestEdge } from './edge.js'
+import { CliError, readUserFile, UsageError } from './errors.js'
+import { describeReport, quantizeForPublishing, readInt8Variant, type Int8Variant } from './int8.js'
+import { checkPublishTerms, publishModelFile, type PublishedVersion } from './publish.js'
 
 const USAGE = `usage:
   depinfer models publish <file.onnx> --name <name> --price-wei <n> --payout-address <0x…> [--description <text>]
@@ -26,42 +27,43 @@ const USAGE = `usage:
                       publish an int8 variant made elsewhere, with its depinfer-quantize --json report
 environment: DEPINFER_URL (default http://127.0.0.1:8787), DEPINFER_API_KEY (required)`
 
-class UsageError extends Error {
-  override name = 'UsageError'
+const OPTIONS = {
+  name: { type: 'string' },
+  'price-wei': { type: 'string' },
+  'payout-address': { type: 'string' },
+  description: { type: 'string' },
+  int8: { type: 'boolean' },
+  'int8-file': { type: 'string' },
+  'int8-report': { type: 'string' },
+  'min-agreement': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies NonNullable<ParseArgsConfig['options']>
+
+function parseCommandLine(argv: string[]) {
+  try {
+    return parseArgs({ args: argv, allowPositionals: true, options: OPTIONS })
+  } catch (error) {
+    // node:util's own words name the option (e.g. "Unknown option '--prize-wei'").
+    throw new UsageError((error as Error).message)
+  }
 }
 
 async function main(argv: string[]): Promise<number> {
-  const { positionals, values } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      name: { type: 'string' },
-      'price-wei': { type: 'string' },
-      'payout-address': { type: 'string' },
-      description: { type: 'string' },
-      int8: { type: 'boolean' },
-      'int8-file': { type: 'string' },
-      'int8-report': { type: 'string' },
-      'min-agreement': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  })
+  const { positionals, values } = parseCommandLine(argv)
   const [group, command, file] = positionals
   if (values.help || group !== 'models' || (command !== 'publish' && command !== 'list')) {
     console.log(USAGE)
     return values.help ? 0 : 2
   }
-  const edgeUrl = process.env.DEPINFER_URL || 'http://127.0.0.1:8787'
+  const edgeUrl = edgeUrlFrom(process.env.DEPINFER_URL)
   const apiKey = process.env.DEPINFER_API_KEY
   if (!apiKey) throw new UsageError('set DEPINFER_API_KEY to your API key (npm start prints one)')
 
   if (command === 'list') {
     const url = new URL('/api/models', edgeUrl)
     if (values.name) url.searchParams.set('name', values.name)
-    const response = await fetch(url, { headers: { Authorization: `Bearer ${apiKey}` } })
-    const body = (await response.json()) as { models?: (PublishedVersion & { size: number })[]; detail?: string }
-    if (!response.ok) throw new PublishError(`list failed (${response.status}): ${body.detail ?? ''}`, response.status)
-    for (const m of body.models ?? []) {
+    const { json } = await requestEdge(edgeUrl, url, { headers: { Authorization: `Bearer ${apiKey}` } }, 'list')
+    for (const m of (json.models ?? []) as (PublishedVersion & { size: number })[]) {
       console.log(`${m.name}\tv${m.version}\t${m.priceWei} wei\t${(m.size / 1024).toFixed(0)} KiB\tsha256 ${m.sha256}`)
       for (const v of m.variants ?? []) console.log(`  ${v.kind}\t${(v.size / 1024).toFixed(0)} KiB\tsha256 ${v.sha256}\t${describeReport(v.report, v.minAgreement)}`)
     }
@@ -70,7 +72,10 @@ async function main(argv: string[]): Promise<number> {
 
   if (!file) throw new UsageError('publish needs the .onnx file')
   if (!values.name || !values['price-wei'] || !values['payout-address']) throw new UsageError('publish needs --name, --price-wei and --payout-address')
-  const int8 = await int8Variant(file, values)
+  // Before anything slow (reading, quantizing, uploading a large file) is done for nothing.
+  checkPublishTerms(values['price-wei'], values['payout-address'])
+  const bytes = await readUserFile(file, 'the model file')
+  const int8 = await int8Variant(file, bytes, values)
   // One bar per file, the int8 variant's first: each is ended when the next one starts.
   const progressOf = process.stderr.isTTY
     ? terminalProgress(process.stderr)
@@ -79,7 +84,7 @@ async function main(argv: string[]): Promise<number> {
   const { model, created } = await publishModelFile({
     edgeUrl,
     apiKey,
-    file,
+    bytes,
     name: values.name,
     priceWei: values['price-wei'],
     payoutAddress: values['payout-address'],
@@ -105,7 +110,7 @@ async function main(argv: string[]): Promise<number> {
 }
 
 /** The int8 variant the options ask for (printing its report), or undefined. */
-async function int8Variant(file: string, values: { int8?: boolean; 'int8-file'?: string; 'int8-report'?: string; 'min-agreement'?: string }): Promise<Int8Variant | undefined> {
+async function int8Variant(file: string, bytes: Uint8Array, values: { int8?: boolean; 'int8-file'?: string; 'int8-report'?: string; 'min-agreement'?: string }): Promise<Int8Variant | undefined> {
   const elsewhere = values['int8-file'] !== undefined || values['int8-report'] !== undefined
   if (values.int8 && elsewhere) throw new UsageError('--int8 quantizes here; --int8-file and --int8-report publish a variant made elsewhere: not both')
   if (elsewhere && (values['int8-file'] === undefined || values['int8-report'] === undefined)) throw new UsageError('--int8-file and --int8-report go together')
@@ -121,7 +126,7 @@ async function int8Variant(file: string, values: { int8?: boolean; 'int8-file'?:
   if (!elsewhere) console.log(`quantizing ${file} to int8 and comparing it with fp32…`)
   const variant = elsewhere
     ? await readInt8Variant(values['int8-file']!, values['int8-report']!, minAgreement)
-    : await quantizeForPublishing(await readFile(file), file, minAgreement)
+    : await quantizeForPublishing(bytes, file, minAgreement)
   console.log(variant.text)
   return variant
 }
@@ -129,8 +134,10 @@ async function int8Variant(file: string, values: { int8?: boolean; 'int8-file'?:
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
+    // An expected failure is one line saying what to fix; anything else is a bug in the CLI,
+    // whose stack is what a report of it needs.
     if (error instanceof UsageError) console.error(`${error.message}\n\n${USAGE}`)
-    else console.error(error instanceof PublishError || error instanceof Int8VariantError ? error.message : error)
-    process.exit(error instanceof UsageError ? 2 : 1)
+    else console.error(error instanceof CliError ? error.message : error)
+    process.exit(error instanceof CliError ? error.exitCode : 1)
   },
 )

@@ -8,8 +8,9 @@
  * together, so no device ever sees the version without it.
  */
 import { createHash } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
 import type { PublishedVariant, VariantReport } from '@depinfer/shared'
+import { EdgeError, requestEdge } from './edge.js'
+import { CliError } from './errors.js'
 
 export interface Int8Upload {
   bytes: Uint8Array
@@ -18,9 +19,10 @@ export interface Int8Upload {
 }
 
 export interface PublishOptions {
-  edgeUrl: string
+  edgeUrl: URL
   apiKey: string
-  file: string
+  /** The model file's bytes. */
+  bytes: Uint8Array
   name: string
   priceWei: string
   payoutAddress: string
@@ -41,19 +43,29 @@ export interface PublishedVersion {
   variants: (PublishedVariant & { accepted: boolean })[]
 }
 
-/** An error answer of the edge (its RFC 9457 problem), or a transport failure. */
-export class PublishError extends Error {
-  override name = 'PublishError'
-  constructor(message: string, readonly status?: number, readonly field?: string) {
-    super(message)
+const ZERO_ADDRESS = /^0x0{40}$/
+
+/**
+ * The price and payout address as the edge will check them (edge/src/routes/models.ts, the same
+ * words with the option's name), so a bad one is refused before a large file is read, quantized
+ * or uploaded.
+ */
+export function checkPublishTerms(priceWei: string, payoutAddress: string): void {
+  if (!/^(0|[1-9][0-9]{0,77})$/.test(priceWei)) {
+    throw new CliError(`--price-wei must be the price per inference in wei, a decimal integer, got ${JSON.stringify(priceWei.slice(0, 100))}`, 2)
   }
+  if (BigInt(priceWei) >= 2n ** 256n) throw new CliError('--price-wei must be below 2^256', 2)
+  if (!/^0x[0-9a-fA-F]{40}$/.test(payoutAddress)) {
+    throw new CliError(`--payout-address must be an Ethereum address (0x and 40 hex digits), got ${JSON.stringify(payoutAddress.slice(0, 100))}`, 2)
+  }
+  if (ZERO_ADDRESS.test(payoutAddress)) throw new CliError('--payout-address must not be the zero address: earnings paid to it would be burned', 2)
 }
 
 const CHUNK_BYTES = 256 * 1024
 const sha256Of = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex')
 
-/** POSTs `bytes` as the body, reporting progress; returns the JSON answer, or throws PublishError with the edge's problem. */
-async function upload(url: URL, bytes: Uint8Array, options: PublishOptions, file: 'model' | 'int8', what: string): Promise<{ status: number; json: Record<string, unknown> }> {
+/** POSTs `bytes` as the body, reporting progress; returns the JSON answer, or throws EdgeError with the edge's problem. */
+function upload(url: URL, bytes: Uint8Array, options: PublishOptions, file: 'model' | 'int8', what: string): Promise<{ status: number; json: Record<string, unknown> }> {
   let sent = 0
   // Streamed in chunks so the progress bar follows what fetch has actually taken.
   const body = new ReadableStream<Uint8Array>({
@@ -68,38 +80,22 @@ async function upload(url: URL, bytes: Uint8Array, options: PublishOptions, file
       controller.enqueue(chunk)
     },
   })
-  let response: Response
-  try {
-    response = await fetch(url, {
-      method: 'POST',
-      headers: {
-        Authorization: `Bearer ${options.apiKey}`,
-        'Content-Type': 'application/octet-stream',
-        'Content-Length': String(bytes.byteLength),
-      },
-      body,
-      duplex: 'half',
-    } as RequestInit & { duplex: 'half' })
-  } catch (error) {
-    throw new PublishError(`cannot reach the edge at ${options.edgeUrl}: ${(error as Error).message}`)
-  }
-  const text = await response.text()
-  let json: Record<string, unknown> = {}
-  try {
-    json = JSON.parse(text) as Record<string, unknown>
-  } catch {
-    // reported below with the raw text
-  }
-  if (!response.ok) {
-    const detail = typeof json.detail === 'string' ? json.detail : text.slice(0, 300)
-    const field = typeof json.field === 'string' ? json.field : undefined
-    throw new PublishError(`${what} failed (${response.status}): ${detail}${field ? ` [${field}]` : ''}`, response.status, field)
-  }
-  return { status: response.status, json }
+  const init = {
+    method: 'POST',
+    headers: {
+      Authorization: `Bearer ${options.apiKey}`,
+      'Content-Type': 'application/octet-stream',
+      'Content-Length': String(bytes.byteLength),
+    },
+    body,
+    duplex: 'half',
+  } as RequestInit & { duplex: 'half' }
+  return requestEdge(options.edgeUrl, url, init, what)
 }
 
+/** Publishes the model (and its int8 variant first, if any); the terms are checked beforehand (checkPublishTerms). */
 export async function publishModelFile(options: PublishOptions): Promise<{ model: PublishedVersion; created: boolean }> {
-  const bytes = await readFile(options.file)
+  const { bytes } = options
   const sha256 = sha256Of(bytes)
   const url = new URL('/api/models', options.edgeUrl)
   url.searchParams.set('name', options.name)
@@ -110,7 +106,7 @@ export async function publishModelFile(options: PublishOptions): Promise<{ model
   const int8Sha256 = int8 && sha256Of(int8.bytes)
   if (int8 && int8Sha256) {
     const uploaded = await upload(new URL('/api/models/files', options.edgeUrl), int8.bytes, options, 'int8', 'uploading the int8 variant')
-    if (uploaded.json.sha256 !== int8Sha256) throw new PublishError(`the edge stored the int8 variant as sha256 ${String(uploaded.json.sha256)}, but the file's is ${int8Sha256}`)
+    if (uploaded.json.sha256 !== int8Sha256) throw new EdgeError(`the edge stored the int8 variant as sha256 ${String(uploaded.json.sha256)}, but the file's is ${int8Sha256}`)
     url.searchParams.set('int8_sha256', int8Sha256)
     // String(x) writes what the edge reads back exactly (e.g. 0.985, 1e-7).
     url.searchParams.set('int8_top1_agreement', String(int8.report.top1Agreement))
@@ -120,9 +116,9 @@ export async function publishModelFile(options: PublishOptions): Promise<{ model
   }
   const { status, json } = await upload(url, bytes, options, 'model', 'publish')
   const model = json as unknown as PublishedVersion
-  if (model.sha256 !== sha256) throw new PublishError(`the edge recorded sha256 ${model.sha256}, but the file's is ${sha256}`)
+  if (model.sha256 !== sha256) throw new EdgeError(`the edge recorded sha256 ${model.sha256}, but the file's is ${sha256}`)
   if (int8Sha256 && !model.variants?.some((v) => v.kind === 'int8' && v.sha256 === int8Sha256)) {
-    throw new PublishError(`the edge recorded ${model.name} v${model.version} without the int8 variant ${int8Sha256}`)
+    throw new EdgeError(`the edge recorded ${model.name} v${model.version} without the int8 variant ${int8Sha256}`)
   }
   return { model, created: status === 201 }
 }

@@ -222,3 +222,36 @@ describe('device agent', () => {
     expect(lastStatus!.models[0]?.sha256).toBe(clsSha256)
   })
 })
+
+describe('two agents started with the same device id', () => {
+  it('warns, once each, that another process uses the device id, and backs off instead of reconnecting at once', async () => {
+    const broker = await startLocalBroker()
+    const twinKey = join(mkdtempSync(join(tmpdir(), 'agent-key-')), 'device.key')
+    initDeviceKey(twinKey)
+    const config = AgentConfigSchema.parse({
+      deviceId: 'twin',
+      broker: { url: broker.tcpUrl },
+      // A model that fails at once: this is about the connection, not serving.
+      models: [{ name: 'none', version: '1', path: '/nonexistent/model.onnx' }],
+      heartbeatSec: 60,
+      reconnect: { minMs: 50, maxMs: 400 },
+      keyPath: twinKey,
+    })
+    const logs: [string[], string[]] = [[], []]
+    const agents: RunningAgent[] = []
+    try {
+      for (const log of logs) agents.push(await startAgent(config, (message) => log.push(message)))
+      const warned = (log: string[]) => log.filter((message) => /another process is probably connected with the same device id \(MQTT client id depinfer-device-twin\)/.test(message))
+      await waitFor('both agents to warn', async () => (logs.every((log) => warned(log).length > 0) ? true : undefined), 10_000, 20)
+      // Each warned once for the streak, and the delays grew past the minimum: dropping each
+      // other no longer resets the back-off, which used to stay at minMs (every 50 ms here) forever.
+      await new Promise((resolve) => setTimeout(resolve, 1_000))
+      for (const log of logs) expect(warned(log)).toHaveLength(1)
+      const delays = logs.flat().flatMap((message) => /reconnecting in (\d+) ms/.exec(message)?.[1] ?? []).map(Number)
+      expect(delays.filter((delay) => delay > 100).length).toBeGreaterThan(2)
+    } finally {
+      await Promise.all(agents.map((agent) => agent.stop()))
+      await broker.close()
+    }
+  })
+})

@@ -53,6 +53,44 @@ describe('agent config', () => {
     expect(() => loadConfig(writeConfig({ deviceId: 'd', precision: 'fp16' }), {})).toThrow(/at precision: must be/)
   })
 
+  it.each([
+    ['a misspelt top-level key', { modelz: [{ bundled: 'ppocr-det' }] }, 'unknown key "modelz" in agent config PATH (did you mean "models"?)'],
+    ['a key in a section', { broker: { url: 'mqtt://x:1883', keepalive: 10 } }, 'unknown key "keepalive" at broker in agent config PATH (did you mean "keepaliveSec"?)'],
+    ['a misspelt key of a model source', { models: [{ name: 'm', nmae: 'n', path: '/m.onnx' }] }, 'unknown key "nmae" at models.0 in agent config PATH (did you mean "name"?)'],
+    ['a misspelt kind of model source', { models: [{ bundled: 'ppocr-cls' }, { bundeld: 'ppocr-det' }] }, 'unknown key "bundeld" at models.1 in agent config PATH (did you mean "bundled"?)'],
+    ['a key another kind of model source has', { models: [{ bundled: 'ppocr-cls', version: '2' }] }, 'unknown key "version" at models.0 in agent config PATH (known keys: "bundled")'],
+    ['keys of two kinds of model source', { models: [{ url: 'https://x/m.onnx', sha256: 'ab'.repeat(32), name: 'm', path: '/m.onnx' }] }, 'unknown key "path" at models.0 in agent config PATH (known keys: "url", "sha256", "name", "version")'],
+    ['a key like no other', { ort: { threads: 2 } }, 'unknown key "threads" at ort in agent config PATH (known keys: "intraOpThreads", "interOpThreads", "executionMode", "graphOptimizationLevel", "executionProviders")'],
+  ])('refuses %s, naming the key and the file, instead of ignoring it', (_what, content, message) => {
+    const path = writeConfig({ deviceId: 'd', ...content })
+    expect(() => loadConfig(path, {})).toThrow(ConfigError)
+    expect(() => loadConfig(path, {})).toThrow(message.replace('PATH', path))
+  })
+
+  it('checks the keys of the file only: every documented section is known', () => {
+    const path = writeConfig({
+      deviceId: 'd',
+      broker: { url: 'mqtt://x:1883', username: 'u', password: 'p', keepaliveSec: 5 },
+      models: [{ bundled: 'ppocr-cls' }, { name: 'm', version: '2', path: '/m.onnx' }, { published: 'r', version: '1' }, { url: 'https://x/m.onnx', sha256: 'ab'.repeat(32), name: 'u', version: '1' }],
+      edge: { url: 'https://e', apiKey: 'k', pollSec: 0 },
+      cacheDir: '/tmp/models',
+      maxModelBytes: 1000,
+      precision: 'fp32',
+      download: { attempts: 2, stallTimeoutSec: 5 },
+      keyPath: '/tmp/device.key',
+      heartbeatSec: 1,
+      batching: { maxBatch: 2, maxQueueDelayMs: 1 },
+      reconnect: { minMs: 100, maxMs: 1000 },
+      ort: { intraOpThreads: 1, interOpThreads: 1, executionMode: 'parallel', graphOptimizationLevel: 'basic', executionProviders: ['cuda', 'cpu'] },
+    })
+    expect(loadConfig(path, {}).models).toHaveLength(4)
+  })
+
+  it('refuses a file that is not a JSON object', () => {
+    const path = writeConfig([{ bundled: 'ppocr-cls' }])
+    expect(() => loadConfig(path, {})).toThrow(`agent config ${path} must be a JSON object`)
+  })
+
   it('says which file it could not read', () => {
     expect(() => loadConfig('/nonexistent/agent.json', {})).toThrow(/cannot read config \/nonexistent\/agent\.json/)
     expect(() => loadConfig(writeConfig('{not json'), {})).toThrow(ConfigError)

@@ -255,6 +255,103 @@ function reportedIssue(issue: z.core.$ZodIssue, input: unknown): { path: Propert
   return { path: issue.path, message: issue.message }
 }
 
+type Schema = z.core.$ZodType
+
+/** The schema a value is checked against once optional, default and transform wrappers are looked through. */
+function unwrapped(schema: Schema): Schema {
+  if (schema instanceof z.ZodOptional || schema instanceof z.ZodNullable || schema instanceof z.ZodDefault || schema instanceof z.ZodPrefault) {
+    return unwrapped(schema.unwrap())
+  }
+  if (schema instanceof z.ZodPipe) return unwrapped(schema.in)
+  return schema
+}
+
+const isPlainObject = (value: unknown): value is Record<string, unknown> => value !== null && typeof value === 'object' && !Array.isArray(value)
+
+/**
+ * The keys an object may have where `schema` checks it: an object's own; for a union of objects
+ * (model sources), those of the alternative the value is meant as, told by a key only that
+ * alternative has (`url` makes a URL source; with keys of two kinds, the one knowing more of
+ * them), else those of every alternative.
+ */
+function knownKeys(schema: Schema, value: Record<string, unknown>): Record<string, Schema> | undefined {
+  if (schema instanceof z.ZodObject) return schema.shape
+  if (!(schema instanceof z.ZodUnion)) return undefined
+  const objects = (schema.options as readonly Schema[]).map(unwrapped).filter((option) => option instanceof z.ZodObject)
+  if (objects.length === 0) return undefined
+  const keys = Object.keys(value)
+  const identified = objects.filter((option) =>
+    keys.some((key) => Object.hasOwn(option.shape, key) && objects.every((other) => other === option || !Object.hasOwn(other.shape, key))),
+  )
+  const knownCount = (option: z.ZodObject) => keys.filter((key) => Object.hasOwn(option.shape, key)).length
+  const meant = identified.reduce<z.ZodObject | undefined>((best, option) => (!best || knownCount(option) > knownCount(best) ? option : best), undefined)
+  return Object.assign({}, ...(meant ? [meant] : objects).map((option) => option.shape)) as Record<string, Schema>
+}
+
+interface UnknownKey {
+  /** Where the object holding it is (`models.0`), empty at the top level. */
+  path: string
+  key: string
+  /** The keys allowed there. */
+  known: string[]
+}
+
+/**
+ * The first key of a config file's value that `schema` does not know. zod drops unknown keys
+ * silently, so without this a typo (`"modelz"`) would quietly leave the default in place.
+ */
+function findUnknownKey(value: unknown, schema: Schema = AgentConfigSchema, path: string[] = []): UnknownKey | undefined {
+  const inner = unwrapped(schema)
+  if (Array.isArray(value)) {
+    if (!(inner instanceof z.ZodArray)) return undefined
+    for (const [index, element] of value.entries()) {
+      const found = findUnknownKey(element, inner.element, [...path, String(index)])
+      if (found) return found
+    }
+    return undefined
+  }
+  if (!isPlainObject(value)) return undefined
+  const known = knownKeys(inner, value)
+  if (!known) return undefined
+  for (const [key, child] of Object.entries(value)) {
+    // Own keys only: "constructor" is not a config key because every object inherits one.
+    const childSchema = Object.hasOwn(known, key) ? known[key] : undefined
+    if (!childSchema) return { path: path.join('.'), key, known: Object.keys(known) }
+    const found = findUnknownKey(child, childSchema, [...path, key])
+    if (found) return found
+  }
+  return undefined
+}
+
+/** Levenshtein distance, case-insensitive: how many letters to change to go from `a` to `b`. */
+function editDistance(a: string, b: string): number {
+  const [x, y] = [a.toLowerCase(), b.toLowerCase()]
+  let previous = Array.from({ length: y.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= x.length; i++) {
+    const row = [i]
+    for (let j = 1; j <= y.length; j++) row[j] = Math.min(previous[j]! + 1, row[j - 1]! + 1, previous[j - 1]! + (x[i - 1] === y[j - 1] ? 0 : 1))
+    previous = row
+  }
+  return previous[y.length]!
+}
+
+/** The known key `key` was most likely meant as: within a third of its letters (at least 2) of it; else undefined. */
+function closestKey(key: string, known: readonly string[]): string | undefined {
+  const limit = Math.max(2, Math.floor(key.length / 3))
+  let best: { key: string; distance: number } | undefined
+  for (const candidate of known) {
+    const distance = editDistance(key, candidate)
+    if (distance <= limit && (!best || distance < best.distance)) best = { key: candidate, distance }
+  }
+  return best?.key
+}
+
+function unknownKeyError(unknown: UnknownKey, file: string): ConfigError {
+  const closest = closestKey(unknown.key, unknown.known)
+  const hint = closest ? `did you mean "${closest}"?` : `known keys: ${unknown.known.map((key) => `"${key}"`).join(', ')}`
+  return new ConfigError(`unknown key "${unknown.key}"${unknown.path ? ` at ${unknown.path}` : ''} in agent config ${file} (${hint})`)
+}
+
 /**
  * One DEPINFER_MODELS entry: a bundled model name, `published:<name>[@<version>]` or
  * `published:*`.
@@ -275,11 +372,16 @@ function envModelSource(entry: string): Record<string, string> {
 export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv): AgentConfig {
   let fromFile: Record<string, unknown> = {}
   if (path) {
+    let json: unknown
     try {
-      fromFile = JSON.parse(readFileSync(path, 'utf8'))
+      json = JSON.parse(readFileSync(path, 'utf8'))
     } catch (error) {
       throw new ConfigError(`cannot read config ${path}: ${(error as Error).message}`)
     }
+    if (!isPlainObject(json)) throw new ConfigError(`agent config ${path} must be a JSON object ({ "deviceId": …, "models": [ … ] })`)
+    const unknown = findUnknownKey(json)
+    if (unknown) throw unknownKeyError(unknown, path)
+    fromFile = json
   }
   /** Config paths set from the environment, so an error names the variable to fix. */
   const envOrigin = new Map<string, string>()

@@ -24,6 +24,68 @@ export function backoffMs(attempt: number, minMs: number, maxMs: number, random 
   return Math.max(minMs, Math.floor(random() * cap))
 }
 
+export interface ReconnectPolicyOptions {
+  minMs: number
+  maxMs: number
+  /** How long a connection must last to count as a good one, resetting the back-off; default 2 × maxMs. */
+  stableMs?: number
+  /** Dropped-right-after-accepted connections in a row that make a takeover the likely cause; default 3. */
+  takeoverAfter?: number
+  random?: () => number
+}
+
+/**
+ * When to reconnect, and when to say that another process is probably using our client id.
+ *
+ * A broker keeps one connection per client id and drops the older one when another connects
+ * with it (MQTT 3.1.1 §3.1.4-2). Two agents with the same deviceId therefore drop each other on
+ * every reconnect: each connection is accepted, then cut when the other one comes back. So the
+ * back-off is reset only by a connection that lasted `stableMs`, not by every CONNACK (which
+ * would keep both at `minMs` forever, hammering the broker), and `takeoverAfter` connections in a
+ * row cut that soon are reported once. `stableMs` is twice the longest back-off: a duplicate
+ * reconnects within `maxMs`, so a connection that outlived that was not cut by one.
+ */
+export class ReconnectPolicy {
+  private attempt = 0
+  private connectedAt: number | undefined
+  /** Connections in a row that were accepted and then dropped before `stableMs`. */
+  private droppedEarly = 0
+  private reported = false
+  private readonly stableMs: number
+  private readonly takeoverAfter: number
+
+  constructor(private readonly options: ReconnectPolicyOptions) {
+    this.stableMs = options.stableMs ?? 2 * options.maxMs
+    this.takeoverAfter = options.takeoverAfter ?? 3
+  }
+
+  connected(now: number): void {
+    this.connectedAt = now
+  }
+
+  /**
+   * The connection closed, or an attempt to connect failed: how long to wait before the next
+   * attempt, and whether a takeover should be reported now (once per streak of early drops).
+   */
+  closed(now: number): { delayMs: number; takeoverSuspected: boolean; droppedEarly: number } {
+    if (this.connectedAt === undefined) {
+      // Not even accepted: the broker is unreachable or refuses us, which no other process causes.
+      this.droppedEarly = 0
+    } else if (now - this.connectedAt >= this.stableMs) {
+      this.attempt = 0
+      this.droppedEarly = 0
+      this.reported = false
+    } else {
+      this.droppedEarly++
+    }
+    this.connectedAt = undefined
+    const delayMs = backoffMs(this.attempt++, this.options.minMs, this.options.maxMs, this.options.random)
+    const takeoverSuspected = !this.reported && this.droppedEarly >= this.takeoverAfter
+    if (takeoverSuspected) this.reported = true
+    return { delayMs, takeoverSuspected, droppedEarly: this.droppedEarly }
+  }
+}
+
 export function connectBroker(options: BrokerConnectOptions): MqttClient {
   const clientOptions: IClientOptions = {
     protocolVersion: 4,
@@ -37,10 +99,10 @@ export function connectBroker(options: BrokerConnectOptions): MqttClient {
     ...(options.password !== undefined && { password: options.password }),
   }
   const client = mqtt.connect(options.url, clientOptions)
-  let failures = 0
+  const policy = new ReconnectPolicy(options.reconnect)
   let timer: NodeJS.Timeout | undefined
   client.on('connect', () => {
-    failures = 0
+    policy.connected(Date.now())
     // mqtt-packet writes a PUBLISH in several chunks; with Nagle on, the tail waits for the
     // broker's delayed ACK (~40 ms a message). TCP streams only; WebSocket streams lack it.
     ;(client.stream as { setNoDelay?: (noDelay: boolean) => void }).setNoDelay?.(true)
@@ -51,12 +113,20 @@ export function connectBroker(options: BrokerConnectOptions): MqttClient {
   client.on('error', (error) => options.log(`broker error: ${error.message}`))
   client.on('close', () => {
     if (client.disconnecting || timer) return
-    const delay = backoffMs(failures++, options.reconnect.minMs, options.reconnect.maxMs)
-    options.log(`broker connection closed; reconnecting in ${delay} ms`)
+    const { delayMs, takeoverSuspected, droppedEarly } = policy.closed(Date.now())
+    if (takeoverSuspected) {
+      options.log(
+        `WARNING: the broker accepted this connection and dropped it soon after, ${droppedEarly} times in a row: another process is probably ` +
+          `connected with the same device id (MQTT client id ${options.clientId}); a broker keeps one connection per client id, so the two drop ` +
+          `each other. Stop the other process or give each its own deviceId (if there is none, check the broker's ACL for this client). ` +
+          `Backing off up to ${options.reconnect.maxMs} ms between attempts meanwhile`,
+      )
+    }
+    options.log(`broker connection closed; reconnecting in ${delayMs} ms`)
     timer = setTimeout(() => {
       timer = undefined
       if (!client.disconnecting) client.reconnect()
-    }, delay)
+    }, delayMs)
   })
   client.on('end', () => clearTimeout(timer))
   return client

@@ -1,0 +1,140 @@
+/**
+ * The `depinfer` CLI run as a child process, as developers run it: every expected failure is one
+ * line naming what is wrong (file, URL, option, model input) with a non-zero exit code and no
+ * stack trace, and a bad price or payout address is refused before anything is uploaded.
+ */
+import { spawn } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { createServer, type IncomingMessage, type Server } from 'node:http'
+import { createServer as createNetServer, type AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { buildModel, rawData, tinyClassifierModel } from '../../test/helpers/onnx-model.js'
+
+const CLI = fileURLToPath(new URL('../bin/depinfer.js', import.meta.url))
+const PAYOUT = '0x00000000000000000000000000000000000000aa'
+const dir = mkdtempSync(join(tmpdir(), 'depinfer-cli-'))
+const modelPath = join(dir, 'tiny.onnx')
+writeFileSync(modelPath, tinyClassifierModel().bytes)
+
+/** A classifier fed token ids: its INT32 input is cast to float before the same MatMul and Softmax. */
+const int32Path = join(dir, 'ids.onnx')
+writeFileSync(
+  int32Path,
+  buildModel({
+    inputs: [{ name: 'ids', datatype: 'INT32', shape: ['N', 4] }],
+    outputs: [{ name: 'probs', datatype: 'FP32', shape: ['N', 3] }],
+    initializers: [{ name: 'W', datatype: 'FP32', dims: [4, 3], data: rawData(tinyClassifierModel().weights) }],
+    nodes: [
+      { opType: 'Cast', inputs: ['ids'], outputs: ['x'], attributes: { to: { int: 1 } } },
+      { opType: 'MatMul', inputs: ['x', 'W'], outputs: ['logits'] },
+      { opType: 'Softmax', inputs: ['logits'], outputs: ['probs'], attributes: { axis: { int: -1 } } },
+    ],
+  }),
+)
+
+interface Run {
+  code: number
+  stdout: string
+  stderr: string
+}
+
+function runCli(args: string[], env: Record<string, string>): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, DEPINFER_API_KEY: 'dpi_test', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk))
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk))
+    child.once('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }))
+  })
+}
+
+/** The error line: the last line on stderr (a publish may have logged its upload's start before it). */
+function expectOneLineError(run: Run, code: number, message: RegExp): void {
+  expect(run.stderr, run.stderr).not.toMatch(/^\s+at /m) // no stack trace
+  expect(run.stderr).not.toMatch(/usage:/)
+  const lines = run.stderr.trim().split('\n')
+  expect(lines.filter((line) => !/^upload/.test(line)), run.stderr).toHaveLength(1)
+  expect(lines.at(-1)).toMatch(message)
+  expect(run.code).toBe(code)
+}
+
+const publish = (file: string, env: Record<string, string>, ...options: string[]) =>
+  runCli(['models', 'publish', file, '--name', 'm', '--price-wei', '1000', '--payout-address', PAYOUT, ...options], env)
+
+/** A stand-in edge recording what reaches it; answers every request with `answer`. */
+let edge: Server
+let edgeUrl: string
+const requests: string[] = []
+let answer: { status: number; type: string; body: string } = { status: 400, type: 'application/problem+json', body: '{}' }
+/** A port nothing listens on. */
+let closedPortUrl: string
+
+beforeAll(async () => {
+  edge = createServer((request: IncomingMessage, response) => {
+    requests.push(`${request.method} ${request.url}`)
+    request.resume()
+    request.once('end', () => response.writeHead(answer.status, { 'Content-Type': answer.type }).end(answer.body))
+  })
+  await new Promise<void>((resolve) => edge.listen(0, '127.0.0.1', resolve))
+  edgeUrl = `http://127.0.0.1:${(edge.address() as AddressInfo).port}`
+  const probe = createNetServer()
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve))
+  closedPortUrl = `http://127.0.0.1:${(probe.address() as AddressInfo).port}`
+  await new Promise((resolve) => probe.close(resolve))
+})
+afterAll(() => new Promise((resolve) => edge.close(resolve)))
+
+describe('depinfer CLI errors', () => {
+  it('names a model file it cannot read', async () => {
+    const missing = join(dir, 'nope.onnx')
+    expectOneLineError(await publish(missing, { DEPINFER_URL: edgeUrl }), 1, new RegExp(`^cannot read the model file ${missing}: no such file or directory$`))
+    expectOneLineError(await publish(dir, { DEPINFER_URL: edgeUrl }), 1, new RegExp(`^cannot read the model file ${dir}: `))
+  })
+
+  it('names an edge it cannot reach, for list and publish', async () => {
+    const unreachable = new RegExp(`^cannot reach the edge at ${closedPortUrl} \\(DEPINFER_URL\\): connect ECONNREFUSED`)
+    expectOneLineError(await runCli(['models', 'list'], { DEPINFER_URL: closedPortUrl }), 1, unreachable)
+    expectOneLineError(await publish(modelPath, { DEPINFER_URL: closedPortUrl }), 1, unreachable)
+  })
+
+  it.each(['not a url', 'localhost:8787', 'ftp://127.0.0.1/'])('names a DEPINFER_URL that is not an http(s) URL: %s', async (url) => {
+    expectOneLineError(await runCli(['models', 'list'], { DEPINFER_URL: url }), 2, new RegExp(`^DEPINFER_URL must be an http:// or https:// URL .*, got "${url}"$`))
+  })
+
+  it('names the input --int8 cannot generate samples for, before quantizing or uploading', async () => {
+    const run = await publish(int32Path, { DEPINFER_URL: closedPortUrl }, '--int8')
+    expectOneLineError(run, 1, new RegExp(`^${int32Path}: input "ids" is INT32; --int8 .* FP32 inputs: publish without --int8$`))
+  })
+
+  it('says what an edge answered when it is not the edge (no JSON)', async () => {
+    answer = { status: 200, type: 'text/html', body: '<html>a proxy page</html>' }
+    expectOneLineError(await runCli(['models', 'list'], { DEPINFER_URL: edgeUrl }), 1, /^list: http:\/\/127\.0\.0\.1:\d+ answered 200 with something other than JSON/)
+    answer = { status: 502, type: 'text/html', body: '<html>\n<b>bad gateway</b>\n</html>' }
+    expectOneLineError(await runCli(['models', 'list'], { DEPINFER_URL: edgeUrl }), 1, /^list failed \(502\): <html> <b>bad gateway<\/b> <\/html>$/)
+  })
+
+  it.each([
+    ['a price that is not a decimal integer', ['--price-wei', '1.5'], /^--price-wei must be the price per inference in wei, a decimal integer, got "1\.5"$/],
+    ['a price with a leading zero', ['--price-wei', '010'], /^--price-wei must be the price per inference in wei, a decimal integer, got "010"$/],
+    ['a price of 2^256', ['--price-wei', (2n ** 256n).toString()], /^--price-wei must be below 2\^256$/],
+    ['a payout address that is not one', ['--payout-address', '0x12'], /^--payout-address must be an Ethereum address \(0x and 40 hex digits\), got "0x12"$/],
+    ['the zero payout address', ['--payout-address', `0x${'0'.repeat(40)}`], /^--payout-address must not be the zero address: earnings paid to it would be burned$/],
+  ])('refuses %s before uploading anything', async (_case, options, message) => {
+    requests.length = 0
+    expectOneLineError(await publish(modelPath, { DEPINFER_URL: edgeUrl }, ...options), 2, message)
+    expect(requests).toEqual([])
+  })
+
+  it('sends a valid price and address (up to 2^256 - 1) and reports the edge\'s refusal in one line', async () => {
+    requests.length = 0
+    answer = { status: 400, type: 'application/problem+json', body: JSON.stringify({ status: 400, detail: 'name is taken', field: 'name' }) }
+    const run = await publish(modelPath, { DEPINFER_URL: edgeUrl }, '--price-wei', (2n ** 256n - 1n).toString(), '--payout-address', `0x${'Ab'.repeat(20)}`)
+    expectOneLineError(run, 1, /^publish failed \(400\): name is taken \[name\]$/)
+    expect(requests).toHaveLength(1)
+    expect(requests[0]).toContain(`price_wei=${2n ** 256n - 1n}`)
+  })
+})
