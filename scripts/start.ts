@@ -4,7 +4,9 @@
  * serving the bundled demo models. The API key's payer (an anvil dev account) has 1 ETH in the
  * Escrow, so priced models work too. The edge routes only to staked devices: a provider (another
  * anvil dev account) stakes in the ProviderRegistry and registers the agent's device before the
- * agent starts. Prints the URL, the API key and a curl to try. Ctrl-C stops everything.
+ * agent starts. The demo models are published (free) under the printed key before anything is
+ * printed, so nobody else can claim their names and charge for the demo. Prints the URL, the API
+ * key and a curl to try. Ctrl-C stops everything.
  *
  * Environment: DEPINFER_PORT (edge, default 8787), DEPINFER_MQTT_PORT (1883),
  * DEPINFER_MQTT_WS_PORT (9001), DEPINFER_API_KEY (else one is generated).
@@ -14,7 +16,7 @@ import { join } from 'node:path'
 import { formatEther, parseEther } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
 import { startLocalBroker } from './local/broker.js'
-import { ANVIL_PAYER_PRIVATE_KEY, ANVIL_PROVIDER_PRIVATE_KEY } from './local/chain.js'
+import { ANVIL_DEV_PRIVATE_KEY, ANVIL_PAYER_PRIVATE_KEY, ANVIL_PROVIDER_PRIVATE_KEY } from './local/chain.js'
 import { exampleInferRequest } from './local/example-input.js'
 import { startLocalNetwork, type LocalNetwork } from './local/network.js'
 import { REPO_ROOT } from './local/paths.js'
@@ -25,6 +27,8 @@ const mqttPort = Number(process.env.DEPINFER_MQTT_PORT ?? 1883)
 const mqttWsPort = Number(process.env.DEPINFER_MQTT_WS_PORT ?? 9001)
 const payer = privateKeyToAccount(ANVIL_PAYER_PRIVATE_KEY).address
 const provider = privateKeyToAccount(ANVIL_PROVIDER_PRIVATE_KEY).address
+/** The local operator (anvil dev account #0, which deploys the contracts): the demo models' payout address. */
+const operator = privateKeyToAccount(ANVIL_DEV_PRIVATE_KEY).address
 
 async function main(): Promise<void> {
   console.log('depinfer: starting broker, local chain, edge (Miniflare) and one device agent…')
@@ -52,6 +56,7 @@ async function main(): Promise<void> {
       chain: true,
       staking: true,
       batchEveryMs: 5_000,
+      publishBundledModels: { payoutAddress: operator },
     })
     const { edge, apiKey } = network
     const chain = network.chain!
@@ -75,7 +80,8 @@ depinfer is running.
   Payer of the key:  ${payer} (1 ETH deposited; priced models are charged to it)
   Provider:          ${provider} (staked ${formatEther(chain.minStake)} ETH in ProviderRegistry ${chain.providerRegistryAddress};
                      local-device-1 is registered to it: the edge routes only to staked devices)
-  Models:            ppocr-cls, ppocr-det, ppocr-rec (version 1) on device local-device-1
+  Models:            ppocr-cls, ppocr-det, ppocr-rec (version 1) on device local-device-1, published
+                     free under this key (payout ${operator}): other keys cannot publish these names
 
 Try it:
 

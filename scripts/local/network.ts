@@ -4,6 +4,9 @@
  * only to devices staked in its ProviderRegistry).
  * Used by `npm start`, the end-to-end tests and the benchmarks, so all three run the same parts.
  */
+import { readFile } from 'node:fs/promises'
+import { sha256Hex } from '@depinfer/shared'
+import { BUNDLED_MODEL_VERSION, BUNDLED_MODELS, bundledModelPath, type BundledModelName } from '../../device-agent/src/models/bundled.js'
 import { spawnAgent, type AgentProcess, type SpawnAgentOptions } from './agent-process.js'
 import { startLocalBroker, type LocalBroker } from './broker.js'
 import { startLocalChain, type LocalChain } from './chain.js'
@@ -61,6 +64,48 @@ export interface LocalNetworkOptions {
    * once a minute; locally a few seconds shows batches land). Off by default: tests fire it.
    */
   batchEveryMs?: number
+  /**
+   * Publish the agent's bundled demo models (ppocr-*) under the network's API key, free, with
+   * this payout address, before the network is handed over (`npm start` does). Their names are
+   * then owned: otherwise any key could publish `ppocr-det` first with a price and its own payout
+   * address, and the demo devices' jobs would be charged for it. Off by default: some suites
+   * publish these names themselves (the payments suite prices ppocr-cls).
+   */
+  publishBundledModels?: { payoutAddress: string }
+}
+
+/**
+ * Publishes every bundled model on the edge as `apiKey`: price 0, `payoutAddress`. Each must come
+ * out as the version the bundled agent advertises (BUNDLED_MODEL_VERSION) with the very file it
+ * runs, or the edge would pin the name's jobs to a file or version no demo device serves.
+ */
+async function publishBundledModels(edgeUrl: string, apiKey: string, payoutAddress: string): Promise<void> {
+  // One at a time: ~16 MB in all for one workerd isolate to read, and about a second locally
+  // either way (the agents start meanwhile).
+  for (const name of Object.keys(BUNDLED_MODELS) as BundledModelName[]) {
+    const bytes = await readFile(bundledModelPath(name))
+    const query = new URLSearchParams({
+      name,
+      price_wei: '0',
+      payout_address: payoutAddress,
+      description: `depinfer demo model bundled with the device agent (${BUNDLED_MODELS[name]})`,
+    })
+    const response = await fetch(`${edgeUrl}/api/models?${query}`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${apiKey}`, 'Content-Type': 'application/octet-stream' },
+      body: new Uint8Array(bytes),
+    })
+    const text = await response.text()
+    if (response.status !== 201 && response.status !== 200) throw new Error(`publishing bundled model ${name} failed (${response.status}): ${text}`)
+    const published = JSON.parse(text) as { version?: unknown; sha256?: unknown }
+    const sha256 = sha256Hex(bytes)
+    if (published.version !== BUNDLED_MODEL_VERSION || published.sha256 !== sha256) {
+      throw new Error(
+        `bundled model ${name} was published as version ${String(published.version)} (sha256 ${String(published.sha256)}), ` +
+          `but the agent serves version ${BUNDLED_MODEL_VERSION} (sha256 ${sha256})`,
+      )
+    }
+  }
 }
 
 export async function startLocalNetwork(options: LocalNetworkOptions = {}): Promise<LocalNetwork> {
@@ -108,8 +153,11 @@ export async function startLocalNetwork(options: LocalNetworkOptions = {}): Prom
       agents.push(process)
       return process
     }
+    // Alongside the agents' start (registration, spawn), so it adds little to start-up; done
+    // before the network is handed over, so the names are owned before anyone gets the URL.
+    const published = options.publishBundledModels ? publishBundledModels(edge.url, apiKey, options.publishBundledModels.payoutAddress) : undefined
     // Waited for, so a failed registration fails the network's start rather than a later wait.
-    await Promise.all((options.agents ?? [{ deviceId: 'local-device-1' }]).map((agent) => startAgent(agent).started))
+    await Promise.all([published, ...(options.agents ?? [{ deviceId: 'local-device-1' }]).map((agent) => startAgent(agent).started)])
     if (options.batchEveryMs) {
       const every = options.batchEveryMs
       let timer: NodeJS.Timeout | undefined

@@ -60,6 +60,12 @@ function directTensor(datatype: Datatype, values: unknown[]): ort.Tensor {
   return new ort.Tensor(type, data as Float32Array, [2, 4])
 }
 
+/** A direct onnxruntime tensor's bytes, as the binary extension carries them. */
+function bytesOf(tensor: ort.Tensor): Uint8Array {
+  const view = tensor.data as unknown as ArrayBufferView
+  return new Uint8Array(view.buffer, view.byteOffset, view.byteLength)
+}
+
 /** How a direct onnxruntime output reads in the v2 JSON answer. */
 function asJson(datatype: Datatype, tensor: ort.Tensor): unknown[] {
   const data = tensor.data as ArrayLike<number | bigint>
@@ -121,10 +127,6 @@ describe.each(BROKERS)('datatypes through $name', (brokerKind) => {
       kitchenSinkPath,
       Object.fromEntries(kitchenSink.inputs.map((input) => [input.name, directTensor(input.datatype, JSON_DATA[input.name]!)])),
     )
-    const bytesOf = (t: ort.Tensor) => {
-      const view = t.data as unknown as ArrayBufferView
-      return new Uint8Array(view.buffer, view.byteOffset, view.byteLength)
-    }
     const response = await postBinaryInfer(
       network.edge.url,
       network.apiKey,
@@ -142,12 +144,49 @@ describe.each(BROKERS)('datatypes through $name', (brokerKind) => {
   })
 
   it.each([
-    ['a binary_data_size that does not fit the shape', (b: BinaryInput) => ({ ...b, bytes: b.bytes.subarray(4) }), 'inputs[0].parameters.binary_data_size'],
-  ])('rejects %s', async (_what, mutate, field) => {
-    const inputs = kitchenSink.inputs.map((input) => ({ name: input.name, datatype: input.datatype, shape: [2, 4], bytes: new Uint8Array(byteLength(input.datatype, [2, 4])) }))
-    const response = await postBinaryInfer(network.edge.url, network.apiKey, '/v2/models/kitchen-sink/infer', [mutate(inputs[0]!), ...inputs.slice(1)])
+    ['a binary_data_size that does not fit the shape', 0, (b: BinaryInput) => ({ ...b, bytes: b.bytes.subarray(4) }), 'inputs[0].parameters.binary_data_size'],
+    // The extension's BOOL is one byte, 0 or 1: a 2 is no boolean (onnxruntime would read it as true).
+    ['a binary BOOL byte other than 0 or 1', 8, (b: BinaryInput) => ({ ...b, bytes: Uint8Array.of(1, 0, 2, 1, 0, 0, 1, 0) }), 'inputs[8].parameters.binary_data_size'],
+  ])('rejects %s', async (_what, index, mutate, field) => {
+    const inputs: BinaryInput[] = kitchenSink.inputs.map((input) => ({ name: input.name, datatype: input.datatype, shape: [2, 4], bytes: new Uint8Array(byteLength(input.datatype, [2, 4])) }))
+    inputs[index] = mutate(inputs[index]!)
+    const response = await postBinaryInfer(network.edge.url, network.apiKey, '/v2/models/kitchen-sink/infer', inputs)
     expect(response.status).toBe(400)
-    expect(response.json).toMatchObject({ field })
+    expect(response.headers.get('content-type')).toMatch(/^application\/problem\+json/)
+    expect(response.json).toMatchObject({ status: 400, field })
+  })
+
+  it('answers an output whose own binary_data is false as JSON, the rest binary as binary_data_output asks', async () => {
+    const direct = await runDirect(
+      kitchenSinkPath,
+      Object.fromEntries(kitchenSink.inputs.map((input) => [input.name, directTensor(input.datatype, JSON_DATA[input.name]!)])),
+    )
+    const asJsonOutput = 'f16_out'
+    const response = await postBinaryInfer(
+      network.edge.url,
+      network.apiKey,
+      '/v2/models/kitchen-sink/infer',
+      kitchenSink.inputs.map((input) => ({ name: input.name, datatype: input.datatype, shape: [2, 4], bytes: bytesOf(directTensor(input.datatype, JSON_DATA[input.name]!)) })),
+      {
+        parameters: { binary_data_output: true },
+        outputs: kitchenSink.outputs.map((o) => ({ name: o.name, ...(o.name === asJsonOutput && { parameters: { binary_data: false } }) })),
+      },
+    )
+    expect(response.status).toBe(200)
+    expect(response.headers.get('content-type')).toBe('application/octet-stream')
+    const json = outputByName(response.json, asJsonOutput)
+    expect(json).not.toHaveProperty('parameters.binary_data_size')
+    expect(json.data).toEqual(asJson('FP16', direct[asJsonOutput]!))
+    expect([...response.outputs.keys()].sort()).toEqual(kitchenSink.outputs.map((o) => o.name).filter((name) => name !== asJsonOutput).sort())
+    for (const [name, bytes] of response.outputs) expect(bytes, name).toEqual(bytesOf(direct[name]!))
+  })
+
+  it('rejects an input given twice with 400 naming the second, before it reaches a device', async () => {
+    const inputs = kitchenSink.inputs.map((input) => ({ name: input.name, datatype: input.datatype, shape: [2, 4], data: JSON_DATA[input.name] }))
+    const response = await api.post('/v2/models/kitchen-sink/infer', { inputs: [inputs[0], ...inputs] })
+    expect(response.status).toBe(400)
+    expect(response.headers.get('content-type')).toMatch(/^application\/problem\+json/)
+    expect(response.body).toMatchObject({ status: 400, field: 'inputs[1].name', detail: expect.stringContaining('"f32"') })
   })
 
   it('rejects binary bodies whose header length or trailing bytes do not add up', async () => {
@@ -187,6 +226,9 @@ describe.each(BROKERS)('datatypes through $name', (brokerKind) => {
     ['a number for BOOL', 'b', 1, 'inputs[8].data[0]'],
     ['a negative UINT8', 'u8', -1, 'inputs[7].data[0]'],
     ['an INT64 beyond 64 bits', 'i64', '9223372036854775808', 'inputs[3].data[0]'],
+    // Beyond the type's largest finite value: refused, not sent as Infinity.
+    ['an FP32 beyond its range', 'f32', 1e39, 'inputs[0].data[0]'],
+    ['an FP16 beyond its range', 'f16', 70000, 'inputs[1].data[0]'],
   ])('rejects %s with 400 naming the element', async (_what, name, badValue, field) => {
     const response = await api.post('/v2/models/kitchen-sink/infer', {
       inputs: kitchenSink.inputs.map((input) => ({
@@ -197,7 +239,7 @@ describe.each(BROKERS)('datatypes through $name', (brokerKind) => {
       })),
     })
     expect(response.status).toBe(400)
-    expect(response.body).toMatchObject({ field })
+    expect(response.body).toMatchObject({ status: 400, field, detail: expect.stringContaining(String(badValue)) })
   })
 
   it('routes a batch through a second model on the same device', async () => {

@@ -8,12 +8,28 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { bundledModelPath } from '../../device-agent/src/models/bundled.js'
 import { sha256Hex } from '../../shared/src/index.js'
 import { readFileSync } from 'node:fs'
+import { createGzip, deflateSync, gzipSync } from 'node:zlib'
 import type { LocalBroker } from '../../scripts/local/broker.js'
 import { EXAMPLE_SHAPE, exampleInferRequest, exampleTextLine } from '../../scripts/local/example-input.js'
 import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/network.js'
 import { apiClient, BROKERS, outputByName, postBinaryInfer, runDirect, waitForModelReady, type ApiClient } from './support.js'
 
 const MAX_BODY_BYTES = 4 * 1024 * 1024
+
+/** gzip of `bytes` zeros (~1000:1), made once: far past MAX_BODY_BYTES decoded, far below it sent. */
+let bomb: Promise<Uint8Array> | undefined
+function gzipBomb(bytes: number): Promise<Uint8Array> {
+  bomb ??= new Promise((resolve, reject) => {
+    const gzip = createGzip({ level: 9 })
+    const out: Buffer[] = []
+    gzip.on('data', (chunk: Buffer) => out.push(chunk))
+    gzip.once('error', reject)
+    const zeros = Buffer.alloc(1 << 20)
+    for (let written = 0; written < bytes; written += zeros.byteLength) gzip.write(zeros)
+    gzip.end(() => resolve(new Uint8Array(Buffer.concat(out))))
+  })
+  return bomb
+}
 
 describe.each(BROKERS)('inference through $name', (brokerKind) => {
   let broker: LocalBroker
@@ -43,6 +59,40 @@ describe.each(BROKERS)('inference through $name', (brokerKind) => {
     const ready = await fetch(`${network.edge.url}/v2/health/ready`)
     expect(ready.status).toBe(200)
     expect(await ready.json()).toMatchObject({ ready: true, broker_connected: true, devices_online: 1 })
+    expect((await fetch(`${network.edge.url}/v2/health/live`, { method: 'HEAD' })).status).toBe(200)
+    // Still no key needed: a wrong method on an open route is a 405, not a 401.
+    const posted = await fetch(`${network.edge.url}/v2/health/live`, { method: 'POST' })
+    expect(posted.status).toBe(405)
+    expect(posted.headers.get('allow')).toBe('GET, HEAD')
+  })
+
+  it('answers a known path asked with another method 405 with Allow, and an unknown path 404', async () => {
+    const call = (method: string, path: string, key: string | undefined = network.apiKey) =>
+      fetch(`${network.edge.url}${path}`, { method, headers: key === undefined ? {} : { Authorization: `Bearer ${key}` } })
+    for (const [method, path, allow] of [
+      ['PUT', '/v2/models/ppocr-cls/infer', 'POST'],
+      ['GET', '/v2/models/ppocr-cls/versions/1/infer', 'POST'],
+      ['GET', '/v2/repository/index', 'POST'],
+      ['DELETE', '/v2/models/ppocr-cls', 'GET, HEAD'],
+      ['POST', '/v2/models/ppocr-cls/ready', 'GET, HEAD'],
+      ['POST', '/v2', 'GET, HEAD'],
+      ['PATCH', '/api/models', 'POST, GET, HEAD'],
+    ] as const) {
+      const response = await call(method, path)
+      expect(response.status, `${method} ${path}`).toBe(405)
+      expect(response.headers.get('allow'), `${method} ${path}`).toBe(allow)
+      expect(response.headers.get('content-type')).toMatch(/^application\/problem\+json/)
+      const problem = (await response.json()) as Record<string, unknown>
+      expect(problem).toMatchObject({ status: 405, field: 'method', type: 'urn:depinfer:problem:method-not-allowed', instance: path })
+      if (path.startsWith('/v2')) expect(problem.error).toBe(problem.detail)
+    }
+    // Which methods a path answers is public (README): no key is needed to learn it.
+    expect((await call('PUT', '/v2/models/ppocr-cls/infer', undefined)).status).toBe(405)
+    for (const [method, path] of [['GET', '/v2/no-such-route'], ['PUT', '/v2/models/ppocr-cls/infer/more'], ['GET', '/nothing']]) {
+      const response = await call(method!, path!)
+      expect(response.status, `${method} ${path}`).toBe(404)
+      expect(await response.json()).toMatchObject({ status: 404, type: 'urn:depinfer:problem:no-such-route' })
+    }
   })
 
   it('describes the server and the models, with the model file sha256', async () => {
@@ -138,6 +188,7 @@ describe.each(BROKERS)('inference through $name', (brokerKind) => {
     ['a string where a number belongs', '/v2/models/ppocr-cls/infer', x([1], ['a']), 400, 'inputs[0].data[0]'],
     ['unknown input name', '/v2/models/ppocr-cls/infer', { inputs: [{ name: 'image', shape: [1], datatype: 'FP32', data: [1] }] }, 400, 'inputs[0].name'],
     ['unknown output name', '/v2/models/ppocr-cls/infer', { ...x([1, 3, 48, 192], small(3 * 48 * 192)), outputs: [{ name: 'logits' }] }, 400, 'outputs[0].name'],
+    ['an output asked for twice', '/v2/models/ppocr-cls/infer', { ...x([1, 3, 48, 192], small(3 * 48 * 192)), outputs: [{ name: 'softmax_0.tmp_0' }, { name: 'softmax_0.tmp_0', parameters: { binary_data: true } }] }, 400, 'outputs[1].name'],
     ['negative dimension', '/v2/models/ppocr-cls/infer', x([1, -3], []), 400, 'inputs[0].shape[1]'],
     ['unknown model', '/v2/models/no-such-model/infer', x([1], [1]), 404, 'model'],
     ['unknown version', '/v2/models/ppocr-cls/versions/9/infer', x([1], [1]), 404, 'version'],
@@ -156,6 +207,54 @@ describe.each(BROKERS)('inference through $name', (brokerKind) => {
     const response = await api.post('/v2/models/ppocr-cls/infer', huge)
     expect(response.status).toBe(413)
     expect(response.body).toMatchObject({ status: 413, field: 'body' })
+  })
+
+  it('takes gzip and deflate bodies, JSON and binary, with the same answer as the plain ones', async () => {
+    const request = exampleInferRequest(5)
+    const plain = await api.post('/v2/models/ppocr-cls/infer', request)
+    expect(plain.status).toBe(200)
+    const expected = outputByName(plain.body, 'softmax_0.tmp_0').data
+    const json = new TextEncoder().encode(JSON.stringify(request))
+    for (const [encoding, body] of [['gzip', gzipSync(json)], ['deflate', deflateSync(json)], ['GZIP, identity', gzipSync(json)]] as const) {
+      const response = await api.post('/v2/models/ppocr-cls/infer', new Uint8Array(body), { 'Content-Encoding': encoding })
+      expect(response.status, encoding).toBe(200)
+      expect(response.body.id).toBe('example-5')
+      expect(outputByName(response.body, 'softmax_0.tmp_0').data, encoding).toEqual(expected)
+    }
+    // Binary extension: Inference-Header-Content-Length counts the decoded body's JSON header.
+    const header = new TextEncoder().encode(JSON.stringify({ id: 'bin-gz', inputs: [{ name: 'x', datatype: 'FP32', shape: [...EXAMPLE_SHAPE], parameters: { binary_data_size: exampleTextLine(5).length * 4 } }] }))
+    const binary = Buffer.concat([header, new Uint8Array(Float32Array.from(exampleTextLine(5)).buffer)])
+    const response = await api.post('/v2/models/ppocr-cls/infer', new Uint8Array(gzipSync(binary)), {
+      'Content-Encoding': 'gzip',
+      'Content-Type': 'application/octet-stream',
+      'Inference-Header-Content-Length': String(header.byteLength),
+    })
+    expect(response.status).toBe(200)
+    expect(outputByName(response.body, 'softmax_0.tmp_0').data).toEqual(expected)
+  })
+
+  it('refuses a Content-Encoding it cannot undo with 415 naming it, and a body that is not what it says with 400', async () => {
+    const json = JSON.stringify(exampleInferRequest(1))
+    const br = await api.post('/v2/models/ppocr-cls/infer', json, { 'Content-Encoding': 'br' })
+    expect(br.status).toBe(415)
+    expect(br.headers.get('content-type')).toMatch(/^application\/problem\+json/)
+    expect(br.headers.get('accept-encoding')).toBe('gzip, deflate, identity')
+    expect(br.body).toMatchObject({ status: 415, field: 'Content-Encoding', type: 'urn:depinfer:problem:unsupported-content-encoding', detail: expect.stringContaining('"br"') })
+    expect(br.body.error).toEqual(br.body.detail)
+    const stacked = await api.post('/v2/models/ppocr-cls/infer', new Uint8Array(gzipSync(gzipSync(json))), { 'Content-Encoding': 'gzip, gzip' })
+    expect(stacked.body).toMatchObject({ status: 415, field: 'Content-Encoding' })
+    const mislabelled = await api.post('/v2/models/ppocr-cls/infer', json, { 'Content-Encoding': 'gzip' })
+    expect(mislabelled.body).toMatchObject({ status: 400, field: 'body', detail: expect.stringContaining('not valid gzip') })
+  })
+
+  it('answers a gzip bomb 413: the limit is on the decompressed size', async () => {
+    const body = await gzipBomb(512 * 1024 * 1024)
+    expect(body.byteLength).toBeLessThan(MAX_BODY_BYTES / 4)
+    const response = await api.post('/v2/models/ppocr-cls/infer', body, { 'Content-Encoding': 'gzip' })
+    expect(response.status).toBe(413)
+    expect(response.body).toMatchObject({ status: 413, field: 'body' })
+    // The edge is still answering (and its memory was not spent on the bomb).
+    expect((await api.post('/v2/models/ppocr-cls/infer', exampleInferRequest(2))).status).toBe(200)
   })
 
   it('reports an input the model itself cannot process as 422, and the device keeps serving', async () => {
@@ -178,6 +277,33 @@ describe.each(BROKERS)('inference through $name', (brokerKind) => {
     }
     const infer = await fetch(`${network.edge.url}/v2/models/ppocr-cls/infer`, { method: 'POST', body: '{}' })
     expect(infer.status).toBe(401)
+  })
+
+  it('says what is wrong with an Authorization header that is there but malformed', async () => {
+    const detail = async (headers: Headers) => {
+      const response = await fetch(`${network.edge.url}/v2`, { headers })
+      expect(response.status).toBe(401)
+      const problem = (await response.json()) as Record<string, unknown>
+      expect(problem).toMatchObject({ status: 401, field: 'Authorization' })
+      return String(problem.detail)
+    }
+    expect(await detail(new Headers())).toMatch(/^missing/)
+    const repeated = new Headers()
+    repeated.append('Authorization', `Bearer ${network.apiKey}`)
+    repeated.append('Authorization', `Bearer ${network.apiKey}`)
+    for (const [headers, why] of [
+      [new Headers({ Authorization: 'Bearer a b' }), /2 words after Bearer/],
+      [repeated, /several values/],
+      [new Headers({ Authorization: 'Bearer' }), /without an API key/],
+      [new Headers({ Authorization: 'Basic dXNlcjpwYXNz' }), /Basic scheme/],
+      [new Headers({ Authorization: network.apiKey }), /no scheme/],
+    ] as const) {
+      const text = await detail(headers)
+      expect(text).toMatch(/^malformed Authorization header/)
+      expect(text).toMatch(why)
+      expect(text).toContain('Bearer <api key>')
+      expect(text).not.toContain(network.apiKey) // a key is never quoted back
+    }
   })
 
   it('serves many concurrent requests, each with its own correct answer', async () => {

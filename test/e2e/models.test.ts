@@ -1,7 +1,8 @@
 /**
  * Model publishing through the real edge (workerd, D1, R2): the developer CLI uploads an ONNX
  * file, the edge validates it and reads its inputs/outputs without onnxruntime, versions are
- * immutable, and devices can download the file with resumable ranges.
+ * immutable, a name belongs to whoever first published it, and devices can download the file
+ * with resumable ranges. The network publishes the bundled demo models as `npm start` does.
  */
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
@@ -9,8 +10,10 @@ import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as ort from 'onnxruntime-node'
+import { privateKeyToAccount } from 'viem/accounts'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { bundledModelPath } from '../../device-agent/src/models/bundled.js'
+import { BUNDLED_MODEL_VERSION, BUNDLED_MODELS, bundledModelPath, type BundledModelName } from '../../device-agent/src/models/bundled.js'
+import { ANVIL_DEV_PRIVATE_KEY } from '../../scripts/local/chain.js'
 import { REPO_ROOT } from '../../scripts/local/paths.js'
 import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/network.js'
 import { tinyClassifierModel } from '../helpers/onnx-model.js'
@@ -19,6 +22,9 @@ import { apiClient, outputByName, runDirect, waitForModelReady, type ApiClient }
 
 const CLI = join(REPO_ROOT, 'cli', 'bin', 'depinfer.js')
 const PAYOUT = '0x00000000000000000000000000000000000000aa'
+/** What `npm start` publishes the demo models for: the local operator (anvil dev account #0). */
+const OPERATOR = privateKeyToAccount(ANVIL_DEV_PRIVATE_KEY).address
+const OCTETS = { 'Content-Type': 'application/octet-stream' }
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex')
 
 function runCli(args: string[], env: Record<string, string>): Promise<{ code: number; output: string }> {
@@ -34,14 +40,20 @@ function runCli(args: string[], env: Record<string, string>): Promise<{ code: nu
 describe('publishing models', () => {
   let network: LocalNetwork
   let api: ApiClient
+  /** Another developer's key, with the same label as the network's: labels do not identify keys. */
+  let other: ApiClient
   let env: Record<string, string>
   const clsPath = bundledModelPath('ppocr-cls')
   const clsBytes = readFileSync(clsPath)
+  const tinyBytes = tinyClassifierModel().bytes
   const dir = mkdtempSync(join(tmpdir(), 'depinfer-models-'))
+  const publish = (client: ApiClient, query: Record<string, string>, bytes: Uint8Array) =>
+    client.post(`/api/models?${new URLSearchParams(query)}`, bytes, OCTETS)
 
   beforeAll(async () => {
-    network = await startLocalNetwork({ build: false, agents: [] })
+    network = await startLocalNetwork({ build: false, agents: [], publishBundledModels: { payoutAddress: OPERATOR } })
     api = apiClient(network.edge.url, network.apiKey)
+    other = apiClient(network.edge.url, await network.edge.createApiKey('local'))
     env = { DEPINFER_URL: network.edge.url, DEPINFER_API_KEY: network.apiKey }
   })
   afterAll(async () => {
@@ -74,7 +86,7 @@ describe('publishing models', () => {
   })
 
   it('keeps versions immutable: the same file again is the same version, a new file the next one', async () => {
-    const again = await runCli(['models', 'publish', clsPath, '--name', 'text-direction', '--price-wei', '1000', '--payout-address', PAYOUT], env)
+    const again = await runCli(['models', 'publish', clsPath, '--name', 'text-direction', '--price-wei', '1000', '--payout-address', PAYOUT, '--description', 'PaddleOCR direction classifier'], env)
     expect(again.output).toMatch(/already published \(same file\): text-direction version 1/)
     const tinyPath = join(dir, 'tiny.onnx')
     writeFileSync(tinyPath, tinyClassifierModel().bytes)
@@ -105,7 +117,89 @@ describe('publishing models', () => {
     const beyond = await fetch(url, { headers: { ...auth, Range: `bytes=${clsBytes.byteLength}-` } })
     expect(beyond.status).toBe(416)
     await beyond.arrayBuffer()
+    const unsatisfiable = await fetch(url, { headers: { ...auth, Range: 'bytes=99999999-' } })
+    expect(unsatisfiable.status).toBe(416)
+    expect(unsatisfiable.headers.get('content-range')).toBe(`bytes */${clsBytes.byteLength}`)
+    expect(unsatisfiable.headers.get('content-type')).toMatch(/application\/problem\+json/)
+    expect(await unsatisfiable.json()).toMatchObject({ status: 416, field: 'Range', detail: expect.stringMatching(/bytes=99999999-/) })
     expect((await fetch(url)).status).toBe(401)
+  })
+
+  it('gives a name to whoever first published it: another key gets 403 naming `name`, the owner publishes on', async () => {
+    const owner = `key:${sha256(new TextEncoder().encode(network.apiKey))}`
+    const listed = async () => ((await api.get('/api/models?name=text-direction')).body as { models: { version: string; sha256: string; payoutAddress: string; owner: string }[] }).models
+    const before = await listed()
+    expect(before.map((v) => v.owner)).toEqual([owner, owner])
+
+    const hijack = await publish(other, { name: 'text-direction', price_wei: '1', payout_address: '0x00000000000000000000000000000000000000bb' }, tinyBytes)
+    expect(hijack.status, hijack.text).toBe(403)
+    expect(hijack.headers.get('content-type')).toMatch(/application\/problem\+json/)
+    expect(hijack.body).toMatchObject({ status: 403, field: 'name', detail: expect.stringContaining(owner) })
+    // Not even the owner's latest file under the owner's very terms (the owner's idempotent retry).
+    expect((await publish(other, { name: 'text-direction', price_wei: '5', payout_address: PAYOUT }, tinyBytes)).status).toBe(403)
+    expect(await listed()).toEqual(before)
+
+    // The other key owns what it publishes first, and the owner cannot take that either.
+    expect((await publish(other, { name: 'others-model', price_wei: '1', payout_address: PAYOUT }, tinyBytes)).status).toBe(201)
+    expect((await publish(api, { name: 'others-model', price_wei: '2', payout_address: PAYOUT }, tinyBytes)).body).toMatchObject({ status: 403, field: 'name' })
+
+    const next = await publish(api, { name: 'text-direction', price_wei: '7', payout_address: PAYOUT }, tinyBytes)
+    expect(next.status, next.text).toBe(201)
+    expect(next.body).toMatchObject({ version: '3', priceWei: '7', owner })
+  })
+
+  it('gives a name published by a key with a payer to that account: its other keys publish on, other accounts get 403', async () => {
+    const payer = '0x00000000000000000000000000000000000000Cc'
+    const first = apiClient(network.edge.url, await network.edge.createApiKey('dev-a', undefined, payer))
+    const rotated = apiClient(network.edge.url, await network.edge.createApiKey('dev-a-new', undefined, payer))
+    const stranger = apiClient(network.edge.url, await network.edge.createApiKey('dev-a', undefined, '0x00000000000000000000000000000000000000dd'))
+    expect((await publish(first, { name: 'account-model', price_wei: '1', payout_address: PAYOUT }, tinyBytes)).body).toMatchObject({ version: '1', owner: `account:${payer.toLowerCase()}` })
+    expect((await publish(stranger, { name: 'account-model', price_wei: '1', payout_address: PAYOUT }, clsBytes)).body).toMatchObject({ status: 403, field: 'name' })
+    expect((await publish(rotated, { name: 'account-model', price_wei: '1', payout_address: PAYOUT }, clsBytes)).body).toMatchObject({ version: '2' })
+  })
+
+  it('lets every key with the label publish a name the migration could only give to a label (0006_model_owners.sql)', async () => {
+    const db = await network.edge.miniflare.getD1Database('DB')
+    await db.prepare("INSERT INTO model_owners (name, owner, claimed_at) VALUES ('legacy-model', 'label:local', 0)").run()
+    const stranger = apiClient(network.edge.url, await network.edge.createApiKey('someone-else'))
+    expect((await publish(stranger, { name: 'legacy-model', price_wei: '1', payout_address: PAYOUT }, tinyBytes)).body).toMatchObject({ status: 403, field: 'name' })
+    expect((await publish(api, { name: 'legacy-model', price_wei: '1', payout_address: PAYOUT }, tinyBytes)).body).toMatchObject({ version: '1', owner: 'label:local' })
+    expect((await publish(other, { name: 'legacy-model', price_wei: '2', payout_address: PAYOUT }, tinyBytes)).body).toMatchObject({ version: '2', owner: 'label:local' })
+  })
+
+  it('makes the same file with other terms a new version; the same file with the same terms is the same version', async () => {
+    const terms = { name: 'terms', price_wei: '5', payout_address: PAYOUT, description: 'tiny' }
+    const first = await publish(api, terms, tinyBytes)
+    expect([first.status, first.body.version, first.body.priceWei]).toEqual([201, '1', '5'])
+    const retried = await publish(api, terms, tinyBytes)
+    expect([retried.status, retried.body.version]).toEqual([200, '1'])
+
+    const repriced = await publish(api, { ...terms, price_wei: '6' }, tinyBytes)
+    expect([repriced.status, repriced.body.version, repriced.body.priceWei, repriced.body.sha256]).toEqual([201, '2', '6', sha256(tinyBytes)])
+    expect((await publish(api, { ...terms, price_wei: '6' }, tinyBytes)).status).toBe(200)
+    // The payout address compares as an address (case aside), the description as it is.
+    const moved = await publish(api, { ...terms, price_wei: '6', payout_address: '0x00000000000000000000000000000000000000AB' }, tinyBytes)
+    expect([moved.status, moved.body.version, moved.body.payoutAddress]).toEqual([201, '3', '0x00000000000000000000000000000000000000ab'])
+    expect((await publish(api, { ...terms, price_wei: '6', payout_address: '0x00000000000000000000000000000000000000ab' }, tinyBytes)).status).toBe(200)
+    const described = await publish(api, { ...terms, price_wei: '6', payout_address: '0x00000000000000000000000000000000000000ab', description: 'tinier' }, tinyBytes)
+    expect([described.status, described.body.version]).toEqual([201, '4'])
+
+    const versions = ((await api.get('/api/models?name=terms')).body as { models: { version: string; priceWei: string }[] }).models
+    expect(versions.map((v) => [v.version, v.priceWei])).toEqual([['1', '5'], ['2', '6'], ['3', '6'], ['4', '6']])
+  })
+
+  it('publishes the bundled demo models as npm start does: version and file the agent serves, free, owned by the network key', async () => {
+    const owner = `key:${sha256(new TextEncoder().encode(network.apiKey))}`
+    for (const name of Object.keys(BUNDLED_MODELS) as BundledModelName[]) {
+      const versions = ((await api.get(`/api/models?name=${name}`)).body as { models: Record<string, unknown>[] }).models
+      expect(versions).toEqual([
+        expect.objectContaining({ name, version: BUNDLED_MODEL_VERSION, sha256: sha256(readFileSync(bundledModelPath(name))), priceWei: '0', payoutAddress: OPERATOR.toLowerCase(), owner }),
+      ])
+    }
+    const squat = await publish(other, { name: 'ppocr-det', price_wei: '1000', payout_address: '0x00000000000000000000000000000000000000bb' }, tinyBytes)
+    expect(squat.status, squat.text).toBe(403)
+    expect(squat.body).toMatchObject({ field: 'name' })
+    expect(((await api.get('/api/models?name=ppocr-det')).body as { models: unknown[] }).models).toHaveLength(1)
   })
 
   it.each<[string, string, unknown, string]>([
@@ -113,6 +207,7 @@ describe('publishing models', () => {
     ['no name', '/api/models?price_wei=1&payout_address=' + PAYOUT, 'x', 'name'],
     ['a negative price', '/api/models?name=m&price_wei=-1&payout_address=' + PAYOUT, 'x', 'price_wei'],
     ['a bad payout address', '/api/models?name=m&price_wei=1&payout_address=0x12', 'x', 'payout_address'],
+    ['the zero payout address (earnings burned)', '/api/models?name=m&price_wei=1&payout_address=0x0000000000000000000000000000000000000000', 'x', 'payout_address'],
     ['an empty body', '/api/models?name=m&price_wei=1&payout_address=' + PAYOUT, '', 'body'],
   ])('refuses %s with 400 problem+json naming the field', async (_case, path, body, field) => {
     const response = await api.post(path, body, { 'Content-Type': 'application/octet-stream' })
@@ -124,7 +219,9 @@ describe('publishing models', () => {
   it('is served by a device that downloads it from the edge: outputs identical to onnxruntime run directly', async () => {
     const agent = network.startAgent({
       deviceId: 'publisher-fed-device',
-      models: 'published:text-direction@1',
+      // And a bundled model, published by the network: routed only if the published version and
+      // file are the ones the agent serves.
+      models: 'published:text-direction@1,ppocr-cls',
       env: { DEPINFER_EDGE_URL: network.edge.url, DEPINFER_API_KEY: network.apiKey, DEPINFER_MODEL_CACHE: join(dir, 'cache') },
     })
     await waitForModelReady(api, 'text-direction', 60_000)
@@ -139,6 +236,11 @@ describe('publishing models', () => {
     const expected = Array.from(direct['softmax_0.tmp_0']!.data as Float32Array)
     expect(outputByName(response.body, 'softmax_0.tmp_0').data).toEqual(expected)
     expect(agent.output()).toMatch(/100%|verified|downloaded/i)
+
+    await waitForModelReady(api, 'ppocr-cls', 60_000)
+    const demo = await api.post('/v2/models/ppocr-cls/infer', request)
+    expect(demo.status, demo.text).toBe(200)
+    expect(demo.body).toMatchObject({ model_version: BUNDLED_MODEL_VERSION, parameters: { device_id: 'publisher-fed-device', attestation_model_hash: `0x${sha256(clsBytes)}` } })
     await agent.stop()
   })
 

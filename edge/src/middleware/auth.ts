@@ -10,12 +10,17 @@ import { UnauthorizedError } from '../errors/request.js'
 
 const CACHE_TTL_MS = 30_000
 /** Keys seen valid recently, by the key itself: hashing every request cost ~4% of the edge's CPU. */
-const validKeys = new Map<string, { until: number; label: string; payer: Hex | null }>()
+const validKeys = new Map<string, { until: number; label: string; keyHash: string; payer: Hex | null }>()
 
 /** What authentication tells the routes after it: whose key it was. */
 export interface AuthVariables {
   /** The label the API key was created with (`npm run key:create -- <label>`). */
   apiKeyLabel: string
+  /**
+   * The key's SHA-256 (api_keys.key_hash): what identifies a key, as labels are not unique. Not
+   * a secret (the key is 32 random bytes); a key without a payer owns the model names it publishes by it.
+   */
+  apiKeyHash: string
   /**
    * The Escrow account that pays for this key's priced jobs (lowercase), or null: the key can
    * only run free jobs (`npm run key:create -- <label> --payer 0x…`).
@@ -23,24 +28,50 @@ export interface AuthVariables {
   payer: Hex | null
 }
 
+const EXPECTED = 'expected `Authorization: Bearer <api key>`'
+
+/**
+ * The API key of an `Authorization: Bearer <key>` header, or a 401 saying what is wrong with
+ * the header: absent, another scheme, no key, or more than one value. Only the scheme is ever
+ * quoted back: anything else in the header may be a secret.
+ */
+export function bearerKey(header: string | undefined): string {
+  const value = header?.trim() ?? ''
+  if (value === '') throw new UnauthorizedError(`missing or empty Authorization header; ${EXPECTED}`)
+  // A repeated Authorization header reaches us as one value, the copies joined by commas.
+  if (value.includes(',')) {
+    throw new UnauthorizedError(`malformed Authorization header: it holds several values (a repeated header, or a comma); ${EXPECTED}, once`)
+  }
+  const [scheme = '', ...rest] = value.split(/\s+/)
+  if (scheme.toLowerCase() !== 'bearer') {
+    // One word is a credential without a scheme more often than a scheme without a credential.
+    const what = rest.length === 0 ? 'has no scheme' : /^[A-Za-z][A-Za-z0-9_-]{0,19}$/.test(scheme) ? `uses the ${scheme} scheme` : 'does not use the Bearer scheme'
+    throw new UnauthorizedError(`malformed Authorization header: it ${what}; ${EXPECTED}`)
+  }
+  if (rest.length === 0) throw new UnauthorizedError(`malformed Authorization header: Bearer without an API key; ${EXPECTED}`)
+  if (rest.length > 1) {
+    throw new UnauthorizedError(`malformed Authorization header: ${rest.length} words after Bearer, where the key is one; ${EXPECTED}`)
+  }
+  return rest[0]!
+}
+
 export const apiKeyAuth: MiddlewareHandler<{ Bindings: Env; Variables: AuthVariables }> = async (c, next) => {
-  const header = c.req.header('Authorization')
-  const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null
-  if (!match) throw new UnauthorizedError('missing Authorization: Bearer <api key> header')
-  const key = match[1]!
+  const key = bearerKey(c.req.header('Authorization'))
   const now = Date.now()
   let known = validKeys.get(key)
   if (!known || known.until < now) {
+    const keyHash = sha256Hex(key)
     const row = await c.env.DB.prepare('SELECT label, payer_address FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL')
-      .bind(sha256Hex(key))
+      .bind(keyHash)
       .first<{ label: string; payer_address: string | null }>()
     if (!row) throw new UnauthorizedError('API key not recognised or revoked')
     // Only a well-formed address is a payer: anything else would fail on-chain reads later.
     const payer = row.payer_address && /^0x[0-9a-fA-F]{40}$/.test(row.payer_address) ? (row.payer_address.toLowerCase() as Hex) : null
-    known = { until: now + CACHE_TTL_MS, label: row.label, payer }
+    known = { until: now + CACHE_TTL_MS, label: row.label, keyHash, payer }
     validKeys.set(key, known)
   }
   c.set('apiKeyLabel', known.label)
+  c.set('apiKeyHash', known.keyHash)
   c.set('payer', known.payer)
   await next()
 }

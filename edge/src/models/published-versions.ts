@@ -2,7 +2,8 @@
  * What an inference needs to know about the published versions of a model name — each version's
  * price, payout address, file and the variants devices may run instead of it — from one D1
  * query, cached briefly in the isolate: every request needs it, and a new version only matters
- * once devices have downloaded it (far longer than the cache lives).
+ * once devices have downloaded it (far longer than the cache lives); a publish clears it in its
+ * isolate (forgetPublishedVersions), so a name devices already serve is priced from then on.
  */
 import { variantAccepted, type Hex, type PublishedVariant } from '@depinfer/shared'
 
@@ -69,4 +70,9 @@ export function publishedVersions(db: D1Database, name: string, now: number): Pr
     if (cache.get(name)?.versions === versions) cache.delete(name)
   })
   return versions
+}
+
+/** Drops the cached versions of `name`, after publishing one: the next request reads D1. */
+export function forgetPublishedVersions(name: string): void {
+  cache.delete(name)
 }

@@ -3,9 +3,10 @@
  * device can verify what it downloads), metadata in D1 (edge/migrations/0003_models.sql, and
  * 0005_model_variants.sql for variants). A (name, version) never changes, its variants included:
  * a version is recorded with its variants in one transaction, and publishing a name again makes
- * its next version.
+ * its next version. A name belongs to whoever first published it (0006_model_owners.sql): only
+ * they publish its later versions, since devices following the name move to each new one.
  */
-import { readOnnxModelInfo, sha256Hex, type PublishedVariant, type TensorSpec, type VariantReport } from '@depinfer/shared'
+import { readOnnxModelInfo, sha256Hex, type Hex, type PublishedVariant, type TensorSpec, type VariantReport } from '@depinfer/shared'
 import { checkSameTensors, VariantRejectedError } from './variants.js'
 
 export interface PublishedModel {
@@ -18,8 +19,11 @@ export interface PublishedModel {
   payoutAddress: string
   inputs: TensorSpec[]
   outputs: TensorSpec[]
+  /** Label of the API key that published this version. */
   publishedBy: string
   publishedAt: number
+  /** Who owns the name, and alone publishes its versions: `account:<payer>`, `key:<key hash>` or `label:<label>` (see ownerIdentity). */
+  owner: string
   /** Files published with the version to run instead of its own (an int8 one), with the publisher's report. */
   variants: PublishedVariant[]
 }
@@ -37,6 +41,11 @@ interface ModelRow {
   outputs_json: string
   published_by: string
   published_at: number
+}
+
+/** A models row with its name's owner (model_owners), as listings read it. */
+interface OwnedModelRow extends ModelRow {
+  owner: string
 }
 
 interface VariantRow {
@@ -70,7 +79,7 @@ function variantFromRow(row: VariantRow): PublishedVariant {
   }
 }
 
-function fromRow(row: ModelRow, variants: PublishedVariant[]): PublishedModel {
+function fromRow(row: OwnedModelRow, variants: PublishedVariant[]): PublishedModel {
   return {
     name: row.name,
     version: row.version,
@@ -83,6 +92,7 @@ function fromRow(row: ModelRow, variants: PublishedVariant[]): PublishedModel {
     outputs: JSON.parse(row.outputs_json) as TensorSpec[],
     publishedBy: row.published_by,
     publishedAt: row.published_at,
+    owner: row.owner,
     variants,
   }
 }
@@ -98,29 +108,76 @@ export interface VariantRequest {
   minAgreement: number
 }
 
+/** Who publishes: the API key as authentication saw it (middleware/auth.ts). */
+export interface Publisher {
+  label: string
+  /** api_keys.key_hash: identifies the key itself (labels are not unique). */
+  keyHash: string
+  /** The key's Escrow account, or null. */
+  payer: Hex | null
+}
+
+/**
+ * The identity a publisher claims new names as: its account when the key has a payer (every key of
+ * the account may then publish them, so keys can be rotated), else the key itself.
+ */
+export function ownerIdentity(publisher: Publisher): string {
+  return publisher.payer ? `account:${publisher.payer}` : `key:${publisher.keyHash}`
+}
+
+function mayPublishAs(owner: string, publisher: Publisher): boolean {
+  // The key itself still owns what it claimed before it was tied to a payer; `label:` owners are
+  // names published before owners were recorded whose label did not single out one identity.
+  return owner === ownerIdentity(publisher) || owner === `key:${publisher.keyHash}` || owner === `label:${publisher.label}`
+}
+
+/** The name was first published by someone else: only its owner publishes its versions. */
+export class NameOwnedError extends Error {
+  override name = 'NameOwnedError'
+  readonly field = 'name'
+  constructor(
+    readonly modelName: string,
+    readonly owner: string,
+  ) {
+    super(`model name ${modelName} belongs to ${owner}, who published it first: only they publish its versions; publish yours under another name`)
+  }
+}
+
+/**
+ * The owner of `name` (undefined: nobody published it yet, the publisher would claim it); throws
+ * NameOwnedError when it is not `publisher`. The route asks before reading the upload.
+ */
+export async function checkOwner(db: D1Database, name: string, publisher: Publisher): Promise<string | undefined> {
+  const row = await db.prepare('SELECT owner FROM model_owners WHERE name = ?').bind(name).first<{ owner: string }>()
+  if (row && !mayPublishAs(row.owner, publisher)) throw new NameOwnedError(name, row.owner)
+  return row?.owner
+}
+
 export interface PublishRequest {
   name: string
   description: string
   priceWei: string
   payoutAddress: string
-  publishedBy: string
+  publisher: Publisher
   bytes: Uint8Array
   variants: VariantRequest[]
 }
 
-/** The outcome: the new version, or the existing one when the latest version is this very file. */
+/** The outcome: the new version, or the existing one when the latest version is this very file with these very terms. */
 export interface PublishOutcome {
   model: PublishedModel
   created: boolean
 }
 
 /**
- * Validates the file (an ONNX model whose inputs and outputs depinfer can serve; throws
+ * Checks that the publisher owns `name` or is the first to publish it (throws NameOwnedError
+ * otherwise), validates the file (an ONNX model whose inputs and outputs depinfer can serve; throws
  * OnnxFormatError otherwise) and its variants (uploaded files with exactly its tensors; throws
  * VariantRejectedError otherwise), stores the file and records the next version of `name` with
- * its variants.
+ * its variants (and, for a new name, its owner).
  */
 export async function publishModel(db: D1Database, bucket: R2Bucket, request: PublishRequest, now: number): Promise<PublishOutcome> {
+  const owner = await checkOwner(db, request.name, request.publisher)
   const info = readOnnxModelInfo(request.bytes)
   const sha256 = sha256Hex(request.bytes)
   const variants: PublishedVariant[] = []
@@ -138,18 +195,19 @@ export async function publishModel(db: D1Database, bucket: R2Bucket, request: Pu
     .prepare('SELECT * FROM models WHERE name = ? ORDER BY version_number DESC LIMIT 1')
     .bind(request.name)
     .first<ModelRow>()
-  // Uploading the latest version again (a retried upload) is not a new version; the same file
-  // with other variants (or another report) is.
-  if (latest && latest.sha256 === sha256) {
-    const existing = fromRow(latest, await variantsOf(db, latest.name, latest.version))
-    if (sameVariants(existing.variants, variants)) return { model: existing, created: false }
+  // Uploading the latest version again with the same terms (a retried upload) is not a new
+  // version. The same file with any other term (price, payout, description, variants or their
+  // report) is: returning the old version would silently drop the new terms.
+  if (latest && latest.sha256 === sha256 && owner !== undefined) {
+    const existing = fromRow({ ...latest, owner }, await variantsOf(db, latest.name, latest.version))
+    if (sameTerms(existing, request, variants)) return { model: existing, created: false }
   }
   await bucket.put(modelObjectKey(sha256), request.bytes, {
     sha256,
     httpMetadata: { contentType: 'application/octet-stream' },
   })
   const versionNumber = (latest?.version_number ?? 0) + 1
-  const row: ModelRow = {
+  const row: OwnedModelRow = {
     name: request.name,
     version: String(versionNumber),
     version_number: versionNumber,
@@ -160,13 +218,18 @@ export async function publishModel(db: D1Database, bucket: R2Bucket, request: Pu
     payout_address: request.payoutAddress.toLowerCase(),
     inputs_json: JSON.stringify(info.inputs),
     outputs_json: JSON.stringify(info.outputs),
-    published_by: request.publishedBy,
+    published_by: request.publisher.label,
     published_at: now,
+    owner: owner ?? ownerIdentity(request.publisher),
   }
-  // One transaction: a version is never seen without its variants. A concurrent publish of the
-  // same name takes the same number: the UNIQUE constraint makes one of them fail rather than
-  // both claim it (the caller retries).
+  // One transaction: a version is never seen without its variants, nor a new name without its
+  // owner. A concurrent publish of the same name takes the same number (and, for a new name, the
+  // same owner row): the UNIQUE constraints make one of them fail rather than both claim it (the
+  // caller retries, and then finds the name owned).
   await db.batch([
+    ...(owner === undefined
+      ? [db.prepare('INSERT INTO model_owners (name, owner, claimed_at) VALUES (?, ?, ?)').bind(row.name, row.owner, now)]
+      : []),
     db
       .prepare(
         `INSERT INTO models (name, version, version_number, sha256, size, description, price_wei, payout_address,
@@ -184,6 +247,16 @@ export async function publishModel(db: D1Database, bucket: R2Bucket, request: Pu
     ),
   ])
   return { model: fromRow(row, variants), created: true }
+}
+
+/** Whether a publish asks for exactly the terms `existing` was published with (its file aside). */
+function sameTerms(existing: PublishedModel, request: PublishRequest, variants: readonly PublishedVariant[]): boolean {
+  return (
+    existing.priceWei === request.priceWei &&
+    existing.payoutAddress === request.payoutAddress.toLowerCase() &&
+    existing.description === request.description &&
+    sameVariants(existing.variants, variants)
+  )
 }
 
 function sameVariants(a: readonly PublishedVariant[], b: readonly PublishedVariant[]): boolean {
@@ -230,12 +303,12 @@ async function variantsOf(db: D1Database, name: string, version: string): Promis
 /** Every published version, by name then version, with its variants. */
 export async function listPublishedModels(db: D1Database, name?: string): Promise<PublishedModel[]> {
   const [models, variants] = name === undefined
-    ? await db.batch<ModelRow | VariantRow>([
-        db.prepare('SELECT * FROM models ORDER BY name, version_number'),
+    ? await db.batch<OwnedModelRow | VariantRow>([
+        db.prepare('SELECT m.*, o.owner FROM models m JOIN model_owners o ON o.name = m.name ORDER BY m.name, m.version_number'),
         db.prepare('SELECT * FROM model_variants ORDER BY kind'),
       ])
-    : await db.batch<ModelRow | VariantRow>([
-        db.prepare('SELECT * FROM models WHERE name = ? ORDER BY version_number').bind(name),
+    : await db.batch<OwnedModelRow | VariantRow>([
+        db.prepare('SELECT m.*, o.owner FROM models m JOIN model_owners o ON o.name = m.name WHERE m.name = ? ORDER BY m.version_number').bind(name),
         db.prepare('SELECT * FROM model_variants WHERE name = ? ORDER BY kind').bind(name),
       ])
   const byVersion = new Map<string, PublishedVariant[]>()
@@ -243,10 +316,13 @@ export async function listPublishedModels(db: D1Database, name?: string): Promis
     const key = `${row.name}\u0000${row.version}`
     byVersion.set(key, [...(byVersion.get(key) ?? []), variantFromRow(row)])
   }
-  return (models!.results as ModelRow[]).map((row) => fromRow(row, byVersion.get(`${row.name}\u0000${row.version}`) ?? []))
+  return (models!.results as OwnedModelRow[]).map((row) => fromRow(row, byVersion.get(`${row.name}\u0000${row.version}`) ?? []))
 }
 
 export async function publishedModel(db: D1Database, name: string, version: string): Promise<PublishedModel | undefined> {
-  const row = await db.prepare('SELECT * FROM models WHERE name = ? AND version = ?').bind(name, version).first<ModelRow>()
+  const row = await db
+    .prepare('SELECT m.*, o.owner FROM models m JOIN model_owners o ON o.name = m.name WHERE m.name = ? AND m.version = ?')
+    .bind(name, version)
+    .first<OwnedModelRow>()
   return row ? fromRow(row, await variantsOf(db, name, version)) : undefined
 }

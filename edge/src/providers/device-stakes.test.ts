@@ -1,6 +1,6 @@
 import type { DeviceStatus, Hex } from '@depinfer/shared'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { buildCatalog, NOT_ROUTABLE } from '../gateway/catalog.js'
+import { buildCatalog, catalogKey, NOT_ROUTABLE } from '../gateway/catalog.js'
 import { DeviceTable } from '../gateway/device-table.js'
 import { RegistryStakeGate, stakeGate, type ActiveDeviceReader } from './device-stakes.js'
 
@@ -147,14 +147,14 @@ describe('buildCatalog with a refusal', () => {
     const table = new DeviceTable(() => 0)
     table.applyStatus(status('d1'))
     table.applyStatus(status('d2'))
-    const refused = buildCatalog(table, (d) => `device not staked (${d.deviceId})`).get('m\u00001')!
+    const refused = buildCatalog(table, (d) => `device not staked (${d.deviceId})`).get(catalogKey('m', '1', model.sha256))!
     expect(refused).toMatchObject({ state: 'UNAVAILABLE', readyDevices: [] })
     expect(refused.reason).toBe(`${NOT_ROUTABLE}: d1: device not staked (d1); d2: device not staked (d2)`)
 
-    const partly = buildCatalog(table, (d) => (d.deviceId === 'd1' ? 'device not staked' : undefined)).get('m\u00001')!
+    const partly = buildCatalog(table, (d) => (d.deviceId === 'd1' ? 'device not staked' : undefined)).get(catalogKey('m', '1', model.sha256))!
     expect(partly).toMatchObject({ state: 'READY', reason: '' })
     expect(partly.readyDevices.map((d) => d.deviceId)).toEqual(['d2'])
     // Without a refusal (no registry configured), routing is as before.
-    expect(buildCatalog(table).get('m\u00001')!.readyDevices).toHaveLength(2)
+    expect(buildCatalog(table).get(catalogKey('m', '1', model.sha256))!.readyDevices).toHaveLength(2)
   })
 })

@@ -12,6 +12,9 @@
  * /api/models/files), then the publish names it by sha256 with the publisher's report
  * (`int8_sha256`, `int8_top1_agreement`, `int8_max_abs_error`, `int8_samples`) and threshold
  * (`int8_min_agreement`). Two requests rather than one body, so each file has the whole body limit.
+ *
+ * A name belongs to whoever first published it: another key's publish of it is a 403 naming
+ * `name` (models/registry.ts, ownerIdentity).
  */
 import { ID_PATTERN, OnnxFormatError, PublishedVariantSchema, VariantReportSchema, variantAccepted, type PublishedVariant, type VariantReport } from '@depinfer/shared'
 import { Hono, type Context } from 'hono'
@@ -20,16 +23,21 @@ import { InvalidRequestError, NotFoundError } from '../errors/request.js'
 import { DepinferError } from '../errors/base.js'
 import { readBodyCapped } from '../http/read-body.js'
 import { apiKeyAuth, type AuthVariables } from '../middleware/auth.js'
+import { problemResponse } from '../middleware/problem.js'
 import {
+  checkOwner,
   listPublishedModels,
   modelObjectKey,
+  NameOwnedError,
   publishedModel,
   publishModel,
   uploadModelFile,
   type PublishedModel,
+  type Publisher,
   type VariantRequest,
 } from '../models/registry.js'
 import { VariantRejectedError } from '../models/variants.js'
+import { forgetPublishedVersions } from '../models/published-versions.js'
 
 /** Workers accept request bodies up to 100 MB (free/pro plans): the default stays under it. */
 const DEFAULT_MAX_MODEL_BYTES = 95 * 1024 * 1024
@@ -44,6 +52,16 @@ function required(value: string | undefined, field: string, pattern: RegExp, wha
   if (value === undefined || value === '') throw new InvalidRequestError(`${field} is required (${what})`, field)
   if (!pattern.test(value)) throw new InvalidRequestError(`${field} must be ${what}, got ${JSON.stringify(value.slice(0, 100))}`, field)
   return value
+}
+
+/** Earnings paid to it would be burned: nobody holds its key. */
+const ZERO_ADDRESS = '0x0000000000000000000000000000000000000000'
+
+/** A publish of a name another identity owns (registry.ts NameOwnedError). */
+class NameForbiddenError extends DepinferError {
+  constructor(error: NameOwnedError) {
+    super(403, 'model-name-owned', 'Model name owned by another publisher', error.message, { field: error.field })
+  }
 }
 
 /** A version as the API shows it; each variant says whether devices may run it (variantAccepted). */
@@ -93,9 +111,16 @@ models.post('/', async (c) => {
   const priceWei = required(c.req.query('price_wei'), 'price_wei', /^(0|[1-9][0-9]{0,77})$/, 'the price per inference in wei, a decimal integer')
   if (BigInt(priceWei) >= 2n ** 256n) throw new InvalidRequestError('price_wei must be below 2^256', 'price_wei')
   const payoutAddress = required(c.req.query('payout_address'), 'payout_address', /^0x[0-9a-fA-F]{40}$/, 'an Ethereum address (0x and 40 hex digits)')
+  if (payoutAddress === ZERO_ADDRESS) throw new InvalidRequestError('payout_address must not be the zero address: earnings paid to it would be burned', 'payout_address')
   const description = c.req.query('description') ?? ''
   if (description.length > 2000) throw new InvalidRequestError('description must be at most 2000 characters', 'description')
   const int8 = int8Variant(c)
+  const publisher: Publisher = { label: c.get('apiKeyLabel'), keyHash: c.get('apiKeyHash'), payer: c.get('payer') }
+  // Before reading up to MAX_MODEL_BYTES of upload that would be refused anyway; publishModel
+  // checks again, in the transaction's terms.
+  await checkOwner(c.env.DB, name, publisher).catch((error: unknown) => {
+    throw error instanceof NameOwnedError ? new NameForbiddenError(error) : error
+  })
   const bytes = await readBodyCapped(c.req.raw, numberVar(c.env.MAX_MODEL_BYTES, DEFAULT_MAX_MODEL_BYTES))
   if (bytes.byteLength === 0) throw new InvalidRequestError('the request body must be the .onnx file', 'body')
   let outcome
@@ -103,10 +128,11 @@ models.post('/', async (c) => {
     outcome = await publishModel(
       c.env.DB,
       c.env.MODELS,
-      { name, description, priceWei, payoutAddress, publishedBy: c.get('apiKeyLabel'), bytes, variants: int8 ? [int8] : [] },
+      { name, description, priceWei, payoutAddress, publisher, bytes, variants: int8 ? [int8] : [] },
       Date.now(),
     )
   } catch (error) {
+    if (error instanceof NameOwnedError) throw new NameForbiddenError(error)
     if (error instanceof OnnxFormatError) throw new InvalidRequestError(error.message, 'body')
     if (error instanceof VariantRejectedError) throw new InvalidRequestError(error.message, error.field)
     if (/UNIQUE constraint failed/.test((error as Error).message)) {
@@ -115,6 +141,9 @@ models.post('/', async (c) => {
     throw error
   }
   const { model, created } = outcome
+  // This isolate's requests see the new version at once (others within the cache's 2 s): a name
+  // devices already serve is priced and routed by its registry entry from the next job on.
+  if (created) forgetPublishedVersions(name)
   c.header('Location', `/api/models/${model.name}/versions/${model.version}`)
   return c.json(view(model), created ? 201 : 200)
 })
@@ -170,7 +199,13 @@ models.get('/:name/versions/:version/variants/:kind/file', async (c) => {
 async function serveFile(c: Context<ModelsEnv>, sha256: string, size: number, what: string): Promise<Response> {
   const range = parseRange(c.req.header('Range'), size)
   if (range === 'unsatisfiable') {
-    return c.body(null, 416, { 'Content-Range': `bytes */${size}` })
+    // A problem like every other error, with the size a client needs to ask again (RFC 9110 §15.5.17).
+    const response = problemResponse(
+      c,
+      new DepinferError(416, 'range-not-satisfiable', 'Range not satisfiable', `${c.req.header('Range')} is outside ${what}, which is ${size} bytes`, { field: 'Range' }),
+    )
+    response.headers.set('Content-Range', `bytes */${size}`)
+    return response
   }
   const object = await c.env.MODELS.get(modelObjectKey(sha256), range ? { range: { offset: range.start, length: range.end - range.start + 1 } } : {})
   if (!object) throw new DepinferError(503, 'model-file-missing', 'Model file unavailable', `${what} is missing from storage`, { retryAfterSec: 30 })

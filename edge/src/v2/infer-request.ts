@@ -54,12 +54,12 @@ export function fieldPath(path: readonly PropertyKey[]): string {
   )
 }
 
+export type BinaryOutputs = (outputName: string) => boolean
+
 /**
  * @param body the JSON request (or the JSON header of a binary request)
  * @param binary the bytes after the JSON header, when the request uses the binary extension
  */
-export type BinaryOutputs = (outputName: string) => boolean
-
 export function parseInferRequest(body: unknown, binary?: Uint8Array): ParsedInferRequest {
   const parsed = InferRequestSchema.safeParse(body)
   if (!parsed.success) {
@@ -131,11 +131,18 @@ export function parseInferRequest(body: unknown, binary?: Uint8Array): ParsedInf
   if (timeout !== undefined && !(Number.isSafeInteger(timeout) && (timeout as number) > 0)) {
     throw new InvalidRequestError('parameters.timeout_ms must be a positive integer', 'parameters.timeout_ms')
   }
+  const outputs = request.outputs ?? []
+  const outputNames = new Set<string>()
+  outputs.forEach((output, j) => {
+    // Refused like a repeated input: the two entries could even disagree on binary_data.
+    if (outputNames.has(output.name)) throw new InvalidRequestError(`output ${JSON.stringify(output.name)} is asked for twice`, `outputs[${j}].name`)
+    outputNames.add(output.name)
+  })
   return {
     id: request.id,
     inputs,
-    outputs: (request.outputs ?? []).map((o) => o.name),
-    binaryOutputs: binaryOutputs(request.parameters?.binary_data_output === true, request.outputs ?? []),
+    outputs: outputs.map((o) => o.name),
+    binaryOutputs: binaryOutputs(request.parameters?.binary_data_output === true, outputs),
     timeoutMs: timeout as number | undefined,
   }
 }

@@ -1,0 +1,35 @@
+/** Parsing v2 inference requests: every rejection is a 400 naming the offending field. */
+import { describe, expect, it } from 'vitest'
+import { parseInferRequest } from './infer-request.js'
+
+const f32 = (name: string, data: unknown[] = [1, 2]) => ({ name, datatype: 'FP32', shape: [data.length], data })
+const rejects = (body: unknown, field: string, binary?: Uint8Array) =>
+  expect(() => parseInferRequest(body, binary)).toThrow(expect.objectContaining({ status: 400, field }))
+
+describe('parseInferRequest', () => {
+  it('refuses an input or an output named twice, naming the second', () => {
+    rejects({ inputs: [f32('a'), f32('b'), f32('a')] }, 'inputs[2].name')
+    rejects({ inputs: [f32('a')], outputs: [{ name: 'y' }, { name: 'z' }, { name: 'y' }] }, 'outputs[2].name')
+    expect(parseInferRequest({ inputs: [f32('a')], outputs: [{ name: 'y' }, { name: 'z' }] }).outputs).toEqual(['y', 'z'])
+  })
+
+  it('refuses floats the datatype cannot hold, naming the element', () => {
+    rejects({ inputs: [f32('a', [1, 1e39])] }, 'inputs[0].data[1]')
+    rejects({ inputs: [{ name: 'h', datatype: 'FP16', shape: [2], data: [1, 70000] }] }, 'inputs[0].data[1]')
+    expect(parseInferRequest({ inputs: [{ name: 'h', datatype: 'FP16', shape: [1], data: [65504] }] }).inputs[0]!.data).toEqual(Uint8Array.of(0xff, 0x7b))
+  })
+
+  it('refuses a binary BOOL byte other than 0 or 1', () => {
+    const header = { inputs: [{ name: 'b', datatype: 'BOOL', shape: [3], parameters: { binary_data_size: 3 } }] }
+    rejects(header, 'inputs[0].parameters.binary_data_size', Uint8Array.of(0, 1, 2))
+    expect(parseInferRequest(header, Uint8Array.of(0, 1, 1)).inputs[0]!.data).toEqual(Uint8Array.of(0, 1, 1))
+  })
+
+  it("lets an output's own binary_data override binary_data_output, both ways", () => {
+    const outputs = [{ name: 'json', parameters: { binary_data: false } }, { name: 'plain' }]
+    const byDefault = parseInferRequest({ inputs: [f32('a')], parameters: { binary_data_output: true }, outputs }).binaryOutputs
+    expect([byDefault('json'), byDefault('plain'), byDefault('unlisted')]).toEqual([false, true, true])
+    const optIn = parseInferRequest({ inputs: [f32('a')], outputs: [{ name: 'bin', parameters: { binary_data: true } }] }).binaryOutputs
+    expect([optIn('bin'), optIn('other')]).toEqual([true, false])
+  })
+})
