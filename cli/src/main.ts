@@ -1,15 +1,17 @@
 /**
- * `depinfer` command line for model developers.
+ * `depinfer` command line for model developers, providers and payers.
  *
  *   depinfer models publish <file.onnx> --name <name> --price-wei <n> --payout-address <0x…> [--description <text>]
  *                           [--int8 | --int8-file <q.onnx> --int8-report <report.json>] [--min-agreement <0..1>]
  *   depinfer models list [--name <name>]
+ *   depinfer provider|payouts|escrow …   on-chain commands (chain-commands.ts)
  *
  * The edge and the key come from DEPINFER_URL (default http://127.0.0.1:8787, what `npm start`
- * runs) and DEPINFER_API_KEY.
+ * runs) and DEPINFER_API_KEY; the chain commands' account from DEPINFER_PRIVATE_KEY.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { loggedProgress, terminalProgress, type TransferProgress } from '@depinfer/device-agent/progress'
+import { CHAIN_GROUPS, CHAIN_USAGE, runChainCommand } from './chain-commands.js'
 import { edgeUrlFrom, requestEdge } from './edge.js'
 import { CliError, readUserFile, UsageError } from './errors.js'
 import { describeReport, quantizeForPublishing, readInt8Variant, type Int8Variant } from './int8.js'
@@ -19,13 +21,17 @@ const USAGE = `usage:
   depinfer models publish <file.onnx> --name <name> --price-wei <n> --payout-address <0x…> [--description <text>]
                           [--int8 | --int8-file <q.onnx> --int8-report <report.json>] [--min-agreement <0..1>]
   depinfer models list [--name <name>]
+${CHAIN_USAGE.commands}
 
   --int8              also publish an int8 variant: quantized here (the agent's quantizer), compared with
                       fp32 on seeded sample inputs; devices run it where its top-1 agreement reaches
                       --min-agreement (default 0.99), else the fp32 file
   --int8-file, --int8-report
                       publish an int8 variant made elsewhere, with its depinfer-quantize --json report
-environment: DEPINFER_URL (default http://127.0.0.1:8787), DEPINFER_API_KEY (required)`
+${CHAIN_USAGE.options}
+environment: DEPINFER_URL (default http://127.0.0.1:8787), DEPINFER_API_KEY (required for models and payouts, and to
+  read the chain settings from the edge)
+${CHAIN_USAGE.environment}`
 
 const OPTIONS = {
   name: { type: 'string' },
@@ -49,6 +55,8 @@ function parseCommandLine(argv: string[]) {
 }
 
 async function main(argv: string[]): Promise<number> {
+  // Their options are their own: parsed there, so neither set accepts the other's.
+  if (argv[0] !== undefined && CHAIN_GROUPS.includes(argv[0])) return runChainCommand(argv, process.env, USAGE)
   const { positionals, values } = parseCommandLine(argv)
   const [group, command, file] = positionals
   if (values.help || group !== 'models' || (command !== 'publish' && command !== 'list')) {
@@ -101,7 +109,7 @@ async function main(argv: string[]): Promise<number> {
     },
   })
   bar?.progress.end(true)
-  const what = created ? 'published' : `already published (same file${int8 ? ' and variant' : ''})`
+  const what = created ? 'published' : `already published (same file${int8 ? ' and variant' : ''}, same terms)`
   console.log(`${what}: ${model.name} version ${model.version}, sha256 ${model.sha256}, ${model.priceWei} wei per inference`)
   for (const spec of model.inputs) console.log(`  input  ${spec.name} ${spec.datatype} [${spec.shape.join(',')}]`)
   for (const spec of model.outputs) console.log(`  output ${spec.name} ${spec.datatype} [${spec.shape.join(',')}]`)

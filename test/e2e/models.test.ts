@@ -87,7 +87,7 @@ describe('publishing models', () => {
 
   it('keeps versions immutable: the same file again is the same version, a new file the next one', async () => {
     const again = await runCli(['models', 'publish', clsPath, '--name', 'text-direction', '--price-wei', '1000', '--payout-address', PAYOUT, '--description', 'PaddleOCR direction classifier'], env)
-    expect(again.output).toMatch(/already published \(same file\): text-direction version 1/)
+    expect(again.output).toMatch(/already published \(same file, same terms\): text-direction version 1/)
     const tinyPath = join(dir, 'tiny.onnx')
     writeFileSync(tinyPath, tinyClassifierModel().bytes)
     const next = await runCli(['models', 'publish', tinyPath, '--name', 'text-direction', '--price-wei', '5', '--payout-address', PAYOUT], env)

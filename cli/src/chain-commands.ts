@@ -1,0 +1,127 @@
+/**
+ * The on-chain commands of `depinfer`, for providers (stake, register devices), earners (claim
+ * payouts) and payers (deposit, withdraw): their command line, checked in full (options,
+ * amounts, addresses, DEPINFER_PRIVATE_KEY) before the edge or the chain is asked anything.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { addressFromEnv, chainTarget, connect, signerFromEnv } from './chain.js'
+import { EdgeSession } from './edge-session.js'
+import { CliError, UsageError } from './errors.js'
+import { deposit, withdraw } from './escrow.js'
+import { parseAddress, parseEthAmount } from './eth.js'
+import { claimPayout, showPayouts } from './payouts.js'
+import { deviceAccount, printProviderStatus, registerDevice } from './provider.js'
+
+export const CHAIN_GROUPS: readonly string[] = ['provider', 'payouts', 'escrow']
+
+export const CHAIN_USAGE = {
+  commands: `  depinfer provider register --device-key <path> [--stake <eth>]
+  depinfer provider status [--address <0x…>]
+  depinfer payouts show [<0x…>]
+  depinfer payouts claim [--account <0x…>]
+  depinfer escrow deposit <eth> [--for <0x…>]
+  depinfer escrow withdraw [--amount <eth>]`,
+  options: `  --device-key        the device's key file (from depinfer-agent init): it signs the device's consent
+  --stake             the stake to hold, in ETH: tops it up to this (default: the registry's minimum)
+  --address, <0x…>    whose stake or earnings to show (default: DEPINFER_PRIVATE_KEY's account)
+  --account           whose earnings to claim (default: DEPINFER_PRIVATE_KEY's account); any account
+                      may send the claim, the Escrow pays the earner
+  --for               deposit into another payer's balance
+  --amount            request a withdrawal of this much, in ETH (default: the whole balance); run
+                      withdraw again once the delay has passed to receive it`,
+  environment: `  DEPINFER_PRIVATE_KEY: the account that signs and pays the chain commands' transactions
+  DEPINFER_RPC_URL, DEPINFER_PROVIDER_REGISTRY_ADDRESS, DEPINFER_ESCROW_ADDRESS: default, the edge's GET /api/chain`,
+}
+
+const OPTIONS = {
+  'device-key': { type: 'string' },
+  stake: { type: 'string' },
+  address: { type: 'string' },
+  account: { type: 'string' },
+  for: { type: 'string' },
+  amount: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies NonNullable<ParseArgsConfig['options']>
+
+type Option = Exclude<keyof typeof OPTIONS, 'help'>
+
+/** Each command's options and how many positionals (after the command) it takes at most. */
+const COMMANDS: Record<string, { options: readonly Option[]; positionals: number }> = {
+  'provider register': { options: ['device-key', 'stake'], positionals: 0 },
+  'provider status': { options: ['address'], positionals: 0 },
+  'payouts show': { options: [], positionals: 1 },
+  'payouts claim': { options: ['account'], positionals: 0 },
+  'escrow deposit': { options: ['for'], positionals: 1 },
+  'escrow withdraw': { options: ['amount'], positionals: 0 },
+}
+
+/** Runs `argv` (starting with one of CHAIN_GROUPS); prints `usage` for --help. Returns the exit code. */
+export async function runChainCommand(argv: string[], env: NodeJS.ProcessEnv, usage: string): Promise<number> {
+  let parsed
+  try {
+    parsed = parseArgs({ args: argv, allowPositionals: true, options: OPTIONS })
+  } catch (error) {
+    // node:util's own words name the option (e.g. "Unknown option '--stakes'").
+    throw new UsageError((error as Error).message)
+  }
+  const { positionals, values } = parsed
+  if (values.help) {
+    console.log(usage)
+    return 0
+  }
+  const [group, command, ...rest] = positionals
+  const name = `${group} ${command ?? ''}`.trim()
+  const spec = COMMANDS[name]
+  if (!spec) throw new UsageError(`unknown command: depinfer ${name}`)
+  for (const option of Object.keys(values) as (keyof typeof values)[]) {
+    if (option !== 'help' && !spec.options.includes(option)) throw new UsageError(`${name} takes no --${option}`)
+  }
+  if (rest.length > spec.positionals) throw new UsageError(`${name} takes ${spec.positionals === 0 ? 'no argument' : 'one argument'}, got ${JSON.stringify(rest.join(' ').slice(0, 100))}`)
+  const edge = new EdgeSession(env)
+
+  switch (name) {
+    case 'provider register': {
+      const path = values['device-key']
+      if (!path) throw new UsageError("provider register needs --device-key <path>: the device's key file (from depinfer-agent init)")
+      const stake = values.stake === undefined ? undefined : parseEthAmount(values.stake, '--stake')
+      const provider = signerFromEnv(env, "the provider's account")
+      const device = await deviceAccount(path)
+      const conn = await connect(await chainTarget('providerRegistry', env, edge))
+      await registerDevice({ conn, provider, device, ...(stake !== undefined && { stake }) })
+      return 0
+    }
+    case 'provider status': {
+      const provider = values.address === undefined ? addressFromEnv(env, "the provider's account") : parseAddress(values.address, '--address')
+      if (!provider) throw new CliError("provider status needs --address <0x…>, or DEPINFER_PRIVATE_KEY to show its account's", 2)
+      await printProviderStatus(await connect(await chainTarget('providerRegistry', env, edge)), provider)
+      return 0
+    }
+    case 'payouts show': {
+      const account = rest[0] === undefined ? addressFromEnv(env, 'the account') : parseAddress(rest[0], 'the address')
+      if (!account) throw new CliError("payouts show needs an address (depinfer payouts show 0x…), or DEPINFER_PRIVATE_KEY to show its account's", 2)
+      await showPayouts(edge, account)
+      return 0
+    }
+    case 'payouts claim': {
+      const account = values.account === undefined ? undefined : parseAddress(values.account, '--account')
+      const sender = signerFromEnv(env, 'the account sending the claim (any account with ETH for gas; the earnings go to --account)')
+      await claimPayout({ edge, env, sender, account: account ?? sender.address })
+      return 0
+    }
+    case 'escrow deposit': {
+      if (rest[0] === undefined) throw new UsageError('escrow deposit needs the amount in ETH (e.g. depinfer escrow deposit 0.5)')
+      const amount = parseEthAmount(rest[0], 'the amount')
+      const beneficiary = values.for === undefined ? undefined : parseAddress(values.for, '--for')
+      const payer = signerFromEnv(env, "the payer's account")
+      await deposit(await connect(await chainTarget('escrow', env, edge)), payer, amount, beneficiary)
+      return 0
+    }
+    case 'escrow withdraw': {
+      const amount = values.amount === undefined ? undefined : parseEthAmount(values.amount, '--amount')
+      const payer = signerFromEnv(env, "the payer's account")
+      await withdraw(await connect(await chainTarget('escrow', env, edge)), payer, amount)
+      return 0
+    }
+  }
+  throw new UsageError(`unknown command: depinfer ${name}`)
+}
