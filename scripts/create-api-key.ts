@@ -1,25 +1,131 @@
 /**
- * `npm run key:create -- <label> [--payer 0x…]` — makes a new API key for a deployed edge.
- * Prints the key (shown once; only its SHA-256 is stored) and the wrangler command that stores
- * the hash in D1. `--payer` ties the key to an Escrow depositor: its priced jobs are charged to
- * that address (without one the key only runs free jobs).
+ * `npm run key:create -- <label> [--payer 0x… | --no-payer] [--edge <url>] [--wrangler]` —
+ * makes a new API key. Prints the key once (only its SHA-256 is ever stored).
+ *
+ * Two ways to store it:
+ *
+ * - **Through a running edge** (`--edge <url>`, or `DEPINFER_URL`; with `DEPINFER_API_KEY`, a
+ *   key the edge knows): `POST /api/keys` with the new key's hash. Works the same under
+ *   `npm start` (D1 in Miniflare) and in production. Without `--payer` the new key gets the
+ *   calling key's payer (or none); `--no-payer` makes a key without one (free jobs only). A
+ *   `--payer` other than the calling key's needs the payer's consent: the script signs
+ *   `depinfer: tie API key <key hash> to payer <payer>` (EIP-191 personal_sign) with
+ *   `DEPINFER_PAYER_PRIVATE_KEY`, the payer's private key (never printed nor sent).
+ * - **Into the production D1 directly** (no `--edge` and no `DEPINFER_URL`, or `--wrangler`):
+ *   prints the wrangler command that stores the hash. `--payer` ties the key to an Escrow
+ *   depositor without any signature: whoever runs wrangler against the database is trusted.
+ *
+ * Exit codes: 2 for a bad command line or environment, 1 when the edge refuses or cannot be reached.
  */
 import { randomBytes } from 'node:crypto'
 import { parseArgs } from 'node:util'
+import { privateKeyToAccount } from 'viem/accounts'
 import { sha256Hex } from '@depinfer/shared'
+import { payerBindingMessage } from '../edge/src/keys/payer-binding.js'
 
-const { values, positionals } = parseArgs({ options: { payer: { type: 'string' } }, allowPositionals: true })
-const payer = values.payer
-if (payer !== undefined && !/^0x[0-9a-fA-F]{40}$/.test(payer)) {
-  console.error(`--payer must be an address (0x and 40 hex digits), got ${JSON.stringify(payer)}`)
-  process.exit(2)
+function fail(code: 1 | 2, message: string): never {
+  console.error(`key:create: ${message}`)
+  process.exit(code)
 }
-const label = (positionals[0] ?? 'default').replace(/'/g, "''")
+
+let parsed
+try {
+  parsed = parseArgs({
+    options: {
+      payer: { type: 'string' },
+      'no-payer': { type: 'boolean' },
+      edge: { type: 'string' },
+      wrangler: { type: 'boolean' },
+    },
+    allowPositionals: true,
+  })
+} catch (error) {
+  fail(2, `${(error as Error).message}\nusage: npm run key:create -- <label> [--payer 0x… | --no-payer] [--edge <url>] [--wrangler]`)
+}
+const { values, positionals } = parsed
+const payer = values.payer
+if (payer !== undefined && !/^0x[0-9a-fA-F]{40}$/.test(payer)) fail(2, `--payer must be an address (0x and 40 hex digits), got ${JSON.stringify(payer)}`)
+if (payer !== undefined && values['no-payer']) fail(2, '--payer and --no-payer exclude each other')
+if (positionals.length > 1) fail(2, `one label expected, got ${positionals.length} words (quote a label with spaces)`)
+const label = positionals[0] ?? 'default'
 const key = `dpi_${randomBytes(24).toString('base64url')}`
-console.log(`API key (store it now, it is not kept anywhere): ${key}\n`)
-if (payer) console.log(`Payer: ${payer} (deposit with Escrow.deposit() from that account)\n`)
-console.log('Store its hash in the production D1 database:')
-const payerSql = payer ? `'${payer.toLowerCase()}'` : 'NULL'
-console.log(
-  `  npx wrangler d1 execute depinfer --remote --command "INSERT INTO api_keys (key_hash, label, created_at, payer_address) VALUES ('${sha256Hex(key)}', '${label}', ${Date.now()}, ${payerSql})"`,
-)
+const keyHash = sha256Hex(key)
+
+const edgeUrl = values.wrangler ? undefined : (values.edge ?? process.env.DEPINFER_URL)
+if (values.wrangler && values.edge !== undefined) fail(2, '--edge and --wrangler exclude each other')
+
+if (edgeUrl === undefined) printWranglerCommand()
+else await createThroughEdge(edgeUrl)
+
+function printWranglerCommand(): void {
+  if (values['no-payer']) fail(2, '--no-payer needs --edge: without a payer the wrangler command already makes a key without one')
+  console.log(`API key (store it now, it is not kept anywhere): ${key}\n`)
+  if (payer) console.log(`Payer: ${payer} (deposit with Escrow.deposit() from that account)\n`)
+  console.log('Store its hash in the production D1 database:')
+  const payerSql = payer ? `'${payer.toLowerCase()}'` : 'NULL'
+  console.log(
+    `  npx wrangler d1 execute depinfer --remote --command "INSERT INTO api_keys (key_hash, label, created_at, payer_address) VALUES ('${keyHash}', '${label.replace(/'/g, "''")}', ${Date.now()}, ${payerSql})"`,
+  )
+  console.log('\nOr let a running edge store it: --edge <url> (or DEPINFER_URL) with DEPINFER_API_KEY set to a key it knows.')
+}
+
+async function createThroughEdge(url: string): Promise<void> {
+  let base: URL
+  try {
+    base = new URL(url)
+  } catch {
+    fail(2, `the edge URL (--edge or DEPINFER_URL) must be an http(s) URL, got ${JSON.stringify(url)}`)
+  }
+  if (base.protocol !== 'http:' && base.protocol !== 'https:') fail(2, `the edge URL (--edge or DEPINFER_URL) must be an http(s) URL, got ${JSON.stringify(url)}`)
+  const apiKey = process.env.DEPINFER_API_KEY
+  if (!apiKey) fail(2, 'DEPINFER_API_KEY must be set to a key the edge knows (it authorises the new key; the new key joins its account unless --payer says otherwise)')
+
+  const body: Record<string, unknown> = { label, key_hash: keyHash }
+  if (values['no-payer']) body.payer = null
+  if (payer !== undefined) {
+    body.payer = payer
+    const privateKey = process.env.DEPINFER_PAYER_PRIVATE_KEY
+    if (privateKey !== undefined && privateKey !== '') {
+      if (!/^0x[0-9a-fA-F]{64}$/.test(privateKey)) fail(2, 'DEPINFER_PAYER_PRIVATE_KEY must be 0x and 64 hex digits (the payer account\'s private key)')
+      const account = privateKeyToAccount(privateKey as `0x${string}`)
+      if (account.address.toLowerCase() !== payer.toLowerCase()) {
+        fail(2, `DEPINFER_PAYER_PRIVATE_KEY is the key of ${account.address}, not of --payer ${payer}`)
+      }
+      // The payer's consent to this one key (its hash): see edge/src/keys/payer-binding.ts.
+      body.signature = await account.signMessage({ message: payerBindingMessage(keyHash, payer) })
+    }
+  }
+
+  const endpoint = new URL('/api/keys', base)
+  let response: Response
+  try {
+    response = await fetch(endpoint, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${apiKey}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify(body),
+    })
+  } catch (error) {
+    fail(1, `cannot reach the edge at ${endpoint.origin}: ${(error as Error).cause ?? (error as Error).message}`)
+  }
+  const text = await response.text()
+  let answer: Record<string, unknown> = {}
+  try {
+    answer = JSON.parse(text)
+  } catch {
+    // reported below as text
+  }
+  if (response.status !== 201) {
+    const detail = typeof answer.detail === 'string' ? answer.detail : text.slice(0, 300)
+    const field = typeof answer.field === 'string' ? ` (field ${answer.field})` : ''
+    const hint =
+      answer.field === 'signature' && body.signature === undefined
+        ? `\n  --payer ${payer} is not the payer of DEPINFER_API_KEY: set DEPINFER_PAYER_PRIVATE_KEY to that payer's private key so the script can sign its consent`
+        : ''
+    fail(1, `the edge refused the key (${response.status})${field}: ${detail}${hint}`)
+  }
+  console.log(`API key (store it now, it is not kept anywhere): ${key}\n`)
+  console.log(`  id:     ${String(answer.id)}`)
+  console.log(`  label:  ${String(answer.label)}`)
+  console.log(`  payer:  ${answer.payer === null ? 'none (free jobs only)' : String(answer.payer)}`)
+  if (answer.payer) console.log(`\nIts priced jobs are charged to ${String(answer.payer)}'s Escrow balance (deposit with Escrow.deposit() from that account).`)
+}

@@ -8,6 +8,7 @@ import { DepinferError } from './errors/base.js'
 import { UnsupportedContentEncodingError } from './http/read-body.js'
 import { onError, onNotFound } from './middleware/problem.js'
 import { api } from './routes/api.js'
+import { keys } from './routes/keys.js'
 import { models } from './routes/models.js'
 import { v2 } from './routes/v2.js'
 
@@ -67,6 +68,7 @@ app.use('*', problemHeaders)
 app.use('*', methodNotAllowed)
 app.route('/v2', v2)
 app.route('/api/models', models)
+app.route('/api/keys', keys)
 app.route('/api', api)
 app.onError(onError)
 app.notFound(onNotFound)

@@ -1,7 +1,8 @@
 /**
  * API-key authentication: `Authorization: Bearer <key>` (RFC 6750), checked against the
  * SHA-256 hashes in D1. Positive answers are cached in the isolate for a short while so a hot
- * path does not query D1 on every request; a revoked key stops working within that time.
+ * path does not query D1 on every request; a revoked key stops working within that time. A key
+ * revoked through this isolate (DELETE /api/keys/{id}, `forgetApiKey`) stops here at once.
  */
 import { sha256Hex, type Hex } from '@depinfer/shared'
 import type { MiddlewareHandler } from 'hono'
@@ -11,6 +12,23 @@ import { UnauthorizedError } from '../errors/request.js'
 const CACHE_TTL_MS = 30_000
 /** Keys seen valid recently, by the key itself: hashing every request cost ~4% of the edge's CPU. */
 const validKeys = new Map<string, { until: number; label: string; keyHash: string; payer: Hex | null }>()
+/**
+ * Hashes of keys revoked through this isolate in the last CACHE_TTL_MS, with when that ends: a
+ * request that read the key's row just before the revocation must not cache it again after.
+ */
+const revokedHere = new Map<string, number>()
+
+/**
+ * Forgets a key this isolate may have cached as valid, by its hash (the key itself is never
+ * stored): call it right after revoking the key in D1. Other isolates keep their cached answer
+ * for up to CACHE_TTL_MS (30 s).
+ */
+export function forgetApiKey(keyHash: string): void {
+  const now = Date.now()
+  for (const [hash, until] of revokedHere) if (until < now) revokedHere.delete(hash)
+  revokedHere.set(keyHash, now + CACHE_TTL_MS)
+  for (const [key, entry] of validKeys) if (entry.keyHash === keyHash) validKeys.delete(key)
+}
 
 /** What authentication tells the routes after it: whose key it was. */
 export interface AuthVariables {
@@ -64,7 +82,7 @@ export const apiKeyAuth: MiddlewareHandler<{ Bindings: Env; Variables: AuthVaria
     const row = await c.env.DB.prepare('SELECT label, payer_address FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL')
       .bind(keyHash)
       .first<{ label: string; payer_address: string | null }>()
-    if (!row) throw new UnauthorizedError('API key not recognised or revoked')
+    if (!row || (revokedHere.get(keyHash) ?? 0) >= now) throw new UnauthorizedError('API key not recognised or revoked')
     // Only a well-formed address is a payer: anything else would fail on-chain reads later.
     const payer = row.payer_address && /^0x[0-9a-fA-F]{40}$/.test(row.payer_address) ? (row.payer_address.toLowerCase() as Hex) : null
     known = { until: now + CACHE_TTL_MS, label: row.label, keyHash, payer }
