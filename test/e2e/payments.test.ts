@@ -211,6 +211,11 @@ describe('pay per inference on the local chain', () => {
     expect(short.body.detail).toContain(`costs ${PRICE} wei`)
     expect(short.body.detail).toContain(`has ${PRICE - 1n} wei available`)
     expectPaymentRequired(await keys.e.post('/v2/models/ppocr-cls/infer', clsJob()), 'payer') // never deposited
+    // A request the model cannot take is a 400 naming the field, whether or not anyone pays.
+    const wrongShape = { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 3, 48], data: new Array(3 * 48).fill(0.5) }] }
+    for (const client of [keys.e, noPayer]) {
+      expect((await client.post('/v2/models/ppocr-cls/infer', wrongShape)).body).toMatchObject({ status: 400, field: 'inputs[0].shape' })
+    }
 
     expect(await wireQuiet()).toBe(before.wire)
     expect(((await noPayer.get('/api/batches')).body.attestations as { total: number }).total).toBe(before.attestations)

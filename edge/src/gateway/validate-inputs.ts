@@ -6,7 +6,7 @@ import { checkInputs, checkOutputNames, TensorError, type ModelDescriptor, type 
 import { InvalidRequestError } from '../errors/request.js'
 
 export function validateInputs(
-  model: ModelDescriptor,
+  model: Pick<ModelDescriptor, 'name' | 'inputs' | 'outputs'>,
   inputs: readonly RawTensor[],
   requestedOutputs: readonly string[],
 ): void {

@@ -11,9 +11,11 @@ import { compareVersions, type PublishedFile } from '../gateway/catalog.js'
 import type { AcceptedVariant, InferResult, ModelInfo, Outcome, RepositoryEntry } from '../gateway/rpc.js'
 import { variantRan } from '../gateway/served-file.js'
 import { gatewayStub } from '../gateway/stub.js'
+import { validateInputs } from '../gateway/validate-inputs.js'
 import { publishedVersions, type PublishedVersionTerms } from '../models/published-versions.js'
 import { listPublishedModels, publishedModel } from '../models/registry.js'
 import { apiKeyAuth, type AuthVariables } from '../middleware/auth.js'
+import { paymentsSetting } from '../payments/config.js'
 import { holdPayment } from '../payments/hold.js'
 import { readBodyCapped } from '../http/read-body.js'
 import { parseInferRequest } from '../v2/infer-request.js'
@@ -178,6 +180,14 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
     const published = await publishedOf(c.env, model)
     const publishedFiles = filesOf(published)
     const variants: AcceptedVariant[] = published.flatMap((v) => v.acceptedVariants.map(({ kind, sha256 }) => ({ version: v.version, kind, sha256 })))
+    // With payments on, the request is checked against the model before any price is held, so
+    // a bad request is a 400 whether or not its payer could pay (one more Gateway call, on that
+    // path only; the Gateway checks again against the version it runs).
+    let checkedAgainst: ModelInfo | undefined
+    if (paymentsSetting(c.env).enabled) {
+      checkedAgainst = unwrap(await gateway.model(model, requestedVersion, publishedFiles))
+      validateInputs(checkedAgainst, request.inputs, request.outputs)
+    }
     // A priced job's price is held against the key's payer before anything reaches a device
     // (402 when it cannot be); a free job passes straight through.
     const payment = await holdPayment(c.env, {
@@ -186,7 +196,7 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
       model,
       version: requestedVersion,
       deadlineMs,
-      resolveVersion: async () => unwrap(await gateway.model(model, undefined, publishedFiles)).version,
+      resolveVersion: async () => checkedAgainst?.version ?? unwrap(await gateway.model(model, undefined, publishedFiles)).version,
     })
     // The input commitment is hashed here, in the stateless Worker, not in the Gateway Durable
     // Object: hashing a large input costs milliseconds the single-threaded DO would serialize.
