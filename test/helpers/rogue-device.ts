@@ -86,9 +86,12 @@ export async function startRogueDevice(options: {
   await client.subscribeAsync(deviceJobsTopic(deviceId), { qos: 1 })
   await client.publishAsync(deviceStatusTopic(deviceId), JSON.stringify(status), { qos: 1, retain: true })
   // Claims to be very fast, so the gateway's scheduler prefers it over an honest device.
-  const beat = () => client.publish(deviceHeartbeatTopic(deviceId), JSON.stringify({ inflight: 0, queued: 0, ewmaMs: 0.01, ts: Date.now() }))
-  beat()
-  const heartbeat = setInterval(beat, 1_000)
+  const beat = () => client.publishAsync(deviceHeartbeatTopic(deviceId), JSON.stringify({ inflight: 0, queued: 0, ewmaMs: 0.01, ts: Date.now() }), { qos: 1 })
+  // The first one QoS 1 and after the status's PUBACK, like the status: the broker passes both on
+  // in that order, so the gateway knows the device (a heartbeat before its status is ignored)
+  // and already believes it fast by the time it is listed as ready.
+  await beat()
+  const heartbeat = setInterval(() => void beat().catch(() => {}), 1_000)
 
   client.on('message', (_topic, payload) => {
     const frame = decodeFrame(payload)
