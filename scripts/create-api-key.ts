@@ -8,8 +8,9 @@
  *   key the edge knows): `POST /api/keys` with the new key's hash. Works the same under
  *   `npm start` (D1 in Miniflare) and in production. Without `--payer` the new key gets the
  *   calling key's payer (or none); `--no-payer` makes a key without one (free jobs only). A
- *   `--payer` other than the calling key's needs the payer's consent: the script signs
- *   `depinfer: tie API key <key hash> to payer <payer>` (EIP-191 personal_sign) with
+ *   `--payer` other than the calling key's needs the payer's consent: the script signs the
+ *   message edge/src/keys/payer-binding.ts defines (key hash, payer, the edge's chain and
+ *   Escrow from GET /api/chain; EIP-191 personal_sign) with
  *   `DEPINFER_PAYER_PRIVATE_KEY`, the payer's private key (never printed nor sent).
  * - **Into the production D1 directly** (no `--edge` and no `DEPINFER_URL`, or `--wrangler`):
  *   prints the wrangler command that stores the hash. `--payer` ties the key to an Escrow
@@ -21,7 +22,7 @@ import { randomBytes } from 'node:crypto'
 import { parseArgs } from 'node:util'
 import { privateKeyToAccount } from 'viem/accounts'
 import { sha256Hex } from '@depinfer/shared'
-import { payerBindingMessage } from '../edge/src/keys/payer-binding.js'
+import { payerBindingMessage, type PayerBindingDomain } from '../edge/src/keys/payer-binding.js'
 
 function fail(code: 1 | 2, message: string): never {
   console.error(`key:create: ${message}`)
@@ -69,6 +70,21 @@ function printWranglerCommand(): void {
   console.log('\nOr let a running edge store it: --edge <url> (or DEPINFER_URL) with DEPINFER_API_KEY set to a key it knows.')
 }
 
+/** The chain and Escrow the edge charges (GET /api/chain): what a payer's signature names. */
+async function escrowOf(base: URL, apiKey: string): Promise<PayerBindingDomain> {
+  let response: Response
+  try {
+    response = await fetch(new URL('/api/chain', base), { headers: { Authorization: `Bearer ${apiKey}` } })
+  } catch (error) {
+    fail(1, `cannot reach the edge at ${base.origin}: ${(error as Error).message}`)
+  }
+  const body = (await response.json().catch(() => ({}))) as { chainId?: unknown; contracts?: { escrow?: unknown } }
+  if (!response.ok || typeof body.chainId !== 'number' || typeof body.contracts?.escrow !== 'string') {
+    fail(1, `the edge at ${base.origin} names no Escrow (GET /api/chain answered ${response.status}): it charges no payer, so no key can be tied to one`)
+  }
+  return { chainId: body.chainId, escrow: body.contracts.escrow }
+}
+
 async function createThroughEdge(url: string): Promise<void> {
   let base: URL
   try {
@@ -91,8 +107,9 @@ async function createThroughEdge(url: string): Promise<void> {
       if (account.address.toLowerCase() !== payer.toLowerCase()) {
         fail(2, `DEPINFER_PAYER_PRIVATE_KEY is the key of ${account.address}, not of --payer ${payer}`)
       }
-      // The payer's consent to this one key (its hash): see edge/src/keys/payer-binding.ts.
-      body.signature = await account.signMessage({ message: payerBindingMessage(keyHash, payer) })
+      // The payer's consent to this one key (its hash), on the Escrow this edge charges: see
+      // edge/src/keys/payer-binding.ts. GET /api/chain names it.
+      body.signature = await account.signMessage({ message: payerBindingMessage(keyHash, payer, await escrowOf(base, apiKey)) })
     }
   }
 

@@ -14,7 +14,7 @@ import { foundry } from 'viem/chains'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { escrowAbi } from '../../contracts/generated/index.js'
 import { bundledModelPath } from '../../device-agent/src/models/bundled.js'
-import { payerBindingMessage } from '../../edge/src/keys/payer-binding.js'
+import { payerBindingMessage, type PayerBindingDomain } from '../../edge/src/keys/payer-binding.js'
 import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/network.js'
 import { REPO_ROOT } from '../../scripts/local/paths.js'
 import { apiClient, waitForModelReady } from './support.js'
@@ -98,10 +98,11 @@ describe('self-service API keys', () => {
     expect(reply.body).toMatchObject({ status, field, instance: expect.stringMatching(/^\/api\/keys/) })
   }
   /** A key for `payer`, made by the client, with `signer`'s signature over `signedHash`. */
-  const signedRequest = async (payer: Address, signer: HDAccount, options: { signedHash?: string; label?: string } = {}) => {
+  const signedRequest = async (payer: Address, signer: HDAccount, options: { signedHash?: string; label?: string; domain?: PayerBindingDomain } = {}) => {
     const key = newKey()
     const keyHash = hashOf(key)
-    const signature = await signer.signMessage({ message: payerBindingMessage(options.signedHash ?? keyHash, payer) })
+    const domain = options.domain ?? { chainId: network.chain!.chainId, escrow: network.chain!.escrowAddress }
+    const signature = await signer.signMessage({ message: payerBindingMessage(options.signedHash ?? keyHash, payer, domain) })
     return { key, keyHash, body: { label: options.label ?? 'user', payer, key_hash: keyHash, signature } }
   }
 
@@ -200,6 +201,11 @@ describe('self-service API keys', () => {
     const foreignReply = await create(main, foreign.body)
     expectProblem(foreignReply, 403, 'signature')
     expect(foreignReply.body.detail).toContain(stranger.address.toLowerCase())
+
+    // The payer's genuine signature, but for another deployment's Escrow (a staging edge's).
+    const elsewhere = await signedRequest(payer, userPayer, { domain: { chainId: network.chain!.chainId, escrow: `0x${'ee'.repeat(20)}` } })
+    refusedKeys.push(elsewhere.key)
+    expectProblem(await create(main, elsewhere.body), 403, 'signature')
 
     // The payer's genuine signature for one key, replayed for another key hash.
     const genuine = await signedRequest(payer, userPayer, { label: 'genuine' })

@@ -158,13 +158,18 @@ describe('publishing models', () => {
     expect((await publish(rotated, { name: 'account-model', price_wei: '1', payout_address: PAYOUT }, clsBytes)).body).toMatchObject({ version: '2' })
   })
 
-  it('lets every key with the label publish a name the migration could only give to a label (0006_model_owners.sql)', async () => {
+  it('lets the operator\'s keys with the label publish a name the migration could only give to a label (0006_model_owners.sql)', async () => {
     const db = await network.edge.miniflare.getD1Database('DB')
     await db.prepare("INSERT INTO model_owners (name, owner, claimed_at) VALUES ('legacy-model', 'label:local', 0)").run()
     const stranger = apiClient(network.edge.url, await network.edge.createApiKey('someone-else'))
     expect((await publish(stranger, { name: 'legacy-model', price_wei: '1', payout_address: PAYOUT }, tinyBytes)).body).toMatchObject({ status: 403, field: 'name' })
     expect((await publish(api, { name: 'legacy-model', price_wei: '1', payout_address: PAYOUT }, tinyBytes)).body).toMatchObject({ version: '1', owner: 'label:local' })
     expect((await publish(other, { name: 'legacy-model', price_wei: '2', payout_address: PAYOUT }, tinyBytes)).body).toMatchObject({ version: '2', owner: 'label:local' })
+    // A key anyone can make through the edge, with the same label, is not the operator's.
+    const made = await api.post('/api/keys', { label: 'local', payer: null })
+    expect(made.status, made.text).toBe(201)
+    const selfMade = apiClient(network.edge.url, made.body.key as string)
+    expect((await publish(selfMade, { name: 'legacy-model', price_wei: '3', payout_address: PAYOUT }, tinyBytes)).body).toMatchObject({ status: 403, field: 'name' })
   })
 
   it('makes the same file with other terms a new version; the same file with the same terms is the same version', async () => {

@@ -82,3 +82,25 @@ describe('resolveModel with published versions', () => {
     expect(resolveModel(poisoned, 'm', '1', [{ version: '1', sha256: sha('a') }])?.readyDevices.map((d) => d.deviceId)).toEqual(['honest'])
   })
 })
+
+describe('DeviceTable suspicion', () => {
+  it('lets a late answer clear what timeouts earned, never what a refused attestation did', () => {
+    let now = 0
+    const table = new DeviceTable(() => now)
+    const slow = table.applyStatus(DeviceStatusSchema.parse(status('slow', [model('1', 'a')])))
+    for (let i = 0; i < 3; i++) table.recordFailure(slow)
+    expect(table.isSuspect(slow)).toBe(true)
+    table.recordLateAnswer(slow, 5_000)
+    expect(table.isSuspect(slow)).toBe(false)
+    expect(table.ewmaMs(slow)).toBe(5_000)
+
+    const forger = table.applyStatus(DeviceStatusSchema.parse(status('forger', [model('1', 'a')])))
+    table.recordBadAttestation(forger)
+    // Timeouts on top do not turn its reason into one a late answer clears.
+    for (let i = 0; i < 3; i++) table.recordFailure(forger)
+    table.recordLateAnswer(forger, 10)
+    expect(table.isSuspect(forger)).toBe(true)
+    now += 61_000
+    expect(table.isSuspect(forger)).toBe(false)
+  })
+})

@@ -47,6 +47,14 @@ export function buildCatalog(
   const catalog = new Map<string, CatalogModel>()
   const refusals = new Map<CatalogModel, string[]>()
   const failed = new Map<CatalogModel, string[]>()
+  // Whether an entry is the first of its name and version, without scanning the catalog for each.
+  const versions = new Set<string>()
+  const firstOfVersion = (model: ModelDescriptor) => {
+    const key = `${model.name}\u0000${model.version}`
+    if (versions.has(key)) return false
+    versions.add(key)
+    return true
+  }
   for (const device of table.all()) {
     // A device without a signing key cannot attest its results, so it is never routed to.
     const online = table.isOnline(device) && !table.isSuspect(device) && device.status.publicKey !== undefined
@@ -55,7 +63,7 @@ export function buildCatalog(
       const key = catalogKey(model.name, model.version, model.sha256)
       let entry = catalog.get(key)
       if (!entry) {
-        entry = { descriptor: model, defining: !versionSeen(catalog, model), readyDevices: [], state: 'UNAVAILABLE', reason: 'no device online' }
+        entry = { descriptor: model, defining: firstOfVersion(model), readyDevices: [], state: 'UNAVAILABLE', reason: 'no device online' }
         catalog.set(key, entry)
       }
       if (!online) continue
@@ -78,7 +86,7 @@ export function buildCatalog(
   for (const descriptor of remembered) {
     const key = catalogKey(descriptor.name, descriptor.version, descriptor.sha256)
     if (!catalog.has(key)) {
-      catalog.set(key, { descriptor, defining: !versionSeen(catalog, descriptor), readyDevices: [], state: 'UNAVAILABLE', reason: 'no device serves it now' })
+      catalog.set(key, { descriptor, defining: firstOfVersion(descriptor), readyDevices: [], state: 'UNAVAILABLE', reason: 'no device serves it now' })
     }
   }
   for (const [entry, deviceIds] of failed) {
@@ -92,9 +100,6 @@ export function buildCatalog(
 
 /** The catalog's key of a name, version and file. */
 export const catalogKey = (name: string, version: string, sha256: string) => `${name}\u0000${version}\u0000${sha256}`
-
-const versionSeen = (catalog: Map<string, CatalogModel>, model: ModelDescriptor) =>
-  [...catalog.values()].some((m) => m.descriptor.name === model.name && m.descriptor.version === model.version)
 
 /** Every entry of a name and version (one per file devices advertise under it), first seen first. */
 export function entriesOf(catalog: Map<string, CatalogModel>, name: string, version: string): CatalogModel[] {

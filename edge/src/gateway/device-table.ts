@@ -27,6 +27,8 @@ export interface DeviceEntry {
   measuredEwmaMs: number | undefined
   consecutiveFailures: number
   suspectUntil: number
+  /** Why it is suspect: failures (timeouts, errors) or a refused attestation, which only time clears. */
+  suspectFor: 'failures' | 'bad-attestation'
   /** Results whose attestation the gateway refused (forged, wrong device, tampered output). */
   badAttestations: number
 }
@@ -56,6 +58,7 @@ export class DeviceTable {
       measuredEwmaMs: undefined,
       consecutiveFailures: 0,
       suspectUntil: 0,
+      suspectFor: 'failures',
       badAttestations: 0,
     }
     this.#devices.set(status.deviceId, entry)
@@ -126,13 +129,16 @@ export class DeviceTable {
    */
   recordLateAnswer(entry: DeviceEntry, roundTripMs: number): void {
     this.recordSuccess(entry, roundTripMs)
-    entry.suspectUntil = 0
+    // Only the suspicion failures earned: a late answer says nothing about a forged attestation.
+    if (entry.suspectFor === 'failures') entry.suspectUntil = 0
   }
 
   recordFailure(entry: DeviceEntry): void {
     entry.consecutiveFailures++
     if (entry.consecutiveFailures >= SUSPECT_AFTER_FAILURES) {
-      entry.suspectUntil = this.now() + SUSPECT_FOR_MS
+      // A bad attestation's longer-lived reason is not downgraded by failures meanwhile.
+      if (!this.isSuspect(entry)) entry.suspectFor = 'failures'
+      entry.suspectUntil = Math.max(entry.suspectUntil, this.now() + SUSPECT_FOR_MS)
       entry.consecutiveFailures = 0
     }
   }
@@ -142,6 +148,7 @@ export class DeviceTable {
     entry.badAttestations++
     entry.consecutiveFailures = 0
     entry.suspectUntil = this.now() + SUSPECT_FOR_MS
+    entry.suspectFor = 'bad-attestation'
   }
 
   /** The model as this device serves it, if it does. */

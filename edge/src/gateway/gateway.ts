@@ -60,6 +60,8 @@ const MAX_ATTEMPTS = 2
  */
 const MIN_BLAMED_BUDGET_MS = 1_000
 const BLAMED_BUDGET_FACTOR = 4
+/** Models remembered after their devices stop listing them (see buildCatalog), at most this many, oldest dropped first. */
+const SEEN_MODELS_REMEMBERED = 1_000
 /** Timed-out jobs remembered for a late answer (which clears the device), at most this many, this long. */
 const TIMED_OUT_REMEMBERED = 10_000
 const TIMED_OUT_REMEMBERED_MS = 10 * 60_000
@@ -86,8 +88,8 @@ export class Gateway extends DurableObject<Env> {
   readonly #table = new DeviceTable(Date.now)
   /** Every model devices have advertised since this object started, by catalogKey (see buildCatalog). */
   readonly #seenModels = new Map<string, ModelDescriptor>()
-  /** Jobs that timed out on a device, by job id, until its late answer or eviction (oldest first). */
-  readonly #timedOut = new Map<string, { deviceId: string; sentAt: number }>()
+  /** When each job that timed out on a device was sent there, by `jobId/deviceId`, until its late answer or eviction (oldest first). */
+  readonly #timedOut = new Map<string, number>()
   readonly #jobs = new Map<string, PendingJob>()
   readonly #link: BrokerLink
   readonly #keys = new DeviceKeys()
@@ -136,7 +138,7 @@ export class Gateway extends DurableObject<Env> {
     })
   }
 
-  /** `published`: the name's published versions (empty when nobody published it), see isPublishedAs. */
+  /** `published`: the name's published versions (empty when nobody published it), see resolveModel. */
   async model(name: string, version: string | undefined, published: PublishedFile[] = []): Promise<Outcome<ModelInfo>> {
     return this.#outcome(async () => {
       await this.#linkUp()
@@ -292,7 +294,9 @@ export class Gateway extends DurableObject<Env> {
         // Half the deadline when another device could take the retry; all of it for the only one.
         const lastChance = attempt === MAX_ATTEMPTS || candidates.length === 1
         const budgetMs = Math.max(1, Math.floor(lastChance ? remainingMs : remainingMs * FIRST_ATTEMPT_SHARE))
-        const expectedMs = this.#table.ewmaMs(device) * (this.#table.load(device) + 1)
+        // From this gateway's own measurements only: a device cannot talk its way out of blame
+        // by heartbeating a huge latency or queue.
+        const expectedMs = (device.measuredEwmaMs ?? 0) * (device.inflight + 1)
         const sentAt = Date.now()
         const outcome = await this.#attempt(jobId, attempt, device, job, descriptor, expected, salt, budgetMs)
 
@@ -455,7 +459,9 @@ export class Gateway extends DurableObject<Env> {
     this.#table.applyStatus(status.data)
     for (const model of status.data.models) {
       const key = catalogKey(model.name, model.version, model.sha256)
-      if (!this.#seenModels.has(key)) this.#seenModels.set(key, model)
+      if (this.#seenModels.has(key)) continue
+      if (this.#seenModels.size >= SEEN_MODELS_REMEMBERED) this.#seenModels.delete(this.#seenModels.keys().next().value!)
+      this.#seenModels.set(key, model)
     }
     // Decode the key (and build its tables) now rather than on the first job's path.
     const key = status.data.online ? this.#keys.keyOf(deviceId, status.data.publicKey) : undefined
@@ -492,7 +498,7 @@ export class Gateway extends DurableObject<Env> {
 
   #rememberTimeout(jobId: string, deviceId: string, sentAt: number): void {
     if (this.#timedOut.size >= TIMED_OUT_REMEMBERED) this.#timedOut.delete(this.#timedOut.keys().next().value!)
-    this.#timedOut.set(jobId, { deviceId, sentAt })
+    this.#timedOut.set(`${jobId}/${deviceId}`, sentAt)
   }
 
   /**
@@ -501,11 +507,12 @@ export class Gateway extends DurableObject<Env> {
    * the scheduler avoids it while it is slow) and the failure is forgiven. Otherwise a duplicate.
    */
   #onLateResult(header: ResultHeader): void {
-    const late = this.#timedOut.get(header.jobId)
-    if (!late || late.deviceId !== header.deviceId || header.error) return
-    this.#timedOut.delete(header.jobId)
+    const key = `${header.jobId}/${header.deviceId}`
+    const sentAt = this.#timedOut.get(key)
+    if (sentAt === undefined || header.error) return
+    this.#timedOut.delete(key)
     const entry = this.#table.get(header.deviceId)
-    const roundTripMs = Date.now() - late.sentAt
+    const roundTripMs = Date.now() - sentAt
     if (entry && roundTripMs < TIMED_OUT_REMEMBERED_MS) this.#table.recordLateAnswer(entry, roundTripMs)
   }
 

@@ -36,7 +36,7 @@ export interface InferJob {
   variants?: AcceptedVariant[]
   /**
    * The name's published versions and their files; absent or empty when nobody published the
-   * name. When present, only those versions, running those files, are served (isPublishedAs).
+   * name. When present, only those versions, running those files, are served (resolveModel).
    */
   published?: PublishedFile[]
 }

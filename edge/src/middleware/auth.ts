@@ -11,7 +11,7 @@ import { UnauthorizedError } from '../errors/request.js'
 
 const CACHE_TTL_MS = 30_000
 /** Keys seen valid recently, by the key itself: hashing every request cost ~4% of the edge's CPU. */
-const validKeys = new Map<string, { until: number; label: string; keyHash: string; payer: Hex | null }>()
+const validKeys = new Map<string, { until: number; label: string; keyHash: string; payer: Hex | null; byOperator: boolean }>()
 /**
  * Hashes of keys revoked through this isolate in the last CACHE_TTL_MS, with when that ends: a
  * request that read the key's row just before the revocation must not cache it again after.
@@ -36,9 +36,14 @@ export interface AuthVariables {
   apiKeyLabel: string
   /**
    * The key's SHA-256 (api_keys.key_hash): what identifies a key, as labels are not unique. Not
-   * a secret (the key is 32 random bytes); a key without a payer owns the model names it publishes by it.
+   * a secret (the key is 24 random bytes); a key without a payer owns the model names it publishes by it.
    */
   apiKeyHash: string
+  /**
+   * Made by the operator outside the edge (`npm run key:create`'s wrangler command, `npm start`),
+   * not through POST /api/keys, where anyone with a key picks any label.
+   */
+  apiKeyByOperator: boolean
   /**
    * The Escrow account that pays for this key's priced jobs (lowercase), or null: the key can
    * only run free jobs (`npm run key:create -- <label> --payer 0x…`).
@@ -79,17 +84,18 @@ export const apiKeyAuth: MiddlewareHandler<{ Bindings: Env; Variables: AuthVaria
   let known = validKeys.get(key)
   if (!known || known.until < now) {
     const keyHash = sha256Hex(key)
-    const row = await c.env.DB.prepare('SELECT label, payer_address FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL')
+    const row = await c.env.DB.prepare('SELECT label, payer_address, created_by FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL')
       .bind(keyHash)
-      .first<{ label: string; payer_address: string | null }>()
+      .first<{ label: string; payer_address: string | null; created_by: string | null }>()
     if (!row || (revokedHere.get(keyHash) ?? 0) >= now) throw new UnauthorizedError('API key not recognised or revoked')
     // Only a well-formed address is a payer: anything else would fail on-chain reads later.
     const payer = row.payer_address && /^0x[0-9a-fA-F]{40}$/.test(row.payer_address) ? (row.payer_address.toLowerCase() as Hex) : null
-    known = { until: now + CACHE_TTL_MS, label: row.label, keyHash, payer }
+    known = { until: now + CACHE_TTL_MS, label: row.label, keyHash, payer, byOperator: row.created_by === null }
     validKeys.set(key, known)
   }
   c.set('apiKeyLabel', known.label)
   c.set('apiKeyHash', known.keyHash)
+  c.set('apiKeyByOperator', known.byOperator)
   c.set('payer', known.payer)
   await next()
 }

@@ -62,14 +62,34 @@ async function query(db: D1Database, name: string): Promise<PublishedVersionTerm
 export function publishedVersions(db: D1Database, name: string, now: number): Promise<PublishedVersionTerms[]> {
   const cached = cache.get(name)
   if (cached && cached.until > now) return cached.versions
-  const versions = query(db, name)
-  if (cache.size >= CACHE_SIZE) cache.delete(cache.keys().next().value!)
-  cache.set(name, { until: now + CACHE_MS, versions })
-  // A failed query is not remembered: the next request asks D1 again.
+  const versions = query(db, name).then(
+    (read) => {
+      remember(lastRead, name, read)
+      return read
+    },
+    (error: unknown) => {
+      // D1 unreachable: the last versions read stand in, so a published name never falls back
+      // to whatever devices advertise under it (any file); throws only for a name never read.
+      const last = lastRead.get(name)
+      if (last) return last
+      throw error
+    },
+  )
+  remember(cache, name, { until: now + CACHE_MS, versions })
+  // A failed query is not cached: the next request asks D1 again.
   versions.catch(() => {
     if (cache.get(name)?.versions === versions) cache.delete(name)
   })
   return versions
+}
+
+/** The last versions read from D1 per name, for when D1 cannot be read (bounded like the cache). */
+const lastRead = new Map<string, PublishedVersionTerms[]>()
+
+function remember<T>(map: Map<string, T>, name: string, value: T): void {
+  map.delete(name)
+  if (map.size >= CACHE_SIZE) map.delete(map.keys().next().value!)
+  map.set(name, value)
 }
 
 /** Drops the cached versions of `name`, after publishing one: the next request reads D1. */

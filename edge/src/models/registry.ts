@@ -115,6 +115,8 @@ export interface Publisher {
   keyHash: string
   /** The key's Escrow account, or null. */
   payer: Hex | null
+  /** Made by the operator (outside the edge), not through POST /api/keys: see mayPublishAs. */
+  byOperator: boolean
 }
 
 /**
@@ -126,9 +128,15 @@ export function ownerIdentity(publisher: Publisher): string {
 }
 
 function mayPublishAs(owner: string, publisher: Publisher): boolean {
-  // The key itself still owns what it claimed before it was tied to a payer; `label:` owners are
-  // names published before owners were recorded whose label did not single out one identity.
-  return owner === ownerIdentity(publisher) || owner === `key:${publisher.keyHash}` || owner === `label:${publisher.label}`
+  // The key itself still owns what it claimed before it was tied to a payer. `label:` owners are
+  // names published before owners were recorded whose label did not single out one identity:
+  // only operator-made keys with that label publish them, since anyone with a key can make
+  // another with any label through POST /api/keys.
+  return (
+    owner === ownerIdentity(publisher) ||
+    owner === `key:${publisher.keyHash}` ||
+    (publisher.byOperator && owner === `label:${publisher.label}`)
+  )
 }
 
 /** The name was first published by someone else: only its owner publishes its versions. */

@@ -16,7 +16,7 @@
  * - `payer: null`: no payer (free jobs only), in an account of its own when the caller has a
  *   payer (a separate identity, e.g. a model developer's key that spends nothing).
  * - another address: only with that payer's consent, `signature` = its EIP-191 personal_sign
- *   over `depinfer: tie API key <key_hash> to payer <payer>` (keys/payer-binding.ts). The client
+ *   over the message keys/payer-binding.ts defines (key hash, payer, this edge's chain and Escrow). The client
  *   makes the key and sends only `key_hash`, its SHA-256, which the signature names: it cannot tie
  *   any other key, and a hash is stored once (revoked rows stay), so it cannot be replayed. A
  *   challenge from the server would need state between two requests and add nothing to that.
@@ -37,6 +37,7 @@ import { InvalidRequestError, NotFoundError, UnauthorizedError } from '../errors
 import { readBodyCapped } from '../http/read-body.js'
 import { ADDRESS_PATTERN, KEY_HASH_PATTERN, payerBindingMessage, payerBindingSigner, SIGNATURE_PATTERN } from '../keys/payer-binding.js'
 import { apiKeyAuth, forgetApiKey, type AuthVariables } from '../middleware/auth.js'
+import { paymentsSetting } from '../payments/config.js'
 
 type KeysEnv = { Bindings: Env; Variables: AuthVariables }
 
@@ -177,18 +178,22 @@ keys.post('/', async (c) => {
   if (otherPayer) {
     if (keyHash === undefined) {
       throw new InvalidRequestError(
-        `a key for another payer (${otherPayer}) is made by the client: send key_hash, the SHA-256 of the key, and signature, the payer's personal_sign over "depinfer: tie API key <key_hash> to payer ${otherPayer}"`,
+        `a key for another payer (${otherPayer}) is made by the client: send key_hash, the SHA-256 of the key, and signature, the payer's personal_sign over the message edge/src/keys/payer-binding.ts defines (it names the key hash, the payer, this edge's chain and Escrow; README "API keys")`,
         'key_hash',
       )
     }
-    const message = payerBindingMessage(keyHash, otherPayer)
+    // The signature names the Escrow this edge charges: without payments there is none to name.
+    const payments = paymentsSetting(c.env)
+    if (!payments.enabled) throw new InvalidRequestError(`this edge charges no payer (${payments.reason}): a key cannot be tied to one`, 'payer')
+    const domain = { chainId: payments.config.chainId, escrow: payments.config.escrow }
+    const message = payerBindingMessage(keyHash, otherPayer, domain)
     if (body.signature === undefined || body.signature === null) {
       throw new InvalidRequestError(`signature is required to tie a key to another payer (${otherPayer}): its EIP-191 personal_sign over ${JSON.stringify(message)}`, 'signature')
     }
     if (typeof body.signature !== 'string' || !SIGNATURE_PATTERN.test(body.signature)) {
       throw new InvalidRequestError('signature must be 0x and 65 bytes of hex (r, s, v), as personal_sign returns it', 'signature')
     }
-    const signer = await payerBindingSigner(keyHash, otherPayer, body.signature)
+    const signer = await payerBindingSigner(keyHash, otherPayer, domain, body.signature)
     if (signer === undefined) throw new InvalidRequestError('signature is not a valid secp256k1 signature', 'signature')
     if (signer !== otherPayer) {
       throw new PayerSignatureError(

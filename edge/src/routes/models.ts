@@ -115,7 +115,7 @@ models.post('/', async (c) => {
   const description = c.req.query('description') ?? ''
   if (description.length > 2000) throw new InvalidRequestError('description must be at most 2000 characters', 'description')
   const int8 = int8Variant(c)
-  const publisher: Publisher = { label: c.get('apiKeyLabel'), keyHash: c.get('apiKeyHash'), payer: c.get('payer') }
+  const publisher: Publisher = { label: c.get('apiKeyLabel'), keyHash: c.get('apiKeyHash'), payer: c.get('payer'), byOperator: c.get('apiKeyByOperator') }
   // Before reading up to MAX_MODEL_BYTES of upload that would be refused anyway; publishModel
   // checks again, in the transaction's terms.
   await checkOwner(c.env.DB, name, publisher).catch((error: unknown) => {

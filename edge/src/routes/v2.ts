@@ -83,7 +83,7 @@ v2.post('/repository/index', async (c) => {
 
 /** The index request's optional `{"ready": true}`: list only models ready for inference. */
 async function readyFilter(request: Request): Promise<boolean> {
-  const text = (await request.text()).trim()
+  const text = utf8.decode(await readBodyCapped(request, 4096)).trim()
   if (text === '') return false
   let body: unknown
   try {
@@ -99,7 +99,8 @@ async function readyFilter(request: Request): Promise<boolean> {
 
 /**
  * The published versions of `name` (none for a name nobody published, e.g. a bundled model).
- * Without D1 the request still goes on, judged by what devices advertise alone.
+ * Without D1 the last versions read for the name stand in (publishedVersions); a name never read
+ * in this isolate is then judged by what devices advertise alone, so free models keep working.
  */
 async function publishedOf(env: Env, name: string): Promise<PublishedVersionTerms[]> {
   return publishedVersions(env.DB, name, Date.now()).catch((error: unknown) => {
