@@ -35,6 +35,11 @@ async function printBalance(conn: Connection, payer: Address): Promise<void> {
 export async function deposit(conn: Connection, payer: PrivateKeyAccount, amount: bigint, beneficiary?: Address): Promise<void> {
   const escrow = await escrowContract(conn)
   const wallet = conn.wallet(payer)
+  // Money goes to the address the settings name: say where it came from when the edge named it
+  // (an edge reached over plain http, or a wrong one, could name any contract).
+  if (conn.target.addressSource !== 'DEPINFER_ESCROW_ADDRESS') {
+    console.log(`Escrow ${escrow.address} as ${conn.target.addressSource} names it; set DEPINFER_ESCROW_ADDRESS to pin the address you trust`)
+  }
   const forOther = beneficiary !== undefined && !isAddressEqual(beneficiary, payer.address)
   await sendTransaction(conn, `deposited ${eth(amount)}${forOther ? ` for ${beneficiary}` : ''}`, () =>
     forOther

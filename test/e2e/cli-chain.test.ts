@@ -191,6 +191,8 @@ describe('depinfer provider / payouts / escrow on the local chain', () => {
     const deposit = expectSuccess(await runCli(['escrow', 'deposit', '0.01'], { ...edgeEnv, DEPINFER_PRIVATE_KEY: PAYER_KEY }))
     expect(deposit).toMatch(/^deposited 0\.01 ETH: tx 0x[0-9a-f]{64}/m)
     expect(deposit).toContain(`${payer} in Escrow ${escrow}: balance 0.01 ETH, available for jobs 0.01 ETH`)
+    // The address came from the edge: the CLI says so, and how to pin it.
+    expect(deposit).toMatch(/Escrow 0x[0-9a-fA-F]{40} as the edge's \/api\/chain names it; set DEPINFER_ESCROW_ADDRESS/)
     expect(await chain.readContract({ address: escrow, abi: escrowAbi, functionName: 'balanceOf', args: [payer] })).toBe(deposited)
 
     const bytes = readFileSync(bundledModelPath('ppocr-cls'))
