@@ -148,6 +148,17 @@ describe('publishing models', () => {
     expect(next.body).toMatchObject({ version: '3', priceWei: '7', owner })
   })
 
+  it('answers an upload refused before it is read (wrong key, owned name) with its problem, not a connection reset', async () => {
+    // 24 MB: far more than the runtime buffers, so an answer sent without reading it would reset
+    // the connection while the client is still sending.
+    const big = new Uint8Array(24 * 1024 * 1024)
+    const stranger = apiClient(network.edge.url, await network.edge.createApiKey('big-uploader'))
+    for (let i = 0; i < 3; i++) {
+      expect((await publish(stranger, { name: 'ppocr-det', price_wei: '1', payout_address: PAYOUT }, big)).body).toMatchObject({ status: 403, field: 'name' })
+      expect((await publish(apiClient(network.edge.url, 'dpi_not-a-key'), { name: 'anything', price_wei: '1', payout_address: PAYOUT }, big)).body).toMatchObject({ status: 401 })
+    }
+  })
+
   it('gives a name published by a key with a payer to that account: its other keys publish on, other accounts get 403', async () => {
     const payer = '0x00000000000000000000000000000000000000Cc'
     const first = apiClient(network.edge.url, await network.edge.createApiKey('dev-a', undefined, payer))

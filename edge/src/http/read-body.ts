@@ -98,6 +98,17 @@ async function readRaw(request: Request, limit: number, maxBytes: number): Promi
   return concat(chunks, total)
 }
 
+/**
+ * Reads and discards a body nothing has read: a 4xx decided from the headers, path or query
+ * (a wrong key, a name owned by someone else) goes out before the upload was read, and the
+ * client would get a connection reset instead of it (see the module comment).
+ */
+export async function discardUnreadBody(request: Request): Promise<void> {
+  if (request.bodyUsed || !request.body || request.body.locked) return
+  // The client may have gone away meanwhile: then there is nobody to answer anyway.
+  await drain(request.body.getReader(), 0).catch(() => undefined)
+}
+
 /** Reads and discards the rest of a body (see the module comment), up to DRAIN_CAP_BYTES. */
 async function drain(reader: ReadableStreamDefaultReader<Uint8Array> | undefined, alreadyRead: number): Promise<void> {
   if (!reader) return

@@ -6,6 +6,7 @@
 import type { Context } from 'hono'
 import { HTTPException } from 'hono/http-exception'
 import { DepinferError } from '../errors/base.js'
+import { discardUnreadBody } from '../http/read-body.js'
 
 export function problemResponse(c: Context, error: DepinferError): Response {
   const problem = error.toProblem()
@@ -20,7 +21,8 @@ export function problemResponse(c: Context, error: DepinferError): Response {
   return new Response(JSON.stringify(body), { status: error.status, headers })
 }
 
-export function onError(error: Error, c: Context): Response {
+export async function onError(error: Error, c: Context): Promise<Response> {
+  await discardUnreadBody(c.req.raw)
   if (error instanceof DepinferError) return problemResponse(c, error)
   if (error instanceof HTTPException && error.status < 500) {
     return problemResponse(
@@ -36,7 +38,8 @@ export function onError(error: Error, c: Context): Response {
   )
 }
 
-export function onNotFound(c: Context): Response {
+export async function onNotFound(c: Context): Promise<Response> {
+  await discardUnreadBody(c.req.raw)
   return problemResponse(
     c,
     new DepinferError(404, 'no-such-route', 'Not found', `no route ${c.req.method} ${c.req.path}`, {
