@@ -3,33 +3,18 @@
  * exit 2 for the command line or environment, 1 for an RPC that cannot be reached. (Against a
  * real chain: test/e2e/cli-chain.test.ts.)
  */
-import { spawn } from 'node:child_process'
 import { createServer, type AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { beforeAll, describe, expect, it } from 'vitest'
+import { runNode, type NodeRun as Run } from '../../test/helpers/run-node.js'
 
 const CLI = fileURLToPath(new URL('../bin/depinfer.js', import.meta.url))
 const ADDRESS = '0x23618e81E3f5cdF7f54C3d65f7FBc0aBf5B21E8f'
 /** anvil's public dev key #8. */
 const KEY = '0xdbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97'
 
-interface Run {
-  code: number
-  stdout: string
-  stderr: string
-}
-
-function runCli(args: string[], env: Record<string, string>): Promise<Run> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('DEPINFER_')))
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk))
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk))
-    child.once('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }))
-  })
-}
+/** Runs the CLI with only the DEPINFER_* variables given (none leak in from the test's environment). */
+const runCli = (args: string[], env: Record<string, string>) => runNode(CLI, args, env, { withoutDepinferEnv: true })
 
 function expectOneLineError(run: Run, code: number, message: RegExp): void {
   expect(run.stderr, run.stderr).not.toMatch(/^\s+at /m)

@@ -3,7 +3,6 @@
  * line naming what is wrong (file, URL, option, model input) with a non-zero exit code and no
  * stack trace, and a bad price or payout address is refused before anything is uploaded.
  */
-import { spawn } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import { createServer as createNetServer, type AddressInfo } from 'node:net'
@@ -12,6 +11,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildModel, rawData, tinyClassifierModel } from '../../test/helpers/onnx-model.js'
+import { runNode, type NodeRun as Run } from '../../test/helpers/run-node.js'
 
 const CLI = fileURLToPath(new URL('../bin/depinfer.js', import.meta.url))
 const PAYOUT = '0x00000000000000000000000000000000000000aa'
@@ -35,22 +35,7 @@ writeFileSync(
   }),
 )
 
-interface Run {
-  code: number
-  stdout: string
-  stderr: string
-}
-
-function runCli(args: string[], env: Record<string, string>): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, DEPINFER_API_KEY: 'dpi_test', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk))
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk))
-    child.once('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }))
-  })
-}
+const runCli = (args: string[], env: Record<string, string>) => runNode(CLI, args, { DEPINFER_API_KEY: 'dpi_test', ...env })
 
 /** The error line: the last line on stderr (a publish may have logged its upload's start before it). */
 function expectOneLineError(run: Run, code: number, message: RegExp): void {

@@ -17,7 +17,7 @@ import { bundledModelPath } from '../../device-agent/src/models/bundled.js'
 import { payerBindingMessage, type PayerBindingDomain } from '../../edge/src/keys/payer-binding.js'
 import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/network.js'
 import { REPO_ROOT } from '../../scripts/local/paths.js'
-import { apiClient, waitForModelReady } from './support.js'
+import { apiClient, waitForModelReady, type ApiResponse } from './support.js'
 
 /** anvil's well-known dev mnemonic: accounts funded with 10,000 ETH each. */
 const ANVIL_MNEMONIC = 'test test test test test test test test test test test junk'
@@ -29,12 +29,6 @@ const clsJob = () => ({ inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 3, 48
 const newKey = () => `dpi_${randomBytes(24).toString('base64url')}`
 const hashOf = (key: string) => createHash('sha256').update(key).digest('hex')
 
-interface Reply {
-  status: number
-  headers: Headers
-  body: Record<string, unknown>
-  text: string
-}
 interface KeyView {
   id: string
   label: string
@@ -66,21 +60,7 @@ describe('self-service API keys', () => {
   const cliPayer = devAccount(4)
   const payout = privateKeyToAccount(generatePrivateKey()).address
 
-  const call = async (key: string, method: string, path: string, body?: unknown): Promise<Reply> => {
-    const response = await fetch(`${network.edge.url}${path}`, {
-      method,
-      headers: { Authorization: `Bearer ${key}`, 'Content-Type': 'application/json' },
-      ...(body !== undefined && { body: typeof body === 'string' ? body : JSON.stringify(body) }),
-    })
-    const text = await response.text()
-    let parsed: Record<string, unknown> = {}
-    try {
-      parsed = JSON.parse(text)
-    } catch {
-      // asserted through text
-    }
-    return { status: response.status, headers: response.headers, body: parsed, text }
-  }
+  const call = (key: string, method: string, path: string, body?: unknown): Promise<ApiResponse> => apiClient(network.edge.url, key).request(method, path, body)
   const create = (key: string, body: unknown) => call(key, 'POST', '/api/keys', body)
   const list = async (key: string) => {
     const reply = await call(key, 'GET', '/api/keys')
@@ -92,7 +72,7 @@ describe('self-service API keys', () => {
     expect(reply.status, reply.text).toBe(200)
     return reply.body as { apiKeyLabel: string; payer: string | null; chargedUnsettled?: { jobs: number; wei: string } }
   }
-  const expectProblem = (reply: Reply, status: number, field: string) => {
+  const expectProblem = (reply: ApiResponse, status: number, field: string) => {
     expect(reply.status, reply.text).toBe(status)
     expect(reply.headers.get('content-type')).toMatch(/application\/problem\+json/)
     expect(reply.body).toMatchObject({ status, field, instance: expect.stringMatching(/^\/api\/keys/) })
@@ -322,7 +302,7 @@ describe('self-service API keys', () => {
 })
 
 /** A 401 problem outside /api/keys (the revoked key's own call). */
-function expectProblemOutsideKeys(reply: Reply): void {
+function expectProblemOutsideKeys(reply: ApiResponse): void {
   expect(reply.status, reply.text).toBe(401)
   expect(reply.headers.get('content-type')).toMatch(/application\/problem\+json/)
   expect(reply.body).toMatchObject({ field: 'Authorization', detail: 'API key not recognised or revoked' })

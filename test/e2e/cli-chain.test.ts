@@ -8,7 +8,6 @@
  * withdraws. Every expected failure is one line.
  */
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { spawn } from 'node:child_process'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -21,6 +20,7 @@ import { initDeviceKey } from '../../device-agent/src/keys/device-key.js'
 import { bundledModelPath } from '../../device-agent/src/models/bundled.js'
 import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/network.js'
 import { apiClient, waitForModelReady, type ApiClient } from './support.js'
+import { runNode, type NodeRun as Run } from '../helpers/run-node.js'
 
 const CLI = fileURLToPath(new URL('../../cli/bin/depinfer.js', import.meta.url))
 /** anvil's well-known dev keys (public test keys): #8 the new provider, #2 a payer, #3 another provider, #9 a relayer. */
@@ -39,24 +39,8 @@ const JOBS = 3n
 const CLS_SHAPE = [1, 3, 48, 32]
 const clsJob = () => ({ inputs: [{ name: 'x', datatype: 'FP32', shape: CLS_SHAPE, data: Array.from({ length: 3 * 48 * 32 }, (_, i) => (i % 97) / 97) }] })
 
-interface Run {
-  code: number
-  stdout: string
-  stderr: string
-}
-
 /** Runs the CLI with only the DEPINFER_* variables given (none leak in from the test's environment). */
-function runCli(args: string[], env: Record<string, string>): Promise<Run> {
-  const base = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('DEPINFER_')))
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk))
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk))
-    child.once('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }))
-  })
-}
+const runCli = (args: string[], env: Record<string, string>) => runNode(CLI, args, env, { withoutDepinferEnv: true })
 
 function expectOneLineError(run: Run, code: number, message: RegExp): void {
   expect(run.stderr, run.stderr).not.toMatch(/^\s+at /m) // no stack trace

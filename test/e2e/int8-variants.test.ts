@@ -5,7 +5,6 @@
  * the Gateway routes devices running either file of a version as one model while each
  * attestation must name the file that device runs, and only a file published for that version.
  */
-import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -31,6 +30,7 @@ import { waitFor } from '../../scripts/local/wait-for.js'
 import { tinyClassifierModel } from '../helpers/onnx-model.js'
 import { startRogueDevice } from '../helpers/rogue-device.js'
 import { apiClient, outputByName, runDirect, waitForModelReady, type ApiClient, type ApiResponse } from './support.js'
+import { runNode } from '../helpers/run-node.js'
 
 const CLI = join(REPO_ROOT, 'cli', 'bin', 'depinfer.js')
 const QUANTIZE = join(REPO_ROOT, 'device-agent', 'bin', 'depinfer-quantize.js')
@@ -40,15 +40,7 @@ const OUTPUT = 'softmax_0.tmp_0'
 const DOMAIN = { chainId: 0n, verifyingContract: '0x0000000000000000000000000000000000000000' } as const
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex')
 
-function runCli(args: string[], env: Record<string, string>, bin = CLI): Promise<{ code: number; output: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-    let output = ''
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk))
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk))
-    child.once('exit', (code) => resolve({ code: code ?? -1, output }))
-  })
-}
+const runCli = (args: string[], env: Record<string, string>, bin = CLI) => runNode(bin, args, env)
 
 interface ListedVariant {
   kind: string

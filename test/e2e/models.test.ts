@@ -4,7 +4,6 @@
  * immutable, a name belongs to whoever first published it, and devices can download the file
  * with resumable ranges. The network publishes the bundled demo models as `npm start` does.
  */
-import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -19,6 +18,7 @@ import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/networ
 import { tinyClassifierModel } from '../helpers/onnx-model.js'
 import { exampleInferRequest } from '../../scripts/local/example-input.js'
 import { apiClient, outputByName, runDirect, waitForModelReady, type ApiClient } from './support.js'
+import { runNode } from '../helpers/run-node.js'
 
 const CLI = join(REPO_ROOT, 'cli', 'bin', 'depinfer.js')
 const PAYOUT = '0x00000000000000000000000000000000000000aa'
@@ -27,15 +27,7 @@ const OPERATOR = privateKeyToAccount(ANVIL_DEV_PRIVATE_KEY).address
 const OCTETS = { 'Content-Type': 'application/octet-stream' }
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex')
 
-function runCli(args: string[], env: Record<string, string>): Promise<{ code: number; output: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-    let output = ''
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk))
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk))
-    child.once('exit', (code) => resolve({ code: code ?? -1, output }))
-  })
-}
+const runCli = (args: string[], env: Record<string, string>) => runNode(CLI, args, env)
 
 describe('publishing models', () => {
   let network: LocalNetwork

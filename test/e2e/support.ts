@@ -50,6 +50,8 @@ export function apiClient(baseUrl: string, apiKey: string) {
   return {
     get: (path: string, headers?: Record<string, string>) => call('GET', path, undefined, headers),
     post: (path: string, body?: unknown, headers?: Record<string, string>) => call('POST', path, body, headers),
+    /** Any method (DELETE, PUT…). */
+    request: call,
   }
 }
 export type ApiClient = ReturnType<typeof apiClient>
