@@ -9,7 +9,7 @@
  * `inflight - queued` and `queued`) and runtime/batcher.ts (with maxBatch 1: one job at a time,
  * FIFO, queued jobs past their deadline rejected when the next job is taken).
  */
-import type { DeviceStatus, Heartbeat } from '@depinfer/shared'
+import { PROTOCOL_VERSION, type DeviceStatus, type Heartbeat } from '@depinfer/shared'
 import { DeviceTable, STALE_AFTER_MS, type DeviceEntry } from '../../edge/src/gateway/device-table.js'
 import { EventHeap } from './heap.js'
 import { Candidate, type Policy, type PolicyFactory, type World } from './policies.js'
@@ -520,7 +520,7 @@ export function runSimulation(
       case 'status': {
         const gateway = gateways[event.gateway]!
         const { device } = event
-        const status: DeviceStatus = { protocol: 1, deviceId: deviceId(device), online: event.online, models: [] }
+        const status: DeviceStatus = { protocol: PROTOCOL_VERSION, deviceId: deviceId(device), online: event.online, models: [] }
         const entry = gateway.table.applyStatus(status)
         if (!gateway.entries[device]) {
           gateway.entries[device] = entry

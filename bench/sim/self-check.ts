@@ -4,6 +4,7 @@
  * Exits non-zero on the first failure.
  */
 import assert from 'node:assert/strict'
+import { PROTOCOL_VERSION } from '@depinfer/shared'
 import { runSimulation } from './engine.js'
 import { EventHeap } from './heap.js'
 import { buildArrivals, buildFleet, DEFAULT_CONFIG, type SimConfig } from './model.js'
@@ -100,7 +101,7 @@ check('p2c samples two distinct candidates and keeps the better (ties to the fir
   const world = undefined as unknown as World // p2c never reads the true state
   const table = new DeviceTable(() => 0)
   const make = (index: number, inflight: number) => {
-    const entry = table.applyStatus({ protocol: 1, deviceId: `d${index}`, online: true, models: [] })
+    const entry = table.applyStatus({ protocol: PROTOCOL_VERSION, deviceId: `d${index}`, online: true, models: [] })
     entry.inflight = inflight
     return new Candidate(index, entry, table)
   }

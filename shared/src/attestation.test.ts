@@ -1,5 +1,5 @@
 import { secp256k1 } from '@noble/curves/secp256k1.js'
-import { concat, encodeAbiParameters, hashTypedData, keccak256, recoverTypedDataAddress, toHex } from 'viem'
+import { concat, encodeAbiParameters, hashTypedData, keccak256, recoverTypedDataAddress, sha256, toHex } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
 import { describe, expect, it } from 'vitest'
 import {
@@ -486,21 +486,22 @@ describe('inputCommitment / outputHash', () => {
     `0x0100000062055549${'4e5438'}${'01000000'}${'0200000000000000'}${'0200000000000000'}0102` as const,
   ])
 
-  it('hashes the canonical bytes with keccak256 (viem as reference)', () => {
-    expect(outputHash(tensors)).toBe(keccak256(canonical))
-    expect(outputHash([])).toBe(keccak256('0x'))
+  it('hashes the canonical bytes with SHA-256 (viem as reference)', () => {
+    expect(outputHash(tensors)).toBe(sha256(canonical))
+    expect(outputHash([])).toBe(sha256('0x'))
+    expect(outputHash([])).toBe('0xe3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855')
   })
 
   it('prefixes the 32-byte salt', () => {
     const salt = pseudoRandomBytes(32, 5)
-    expect(inputCommitment(salt, tensors)).toBe(keccak256(concat([toHex(salt), canonical])))
+    expect(inputCommitment(salt, tensors)).toBe(sha256(concat([toHex(salt), canonical])))
     expect(inputCommitment(pseudoRandomBytes(32, 6), tensors)).not.toBe(inputCommitment(salt, tensors))
     expect(inputCommitment(salt, [...tensors].reverse())).toBe(inputCommitment(salt, tensors))
   })
 
   it('hashes large tensors without concatenating them, to the same value', () => {
     const big = [t('x', 'UINT8', [300_000], Array.from(pseudoRandomBytes(300_000, 9))), t('y', 'UINT8', [1], [1])]
-    expect(outputHash(big)).toBe(keccak256(canonicalTensorBytes(big)))
+    expect(outputHash(big)).toBe(sha256(canonicalTensorBytes(big)))
   })
 
   it('needs a 32-byte salt; newSalt makes fresh ones', () => {

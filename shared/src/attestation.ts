@@ -5,13 +5,15 @@
  * the device's registered key, numbers the attestation (`seq`) and posts Merkle roots of
  * batches to `AttestationRegistry`; `attestationLeaf` is that contract's leaf.
  *
- * keccak in WebAssembly (keccak.ts), @noble/curves, @noble/hashes utils: runs in workerd and Node alike.
+ * keccak in WebAssembly (keccak.ts), native SHA-256 (hash.ts), @noble/curves, @noble/hashes utils:
+ * runs in workerd and Node alike.
  */
 import type { WeierstrassPoint } from '@noble/curves/abstract/weierstrass.js'
 import { secp256k1 } from '@noble/curves/secp256k1.js'
 import { bytesToHex, hexToBytes, randomBytes, utf8ToBytes } from '@noble/hashes/utils.js'
 import { ProtocolError, TensorError } from './errors.js'
-import { keccak256, keccak256Chunks } from './keccak.js'
+import { sha256Chunks } from './hash.js'
+import { keccak256 } from './keccak.js'
 import { AttestationSchema, type AttestationWire } from './messages.js'
 import type { RawTensor } from './tensor.js'
 
@@ -173,17 +175,22 @@ export function newSalt(): Uint8Array {
 }
 
 /**
- * `keccak256(salt ‖ canonicalTensorBytes(inputs))`: binds the attestation to the inputs without
+ * `sha256(salt ‖ canonicalTensorBytes(inputs))`: binds the attestation to the inputs without
  * revealing them (the salt keeps small input spaces from being guessed). `salt` is 32 bytes.
+ *
+ * SHA-256, not keccak256: this hash runs over every input byte on the device and again on the
+ * edge for every job, and SHA-256 is native in both runtimes (hash.ts: ~6x keccak in
+ * WebAssembly). No contract hashes tensors; the commitment is only carried in the leaf, and a
+ * caller opening it needs any SHA-256. Protocol version 2 made this change.
  */
 export function inputCommitment(salt: Uint8Array, inputs: readonly RawTensor[]): Hex {
   if (salt.length !== SALT_BYTES) throw new RangeError(`salt must be ${SALT_BYTES} bytes, got ${salt.length}`)
-  return toHex(keccak256Chunks([salt, ...canonicalChunks(inputs)]))
+  return toHex(sha256Chunks([salt, ...canonicalChunks(inputs)]))
 }
 
-/** `keccak256(canonicalTensorBytes(outputs))`. */
+/** `sha256(canonicalTensorBytes(outputs))` (SHA-256 for the reason given at inputCommitment). */
 export function outputHash(outputs: readonly RawTensor[]): Hex {
-  return toHex(keccak256Chunks(canonicalChunks(outputs)))
+  return toHex(sha256Chunks(canonicalChunks(outputs)))
 }
 
 // ---------------------------------------------------------------------------------------------

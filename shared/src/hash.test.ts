@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { sha256Hex } from './hash.js'
+import { sha256Chunks, sha256Hex } from './hash.js'
 
 // The shared package type-checks without Node or DOM types: reach the runtime's WebCrypto and
 // Node's Buffer through globalThis.
@@ -69,5 +69,25 @@ describe('sha256Hex', () => {
 
   it('returns 64 lowercase hex digits', () => {
     expect(sha256Hex('depinfer')).toMatch(/^[0-9a-f]{64}$/)
+  })
+})
+
+describe('sha256Chunks', () => {
+  it('hashes the concatenation of its chunks, however the bytes are split', async () => {
+    const bytes = pseudoRandomBytes(70_001, 17)
+    const expected = await referenceSha256(bytes)
+    for (const cuts of [[], [0], [1], [63, 64, 65], [32, 32, 40_000], [70_000]]) {
+      const chunks: Uint8Array[] = []
+      let from = 0
+      for (const cut of cuts) {
+        chunks.push(bytes.subarray(from, cut))
+        from = cut
+      }
+      chunks.push(bytes.subarray(from))
+      const digest = sha256Chunks(chunks)
+      expect(digest).toBeInstanceOf(Uint8Array)
+      expect(Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join(''), `cuts ${cuts.join(',')}`).toBe(expected)
+    }
+    expect(sha256Chunks([])).toEqual(sha256Chunks([new Uint8Array(0)]))
   })
 })

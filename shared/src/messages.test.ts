@@ -22,7 +22,7 @@ const model = () => ({
 })
 
 const status = () => ({
-  protocol: 1,
+  protocol: 2,
   deviceId: 'pi-kitchen',
   online: true,
   models: [model()],
@@ -45,8 +45,8 @@ describe('DeviceStatusSchema', () => {
   })
 
   it('accepts the offline status a last will carries, defaulting models to []', () => {
-    expect(DeviceStatusSchema.parse({ protocol: 1, deviceId: 'pi', online: false, models: [] })).toEqual({ protocol: 1, deviceId: 'pi', online: false, models: [] })
-    expect(DeviceStatusSchema.parse({ protocol: 1, deviceId: 'pi', online: false }).models).toEqual([])
+    expect(DeviceStatusSchema.parse({ protocol: 2, deviceId: 'pi', online: false, models: [] })).toEqual({ protocol: 2, deviceId: 'pi', online: false, models: [] })
+    expect(DeviceStatusSchema.parse({ protocol: 2, deviceId: 'pi', online: false }).models).toEqual([])
   })
 
   it('accepts the execution tuning an agent reports, and a status from an agent that reports none', () => {
@@ -96,7 +96,8 @@ describe('DeviceStatusSchema', () => {
   })
 
   it.each([
-    ['protocol 2', { protocol: 2 }, 'protocol'],
+    ['protocol 1 (keccak256 commitments, which this edge cannot verify)', { protocol: 1 }, 'protocol'],
+    ['protocol 3', { protocol: 3 }, 'protocol'],
     ['a missing protocol', { protocol: undefined }, 'protocol'],
     ['online as a string', { online: 'yes' }, 'online'],
     ['a negative cpu count', { hw: { arch: 'x64', cpus: -1, memMB: 1, accel: [] } }, 'hw.cpus'],
@@ -140,7 +141,7 @@ describe('HeartbeatSchema / JobHeaderSchema / ResultHeaderSchema', () => {
   })
 
   const job = () => ({
-    protocol: 1,
+    protocol: 2,
     jobId: `0x${'ab'.repeat(32)}`,
     replyTo: 'depinfer/v1/gateways/gw/results',
     model: { name: 'resnet18', version: '1', sha256: SHA },
@@ -168,7 +169,7 @@ describe('HeartbeatSchema / JobHeaderSchema / ResultHeaderSchema', () => {
   })
 
   const result = () => ({
-    protocol: 1,
+    protocol: 2,
     jobId: 'j-1',
     deviceId: 'pi',
     attempt: 1,

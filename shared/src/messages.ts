@@ -1,12 +1,17 @@
 /**
- * Schemas of every message on the wire (protocol v1), validated at each boundary with zod.
+ * Schemas of every message on the wire, validated at each boundary with zod.
  * Types are inferred from the schemas so the two never drift.
  */
 import { z } from 'zod'
 import { DATATYPES } from './datatypes.js'
 import { ID_PATTERN } from './topics.js'
 
-export const PROTOCOL_VERSION = 1
+/**
+ * Every status, job and result carries it; a peer on another version is refused at the schema.
+ * 2: input commitments and output hashes are SHA-256 (were keccak256), so a v1 device's
+ * attestations could not verify.
+ */
+export const PROTOCOL_VERSION = 2
 
 const id = z.string().regex(ID_PATTERN, 'must be 1-64 letters, digits, ".", "_" or "-"')
 const Sha256Schema = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits')

@@ -11,9 +11,9 @@ import {
   concat,
   createPublicClient,
   http,
-  keccak256,
   parseEventLogs,
   recoverTypedDataAddress,
+  sha256,
   toHex,
   type Hex,
 } from 'viem'
@@ -139,7 +139,7 @@ describe('attestations on the local chain', () => {
       // The model file that was asked for.
       expect(attestation.modelHash).toBe(`0x${(metadata.body as { sha256: string }).sha256}`)
       // The caller opens its own commitment with the salt it was given.
-      expect(attestation.inputHash).toBe(keccak256(concat([p.input_salt as Hex, toHex(canonicalTensorBytes([input]))])))
+      expect(attestation.inputHash).toBe(sha256(concat([p.input_salt as Hex, toHex(canonicalTensorBytes([input]))])))
       // The outputs it received are the ones attested.
       const outputs: RawTensor[] = body.outputs.map((o) => ({ ...o, data: encodeJsonElements(o.datatype, o.data, o.name) }))
       expect(attestation.outputHash).toBe(outputHash(outputs))

@@ -136,7 +136,7 @@ describe('buildCatalog with a refusal', () => {
     state: 'ready' as const,
   }
   const status = (deviceId: string): DeviceStatus => ({
-    protocol: 1,
+    protocol: 2,
     deviceId,
     online: true,
     publicKey: `0x02${'cd'.repeat(32)}`,
