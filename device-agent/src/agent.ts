@@ -9,7 +9,6 @@ import {
   inputCommitment,
   outputHash,
   prepareSigning,
-  signAttestation,
   type Attestation,
   type AttestationWire,
   type Hex,
@@ -32,6 +31,7 @@ import type { MqttClient } from 'mqtt'
 import { connectBroker } from './broker/connect.js'
 import type { AgentConfig } from './config.js'
 import { deviceStatus } from './device-status.js'
+import { AttestationSigner } from './keys/attestation-signer.js'
 import { loadDeviceKey } from './keys/device-key.js'
 import type { ProgressFactory } from './models/progress.js'
 import { ModelProvisioner } from './models/provision.js'
@@ -67,6 +67,7 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
   const { deviceId } = config
   const key = await loadDeviceKey(config.keyPath)
   prepareSigning()
+  const signer = new AttestationSigner(key.privateKey)
   const runtime = new OrtRuntime(config.ort, log)
   const serve = (loaded: LoadedModel): ServedModel => ({
     loaded,
@@ -215,7 +216,7 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
       // this thread, so there is nothing to overlap with (~0.3 ms for a 48×192 image).
       const inputHash = inputCommitment(Buffer.from(header.attest.salt.slice(2), 'hex'), inputs)
       // Attested with the file that ran (a variant's own sha256 when it is one), not the model's identity.
-      reply(result.outputs, undefined, attest(header, model.loaded.sha256!, inputHash, result.outputs))
+      reply(result.outputs, undefined, await attest(header, model.loaded.sha256!, inputHash, result.outputs))
     } catch (error) {
       if (error instanceof DeadlineExceededError) {
         return reply([], { code: 'deadline_exceeded', message: `${error.message} (${header.deadlineMs} ms)` })
@@ -228,8 +229,11 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
     }
   }
 
-  /** Signs what this device did for the job (EIP-712, see shared/attestation). */
-  function attest(header: JobHeader, modelSha256: string, inputHash: Hex, outputs: RawTensor[]): AttestationWire {
+  /**
+   * Signs what this device did for the job (EIP-712, see shared/attestation), in one signature
+   * with the other jobs of its batch.
+   */
+  async function attest(header: JobHeader, modelSha256: string, inputHash: Hex, outputs: RawTensor[]): Promise<AttestationWire> {
     const attestation: Attestation = {
       jobId: header.jobId as Hex,
       modelHash: `0x${modelSha256}`,
@@ -240,7 +244,7 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
       completedAt: BigInt(Date.now()),
     }
     const domain = { chainId: BigInt(header.attest.chainId), verifyingContract: header.attest.verifyingContract as Hex }
-    return attestationToWire(attestation, signAttestation(key.privateKey, domain, attestation))
+    return attestationToWire(attestation, await signer.sign(domain, attestation))
   }
 
   let stopped: Promise<void> | undefined

@@ -1,11 +1,14 @@
 import { secp256k1 } from '@noble/curves/secp256k1.js'
-import { concat, encodeAbiParameters, hashTypedData, keccak256, recoverTypedDataAddress, sha256, toHex } from 'viem'
+import { SimpleMerkleTree } from '@openzeppelin/merkle-tree'
+import { concat, encodeAbiParameters, hashStruct, hashTypedData, keccak256, recoverTypedDataAddress, sha256, toHex } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
 import { describe, expect, it } from 'vitest'
 import {
   ATTESTATION_LEAF_TYPES,
   ATTESTATION_TYPES,
   type Attestation,
+  attestationBatchDigest,
+  attestationBatchTypedData,
   attestationDigest,
   type AttestationDomain,
   attestationFromWire,
@@ -23,10 +26,12 @@ import {
   publicKeyOf,
   recoverAttestationSigner,
   signAttestation,
+  signAttestations,
+  VerifiedBatchRoots,
   verifyAttestationSignature,
 } from './attestation.js'
 import { ProtocolError, TensorError } from './errors.js'
-import { AttestationSchema } from './messages.js'
+import { AttestationSchema, MAX_BATCH_PROOF_LEVELS } from './messages.js'
 import type { RawTensor } from './tensor.js'
 import { expectProtocolError } from './testing/expect-protocol-error.js'
 
@@ -334,6 +339,90 @@ describe('verifyAttestationSignature', () => {
   it('refuses a key that preparePublicKey did not make', () => {
     const fake = { publicKey, address: device } as unknown as ReturnType<typeof preparePublicKey>
     expect(() => verifyAttestationSignature(fake, DOMAIN, attestation(1), signAttestation(privateKey, DOMAIN, attestation(1)))).toThrow(TypeError)
+  })
+})
+
+describe('signAttestations (batch signatures)', () => {
+  const privateKey = bytesOfHex(ANVIL_KEY)
+  const batch = [1, 2, 3, 4, 5].map((seed) => attestation(seed * 100))
+  const signatures = signAttestations(privateKey, DOMAIN, batch)
+  /** The root written out independently: viem's EIP-712 hashStruct of each, OpenZeppelin's SimpleMerkleTree over them. */
+  const reference = SimpleMerkleTree.of(batch.map((a) => hashStruct({ data: { ...a }, primaryType: 'Attestation', types: viemTypedData(DOMAIN, a).types })))
+  const batchTypedData = (root: Hex) => ({
+    domain: viemTypedData(DOMAIN, batch[0]!).domain,
+    types: { AttestationBatch: [{ name: 'root', type: 'bytes32' }] },
+    primaryType: 'AttestationBatch',
+    message: { root },
+  } as const)
+
+  it('signs the Merkle root of the attestations once, as viem signs AttestationBatch(root), and appends each proof', async () => {
+    const ecdsa = signatures[0]!.slice(0, 132)
+    expect(signatures.every((signature) => signature.startsWith(ecdsa))).toBe(true)
+    expect(ecdsa).toBe(await privateKeyToAccount(ANVIL_KEY).signTypedData(batchTypedData(reference.root as Hex)))
+    batch.forEach((a, i) => {
+      const proof = signatures[i]!.slice(132).match(/.{64}/g)?.map((node) => `0x${node}`) ?? []
+      expect(proof).toEqual(reference.getProof(hashStruct({ data: { ...a }, primaryType: 'Attestation', types: viemTypedData(DOMAIN, a).types })))
+      expect(proof.length).toBeGreaterThan(0)
+    })
+    expect(hashTypedData(batchTypedData(reference.root as Hex))).toBe(hexOf(attestationBatchDigest(DOMAIN, reference.root as Hex)))
+    expect(attestationBatchTypedData(DOMAIN, reference.root as Hex)).toEqual(batchTypedData(reference.root as Hex))
+  })
+
+  it('signs one attestation alone, as the plain 65-byte EIP-712 signature', () => {
+    expect(signAttestations(privateKey, DOMAIN, [batch[0]!])).toEqual([signAttestation(privateKey, DOMAIN, batch[0]!)])
+    expect(() => signAttestations(privateKey, DOMAIN, [])).toThrow(RangeError)
+  })
+
+  it('verifies and recovers every attestation of the batch, and nothing altered', () => {
+    const key = preparePublicKey(publicKeyOf(privateKey))
+    batch.forEach((a, i) => {
+      expect(verifyAttestationSignature(key, DOMAIN, a, signatures[i]!)).toBe(true)
+      expect(verifyAttestationSignature(publicKeyOf(privateKey), DOMAIN, a, signatures[i]!)).toBe(true)
+      expect(recoverAttestationSigner(DOMAIN, a, signatures[i]!)).toBe(ANVIL_ADDRESS)
+      expect(verifyAttestationSignature(key, DOMAIN, { ...a, price: a.price + 1n }, signatures[i]!)).toBe(false)
+      expect(verifyAttestationSignature(key, { ...DOMAIN, chainId: 1n }, a, signatures[i]!)).toBe(false)
+    })
+    // Another attestation's proof, a proof cut short, one element too many, half an element.
+    expect(verifyAttestationSignature(key, DOMAIN, batch[0]!, signatures[1]!)).toBe(false)
+    expect(verifyAttestationSignature(key, DOMAIN, batch[0]!, signatures[0]!.slice(0, -64) as Hex)).toBe(false)
+    expect(verifyAttestationSignature(key, DOMAIN, batch[0]!, `${signatures[0]!}${'11'.repeat(32)}`)).toBe(false)
+    expect(verifyAttestationSignature(key, DOMAIN, batch[0]!, `${signatures[0]!}${'11'.repeat(16)}`)).toBe(false)
+    // An attestation outside the batch, given a member's proof.
+    expect(verifyAttestationSignature(key, DOMAIN, attestation(7), signatures[0]!)).toBe(false)
+    // Another key's batch signature.
+    expect(verifyAttestationSignature(preparePublicKey(publicKeyOf(privateKeyFrom(3))), DOMAIN, batch[0]!, signatures[0]!)).toBe(false)
+  })
+
+  it('limits a proof to MAX_BATCH_PROOF_LEVELS elements, in the wire schema too', () => {
+    const tooLong = `${signatures[0]!.slice(0, 132)}${'22'.repeat(32 * (MAX_BATCH_PROOF_LEVELS + 1))}` as Hex
+    expectProtocolError(ProtocolError, () => recoverAttestationSigner(DOMAIN, batch[0]!, tooLong), 'signature')
+    const wire = attestationToWire(batch[0]!, signatures[0]!)
+    expect(AttestationSchema.safeParse(wire).success).toBe(true)
+    expect(AttestationSchema.safeParse({ ...wire, signature: tooLong }).success).toBe(false)
+    expect(AttestationSchema.safeParse({ ...wire, signature: `${signatures[0]!}00` }).success).toBe(false)
+  })
+
+  it('checks a root once per key, domain and signature with VerifiedBatchRoots, and never trusts it for anything else', () => {
+    const key = preparePublicKey(publicKeyOf(privateKey))
+    const roots = new VerifiedBatchRoots(2)
+    batch.forEach((a, i) => expect(verifyAttestationSignature(key, DOMAIN, a, signatures[i]!, roots)).toBe(true))
+    const root = reference.root as Hex
+    const ecdsa = bytesOfHex(signatures[0]!.slice(0, 132))
+    expect(roots.has(VerifiedBatchRoots.key(key.address, DOMAIN, root, ecdsa))).toBe(true)
+    // With the root remembered: an altered attestation, another domain, another key and a
+    // corrupted ECDSA part are still refused.
+    expect(verifyAttestationSignature(key, DOMAIN, { ...batch[1]!, outputHash: randomHex(32, 9) }, signatures[1]!, roots)).toBe(false)
+    expect(verifyAttestationSignature(key, { ...DOMAIN, chainId: 1n }, batch[1]!, signatures[1]!, roots)).toBe(false)
+    const other = preparePublicKey(publicKeyOf(privateKeyFrom(3)))
+    expect(verifyAttestationSignature(other, DOMAIN, batch[1]!, signatures[1]!, roots)).toBe(false)
+    const { r, s, v } = splitSignature(signatures[1]!.slice(0, 132) as Hex)
+    const corrupted = `${joinSignature(r, s - 1n, v)}${signatures[1]!.slice(132)}` as Hex
+    expect(verifyAttestationSignature(key, DOMAIN, batch[1]!, corrupted, roots)).toBe(false)
+    // Bounded: the oldest entries go first.
+    roots.add('a')
+    roots.add('b')
+    expect(roots.has(VerifiedBatchRoots.key(key.address, DOMAIN, root, ecdsa))).toBe(false)
+    expect(roots.has('a') && roots.has('b')).toBe(true)
   })
 })
 

@@ -206,10 +206,15 @@ const decimalUint = (bits: number) =>
       `must be below 2^${bits}`,
     )
 
+/** Levels of a batch signature's proof: batches of up to 2^16 attestations (an ORT batch is far smaller). */
+export const MAX_BATCH_PROOF_LEVELS = 16
+
 /**
  * A signed job attestation in JSON (see attestation.ts): bytes32 fields and the device address
  * as 0x hex, the price (wei, uint256) as a decimal string, completedAt (Unix ms, uint64) as a
- * decimal string or a safe integer, and the 65-byte r ‖ s ‖ v signature.
+ * decimal string or a safe integer, and the signature: 65 bytes r ‖ s ‖ v, followed for an
+ * attestation signed in a batch by its Merkle proof, 32 bytes per level (attestation.ts,
+ * `signAttestations`; at most MAX_BATCH_PROOF_LEVELS levels).
  */
 export const AttestationSchema = z.object({
   jobId: hexBytes(32),
@@ -219,6 +224,11 @@ export const AttestationSchema = z.object({
   device: hexBytes(20),
   price: decimalUint(256),
   completedAt: z.union([decimalUint(64), z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)]),
-  signature: hexBytes(65),
+  signature: z
+    .string()
+    .regex(
+      new RegExp(`^0x[0-9a-fA-F]{130}([0-9a-fA-F]{64}){0,${MAX_BATCH_PROOF_LEVELS}}$`),
+      `must be 65 bytes of 0x-prefixed hex, then at most ${MAX_BATCH_PROOF_LEVELS} 32-byte proof elements`,
+    ),
 })
 export type AttestationWire = z.infer<typeof AttestationSchema>

@@ -14,6 +14,7 @@ import {
   type PreparedPublicKey,
   type RawTensor,
   type SignedAttestation,
+  type VerifiedBatchRoots,
 } from '@depinfer/shared'
 
 /** What the attestation must say, known to the edge independently of the device. */
@@ -33,13 +34,15 @@ const FIELDS_FROM_EDGE = ['jobId', 'modelHash', 'inputHash', 'price'] as const s
 
 /**
  * Returns the parsed attestation when it is valid for this job, these outputs and this device
- * key; throws AttestationRejectedError saying why not.
+ * key; throws AttestationRejectedError saying why not. A batch signature's root is checked once
+ * per `verifiedRoots` (the other jobs of the batch then cost their proof only).
  */
 export function verifyResultAttestation(
   wire: unknown,
   outputs: readonly RawTensor[],
   expected: ExpectedAttestation,
   deviceKey: PreparedPublicKey,
+  verifiedRoots?: VerifiedBatchRoots,
 ): SignedAttestation {
   if (wire === undefined) throw new AttestationRejectedError('the result carries no attestation')
   let signed: SignedAttestation
@@ -61,7 +64,7 @@ export function verifyResultAttestation(
   if (attestation.outputHash !== actualOutputHash) {
     throw new AttestationRejectedError(`attestation outputHash ${attestation.outputHash} does not match the outputs returned (${actualOutputHash})`)
   }
-  if (!verifyAttestationSignature(deviceKey, expected.domain, attestation, signed.signature)) {
+  if (!verifyAttestationSignature(deviceKey, expected.domain, attestation, signed.signature, verifiedRoots)) {
     throw new AttestationRejectedError(`signature is not the device ${deviceKey.address}'s`)
   }
   return signed

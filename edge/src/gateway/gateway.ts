@@ -18,6 +18,7 @@ import {
   parseDeviceTopic,
   PROTOCOL_VERSION,
   ResultHeaderSchema,
+  VerifiedBatchRoots,
   type Hex,
   type JobHeader,
   type ModelDescriptor,
@@ -93,6 +94,8 @@ export class Gateway extends DurableObject<Env> {
   readonly #jobs = new Map<string, PendingJob>()
   readonly #link: BrokerLink
   readonly #keys = new DeviceKeys()
+  /** Batch-signature roots already verified: the other jobs of a device's batch cost only their proof. */
+  readonly #verifiedRoots = new VerifiedBatchRoots()
   readonly #attestations: AttestationRecorder
   /** Undefined without a ProviderRegistry: then every device with a key is routable. */
   readonly #stakes: StakeGate | undefined
@@ -385,7 +388,7 @@ export class Gateway extends DurableObject<Env> {
     const key = this.#keys.keyOf(device.deviceId, device.status.publicKey)
     try {
       if (!key) throw new AttestationRejectedError('the device advertises no valid signing key')
-      return verifyResultAttestation(header.attestation, tensors, expected, key)
+      return verifyResultAttestation(header.attestation, tensors, expected, key, this.#verifiedRoots)
     } catch (error) {
       if (!(error instanceof AttestationRejectedError)) throw error
       this.#table.recordBadAttestation(device)
