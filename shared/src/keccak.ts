@@ -1,10 +1,12 @@
 /**
- * keccak256, the one hash of the on-chain side (commitments, EIP-712, Merkle leaves and nodes).
+ * keccak256, the one hash of the on-chain side (EIP-712, Merkle leaves and nodes). Tensor
+ * commitments are SHA-256 (hash.ts), which both runtimes have natively.
  *
  * The permutation runs in WebAssembly (shared/scripts/keccak-wat.ts generates it; the committed
- * src/keccak/keccak.wasm is its build): keccak over every input byte is on the path of every job,
- * twice (device and edge), and JS keccaks work on 32-bit halves of the 64-bit lanes — js-sha3
- * managed ~45 MB/s here, @noble/hashes half that. `#keccak-module` (package.json "imports")
+ * src/keccak/keccak.wasm is its build): every job takes several keccaks (struct hash, digest,
+ * leaf) and a cron tick hashes every leaf and node of a batch of up to 100,000, and JS keccaks
+ * work on 32-bit halves of the 64-bit lanes — js-sha3 managed ~45 MB/s here, @noble/hashes
+ * half that. `#keccak-module` (package.json "imports")
  * instantiates the module the way each runtime allows.
  */
 import { keccakKernel as kernel } from '#keccak-module'

@@ -149,7 +149,7 @@ export const JobHeaderSchema = z.object({
   attest: z.object({
     chainId: z.string().regex(/^\d{1,20}$/),
     verifyingContract: z.string().regex(/^0x[0-9a-fA-F]{40}$/),
-    /** bytes32, fresh per job: the input commitment is keccak256(salt ‖ canonical inputs). */
+    /** bytes32, fresh per job: the input commitment is sha256(salt ‖ canonical inputs). */
     salt: z.string().regex(/^0x[0-9a-f]{64}$/),
     priceWei: z.string().regex(/^\d{1,78}$/),
   }),

@@ -53,7 +53,7 @@ export function inferResponse(
       batch_jobs: result.timings.batchJobs,
       gateway_ms: result.timings.gatewayMs,
       // The device's signed attestation, flattened: v2 parameter values are scalars. With
-      // input_salt the caller can open its own input commitment (keccak256(salt ‖ inputs)).
+      // input_salt the caller can open its own input commitment (sha256(salt ‖ canonical inputs)).
       ...attestationParameters(result.attestation),
     },
   }
