@@ -46,7 +46,9 @@ export async function startLocalBroker(options: LocalBrokerOptions = {}): Promis
     socket.once('close', () => sockets.delete(socket))
   }
 
-  const tcp: NetServer = createNetServer((socket) => {
+  // No Nagle: a job is one large MQTT write and a result a small one; batching them up in the
+  // kernel only delays the answer (Mosquitto needs `set_tcp_nodelay true` for the same reason).
+  const tcp: NetServer = createNetServer({ noDelay: true }, (socket) => {
     track(socket)
     aedes.handle(socket)
   })

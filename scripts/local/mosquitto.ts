@@ -51,7 +51,9 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Lo
       'protocol websockets',
       'allow_anonymous true',
       'persistence false',
-      // Mosquitto 2 sets TCP_NODELAY itself; keep the default 256 MB max message size.
+      // Mosquitto 2.0 leaves Nagle's algorithm on by default: a job's frame then waits ~40 ms
+      // for a delayed ACK (measured 48 ms vs 6 ms dispatch to result; README "Production").
+      'set_tcp_nodelay true',
       'log_type error',
     ].join('\n'),
   )
