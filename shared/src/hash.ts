@@ -2,7 +2,7 @@
  * SHA-256, the hash of content (model files, API keys, tensor commitments). Native in both
  * runtimes the protocol runs in: Node's `node:crypto`, and workerd's implementation of it under
  * `nodejs_compat` (BoringSSL). Measured on the 2-core EPYC: ~1.4 GB/s in Node and ~1.5 GB/s in
- * workerd, against ~250 MB/s for keccak256 in WebAssembly — the difference is a third of a
+ * workerd, against ~250–400 MB/s for keccak256 in WebAssembly — the difference is a third of a
  * millisecond per 110 KiB input, on the device and again on the edge, for every job.
  */
 import { createHash } from 'node:crypto'

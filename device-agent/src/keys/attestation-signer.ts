@@ -34,7 +34,9 @@ export class AttestationSigner {
     const byDomain = new Map<string, PendingSignature[]>()
     for (const item of pending) {
       const key = `${item.domain.chainId}:${item.domain.verifyingContract.toLowerCase()}`
-      byDomain.set(key, [...(byDomain.get(key) ?? []), item])
+      const group = byDomain.get(key)
+      if (group) group.push(item)
+      else byDomain.set(key, [item])
     }
     for (const group of byDomain.values()) {
       try {
