@@ -40,10 +40,11 @@ import {
   preparePublicKey,
   PREPARED_KEY_WINDOW,
   recoverAttestationSigner,
+  VerifiedBatchRoots,
   verifyAttestationSignature,
 } from '../shared/src/attestation.js'
 import { buildMerkleTree } from '../shared/src/merkle.js'
-import { benchAttestations, benchDevices, type Device, signAll, type SignedItem } from './attest/data.js'
+import { benchAttestations, benchDevices, type Device, signAll, signAllInBatches, type SignedItem } from './attest/data.js'
 import { attestationStoreAbi, compileAttestationStore, deployAttestationStore } from './attest/store.js'
 import { machineLine } from './machine.js'
 import { recordSummary } from './summary.js'
@@ -53,6 +54,8 @@ const DEVICES = 8
 const VERIFY_POOL = 2_000
 /** Timed rounds per method, after one warm-up round; the median is reported. */
 const VERIFY_ROUNDS = 5
+/** Attestations per batch signature in the batched verification row (a device's ORT batch; 6.8 measured at c=32). */
+const SIGNING_BATCH = 8
 const BATCH_SIZES = [1, 100, 1_000, 10_000] as const
 /** EAS-style attestations stored (one transaction each) to take the median gas of. */
 const STORE_SAMPLES = 20
@@ -160,6 +163,8 @@ interface VerifyMethod {
   perRound: number
   /** How many of `items` verify (all must: the pool holds only good signatures). */
   run(items: readonly SignedItem[]): Promise<number> | number
+  /** Its own pool (e.g. batch-signed items) instead of the shared one. */
+  pool?: readonly SignedItem[]
 }
 
 interface VerifyRow {
@@ -170,7 +175,7 @@ interface VerifyRow {
   perCpuSec: number[]
 }
 
-function verifyMethods(devices: readonly Device[], domain: AttestationDomain): { methods: VerifyMethod[]; prepareMs: { first: number; each: number } } {
+function verifyMethods(devices: readonly Device[], domain: AttestationDomain, batchSigned: readonly SignedItem[]): { methods: VerifyMethod[]; prepareMs: { first: number; each: number } } {
   // The first preparePublicKey also builds the generator's wider table (once per process).
   let started = performance.now()
   const first = preparePublicKey(devices[0]!.publicKey)
@@ -212,6 +217,17 @@ function verifyMethods(devices: readonly Device[], domain: AttestationDomain): {
       perRound: 2_000,
       run: (items) => count(items, ({ attestation, signature, device }) => verifyAttestationSignature(prepared[device]!, domain, attestation, signature)),
     },
+    {
+      // As the Gateway does for a device that batches: each root checked once (a cold cache per
+      // round), the batch's other attestations by their proof.
+      name: `the same, signed in batches of ${SIGNING_BATCH} (VerifiedBatchRoots)`,
+      perRound: 2_000,
+      pool: batchSigned,
+      run: (items) => {
+        const roots = new VerifiedBatchRoots()
+        return count(items, ({ attestation, signature, device }) => verifyAttestationSignature(prepared[device]!, domain, attestation, signature, roots))
+      },
+    },
   ]
   return { methods, prepareMs: { first: firstMs, each: eachMs } }
 }
@@ -224,7 +240,7 @@ async function measureVerification(methods: readonly VerifyMethod[], pool: reado
   const rows: VerifyRow[] = methods.map((m) => ({ name: m.name, perSec: [], perCpuSec: [] }))
   for (let round = 0; round <= VERIFY_ROUNDS; round++) {
     for (const [i, method] of methods.entries()) {
-      const items = slice(pool, round * method.perRound, method.perRound)
+      const items = slice(method.pool ?? pool, round * method.perRound, method.perRound)
       const { result: verified, wallMs, cpuMs } = await timed(() => method.run(items))
       if (verified !== items.length) throw new Error(`${method.name}: ${verified} of ${items.length} good signatures verified`)
       if (round > 0) {
@@ -329,7 +345,8 @@ async function main(): Promise<void> {
     }
 
     // Verification rate.
-    const { methods, prepareMs } = verifyMethods(devices, domain)
+    const batchSigned = signAllInBatches(benchAttestations('verify batched', VERIFY_POOL, devices), devices, domain, SIGNING_BATCH)
+    const { methods, prepareMs } = verifyMethods(devices, domain, batchSigned)
     const verifyRows = await measureVerification(methods, pool)
 
     // The 100,000-leaf batch (attestations generated outside the timing: devices send them).

@@ -12,6 +12,7 @@ import {
   type Hex,
   publicKeyOf,
   signAttestation,
+  signAttestations,
 } from '../../shared/src/attestation.js'
 
 /** `length` pseudo-random bytes determined by `label`. */
@@ -81,4 +82,26 @@ export function signAll(attestations: readonly Attestation[], devices: readonly 
     const device = i % devices.length
     return { attestation, signature: signAttestation(devices[device]!.privateKey, domain, attestation), device }
   })
+}
+
+/**
+ * Each attestation signed by its device in batches of `batchSize` (as a device signs the jobs of
+ * one onnxruntime batch: one signature over a Merkle root, each item carrying its proof).
+ */
+export function signAllInBatches(
+  attestations: readonly Attestation[],
+  devices: readonly Device[],
+  domain: AttestationDomain,
+  batchSize: number,
+): SignedItem[] {
+  const items: SignedItem[] = new Array(attestations.length)
+  for (let device = 0; device < devices.length; device++) {
+    const indices = attestations.map((_, i) => i).filter((i) => i % devices.length === device)
+    for (let at = 0; at < indices.length; at += batchSize) {
+      const batch = indices.slice(at, at + batchSize)
+      const signatures = signAttestations(devices[device]!.privateKey, domain, batch.map((i) => attestations[i]!))
+      batch.forEach((i, k) => (items[i] = { attestation: attestations[i]!, signature: signatures[k]!, device }))
+    }
+  }
+  return items
 }
