@@ -15,12 +15,3 @@ declare module 'node:tls' {
   import type { Duplex } from 'node:stream'
   export function connect(options: { host: string; port: number; servername?: string }): Duplex
 }
-
-// shared/src/hash.ts (SHA-256 of commitments, model files and API keys).
-declare module 'node:crypto' {
-  interface Hash {
-    update(data: Uint8Array | string): Hash
-    digest(): Uint8Array
-  }
-  export function createHash(algorithm: 'sha256'): Hash
-}

@@ -6,14 +6,7 @@
  * millisecond per 110 KiB input, on the device and again on the edge, for every job.
  */
 import { createHash } from 'node:crypto'
-
-const HEX = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, '0'))
-
-function toHex(bytes: Uint8Array): string {
-  let hex = ''
-  for (const byte of bytes) hex += HEX[byte]
-  return hex
-}
+import { bytesToHex } from '@noble/hashes/utils.js'
 
 /** SHA-256 of the concatenation of `chunks`, without concatenating them (32 bytes). */
 export function sha256Chunks(chunks: readonly (Uint8Array | string)[]): Uint8Array {
@@ -25,5 +18,5 @@ export function sha256Chunks(chunks: readonly (Uint8Array | string)[]): Uint8Arr
 
 /** Lowercase hex SHA-256 of bytes or of a string's UTF-8 encoding. */
 export function sha256Hex(input: Uint8Array | string): string {
-  return toHex(sha256Chunks([input]))
+  return bytesToHex(sha256Chunks([input]))
 }

@@ -1,7 +1,7 @@
 // The protocol package runs in Node and in workerd under nodejs_compat; both implement
 // node:crypto's createHash natively (src/hash.ts). Only the slice used is declared, so the
-// package still type-checks without Node's globals. (edge/types/node-compat.d.ts repeats it for
-// the edge's own type-check, which sees shared's sources but not this folder.)
+// package still type-checks without Node's globals. The edge's type-check includes this file
+// too (edge/tsconfig.json): it compiles shared's sources without Node's types.
 declare module 'node:crypto' {
   interface Hash {
     /** Strings are hashed as UTF-8. */
