@@ -29,13 +29,12 @@ import {
   canonicalTensorBytes,
   encodeJsonElements,
   outputHash,
-  type Attestation,
   type ModelDescriptor,
   type RawTensor,
 } from '../../shared/src/index.js'
 import { startRogueDevice, type RogueMode } from '../helpers/rogue-device.js'
 import { startRpcProxy, type RpcProxy } from '../helpers/rpc-proxy.js'
-import { apiClient, waitForModelReady, type ApiClient } from './support.js'
+import { answerAttestation, apiClient, waitForModelReady, type ApiClient } from './support.js'
 
 const DEVICE = 'attesting-device'
 const MODEL = 'ppocr-cls'
@@ -120,15 +119,7 @@ describe('attestations on the local chain', () => {
     for (let i = 0; i < 3; i++) {
       const { input, body } = await infer()
       const p = body.parameters
-      const attestation: Attestation = {
-        jobId: p.job_id as Hex,
-        modelHash: p.attestation_model_hash as Hex,
-        inputHash: p.attestation_input_hash as Hex,
-        outputHash: p.attestation_output_hash as Hex,
-        device: p.attestation_device as Hex,
-        price: BigInt(p.attestation_price_wei!),
-        completedAt: BigInt(p.attestation_completed_at!),
-      }
+      const { attestation } = answerAttestation(p)
       // Signed by the key in the device's own key file (viem recovers it independently).
       const view = await jobView(attestation.jobId)
       const domain = { chainId: BigInt(view.domain.chainId), verifyingContract: view.domain.verifyingContract }

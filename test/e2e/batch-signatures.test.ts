@@ -2,7 +2,8 @@
  * Jobs that a device runs in one batch are attested with one signature (shared
  * `signAttestations`): each answer's `attestation_signature` is the device's EIP-712 signature
  * of `AttestationBatch(root)` followed by the job's Merkle proof. A caller checks it with viem
- * and a few lines of keccak, never with our code; the edge accepted every one of them.
+ * and a few lines of keccak (the typed data comes from shared, whose unit tests pin it to one
+ * written out by hand); the edge accepted every one of them.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -15,7 +16,8 @@ import { loadDeviceKey } from '../../device-agent/src/keys/device-key.js'
 import { localDeviceKeyPath } from '../../scripts/local/agent-process.js'
 import { EXAMPLE_SHAPE, exampleInferRequest, exampleTextLine } from '../../scripts/local/example-input.js'
 import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/network.js'
-import { apiClient, outputByName, runDirect, waitForModelReady, type ApiClient } from './support.js'
+import { ATTESTATION_TYPES, attestationBatchTypedData } from '../../shared/src/index.js'
+import { answerAttestation, apiClient, outputByName, runDirect, waitForModelReady, type ApiClient } from './support.js'
 
 const DEVICE = 'batch-signing-device'
 const JOBS = 4
@@ -24,17 +26,6 @@ const configPath = join(dir, 'agent.json')
 // The first job waits up to 1 s for company, so the concurrent jobs below share one run.
 writeFileSync(configPath, JSON.stringify({ batching: { maxBatch: 8, maxQueueDelayMs: 1000 }, models: [{ bundled: 'ppocr-cls' }] }))
 
-const ATTESTATION_TYPES = {
-  Attestation: [
-    { name: 'jobId', type: 'bytes32' },
-    { name: 'modelHash', type: 'bytes32' },
-    { name: 'inputHash', type: 'bytes32' },
-    { name: 'outputHash', type: 'bytes32' },
-    { name: 'device', type: 'address' },
-    { name: 'price', type: 'uint256' },
-    { name: 'completedAt', type: 'uint64' },
-  ],
-} as const
 /** OpenZeppelin MerkleProof's sorted-pair hash. */
 const hashPair = (a: Hex, b: Hex): Hex => (BigInt(a) < BigInt(b) ? keccak256(concat([a, b])) : keccak256(concat([b, a])))
 
@@ -60,31 +51,17 @@ describe('batch signatures', () => {
       expect(response.status, response.text).toBe(200)
       const p = response.body.parameters as Record<string, string | number>
       expect(p.batch_jobs).toBe(JOBS)
-      const signature = p.attestation_signature as Hex
+      const { attestation, signature } = answerAttestation(p)
       // 65 bytes, then a proof of ⌈log2 4⌉ = 2 levels.
       expect(signature).toMatch(/^0x[0-9a-f]{130}([0-9a-f]{64}){2}$/)
       ecdsaParts.add(signature.slice(0, 132))
-      const attestation = {
-        jobId: p.job_id as Hex,
-        modelHash: p.attestation_model_hash as Hex,
-        inputHash: p.attestation_input_hash as Hex,
-        outputHash: p.attestation_output_hash as Hex,
-        device: p.attestation_device as Hex,
-        price: BigInt(p.attestation_price_wei!),
-        completedAt: BigInt(p.attestation_completed_at!),
-      }
       const view = (await api.get(`/api/jobs/${attestation.jobId}/attestation`)).body as { domain: { chainId: string; verifyingContract: Hex }; signature: Hex }
       // The edge recorded the whole signature, proof included, so it can be checked later too.
       expect(view.signature).toBe(signature)
       const proof = signature.slice(132).match(/.{64}/g)!.map((node) => `0x${node}` as Hex)
+      const domain = { chainId: BigInt(view.domain.chainId), verifyingContract: view.domain.verifyingContract }
       const root = proof.reduce(hashPair, hashStruct({ data: attestation, primaryType: 'Attestation', types: ATTESTATION_TYPES }))
-      const signer = await recoverTypedDataAddress({
-        domain: { name: 'depinfer', version: '1', chainId: BigInt(view.domain.chainId), verifyingContract: view.domain.verifyingContract },
-        types: { AttestationBatch: [{ name: 'root', type: 'bytes32' }] },
-        primaryType: 'AttestationBatch',
-        message: { root },
-        signature: signature.slice(0, 132) as Hex,
-      })
+      const signer = await recoverTypedDataAddress({ ...attestationBatchTypedData(domain, root), signature: signature.slice(0, 132) as Hex })
       expect(signer.toLowerCase()).toBe(deviceAddress)
       // Each job still got its own answer: equal to onnxruntime run directly on its input.
       const direct = await runDirect(bundledModelPath('ppocr-cls'), {

@@ -14,7 +14,6 @@ import * as ort from 'onnxruntime-node'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   ALL_DEVICE_STATUS,
-  attestationFromWire,
   DeviceStatusSchema,
   gatewayClientId,
   recoverAttestationSigner,
@@ -29,7 +28,7 @@ import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/networ
 import { waitFor } from '../../scripts/local/wait-for.js'
 import { tinyClassifierModel } from '../helpers/onnx-model.js'
 import { startRogueDevice } from '../helpers/rogue-device.js'
-import { apiClient, outputByName, runDirect, waitForModelReady, type ApiClient, type ApiResponse } from './support.js'
+import { answerAttestation, apiClient, outputByName, runDirect, waitForModelReady, type ApiClient, type ApiResponse } from './support.js'
 import { runNode } from '../helpers/run-node.js'
 
 const CLI = join(REPO_ROOT, 'cli', 'bin', 'depinfer.js')
@@ -226,17 +225,7 @@ describe('int8 variants of published models', () => {
     expect(outputs).toEqual(await direct(int8Path, feeds))
     expect(outputs).not.toEqual(await direct(clsPath, feeds)) // it really was the int8 file
     // The attestation is the device's signature over the int8 file's hash.
-    const parameters = response.body.parameters as Record<string, string>
-    const { attestation, signature } = attestationFromWire({
-      jobId: parameters.job_id,
-      modelHash: parameters.attestation_model_hash,
-      inputHash: parameters.attestation_input_hash,
-      outputHash: parameters.attestation_output_hash,
-      device: parameters.attestation_device,
-      price: parameters.attestation_price_wei,
-      completedAt: parameters.attestation_completed_at,
-      signature: parameters.attestation_signature,
-    })
+    const { attestation, signature } = answerAttestation(response.body.parameters as Record<string, unknown>)
     expect(attestation.modelHash).toBe(`0x${int8Sha}`)
     expect(recoverAttestationSigner(DOMAIN, attestation, signature)).toBe(statuses.get('int8-device')!.address)
 

@@ -1,6 +1,7 @@
 /** Shared pieces of the end-to-end suites: brokers to run against, an HTTP client, direct ORT. */
 import { existsSync } from 'node:fs'
 import * as ort from 'onnxruntime-node'
+import type { Attestation, Hex } from '../../shared/src/index.js'
 import { startLocalBroker, type LocalBroker } from '../../scripts/local/broker.js'
 import { MOSQUITTO_BIN, startMosquitto } from '../../scripts/local/mosquitto.js'
 import { waitFor } from '../../scripts/local/wait-for.js'
@@ -71,6 +72,23 @@ export async function runDirect(
     return await session.run(feeds)
   } finally {
     await session.release()
+  }
+}
+
+/** The attestation and signature an infer answer carries, read back from its flattened `parameters`. */
+export function answerAttestation(parameters: Record<string, unknown>): { attestation: Attestation; signature: Hex } {
+  const p = parameters as Record<string, string>
+  return {
+    attestation: {
+      jobId: p.job_id as Hex,
+      modelHash: p.attestation_model_hash as Hex,
+      inputHash: p.attestation_input_hash as Hex,
+      outputHash: p.attestation_output_hash as Hex,
+      device: p.attestation_device as Hex,
+      price: BigInt(p.attestation_price_wei!),
+      completedAt: BigInt(p.attestation_completed_at!),
+    },
+    signature: p.attestation_signature as Hex,
   }
 }
 
