@@ -12,6 +12,7 @@ import type { WeierstrassPoint } from '@noble/curves/abstract/weierstrass.js'
 import { secp256k1 } from '@noble/curves/secp256k1.js'
 import { bytesToHex, hexToBytes, randomBytes, utf8ToBytes } from '@noble/hashes/utils.js'
 import { ProtocolError, TensorError } from './errors.js'
+import { signDigestWithNonce, type EcdsaNonces } from './ecdsa-nonces.js'
 import { sha256Chunks } from './hash.js'
 import { keccak256 } from './keccak.js'
 import { buildMerkleTree, processMerkleProof } from './merkle.js'
@@ -389,14 +390,20 @@ function signedDigest(domain: AttestationDomain, attestation: Attestation, proof
  * (in order): the 65-byte signature of `AttestationBatch(root)` followed by the attestation's
  * proof. One attestation is signed alone (`signAttestation`: the plain 65 bytes wallets make).
  * A device signs the jobs of one onnxruntime batch together: signing was ~0.4 ms of its ~2 ms
- * per job, and the edge verifies each root once (`VerifiedBatchRoots`).
+ * per job, and the edge verifies each root once (`VerifiedBatchRoots`). With `nonces` the
+ * signature uses a nonce made ahead of time (ecdsa-nonces.ts) instead of RFC 6979's.
  */
-export function signAttestations(privateKey: Uint8Array, domain: AttestationDomain, attestations: readonly Attestation[]): Hex[] {
+export function signAttestations(
+  privateKey: Uint8Array,
+  domain: AttestationDomain,
+  attestations: readonly Attestation[],
+  nonces?: EcdsaNonces,
+): Hex[] {
   if (attestations.length === 0) throw new RangeError('nothing to sign')
-  if (attestations.length === 1) return [signAttestation(privateKey, domain, attestations[0]!)]
+  if (attestations.length === 1) return [signAttestation(privateKey, domain, attestations[0]!, nonces)]
   if (attestations.length > 2 ** MAX_BATCH_PROOF_LEVELS) throw new RangeError(`at most ${2 ** MAX_BATCH_PROOF_LEVELS} attestations per batch`)
   const tree = buildMerkleTree(attestations.map((a) => toHex(attestationStructHash(a))))
-  const signature = signDigest(privateKey, attestationBatchDigest(domain, tree.root))
+  const signature = signDigest(privateKey, attestationBatchDigest(domain, tree.root), nonces)
   return attestations.map((_, i) => `${signature}${tree.proof(i).map((node) => node.slice(2)).join('')}` as Hex)
 }
 
@@ -492,15 +499,17 @@ function parseSignature(signature: Hex | Uint8Array): ParsedSignature | undefine
 }
 
 /**
- * Signs the attestation's EIP-712 digest (deterministic RFC 6979 nonce, low s) and returns the
- * 65-byte r ‖ s ‖ v signature Ethereum wallets produce: equal to viem's `signTypedData`.
+ * Signs the attestation's EIP-712 digest (low s) and returns the 65-byte r ‖ s ‖ v signature
+ * Ethereum wallets produce. Without `nonces` the nonce is RFC 6979's, so the signature equals
+ * viem's `signTypedData`; with them, one of the pool's random nonces (same verification).
  */
-export function signAttestation(privateKey: Uint8Array, domain: AttestationDomain, attestation: Attestation): Hex {
-  return signDigest(privateKey, attestationDigest(domain, attestation))
+export function signAttestation(privateKey: Uint8Array, domain: AttestationDomain, attestation: Attestation, nonces?: EcdsaNonces): Hex {
+  return signDigest(privateKey, attestationDigest(domain, attestation), nonces)
 }
 
-/** The 65-byte r ‖ s ‖ v signature of a 32-byte digest (RFC 6979 nonce, low s). */
-function signDigest(privateKey: Uint8Array, digest: Uint8Array): Hex {
+/** The 65-byte r ‖ s ‖ v signature of a 32-byte digest (low s). */
+function signDigest(privateKey: Uint8Array, digest: Uint8Array, nonces: EcdsaNonces | undefined): Hex {
+  if (nonces) return toHex(signDigestWithNonce(privateKey, digest, nonces))
   // prehash: false — the digest is what is signed (noble v2 would otherwise SHA-256 it first).
   const recovered = secp256k1.sign(digest, privateKey, { prehash: false, lowS: true, format: 'recovered' })
   const recovery = recovered[0]!

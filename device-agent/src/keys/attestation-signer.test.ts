@@ -1,4 +1,4 @@
-import { publicKeyOf, addressOf, verifyAttestationSignature, type Attestation, type AttestationDomain, type Hex } from '@depinfer/shared'
+import { EcdsaNonces, publicKeyOf, addressOf, verifyAttestationSignature, type Attestation, type AttestationDomain, type Hex } from '@depinfer/shared'
 import { describe, expect, it } from 'vitest'
 import { AttestationSigner } from './attestation-signer.js'
 
@@ -44,5 +44,22 @@ describe('AttestationSigner', () => {
     expect(verifyAttestationSignature(publicKey, other, attestation(2), b)).toBe(true)
     expect(b).toMatch(/^0x[0-9a-f]{130}$/)
     expect(verifyAttestationSignature(publicKey, domain, attestation(3), c)).toBe(true)
+  })
+
+  it('signs with nonces made between jobs and tops the pool up again after each turn', async () => {
+    const nonces = new EcdsaNonces(4)
+    const signer = new AttestationSigner(privateKey, nonces)
+    const turns = async (n: number) => { for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve)) }
+    await turns(10)
+    expect(nonces.size).toBe(4)
+    const signature = await signer.sign(domain, attestation(1))
+    expect(nonces.size).toBe(3)
+    expect(verifyAttestationSignature(publicKey, domain, attestation(1), signature)).toBe(true)
+    await turns(10)
+    expect(nonces.size).toBe(4)
+    // Pooled nonces are random: the same attestation signed again gets another signature.
+    const again = await signer.sign(domain, attestation(1))
+    expect(again).not.toBe(signature)
+    expect(verifyAttestationSignature(publicKey, domain, attestation(1), again)).toBe(true)
   })
 })
