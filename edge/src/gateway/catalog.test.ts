@@ -1,7 +1,7 @@
 import { DeviceStatusSchema, PROTOCOL_VERSION, type DeviceStatus, type ModelDescriptor } from '@depinfer/shared'
 import { describe, expect, it } from 'vitest'
-import { buildCatalog, resolveModel } from './catalog.js'
-import { DeviceTable } from './device-table.js'
+import { buildCatalog, CATALOG_MAX_AGE_MS, CatalogCache, resolveModel } from './catalog.js'
+import { DeviceTable, STALE_AFTER_MS, SUSPECT_AFTER_FAILURES, SUSPECT_FOR_MS } from './device-table.js'
 
 const sha = (digit: string) => digit.repeat(64)
 const KEY = `0x02${'ab'.repeat(32)}`
@@ -102,5 +102,95 @@ describe('DeviceTable suspicion', () => {
     expect(table.isSuspect(forger)).toBe(true)
     now += 61_000
     expect(table.isSuspect(forger)).toBe(false)
+  })
+})
+
+describe('CatalogCache', () => {
+  /** A table on a clock the test moves, with a cache over it that counts its builds. */
+  function cached(...statuses: DeviceStatus[]) {
+    const clock = { now: 1_000_000 }
+    const table = new DeviceTable(() => clock.now)
+    for (const s of statuses) table.applyStatus(DeviceStatusSchema.parse(s))
+    const gate = { revision: 0, refused: new Set<string>() }
+    let builds = 0
+    const cache = new CatalogCache(
+      table,
+      () => {
+        builds++
+        return buildCatalog(table, (device) => (gate.refused.has(device.deviceId) ? 'not staked' : undefined))
+      },
+      () => gate.revision,
+      () => clock.now,
+    )
+    const ready = () => resolveModel(cache.get(), 'm', '1')?.readyDevices.map((d) => d.deviceId) ?? []
+    return { clock, table, gate, cache, ready, builds: () => builds }
+  }
+
+  it('builds once while nothing changes, however often it is asked', () => {
+    const { cache, ready, builds } = cached(status('d1', [model('1', 'a')]), status('d2', [model('1', 'a')]))
+    expect(ready()).toEqual(['d1', 'd2'])
+    const first = cache.get()
+    for (let i = 0; i < 100; i++) expect(cache.get()).toBe(first)
+    expect(builds()).toBe(1)
+  })
+
+  it('sees at once a new status, a device going offline, a suspect device and a refused attestation', () => {
+    const { table, ready } = cached(status('d1', [model('1', 'a')]))
+    expect(ready()).toEqual(['d1'])
+    table.applyStatus(DeviceStatusSchema.parse(status('d2', [model('1', 'a')])))
+    expect(ready()).toEqual(['d1', 'd2'])
+    table.applyStatus(DeviceStatusSchema.parse(status('d2', [], false)))
+    expect(ready()).toEqual(['d1'])
+    for (let i = 0; i < SUSPECT_AFTER_FAILURES; i++) table.recordFailure(table.get('d1')!)
+    expect(ready()).toEqual([])
+    table.recordLateAnswer(table.get('d1')!, 10)
+    expect(ready()).toEqual(['d1'])
+    table.recordBadAttestation(table.get('d1')!)
+    expect(ready()).toEqual([])
+  })
+
+  it('sees a change of the routing gate (a stake answer) at once', () => {
+    const { gate, ready } = cached(status('d1', [model('1', 'a')]))
+    expect(ready()).toEqual(['d1'])
+    gate.refused.add('d1')
+    gate.revision++
+    expect(ready()).toEqual([])
+  })
+
+  it('drops a device that goes stale and takes back a suspect one when its time is up, with no event', () => {
+    const { clock, table, ready } = cached(status('d1', [model('1', 'a')]), status('d2', [model('1', 'a')]))
+    table.recordBadAttestation(table.get('d2')!)
+    expect(ready()).toEqual(['d1'])
+    // Both keep heartbeating (no event concerns d2's suspicion): d2 is back when its time is up.
+    for (let t = 0; t < SUSPECT_FOR_MS; t += 5_000) {
+      clock.now += 5_000
+      table.applyHeartbeat('d1', { inflight: 0, queued: 0, ewmaMs: 5, ts: clock.now })
+      table.applyHeartbeat('d2', { inflight: 0, queued: 0, ewmaMs: 5, ts: clock.now })
+      expect(ready()).toEqual(t + 5_000 >= SUSPECT_FOR_MS ? ['d1', 'd2'] : ['d1'])
+    }
+    // Now d2 falls silent: gone exactly when it goes stale.
+    const lastHeard = clock.now
+    clock.now = lastHeard + STALE_AFTER_MS - 1
+    table.applyHeartbeat('d1', { inflight: 0, queued: 0, ewmaMs: 5, ts: clock.now })
+    expect(ready()).toEqual(['d1', 'd2'])
+    clock.now = lastHeard + STALE_AFTER_MS
+    expect(ready()).toEqual(['d1'])
+    // And a heartbeat brings it back.
+    table.applyHeartbeat('d2', { inflight: 0, queued: 0, ewmaMs: 5, ts: clock.now })
+    expect(ready()).toEqual(['d1', 'd2'])
+  })
+
+  it('does not rebuild for heartbeats of online devices, but at least every CATALOG_MAX_AGE_MS', () => {
+    const { clock, table, cache, builds } = cached(status('d1', [model('1', 'a')]))
+    cache.get()
+    for (let i = 0; i < 10; i++) {
+      clock.now += 10
+      table.applyHeartbeat('d1', { inflight: i, queued: 0, ewmaMs: 5, ts: clock.now })
+      cache.get()
+    }
+    expect(builds()).toBe(1)
+    clock.now += CATALOG_MAX_AGE_MS
+    cache.get()
+    expect(builds()).toBe(2)
   })
 })

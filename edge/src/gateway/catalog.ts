@@ -150,3 +150,40 @@ export function resolveModel(
   if (version !== undefined) return versions.find((m) => m.descriptor.version === version)
   return versions.filter((m) => m.state === 'READY').at(-1) ?? versions.at(-1)
 }
+
+/** The longest a catalog is reused, whatever the revisions say: a backstop, not the mechanism. */
+export const CATALOG_MAX_AGE_MS = 1_000
+
+/**
+ * A catalog kept between requests: building one walks every device (~0.9 ms for 1,000 devices
+ * with three models each, measured), and the Gateway needs it at least once per job. Rebuilt
+ * when the device table or the routing gate (`gateRevision`, e.g. stake answers) has changed,
+ * when a device goes stale or stops being suspect with time alone, and at least every
+ * CATALOG_MAX_AGE_MS. Consumers must not modify what it returns.
+ */
+export class CatalogCache {
+  #cached: { catalog: Map<string, CatalogModel>; tableRevision: number; gateRevision: number; validUntil: number } | undefined
+
+  constructor(
+    private readonly table: DeviceTable,
+    private readonly build: () => Map<string, CatalogModel>,
+    private readonly gateRevision: () => number,
+    private readonly now: () => number,
+  ) {}
+
+  get(): Map<string, CatalogModel> {
+    const now = this.now()
+    const cached = this.#cached
+    if (cached && cached.tableRevision === this.table.revision && cached.gateRevision === this.gateRevision() && now < cached.validUntil) {
+      return cached.catalog
+    }
+    const catalog = this.build()
+    this.#cached = {
+      catalog,
+      tableRevision: this.table.revision,
+      gateRevision: this.gateRevision(),
+      validUntil: Math.min(now + CATALOG_MAX_AGE_MS, this.table.nextTransitionAt(now)),
+    }
+    return catalog
+  }
+}

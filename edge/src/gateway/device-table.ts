@@ -35,10 +35,35 @@ export interface DeviceEntry {
 
 export class DeviceTable {
   readonly #devices = new Map<string, DeviceEntry>()
+  #revision = 0
 
   constructor(private readonly now: () => number) {}
 
+  /**
+   * Counts the changes to what a catalog is built from (statuses, presence, suspicion), so one
+   * built at the same revision is still right until `nextTransitionAt`. Load and latency figures
+   * do not count: the scheduler reads them live from the entries.
+   */
+  get revision(): number {
+    return this.#revision
+  }
+
+  /**
+   * When, after `now`, a device changes state with time alone (goes stale, or stops being
+   * suspect); Infinity if none will. O(devices): for whoever caches what the table says.
+   */
+  nextTransitionAt(now: number): number {
+    let next = Infinity
+    for (const entry of this.#devices.values()) {
+      const staleAt = entry.lastSeenAt + STALE_AFTER_MS
+      if (entry.status.online && staleAt > now) next = Math.min(next, staleAt)
+      if (entry.suspectUntil > now) next = Math.min(next, entry.suspectUntil)
+    }
+    return next
+  }
+
   applyStatus(status: DeviceStatus): DeviceEntry {
+    this.#revision++
     const existing = this.#devices.get(status.deviceId)
     if (existing) {
       // A last will lists no models: keep the ones we knew, so the catalog still shows them
@@ -71,12 +96,16 @@ export class DeviceTable {
    * measured of each device and the models it served are kept.
    */
   unconfirmAll(): void {
+    this.#revision++
     for (const entry of this.#devices.values()) entry.status = { ...entry.status, online: false }
   }
 
   applyHeartbeat(deviceId: string, heartbeat: Heartbeat): void {
     const entry = this.#devices.get(deviceId)
     if (!entry) return // a heartbeat before any status says nothing about capabilities
+    // Only a heartbeat that brings a stale device back changes a catalog; the others (every few
+    // seconds from every device) would otherwise invalidate it all the time.
+    if (!this.isOnline(entry) && entry.status.online) this.#revision++
     entry.heartbeat = heartbeat
     // What the device reports beyond our own jobs is other gateways' work. Kept as that
     // difference, not as the raw total: a heartbeat is up to seconds old, and taking
@@ -130,7 +159,10 @@ export class DeviceTable {
   recordLateAnswer(entry: DeviceEntry, roundTripMs: number): void {
     this.recordSuccess(entry, roundTripMs)
     // Only the suspicion failures earned: a late answer says nothing about a forged attestation.
-    if (entry.suspectFor === 'failures') entry.suspectUntil = 0
+    if (entry.suspectFor === 'failures' && this.isSuspect(entry)) {
+      entry.suspectUntil = 0
+      this.#revision++
+    }
   }
 
   recordFailure(entry: DeviceEntry): void {
@@ -140,6 +172,7 @@ export class DeviceTable {
       if (!this.isSuspect(entry)) entry.suspectFor = 'failures'
       entry.suspectUntil = Math.max(entry.suspectUntil, this.now() + SUSPECT_FOR_MS)
       entry.consecutiveFailures = 0
+      this.#revision++
     }
   }
 
@@ -149,6 +182,7 @@ export class DeviceTable {
     entry.consecutiveFailures = 0
     entry.suspectUntil = this.now() + SUSPECT_FOR_MS
     entry.suspectFor = 'bad-attestation'
+    this.#revision++
   }
 
   /** The model as this device serves it, if it does. */

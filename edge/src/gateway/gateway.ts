@@ -37,7 +37,7 @@ import { AttestationRejectedError, verifyResultAttestation, type ExpectedAttesta
 import type { StakeGate } from '../providers/device-stakes.js'
 import { stakeGateFromEnv } from '../providers/registry-reader.js'
 import { BrokerLink } from './broker-link.js'
-import { buildCatalog, catalogKey, compareVersions, entriesOf, NOT_ROUTABLE, resolveModel, versionsOf, type CatalogModel, type PublishedFile } from './catalog.js'
+import { buildCatalog, CatalogCache, catalogKey, compareVersions, entriesOf, NOT_ROUTABLE, resolveModel, versionsOf, type CatalogModel, type PublishedFile } from './catalog.js'
 import { DeviceTable, type DeviceEntry } from './device-table.js'
 import { pickDevice } from './scheduler.js'
 import { acceptedFileOn } from './served-file.js'
@@ -70,6 +70,8 @@ const BROKER_CONNECT_TIMEOUT_MS = 3_000
 /** Renew the broker connection before Cloudflare's 15-minute cap on one outbound socket. */
 const RENEW_LINK_AFTER_MS = 13 * 60_000
 const ALARM_EVERY_MS = 60_000
+/** The job path's stake refresh runs at most this often; the alarm is the regular one. */
+const STAKES_REFRESH_THROTTLE_MS = 1_000
 /** The alarm also re-checks device stakes every DEVICE_STAKE_TTL_MS, but not more often than this. */
 const MIN_ALARM_EVERY_MS = 500
 
@@ -100,12 +102,21 @@ export class Gateway extends DurableObject<Env> {
   /** Undefined without a ProviderRegistry: then every device with a key is routable. */
   readonly #stakes: StakeGate | undefined
   readonly #alarmEveryMs: number
+  readonly #catalogCache: CatalogCache
+  /** When the last background stake refresh started (they are throttled, see #refreshStakesInBackground). */
+  #stakesRefreshStartedAt = 0
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env)
     this.#attestations = new AttestationRecorder(ctx.storage, env.DB)
     this.#stakes = stakeGateFromEnv(env)
     this.#alarmEveryMs = Math.max(MIN_ALARM_EVERY_MS, Math.min(ALARM_EVERY_MS, this.#stakes?.ttlMs ?? ALARM_EVERY_MS))
+    this.#catalogCache = new CatalogCache(
+      this.#table,
+      () => buildCatalog(this.#table, (device) => this.#refusal(device), this.#seenModels.values()),
+      () => this.#stakes?.revision ?? 0,
+      Date.now,
+    )
     this.#link = new BrokerLink({
       url: env.BROKER_URL,
       username: env.BROKER_USERNAME,
@@ -208,7 +219,7 @@ export class Gateway extends DurableObject<Env> {
 
   /** The catalog of what can be routed now: online, not suspect, with a key, and staked (if required). */
   #catalog(): Map<string, CatalogModel> {
-    return buildCatalog(this.#table, (device) => this.#refusal(device), this.#seenModels.values())
+    return this.#catalogCache.get()
   }
 
   /** Why the stake gate keeps this device from jobs, from cached answers only (no RPC). */
@@ -232,10 +243,15 @@ export class Gateway extends DurableObject<Env> {
   /**
    * Starts the re-check of stale answers without waiting for it: this request is routed on the
    * answers already known (never a chain call on the job's path); the next sees the new ones.
-   * A safety net for the alarm, which Cloudflare may delay.
+   * A safety net for the alarm, which Cloudflare may delay. At most once per
+   * STAKES_REFRESH_THROTTLE_MS (or TTL, if shorter): a refresh walks every device.
    */
   #refreshStakesInBackground(): void {
-    if (this.#stakes) this.ctx.waitUntil(this.#refreshStakes())
+    if (!this.#stakes) return
+    const now = Date.now()
+    if (now - this.#stakesRefreshStartedAt < Math.min(STAKES_REFRESH_THROTTLE_MS, this.#stakes.ttlMs)) return
+    this.#stakesRefreshStartedAt = now
+    this.ctx.waitUntil(this.#refreshStakes())
   }
 
   #resolve(catalog: Map<string, CatalogModel>, name: string, version: string | undefined, published: readonly PublishedFile[] = []): CatalogModel {

@@ -53,6 +53,40 @@ describe('RegistryStakeGate', () => {
     expect(chain.calls).toEqual([A, B, A])
   })
 
+  it('moves its revision whenever a refusal may have changed, and only then', async () => {
+    quiet()
+    let now = 0
+    const chain = fakeChain()
+    chain.active.add(A)
+    const gate = new RegistryStakeGate(REGISTRY, chain.read, TTL, () => now)
+    const seen: [string | undefined, number][] = []
+    const look = () => seen.push([gate.refusal(A), gate.revision])
+    look()
+    await gate.refreshStale([A]) // checked: active
+    look()
+    now = TTL
+    await gate.refreshStale([A]) // re-checked, same answer
+    look()
+    chain.down = true
+    now = 2 * TTL
+    await gate.refreshStale([A]) // unreadable: the refusal stays, its error is new
+    look()
+    chain.down = false
+    chain.active.delete(A)
+    now = 3 * TTL
+    await gate.refreshStale([A]) // unstaked
+    look()
+    gate.retainOnly([]) // forgotten: "not checked yet" again
+    look()
+    const revisions = seen.map(([, revision]) => revision)
+    // Every change of `refusal(A)` came with a new revision; the same answer re-checked did not.
+    for (let i = 1; i < seen.length; i++) {
+      if (seen[i]![0] !== seen[i - 1]![0]) expect(revisions[i]).toBeGreaterThan(revisions[i - 1]!)
+    }
+    expect(revisions[2]).toBe(revisions[1])
+    expect(new Set(revisions).size).toBe(5)
+  })
+
   it('keeps the last answer while the chain cannot be read; an address never read stays refused', async () => {
     quiet()
     let now = 0

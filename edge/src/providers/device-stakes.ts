@@ -55,6 +55,8 @@ export interface StakeGate {
   retainOnly(addresses: Iterable<Hex>): void
   /** How often answers are re-checked, in ms (the Gateway's alarm runs at least this often). */
   readonly ttlMs: number
+  /** Counts the changes to any `refusal`, so a caller may keep what it derived from them until it moves. */
+  readonly revision: number
 }
 
 /** Asks the chain whether one device address is active; rejects (StakeReadError) when it cannot. */
@@ -89,7 +91,7 @@ export function stakeGate(
 }
 
 function misconfiguredGate(reason: string, ttlMs: number): StakeGate {
-  return { refusal: () => reason, refreshStale: async () => {}, retainOnly: () => {}, ttlMs }
+  return { refusal: () => reason, refreshStale: async () => {}, retainOnly: () => {}, ttlMs, revision: 0 }
 }
 
 interface StakeAnswer {
@@ -105,6 +107,7 @@ interface StakeAnswer {
 /** Cached `isActiveDevice` answers of one ProviderRegistry. Exported for unit tests. */
 export class RegistryStakeGate implements StakeGate {
   readonly #answers = new Map<Hex, StakeAnswer>()
+  #revision = 0
 
   constructor(
     readonly registry: Hex,
@@ -112,6 +115,10 @@ export class RegistryStakeGate implements StakeGate {
     readonly ttlMs: number,
     private readonly now: () => number,
   ) {}
+
+  get revision(): number {
+    return this.#revision
+  }
 
   refusal(address: Hex): string | undefined {
     const answer = this.#answers.get(address)
@@ -140,7 +147,10 @@ export class RegistryStakeGate implements StakeGate {
   retainOnly(addresses: Iterable<Hex>): void {
     const keep = new Set(addresses)
     for (const [address, answer] of this.#answers) {
-      if (!keep.has(address) && answer.checking === undefined) this.#answers.delete(address)
+      if (!keep.has(address) && answer.checking === undefined) {
+        this.#answers.delete(address)
+        this.#revision++
+      }
     }
   }
 
@@ -157,11 +167,13 @@ export class RegistryStakeGate implements StakeGate {
     answer.checking = this.read(address).then(
       (active) => {
         if (answer.active !== active) console.log(`stake gate: ${address} is ${active ? 'now' : 'not'} an active device`)
+        if (answer.active !== active || answer.lastError !== undefined) this.#revision++
         answer.active = active
         answer.lastError = undefined
       },
       (error: unknown) => {
         answer.lastError = error instanceof Error ? error.message.slice(0, 300) : String(error)
+        this.#revision++
         const kept = answer.active === undefined ? 'not routable until a check succeeds' : `keeping the last answer (${answer.active ? 'active' : 'inactive'})`
         console.warn(`stake gate: checking ${address} failed, ${kept}: ${answer.lastError}`)
       },
