@@ -15,6 +15,7 @@ const BENCHES: { name: string; args: string[] }[] = [
   { name: 'overhead', args: ['bench/overhead.ts'] },
   { name: 'scheduler', args: ['bench/scheduler-sim.ts', '--seed', '42'] },
   { name: 'attest', args: ['bench/attest.ts'] },
+  { name: 'catalog', args: ['bench/catalog.ts'] },
   { name: 'quantize', args: ['bench/quantize.ts', '--models', 'cls'] },
 ]
 
