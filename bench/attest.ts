@@ -165,13 +165,13 @@ interface VerifyMethod {
   run(items: readonly SignedItem[]): Promise<number> | number
   /** Its own pool (e.g. batch-signed items) instead of the shared one. */
   pool?: readonly SignedItem[]
-  /** The figure the target is judged on: one signature per attestation, key known (the Gateway's case). */
-  headline?: true
+  /** Which figure the summary reports it as: `single` is the one the target is judged on (one signature per attestation, key known: the Gateway's case). */
+  summary?: 'single' | 'batched'
 }
 
 interface VerifyRow {
   name: string
-  headline?: true
+  summary?: 'single' | 'batched'
   /** Per wall-clock second, one entry per timed round. */
   perSec: number[]
   /** Per CPU-second of this process. */
@@ -217,7 +217,7 @@ function verifyMethods(devices: readonly Device[], domain: AttestationDomain, ba
     },
     {
       name: `verifyAttestationSignature, prepared key (window ${PREPARED_KEY_WINDOW})`,
-      headline: true,
+      summary: 'single',
       perRound: 2_000,
       run: (items) => count(items, ({ attestation, signature, device }) => verifyAttestationSignature(prepared[device]!, domain, attestation, signature)),
     },
@@ -225,6 +225,7 @@ function verifyMethods(devices: readonly Device[], domain: AttestationDomain, ba
       // As the Gateway does for a device that batches: each root checked once (a cold cache per
       // round), the batch's other attestations by their proof.
       name: `the same, signed in batches of ${SIGNING_BATCH} (VerifiedBatchRoots)`,
+      summary: 'batched',
       perRound: 2_000,
       pool: batchSigned,
       run: (items) => {
@@ -241,7 +242,7 @@ function verifyMethods(devices: readonly Device[], domain: AttestationDomain, ba
  * machine falls on all methods alike rather than on whichever ran during it.
  */
 async function measureVerification(methods: readonly VerifyMethod[], pool: readonly SignedItem[]): Promise<VerifyRow[]> {
-  const rows: VerifyRow[] = methods.map((m) => ({ name: m.name, ...(m.headline && { headline: m.headline }), perSec: [], perCpuSec: [] }))
+  const rows: VerifyRow[] = methods.map((m) => ({ name: m.name, ...(m.summary && { summary: m.summary }), perSec: [], perCpuSec: [] }))
   for (let round = 0; round <= VERIFY_ROUNDS; round++) {
     for (const [i, method] of methods.entries()) {
       const items = slice(method.pool ?? pool, round * method.perRound, method.perRound)
@@ -398,16 +399,16 @@ function printVerification(rows: readonly VerifyRow[], prepareMs: { first: numbe
     const m = median(row.perSec)
     console.log(`| ${row.name} | ${fmt(m)} | ${fmt(Math.min(...row.perSec))}–${fmt(Math.max(...row.perSec))} | ${fmt(median(row.perCpuSec))} | ${(m / viem).toFixed(2)}x |`)
   }
-  // Found by its flag, not its position: rows added later (the batched one) are not the target's.
-  const preparedRow = rows.find((row) => row.headline)!
+  // Found by their flags, not their positions: adding a row must not change what is reported.
+  const preparedRow = rows.find((row) => row.summary === 'single')!
   const prepared = median(preparedRow.perSec)
-  const batchedRow = rows.at(-1)!
+  const batchedRow = rows.find((row) => row.summary === 'batched')
   console.log(`\n- preparePublicKey: ${fmt(prepareMs.first)} ms for the first key (includes the generator's window-10 table, once per process), ${fmt(prepareMs.each, 1)} ms per further key`)
   console.log(
     `- prepared key: ${fmt(prepared)} verified/s, ${fmt(median(preparedRow.perCpuSec))} per CPU-second ` +
       `(target ≥ ${fmt(TARGET_VERIFY_PER_SEC)}/s: ${met(prepared >= TARGET_VERIFY_PER_SEC)})`,
   )
-  const batched = batchedRow === preparedRow ? '' : `; ${fmt(median(batchedRow.perSec))}/s batch-signed`
+  const batched = batchedRow ? `; ${fmt(median(batchedRow.perSec))}/s batch-signed` : ''
   recordSummary({ bench: 'attest', metric: 'attestations verified per second, one core (known device key, one signature each)', value: `${fmt(prepared)}/s (viem recovery ${fmt(viem)}/s${batched})`, target: `≥ ${fmt(TARGET_VERIFY_PER_SEC)}/s`, met: prepared >= TARGET_VERIFY_PER_SEC })
 }
 

@@ -51,11 +51,12 @@ describe('signDigestWithNonce', () => {
     }
   })
 
-  it('refuses a digest that is not 32 bytes and a key that is not a scalar', () => {
+  it('refuses a digest or a key that is not 32 bytes, and a key that is not a scalar', () => {
     const nonces = new EcdsaNonces(1)
     expect(() => signDigestWithNonce(privateKey, new Uint8Array(31), nonces)).toThrow(RangeError)
     expect(() => signDigestWithNonce(new Uint8Array(32), new Uint8Array(32), nonces)).toThrow(RangeError)
     expect(() => signDigestWithNonce(Uint8Array.from(Buffer.from(N.toString(16), 'hex')), new Uint8Array(32), nonces)).toThrow(RangeError)
+    expect(() => signDigestWithNonce(privateKey.subarray(1), new Uint8Array(32), nonces)).toThrow(RangeError)
   })
 })
 

@@ -9,6 +9,10 @@
  * reveal the private key, which is why the pool only ever gives a nonce away (`take`) and keeps
  * no copy. The signatures are ordinary 65-byte r ‖ s ‖ v with low s: anything that recovers or
  * verifies Ethereum signatures (viem, `ecrecover`) accepts them.
+ *
+ * The pool lives in one process's memory. A process cloned with its memory (a VM snapshot
+ * restored twice, CRIU) would hold the same nonces twice and could sign two messages with one:
+ * do not run a signing agent from a memory snapshot. Restarting the agent is safe (a new pool).
  */
 import { secp256k1 } from '@noble/curves/secp256k1.js'
 import { bytesToHex } from '@noble/hashes/utils.js'
@@ -37,7 +41,10 @@ function makeNonce(): EcdsaNonce {
     // x ≥ n (probability ~2^-128) has no Ethereum encoding (v is 27 or 28 only); x = 0 mod n
     // would give r = 0. Either way draw again.
     if (x >= Fn.ORDER || x === 0n) continue
-    return { r: x, kInverse: Fn.inv(k), yParity: Number(y & 1n) as 0 | 1 }
+    // k⁻¹ = b·(k·b)⁻¹ with a random b: the inversion's running time depends on its input, and
+    // it must not depend on k (noble blinds its own signing's inversion the same way).
+    const blind = scalarOf(secp256k1.utils.randomSecretKey())
+    return { r: x, kInverse: Fn.mul(blind, Fn.inv(Fn.mul(k, blind))), yParity: Number(y & 1n) as 0 | 1 }
   }
 }
 
@@ -78,6 +85,7 @@ export class EcdsaNonces {
  */
 export function signDigestWithNonce(privateKey: Uint8Array, digest: Uint8Array, nonces: EcdsaNonces): Uint8Array {
   if (digest.length !== 32) throw new RangeError(`a digest is 32 bytes, got ${digest.length}`)
+  if (privateKey.length !== 32) throw new RangeError(`a private key is 32 bytes, got ${privateKey.length}`)
   const d = scalarOf(privateKey)
   if (!Fn.isValidNot0(d)) throw new RangeError('the private key is not a secp256k1 scalar')
   // bits2int: a 256-bit digest for a 256-bit order is taken whole, then reduced mod n.

@@ -1,7 +1,7 @@
 import { DeviceStatusSchema, PROTOCOL_VERSION, type DeviceStatus, type ModelDescriptor } from '@depinfer/shared'
 import { describe, expect, it } from 'vitest'
 import { buildCatalog, CATALOG_MAX_AGE_MS, CatalogCache, resolveModel } from './catalog.js'
-import { DeviceTable, STALE_AFTER_MS, SUSPECT_AFTER_FAILURES, SUSPECT_FOR_MS } from './device-table.js'
+import { DeviceTable, STALE_AFTER_MS, SUSPECT_AFTER_FAILURES } from './device-table.js'
 
 const sha = (digit: string) => digit.repeat(64)
 const KEY = `0x02${'ab'.repeat(32)}`
@@ -159,17 +159,25 @@ describe('CatalogCache', () => {
 
   it('drops a device that goes stale and takes back a suspect one when its time is up, with no event', () => {
     const { clock, table, ready } = cached(status('d1', [model('1', 'a')]), status('d2', [model('1', 'a')]))
-    table.recordBadAttestation(table.get('d2')!)
-    expect(ready()).toEqual(['d1'])
-    // Both keep heartbeating (no event concerns d2's suspicion): d2 is back when its time is up.
-    for (let t = 0; t < SUSPECT_FOR_MS; t += 5_000) {
-      clock.now += 5_000
-      table.applyHeartbeat('d1', { inflight: 0, queued: 0, ewmaMs: 5, ts: clock.now })
-      table.applyHeartbeat('d2', { inflight: 0, queued: 0, ewmaMs: 5, ts: clock.now })
-      expect(ready()).toEqual(t + 5_000 >= SUSPECT_FOR_MS ? ['d1', 'd2'] : ['d1'])
+    const beat = () => {
+      for (const id of ['d1', 'd2']) table.applyHeartbeat(id, { inflight: 0, queued: 0, ewmaMs: 5, ts: clock.now })
     }
+    table.recordBadAttestation(table.get('d2')!)
+    const suspectUntil = table.get('d2')!.suspectUntil
+    expect(ready()).toEqual(['d1'])
+    // Both keep heartbeating (no event concerns d2's suspicion) until just before it ends.
+    while (clock.now + 5_000 < suspectUntil) {
+      clock.now += 5_000
+      beat()
+    }
+    clock.now = suspectUntil - 1
+    beat()
+    expect(ready()).toEqual(['d1'])
+    // 1 ms later, well within the catalog's maximum age: d2 is back.
+    clock.now = suspectUntil
+    expect(ready()).toEqual(['d1', 'd2'])
     // Now d2 falls silent: gone exactly when it goes stale.
-    const lastHeard = clock.now
+    const lastHeard = clock.now - 1
     clock.now = lastHeard + STALE_AFTER_MS - 1
     table.applyHeartbeat('d1', { inflight: 0, queued: 0, ewmaMs: 5, ts: clock.now })
     expect(ready()).toEqual(['d1', 'd2'])

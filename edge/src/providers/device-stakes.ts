@@ -173,7 +173,8 @@ export class RegistryStakeGate implements StakeGate {
       },
       (error: unknown) => {
         answer.lastError = error instanceof Error ? error.message.slice(0, 300) : String(error)
-        this.#revision++
+        // Only an address with no answer yet shows the error in its refusal; a known answer stands.
+        if (answer.active === undefined) this.#revision++
         const kept = answer.active === undefined ? 'not routable until a check succeeds' : `keeping the last answer (${answer.active ? 'active' : 'inactive'})`
         console.warn(`stake gate: checking ${address} failed, ${kept}: ${answer.lastError}`)
       },
