@@ -9,7 +9,8 @@ import {
   elementCount,
   elementsToJson,
   encodeJsonElements,
-  flattenTensorData,
+  encodeJsonRows,
+  tensorDataRows,
   typedElements,
 } from './tensor.js'
 
@@ -80,29 +81,42 @@ describe('elementCount / byteLength', () => {
   })
 })
 
-describe('flattenTensorData', () => {
+/** The rows joined: the elements in row-major order. */
+const elementsOf = (data: unknown, shape: number[], field: string) => tensorDataRows(data, shape, field).flat()
+
+describe('tensorDataRows', () => {
   it('returns flat data of the right length unchanged, in order', () => {
-    expect(flattenTensorData([1, 2, 3, 4, 5, 6], [2, 3], 'inputs[0].data')).toEqual([1, 2, 3, 4, 5, 6])
-    expect(flattenTensorData([true, false], [2], 'x')).toEqual([true, false])
+    expect(elementsOf([1, 2, 3, 4, 5, 6], [2, 3], 'inputs[0].data')).toEqual([1, 2, 3, 4, 5, 6])
+    expect(elementsOf([true, false], [2], 'x')).toEqual([true, false])
   })
 
   it('flattens nested data in row-major order', () => {
-    expect(flattenTensorData([[1, 2, 3], [4, 5, 6]], [2, 3], 'f')).toEqual([1, 2, 3, 4, 5, 6])
-    expect(flattenTensorData([[[1, 2], [3, 4]], [[5, 6], [7, 8]], [[9, 10], [11, 12]]], [3, 2, 2], 'f')).toEqual([
+    expect(elementsOf([[1, 2, 3], [4, 5, 6]], [2, 3], 'f')).toEqual([1, 2, 3, 4, 5, 6])
+    expect(elementsOf([[[1, 2], [3, 4]], [[5, 6], [7, 8]], [[9, 10], [11, 12]]], [3, 2, 2], 'f')).toEqual([
       1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
     ])
-    expect(flattenTensorData([[7]], [1, 1], 'f')).toEqual([7])
+    expect(elementsOf([[7]], [1, 1], 'f')).toEqual([7])
   })
 
   it('accepts a bare value or a one-element list for a scalar', () => {
-    expect(flattenTensorData(42, [], 'f')).toEqual([42])
-    expect(flattenTensorData([42], [], 'f')).toEqual([42])
+    expect(elementsOf(42, [], 'f')).toEqual([42])
+    expect(elementsOf([42], [], 'f')).toEqual([42])
+  })
+
+  it('gives flat data as one row and nested data as its innermost arrays, without copying them', () => {
+    const flat = [1, 2, 3, 4, 5, 6]
+    expect(tensorDataRows(flat, [2, 3], 'f')).toEqual([flat])
+    expect(tensorDataRows(flat, [2, 3], 'f')[0]).toBe(flat)
+    const nested = [[[1, 2], [3, 4]], [[5, 6], [7, 8]]]
+    const rows = tensorDataRows(nested, [2, 2, 2], 'f')
+    expect(rows).toEqual([[1, 2], [3, 4], [5, 6], [7, 8]])
+    expect(rows[3]).toBe(nested[1]![1])
   })
 
   it('accepts empty data for shapes with a zero dimension', () => {
-    expect(flattenTensorData([], [0], 'f')).toEqual([])
-    expect(flattenTensorData([], [0, 3], 'f')).toEqual([])
-    expect(flattenTensorData([[], []], [2, 0], 'f')).toEqual([])
+    expect(elementsOf([], [0], 'f')).toEqual([])
+    expect(elementsOf([], [0, 3], 'f')).toEqual([])
+    expect(elementsOf([[], []], [2, 0], 'f')).toEqual([])
   })
 
   it.each([
@@ -121,12 +135,12 @@ describe('flattenTensorData', () => {
     ['nesting deeper than a rank-1 shape', [[1], [2]], [2], 'inputs[0].data[0]'],
     ['nesting for a scalar', [[1]], [], 'inputs[0].data'],
   ])('rejects %s, naming the exact path', (_case, data, shape, field) => {
-    const error = expectProtocolError(TensorError, () => flattenTensorData(data, shape, 'inputs[0].data'), field)
+    const error = expectProtocolError(TensorError, () => elementsOf(data, shape, 'inputs[0].data'), field)
     expect(error.message).not.toBe('')
   })
 
   it('reports the shape and counts in the message for a flat length mismatch', () => {
-    const error = expectProtocolError(TensorError, () => flattenTensorData([1, 2, 3, 4, 5], [2, 3], 'd'), 'd')
+    const error = expectProtocolError(TensorError, () => elementsOf([1, 2, 3, 4, 5], [2, 3], 'd'), 'd')
     expect(error.message).toContain('5')
     expect(error.message).toContain('6')
   })
@@ -244,6 +258,9 @@ describe('encodeJsonElements', () => {
 
   it('names the first bad element when several are bad', () => {
     expectProtocolError(TensorError, () => encodeJsonElements('INT8', [1, 2, 3, 200, 'x'], 'f'), 'f[3]')
+    // Across rows the index is the element's flat one, as for flat data.
+    expectProtocolError(TensorError, () => encodeJsonRows('INT8', [[1, 2], [3, 200]], 'f'), 'f[3]')
+    expect(encodeJsonRows('INT8', [[1, -2], [], [3]], 'f')).toEqual(Uint8Array.from([1, 0xfe, 3]))
   })
 
   it('names the datatype in the message', () => {

@@ -8,10 +8,10 @@ import {
   byteLength,
   copyBytes,
   DATATYPES,
-  encodeJsonElements,
-  flattenTensorData,
+  encodeJsonRows,
   isDatatype,
   ProtocolError,
+  tensorDataRows,
   type RawTensor,
 } from '@depinfer/shared'
 import { z } from 'zod'
@@ -109,12 +109,12 @@ export function parseInferRequest(body: unknown, binary?: Uint8Array): ParsedInf
     }
     if (input.data === undefined) throw new InvalidRequestError(`${field}.data is required`, `${field}.data`)
     try {
-      const values = flattenTensorData(input.data, input.shape, `${field}.data`)
+      const rows = tensorDataRows(input.data, input.shape, `${field}.data`)
       return {
         name: input.name,
         datatype: input.datatype,
         shape: input.shape,
-        data: encodeJsonElements(input.datatype, values, `${field}.data`),
+        data: encodeJsonRows(input.datatype, rows, `${field}.data`),
       }
     } catch (error) {
       if (error instanceof ProtocolError) throw new InvalidRequestError(error.message, error.field)
