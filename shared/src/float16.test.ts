@@ -141,7 +141,7 @@ describe('toFloat16Bits', () => {
 
   // Regression: rounding through float32 first (double rounding) collapsed a double just
   // above/below a binary16 midpoint onto the midpoint, which then went the wrong way on the tie.
-  // encodeJsonElements feeds this JSON numbers (doubles).
+  // encodeJsonRows feeds this JSON numbers (doubles).
   it('rounds a double (not its float32 rounding) to the nearest binary16', () => {
     // 1 + 2^-11 is the midpoint of 0x3c00 and 0x3c01; anything above it is nearer 0x3c01.
     expect(toFloat16Bits(1 + 2 ** -11 + 2 ** -40)).toBe(0x3c01)

@@ -8,7 +8,6 @@ import {
   copyBytes,
   elementCount,
   elementsToJson,
-  encodeJsonElements,
   encodeJsonRows,
   tensorDataRows,
   typedElements,
@@ -80,6 +79,9 @@ describe('elementCount / byteLength', () => {
     expect(byteLength(datatype, shape)).toBe(bytes)
   })
 })
+
+/** Flat values, as one row. */
+const encodeJsonElements = (datatype: Datatype, values: readonly unknown[], field: string) => encodeJsonRows(datatype, [values], field)
 
 /** The rows joined: the elements in row-major order. */
 const elementsOf = (data: unknown, shape: number[], field: string) => tensorDataRows(data, shape, field).flat()

@@ -169,11 +169,6 @@ export function encodeJsonRows(datatype: Datatype, rows: readonly (readonly unkn
   return bytes
 }
 
-/** `encodeJsonRows` for flat values. */
-export function encodeJsonElements(datatype: Datatype, values: readonly unknown[], field: string): Uint8Array {
-  return encodeJsonRows(datatype, [values], field)
-}
-
 /**
  * Writes a row of JSON values as elements `start…`; returns the index in the row of the first
  * value it cannot hold and why, or undefined. One loop per datatype: a call per element through

@@ -27,7 +27,7 @@ import {
   ATTESTATION_LEAF_TYPES,
   attestationTypedData,
   canonicalTensorBytes,
-  encodeJsonElements,
+  encodeJsonRows,
   outputHash,
   type ModelDescriptor,
   type RawTensor,
@@ -58,7 +58,7 @@ interface JobView {
 function randomInput(): { data: number[]; raw: RawTensor } {
   // `|| 0`: JSON has no -0 (it arrives as 0), and the commitment is over the bits.
   const data = Array.from({ length: SHAPE.reduce((a, b) => a * b, 1) }, () => Math.round((Math.random() * 2 - 1) * 1e4) / 1e4 || 0)
-  return { data, raw: { name: 'x', datatype: 'FP32', shape: SHAPE, data: encodeJsonElements('FP32', data, 'x') } }
+  return { data, raw: { name: 'x', datatype: 'FP32', shape: SHAPE, data: encodeJsonRows('FP32', [data], 'x') } }
 }
 
 describe('attestations on the local chain', () => {
@@ -132,7 +132,7 @@ describe('attestations on the local chain', () => {
       // The caller opens its own commitment with the salt it was given.
       expect(attestation.inputHash).toBe(sha256(concat([p.input_salt as Hex, toHex(canonicalTensorBytes([input]))])))
       // The outputs it received are the ones attested.
-      const outputs: RawTensor[] = body.outputs.map((o) => ({ ...o, data: encodeJsonElements(o.datatype, o.data, o.name) }))
+      const outputs: RawTensor[] = body.outputs.map((o) => ({ ...o, data: encodeJsonRows(o.datatype, [o.data], o.name) }))
       expect(attestation.outputHash).toBe(outputHash(outputs))
       // The edge recorded exactly what the caller got.
       expect(view).toMatchObject({ seq: p.attestation_seq, deviceId: DEVICE, signature: p.attestation_signature, batch: null, proof: null })
