@@ -3,8 +3,10 @@
  * it publishes job frames and reads result frames exactly as the edge does.
  */
 import { mkdtempSync, readFileSync, statSync } from 'node:fs'
+import { createServer, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { Aedes } from 'aedes'
 import { recoverTypedDataAddress } from 'viem'
 import mqtt from 'mqtt'
 import * as ort from 'onnxruntime-node'
@@ -252,6 +254,52 @@ describe('two agents started with the same device id', () => {
     } finally {
       await Promise.all(agents.map((agent) => agent.stop()))
       await broker.close()
+    }
+  })
+})
+
+describe('stopping while the broker does not acknowledge', () => {
+  it('returns within seconds when its offline status is never acknowledged, instead of waiting forever', async () => {
+    // A broker that never authorizes (so never acknowledges) an offline status: a stand-in for
+    // a connection that drops while that publish is in flight, which a test cannot time. Before,
+    // mqtt.js's graceful end waited for the acknowledgement, and stop() never returned.
+    let offlineHeld = false
+    const aedes = await Aedes.createBroker({
+      authorizePublish: (_client, packet, callback) => {
+        const offline = packet.topic === deviceStatusTopic('unacknowledged') && /"online":false/.test(packet.payload.toString())
+        if (offline && packet.retain) offlineHeld = true
+        else callback(null)
+      },
+    })
+    const sockets = new Set<Socket>()
+    const server = createServer((socket) => {
+      sockets.add(socket)
+      aedes.handle(socket)
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const port = (server.address() as { port: number }).port
+    const key = join(mkdtempSync(join(tmpdir(), 'agent-key-')), 'device.key')
+    initDeviceKey(key)
+    const logs: string[] = []
+    const stopping = await startAgent(
+      AgentConfigSchema.parse({
+        deviceId: 'unacknowledged',
+        broker: { url: `mqtt://127.0.0.1:${port}` },
+        models: [{ name: 'none', version: '1', path: '/nonexistent/model.onnx' }],
+        keyPath: key,
+      }),
+      (message) => logs.push(message),
+    )
+    try {
+      await waitFor('the agent connected', async () => (logs.some((m) => m.startsWith('connected to')) ? true : undefined))
+      const started = Date.now()
+      await stopping.stop()
+      expect(offlineHeld).toBe(true)
+      expect(Date.now() - started).toBeLessThan(10_000)
+    } finally {
+      for (const socket of sockets) socket.destroy()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+      await new Promise<void>((resolve) => aedes.close(() => resolve()))
     }
   })
 })

@@ -41,6 +41,21 @@ import { loadModel, modelsFromConfig, modelSha256, type LoadedModel } from './ru
 import { checkJobTensors, InvalidJobInputError, runModel } from './runtime/run-job.js'
 
 const EWMA_WEIGHT = 0.2
+/** How long a stop waits for the broker to acknowledge the offline status. */
+const STOP_PUBLISH_WAIT_MS = 2_000
+
+/** Whether `promise` fulfilled within `ms` (false if it rejected or was still pending). */
+async function settledWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms)
+  })
+  try {
+    return await Promise.race([promise.then(() => true, () => false), timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
 
 export interface RunningAgent {
   deviceId: string
@@ -259,11 +274,17 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
     // Before the sessions are released: no download or load may finish after that.
     await provisioner.stop()
     // A clean stop publishes the offline status itself: the broker sends the will only when a
-    // client vanishes without DISCONNECT (MQTT §3.1.2.5).
+    // client vanishes without DISCONNECT (MQTT §3.1.2.5). Waited for briefly, not forever: the
+    // connection can drop meanwhile (a broker restart, a twin with our client id).
     if (client.connected) {
-      await client.publishAsync(deviceStatusTopic(deviceId), JSON.stringify(status(false)), { qos: 1, retain: true })
+      const published = client.publishAsync(deviceStatusTopic(deviceId), JSON.stringify(status(false)), { qos: 1, retain: true })
+      await settledWithin(published, STOP_PUBLISH_WAIT_MS)
     }
-    await client.endAsync()
+    // mqtt.js's graceful end waits for every unacknowledged message, and once ending it never
+    // reconnects to get them acknowledged: with any left (or no connection) that wait would never
+    // end, so the stop is forced. The broker then sends the will, which also says offline.
+    const graceful = client.connected && Object.keys(client.outgoing).length === 0
+    await client.endAsync(!graceful)
     await Promise.all(served.map(({ loaded }) => loaded.session?.release()))
   }
 }
