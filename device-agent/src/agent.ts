@@ -44,14 +44,14 @@ const EWMA_WEIGHT = 0.2
 /** How long a stop waits for the broker to acknowledge the offline status. */
 const STOP_PUBLISH_WAIT_MS = 2_000
 
-/** Whether `promise` fulfilled within `ms` (false if it rejected or was still pending). */
-async function settledWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+/** Waits until `promise` settles or `ms` pass, whichever is first; never rejects. */
+async function waitAtMost(promise: Promise<unknown>, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms)
+  const timeout = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms)
   })
   try {
-    return await Promise.race([promise.then(() => true, () => false), timeout])
+    await Promise.race([promise.then(() => {}, () => {}), timeout])
   } finally {
     clearTimeout(timer)
   }
@@ -278,7 +278,7 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
     // connection can drop meanwhile (a broker restart, a twin with our client id).
     if (client.connected) {
       const published = client.publishAsync(deviceStatusTopic(deviceId), JSON.stringify(status(false)), { qos: 1, retain: true })
-      await settledWithin(published, STOP_PUBLISH_WAIT_MS)
+      await waitAtMost(published, STOP_PUBLISH_WAIT_MS)
     }
     // mqtt.js's graceful end waits for every unacknowledged message, and once ending it never
     // reconnects to get them acknowledged: with any left (or no connection) that wait would never
