@@ -10,6 +10,7 @@
  */
 import type { WeierstrassPoint } from '@noble/curves/abstract/weierstrass.js'
 import { secp256k1 } from '@noble/curves/secp256k1.js'
+import { bytesToNumberBE } from '@noble/curves/utils.js'
 import { bytesToHex, hexToBytes, randomBytes, utf8ToBytes } from '@noble/hashes/utils.js'
 import { signDigestWithNonce, type EcdsaNonces } from './ecdsa-nonces.js'
 import { ProtocolError, TensorError } from './errors.js'
@@ -470,10 +471,6 @@ export function addressOf(publicKey: Uint8Array): Hex {
   return addressOfPoint(Secp256k1Point.fromBytes(publicKey))
 }
 
-function bigintOf(bytes: Uint8Array): bigint {
-  return BigInt(`0x${bytesToHex(bytes)}`)
-}
-
 function signatureBytes(signature: Hex | Uint8Array): Uint8Array | undefined {
   if (signature instanceof Uint8Array) return signature.length === 65 ? signature : undefined
   return typeof signature === 'string' && /^0x[0-9a-fA-F]{130}$/.test(signature) ? hexToBytes(signature.slice(2)) : undefined
@@ -492,8 +489,8 @@ function parseSignature(signature: Hex | Uint8Array): ParsedSignature | undefine
   if (!bytes) return undefined
   const v = bytes[64]!
   if (v !== 27 && v !== 28) return undefined
-  const r = bigintOf(bytes.subarray(0, 32))
-  const s = bigintOf(bytes.subarray(32, 64))
+  const r = bytesToNumberBE(bytes.subarray(0, 32))
+  const s = bytesToNumberBE(bytes.subarray(32, 64))
   if (r === 0n || r >= CURVE_ORDER || s === 0n || s > HALF_ORDER) return undefined
   return { r, s, recovery: v - 27 }
 }
@@ -654,7 +651,7 @@ export function verifyAttestationSignature(
 function verifyDigest(publicKey: Point | Uint8Array, digest: Uint8Array, { r, s, recovery }: ParsedSignature): boolean {
   const preparedPoint = publicKey instanceof Uint8Array ? undefined : publicKey
   // ECDSA (SEC 1 4.1.4): R = (h/s)·G + (r/s)·P must have x = r and, for v, the y parity.
-  const h = Fn.create(bigintOf(digest))
+  const h = Fn.create(bytesToNumberBE(digest))
   const sInv = Fn.inv(s)
   const u1 = Fn.mul(h, sInv)
   const u2 = Fn.mul(r, sInv)

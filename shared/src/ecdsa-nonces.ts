@@ -15,7 +15,7 @@
  * do not run a signing agent from a memory snapshot. Restarting the agent is safe (a new pool).
  */
 import { secp256k1 } from '@noble/curves/secp256k1.js'
-import { bytesToHex } from '@noble/hashes/utils.js'
+import { bytesToNumberBE } from '@noble/curves/utils.js'
 
 const { Point } = secp256k1
 const Fn = Point.Fn
@@ -28,14 +28,10 @@ interface EcdsaNonce {
   readonly yParity: 0 | 1
 }
 
-function scalarOf(bytes: Uint8Array): bigint {
-  return BigInt(`0x${bytesToHex(bytes)}`)
-}
-
 function makeNonce(): EcdsaNonce {
   for (;;) {
     // Uniform in [1, n-1] (noble reduces 48 random bytes mod n-1: bias below 2^-128).
-    const k = scalarOf(secp256k1.utils.randomSecretKey())
+    const k = bytesToNumberBE(secp256k1.utils.randomSecretKey())
     // Constant-time and blinded: the nonce must not leak through timing.
     const { x, y } = Point.BASE.multiply(k).toAffine()
     // x ≥ n (probability ~2^-128) has no Ethereum encoding (v is 27 or 28 only); x = 0 mod n
@@ -43,7 +39,7 @@ function makeNonce(): EcdsaNonce {
     if (x >= Fn.ORDER || x === 0n) continue
     // k⁻¹ = b·(k·b)⁻¹ with a random b: the inversion's running time depends on its input, and
     // it must not depend on k (noble blinds its own signing's inversion the same way).
-    const blind = scalarOf(secp256k1.utils.randomSecretKey())
+    const blind = bytesToNumberBE(secp256k1.utils.randomSecretKey())
     return { r: x, kInverse: Fn.mul(blind, Fn.inv(Fn.mul(k, blind))), yParity: Number(y & 1n) as 0 | 1 }
   }
 }
@@ -86,10 +82,10 @@ export class EcdsaNonces {
 export function signDigestWithNonce(privateKey: Uint8Array, digest: Uint8Array, nonces: EcdsaNonces): Uint8Array {
   if (digest.length !== 32) throw new RangeError(`a digest is 32 bytes, got ${digest.length}`)
   if (privateKey.length !== 32) throw new RangeError(`a private key is 32 bytes, got ${privateKey.length}`)
-  const d = scalarOf(privateKey)
+  const d = bytesToNumberBE(privateKey)
   if (!Fn.isValidNot0(d)) throw new RangeError('the private key is not a secp256k1 scalar')
   // bits2int: a 256-bit digest for a 256-bit order is taken whole, then reduced mod n.
-  const z = Fn.create(scalarOf(digest))
+  const z = Fn.create(bytesToNumberBE(digest))
   for (;;) {
     const { r, kInverse, yParity } = nonces.take()
     let s = Fn.mul(kInverse, Fn.add(z, Fn.mul(r, d)))
