@@ -1,5 +1,5 @@
 /**
- * The on-chain commands of `depinfer`, for providers (stake, register devices), earners (claim
+ * The on-chain commands of `depinfer`, for providers (stake, register devices, unstake), earners (claim
  * payouts) and payers (deposit, withdraw): their command line, checked in full (options,
  * amounts, addresses, DEPINFER_PRIVATE_KEY) before the edge or the chain is asked anything.
  */
@@ -10,13 +10,16 @@ import { CliError, UsageError } from './errors.js'
 import { deposit, withdraw } from './escrow.js'
 import { parseAddress, parseEthAmount } from './eth.js'
 import { claimPayout, showPayouts } from './payouts.js'
-import { deviceAccount, printProviderStatus, registerDevice } from './provider.js'
+import { cancelUnstake, deviceAccount, printProviderStatus, registerDevice, unregisterDevice, unstake } from './provider.js'
 
 export const CHAIN_GROUPS: readonly string[] = ['provider', 'payouts', 'escrow']
 
 export const CHAIN_USAGE = {
   commands: `  depinfer provider register --device-key <path> [--stake <eth>]
   depinfer provider status [--address <0x…>]
+  depinfer provider unstake [--amount <eth>]
+  depinfer provider cancel-unstake
+  depinfer provider unregister <0x…device> | --device-key <path>
   depinfer payouts show [<0x…>]
   depinfer payouts claim [--account <0x…>]
   depinfer escrow deposit <eth> [--for <0x…>]
@@ -27,8 +30,10 @@ export const CHAIN_USAGE = {
   --account           whose earnings to claim (default: DEPINFER_PRIVATE_KEY's account); any account
                       may send the claim, the Escrow pays the earner
   --for               deposit into another payer's balance
-  --amount            request a withdrawal of this much, in ETH (default: the whole balance); run
-                      withdraw again once the delay has passed to receive it`,
+  --amount            escrow withdraw: request a withdrawal of this much, in ETH (default: the whole
+                      balance); provider unstake: request an unstake of this much (default: the whole
+                      stake; the provider's devices get no jobs meanwhile). Run the command again once
+                      the delay has passed to receive it`,
   environment: `  DEPINFER_PRIVATE_KEY: the account that signs and pays the chain commands' transactions
   DEPINFER_RPC_URL, DEPINFER_PROVIDER_REGISTRY_ADDRESS, DEPINFER_ESCROW_ADDRESS: default, the edge's GET /api/chain`,
 }
@@ -49,6 +54,9 @@ type Option = Exclude<keyof typeof OPTIONS, 'help'>
 const COMMANDS: Record<string, { options: readonly Option[]; positionals: number }> = {
   'provider register': { options: ['device-key', 'stake'], positionals: 0 },
   'provider status': { options: ['address'], positionals: 0 },
+  'provider unstake': { options: ['amount'], positionals: 0 },
+  'provider cancel-unstake': { options: [], positionals: 0 },
+  'provider unregister': { options: ['device-key'], positionals: 1 },
   'payouts show': { options: [], positionals: 1 },
   'payouts claim': { options: ['account'], positionals: 0 },
   'escrow deposit': { options: ['for'], positionals: 1 },
@@ -94,6 +102,27 @@ export async function runChainCommand(argv: string[], env: NodeJS.ProcessEnv, us
       const provider = values.address === undefined ? addressFromEnv(env, "the provider's account") : parseAddress(values.address, '--address')
       if (!provider) throw new CliError("provider status needs --address <0x…>, or DEPINFER_PRIVATE_KEY to show its account's", 2)
       await printProviderStatus(await connect(await chainTarget('providerRegistry', env, edge)), provider)
+      return 0
+    }
+    case 'provider unstake': {
+      const amount = values.amount === undefined ? undefined : parseEthAmount(values.amount, '--amount')
+      const provider = signerFromEnv(env, "the provider's account")
+      await unstake(await connect(await chainTarget('providerRegistry', env, edge)), provider, amount)
+      return 0
+    }
+    case 'provider cancel-unstake': {
+      const provider = signerFromEnv(env, "the provider's account")
+      await cancelUnstake(await connect(await chainTarget('providerRegistry', env, edge)), provider)
+      return 0
+    }
+    case 'provider unregister': {
+      const path = values['device-key']
+      if ((rest[0] === undefined) === (path === undefined)) {
+        throw new UsageError("provider unregister needs the device: its address (depinfer provider unregister 0x…) or --device-key <path>, not both")
+      }
+      const device = path === undefined ? parseAddress(rest[0]!, 'the device address') : (await deviceAccount(path)).address
+      const provider = signerFromEnv(env, "the provider's account")
+      await unregisterDevice(await connect(await chainTarget('providerRegistry', env, edge)), provider, device)
       return 0
     }
     case 'payouts show': {

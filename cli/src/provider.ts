@@ -1,11 +1,14 @@
 /**
- * `depinfer provider register` and `depinfer provider status`: a provider's stake and devices in
- * the ProviderRegistry. Registering stakes up to the wanted amount when the stake is lower, then
- * registers the device with its key's EIP-712 consent (ProviderRegistry.registerDevice checks
- * it), skipping each step already done, so running it again changes nothing. Status reads the
- * chain only: the edge routes to a device exactly when `isActiveDevice` says so.
+ * The `depinfer provider` commands: a provider's stake and devices in the ProviderRegistry.
+ * Registering stakes up to the wanted amount when the stake is lower, then registers the device
+ * with its key's EIP-712 consent (ProviderRegistry.registerDevice checks it), skipping each step
+ * already done, so running it again changes nothing. Status reads the chain only: the edge
+ * routes to a device exactly when `isActiveDevice` says so. Leaving mirrors an Escrow
+ * withdrawal: `unstake` requests (the devices stop getting jobs at once), then, run again after
+ * the registry's delay, pays the stake out; `cancel-unstake` drops the request; `unregister`
+ * frees a device for another provider.
  */
-import { type Address, bytesToHex, isAddressEqual, type PrivateKeyAccount, zeroAddress } from 'viem'
+import { type Address, bytesToHex, isAddressEqual, parseEventLogs, type PrivateKeyAccount, zeroAddress } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
 // The agent's own loader, so the CLI reads a key file exactly as the agent does (format, mode
 // 0600 check, messages); @depinfer/device-agent exports no entry point for it.
@@ -35,9 +38,14 @@ export interface RegisterOptions {
   stake?: bigint
 }
 
+async function registryContract(conn: Connection) {
+  const { providerRegistryAbi } = await loadContracts()
+  return { address: conn.target.address, abi: providerRegistryAbi } as const
+}
+
 export async function registerDevice({ conn, provider, device, stake }: RegisterOptions): Promise<void> {
-  const { providerRegistryAbi, deviceRegistrationTypedData } = await loadContracts()
-  const registry = { address: conn.target.address, abi: providerRegistryAbi } as const
+  const { deviceRegistrationTypedData } = await loadContracts()
+  const registry = await registryContract(conn)
   const [minStake, standing, current] = await readChain(`reading the ProviderRegistry at ${registry.address}`, () =>
     Promise.all([
       conn.client.readContract({ ...registry, functionName: 'minStake' }),
@@ -83,8 +91,7 @@ export async function registerDevice({ conn, provider, device, stake }: Register
  * `known` devices are checked even when the RPC will not list events (some cap log ranges).
  */
 export async function printProviderStatus(conn: Connection, provider: Address, known: readonly Address[] = []): Promise<void> {
-  const { providerRegistryAbi } = await loadContracts()
-  const registry = { address: conn.target.address, abi: providerRegistryAbi } as const
+  const registry = await registryContract(conn)
   const [minStake, standing, active, block] = await readChain(`reading the ProviderRegistry at ${registry.address}`, () =>
     Promise.all([
       conn.client.readContract({ ...registry, functionName: 'minStake' }),
@@ -127,4 +134,81 @@ export async function printProviderStatus(conn: Connection, provider: Address, k
     }
   }
   if (!listed) console.log(`  (the RPC would not list the registry's DeviceRegistered events, so devices other than those named are not shown)`)
+}
+
+/**
+ * Requests an unstake of `amount` wei (default: the whole stake) when none is pending or an
+ * amount is given (replacing the pending one, whose delay restarts); otherwise pays out the
+ * pending one if its delay has passed, and says when it will have if not (exit 1). While a
+ * request is pending every device of the provider is inactive: the edge sends them no job.
+ */
+export async function unstake(conn: Connection, provider: PrivateKeyAccount, amount?: bigint): Promise<void> {
+  const registry = await registryContract(conn)
+  const wallet = conn.wallet(provider)
+  const [standing, block] = await readChain(`reading the ProviderRegistry at ${registry.address}`, () =>
+    Promise.all([conn.client.readContract({ ...registry, functionName: 'getProvider', args: [provider.address] }), conn.client.getBlock()]),
+  )
+  if (amount !== undefined || standing.unstakeAmount === 0n) {
+    const wanted = amount ?? standing.stake
+    if (wanted === 0n) {
+      console.log(`nothing to unstake: ${provider.address} has no stake in ProviderRegistry ${registry.address}`)
+      return
+    }
+    if (wanted > standing.stake) throw new CliError(`--amount ${eth(wanted)} is more than the stake of ${provider.address}, ${eth(standing.stake)}`, 2)
+    if (standing.unstakeAmount > 0n) console.log(`replacing the pending unstake of ${eth(standing.unstakeAmount)} (the delay starts again)`)
+    await sendTransaction(conn, `requested an unstake of ${eth(wanted)}`, () => wallet.writeContract({ ...registry, functionName: 'requestUnstake', args: [wanted] }))
+    const [now, after] = await readChain('reading the unstake request', () =>
+      Promise.all([conn.client.getBlock(), conn.client.readContract({ ...registry, functionName: 'getProvider', args: [provider.address] })]),
+    )
+    console.log(
+      `the edge sends this provider's ${after.deviceCount} device(s) no more jobs until it is done or cancelled (depinfer provider cancel-unstake); ` +
+        `run \`depinfer provider unstake\` again from ${whenAvailable(after.unstakeAvailableAt, now.timestamp)} to receive it`,
+    )
+    return
+  }
+  // The contract compares with the block's timestamp, so the chain's clock decides, not ours.
+  if (block.timestamp < standing.unstakeAvailableAt) {
+    throw new CliError(`the unstake of ${eth(standing.unstakeAmount)} is not available yet: run this again from ${whenAvailable(standing.unstakeAvailableAt, block.timestamp)}`)
+  }
+  const receipt = await sendTransaction(conn, 'completed the unstake', () => wallet.writeContract({ ...registry, functionName: 'unstake' }))
+  const event = parseEventLogs({ abi: registry.abi, eventName: 'Unstaked', logs: receipt.logs })[0]
+  const paid = event?.args.amount ?? 0n
+  // Less than requested when the provider was slashed during the delay.
+  console.log(`unstaked ${eth(paid)} to ${provider.address}${paid < standing.unstakeAmount ? ` (slashing took the other ${eth(standing.unstakeAmount - paid)})` : ''}`)
+  await printProviderStatus(conn, provider.address)
+}
+
+/** Drops the provider's pending unstake request, so its devices are active again (if staked enough). */
+export async function cancelUnstake(conn: Connection, provider: PrivateKeyAccount): Promise<void> {
+  const registry = await registryContract(conn)
+  const standing = await readChain(`reading the ProviderRegistry at ${registry.address}`, () =>
+    conn.client.readContract({ ...registry, functionName: 'getProvider', args: [provider.address] }),
+  )
+  if (standing.unstakeAmount === 0n) {
+    console.log(`no unstake of ${provider.address} is pending: nothing to cancel`)
+    return
+  }
+  await sendTransaction(conn, `cancelled the unstake of ${eth(standing.unstakeAmount)}`, () =>
+    conn.wallet(provider).writeContract({ ...registry, functionName: 'cancelUnstake' }),
+  )
+  await printProviderStatus(conn, provider.address)
+}
+
+/** Removes `device` from the provider: it gets no more jobs and another provider may register it. */
+export async function unregisterDevice(conn: Connection, provider: PrivateKeyAccount, device: Address): Promise<void> {
+  const registry = await registryContract(conn)
+  const current = await readChain(`reading the ProviderRegistry at ${registry.address}`, () =>
+    conn.client.readContract({ ...registry, functionName: 'providerOf', args: [device] }),
+  )
+  if (current === zeroAddress) {
+    console.log(`device ${device} is not registered: nothing to unregister`)
+    return
+  }
+  if (!isAddressEqual(current, provider.address)) {
+    throw new CliError(`device ${device} is registered to provider ${current}, not ${provider.address}: only that provider can unregister it`)
+  }
+  await sendTransaction(conn, `unregistered device ${device}`, () =>
+    conn.wallet(provider).writeContract({ ...registry, functionName: 'unregisterDevice', args: [device] }),
+  )
+  await printProviderStatus(conn, provider.address, [device])
 }

@@ -5,7 +5,8 @@
  * again changes nothing; status shows the device active; the device then serves priced jobs, and
  * after the batch `payouts claim` pays exactly the claimable wei, sent by a relayer so the
  * earners' balances move by the claim alone; a second claim claims nothing; a payer deposits and
- * withdraws. Every expected failure is one line.
+ * withdraws; the provider unstakes (its device gets no jobs meanwhile), cancels, unstakes for good
+ * and unregisters the device. Every expected failure is one line.
  */
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -19,6 +20,7 @@ import { escrowAbi, providerRegistryAbi } from '../../contracts/generated/index.
 import { initDeviceKey } from '../../device-agent/src/keys/device-key.js'
 import { bundledModelPath } from '../../device-agent/src/models/bundled.js'
 import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/network.js'
+import { waitFor } from '../../scripts/local/wait-for.js'
 import { apiClient, waitForModelReady, type ApiClient } from './support.js'
 import { runNode, type NodeRun as Run } from '../helpers/run-node.js'
 
@@ -251,5 +253,67 @@ describe('depinfer provider / payouts / escrow on the local chain', () => {
     expect(await chain.getBalance({ address: payer })).toBe(before + remaining - receipt.gasUsed * receipt.effectiveGasPrice)
     expect(stdout).toContain(`${payer} in Escrow ${escrow}: balance 0 ETH, available for jobs 0 ETH`)
     expect(await chain.readContract({ address: escrow, abi: escrowAbi, functionName: 'balanceOf', args: [payer] })).toBe(0n)
+  })
+
+  it('unstakes: the devices get no jobs while it is pending, cancel brings them back, the stake comes back after the delay; unregister frees the device', async () => {
+    const env = { ...edgeEnv, DEPINFER_PRIVATE_KEY: PROVIDER_KEY }
+    const stake = parseEther('0.25')
+    const anvil = createTestClient({ chain: foundry, mode: 'anvil', transport: http(network.chain!.rpcUrl) })
+    const routable = async () => (await api.get('/v2/models/ppocr-cls/ready')).status === 200
+    const getProvider = () => chain.readContract({ address: registry, abi: providerRegistryAbi, functionName: 'getProvider', args: [provider] })
+    expect(await routable()).toBe(true)
+
+    expectOneLineError(await runCli(['provider', 'unstake', '--amount', '0.3'], env), 2, new RegExp(`^--amount 0\\.3 ETH is more than the stake of ${provider}, 0\\.25 ETH$`))
+    const requested = expectSuccess(await runCli(['provider', 'unstake'], env))
+    expect(requested).toMatch(/^requested an unstake of 0\.25 ETH: tx 0x[0-9a-f]{64} \(block \d+\)$/m)
+    expect(requested).toMatch(/the edge sends this provider's 1 device\(s\) no more jobs until it is done or cancelled .* run `depinfer provider unstake` again from \S+ \(in 24 h 0 min, by the chain's clock\)/)
+    expect(await isActiveDevice(device)).toBe(false)
+    // The edge stops routing to the device once its stake answer expires (DEVICE_STAKE_TTL_MS 1 s).
+    await waitFor('the edge to stop routing to the unstaking device', async () => ((await routable()) ? undefined : true), 15_000, 100)
+    expectOneLineError(await runCli(['provider', 'unstake'], env), 1, /^the unstake of 0\.25 ETH is not available yet: run this again from \S+ \(in 24 h 0 min, by the chain's clock\)$/)
+
+    const cancelled = expectSuccess(await runCli(['provider', 'cancel-unstake'], env))
+    expect(cancelled).toMatch(/^cancelled the unstake of 0\.25 ETH: tx 0x[0-9a-f]{64}/m)
+    expect(cancelled).toContain(`provider ${provider}: stake 0.25 ETH (minimum 0.1 ETH), 1 device(s), in good standing`)
+    expect(await isActiveDevice(device)).toBe(true)
+    await waitFor('the edge to route to the device again', async () => ((await routable()) ? true : undefined), 15_000, 100)
+    const nonce = await nonceOf(provider)
+    expect(expectSuccess(await runCli(['provider', 'cancel-unstake'], env))).toBe(`no unstake of ${provider} is pending: nothing to cancel\n`)
+    expect(await nonceOf(provider)).toBe(nonce)
+
+    // Leaving for good: requested again, paid a day later by the chain's clock, to the wei.
+    expectSuccess(await runCli(['provider', 'unstake'], env))
+    await anvil.increaseTime({ seconds: 24 * 3600 })
+    await anvil.mine({ blocks: 1 })
+    const before = await chain.getBalance({ address: provider })
+    const stdout = expectSuccess(await runCli(['provider', 'unstake'], env))
+    expect(stdout).toMatch(/^completed the unstake: tx 0x[0-9a-f]{64}/m)
+    expect(stdout).toContain(`unstaked 0.25 ETH to ${provider}\n`)
+    expect(stdout).toContain(`provider ${provider}: stake 0 ETH (minimum 0.1 ETH), 1 device(s), NOT in good standing: the stake is below the minimum`)
+    const [hash] = txHashes(stdout)
+    const receipt = await chain.getTransactionReceipt({ hash: hash! })
+    expect(await chain.getBalance({ address: provider })).toBe(before + stake - receipt.gasUsed * receipt.effectiveGasPrice)
+    expect(await getProvider()).toMatchObject({ stake: 0n, unstakeAmount: 0n, deviceCount: 1 })
+    expect(expectSuccess(await runCli(['provider', 'unstake'], env))).toBe(`nothing to unstake: ${provider} has no stake in ProviderRegistry ${getAddress(registry)}\n`)
+
+    // Unregistering frees the device: by its key file or its address, only by its provider.
+    for (const args of [[], [device, '--device-key', deviceKeyPath]]) {
+      // A usage error: its line, then the usage.
+      const run = await runCli(['provider', 'unregister', ...args], env)
+      expect(run.code).toBe(2)
+      expect(run.stderr).toMatch(/^provider unregister needs the device: its address .* or --device-key <path>, not both\n\nusage:/)
+    }
+    const other = privateKeyToAccount(OTHER_PROVIDER_KEY).address
+    expectOneLineError(
+      await runCli(['provider', 'unregister', device], { ...edgeEnv, DEPINFER_PRIVATE_KEY: OTHER_PROVIDER_KEY }),
+      1,
+      new RegExp(`^device ${device} is registered to provider ${provider}, not ${other}: only that provider can unregister it$`),
+    )
+    const unregistered = expectSuccess(await runCli(['provider', 'unregister', '--device-key', deviceKeyPath], env))
+    expect(unregistered).toMatch(new RegExp(`^unregistered device ${device}: tx 0x[0-9a-f]{64}`, 'm'))
+    expect(unregistered).toContain(`  device ${device}: not registered`)
+    expect(await providerOf(device)).toBe('0x0000000000000000000000000000000000000000')
+    expect(await getProvider()).toMatchObject({ deviceCount: 0 })
+    expect(expectSuccess(await runCli(['provider', 'unregister', device], env))).toBe(`device ${device} is not registered: nothing to unregister\n`)
   })
 })
