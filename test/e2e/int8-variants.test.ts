@@ -264,9 +264,10 @@ describe('int8 variants of published models', () => {
     // Claims to be the fastest device, so the scheduler would pick it if it could.
     const rogue = await startRogueDevice({ brokerUrl: network.broker.tcpUrl, deviceId: 'rogue-int8', model: model('1', 'cd'.repeat(32)), mode: 'unpublished-file' })
     try {
-      // The catalog groups it with the fp32 device (same name, version and identity)…
-      await waitFor('the rogue device seen', async () => ((await readyDevices('1')) === 2 ? true : undefined))
-      // …but no job goes to it.
+      // The Gateway sees it online (the fp32 device and it)…
+      await waitFor('the rogue device seen', async () => (((await api.get('/v2/health/ready')).body.devices_online as number) === 2 ? true : undefined))
+      // …but does not count it as ready for the model, and sends it no job.
+      expect(await readyDevices('1')).toBe(1)
       for (let seed = 10; seed < 16; seed++) {
         const { response } = await infer('/v2/models/cls-int8/versions/1/infer', seed)
         expect(response.body.parameters).toMatchObject({ device_id: 'fp32-device', model_variant: 'fp32' })
@@ -282,7 +283,14 @@ describe('int8 variants of published models', () => {
     expect(v2.body).toMatchObject({ version: '2', variants: [] })
     const borrower = await startRogueDevice({ brokerUrl: network.broker.tcpUrl, deviceId: 'rogue-borrower', model: model('2', int8Sha), mode: 'unpublished-file' })
     try {
-      await waitFor('the borrowing device seen', async () => ((await api.get('/v2/models/cls-int8/versions/2/ready')).status === 200 ? true : undefined))
+      const listed = async () => ((await api.post('/v2/repository/index')).body as unknown as { name: string; version: string; state: string; reason: string }[]).find((e) => e.name === 'cls-int8' && e.version === '2')
+      await waitFor('the borrowing device seen', async () => ((await listed())?.reason.startsWith('not routable') ? true : undefined))
+      // Listed, but neither the index nor readiness claims a job could run: none would go to it.
+      expect(await listed()).toMatchObject({ state: 'UNAVAILABLE', reason: expect.stringMatching(/^not routable: its devices run a file that is neither the version's own nor a variant accepted for it$/) })
+      const ready = await api.get('/v2/models/cls-int8/versions/2/ready')
+      expect(ready.status).toBe(400)
+      expect(ready.body).toMatchObject({ ready: false, state: 'UNAVAILABLE' })
+      expect(await readyDevices('2')).toBe(0)
       const response = await api.post('/v2/models/cls-int8/versions/2/infer', exampleInferRequest(20))
       expect(response.status, response.text).toBe(503)
       expect(borrower.jobsReceived()).toBe(0)

@@ -40,9 +40,10 @@ import { BrokerLink } from './broker-link.js'
 import { buildCatalog, CatalogCache, catalogKey, compareVersions, entriesOf, NOT_ROUTABLE, resolveModel, versionsOf, type CatalogModel, type PublishedFile } from './catalog.js'
 import { DeviceTable, type DeviceEntry } from './device-table.js'
 import { pickDevice } from './scheduler.js'
-import { acceptedFileOn } from './served-file.js'
+import { acceptedFileOn, routableView } from './served-file.js'
 import { validateInputs } from './validate-inputs.js'
 import type {
+  AcceptedVariant,
   GatewayHealth,
   InferJob,
   InferResult,
@@ -137,29 +138,33 @@ export class Gateway extends DurableObject<Env> {
     }
   }
 
-  async repository(): Promise<Outcome<RepositoryEntry[]>> {
+  /** `variants`: those accepted for published versions, by model name; see model(). */
+  async repository(variants: (AcceptedVariant & { name: string })[] = []): Promise<Outcome<RepositoryEntry[]>> {
     return this.#outcome(async () => {
       await this.#linkUp()
       this.#refreshStakesInBackground()
-      return [...this.#catalog().values()].map(({ descriptor, defining, state, reason }) => ({
-        name: descriptor.name,
-        version: descriptor.version,
-        sha256: descriptor.sha256,
-        defining,
-        state,
-        reason,
-      }))
+      return [...this.#catalog().values()].map((entry) => {
+        const { state, reason } = routableView(entry, variants.filter((v) => v.name === entry.descriptor.name))
+        const { descriptor, defining } = entry
+        return { name: descriptor.name, version: descriptor.version, sha256: descriptor.sha256, defining, state, reason }
+      })
     })
   }
 
-  /** `published`: the name's published versions (empty when nobody published it), see resolveModel. */
-  async model(name: string, version: string | undefined, published: PublishedFile[] = []): Promise<Outcome<ModelInfo>> {
+  /**
+   * `published`: the name's published versions (empty when nobody published it), see
+   * resolveModel. `variants`: those accepted for them: the model is ready, and its devices
+   * counted, only where a job could go (a device running an int8 file nobody accepted for the
+   * version gets none, acceptedFileOn).
+   */
+  async model(name: string, version: string | undefined, published: PublishedFile[] = [], variants: AcceptedVariant[] = []): Promise<Outcome<ModelInfo>> {
     return this.#outcome(async () => {
       await this.#linkUp()
       this.#refreshStakesInBackground()
       const catalog = this.#catalog()
       const model = this.#resolve(catalog, name, version, published)
       const { descriptor } = model
+      const routable = routableView(model, variants)
       return {
         name: descriptor.name,
         version: descriptor.version,
@@ -169,8 +174,8 @@ export class Gateway extends DurableObject<Env> {
         inputs: descriptor.inputs,
         outputs: descriptor.outputs,
         maxBatch: descriptor.maxBatch,
-        state: model.state,
-        readyDevices: model.readyDevices.length,
+        state: routable.state,
+        readyDevices: routable.readyDevices.length,
       }
     })
   }

@@ -8,6 +8,7 @@
  * claim an arbitrary file.
  */
 import { fileRun, type ModelDescriptor, type ModelVariant } from '@depinfer/shared'
+import { NOT_ROUTABLE, type CatalogModel, type ModelState } from './catalog.js'
 import type { DeviceEntry } from './device-table.js'
 import type { AcceptedVariant } from './rpc.js'
 
@@ -26,4 +27,19 @@ export function acceptedFileOn(device: DeviceEntry, model: ModelDescriptor, vari
 /** Which variant of `version` an accepted attestation's model hash names; the version's own file is 'fp32'. */
 export function variantRan(variants: readonly AcceptedVariant[] | undefined, version: string, modelHash: string): ModelVariant {
   return variants?.find((v) => v.version === version && `0x${v.sha256}` === modelHash.toLowerCase())?.kind ?? 'fp32'
+}
+
+/**
+ * A catalog entry as jobs see it, for readiness and the repository index: only its ready devices
+ * whose file a job may run count (acceptedFileOn), so a model served only by devices running a
+ * file nobody accepted for the version is not READY, as no job would go to them.
+ */
+export function routableView(entry: CatalogModel, variants: readonly AcceptedVariant[]): { readyDevices: DeviceEntry[]; state: ModelState; reason: string } {
+  const readyDevices = entry.readyDevices.filter((device) => acceptedFileOn(device, entry.descriptor, variants) !== undefined)
+  if (entry.state !== 'READY' || readyDevices.length > 0) return { readyDevices, state: entry.state, reason: entry.reason }
+  return {
+    readyDevices,
+    state: 'UNAVAILABLE',
+    reason: `${NOT_ROUTABLE}: its devices run a file that is neither the version's own nor a variant accepted for it`,
+  }
 }

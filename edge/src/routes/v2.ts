@@ -2,7 +2,7 @@
  * Open Inference Protocol (KServe v2) REST routes: health, server and model metadata, model
  * readiness, inference, and the model repository index.
  */
-import { inputCommitment, newSalt } from '@depinfer/shared'
+import { inputCommitment, newSalt, variantAccepted } from '@depinfer/shared'
 import { Hono, type Context } from 'hono'
 import { numberVar, type Env } from '../env.js'
 import { DepinferError } from '../errors/base.js'
@@ -58,7 +58,9 @@ v2.get('/', (c) =>
 
 v2.post('/repository/index', async (c) => {
   const readyOnly = await readyFilter(c.req.raw)
-  const [served, published] = await Promise.all([gatewayStub(c.env).repository(), listPublishedModels(c.env.DB)])
+  const published = await listPublishedModels(c.env.DB)
+  const variants = published.flatMap((m) => m.variants.filter(variantAccepted).map(({ kind, sha256 }) => ({ name: m.name, version: m.version, kind, sha256 })))
+  const served = await gatewayStub(c.env).repository(variants)
   const publishedNames = new Set(published.map((m) => m.name))
   const publishedFiles = new Map(published.map((m) => [`${m.name}\u0000${m.version}`, m.sha256]))
   const entries: RepositoryEntry[] = []
@@ -110,6 +112,8 @@ async function publishedOf(env: Env, name: string): Promise<PublishedVersionTerm
 }
 
 const filesOf = (published: readonly PublishedVersionTerms[]): PublishedFile[] => published.map(({ version, sha256 }) => ({ version, sha256 }))
+const acceptedVariantsOf = (published: readonly PublishedVersionTerms[]): AcceptedVariant[] =>
+  published.flatMap((v) => v.acceptedVariants.map(({ kind, sha256 }) => ({ version: v.version, kind, sha256 })))
 
 /**
  * A model's metadata: the Gateway's, from the devices serving it; for a published version no
@@ -118,7 +122,7 @@ const filesOf = (published: readonly PublishedVersionTerms[]): PublishedFile[] =
  */
 async function modelInfo(env: Env, name: string, version: string | undefined): Promise<ModelInfo> {
   const published = await publishedOf(env, name)
-  const outcome = await gatewayStub(env).model(name, version, filesOf(published))
+  const outcome = await gatewayStub(env).model(name, version, filesOf(published), acceptedVariantsOf(published))
   const versions = published.map((p) => p.version).sort(compareVersions)
   if (outcome.ok) return published.length === 0 ? outcome.value : { ...outcome.value, versions }
   const model = outcome.problem.status === 503 && published.length > 0
@@ -180,7 +184,7 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
     // D1 the job still runs, on devices running the versions' own files only.
     const published = await publishedOf(c.env, model)
     const publishedFiles = filesOf(published)
-    const variants: AcceptedVariant[] = published.flatMap((v) => v.acceptedVariants.map(({ kind, sha256 }) => ({ version: v.version, kind, sha256 })))
+    const variants = acceptedVariantsOf(published)
     // With payments on, the request is checked against the model before any price is held, so
     // a bad request is a 400 whether or not its payer could pay (one more Gateway call, on that
     // path only; the Gateway checks again against the version it runs).
