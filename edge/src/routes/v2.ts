@@ -190,7 +190,7 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
     // path only; the Gateway checks again against the version it runs).
     let checkedAgainst: ModelInfo | undefined
     if (paymentsSetting(c.env).enabled) {
-      checkedAgainst = unwrap(await gateway.model(model, requestedVersion, publishedFiles))
+      checkedAgainst = unwrap(await gateway.model(model, requestedVersion, publishedFiles, variants))
       validateInputs(checkedAgainst, request.inputs, request.outputs)
     }
     // A priced job's price is held against the key's payer before anything reaches a device
@@ -201,7 +201,7 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
       model,
       version: requestedVersion,
       deadlineMs,
-      resolveVersion: async () => checkedAgainst?.version ?? unwrap(await gateway.model(model, undefined, publishedFiles)).version,
+      resolveVersion: async () => checkedAgainst?.version ?? unwrap(await gateway.model(model, undefined, publishedFiles, variants)).version,
     })
     // The input commitment is hashed here, in the stateless Worker, not in the Gateway Durable
     // Object: hashing a large input costs milliseconds the single-threaded DO would serialize.
