@@ -2,7 +2,8 @@
 import { describe, expect, it } from 'vitest'
 import { PROTOCOL_VERSION, type ModelDescriptor } from '@depinfer/shared'
 import { DeviceTable } from './device-table.js'
-import { acceptedFileOn, variantRan } from './served-file.js'
+import type { CatalogModel } from './catalog.js'
+import { acceptedFileOn, routableView, variantRan } from './served-file.js'
 
 const FP32 = 'a'.repeat(64)
 const INT8 = 'b'.repeat(64)
@@ -48,5 +49,18 @@ describe('the file a device runs', () => {
     expect(variantRan(published, '1', `0x${FP32}`)).toBe('fp32')
     expect(variantRan(published, '2', `0x${INT8}`)).toBe('fp32')
     expect(variantRan(undefined, '1', `0x${FP32}`)).toBe('fp32')
+  })
+
+  it('counts for readiness only the devices a job could go to', () => {
+    const entry = (...served: ModelDescriptor[]): CatalogModel => ({ descriptor: model(), defining: true, readyDevices: served.map(device), state: 'READY', reason: '' })
+    const accepted = model({ runs: { variant: 'int8', sha256: INT8 } })
+    const unaccepted = model({ runs: { variant: 'int8', sha256: OTHER } })
+    expect(routableView(entry(model(), accepted, unaccepted), published)).toMatchObject({ state: 'READY', reason: '' })
+    expect(routableView(entry(model(), accepted, unaccepted), published).readyDevices).toHaveLength(2)
+    // Only devices no job would go to: listed, not ready, and the reason says why.
+    expect(routableView(entry(unaccepted, accepted), [])).toMatchObject({ readyDevices: [], state: 'UNAVAILABLE', reason: expect.stringMatching(/^not routable: /) })
+    // Anything else keeps the catalog's own state and reason.
+    const loading: CatalogModel = { ...entry(), state: 'LOADING', reason: 'devices are loading the model' }
+    expect(routableView(loading, [])).toMatchObject({ state: 'LOADING', reason: 'devices are loading the model' })
   })
 })
