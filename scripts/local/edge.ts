@@ -76,9 +76,10 @@ const RAM_DIR_MIN_FREE_BYTES = 1024 ** 3
  * flush, every second under load) held up the thread that answers requests. So did the Gateway's
  * outbox write on every answer, which workerd's output gate waits for. On this machine's disk
  * that was ~17 KiB written per job. In paired c=1 runs it cost 0.3–2.5 ms of p50 and 1–7 ms of
- * p99 (bench/RESULTS.md, 2026-12-05). On Cloudflare, D1 is another service, not a disk under the Worker's thread. The data is
- * thrown away when the edge stops either way (Miniflare deletes its temp dir), so RAM loses
- * nothing. R2 (model files, which may be large) stays in the temp dir.
+ * p99 (bench/RESULTS.md, 2026-12-05). On Cloudflare, D1 is another service, not a disk under
+ * the Worker's thread. The data is thrown away when the edge stops either way (Miniflare deletes
+ * its temp dir), so RAM loses nothing. R2 (model files, which may be large) stays in the temp
+ * dir.
  */
 function ramStorageDir(): string | undefined {
   try {
