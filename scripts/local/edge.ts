@@ -121,16 +121,17 @@ export async function startEdge(options: LocalEdgeOptions): Promise<LocalEdge> {
     if (storageDir !== undefined) rmSync(storageDir, { recursive: true, force: true })
   }
   let url: string
+  let db: D1
   try {
     await miniflare.ready
     url = (await miniflare.unsafeGetDirectURL()).toString().replace(/\/$/, '')
+    db = await miniflare.getD1Database('DB')
+    await applyMigrations(db)
   } catch (error) {
     await miniflare.dispose().catch(() => {})
     removeStorage()
     throw error
   }
-  const db = await miniflare.getD1Database('DB')
-  await applyMigrations(db)
 
   return {
     url,
