@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { accessSync, constants, mkdtempSync, rmSync, statfsSync } from 'node:fs'
+import { accessSync, constants, mkdtempSync, readdirSync, rmSync, statfsSync } from 'node:fs'
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Log, LogLevel, Miniflare } from 'miniflare'
@@ -84,11 +84,37 @@ const RAM_DIR_MIN_FREE_BYTES = 1024 ** 3
 function ramStorageDir(): string | undefined {
   try {
     accessSync(RAM_DIR, constants.W_OK)
+    removeOrphanedRamDirs()
     const { bavail, bsize } = statfsSync(RAM_DIR)
     if (bavail * bsize < RAM_DIR_MIN_FREE_BYTES) return undefined
-    return mkdtempSync(join(RAM_DIR, 'depinfer-edge-'))
+    return mkdtempSync(join(RAM_DIR, `${RAM_DIR_PREFIX}${process.pid}-`))
   } catch {
     return undefined
+  }
+}
+
+const RAM_DIR_PREFIX = 'depinfer-edge-'
+
+/**
+ * Removes the RAM directories of edges whose process is gone: one killed before its `close()`
+ * (a SIGKILL, or a Ctrl-C through npm that ends the process before the cleanup runs) would
+ * otherwise hold its memory until reboot. Each directory is named after its process's pid.
+ */
+function removeOrphanedRamDirs(): void {
+  for (const name of readdirSync(RAM_DIR)) {
+    const pid = Number(/^depinfer-edge-(\d+)-/.exec(name)?.[1])
+    if (!Number.isSafeInteger(pid) || pid === process.pid || processExists(pid)) continue
+    rmSync(join(RAM_DIR, name), { recursive: true, force: true })
+  }
+}
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    // EPERM: it exists but belongs to someone else.
+    return (error as NodeJS.ErrnoException).code === 'EPERM'
   }
 }
 
