@@ -9,7 +9,6 @@ import { accessSync, constants, mkdtempSync, readdirSync, rmSync, statfsSync } f
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Log, LogLevel, Miniflare } from 'miniflare'
-import { unstable_getMiniflareWorkerOptions, unstable_splitSqlQuery } from 'wrangler'
 import { sha256Hex } from '@depinfer/shared'
 import { buildContracts } from '../../contracts/scripts/build.js'
 import { REPO_ROOT } from './paths.js'
@@ -61,6 +60,21 @@ export interface LocalEdgeOptions {
   vars?: Record<string, string>
   /** Opens the V8 inspector on this port (profiling, debugging). */
   inspectorPort?: number
+}
+
+/**
+ * wrangler's API, without the SIGINT/SIGTERM handlers its module installs when loaded: they call
+ * `process.exit()` at once. With them, Ctrl-C on `npm start` never ran its shutdown (Miniflare's
+ * temp dirs stayed behind in /tmp), and a SIGTERM left the agent and anvil running as orphans.
+ */
+async function wranglerApi(): Promise<typeof import('wrangler')> {
+  const signals = ['SIGINT', 'SIGTERM'] as const
+  const before = new Map(signals.map((signal) => [signal, new Set(process.listeners(signal))]))
+  const wrangler = await import('wrangler')
+  for (const signal of signals) {
+    for (const listener of process.listeners(signal)) if (!before.get(signal)!.has(listener)) process.removeListener(signal, listener)
+  }
+  return wrangler
 }
 
 /** Where Linux keeps a RAM file system every process may write to. */
@@ -119,7 +133,8 @@ function processExists(pid: number): boolean {
 }
 
 export async function startEdge(options: LocalEdgeOptions): Promise<LocalEdge> {
-  const { workerOptions } = unstable_getMiniflareWorkerOptions(WRANGLER_TOML)
+  const wrangler = await wranglerApi()
+  const { workerOptions } = wrangler.unstable_getMiniflareWorkerOptions(WRANGLER_TOML)
   const bundleDir = options.bundleDir ?? EDGE_BUNDLE_DIR
   const storageDir = ramStorageDir()
   const miniflare = new Miniflare({
@@ -145,14 +160,19 @@ export async function startEdge(options: LocalEdgeOptions): Promise<LocalEdge> {
   const removeStorage = () => {
     // Miniflare deletes its own temp dir, not a storage directory it was given.
     if (storageDir !== undefined) rmSync(storageDir, { recursive: true, force: true })
+    process.off('exit', removeStorage)
   }
+  // Also when the process ends before close() gets there: on Ctrl-C the whole process group is
+  // signalled, the children die at once, and `npm start`'s shutdown can end with an empty event
+  // loop while still waiting on them.
+  process.on('exit', removeStorage)
   let url: string
   let db: D1
   try {
     await miniflare.ready
     url = (await miniflare.unsafeGetDirectURL()).toString().replace(/\/$/, '')
     db = await miniflare.getD1Database('DB')
-    await applyMigrations(db)
+    await applyMigrations(db, wrangler.unstable_splitSqlQuery)
   } catch (error) {
     await miniflare.dispose().catch(() => {})
     removeStorage()
@@ -176,8 +196,12 @@ export async function startEdge(options: LocalEdgeOptions): Promise<LocalEdge> {
       if (result.outcome !== 'ok') throw new Error(`scheduled handler ended with outcome ${result.outcome}`)
     },
     async close() {
-      await miniflare.dispose()
-      removeStorage()
+      try {
+        await miniflare.dispose()
+      } finally {
+        // Also when workerd is gone already (Ctrl-C signals the whole process group).
+        removeStorage()
+      }
     },
   }
 }
@@ -185,7 +209,7 @@ export async function startEdge(options: LocalEdgeOptions): Promise<LocalEdge> {
 type D1 = Awaited<ReturnType<Miniflare['getD1Database']>>
 
 /** Applies edge/migrations/*.sql in order, recorded in wrangler's own `d1_migrations` table. */
-async function applyMigrations(db: D1): Promise<void> {
+async function applyMigrations(db: D1, splitSqlQuery: (sql: string) => string[]): Promise<void> {
   await db
     .prepare(
       'CREATE TABLE IF NOT EXISTS d1_migrations (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, applied_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)',
@@ -196,7 +220,7 @@ async function applyMigrations(db: D1): Promise<void> {
   )
   const files = (await readdir(MIGRATIONS_DIR)).filter((f) => f.endsWith('.sql')).sort()
   for (const file of files.filter((f) => !applied.has(f))) {
-    const statements = unstable_splitSqlQuery(await readFile(join(MIGRATIONS_DIR, file), 'utf8'))
+    const statements = splitSqlQuery(await readFile(join(MIGRATIONS_DIR, file), 'utf8'))
     await db.batch([
       ...statements.map((sql) => db.prepare(sql)),
       db.prepare('INSERT INTO d1_migrations (name) VALUES (?)').bind(file),
