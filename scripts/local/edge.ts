@@ -5,13 +5,14 @@
  */
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { accessSync, constants, mkdtempSync, readdirSync, rmSync, statfsSync } from 'node:fs'
+import { rmSync } from 'node:fs'
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Log, LogLevel, Miniflare } from 'miniflare'
 import { sha256Hex } from '@depinfer/shared'
 import { buildContracts } from '../../contracts/scripts/build.js'
 import { REPO_ROOT } from './paths.js'
+import { ramStorageDir } from './ram-storage.js'
 
 const WRANGLER_TOML = join(REPO_ROOT, 'wrangler.toml')
 const MIGRATIONS_DIR = join(REPO_ROOT, 'edge', 'migrations')
@@ -75,61 +76,6 @@ async function wranglerApi(): Promise<typeof import('wrangler')> {
     for (const listener of process.listeners(signal)) if (!before.get(signal)!.has(listener)) process.removeListener(signal, listener)
   }
   return wrangler
-}
-
-/** Where Linux keeps a RAM file system every process may write to. */
-const RAM_DIR = '/dev/shm'
-/** Less free than this (Docker gives /dev/shm 64 MiB) and the storage stays on disk. */
-const RAM_DIR_MIN_FREE_BYTES = 1024 ** 3
-
-/**
- * A fresh directory in RAM for the edge's SQLite storage (the Durable Objects' and D1's), or
- * undefined (Miniflare's default, its directory in the OS temp dir) where there is no roomy one.
- *
- * Locally D1 runs inside the edge's own workerd process. Its commits to disk (the attestation
- * flush, every second under load) held up the thread that answers requests. So did the Gateway's
- * outbox write on every answer, which workerd's output gate waits for. On this machine's disk
- * that was ~17 KiB written per job. In paired c=1 runs it cost 0.3–2.5 ms of p50 and 1–7 ms of
- * p99 (bench/RESULTS.md, 2026-12-05). On Cloudflare, D1 is another service, not a disk under
- * the Worker's thread. The data is thrown away when the edge stops either way (Miniflare deletes
- * its temp dir), so RAM loses nothing. R2 (model files, which may be large) stays in the temp
- * dir.
- */
-function ramStorageDir(): string | undefined {
-  try {
-    accessSync(RAM_DIR, constants.W_OK)
-    removeOrphanedRamDirs()
-    const { bavail, bsize } = statfsSync(RAM_DIR)
-    if (bavail * bsize < RAM_DIR_MIN_FREE_BYTES) return undefined
-    return mkdtempSync(join(RAM_DIR, `${RAM_DIR_PREFIX}${process.pid}-`))
-  } catch {
-    return undefined
-  }
-}
-
-const RAM_DIR_PREFIX = 'depinfer-edge-'
-
-/**
- * Removes the RAM directories of edges whose process is gone: one killed before its `close()`
- * (a SIGKILL, or a Ctrl-C through npm that ends the process before the cleanup runs) would
- * otherwise hold its memory until reboot. Each directory is named after its process's pid.
- */
-function removeOrphanedRamDirs(): void {
-  for (const name of readdirSync(RAM_DIR)) {
-    const pid = Number(/^depinfer-edge-(\d+)-/.exec(name)?.[1])
-    if (!Number.isSafeInteger(pid) || pid === process.pid || processExists(pid)) continue
-    rmSync(join(RAM_DIR, name), { recursive: true, force: true })
-  }
-}
-
-function processExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    // EPERM: it exists but belongs to someone else.
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
 }
 
 export async function startEdge(options: LocalEdgeOptions): Promise<LocalEdge> {

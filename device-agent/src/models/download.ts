@@ -18,6 +18,7 @@ import { mkdir, open, readFile, rename, rm, stat, statfs, writeFile, type FileHa
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { backoffMs } from '../broker/connect.js'
+import { processAlive } from '../process-alive.js'
 import {
   ChecksumMismatchError,
   DownloadError,
@@ -133,16 +134,6 @@ export async function fetchModelFile(request: ModelFileRequest, settings: Downlo
 /** How long a lock file may stay empty (its creator writes the pid right away) before it is stale. */
 const EMPTY_LOCK_STALE_MS = 10_000
 const LOCK_POLL_MS = 200
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    // EPERM: it exists, under another user.
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
 
 /**
  * Takes `<file>.lock` (O_EXCL), waiting while a live process holds it; a lock left by a process
