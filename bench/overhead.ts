@@ -9,7 +9,7 @@
  * (the model's natural text-line size, 2.25x the data).
  */
 import { spawn } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import * as ort from 'onnxruntime-node'
@@ -113,6 +113,7 @@ async function measureBatching(network: Awaited<ReturnType<typeof startLocalNetw
   network.startAgent({ deviceId: 'bench-device-unbatched', models: 'ppocr-cls', configPath })
   await waitFor('the unbatched agent', async () => ((await post()) ? true : undefined), 60_000, 200)
   const batchingOff = await measure(post)
+  rmSync(configDir, { recursive: true, force: true })
 
   console.log('\n### Dynamic batching, FP32 [1,3,48,192] binary tensors\n')
   console.log('| agent | c | p50 ms | p99 ms | req/s |')

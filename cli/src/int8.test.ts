@@ -1,12 +1,12 @@
 /** The int8 variant the CLI publishes: made with the agent's quantizer, or read from a depinfer-quantize --json report. */
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { tinyClassifierModel } from '../../test/helpers/onnx-model.js'
 import { describeReport, Int8VariantError, quantizeForPublishing, readInt8Variant } from './int8.js'
+import { temporaryDirectory } from '../../test/helpers/temporary-directory.js'
 
-const dir = mkdtempSync(join(tmpdir(), 'depinfer-cli-int8-'))
+const dir = temporaryDirectory('depinfer-cli-int8-')
 const write = (name: string, content: string | Uint8Array) => {
   const path = join(dir, name)
   writeFileSync(path, content)

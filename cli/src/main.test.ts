@@ -3,19 +3,19 @@
  * line naming what is wrong (file, URL, option, model input) with a non-zero exit code and no
  * stack trace, and a bad price or payout address is refused before anything is uploaded.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import { createServer as createNetServer, type AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildModel, rawData, tinyClassifierModel } from '../../test/helpers/onnx-model.js'
 import { runNode, type NodeRun as Run } from '../../test/helpers/run-node.js'
+import { temporaryDirectory } from '../../test/helpers/temporary-directory.js'
 
 const CLI = fileURLToPath(new URL('../bin/depinfer.js', import.meta.url))
 const PAYOUT = '0x00000000000000000000000000000000000000aa'
-const dir = mkdtempSync(join(tmpdir(), 'depinfer-cli-'))
+const dir = temporaryDirectory('depinfer-cli-')
 const modelPath = join(dir, 'tiny.onnx')
 writeFileSync(modelPath, tinyClassifierModel().bytes)
 

@@ -2,9 +2,8 @@
  * The agent against a real broker (the embedded aedes), with this test playing the gateway:
  * it publishes job frames and reads result frames exactly as the edge does.
  */
-import { mkdtempSync, readFileSync, statSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 import { createServer, type Socket } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Aedes } from 'aedes'
 import { recoverTypedDataAddress } from 'viem'
@@ -39,6 +38,7 @@ import { startAgent, type RunningAgent } from './agent.js'
 import { AgentConfigSchema } from './config.js'
 import { initDeviceKey } from './keys/device-key.js'
 import { bundledModelPath } from './models/bundled.js'
+import { temporaryDirectory } from '../../test/helpers/temporary-directory.js'
 
 const DEVICE = 'agent-under-test'
 const RESULTS = gatewayResultsTopic('test')
@@ -47,7 +47,7 @@ const clsSha256 = sha256Hex(readFileSync(bundledModelPath('ppocr-cls')))
 const idOf = (name: string): Hex => `0x${sha256Hex(name)}`
 const DOMAIN = { chainId: 31337n, verifyingContract: `0x${'42'.repeat(20)}` as Hex }
 const SALT: Hex = `0x${'5a'.repeat(32)}`
-const keyPath = join(mkdtempSync(join(tmpdir(), 'agent-key-')), 'device.key')
+const keyPath = join(temporaryDirectory('agent-key-'), 'device.key')
 
 describe('device agent', () => {
   let broker: LocalBroker
@@ -228,7 +228,7 @@ describe('device agent', () => {
 describe('two agents started with the same device id', () => {
   it('warns, once each, that another process uses the device id, and backs off instead of reconnecting at once', async () => {
     const broker = await startLocalBroker()
-    const twinKey = join(mkdtempSync(join(tmpdir(), 'agent-key-')), 'device.key')
+    const twinKey = join(temporaryDirectory('agent-key-'), 'device.key')
     initDeviceKey(twinKey)
     const config = AgentConfigSchema.parse({
       deviceId: 'twin',
@@ -278,7 +278,7 @@ describe('stopping while the broker does not acknowledge', () => {
     })
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     const port = (server.address() as { port: number }).port
-    const key = join(mkdtempSync(join(tmpdir(), 'agent-key-')), 'device.key')
+    const key = join(temporaryDirectory('agent-key-'), 'device.key')
     initDeviceKey(key)
     const logs: string[] = []
     const stopping = await startAgent(

@@ -1,13 +1,14 @@
 /** Model sources of every kind (bundled, file, published, URL), the edge, the model cache and their env overrides. */
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { homedir, tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
+import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { ConfigError, loadConfig } from './config.js'
+import { temporaryDirectory } from '../../test/helpers/temporary-directory.js'
 
 const SHA = 'ab'.repeat(32)
 const writeConfig = (content: unknown) => {
-  const path = join(mkdtempSync(join(tmpdir(), 'agent-config-')), 'agent.json')
+  const path = join(temporaryDirectory('agent-config-'), 'agent.json')
   writeFileSync(path, JSON.stringify(content))
   return path
 }

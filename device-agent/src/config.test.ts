@@ -1,12 +1,12 @@
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { backoffMs } from './broker/connect.js'
 import { ConfigError, loadConfig } from './config.js'
+import { temporaryDirectory } from '../../test/helpers/temporary-directory.js'
 
 const writeConfig = (content: unknown) => {
-  const path = join(mkdtempSync(join(tmpdir(), 'agent-config-')), 'agent.json')
+  const path = join(temporaryDirectory('agent-config-'), 'agent.json')
   writeFileSync(path, typeof content === 'string' ? content : JSON.stringify(content))
   return path
 }

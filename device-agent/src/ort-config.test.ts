@@ -1,12 +1,12 @@
 /** The `ort` section of the agent config: session options and execution providers, file and env. */
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { AgentConfigSchema, ConfigError, loadConfig } from './config.js'
+import { temporaryDirectory } from '../../test/helpers/temporary-directory.js'
 
 const writeConfig = (content: unknown) => {
-  const path = join(mkdtempSync(join(tmpdir(), 'agent-ort-config-')), 'agent.json')
+  const path = join(temporaryDirectory('agent-ort-config-'), 'agent.json')
   writeFileSync(path, JSON.stringify(content))
   return path
 }

@@ -3,8 +3,7 @@
  * the fake edge's model API (models/testing/fake-edge.ts) and a real agent. The test plays the
  * gateway, as in agent.test.ts.
  */
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import mqtt from 'mqtt'
 import * as ort from 'onnxruntime-node'
@@ -35,6 +34,7 @@ import { initDeviceKey } from './keys/device-key.js'
 import { bundledModelPath } from './models/bundled.js'
 import { cachedModelPath } from './models/download.js'
 import { FakeEdge, sha256Of } from './models/testing/fake-edge.js'
+import { temporaryDirectory } from '../../test/helpers/temporary-directory.js'
 
 const DEVICE = 'provider-under-test'
 const RESULTS = gatewayResultsTopic('test')
@@ -54,7 +54,7 @@ describe('device agent serving published models', () => {
   let gateway: mqtt.MqttClient
   const statuses: DeviceStatus[] = []
   const results = new Map<string, ReturnType<typeof decodeFrame>>()
-  const cacheDir = mkdtempSync(join(tmpdir(), 'agent-cache-'))
+  const cacheDir = temporaryDirectory('agent-cache-')
   const logs: string[] = []
 
   const lastStatus = () => statuses.at(-1)
@@ -80,7 +80,7 @@ describe('device agent serving published models', () => {
       }
     })
     await gateway.subscribeAsync([RESULTS, deviceStatusTopic(DEVICE)], { qos: 1 })
-    const keyPath = join(mkdtempSync(join(tmpdir(), 'agent-key-')), 'device.key')
+    const keyPath = join(temporaryDirectory('agent-key-'), 'device.key')
     initDeviceKey(keyPath)
     const config = AgentConfigSchema.parse({
       deviceId: DEVICE,

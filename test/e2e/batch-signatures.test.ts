@@ -5,8 +5,7 @@
  * and a few lines of keccak (the typed data comes from shared, whose unit tests pin it to one
  * written out by hand); the edge accepted every one of them.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import * as ort from 'onnxruntime-node'
 import { concat, hashStruct, keccak256, recoverTypedDataAddress, type Hex } from 'viem'
@@ -18,10 +17,11 @@ import { EXAMPLE_SHAPE, exampleInferRequest, exampleTextLine } from '../../scrip
 import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/network.js'
 import { ATTESTATION_TYPES, attestationBatchTypedData } from '../../shared/src/index.js'
 import { answerAttestation, apiClient, outputByName, runDirect, waitForModelReady, type ApiClient } from './support.js'
+import { temporaryDirectory } from '../helpers/temporary-directory.js'
 
 const DEVICE = 'batch-signing-device'
 const JOBS = 4
-const dir = mkdtempSync(join(tmpdir(), 'depinfer-batch-sign-'))
+const dir = temporaryDirectory('depinfer-batch-sign-')
 const configPath = join(dir, 'agent.json')
 // The first job waits up to 1 s for company, so the concurrent jobs below share one run.
 writeFileSync(configPath, JSON.stringify({ batching: { maxBatch: 8, maxQueueDelayMs: 1000 }, models: [{ bundled: 'ppocr-cls' }] }))

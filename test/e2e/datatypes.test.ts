@@ -3,8 +3,7 @@
  * with FP32, FP16, FP64, INT64, INT32, INT16, INT8, UINT8 and BOOL inputs, served by a real agent
  * from its config file, answered through the network exactly as onnxruntime answers directly.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import * as ort from 'onnxruntime-node'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -13,8 +12,9 @@ import type { LocalBroker } from '../../scripts/local/broker.js'
 import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/network.js'
 import { kitchenSinkModel, tinyClassifierModel } from '../helpers/onnx-model.js'
 import { apiClient, BROKERS, outputByName, postBinaryInfer, runDirect, waitForModelReady, type ApiClient, type BinaryInput } from './support.js'
+import { temporaryDirectory } from '../helpers/temporary-directory.js'
 
-const dir = mkdtempSync(join(tmpdir(), 'depinfer-models-'))
+const dir = temporaryDirectory('depinfer-models-')
 const kitchenSink = kitchenSinkModel()
 const kitchenSinkPath = join(dir, 'kitchen-sink.onnx')
 writeFileSync(kitchenSinkPath, kitchenSink.bytes)

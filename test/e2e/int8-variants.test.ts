@@ -6,8 +6,7 @@
  * attestation must name the file that device runs, and only a file published for that version.
  */
 import { createHash } from 'node:crypto'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import mqtt from 'mqtt'
 import * as ort from 'onnxruntime-node'
@@ -30,6 +29,7 @@ import { tinyClassifierModel } from '../helpers/onnx-model.js'
 import { startRogueDevice } from '../helpers/rogue-device.js'
 import { answerAttestation, apiClient, outputByName, runDirect, waitForModelReady, type ApiClient, type ApiResponse } from './support.js'
 import { runNode } from '../helpers/run-node.js'
+import { temporaryDirectory } from '../helpers/temporary-directory.js'
 
 const CLI = join(REPO_ROOT, 'cli', 'bin', 'depinfer.js')
 const QUANTIZE = join(REPO_ROOT, 'device-agent', 'bin', 'depinfer-quantize.js')
@@ -59,7 +59,7 @@ describe('int8 variants of published models', () => {
   const clsPath = bundledModelPath('ppocr-cls')
   const clsBytes = readFileSync(clsPath)
   const clsSha = sha256(clsBytes)
-  const dir = mkdtempSync(join(tmpdir(), 'depinfer-int8-'))
+  const dir = temporaryDirectory('depinfer-int8-')
   const int8Path = join(dir, 'cls-int8.onnx')
   let int8Sha = ''
 

@@ -5,8 +5,7 @@
  * with resumable ranges. The network publishes the bundled demo models as `npm start` does.
  */
 import { createHash } from 'node:crypto'
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import * as ort from 'onnxruntime-node'
 import { privateKeyToAccount } from 'viem/accounts'
@@ -19,6 +18,7 @@ import { tinyClassifierModel } from '../helpers/onnx-model.js'
 import { exampleInferRequest } from '../../scripts/local/example-input.js'
 import { apiClient, outputByName, runDirect, waitForModelReady, type ApiClient } from './support.js'
 import { runNode } from '../helpers/run-node.js'
+import { temporaryDirectory } from '../helpers/temporary-directory.js'
 
 const CLI = join(REPO_ROOT, 'cli', 'bin', 'depinfer.js')
 const PAYOUT = '0x00000000000000000000000000000000000000aa'
@@ -38,7 +38,7 @@ describe('publishing models', () => {
   const clsPath = bundledModelPath('ppocr-cls')
   const clsBytes = readFileSync(clsPath)
   const tinyBytes = tinyClassifierModel().bytes
-  const dir = mkdtempSync(join(tmpdir(), 'depinfer-models-'))
+  const dir = temporaryDirectory('depinfer-models-')
   const publish = (client: ApiClient, query: Record<string, string>, bytes: Uint8Array) =>
     client.post(`/api/models?${new URLSearchParams(query)}`, bytes, OCTETS)
 

@@ -4,8 +4,7 @@
  * advertise under it; a published version no device serves is unavailable, not unknown; and the
  * deadline a caller picks neither costs a device its standing nor halves the only device's time.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import mqtt from 'mqtt'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -18,6 +17,7 @@ import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/networ
 import { waitFor } from '../../scripts/local/wait-for.js'
 import { tinyClassifierModel } from '../helpers/onnx-model.js'
 import { apiClient, waitForModelReady, type ApiClient, type ApiResponse } from './support.js'
+import { temporaryDirectory } from '../helpers/temporary-directory.js'
 
 const PAYOUT = '0x00000000000000000000000000000000000000aa'
 const parameters = (response: ApiResponse) => response.body.parameters as Record<string, unknown> | undefined
@@ -28,7 +28,7 @@ describe('routing by the registry and by deadlines', () => {
   let observer: mqtt.MqttClient
   let honest: AgentProcess
   const statuses = new Map<string, DeviceStatus>()
-  const dir = mkdtempSync(join(tmpdir(), 'depinfer-published-'))
+  const dir = temporaryDirectory('depinfer-published-')
   const clsPath = bundledModelPath('ppocr-cls')
 
   beforeAll(async () => {

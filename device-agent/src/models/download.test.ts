@@ -2,8 +2,7 @@
  * The downloader against a real HTTP server (models/testing/fake-edge.ts) serving the bundled
  * PaddleOCR classifier, with the edge's ranges, ETags and errors, and injected faults.
  */
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { AgentConfigSchema } from '../config.js'
@@ -20,6 +19,7 @@ import {
 } from './errors.js'
 import type { ProgressFactory } from './progress.js'
 import { FakeEdge, sha256Of } from './testing/fake-edge.js'
+import { temporaryDirectory } from '../../../test/helpers/temporary-directory.js'
 
 const CLS = readFileSync(bundledModelPath('ppocr-cls'))
 const CLS_SHA = sha256Of(CLS)
@@ -61,7 +61,7 @@ describe('model download', () => {
     edge.requests.length = 0
   })
   const fresh = () => {
-    cacheDir = mkdtempSync(join(tmpdir(), 'model-cache-'))
+    cacheDir = temporaryDirectory('model-cache-')
     logs = []
   }
 

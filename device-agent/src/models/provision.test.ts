@@ -2,9 +2,7 @@
  * Published models: the edge's listing, which models a device's sources select, and the
  * provisioner downloading, verifying and loading them (real onnxruntime) against the fake edge.
  */
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { existsSync, readFileSync } from 'node:fs'
 import { waitFor } from '../../../scripts/local/wait-for.js'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { AgentConfigSchema, type AgentConfig } from '../config.js'
@@ -17,6 +15,7 @@ import { HttpStatusError } from './errors.js'
 import { ModelProvisioner } from './provision.js'
 import { fileToRun, listPublishedModels, selectPublished, type PublishedModel } from './published.js'
 import { FakeEdge, sha256Of, type FakeModel, type FakeVariant } from './testing/fake-edge.js'
+import { temporaryDirectory } from '../../../test/helpers/temporary-directory.js'
 
 const CLS = readFileSync(bundledModelPath('ppocr-cls'))
 const CLS_SHA = sha256Of(CLS)
@@ -116,7 +115,7 @@ describe('published models from the edge', () => {
       keyPath: '/k',
       models,
       edge: { url: edge.url, apiKey: KEY, pollSec: 0 },
-      cacheDir: mkdtempSync(join(tmpdir(), 'model-cache-')),
+      cacheDir: temporaryDirectory('model-cache-'),
       download: { attempts: 2, stallTimeoutSec: 5 },
       ...extra,
     })

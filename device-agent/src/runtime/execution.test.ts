@@ -3,8 +3,7 @@
  * configured session options reach the session the agent serves from, execution providers fall
  * back to CPU, and the device status says what was chosen.
  */
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { bytesOf, DeviceStatusSchema, typedElements, type RawTensor } from '@depinfer/shared'
 import * as ort from 'onnxruntime-node'
@@ -15,6 +14,7 @@ import { bundledModelPath } from '../models/bundled.js'
 import { OrtRuntime, preferredProviders, sessionOptions, type CreateSession, type OrtSettings } from './execution.js'
 import { loadModel, type LoadedModel } from './loaded-model.js'
 import { runModel } from './run-job.js'
+import { temporaryDirectory } from '../../../test/helpers/temporary-directory.js'
 
 const CLS = bundledModelPath('ppocr-cls')
 /** The parsed defaults, with overrides: exactly what the agent gets from its config. */
@@ -143,7 +143,7 @@ describe('session options reach the session the agent serves from', () => {
   })
 
   it('optimizes the graph at the configured level, and the status reports the options', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ort-optimized-'))
+    const dir = temporaryDirectory('ort-optimized-')
     const original = readFileSync(CLS)
     const graphs = new Map<string, Buffer>()
     for (const level of ['disabled', 'basic', 'extended', 'all'] as const) {
