@@ -152,4 +152,31 @@ describe('routing by the registry and by deadlines', () => {
     const index = (await api.post('/v2/repository/index', { ready: true })).body as unknown as { name: string }[]
     expect(index.map((e) => e.name)).toEqual(['rogue-own'])
   })
+
+  it('answers a request a published version could never run with a 400, while no device has ever served it', async () => {
+    const published = await api.post(`/api/models?${new URLSearchParams({ name: 'never-served', price_wei: '0', payout_address: PAYOUT })}`, tinyClassifierModel().bytes, {
+      'Content-Type': 'application/octet-stream',
+    })
+    expect(published.status, published.text).toBe(201)
+    const good = { name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }
+    // Nothing wrong with the request: no device, come back later.
+    const unserved = await api.post('/v2/models/never-served/infer', { inputs: [good] })
+    expect(unserved.status, unserved.text).toBe(503)
+    expect(unserved.headers.get('retry-after')).toMatch(/^\d+$/)
+    // Wrong for the version whoever serves it: the client's to fix, not to retry. The registry
+    // knows the version's tensors.
+    for (const [request, field] of [
+      [{ inputs: [{ ...good, name: 'nope' }] }, 'inputs[0].name'],
+      [{ inputs: [{ ...good, datatype: 'FP64' }] }, 'inputs[0].datatype'],
+      [{ inputs: [{ ...good, shape: [2, 2] }] }, 'inputs[0].shape'],
+      [{ inputs: [good], outputs: [{ name: 'nope' }] }, 'outputs[0].name'],
+    ] as const) {
+      for (const path of ['/v2/models/never-served/infer', '/v2/models/never-served/versions/1/infer']) {
+        const bad = await api.post(path, request)
+        expect(bad.status, `${path} ${JSON.stringify(request)}: ${bad.text}`).toBe(400)
+        expect(bad.headers.get('content-type')).toMatch(/^application\/problem\+json/)
+        expect(bad.body.field).toBe(field)
+      }
+    }
+  })
 })

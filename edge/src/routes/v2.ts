@@ -120,14 +120,22 @@ const acceptedVariantsOf = (published: readonly PublishedVersionTerms[]): Accept
  * device serves now (a 503 from the Gateway), the registry's, as UNAVAILABLE — it exists, it
  * just cannot run at the moment. A published name lists all its published versions.
  */
+/**
+ * The published version a request for `name` means (`version`, else the newest of
+ * `publishedVersions`), from the registry: what metadata and input checks fall back to while no
+ * device serves it. Undefined for a name nobody published.
+ */
+async function unservedPublishedModel(env: Env, name: string, version: string | undefined, publishedVersions: readonly string[]) {
+  if (publishedVersions.length === 0) return undefined
+  return publishedModel(env.DB, name, version ?? [...publishedVersions].sort(compareVersions).at(-1)!)
+}
+
 async function modelInfo(env: Env, name: string, version: string | undefined): Promise<ModelInfo> {
   const published = await publishedOf(env, name)
   const outcome = await gatewayStub(env).model(name, version, filesOf(published), acceptedVariantsOf(published))
   const versions = published.map((p) => p.version).sort(compareVersions)
   if (outcome.ok) return published.length === 0 ? outcome.value : { ...outcome.value, versions }
-  const model = outcome.problem.status === 503 && published.length > 0
-    ? await publishedModel(env.DB, name, version ?? versions.at(-1)!)
-    : undefined
+  const model = outcome.problem.status === 503 ? await unservedPublishedModel(env, name, version, versions) : undefined
   if (!model) throw DepinferError.fromProblem(outcome.problem)
   return {
     name,
@@ -189,44 +197,54 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
     // a bad request is a 400 whether or not its payer could pay (one more Gateway call, on that
     // path only; the Gateway checks again against the version it runs).
     let checkedAgainst: ModelInfo | undefined
-    if (paymentsSetting(c.env).enabled) {
-      checkedAgainst = unwrap(await gateway.model(model, requestedVersion, publishedFiles, variants))
-      validateInputs(checkedAgainst, request.inputs, request.outputs)
-    }
-    // A priced job's price is held against the key's payer before anything reaches a device
-    // (402 when it cannot be); a free job passes straight through.
-    const payment = await holdPayment(c.env, {
-      payer: c.get('payer'),
-      apiKeyLabel: c.get('apiKeyLabel'),
-      model,
-      version: requestedVersion,
-      deadlineMs,
-      resolveVersion: async () => checkedAgainst?.version ?? unwrap(await gateway.model(model, undefined, publishedFiles, variants)).version,
-    })
-    // The input commitment is hashed here, in the stateless Worker, not in the Gateway Durable
-    // Object: hashing a large input costs milliseconds the single-threaded DO would serialize.
-    const salt = newSalt()
     let result: InferResult
     try {
-      result = unwrap(
-        await gateway.infer({
-          model,
-          version: payment.version,
-          inputs: request.inputs,
-          salt,
-          inputHash: inputCommitment(salt, request.inputs),
-          outputs: request.outputs,
-          deadlineMs,
-          priceWei: payment.priceWei,
-          ...(payment.reservationId !== undefined && { reservationId: payment.reservationId }),
-          ...(payment.sha256 !== undefined && { sha256: payment.sha256 }),
-          variants,
-          published: publishedFiles,
-        }),
-      )
+      if (paymentsSetting(c.env).enabled) {
+        checkedAgainst = unwrap(await gateway.model(model, requestedVersion, publishedFiles, variants))
+        validateInputs(checkedAgainst, request.inputs, request.outputs)
+      }
+      // A priced job's price is held against the key's payer before anything reaches a device
+      // (402 when it cannot be); a free job passes straight through.
+      const payment = await holdPayment(c.env, {
+        payer: c.get('payer'),
+        apiKeyLabel: c.get('apiKeyLabel'),
+        model,
+        version: requestedVersion,
+        deadlineMs,
+        resolveVersion: async () => checkedAgainst?.version ?? unwrap(await gateway.model(model, undefined, publishedFiles, variants)).version,
+      })
+      // The input commitment is hashed here, in the stateless Worker, not in the Gateway Durable
+      // Object: hashing a large input costs milliseconds the single-threaded DO would serialize.
+      const salt = newSalt()
+      try {
+        result = unwrap(
+          await gateway.infer({
+            model,
+            version: payment.version,
+            inputs: request.inputs,
+            salt,
+            inputHash: inputCommitment(salt, request.inputs),
+            outputs: request.outputs,
+            deadlineMs,
+            priceWei: payment.priceWei,
+            ...(payment.reservationId !== undefined && { reservationId: payment.reservationId }),
+            ...(payment.sha256 !== undefined && { sha256: payment.sha256 }),
+            variants,
+            published: publishedFiles,
+          }),
+        )
+      } catch (error) {
+        // Whatever failed (no device, timeout, rejected input…), the payer is not charged.
+        await payment.release()
+        throw error
+      }
     } catch (error) {
-      // Whatever failed (no device, timeout, rejected input…), the payer is not charged.
-      await payment.release()
+      // No device serves the version (503, retry later), but a request it could never run is
+      // the client's to fix, not to retry: the registry knows the version's inputs.
+      const unserved = error instanceof DepinferError && error.status === 503
+        ? await unservedPublishedModel(c.env, model, requestedVersion, publishedFiles.map((p) => p.version)).catch(() => undefined)
+        : undefined
+      if (unserved) validateInputs({ name: model, inputs: unserved.inputs, outputs: unserved.outputs }, request.inputs, request.outputs)
       throw error
     }
     const response = inferResponse(result, variantRan(variants, result.modelVersion, result.attestation.modelHash), request.id, request.binaryOutputs)
