@@ -15,16 +15,29 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { formatEther, parseEther } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
-import { startLocalBroker } from './local/broker.js'
+import { BUNDLED_MODEL_VERSION, BUNDLED_MODELS } from '../device-agent/src/models/bundled.js'
+import { startLocalBroker, type LocalBroker } from './local/broker.js'
 import { ANVIL_DEV_PRIVATE_KEY, ANVIL_PAYER_PRIVATE_KEY, ANVIL_PROVIDER_PRIVATE_KEY } from './local/chain.js'
 import { exampleInferRequest } from './local/example-input.js'
 import { startLocalNetwork, type LocalNetwork } from './local/network.js'
 import { REPO_ROOT } from './local/paths.js'
 import { waitFor } from './local/wait-for.js'
 
-const port = Number(process.env.DEPINFER_PORT ?? 8787)
-const mqttPort = Number(process.env.DEPINFER_MQTT_PORT ?? 1883)
-const mqttWsPort = Number(process.env.DEPINFER_MQTT_WS_PORT ?? 9001)
+/** A TCP port from the environment; a typo stops here with one line, not deep inside the broker or workerd. */
+function portFromEnv(name: string, fallback: number): number {
+  const value = process.env[name]
+  if (value === undefined || value === '') return fallback
+  const port = Number(value)
+  if (!/^[0-9]+$/.test(value) || port < 1 || port > 65_535) {
+    console.error(`depinfer: ${name} must be a TCP port from 1 to 65535, got ${JSON.stringify(value)}`)
+    process.exit(2)
+  }
+  return port
+}
+
+const port = portFromEnv('DEPINFER_PORT', 8787)
+const mqttPort = portFromEnv('DEPINFER_MQTT_PORT', 1883)
+const mqttWsPort = portFromEnv('DEPINFER_MQTT_WS_PORT', 9001)
 const payer = privateKeyToAccount(ANVIL_PAYER_PRIVATE_KEY).address
 const provider = privateKeyToAccount(ANVIL_PROVIDER_PRIVATE_KEY).address
 /** The local operator (anvil dev account #0, which deploys the contracts): the demo models' payout address. */
@@ -32,7 +45,7 @@ const operator = privateKeyToAccount(ANVIL_DEV_PRIVATE_KEY).address
 
 async function main(): Promise<void> {
   console.log('depinfer: starting broker, local chain, edge (Miniflare) and one device agent…')
-  const broker = await startLocalBroker({ tcpPort: mqttPort, wsPort: mqttWsPort })
+  let broker: LocalBroker | undefined
   let network: LocalNetwork | undefined
   let stopping = false
   const stop = async (code: number) => {
@@ -40,13 +53,14 @@ async function main(): Promise<void> {
     stopping = true
     console.log('\ndepinfer: stopping…')
     await network?.close()
-    await broker.close()
+    await broker?.close()
     process.exit(code)
   }
   process.on('SIGINT', () => void stop(0))
   process.on('SIGTERM', () => void stop(0))
 
   try {
+    broker = await startLocalBroker({ tcpPort: mqttPort, wsPort: mqttWsPort })
     network = await startLocalNetwork({
       port,
       broker,
@@ -61,10 +75,13 @@ async function main(): Promise<void> {
     const { edge, apiKey } = network
     const chain = network.chain!
     await chain.deposit(ANVIL_PAYER_PRIVATE_KEY, parseEther('1'))
-    await waitFor('the device agent to come online', async () => {
-      const response = await fetch(`${edge.url}/v2/models/ppocr-cls/ready`, { headers: { Authorization: `Bearer ${apiKey}` } })
-      return response.status === 200 ? true : undefined
-    }, 60_000)
+    // Every model the banner lists is ready when it is printed (ppocr-rec loads last).
+    for (const model of Object.keys(BUNDLED_MODELS)) {
+      await waitFor(`the device agent to serve ${model}`, async () => {
+        const response = await fetch(`${edge.url}/v2/models/${model}/ready`, { headers: { Authorization: `Bearer ${apiKey}` } })
+        return response.status === 200 ? true : undefined
+      }, 60_000)
+    }
 
     const examplePath = join(REPO_ROOT, '.depinfer', 'example-ppocr-cls.json')
     await mkdir(join(REPO_ROOT, '.depinfer'), { recursive: true })
@@ -80,7 +97,7 @@ depinfer is running.
   Payer of the key:  ${payer} (1 ETH deposited; priced models are charged to it)
   Provider:          ${provider} (staked ${formatEther(chain.minStake)} ETH in ProviderRegistry ${chain.providerRegistryAddress};
                      local-device-1 is registered to it: the edge routes only to staked devices)
-  Models:            ppocr-cls, ppocr-det, ppocr-rec (version 1) on device local-device-1, published
+  Models:            ${Object.keys(BUNDLED_MODELS).join(', ')} (version ${BUNDLED_MODEL_VERSION}) on device local-device-1, published
                      free under this key (payout ${operator}): other keys cannot publish these names
 
 Try it:

@@ -12,7 +12,7 @@ import { Log, LogLevel, Miniflare } from 'miniflare'
 import { sha256Hex } from '@depinfer/shared'
 import { buildContracts } from '../../contracts/scripts/build.js'
 import { REPO_ROOT } from './paths.js'
-import { ramStorageDir } from './ram-storage.js'
+import { edgeTempDir, ramStorageDir } from './edge-dirs.js'
 
 const WRANGLER_TOML = join(REPO_ROOT, 'wrangler.toml')
 const MIGRATIONS_DIR = join(REPO_ROOT, 'edge', 'migrations')
@@ -82,48 +82,52 @@ export async function startEdge(options: LocalEdgeOptions): Promise<LocalEdge> {
   const wrangler = await wranglerApi()
   const { workerOptions } = wrangler.unstable_getMiniflareWorkerOptions(WRANGLER_TOML)
   const bundleDir = options.bundleDir ?? EDGE_BUNDLE_DIR
+  const tempDir = edgeTempDir()
   const storageDir = ramStorageDir()
-  const miniflare = new Miniflare({
-    ...workerOptions,
-    name: 'depinfer-edge',
-    modules: true,
-    scriptPath: join(bundleDir, 'index.js'),
-    modulesRoot: bundleDir,
-    bindings: { ...workerOptions.bindings, BROKER_URL: options.brokerUrl, ...options.vars },
-    // Miniflare's own socket serves its dev entry worker, a JS proxy in front of ours (it adds
-    // `request.cf`, pretty error pages, live reload); nothing of it exists on Cloudflare and
-    // nothing here needs it. Clients use a socket straight into the Worker instead: in paired
-    // runs the proxy cost workerd 0.2–0.7 ms of CPU per inference and 0.4–1.3 ms of c=1 latency.
-    host: '127.0.0.1',
-    port: 0,
-    unsafeDirectSockets: [{ host: options.host ?? '127.0.0.1', port: options.port ?? 0 }],
-    ...(storageDir !== undefined && { durableObjectsPersist: join(storageDir, 'do'), d1Persist: join(storageDir, 'd1') }),
-    log: new Log(LogLevel.WARN),
-    // No internet here: don't try to fetch Cloudflare's `request.cf` data (nothing reads it).
-    cf: false,
-    ...(options.inspectorPort !== undefined && { inspectorPort: options.inspectorPort }),
-  } as ConstructorParameters<typeof Miniflare>[0])
-  const removeStorage = () => {
-    // Miniflare deletes its own temp dir, not a storage directory it was given.
-    if (storageDir !== undefined) rmSync(storageDir, { recursive: true, force: true })
-    process.off('exit', removeStorage)
+  const removeDirs = () => {
+    for (const dir of [tempDir, storageDir]) if (dir !== undefined) rmSync(dir, { recursive: true, force: true })
+    process.off('exit', removeDirs)
   }
   // Also when the process ends before close() gets there: on Ctrl-C the whole process group is
   // signalled, the children die at once, and `npm start`'s shutdown can end with an empty event
   // loop while still waiting on them.
-  process.on('exit', removeStorage)
+  process.on('exit', removeDirs)
+  let started: Miniflare | undefined
   let url: string
   let db: D1
   try {
-    await miniflare.ready
-    url = (await miniflare.unsafeGetDirectURL()).toString().replace(/\/$/, '')
-    db = await miniflare.getD1Database('DB')
+    started = inTempDir(tempDir, () =>
+      new Miniflare({
+        ...workerOptions,
+        name: 'depinfer-edge',
+        modules: true,
+        scriptPath: join(bundleDir, 'index.js'),
+        modulesRoot: bundleDir,
+        bindings: { ...workerOptions.bindings, BROKER_URL: options.brokerUrl, ...options.vars },
+        // Miniflare's own socket serves its dev entry worker, a JS proxy in front of ours (it adds
+        // `request.cf`, pretty error pages, live reload); nothing of it exists on Cloudflare and
+        // nothing here needs it. Clients use a socket straight into the Worker instead: in paired
+        // runs the proxy cost workerd 0.2–0.7 ms of CPU per inference and 0.4–1.3 ms of c=1 latency.
+        host: '127.0.0.1',
+        port: 0,
+        unsafeDirectSockets: [{ host: options.host ?? '127.0.0.1', port: options.port ?? 0 }],
+        ...(storageDir !== undefined && { durableObjectsPersist: join(storageDir, 'do'), d1Persist: join(storageDir, 'd1') }),
+        log: new Log(LogLevel.WARN),
+        // No internet here: don't try to fetch Cloudflare's `request.cf` data (nothing reads it).
+        cf: false,
+        ...(options.inspectorPort !== undefined && { inspectorPort: options.inspectorPort }),
+      } as ConstructorParameters<typeof Miniflare>[0]),
+    )
+    await started.ready
+    url = (await started.unsafeGetDirectURL()).toString().replace(/\/$/, '')
+    db = await started.getD1Database('DB')
     await applyMigrations(db, wrangler.unstable_splitSqlQuery)
   } catch (error) {
-    await miniflare.dispose().catch(() => {})
-    removeStorage()
+    await started?.dispose().catch(() => {})
+    removeDirs()
     throw error
   }
+  const miniflare = started
 
   return {
     url,
@@ -146,13 +150,31 @@ export async function startEdge(options: LocalEdgeOptions): Promise<LocalEdge> {
         await miniflare.dispose()
       } finally {
         // Also when workerd is gone already (Ctrl-C signals the whole process group).
-        removeStorage()
+        removeDirs()
       }
     },
   }
 }
 
 type D1 = Awaited<ReturnType<Miniflare['getD1Database']>>
+
+/**
+ * Runs `construct` with the OS temp dir set to `dir`: Miniflare makes its own temp dir (R2's
+ * files, caches) inside, when constructed. Its dispose() removes that dir fire-and-forget, after
+ * dropping its exit hook, so a process exiting right after close() (every `npm start` that
+ * failed to start, e.g. on a port in use) left a `miniflare-*` dir in /tmp; ours is removed
+ * synchronously with everything in it.
+ */
+function inTempDir<T>(dir: string, construct: () => T): T {
+  const saved = process.env.TMPDIR
+  process.env.TMPDIR = dir
+  try {
+    return construct()
+  } finally {
+    if (saved === undefined) delete process.env.TMPDIR
+    else process.env.TMPDIR = saved
+  }
+}
 
 /** Applies edge/migrations/*.sql in order, recorded in wrangler's own `d1_migrations` table. */
 async function applyMigrations(db: D1, splitSqlQuery: (sql: string) => string[]): Promise<void> {
