@@ -32,4 +32,10 @@ describe('parseInferRequest', () => {
     const optIn = parseInferRequest({ inputs: [f32('a')], outputs: [{ name: 'bin', parameters: { binary_data: true } }] }).binaryOutputs
     expect([optIn('bin'), optIn('other')]).toEqual([true, false])
   })
+
+  it('refuses binary flags that are not booleans, and the classification extension, naming the field', () => {
+    rejects({ inputs: [f32('a')], parameters: { binary_data_output: 'true' } }, 'parameters.binary_data_output')
+    rejects({ inputs: [f32('a')], outputs: [{ name: 'y' }, { name: 'z', parameters: { binary_data: 1 } }] }, 'outputs[1].parameters.binary_data')
+    rejects({ inputs: [f32('a')], outputs: [{ name: 'y', parameters: { classification: 3 } }] }, 'outputs[0].parameters.classification')
+  })
 })

@@ -131,12 +131,21 @@ export function parseInferRequest(body: unknown, binary?: Uint8Array): ParsedInf
   if (timeout !== undefined && !(Number.isSafeInteger(timeout) && (timeout as number) > 0)) {
     throw new InvalidRequestError('parameters.timeout_ms must be a positive integer', 'parameters.timeout_ms')
   }
+  // A flag of the wrong type ("true") would otherwise be read as absent: the client would get
+  // JSON where it asked for binary, without a word.
+  requireBoolean(request.parameters?.binary_data_output, 'parameters.binary_data_output')
   const outputs = request.outputs ?? []
   const outputNames = new Set<string>()
   outputs.forEach((output, j) => {
     // Refused like a repeated input: the two entries could even disagree on binary_data.
     if (outputNames.has(output.name)) throw new InvalidRequestError(`output ${JSON.stringify(output.name)} is asked for twice`, `outputs[${j}].name`)
     outputNames.add(output.name)
+    requireBoolean(output.parameters?.binary_data, `outputs[${j}].parameters.binary_data`)
+    // The classification extension (top-k labels instead of the tensor) is not offered (GET /v2
+    // does not list it); answering with the raw tensor would hand its client the wrong thing.
+    if (output.parameters?.classification !== undefined) {
+      throw new InvalidRequestError('the classification extension is not supported: ask for the output tensor without parameters.classification', `outputs[${j}].parameters.classification`)
+    }
   })
   return {
     id: request.id,
@@ -144,6 +153,12 @@ export function parseInferRequest(body: unknown, binary?: Uint8Array): ParsedInf
     outputs: outputs.map((o) => o.name),
     binaryOutputs: binaryOutputs(request.parameters?.binary_data_output === true, outputs),
     timeoutMs: timeout as number | undefined,
+  }
+}
+
+function requireBoolean(value: unknown, field: string): void {
+  if (value !== undefined && typeof value !== 'boolean') {
+    throw new InvalidRequestError(`${field} must be true or false, got ${JSON.stringify(value)}`, field)
   }
 }
 
