@@ -41,7 +41,7 @@ export async function deposit(conn: Connection, payer: PrivateKeyAccount, amount
     console.log(`Escrow ${escrow.address} as ${conn.target.addressSource} names it; set DEPINFER_ESCROW_ADDRESS to pin the address you trust`)
   }
   const forOther = beneficiary !== undefined && !isAddressEqual(beneficiary, payer.address)
-  await sendTransaction(conn, `deposited ${eth(amount)}${forOther ? ` for ${beneficiary}` : ''}`, () =>
+  await sendTransaction(conn, `deposit of ${eth(amount)}${forOther ? ` for ${beneficiary}` : ''}`, () =>
     forOther
       ? wallet.writeContract({ ...escrow, functionName: 'depositFor', args: [beneficiary], value: amount })
       : wallet.writeContract({ ...escrow, functionName: 'deposit', value: amount }),
@@ -72,7 +72,7 @@ export async function withdraw(conn: Connection, payer: PrivateKeyAccount, amoun
     }
     if (wanted > balance) throw new CliError(`--amount ${eth(wanted)} is more than the balance of ${payer.address}, ${eth(balance)}`, 2)
     if (request.amount > 0n) console.log(`replacing the pending withdrawal of ${eth(request.amount)} (the delay starts again)`)
-    await sendTransaction(conn, `requested a withdrawal of ${eth(wanted)}`, () => wallet.writeContract({ ...escrow, functionName: 'requestWithdrawal', args: [wanted] }))
+    await sendTransaction(conn, `withdrawal request of ${eth(wanted)}`, () => wallet.writeContract({ ...escrow, functionName: 'requestWithdrawal', args: [wanted] }))
     const [now, after] = await readChain('reading the withdrawal request', () =>
       Promise.all([conn.client.getBlock(), conn.client.readContract({ ...escrow, functionName: 'withdrawalRequest', args: [payer.address] })]),
     )
@@ -83,7 +83,7 @@ export async function withdraw(conn: Connection, payer: PrivateKeyAccount, amoun
   if (block.timestamp < request.availableAt) {
     throw new CliError(`the withdrawal of ${eth(request.amount)} is not available yet: run this again from ${whenAvailable(request.availableAt, block.timestamp)}`)
   }
-  const receipt = await sendTransaction(conn, 'completed the withdrawal', () => wallet.writeContract({ ...escrow, functionName: 'withdraw' }))
+  const receipt = await sendTransaction(conn, 'withdrawal', () => wallet.writeContract({ ...escrow, functionName: 'withdraw' }))
   const event = parseEventLogs({ abi: escrow.abi, eventName: 'Withdrawn', logs: receipt.logs })[0]
   const paid = event?.args.amount ?? 0n
   // Less than requested when the edge settled jobs against the balance during the delay.

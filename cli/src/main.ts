@@ -71,7 +71,10 @@ async function main(argv: string[]): Promise<number> {
     const url = new URL('/api/models', edgeUrl)
     if (values.name) url.searchParams.set('name', values.name)
     const { json } = await requestEdge(edgeUrl, url, { headers: { Authorization: `Bearer ${apiKey}` } }, 'list')
-    for (const m of (json.models ?? []) as (PublishedVersion & { size: number })[]) {
+    const models = (json.models ?? []) as (PublishedVersion & { size: number })[]
+    // On stderr: stdout stays one line per version, empty when there are none, for scripts.
+    if (models.length === 0) console.error(values.name ? `no published model named ${JSON.stringify(values.name)}` : 'no models published yet')
+    for (const m of models) {
       console.log(`${m.name}\tv${m.version}\t${m.priceWei} wei\t${(m.size / 1024).toFixed(0)} KiB\tsha256 ${m.sha256}`)
       for (const v of m.variants ?? []) console.log(`  ${v.kind}\t${(v.size / 1024).toFixed(0)} KiB\tsha256 ${v.sha256}\t${describeReport(v.report, v.minAgreement)}`)
     }

@@ -63,7 +63,7 @@ export async function registerDevice({ conn, provider, device, stake }: Register
   const wallet = conn.wallet(provider)
   if (standing.stake < target) {
     const topUp = target - standing.stake
-    await sendTransaction(conn, `staked ${eth(topUp)} (stake ${eth(standing.stake)} → ${eth(target)})`, () =>
+    await sendTransaction(conn, `stake of ${eth(topUp)} (stake ${eth(standing.stake)} → ${eth(target)})`, () =>
       wallet.writeContract({ ...registry, functionName: 'stake', value: topUp }),
     )
   } else {
@@ -78,7 +78,7 @@ export async function registerDevice({ conn, provider, device, stake }: Register
     const signature = await device.signTypedData(
       deviceRegistrationTypedData({ chainId: conn.chainId, registry: registry.address }, { provider: provider.address, device: device.address, nonce }),
     )
-    await sendTransaction(conn, `registered device ${device.address}`, () =>
+    await sendTransaction(conn, `registration of device ${device.address}`, () =>
       wallet.writeContract({ ...registry, functionName: 'registerDevice', args: [device.address, signature] }),
     )
   }
@@ -156,7 +156,7 @@ export async function unstake(conn: Connection, provider: PrivateKeyAccount, amo
     }
     if (wanted > standing.stake) throw new CliError(`--amount ${eth(wanted)} is more than the stake of ${provider.address}, ${eth(standing.stake)}`, 2)
     if (standing.unstakeAmount > 0n) console.log(`replacing the pending unstake of ${eth(standing.unstakeAmount)} (the delay starts again)`)
-    await sendTransaction(conn, `requested an unstake of ${eth(wanted)}`, () => wallet.writeContract({ ...registry, functionName: 'requestUnstake', args: [wanted] }))
+    await sendTransaction(conn, `unstake request of ${eth(wanted)}`, () => wallet.writeContract({ ...registry, functionName: 'requestUnstake', args: [wanted] }))
     const [now, after] = await readChain('reading the unstake request', () =>
       Promise.all([conn.client.getBlock(), conn.client.readContract({ ...registry, functionName: 'getProvider', args: [provider.address] })]),
     )
@@ -170,7 +170,7 @@ export async function unstake(conn: Connection, provider: PrivateKeyAccount, amo
   if (block.timestamp < standing.unstakeAvailableAt) {
     throw new CliError(`the unstake of ${eth(standing.unstakeAmount)} is not available yet: run this again from ${whenAvailable(standing.unstakeAvailableAt, block.timestamp)}`)
   }
-  const receipt = await sendTransaction(conn, 'completed the unstake', () => wallet.writeContract({ ...registry, functionName: 'unstake' }))
+  const receipt = await sendTransaction(conn, 'unstake', () => wallet.writeContract({ ...registry, functionName: 'unstake' }))
   const event = parseEventLogs({ abi: registry.abi, eventName: 'Unstaked', logs: receipt.logs })[0]
   const paid = event?.args.amount ?? 0n
   // Less than requested when the provider was slashed during the delay.
@@ -188,7 +188,7 @@ export async function cancelUnstake(conn: Connection, provider: PrivateKeyAccoun
     console.log(`no unstake of ${provider.address} is pending: nothing to cancel`)
     return
   }
-  await sendTransaction(conn, `cancelled the unstake of ${eth(standing.unstakeAmount)}`, () =>
+  await sendTransaction(conn, `cancellation of the unstake of ${eth(standing.unstakeAmount)}`, () =>
     conn.wallet(provider).writeContract({ ...registry, functionName: 'cancelUnstake' }),
   )
   await printProviderStatus(conn, provider.address)
@@ -207,7 +207,7 @@ export async function unregisterDevice(conn: Connection, provider: PrivateKeyAcc
   if (!isAddressEqual(current, provider.address)) {
     throw new CliError(`device ${device} is registered to provider ${current}, not ${provider.address}: only that provider can unregister it`)
   }
-  await sendTransaction(conn, `unregistered device ${device}`, () =>
+  await sendTransaction(conn, `unregistration of device ${device}`, () =>
     conn.wallet(provider).writeContract({ ...registry, functionName: 'unregisterDevice', args: [device] }),
   )
   await printProviderStatus(conn, provider.address, [device])

@@ -335,7 +335,11 @@ function editDistance(a: string, b: string): number {
   return previous[y.length]!
 }
 
-/** The known key `key` was most likely meant as: within a third of its letters (at least 2) of it; else undefined. */
+/**
+ * The known key `key` was most likely meant as: within a third of its letters (at least 2) of
+ * it; else the only known key that starts with the same word (`keyFile` → `keyPath`); else
+ * undefined.
+ */
 function closestKey(key: string, known: readonly string[]): string | undefined {
   const limit = Math.max(2, Math.floor(key.length / 3))
   let best: { key: string; distance: number } | undefined
@@ -343,7 +347,15 @@ function closestKey(key: string, known: readonly string[]): string | undefined {
     const distance = editDistance(key, candidate)
     if (distance <= limit && (!best || distance < best.distance)) best = { key: candidate, distance }
   }
-  return best?.key
+  if (best) return best.key
+  const word = firstWord(key)
+  const sameWord = word.length >= 3 ? known.filter((candidate) => firstWord(candidate) === word) : []
+  return sameWord.length === 1 ? sameWord[0] : undefined
+}
+
+/** The first word of a camelCase or snake_case key, lowercased: `keyFile` → `key`. */
+function firstWord(key: string): string {
+  return (/^[a-z0-9]+|^[A-Z][a-z0-9]*/.exec(key)?.[0] ?? key).toLowerCase()
 }
 
 function unknownKeyError(unknown: UnknownKey, file: string): ConfigError {

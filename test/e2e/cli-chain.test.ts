@@ -120,8 +120,8 @@ describe('depinfer provider / payouts / escrow on the local chain', () => {
 
   it('stakes and registers a new device key with only the edge URL, API key and DEPINFER_PRIVATE_KEY; again, it changes nothing', async () => {
     const stdout = expectSuccess(await runCli(['provider', 'register', '--device-key', deviceKeyPath, '--stake', '0.25'], { ...edgeEnv, DEPINFER_PRIVATE_KEY: PROVIDER_KEY }))
-    expect(stdout).toMatch(/^staked 0\.25 ETH \(stake 0 ETH → 0\.25 ETH\): tx 0x[0-9a-f]{64} \(block \d+\)$/m)
-    expect(stdout).toMatch(new RegExp(`^registered device ${device}: tx 0x[0-9a-f]{64} \\(block \\d+\\)$`, 'm'))
+    expect(stdout).toMatch(/^stake of 0\.25 ETH \(stake 0 ETH → 0\.25 ETH\): tx 0x[0-9a-f]{64} \(block \d+\)$/m)
+    expect(stdout).toMatch(new RegExp(`^registration of device ${device}: tx 0x[0-9a-f]{64} \\(block \\d+\\)$`, 'm'))
     expect(stdout).toContain(`provider ${provider}: stake 0.25 ETH (minimum 0.1 ETH), 1 device(s), in good standing`)
     expect(stdout).toContain(`device ${device}: registered, active`)
     const hashes = txHashes(stdout)
@@ -175,7 +175,7 @@ describe('depinfer provider / payouts / escrow on the local chain', () => {
     // The payer funds its Escrow balance through the CLI too.
     const deposited = parseEther('0.01')
     const deposit = expectSuccess(await runCli(['escrow', 'deposit', '0.01'], { ...edgeEnv, DEPINFER_PRIVATE_KEY: PAYER_KEY }))
-    expect(deposit).toMatch(/^deposited 0\.01 ETH: tx 0x[0-9a-f]{64}/m)
+    expect(deposit).toMatch(/^deposit of 0\.01 ETH: tx 0x[0-9a-f]{64}/m)
     expect(deposit).toContain(`${payer} in Escrow ${escrow}: balance 0.01 ETH, available for jobs 0.01 ETH`)
     // The address came from the edge: the CLI says so, and how to pin it.
     expect(deposit).toMatch(/Escrow 0x[0-9a-fA-F]{40} as the edge's \/api\/chain names it; set DEPINFER_ESCROW_ADDRESS/)
@@ -237,7 +237,7 @@ describe('depinfer provider / payouts / escrow on the local chain', () => {
     const remaining = parseEther('0.01') - JOBS * PRICE
     expect(await chain.readContract({ address: escrow, abi: escrowAbi, functionName: 'balanceOf', args: [payer] })).toBe(remaining)
     const requested = expectSuccess(await runCli(['escrow', 'withdraw'], env))
-    expect(requested).toContain('requested a withdrawal of ')
+    expect(requested).toContain('withdrawal request of ')
     expect(requested).toMatch(/run `depinfer escrow withdraw` again from \S+ \(in 24 h 0 min, by the chain's clock\)/)
     expectOneLineError(await runCli(['escrow', 'withdraw'], env), 1, /^the withdrawal of .* ETH is not available yet: run this again from /)
 
@@ -265,7 +265,7 @@ describe('depinfer provider / payouts / escrow on the local chain', () => {
 
     expectOneLineError(await runCli(['provider', 'unstake', '--amount', '0.3'], env), 2, new RegExp(`^--amount 0\\.3 ETH is more than the stake of ${provider}, 0\\.25 ETH$`))
     const requested = expectSuccess(await runCli(['provider', 'unstake'], env))
-    expect(requested).toMatch(/^requested an unstake of 0\.25 ETH: tx 0x[0-9a-f]{64} \(block \d+\)$/m)
+    expect(requested).toMatch(/^unstake request of 0\.25 ETH: tx 0x[0-9a-f]{64} \(block \d+\)$/m)
     expect(requested).toMatch(/the edge sends this provider's 1 device\(s\) no more jobs until it is done or cancelled .* run `depinfer provider unstake` again from \S+ \(in 24 h 0 min, by the chain's clock\)/)
     expect(await isActiveDevice(device)).toBe(false)
     // The edge stops routing to the device once its stake answer expires (DEVICE_STAKE_TTL_MS 1 s).
@@ -273,7 +273,7 @@ describe('depinfer provider / payouts / escrow on the local chain', () => {
     expectOneLineError(await runCli(['provider', 'unstake'], env), 1, /^the unstake of 0\.25 ETH is not available yet: run this again from \S+ \(in 24 h 0 min, by the chain's clock\)$/)
 
     const cancelled = expectSuccess(await runCli(['provider', 'cancel-unstake'], env))
-    expect(cancelled).toMatch(/^cancelled the unstake of 0\.25 ETH: tx 0x[0-9a-f]{64}/m)
+    expect(cancelled).toMatch(/^cancellation of the unstake of 0\.25 ETH: tx 0x[0-9a-f]{64}/m)
     expect(cancelled).toContain(`provider ${provider}: stake 0.25 ETH (minimum 0.1 ETH), 1 device(s), in good standing`)
     expect(await isActiveDevice(device)).toBe(true)
     await waitFor('the edge to route to the device again', async () => ((await routable()) ? true : undefined), 15_000, 100)
@@ -287,7 +287,7 @@ describe('depinfer provider / payouts / escrow on the local chain', () => {
     await anvil.mine({ blocks: 1 })
     const before = await chain.getBalance({ address: provider })
     const stdout = expectSuccess(await runCli(['provider', 'unstake'], env))
-    expect(stdout).toMatch(/^completed the unstake: tx 0x[0-9a-f]{64}/m)
+    expect(stdout).toMatch(/^unstake: tx 0x[0-9a-f]{64}/m)
     expect(stdout).toContain(`unstaked 0.25 ETH to ${provider}\n`)
     expect(stdout).toContain(`provider ${provider}: stake 0 ETH (minimum 0.1 ETH), 1 device(s), NOT in good standing: the stake is below the minimum`)
     const [hash] = txHashes(stdout)
@@ -310,7 +310,7 @@ describe('depinfer provider / payouts / escrow on the local chain', () => {
       new RegExp(`^device ${device} is registered to provider ${provider}, not ${other}: only that provider can unregister it$`),
     )
     const unregistered = expectSuccess(await runCli(['provider', 'unregister', '--device-key', deviceKeyPath], env))
-    expect(unregistered).toMatch(new RegExp(`^unregistered device ${device}: tx 0x[0-9a-f]{64}`, 'm'))
+    expect(unregistered).toMatch(new RegExp(`^unregistration of device ${device}: tx 0x[0-9a-f]{64}`, 'm'))
     expect(unregistered).toContain(`  device ${device}: not registered`)
     expect(await providerOf(device)).toBe('0x0000000000000000000000000000000000000000')
     expect(await getProvider()).toMatchObject({ deviceCount: 0 })

@@ -135,6 +135,8 @@ describe('int8 variants of published models', () => {
 
     const listed = await runCli(['models', 'list', '--name', 'cls-int8'], env)
     expect(listed.output).toMatch(new RegExp(`int8\\t\\d+ KiB\\tsha256 ${int8Sha}\\ttop-1 agreement`))
+    const none = await runCli(['models', 'list', '--name', 'cls-nope'], env)
+    expect(none).toMatchObject({ code: 0, stdout: '', stderr: 'no published model named "cls-nope"\n' })
   })
 
   it('publishes a variant made elsewhere with the report depinfer-quantize printed for it', async () => {
