@@ -49,6 +49,12 @@ export interface Env {
    * provider fees go to its provider account. Empty: every device with a key is routable.
    */
   PROVIDER_REGISTRY_ADDRESS?: string
+  /**
+   * Days a batch's attestations (and settled reservations) stay in D1 after the batch is
+   * confirmed and settled; then they move to R2 (batching/archive.ts), still served with their
+   * proofs. A number ≥ 0, fractions allowed; default 30.
+   */
+  ATTESTATION_RETENTION_DAYS?: string
   /** How long a device's on-chain stake answer is trusted before it is re-checked (ms, default 30,000). */
   DEVICE_STAKE_TTL_MS?: string
 }

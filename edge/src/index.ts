@@ -3,6 +3,7 @@
  * class.
  */
 import { app } from './app.js'
+import { runArchiveTick } from './batching/archive.js'
 import { runBatchTick } from './batching/batcher.js'
 import type { Env } from './env.js'
 import { flushGatewayAttestations } from './gateway/flush-attestations.js'
@@ -14,7 +15,7 @@ export default {
   fetch: app.fetch,
   // Awaited rather than waitUntil: the invocation then lasts as long as the tick, and a caller
   // of the scheduled event (tests, `npm start`) sees it finished.
-  async scheduled(_controller, env) {
+  async scheduled(controller, env) {
     const flushStartedAt = Date.now()
     // First the jobs answered until now into D1, so the batch cut next includes all of them.
     const pending = await flushGatewayAttestations(env)
@@ -25,5 +26,7 @@ export default {
     // so such a reservation's job, if it was answered at all, was in the outbox this flush
     // emptied and is charged by now: a reservation still `reserved` really was abandoned.
     await runSettlementTick(env, pending === 0 ? flushStartedAt : undefined)
+    // Confirmed, settled batches older than the retention move from D1 to R2.
+    await runArchiveTick(env, controller.scheduledTime)
   },
 } satisfies ExportedHandler<Env>

@@ -45,8 +45,8 @@ export interface LocalEdge {
    * priced jobs are charged to (none: the key only runs free jobs).
    */
   createApiKey(label: string, key?: string, payer?: string): Promise<string>
-  /** Fires the scheduled (cron) handler once, as Cloudflare would, and waits for it. */
-  runScheduled(): Promise<void>
+  /** Fires the scheduled (cron) handler once, as Cloudflare would, and waits for it; `scheduledTime` is the tick's time (its `controller.scheduledTime`), now by default. */
+  runScheduled(scheduledTime?: Date): Promise<void>
   close(): Promise<void>
 }
 
@@ -140,9 +140,9 @@ export async function startEdge(options: LocalEdgeOptions): Promise<LocalEdge> {
         .run()
       return key
     },
-    async runScheduled() {
+    async runScheduled(scheduledTime = new Date()) {
       const worker = await miniflare.getWorker()
-      const result = await worker.scheduled({ cron: '* * * * *', scheduledTime: new Date() })
+      const result = await worker.scheduled({ cron: '* * * * *', scheduledTime })
       if (result.outcome !== 'ok') throw new Error(`scheduled handler ended with outcome ${result.outcome}`)
     },
     async close() {

@@ -35,6 +35,8 @@ export interface BatchRow {
   last_error: string | null
   recorded_at: number
   confirmed_at: number | null
+  /** When its rows moved to R2 (batching/archive.ts); null while they are in D1. */
+  archived_at: number | null
 }
 
 /** An accepted attestation, as the gateway records it. */
@@ -87,9 +89,11 @@ export function insertAttestationParams(r: RecordedAttestation): (string | numbe
   ]
 }
 
-/** The highest `seq` on record (0 before the first attestation). */
+/** The highest `seq` on record (0 before the first attestation), archived batches included. */
 export async function lastRecordedSeq(db: D1Database): Promise<number> {
-  const row = await db.prepare('SELECT MAX(seq) AS seq FROM attestations').first<{ seq: number | null }>()
+  const row = await db
+    .prepare('SELECT MAX(seq) AS seq FROM (SELECT MAX(seq) AS seq FROM attestations UNION ALL SELECT MAX(to_seq) FROM batches)')
+    .first<{ seq: number | null }>()
   return row?.seq ?? 0
 }
 

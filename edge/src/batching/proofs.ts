@@ -12,6 +12,8 @@ import {
   type MerkleTree,
 } from '@depinfer/shared'
 import { attestationOfRow, type AttestationRow, type BatchRow, type BatchStatus } from '../attestations/rows.js'
+import type { Env } from '../env.js'
+import { archivedBatchOf } from './archive.js'
 import { attestationsOfBatch } from './batch-store.js'
 import { batchLeaves } from './batcher.js'
 
@@ -25,6 +27,8 @@ export interface BatchView {
   blockNumber: number | null
   recordedAt: number
   confirmedAt: number | null
+  /** When its attestations moved from D1 to R2 (still served with their proofs); null before. */
+  archivedAt: number | null
   attempts: number
   lastError: string | null
 }
@@ -65,6 +69,7 @@ export function batchView(row: BatchRow): BatchView {
     blockNumber: row.block_number,
     recordedAt: row.recorded_at,
     confirmedAt: row.confirmed_at,
+    archivedAt: row.archived_at,
     attempts: row.attempts,
     lastError: row.last_error,
   }
@@ -74,10 +79,11 @@ export function batchView(row: BatchRow): BatchView {
 const treeCache = new Map<string, MerkleTree>()
 const TREE_CACHE_SIZE = 4
 
-async function treeOf(db: D1Database, root: string): Promise<MerkleTree> {
+/** The tree of batch `root`, built from `rows` (its attestations in seq order) unless cached. */
+async function treeOf(root: string, rows: () => Promise<AttestationRow[]>): Promise<MerkleTree> {
   let tree = treeCache.get(root)
   if (!tree) {
-    tree = buildMerkleTree(batchLeaves(await attestationsOfBatch(db, root)))
+    tree = buildMerkleTree(batchLeaves(await rows()))
     if (tree.root !== root) throw new Error(`batch ${root}: its attestations hash to ${tree.root}`)
     if (treeCache.size >= TREE_CACHE_SIZE) treeCache.delete(treeCache.keys().next().value!)
     treeCache.set(root, tree)
@@ -85,21 +91,29 @@ async function treeOf(db: D1Database, root: string): Promise<MerkleTree> {
   return tree
 }
 
-/** The job's attestation view, or undefined for an unknown job. */
-export async function jobAttestation(db: D1Database, jobId: string): Promise<JobAttestationView | undefined> {
-  const row = await db.prepare('SELECT * FROM attestations WHERE job_id = ?').bind(jobId.toLowerCase()).first<AttestationRow>()
-  if (!row) return undefined
+/**
+ * The job's attestation view, or undefined for an unknown job: from D1, or for a job of an
+ * archived batch (batching/archive.ts), from the batch's archive in R2.
+ */
+export async function jobAttestation(env: Pick<Env, 'DB' | 'MODELS'>, jobId: string): Promise<JobAttestationView | undefined> {
+  const id = jobId.toLowerCase()
+  const row = await env.DB.prepare('SELECT * FROM attestations WHERE job_id = ?').bind(id).first<AttestationRow>()
+  if (row) {
+    const batchRow = row.batch_root ? await env.DB.prepare('SELECT * FROM batches WHERE root = ?').bind(row.batch_root).first<BatchRow>() : null
+    if (!batchRow) return viewOf(row, null, null)
+    const tree = await treeOf(batchRow.root, () => attestationsOfBatch(env.DB, batchRow.root))
+    return viewOf(row, batchRow, tree.proof(row.seq - batchRow.from_seq))
+  }
+  const archived = await archivedBatchOf(env, id)
+  const archivedRow = archived?.archive.attestations.find((r) => r.job_id === id)
+  if (!archived || !archivedRow) return undefined
+  const tree = await treeOf(archived.batch.root, async () => archived.archive.attestations)
+  return viewOf(archivedRow, archived.batch, tree.proof(archivedRow.seq - archived.batch.from_seq))
+}
+
+function viewOf(row: AttestationRow, batchRow: BatchRow | null, proof: Hex[] | null): JobAttestationView {
   const attestation = attestationOfRow(row)
   const leaf = attestationLeaf(attestation, BigInt(row.seq))
-  let batch: BatchView | null = null
-  let proof: Hex[] | null = null
-  if (row.batch_root) {
-    const batchRow = await db.prepare('SELECT * FROM batches WHERE root = ?').bind(row.batch_root).first<BatchRow>()
-    if (batchRow) {
-      batch = batchView(batchRow)
-      proof = (await treeOf(db, row.batch_root)).proof(row.seq - batchRow.from_seq)
-    }
-  }
   return {
     jobId: row.job_id,
     seq: row.seq,
@@ -122,7 +136,7 @@ export async function jobAttestation(db: D1Database, jobId: string): Promise<Job
       verifyingContract: row.verifying_contract,
     },
     leaf,
-    batch,
+    batch: batchRow && batchView(batchRow),
     proof,
   }
 }
@@ -136,10 +150,13 @@ export async function listBatches(db: D1Database, limit: number, beforeSeq: numb
   return results.map(batchView)
 }
 
-/** Counts by state, for a quick look at the batcher's backlog. */
+/** Counts by state, for a quick look at the batcher's backlog; `total` includes archived jobs. */
 export async function attestationCounts(db: D1Database): Promise<{ total: number; pending: number }> {
   const row = await db
-    .prepare('SELECT COUNT(*) AS total, COALESCE(SUM(batch_root IS NULL), 0) AS pending FROM attestations')
+    .prepare(
+      `SELECT (SELECT COUNT(*) FROM attestations) + (SELECT COALESCE(SUM(count), 0) FROM batches WHERE archived_at IS NOT NULL) AS total,
+              (SELECT COUNT(*) FROM attestations WHERE batch_root IS NULL) AS pending`,
+    )
     .first<{ total: number; pending: number }>()
   return { total: row?.total ?? 0, pending: row?.pending ?? 0 }
 }

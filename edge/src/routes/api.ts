@@ -42,7 +42,7 @@ api.get('/jobs/:jobId/attestation', async (c) => {
   }
   // A job answered a moment ago may still be in the Gateway's outbox: it goes to D1 first.
   const pending = await flushGatewayAttestations(c.env)
-  const view = await jobAttestation(c.env.DB, jobId)
+  const view = await jobAttestation(c.env, jobId)
   if (view) return c.json(view)
   if (pending !== 0) {
     const gateway = pending === undefined ? 'the gateway could not be asked for the jobs it has not stored yet' : `the gateway has ${pending} answered job(s) not stored yet`

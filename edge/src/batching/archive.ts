@@ -1,0 +1,132 @@
+/**
+ * Moves old attestation batches out of D1 into R2 (edge/migrations/0008_attestation_archive.sql).
+ * D1 has a size limit, and the attestation log grows by ~1 KB per job (plus ~0.7 KB per priced
+ * job's reservation): at 100 jobs a second it would reach 10 GB within days, and then every
+ * write, the job path's included, fails.
+ *
+ * A batch is archived once it is confirmed on-chain, settled (when payments are on), and older
+ * than ATTESTATION_RETENTION_DAYS: its attestation rows and its settled reservations are written
+ * to R2 as one JSON object, and then, in one D1 transaction, deleted, with the job ids kept in
+ * `archived_jobs` so `GET /api/jobs/{id}/attestation` still serves the job with its proof (from the
+ * R2 object). The R2 write comes first: a tick that dies between the two leaves the rows in D1
+ * and writes the same object again next time.
+ */
+import { buildMerkleTree } from '@depinfer/shared'
+import type { AttestationRow, BatchRow } from '../attestations/rows.js'
+import type { Env } from '../env.js'
+import { DepinferError } from '../errors/base.js'
+import { paymentsSetting } from '../payments/config.js'
+import { attestationsOfBatch } from './batch-store.js'
+import { batchLeaves } from './batcher.js'
+
+const DEFAULT_RETENTION_DAYS = 30
+const DAY_MS = 86_400_000
+/** At most this many batches per tick: each is an R2 write of up to BATCH_MAX_LEAVES rows. */
+const MAX_BATCHES_PER_TICK = 20
+/**
+ * A settled reservation still counts against its payer for balance reads made before it
+ * settled (payments/reservations.ts); those are cached for seconds. Its batch is archived (and
+ * the reservation deleted) no sooner than this after the settlement, whatever the retention.
+ */
+const SETTLED_RESERVATION_KEEP_MS = 10 * 60_000
+
+/** What R2 holds for an archived batch. */
+export interface ArchivedBatch {
+  format: 'depinfer-attestation-batch-1'
+  root: string
+  fromSeq: number
+  toSeq: number
+  /** The batch's rows of `attestations`, in seq order: the leaves of its Merkle tree. */
+  attestations: AttestationRow[]
+  /** Its priced jobs' rows of `reservations` (who paid what for which job), in seq order. */
+  reservations: Record<string, unknown>[]
+}
+
+/** Where R2 keeps the archive of the batch with Merkle root `root`, in the MODELS bucket. */
+export const archiveKey = (root: string) => `attestation-batches/${root}.json`
+
+/** How long a confirmed batch's rows stay in D1, in ms: ATTESTATION_RETENTION_DAYS (≥ 0, default 30). */
+export function retentionMs(env: Pick<Env, 'ATTESTATION_RETENTION_DAYS'>): number {
+  const raw = env.ATTESTATION_RETENTION_DAYS?.trim() ?? ''
+  const days = raw === '' ? DEFAULT_RETENTION_DAYS : Number(raw)
+  return (Number.isFinite(days) && days >= 0 ? days : DEFAULT_RETENTION_DAYS) * DAY_MS
+}
+
+export interface ArchiveTickReport {
+  archived: { root: string; fromSeq: number; toSeq: number }[]
+  /** Why the tick stopped early, if it did: the batch stays for the next tick. */
+  error?: string
+}
+
+/** Archives the batches due at `now`, oldest first. Never throws: failures are reported. */
+export async function runArchiveTick(env: Env, now: number): Promise<ArchiveTickReport> {
+  const report: ArchiveTickReport = { archived: [] }
+  try {
+    const retention = retentionMs(env)
+    const { results: due } = await env.DB.prepare(
+      `SELECT b.* FROM batches b
+       WHERE b.archived_at IS NULL AND b.status = 'confirmed' AND b.confirmed_at <= ?1
+         AND (?2 = 0 OR EXISTS (SELECT 1 FROM settlements s WHERE s.attestation_root = b.root
+               AND (s.status = 'skipped' OR (s.status = 'confirmed' AND s.confirmed_at <= ?3))))
+       ORDER BY b.from_seq LIMIT ?4`,
+    )
+      .bind(now - retention, paymentsSetting(env).enabled ? 1 : 0, now - Math.max(retention, SETTLED_RESERVATION_KEEP_MS), MAX_BATCHES_PER_TICK)
+      .all<BatchRow>()
+    for (const batch of due) {
+      await archiveBatch(env, batch, now)
+      report.archived.push({ root: batch.root, fromSeq: batch.from_seq, toSeq: batch.to_seq })
+    }
+  } catch (error) {
+    report.error = (error as Error).message
+  }
+  return report
+}
+
+async function archiveBatch(env: Env, batch: BatchRow, now: number): Promise<void> {
+  const attestations = await attestationsOfBatch(env.DB, batch.root)
+  // Never delete rows that would not prove the on-chain root again.
+  const root = attestations.length === batch.count ? buildMerkleTree(batchLeaves(attestations)).root : undefined
+  if (root !== batch.root) {
+    throw new Error(`batch ${batch.root}: its ${attestations.length} of ${batch.count} rows in D1 do not rebuild its root; not archived`)
+  }
+  const { results: reservations } = await env.DB.prepare("SELECT * FROM reservations WHERE settlement_root = ? AND status = 'settled' ORDER BY seq")
+    .bind(batch.root)
+    .all<Record<string, unknown>>()
+  const archive: ArchivedBatch = { format: 'depinfer-attestation-batch-1', root: batch.root, fromSeq: batch.from_seq, toSeq: batch.to_seq, attestations, reservations }
+  await env.MODELS.put(archiveKey(batch.root), JSON.stringify(archive), { httpMetadata: { contentType: 'application/json' } })
+  await env.DB.batch([
+    env.DB.prepare('INSERT OR IGNORE INTO archived_jobs (job_id, from_seq) SELECT unhex(substr(job_id, 3)), ? FROM attestations WHERE batch_root = ?')
+      .bind(batch.from_seq, batch.root),
+    env.DB.prepare("DELETE FROM reservations WHERE settlement_root = ? AND status = 'settled'").bind(batch.root),
+    env.DB.prepare('DELETE FROM attestations WHERE batch_root = ?').bind(batch.root),
+    env.DB.prepare('UPDATE batches SET archived_at = ? WHERE root = ?').bind(now, batch.root),
+  ])
+}
+
+/** The archive of a job's batch could not be read: the job exists, its proof is not at hand. */
+export class ArchiveUnavailableError extends DepinferError {
+  constructor(detail: string) {
+    super(503, 'attestation-archive-unavailable', 'Attestation archive unavailable', detail, { field: 'jobId', retryAfterSec: 30 })
+  }
+}
+
+/** Archives read lately: proving several jobs of one batch reads its object once. */
+const archiveCache = new Map<string, ArchivedBatch>()
+const ARCHIVE_CACHE_SIZE = 2
+
+/** The archived batch holding job `jobId` (0x hex), or undefined when no archived batch does. */
+export async function archivedBatchOf(env: Pick<Env, 'DB' | 'MODELS'>, jobId: string): Promise<{ batch: BatchRow; archive: ArchivedBatch } | undefined> {
+  const batch = await env.DB.prepare('SELECT b.* FROM archived_jobs j JOIN batches b ON b.from_seq = j.from_seq WHERE j.job_id = unhex(?)')
+    .bind(jobId.slice(2))
+    .first<BatchRow>()
+  if (!batch) return undefined
+  let archive = archiveCache.get(batch.root)
+  if (!archive) {
+    const object = await env.MODELS.get(archiveKey(batch.root))
+    if (!object) throw new ArchiveUnavailableError(`job ${jobId} is in batch ${batch.root}, whose archive ${archiveKey(batch.root)} is missing from R2`)
+    archive = await object.json<ArchivedBatch>()
+    if (archiveCache.size >= ARCHIVE_CACHE_SIZE) archiveCache.delete(archiveCache.keys().next().value!)
+    archiveCache.set(batch.root, archive)
+  }
+  return { batch, archive }
+}

@@ -1,0 +1,118 @@
+/**
+ * Old attestations leave D1 for R2 (edge/src/batching/archive.ts): once a batch is confirmed on
+ * the real local chain, settled on the Escrow, and older than ATTESTATION_RETENTION_DAYS (0 here),
+ * its attestation rows and settled reservations are written to R2 and deleted from D1, and every
+ * job is still served with the same attestation and a proof the contract accepts. The ticks are
+ * fired with a later `scheduledTime` to stand for time passing.
+ */
+import { createPublicClient, createWalletClient, http, parseEther, type Address, type Hex } from 'viem'
+import { mnemonicToAccount } from 'viem/accounts'
+import { foundry } from 'viem/chains'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { attestationRegistryAbi, escrowAbi } from '../../contracts/generated/index.js'
+import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/network.js'
+import { apiClient, waitForModelReady, type ApiClient } from './support.js'
+
+const DEVICE = 'archiving-device'
+const PROVIDER_FEE = 7_000n
+const payer = mnemonicToAccount('test test test test test test test test test test test junk', { addressIndex: 2 })
+const MINUTE_MS = 60_000
+
+interface JobView {
+  jobId: Hex
+  seq: number
+  attestation: { jobId: Hex; modelHash: Hex; inputHash: Hex; outputHash: Hex; device: Address; price: string; completedAt: string }
+  leaf: Hex
+  batch: { root: Hex; status: string; fromSeq: number; toSeq: number; count: number; archivedAt: number | null } | null
+  proof: Hex[] | null
+}
+
+const job = (seed: number) => ({
+  inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 3, 48, 32], data: Array.from({ length: 3 * 48 * 32 }, (_, i) => Math.round(Math.sin(i * seed) * 1e4) / 1e4) }],
+})
+
+describe('attestations archived from D1 to R2', () => {
+  let network: LocalNetwork
+  let api: ApiClient
+  let paying: ApiClient
+  let chain: ReturnType<typeof createPublicClient>
+  const count = async (sql: string, ...values: unknown[]) =>
+    (await (await network.edge.miniflare.getD1Database('DB')).prepare(sql).bind(...values).first<{ n: number }>())!.n
+  const view = async (jobId: string) => {
+    const response = await api.get(`/api/jobs/${jobId}/attestation`)
+    expect(response.status, response.text).toBe(200)
+    return response.body as unknown as JobView
+  }
+  const verifiesOnChain = (v: JobView) => {
+    const a = v.attestation
+    const tuple = { ...a, price: BigInt(a.price), completedAt: BigInt(a.completedAt), seq: BigInt(v.seq) }
+    return chain.readContract({ address: network.chain!.registryAddress, abi: attestationRegistryAbi, functionName: 'verifyLeafData', args: [v.batch!.root, v.proof!, tuple] })
+  }
+
+  beforeAll(async () => {
+    network = await startLocalNetwork({
+      build: false,
+      chain: true,
+      agents: [{ deviceId: DEVICE, models: 'ppocr-cls' }],
+      edgeVars: { PROVIDER_FEE_WEI: String(PROVIDER_FEE), ATTESTATION_RETENTION_DAYS: '0', BATCH_CONFIRM_TIMEOUT_MS: '10000' },
+    })
+    api = apiClient(network.edge.url, network.apiKey)
+    paying = apiClient(network.edge.url, await network.edge.createApiKey('archive-payer', undefined, payer.address))
+    chain = createPublicClient({ chain: foundry, transport: http(network.chain!.rpcUrl) })
+    const wallet = createWalletClient({ account: payer, chain: foundry, transport: http(network.chain!.rpcUrl) })
+    const hash = await wallet.writeContract({ address: network.chain!.escrowAddress, abi: escrowAbi, functionName: 'deposit', value: parseEther('0.01') })
+    expect((await chain.waitForTransactionReceipt({ hash })).status).toBe('success')
+    await waitForModelReady(api, 'ppocr-cls')
+  })
+  afterAll(async () => {
+    await network?.close()
+  })
+
+  it('moves a settled batch to R2 after the retention, and keeps serving every job with a proof the contract accepts', async () => {
+    const jobIds: string[] = []
+    for (let i = 1; i <= 5; i++) {
+      const response = await paying.post('/v2/models/ppocr-cls/infer', job(i))
+      expect(response.status, response.text).toBe(200)
+      jobIds.push((response.body.parameters as { job_id: string }).job_id)
+    }
+    // Batched, confirmed and settled, but settled only now: its reservations still count for
+    // balance reads made before the settlement, so nothing moves yet.
+    await network.edge.runScheduled()
+    const before = await Promise.all(jobIds.map(view))
+    const root = before[0]!.batch!.root
+    expect(before.every((v) => v.batch?.root === root && v.batch.status === 'confirmed' && v.batch.archivedAt === null)).toBe(true)
+    expect(await count('SELECT COUNT(*) AS n FROM attestations WHERE batch_root = ?', root)).toBe(5)
+    expect(await count("SELECT COUNT(*) AS n FROM reservations WHERE settlement_root = ? AND status = 'settled'", root)).toBe(5)
+
+    const later = Date.now() + 11 * MINUTE_MS
+    await network.edge.runScheduled(new Date(later))
+    expect(await count('SELECT COUNT(*) AS n FROM attestations WHERE batch_root = ?', root)).toBe(0)
+    expect(await count('SELECT COUNT(*) AS n FROM reservations WHERE settlement_root = ?', root)).toBe(0)
+    expect(await count('SELECT COUNT(*) AS n FROM archived_jobs')).toBe(5)
+
+    for (const [i, jobId] of jobIds.entries()) {
+      const after = await view(jobId)
+      expect(after).toEqual({ ...before[i], batch: { ...before[i]!.batch, archivedAt: later } })
+      expect(await verifiesOnChain(after)).toBe(true)
+    }
+    // R2 holds who paid what for each job, next to the attestations.
+    const object = await (await network.edge.miniflare.getR2Bucket('MODELS')).get(`attestation-batches/${root}.json`)
+    const archive = (await object!.json()) as { attestations: { job_id: string }[]; reservations: { job_id: string; payer: string; price_wei: string }[] }
+    expect(archive.attestations.map((a) => a.job_id)).toEqual(jobIds)
+    expect(archive.reservations.map((r) => [r.job_id, r.payer, r.price_wei])).toEqual(jobIds.map((id) => [id, payer.address.toLowerCase(), String(PROVIDER_FEE)]))
+    const batches = (await api.get('/api/batches')).body as { batches: JobView['batch'][]; attestations: { total: number; pending: number } }
+    expect(batches.attestations).toEqual({ total: 5, pending: 0 })
+    expect(batches.batches[0]).toMatchObject({ root, archivedAt: later })
+  })
+
+  it('goes on numbering and batching jobs after the archived ones', async () => {
+    const response = await paying.post('/v2/models/ppocr-cls/infer', job(9))
+    expect(response.status, response.text).toBe(200)
+    await network.edge.runScheduled()
+    const next = await view((response.body.parameters as { job_id: string }).job_id)
+    expect(next.seq).toBe(6)
+    expect(next.batch).toMatchObject({ fromSeq: 6, toSeq: 6, status: 'confirmed', archivedAt: null })
+    expect(await verifiesOnChain(next)).toBe(true)
+    expect((await api.get(`/api/jobs/0x${'ab'.repeat(32)}/attestation`)).status).toBe(404)
+  })
+})
