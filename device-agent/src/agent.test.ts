@@ -303,3 +303,74 @@ describe('stopping while the broker does not acknowledge', () => {
     }
   })
 })
+
+describe('stopping with jobs in hand', () => {
+  it('answers the jobs it received before saying offline, and turns new ones away meanwhile', async () => {
+    const broker = await startLocalBroker()
+    const gateway = await mqtt.connectAsync(broker.tcpUrl, { clientId: gatewayClientId('drain-test') })
+    const device = 'draining-device'
+    /** Result headers and offline statuses, in the order they arrived. */
+    const seen: { kind: 'result' | 'offline'; jobId?: string; error?: string; outputs?: number }[] = []
+    let queued = 0
+    let ready = false
+    gateway.on('message', (topic, payload) => {
+      if (topic === RESULTS) {
+        const { header, tensors } = decodeFrame(payload)
+        const error = (header.error as { code?: string } | undefined)?.code
+        seen.push({ kind: 'result', jobId: String(header.jobId), outputs: tensors.length, ...(error && { error }) })
+      } else if (topic === deviceStatusTopic(device)) {
+        const status = DeviceStatusSchema.parse(JSON.parse(payload.toString()))
+        if (!status.online) seen.push({ kind: 'offline' })
+        else if (status.models.some((m) => m.state === 'ready')) ready = true
+      } else {
+        queued = (JSON.parse(payload.toString()) as { queued: number }).queued
+      }
+    })
+    await gateway.subscribeAsync([RESULTS, deviceStatusTopic(device), `depinfer/v1/devices/${device}/heartbeat`], { qos: 1 })
+    const key = join(temporaryDirectory('agent-key-'), 'device.key')
+    initDeviceKey(key)
+    // A job waits 1 s in the queue for company: long enough to stop the agent while it holds one.
+    const config = AgentConfigSchema.parse({
+      deviceId: device,
+      broker: { url: broker.tcpUrl },
+      models: [{ bundled: 'ppocr-cls' }],
+      batching: { maxBatch: 8, maxQueueDelayMs: 1_000 },
+      heartbeatSec: 0.1,
+      keyPath: key,
+    })
+    const agent = await startAgent(config, () => {})
+    try {
+      await agent.modelsSettled
+      const send = (name: string) => {
+        const header: JobHeader = {
+          protocol: PROTOCOL_VERSION,
+          jobId: idOf(name),
+          replyTo: RESULTS,
+          model: { name: 'ppocr-cls', version: '1', sha256: clsSha256 },
+          outputs: [],
+          deadlineMs: 10_000,
+          attempt: 1,
+          attest: { chainId: String(DOMAIN.chainId), verifyingContract: DOMAIN.verifyingContract, salt: SALT, priceWei: '0' },
+        }
+        const x: RawTensor = { name: 'x', datatype: 'FP32', shape: [1, 3, 48, 96], data: bytesOf(new Float32Array(3 * 48 * 96).fill(0.3)) }
+        gateway.publish(deviceJobsTopic(device), Buffer.from(encodeFrame(header, [x])), { qos: 1 })
+      }
+      await waitFor('the agent online', async () => (ready ? true : undefined))
+      send('held')
+      await waitFor('the job in the queue', async () => (queued === 1 ? true : undefined), 5_000, 10)
+      const stopping = agent.stop()
+      send('late')
+      await stopping
+      await waitFor('the offline status', async () => (seen.some((s) => s.kind === 'offline') ? true : undefined))
+      expect(seen).toEqual([
+        { kind: 'result', jobId: idOf('late'), outputs: 0, error: 'overloaded' },
+        { kind: 'result', jobId: idOf('held'), outputs: 1 },
+        { kind: 'offline' },
+      ])
+    } finally {
+      await agent.stop()
+      await gateway.endAsync()
+      await broker.close()
+    }
+  })
+})

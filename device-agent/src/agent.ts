@@ -43,6 +43,13 @@ import { checkJobTensors, InvalidJobInputError, runModel } from './runtime/run-j
 const EWMA_WEIGHT = 0.2
 /** How long a stop waits for the broker to acknowledge the offline status. */
 const STOP_PUBLISH_WAIT_MS = 2_000
+/**
+ * How long a stop waits for the jobs already received to be answered before it says offline
+ * (the edge fails a job whose device goes offline, even one about to be answered). Covers the
+ * edge's default job deadline (30 s). Supervisors kill sooner or later (`docker stop` after 10 s
+ * unless given `--time`, systemd after 90 s); a second Ctrl-C ends the process at once.
+ */
+const STOP_DRAIN_WAIT_MS = 30_000
 
 /** Waits until `promise` settles or `ms` pass, whichever is first; never rejects. */
 async function waitAtMost(promise: Promise<unknown>, ms: number): Promise<void> {
@@ -98,6 +105,10 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
   const sessionSettings = { runtime, maxBatch: config.batching.maxBatch }
   let inflight = 0
   let ewmaMs = 0
+  /** Set by stop(): new jobs are turned away, those received are finished. */
+  let draining = false
+  /** Resolves the stop's wait once the last received job is answered. */
+  let drained: (() => void) | undefined
 
   const status = (online = true) => deviceStatus(deviceId, served.map(({ loaded }) => loaded), online, key, runtime.status())
 
@@ -199,6 +210,7 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
       attestation?: AttestationWire,
     ) => {
       inflight--
+      if (inflight === 0) drained?.()
       const result: ResultHeader = {
         protocol: PROTOCOL_VERSION,
         jobId: header.jobId,
@@ -211,6 +223,10 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
       client.publish(header.replyTo, Buffer.from(encodeFrame(result, outputs)), { qos: 1 })
     }
 
+    if (draining) {
+      // Not `model_unavailable`: a device's fault all the same, and the edge retries elsewhere at once.
+      return reply([], { code: 'overloaded', message: `device ${deviceId} is shutting down` })
+    }
     const model = served.find(
       ({ loaded }) => loaded.name === header.model.name && loaded.version === header.model.version,
     )
@@ -270,6 +286,13 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
   }
 
   async function stop(): Promise<void> {
+    draining = true
+    // Jobs already received are answered before the device says it is offline (the edge would
+    // fail them otherwise, or run them again elsewhere); meanwhile new ones are turned away.
+    if (inflight > 0) {
+      log(`finishing ${inflight} job(s) before stopping`)
+      await waitAtMost(new Promise<void>((resolve) => (drained = resolve)), STOP_DRAIN_WAIT_MS)
+    }
     clearInterval(heartbeat)
     // Before the sessions are released: no download or load may finish after that.
     await provisioner.stop()
