@@ -19,18 +19,32 @@ import { loadModel, modelsFromConfig } from './runtime/loaded-model.js'
 const progressFor = (log: (message: string) => void): ProgressFactory =>
   process.stderr.isTTY ? terminalProgress(process.stderr) : loggedProgress(log)
 
-const USAGE = 'usage: depinfer-agent <init|start|status> [--config <file.json>]'
+const USAGE = 'usage: depinfer-agent <init|start|status> [--config <file.json>]  (init: create the device key; start: serve; status: load the models and print what would be advertised, exit 1 if any failed)'
+
+const COMMANDS = ['init', 'start', 'status']
 
 async function main(argv: string[]): Promise<number> {
-  const { positionals, values } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
-  })
+  let parsed
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+    })
+  } catch (error) {
+    // An unknown flag or a --config without its file: one line and the usage, not a stack.
+    console.error(`${(error as Error).message}\n${USAGE}`)
+    return 2
+  }
+  const { positionals, values } = parsed
   const command = positionals[0]
   if (values.help || !command) {
     console.log(USAGE)
     return values.help ? 0 : 2
+  }
+  if (!COMMANDS.includes(command)) {
+    console.error(`unknown command ${JSON.stringify(command)}\n${USAGE}`)
+    return 2
   }
   const config = loadConfig(values.config ?? process.env.DEPINFER_AGENT_CONFIG, process.env)
   const log = (message: string) => console.log(`[agent ${config.deviceId}] ${message}`)
@@ -77,10 +91,10 @@ async function main(argv: string[]): Promise<number> {
     ]
     console.log(JSON.stringify({ ...deviceStatus(config.deviceId, models, true, key, runtime.status()), failed }, null, 2))
     await Promise.all(models.map((model) => model.session?.release()))
-    return 0
+    // Scripts and health checks can tell a device that would serve everything it is configured for.
+    return failed.length === 0 ? 0 : 1
   }
-  console.error(USAGE)
-  return 2
+  throw new Error(`command ${command} has no handler`)
 }
 
 main(process.argv.slice(2)).then(

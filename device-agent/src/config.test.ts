@@ -1,4 +1,5 @@
 import { writeFileSync } from 'node:fs'
+import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { backoffMs } from './broker/connect.js'
@@ -85,6 +86,22 @@ describe('agent config', () => {
       ort: { intraOpThreads: 1, interOpThreads: 1, executionMode: 'parallel', graphOptimizationLevel: 'basic', executionProviders: ['cuda', 'cpu'] },
     })
     expect(loadConfig(path, {}).models).toHaveLength(4)
+  })
+
+  it('names the environment variable a bad value came from', () => {
+    const refused = (env: Record<string, string>, message: RegExp) => expect(() => loadConfig(undefined, { DEPINFER_DEVICE_ID: 'd', ...env })).toThrow(message)
+    refused({ DEPINFER_BROKER_URL: 'localhost:1883' }, /^invalid agent config at broker\.url \(from DEPINFER_BROKER_URL\): /)
+    refused({ DEPINFER_DEVICE_ID: 'a b' }, /^invalid agent config at deviceId \(from DEPINFER_DEVICE_ID\): /)
+    // A number that is out of range, not "expected number, received string".
+    refused({ DEPINFER_ORT_THREADS: '-2' }, /^invalid agent config at ort\.intraOpThreads \(from DEPINFER_ORT_THREADS\): .*>=\s*0/)
+    refused({ DEPINFER_ORT_INTEROP_THREADS: '2.5' }, /^invalid agent config at ort\.interOpThreads \(from DEPINFER_ORT_INTEROP_THREADS\): .*int/i)
+  })
+
+  it('refuses timings that would misbehave, and expands ~ in keyPath', () => {
+    // Past ~24 days Node's timers overflow into a 1 ms interval: a heartbeat storm.
+    expect(() => loadConfig(writeConfig({ deviceId: 'd', heartbeatSec: 3_000_000 }), {})).toThrow(/at heartbeatSec: /)
+    expect(() => loadConfig(writeConfig({ deviceId: 'd', reconnect: { minMs: 20_000, maxMs: 1_000 } }), {})).toThrow(/at reconnect\.minMs: minMs must not be above maxMs/)
+    expect(loadConfig(writeConfig({ deviceId: 'd', keyPath: '~/keys/device.key' }), {}).keyPath).toBe(join(homedir(), 'keys', 'device.key'))
   })
 
   it('refuses a file that is not a JSON object', () => {

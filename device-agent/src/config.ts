@@ -150,12 +150,16 @@ export const AgentConfigSchema = z.object({
       stallTimeoutSec: z.number().positive().max(3600).default(30),
     })
     .prefault({}),
-  /** The device's secp256k1 signing key, created by `depinfer-agent init` (mode 0600). */
-  keyPath: z.string().min(1),
-  /** Interval between heartbeats, in seconds. */
-  heartbeatSec: z.number().positive().default(2),
+  /** The device's secp256k1 signing key, created by `depinfer-agent init` (mode 0600); `~/` is the home directory. */
+  keyPath: z.string().min(1).transform(expandHome),
+  /**
+   * Interval between heartbeats, in seconds. At most an hour: the edge needs them to see load,
+   * and past ~24 days Node's timer overflows into a 1 ms interval.
+   */
+  heartbeatSec: z.number().positive().max(3600).default(2),
   reconnect: z
     .object({ minMs: z.number().int().positive().default(250), maxMs: z.number().int().positive().default(15_000) })
+    .refine((r) => r.minMs <= r.maxMs, { message: 'minMs must not be above maxMs', path: ['minMs'] })
     .default({ minMs: 250, maxMs: 15_000 }),
   /** Dynamic batching per model (used only where dimension 0 of every input and output is dynamic). */
   batching: z
@@ -205,7 +209,7 @@ function defaultDeviceId(): string {
 }
 
 /** An integer from the environment; anything else is passed on as is for the schema to reject. */
-const envInteger = (value: string): number | string => (/^\d+$/.test(value) ? Number(value) : value)
+const envInteger = (value: string): number | string => (/^-?\d+(\.\d+)?$/.test(value.trim()) ? Number(value) : value)
 /** 'auto', or a comma-separated list of execution providers. */
 const envList = (value: string): string | string[] => (value.trim() === 'auto' ? 'auto' : value.split(',').map((name) => name.trim()))
 
@@ -403,9 +407,12 @@ export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv): Ag
     return value || undefined
   }
   const broker = { ...(fromFile.broker as object | undefined) } as Record<string, unknown>
-  if (env.DEPINFER_BROKER_URL) broker.url = env.DEPINFER_BROKER_URL
-  if (env.DEPINFER_BROKER_USERNAME) broker.username = env.DEPINFER_BROKER_USERNAME
-  if (env.DEPINFER_BROKER_PASSWORD) broker.password = env.DEPINFER_BROKER_PASSWORD
+  const brokerUrl = fromEnv('DEPINFER_BROKER_URL', 'broker.url')
+  if (brokerUrl) broker.url = brokerUrl
+  const brokerUsername = fromEnv('DEPINFER_BROKER_USERNAME', 'broker.username')
+  if (brokerUsername) broker.username = brokerUsername
+  const brokerPassword = fromEnv('DEPINFER_BROKER_PASSWORD', 'broker.password')
+  if (brokerPassword) broker.password = brokerPassword
   broker.url ??= 'mqtt://127.0.0.1:1883'
   const envModels = fromEnv('DEPINFER_MODELS', 'models')
   const models = envModels ? envModels.split(',').map(envModelSource) : (fromFile.models ?? DEFAULT_MODELS)
@@ -424,8 +431,8 @@ export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv): Ag
   }
   const input = {
     ...fromFile,
-    deviceId: env.DEPINFER_DEVICE_ID || (fromFile.deviceId ?? defaultDeviceId()),
-    keyPath: env.DEPINFER_KEY_PATH || (fromFile.keyPath ?? join(homedir(), '.depinfer', 'device.key')),
+    deviceId: fromEnv('DEPINFER_DEVICE_ID', 'deviceId') ?? fromFile.deviceId ?? defaultDeviceId(),
+    keyPath: fromEnv('DEPINFER_KEY_PATH', 'keyPath') ?? fromFile.keyPath ?? join(homedir(), '.depinfer', 'device.key'),
     broker,
     models,
     // No edge section at all is valid (no published models); a partial one is reported.

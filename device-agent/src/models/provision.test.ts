@@ -287,6 +287,8 @@ describe('published models from the edge', () => {
       expect(describeModel(model)).toMatchObject({ sha256: CLS_SHA, state: 'ready', runs: { variant: 'fp32', sha256: CLS_SHA } })
       expect(model.sha256).toBe(CLS_SHA)
       expect(logs).toContainEqual(expect.stringMatching(new RegExp(`^model ${model.name} v1: its int8 variant cannot be used \\(.+\\); running the version's own file instead$`)))
+      // Ready as the version's own file, not as an "undefined variant".
+      expect(logs).toContainEqual(`model ${model.name} v1 ready (sha256 ${CLS_SHA.slice(0, 12)}…)`)
     }
     // Both versions' own file is the same bytes: the second fallback finds it in the cache.
     expect(edge.fileRequests.map((r) => r.model)).toEqual(['corrupt@1/int8', 'corrupt@1', 'unloadable@1/int8'])

@@ -9,11 +9,11 @@
 import { existsSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
 import { isPublishedSource, type AgentConfig, type PublishedSource } from '../config.js'
-import { remoteModel, type LoadedModel } from '../runtime/loaded-model.js'
+import { remoteModel, type LoadedModel, type RemoteFile } from '../runtime/loaded-model.js'
 import { cachedModelPath, fetchModelFile, freeDiskBytes, DEFAULT_BACKOFF } from './download.js'
 import { DownloadError } from './errors.js'
 import type { ProgressFactory } from './progress.js'
-import { edgeHeaders, fileToRun, listPublishedModels, selectPublished, type PublishedModel } from './published.js'
+import { edgeHeaders, fileToRun, listPublishedModels, selectPublished, type FileToRun, type PublishedModel } from './published.js'
 
 export interface ProvisionerOptions {
   config: AgentConfig
@@ -133,7 +133,7 @@ export class ModelProvisioner {
           this.#enqueue(existing)
         } else if (!existing.remote) {
           this.#sayOnce(`published ${label(entry)} is not downloaded: this device serves ${label(existing)} from ${existing.path}`)
-        } else if (existing.remote.sha256 !== file.sha256) {
+        } else if (existing.remote.sha256 !== file.sha256 && existing.remote.sha256 !== entry.sha256) {
           // A published version and its variants do not change; if the edge now lists another
           // file to run, the one being served stays.
           this.#sayOnce(`published ${label(entry)} is now listed with ${file.variant} file sha256 ${file.sha256}; still serving ${existing.remote.sha256}`)
@@ -148,7 +148,7 @@ export class ModelProvisioner {
         fromEdge: true,
         ...(entry.inputs && entry.outputs && { inputs: entry.inputs, outputs: entry.outputs }),
         ...(file.variant !== 'fp32' && {
-          variant: { kind: file.variant, of: entry.sha256, fallback: fileToRun(edge, entry, 'fp32') },
+          variant: { kind: file.variant, of: entry.sha256, fallback: ownFile(fileToRun(edge, entry, 'fp32')) },
         }),
       })
       added(model)
@@ -249,4 +249,12 @@ export class ModelProvisioner {
     this.#said.add(message)
     this.#options.log(message)
   }
+}
+
+/**
+ * Where the version's own file is and what it hashes to: all a fallback needs. Not the whole
+ * FileToRun, whose `variant` ('fp32') would be spread over the model's variant on falling back.
+ */
+function ownFile({ url, sha256, size }: FileToRun): Pick<RemoteFile, 'url' | 'sha256' | 'size'> {
+  return { url, sha256, size }
 }

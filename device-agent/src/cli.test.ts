@@ -1,0 +1,39 @@
+/** The `depinfer-agent` command as a provider runs it: its bin, in its own process. */
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { AGENT_BIN } from '../../scripts/local/agent-process.js'
+import { runNode } from '../../test/helpers/run-node.js'
+import { temporaryDirectory } from '../../test/helpers/temporary-directory.js'
+
+const USAGE = /^usage: depinfer-agent <init\|start\|status>/m
+const run = (args: string[]) => runNode(AGENT_BIN, args, {}, { withoutDepinferEnv: true })
+
+describe('depinfer-agent', () => {
+  it('answers an unknown flag or command with one line and the usage, exit 2', async () => {
+    const flag = await run(['start', '--bogus'])
+    expect(flag.code).toBe(2)
+    expect(flag.stderr).toMatch(/^Unknown option '--bogus'/)
+    expect(flag.stderr).toMatch(USAGE)
+    expect(flag.stderr).not.toMatch(/\n\s+at /)
+    const command = await run(['frob'])
+    expect(command.code).toBe(2)
+    expect(command.stderr).toMatch(/^unknown command "frob"\n/)
+    expect(command.stderr).toMatch(USAGE)
+  })
+
+  it('status exits 1 when a configured model cannot be loaded, 0 when every one is ready', async () => {
+    const dir = temporaryDirectory('agent-cli-')
+    const write = (name: string, models: unknown[]) => {
+      const path = join(dir, name)
+      writeFileSync(path, JSON.stringify({ deviceId: 'cli-test', keyPath: join(dir, 'device.key'), models }))
+      return path
+    }
+    const good = await run(['status', '--config', write('good.json', [{ bundled: 'ppocr-cls' }])])
+    expect(good.code, good.output).toBe(0)
+    expect(JSON.parse(good.stdout)).toMatchObject({ models: [{ name: 'ppocr-cls', state: 'ready' }], failed: [] })
+    const bad = await run(['status', '--config', write('bad.json', [{ bundled: 'ppocr-cls' }, { name: 'gone', version: '1', path: join(dir, 'missing.onnx') }])])
+    expect(bad.code, bad.output).toBe(1)
+    expect(JSON.parse(bad.stdout)).toMatchObject({ failed: [{ name: 'gone', version: '1', error: expect.stringContaining('missing.onnx') }] })
+  })
+})
