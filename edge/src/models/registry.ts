@@ -191,7 +191,7 @@ export async function publishModel(db: D1Database, bucket: R2Bucket, request: Pu
   const variants: PublishedVariant[] = []
   for (const variant of request.variants) {
     const field = `${variant.kind}_sha256`
-    if (variant.sha256 === sha256) throw new VariantRejectedError(`${field} is the sha256 of the model file itself, not of a ${variant.kind} variant`, field)
+    if (variant.sha256 === sha256) throw new VariantRejectedError(`${field} is the sha256 of the model file itself: its ${variant.kind} variant must be a file of its own`, field)
     const file = await db.prepare('SELECT * FROM model_files WHERE sha256 = ?').bind(variant.sha256).first<FileRow>()
     if (!file) {
       throw new VariantRejectedError(`no uploaded file has sha256 ${variant.sha256}: upload the ${variant.kind} file first (POST /api/models/files)`, field)
