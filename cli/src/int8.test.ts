@@ -2,7 +2,7 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { tinyClassifierModel } from '../../test/helpers/onnx-model.js'
+import { buildModel, rawData, tinyClassifierModel } from '../../test/helpers/onnx-model.js'
 import { describeReport, Int8VariantError, quantizeForPublishing, readInt8Variant } from './int8.js'
 import { temporaryDirectory } from '../../test/helpers/temporary-directory.js'
 
@@ -28,6 +28,22 @@ describe('the int8 variant of a publish', () => {
   it('says plainly when the model cannot be quantized', async () => {
     await expect(quantizeForPublishing(new TextEncoder().encode('not a model'), 'notes.onnx', undefined)).rejects.toThrow(Int8VariantError)
     await expect(quantizeForPublishing(new TextEncoder().encode('not a model'), 'notes.onnx', undefined)).rejects.toThrow(/^notes\.onnx: /)
+  })
+
+  it('is refused before any upload when the quantizer finds nothing to quantize', async () => {
+    // probs = Softmax(x · w), elementwise: no MatMul, Gemm or Conv, so the "variant" would be the
+    // fp32 model itself (which the edge refuses only once it is uploaded).
+    const elementwise = buildModel({
+      inputs: [{ name: 'x', datatype: 'FP32', shape: ['N', 4] }],
+      outputs: [{ name: 'probs', datatype: 'FP32', shape: ['N', 4] }],
+      initializers: [{ name: 'w', datatype: 'FP32', dims: [4], data: rawData(Float32Array.of(1, 2, 3, 4)) }],
+      nodes: [
+        { opType: 'Mul', inputs: ['x', 'w'], outputs: ['logits'] },
+        { opType: 'Softmax', inputs: ['logits'], outputs: ['probs'], attributes: { axis: { int: -1 } } },
+      ],
+    })
+    await expect(quantizeForPublishing(elementwise, 'multi.onnx', undefined)).rejects.toThrow(Int8VariantError)
+    await expect(quantizeForPublishing(elementwise, 'multi.onnx', undefined)).rejects.toThrow(/^multi\.onnx: nothing to quantize .*: publish without --int8$/)
   })
 
   it('can come from elsewhere with the JSON report of depinfer-quantize', async () => {

@@ -56,17 +56,34 @@ function checkComparable(fp32: Uint8Array, file: string): void {
  * Quantizes `fp32` with the agent's quantizer (dynamic int8, its defaults) and compares it with
  * fp32 on the quantizer's default seeded samples; `minAgreement` defaults to the quantizer's
  * threshold. Latency is not measured: it would describe this machine, not the devices that will
- * run the model.
+ * run the model. Refuses a model with nothing to quantize, like one whose agreement cannot be
+ * measured: the publish stops before any upload.
  */
 export async function quantizeForPublishing(fp32: Uint8Array, file: string, minAgreementOption: number | undefined): Promise<Int8Variant> {
   checkComparable(fp32, file)
-  const { EVALUATION_DEFAULTS, evaluateQuantization, formatReport, inputSpecs, quantizeModel, variantReport } = await quantizer()
+  const { EVALUATION_DEFAULTS, evaluateQuantization, formatReport, inputSpecs, nothingQuantized, quantizeModel, variantReport } = await quantizer()
   const minAgreement = minAgreementOption ?? EVALUATION_DEFAULTS.threshold
-  let bytes: Uint8Array
+  // Whatever stops the quantizer or onnxruntime here is about this model (a format the quantizer
+  // cannot read or rewrite, an operator onnxruntime cannot run): said plainly, with the file,
+  // like depinfer-quantize does.
+  const cannotMake = (error: unknown) =>
+    new Int8VariantError(`${file}: cannot make the int8 variant: ${error instanceof Error ? error.message : String(error)}`, 1, { cause: error })
+  let quantized: Awaited<ReturnType<typeof quantizeModel>>
+  try {
+    quantized = await quantizeModel(fp32)
+  } catch (error) {
+    throw cannotMake(error)
+  }
+  // Refused before any upload: the "variant" would be the fp32 model with graph rewrites alone,
+  // which the edge cannot tell from a real one until it is uploaded, nor agents use for anything.
+  if (nothingQuantized(quantized.report)) {
+    throw new Int8VariantError(
+      `${file}: nothing to quantize (no MatMul, Gemm or Conv the quantizer converts), so an int8 variant would be the fp32 model: publish without --int8`,
+    )
+  }
+  const { bytes } = quantized
   let evaluation: Awaited<ReturnType<typeof evaluateQuantization>>
   try {
-    const quantized = await quantizeModel(fp32)
-    bytes = quantized.bytes
     evaluation = await evaluateQuantization(fp32, bytes, quantized.report, {
       specs: await inputSpecs(fp32),
       samples: EVALUATION_DEFAULTS.samples,
@@ -75,10 +92,7 @@ export async function quantizeForPublishing(fp32: Uint8Array, file: string, minA
       batches: [],
     })
   } catch (error) {
-    // Whatever stops the quantizer or onnxruntime here is about this model (a format the
-    // quantizer cannot read or rewrite, an operator onnxruntime cannot run): said plainly, with
-    // the file, like depinfer-quantize does.
-    throw new Int8VariantError(`${file}: cannot make the int8 variant: ${error instanceof Error ? error.message : String(error)}`, 1, { cause: error })
+    throw cannotMake(error)
   }
   const report = variantReport(evaluation)
   if (!report) throw unmeasurable(file)

@@ -1,11 +1,48 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, linkSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { buildModel, rawData, type Dim } from '../../../test/helpers/onnx-model.js'
 import { bundledModelPath } from '../models/bundled.js'
 import { main } from './cli.js'
 import { matmulGemmModel } from './fixtures.js'
 import { decodeModel } from './onnx-proto.js'
+
+/** probs = Softmax(x · W): x [batch, k], W [64, 8] (k may be symbolic: onnxruntime then checks it only when running). */
+function matmulSoftmaxModel(batch: Dim, k: Dim = 64): Uint8Array {
+  return buildModel({
+    inputs: [{ name: 'x', datatype: 'FP32', shape: [batch, k] }],
+    outputs: [{ name: 'probs', datatype: 'FP32', shape: [batch, 8] }],
+    initializers: [{ name: 'W', datatype: 'FP32', dims: [64, 8], data: rawData(Float32Array.from({ length: 64 * 8 }, (_, i) => Math.sin(i * 1.7))) }],
+    nodes: [
+      { opType: 'MatMul', inputs: ['x', 'W'], outputs: ['logits'] },
+      { opType: 'Softmax', inputs: ['logits'], outputs: ['probs'], attributes: { axis: { int: -1 } } },
+    ],
+  })
+}
+
+/** probs = Softmax(x · w) with an elementwise Mul: nothing the quantizer converts. */
+function mulSoftmaxModel(): Uint8Array {
+  return buildModel({
+    inputs: [{ name: 'x', datatype: 'FP32', shape: ['N', 4] }],
+    outputs: [{ name: 'probs', datatype: 'FP32', shape: ['N', 4] }],
+    initializers: [{ name: 'w', datatype: 'FP32', dims: [4], data: rawData(Float32Array.of(1, 2, 3, 4)) }],
+    nodes: [
+      { opType: 'Mul', inputs: ['x', 'w'], outputs: ['logits'] },
+      { opType: 'Softmax', inputs: ['logits'], outputs: ['probs'], attributes: { axis: { int: -1 } } },
+    ],
+  })
+}
+
+/** out = f16 + f16, an FP16 input no sample can be generated for (Add-14 takes float16). */
+function float16Model(): Uint8Array {
+  return buildModel({
+    inputs: [{ name: 'f16', datatype: 'FP16', shape: ['N', 4] }],
+    outputs: [{ name: 'out', datatype: 'FP16', shape: ['N', 4] }],
+    nodes: [{ opType: 'Add', inputs: ['f16', 'f16'], outputs: ['out'] }],
+    opset: 14,
+  })
+}
 
 describe('depinfer-quantize', () => {
   const dir = mkdtempSync(join(tmpdir(), 'depinfer-quantize-'))
@@ -72,5 +109,81 @@ describe('depinfer-quantize', () => {
     expect(await main(['a.onnx', 'b.onnx', '--shape', 'x'])).toBe(2)
     expect(await main(['a.onnx', 'b.onnx', '--ops', 'Conv,Softmax'])).toBe(2)
     expect(await main(['a.onnx', 'b.onnx', '--bogus'])).toBe(2)
+  })
+
+  it('refuses to write the output over the input, however the path is spelled', async () => {
+    const input = join(dir, 'same.onnx')
+    const model = matmulSoftmaxModel('N')
+    writeFileSync(input, model)
+    linkSync(input, join(dir, 'same-link.onnx'))
+    for (const output of [input, join(dir, 'sub', '..', 'same.onnx'), join(dir, 'same-link.onnx')]) {
+      err = []
+      expect(await main([input, output, '--no-bench', '--samples', '5'])).toBe(2)
+      expect(err).toEqual([expect.stringMatching(new RegExp(`^the output ${output.replaceAll('.', '\\.')} is the input ${input.replaceAll('.', '\\.')}: `))])
+    }
+    expect(Buffer.compare(readFileSync(input), model)).toBe(0)
+    expect(out).toEqual([])
+  })
+
+  it('measures latency at the batch size a model fixes, with or without --shape', async () => {
+    const input = join(dir, 'batch2.onnx')
+    writeFileSync(input, matmulSoftmaxModel(2))
+    for (const shape of [[], ['--shape', 'x=2,64']]) {
+      out = []
+      const code = await main([input, join(dir, 'batch2-int8.onnx'), '--samples', '5', '--rounds', '5', ...shape])
+      expect([0, 3]).toContain(code)
+      const text = out.join('\n')
+      expect(text).toMatch(/inputs: {6}x=2,64/)
+      expect(text).toMatch(/^ {2}batch 2 /m)
+      expect(text).not.toMatch(/^ {2}batch [18] /m)
+      expect(text).toMatch(/speed: .* than fp32 at batch 2$/m)
+    }
+    // --calibrate samples at the model's batch size too.
+    expect([0, 3]).toContain(await main([input, join(dir, 'batch2-int8.onnx'), '--samples', '5', '--no-bench', '--calibrate']))
+    expect(await main([input, join(dir, 'batch2-int8.onnx'), '--no-bench', '--shape', 'x=1,64'])).toBe(2)
+    expect(err.at(-1)).toBe('--shape x=1,64: dimension 0 of x is fixed at 2 (declared [2,64])')
+  })
+
+  it.each([
+    ['a --shape against a fixed dimension', () => matmulSoftmaxModel('N'), ['--shape', 'x=1,63'], 2, /^--shape x=1,63: dimension 1 of x is fixed at 64 \(declared \[N,64\]\)$/],
+    ['a --shape onnxruntime rejects', () => matmulSoftmaxModel('N', 'K'), ['--shape', 'x=1,63'], 1, /^.*model\.onnx: onnxruntime cannot run the model on inputs x=1,63: .*MatMul.*$/],
+    ['a --shape naming no input', () => matmulSoftmaxModel('N'), ['--shape', 'y=1,64'], 2, /^--shape y: the model has no input "y" \(its inputs: x\)$/],
+    ['a float16 input', float16Model, [], 1, /^.*model\.onnx: input f16 is float16; only float32 inputs can be generated$/],
+  ])('fails in one line, writing nothing, on %s', async (_case, model, options, code, message) => {
+    const input = join(dir, 'model.onnx')
+    const output = join(dir, 'failed-int8.onnx')
+    writeFileSync(input, model())
+    rmSync(output, { force: true })
+    expect(await main([input, output, '--no-bench', '--samples', '5', ...options])).toBe(code)
+    expect(err).toEqual([expect.stringMatching(message)])
+    expect(existsSync(output)).toBe(false)
+  })
+
+  it('fails in one line on an output in a directory that does not exist', async () => {
+    const input = join(dir, 'nodir.onnx')
+    writeFileSync(input, matmulSoftmaxModel('N'))
+    expect(await main([input, join(dir, 'missing', 'out.onnx'), '--no-bench', '--samples', '5'])).toBe(1)
+    expect(err).toEqual([`cannot write ${join(dir, 'missing', 'out.onnx')}: no directory ${join(dir, 'missing')}`])
+  })
+
+  it('does not recommend int8 when nothing was quantized, and exits as for fp32', async () => {
+    const input = join(dir, 'mul.onnx')
+    writeFileSync(input, mulSoftmaxModel())
+    expect(await main([input, join(dir, 'mul-int8.onnx'), '--no-bench', '--samples', '5'])).toBe(3)
+    const text = out.join('\n')
+    expect(text).toMatch(/quantized: {3}nothing/)
+    expect(text).toMatch(/verdict: {5}run fp32 \(nothing was quantized/)
+  })
+
+  it('says that --calibrate leaves MatMul dynamic', async () => {
+    const input = join(dir, 'calibrated.onnx')
+    writeFileSync(input, matmulSoftmaxModel('N'))
+    await main([input, join(dir, 'calibrated-int8.onnx'), '--no-bench', '--samples', '5', '--calibrate'])
+    const text = out.join('\n')
+    expect(text).toMatch(/^mode: {8}dynamic \(.*\): --calibrate quantized nothing statically/m)
+    expect(text).toMatch(/^quantized: {3}MatMul 1$/m)
+    await main([input, join(dir, 'calibrated-int8.onnx'), '--no-bench', '--samples', '5', '--calibrate', '--json'])
+    const report = JSON.parse(out.slice(1).join('\n')) as { quantizedAs: unknown }
+    expect(report.quantizedAs).toEqual({ static: {}, dynamic: { MatMul: 1 } })
   })
 })

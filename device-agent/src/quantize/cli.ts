@@ -3,16 +3,18 @@
  * model and prints how it compares (size, latency here, agreement on seeded sample inputs).
  *
  * Exit codes: 0 written and the agreement threshold met; 3 written but the threshold not met (or
- * not judgeable: no class axis); 2 usage; 1 the input could not be read or quantized. Meeting the
- * threshold is about agreement only: the report's verdict line also weighs the measured speed.
+ * not judgeable: no class axis), or nothing was quantized; 2 usage; 1 the input could not be
+ * read, quantized or run. Meeting the threshold is about agreement only: the report's verdict
+ * line also weighs the measured speed. The output is written only once the model has been
+ * quantized and measured: a command that fails leaves no file behind.
  */
-import { readFileSync, writeFileSync } from 'node:fs'
-import { basename } from 'node:path'
+import { readFileSync, statSync, writeFileSync } from 'node:fs'
+import { basename, dirname, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { inputSpecs, sampleFeeds, withBatch } from './evaluate.js'
+import { EvaluationError, ShapeOverrideError, inputSpecs, latencyBatches, sampleFeeds, withBatch } from './evaluate.js'
 import { OnnxFormatError } from './onnx-proto.js'
 import { QUANTIZABLE_OPS, QuantizeError, preprocessModel, quantizeModel, type QuantizableOp, type QuantizeOptions } from './quantize.js'
-import { EVALUATION_DEFAULTS, evaluateQuantization, formatReport } from './report.js'
+import { EVALUATION_DEFAULTS, evaluateQuantization, formatReport, nothingQuantized } from './report.js'
 import type { SampleKind } from './samples.js'
 
 export const USAGE = `usage: depinfer-quantize <in.onnx> <out.onnx> [options]
@@ -33,14 +35,67 @@ export const USAGE = `usage: depinfer-quantize <in.onnx> <out.onnx> [options]
                            text-page or normal (default: by the model's input/output shapes)
   --seed N                 seed of the sample inputs (default 1)
   --threads N              onnxruntime intra-op threads for the measurements (default: its own)
-  --rounds N               latency runs per model at batch 1 (default 100)
+  --rounds N               latency runs per model at the smallest batch (default 100)
   --no-bench               skip the latency measurement
   --write-rewritten PATH   also write the fp32 model with the graph rewrites alone (no int8)
   --json                   print the report as JSON
 
-Exit code 0: written, threshold met; 3: written, threshold not met; 2: usage; 1: error.`
+Latency is measured at batch 1 and 8, or at the model's batch size when it is fixed.
+Exit code 0: written, threshold met; 3: written, threshold not met or nothing quantized;
+2: usage; 1: error (nothing written).`
 
-class UsageError extends Error {}
+class UsageError extends Error {
+  constructor(
+    message: string,
+    /** Whether the usage text helps: not when the options are well-formed but do not fit the files. */
+    readonly showUsage = true,
+  ) {
+    super(message)
+  }
+}
+
+/** An output file cannot be written (its directory does not exist, a write failed). */
+class OutputError extends Error {}
+
+/** Whether two paths name the same file: the same path once resolved, or (both existing) the same inode, as through a link. */
+function sameFile(a: string, b: string): boolean {
+  if (resolve(a) === resolve(b)) return true
+  try {
+    const [x, y] = [statSync(a), statSync(b)]
+    return x.dev === y.dev && x.ino === y.ino
+  } catch {
+    return false
+  }
+}
+
+/** Refuses an output that would overwrite the input or another output, before anything is read. */
+function checkOutputPaths(input: string, outputs: readonly string[]): void {
+  for (const [i, output] of outputs.entries()) {
+    if (sameFile(input, output)) {
+      throw new UsageError(`the output ${output} is the input ${input}: the fp32 model would be overwritten; name another output file`, false)
+    }
+    const other = outputs.slice(0, i).find((earlier) => sameFile(earlier, output))
+    if (other !== undefined) throw new UsageError(`--write-rewritten ${output} is the output ${other}: name another file`, false)
+    // Checked now rather than when writing, which comes only after quantizing and measuring.
+    const dir = dirname(resolve(output))
+    let isDirectory = false
+    try {
+      isDirectory = statSync(dir).isDirectory()
+    } catch {
+      // Missing or unreadable: either way the file cannot be written there.
+    }
+    if (!isDirectory) throw new OutputError(`cannot write ${output}: no directory ${dir}`)
+  }
+}
+
+function writeOutput(path: string, bytes: Uint8Array, written: readonly string[]): void {
+  try {
+    writeFileSync(path, bytes)
+  } catch (error) {
+    const already = written.length > 0 ? ` (${written.join(' and ')} written)` : ''
+    throw new OutputError(`cannot write ${path}: ${error instanceof Error ? error.message : String(error)}${already}`, { cause: error })
+  }
+}
 
 function positiveInt(name: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback
@@ -120,6 +175,8 @@ export async function main(argv: string[]): Promise<number> {
     const threads = values.threads === undefined ? undefined : positiveInt('threads', values.threads, 1)
     const rounds = positiveInt('rounds', values.rounds, 100)
     const shapes = parseShapes(values.shape ?? [])
+    const rewrittenOutput = values['write-rewritten']
+    checkOutputPaths(input, rewrittenOutput === undefined ? [output] : [output, rewrittenOutput])
 
     let fp32: Uint8Array
     try {
@@ -145,28 +202,54 @@ export async function main(argv: string[]): Promise<number> {
       // A different seed from the comparison samples: agreement is measured on unseen inputs.
       options.calibration = sampleFeeds(withBatch(specs, 1) ?? specs, count, seed + 1_000_003, kind as SampleKind | undefined)
     }
-    const { bytes, report: quantizeReport } = await quantizeModel(fp32, options)
-    writeFileSync(output, bytes)
-    if (values['write-rewritten'] !== undefined) writeFileSync(values['write-rewritten'], fp32Rewritten)
+    let quantized: Awaited<ReturnType<typeof quantizeModel>>
+    try {
+      quantized = await quantizeModel(fp32, options)
+    } catch (error) {
+      // Calibration runs the model in onnxruntime: a sample shape it rejects is about the model
+      // and the options, said in one line like the measurements' failures.
+      if (!options.calibration || error instanceof QuantizeError || error instanceof OnnxFormatError) throw error
+      throw new EvaluationError(`calibration could not run the model: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}`, { cause: error })
+    }
+    const { bytes, report: quantizeReport } = quantized
     const report = await evaluateQuantization(fp32, bytes, quantizeReport, {
       specs,
       samples,
       seed,
       threshold,
       ...(kind !== undefined && { kind: kind as SampleKind }),
-      batches: values['no-bench'] ? [] : [1, 8],
+      batches: values['no-bench'] ? [] : latencyBatches(specs),
       rounds,
-      sessionOptions: { graphOptimizationLevel: 'all', executionMode: 'sequential', ...(threads !== undefined && { intraOpNumThreads: threads }) },
+      sessionOptions: {
+        graphOptimizationLevel: 'all',
+        executionMode: 'sequential',
+        // onnxruntime's own log would repeat, on a line of its own, the failure this command
+        // reports itself (EvaluationError carries onnxruntime's message).
+        logSeverityLevel: 4,
+        ...(threads !== undefined && { intraOpNumThreads: threads }),
+      },
       fp32Rewritten,
     })
+    // Written only now: a model that fails to quantize or run leaves no output to mistake for a result.
+    writeOutput(output, bytes, [])
+    if (rewrittenOutput !== undefined) writeOutput(rewrittenOutput, fp32Rewritten, [output])
     console.log(values.json ? JSON.stringify(report, null, 2) : formatReport(report, { input: basename(input), output: basename(output) }))
-    return report.thresholdMet ? 0 : 3
+    // Nothing quantized: the "int8" file is the fp32 model, not a variant worth running.
+    return report.thresholdMet && !nothingQuantized(report.quantize) ? 0 : 3
   } catch (error) {
     if (error instanceof UsageError) {
-      console.error(`${error.message}\n\n${USAGE}`)
+      console.error(error.showUsage ? `${error.message}\n\n${USAGE}` : error.message)
       return 2
     }
-    if (error instanceof OnnxFormatError || error instanceof QuantizeError) {
+    if (error instanceof ShapeOverrideError) {
+      console.error(error.message)
+      return 2
+    }
+    if (error instanceof OutputError) {
+      console.error(error.message)
+      return 1
+    }
+    if (error instanceof OnnxFormatError || error instanceof QuantizeError || error instanceof EvaluationError) {
       console.error(`${input}: ${error.message}`)
       return 1
     }

@@ -11,6 +11,38 @@ export type Feeds = Record<string, ort.Tensor>
 /** The session options the agent uses by default (see runtime/execution.ts). */
 export const DEFAULT_SESSION_OPTIONS: SessionOptions = { graphOptimizationLevel: 'all', executionMode: 'sequential' }
 
+/**
+ * The model cannot be measured: onnxruntime refuses to load or run it on the sample inputs, or
+ * an input is of a type no sample can be generated for. About the model, not a bug here.
+ */
+export class EvaluationError extends Error {
+  override readonly name = 'EvaluationError'
+}
+
+/** A `--shape` override that does not fit the model (unknown input, rank, a fixed dimension). */
+export class ShapeOverrideError extends Error {
+  override readonly name = 'ShapeOverrideError'
+}
+
+/**
+ * `action` with onnxruntime's failure as an EvaluationError: its messages span several lines
+ * ("Got invalid dimensions…\n index: 1 Got: 63 Expected: 64\n Please fix…"), folded into one.
+ */
+async function onnxruntime<T>(what: string, action: () => Promise<T>): Promise<T> {
+  try {
+    return await action()
+  } catch (error) {
+    const message = (error instanceof Error ? error.message : String(error)).replace(/\s+/g, ' ').trim()
+    throw new EvaluationError(`onnxruntime cannot ${what}: ${message}`, { cause: error })
+  }
+}
+
+/** The input shapes of one feed, for messages ("x=1,63"). */
+const describeFeeds = (feeds: Feeds) =>
+  Object.entries(feeds)
+    .map(([name, t]) => `${name}=${t.dims.join(',')}`)
+    .join(' ')
+
 export interface OutputComparison {
   name: string
   /**
@@ -35,7 +67,7 @@ export interface Comparison {
 }
 
 async function sessionFor(model: Uint8Array | ort.InferenceSession, options: SessionOptions): Promise<{ session: ort.InferenceSession; owned: boolean }> {
-  if (model instanceof Uint8Array) return { session: await ort.InferenceSession.create(model, options), owned: true }
+  if (model instanceof Uint8Array) return { session: await onnxruntime('load the model', () => ort.InferenceSession.create(model, options)), owned: true }
   return { session: model, owned: false }
 }
 
@@ -60,12 +92,13 @@ export async function compareModels(
     const stats = new Map<string, { agree: number; positions: number; max: number; sum: number; count: number; classes: number | undefined }>()
     for (const name of a.session.outputNames) stats.set(name, { agree: 0, positions: 0, max: 0, sum: 0, count: 0, classes: classCount(a.session, name) })
     for (const feeds of inputs) {
-      const [ra, rb] = [await a.session.run(feeds), await b.session.run(feeds)]
+      const on = `run the model on inputs ${describeFeeds(feeds)}`
+      const [ra, rb] = [await onnxruntime(on, () => a.session.run(feeds)), await onnxruntime(`${on} (int8)`, () => b.session.run(feeds))]
       for (const [name, s] of stats) {
         const x = ra[name]?.data
         const y = rb[name]?.data
         if (!(x instanceof Float32Array) || !(y instanceof Float32Array) || x.length !== y.length) {
-          throw new Error(`output ${name}: the models' outputs differ in type or size`)
+          throw new EvaluationError(`output ${name}: the models' outputs differ in type or size`)
         }
         for (let i = 0; i < x.length; i++) {
           const d = Math.abs(x[i]! - y[i]!)
@@ -124,10 +157,12 @@ export async function measureLatency(
   feeds: Feeds,
   { rounds = 100, warmup = 10, maxMs = 20_000, options = DEFAULT_SESSION_OPTIONS }: { rounds?: number; warmup?: number; maxMs?: number; options?: SessionOptions } = {},
 ): Promise<LatencyResult[]> {
-  const sessions = await Promise.all(models.map((m) => ort.InferenceSession.create(m.bytes, options)))
+  const sessions = await onnxruntime('load the model', () => Promise.all(models.map((m) => ort.InferenceSession.create(m.bytes, options))))
   try {
     const times = models.map(() => [] as number[])
-    for (let i = 0; i < warmup; i++) for (const s of sessions) disposeAll(await s.run(feeds))
+    // Warm-up runs fail first if a model refuses the feeds; timed runs then use the same feeds.
+    const on = `run the model on inputs ${describeFeeds(feeds)}`
+    for (let i = 0; i < warmup; i++) for (const s of sessions) disposeAll(await onnxruntime(on, () => s.run(feeds)))
     const start = performance.now()
     for (let r = 0; r < rounds && (r < 5 || performance.now() - start < maxMs); r++) {
       for (const [i, s] of sessions.entries()) {
@@ -168,10 +203,11 @@ export interface InputSpec {
 /**
  * Concrete shapes for a model's float inputs: `overrides` (from `--shape name=1,3,48,192`) win;
  * otherwise a dynamic batch is 1, a dynamic image height 48 and width 4× the height (a PaddleOCR
- * text line), other dynamic dimensions 32.
+ * text line), other dynamic dimensions 32. Throws ShapeOverrideError for an override that does not
+ * fit the model, EvaluationError for an input no sample can be generated for (not float32).
  */
 export async function inputSpecs(model: Uint8Array, overrides: ReadonlyMap<string, number[]> = new Map()): Promise<InputSpec[]> {
-  const session = await ort.InferenceSession.create(model, { graphOptimizationLevel: 'disabled' })
+  const session = await onnxruntime('load the model', () => ort.InferenceSession.create(model, { graphOptimizationLevel: 'disabled' }))
   try {
     // A text-line input with a sequence output ([N, T, classes]) is a recognizer's: its lines
     // come upright. With a [N, classes] output it is the direction classifier's.
@@ -180,14 +216,23 @@ export async function inputSpecs(model: Uint8Array, overrides: ReadonlyMap<strin
       const kind = defaultSampleKind(shape)
       return kind === 'text-line' && sequenceOutput ? 'text-line-upright' : kind
     }
+    const unknown = [...overrides.keys()].find((name) => !session.inputNames.includes(name))
+    if (unknown !== undefined) {
+      throw new ShapeOverrideError(`--shape ${unknown}: the model has no input ${JSON.stringify(unknown)} (its inputs: ${session.inputNames.join(', ')})`)
+    }
     return session.inputMetadata.map((meta) => {
-      if (!meta.isTensor) throw new Error(`input ${meta.name} is not a tensor`)
-      if (meta.type !== 'float32') throw new Error(`input ${meta.name} is ${meta.type}; only float32 inputs can be generated`)
+      if (!meta.isTensor) throw new EvaluationError(`input ${meta.name} is not a tensor`)
+      if (meta.type !== 'float32') throw new EvaluationError(`input ${meta.name} is ${meta.type}; only float32 inputs can be generated`)
       const declared = meta.shape
       const override = overrides.get(meta.name)
       if (override !== undefined) {
         if (declared.length > 0 && override.length !== declared.length) {
-          throw new Error(`--shape ${meta.name}: ${override.length} dimensions for a ${declared.length}-D input`)
+          throw new ShapeOverrideError(`--shape ${meta.name}: ${override.length} dimensions for a ${declared.length}-D input`)
+        }
+        // Said here, with the option's name, rather than by onnxruntime half-way through.
+        const fixed = declared.findIndex((d, i) => typeof d === 'number' && d > 0 && d !== override[i])
+        if (fixed >= 0) {
+          throw new ShapeOverrideError(`--shape ${meta.name}=${override.join(',')}: dimension ${fixed} of ${meta.name} is fixed at ${String(declared[fixed])} (declared [${declared.join(',')}])`)
         }
         return { name: meta.name, shape: override, dynamicBatch: typeof declared[0] !== 'number', kind: kindFor(override) }
       }
@@ -212,8 +257,22 @@ export function sampleFeeds(specs: readonly InputSpec[], count: number, seed: nu
   return Array.from({ length: count }, (_, n) => Object.fromEntries(specs.map((spec, i) => [spec.name, new ort.Tensor('float32', perInput[i]![n]!, spec.shape)])))
 }
 
-/** The specs with the batch dimension set to `batch` (only where the batch is dynamic). */
+/**
+ * The specs with the batch dimension set to `batch`; undefined when an input's batch is fixed at
+ * another size (the model would refuse the feeds).
+ */
 export function withBatch(specs: readonly InputSpec[], batch: number): InputSpec[] | undefined {
-  if (batch !== 1 && specs.some((s) => !s.dynamicBatch)) return undefined
-  return specs.map((s) => ({ ...s, shape: [batch, ...s.shape.slice(1)] }))
+  if (specs.some((s) => !s.dynamicBatch && s.shape[0] !== batch)) return undefined
+  return specs.map((s) => ({ ...s, shape: s.shape.length === 0 ? s.shape : [batch, ...s.shape.slice(1)] }))
+}
+
+/**
+ * The batch sizes latency is measured at: 1 and 8 when every input's batch is dynamic, else the
+ * fixed batch size (none when the inputs' fixed sizes disagree, or an input is a scalar).
+ */
+export function latencyBatches(specs: readonly InputSpec[]): number[] {
+  if (specs.some((s) => s.shape.length === 0)) return []
+  const fixed = new Set(specs.filter((s) => !s.dynamicBatch).map((s) => s.shape[0]!))
+  if (fixed.size === 0) return [1, 8]
+  return fixed.size === 1 ? [...fixed] : []
 }

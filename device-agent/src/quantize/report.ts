@@ -9,6 +9,7 @@ import { ORT_VERSION } from '../version.js'
 import {
   DEFAULT_SESSION_OPTIONS,
   compareModels,
+  latencyBatches,
   measureLatency,
   sampleFeeds,
   withBatch,
@@ -16,6 +17,7 @@ import {
   type InputSpec,
   type LatencyResult,
 } from './evaluate.js'
+import { decodeModel } from './onnx-proto.js'
 import type { QuantizeReport } from './quantize.js'
 import type { SampleKind } from './samples.js'
 
@@ -35,8 +37,21 @@ export interface LatencyRow {
   speedup: number
 }
 
+/** Quantized nodes by op type, split by how they run. */
+export interface QuantizedAs {
+  /** Int8 between QuantizeLinear/DequantizeLinear pairs with calibrated activation ranges. */
+  static: Record<string, number>
+  /** Activations quantized at run time (DynamicQuantizeMatMul, ConvInteger). */
+  dynamic: Record<string, number>
+}
+
 export interface EvaluationReport {
   quantize: QuantizeReport
+  /**
+   * How the quantized nodes run: static mode leaves MatMul and Gemm dynamic unless told
+   * otherwise (quantize.ts), so `quantize.mode` alone would claim more than was done.
+   */
+  quantizedAs: QuantizedAs
   inputs: { name: string; shape: number[] }[]
   /** The sample kind(s) used, or 'auto' (by shape). */
   sampleKind: string
@@ -47,8 +62,8 @@ export interface EvaluationReport {
   /** Top-1 agreement ≥ threshold (max abs error when the model has no class axis is not judged). */
   thresholdMet: boolean
   /**
-   * Which variant an agent should run: int8 when it meets the threshold and (when latency was
-   * measured) is faster than fp32 at batch 1, else fp32.
+   * Which variant an agent should run: int8 when something was quantized, it meets the threshold
+   * and (when latency was measured) is faster than fp32 at the smallest batch measured, else fp32.
    */
   recommended: 'int8' | 'fp32'
   machine: string
@@ -61,7 +76,7 @@ export interface EvaluateOptions {
   seed: number
   threshold: number
   kind?: SampleKind
-  /** Latency batches (default 1 and 8; a batch is skipped when the model's batch is fixed). */
+  /** Latency batches (default: 1 and 8, or the model's fixed batch size; see latencyBatches). */
   batches?: readonly number[]
   rounds?: number
   sessionOptions?: ort.InferenceSession.SessionOptions
@@ -73,7 +88,7 @@ export async function evaluateQuantization(fp32: Uint8Array, int8: Uint8Array, q
   const sessionOptions = o.sessionOptions ?? DEFAULT_SESSION_OPTIONS
   const comparison = await compareModels(fp32, int8, sampleFeeds(o.specs, o.samples, o.seed, o.kind), sessionOptions)
   const latency: LatencyRow[] = []
-  for (const batch of o.batches ?? [1, 8]) {
+  for (const batch of o.batches ?? latencyBatches(o.specs)) {
     const specs = withBatch(o.specs, batch)
     if (specs === undefined) continue
     const feeds = sampleFeeds(specs, 1, o.seed + 17, o.kind)[0]!
@@ -89,9 +104,10 @@ export async function evaluateQuantization(fp32: Uint8Array, int8: Uint8Array, q
   }
   const agreement = comparison.top1Agreement
   const thresholdMet = agreement !== undefined && agreement >= o.threshold
-  const batch1 = latency.find((row) => row.batch === 1)
+  const smallest = smallestBatch(latency)
   return {
     quantize,
+    quantizedAs: quantizedAs(quantize, int8),
     inputs: o.specs.map((s) => ({ name: s.name, shape: s.shape })),
     sampleKind: o.kind ?? [...new Set(o.specs.map((s) => s.kind ?? 'auto'))].join('+'),
     seed: o.seed,
@@ -99,10 +115,39 @@ export async function evaluateQuantization(fp32: Uint8Array, int8: Uint8Array, q
     latency,
     threshold: o.threshold,
     thresholdMet,
-    recommended: thresholdMet && (batch1 === undefined || batch1.speedup > 1) ? 'int8' : 'fp32',
+    recommended: !nothingQuantized(quantize) && thresholdMet && (smallest === undefined || smallest.speedup > 1) ? 'int8' : 'fp32',
     machine: machineDescription(),
     sessionOptions: describeSessionOptions(sessionOptions),
   }
+}
+
+/** No node was quantized: the "int8" model is the fp32 one with the graph rewrites alone. */
+export function nothingQuantized(q: Pick<QuantizeReport, 'quantized'>): boolean {
+  return Object.keys(q.quantized).length === 0
+}
+
+/** The latency row at the smallest batch measured (batch 1 unless the model's batch is fixed). */
+function smallestBatch(latency: readonly LatencyRow[]): LatencyRow | undefined {
+  return latency.reduce<LatencyRow | undefined>((best, row) => (best === undefined || row.batch < best.batch ? row : best), undefined)
+}
+
+/** The kernel each op becomes when quantized dynamically (dynamic.ts); a static op keeps its type between Q/DQ pairs. */
+const DYNAMIC_KERNEL: Readonly<Record<string, string>> = { MatMul: 'DynamicQuantizeMatMul', Gemm: 'DynamicQuantizeMatMul', Conv: 'ConvInteger' }
+
+/**
+ * Which quantized op types run static QDQ and which dynamic. In static mode an op type is
+ * quantized one way for all its nodes (quantize.ts), so the int8 graph tells: an op type whose
+ * dynamic kernel is in it was quantized dynamically.
+ */
+function quantizedAs(q: QuantizeReport, int8: Uint8Array): QuantizedAs {
+  if (q.mode === 'dynamic') return { static: {}, dynamic: { ...q.quantized } }
+  const kernels = new Set(decodeModel(int8).graph?.node.map((n) => n.opType) ?? [])
+  const split: QuantizedAs = { static: {}, dynamic: {} }
+  for (const [op, count] of Object.entries(q.quantized)) {
+    const kernel = DYNAMIC_KERNEL[op]
+    split[kernel !== undefined && kernels.has(kernel) ? 'dynamic' : 'static'][op] = count
+  }
+  return split
 }
 
 /**
@@ -139,15 +184,24 @@ export function formatReport(r: EvaluationReport, names: { input: string; output
   const q = r.quantize
   const lines: string[] = []
   lines.push(`depinfer-quantize ${names.input} → ${names.output}`)
+  const staticCounts = Object.entries(r.quantizedAs.static).map(([op, n]) => `${op} ${n}`)
+  const dynamicCounts = Object.entries(r.quantizedAs.dynamic).map(([op, n]) => `${op} ${n}`)
+  const dynamicText = 'dynamic (int8 weights, activations quantized at run time)'
   const modeText =
     q.mode === 'dynamic'
-      ? 'dynamic (int8 weights, activations quantized at run time)'
-      : 'static (int8 weights, activation ranges calibrated on sample inputs, QDQ format)'
+      ? dynamicText
+      : staticCounts.length > 0
+        ? `static (int8 weights, activation ranges calibrated on sample inputs, QDQ format)${dynamicCounts.length > 0 ? ' and dynamic' : ''}`
+        : `${dynamicText}: --calibrate quantized nothing statically (it calibrates Conv; MatMul and Gemm stay dynamic)`
   lines.push(`mode:        ${modeText}`)
   const rewrites = [q.foldedBatchNorms > 0 && `${q.foldedBatchNorms} BatchNormalization folded into Conv`, q.fusedHardSwish > 0 && `${q.fusedHardSwish} hard-swish → x·HardSigmoid(x)`].filter(Boolean)
   if (rewrites.length > 0) lines.push(`rewrites:    ${rewrites.join(', ')}`)
-  const counts = Object.entries(q.quantized).map(([op, n]) => `${op} ${n}`)
-  lines.push(`quantized:   ${counts.length > 0 ? counts.join(', ') : 'nothing'}`)
+  // Which op ran which way, once the modes are mixed (static mode's MatMul/Gemm stay dynamic).
+  const counts =
+    staticCounts.length > 0 && dynamicCounts.length > 0
+      ? `static QDQ: ${staticCounts.join(', ')}; dynamic: ${dynamicCounts.join(', ')}`
+      : [...staticCounts, ...dynamicCounts].join(', ')
+  lines.push(`quantized:   ${counts || 'nothing'}`)
   const skipped = q.nodes.filter((n) => n.skipped !== undefined)
   if (skipped.length > 0) {
     const reasons = new Map<string, number>()
@@ -174,15 +228,20 @@ export function formatReport(r: EvaluationReport, names: { input: string; output
   lines.push(
     `threshold:   top-1 ≥ ${pct(r.threshold)}: ${agreement === undefined ? 'cannot be judged (no class axis)' : r.thresholdMet ? 'MET' : `NOT met (${pct(agreement)})`}`,
   )
-  const batch1 = r.latency.find((row) => row.batch === 1)
-  if (batch1) lines.push(`speed:       int8 is ${batch1.speedup >= 1 ? `${batch1.speedup.toFixed(2)}x faster` : `${(1 / batch1.speedup).toFixed(2)}x slower`} than fp32 at batch 1`)
-  const why = !r.thresholdMet
-    ? 'int8 misses the agreement threshold'
-    : r.recommended === 'fp32'
-      ? 'int8 meets the threshold but is not faster on this machine'
-      : batch1
-        ? 'meets the threshold and is faster'
-        : 'meets the threshold; speed not measured'
+  const smallest = smallestBatch(r.latency)
+  if (smallest) {
+    const ratio = smallest.speedup >= 1 ? `${smallest.speedup.toFixed(2)}x faster` : `${(1 / smallest.speedup).toFixed(2)}x slower`
+    lines.push(`speed:       int8 is ${ratio} than fp32 at batch ${smallest.batch}`)
+  }
+  const why = nothingQuantized(q)
+    ? 'nothing was quantized: the int8 model is the fp32 one'
+    : !r.thresholdMet
+      ? 'int8 misses the agreement threshold'
+      : r.recommended === 'fp32'
+        ? 'int8 meets the threshold but is not faster on this machine'
+        : smallest
+          ? 'meets the threshold and is faster'
+          : 'meets the threshold; speed not measured'
   lines.push(`verdict:     run ${r.recommended} (${why})`)
   return lines.join('\n')
 }
