@@ -21,8 +21,12 @@ import { batchLeaves } from './batcher.js'
 
 const DEFAULT_RETENTION_DAYS = 30
 const DAY_MS = 86_400_000
-/** At most this many batches per tick: each is an R2 write of up to BATCH_MAX_LEAVES rows. */
-const MAX_BATCHES_PER_TICK = 20
+/**
+ * At most this many batches per tick: each is a tree rebuilt and an R2 write of up to
+ * BATCH_MAX_LEAVES rows (~13 MB at 10,000), inside a cron invocation's CPU limit. Five a minute
+ * keeps up with a batch a minute and works off a backlog.
+ */
+const MAX_BATCHES_PER_TICK = 5
 /**
  * A settled reservation still counts against its payer for balance reads made before it
  * settled (payments/reservations.ts); those are cached for seconds. Its batch is archived (and
@@ -79,6 +83,8 @@ export async function runArchiveTick(env: Env, now: number): Promise<ArchiveTick
   } catch (error) {
     report.error = (error as Error).message
   }
+  // Like the batcher's and the settler's: the batch stays in D1, and the operator's log says why.
+  if (report.error) console.warn(`archiver: ${report.error}`)
   return report
 }
 
