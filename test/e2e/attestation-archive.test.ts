@@ -116,3 +116,43 @@ describe('attestations archived from D1 to R2', () => {
     expect((await api.get(`/api/jobs/0x${'ab'.repeat(32)}/attestation`)).status).toBe(404)
   })
 })
+
+describe('attestations archived without payments', () => {
+  let network: LocalNetwork
+  let api: ApiClient
+  beforeAll(async () => {
+    // No Escrow: nothing to settle, so a confirmed batch is archived as soon as the retention allows.
+    network = await startLocalNetwork({
+      build: false,
+      chain: true,
+      agents: [{ deviceId: 'archiving-free-device', models: 'ppocr-cls' }],
+      edgeVars: { ESCROW_ADDRESS: '', ATTESTATION_RETENTION_DAYS: '0', BATCH_CONFIRM_TIMEOUT_MS: '10000' },
+    })
+    api = apiClient(network.edge.url, network.apiKey)
+    await waitForModelReady(api, 'ppocr-cls')
+  })
+  afterAll(async () => {
+    await network?.close()
+  })
+
+  it('archives a confirmed batch at the next tick, with no settlement to wait for, and proves its jobs from R2', async () => {
+    const response = await api.post('/v2/models/ppocr-cls/infer', job(3))
+    expect(response.status, response.text).toBe(200)
+    const jobId = (response.body.parameters as { job_id: string }).job_id
+    // The tick that confirms the batch runs at its scheduled time, before the confirmation: the
+    // batch is due at the next one, a minute later.
+    await network.edge.runScheduled()
+    const confirmed = (await api.get(`/api/jobs/${jobId}/attestation`)).body as unknown as JobView
+    expect(confirmed.batch).toMatchObject({ status: 'confirmed', archivedAt: null })
+    const next = new Date(Date.now() + MINUTE_MS)
+    await network.edge.runScheduled(next)
+    const archived = (await api.get(`/api/jobs/${jobId}/attestation`)).body as unknown as JobView
+    expect(archived).toEqual({ ...confirmed, batch: { ...confirmed.batch, archivedAt: next.getTime() } })
+    const chain = createPublicClient({ chain: foundry, transport: http(network.chain!.rpcUrl) })
+    const a = archived.attestation
+    const tuple = { ...a, price: BigInt(a.price), completedAt: BigInt(a.completedAt), seq: BigInt(archived.seq) }
+    expect(await chain.readContract({ address: network.chain!.registryAddress, abi: attestationRegistryAbi, functionName: 'verifyLeafData', args: [archived.batch!.root, archived.proof!, tuple] })).toBe(true)
+    const db = await network.edge.miniflare.getD1Database('DB')
+    expect((await db.prepare('SELECT COUNT(*) AS n FROM attestations').first<{ n: number }>())!.n).toBe(0)
+  })
+})
