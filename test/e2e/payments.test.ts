@@ -369,4 +369,20 @@ describe('pay per inference on the local chain', () => {
     }
     await waitFor('the settled jobs to stop holding', async () => ((await account(keys.c)).chargedUnsettled.jobs === 0 ? true : undefined), 5_000)
   })
+
+  it('lets a payer who spent everything run again the moment it tops up: a settled job does not hold twice', async () => {
+    const account = devAccount(7)
+    const key = apiClient(network.edge.url, await network.edge.createApiKey('payer-topping-up', undefined, account.address))
+    await deposit(account, PRICE)
+    expect((await key.post('/v2/models/ppocr-cls/infer', clsJob())).status).toBe(200)
+    await network.edge.runScheduled() // settled: the balance on-chain is now 0
+    expect(await balanceOf(account.address)).toBe(0n)
+    expectPaymentRequired(await key.post('/v2/models/ppocr-cls/infer', clsJob()), 'payer')
+    // One job's worth more: the fresh balance read after this deposit already reflects the
+    // settlement, so the settled job must not hold against it again (it did for ~30 s).
+    await deposit(account, PRICE)
+    const again = await key.post('/v2/models/ppocr-cls/infer', clsJob())
+    expect(again.status, again.text).toBe(200)
+    expectPaymentRequired(await key.post('/v2/models/ppocr-cls/infer', clsJob()), 'payer')
+  })
 })

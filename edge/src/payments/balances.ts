@@ -19,6 +19,8 @@ export interface BalanceRead {
   available: bigint
   /** When the read was started: the chain state is at least this recent. */
   readAt: number
+  /** The block the balance was read at: settlements in later blocks are not reflected in it. */
+  block: bigint
 }
 
 const cache = new Map<string, BalanceRead>()
@@ -37,12 +39,16 @@ export async function availableBalance(config: PaymentsConfig, payer: Hex, fresh
   if (!fresh && cached && now() - cached.readAt < BALANCE_CACHE_MS) return cached
   const readAt = now()
   let available: bigint
+  let block: bigint
   try {
-    available = await client(config).readContract({ address: config.escrow, abi: escrowAbi, functionName: 'availableBalance', args: [payer] })
+    // Read at a known block, so the reservation can tell which settlements the value already
+    // reflects (reservations.ts): a lagging node's older block is then accounted for exactly.
+    block = await client(config).getBlockNumber({ cacheTime: 0 })
+    available = await client(config).readContract({ address: config.escrow, abi: escrowAbi, functionName: 'availableBalance', args: [payer], blockNumber: block })
   } catch (error) {
     throw new PaymentsUnavailableError(`cannot read the escrow balance of ${payer} (the job was not sent): ${shortError(error)}`, error)
   }
-  const read = { available, readAt }
+  const read = { available, readAt, block }
   if (cache.size >= BALANCE_CACHE_SIZE) cache.delete(cache.keys().next().value!)
   cache.set(key, read)
   return read

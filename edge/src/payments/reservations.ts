@@ -15,8 +15,10 @@ import type { JobPrice } from './price.js'
 import { joinWei, MAX_RESERVABLE_WEI, splitWei } from './wei.js'
 
 /**
- * A job settled after a balance was read may or may not be reflected in that value (the read
- * may have hit a node a block behind): it keeps counting against reads up to this much older.
+ * A settled job keeps counting against a balance read at a block before its settlement's (the
+ * value does not reflect the debit yet, e.g. a node a block behind); against a read at or after
+ * it, not (it did: counting it again refused a payer's jobs for ~30 s after every top-up). Only
+ * jobs settled this recently are looked at, so a payer's old settled rows are never scanned.
  */
 const SETTLED_MARGIN_MS = 30_000
 
@@ -43,12 +45,14 @@ const RESERVE_SQL = `INSERT INTO reservations
                (COALESCE(SUM(price_rem), 0) + CAST(?5 AS INTEGER)) % 1000000000 AS rem
         FROM reservations
         WHERE payer = ?2
-          AND (status IN ('reserved', 'charged') OR (status = 'settled' AND settled_at > CAST(?16 AS INTEGER)))) AS held
+          AND (status IN ('reserved', 'charged')
+               OR (status = 'settled' AND settled_at > CAST(?16 AS INTEGER)
+                   AND COALESCE((SELECT s.block_number FROM settlements s WHERE s.attestation_root = reservations.settlement_root), ?19 + 1) > CAST(?19 AS INTEGER)))) AS held
   WHERE held.gwei < CAST(?17 AS INTEGER) OR (held.gwei = CAST(?17 AS INTEGER) AND held.rem <= CAST(?18 AS INTEGER))`
 
 /**
  * Holds the job's price if the payer's holds (jobs reserved, charged but not settled, and
- * settled after `balance` was read) plus this price fit in `balance`. Returns whether it did.
+ * settled in a block after the one `balance` was read at) plus this price fit in `balance`. Returns whether it did.
  */
 export async function reserve(db: D1Database, r: NewReservation, balance: BalanceRead): Promise<boolean> {
   const available = balance.available < MAX_RESERVABLE_WEI ? balance.available : MAX_RESERVABLE_WEI
@@ -61,7 +65,7 @@ export async function reserve(db: D1Database, r: NewReservation, balance: Balanc
     .bind(
       r.id, r.payer, p.totalWei.toString(), price.gwei, price.rem, p.developerWei.toString(), p.developerAddress,
       p.providerFeeWei.toString(), p.protocolFeeWei.toString(), p.protocolAddress, r.modelName, r.modelVersion,
-      r.apiKeyLabel, r.createdAt, r.expiresAt, balance.readAt - SETTLED_MARGIN_MS, limit.gwei, limit.rem,
+      r.apiKeyLabel, r.createdAt, r.expiresAt, balance.readAt - SETTLED_MARGIN_MS, limit.gwei, limit.rem, Number(balance.block),
     )
     .run()
   return result.meta.changes === 1
