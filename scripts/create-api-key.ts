@@ -22,6 +22,7 @@ import { randomBytes } from 'node:crypto'
 import { parseArgs } from 'node:util'
 import { privateKeyToAccount } from 'viem/accounts'
 import { sha256Hex } from '@depinfer/shared'
+import { labelProblem } from '../edge/src/keys/label.js'
 import { payerBindingMessage, type PayerBindingDomain } from '../edge/src/keys/payer-binding.js'
 
 function fail(code: 1 | 2, message: string): never {
@@ -48,7 +49,9 @@ const payer = values.payer
 if (payer !== undefined && !/^0x[0-9a-fA-F]{40}$/.test(payer)) fail(2, `--payer must be an address (0x and 40 hex digits), got ${JSON.stringify(payer)}`)
 if (payer !== undefined && values['no-payer']) fail(2, '--payer and --no-payer exclude each other')
 if (positionals.length > 1) fail(2, `one label expected, got ${positionals.length} words (quote a label with spaces)`)
-const label = positionals[0] ?? 'default'
+const label = (positionals[0] ?? fail(2, 'a label is required: npm run key:create -- <label> (a name for the key)')).trim()
+const labelRefused = labelProblem(label)
+if (labelRefused) fail(2, labelRefused)
 const key = `dpi_${randomBytes(24).toString('base64url')}`
 const keyHash = sha256Hex(key)
 
@@ -64,9 +67,9 @@ function printWranglerCommand(): void {
   if (payer) console.log(`Payer: ${payer} (deposit with Escrow.deposit() from that account)\n`)
   console.log('Store its hash in the production D1 database:')
   const payerSql = payer ? `'${payer.toLowerCase()}'` : 'NULL'
-  console.log(
-    `  npx wrangler d1 execute depinfer --remote --command "INSERT INTO api_keys (key_hash, label, created_at, payer_address) VALUES ('${keyHash}', '${label.replace(/'/g, "''")}', ${Date.now()}, ${payerSql})"`,
-  )
+  const sql = `INSERT INTO api_keys (key_hash, label, created_at, payer_address) VALUES ('${keyHash}', '${label.replace(/'/g, "''")}', ${Date.now()}, ${payerSql})`
+  // Single-quoted for the shell: a label with $(…), backticks or quotes is pasted as text, not run.
+  console.log(`  npx wrangler d1 execute depinfer --remote --command '${sql.replace(/'/g, `'\\''`)}'`)
   console.log('\nOr let a running edge store it: --edge <url> (or DEPINFER_URL) with DEPINFER_API_KEY set to a key it knows.')
 }
 

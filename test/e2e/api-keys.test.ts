@@ -17,6 +17,7 @@ import { bundledModelPath } from '../../device-agent/src/models/bundled.js'
 import { payerBindingMessage, type PayerBindingDomain } from '../../edge/src/keys/payer-binding.js'
 import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/network.js'
 import { REPO_ROOT } from '../../scripts/local/paths.js'
+import { temporaryDirectory } from '../helpers/temporary-directory.js'
 import { apiClient, waitForModelReady, type ApiResponse } from './support.js'
 
 /** anvil's well-known dev mnemonic: accounts funded with 10,000 ETH each. */
@@ -307,3 +308,32 @@ function expectProblemOutsideKeys(reply: ApiResponse): void {
   expect(reply.headers.get('content-type')).toMatch(/application\/problem\+json/)
   expect(reply.body).toMatchObject({ field: 'Authorization', detail: 'API key not recognised or revoked' })
 }
+
+describe('npm run key:create without an edge', () => {
+  it('prints a wrangler command that stores the label exactly, whatever the shell would make of it', async () => {
+    const label = `ops $(id -un) 'x' \`date\` "q" key`
+    const created = await runKeyCreate([label], {})
+    expect(created.code, created.stderr).toBe(0)
+    const command = /npx wrangler d1 execute depinfer --remote --command .*/.exec(created.stdout)?.[0]
+    expect(command, created.stdout).toBeDefined()
+    // Run as pasted into a shell, against a local D1 instead of the remote one.
+    const persist = temporaryDirectory('key-create-d1-')
+    const sh = (line: string) =>
+      new Promise<string>((resolve, reject) =>
+        execFile('sh', ['-c', line], { cwd: REPO_ROOT, timeout: 120_000 }, (error, stdout) => (error ? reject(error) : resolve(stdout))),
+      )
+    await sh(`npx wrangler d1 migrations apply depinfer --local --persist-to ${persist}`)
+    await sh(command!.replace('--remote', `--local --persist-to ${persist}`))
+    const stored = JSON.parse(await sh(`npx wrangler d1 execute depinfer --local --persist-to ${persist} --json --command "SELECT label FROM api_keys"`)) as { results: { label: string }[] }[]
+    expect(stored[0]!.results).toEqual([{ label }])
+  })
+
+  it('refuses a missing label, or one the edge would refuse, before making a key', async () => {
+    for (const args of [[], ['a\tb'], ['x'.repeat(101)]]) {
+      const refused = await runKeyCreate(args, {})
+      expect(refused.code, args.join(' ')).toBe(2)
+      expect(refused.stderr).toMatch(/^key:create: (a label is required|label must)/)
+      expect(refused.stdout).not.toMatch(/dpi_/)
+    }
+  })
+})

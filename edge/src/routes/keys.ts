@@ -38,6 +38,7 @@ import { readBodyCapped } from '../http/read-body.js'
 import { ADDRESS_PATTERN, KEY_HASH_PATTERN, payerBindingMessage, payerBindingSigner, SIGNATURE_PATTERN } from '../keys/payer-binding.js'
 import { apiKeyAuth, forgetApiKey, type AuthVariables } from '../middleware/auth.js'
 import { paymentsSetting } from '../payments/config.js'
+import { labelProblem, MAX_LABEL_LENGTH } from '../keys/label.js'
 
 type KeysEnv = { Bindings: Env; Variables: AuthVariables }
 
@@ -47,7 +48,6 @@ keys.use('*', apiKeyAuth)
 
 /** Hex digits of the key hash that make a key's id: 64 bits, unique in any real account. */
 const ID_LENGTH = 16
-const MAX_LABEL_LENGTH = 100
 const MAX_BODY_BYTES = 16 * 1024
 const BODY_FIELDS = ['label', 'payer', 'key_hash', 'signature'] as const
 
@@ -143,8 +143,8 @@ async function jsonBody(c: Context<KeysEnv>): Promise<Record<string, unknown>> {
 function parseLabel(value: unknown): string {
   if (typeof value !== 'string') throw new InvalidRequestError(`label is required: a name for the key, 1-${MAX_LABEL_LENGTH} characters`, 'label')
   const label = value.trim()
-  if (label === '' || [...label].length > MAX_LABEL_LENGTH) throw new InvalidRequestError(`label must be 1-${MAX_LABEL_LENGTH} characters, got ${[...label].length}`, 'label')
-  if (/\p{Cc}/u.test(label)) throw new InvalidRequestError('label must not contain control characters', 'label')
+  const problem = labelProblem(label)
+  if (problem) throw new InvalidRequestError(problem, 'label')
   return label
 }
 
