@@ -239,6 +239,11 @@ describe('depinfer provider / payouts / escrow on the local chain', () => {
     const requested = expectSuccess(await runCli(['escrow', 'withdraw'], env))
     expect(requested).toContain('withdrawal request of ')
     expect(requested).toMatch(/run `depinfer escrow withdraw` again from \S+ \(in 24 h 0 min, by the chain's clock\)/)
+    // The edge's account view says when, in Unix ms like every time in its API: a day after the request's block.
+    const [requestHash] = txHashes(requested)
+    const requestBlock = await chain.getBlock({ blockNumber: (await chain.getTransactionReceipt({ hash: requestHash! })).blockNumber })
+    const view = await apiClient(network.edge.url, await network.edge.createApiKey('cli-chain-withdrawer', undefined, payer)).get('/api/account')
+    expect(view.body.withdrawal).toEqual({ amountWei: String(remaining), availableAt: Number(requestBlock.timestamp + 24n * 3600n) * 1000 })
     expectOneLineError(await runCli(['escrow', 'withdraw'], env), 1, /^the withdrawal of .* ETH is not available yet: run this again from /)
 
     // A day later by the chain's clock (what the Escrow compares with), in a new block.

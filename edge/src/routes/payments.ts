@@ -34,7 +34,8 @@ payments.get('/account', async (c) => {
     escrow: config.escrow,
     balanceWei: escrow.balance.toString(),
     availableWei: escrow.available.toString(),
-    withdrawal: escrow.withdrawal && { amountWei: escrow.withdrawal.amount.toString(), availableAt: Number(escrow.withdrawal.availableAt) },
+    // In Unix ms like every other time in the API (the Escrow counts seconds), by the chain's clock.
+    withdrawal: escrow.withdrawal && { amountWei: escrow.withdrawal.amount.toString(), availableAt: Number(escrow.withdrawal.availableAt) * 1000 },
     // Held against availableWei until settled on-chain (then the balance itself is lower).
     reserved: { jobs: holds.reserved.jobs, wei: holds.reserved.wei.toString() },
     chargedUnsettled: { jobs: holds.chargedUnsettled.jobs, wei: holds.chargedUnsettled.wei.toString() },
