@@ -385,4 +385,17 @@ describe('pay per inference on the local chain', () => {
     expect(again.status, again.text).toBe(200)
     expectPaymentRequired(await key.post('/v2/models/ppocr-cls/infer', clsJob()), 'payer')
   })
+
+  it('reads the balance at the latest block when the node answering does not have the pinned one', async () => {
+    await deposit(payers.e, PRICE)
+    rpc.mode = 'behind'
+    try {
+      const methods = rpc.methods.length
+      const response = await keys.e.post('/v2/models/ppocr-cls/infer', clsJob())
+      expect(response.status, response.text).toBe(200)
+      expect(rpc.methods.slice(methods).filter((m) => m === 'eth_call').length).toBeGreaterThanOrEqual(2) // pinned, refused, then latest
+    } finally {
+      rpc.mode = 'pass'
+    }
+  })
 })

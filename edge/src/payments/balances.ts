@@ -40,18 +40,28 @@ export async function availableBalance(config: PaymentsConfig, payer: Hex, fresh
   const readAt = now()
   let available: bigint
   let block: bigint
+  const read = (blockNumber?: bigint) =>
+    client(config).readContract({ address: config.escrow, abi: escrowAbi, functionName: 'availableBalance', args: [payer], ...(blockNumber !== undefined && { blockNumber }) })
   try {
     // Read at a known block, so the reservation can tell which settlements the value already
     // reflects (reservations.ts): a lagging node's older block is then accounted for exactly.
     block = await client(config).getBlockNumber({ cacheTime: 0 })
-    available = await client(config).readContract({ address: config.escrow, abi: escrowAbi, functionName: 'availableBalance', args: [payer], blockNumber: block })
+    try {
+      available = await read(block)
+    } catch {
+      // A load-balanced RPC may send the read to a node that has not seen that block yet. The
+      // latest value then comes from an unknown block: as block 0, every recent settlement
+      // keeps holding against it (the cautious side).
+      available = await read()
+      block = 0n
+    }
   } catch (error) {
     throw new PaymentsUnavailableError(`cannot read the escrow balance of ${payer} (the job was not sent): ${shortError(error)}`, error)
   }
-  const read = { available, readAt, block }
+  const result = { available, readAt, block }
   if (cache.size >= BALANCE_CACHE_SIZE) cache.delete(cache.keys().next().value!)
-  cache.set(key, read)
-  return read
+  cache.set(key, result)
+  return result
 }
 
 export interface EscrowAccount {
