@@ -2,7 +2,7 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { buildModel, rawData, tinyClassifierModel } from '../../test/helpers/onnx-model.js'
+import { elementwiseSoftmaxModel, tinyClassifierModel } from '../../test/helpers/onnx-model.js'
 import { describeReport, Int8VariantError, quantizeForPublishing, readInt8Variant } from './int8.js'
 import { temporaryDirectory } from '../../test/helpers/temporary-directory.js'
 
@@ -33,15 +33,7 @@ describe('the int8 variant of a publish', () => {
   it('is refused before any upload when the quantizer finds nothing to quantize', async () => {
     // probs = Softmax(x · w), elementwise: no MatMul, Gemm or Conv, so the "variant" would be the
     // fp32 model itself (which the edge refuses only once it is uploaded).
-    const elementwise = buildModel({
-      inputs: [{ name: 'x', datatype: 'FP32', shape: ['N', 4] }],
-      outputs: [{ name: 'probs', datatype: 'FP32', shape: ['N', 4] }],
-      initializers: [{ name: 'w', datatype: 'FP32', dims: [4], data: rawData(Float32Array.of(1, 2, 3, 4)) }],
-      nodes: [
-        { opType: 'Mul', inputs: ['x', 'w'], outputs: ['logits'] },
-        { opType: 'Softmax', inputs: ['logits'], outputs: ['probs'], attributes: { axis: { int: -1 } } },
-      ],
-    })
+    const elementwise = elementwiseSoftmaxModel()
     await expect(quantizeForPublishing(elementwise, 'multi.onnx', undefined)).rejects.toThrow(Int8VariantError)
     await expect(quantizeForPublishing(elementwise, 'multi.onnx', undefined)).rejects.toThrow(/^multi\.onnx: nothing to quantize .*: publish without --int8$/)
   })

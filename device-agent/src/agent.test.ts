@@ -47,6 +47,22 @@ const clsSha256 = sha256Hex(readFileSync(bundledModelPath('ppocr-cls')))
 const idOf = (name: string): Hex => `0x${sha256Hex(name)}`
 const DOMAIN = { chainId: 31337n, verifyingContract: `0x${'42'.repeat(20)}` as Hex }
 const SALT: Hex = `0x${'5a'.repeat(32)}`
+
+/** A ppocr-cls job's frame as the gateway at RESULTS sends it (`overrides` change its header). */
+function jobFrame(name: string, inputs: RawTensor[], overrides: Partial<JobHeader> = {}): Buffer {
+  const header: JobHeader = {
+    protocol: PROTOCOL_VERSION,
+    jobId: idOf(name),
+    replyTo: RESULTS,
+    model: { name: 'ppocr-cls', version: '1', sha256: clsSha256 },
+    outputs: [],
+    deadlineMs: 10_000,
+    attempt: 1,
+    attest: { chainId: String(DOMAIN.chainId), verifyingContract: DOMAIN.verifyingContract, salt: SALT, priceWei: '1234' },
+    ...overrides,
+  }
+  return Buffer.from(encodeFrame(header, inputs))
+}
 const keyPath = join(temporaryDirectory('agent-key-'), 'device.key')
 
 describe('device agent', () => {
@@ -57,20 +73,8 @@ describe('device agent', () => {
   let lastStatus: DeviceStatus | undefined
   let deviceAddress: Hex
 
-  const job = (name: string, inputs: RawTensor[], overrides: Partial<JobHeader> = {}) => {
-    const header: JobHeader = {
-      protocol: PROTOCOL_VERSION,
-      jobId: idOf(name),
-      replyTo: RESULTS,
-      model: { name: 'ppocr-cls', version: '1', sha256: clsSha256 },
-      outputs: [],
-      deadlineMs: 10_000,
-      attempt: 1,
-      attest: { chainId: String(DOMAIN.chainId), verifyingContract: DOMAIN.verifyingContract, salt: SALT, priceWei: '1234' },
-      ...overrides,
-    }
-    gateway.publish(deviceJobsTopic(DEVICE), Buffer.from(encodeFrame(header, inputs)), { qos: 1 })
-  }
+  const job = (name: string, inputs: RawTensor[], overrides: Partial<JobHeader> = {}) =>
+    gateway.publish(deviceJobsTopic(DEVICE), jobFrame(name, inputs, overrides), { qos: 1 })
   const resultOf = (name: string) => waitFor(`result of ${name}`, async () => results.get(idOf(name)), 10_000, 5)
   const image = (h: number, w: number, value = 0.3): RawTensor => ({
     name: 'x',
@@ -341,20 +345,8 @@ describe('stopping with jobs in hand', () => {
     const agent = await startAgent(config, () => {})
     try {
       await agent.modelsSettled
-      const send = (name: string) => {
-        const header: JobHeader = {
-          protocol: PROTOCOL_VERSION,
-          jobId: idOf(name),
-          replyTo: RESULTS,
-          model: { name: 'ppocr-cls', version: '1', sha256: clsSha256 },
-          outputs: [],
-          deadlineMs: 10_000,
-          attempt: 1,
-          attest: { chainId: String(DOMAIN.chainId), verifyingContract: DOMAIN.verifyingContract, salt: SALT, priceWei: '0' },
-        }
-        const x: RawTensor = { name: 'x', datatype: 'FP32', shape: [1, 3, 48, 96], data: bytesOf(new Float32Array(3 * 48 * 96).fill(0.3)) }
-        gateway.publish(deviceJobsTopic(device), Buffer.from(encodeFrame(header, [x])), { qos: 1 })
-      }
+      const x: RawTensor = { name: 'x', datatype: 'FP32', shape: [1, 3, 48, 96], data: bytesOf(new Float32Array(3 * 48 * 96).fill(0.3)) }
+      const send = (name: string) => gateway.publish(deviceJobsTopic(device), jobFrame(name, [x]), { qos: 1 })
       await waitFor('the agent online', async () => (ready ? true : undefined))
       send('held')
       await waitFor('the job in the queue', async () => (queued === 1 ? true : undefined), 5_000, 10)

@@ -239,3 +239,19 @@ export function tinyClassifierModel(): TinyClassifierModel {
   })
   return { bytes, inputName: 'x', outputName: 'probs', weights }
 }
+
+/**
+ * probs[N, 4] = Softmax(x[N, 4] · w), the product elementwise: no MatMul, Gemm or Conv, so the
+ * int8 quantizer has nothing to convert.
+ */
+export function elementwiseSoftmaxModel(): Uint8Array {
+  return buildModel({
+    inputs: [{ name: 'x', datatype: 'FP32', shape: ['N', 4] }],
+    outputs: [{ name: 'probs', datatype: 'FP32', shape: ['N', 4] }],
+    initializers: [{ name: 'w', datatype: 'FP32', dims: [4], data: rawData(Float32Array.of(1, 2, 3, 4)) }],
+    nodes: [
+      { opType: 'Mul', inputs: ['x', 'w'], outputs: ['logits'] },
+      { opType: 'Softmax', inputs: ['logits'], outputs: ['probs'], attributes: { axis: { int: -1 } } },
+    ],
+  })
+}

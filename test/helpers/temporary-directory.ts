@@ -6,8 +6,8 @@ import { afterAll } from 'vitest'
 const created: string[] = []
 
 // Registered while the test file that imports this module is collected, so it runs once that
-// file's tests are done. Without it every `npm test` left ~20 MB of model caches, keys and
-// configs in the temp dir.
+// file's tests are done: a run's model caches, keys and configs go as each file ends, not only
+// when test/global-setup.ts removes the run's whole temp dir (or never, outside that setup).
 afterAll(() => {
   for (const dir of created.splice(0)) rmSync(dir, { recursive: true, force: true })
 })

@@ -2,7 +2,7 @@ import { existsSync, linkSync, mkdtempSync, readFileSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { buildModel, rawData, type Dim } from '../../../test/helpers/onnx-model.js'
+import { buildModel, elementwiseSoftmaxModel, rawData, type Dim } from '../../../test/helpers/onnx-model.js'
 import { bundledModelPath } from '../models/bundled.js'
 import { main } from './cli.js'
 import { matmulGemmModel } from './fixtures.js'
@@ -16,19 +16,6 @@ function matmulSoftmaxModel(batch: Dim, k: Dim = 64): Uint8Array {
     initializers: [{ name: 'W', datatype: 'FP32', dims: [64, 8], data: rawData(Float32Array.from({ length: 64 * 8 }, (_, i) => Math.sin(i * 1.7))) }],
     nodes: [
       { opType: 'MatMul', inputs: ['x', 'W'], outputs: ['logits'] },
-      { opType: 'Softmax', inputs: ['logits'], outputs: ['probs'], attributes: { axis: { int: -1 } } },
-    ],
-  })
-}
-
-/** probs = Softmax(x · w) with an elementwise Mul: nothing the quantizer converts. */
-function mulSoftmaxModel(): Uint8Array {
-  return buildModel({
-    inputs: [{ name: 'x', datatype: 'FP32', shape: ['N', 4] }],
-    outputs: [{ name: 'probs', datatype: 'FP32', shape: ['N', 4] }],
-    initializers: [{ name: 'w', datatype: 'FP32', dims: [4], data: rawData(Float32Array.of(1, 2, 3, 4)) }],
-    nodes: [
-      { opType: 'Mul', inputs: ['x', 'w'], outputs: ['logits'] },
       { opType: 'Softmax', inputs: ['logits'], outputs: ['probs'], attributes: { axis: { int: -1 } } },
     ],
   })
@@ -168,7 +155,7 @@ describe('depinfer-quantize', () => {
 
   it('does not recommend int8 when nothing was quantized, and exits as for fp32', async () => {
     const input = join(dir, 'mul.onnx')
-    writeFileSync(input, mulSoftmaxModel())
+    writeFileSync(input, elementwiseSoftmaxModel())
     expect(await main([input, join(dir, 'mul-int8.onnx'), '--no-bench', '--samples', '5'])).toBe(3)
     const text = out.join('\n')
     expect(text).toMatch(/quantized: {3}nothing/)
