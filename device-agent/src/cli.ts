@@ -13,6 +13,7 @@ import { DeviceKeyError, initDeviceKey, loadDeviceKey } from './keys/device-key.
 import { loggedProgress, terminalProgress, type ProgressFactory } from './models/progress.js'
 import { ModelProvisioner } from './models/provision.js'
 import { OrtRuntime } from './runtime/execution.js'
+import { tuneGarbageCollection } from './runtime/gc-tuning.js'
 import { loadModel, modelsFromConfig } from './runtime/loaded-model.js'
 
 /** Download progress: a bar redrawn on a terminal, log lines every few seconds in a service's log. */
@@ -54,6 +55,7 @@ async function main(argv: string[]): Promise<number> {
     return 0
   }
   if (command === 'start') {
+    tuneGarbageCollection()
     const agent = await startAgent(config, log, { progress: progressFor(log) })
     await new Promise<void>((resolve) => {
       process.once('SIGINT', resolve)

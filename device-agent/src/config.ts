@@ -173,7 +173,7 @@ export const AgentConfigSchema = z.object({
   /** onnxruntime session options, the same for every model (see runtime/execution.ts). */
   ort: z
     .object({
-      /** Threads one model run may use; 0 lets onnxruntime choose (one per physical core). */
+      /** Threads one model run may use; 0 lets onnxruntime choose (one on our 2-vCPU VMs). */
       intraOpThreads: threadCount.default(0),
       /** Threads running independent graph branches at once; used only in 'parallel' mode. 0: onnxruntime's default. */
       interOpThreads: threadCount.default(0),

@@ -75,7 +75,7 @@ export function sessionOptions(settings: OrtSettings, providers: readonly Execut
     executionProviders: [...providers],
     graphOptimizationLevel: settings.graphOptimizationLevel,
     executionMode: settings.executionMode,
-    // 0 means "onnxruntime's default" (one thread per physical core): leave the option unset.
+    // 0 means "onnxruntime's default" (its own choice per machine; one on our 2-vCPU VMs): leave the option unset.
     ...(settings.intraOpThreads > 0 && { intraOpNumThreads: settings.intraOpThreads }),
     ...(settings.interOpThreads > 0 && { interOpNumThreads: settings.interOpThreads }),
   }
