@@ -7,12 +7,13 @@
  * the live heap: 23 → 47 MB here) it then started marking the whole heap right after nearly every
  * such scavenge, with the old generation at half its limit; as far as we can tell, the buffers
  * still count against the limit until they are swept. Under load (c=32, [1,3,48,192] FP32) that
- * was a mark-compact every ~200 ms, each freeing little, and a third of the agent's CPU on V8's
- * marking threads (`--trace-gc --trace-incremental-marking`, `perf`).
+ * was a mark-compact every 100–200 ms, each freeing little, and a third of the agent's CPU on V8's
+ * marking and sweeping threads (`--trace-gc --trace-incremental-marking`, `perf`).
  *
  * A growing factor of 4 leaves ~70 MB of headroom over the ~23 MB live heap, more than one round
- * of buffers. In 15,000 jobs the mark-compacts fell from 128 to 3 and the agent's CPU per job
- * from 1.5–2.3 ms to 1.2–1.3 ms (bench/RESULTS.md, 2026-12-05 "the agent's garbage collector").
+ * of buffers. In paired runs of 6,000 jobs the mark-compacts fell from 38–132 to 2 (3 in 15,000
+ * jobs) and the agent's CPU per job from 1.7–2.3 ms to 1.35–1.6 ms (bench/RESULTS.md,
+ * 2026-12-05 "the agent's garbage collector").
  * The cost is memory: the heap may reach ~4x its live size (here ~100 MB) before it is collected.
  * V8's maximum heap size (node's --max-old-space-size) still caps it.
  */
