@@ -18,6 +18,15 @@ export class TensorError extends ProtocolError {
   override name = 'TensorError'
 }
 
+/**
+ * A 64-bit integer element given as a JSON number beyond ±2^53: JSON.parse has already rounded
+ * it, so the value sent is lost. A reader that keeps number literals' digits can read the body
+ * again (the edge's infer route does).
+ */
+export class InexactIntegerError extends TensorError {
+  override name = 'InexactIntegerError'
+}
+
 /** A binary frame or message that does not decode. */
 export class FrameError extends ProtocolError {
   override name = 'FrameError'

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { expectProtocolError } from './testing/expect-protocol-error.js'
 import type { Datatype } from './datatypes.js'
-import { TensorError } from './errors.js'
+import { InexactIntegerError, TensorError } from './errors.js'
 import {
   byteLength,
   bytesOf,
@@ -268,6 +268,30 @@ describe('encodeJsonElements', () => {
   it('names the datatype in the message', () => {
     const error = expectProtocolError(TensorError, () => encodeJsonElements('UINT16', [70000], 'f'), 'f[0]')
     expect(error.message).toContain('UINT16')
+  })
+
+  it('takes bigints for 64-bit integers with every digit, and for floats as their nearest value', () => {
+    const int64 = encodeJsonElements('INT64', [2n ** 62n + 1n, -(2n ** 63n)], 'f')
+    expect([...new BigInt64Array(int64.buffer)]).toEqual([2n ** 62n + 1n, -(2n ** 63n)])
+    const uint64 = encodeJsonElements('UINT64', [2n ** 64n - 1n], 'f')
+    expect([...new BigUint64Array(uint64.buffer)]).toEqual([2n ** 64n - 1n])
+    expect([...new Float32Array(encodeJsonElements('FP32', [2n ** 60n + 1n], 'f').buffer)]).toEqual([2 ** 60])
+    expect(expectProtocolError(TensorError, () => encodeJsonElements('INT32', [2n ** 60n], 'f'), 'f[0]').message).toMatch(/range/)
+    expect(expectProtocolError(TensorError, () => encodeJsonElements('INT64', [2n ** 63n], 'f'), 'f[0]').message).toContain('9223372036854775808')
+  })
+
+  it('calls a JSON number beyond 2^53 for a 64-bit integer inexact, without echoing the rounded value', () => {
+    // JSON.parse('9007199254740993') is 9007199254740992: the client's digits are gone.
+    const error = expectProtocolError(InexactIntegerError, () => encodeJsonElements('INT64', [1, 9007199254740993], 'f'), 'f[1]')
+    expect(error.message).toContain('decimal string')
+    expect(error.message).not.toContain('9007199254740992')
+  })
+
+  it('shows a refused value as JavaScript writes the number, cut short when long', () => {
+    // JSON.parse reads 1e400 as Infinity, which JSON.stringify would show as null.
+    expect(expectProtocolError(TensorError, () => encodeJsonElements('FP32', [Infinity], 'f'), 'f[0]').message).toContain('Infinity')
+    const long = expectProtocolError(TensorError, () => encodeJsonElements('FP32', ['x'.repeat(10_000)], 'f'), 'f[0]')
+    expect(long.message.length).toBeLessThan(120)
   })
 })
 

@@ -4,7 +4,7 @@
  * converts between the two, validating as it goes.
  */
 import { BYTES_PER_ELEMENT, type Datatype } from './datatypes.js'
-import { TensorError } from './errors.js'
+import { InexactIntegerError, TensorError } from './errors.js'
 import { float16BitsToNumber, toFloat16Bits } from './float16.js'
 
 export interface RawTensor {
@@ -148,8 +148,9 @@ export function tensorDataRows(data: unknown, shape: readonly number[], field: s
 /**
  * Encodes JSON values (rows in row-major order, as `tensorDataRows` gives them) as the raw bytes
  * of `datatype`, rejecting values the datatype cannot hold (non-integers, out of range,
- * non-booleans for BOOL). 64-bit integers may be given as decimal strings to keep precision
- * beyond 2^53. An error names the element by its flat index (`field[i]`).
+ * non-booleans for BOOL). 64-bit integers may be given as decimal strings (or bigints) to keep
+ * precision beyond 2^53; a JSON number there has lost it, which is an InexactIntegerError. An
+ * error names the element by its flat index (`field[i]`).
  */
 export function encodeJsonRows(datatype: Datatype, rows: readonly (readonly unknown[])[], field: string): Uint8Array {
   let count = 0
@@ -161,8 +162,10 @@ export function encodeJsonRows(datatype: Datatype, rows: readonly (readonly unkn
   for (const row of rows) {
     const refused = encode(out, start, row)
     if (refused !== undefined) {
-      const [j, why] = refused
-      throw new TensorError(`${why} for ${datatype}: ${JSON.stringify(row[j])}`, `${field}[${start + j}]`)
+      const [j, why, inexact] = refused
+      // Not echoed: the number JSON.parse made of it is not the one the client sent.
+      if (inexact) throw new InexactIntegerError(`${why} for ${datatype}`, `${field}[${start + j}]`)
+      throw new TensorError(`${why} for ${datatype}: ${shownValue(row[j])}`, `${field}[${start + j}]`)
     }
     start += row.length
   }
@@ -174,13 +177,23 @@ export function encodeJsonRows(datatype: Datatype, rows: readonly (readonly unkn
  * value it cannot hold and why, or undefined. One loop per datatype: a call per element through
  * a table was ~30% slower on a 48×192 image.
  */
-type RowEncoder = (out: TypedArrayOf, start: number, row: readonly unknown[]) => [number, string] | undefined
+/** A refused element: its index in the row, why, and whether it is an inexact 64-bit integer. */
+type Refusal = [index: number, why: string, inexact?: true]
+type RowEncoder = (out: TypedArrayOf, start: number, row: readonly unknown[]) => Refusal | undefined
+
+/** A refused value as an error message shows it, cut short: a number as JS writes it (1e400 was read as Infinity). */
+function shownValue(value: unknown): string {
+  const text = typeof value === 'number' || typeof value === 'bigint' ? String(value) : JSON.stringify(value) ?? String(value)
+  return text.length > 60 ? `${text.slice(0, 59)}…` : text
+}
 
 const encodeFloats: RowEncoder = (out, start, row) => {
   for (let j = 0; j < row.length; j++) {
     const v = row[j]
-    if (typeof v !== 'number') return [j, 'expected a number']
-    out[start + j] = v
+    // A bigint is an integer literal beyond 2^53 read with all its digits (the edge's second
+    // reading of a body); a float takes it rounded, as it would the JSON number.
+    if (typeof v !== 'number' && typeof v !== 'bigint') return [j, 'expected a number']
+    out[start + j] = Number(v)
     // A number the type cannot hold (1e39 as FP32, 1e999 which JSON.parse reads as Infinity) is
     // refused like an integer out of range, not sent as ±Infinity.
     if (!Number.isFinite(out[start + j])) return [j, 'value out of range']
@@ -193,8 +206,11 @@ const encodeInt64s = ([min, max]: [bigint, bigint]): RowEncoder => (out, start, 
     const v = row[j]
     let big: bigint
     if (typeof v === 'number' && Number.isSafeInteger(v)) big = BigInt(v)
+    else if (typeof v === 'bigint') big = v
     else if (typeof v === 'string' && /^-?\d{1,20}$/.test(v)) big = BigInt(v)
-    else return [j, 'expected an integer (or a decimal string beyond 2^53)']
+    else if (typeof v === 'number' && Number.isInteger(v)) {
+      return [j, 'a JSON number beyond ±2^53 lost digits when it was parsed: send this element as a decimal string', true]
+    } else return [j, 'expected an integer (or a decimal string beyond 2^53)']
     if (big < min || big > max) return [j, 'value out of range']
     out[start + j] = big
   }
@@ -204,6 +220,7 @@ const encodeInt64s = ([min, max]: [bigint, bigint]): RowEncoder => (out, start, 
 const encodeIntegers = ([min, max]: [number, number]): RowEncoder => (out, start, row) => {
   for (let j = 0; j < row.length; j++) {
     const v = row[j]
+    if (typeof v === 'bigint') return [j, 'value out of range']
     if (typeof v !== 'number' || !Number.isInteger(v)) return [j, 'expected an integer']
     if (v < min || v > max) return [j, 'value out of range']
     out[start + j] = v
@@ -223,8 +240,8 @@ const ROW_ENCODERS: Record<Datatype, RowEncoder> = {
   FP16: (out, start, row) => {
     for (let j = 0; j < row.length; j++) {
       const v = row[j]
-      if (typeof v !== 'number') return [j, 'expected a number']
-      const bits = toFloat16Bits(v)
+      if (typeof v !== 'number' && typeof v !== 'bigint') return [j, 'expected a number']
+      const bits = toFloat16Bits(Number(v))
       // 70000 as FP16 would round to infinity: out of range, like an integer.
       if ((bits & 0x7fff) === 0x7c00) return [j, 'value out of range']
       out[start + j] = bits

@@ -122,6 +122,35 @@ describe.each(BROKERS)('datatypes through $name', (brokerKind) => {
     }
   })
 
+  it('reads 64-bit integers beyond 2^53 sent as bare JSON numbers with every digit (as numpy tolist() writes them)', async () => {
+    const direct = await runDirect(
+      kitchenSinkPath,
+      Object.fromEntries(kitchenSink.inputs.map((input) => [input.name, directTensor(input.datatype, JSON_DATA[input.name]!)])),
+    )
+    const request = JSON.stringify({
+      inputs: kitchenSink.inputs.map((input) => ({ name: input.name, datatype: input.datatype, shape: [2, 4], data: JSON_DATA[input.name] })),
+      outputs: [{ name: 'i64_out' }, { name: 'f32_out' }],
+    })
+    // The i64 strings ("4611686018427387903", "9007199254740993", ...) written as bare numbers,
+    // which JSON.parse alone would round.
+    const bare = request.replace(/"i64","datatype":"INT64","shape":\[2,4\],"data":\[([^\]]*)\]/, (whole, list: string) => whole.replace(list, list.replaceAll('"', '')))
+    expect(bare).toContain('[4611686018427387903,-4611686018427387904,9007199254740993,')
+    const response = await api.post('/v2/models/kitchen-sink/infer', bare)
+    expect(response.status).toBe(200)
+    const raw = /"name":"i64_out","datatype":"INT64","shape":\[2,4\],"data":\[([^\]]*)\]/.exec(response.text)![1]!
+    expect(raw.split(',').map(BigInt)).toEqual(asJson('INT64', direct.i64_out!))
+    expect(outputByName(response.body, 'f32_out').data).toEqual(asJson('FP32', direct.f32_out!))
+  })
+
+  it('shows a number JSON reads as Infinity as Infinity in the 400 (not null)', async () => {
+    const request = JSON.stringify({
+      inputs: kitchenSink.inputs.map((input) => ({ name: input.name, datatype: input.datatype, shape: [2, 4], data: JSON_DATA[input.name] })),
+    })
+    const response = await api.post('/v2/models/kitchen-sink/infer', request.replace(/("f32","datatype":"FP32","shape":\[2,4\],"data":\[)[^,]*/, (_whole, start: string) => `${start}1e400`))
+    expect(response.status).toBe(400)
+    expect(response.body).toMatchObject({ field: 'inputs[0].data[0]', detail: expect.stringContaining('Infinity') })
+  })
+
   it('takes and returns every datatype as binary tensors, byte for byte what onnxruntime computes', async () => {
     const direct = await runDirect(
       kitchenSinkPath,
@@ -169,15 +198,18 @@ describe.each(BROKERS)('datatypes through $name', (brokerKind) => {
       kitchenSink.inputs.map((input) => ({ name: input.name, datatype: input.datatype, shape: [2, 4], bytes: bytesOf(directTensor(input.datatype, JSON_DATA[input.name]!)) })),
       {
         parameters: { binary_data_output: true },
-        outputs: kitchenSink.outputs.map((o) => ({ name: o.name, ...(o.name === asJsonOutput && { parameters: { binary_data: false } }) })),
+        // Asked for in reverse: the JSON list and the binary sections both follow the request.
+        outputs: [...kitchenSink.outputs].reverse().map((o) => ({ name: o.name, ...(o.name === asJsonOutput && { parameters: { binary_data: false } }) })),
       },
     )
+    const askedOrder = [...kitchenSink.outputs].reverse().map((o) => o.name)
     expect(response.status).toBe(200)
     expect(response.headers.get('content-type')).toBe('application/octet-stream')
     const json = outputByName(response.json, asJsonOutput)
     expect(json).not.toHaveProperty('parameters.binary_data_size')
     expect(json.data).toEqual(asJson('FP16', direct[asJsonOutput]!))
-    expect([...response.outputs.keys()].sort()).toEqual(kitchenSink.outputs.map((o) => o.name).filter((name) => name !== asJsonOutput).sort())
+    expect((response.json.outputs as Array<{ name: string }>).map((o) => o.name)).toEqual(askedOrder)
+    expect([...response.outputs.keys()]).toEqual(askedOrder.filter((name) => name !== asJsonOutput))
     for (const [name, bytes] of response.outputs) expect(bytes, name).toEqual(bytesOf(direct[name]!))
   })
 
@@ -210,13 +242,14 @@ describe.each(BROKERS)('datatypes through $name', (brokerKind) => {
     expect(outputByName(response.body, 'f16_out').data.slice(0, 2)).toEqual([null, 2])
   })
 
-  it('returns only the outputs asked for', async () => {
+  it('returns only the outputs asked for, in the order asked (not the model\'s)', async () => {
     const response = await api.post('/v2/models/kitchen-sink/infer', {
       inputs: kitchenSink.inputs.map((input) => ({ name: input.name, datatype: input.datatype, shape: [2, 4], data: JSON_DATA[input.name] })),
       outputs: [{ name: 'b_out' }, { name: 'i8_out' }],
     })
     expect(response.status).toBe(200)
-    expect((response.body.outputs as Array<{ name: string }>).map((o) => o.name).sort()).toEqual(['b_out', 'i8_out'])
+    // The model lists i8_out before b_out.
+    expect((response.body.outputs as Array<{ name: string }>).map((o) => o.name)).toEqual(['b_out', 'i8_out'])
     expect(outputByName(response.body, 'b_out').data).toEqual(JSON_DATA.b!.map((v) => !v))
   })
 

@@ -33,6 +33,9 @@ export function checkJobTensors(model: LoadedModel, inputs: readonly RawTensor[]
   }
 }
 
+/** A C/C++ source file and line in an onnxruntime message, with the space after it. */
+const SOURCE_LOCATION = /(?:\/[\w.+-]+)+\.(?:h|hpp|cc|cpp|c):\d+\s*/g
+
 export async function runModel(
   session: ort.InferenceSession,
   inputs: readonly RawTensor[],
@@ -49,8 +52,11 @@ export async function runModel(
   try {
     results = outputNames.length > 0 ? await session.run(feeds, [...outputNames]) : await session.run(feeds)
   } catch (error) {
-    // onnxruntime rejects inputs the graph cannot process (e.g. spatial dims too small).
-    throw new InvalidJobInputError(`onnxruntime: ${(error as Error).message}`, 'inputs')
+    // onnxruntime rejects inputs the graph cannot process (e.g. spatial dims too small). Its
+    // message names the source file of its build (`/onnxruntime_src/…/reshape_helper.h:45`),
+    // which says nothing to the caller the answer goes to.
+    const reason = (error as Error).message.replace(SOURCE_LOCATION, '').trim()
+    throw new InvalidJobInputError(`onnxruntime: ${reason}`, 'inputs')
   }
   return Object.entries(results).map(([name, tensor]) => {
     const datatype = datatypeFromOrtType(tensor.type)

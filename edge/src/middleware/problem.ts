@@ -8,12 +8,24 @@ import { HTTPException } from 'hono/http-exception'
 import { DepinferError } from '../errors/base.js'
 import { discardUnreadBody } from '../http/read-body.js'
 
+/**
+ * Details and paths echo what the request sent (a model name, a shape): cut at this many
+ * characters, or a 100 KB name comes back three times over.
+ */
+const MAX_ECHO_CHARS = 2_000
+
+function capped(text: string): string {
+  return text.length <= MAX_ECHO_CHARS ? text : `${text.slice(0, MAX_ECHO_CHARS)}… (${text.length - MAX_ECHO_CHARS} more characters)`
+}
+
 export function problemResponse(c: Context, error: DepinferError): Response {
   const problem = error.toProblem()
+  const detail = capped(problem.detail)
   const body = {
     ...problem,
-    instance: c.req.path,
-    ...(c.req.path.startsWith('/v2') && { error: problem.detail }),
+    detail,
+    instance: capped(c.req.path),
+    ...(c.req.path.startsWith('/v2') && { error: detail }),
   }
   const headers: Record<string, string> = { 'Content-Type': 'application/problem+json' }
   if (error.retryAfterSec !== undefined) headers['Retry-After'] = String(error.retryAfterSec)

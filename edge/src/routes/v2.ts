@@ -160,7 +160,7 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
       platform: info.platform,
       inputs: info.inputs,
       outputs: info.outputs,
-      parameters: { version: info.version, sha256: info.sha256, max_batch_size: info.maxBatch, state: info.state, ready_devices: info.readyDevices },
+      parameters: { version: info.version, sha256: info.sha256, dynamic_batching_max_jobs: info.maxBatch, state: info.state, ready_devices: info.readyDevices },
       sha256: info.sha256,
     })
   })
@@ -176,13 +176,14 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
     const bytes = await readBodyCapped(c.req.raw, numberVar(c.env.MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES))
     const headerLength = c.req.header(HEADER_LENGTH_HEADER)
     const { json, binary } = headerLength === undefined ? { json: bytes, binary: undefined } : splitBinaryBody(bytes, headerLength)
+    const text = utf8.decode(json)
     let body: unknown
     try {
-      body = JSON.parse(utf8.decode(json))
+      body = JSON.parse(text)
     } catch (error) {
       throw new InvalidRequestError(`body is not valid JSON: ${(error as Error).message}`, 'body')
     }
-    const request = parseInferRequest(body, binary)
+    const request = parseInferRequest(body, binary, text)
     const defaultDeadlineMs = numberVar(c.env.JOB_DEADLINE_MS, DEFAULT_DEADLINE_MS)
     const [model, requestedVersion] = modelParams(c)
     const deadlineMs = Math.min(request.timeoutMs ?? defaultDeadlineMs, defaultDeadlineMs)
@@ -247,7 +248,7 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
       if (unserved) validateInputs({ name: model, inputs: unserved.inputs, outputs: unserved.outputs }, request.inputs, request.outputs)
       throw error
     }
-    const response = inferResponse(result, variantRan(variants, result.modelVersion, result.attestation.modelHash), request.id, request.binaryOutputs)
+    const response = inferResponse(result, variantRan(variants, result.modelVersion, result.attestation.modelHash), request.id, request.outputs, request.binaryOutputs)
     if (response.kind === 'json') return c.body(response.body, 200, { 'Content-Type': 'application/json' })
     return c.body(response.body, 200, {
       'Content-Type': 'application/octet-stream',

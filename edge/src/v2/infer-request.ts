@@ -9,6 +9,7 @@ import {
   copyBytes,
   DATATYPES,
   encodeJsonRows,
+  InexactIntegerError,
   isDatatype,
   ProtocolError,
   tensorDataRows,
@@ -16,6 +17,7 @@ import {
 } from '@depinfer/shared'
 import { z } from 'zod'
 import { InvalidRequestError } from '../errors/request.js'
+import { parseKeepingLargeIntegers } from './exact-json.js'
 
 const InferRequestSchema = z.object({
   id: z.string().optional(),
@@ -57,10 +59,28 @@ export function fieldPath(path: readonly PropertyKey[]): string {
 export type BinaryOutputs = (outputName: string) => boolean
 
 /**
- * @param body the JSON request (or the JSON header of a binary request)
+ * @param body the JSON request (or the JSON header of a binary request), as JSON.parse read it
  * @param binary the bytes after the JSON header, when the request uses the binary extension
+ * @param bodyText the JSON text `body` was read from: when a 64-bit integer element is a JSON
+ *   number beyond ±2^53 (rounded by JSON.parse), the text is read again keeping its digits
  */
-export function parseInferRequest(body: unknown, binary?: Uint8Array): ParsedInferRequest {
+export function parseInferRequest(body: unknown, binary?: Uint8Array, bodyText?: string): ParsedInferRequest {
+  try {
+    return parseBody(body, binary)
+  } catch (error) {
+    if (!(error instanceof InexactIntegerError)) throw error
+    if (bodyText === undefined) throw new InvalidRequestError(error.message, error.field)
+  }
+  try {
+    return parseBody(parseKeepingLargeIntegers(bodyText), binary)
+  } catch (error) {
+    // A runtime without source text access, or a literal such as 1e30: only a string will do.
+    if (error instanceof InexactIntegerError) throw new InvalidRequestError(error.message, error.field)
+    throw error
+  }
+}
+
+function parseBody(body: unknown, binary: Uint8Array | undefined): ParsedInferRequest {
   const parsed = InferRequestSchema.safeParse(body)
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!
@@ -117,6 +137,8 @@ export function parseInferRequest(body: unknown, binary?: Uint8Array): ParsedInf
         data: encodeJsonRows(input.datatype, rows, `${field}.data`),
       }
     } catch (error) {
+      // Left to the caller, which can read the body again keeping the number's digits.
+      if (error instanceof InexactIntegerError) throw error
       if (error instanceof ProtocolError) throw new InvalidRequestError(error.message, error.field)
       throw error
     }

@@ -3,7 +3,7 @@
  * each tensor's data so 64-bit integers keep all their digits (JSON.stringify cannot write
  * bigints) and large float arrays are serialized once. Outputs asked for as binary data (the
  * binary tensor extension) carry `parameters.binary_data_size` in the JSON header and their
- * bytes after it, in output order.
+ * bytes after it, in the same order as the JSON list.
  */
 import { elementsToJson, type ModelVariant } from '@depinfer/shared'
 import type { InferResult } from '../gateway/rpc.js'
@@ -35,6 +35,8 @@ export function inferResponse(
   /** Which file of the version ran: its own (`fp32`) or a variant published with it (`int8`). */
   modelVariant: ModelVariant,
   requestId: string | undefined,
+  /** The outputs the request listed, in its order; empty when it asked for all of them. */
+  requestedOutputs: readonly string[],
   binaryOutputs: BinaryOutputs,
 ): InferResponseBody {
   const head = {
@@ -57,8 +59,14 @@ export function inferResponse(
       ...attestationParameters(result.attestation),
     },
   }
-  const binary = result.outputs.filter((t) => binaryOutputs(t.name))
-  const outputs = result.outputs.map((tensor) => {
+  // In the order the request listed them (clients that read outputs by position expect it;
+  // Triton does the same); the device's order, the model's, when it listed none.
+  const ordered =
+    requestedOutputs.length === 0
+      ? result.outputs
+      : [...result.outputs].sort((a, b) => requestedOutputs.indexOf(a.name) - requestedOutputs.indexOf(b.name))
+  const binary = ordered.filter((t) => binaryOutputs(t.name))
+  const outputs = ordered.map((tensor) => {
     if (binary.includes(tensor)) {
       const { name, datatype, shape } = tensor
       return JSON.stringify({ name, datatype, shape, parameters: { binary_data_size: tensor.data.byteLength } })
