@@ -63,7 +63,20 @@ const problemHeaders: MiddlewareHandler = async (c, next) => {
   if (c.error instanceof UnsupportedContentEncodingError) c.res.headers.set('Accept-Encoding', c.error.acceptEncoding)
 }
 
+/**
+ * HEAD answers with the headers GET would (RFC 9110 §9.3.2), Content-Length included: Hono runs
+ * GET's handler and drops the body after this, and without the length health checkers that
+ * compare it saw none.
+ */
+const headContentLength: MiddlewareHandler = async (c, next) => {
+  await next()
+  if (c.req.method !== 'HEAD' || c.res.body === null || c.res.headers.has('Content-Length')) return
+  const length = (await c.res.clone().arrayBuffer()).byteLength
+  c.res.headers.set('Content-Length', String(length))
+}
+
 app.use('*', requestId())
+app.use('*', headContentLength)
 app.use('*', problemHeaders)
 app.use('*', methodNotAllowed)
 app.route('/v2', v2)

@@ -59,7 +59,11 @@ describe.each(BROKERS)('inference through $name', (brokerKind) => {
     const ready = await fetch(`${network.edge.url}/v2/health/ready`)
     expect(ready.status).toBe(200)
     expect(await ready.json()).toMatchObject({ ready: true, broker_connected: true, devices_online: 1 })
-    expect((await fetch(`${network.edge.url}/v2/health/live`, { method: 'HEAD' })).status).toBe(200)
+    // HEAD: GET's status and headers, Content-Length included, and no body.
+    const head = await fetch(`${network.edge.url}/v2/health/live`, { method: 'HEAD' })
+    expect(head.status).toBe(200)
+    expect(head.headers.get('content-length')).toBe(String(new TextEncoder().encode(await live.text()).byteLength))
+    expect(await head.text()).toBe('')
     // Still no key needed: a wrong method on an open route is a 405, not a 401.
     const posted = await fetch(`${network.edge.url}/v2/health/live`, { method: 'POST' })
     expect(posted.status).toBe(405)
