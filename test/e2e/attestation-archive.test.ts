@@ -88,7 +88,13 @@ describe('attestations archived from D1 to R2', () => {
     await network.edge.runScheduled(new Date(later))
     expect(await count('SELECT COUNT(*) AS n FROM attestations WHERE batch_root = ?', root)).toBe(0)
     expect(await count('SELECT COUNT(*) AS n FROM reservations WHERE settlement_root = ?', root)).toBe(0)
-    expect(await count('SELECT COUNT(*) AS n FROM archived_jobs')).toBe(5)
+    // Nothing is left in D1 per job: the batch's row keeps its jobs' time span, and a job id's
+    // first 6 bytes are the time it was minted, which finds the batch again.
+    expect(await count('SELECT COUNT(*) AS n FROM archived_jobs')).toBe(0)
+    const minted = jobIds.map((id) => Number.parseInt(id.slice(2, 14), 16))
+    expect(await count('SELECT jobs_from_ms AS n FROM batches WHERE root = ?', root)).toBe(Math.min(...minted))
+    expect(await count('SELECT jobs_to_ms AS n FROM batches WHERE root = ?', root)).toBe(Math.max(...minted))
+    expect(Math.max(...minted) - Math.min(...minted)).toBeLessThan(MINUTE_MS)
 
     for (const [i, jobId] of jobIds.entries()) {
       const after = await view(jobId)
@@ -100,9 +106,19 @@ describe('attestations archived from D1 to R2', () => {
     const archive = (await object!.json()) as { attestations: { job_id: string }[]; reservations: { job_id: string; payer: string; price_wei: string }[] }
     expect(archive.attestations.map((a) => a.job_id)).toEqual(jobIds)
     expect(archive.reservations.map((r) => [r.job_id, r.payer, r.price_wei])).toEqual(jobIds.map((id) => [id, payer.address.toLowerCase(), String(PROVIDER_FEE)]))
+    // An id minted inside the batch's time span that is none of its jobs is still no job.
+    const madeUp = `${jobIds[2]!.slice(0, 14)}${'0'.repeat(52)}`
+    expect(await api.get(`/api/jobs/${madeUp}/attestation`)).toMatchObject({ status: 404, body: { field: 'jobId' } })
     const batches = (await api.get('/api/batches')).body as { batches: JobView['batch'][]; attestations: { total: number; pending: number } }
     expect(batches.attestations).toEqual({ total: 5, pending: 0 })
     expect(batches.batches[0]).toMatchObject({ root, archivedAt: later })
+
+    // A batch archived before migration 0009 has no time span, and listed its jobs instead.
+    const db = await network.edge.miniflare.getD1Database('DB')
+    await db.prepare('UPDATE batches SET jobs_from_ms = NULL, jobs_to_ms = NULL WHERE root = ?').bind(root).run()
+    const fromSeq = before[0]!.batch!.fromSeq
+    for (const jobId of jobIds) await db.prepare('INSERT INTO archived_jobs (job_id, from_seq) VALUES (unhex(?), ?)').bind(jobId.slice(2), fromSeq).run()
+    expect(await view(jobIds[4]!)).toEqual({ ...before[4], batch: { ...before[4]!.batch, archivedAt: later } })
   })
 
   it('goes on numbering and batching jobs after the archived ones', async () => {

@@ -37,6 +37,9 @@ export interface BatchRow {
   confirmed_at: number | null
   /** When its rows moved to R2 (batching/archive.ts); null while they are in D1. */
   archived_at: number | null
+  /** Once archived: the earliest and latest minting time of its job ids (gateway/job-id.ts). */
+  jobs_from_ms: number | null
+  jobs_to_ms: number | null
 }
 
 /** An accepted attestation, as the gateway records it. */

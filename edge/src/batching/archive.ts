@@ -6,15 +6,17 @@
  *
  * A batch is archived once it is confirmed on-chain, settled (when payments are on), and older
  * than ATTESTATION_RETENTION_DAYS: its attestation rows and its settled reservations are written
- * to R2 as one JSON object, and then, in one D1 transaction, deleted, with the job ids kept in
- * `archived_jobs` so `GET /api/jobs/{id}/attestation` still serves the job with its proof (from the
- * R2 object). The R2 write comes first: a tick that dies between the two leaves the rows in D1
- * and writes the same object again next time.
+ * to R2 as one JSON object, and then, in one D1 transaction, deleted. The batch's row keeps the
+ * earliest and latest minting time of its job ids (gateway/job-id.ts), so `GET
+ * /api/jobs/{id}/attestation` still finds the job's batch from its id and serves it with its
+ * proof (from the R2 object), with nothing left in D1 per job. The R2 write comes first: a tick
+ * that dies between the two leaves the rows in D1 and writes the same object again next time.
  */
 import { buildMerkleTree } from '@depinfer/shared'
 import type { AttestationRow, BatchRow } from '../attestations/rows.js'
 import type { Env } from '../env.js'
 import { DepinferError } from '../errors/base.js'
+import { jobIdTimeMs } from '../gateway/job-id.js'
 import { paymentsSetting } from '../payments/config.js'
 import { attestationsOfBatch } from './batch-store.js'
 import { batchLeaves } from './batcher.js'
@@ -100,12 +102,17 @@ async function archiveBatch(env: Env, batch: BatchRow, now: number): Promise<voi
     .all<Record<string, unknown>>()
   const archive: ArchivedBatch = { format: 'depinfer-attestation-batch-1', root: batch.root, fromSeq: batch.from_seq, toSeq: batch.to_seq, attestations, reservations }
   await env.MODELS.put(archiveKey(batch.root), JSON.stringify(archive), { httpMetadata: { contentType: 'application/json' } })
+  let jobsFromMs = Number.POSITIVE_INFINITY
+  let jobsToMs = 0
+  for (const row of attestations) {
+    const minted = jobIdTimeMs(row.job_id)
+    jobsFromMs = Math.min(jobsFromMs, minted)
+    jobsToMs = Math.max(jobsToMs, minted)
+  }
   await env.DB.batch([
-    env.DB.prepare('INSERT OR IGNORE INTO archived_jobs (job_id, from_seq) SELECT unhex(substr(job_id, 3)), ? FROM attestations WHERE batch_root = ?')
-      .bind(batch.from_seq, batch.root),
     env.DB.prepare("DELETE FROM reservations WHERE settlement_root = ? AND status = 'settled'").bind(batch.root),
     env.DB.prepare('DELETE FROM attestations WHERE batch_root = ?').bind(batch.root),
-    env.DB.prepare('UPDATE batches SET archived_at = ? WHERE root = ?').bind(now, batch.root),
+    env.DB.prepare('UPDATE batches SET archived_at = ?, jobs_from_ms = ?, jobs_to_ms = ? WHERE root = ?').bind(now, jobsFromMs, jobsToMs, batch.root),
   ])
 }
 
@@ -120,19 +127,47 @@ export class ArchiveUnavailableError extends DepinferError {
 const archiveCache = new Map<string, ArchivedBatch>()
 const ARCHIVE_CACHE_SIZE = 2
 
-/** The archived batch holding job `jobId` (0x hex), or undefined when no archived batch does. */
-export async function archivedBatchOf(env: Pick<Env, 'DB' | 'MODELS'>, jobId: string): Promise<{ batch: BatchRow; archive: ArchivedBatch } | undefined> {
-  const batch = await env.DB.prepare('SELECT b.* FROM archived_jobs j JOIN batches b ON b.from_seq = j.from_seq WHERE j.job_id = unhex(?)')
-    .bind(jobId.slice(2))
-    .first<BatchRow>()
-  if (!batch) return undefined
-  let archive = archiveCache.get(batch.root)
-  if (!archive) {
-    const object = await env.MODELS.get(archiveKey(batch.root))
-    if (!object) throw new ArchiveUnavailableError(`job ${jobId} is in batch ${batch.root}, whose archive ${archiveKey(batch.root)} is missing from R2`)
-    archive = await object.json<ArchivedBatch>()
-    if (archiveCache.size >= ARCHIVE_CACHE_SIZE) archiveCache.delete(archiveCache.keys().next().value!)
-    archiveCache.set(batch.root, archive)
+/**
+ * Archived batches whose job times span the time a job id was minted, at most this many: a
+ * batch spans its batching interval and its slowest job, so one or two do, more only when jobs
+ * waited long for a batch (the chain was down).
+ */
+const MAX_TIME_CANDIDATES = 16
+
+/** The archived batch holding job `jobId` (0x hex) and that job's row, or undefined when no archived batch has it. */
+export async function archivedJob(
+  env: Pick<Env, 'DB' | 'MODELS'>,
+  jobId: string,
+): Promise<{ batch: BatchRow; archive: ArchivedBatch; row: AttestationRow } | undefined> {
+  const minted = jobIdTimeMs(jobId)
+  const { results: spanning } = await env.DB.prepare(
+    'SELECT * FROM batches WHERE archived_at IS NOT NULL AND jobs_to_ms >= ?1 ORDER BY jobs_to_ms LIMIT ?2',
+  )
+    .bind(minted, MAX_TIME_CANDIDATES)
+    .all<BatchRow>()
+  const candidates = spanning.filter((batch) => batch.jobs_from_ms !== null && batch.jobs_from_ms <= minted)
+  if (candidates.length === 0) {
+    // A batch archived before job ids carried their time (migration 0009) listed its jobs.
+    const listed = await env.DB.prepare('SELECT b.* FROM archived_jobs j JOIN batches b ON b.from_seq = j.from_seq WHERE j.job_id = unhex(?)')
+      .bind(jobId.slice(2))
+      .first<BatchRow>()
+    if (listed) candidates.push(listed)
   }
-  return { batch, archive }
+  for (const batch of candidates) {
+    const archive = await archiveOf(env, batch, jobId)
+    const row = archive.attestations.find((r) => r.job_id === jobId)
+    if (row) return { batch, archive, row }
+  }
+  return undefined
+}
+
+async function archiveOf(env: Pick<Env, 'MODELS'>, batch: BatchRow, jobId: string): Promise<ArchivedBatch> {
+  const cached = archiveCache.get(batch.root)
+  if (cached) return cached
+  const object = await env.MODELS.get(archiveKey(batch.root))
+  if (!object) throw new ArchiveUnavailableError(`job ${jobId} may be in batch ${batch.root}, whose archive ${archiveKey(batch.root)} is missing from R2`)
+  const archive = await object.json<ArchivedBatch>()
+  if (archiveCache.size >= ARCHIVE_CACHE_SIZE) archiveCache.delete(archiveCache.keys().next().value!)
+  archiveCache.set(batch.root, archive)
+  return archive
 }

@@ -13,7 +13,7 @@ import {
 } from '@depinfer/shared'
 import { attestationOfRow, type AttestationRow, type BatchRow, type BatchStatus } from '../attestations/rows.js'
 import type { Env } from '../env.js'
-import { archivedBatchOf } from './archive.js'
+import { archivedJob } from './archive.js'
 import { attestationsOfBatch } from './batch-store.js'
 import { batchLeaves } from './batcher.js'
 
@@ -104,11 +104,10 @@ export async function jobAttestation(env: Pick<Env, 'DB' | 'MODELS'>, jobId: str
     const tree = await treeOf(batchRow.root, () => attestationsOfBatch(env.DB, batchRow.root))
     return viewOf(row, batchRow, tree.proof(row.seq - batchRow.from_seq))
   }
-  const archived = await archivedBatchOf(env, id)
-  const archivedRow = archived?.archive.attestations.find((r) => r.job_id === id)
-  if (!archived || !archivedRow) return undefined
+  const archived = await archivedJob(env, id)
+  if (!archived) return undefined
   const tree = await treeOf(archived.batch.root, async () => archived.archive.attestations)
-  return viewOf(archivedRow, archived.batch, tree.proof(archivedRow.seq - archived.batch.from_seq))
+  return viewOf(archived.row, archived.batch, tree.proof(archived.row.seq - archived.batch.from_seq))
 }
 
 function viewOf(row: AttestationRow, batchRow: BatchRow | null, proof: Hex[] | null): JobAttestationView {

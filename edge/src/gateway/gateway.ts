@@ -26,6 +26,7 @@ import {
   type ResultHeader,
 } from '@depinfer/shared'
 import { bytesToHex } from 'viem'
+import { newJobId } from './job-id.js'
 import { DepinferError } from '../errors/base.js'
 import { ModelRejectedInputError, NotFoundError } from '../errors/request.js'
 import { AttestationStorageError, DeviceTimeoutError, ModelNotReadyError, NoCapacityError } from '../errors/routing.js'
@@ -551,10 +552,6 @@ export class Gateway extends DurableObject<Env> {
   }
 }
 
-/** A job id is the bytes32 the device's attestation is signed over: 32 random bytes. */
-function newJobId(): Hex {
-  return bytesToHex(crypto.getRandomValues(new Uint8Array(32)))
-}
 
 function parseJson(payload: Uint8Array): unknown {
   try {
