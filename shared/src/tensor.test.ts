@@ -292,6 +292,8 @@ describe('encodeJsonElements', () => {
     expect(expectProtocolError(TensorError, () => encodeJsonElements('FP32', [Infinity], 'f'), 'f[0]').message).toContain('Infinity')
     const long = expectProtocolError(TensorError, () => encodeJsonElements('FP32', ['x'.repeat(10_000)], 'f'), 'f[0]')
     expect(long.message.length).toBeLessThan(120)
+    // A bigint inside a refused value (the edge's exact reading of a body) is shown, not thrown on.
+    expect(expectProtocolError(TensorError, () => encodeJsonElements('INT64', [[2n ** 60n]], 'f'), 'f[0]').message).toContain('1152921504606846976')
   })
 })
 

@@ -183,7 +183,10 @@ type RowEncoder = (out: TypedArrayOf, start: number, row: readonly unknown[]) =>
 
 /** A refused value as an error message shows it, cut short: a number as JS writes it (1e400 was read as Infinity). */
 function shownValue(value: unknown): string {
-  const text = typeof value === 'number' || typeof value === 'bigint' ? String(value) : JSON.stringify(value) ?? String(value)
+  const text =
+    typeof value === 'number' || typeof value === 'bigint'
+      ? String(value)
+      : (JSON.stringify(value, (_key, v: unknown) => (typeof v === 'bigint' ? String(v) : v)) ?? String(value))
   return text.length > 60 ? `${text.slice(0, 59)}…` : text
 }
 

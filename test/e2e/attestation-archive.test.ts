@@ -10,6 +10,9 @@ import { mnemonicToAccount } from 'viem/accounts'
 import { foundry } from 'viem/chains'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { attestationRegistryAbi, escrowAbi } from '../../contracts/generated/index.js'
+import { buildMerkleTree } from '../../shared/src/index.js'
+import type { AttestationRow } from '../../edge/src/attestations/rows.js'
+import { batchLeaves } from '../../edge/src/batching/batcher.js'
 import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/network.js'
 import { apiClient, waitForModelReady, type ApiClient } from './support.js'
 
@@ -170,5 +173,42 @@ describe('attestations archived without payments', () => {
     expect(await chain.readContract({ address: network.chain!.registryAddress, abi: attestationRegistryAbi, functionName: 'verifyLeafData', args: [archived.batch!.root, archived.proof!, tuple] })).toBe(true)
     const db = await network.edge.miniflare.getD1Database('DB')
     expect((await db.prepare('SELECT COUNT(*) AS n FROM attestations').first<{ n: number }>())!.n).toBe(0)
+  })
+
+  it('archives a batch of jobs recorded before job ids carried their time by listing them, and finds every job', async () => {
+    // Such a batch, made here from the archived job's row: two jobs whose ids begin with random
+    // bytes (here 0xff…, far in the future) and one whose id carries its minting time.
+    const r2 = await network.edge.miniflare.getR2Bucket('MODELS')
+    const [first] = (await r2.list({ prefix: 'attestation-batches/' })).objects
+    const template = ((await (await r2.get(first!.key))!.json()) as { attestations: AttestationRow[] }).attestations[0]!
+    const randomHex = (bytes: number) => Array.from(crypto.getRandomValues(new Uint8Array(bytes)), (b) => b.toString(16).padStart(2, '0')).join('')
+    const mintedMs = template.accepted_at - 1_000
+    const jobIds = [`0xff${randomHex(31)}`, `0x${mintedMs.toString(16).padStart(12, '0')}${randomHex(26)}`, `0xff${randomHex(31)}`]
+    const rows: AttestationRow[] = jobIds.map((jobId, i) => ({ ...template, job_id: jobId, seq: 1_000 + i, batch_root: null }))
+    const root = buildMerkleTree(batchLeaves(rows)).root
+    const db = await network.edge.miniflare.getD1Database('DB')
+    for (const row of rows) {
+      await db
+        .prepare(
+          `INSERT INTO attestations (seq, job_id, model_hash, input_hash, output_hash, device, price_wei, completed_at, signature,
+             chain_id, verifying_contract, device_id, accepted_at, batch_root) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .bind(row.seq, row.job_id, row.model_hash, row.input_hash, row.output_hash, row.device, row.price_wei, row.completed_at, row.signature, row.chain_id, row.verifying_contract, row.device_id, row.accepted_at, root)
+        .run()
+    }
+    await db
+      .prepare("INSERT INTO batches (root, from_seq, to_seq, count, status, recorded_at, confirmed_at) VALUES (?, 1000, 1002, 3, 'confirmed', ?, ?)")
+      .bind(root, Date.now() - MINUTE_MS, Date.now() - MINUTE_MS)
+      .run()
+
+    await network.edge.runScheduled(new Date(Date.now() + MINUTE_MS))
+    const batch = await db.prepare('SELECT archived_at, jobs_from_ms, jobs_to_ms FROM batches WHERE root = ?').bind(root).first<Record<string, number | null>>()
+    expect(batch).toMatchObject({ archived_at: expect.any(Number), jobs_from_ms: mintedMs, jobs_to_ms: mintedMs })
+    expect((await db.prepare('SELECT COUNT(*) AS n FROM archived_jobs WHERE from_seq = 1000').first<{ n: number }>())!.n).toBe(3)
+    for (const [i, jobId] of jobIds.entries()) {
+      const response = await api.get(`/api/jobs/${jobId}/attestation`)
+      expect(response.status, response.text).toBe(200)
+      expect(response.body).toMatchObject({ jobId, seq: 1_000 + i, batch: { root, archivedAt: expect.any(Number) }, proof: expect.any(Array) })
+    }
   })
 })

@@ -140,6 +140,10 @@ describe.each(BROKERS)('datatypes through $name', (brokerKind) => {
     const raw = /"name":"i64_out","datatype":"INT64","shape":\[2,4\],"data":\[([^\]]*)\]/.exec(response.text)![1]!
     expect(raw.split(',').map(BigInt)).toEqual(asJson('INT64', direct.i64_out!))
     expect(outputByName(response.body, 'f32_out').data).toEqual(asJson('FP32', direct.f32_out!))
+
+    // Read exactly in tensor data only: a parameter given such a number is refused as before.
+    const withParameter = bare.replace('"outputs":', '"parameters":{"binary_data_output":9007199254740993},"outputs":')
+    expect(await api.post('/v2/models/kitchen-sink/infer', withParameter)).toMatchObject({ status: 400, body: { field: 'parameters.binary_data_output' } })
   })
 
   it('shows a number JSON reads as Infinity as Infinity in the 400 (not null)', async () => {

@@ -35,6 +35,12 @@ const MAX_BATCHES_PER_TICK = 5
  * the reservation deleted) no sooner than this after the settlement, whatever the retention.
  */
 const SETTLED_RESERVATION_KEEP_MS = 10 * 60_000
+/**
+ * A job id carries the time it was minted when that is at most this long before the Gateway
+ * accepted the job's attestation (a job lives for its deadline, seconds to minutes). A random
+ * 48-bit prefix lands in such a window about once in 3 million.
+ */
+const MINTED_BEFORE_ACCEPTED_MAX_MS = 24 * 60 * 60_000
 
 /** What R2 holds for an archived batch. */
 export interface ArchivedBatch {
@@ -102,14 +108,28 @@ async function archiveBatch(env: Env, batch: BatchRow, now: number): Promise<voi
     .all<Record<string, unknown>>()
   const archive: ArchivedBatch = { format: 'depinfer-attestation-batch-1', root: batch.root, fromSeq: batch.from_seq, toSeq: batch.to_seq, attestations, reservations }
   await env.MODELS.put(archiveKey(batch.root), JSON.stringify(archive), { httpMetadata: { contentType: 'application/json' } })
-  let jobsFromMs = Number.POSITIVE_INFINITY
-  let jobsToMs = 0
+  // The span of the ids that carry their minting time. Ids minted before they did (random first
+  // bytes: jobs recorded before migration 0009) would make it meaningless; such a batch lists
+  // its jobs in archived_jobs instead, as batches did before.
+  let jobsFromMs: number | null = null
+  let jobsToMs: number | null = null
+  let untimed = false
   for (const row of attestations) {
     const minted = jobIdTimeMs(row.job_id)
-    jobsFromMs = Math.min(jobsFromMs, minted)
-    jobsToMs = Math.max(jobsToMs, minted)
+    if (minted > row.accepted_at || row.accepted_at - minted > MINTED_BEFORE_ACCEPTED_MAX_MS) {
+      untimed = true
+      continue
+    }
+    jobsFromMs = Math.min(jobsFromMs ?? minted, minted)
+    jobsToMs = Math.max(jobsToMs ?? minted, minted)
   }
   await env.DB.batch([
+    ...(untimed
+      ? [
+          env.DB.prepare('INSERT OR IGNORE INTO archived_jobs (job_id, from_seq) SELECT unhex(substr(job_id, 3)), ? FROM attestations WHERE batch_root = ?')
+            .bind(batch.from_seq, batch.root),
+        ]
+      : []),
     env.DB.prepare("DELETE FROM reservations WHERE settlement_root = ? AND status = 'settled'").bind(batch.root),
     env.DB.prepare('DELETE FROM attestations WHERE batch_root = ?').bind(batch.root),
     env.DB.prepare('UPDATE batches SET archived_at = ?, jobs_from_ms = ?, jobs_to_ms = ? WHERE root = ?').bind(now, jobsFromMs, jobsToMs, batch.root),
@@ -146,26 +166,35 @@ export async function archivedJob(
     .bind(minted, MAX_TIME_CANDIDATES)
     .all<BatchRow>()
   const candidates = spanning.filter((batch) => batch.jobs_from_ms !== null && batch.jobs_from_ms <= minted)
-  if (candidates.length === 0) {
-    // A batch archived before job ids carried their time (migration 0009) listed its jobs.
-    const listed = await env.DB.prepare('SELECT b.* FROM archived_jobs j JOIN batches b ON b.from_seq = j.from_seq WHERE j.job_id = unhex(?)')
-      .bind(jobId.slice(2))
-      .first<BatchRow>()
-    if (listed) candidates.push(listed)
-  }
+  let missing: BatchRow | undefined
   for (const batch of candidates) {
-    const archive = await archiveOf(env, batch, jobId)
-    const row = archive.attestations.find((r) => r.job_id === jobId)
-    if (row) return { batch, archive, row }
+    const archive = await archiveOf(env, batch)
+    if (!archive) missing ??= batch
+    const row = archive?.attestations.find((r) => r.job_id === jobId)
+    if (archive && row) return { batch, archive, row }
+  }
+  // Jobs whose ids carry no time (minted before migration 0009) are listed.
+  const listed = await env.DB.prepare('SELECT b.* FROM archived_jobs j JOIN batches b ON b.from_seq = j.from_seq WHERE j.job_id = unhex(?)')
+    .bind(jobId.slice(2))
+    .first<BatchRow>()
+  if (listed) {
+    const archive = await archiveOf(env, listed)
+    const row = archive?.attestations.find((r) => r.job_id === jobId)
+    if (archive && row) return { batch: listed, archive, row }
+    missing ??= listed
+  }
+  if (missing) {
+    throw new ArchiveUnavailableError(`job ${jobId} may be in batch ${missing.root}, whose archive ${archiveKey(missing.root)} is missing from R2`)
   }
   return undefined
 }
 
-async function archiveOf(env: Pick<Env, 'MODELS'>, batch: BatchRow, jobId: string): Promise<ArchivedBatch> {
+/** The archive of `batch` from R2 (or the cache), or undefined when R2 has no object for it. */
+async function archiveOf(env: Pick<Env, 'MODELS'>, batch: BatchRow): Promise<ArchivedBatch | undefined> {
   const cached = archiveCache.get(batch.root)
   if (cached) return cached
   const object = await env.MODELS.get(archiveKey(batch.root))
-  if (!object) throw new ArchiveUnavailableError(`job ${jobId} may be in batch ${batch.root}, whose archive ${archiveKey(batch.root)} is missing from R2`)
+  if (!object) return undefined
   const archive = await object.json<ArchivedBatch>()
   if (archiveCache.size >= ARCHIVE_CACHE_SIZE) archiveCache.delete(archiveCache.keys().next().value!)
   archiveCache.set(batch.root, archive)

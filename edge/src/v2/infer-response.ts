@@ -61,10 +61,11 @@ export function inferResponse(
   }
   // In the order the request listed them (clients that read outputs by position expect it;
   // Triton does the same); the device's order, the model's, when it listed none.
-  const ordered =
-    requestedOutputs.length === 0
-      ? result.outputs
-      : [...result.outputs].sort((a, b) => requestedOutputs.indexOf(a.name) - requestedOutputs.indexOf(b.name))
+  const rank = (name: string) => {
+    const index = requestedOutputs.indexOf(name)
+    return index === -1 ? requestedOutputs.length : index
+  }
+  const ordered = requestedOutputs.length === 0 ? result.outputs : [...result.outputs].sort((a, b) => rank(a.name) - rank(b.name))
   const binary = ordered.filter((t) => binaryOutputs(t.name))
   const outputs = ordered.map((tensor) => {
     if (binary.includes(tensor)) {
