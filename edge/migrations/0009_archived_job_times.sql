@@ -6,5 +6,5 @@ ALTER TABLE batches ADD COLUMN jobs_from_ms INTEGER;
 ALTER TABLE batches ADD COLUMN jobs_to_ms INTEGER;
 CREATE INDEX batches_archived_job_times ON batches (jobs_to_ms) WHERE archived_at IS NOT NULL;
 
--- `archived_jobs` is no longer written. It keeps the jobs of batches archived before this
--- migration, whose ids carry no time; it is read only when the time finds nothing.
+-- `archived_jobs` is written only for batches holding jobs recorded before this migration (ids
+-- that carry no time), and read when the time finds nothing.
