@@ -3,8 +3,8 @@
  * ±2^53, which JSON.parse rounds (existing v2 clients send numpy int64 values as bare numbers).
  * Integer literals beyond 2^53 in arrays become bigints with every digit, from the literal's own
  * text (a reviver's `context.source`: TC39 "JSON.parse source text access", in workerd's V8).
- * Everything else reads as JSON.parse reads it. The reviver runs for every value, so the infer route reads a
- * body this way only after the plain reading met such a number.
+ * Everything else reads as JSON.parse reads it. The reviver runs for every value, so the infer
+ * route reads a body this way only after the plain reading met such a number.
  */
 const INTEGER_LITERAL = /^-?\d+$/
 
