@@ -167,22 +167,22 @@ export async function archivedJob(
     .all<BatchRow>()
   const candidates = spanning.filter((batch) => batch.jobs_from_ms !== null && batch.jobs_from_ms <= minted)
   let missing: BatchRow | undefined
-  for (const batch of candidates) {
+  const lookIn = async (batch: BatchRow) => {
     const archive = await archiveOf(env, batch)
     if (!archive) missing ??= batch
     const row = archive?.attestations.find((r) => r.job_id === jobId)
-    if (archive && row) return { batch, archive, row }
+    return archive && row ? { batch, archive, row } : undefined
+  }
+  for (const batch of candidates) {
+    const found = await lookIn(batch)
+    if (found) return found
   }
   // Jobs whose ids carry no time (minted before migration 0009) are listed.
   const listed = await env.DB.prepare('SELECT b.* FROM archived_jobs j JOIN batches b ON b.from_seq = j.from_seq WHERE j.job_id = unhex(?)')
     .bind(jobId.slice(2))
     .first<BatchRow>()
-  if (listed) {
-    const archive = await archiveOf(env, listed)
-    const row = archive?.attestations.find((r) => r.job_id === jobId)
-    if (archive && row) return { batch: listed, archive, row }
-    missing ??= listed
-  }
+  const found = listed ? await lookIn(listed) : undefined
+  if (found) return found
   if (missing) {
     throw new ArchiveUnavailableError(`job ${jobId} may be in batch ${missing.root}, whose archive ${archiveKey(missing.root)} is missing from R2`)
   }

@@ -26,7 +26,6 @@ import {
   type ResultHeader,
 } from '@depinfer/shared'
 import { bytesToHex } from 'viem'
-import { newJobId } from './job-id.js'
 import { DepinferError } from '../errors/base.js'
 import { ModelRejectedInputError, NotFoundError } from '../errors/request.js'
 import { AttestationStorageError, DeviceTimeoutError, ModelNotReadyError, NoCapacityError } from '../errors/routing.js'
@@ -40,6 +39,7 @@ import { stakeGateFromEnv } from '../providers/registry-reader.js'
 import { BrokerLink } from './broker-link.js'
 import { buildCatalog, CatalogCache, catalogKey, compareVersions, entriesOf, NOT_ROUTABLE, resolveModel, versionsOf, type CatalogModel, type PublishedFile } from './catalog.js'
 import { DeviceTable, type DeviceEntry } from './device-table.js'
+import { newJobId } from './job-id.js'
 import { pickDevice } from './scheduler.js'
 import { acceptedFileOn, routableView } from './served-file.js'
 import { validateInputs } from './validate-inputs.js'
@@ -551,7 +551,6 @@ export class Gateway extends DurableObject<Env> {
     }
   }
 }
-
 
 function parseJson(payload: Uint8Array): unknown {
   try {

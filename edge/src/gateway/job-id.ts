@@ -4,7 +4,7 @@
  * random (208 bits: as unguessable as ever). The time lets the edge find an archived job's batch
  * from its id alone (batching/archive.ts) instead of keeping a row per job in D1 forever.
  */
-import type { Hex } from 'viem'
+import { bytesToHex, type Hex } from 'viem'
 
 const TIME_BYTES = 6
 const ID_BYTES = 32
@@ -17,7 +17,7 @@ export function newJobId(nowMs: number = Date.now()): Hex {
     bytes[i] = time % 256
     time = Math.floor(time / 256)
   }
-  return `0x${Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')}`
+  return bytesToHex(bytes)
 }
 
 /** When the job id `0x…` (32 bytes of hex) was minted, by its first 6 bytes. */
