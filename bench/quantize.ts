@@ -18,6 +18,7 @@ import {
   preprocessModel,
   quantizeModel,
   sampleFeeds,
+  searchFp32Layers,
   type Comparison,
   type InputSpec,
   type QuantizeOptions,
@@ -32,6 +33,8 @@ interface Variant {
   options?: QuantizeOptions & { calibrate?: boolean }
   /** The fp32 rewrites only. */
   rewrittenOnly?: boolean
+  /** Leave the layers an accuracy-aware search picks (on its own inputs) in fp32. */
+  search?: boolean
 }
 
 interface ModelPlan {
@@ -57,6 +60,7 @@ const PLANS: Record<string, ModelPlan> = {
       { label: 'dynamic, per channel, stem + depthwise fp32', options: { perChannel: true, excludeDepthwise: true, excludeFirst: true } },
       { label: 'static QDQ, per channel', options: { perChannel: true, calibrate: true } },
       { label: 'static QDQ, per channel, depthwise fp32', options: { perChannel: true, excludeDepthwise: true, calibrate: true } },
+      { label: 'static QDQ, per channel, accuracy-aware fallback', options: { perChannel: true, calibrate: true }, search: true },
     ],
   },
   rec: {
@@ -76,6 +80,7 @@ const PLANS: Record<string, ModelPlan> = {
         label: 'static QDQ convs + dynamic MatMul, per channel, first 7 convs fp32',
         options: { perChannel: true, calibrate: true, exclude: ['p2o.Conv.0', 'p2o.Conv.1', 'p2o.Conv.2', 'p2o.Conv.3', 'p2o.Conv.4', 'p2o.Conv.5', 'p2o.Conv.6'] },
       },
+      { label: 'static QDQ convs + dynamic MatMul, per channel, accuracy-aware fallback', options: { perChannel: true, calibrate: true }, search: true },
     ],
   },
 }
@@ -95,11 +100,20 @@ for (const key of models) {
   const specs: InputSpec[] = [{ name: 'x', shape: plan.shape, dynamicBatch: true, kind: plan.kind }]
   const evaluation = sampleFeeds(specs, plan.samples, 1)
   const calibration = sampleFeeds(specs, 32, 1_000_004)
+  // The search's own inputs (as depinfer-quantize --accuracy-aware picks them): neither calibration nor evaluation.
+  const searchFeeds = sampleFeeds(specs, Math.min(50, plan.samples), 2_000_004)
   const built: { label: string; bytes: Uint8Array; comparison?: Comparison }[] = [{ label: 'fp32 (published)', bytes: fp32 }]
   for (const v of plan.variants) {
-    const { calibrate, ...options } = v.options ?? {}
-    const bytes = v.rewrittenOnly ? preprocessModel(fp32) : (await quantizeModel(fp32, { ...options, ...(calibrate && { calibration }) })).bytes
-    built.push({ label: v.label, bytes, comparison: await compareModels(fp32, bytes, evaluation, sessionOptions) })
+    const { calibrate, ...rest } = v.options ?? {}
+    const options: QuantizeOptions = { ...rest, ...(calibrate && { calibration }) }
+    let label = v.label
+    if (v.search) {
+      const found = await searchFp32Layers(fp32, options, { threshold: 0.99, feeds: searchFeeds, sessionOptions })
+      options.exclude = [...(options.exclude ?? []), ...found.fp32Layers]
+      label += found.fp32Layers.length === 0 ? ' (no layer needed fp32)' : ` (${found.fp32Layers.length} of ${found.ranking.length} layers fp32)`
+    }
+    const bytes = v.rewrittenOnly ? preprocessModel(fp32) : (await quantizeModel(fp32, options)).bytes
+    built.push({ label, bytes, comparison: await compareModels(fp32, bytes, evaluation, sessionOptions) })
   }
   const latency = new Map<number, Map<string, number>>()
   for (const batch of [1, 8]) {

@@ -173,4 +173,31 @@ describe('depinfer-quantize', () => {
     const report = JSON.parse(out.slice(1).join('\n')) as { quantizedAs: unknown }
     expect(report.quantizedAs).toEqual({ static: {}, dynamic: { MatMul: 1 } })
   })
+
+  it('--accuracy-aware leaves the layers the search chose in fp32 in the written model, and says so', async () => {
+    const output = join(dir, 'cls-aware.onnx')
+    const args = [bundledModelPath('ppocr-cls'), output, '--accuracy-aware', '--threshold', '1', '--samples', '60', '--search-samples', '60', '--no-bench']
+    const code = await main([...args, '--json'])
+    const report = JSON.parse(out.join('\n')) as { search: { fp32Layers: string[]; candidates: number; seed: number; samples: number }; thresholdMet: boolean }
+    const { fp32Layers, candidates, seed, samples } = report.search
+    expect(fp32Layers.length).toBeGreaterThan(0)
+    expect(fp32Layers.length).toBeLessThan(candidates)
+    // Searched on its own inputs: another seed than the report's (1), the count asked for.
+    expect(seed).not.toBe(1)
+    expect(samples).toBe(60)
+    // Exactly the chosen layers are still fp32 Convs in the file (every other Conv is int8).
+    const convs = decodeModel(readFileSync(output)).graph!.node.filter((n) => n.opType === 'Conv').map((n) => n.name)
+    expect(convs.sort()).toEqual([...fp32Layers].sort())
+    expect(code).toBe(report.thresholdMet ? 0 : 3)
+    expect(err.some((line) => /^search: sensitivity \d+\/\d+$/.test(line))).toBe(true)
+
+    out = []
+    await main(args)
+    expect(out.join('\n')).toMatch(new RegExp(`^search: .* \\(< 100\\.00%\\);\n {13}${fp32Layers.length} of ${candidates} layers left fp32 give 100\\.00% there`, 'm'))
+  }, 120_000)
+
+  it('takes --search-samples only with --accuracy-aware', async () => {
+    expect(await main([bundledModelPath('ppocr-cls'), join(dir, 'x.onnx'), '--search-samples', '10'])).toBe(2)
+    expect(err[0]).toMatch(/^--search-samples goes with --accuracy-aware/)
+  })
 })

@@ -14,7 +14,8 @@ import { parseArgs } from 'node:util'
 import { EvaluationError, ShapeOverrideError, inputSpecs, latencyBatches, sampleFeeds, withBatch } from './evaluate.js'
 import { OnnxFormatError } from './onnx-proto.js'
 import { QUANTIZABLE_OPS, QuantizeError, preprocessModel, quantizeModel, type QuantizableOp, type QuantizeOptions } from './quantize.js'
-import { EVALUATION_DEFAULTS, evaluateQuantization, formatReport, nothingQuantized } from './report.js'
+import { EVALUATION_DEFAULTS, evaluateQuantization, formatReport, nothingQuantized, type SearchSummary } from './report.js'
+import { searchFp32Layers } from './search.js'
 import type { SampleKind } from './samples.js'
 
 export const USAGE = `usage: depinfer-quantize <in.onnx> <out.onnx> [options]
@@ -31,6 +32,10 @@ export const USAGE = `usage: depinfer-quantize <in.onnx> <out.onnx> [options]
   --exclude-depthwise      leave depthwise convolutions in fp32 (slow in int8 on x86)
   --exclude-first          leave the layers reading a graph input (the stem) in fp32
   --exclude a,b,...        leave these nodes (by name) in fp32
+  --accuracy-aware         when the threshold is missed, leave the layers costing the most
+                           agreement in fp32, as few as the threshold allows (measured on
+                           separate search samples; takes one run per layer)
+  --search-samples N       sample inputs the search measures on (default 50; another seed)
   --inputs KIND            sample inputs: text-line (half upside down), text-line-upright,
                            text-page or normal (default: by the model's input/output shapes)
   --seed N                 seed of the sample inputs (default 1)
@@ -133,6 +138,8 @@ export async function main(argv: string[]): Promise<number> {
         'exclude-depthwise': { type: 'boolean' },
         'exclude-first': { type: 'boolean' },
         exclude: { type: 'string' },
+        'accuracy-aware': { type: 'boolean' },
+        'search-samples': { type: 'string' },
         inputs: { type: 'string' },
         seed: { type: 'string' },
         threads: { type: 'string' },
@@ -174,6 +181,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     const threads = values.threads === undefined ? undefined : positiveInt('threads', values.threads, 1)
     const rounds = positiveInt('rounds', values.rounds, 100)
+    const searchSamples = positiveInt('search-samples', values['search-samples'], 50)
+    if (values['search-samples'] !== undefined && !values['accuracy-aware']) throw new UsageError('--search-samples goes with --accuracy-aware')
     const shapes = parseShapes(values.shape ?? [])
     const rewrittenOutput = values['write-rewritten']
     checkOutputPaths(input, rewrittenOutput === undefined ? [output] : [output, rewrittenOutput])
@@ -202,13 +211,32 @@ export async function main(argv: string[]): Promise<number> {
       // A different seed from the comparison samples: agreement is measured on unseen inputs.
       options.calibration = sampleFeeds(withBatch(specs, 1) ?? specs, count, seed + 1_000_003, kind as SampleKind | undefined)
     }
+    const sessionOptions = {
+      graphOptimizationLevel: 'all',
+      executionMode: 'sequential',
+      // onnxruntime's own log would repeat, on a line of its own, the failure this command
+      // reports itself (EvaluationError carries onnxruntime's message).
+      logSeverityLevel: 4,
+      ...(threads !== undefined && { intraOpNumThreads: threads }),
+    } as const
     let quantized: Awaited<ReturnType<typeof quantizeModel>>
+    let search: SearchSummary | undefined
     try {
+      if (values['accuracy-aware']) {
+        // Yet another seed: the layers are chosen on inputs that neither calibrate nor judge.
+        const searchSeed = seed + 2_000_003
+        const feeds = sampleFeeds(withBatch(specs, 1) ?? specs, searchSamples, searchSeed, kind as SampleKind | undefined)
+        const found = await searchFp32Layers(fp32, options, { threshold, feeds, sessionOptions, onProgress: (line) => console.error(line) })
+        const { ranking, ...summary } = found
+        search = { ...summary, seed: searchSeed, candidates: ranking.length }
+        options.exclude = [...(options.exclude ?? []), ...found.fp32Layers]
+      }
       quantized = await quantizeModel(fp32, options)
     } catch (error) {
       // Calibration runs the model in onnxruntime: a sample shape it rejects is about the model
-      // and the options, said in one line like the measurements' failures.
-      if (!options.calibration || error instanceof QuantizeError || error instanceof OnnxFormatError) throw error
+      // and the options, said in one line like the measurements' failures (the search's own
+      // comparisons fail as EvaluationErrors already).
+      if (!options.calibration || error instanceof QuantizeError || error instanceof OnnxFormatError || error instanceof EvaluationError) throw error
       throw new EvaluationError(`calibration could not run the model: ${error instanceof Error ? error.message.split('\n')[0] : String(error)}`, { cause: error })
     }
     const { bytes, report: quantizeReport } = quantized
@@ -220,16 +248,10 @@ export async function main(argv: string[]): Promise<number> {
       ...(kind !== undefined && { kind: kind as SampleKind }),
       batches: values['no-bench'] ? [] : latencyBatches(specs),
       rounds,
-      sessionOptions: {
-        graphOptimizationLevel: 'all',
-        executionMode: 'sequential',
-        // onnxruntime's own log would repeat, on a line of its own, the failure this command
-        // reports itself (EvaluationError carries onnxruntime's message).
-        logSeverityLevel: 4,
-        ...(threads !== undefined && { intraOpNumThreads: threads }),
-      },
+      sessionOptions,
       fp32Rewritten,
     })
+    if (search) report.search = search
     // Written only now: a model that fails to quantize or run leaves no output to mistake for a result.
     writeOutput(output, bytes, [])
     if (rewrittenOutput !== undefined) writeOutput(rewrittenOutput, fp32Rewritten, [output])

@@ -7,7 +7,8 @@
  */
 export { quantizeModel, preprocessModel, QuantizeError, QUANTIZABLE_OPS, type QuantizeOptions, type QuantizeReport, type QuantizableOp, type NodeReport } from './quantize.js'
 export { compareModels, measureLatency, inputSpecs, sampleFeeds, withBatch, DEFAULT_SESSION_OPTIONS, type Comparison, type Feeds, type InputSpec, type LatencyResult } from './evaluate.js'
-export { EVALUATION_DEFAULTS, evaluateQuantization, formatReport, machineDescription, nothingQuantized, variantReport, type EvaluationReport } from './report.js'
+export { EVALUATION_DEFAULTS, evaluateQuantization, formatReport, machineDescription, nothingQuantized, variantReport, type EvaluationReport, type SearchSummary } from './report.js'
+export { searchFp32Layers, type LayerSensitivity, type SearchOptions, type SearchResult } from './search.js'
 export { OnnxFormatError, decodeModel, encodeModel } from './onnx-proto.js'
 export { WireFormatError } from '@depinfer/shared'
 export { generateSamples, type SampleKind } from './samples.js'

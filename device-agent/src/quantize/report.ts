@@ -20,6 +20,7 @@ import {
 import { decodeModel } from './onnx-proto.js'
 import type { QuantizeReport } from './quantize.js'
 import type { SampleKind } from './samples.js'
+import type { SearchResult } from './search.js'
 
 /**
  * How int8 is compared with fp32 unless told otherwise: `depinfer-quantize` and
@@ -68,7 +69,12 @@ export interface EvaluationReport {
   recommended: 'int8' | 'fp32'
   machine: string
   sessionOptions: string
+  /** The accuracy-aware search's outcome, when it ran (search.ts; its own inputs, not these). */
+  search?: SearchSummary
 }
+
+/** What the report keeps of a search: the sensitivity ranking stays out (one line per layer). */
+export type SearchSummary = Omit<SearchResult, 'ranking'> & { seed: number; candidates: number }
 
 export interface EvaluateOptions {
   specs: readonly InputSpec[]
@@ -175,6 +181,18 @@ function describeSessionOptions(o: ort.InferenceSession.SessionOptions): string 
   ].join(', ')
 }
 
+function searchLine(s: SearchSummary): string {
+  const on = `${s.samples} search samples (seed ${s.seed})`
+  if (s.fp32Layers.length === 0) {
+    return `search:      every layer quantized gives ${pct(s.fullAgreement)} top-1 on ${on}: ${s.fullAgreement >= s.threshold ? 'no layer needs fp32' : 'nothing to leave in fp32'}`
+  }
+  const shown = s.fp32Layers.length > 12 ? `${s.fp32Layers.slice(0, 12).join(', ')}, …` : s.fp32Layers.join(', ')
+  return [
+    `search:      every layer quantized gives ${pct(s.fullAgreement)} top-1 on ${on} (< ${pct(s.threshold)});`,
+    `             ${s.fp32Layers.length} of ${s.candidates} layers left fp32 give ${pct(s.agreement)} there (${s.evaluations} runs): ${shown}`,
+  ].join('\n')
+}
+
 const kb = (bytes: number) => `${(bytes / 1024).toFixed(1)} KiB`
 const pct = (x: number) => `${(x * 100).toFixed(2)}%`
 const ms = (x: number) => x.toFixed(3)
@@ -202,6 +220,7 @@ export function formatReport(r: EvaluationReport, names: { input: string; output
       ? `static QDQ: ${staticCounts.join(', ')}; dynamic: ${dynamicCounts.join(', ')}`
       : [...staticCounts, ...dynamicCounts].join(', ')
   lines.push(`quantized:   ${counts || 'nothing'}`)
+  if (r.search) lines.push(searchLine(r.search))
   const skipped = q.nodes.filter((n) => n.skipped !== undefined)
   if (skipped.length > 0) {
     const reasons = new Map<string, number>()
