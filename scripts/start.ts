@@ -71,6 +71,7 @@ async function main(): Promise<void> {
       staking: true,
       batchEveryMs: 5_000,
       publishBundledModels: { payoutAddress: operator },
+      ...(process.env.DEPINFER_CORS_ORIGINS && { edgeVars: { CORS_ALLOW_ORIGINS: process.env.DEPINFER_CORS_ORIGINS } }),
     })
     const { edge, apiKey } = network
     const chain = network.chain!

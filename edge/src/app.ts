@@ -6,6 +6,7 @@ import { TrieRouter } from 'hono/router/trie-router'
 import type { Env } from './env.js'
 import { DepinferError } from './errors/base.js'
 import { UnsupportedContentEncodingError } from './http/read-body.js'
+import { corsWhenConfigured } from './middleware/cors.js'
 import { onError, onNotFound } from './middleware/problem.js'
 import { api } from './routes/api.js'
 import { keys } from './routes/keys.js'
@@ -78,6 +79,8 @@ const headContentLength: MiddlewareHandler = async (c, next) => {
 app.use('*', requestId())
 app.use('*', headContentLength)
 app.use('*', problemHeaders)
+// Before the 405 check: a preflight is an OPTIONS no route has.
+app.use('*', corsWhenConfigured)
 app.use('*', methodNotAllowed)
 app.route('/v2', v2)
 app.route('/api/models', models)

@@ -57,6 +57,11 @@ export interface Env {
   ATTESTATION_RETENTION_DAYS?: string
   /** How long a device's on-chain stake answer is trusted before it is re-checked (ms, default 30,000). */
   DEVICE_STAKE_TTL_MS?: string
+  /**
+   * Browser origins allowed to call the API (CORS), comma-separated (`https://app.example.com`),
+   * or `*`. Empty: no CORS headers, and a preflight is a 405 (middleware/cors.ts).
+   */
+  CORS_ALLOW_ORIGINS?: string
 }
 
 export function numberVar(value: string | undefined, fallback: number): number {

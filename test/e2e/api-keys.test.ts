@@ -103,6 +103,18 @@ describe('self-service API keys', () => {
     await network?.close()
   })
 
+  it('grants no browser origin while CORS_ALLOW_ORIGINS is unset: a preflight is a 405', async () => {
+    const preflight = await fetch(`${network.edge.url}/api/keys`, {
+      method: 'OPTIONS',
+      headers: { Origin: 'https://app.example', 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'authorization' },
+    })
+    expect(preflight.status).toBe(405)
+    expect(preflight.headers.get('access-control-allow-origin')).toBeNull()
+    const listed = await fetch(`${network.edge.url}/api/keys`, { headers: { Origin: 'https://app.example', Authorization: `Bearer ${main}` } })
+    expect(listed.status).toBe(200)
+    expect(listed.headers.get('access-control-allow-origin')).toBeNull()
+  })
+
   it('makes a key of the same account (server-made, shown once) that works at once', async () => {
     const reply = await create(main, { label: 'rotation' })
     expect(reply.status, reply.text).toBe(201)

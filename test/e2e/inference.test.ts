@@ -31,6 +31,9 @@ function gzipBomb(bytes: number): Promise<Uint8Array> {
   return bomb
 }
 
+/** A browser page's origin the edge below allows (CORS_ALLOW_ORIGINS). */
+const BROWSER_ORIGIN = 'https://app.example'
+
 describe.each(BROKERS)('inference through $name', (brokerKind) => {
   let broker: LocalBroker
   let network: LocalNetwork
@@ -42,7 +45,7 @@ describe.each(BROKERS)('inference through $name', (brokerKind) => {
       broker,
       build: false,
       agents: [{ deviceId: 'device-a', models: 'ppocr-cls,ppocr-det' }],
-      edgeVars: { MAX_BODY_BYTES: String(MAX_BODY_BYTES) },
+      edgeVars: { MAX_BODY_BYTES: String(MAX_BODY_BYTES), CORS_ALLOW_ORIGINS: `${BROWSER_ORIGIN}, https://other.example/` },
     })
     api = apiClient(network.edge.url, network.apiKey)
     await waitForModelReady(api, 'ppocr-cls')
@@ -68,6 +71,53 @@ describe.each(BROKERS)('inference through $name', (brokerKind) => {
     const posted = await fetch(`${network.edge.url}/v2/health/live`, { method: 'POST' })
     expect(posted.status).toBe(405)
     expect(posted.headers.get('allow')).toBe('GET, HEAD')
+  })
+
+  it('lets a browser page on an allowed origin call the API (CORS), and no other origin', async () => {
+    const infer = `${network.edge.url}/v2/models/ppocr-cls/infer`
+    const preflight = (origin: string) =>
+      fetch(infer, {
+        method: 'OPTIONS',
+        headers: { Origin: origin, 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'authorization, content-type, inference-header-content-length' },
+      })
+    // The preflight: no key (browsers send none), the methods and headers a binary request needs.
+    const allowed = await preflight(BROWSER_ORIGIN)
+    expect(allowed.status).toBe(204)
+    expect(allowed.headers.get('access-control-allow-origin')).toBe(BROWSER_ORIGIN)
+    expect(allowed.headers.get('access-control-allow-methods')?.split(',')).toContain('POST')
+    const allowHeaders = allowed.headers.get('access-control-allow-headers')!.toLowerCase().split(',')
+    expect(allowHeaders).toEqual(expect.arrayContaining(['authorization', 'content-type', 'inference-header-content-length']))
+    expect(allowed.headers.get('access-control-allow-credentials')).toBeNull()
+    expect(allowed.headers.get('vary')).toMatch(/Origin/)
+    // The second listed origin, written with a trailing slash in the setting, is allowed as well.
+    expect((await preflight('https://other.example')).headers.get('access-control-allow-origin')).toBe('https://other.example')
+    // Another origin gets no grant (the browser then refuses to send the request).
+    const refused = await preflight('https://evil.example')
+    expect(refused.headers.get('access-control-allow-origin')).toBeNull()
+
+    // The request itself: answered with the grant, and the binary-tensor header readable.
+    const shape = [1, 3, 48, 192]
+    const data = Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => Math.sin(i) / 2)
+    const answered = await fetch(infer, {
+      method: 'POST',
+      headers: { Origin: BROWSER_ORIGIN, Authorization: `Bearer ${network.apiKey}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ inputs: [{ name: 'x', shape, datatype: 'FP32', data }] }),
+    })
+    expect(answered.status).toBe(200)
+    expect(answered.headers.get('access-control-allow-origin')).toBe(BROWSER_ORIGIN)
+    expect(answered.headers.get('access-control-expose-headers')!.toLowerCase().split(',')).toEqual(
+      expect.arrayContaining(['inference-header-content-length', 'retry-after', 'x-request-id']),
+    )
+    // A problem carries the grant too, or the page could not read why it failed.
+    const unauthorized = await fetch(infer, { method: 'POST', headers: { Origin: BROWSER_ORIGIN, 'Content-Type': 'application/json' }, body: '{}' })
+    expect(unauthorized.status).toBe(401)
+    expect(unauthorized.headers.get('access-control-allow-origin')).toBe(BROWSER_ORIGIN)
+    expect(((await unauthorized.json()) as { status: number }).status).toBe(401)
+    const other = await fetch(`${network.edge.url}/v2/health/live`, { headers: { Origin: 'https://evil.example' } })
+    expect(other.status).toBe(200)
+    expect(other.headers.get('access-control-allow-origin')).toBeNull()
+    // An OPTIONS that is no preflight (no Origin) is still what any method a route lacks is: a 405.
+    expect((await fetch(infer, { method: 'OPTIONS' })).status).toBe(405)
   })
 
   it('answers a known path asked with another method 405 with Allow, and an unknown path 404', async () => {

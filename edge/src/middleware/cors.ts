@@ -1,0 +1,48 @@
+/**
+ * CORS for browser clients, off unless `CORS_ALLOW_ORIGINS` names origins (comma-separated, or
+ * `*`). Keys travel in `Authorization`, not cookies, so credentials are never allowed and `*` is
+ * safe to offer; but a browser page holding an API key is the operator's choice, hence opt-in.
+ *
+ * With it on, a preflight (OPTIONS with Origin and Access-Control-Request-Method) is a 204 with
+ * the methods and request headers the API takes, before the 405 check and before
+ * authentication (browsers send no Authorization on a preflight); every other answer, problems
+ * included, carries Access-Control-Allow-Origin for an allowed origin and exposes the headers a
+ * client reads (binary tensors' Inference-Header-Content-Length, Retry-After…).
+ */
+import type { MiddlewareHandler } from 'hono'
+import { cors } from 'hono/cors'
+import type { Env } from '../env.js'
+import { HEADER_LENGTH_HEADER } from '../v2/binary-body.js'
+
+/** The request headers a browser client may send (beyond the CORS-safelisted ones). */
+const ALLOWED_REQUEST_HEADERS = ['Authorization', 'Content-Type', 'Content-Encoding', HEADER_LENGTH_HEADER, 'X-Request-Id', 'Range', 'If-Range']
+
+/** The response headers a browser client may read (beyond the CORS-safelisted ones). */
+const EXPOSED_RESPONSE_HEADERS = [HEADER_LENGTH_HEADER, 'X-Request-Id', 'Retry-After', 'Allow', 'Accept-Encoding', 'Location', 'ETag', 'Content-Range', 'Content-Length', 'WWW-Authenticate']
+
+/** The origins `CORS_ALLOW_ORIGINS` lists: `*`, or exact origins (scheme://host[:port], no path). */
+export function allowedOrigins(setting: string | undefined): '*' | ReadonlySet<string> {
+  const origins = (setting ?? '').split(',').map((o) => o.trim().replace(/\/+$/, '')).filter(Boolean)
+  return origins.includes('*') ? '*' : new Set(origins)
+}
+
+const corsHandler = cors({
+  origin: (origin, c) => {
+    const allowed = allowedOrigins((c.env as Env).CORS_ALLOW_ORIGINS)
+    if (allowed === '*') return '*'
+    return allowed.has(origin) ? origin : null
+  },
+  allowMethods: ['GET', 'HEAD', 'POST', 'DELETE'],
+  allowHeaders: ALLOWED_REQUEST_HEADERS,
+  exposeHeaders: EXPOSED_RESPONSE_HEADERS,
+  // Chromium caps it at 2 hours, Firefox at 24; 10 minutes keeps a changed setting from lingering.
+  maxAge: 600,
+})
+
+export const corsWhenConfigured: MiddlewareHandler<{ Bindings: Env }> = async (c, next) => {
+  const setting = c.env.CORS_ALLOW_ORIGINS
+  if (setting === undefined || setting.trim() === '') return next()
+  // Only a preflight is answered here; any other OPTIONS goes on to the 405 like any method a path lacks.
+  if (c.req.method === 'OPTIONS' && (c.req.header('Origin') === undefined || c.req.header('Access-Control-Request-Method') === undefined)) return next()
+  return corsHandler(c, next)
+}
