@@ -100,17 +100,19 @@ for (const key of models) {
   const specs: InputSpec[] = [{ name: 'x', shape: plan.shape, dynamicBatch: true, kind: plan.kind }]
   const evaluation = sampleFeeds(specs, plan.samples, 1)
   const calibration = sampleFeeds(specs, 32, 1_000_004)
-  // The search's own inputs (as depinfer-quantize --accuracy-aware picks them): neither calibration nor evaluation.
-  const searchFeeds = sampleFeeds(specs, Math.min(50, plan.samples), 2_000_004)
+  // The search's own inputs (a seed as depinfer-quantize --accuracy-aware picks it, as many as it
+  // picks by default): neither calibration nor evaluation inputs.
+  const searchInputs = (count: number) => sampleFeeds(specs, count, 2_000_004)
   const built: { label: string; bytes: Uint8Array; comparison?: Comparison }[] = [{ label: 'fp32 (published)', bytes: fp32 }]
   for (const v of plan.variants) {
     const { calibrate, ...rest } = v.options ?? {}
     const options: QuantizeOptions = { ...rest, ...(calibrate && { calibration }) }
     let label = v.label
     if (v.search) {
-      const found = await searchFp32Layers(fp32, options, { threshold: 0.99, feeds: searchFeeds, sessionOptions })
+      options.calibrationCache = new Map()
+      const found = await searchFp32Layers(fp32, options, { threshold: 0.99, sampleFeeds: searchInputs, sessionOptions })
       options.exclude = [...(options.exclude ?? []), ...found.fp32Layers]
-      label += found.fp32Layers.length === 0 ? ' (no layer needed fp32)' : ` (${found.fp32Layers.length} of ${found.ranking.length} layers fp32)`
+      label += found.fp32Layers.length === 0 ? ' (no layer needed fp32)' : ` (${found.fp32Layers.length} of ${found.candidates} layers fp32)`
     }
     const bytes = v.rewrittenOnly ? preprocessModel(fp32) : (await quantizeModel(fp32, options)).bytes
     built.push({ label, bytes, comparison: await compareModels(fp32, bytes, evaluation, sessionOptions) })

@@ -176,24 +176,38 @@ describe('depinfer-quantize', () => {
 
   it('--accuracy-aware leaves the layers the search chose in fp32 in the written model, and says so', async () => {
     const output = join(dir, 'cls-aware.onnx')
-    const args = [bundledModelPath('ppocr-cls'), output, '--accuracy-aware', '--threshold', '1', '--samples', '60', '--search-samples', '60', '--no-bench']
+    // Static (calibrated) convolutions: the search's candidates are the Convs, not the Add/Mul next to them.
+    const args = [bundledModelPath('ppocr-cls'), output, '--calibrate', '--accuracy-aware', '--threshold', '1', '--samples', '60', '--search-samples', '40', '--no-bench']
     const code = await main([...args, '--json'])
-    const report = JSON.parse(out.join('\n')) as { search: { fp32Layers: string[]; candidates: number; seed: number; samples: number }; thresholdMet: boolean }
+    const report = JSON.parse(out.join('\n')) as {
+      search: { fp32Layers: string[]; candidates: number; seed: number; samples: number; met: boolean }
+      comparison: { samples: number }
+      quantize: { nodes: { name: string; opType: string; skipped?: string }[] }
+      thresholdMet: boolean
+    }
     const { fp32Layers, candidates, seed, samples } = report.search
+    expect(report.search.met).toBe(true)
     expect(fp32Layers.length).toBeGreaterThan(0)
     expect(fp32Layers.length).toBeLessThan(candidates)
-    // Searched on its own inputs: another seed than the report's (1), the count asked for.
+    // Searched on its own inputs: another seed than the report's (1), and the count asked for.
     expect(seed).not.toBe(1)
-    expect(samples).toBe(60)
-    // Exactly the chosen layers are still fp32 Convs in the file (every other Conv is int8).
-    const convs = decodeModel(readFileSync(output)).graph!.node.filter((n) => n.opType === 'Conv').map((n) => n.name)
-    expect(convs.sort()).toEqual([...fp32Layers].sort())
+    expect(samples).toBe(40)
+    expect(report.comparison.samples).toBe(60)
+    // Exactly the chosen layers still read fp32 weights in the file; every other Conv reads its
+    // weights through a DequantizeLinear (QDQ format: onnxruntime runs those in int8).
+    const nodes = decodeModel(readFileSync(output)).graph!.node
+    const dequantized = new Set(nodes.filter((n) => n.opType === 'DequantizeLinear').map((n) => n.output[0]))
+    const fp32Convs = nodes.filter((n) => n.opType === 'Conv' && !dequantized.has(n.input[1])).map((n) => n.name)
+    expect(fp32Convs.sort()).toEqual([...fp32Layers].sort())
+    expect(report.quantize.nodes.filter((n) => n.skipped === 'excluded').map((n) => n.name).sort()).toEqual([...fp32Layers].sort())
     expect(code).toBe(report.thresholdMet ? 0 : 3)
     expect(err.some((line) => /^search: sensitivity \d+\/\d+$/.test(line))).toBe(true)
 
     out = []
     await main(args)
-    expect(out.join('\n')).toMatch(new RegExp(`^search: .* \\(< 100\\.00%\\);\n {13}${fp32Layers.length} of ${candidates} layers left fp32 give 100\\.00% there`, 'm'))
+    expect(out.join('\n')).toMatch(
+      new RegExp(`^search: {6}quantized as asked, top-1 is [\\d.]+% on 40 search samples \\(seed ${seed}, 40 positions\\) \\(< 100\\.00%\\);\n {13}${fp32Layers.length} of ${candidates} layers left fp32 give 100\\.00% there`, 'm'),
+    )
   }, 120_000)
 
   it('takes --search-samples only with --accuracy-aware', async () => {

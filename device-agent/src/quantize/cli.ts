@@ -35,7 +35,8 @@ export const USAGE = `usage: depinfer-quantize <in.onnx> <out.onnx> [options]
   --accuracy-aware         when the threshold is missed, leave the layers costing the most
                            agreement in fp32, as few as the threshold allows (measured on
                            separate search samples; takes one run per layer)
-  --search-samples N       sample inputs the search measures on (default 50; another seed)
+  --search-samples N       sample inputs the search measures on (another seed; default: enough
+                           for 1,000 class positions, 20 to 500)
   --inputs KIND            sample inputs: text-line (half upside down), text-line-upright,
                            text-page or normal (default: by the model's input/output shapes)
   --seed N                 seed of the sample inputs (default 1)
@@ -181,7 +182,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     const threads = values.threads === undefined ? undefined : positiveInt('threads', values.threads, 1)
     const rounds = positiveInt('rounds', values.rounds, 100)
-    const searchSamples = positiveInt('search-samples', values['search-samples'], 50)
+    const searchSamples = values['search-samples'] === undefined ? undefined : positiveInt('search-samples', values['search-samples'], 1)
     if (values['search-samples'] !== undefined && !values['accuracy-aware']) throw new UsageError('--search-samples goes with --accuracy-aware')
     const shapes = parseShapes(values.shape ?? [])
     const rewrittenOutput = values['write-rewritten']
@@ -223,12 +224,19 @@ export async function main(argv: string[]): Promise<number> {
     let search: SearchSummary | undefined
     try {
       if (values['accuracy-aware']) {
+        // The search calibrates once; the model written below reuses its ranges too.
+        if (options.calibration) options.calibrationCache = new Map()
         // Yet another seed: the layers are chosen on inputs that neither calibrate nor judge.
         const searchSeed = seed + 2_000_003
-        const feeds = sampleFeeds(withBatch(specs, 1) ?? specs, searchSamples, searchSeed, kind as SampleKind | undefined)
-        const found = await searchFp32Layers(fp32, options, { threshold, feeds, sessionOptions, onProgress: (line) => console.error(line) })
+        const found = await searchFp32Layers(fp32, options, {
+          threshold,
+          sampleFeeds: (count) => sampleFeeds(withBatch(specs, 1) ?? specs, count, searchSeed, kind as SampleKind | undefined),
+          ...(searchSamples !== undefined && { samples: searchSamples }),
+          sessionOptions,
+          onProgress: (line) => console.error(line),
+        })
         const { ranking, ...summary } = found
-        search = { ...summary, seed: searchSeed, candidates: ranking.length }
+        search = { ...summary, seed: searchSeed }
         options.exclude = [...(options.exclude ?? []), ...found.fp32Layers]
       }
       quantized = await quantizeModel(fp32, options)

@@ -79,6 +79,38 @@ function classCount(session: ort.InferenceSession, name: string): number | undef
   return typeof last === 'number' && last >= 2 ? last : undefined
 }
 
+/**
+ * fp32's outputs on a set of inputs, computed once to compare many candidate models against
+ * (the accuracy-aware search compares dozens).
+ */
+export interface ReferenceOutputs {
+  inputs: readonly Feeds[]
+  /** Per input, each output's values. */
+  outputs: Record<string, Float32Array>[]
+  /** Each output's class axis size (see OutputComparison.top1Agreement), by output name. */
+  classes: Map<string, number | undefined>
+}
+
+export async function referenceOutputs(fp32: Uint8Array, inputs: readonly Feeds[], options: SessionOptions = DEFAULT_SESSION_OPTIONS): Promise<ReferenceOutputs> {
+  const { session } = await sessionFor(fp32, options)
+  try {
+    const classes = new Map(session.outputNames.map((name) => [name, classCount(session, name)] as const))
+    const outputs: Record<string, Float32Array>[] = []
+    for (const feeds of inputs) {
+      const result = await onnxruntime(`run the model on inputs ${describeFeeds(feeds)}`, () => session.run(feeds))
+      const kept: Record<string, Float32Array> = {}
+      for (const [name, tensor] of Object.entries(result)) {
+        if (tensor.data instanceof Float32Array) kept[name] = tensor.data.slice()
+        tensor.dispose()
+      }
+      outputs.push(kept)
+    }
+    return { inputs, outputs, classes }
+  } finally {
+    await session.release()
+  }
+}
+
 /** Runs both models on every input and compares their float outputs. */
 export async function compareModels(
   fp32: Uint8Array | ort.InferenceSession,
@@ -87,15 +119,42 @@ export async function compareModels(
   options: SessionOptions = DEFAULT_SESSION_OPTIONS,
 ): Promise<Comparison> {
   const a = await sessionFor(fp32, options)
+  try {
+    const classes = new Map(a.session.outputNames.map((name) => [name, classCount(a.session, name)] as const))
+    // fp32 runs input by input alongside int8: nothing of a large model's outputs is kept.
+    const run = (feeds: Feeds) => onnxruntime(`run the model on inputs ${describeFeeds(feeds)}`, () => a.session.run(feeds))
+    return await compareOutputs(classes, inputs, run, int8, options)
+  } finally {
+    if (a.owned) await a.session.release()
+  }
+}
+
+/** Compares a model's float outputs with fp32's, computed before (`referenceOutputs`). */
+export function compareWithReference(reference: ReferenceOutputs, int8: Uint8Array | ort.InferenceSession, options: SessionOptions = DEFAULT_SESSION_OPTIONS): Promise<Comparison> {
+  const byInput = new Map(reference.inputs.map((feeds, i) => [feeds, reference.outputs[i]!] as const))
+  return compareOutputs(reference.classes, reference.inputs, async (feeds) => byInput.get(feeds)!, int8, options)
+}
+
+type Outputs = Record<string, { data: unknown; dispose?: () => void } | Float32Array>
+
+async function compareOutputs(
+  classes: ReadonlyMap<string, number | undefined>,
+  inputs: readonly Feeds[],
+  fp32Run: (feeds: Feeds) => Promise<Outputs>,
+  int8: Uint8Array | ort.InferenceSession,
+  options: SessionOptions,
+): Promise<Comparison> {
   const b = await sessionFor(int8, options)
+  const values = (v: Outputs[string] | undefined) => (v instanceof Float32Array ? v : v?.data)
   try {
     const stats = new Map<string, { agree: number; positions: number; max: number; sum: number; count: number; classes: number | undefined }>()
-    for (const name of a.session.outputNames) stats.set(name, { agree: 0, positions: 0, max: 0, sum: 0, count: 0, classes: classCount(a.session, name) })
+    for (const [name, count] of classes) stats.set(name, { agree: 0, positions: 0, max: 0, sum: 0, count: 0, classes: count })
     for (const feeds of inputs) {
       const on = `run the model on inputs ${describeFeeds(feeds)}`
-      const [ra, rb] = [await onnxruntime(on, () => a.session.run(feeds)), await onnxruntime(`${on} (int8)`, () => b.session.run(feeds))]
+      const ra = await fp32Run(feeds)
+      const rb = await onnxruntime(`${on} (int8)`, () => b.session.run(feeds))
       for (const [name, s] of stats) {
-        const x = ra[name]?.data
+        const x = values(ra[name])
         const y = rb[name]?.data
         if (!(x instanceof Float32Array) || !(y instanceof Float32Array) || x.length !== y.length) {
           throw new EvaluationError(`output ${name}: the models' outputs differ in type or size`)
@@ -113,7 +172,7 @@ export async function compareModels(
           }
         }
       }
-      for (const t of [...Object.values(ra), ...Object.values(rb)]) t.dispose()
+      for (const t of [...Object.values(ra), ...Object.values(rb)]) if (!(t instanceof Float32Array)) t.dispose?.()
     }
     const outputs: OutputComparison[] = [...stats].map(([name, s]) => ({
       name,
@@ -129,7 +188,6 @@ export async function compareModels(
       maxAbsError: Math.max(0, ...outputs.map((o) => o.maxAbsError)),
     }
   } finally {
-    if (a.owned) await a.session.release()
     if (b.owned) await b.session.release()
   }
 }

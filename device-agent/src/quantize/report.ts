@@ -74,7 +74,7 @@ export interface EvaluationReport {
 }
 
 /** What the report keeps of a search: the sensitivity ranking stays out (one line per layer). */
-export type SearchSummary = Omit<SearchResult, 'ranking'> & { seed: number; candidates: number }
+export type SearchSummary = Omit<SearchResult, 'ranking'> & { seed: number }
 
 export interface EvaluateOptions {
   specs: readonly InputSpec[]
@@ -182,15 +182,12 @@ function describeSessionOptions(o: ort.InferenceSession.SessionOptions): string 
 }
 
 function searchLine(s: SearchSummary): string {
-  const on = `${s.samples} search samples (seed ${s.seed})`
-  if (s.fp32Layers.length === 0) {
-    return `search:      every layer quantized gives ${pct(s.fullAgreement)} top-1 on ${on}: ${s.fullAgreement >= s.threshold ? 'no layer needs fp32' : 'nothing to leave in fp32'}`
-  }
+  const on = `${s.samples} search samples (seed ${s.seed}, ${s.positions} positions)`
+  const before = `quantized as asked, top-1 is ${pct(s.quantizedAgreement)} on ${on}`
+  if (s.fp32Layers.length === 0) return `search:      ${before}: ${s.met ? 'no layer needs fp32' : 'no layer to leave in fp32'}`
   const shown = s.fp32Layers.length > 12 ? `${s.fp32Layers.slice(0, 12).join(', ')}, …` : s.fp32Layers.join(', ')
-  return [
-    `search:      every layer quantized gives ${pct(s.fullAgreement)} top-1 on ${on} (< ${pct(s.threshold)});`,
-    `             ${s.fp32Layers.length} of ${s.candidates} layers left fp32 give ${pct(s.agreement)} there (${s.evaluations} runs): ${shown}`,
-  ].join('\n')
+  const after = `${s.fp32Layers.length} of ${s.candidates} layers left fp32 give ${pct(s.agreement)} there${s.met ? '' : `, still < ${pct(s.threshold)}`}`
+  return [`search:      ${before} (< ${pct(s.threshold)});`, `             ${after} (${s.evaluations} runs): ${shown}`].join('\n')
 }
 
 const kb = (bytes: number) => `${(bytes / 1024).toFixed(1)} KiB`

@@ -1,33 +1,45 @@
 /**
- * Accuracy-aware quantization: when the fully quantized model misses the top-1 agreement
- * threshold, find few layers to leave in fp32 so that it meets it (what Intel Neural
- * Compressor calls accuracy-driven fallback).
+ * Accuracy-aware quantization: when the quantized model misses the top-1 agreement threshold,
+ * find few layers to leave in fp32 so that it meets it (what Intel Neural Compressor calls
+ * accuracy-driven fallback).
  *
- * 1. Sensitivity: each layer the full run quantized is quantized alone (all the others left
- *    fp32) and compared with fp32 on the search inputs. Layers are ranked by the agreement they
- *    cost alone, then by their mean absolute output error (the finer measure when the
- *    agreement ties, as it does for most layers of a confident classifier).
- * 2. Fallback: a binary search for the smallest k such that leaving the k most sensitive layers
- *    in fp32 meets the threshold on the search inputs. With the k − 1 most sensitive left fp32
- *    the threshold was measured as missed (or k = 1 and the full model missed it), so no shorter
- *    prefix of the ranking is known to pass; layers interact, so a shorter set outside the
- *    ranking's order may exist, which this does not look for.
+ * 1. Sensitivity: each layer the quantization as asked converts (the candidates; layers already
+ *    excluded by the options are not) is quantized alone, all other candidates left fp32, and
+ *    compared with fp32 on the search inputs. Layers are ranked by the agreement they cost alone,
+ *    then by their mean absolute error on the class outputs (the finer measure when agreement
+ *    ties, as it does for most layers of a confident classifier).
+ * 2. Fallback: the k most sensitive layers are left in fp32 for k = 1, 2, … until the threshold
+ *    is met on the search inputs. So the result is the shortest prefix of the ranking that meets
+ *    it; layers interact, so a smaller set outside the ranking's order may exist, which this does
+ *    not look for. (Agreement does not grow steadily with k: on PaddleOCR cls, k = 3 met a
+ *    threshold that k = 4 missed, so a binary search over k would overshoot.)
  *
  * The search inputs must differ from the ones the final report judges by (the CLI uses another
  * seed): a set chosen to pass on some inputs says little about others until measured there.
+ * They must also be many enough that one flipped position is small next to 1 − threshold: by
+ * default the count that gives SEARCH_POSITIONS class positions (e.g. 1,000 images for a
+ * classifier, 42 text lines for a recognizer with 24 time steps).
  *
- * Cost: one quantization and comparison per quantized layer plus ~log2(layers), e.g. ~2 minutes
- * for PP-OCRv4 rec (47 layers) on 2 cores with 40 search inputs.
+ * Cost: fp32 runs once on the search inputs; static mode calibrates once (the ranges do not
+ * depend on which layers are left out); then one quantize-and-compare run per candidate, plus
+ * one per k tried.
  */
 import type * as ort from 'onnxruntime-node'
-import { DEFAULT_SESSION_OPTIONS, EvaluationError, compareModels, type Comparison, type Feeds } from './evaluate.js'
+import { DEFAULT_SESSION_OPTIONS, EvaluationError, compareWithReference, referenceOutputs, type Comparison, type Feeds, type ReferenceOutputs } from './evaluate.js'
 import { quantizeModel, QUANTIZABLE_OPS, type QuantizeOptions } from './quantize.js'
 
+/** Class positions (images, time steps…) the search's inputs should hold by default. */
+export const SEARCH_POSITIONS = 1_000
+const MIN_SEARCH_SAMPLES = 20
+const MAX_SEARCH_SAMPLES = 500
+
 export interface SearchOptions {
-  /** Top-1 agreement to reach on `feeds`. */
+  /** Top-1 agreement to reach on the search inputs. */
   threshold: number
-  /** The search inputs. */
-  feeds: readonly Feeds[]
+  /** Makes `count` search inputs (e.g. seeded samples of a seed of the search's own). */
+  sampleFeeds: (count: number) => Feeds[]
+  /** How many; default: enough for SEARCH_POSITIONS class positions (20 to 500). */
+  samples?: number
   sessionOptions?: ort.InferenceSession.SessionOptions
   /** Progress lines (the search takes minutes on a large model). */
   onProgress?: (message: string) => void
@@ -38,20 +50,27 @@ export interface LayerSensitivity {
   opType: string
   /** Top-1 agreement with only this layer quantized. */
   agreement: number
+  /** The largest mean absolute error over the class outputs, with only this layer quantized. */
   meanAbsError: number
 }
 
 export interface SearchResult {
-  /** The layers to leave in fp32 (pass as `exclude`), most sensitive first; empty when the full model meets the threshold. */
+  /** The layers to leave in fp32 (pass as `exclude`), most sensitive first; empty when none needs to be. */
   fp32Layers: string[]
   /** Top-1 agreement on the search inputs with `fp32Layers` left in fp32. */
   agreement: number
-  /** Top-1 agreement on the search inputs with every layer quantized. */
-  fullAgreement: number
-  /** Every candidate layer, most sensitive first (empty when no fallback was needed). */
+  /** Whether `agreement` meets the threshold (it may not even with every candidate left fp32). */
+  met: boolean
+  /** Top-1 agreement on the search inputs with every candidate quantized. */
+  quantizedAgreement: number
+  /** The layers the quantization as asked converts. */
+  candidates: number
+  /** Every candidate, most sensitive first (empty when no fallback was needed). */
   ranking: LayerSensitivity[]
   threshold: number
   samples: number
+  /** Class positions the agreement is counted over. */
+  positions: number
   /** Quantize-and-compare runs the search took. */
   evaluations: number
 }
@@ -59,52 +78,68 @@ export interface SearchResult {
 export async function searchFp32Layers(fp32: Uint8Array, options: QuantizeOptions, search: SearchOptions): Promise<SearchResult> {
   const sessionOptions = search.sessionOptions ?? DEFAULT_SESSION_OPTIONS
   const progress = search.onProgress ?? (() => {})
+  const quantizeOptions: QuantizeOptions = { ...options, ...(options.calibration && { calibrationCache: options.calibrationCache ?? new Map() }) }
+  const full = await quantizeModel(fp32, quantizeOptions)
+  const samples = search.samples ?? (await defaultSampleCount(fp32, search, sessionOptions))
+  const reference = await referenceOutputs(fp32, search.sampleFeeds(samples), sessionOptions)
+  const positions = classPositions(reference)
   let evaluations = 0
-  const measure = async (exclude: readonly string[]): Promise<{ comparison: Comparison; agreement: number }> => {
-    const { bytes } = await quantizeModel(fp32, { ...options, exclude: [...(options.exclude ?? []), ...exclude] })
-    const comparison = await compareModels(fp32, bytes, search.feeds, sessionOptions)
+  const compare = async (bytes: Uint8Array): Promise<{ comparison: Comparison; agreement: number }> => {
+    const comparison = await compareWithReference(reference, bytes, sessionOptions)
     evaluations++
-    if (comparison.top1Agreement === undefined) {
-      throw new EvaluationError('the accuracy-aware search needs top-1 agreement, and no output of this model has a class axis (a fixed last dimension of 2 or more)')
-    }
-    return { comparison, agreement: comparison.top1Agreement }
+    return { comparison, agreement: comparison.top1Agreement! }
+  }
+  const measure = async (exclude: readonly string[]) => {
+    const { bytes } = await quantizeModel(fp32, { ...quantizeOptions, exclude: [...(options.exclude ?? []), ...exclude] })
+    return compare(bytes)
   }
 
-  const full = await quantizeModel(fp32, options)
   const mainOps = new Set<string>(QUANTIZABLE_OPS)
   // Static mode also quantizes the Add/Mul/pooling next to quantized layers; those follow their
   // layers and are not candidates of their own.
   const candidates = full.report.nodes.filter((n) => n.skipped === undefined && mainOps.has(n.opType))
-  const fullAgreement = (await measure([])).agreement
-  const result = { threshold: search.threshold, samples: search.feeds.length, fullAgreement }
-  if (fullAgreement >= search.threshold || candidates.length === 0) {
-    return { ...result, fp32Layers: [], agreement: fullAgreement, ranking: [], evaluations }
+  const quantizedAgreement = (await compare(full.bytes)).agreement
+  const result = { threshold: search.threshold, samples, positions, quantizedAgreement, candidates: candidates.length }
+  if (quantizedAgreement >= search.threshold || candidates.length === 0) {
+    return { ...result, fp32Layers: [], agreement: quantizedAgreement, met: quantizedAgreement >= search.threshold, ranking: [], evaluations }
   }
-  progress(`search: every layer quantized gives ${pct(fullAgreement)} top-1 agreement (< ${pct(search.threshold)}); measuring ${candidates.length} layers alone`)
+  progress(`search: quantized as asked, top-1 agreement is ${pct(quantizedAgreement)} (< ${pct(search.threshold)}) on ${positions} positions; measuring ${candidates.length} layers alone`)
 
   const ranking: LayerSensitivity[] = []
   for (const [i, candidate] of candidates.entries()) {
     const others = candidates.filter((c) => c !== candidate).map((c) => c.name)
     const { comparison, agreement } = await measure(others)
-    ranking.push({ name: candidate.name, opType: candidate.opType, agreement, meanAbsError: Math.max(...comparison.outputs.map((o) => o.meanAbsError)) })
+    const classErrors = comparison.outputs.filter((o) => o.top1Agreement !== undefined).map((o) => o.meanAbsError)
+    ranking.push({ name: candidate.name, opType: candidate.opType, agreement, meanAbsError: Math.max(...classErrors) })
     if ((i + 1) % 10 === 0 || i + 1 === candidates.length) progress(`search: sensitivity ${i + 1}/${candidates.length}`)
   }
   ranking.sort((a, b) => a.agreement - b.agreement || b.meanAbsError - a.meanAbsError)
 
-  // Invariant: the `failing` most sensitive left fp32 miss the threshold (0: the full model);
-  // the `passing` most sensitive left fp32 meet it (all of them: nothing quantized, fp32 itself).
-  let failing = 0
-  let passing = ranking.length
-  let passingAgreement = 1
-  while (passing - failing > 1) {
-    const k = Math.floor((failing + passing) / 2)
-    const { agreement } = await measure(ranking.slice(0, k).map((l) => l.name))
+  let agreement = quantizedAgreement
+  let k = 0
+  while (k < ranking.length && agreement < search.threshold) {
+    k++
+    agreement = (await measure(ranking.slice(0, k).map((l) => l.name))).agreement
     progress(`search: ${k} layers left fp32 → ${pct(agreement)}`)
-    if (agreement >= search.threshold) [passing, passingAgreement] = [k, agreement]
-    else failing = k
   }
-  if (passing === ranking.length) passingAgreement = (await measure(ranking.map((l) => l.name))).agreement
-  return { ...result, fp32Layers: ranking.slice(0, passing).map((l) => l.name), agreement: passingAgreement, ranking, evaluations }
+  return { ...result, fp32Layers: ranking.slice(0, k).map((l) => l.name), agreement, met: agreement >= search.threshold, ranking, evaluations }
+}
+
+/** Class positions per run of the reference (the least of its class outputs'); throws when it has none. */
+function classPositions(reference: ReferenceOutputs): number {
+  const counts = [...reference.classes].flatMap(([name, classes]) =>
+    classes === undefined ? [] : [reference.outputs.reduce((sum, outputs) => sum + Math.floor((outputs[name]?.length ?? 0) / classes), 0)],
+  )
+  if (counts.length === 0) {
+    throw new EvaluationError('the accuracy-aware search needs top-1 agreement, and no output of this model has a class axis (a fixed last dimension of 2 or more)')
+  }
+  return Math.min(...counts)
+}
+
+/** Enough search inputs for SEARCH_POSITIONS class positions, from one input's count. */
+async function defaultSampleCount(fp32: Uint8Array, search: SearchOptions, sessionOptions: ort.InferenceSession.SessionOptions): Promise<number> {
+  const perSample = classPositions(await referenceOutputs(fp32, search.sampleFeeds(1), sessionOptions))
+  return Math.min(MAX_SEARCH_SAMPLES, Math.max(MIN_SEARCH_SAMPLES, Math.ceil(SEARCH_POSITIONS / Math.max(1, perSample))))
 }
 
 const pct = (x: number) => `${(x * 100).toFixed(2)}%`

@@ -31,6 +31,12 @@ import { floatTensors } from './types.js'
 /** One set of model inputs, by input name. */
 export type CalibrationInput = Record<string, ort.Tensor>
 
+/** An activation's calibrated range. */
+export interface ActivationRange {
+  min: number
+  max: number
+}
+
 export interface StaticOptions {
   /**
    * Ops kept in int8 between quantized convolutions/matmuls when all their inputs are
@@ -79,6 +85,8 @@ export async function staticQuantize(
   weights: WeightOptions,
   calibration: readonly CalibrationInput[],
   overrides: Partial<StaticOptions>,
+  /** Ranges of earlier calls on the same model and inputs (QuantizeOptions.calibrationCache): only the others are measured. */
+  cache?: Map<string, ActivationRange>,
 ): Promise<NodeReport[]> {
   const options = { ...DEFAULT_STATIC_OPTIONS, ...overrides }
   if (calibration.length === 0) throw new Error('static quantization needs at least one calibration input')
@@ -142,7 +150,13 @@ export async function staticQuantize(
     for (const i of plan.activations) tensors.add(plan.node.input[i]!)
     if (floats.has(outputOf(plan))) tensors.add(outputOf(plan))
   }
-  const ranges = await calibrate(model, [...tensors], calibration, options.calibrationMethod === 'percentile' ? options.percentile : undefined)
+  const unknown = [...tensors].filter((t) => !cache?.has(t))
+  const ranges = await calibrate(model, unknown, calibration, options.calibrationMethod === 'percentile' ? options.percentile : undefined)
+  for (const name of tensors) {
+    const known = cache?.get(name)
+    if (known !== undefined) ranges.set(name, known)
+    else if (ranges.has(name)) cache?.set(name, ranges.get(name)!)
+  }
   for (const [plan, act] of fused) plan.node.output = [act.output[0]!]
   const removed = new Set(fused.values())
   graph.node = graph.node.filter((n) => !removed.has(n))
@@ -340,7 +354,7 @@ export async function calibrate(
   tensors: string[],
   inputs: readonly CalibrationInput[],
   percentile?: number,
-): Promise<Map<string, { min: number; max: number }>> {
+): Promise<Map<string, ActivationRange>> {
   const graph = model.graph!
   if (tensors.length === 0) return new Map()
   const existing = new Set(graph.output.map((o) => o.name))
@@ -353,7 +367,7 @@ export async function calibrate(
     graph.output.splice(graph.output.length - extra.length, extra.length)
   }
   const session = await ort.InferenceSession.create(bytes, { graphOptimizationLevel: 'basic' })
-  const ranges = new Map<string, { min: number; max: number }>()
+  const ranges = new Map<string, ActivationRange>()
   // Percentiles from a fixed-size, evenly strided subsample of each tensor's values per input.
   const kept = new Map<string, number[]>()
   const perInput = Math.ceil(SUBSAMPLE / inputs.length)
