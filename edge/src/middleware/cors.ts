@@ -18,17 +18,52 @@ import { HEADER_LENGTH_HEADER } from '../v2/binary-body.js'
 const ALLOWED_REQUEST_HEADERS = ['Authorization', 'Content-Type', 'Content-Encoding', HEADER_LENGTH_HEADER, 'X-Request-Id', 'Range', 'If-Range']
 
 /** The response headers a browser client may read (beyond the CORS-safelisted ones). */
-const EXPOSED_RESPONSE_HEADERS = [HEADER_LENGTH_HEADER, 'X-Request-Id', 'Retry-After', 'Allow', 'Accept-Encoding', 'Location', 'ETag', 'Content-Range', 'Content-Length', 'WWW-Authenticate']
+const EXPOSED_RESPONSE_HEADERS = [
+  HEADER_LENGTH_HEADER,
+  'X-Request-Id',
+  'Retry-After',
+  'Allow',
+  'Accept-Encoding',
+  'Location',
+  'ETag',
+  'Accept-Ranges',
+  'Content-Range',
+  'Content-Length',
+  'X-Model-Sha256',
+  'WWW-Authenticate',
+]
 
-/** The origins `CORS_ALLOW_ORIGINS` lists: `*`, or exact origins (scheme://host[:port], no path). */
+/**
+ * The origins `CORS_ALLOW_ORIGINS` lists: `*`, or origins (scheme://host[:port]) in the form
+ * browsers send them (`new URL(entry).origin`: lower-case host, no default port, no trailing
+ * slash). An entry that is not an origin (has a path, a query, no scheme) can never match and is
+ * left out.
+ */
 export function allowedOrigins(setting: string | undefined): '*' | ReadonlySet<string> {
-  const origins = (setting ?? '').split(',').map((o) => o.trim().replace(/\/+$/, '')).filter(Boolean)
-  return origins.includes('*') ? '*' : new Set(origins)
+  const entries = (setting ?? '').split(',').map((o) => o.trim()).filter(Boolean)
+  if (entries.includes('*')) return '*'
+  const origins = new Set<string>()
+  for (const entry of entries) {
+    let url: URL
+    try {
+      url = new URL(entry)
+    } catch {
+      continue
+    }
+    if (url.origin === 'null' || url.pathname !== '/' || url.search !== '' || url.hash !== '' || entry.includes('@')) continue
+    origins.add(url.origin)
+  }
+  return origins
 }
+
+/** The last setting read and what it allows: the setting is fixed per deployment, so parsed once. */
+let parsed: { setting: string; allowed: '*' | ReadonlySet<string> } | undefined
 
 const corsHandler = cors({
   origin: (origin, c) => {
-    const allowed = allowedOrigins((c.env as Env).CORS_ALLOW_ORIGINS)
+    const setting = (c.env as Env).CORS_ALLOW_ORIGINS ?? ''
+    if (parsed?.setting !== setting) parsed = { setting, allowed: allowedOrigins(setting) }
+    const { allowed } = parsed
     if (allowed === '*') return '*'
     return allowed.has(origin) ? origin : null
   },
