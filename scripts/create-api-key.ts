@@ -21,7 +21,7 @@
 import { randomBytes } from 'node:crypto'
 import { parseArgs } from 'node:util'
 import { privateKeyToAccount } from 'viem/accounts'
-import { sha256Hex } from '@depinfer/shared'
+import { addressProblem, sha256Hex } from '@depinfer/shared'
 import { labelProblem } from '../edge/src/keys/label.js'
 import { payerBindingMessage, type PayerBindingDomain } from '../edge/src/keys/payer-binding.js'
 
@@ -46,7 +46,7 @@ try {
 }
 const { values, positionals } = parsed
 const payer = values.payer
-if (payer !== undefined && !/^0x[0-9a-fA-F]{40}$/.test(payer)) fail(2, `--payer must be an address (0x and 40 hex digits), got ${JSON.stringify(payer)}`)
+if (payer !== undefined && addressProblem(payer) !== undefined) fail(2, `--payer ${addressProblem(payer)}, got ${JSON.stringify(payer)}`)
 if (payer !== undefined && values['no-payer']) fail(2, '--payer and --no-payer exclude each other')
 if (positionals.length > 1) fail(2, `one label expected, got ${positionals.length} words (quote a label with spaces)`)
 const label = (positionals[0] ?? fail(2, 'a label is required: npm run key:create -- <label> (a name for the key)')).trim()

@@ -3,6 +3,7 @@
  * decimal ether (what providers and payers think in) and converted exactly to wei; earnings are
  * printed in wei too, since a job's fee is often far below what ether's decimals make readable.
  */
+import { addressProblem } from '@depinfer/shared'
 import { type Address, formatEther, getAddress, parseEther } from 'viem'
 import { CliError } from './errors.js'
 
@@ -22,6 +23,8 @@ export function parseEthAmount(text: string, what: string): bigint {
 /** The checksummed address given as `what`; a CliError (exit 2) naming it otherwise. */
 export function parseAddress(text: string, what: string): Address {
   if (!/^0x[0-9a-fA-F]{40}$/.test(text)) throw new CliError(`${what} must be an Ethereum address (0x and 40 hex digits), got ${JSON.stringify(text.slice(0, 100))}`, 2)
+  const typo = addressProblem(text)
+  if (typo !== undefined) throw new CliError(`${what} ${typo}, got ${text}`, 2)
   return getAddress(text)
 }
 

@@ -108,6 +108,8 @@ describe('depinfer CLI errors', () => {
     ['a price of 2^256', ['--price-wei', (2n ** 256n).toString()], /^--price-wei must be below 2\^256$/],
     ['a payout address that is not one', ['--payout-address', '0x12'], /^--payout-address must be an Ethereum address \(0x and 40 hex digits\), got "0x12"$/],
     ['the zero payout address', ['--payout-address', `0x${'0'.repeat(40)}`], /^--payout-address must not be the zero address: earnings paid to it would be burned$/],
+    // anvil's account #3 as a wallet shows it, last digit mistyped: its EIP-55 checksum fails.
+    ['a checksummed payout address with a typo', ['--payout-address', '0x90F79bf6EB2c4f870365E785982E1f101E93b907'], /^--payout-address has mixed-case letters whose EIP-55 checksum does not match/],
   ])('refuses %s before uploading anything', async (_case, options, message) => {
     requests.length = 0
     expectOneLineError(await publish(modelPath, { DEPINFER_URL: edgeUrl }, ...options), 2, message)
@@ -117,7 +119,7 @@ describe('depinfer CLI errors', () => {
   it('sends a valid price and address (up to 2^256 - 1) and reports the edge\'s refusal in one line', async () => {
     requests.length = 0
     answer = { status: 400, type: 'application/problem+json', body: JSON.stringify({ status: 400, detail: 'name is taken', field: 'name' }) }
-    const run = await publish(modelPath, { DEPINFER_URL: edgeUrl }, '--price-wei', (2n ** 256n - 1n).toString(), '--payout-address', `0x${'Ab'.repeat(20)}`)
+    const run = await publish(modelPath, { DEPINFER_URL: edgeUrl }, '--price-wei', (2n ** 256n - 1n).toString(), '--payout-address', '0x90F79bf6EB2c4f870365E785982E1f101E93b906')
     expectOneLineError(run, 1, /^publish failed \(400\): name is taken \[name\]$/)
     expect(requests).toHaveLength(1)
     expect(requests[0]).toContain(`price_wei=${2n ** 256n - 1n}`)

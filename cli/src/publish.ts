@@ -8,7 +8,7 @@
  * together, so no device ever sees the version without it.
  */
 import { createHash } from 'node:crypto'
-import type { PublishedVariant, VariantReport } from '@depinfer/shared'
+import { addressProblem, type PublishedVariant, type VariantReport } from '@depinfer/shared'
 import { EdgeError, requestEdge } from './edge.js'
 import { CliError } from './errors.js'
 
@@ -58,6 +58,8 @@ export function checkPublishTerms(priceWei: string, payoutAddress: string): void
   if (!/^0x[0-9a-fA-F]{40}$/.test(payoutAddress)) {
     throw new CliError(`--payout-address must be an Ethereum address (0x and 40 hex digits), got ${JSON.stringify(payoutAddress.slice(0, 100))}`, 2)
   }
+  const typo = addressProblem(payoutAddress)
+  if (typo !== undefined) throw new CliError(`--payout-address ${typo}, got ${payoutAddress}`, 2)
   if (ZERO_ADDRESS.test(payoutAddress)) throw new CliError('--payout-address must not be the zero address: earnings paid to it would be burned', 2)
 }
 

@@ -1,3 +1,4 @@
+export * from './address.js'
 export * from './datatypes.js'
 export * from './errors.js'
 export * from './float16.js'

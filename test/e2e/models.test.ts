@@ -215,6 +215,7 @@ describe('publishing models', () => {
     ['no name', '/api/models?price_wei=1&payout_address=' + PAYOUT, 'x', 'name'],
     ['a negative price', '/api/models?name=m&price_wei=-1&payout_address=' + PAYOUT, 'x', 'price_wei'],
     ['a bad payout address', '/api/models?name=m&price_wei=1&payout_address=0x12', 'x', 'payout_address'],
+    ['a checksummed payout address with a typo', '/api/models?name=m&price_wei=1&payout_address=0x90F79bf6EB2c4f870365E785982E1f101E93b907', 'x', 'payout_address'],
     ['the zero payout address (earnings burned)', '/api/models?name=m&price_wei=1&payout_address=0x0000000000000000000000000000000000000000', 'x', 'payout_address'],
     ['an empty body', '/api/models?name=m&price_wei=1&payout_address=' + PAYOUT, '', 'body'],
   ])('refuses %s with 400 problem+json naming the field', async (_case, path, body, field) => {

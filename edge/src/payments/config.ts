@@ -3,7 +3,7 @@
  * chain must be configured too (balances are read from it), and every fee setting must be valid:
  * a typo in a fee must stop priced jobs loudly, not charge a wrong amount.
  */
-import type { Hex } from '@depinfer/shared'
+import { addressProblem, type Hex } from '@depinfer/shared'
 import { PaymentsMisconfiguredError } from '../errors/payment.js'
 
 const ADDRESS = /^0x[0-9a-fA-F]{40}$/
@@ -57,6 +57,9 @@ export function paymentsSetting(env: PaymentVars): PaymentsSetting {
   const protocolAddress = env.PROTOCOL_FEE_ADDRESS || ''
   if (protocolAddress !== '' && !ADDRESS.test(protocolAddress)) {
     throw invalid(`PROTOCOL_FEE_ADDRESS is not an address: ${JSON.stringify(protocolAddress.slice(0, 60))}`)
+  }
+  if (protocolAddress !== '' && addressProblem(protocolAddress) !== undefined) {
+    throw invalid(`PROTOCOL_FEE_ADDRESS ${addressProblem(protocolAddress)}: ${protocolAddress}`)
   }
   if (BigInt(bps) > 0n && protocolAddress === '') throw invalid('PROTOCOL_FEE_BPS is above 0 but PROTOCOL_FEE_ADDRESS is not set')
   const registry = env.PROVIDER_REGISTRY_ADDRESS || ''

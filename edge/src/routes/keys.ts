@@ -29,7 +29,7 @@
  * A revocation clears this isolate's cache at once; other isolates may accept the key for up to
  * 30 s more (auth.ts CACHE_TTL_MS).
  */
-import { sha256Hex, type Hex } from '@depinfer/shared'
+import { addressProblem, sha256Hex, type Hex } from '@depinfer/shared'
 import { Hono, type Context } from 'hono'
 import type { Env } from '../env.js'
 import { DepinferError } from '../errors/base.js'
@@ -164,6 +164,8 @@ keys.post('/', async (c) => {
   else if (body.payer === null) payer = null
   else if (typeof body.payer !== 'string' || !ADDRESS_PATTERN.test(body.payer)) {
     throw new InvalidRequestError(`payer must be an address (0x and 40 hex digits) or null, got ${JSON.stringify(body.payer).slice(0, 80)}`, 'payer')
+  } else if (addressProblem(body.payer) !== undefined) {
+    throw new InvalidRequestError(`payer ${addressProblem(body.payer)}, got ${body.payer}`, 'payer')
   } else payer = body.payer.toLowerCase() as Hex
   const otherPayer = payer !== null && payer !== who.payer ? payer : undefined
 

@@ -4,7 +4,7 @@
  *   GET /api/account              the key's payer: escrow balance, available, what its jobs hold
  *   GET /api/payouts/{address}    cumulative earnings and the Merkle proof to claim them
  */
-import type { Hex } from '@depinfer/shared'
+import { addressProblem, type Hex } from '@depinfer/shared'
 import { Hono } from 'hono'
 import type { Env } from '../env.js'
 import { InvalidRequestError, NotFoundError } from '../errors/request.js'
@@ -48,6 +48,8 @@ payments.get('/payouts/:address', async (c) => {
   if (!/^0x[0-9a-fA-F]{40}$/.test(address)) {
     throw new InvalidRequestError(`address must be 0x and 40 hex digits, got ${JSON.stringify(address.slice(0, 80))}`, 'address')
   }
+  const typo = addressProblem(address)
+  if (typo !== undefined) throw new InvalidRequestError(`address ${typo}, got ${address}`, 'address')
   const account = address.toLowerCase() as Hex
   const view = await payoutOf(c.env.DB, account)
   if (!view) throw new NotFoundError(`${address} has no earnings in a settled batch`, 'address')
