@@ -129,11 +129,16 @@ describe('publishing models', () => {
     expect(hijack.body).toMatchObject({ status: 403, field: 'name', detail: expect.stringContaining(owner) })
     // Not even the owner's latest file under the owner's very terms (the owner's idempotent retry).
     expect((await publish(other, { name: 'text-direction', price_wei: '5', payout_address: PAYOUT }, tinyBytes)).status).toBe(403)
+    // Nor a look-alike: the name in other letter case is the owner's too.
+    const lookalike = await publish(other, { name: 'Text-Direction', price_wei: '1', payout_address: PAYOUT }, tinyBytes)
+    expect(lookalike.body).toMatchObject({ status: 403, field: 'name', detail: expect.stringContaining('differs only in letter case from text-direction') })
+    expect(((await api.get('/api/models?name=Text-Direction')).body as { models: unknown[] }).models).toEqual([])
     expect(await listed()).toEqual(before)
 
     // The other key owns what it publishes first, and the owner cannot take that either.
     expect((await publish(other, { name: 'others-model', price_wei: '1', payout_address: PAYOUT }, tinyBytes)).status).toBe(201)
     expect((await publish(api, { name: 'others-model', price_wei: '2', payout_address: PAYOUT }, tinyBytes)).body).toMatchObject({ status: 403, field: 'name' })
+    expect((await publish(api, { name: 'OTHERS-MODEL', price_wei: '2', payout_address: PAYOUT }, tinyBytes)).body).toMatchObject({ status: 403, field: 'name' })
 
     const next = await publish(api, { name: 'text-direction', price_wei: '7', payout_address: PAYOUT }, tinyBytes)
     expect(next.status, next.text).toBe(201)

@@ -146,8 +146,14 @@ export class NameOwnedError extends Error {
   constructor(
     readonly modelName: string,
     readonly owner: string,
+    /** The owned name `modelName` differs from in letter case only, when that is the conflict. */
+    readonly lookalike?: string,
   ) {
-    super(`model name ${modelName} belongs to ${owner}, who published it first: only they publish its versions; publish yours under another name`)
+    super(
+      lookalike === undefined
+        ? `model name ${modelName} belongs to ${owner}, who published it first: only they publish its versions; publish yours under another name`
+        : `model name ${modelName} differs only in letter case from ${lookalike}, which belongs to ${owner}: a look-alike name is theirs too; publish yours under another name`,
+    )
   }
 }
 
@@ -156,9 +162,16 @@ export class NameOwnedError extends Error {
  * NameOwnedError when it is not `publisher`. The route asks before reading the upload.
  */
 export async function checkOwner(db: D1Database, name: string, publisher: Publisher): Promise<string | undefined> {
-  const row = await db.prepare('SELECT owner FROM model_owners WHERE name = ?').bind(name).first<{ owner: string }>()
-  if (row && !mayPublishAs(row.owner, publisher)) throw new NameOwnedError(name, row.owner)
-  return row?.owner
+  // Names are ASCII (ID_PATTERN), so SQLite's ASCII-only lower() folds every letter.
+  const { results } = await db.prepare('SELECT name, owner FROM model_owners WHERE lower(name) = lower(?)').bind(name).all<{ name: string; owner: string }>()
+  const exact = results.find((row) => row.name === name)
+  if (exact && !mayPublishAs(exact.owner, publisher)) throw new NameOwnedError(name, exact.owner)
+  // `PPOCR-CLS` next to someone's `ppocr-cls` would pass for theirs in a listing. (Look-alikes
+  // one owner already holds stay theirs; two owners racing to claim two case-variants of a new
+  // name at the same moment could both get one, which this check alone cannot exclude.)
+  const lookalike = results.find((row) => row.name !== name && !mayPublishAs(row.owner, publisher))
+  if (lookalike) throw new NameOwnedError(name, lookalike.owner, lookalike.name)
+  return exact?.owner
 }
 
 export interface PublishRequest {
