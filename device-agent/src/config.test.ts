@@ -97,6 +97,19 @@ describe('agent config', () => {
     refused({ DEPINFER_ORT_INTEROP_THREADS: '2.5' }, /^invalid agent config at ort\.interOpThreads \(from DEPINFER_ORT_INTEROP_THREADS\): .*int/i)
   })
 
+  it('ignores DEPINFER_API_KEY alone (the depinfer CLI exports it) when nothing published is served', () => {
+    const path = writeConfig({ deviceId: 'd', models: [{ bundled: 'ppocr-cls' }] })
+    expect(loadConfig(path, { DEPINFER_API_KEY: 'dpi_for-the-cli' }).edge).toBeUndefined()
+    // …so the config's own mistake is what is reported.
+    const wrong = writeConfig({ deviceId: 'd', heartbeatSec: -1, models: [{ bundled: 'ppocr-cls' }] })
+    expect(() => loadConfig(wrong, { DEPINFER_API_KEY: 'dpi_for-the-cli' })).toThrow(/^invalid agent config at heartbeatSec: /)
+    // Serving a published model, the missing URL is reported, naming the variables.
+    expect(() => loadConfig(undefined, { DEPINFER_DEVICE_ID: 'd', DEPINFER_MODELS: 'published:mine', DEPINFER_API_KEY: 'dpi_k' })).toThrow(/edge\.url.*DEPINFER_EDGE_URL/)
+    // An edge section the file writes is still checked, used or not.
+    const partial = writeConfig({ deviceId: 'd', models: [{ bundled: 'ppocr-cls' }], edge: { apiKey: 'dpi_k' } })
+    expect(() => loadConfig(partial, {})).toThrow(/edge\.url/)
+  })
+
   it('refuses timings that would misbehave, and expands ~ in keyPath', () => {
     // Past ~24 days Node's timers overflow into a 1 ms interval: a heartbeat storm.
     expect(() => loadConfig(writeConfig({ deviceId: 'd', heartbeatSec: 3_000_000 }), {})).toThrow(/at heartbeatSec: /)

@@ -379,6 +379,11 @@ function envModelSource(entry: string): Record<string, string> {
   return version === undefined ? { published } : { published, version }
 }
 
+/** Whether unparsed `models` (from the file or DEPINFER_MODELS) name a published model. */
+function servesPublished(models: unknown): boolean {
+  return Array.isArray(models) && models.some((m: unknown) => typeof m === 'object' && m !== null && 'published' in m)
+}
+
 /**
  * Reads the config file (if any) and applies env overrides: DEPINFER_DEVICE_ID,
  * DEPINFER_BROKER_URL, DEPINFER_BROKER_USERNAME, DEPINFER_BROKER_PASSWORD, DEPINFER_KEY_PATH,
@@ -435,8 +440,11 @@ export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv): Ag
     keyPath: fromEnv('DEPINFER_KEY_PATH', 'keyPath') ?? fromFile.keyPath ?? join(homedir(), '.depinfer', 'device.key'),
     broker,
     models,
-    // No edge section at all is valid (no published models); a partial one is reported.
-    edge: Object.keys(edge).length > 0 ? edge : undefined,
+    // No edge section at all is valid (no published models); a partial one is reported. But an
+    // edge made of environment variables alone, partial, for an agent serving nothing published,
+    // is ignored: DEPINFER_API_KEY is the depinfer CLI's variable too, and exported for it, it
+    // must not stop an agent that never talks to the edge (nor hide the config's real mistake).
+    edge: Object.keys(edge).length === 0 || (fromFile.edge === undefined && !(edge.url && edge.apiKey) && !servesPublished(models)) ? undefined : edge,
     cacheDir,
     maxModelBytes: maxModelBytes ? envInteger(maxModelBytes) : fromFile.maxModelBytes,
     precision,
