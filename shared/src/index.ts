@@ -11,6 +11,7 @@ export {
   JobHeaderSchema,
   JobTimingsSchema,
   MODEL_VARIANTS,
+  MODEL_ERROR_MAX_CHARS,
   ModelDescriptorSchema,
   PROTOCOL_VERSION,
   PublishedVariantSchema,

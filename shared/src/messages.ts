@@ -61,6 +61,9 @@ export const PublishedVariantSchema = z.object({
 export type PublishedVariant = z.infer<typeof PublishedVariantSchema>
 
 /** What a device states about each model it serves: exactly what it can run, nothing implied. */
+/** Longest load error a device advertises for a model (ModelDescriptor.error). */
+export const MODEL_ERROR_MAX_CHARS = 300
+
 export const ModelDescriptorSchema = z.object({
   name: id,
   version: z.string().regex(/^[A-Za-z0-9._-]{1,32}$/),
@@ -80,6 +83,11 @@ export const ModelDescriptorSchema = z.object({
    * sha256. Its attestations name this file. Absent (older agents): the version's own file.
    */
   runs: z.object({ variant: z.enum(MODEL_VARIANTS), sha256: Sha256Schema }).optional(),
+  /**
+   * Why the model failed to load (state `failed`), e.g. onnxruntime's refusal of an IR version or
+   * opset it does not know: the edge tells callers and the index, who cannot see the agent's log.
+   */
+  error: z.string().max(MODEL_ERROR_MAX_CHARS).optional(),
 })
 export type ModelDescriptor = z.infer<typeof ModelDescriptorSchema>
 

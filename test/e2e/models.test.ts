@@ -14,8 +14,9 @@ import { BUNDLED_MODEL_VERSION, BUNDLED_MODELS, bundledModelPath, type BundledMo
 import { ANVIL_DEV_PRIVATE_KEY } from '../../scripts/local/chain.js'
 import { REPO_ROOT } from '../../scripts/local/paths.js'
 import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/network.js'
-import { tinyClassifierModel } from '../helpers/onnx-model.js'
+import { buildModel, tinyClassifierModel } from '../helpers/onnx-model.js'
 import { exampleInferRequest } from '../../scripts/local/example-input.js'
+import { waitFor } from '../../scripts/local/wait-for.js'
 import { apiClient, outputByName, runDirect, waitForModelReady, type ApiClient } from './support.js'
 import { runNode } from '../helpers/run-node.js'
 import { temporaryDirectory } from '../helpers/temporary-directory.js'
@@ -231,11 +232,20 @@ describe('publishing models', () => {
   })
 
   it('is served by a device that downloads it from the edge: outputs identical to onnxruntime run directly', async () => {
+    // A model from a newer ONNX than the devices' onnxruntime reads: published (the edge cannot
+    // know every device's onnxruntime), and its callers are told why no device serves it.
+    const futureIr = buildModel({
+      inputs: [{ name: 'x', datatype: 'FP32', shape: ['N', 4] }],
+      outputs: [{ name: 'y', datatype: 'FP32', shape: ['N', 4] }],
+      nodes: [{ opType: 'Relu', inputs: ['x'], outputs: ['y'] }],
+      irVersion: 99,
+    })
+    expect((await publish(api, { name: 'future-ir', price_wei: '0', payout_address: PAYOUT }, futureIr)).status).toBe(201)
     const agent = network.startAgent({
       deviceId: 'publisher-fed-device',
       // And a bundled model, published by the network: routed only if the published version and
       // file are the ones the agent serves.
-      models: 'published:text-direction@1,ppocr-cls',
+      models: 'published:text-direction@1,published:future-ir,ppocr-cls',
       env: { DEPINFER_EDGE_URL: network.edge.url, DEPINFER_API_KEY: network.apiKey, DEPINFER_MODEL_CACHE: join(dir, 'cache') },
     })
     await waitForModelReady(api, 'text-direction', 60_000)
@@ -250,6 +260,13 @@ describe('publishing models', () => {
     const expected = Array.from(direct['softmax_0.tmp_0']!.data as Float32Array)
     expect(outputByName(response.body, 'softmax_0.tmp_0').data).toEqual(expected)
     expect(agent.output()).toMatch(/100%|verified|downloaded/i)
+
+    const index = async () => ((await api.post('/v2/repository/index', {})).body as unknown as { name: string; state: string; reason: string }[]).find((m) => m.name === 'future-ir')
+    await waitFor('the device to report future-ir failed', async () => ((await index())?.reason.includes('publisher-fed-device') ? true : undefined), 30_000)
+    expect(await index()).toMatchObject({ state: 'UNAVAILABLE', reason: expect.stringMatching(/^failed to load on publisher-fed-device \(.*IR version/i) })
+    const refused = await api.post('/v2/models/future-ir/infer', { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] })
+    expect(refused.status).toBe(503)
+    expect(refused.body).toMatchObject({ detail: expect.stringMatching(/no online device serves model future-ir version 1: failed to load on publisher-fed-device \(.*IR version/i) })
 
     await waitForModelReady(api, 'ppocr-cls', 60_000)
     const demo = await api.post('/v2/models/ppocr-cls/infer', request)

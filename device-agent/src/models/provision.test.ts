@@ -198,6 +198,8 @@ describe('published models from the edge', () => {
     expect(changes).toEqual(['cls v1 failed'])
     expect(existsSync(cachedModelPath(config.cacheDir, CLS_SHA))).toBe(false)
     expect(describeModel(models[0]!)).toMatchObject({ sha256: CLS_SHA, state: 'failed' })
+    // The status says why: the edge passes it on to callers and its index.
+    expect(describeModel(models[0]!)!.error).toMatch(/downloaded file is corrupt: sha256 is [0-9a-f]{64}, expected/)
   })
 
   it('fails a model truncated on every try after its attempts, loads nothing, and tries again at the next listing', async () => {

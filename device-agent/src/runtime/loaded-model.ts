@@ -5,8 +5,10 @@
  */
 import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
+import { basename } from 'node:path'
 import {
   datatypeFromOrtType,
+  MODEL_ERROR_MAX_CHARS,
   type ModelDescriptor,
   type ModelVariant,
   type TensorSpec,
@@ -17,6 +19,7 @@ import { bundledModelPath } from '../models/bundled.js'
 import { cachedModelPath, type ModelFileRequest } from '../models/download.js'
 import { ChecksumMismatchError } from '../models/errors.js'
 import type { OrtRuntime } from './execution.js'
+import { withoutSourceLocations } from './run-job.js'
 
 export type ModelState = ModelDescriptor['state']
 
@@ -152,5 +155,15 @@ export function describe(model: LoadedModel): ModelDescriptor | undefined {
     state: model.state,
     ...(model.executionProvider && { executionProvider: model.executionProvider }),
     runs: { variant: model.remote?.variant?.kind ?? 'fp32', sha256: spec.sha256 },
+    ...(model.state === 'failed' && model.error !== undefined && { error: advertisedError(model) }),
   }
+}
+
+/**
+ * A load error as the device advertises it: one line, without onnxruntime's build paths or this
+ * device's own file paths (the cache's location is the provider's business), cut to size.
+ */
+function advertisedError(model: LoadedModel): string {
+  const text = withoutSourceLocations(model.error ?? '').split(model.path).join(basename(model.path)).replace(/\s+/g, ' ')
+  return text.length <= MODEL_ERROR_MAX_CHARS ? text : `${text.slice(0, MODEL_ERROR_MAX_CHARS - 1)}…`
 }

@@ -36,6 +36,14 @@ export function checkJobTensors(model: LoadedModel, inputs: readonly RawTensor[]
 /** A C/C++ source file and line in an onnxruntime message, with the space after it. */
 const SOURCE_LOCATION = /(?:\/[\w.+-]+)+\.(?:h|hpp|cc|cpp|c):\d+\s*/g
 
+/**
+ * onnxruntime's message without the source files of its build (`/onnxruntime_src/…/reshape_helper.h:45`),
+ * which say nothing to whoever the message goes to.
+ */
+export function withoutSourceLocations(message: string): string {
+  return message.replace(SOURCE_LOCATION, '').trim()
+}
+
 export async function runModel(
   session: ort.InferenceSession,
   inputs: readonly RawTensor[],
@@ -52,10 +60,8 @@ export async function runModel(
   try {
     results = outputNames.length > 0 ? await session.run(feeds, [...outputNames]) : await session.run(feeds)
   } catch (error) {
-    // onnxruntime rejects inputs the graph cannot process (e.g. spatial dims too small). Its
-    // message names the source file of its build (`/onnxruntime_src/…/reshape_helper.h:45`),
-    // which says nothing to the caller the answer goes to.
-    const reason = (error as Error).message.replace(SOURCE_LOCATION, '').trim()
+    // onnxruntime rejects inputs the graph cannot process (e.g. spatial dims too small).
+    const reason = withoutSourceLocations((error as Error).message)
     throw new InvalidJobInputError(`onnxruntime: ${reason}`, 'inputs')
   }
   return Object.entries(results).map(([name, tensor]) => {

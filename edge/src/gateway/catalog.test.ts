@@ -45,6 +45,10 @@ describe('buildCatalog', () => {
   it('says a model failed to load, and where, rather than that no device is online', () => {
     const catalog = buildCatalog(tableOf(status('d1', [model('1', 'a', 'failed')]), status('d2', [model('1', 'a', 'failed')])))
     expect(resolveModel(catalog, 'm', '1')).toMatchObject({ state: 'UNAVAILABLE', reason: expect.stringMatching(/failed to load on d1, d2/) })
+    // With the error a device advertises, that error, for callers who cannot read the agent's log.
+    const error = 'onnxruntime: Unsupported model IR version: 99, max supported IR version: 11'
+    const told = buildCatalog(tableOf(status('d1', [{ ...model('1', 'a', 'failed'), error }]), status('d2', [model('1', 'a', 'failed')])))
+    expect(resolveModel(told, 'm', '1')?.reason).toBe(`failed to load on d1 (${error}), d2`)
   })
 })
 

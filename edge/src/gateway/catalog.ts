@@ -15,6 +15,8 @@ import type { DeviceEntry, DeviceTable } from './device-table.js'
 
 /** How a model's reason starts when devices serve it but none may be routed to (e.g. unstaked). */
 export const NOT_ROUTABLE = 'not routable'
+/** How a reason starts when devices advertise the model but could not load it (with their errors when they say). */
+export const FAILED_TO_LOAD = 'failed to load on'
 
 /** v2 repository states (KServe model repository extension). */
 export type ModelState = 'READY' | 'LOADING' | 'UNAVAILABLE'
@@ -79,7 +81,7 @@ export function buildCatalog(
         entry.state = 'LOADING'
         entry.reason = 'devices are loading the model'
       } else if (model.state === 'failed') {
-        failed.set(entry, [...(failed.get(entry) ?? []), device.deviceId])
+        failed.set(entry, [...(failed.get(entry) ?? []), model.error ? `${device.deviceId} (${model.error})` : device.deviceId])
       }
     }
   }
@@ -90,7 +92,7 @@ export function buildCatalog(
     }
   }
   for (const [entry, deviceIds] of failed) {
-    if (entry.state === 'UNAVAILABLE') entry.reason = `failed to load on ${deviceIds.join(', ')} (see the agent's log)`
+    if (entry.state === 'UNAVAILABLE') entry.reason = `${FAILED_TO_LOAD} ${deviceIds.join(', ')}${deviceIds.some((d) => d.includes('(')) ? '' : " (see the agent's log)"}`
   }
   for (const [entry, reasons] of refusals) {
     if (entry.state === 'UNAVAILABLE') entry.reason = `${NOT_ROUTABLE}: ${reasons.join('; ')}`

@@ -37,7 +37,7 @@ import { AttestationRejectedError, verifyResultAttestation, type ExpectedAttesta
 import type { StakeGate } from '../providers/device-stakes.js'
 import { stakeGateFromEnv } from '../providers/registry-reader.js'
 import { BrokerLink } from './broker-link.js'
-import { buildCatalog, CatalogCache, catalogKey, compareVersions, entriesOf, NOT_ROUTABLE, resolveModel, versionsOf, type CatalogModel, type PublishedFile } from './catalog.js'
+import { buildCatalog, CatalogCache, catalogKey, compareVersions, entriesOf, FAILED_TO_LOAD, NOT_ROUTABLE, resolveModel, versionsOf, type CatalogModel, type PublishedFile } from './catalog.js'
 import { DeviceTable, type DeviceEntry } from './device-table.js'
 import { newJobId } from './job-id.js'
 import { pickDevice } from './scheduler.js'
@@ -388,8 +388,9 @@ export class Gateway extends DurableObject<Env> {
         ? new ModelNotReadyError(`model ${descriptor.name} version ${descriptor.version} is still loading on every device that has it`)
         : new NoCapacityError(
             `no online device serves model ${descriptor.name} version ${descriptor.version}` +
-              // Say why when devices are there but may not be routed to (e.g. not staked).
-              (model.reason.startsWith(NOT_ROUTABLE) ? `: ${model.reason}` : ''),
+              // Say why when devices are there but may not be routed to (e.g. not staked) or
+              // cannot load it (e.g. an IR version their onnxruntime does not know).
+              (model.reason.startsWith(NOT_ROUTABLE) || model.reason.startsWith(FAILED_TO_LOAD) ? `: ${model.reason}` : ''),
           )
     }
     if (timedOut) throw new DeviceTimeoutError(`job ${jobId} tried on ${triedIds}; last: ${lastFailure}`)
