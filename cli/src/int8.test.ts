@@ -7,6 +7,8 @@ import { describeReport, Int8VariantError, quantizeForPublishing, readInt8Varian
 import { temporaryDirectory } from '../../test/helpers/temporary-directory.js'
 
 const dir = temporaryDirectory('depinfer-cli-int8-')
+/** The fp32 model a variant is published with. */
+const MODEL = { file: 'model.onnx', bytes: 1_000 }
 const write = (name: string, content: string | Uint8Array) => {
   const path = join(dir, name)
   writeFileSync(path, content)
@@ -41,11 +43,19 @@ describe('the int8 variant of a publish', () => {
   it('can come from elsewhere with the JSON report of depinfer-quantize', async () => {
     const file = write('q.onnx', new Uint8Array([1, 2, 3]))
     const report = write('q.json', JSON.stringify({ quantize: {}, comparison: { samples: 50, top1Agreement: 0.98, maxAbsError: 0.25, outputs: [] }, threshold: 0.99 }))
-    const variant = await readInt8Variant(file, report, 0.97)
+    const variant = await readInt8Variant(file, report, 0.97, MODEL)
     expect(variant).toMatchObject({ report: { top1Agreement: 0.98, maxAbsError: 0.25, samples: 50 }, minAgreement: 0.97 })
     expect(Array.from(variant.bytes)).toEqual([1, 2, 3])
     expect(variant.text).toMatch(/top-1 agreement 98\.00% over 50 samples, max abs error 0\.250, ≥ 97\.00%: devices run it/)
-    expect((await readInt8Variant(file, report, undefined)).text).toMatch(/< 99\.00%: devices run fp32/)
+    expect((await readInt8Variant(file, report, undefined, MODEL)).text).toMatch(/< 99\.00%: devices run fp32/)
+  })
+
+  it('refuses a report of other files: sizes it measured that are not these files\'', async () => {
+    const file = write('q3.onnx', new Uint8Array([1, 2, 3]))
+    const report = (quantize: object) => write('q3.json', JSON.stringify({ quantize, comparison: { samples: 50, top1Agreement: 0.995, maxAbsError: 0.1 } }))
+    await expect(readInt8Variant(file, report({ fp32Bytes: 1_000, int8Bytes: 4 }), 0.99, MODEL)).rejects.toThrow(/is the report of another int8 file: it measured a 4-byte file, .*q3\.onnx has 3 bytes/)
+    await expect(readInt8Variant(file, report({ fp32Bytes: 999, int8Bytes: 3 }), 0.99, MODEL)).rejects.toThrow(/is the report of another model: it measured a 999-byte file, model\.onnx has 1000 bytes/)
+    expect((await readInt8Variant(file, report({ fp32Bytes: 1_000, int8Bytes: 3 }), 0.99, MODEL)).report.top1Agreement).toBe(0.995)
   })
 
   it.each([
@@ -53,7 +63,7 @@ describe('the int8 variant of a publish', () => {
     ['not a quantizer report', '{"comparison": {"samples": 0}}', /is not a depinfer-quantize --json report: comparison\.samples/],
     ['a report without agreement', '{"comparison": {"samples": 5, "maxAbsError": 0.1}}', /top-1 agreement with fp32 cannot be measured/],
   ])('refuses a report that is %s', async (_case, content, message) => {
-    await expect(readInt8Variant(write('q2.onnx', 'x'), write('bad.json', content), 0.99)).rejects.toThrow(message)
+    await expect(readInt8Variant(write('q2.onnx', 'x'), write('bad.json', content), 0.99, MODEL)).rejects.toThrow(message)
   })
 
   it('describes what devices will do with a report', () => {

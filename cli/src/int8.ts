@@ -101,6 +101,8 @@ export async function quantizeForPublishing(fp32: Uint8Array, file: string, minA
 
 /** The part of `depinfer-quantize --json`'s report a variant needs (EvaluationReport.comparison). */
 const QuantizeJsonSchema = z.object({
+  /** The sizes of the two files it compared (EvaluationReport.quantize): they tell a report of other files. */
+  quantize: z.object({ fp32Bytes: z.number().int().nonnegative().optional(), int8Bytes: z.number().int().nonnegative().optional() }).optional(),
   comparison: z.object({
     samples: z.number().int().positive(),
     top1Agreement: z.number().min(0).max(1).optional(),
@@ -108,8 +110,12 @@ const QuantizeJsonSchema = z.object({
   }),
 })
 
-/** A variant made elsewhere: its file and the JSON report `depinfer-quantize --json` printed for it. */
-export async function readInt8Variant(file: string, reportFile: string, minAgreementOption: number | undefined): Promise<Int8Variant> {
+/**
+ * A variant made elsewhere: its file and the JSON report `depinfer-quantize --json` printed for it.
+ * The report must be about these files: its sizes of the fp32 model (`model`) and of the int8
+ * file must be theirs, or a report of other files would publish their agreement for these.
+ */
+export async function readInt8Variant(file: string, reportFile: string, minAgreementOption: number | undefined, model: { file: string; bytes: number }): Promise<Int8Variant> {
   const minAgreement = minAgreementOption ?? (await quantizer()).EVALUATION_DEFAULTS.threshold
   const bytes = await readUserFile(file, 'the int8 file')
   const reportText = (await readUserFile(reportFile, 'the int8 report')).toString('utf8')
@@ -124,6 +130,11 @@ export async function readInt8Variant(file: string, reportFile: string, minAgree
     const issue = parsed.error.issues[0]!
     throw new Int8VariantError(`${reportFile} is not a depinfer-quantize --json report: ${issue.path.join('.') || '(root)'}: ${issue.message}`)
   }
+  const sizes = parsed.data.quantize
+  const notOf = (what: string, reported: number, actual: number) =>
+    new Int8VariantError(`${reportFile} is the report of another ${what}: it measured a ${reported}-byte file, ${what === 'model' ? model.file : file} has ${actual} bytes`)
+  if (sizes?.int8Bytes !== undefined && sizes.int8Bytes !== bytes.length) throw notOf('int8 file', sizes.int8Bytes, bytes.length)
+  if (sizes?.fp32Bytes !== undefined && sizes.fp32Bytes !== model.bytes) throw notOf('model', sizes.fp32Bytes, model.bytes)
   const { samples, top1Agreement, maxAbsError } = parsed.data.comparison
   if (top1Agreement === undefined) throw unmeasurable(reportFile)
   const report = { top1Agreement, maxAbsError, samples }
