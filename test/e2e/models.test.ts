@@ -224,6 +224,8 @@ describe('publishing models', () => {
     ['a checksummed payout address with a typo', '/api/models?name=m&price_wei=1&payout_address=0x90F79bf6EB2c4f870365E785982E1f101E93b907', 'x', 'payout_address'],
     ['the zero payout address (earnings burned)', '/api/models?name=m&price_wei=1&payout_address=0x0000000000000000000000000000000000000000', 'x', 'payout_address'],
     ['an empty body', '/api/models?name=m&price_wei=1&payout_address=' + PAYOUT, '', 'body'],
+    ['a misspelt parameter', '/api/models?name=m&price_wei=1&desciption=mine&payout_address=' + PAYOUT, 'x', 'desciption'],
+    ['a parameter given twice', '/api/models?name=m&price_wei=1&name=n&payout_address=' + PAYOUT, 'x', 'name'],
   ])('refuses %s with 400 problem+json naming the field', async (_case, path, body, field) => {
     const response = await api.post(path, body, { 'Content-Type': 'application/octet-stream' })
     expect(response.status).toBe(400)

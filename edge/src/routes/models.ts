@@ -106,7 +106,17 @@ function int8Variant(c: Context<ModelsEnv>): VariantRequest | undefined {
   return { kind: 'int8', sha256, report: report.data, minAgreement: minAgreement.data }
 }
 
+/** Every parameter a publish takes: a misspelt one (`desciption`) would otherwise be dropped unseen. */
+const PUBLISH_PARAMETERS: ReadonlySet<string> = new Set(['name', 'price_wei', 'payout_address', 'description', 'int8_sha256', ...Object.values(REPORT_FIELDS), 'int8_min_agreement'])
+
 models.post('/', async (c) => {
+  for (const [parameter, values] of Object.entries(c.req.queries())) {
+    if (!PUBLISH_PARAMETERS.has(parameter)) {
+      throw new InvalidRequestError(`unknown parameter ${JSON.stringify(parameter.slice(0, 100))}: a publish takes ${[...PUBLISH_PARAMETERS].join(', ')}`, parameter.slice(0, 100))
+    }
+    // Two names or prices for one publish: which one was meant is not for the edge to guess.
+    if (values.length > 1) throw new InvalidRequestError(`${parameter} is given ${values.length} times; give it once`, parameter)
+  }
   const name = required(c.req.query('name'), 'name', ID_PATTERN, '1-64 letters, digits, ".", "_" or "-", starting with a letter or digit')
   const priceWei = required(c.req.query('price_wei'), 'price_wei', /^(0|[1-9][0-9]{0,77})$/, 'the price per inference in wei, a decimal integer')
   if (BigInt(priceWei) >= 2n ** 256n) throw new InvalidRequestError('price_wei must be below 2^256', 'price_wei')
