@@ -95,6 +95,13 @@ describe('depinfer CLI errors', () => {
     expectOneLineError(run, 1, new RegExp(`^${int32Path}: input "ids" is INT32; --int8 .* FP32 inputs: publish without --int8$`))
   })
 
+  it('lists versions with their file sizes: bytes under 1 KiB, not "0 KiB"', async () => {
+    const version = { name: 'tiny', version: '1', priceWei: '0', sha256: 'ab'.repeat(32), size: 300, variants: [{ kind: 'int8', size: 5_000, sha256: 'cd'.repeat(32), report: { top1Agreement: 1, maxAbsError: 0, samples: 10 }, minAgreement: 0.99 }] }
+    answer = { status: 200, type: 'application/json', body: JSON.stringify({ models: [version] }) }
+    const listed = await runCli(['models', 'list'], { DEPINFER_URL: edgeUrl })
+    expect(listed.stdout).toMatch(/^tiny\tv1\t0 wei\t300 B\tsha256 (ab){32}\n {2}int8\t5 KiB\tsha256 (cd){32}\t/)
+  })
+
   it('says what an edge answered when it is not the edge (no JSON)', async () => {
     answer = { status: 200, type: 'text/html', body: '<html>a proxy page</html>' }
     expectOneLineError(await runCli(['models', 'list'], { DEPINFER_URL: edgeUrl }), 1, /^list: http:\/\/127\.0\.0\.1:\d+ answered 200 with something other than JSON/)

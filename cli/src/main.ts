@@ -15,6 +15,9 @@ import { CHAIN_GROUPS, CHAIN_USAGE, runChainCommand } from './chain-commands.js'
 import { edgeUrlFrom, requestEdge } from './edge.js'
 import { CliError, readUserFile, UsageError } from './errors.js'
 import { describeReport, quantizeForPublishing, readInt8Variant, type Int8Variant } from './int8.js'
+
+/** A file's size as listings show it: bytes under 1 KiB (a tiny model is not "0 KiB"), else KiB. */
+const fileSize = (bytes: number): string => (bytes < 1024 ? `${bytes} B` : `${Math.round(bytes / 1024)} KiB`)
 import { checkPublishTerms, publishModelFile, type PublishedVersion } from './publish.js'
 
 const USAGE = `usage:
@@ -75,8 +78,8 @@ async function main(argv: string[]): Promise<number> {
     // On stderr: stdout stays one line per version, empty when there are none, for scripts.
     if (models.length === 0) console.error(values.name ? `no published model named ${JSON.stringify(values.name)}` : 'no models published yet')
     for (const m of models) {
-      console.log(`${m.name}\tv${m.version}\t${m.priceWei} wei\t${(m.size / 1024).toFixed(0)} KiB\tsha256 ${m.sha256}`)
-      for (const v of m.variants ?? []) console.log(`  ${v.kind}\t${(v.size / 1024).toFixed(0)} KiB\tsha256 ${v.sha256}\t${describeReport(v.report, v.minAgreement)}`)
+      console.log(`${m.name}\tv${m.version}\t${m.priceWei} wei\t${fileSize(m.size)}\tsha256 ${m.sha256}`)
+      for (const v of m.variants ?? []) console.log(`  ${v.kind}\t${fileSize(v.size)}\tsha256 ${v.sha256}\t${describeReport(v.report, v.minAgreement)}`)
     }
     return 0
   }
@@ -116,7 +119,7 @@ async function main(argv: string[]): Promise<number> {
   console.log(`${what}: ${model.name} version ${model.version}, sha256 ${model.sha256}, ${model.priceWei} wei per inference`)
   for (const spec of model.inputs) console.log(`  input  ${spec.name} ${spec.datatype} [${spec.shape.join(',')}]`)
   for (const spec of model.outputs) console.log(`  output ${spec.name} ${spec.datatype} [${spec.shape.join(',')}]`)
-  for (const v of model.variants) console.log(`  ${v.kind} variant sha256 ${v.sha256}, ${(v.size / 1024).toFixed(0)} KiB: ${describeReport(v.report, v.minAgreement)}`)
+  for (const v of model.variants) console.log(`  ${v.kind} variant sha256 ${v.sha256}, ${fileSize(v.size)}: ${describeReport(v.report, v.minAgreement)}`)
   return 0
 }
 
