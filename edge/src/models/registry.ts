@@ -165,13 +165,17 @@ export async function checkOwner(db: D1Database, name: string, publisher: Publis
   // Names are ASCII (ID_PATTERN), so SQLite's ASCII-only lower() folds every letter.
   const { results } = await db.prepare('SELECT name, owner FROM model_owners WHERE lower(name) = lower(?)').bind(name).all<{ name: string; owner: string }>()
   const exact = results.find((row) => row.name === name)
-  if (exact && !mayPublishAs(exact.owner, publisher)) throw new NameOwnedError(name, exact.owner)
-  // `PPOCR-CLS` next to someone's `ppocr-cls` would pass for theirs in a listing. (Look-alikes
-  // one owner already holds stay theirs; two owners racing to claim two case-variants of a new
-  // name at the same moment could both get one, which this check alone cannot exclude.)
+  if (exact) {
+    if (!mayPublishAs(exact.owner, publisher)) throw new NameOwnedError(name, exact.owner)
+    // An owned name stays its owner's, look-alikes of others or not (they may predate this check).
+    return exact.owner
+  }
+  // A new name: `PPOCR-CLS` next to someone's `ppocr-cls` would pass for theirs in a listing.
+  // (Two owners racing to claim two case-variants of a new name at the same moment could both
+  // get one, which this check alone cannot exclude.)
   const lookalike = results.find((row) => row.name !== name && !mayPublishAs(row.owner, publisher))
   if (lookalike) throw new NameOwnedError(name, lookalike.owner, lookalike.name)
-  return exact?.owner
+  return undefined
 }
 
 export interface PublishRequest {
