@@ -44,6 +44,14 @@ describe('DeviceStatusSchema', () => {
     expect(result.data).toEqual(status())
   })
 
+  it("keeps a failed model's error, cut to 300 characters rather than refusing the device's whole status", () => {
+    const failed = (error: string) => DeviceStatusSchema.parse({ ...status(), models: [model(), { ...model(), name: 'broken', state: 'failed', error }] })
+    expect(failed('Unsupported model IR version: 99').models[1]!.error).toBe('Unsupported model IR version: 99')
+    const long = failed('e'.repeat(5_000))
+    expect(long.models.map((m) => m.name)).toEqual(['resnet18', 'broken'])
+    expect(long.models[1]!.error).toBe(`${'e'.repeat(299)}…`)
+  })
+
   it('accepts the offline status a last will carries, defaulting models to []', () => {
     expect(DeviceStatusSchema.parse({ protocol: 2, deviceId: 'pi', online: false, models: [] })).toEqual({ protocol: 2, deviceId: 'pi', online: false, models: [] })
     expect(DeviceStatusSchema.parse({ protocol: 2, deviceId: 'pi', online: false }).models).toEqual([])

@@ -60,10 +60,10 @@ export const PublishedVariantSchema = z.object({
 })
 export type PublishedVariant = z.infer<typeof PublishedVariantSchema>
 
-/** What a device states about each model it serves: exactly what it can run, nothing implied. */
 /** Longest load error a device advertises for a model (ModelDescriptor.error). */
 export const MODEL_ERROR_MAX_CHARS = 300
 
+/** What a device states about each model it serves: exactly what it can run, nothing implied. */
 export const ModelDescriptorSchema = z.object({
   name: id,
   version: z.string().regex(/^[A-Za-z0-9._-]{1,32}$/),
@@ -87,7 +87,11 @@ export const ModelDescriptorSchema = z.object({
    * Why the model failed to load (state `failed`), e.g. onnxruntime's refusal of an IR version or
    * opset it does not know: the edge tells callers and the index, who cannot see the agent's log.
    */
-  error: z.string().max(MODEL_ERROR_MAX_CHARS).optional(),
+  // Cut, not refused: a longer one (another agent's) must not make the whole status unparseable.
+  error: z
+    .string()
+    .transform((text) => (text.length <= MODEL_ERROR_MAX_CHARS ? text : `${text.slice(0, MODEL_ERROR_MAX_CHARS - 1)}…`))
+    .optional(),
 })
 export type ModelDescriptor = z.infer<typeof ModelDescriptorSchema>
 

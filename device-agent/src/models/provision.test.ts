@@ -186,6 +186,27 @@ describe('published models from the edge', () => {
     await Promise.all(models.map((m) => m.session?.release()))
   })
 
+  it("advertises a failed model's error in one line of at most 300 characters, without this device's paths", () => {
+    const error = [
+      'Load model from /home/pi/.depinfer/cache/' + 'ab'.repeat(32) + '.onnx failed: /onnxruntime_src/onnxruntime/core/graph/model.cc:180 ',
+      "Unsupported model IR version: 99 (provider '/opt/depinfer/node_modules/onnxruntime-node/bin/libonnxruntime_providers_shared.so')",
+      'while reading https://edge.example/api/models/cls/versions/1/file',
+    ].join('\n')
+    const model: LoadedModel = {
+      name: 'cls',
+      version: '1',
+      path: `/home/pi/.depinfer/cache/${CLS_SHA}.onnx`,
+      remote: { url: 'https://edge.example/api/models/cls/versions/1/file', sha256: CLS_SHA, inputs: INPUTS, outputs: OUTPUTS },
+      state: 'failed',
+      error,
+      maxBatch: 1,
+    }
+    expect(describeModel(model)!.error).toBe(
+      `Load model from ${'ab'.repeat(32)}.onnx failed: Unsupported model IR version: 99 (provider 'libonnxruntime_providers_shared.so') while reading https://edge.example/api/models/cls/versions/1/file`,
+    )
+    expect(describeModel({ ...model, error: 'x'.repeat(1_000) })!.error).toBe(`${'x'.repeat(299)}…`)
+  })
+
   it('never loads a corrupted download: the model is failed with the reason, advertised by its listed sha256', async () => {
     edge.models.push(published('cls', '1'))
     edge.faults.set('cls@1', { corruptAt: 5000 })

@@ -159,11 +159,17 @@ export function describe(model: LoadedModel): ModelDescriptor | undefined {
   }
 }
 
+/** An absolute file path in a message (not a URL's path: that follows `host`), with what precedes it. */
+const ABSOLUTE_PATH = /(^|[\s'"(=])(\/[^\s'"():,]+)/g
+
 /**
- * A load error as the device advertises it: one line, without onnxruntime's build paths or this
- * device's own file paths (the cache's location is the provider's business), cut to size.
+ * A load error as the device advertises it: one line, without onnxruntime's build paths, and
+ * with this device's file paths cut to their file names (the cache's location, the install's
+ * directories are the provider's business), cut to size.
  */
 function advertisedError(model: LoadedModel): string {
-  const text = withoutSourceLocations(model.error ?? '').split(model.path).join(basename(model.path)).replace(/\s+/g, ' ')
+  const text = withoutSourceLocations(model.error ?? '')
+    .replace(ABSOLUTE_PATH, (_, before: string, path: string) => `${before}${basename(path)}`)
+    .replace(/\s+/g, ' ')
   return text.length <= MODEL_ERROR_MAX_CHARS ? text : `${text.slice(0, MODEL_ERROR_MAX_CHARS - 1)}…`
 }

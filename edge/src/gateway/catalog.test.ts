@@ -48,7 +48,15 @@ describe('buildCatalog', () => {
     // With the error a device advertises, that error, for callers who cannot read the agent's log.
     const error = 'onnxruntime: Unsupported model IR version: 99, max supported IR version: 11'
     const told = buildCatalog(tableOf(status('d1', [{ ...model('1', 'a', 'failed'), error }]), status('d2', [model('1', 'a', 'failed')])))
-    expect(resolveModel(told, 'm', '1')?.reason).toBe(`failed to load on d1 (${error}), d2`)
+    expect(resolveModel(told, 'm', '1')?.reason).toBe(`failed to load on d1 (${error}); d2 (see the agent's log)`)
+    // Devices that say the same are named together, once.
+    const same = buildCatalog(tableOf(...['d1', 'd2', 'd3'].map((id) => status(id, [{ ...model('1', 'a', 'failed'), error }]))))
+    expect(resolveModel(same, 'm', '1')?.reason).toBe(`failed to load on d1, d2, d3 (${error})`)
+    // However many devices say something else each, the reason stays readable.
+    const many = buildCatalog(tableOf(...Array.from({ length: 40 }, (_, i) => status(`d${i}`, [{ ...model('1', 'a', 'failed'), error: `${error} #${i}`.padEnd(300, '.') }]))))
+    const reason = resolveModel(many, 'm', '1')!.reason
+    expect(reason).toHaveLength(1_000)
+    expect(reason).toMatch(/^failed to load on d0 \(onnxruntime: .*…$/)
   })
 })
 

@@ -48,7 +48,7 @@ export function buildCatalog(
 ): Map<string, CatalogModel> {
   const catalog = new Map<string, CatalogModel>()
   const refusals = new Map<CatalogModel, string[]>()
-  const failed = new Map<CatalogModel, string[]>()
+  const failed = new Map<CatalogModel, LoadFailure[]>()
   // Whether an entry is the first of its name and version, without scanning the catalog for each.
   const versions = new Set<string>()
   const firstOfVersion = (model: ModelDescriptor) => {
@@ -81,7 +81,7 @@ export function buildCatalog(
         entry.state = 'LOADING'
         entry.reason = 'devices are loading the model'
       } else if (model.state === 'failed') {
-        failed.set(entry, [...(failed.get(entry) ?? []), model.error ? `${device.deviceId} (${model.error})` : device.deviceId])
+        failed.set(entry, [...(failed.get(entry) ?? []), { deviceId: device.deviceId, error: model.error }])
       }
     }
   }
@@ -91,13 +91,35 @@ export function buildCatalog(
       catalog.set(key, { descriptor, defining: firstOfVersion(descriptor), readyDevices: [], state: 'UNAVAILABLE', reason: 'no device serves it now' })
     }
   }
-  for (const [entry, deviceIds] of failed) {
-    if (entry.state === 'UNAVAILABLE') entry.reason = `${FAILED_TO_LOAD} ${deviceIds.join(', ')}${deviceIds.some((d) => d.includes('(')) ? '' : " (see the agent's log)"}`
+  for (const [entry, failures] of failed) {
+    if (entry.state === 'UNAVAILABLE') entry.reason = failureReason(failures)
   }
   for (const [entry, reasons] of refusals) {
     if (entry.state === 'UNAVAILABLE') entry.reason = `${NOT_ROUTABLE}: ${reasons.join('; ')}`
   }
   return catalog
+}
+
+interface LoadFailure {
+  deviceId: string
+  /** What the device says went wrong (ModelDescriptor.error), when it says. */
+  error: string | undefined
+}
+
+/** The longest failure reason: the index and the 503 detail carry it, whatever the fleet's size. */
+const MAX_FAILURE_REASON_CHARS = 1_000
+
+/**
+ * `failed to load on d1, d2 (<error>); d3 (see the agent's log)`: devices grouped by what they
+ * report (a model too new for every device's onnxruntime says the same on all of them), cut to
+ * MAX_FAILURE_REASON_CHARS.
+ */
+function failureReason(failures: readonly LoadFailure[]): string {
+  const byError = new Map<string, string[]>()
+  for (const { deviceId, error } of failures) byError.set(error ?? '', [...(byError.get(error ?? '') ?? []), deviceId])
+  const groups = [...byError].map(([error, deviceIds]) => `${deviceIds.join(', ')} (${error || "see the agent's log"})`)
+  const reason = `${FAILED_TO_LOAD} ${groups.join('; ')}`
+  return reason.length <= MAX_FAILURE_REASON_CHARS ? reason : `${reason.slice(0, MAX_FAILURE_REASON_CHARS - 1)}…`
 }
 
 /** The catalog's key of a name, version and file. */
