@@ -3,6 +3,7 @@
  * everyone (public RPC URL), write access for the batch submitter (its key is a secret).
  * Configured by env only: the local anvil under `npm start`, an L2 in production.
  */
+import { addressProblem } from '@depinfer/shared'
 import { createPublicClient, createWalletClient, defineChain, http, type Hash, type Hex } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
 import type { Env } from '../env.js'
@@ -19,6 +20,7 @@ export function chainConfig(env: Env): ChainConfig | { missing: string } {
   const chainId = Number(env.CHAIN_ID)
   if (!Number.isSafeInteger(chainId) || chainId <= 0) return { missing: 'CHAIN_ID' }
   if (!/^0x[0-9a-fA-F]{40}$/.test(env.REGISTRY_ADDRESS ?? '')) return { missing: 'REGISTRY_ADDRESS' }
+  if (addressProblem(env.REGISTRY_ADDRESS) !== undefined) return { missing: `REGISTRY_ADDRESS: it ${addressProblem(env.REGISTRY_ADDRESS)}` }
   // A private (keyed) RPC for sending may differ from the public one shown to clients.
   const rpcUrl = env.CHAIN_SUBMIT_RPC_URL || env.CHAIN_RPC_URL
   if (!rpcUrl) return { missing: 'CHAIN_RPC_URL' }

@@ -42,6 +42,8 @@ export function paymentsSetting(env: PaymentVars): PaymentsSetting {
   if (escrow === '') return { enabled: false, reason: 'no ESCROW_ADDRESS configured' }
   const invalid = (detail: string) => new PaymentsMisconfiguredError(`${detail} (see README "Payments")`)
   if (!ADDRESS.test(escrow)) throw invalid(`ESCROW_ADDRESS is not an address: ${JSON.stringify(escrow.slice(0, 60))}`)
+  // A checksum typo here would have the CLI deposit to (and the edge read balances of) no contract.
+  if (addressProblem(escrow) !== undefined) throw invalid(`ESCROW_ADDRESS ${addressProblem(escrow)}: ${escrow}`)
   const chainId = Number(env.CHAIN_ID)
   if (!Number.isSafeInteger(chainId) || chainId <= 0) throw invalid('ESCROW_ADDRESS is set but CHAIN_ID is not')
   const rpcUrl = env.CHAIN_SUBMIT_RPC_URL || env.CHAIN_RPC_URL
@@ -66,6 +68,7 @@ export function paymentsSetting(env: PaymentVars): PaymentsSetting {
   if (registry !== '' && !ADDRESS.test(registry)) {
     throw invalid(`PROVIDER_REGISTRY_ADDRESS is not an address: ${JSON.stringify(registry.slice(0, 60))}`)
   }
+  if (registry !== '' && addressProblem(registry) !== undefined) throw invalid(`PROVIDER_REGISTRY_ADDRESS ${addressProblem(registry)}: ${registry}`)
   return {
     enabled: true,
     config: {

@@ -56,6 +56,10 @@ describe('payment settings', () => {
     ['a protocol share above 100 %', { PROTOCOL_FEE_BPS: '10001' }],
     ['a protocol fee without an address', { PROTOCOL_FEE_BPS: '100' }],
     ['no chain', { CHAIN_ID: '' }],
+    // anvil's account #3 as a wallet shows it, one digit mistyped: its EIP-55 checksum fails.
+    ['a protocol fee address with a typo', { PROTOCOL_FEE_BPS: '100', PROTOCOL_FEE_ADDRESS: '0x90F79bf6EB2c4f870365E785982E1f101E93b907' }],
+    ['a provider registry address with a typo', { PROVIDER_REGISTRY_ADDRESS: '0x90F79bf6EB2c4f870365E785982E1f101E93b907' }],
+    ['an escrow address with a typo', { ESCROW_ADDRESS: '0x90F79bf6EB2c4f870365E785982E1f101E93b907' }],
   ])('refuse %s loudly rather than charge a wrong amount', (_case, vars) => {
     expect(() => paymentsSetting(env({ ESCROW_ADDRESS: ESCROW, ...vars }))).toThrow(PaymentsMisconfiguredError)
   })
