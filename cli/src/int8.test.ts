@@ -1,4 +1,5 @@
 /** The int8 variant the CLI publishes: made with the agent's quantizer, or read from a depinfer-quantize --json report. */
+import { createHash } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -8,7 +9,8 @@ import { temporaryDirectory } from '../../test/helpers/temporary-directory.js'
 
 const dir = temporaryDirectory('depinfer-cli-int8-')
 /** The fp32 model a variant is published with. */
-const MODEL = { file: 'model.onnx', bytes: 1_000 }
+const MODEL = { file: 'model.onnx', bytes: new Uint8Array(1_000).fill(7) }
+const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex')
 const write = (name: string, content: string | Uint8Array) => {
   const path = join(dir, name)
   writeFileSync(path, content)
@@ -50,12 +52,20 @@ describe('the int8 variant of a publish', () => {
     expect((await readInt8Variant(file, report, undefined, MODEL)).text).toMatch(/< 99\.00%: devices run fp32/)
   })
 
-  it('refuses a report of other files: sizes it measured that are not these files\'', async () => {
-    const file = write('q3.onnx', new Uint8Array([1, 2, 3]))
+  it("refuses a report of other files: the files it measured, by sha256 (or size in older reports), are not these", async () => {
+    const int8 = new Uint8Array([1, 2, 3])
+    const file = write('q3.onnx', int8)
     const report = (quantize: object) => write('q3.json', JSON.stringify({ quantize, comparison: { samples: 50, top1Agreement: 0.995, maxAbsError: 0.1 } }))
-    await expect(readInt8Variant(file, report({ fp32Bytes: 1_000, int8Bytes: 4 }), 0.99, MODEL)).rejects.toThrow(/is the report of another int8 file: it measured a 4-byte file, .*q3\.onnx has 3 bytes/)
-    await expect(readInt8Variant(file, report({ fp32Bytes: 999, int8Bytes: 3 }), 0.99, MODEL)).rejects.toThrow(/is the report of another model: it measured a 999-byte file, model\.onnx has 1000 bytes/)
-    expect((await readInt8Variant(file, report({ fp32Bytes: 1_000, int8Bytes: 3 }), 0.99, MODEL)).report.top1Agreement).toBe(0.995)
+    const theirs = { fp32Bytes: 1_000, int8Bytes: 3, fp32Sha256: sha256(MODEL.bytes), int8Sha256: sha256(int8) }
+    expect((await readInt8Variant(file, report(theirs), 0.99, MODEL)).report.top1Agreement).toBe(0.995)
+    // Another checkpoint of the same network: the same sizes, other hashes.
+    const otherInt8 = { ...theirs, int8Sha256: sha256(new Uint8Array([1, 2, 4])) }
+    await expect(readInt8Variant(file, report(otherInt8), 0.99, MODEL)).rejects.toThrow(/is the report of another int8 file: it measured sha256 [0-9a-f]{64}, .*q3\.onnx has sha256 [0-9a-f]{64}/)
+    const otherModel = { ...theirs, fp32Sha256: sha256(new Uint8Array(1_000)) }
+    await expect(readInt8Variant(file, report(otherModel), 0.99, MODEL)).rejects.toThrow(/is the report of another model: it measured sha256 [0-9a-f]{64}, model\.onnx has sha256/)
+    // A report of an older depinfer-quantize (sizes only): the sizes are checked.
+    await expect(readInt8Variant(file, report({ fp32Bytes: 1_000, int8Bytes: 4 }), 0.99, MODEL)).rejects.toThrow(/another int8 file: it measured a 4-byte file, .*q3\.onnx has 3 bytes/)
+    await expect(readInt8Variant(file, report({ fp32Bytes: 999, int8Bytes: 3 }), 0.99, MODEL)).rejects.toThrow(/another model: it measured a 999-byte file, model\.onnx has 1000 bytes/)
   })
 
   it.each([

@@ -5,7 +5,7 @@
  * report of `depinfer-quantize --json`). Either way the report is the publisher's claim: the edge
  * records it and cannot measure it again.
  */
-import { OnnxFormatError as OnnxInfoError, readOnnxModelInfo, variantAccepted, type OnnxModelInfo, type VariantReport } from '@depinfer/shared'
+import { OnnxFormatError as OnnxInfoError, readOnnxModelInfo, sha256Hex, variantAccepted, type OnnxModelInfo, type VariantReport } from '@depinfer/shared'
 import { z } from 'zod'
 import { CliError, readUserFile } from './errors.js'
 
@@ -102,7 +102,14 @@ export async function quantizeForPublishing(fp32: Uint8Array, file: string, minA
 /** The part of `depinfer-quantize --json`'s report a variant needs (EvaluationReport.comparison). */
 const QuantizeJsonSchema = z.object({
   /** The sizes of the two files it compared (EvaluationReport.quantize): they tell a report of other files. */
-  quantize: z.object({ fp32Bytes: z.number().int().nonnegative().optional(), int8Bytes: z.number().int().nonnegative().optional() }).optional(),
+  quantize: z
+    .object({
+      fp32Bytes: z.number().int().nonnegative().optional(),
+      int8Bytes: z.number().int().nonnegative().optional(),
+      fp32Sha256: z.string().optional(),
+      int8Sha256: z.string().optional(),
+    })
+    .optional(),
   comparison: z.object({
     samples: z.number().int().positive(),
     top1Agreement: z.number().min(0).max(1).optional(),
@@ -115,7 +122,7 @@ const QuantizeJsonSchema = z.object({
  * The report must be about these files: its sizes of the fp32 model (`model`) and of the int8
  * file must be theirs, or a report of other files would publish their agreement for these.
  */
-export async function readInt8Variant(file: string, reportFile: string, minAgreementOption: number | undefined, model: { file: string; bytes: number }): Promise<Int8Variant> {
+export async function readInt8Variant(file: string, reportFile: string, minAgreementOption: number | undefined, model: { file: string; bytes: Uint8Array }): Promise<Int8Variant> {
   const minAgreement = minAgreementOption ?? (await quantizer()).EVALUATION_DEFAULTS.threshold
   const bytes = await readUserFile(file, 'the int8 file')
   const reportText = (await readUserFile(reportFile, 'the int8 report')).toString('utf8')
@@ -130,11 +137,19 @@ export async function readInt8Variant(file: string, reportFile: string, minAgree
     const issue = parsed.error.issues[0]!
     throw new Int8VariantError(`${reportFile} is not a depinfer-quantize --json report: ${issue.path.join('.') || '(root)'}: ${issue.message}`)
   }
-  const sizes = parsed.data.quantize
-  const notOf = (what: string, reported: number, actual: number) =>
-    new Int8VariantError(`${reportFile} is the report of another ${what}: it measured a ${reported}-byte file, ${what === 'model' ? model.file : file} has ${actual} bytes`)
-  if (sizes?.int8Bytes !== undefined && sizes.int8Bytes !== bytes.length) throw notOf('int8 file', sizes.int8Bytes, bytes.length)
-  if (sizes?.fp32Bytes !== undefined && sizes.fp32Bytes !== model.bytes) throw notOf('model', sizes.fp32Bytes, model.bytes)
+  // The files the report measured, by sha256 (sizes alone in reports of older versions): a
+  // report of another checkpoint of the same network has the same sizes, not the same hashes.
+  const measured = parsed.data.quantize
+  const notOf = (what: 'model' | 'int8 file', reported: string, actual: string) =>
+    new Int8VariantError(`${reportFile} is the report of another ${what}: it measured ${reported}, ${what === 'model' ? model.file : file} has ${actual}`)
+  const checks = [
+    ['int8 file', bytes, measured?.int8Sha256, measured?.int8Bytes],
+    ['model', model.bytes, measured?.fp32Sha256, measured?.fp32Bytes],
+  ] as const
+  for (const [what, fileBytes, sha256, size] of checks) {
+    if (sha256 !== undefined && sha256 !== sha256Hex(fileBytes)) throw notOf(what, `sha256 ${sha256}`, `sha256 ${sha256Hex(fileBytes)}`)
+    if (size !== undefined && size !== fileBytes.length) throw notOf(what, `a ${size}-byte file`, `${fileBytes.length} bytes`)
+  }
   const { samples, top1Agreement, maxAbsError } = parsed.data.comparison
   if (top1Agreement === undefined) throw unmeasurable(reportFile)
   const report = { top1Agreement, maxAbsError, samples }

@@ -139,7 +139,7 @@ async function int8Variant(file: string, bytes: Uint8Array, values: { int8?: boo
   }
   if (!elsewhere) console.log(`quantizing ${file} to int8 and comparing it with fp32…`)
   const variant = elsewhere
-    ? await readInt8Variant(values['int8-file']!, values['int8-report']!, minAgreement, { file, bytes: bytes.length })
+    ? await readInt8Variant(values['int8-file']!, values['int8-report']!, minAgreement, { file, bytes })
     : await quantizeForPublishing(bytes, file, minAgreement)
   console.log(variant.text)
   return variant

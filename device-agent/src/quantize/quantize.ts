@@ -17,7 +17,7 @@
  * with onnxruntime 1.30 the int8 kernels lose to fp32 on small or depthwise convolutions (see
  * `excludeDepthwise`, and bench/quantize.ts).
  */
-import { WireFormatError } from '@depinfer/shared'
+import { sha256Hex, WireFormatError } from '@depinfer/shared'
 import { GraphIndex, ensureOpset, opsetVersion, removeDeadNodes, removeUnusedConstants, topologicalSort } from './graph.js'
 import { MS_DOMAIN, WeightStore, dynamicConv, dynamicGemm, dynamicMatMul, type Rewrite, type WeightOptions } from './dynamic.js'
 import { OnnxFormatError, decodeModel, encodeModel, intAttr, type Model, type Node, type Tensor } from './onnx-proto.js'
@@ -90,6 +90,9 @@ export interface QuantizeReport {
   mode: 'dynamic' | 'static'
   fp32Bytes: number
   int8Bytes: number
+  /** The two files' sha256: a report published with a variant must be about these very files. */
+  fp32Sha256: string
+  int8Sha256: string
   /** BatchNormalization nodes folded into Convs before quantizing. */
   foldedBatchNorms: number
   /** Hard-swish activations rewritten as x·HardSigmoid(x). */
@@ -157,7 +160,8 @@ export async function quantizeModel(bytes: Uint8Array, options: QuantizeOptions 
   const out = encodeModel(model)
   const quantized: Record<string, number> = {}
   for (const n of nodes) if (n.skipped === undefined) quantized[n.opType] = (quantized[n.opType] ?? 0) + 1
-  return { bytes: out, report: { mode, fp32Bytes: bytes.length, int8Bytes: out.length, foldedBatchNorms, fusedHardSwish, quantized, nodes } }
+  const report = { mode, fp32Bytes: bytes.length, int8Bytes: out.length, fp32Sha256: sha256Hex(bytes), int8Sha256: sha256Hex(out), foldedBatchNorms, fusedHardSwish, quantized, nodes }
+  return { bytes: out, report }
 }
 
 /**
