@@ -2,8 +2,8 @@
  * The downloader against a real HTTP server (models/testing/fake-edge.ts) serving the bundled
  * PaddleOCR classifier, with the edge's ranges, ETags and errors, and injected faults.
  */
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { basename, join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { AgentConfigSchema } from '../config.js'
 import { OrtRuntime } from '../runtime/execution.js'
@@ -226,6 +226,24 @@ describe('model download', () => {
     expect(await fetchModelFile(request(), settings())).toMatchObject({ downloaded: true })
     expect(sha256Of(readFileSync(path))).toBe(CLS_SHA)
     expect(logs.join('\n')).toMatch(/is damaged .* downloading it again/)
+  })
+
+  it('uses a verified cached file in a cache it cannot write to (models put there in advance)', async () => {
+    fresh()
+    await fetchModelFile(request(), settings())
+    const path = cachedModelPath(cacheDir, CLS_SHA)
+    // A lock held by a live process (this one) stands for the lock file it could not create: a
+    // verified file must not need it. Read-only as well (for a non-root owner: root ignores modes).
+    writeFileSync(`${path}.lock`, String(process.pid))
+    chmodSync(cacheDir, 0o555)
+    try {
+      expect(await fetchModelFile(request(), settings({ signal: AbortSignal.timeout(2_000) }))).toMatchObject({ path, downloaded: false })
+      expect(cacheFiles()).toEqual([basename(path), `${basename(path)}.lock`])
+      expect(requests()).toHaveLength(1)
+    } finally {
+      chmodSync(cacheDir, 0o755)
+      rmSync(`${path}.lock`)
+    }
   })
 
   it('downloads a file once when two downloads of it run at the same time (lock)', async () => {

@@ -111,14 +111,22 @@ const isMissing = (error: unknown): boolean => (error as NodeJS.ErrnoException).
  */
 export async function fetchModelFile(request: ModelFileRequest, settings: DownloadSettings): Promise<ModelFile> {
   const log = settings.log ?? (() => {})
-  await mkdir(settings.cacheDir, { recursive: true })
   const path = cachedModelPath(settings.cacheDir, request.sha256)
-  const release = await lockFile(`${path}.lock`, settings.signal)
-  try {
-    const cached = await sha256OfFile(path).catch((error: unknown) => {
+  const cachedFile = () =>
+    sha256OfFile(path).catch((error: unknown) => {
       if (isMissing(error)) return undefined
       throw error
     })
+  // A verified file needs no lock: the final path is only ever written by renaming a verified
+  // .part onto it, so a reader sees a whole file. So a cache nothing needs to be written to
+  // works read-only (models put on a device's read-only root file system in advance).
+  const unlocked = await cachedFile()
+  if (unlocked?.sha256 === request.sha256) return { path, sha256: request.sha256, size: unlocked.size, downloaded: false }
+  await mkdir(settings.cacheDir, { recursive: true })
+  const release = await lockFile(`${path}.lock`, settings.signal)
+  try {
+    // Again under the lock: another process may have finished the download meanwhile.
+    const cached = await cachedFile()
     if (cached?.sha256 === request.sha256) return { path, sha256: request.sha256, size: cached.size, downloaded: false }
     if (cached) {
       log(`${request.label}: the cached ${path} is damaged (sha256 ${cached.sha256}); downloading it again`)
