@@ -2,7 +2,8 @@
  * Published models: the edge's listing, which models a device's sources select, and the
  * provisioner downloading, verifying and loading them (real onnxruntime) against the fake edge.
  */
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { waitFor } from '../../../scripts/local/wait-for.js'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { AgentConfigSchema, type AgentConfig } from '../config.js'
@@ -249,6 +250,13 @@ describe('published models from the edge', () => {
     await unknown.start()
     expect(unknown.provisioner.problems).toEqual([{ model: 'nope', reason: 'not published on the edge' }])
     expect(logs).toContain('not serving published nope: not published on the edge')
+    // A cache directory that cannot be made is the cache's problem, not the edge's.
+    const file = join(temporaryDirectory('not-a-dir-'), 'file')
+    writeFileSync(file, 'x')
+    const blocked = provisionerFor(configWith([{ published: 'cls' }], { cacheDir: join(file, 'cache') }))
+    await blocked.start()
+    expect(blocked.provisioner.problems).toEqual([{ model: 'cacheDir', reason: expect.stringMatching(/ENOTDIR/) }])
+    expect(blocked.provisioner.problems[0]!.reason).toContain(join(file, 'cache'))
   })
 
   it('downloads URL sources (sha256 from the config), and fails one whose sha256 does not match', async () => {

@@ -95,18 +95,22 @@ export class ModelProvisioner {
     if (!edge || this.#sources.length === 0) return
     let listing: PublishedModel[]
     let freeBytes: number
+    // Which of the two failed is what `status` names: the edge, or the cache directory.
+    let failing = 'edge'
     try {
       listing = await listPublishedModels(edge, {
         timeoutMs: config.download.stallTimeoutSec * 1000,
         signal: this.#stopping.signal,
         log: (message) => this.#sayOnce(message),
       })
+      failing = 'cacheDir'
       await mkdir(config.cacheDir, { recursive: true })
       freeBytes = await freeDiskBytes(config.cacheDir)
     } catch (error) {
       if (this.#stopping.signal.aborted) return
-      const reason = (error as Error).message
-      this.#problems = new Map([['edge', reason]])
+      const message = (error as Error).message
+      const reason = failing === 'cacheDir' && !message.includes(config.cacheDir) ? `cacheDir ${config.cacheDir}: ${message}` : message
+      this.#problems = new Map([[failing, reason]])
       this.#sayOnce(reason)
       return
     }
