@@ -309,12 +309,12 @@ describe('stopping while the broker does not acknowledge', () => {
 })
 
 describe('stopping with jobs in hand', () => {
-  it('answers the jobs it received before saying offline, and turns new ones away meanwhile', async () => {
+  it('says it is draining, answers the jobs it holds and those still arriving, then says offline', async () => {
     const broker = await startLocalBroker()
     const gateway = await mqtt.connectAsync(broker.tcpUrl, { clientId: gatewayClientId('drain-test') })
     const device = 'draining-device'
-    /** Result headers and offline statuses, in the order they arrived. */
-    const seen: { kind: 'result' | 'offline'; jobId?: string; error?: string; outputs?: number }[] = []
+    /** Result headers and draining / offline statuses, in the order they arrived. */
+    const seen: { kind: 'result' | 'draining' | 'offline'; jobId?: string; error?: string; outputs?: number }[] = []
     let queued = 0
     let ready = false
     gateway.on('message', (topic, payload) => {
@@ -325,7 +325,9 @@ describe('stopping with jobs in hand', () => {
       } else if (topic === deviceStatusTopic(device)) {
         const status = DeviceStatusSchema.parse(JSON.parse(payload.toString()))
         if (!status.online) seen.push({ kind: 'offline' })
-        else if (status.models.some((m) => m.state === 'ready')) ready = true
+        else if (status.draining) {
+          if (!seen.some((s) => s.kind === 'draining')) seen.push({ kind: 'draining' })
+        } else if (status.models.some((m) => m.state === 'ready')) ready = true
       } else {
         queued = (JSON.parse(payload.toString()) as { queued: number }).queued
       }
@@ -351,14 +353,18 @@ describe('stopping with jobs in hand', () => {
       send('held')
       await waitFor('the job in the queue', async () => (queued === 1 ? true : undefined), 5_000, 10)
       const stopping = agent.stop()
+      // Sent before the edge could have seen the draining status: on its way, so answered too.
       send('late')
       await stopping
       await waitFor('the offline status', async () => (seen.some((s) => s.kind === 'offline') ? true : undefined))
-      expect(seen).toEqual([
-        { kind: 'result', jobId: idOf('late'), outputs: 0, error: 'overloaded' },
-        { kind: 'result', jobId: idOf('held'), outputs: 1 },
-        { kind: 'offline' },
-      ])
+      expect(seen[0]).toEqual({ kind: 'draining' })
+      expect(seen.slice(1, 3).sort((a, b) => String(a.jobId).localeCompare(String(b.jobId)))).toEqual(
+        [
+          { kind: 'result', jobId: idOf('held'), outputs: 1 },
+          { kind: 'result', jobId: idOf('late'), outputs: 1 },
+        ].sort((a, b) => a.jobId.localeCompare(b.jobId)),
+      )
+      expect(seen.slice(3)).toEqual([{ kind: 'offline' }])
     } finally {
       await agent.stop()
       await gateway.endAsync()

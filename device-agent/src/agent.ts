@@ -2,6 +2,7 @@
  * The device agent: advertises what this device serves (retained status, last-will presence,
  * heartbeats with load), runs the jobs sent to it, and answers each one exactly once.
  */
+import { setTimeout as sleep } from 'node:timers/promises'
 import { performance } from 'node:perf_hooks'
 import {
   attestationToWire,
@@ -50,6 +51,12 @@ const STOP_PUBLISH_WAIT_MS = 2_000
  * unless given `--time`, systemd after 90 s); a second Ctrl-C ends the process at once.
  */
 const STOP_DRAIN_WAIT_MS = 30_000
+/**
+ * How long a stop keeps listening once it holds no job: jobs the edge sent before it saw the
+ * draining status are still on their way (or unread in the socket while a run held the thread).
+ */
+const DRAIN_QUIET_MS = 300
+const DRAIN_POLL_MS = 20
 
 /** Waits until `promise` settles or `ms` pass, whichever is first; never rejects. */
 async function waitAtMost(promise: Promise<unknown>, ms: number): Promise<void> {
@@ -105,12 +112,14 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
   const sessionSettings = { runtime, maxBatch: config.batching.maxBatch }
   let inflight = 0
   let ewmaMs = 0
-  /** Set by stop(): new jobs are turned away, those received are finished. */
+  /** Set by stop(): the status says so (the edge routes nothing new here), and jobs still arriving are answered. */
   let draining = false
-  /** Resolves the stop's wait once the last received job is answered. */
-  let drained: (() => void) | undefined
+  /** Set once the stop has drained: a job arriving after that is turned away (the edge retries it elsewhere). */
+  let closing = false
+  /** When the last job arrived (performance.now()): the drain waits for a quiet spell. */
+  let lastJobAt = 0
 
-  const status = (online = true) => deviceStatus(deviceId, served.map(({ loaded }) => loaded), online, key, runtime.status())
+  const status = (online = true) => deviceStatus(deviceId, served.map(({ loaded }) => loaded), online, key, runtime.status(), draining)
 
   const publishStatus = () => {
     if (client.connected) {
@@ -182,6 +191,7 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
 
   async function handleJob(payload: Buffer): Promise<void> {
     const receivedAt = performance.now()
+    lastJobAt = receivedAt
     let header: JobHeader
     let inputs: RawTensor[]
     try {
@@ -210,7 +220,6 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
       attestation?: AttestationWire,
     ) => {
       inflight--
-      if (inflight === 0) drained?.()
       const result: ResultHeader = {
         protocol: PROTOCOL_VERSION,
         jobId: header.jobId,
@@ -223,7 +232,7 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
       client.publish(header.replyTo, Buffer.from(encodeFrame(result, outputs)), { qos: 1 })
     }
 
-    if (draining) {
+    if (closing) {
       // Not `model_unavailable`: a device's fault all the same, and the edge retries elsewhere at once.
       return reply([], { code: 'overloaded', message: `device ${deviceId} is shutting down` })
     }
@@ -286,13 +295,20 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
   }
 
   async function stop(): Promise<void> {
+    const deadline = performance.now() + STOP_DRAIN_WAIT_MS
     draining = true
-    // Jobs already received are answered before the device says it is offline (the edge would
-    // fail them otherwise, or run them again elsewhere); meanwhile new ones are turned away.
-    if (inflight > 0) {
-      log(`finishing ${inflight} job(s) before stopping`)
-      await waitAtMost(new Promise<void>((resolve) => (drained = resolve)), STOP_DRAIN_WAIT_MS)
+    // First the edge hears that the device is draining: it routes nothing new here but still
+    // awaits the jobs it sent. Those are answered before the device says it is offline (the
+    // edge would fail them otherwise, or run them again elsewhere), including the ones still on
+    // their way, until a quiet spell with nothing in hand (or the deadline).
+    if (client.connected) {
+      await waitAtMost(client.publishAsync(deviceStatusTopic(deviceId), JSON.stringify(status()), { qos: 1, retain: true }), STOP_PUBLISH_WAIT_MS)
     }
+    if (inflight > 0) log(`finishing ${inflight} job(s) before stopping`)
+    while (performance.now() < deadline && (inflight > 0 || performance.now() - lastJobAt < DRAIN_QUIET_MS)) {
+      await sleep(DRAIN_POLL_MS)
+    }
+    closing = true
     clearInterval(heartbeat)
     // Before the sessions are released: no download or load may finish after that.
     await provisioner.stop()

@@ -18,11 +18,14 @@ export function deviceStatus(
   identity: DeviceIdentity | undefined,
   /** Execution providers and session options, from OrtRuntime.status(). */
   runtime: RuntimeStatus,
+  /** Stopping: answering what it holds, taking nothing new (DeviceStatus.draining). */
+  draining = false,
 ): DeviceStatus {
   return {
     protocol: PROTOCOL_VERSION,
     deviceId,
     online,
+    ...(draining && online && { draining: true }),
     ...(identity && { publicKey: `0x${Buffer.from(identity.publicKey).toString('hex')}`, address: identity.address }),
     // Models with a spec (see describe): loaded ones, and downloads the edge's listing declares,
     // advertised as loading or failed so the edge sees them coming (it routes to ready ones only).

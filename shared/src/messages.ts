@@ -100,6 +100,11 @@ export const DeviceStatusSchema = z.object({
   protocol: z.literal(PROTOCOL_VERSION),
   deviceId: id,
   online: z.boolean(),
+  /**
+   * The device is stopping: it answers the jobs it holds and those already on their way to it,
+   * then says it is offline. Not routed to meanwhile; its jobs in flight are still awaited.
+   */
+  draining: z.boolean().optional(),
   /** The device's signing key (compressed secp256k1, 0x hex) and its address: attestations
    * must verify against it. A device without one is never routed to. */
   publicKey: z.string().regex(/^0x0[23][0-9a-f]{64}$/).optional(),

@@ -42,6 +42,14 @@ describe('buildCatalog', () => {
     expect(resolveModel(back, 'm', '1')).toMatchObject({ state: 'READY' })
   })
 
+  it('routes nothing new to a draining (stopping) device, and says so while no other serves the model', () => {
+    const draining = { ...status('d1', [model('1', 'a')]), draining: true }
+    const alone = buildCatalog(tableOf(draining))
+    expect(resolveModel(alone, 'm', '1')).toMatchObject({ state: 'UNAVAILABLE', readyDevices: [], reason: 'not routable: d1: shutting down' })
+    const withOther = buildCatalog(tableOf(draining, status('d2', [model('1', 'a')])))
+    expect(resolveModel(withOther, 'm', '1')!.readyDevices.map((d) => d.deviceId)).toEqual(['d2'])
+  })
+
   it('says a model failed to load, and where, rather than that no device is online', () => {
     const catalog = buildCatalog(tableOf(status('d1', [model('1', 'a', 'failed')]), status('d2', [model('1', 'a', 'failed')])))
     expect(resolveModel(catalog, 'm', '1')).toMatchObject({ state: 'UNAVAILABLE', reason: expect.stringMatching(/failed to load on d1, d2/) })

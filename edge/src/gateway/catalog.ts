@@ -60,7 +60,8 @@ export function buildCatalog(
   for (const device of table.all()) {
     // A device without a signing key cannot attest its results, so it is never routed to.
     const online = table.isOnline(device) && !table.isSuspect(device) && device.status.publicKey !== undefined
-    const refused = online ? refusal(device) : undefined
+    // A stopping device finishes its jobs but takes no new ones.
+    const refused = online ? (device.status.draining ? 'shutting down' : refusal(device)) : undefined
     for (const model of device.status.models) {
       const key = catalogKey(model.name, model.version, model.sha256)
       let entry = catalog.get(key)
