@@ -48,7 +48,8 @@ const STOP_PUBLISH_WAIT_MS = 2_000
  * How long a stop waits for the jobs already received to be answered before it says offline
  * (the edge fails a job whose device goes offline, even one about to be answered). Covers the
  * edge's default job deadline (30 s). Supervisors kill sooner or later (`docker stop` after 10 s
- * unless given `--time`, systemd after 90 s); a second Ctrl-C ends the process at once.
+ * unless given `--time`, systemd after 90 s); a second Ctrl-C ends the process as soon as the
+ * current onnxruntime run returns (runs are synchronous on this thread).
  */
 const STOP_DRAIN_WAIT_MS = 30_000
 /**
