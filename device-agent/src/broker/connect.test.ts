@@ -1,6 +1,9 @@
-/** The reconnect policy: back-off that only a lasting connection resets, and the takeover warning. */
+/** The broker connection: back-off that only a lasting connection resets, the takeover warning, refused credentials. */
+import { createServer, type AddressInfo } from 'node:net'
+import { Aedes } from 'aedes'
 import { describe, expect, it } from 'vitest'
-import { ReconnectPolicy } from './connect.js'
+import { waitFor } from '../../../scripts/local/wait-for.js'
+import { connectBroker, ReconnectPolicy } from './connect.js'
 
 /** The top of each back-off range, so a delay shows the attempt it was computed for. */
 const highest = () => 0.999999
@@ -38,5 +41,44 @@ describe('reconnect policy', () => {
     expect(policy.closed(500).droppedEarly).toBe(0) // refused: not accepted, so not dropped by another client
     policy.connected(1_000)
     expect(policy.closed(1_010)).toMatchObject({ takeoverSuspected: false, droppedEarly: 1 })
+  })
+})
+
+describe('connectBroker against a broker that refuses the credentials', () => {
+  it('says which settings to check, naming the user name it sent', async () => {
+    // A real broker (aedes) whose authentication refuses everyone but user "ok".
+    const aedes = await Aedes.createBroker({
+      authenticate: (_client, username, _password, callback) => {
+        if (username === 'ok') return callback(null, true)
+        const error = Object.assign(new Error('bad user name or password'), { returnCode: 4 as const })
+        callback(error, false)
+      },
+    })
+    const server = createServer((socket) => aedes.handle(socket))
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`
+    const logs: string[] = []
+    const client = connectBroker({
+      url,
+      clientId: 'device-refused',
+      username: 'pi',
+      password: 'wrong',
+      keepaliveSec: 10,
+      will: { topic: 'depinfer/v1/devices/refused/status', payload: '{}' },
+      reconnect: { minMs: 60_000, maxMs: 60_000 },
+      onConnect: () => {},
+      onMessage: () => {},
+      log: (message) => logs.push(message),
+    })
+    try {
+      await waitFor('the refusal', async () => (logs.some((l) => l.startsWith('broker error')) ? true : undefined), 5_000, 20)
+      expect(logs.find((l) => l.startsWith('broker error'))).toMatch(
+        /^broker error: .*(Bad username or password|Not authorized).* \(the broker refuses this client's credentials, user name "pi": check broker\.username and broker\.password, or DEPINFER_BROKER_USERNAME and DEPINFER_BROKER_PASSWORD\)$/i,
+      )
+    } finally {
+      client.end(true)
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+      await new Promise<void>((resolve) => aedes.close(() => resolve()))
+    }
   })
 })

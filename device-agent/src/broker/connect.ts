@@ -86,6 +86,19 @@ export class ReconnectPolicy {
   }
 }
 
+/** CONNACK codes refusing the credentials: MQTT 3.1.1 §3.2.2.3 (4, 5), MQTT 5 §3.2.2.2 (134, 135). */
+const CREDENTIALS_REFUSED = new Set([4, 5, 134, 135])
+
+/**
+ * What to check when the broker refuses the credentials (it goes on refusing them at every
+ * reconnect, which says nothing of where they come from).
+ */
+function credentialsHint(error: Error, options: Pick<BrokerConnectOptions, 'username'>): string {
+  if (!CREDENTIALS_REFUSED.has((error as { code?: unknown }).code as number)) return ''
+  const given = options.username === undefined ? 'none are set' : `user name ${JSON.stringify(options.username)}`
+  return ` (the broker refuses this client's credentials, ${given}: check broker.username and broker.password, or DEPINFER_BROKER_USERNAME and DEPINFER_BROKER_PASSWORD)`
+}
+
 export function connectBroker(options: BrokerConnectOptions): MqttClient {
   const clientOptions: IClientOptions = {
     protocolVersion: 4,
@@ -110,7 +123,7 @@ export function connectBroker(options: BrokerConnectOptions): MqttClient {
     options.onConnect(client)
   })
   client.on('message', (topic, payload) => options.onMessage(topic, payload))
-  client.on('error', (error) => options.log(`broker error: ${error.message}`))
+  client.on('error', (error) => options.log(`broker error: ${error.message}${credentialsHint(error, options)}`))
   client.on('close', () => {
     if (client.disconnecting || timer) return
     const { delayMs, takeoverSuspected, droppedEarly } = policy.closed(Date.now())
