@@ -101,7 +101,7 @@ export async function quantizeForPublishing(fp32: Uint8Array, file: string, minA
 
 /** The part of `depinfer-quantize --json`'s report a variant needs (EvaluationReport.comparison). */
 const QuantizeJsonSchema = z.object({
-  /** The sizes of the two files it compared (EvaluationReport.quantize): they tell a report of other files. */
+  /** The two files it compared, by sha256 and size (EvaluationReport.quantize): they tell a report of other files. */
   quantize: z
     .object({
       fp32Bytes: z.number().int().nonnegative().optional(),
@@ -119,8 +119,9 @@ const QuantizeJsonSchema = z.object({
 
 /**
  * A variant made elsewhere: its file and the JSON report `depinfer-quantize --json` printed for it.
- * The report must be about these files: its sizes of the fp32 model (`model`) and of the int8
- * file must be theirs, or a report of other files would publish their agreement for these.
+ * The report must be about these files: the fp32 model (`model`) and the int8 file it measured
+ * (by sha256, or size in older reports) must be these, or a report of other files would publish
+ * their agreement for these.
  */
 export async function readInt8Variant(file: string, reportFile: string, minAgreementOption: number | undefined, model: { file: string; bytes: Uint8Array }): Promise<Int8Variant> {
   const minAgreement = minAgreementOption ?? (await quantizer()).EVALUATION_DEFAULTS.threshold
