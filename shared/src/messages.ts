@@ -4,6 +4,7 @@
  */
 import { z } from 'zod'
 import { DATATYPES } from './datatypes.js'
+import { cutToLength } from './text.js'
 import { ID_PATTERN } from './topics.js'
 
 /**
@@ -90,7 +91,7 @@ export const ModelDescriptorSchema = z.object({
   // Cut, not refused: a longer one (another agent's) must not make the whole status unparseable.
   error: z
     .string()
-    .transform((text) => (text.length <= MODEL_ERROR_MAX_CHARS ? text : `${text.slice(0, MODEL_ERROR_MAX_CHARS - 1)}…`))
+    .transform((text) => cutToLength(text, MODEL_ERROR_MAX_CHARS))
     .optional(),
 })
 export type ModelDescriptor = z.infer<typeof ModelDescriptorSchema>

@@ -6,6 +6,7 @@
 import { BYTES_PER_ELEMENT, type Datatype } from './datatypes.js'
 import { InexactIntegerError, TensorError } from './errors.js'
 import { float16BitsToNumber, toFloat16Bits } from './float16.js'
+import { cutToLength } from './text.js'
 
 export interface RawTensor {
   name: string
@@ -178,7 +179,7 @@ function shownValue(value: unknown): string {
     typeof value === 'number' || typeof value === 'bigint'
       ? String(value)
       : (JSON.stringify(value, (_key, v: unknown) => (typeof v === 'bigint' ? String(v) : v)) ?? String(value))
-  return text.length > 60 ? `${text.slice(0, 59)}…` : text
+  return cutToLength(text, 60)
 }
 
 /** A refused element: its index in the row, why, and whether it is an inexact 64-bit integer. */

@@ -10,7 +10,7 @@
  */
 import { existsSync } from 'node:fs'
 import * as ort from 'onnxruntime-node'
-import type { DeviceStatus } from '@depinfer/shared'
+import { cutToLength, type DeviceStatus } from '@depinfer/shared'
 import type { AgentConfig, ExecutionProviderName } from '../config.js'
 import { ORT_VERSION } from '../version.js'
 
@@ -85,7 +85,7 @@ export function sessionOptions(settings: OrtSettings, providers: readonly Execut
 function reasonOf(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error)
   const line = message.trim().split('\n')[0] ?? ''
-  return line.length > 300 ? `${line.slice(0, 299)}…` : line
+  return cutToLength(line, 300)
 }
 
 /**

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { basename } from 'node:path'
 import {
+  cutToLength,
   datatypeFromOrtType,
   MODEL_ERROR_MAX_CHARS,
   type ModelDescriptor,
@@ -171,5 +172,5 @@ function advertisedError(model: LoadedModel): string {
   const text = withoutSourceLocations(model.error ?? '')
     .replace(ABSOLUTE_PATH, (_, before: string, path: string) => `${before}${basename(path)}`)
     .replace(/\s+/g, ' ')
-  return text.length <= MODEL_ERROR_MAX_CHARS ? text : `${text.slice(0, MODEL_ERROR_MAX_CHARS - 1)}…`
+  return cutToLength(text, MODEL_ERROR_MAX_CHARS)
 }

@@ -10,7 +10,7 @@
  * whether the edge accepts the file it actually runs is decided per job (served-file.ts), with
  * the published variants at hand.
  */
-import type { ModelDescriptor } from '@depinfer/shared'
+import { cutToLength, type ModelDescriptor } from '@depinfer/shared'
 import type { DeviceEntry, DeviceTable } from './device-table.js'
 
 /** How a model's reason starts when devices serve it but none may be routed to (e.g. unstaked). */
@@ -119,8 +119,7 @@ function failureReason(failures: readonly LoadFailure[]): string {
   const byError = new Map<string, string[]>()
   for (const { deviceId, error } of failures) byError.set(error ?? '', [...(byError.get(error ?? '') ?? []), deviceId])
   const groups = [...byError].map(([error, deviceIds]) => `${deviceIds.join(', ')} (${error || "see the agent's log"})`)
-  const reason = `${FAILED_TO_LOAD} ${groups.join('; ')}`
-  return reason.length <= MAX_FAILURE_REASON_CHARS ? reason : `${reason.slice(0, MAX_FAILURE_REASON_CHARS - 1)}…`
+  return cutToLength(`${FAILED_TO_LOAD} ${groups.join('; ')}`, MAX_FAILURE_REASON_CHARS)
 }
 
 /** The catalog's key of a name, version and file. */
