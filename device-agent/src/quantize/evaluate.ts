@@ -79,6 +79,9 @@ function classCount(session: ort.InferenceSession, name: string): number | undef
   return typeof last === 'number' && last >= 2 ? last : undefined
 }
 
+/** Each output's class axis size, by output name. */
+const classesOf = (session: ort.InferenceSession) => new Map(session.outputNames.map((name) => [name, classCount(session, name)] as const))
+
 /**
  * fp32's outputs on a set of inputs, computed once to compare many candidate models against
  * (the accuracy-aware search compares dozens).
@@ -94,7 +97,7 @@ export interface ReferenceOutputs {
 export async function referenceOutputs(fp32: Uint8Array, inputs: readonly Feeds[], options: SessionOptions = DEFAULT_SESSION_OPTIONS): Promise<ReferenceOutputs> {
   const { session } = await sessionFor(fp32, options)
   try {
-    const classes = new Map(session.outputNames.map((name) => [name, classCount(session, name)] as const))
+    const classes = classesOf(session)
     const outputs: Record<string, Float32Array>[] = []
     for (const feeds of inputs) {
       const result = await onnxruntime(`run the model on inputs ${describeFeeds(feeds)}`, () => session.run(feeds))
@@ -120,7 +123,7 @@ export async function compareModels(
 ): Promise<Comparison> {
   const a = await sessionFor(fp32, options)
   try {
-    const classes = new Map(a.session.outputNames.map((name) => [name, classCount(a.session, name)] as const))
+    const classes = classesOf(a.session)
     // fp32 runs input by input alongside int8: nothing of a large model's outputs is kept.
     const run = (feeds: Feeds) => onnxruntime(`run the model on inputs ${describeFeeds(feeds)}`, () => a.session.run(feeds))
     return await compareOutputs(classes, inputs, run, int8, options)
