@@ -2,15 +2,11 @@
  * Model names are owned whatever their letter case (edge/src/models/registry.ts checkOwner,
  * migration 0010), run on D1 in workerd (Miniflare) with every migration applied.
  */
-import { readdirSync, readFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { Miniflare } from 'miniflare'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { unstable_splitSqlQuery } from 'wrangler'
 import { checkOwner, NameOwnedError, type Publisher } from '../edge/src/models/registry.js'
-import { REPO_ROOT } from '../scripts/local/paths.js'
-
-const MIGRATIONS_DIR = join(REPO_ROOT, 'edge', 'migrations')
+import { applyMigrations } from '../scripts/local/edge.js'
 const keyOf = (hash: string): Publisher => ({ label: hash, keyHash: hash, payer: null, byOperator: false })
 
 describe('checkOwner: names in other letter case', () => {
@@ -20,9 +16,7 @@ describe('checkOwner: names in other letter case', () => {
   beforeAll(async () => {
     miniflare = new Miniflare({ modules: true, script: 'export default { fetch: () => new Response(null) }', d1Databases: ['DB'] })
     db = await miniflare.getD1Database('DB')
-    for (const file of readdirSync(MIGRATIONS_DIR).filter((f) => f.endsWith('.sql')).sort()) {
-      await db.batch(unstable_splitSqlQuery(readFileSync(join(MIGRATIONS_DIR, file), 'utf8')).map((sql) => db.prepare(sql)))
-    }
+    await applyMigrations(db, unstable_splitSqlQuery)
     const own = (name: string, owner: string) => db.prepare('INSERT INTO model_owners (name, owner, claimed_at) VALUES (?, ?, 0)').bind(name, owner)
     // Two look-alikes of two owners, as a deployment may hold from before the check.
     await db.batch([own('ppocr-cls', 'key:alice'), own('PPOCR-CLS', 'key:bob'), own('Mine', 'key:carol')])

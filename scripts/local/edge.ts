@@ -177,7 +177,8 @@ function inTempDir<T>(dir: string, construct: () => T): T {
 }
 
 /** Applies edge/migrations/*.sql in order, recorded in wrangler's own `d1_migrations` table. */
-async function applyMigrations(db: D1, splitSqlQuery: (sql: string) => string[]): Promise<void> {
+/** Applies edge/migrations not yet applied (tracked in d1_migrations, as wrangler does). */
+export async function applyMigrations(db: D1, splitSqlQuery: (sql: string) => string[]): Promise<void> {
   await db
     .prepare(
       'CREATE TABLE IF NOT EXISTS d1_migrations (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT UNIQUE, applied_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)',
