@@ -22,9 +22,8 @@ export function parseEthAmount(text: string, what: string): bigint {
 
 /** The checksummed address given as `what`; a CliError (exit 2) naming it otherwise. */
 export function parseAddress(text: string, what: string): Address {
-  if (!/^0x[0-9a-fA-F]{40}$/.test(text)) throw new CliError(`${what} must be an Ethereum address (0x and 40 hex digits), got ${JSON.stringify(text.slice(0, 100))}`, 2)
-  const typo = addressProblem(text)
-  if (typo !== undefined) throw new CliError(`${what} ${typo}, got ${text}`, 2)
+  const problem = addressProblem(text)
+  if (problem !== undefined) throw new CliError(`${what} ${problem}, got ${JSON.stringify(text.slice(0, 100))}`, 2)
   return getAddress(text)
 }
 

@@ -55,11 +55,8 @@ export function checkPublishTerms(priceWei: string, payoutAddress: string): void
     throw new CliError(`--price-wei must be the price per inference in wei, a decimal integer, got ${JSON.stringify(priceWei.slice(0, 100))}`, 2)
   }
   if (BigInt(priceWei) >= 2n ** 256n) throw new CliError('--price-wei must be below 2^256', 2)
-  if (!/^0x[0-9a-fA-F]{40}$/.test(payoutAddress)) {
-    throw new CliError(`--payout-address must be an Ethereum address (0x and 40 hex digits), got ${JSON.stringify(payoutAddress.slice(0, 100))}`, 2)
-  }
-  const typo = addressProblem(payoutAddress)
-  if (typo !== undefined) throw new CliError(`--payout-address ${typo}, got ${payoutAddress}`, 2)
+  const problem = addressProblem(payoutAddress)
+  if (problem !== undefined) throw new CliError(`--payout-address ${problem}, got ${JSON.stringify(payoutAddress.slice(0, 100))}`, 2)
   if (ZERO_ADDRESS.test(payoutAddress)) throw new CliError('--payout-address must not be the zero address: earnings paid to it would be burned', 2)
 }
 

@@ -19,8 +19,8 @@ export interface ChainConfig {
 export function chainConfig(env: Env): ChainConfig | { missing: string } {
   const chainId = Number(env.CHAIN_ID)
   if (!Number.isSafeInteger(chainId) || chainId <= 0) return { missing: 'CHAIN_ID' }
-  if (!/^0x[0-9a-fA-F]{40}$/.test(env.REGISTRY_ADDRESS ?? '')) return { missing: 'REGISTRY_ADDRESS' }
-  if (addressProblem(env.REGISTRY_ADDRESS) !== undefined) return { missing: `REGISTRY_ADDRESS: it ${addressProblem(env.REGISTRY_ADDRESS)}` }
+  const registryProblem = addressProblem(env.REGISTRY_ADDRESS ?? '')
+  if (registryProblem !== undefined) return { missing: env.REGISTRY_ADDRESS ? `REGISTRY_ADDRESS: it ${registryProblem}` : 'REGISTRY_ADDRESS' }
   // A private (keyed) RPC for sending may differ from the public one shown to clients.
   const rpcUrl = env.CHAIN_SUBMIT_RPC_URL || env.CHAIN_RPC_URL
   if (!rpcUrl) return { missing: 'CHAIN_RPC_URL' }

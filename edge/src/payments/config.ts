@@ -6,7 +6,6 @@
 import { addressProblem, type Hex } from '@depinfer/shared'
 import { PaymentsMisconfiguredError } from '../errors/payment.js'
 
-const ADDRESS = /^0x[0-9a-fA-F]{40}$/
 const WEI = /^(0|[1-9][0-9]{0,77})$/
 export const BPS_DENOMINATOR = 10_000n
 
@@ -41,9 +40,12 @@ export function paymentsSetting(env: PaymentVars): PaymentsSetting {
   const escrow = env.ESCROW_ADDRESS ?? ''
   if (escrow === '') return { enabled: false, reason: 'no ESCROW_ADDRESS configured' }
   const invalid = (detail: string) => new PaymentsMisconfiguredError(`${detail} (see README "Payments")`)
-  if (!ADDRESS.test(escrow)) throw invalid(`ESCROW_ADDRESS is not an address: ${JSON.stringify(escrow.slice(0, 60))}`)
+  const checkAddress = (name: string, value: string) => {
+    const problem = addressProblem(value)
+    if (problem !== undefined) throw invalid(`${name} ${problem}, got ${JSON.stringify(value.slice(0, 60))}`)
+  }
   // A checksum typo here would have the CLI deposit to (and the edge read balances of) no contract.
-  if (addressProblem(escrow) !== undefined) throw invalid(`ESCROW_ADDRESS ${addressProblem(escrow)}: ${escrow}`)
+  checkAddress('ESCROW_ADDRESS', escrow)
   const chainId = Number(env.CHAIN_ID)
   if (!Number.isSafeInteger(chainId) || chainId <= 0) throw invalid('ESCROW_ADDRESS is set but CHAIN_ID is not')
   const rpcUrl = env.CHAIN_SUBMIT_RPC_URL || env.CHAIN_RPC_URL
@@ -57,18 +59,10 @@ export function paymentsSetting(env: PaymentVars): PaymentsSetting {
     throw invalid(`PROTOCOL_FEE_BPS must be an integer from 0 to 10000, got ${JSON.stringify(bps.slice(0, 20))}`)
   }
   const protocolAddress = env.PROTOCOL_FEE_ADDRESS || ''
-  if (protocolAddress !== '' && !ADDRESS.test(protocolAddress)) {
-    throw invalid(`PROTOCOL_FEE_ADDRESS is not an address: ${JSON.stringify(protocolAddress.slice(0, 60))}`)
-  }
-  if (protocolAddress !== '' && addressProblem(protocolAddress) !== undefined) {
-    throw invalid(`PROTOCOL_FEE_ADDRESS ${addressProblem(protocolAddress)}: ${protocolAddress}`)
-  }
+  if (protocolAddress !== '') checkAddress('PROTOCOL_FEE_ADDRESS', protocolAddress)
   if (BigInt(bps) > 0n && protocolAddress === '') throw invalid('PROTOCOL_FEE_BPS is above 0 but PROTOCOL_FEE_ADDRESS is not set')
   const registry = env.PROVIDER_REGISTRY_ADDRESS || ''
-  if (registry !== '' && !ADDRESS.test(registry)) {
-    throw invalid(`PROVIDER_REGISTRY_ADDRESS is not an address: ${JSON.stringify(registry.slice(0, 60))}`)
-  }
-  if (registry !== '' && addressProblem(registry) !== undefined) throw invalid(`PROVIDER_REGISTRY_ADDRESS ${addressProblem(registry)}: ${registry}`)
+  if (registry !== '') checkAddress('PROVIDER_REGISTRY_ADDRESS', registry)
   return {
     enabled: true,
     config: {

@@ -164,9 +164,11 @@ keys.post('/', async (c) => {
   else if (body.payer === null) payer = null
   else if (typeof body.payer !== 'string' || !ADDRESS_PATTERN.test(body.payer)) {
     throw new InvalidRequestError(`payer must be an address (0x and 40 hex digits) or null, got ${JSON.stringify(body.payer).slice(0, 80)}`, 'payer')
-  } else if (addressProblem(body.payer) !== undefined) {
-    throw new InvalidRequestError(`payer ${addressProblem(body.payer)}, got ${body.payer}`, 'payer')
-  } else payer = body.payer.toLowerCase() as Hex
+  } else {
+    const typo = addressProblem(body.payer)
+    if (typo !== undefined) throw new InvalidRequestError(`payer ${typo}, got ${body.payer}`, 'payer')
+    payer = body.payer.toLowerCase() as Hex
+  }
   const otherPayer = payer !== null && payer !== who.payer ? payer : undefined
 
   let keyHash: string | undefined

@@ -45,11 +45,8 @@ payments.get('/account', async (c) => {
 
 payments.get('/payouts/:address', async (c) => {
   const address = c.req.param('address')
-  if (!/^0x[0-9a-fA-F]{40}$/.test(address)) {
-    throw new InvalidRequestError(`address must be 0x and 40 hex digits, got ${JSON.stringify(address.slice(0, 80))}`, 'address')
-  }
-  const typo = addressProblem(address)
-  if (typo !== undefined) throw new InvalidRequestError(`address ${typo}, got ${address}`, 'address')
+  const problem = addressProblem(address)
+  if (problem !== undefined) throw new InvalidRequestError(`address ${problem}, got ${JSON.stringify(address.slice(0, 80))}`, 'address')
   const account = address.toLowerCase() as Hex
   const view = await payoutOf(c.env.DB, account)
   if (!view) throw new NotFoundError(`${address} has no earnings in a settled batch`, 'address')
