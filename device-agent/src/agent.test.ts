@@ -17,12 +17,14 @@ import {
   inputCommitment,
   outputHash,
   type Hex,
-  decodeFrame,
+  decodeFrames,
+  type DecodedFrame,
   DeviceStatusSchema,
   deviceJobsTopic,
   deviceStatusTopic,
   encodeFrame,
   gatewayClientId,
+  joinFrames,
   gatewayResultsTopic,
   PROTOCOL_VERSION,
   ResultHeaderSchema,
@@ -69,7 +71,10 @@ describe('device agent', () => {
   let broker: LocalBroker
   let agent: RunningAgent
   let gateway: mqtt.MqttClient
-  const results = new Map<string, ReturnType<typeof decodeFrame>>()
+  const results = new Map<string, DecodedFrame>()
+  /** Which results message (counted from 1) each job's result came in. */
+  const resultMessageOf = new Map<string, number>()
+  let resultMessages = 0
   let lastStatus: DeviceStatus | undefined
   let deviceAddress: Hex
 
@@ -88,8 +93,11 @@ describe('device agent', () => {
     gateway = await mqtt.connectAsync(broker.tcpUrl, { clientId: gatewayClientId('test') })
     gateway.on('message', (topic, payload) => {
       if (topic === RESULTS) {
-        const frame = decodeFrame(payload)
-        results.set(String(frame.header.jobId), frame)
+        resultMessages++
+        for (const frame of decodeFrames(payload)) {
+          results.set(String(frame.header.jobId), frame)
+          resultMessageOf.set(String(frame.header.jobId), resultMessages)
+        }
       } else if (topic === deviceStatusTopic(DEVICE)) {
         lastStatus = DeviceStatusSchema.parse(JSON.parse(payload.toString()))
       }
@@ -165,6 +173,26 @@ describe('device agent', () => {
     expect(signer.toLowerCase()).toBe(deviceAddress)
   })
 
+  it('runs the jobs of one message as one batch, answers each as if it ran alone, all in one message', async () => {
+    const values = [0.1, 0.4, 0.7, 0.9]
+    const names = values.map((v) => `together-${v}`)
+    const message = joinFrames(names.map((name, i) => jobFrame(name, [image(48, 64, values[i])])))
+    gateway.publish(deviceJobsTopic(DEVICE), Buffer.from(message), { qos: 1 })
+    const answers = await Promise.all(names.map(resultOf))
+    const session = await ort.InferenceSession.create(bundledModelPath('ppocr-cls'))
+    for (const [i, { header, tensors }] of answers.entries()) {
+      expect(ResultHeaderSchema.parse(header)).toMatchObject({ jobId: idOf(names[i]!), timings: { batchJobs: 4 } })
+      expect(header.error).toBeUndefined()
+      const direct = await session.run({ x: new ort.Tensor('float32', new Float32Array(3 * 48 * 64).fill(values[i]!), [1, 3, 48, 64]) })
+      const expected = direct['softmax_0.tmp_0']!.data as Float32Array
+      const got = typedElements('FP32', tensors[0]!.data) as Float32Array
+      expect(tensors[0]!.shape).toEqual([1, 2])
+      got.forEach((value, k) => expect(value).toBeCloseTo(expected[k]!, 5))
+    }
+    await session.release()
+    expect(new Set(names.map((name) => resultMessageOf.get(idOf(name)))).size).toBe(1)
+  })
+
   it('refuses to start without a device key, and init refuses to replace one', async () => {
     const config = AgentConfigSchema.parse({ deviceId: 'keyless', broker: { url: broker.tcpUrl }, models: [{ bundled: 'ppocr-cls' }], keyPath: '/nonexistent/device.key' })
     await expect(startAgent(config, () => {})).rejects.toThrow(/depinfer-agent init/)
@@ -214,7 +242,7 @@ describe('device agent', () => {
     gateway = await mqtt.connectAsync(broker.tcpUrl, { clientId: gatewayClientId('test') })
     gateway.on('message', (topic, payload) => {
       if (topic === deviceStatusTopic(DEVICE)) lastStatus = DeviceStatusSchema.parse(JSON.parse(payload.toString()))
-      if (topic === RESULTS) results.set(String(decodeFrame(payload).header.jobId), decodeFrame(payload))
+      if (topic === RESULTS) for (const frame of decodeFrames(payload)) results.set(String(frame.header.jobId), frame)
     })
     await gateway.subscribeAsync([RESULTS, deviceStatusTopic(DEVICE)], { qos: 1 })
     await waitFor('the status on the new broker', async () => (lastStatus?.online ? true : undefined), 20_000)
@@ -319,9 +347,10 @@ describe('stopping with jobs in hand', () => {
     let ready = false
     gateway.on('message', (topic, payload) => {
       if (topic === RESULTS) {
-        const { header, tensors } = decodeFrame(payload)
-        const error = (header.error as { code?: string } | undefined)?.code
-        seen.push({ kind: 'result', jobId: String(header.jobId), outputs: tensors.length, ...(error && { error }) })
+        for (const { header, tensors } of decodeFrames(payload)) {
+          const error = (header.error as { code?: string } | undefined)?.code
+          seen.push({ kind: 'result', jobId: String(header.jobId), outputs: tensors.length, ...(error && { error }) })
+        }
       } else if (topic === deviceStatusTopic(device)) {
         const status = DeviceStatusSchema.parse(JSON.parse(payload.toString()))
         if (!status.online) seen.push({ kind: 'offline' })

@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { performance } from 'node:perf_hooks'
 import {
   attestationToWire,
-  decodeFrame,
+  decodeFrames,
   inputCommitment,
   outputHash,
   prepareSigning,
@@ -18,7 +18,7 @@ import {
   deviceJobsTopic,
   deviceStatusTopic,
   encodeFrame,
-  FrameError,
+  type DecodedFrame,
   isGatewayResultsTopic,
   JobHeaderSchema,
   PROTOCOL_VERSION,
@@ -30,6 +30,7 @@ import {
 } from '@depinfer/shared'
 import type { MqttClient } from 'mqtt'
 import { connectBroker } from './broker/connect.js'
+import { FrameOutbox } from './broker/frame-outbox.js'
 import type { AgentConfig } from './config.js'
 import { deviceStatus } from './device-status.js'
 import { AttestationSigner } from './keys/attestation-signer.js'
@@ -144,9 +145,10 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
       publishStatus()
     },
     onMessage: (topic, payload) => {
-      if (topic === deviceJobsTopic(deviceId)) void handleJob(payload)
+      if (topic === deviceJobsTopic(deviceId)) handleJobs(payload)
     },
   })
+  const results = new FrameOutbox((topic, message) => client.publish(topic, message, { qos: 1 }))
 
   // Downloaded models (URL and published sources) go through the provisioner: into the cache,
   // verified, then loaded; the status is published at each step.
@@ -190,23 +192,27 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
     client.publish(deviceHeartbeatTopic(deviceId), JSON.stringify(beat), { qos: 0 })
   }, config.heartbeatSec * 1000)
 
-  async function handleJob(payload: Buffer): Promise<void> {
-    const receivedAt = performance.now()
-    lastJobAt = receivedAt
-    let header: JobHeader
-    let inputs: RawTensor[]
+  /** A message on the jobs topic: one or more job frames (shared/frame.ts). */
+  function handleJobs(payload: Buffer): void {
     try {
-      const frame = decodeFrame(payload)
-      const parsed = JobHeaderSchema.safeParse(frame.header)
-      if (!parsed.success) throw new FrameError(parsed.error.issues[0]!.message, 'header')
-      header = parsed.data
-      inputs = frame.tensors
+      for (const frame of decodeFrames(payload)) void handleJob(frame)
     } catch (error) {
       // Without a valid header there is no trustworthy reply topic: log and drop; the edge's
-      // timeout answers the caller.
+      // timeout answers the caller (the frames before the malformed one are being run).
       log(`dropping undecodable job: ${(error as Error).message}`)
+    }
+  }
+
+  async function handleJob(frame: DecodedFrame): Promise<void> {
+    const receivedAt = performance.now()
+    lastJobAt = receivedAt
+    const parsed = JobHeaderSchema.safeParse(frame.header)
+    if (!parsed.success) {
+      log(`dropping undecodable job: ${parsed.error.issues[0]!.message}`)
       return
     }
+    const header: JobHeader = parsed.data
+    const inputs: RawTensor[] = frame.tensors
     if (!isGatewayResultsTopic(header.replyTo)) {
       log(`dropping job ${header.jobId}: reply topic ${header.replyTo} is not a gateway's`)
       return
@@ -230,7 +236,7 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
         ...(attestation && { attestation }),
         timings: { queueMs, inferMs, totalMs: performance.now() - receivedAt, batchJobs },
       }
-      client.publish(header.replyTo, Buffer.from(encodeFrame(result, outputs)), { qos: 1 })
+      results.send(header.replyTo, encodeFrame(result, outputs))
     }
 
     if (closing) {
@@ -313,6 +319,8 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
     clearInterval(heartbeat)
     // Before the sessions are released: no download or load may finish after that.
     await provisioner.stop()
+    // Answers still in the outbox leave before the offline status.
+    results.flush()
     // A clean stop publishes the offline status itself: the broker sends the will only when a
     // client vanishes without DISCONNECT (MQTT §3.1.2.5). Waited for briefly, not forever: the
     // connection can drop meanwhile (a broker restart, a twin with our client id).

@@ -11,7 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   attestationFromWire,
   bytesOf,
-  decodeFrame,
+  decodeFrames,
+  type DecodedFrame,
   DeviceStatusSchema,
   deviceJobsTopic,
   deviceStatusTopic,
@@ -53,7 +54,7 @@ describe('device agent serving published models', () => {
   let agent: RunningAgent
   let gateway: mqtt.MqttClient
   const statuses: DeviceStatus[] = []
-  const results = new Map<string, ReturnType<typeof decodeFrame>>()
+  const results = new Map<string, DecodedFrame>()
   const cacheDir = temporaryDirectory('agent-cache-')
   const logs: string[] = []
 
@@ -73,8 +74,7 @@ describe('device agent serving published models', () => {
     gateway = await mqtt.connectAsync(broker.tcpUrl, { clientId: gatewayClientId('test') })
     gateway.on('message', (topic, payload) => {
       if (topic === RESULTS) {
-        const frame = decodeFrame(payload)
-        results.set(String(frame.header.jobId), frame)
+        for (const frame of decodeFrames(payload)) results.set(String(frame.header.jobId), frame)
       } else if (topic === deviceStatusTopic(DEVICE)) {
         statuses.push(DeviceStatusSchema.parse(JSON.parse(payload.toString())))
       }

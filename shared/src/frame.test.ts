@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { expectProtocolError } from './testing/expect-protocol-error.js'
 import { FrameError } from './errors.js'
-import { decodeFrame, encodeFrame } from './frame.js'
+import { decodeFrame, decodeFrames, encodeFrame, joinFrames } from './frame.js'
 import { typedElements, type RawTensor } from './tensor.js'
 
 
@@ -324,5 +324,63 @@ describe('encodeFrame input checks', () => {
   it('refuses a tensor whose bytes do not match its datatype and shape', () => {
     const tensor: RawTensor = { name: 'x', datatype: 'FP32', shape: [2, 2], data: new Uint8Array(12) }
     expectProtocolError(FrameError, () => encodeFrame({}, [tensor]), 'tensors[0].data')
+  })
+})
+
+describe('several frames in one message (joinFrames / decodeFrames)', () => {
+  const frames = () => [
+    encodeFrame({ jobId: 'a' }, sampleTensors()),
+    encodeFrame({ jobId: 'bb', error: { code: 'internal' } }, []),
+    encodeFrame({ jobId: 'ccc' }, [{ name: 'w', datatype: 'FP64', shape: [2], data: fp64([1.25, -2]) }]),
+  ]
+
+  it('yields every frame in order with its own header and tensors', () => {
+    const decoded = [...decodeFrames(joinFrames(frames()))]
+    expect(decoded.map((f) => f.header)).toEqual([{ jobId: 'a' }, { jobId: 'bb', error: { code: 'internal' } }, { jobId: 'ccc' }])
+    const expected = sampleTensors()
+    decoded[0]!.tensors.forEach((tensor, i) => {
+      expect(tensor).toMatchObject({ name: expected[i]!.name, datatype: expected[i]!.datatype, shape: expected[i]!.shape })
+      expect(Array.from(tensor.data)).toEqual(Array.from(expected[i]!.data))
+    })
+    expect(decoded[1]!.tensors).toEqual([])
+    expect(Array.from(typedElements('FP64', decoded[2]!.tensors[0]!.data) as Float64Array)).toEqual([1.25, -2])
+  })
+
+  it('starts every frame, and so every tensor, 8-byte aligned in the message', () => {
+    const message = joinFrames(frames())
+    for (const frame of decodeFrames(message)) {
+      for (const tensor of frame.tensors) expect((tensor.data.byteOffset - message.byteOffset) % 8).toBe(0)
+    }
+  })
+
+  it('reads a one-frame message as before, and decodeFrame reads the first frame of many', () => {
+    const [first] = frames()
+    expect([...decodeFrames(first!)].map((f) => f.header)).toEqual([{ jobId: 'a' }])
+    expect(decodeFrame(joinFrames(frames())).header).toEqual({ jobId: 'a' })
+  })
+
+  it('takes a last frame its sender did not pad to 8 bytes', () => {
+    const header = { tensors: [{ name: 'u', datatype: 'UINT8', shape: [3] }] }
+    const padded = handFrame(header, [new Uint8Array([7, 8, 9])])
+    const unpadded = padded.subarray(0, roundUp8(8 + JSON.stringify(header).length) + 3)
+    expect(unpadded.byteLength % 8).not.toBe(0)
+    const decoded = [...decodeFrames(joinFrames([frames()[1]!, unpadded]))]
+    expect(decoded.map((f) => f.header)).toEqual([{ jobId: 'bb', error: { code: 'internal' } }, {}])
+    expect(Array.from(decoded[1]!.tensors[0]!.data)).toEqual([7, 8, 9])
+  })
+
+  it('yields the frames before a malformed one, then throws FrameError', () => {
+    const [first] = frames()
+    const message = new Uint8Array([...first!, ...ascii('XXXX'), 0, 0, 0, 0])
+    const seen: unknown[] = []
+    expectProtocolError(FrameError, () => {
+      for (const frame of decodeFrames(message)) seen.push(frame.header)
+    }, 'frame')
+    expect(seen).toEqual([{ jobId: 'a' }])
+  })
+
+  it('refuses trailing bytes too short to be a frame', () => {
+    const message = new Uint8Array([...frames()[1]!, 0x44, 0x50, 0x46])
+    expectProtocolError(FrameError, () => [...decodeFrames(message)], 'frame')
   })
 })

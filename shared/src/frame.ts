@@ -9,6 +9,10 @@
  *   8  H bytes  header, UTF-8 JSON: the message fields plus `tensors: [{name, datatype, shape}]`
  *      then, for each tensor in order, its bytes, each starting at an 8-byte aligned offset
  *      (so receivers can view FP64/INT64 data without copying).
+ *
+ * One MQTT message carries one or more frames back to back (each padded to a multiple of 8
+ * bytes, so every frame starts aligned too): a device answers a batch's jobs in one message,
+ * which saves the broker, the edge and the device a publish, a PUBACK and a parse per job.
  */
 import { isDatatype } from './datatypes.js'
 import { FrameError } from './errors.js'
@@ -58,11 +62,48 @@ export function encodeFrame(header: object, tensors: readonly RawTensor[]): Uint
   return frame
 }
 
+/** One message of several frames: `frames` each from encodeFrame, back to back. */
+export function joinFrames(frames: readonly Uint8Array[]): Uint8Array {
+  if (frames.length === 1) return frames[0]!
+  const message = new Uint8Array(frames.reduce((sum, frame) => sum + frame.byteLength, 0))
+  let offset = 0
+  for (const frame of frames) {
+    message.set(frame, offset)
+    offset += frame.byteLength
+  }
+  return message
+}
+
+export interface DecodedFrame {
+  /** Unvalidated JSON: validate it with the message's schema. */
+  header: Record<string, unknown>
+  /** Views into the message. */
+  tensors: RawTensor[]
+}
+
 /**
- * Decodes a frame into its header (unvalidated JSON: validate it with the message's schema) and
- * tensors, whose `data` are views into `frame`. Throws FrameError on anything malformed.
+ * Decodes the first frame of a message into its header and tensors. Throws FrameError on
+ * anything malformed. (A message's other frames: decodeFrames.)
  */
-export function decodeFrame(frame: Uint8Array): { header: Record<string, unknown>; tensors: RawTensor[] } {
+export function decodeFrame(message: Uint8Array): DecodedFrame {
+  return decodeFrameAt(message, 0).frame
+}
+
+/**
+ * Every frame of a message, in order, decoded as it is reached: a malformed frame throws
+ * FrameError when reached, after the frames before it were yielded (past it, nothing can be
+ * found: a frame's end is known only from its own header).
+ */
+export function* decodeFrames(message: Uint8Array): Generator<DecodedFrame> {
+  for (let start = 0; start < message.byteLength; ) {
+    const { frame, end } = decodeFrameAt(message, start)
+    yield frame
+    start = end
+  }
+}
+
+function decodeFrameAt(message: Uint8Array, start: number): { frame: DecodedFrame; end: number } {
+  const frame = message.subarray(start)
   if (frame.byteLength < PREFIX_BYTES || MAGIC.some((byte, i) => frame[i] !== byte)) {
     throw new FrameError('not a depinfer frame (bad magic)', 'frame')
   }
@@ -100,5 +141,6 @@ export function decodeFrame(frame: Uint8Array): { header: Record<string, unknown
     return { name, datatype, shape, data }
   })
   delete header.tensors
-  return { header, tensors }
+  // A sender that did not pad its last frame ends short of the alignment: that is the end.
+  return { frame: { header, tensors }, end: start + Math.min(offset, frame.byteLength) }
 }

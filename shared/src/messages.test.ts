@@ -5,6 +5,7 @@ import {
   JobHeaderSchema,
   ModelDescriptorSchema,
   ResultHeaderSchema,
+  PROTOCOL_VERSION,
   TensorSpecSchema,
 } from './messages.js'
 
@@ -22,7 +23,7 @@ const model = () => ({
 })
 
 const status = () => ({
-  protocol: 2,
+  protocol: PROTOCOL_VERSION,
   deviceId: 'pi-kitchen',
   online: true,
   models: [model()],
@@ -53,8 +54,8 @@ describe('DeviceStatusSchema', () => {
   })
 
   it('accepts the offline status a last will carries, defaulting models to []', () => {
-    expect(DeviceStatusSchema.parse({ protocol: 2, deviceId: 'pi', online: false, models: [] })).toEqual({ protocol: 2, deviceId: 'pi', online: false, models: [] })
-    expect(DeviceStatusSchema.parse({ protocol: 2, deviceId: 'pi', online: false }).models).toEqual([])
+    expect(DeviceStatusSchema.parse({ protocol: PROTOCOL_VERSION, deviceId: 'pi', online: false, models: [] })).toEqual({ protocol: PROTOCOL_VERSION, deviceId: 'pi', online: false, models: [] })
+    expect(DeviceStatusSchema.parse({ protocol: PROTOCOL_VERSION, deviceId: 'pi', online: false }).models).toEqual([])
   })
 
   it('accepts the execution tuning an agent reports, and a status from an agent that reports none', () => {
@@ -105,7 +106,8 @@ describe('DeviceStatusSchema', () => {
 
   it.each([
     ['protocol 1 (keccak256 commitments, which this edge cannot verify)', { protocol: 1 }, 'protocol'],
-    ['protocol 3', { protocol: 3 }, 'protocol'],
+    ['protocol 2 (one frame per message: it would drop the rest of a batch)', { protocol: 2 }, 'protocol'],
+    ['a protocol from the future', { protocol: PROTOCOL_VERSION + 1 }, 'protocol'],
     ['a missing protocol', { protocol: undefined }, 'protocol'],
     ['online as a string', { online: 'yes' }, 'online'],
     ['a negative cpu count', { hw: { arch: 'x64', cpus: -1, memMB: 1, accel: [] } }, 'hw.cpus'],
@@ -149,7 +151,7 @@ describe('HeartbeatSchema / JobHeaderSchema / ResultHeaderSchema', () => {
   })
 
   const job = () => ({
-    protocol: 2,
+    protocol: PROTOCOL_VERSION,
     jobId: `0x${'ab'.repeat(32)}`,
     replyTo: 'depinfer/v1/gateways/gw/results',
     model: { name: 'resnet18', version: '1', sha256: SHA },
@@ -177,7 +179,7 @@ describe('HeartbeatSchema / JobHeaderSchema / ResultHeaderSchema', () => {
   })
 
   const result = () => ({
-    protocol: 2,
+    protocol: PROTOCOL_VERSION,
     jobId: 'j-1',
     deviceId: 'pi',
     attempt: 1,

@@ -11,8 +11,10 @@ import { ID_PATTERN } from './topics.js'
  * Every status, job and result carries it; a peer on another version is refused at the schema.
  * 2: input commitments and output hashes are SHA-256 (were keccak256), so a v1 device's
  * attestations could not verify.
+ * 3: a jobs or results message may carry several frames back to back (shared/frame.ts); a v2
+ * peer would read the first and silently drop the rest.
  */
-export const PROTOCOL_VERSION = 2
+export const PROTOCOL_VERSION = 3
 
 const id = z.string().regex(ID_PATTERN, 'must be 1-64 letters, digits, ".", "_" or "-"')
 const Sha256Schema = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex digits')

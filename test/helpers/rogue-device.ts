@@ -9,7 +9,8 @@ import mqtt, { type MqttClient } from 'mqtt'
 import {
   addressOf,
   attestationToWire,
-  decodeFrame,
+  decodeFrames,
+  type DecodedFrame,
   deviceClientId,
   deviceHeartbeatTopic,
   deviceJobsTopic,
@@ -94,7 +95,10 @@ export async function startRogueDevice(options: {
   const heartbeat = setInterval(() => void beat().catch(() => {}), 1_000)
 
   client.on('message', (_topic, payload) => {
-    const frame = decodeFrame(payload)
+    for (const frame of decodeFrames(payload)) answer(frame)
+  })
+
+  function answer(frame: DecodedFrame): void {
     const header = JobHeaderSchema.parse(frame.header)
     jobs++
     const rows = frame.tensors[0]!.shape[0]!
@@ -125,7 +129,7 @@ export async function startRogueDevice(options: {
       ...(mode !== 'missing' && { attestation: attestationToWire(attestation, signature) }),
     }
     client.publish(header.replyTo, Buffer.from(encodeFrame(result, outputs)), { qos: 1 })
-  })
+  }
 
   return {
     deviceId,

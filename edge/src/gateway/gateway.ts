@@ -9,16 +9,18 @@ import { DurableObject } from 'cloudflare:workers'
 import {
   attestationToWire,
   copyBytes,
-  decodeFrame,
+  decodeFrames,
   DeviceStatusSchema,
   deviceJobsTopic,
   encodeFrame,
+  FrameError,
   gatewayResultsTopic,
   HeartbeatSchema,
   parseDeviceTopic,
   PROTOCOL_VERSION,
   ResultHeaderSchema,
   VerifiedBatchRoots,
+  type DecodedFrame,
   type Hex,
   type JobHeader,
   type ModelDescriptor,
@@ -471,7 +473,7 @@ export class Gateway extends DurableObject<Env> {
       if (heartbeat.success) this.#table.applyHeartbeat(deviceTopic.deviceId, heartbeat.data)
       return
     }
-    if (topic === gatewayResultsTopic(this.env.GATEWAY_ID)) this.#onResult(payload)
+    if (topic === gatewayResultsTopic(this.env.GATEWAY_ID)) this.#onResults(payload)
   }
 
   #onStatus(deviceId: string, payload: Uint8Array): void {
@@ -500,14 +502,17 @@ export class Gateway extends DurableObject<Env> {
     }
   }
 
-  #onResult(payload: Uint8Array): void {
-    let decoded: ReturnType<typeof decodeFrame>
+  /** A message on the results topic: one or more result frames (a device answers a batch in one). */
+  #onResults(payload: Uint8Array): void {
     try {
-      decoded = decodeFrame(payload)
+      for (const frame of decodeFrames(payload)) this.#onResult(frame)
     } catch (error) {
+      if (!(error instanceof FrameError)) throw error
       console.warn(`dropping undecodable result: ${(error as Error).message}`)
-      return
     }
+  }
+
+  #onResult(decoded: DecodedFrame): void {
     const header = ResultHeaderSchema.safeParse(decoded.header)
     if (!header.success) {
       console.warn(`dropping malformed result header: ${header.error.message}`)

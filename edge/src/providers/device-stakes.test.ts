@@ -1,4 +1,4 @@
-import type { DeviceStatus, Hex } from '@depinfer/shared'
+import { PROTOCOL_VERSION, type DeviceStatus, type Hex } from '@depinfer/shared'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { buildCatalog, catalogKey, NOT_ROUTABLE } from '../gateway/catalog.js'
 import { DeviceTable } from '../gateway/device-table.js'
@@ -172,7 +172,7 @@ describe('buildCatalog with a refusal', () => {
     state: 'ready' as const,
   }
   const status = (deviceId: string): DeviceStatus => ({
-    protocol: 2,
+    protocol: PROTOCOL_VERSION,
     deviceId,
     online: true,
     publicKey: `0x02${'cd'.repeat(32)}`,
