@@ -2,7 +2,7 @@
  * The agent against a real broker (the embedded aedes), with this test playing the gateway:
  * it publishes job frames and reads result frames exactly as the edge does.
  */
-import { readFileSync, statSync } from 'node:fs'
+import { readFileSync, statSync, writeFileSync } from 'node:fs'
 import { createServer, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { Aedes } from 'aedes'
@@ -25,6 +25,7 @@ import {
   encodeFrame,
   gatewayClientId,
   joinFrames,
+  MAX_TENSOR_BYTES,
   gatewayResultsTopic,
   PROTOCOL_VERSION,
   ResultHeaderSchema,
@@ -40,10 +41,11 @@ import { startAgent, type RunningAgent } from './agent.js'
 import { AgentConfigSchema } from './config.js'
 import { initDeviceKey } from './keys/device-key.js'
 import { bundledModelPath } from './models/bundled.js'
+import { buildModel, rawData } from '../../test/helpers/onnx-model.js'
 import { temporaryDirectory } from '../../test/helpers/temporary-directory.js'
 
 const DEVICE = 'agent-under-test'
-const RESULTS = gatewayResultsTopic('test')
+const RESULTS = gatewayResultsTopic('test', DEVICE)
 const clsSha256 = sha256Hex(readFileSync(bundledModelPath('ppocr-cls')))
 /** Jobs are named in the tests; on the wire their ids are bytes32. */
 const idOf = (name: string): Hex => `0x${sha256Hex(name)}`
@@ -223,12 +225,16 @@ describe('device agent', () => {
     let hijacked = false
     const spy = await mqtt.connectAsync(broker.tcpUrl, { clientId: gatewayClientId('spy') })
     spy.on('message', () => (hijacked = true))
-    await spy.subscribeAsync(`depinfer/v1/devices/${DEVICE}/heartbeat-hijack`, { qos: 1 })
+    const otherDevicesResults = gatewayResultsTopic('test', 'other-device')
+    await spy.subscribeAsync([`depinfer/v1/devices/${DEVICE}/heartbeat-hijack`, otherDevicesResults], { qos: 1 })
     job('hijack', [image(48, 48)], { replyTo: `depinfer/v1/devices/${DEVICE}/heartbeat-hijack` })
+    // Another device's results topic: answering there would be answering in its name.
+    job('impersonate', [image(48, 48)], { replyTo: otherDevicesResults })
     // Jobs are handled in order: once the next job is answered, the earlier ones were handled.
     job('after-garbage', [image(48, 48)])
     expect((await resultOf('after-garbage')).header.error).toBeUndefined()
     expect(results.has(idOf('hijack'))).toBe(false)
+    expect(results.has(idOf('impersonate'))).toBe(false)
     expect(hijacked).toBe(false)
     await spy.endAsync()
   })
@@ -337,16 +343,61 @@ describe('stopping while the broker does not acknowledge', () => {
 })
 
 describe('stopping with jobs in hand', () => {
+  it('answers a job whose outputs would not fit one message with invalid_input naming outputs, and keeps serving', async () => {
+    // y = Expand(x, [n]): one float in, MAX_TENSOR_BYTES + 4 bytes out.
+    const n = MAX_TENSOR_BYTES / 4 + 1
+    const path = join(temporaryDirectory('agent-huge-'), 'expand.onnx')
+    writeFileSync(path, buildModel({
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [1] }],
+      outputs: [{ name: 'y', datatype: 'FP32', shape: [n] }],
+      initializers: [{ name: 'n', datatype: 'INT64', dims: [1], data: rawData(BigInt64Array.of(BigInt(n))) }],
+      nodes: [{ opType: 'Expand', inputs: ['x', 'n'], outputs: ['y'] }],
+    }))
+    const broker = await startLocalBroker()
+    const gateway = await mqtt.connectAsync(broker.tcpUrl, { clientId: gatewayClientId('test') })
+    const device = 'huge-outputs'
+    const answers = new Map<string, DecodedFrame>()
+    gateway.on('message', (_topic, payload) => {
+      for (const frame of decodeFrames(payload)) answers.set(String(frame.header.jobId), frame)
+    })
+    await gateway.subscribeAsync(gatewayResultsTopic('test', device), { qos: 1 })
+    const key = join(temporaryDirectory('agent-key-'), 'device.key')
+    initDeviceKey(key)
+    const config = AgentConfigSchema.parse({ deviceId: device, broker: { url: broker.tcpUrl }, models: [{ name: 'expand', version: '1', path }], keyPath: key })
+    const agent = await startAgent(config, () => {})
+    try {
+      await agent.modelsSettled
+      const send = (name: string) => {
+        const frame = jobFrame(name, [{ name: 'x', datatype: 'FP32', shape: [1], data: bytesOf(Float32Array.of(0.5)) }], {
+          replyTo: gatewayResultsTopic('test', device),
+          model: { name: 'expand', version: '1', sha256: sha256Hex(readFileSync(path)) },
+        })
+        gateway.publish(deviceJobsTopic(device), frame, { qos: 1 })
+      }
+      const answerOf = (name: string) => waitFor(`the answer to ${name}`, async () => answers.get(idOf(name)), 20_000, 10)
+      send('too-big')
+      expect((await answerOf('too-big')).header.error).toMatchObject({ code: 'invalid_input', field: 'outputs', message: expect.stringContaining(String(MAX_TENSOR_BYTES)) })
+      // Still connected and serving: the broker never saw an oversized message.
+      send('too-big-again')
+      expect((await answerOf('too-big-again')).header.error).toMatchObject({ code: 'invalid_input' })
+    } finally {
+      await agent.stop()
+      await gateway.endAsync()
+      await broker.close()
+    }
+  })
+
   it('says it is draining, answers the jobs it holds and those still arriving, then says offline', async () => {
     const broker = await startLocalBroker()
     const gateway = await mqtt.connectAsync(broker.tcpUrl, { clientId: gatewayClientId('drain-test') })
     const device = 'draining-device'
+    const deviceResults = gatewayResultsTopic('test', device)
     /** Result headers and draining / offline statuses, in the order they arrived. */
     const seen: { kind: 'result' | 'draining' | 'offline'; jobId?: string; error?: string; outputs?: number }[] = []
     let queued = 0
     let ready = false
     gateway.on('message', (topic, payload) => {
-      if (topic === RESULTS) {
+      if (topic === deviceResults) {
         for (const { header, tensors } of decodeFrames(payload)) {
           const error = (header.error as { code?: string } | undefined)?.code
           seen.push({ kind: 'result', jobId: String(header.jobId), outputs: tensors.length, ...(error && { error }) })
@@ -361,7 +412,7 @@ describe('stopping with jobs in hand', () => {
         queued = (JSON.parse(payload.toString()) as { queued: number }).queued
       }
     })
-    await gateway.subscribeAsync([RESULTS, deviceStatusTopic(device), `depinfer/v1/devices/${device}/heartbeat`], { qos: 1 })
+    await gateway.subscribeAsync([deviceResults, deviceStatusTopic(device), `depinfer/v1/devices/${device}/heartbeat`], { qos: 1 })
     const key = join(temporaryDirectory('agent-key-'), 'device.key')
     initDeviceKey(key)
     // A job waits 1 s in the queue for company: long enough to stop the agent while it holds one.
@@ -377,7 +428,7 @@ describe('stopping with jobs in hand', () => {
     try {
       await agent.modelsSettled
       const x: RawTensor = { name: 'x', datatype: 'FP32', shape: [1, 3, 48, 96], data: bytesOf(new Float32Array(3 * 48 * 96).fill(0.3)) }
-      const send = (name: string) => gateway.publish(deviceJobsTopic(device), jobFrame(name, [x]), { qos: 1 })
+      const send = (name: string) => gateway.publish(deviceJobsTopic(device), jobFrame(name, [x], { replyTo: deviceResults }), { qos: 1 })
       await waitFor('the agent online', async () => (ready ? true : undefined))
       send('held')
       await waitFor('the job in the queue', async () => (queued === 1 ? true : undefined), 5_000, 10)

@@ -21,6 +21,7 @@ import {
   type DecodedFrame,
   isGatewayResultsTopic,
   JobHeaderSchema,
+  MAX_TENSOR_BYTES,
   PROTOCOL_VERSION,
   type Heartbeat,
   type JobErrorCode,
@@ -32,7 +33,7 @@ import type { MqttClient } from 'mqtt'
 import { connectBroker } from './broker/connect.js'
 import { FrameOutbox } from './broker/frame-outbox.js'
 import type { AgentConfig } from './config.js'
-import { deviceStatus } from './device-status.js'
+import { deviceStatus, identityOf } from './device-status.js'
 import { AttestationSigner } from './keys/attestation-signer.js'
 import { loadDeviceKey } from './keys/device-key.js'
 import type { ProgressFactory } from './models/progress.js'
@@ -121,7 +122,8 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
   /** When the last job arrived (performance.now()): the drain waits for a quiet spell. */
   let lastJobAt = 0
 
-  const status = (online = true) => deviceStatus(deviceId, served.map(({ loaded }) => loaded), online, key, runtime.status(), draining)
+  const identity = identityOf(key, deviceId)
+  const status = (online = true) => deviceStatus(deviceId, served.map(({ loaded }) => loaded), online, identity, runtime.status(), draining)
 
   const publishStatus = () => {
     if (client.connected) {
@@ -213,7 +215,7 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
     }
     const header: JobHeader = parsed.data
     const inputs: RawTensor[] = frame.tensors
-    if (!isGatewayResultsTopic(header.replyTo)) {
+    if (!isGatewayResultsTopic(header.replyTo, deviceId)) {
       log(`dropping job ${header.jobId}: reply topic ${header.replyTo} is not a gateway's`)
       return
     }
@@ -256,6 +258,16 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
       checkJobTensors(model.loaded, inputs, header.outputs)
       const result = await model.batcher.submit({ inputs, outputs: header.outputs }, header.deadlineMs)
       ;({ queueMs, inferMs, batchJobs } = result)
+      const outputBytes = result.outputs.reduce((sum, t) => sum + t.data.byteLength, 0)
+      if (outputBytes > MAX_TENSOR_BYTES) {
+        // The broker would refuse the message (and drop this connection): the same on every
+        // device, so the caller's to fix by asking for fewer outputs.
+        return reply([], {
+          code: 'invalid_input',
+          message: `the outputs are ${outputBytes} bytes, more than the ${MAX_TENSOR_BYTES} one result may carry; ask for fewer with \`outputs\``,
+          field: 'outputs',
+        })
+      }
       // Service time per job: a batch of n shares one run.
       const perJobMs = inferMs / batchJobs
       ewmaMs = ewmaMs === 0 ? perJobMs : ewmaMs * (1 - EWMA_WEIGHT) + perJobMs * EWMA_WEIGHT

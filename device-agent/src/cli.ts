@@ -8,7 +8,7 @@
 import { parseArgs } from 'node:util'
 import { ConfigError, loadConfig } from './config.js'
 import { startAgent } from './agent.js'
-import { deviceStatus } from './device-status.js'
+import { deviceStatus, identityOf } from './device-status.js'
 import { DeviceKeyError, initDeviceKey, loadDeviceKey } from './keys/device-key.js'
 import { loggedProgress, terminalProgress, type ProgressFactory } from './models/progress.js'
 import { ModelProvisioner } from './models/provision.js'
@@ -91,7 +91,8 @@ async function main(argv: string[]): Promise<number> {
       ...models.filter((m) => m.state === 'failed').map(({ name, version, error }) => ({ name, version, error })),
       ...provisioner.problems.map(({ model, reason }) => ({ name: model, error: reason })),
     ]
-    console.log(JSON.stringify({ ...deviceStatus(config.deviceId, models, true, key, runtime.status()), failed }, null, 2))
+    const identity = key && identityOf(key, config.deviceId)
+    console.log(JSON.stringify({ ...deviceStatus(config.deviceId, models, true, identity, runtime.status()), failed }, null, 2))
     await Promise.all(models.map((model) => model.session?.release()))
     // Scripts and health checks can tell a device that would serve everything it is configured for.
     return failed.length === 0 ? 0 : 1

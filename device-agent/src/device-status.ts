@@ -1,6 +1,7 @@
 /** What the agent advertises about this device on `devices/{id}/status` (retained). */
 import { arch, cpus, totalmem } from 'node:os'
-import { PROTOCOL_VERSION, type DeviceStatus, type Hex, type ModelDescriptor } from '@depinfer/shared'
+import { PROTOCOL_VERSION, signDeviceKeyProof, type DeviceStatus, type Hex, type ModelDescriptor } from '@depinfer/shared'
+import type { DeviceKey } from './keys/device-key.js'
 import type { RuntimeStatus } from './runtime/execution.js'
 import { describe, type LoadedModel } from './runtime/loaded-model.js'
 import { AGENT_VERSION } from './version.js'
@@ -9,6 +10,13 @@ import { AGENT_VERSION } from './version.js'
 export interface DeviceIdentity {
   publicKey: Uint8Array
   address: Hex
+  /** signDeviceKeyProof of the device id: that it holds the key, not just knows it. */
+  keyProof: Hex
+}
+
+/** The identity `deviceId` advertises with `key`, its proof of holding the key included. */
+export function identityOf(key: DeviceKey, deviceId: string): DeviceIdentity {
+  return { publicKey: key.publicKey, address: key.address, keyProof: signDeviceKeyProof(key.privateKey, deviceId) }
 }
 
 export function deviceStatus(
@@ -26,7 +34,7 @@ export function deviceStatus(
     deviceId,
     online,
     ...(draining && online && { draining: true }),
-    ...(identity && { publicKey: `0x${Buffer.from(identity.publicKey).toString('hex')}`, address: identity.address }),
+    ...(identity && { publicKey: `0x${Buffer.from(identity.publicKey).toString('hex')}`, address: identity.address, keyProof: identity.keyProof }),
     // Models with a spec (see describe): loaded ones, and downloads the edge's listing declares,
     // advertised as loading or failed so the edge sees them coming (it routes to ready ones only).
     models: models.map((model) => describe(model)).filter((m): m is ModelDescriptor => m !== undefined),

@@ -38,7 +38,7 @@ import { FakeEdge, sha256Of } from './models/testing/fake-edge.js'
 import { temporaryDirectory } from '../../test/helpers/temporary-directory.js'
 
 const DEVICE = 'provider-under-test'
-const RESULTS = gatewayResultsTopic('test')
+const RESULTS = gatewayResultsTopic('test', DEVICE)
 const KEY = 'provider-key'
 const CLS = readFileSync(bundledModelPath('ppocr-cls'))
 const CLS_SHA = sha256Of(CLS)

@@ -8,7 +8,7 @@ import { createServer as createNetServer, type Server as NetServer, type Socket 
 import type { AddressInfo } from 'node:net'
 import { Aedes } from 'aedes'
 import { WebSocketServer, createWebSocketStream } from 'ws'
-import { mayPublish, maySubscribe, principalOf } from '@depinfer/shared'
+import { MAX_MESSAGE_BYTES, mayPublish, mayRetain, maySubscribe, principalOf } from '@depinfer/shared'
 
 export interface LocalBroker {
   tcpUrl: string
@@ -28,9 +28,13 @@ export interface LocalBrokerOptions {
 export async function startLocalBroker(options: LocalBrokerOptions = {}): Promise<LocalBroker> {
   const host = options.host ?? '127.0.0.1'
   const aedes = await Aedes.createBroker({
+    // A refused publish disconnects the client (aedes), as Mosquitto does past max_packet_size.
     authorizePublish: (client, packet, callback) => {
       const principal = client && principalOf(client.id)
-      callback(principal && mayPublish(principal, packet.topic) ? null : new Error(`publish to ${packet.topic} denied`))
+      if (!principal || !mayPublish(principal, packet.topic)) return callback(new Error(`publish to ${packet.topic} denied`))
+      if (packet.retain && !mayRetain(packet.topic)) return callback(new Error(`retained publish to ${packet.topic} denied`))
+      if (packet.payload.length > MAX_MESSAGE_BYTES) return callback(new Error(`publish of ${packet.payload.length} bytes exceeds ${MAX_MESSAGE_BYTES}`))
+      callback(null)
     },
     authorizeSubscribe: (client, subscription, callback) => {
       const principal = principalOf(client.id)

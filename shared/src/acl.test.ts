@@ -7,6 +7,7 @@ import {
   deviceHeartbeatTopic,
   deviceJobsTopic,
   deviceStatusTopic,
+  gatewayResultsFilter,
   gatewayResultsTopic,
   gatewaySyncTopic,
 } from './topics.js'
@@ -55,8 +56,8 @@ describe('device publish', () => {
   it.each([
     ['its own status', deviceStatusTopic('pi')],
     ['its own heartbeat', deviceHeartbeatTopic('pi')],
-    ["a gateway's results", gatewayResultsTopic('gw1')],
-    ["another gateway's results", gatewayResultsTopic('edge-eu.2')],
+    ["its own results topic of a gateway", gatewayResultsTopic('gw1', 'pi')],
+    ["its own results topic of another gateway", gatewayResultsTopic('edge-eu.2', 'pi')],
   ])('may publish %s', (_case, topic) => {
     expect(mayPublish(pi, topic)).toBe(true)
   })
@@ -69,9 +70,14 @@ describe('device publish', () => {
     ['the status of a device whose id extends its own', deviceStatusTopic('pi2')],
     ['the status of a device whose id is a prefix of its own', deviceStatusTopic('p')],
     ["a gateway's sync topic", gatewaySyncTopic('gw1')],
-    ['a results topic with a wildcard gateway id', 'depinfer/v1/gateways/+/results'],
-    ['a results topic with an invalid gateway id', 'depinfer/v1/gateways/.x/results'],
-    ['a results topic with extra levels', 'depinfer/v1/gateways/gw1/results/x'],
+    // A result's topic is what tells the gateway which device sent it.
+    ["another device's results topic", gatewayResultsTopic('gw1', 'other')],
+    ['the results topic of a device whose id extends its own', gatewayResultsTopic('gw1', 'pi2')],
+    ["a gateway's results topic without a device", 'depinfer/v1/gateways/gw1/results'],
+    ['a results topic with a wildcard gateway id', 'depinfer/v1/gateways/+/results/pi'],
+    ['a results topic with a wildcard device id', 'depinfer/v1/gateways/gw1/results/+'],
+    ['a results topic with an invalid gateway id', 'depinfer/v1/gateways/.x/results/pi'],
+    ['a results topic with extra levels', 'depinfer/v1/gateways/gw1/results/pi/x'],
     ['outside the protocol root', 'other/devices/pi/status'],
     ['a different protocol version', 'depinfer/v2/devices/pi/status'],
     ['the root itself', 'depinfer/v1'],
@@ -95,7 +101,8 @@ describe('device subscribe', () => {
     ['a multi-level wildcard under its own id', 'depinfer/v1/devices/pi/#'],
     ['everything', '#'],
     ['the protocol root', 'depinfer/v1/#'],
-    ["a gateway's results", gatewayResultsTopic('gw1')],
+    ["a gateway's results", gatewayResultsFilter('gw1')],
+    ['its own results topic', gatewayResultsTopic('gw1', 'pi')],
   ])('may not subscribe to %s', (_case, filter) => {
     expect(maySubscribe(pi, filter)).toBe(false)
   })
@@ -116,8 +123,8 @@ describe('gateway', () => {
     deviceJobsTopic('pi'),
     deviceStatusTopic('pi'),
     deviceHeartbeatTopic('pi'),
-    gatewayResultsTopic('gw1'),
-    gatewayResultsTopic('other-gw'),
+    gatewayResultsTopic('gw1', 'pi'),
+    gatewayResultsTopic('other-gw', 'pi'),
     gatewaySyncTopic('gw1'),
     'depinfer/v1/anything/else',
   ])('may publish %s', (topic) => {
@@ -127,7 +134,7 @@ describe('gateway', () => {
   it.each([
     ALL_DEVICE_STATUS,
     ALL_DEVICE_HEARTBEATS,
-    gatewayResultsTopic('gw1'),
+    gatewayResultsFilter('gw1'),
     gatewaySyncTopic('gw1'),
     deviceJobsTopic('pi'),
     'depinfer/v1/#',

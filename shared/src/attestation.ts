@@ -505,7 +505,7 @@ export function signAttestation(privateKey: Uint8Array, domain: AttestationDomai
 }
 
 /** The 65-byte r ‖ s ‖ v signature of a 32-byte digest (low s). */
-function signDigest(privateKey: Uint8Array, digest: Uint8Array, nonces: EcdsaNonces | undefined): Hex {
+export function signDigest(privateKey: Uint8Array, digest: Uint8Array, nonces?: EcdsaNonces): Hex {
   if (nonces) return toHex(signDigestWithNonce(privateKey, digest, nonces))
   // prehash: false — the digest is what is signed (noble v2 would otherwise SHA-256 it first).
   const recovered = secp256k1.sign(digest, privateKey, { prehash: false, lowS: true, format: 'recovered' })
@@ -549,6 +549,20 @@ export function recoverAttestationSigner(domain: AttestationDomain, attestation:
     throw new ProtocolError('recovers no public key', 'signature')
   }
   return addressOfPoint(point)
+}
+
+/**
+ * The address that signed a 32-byte digest (ecrecover), or undefined for a signature that is
+ * malformed, high-s, has v other than 27/28, or recovers no key.
+ */
+export function recoverDigestSigner(digest: Uint8Array, signature: Hex | Uint8Array): Hex | undefined {
+  const parsed = parseSignature(signature)
+  if (!parsed) return undefined
+  try {
+    return addressOfPoint(new secp256k1.Signature(parsed.r, parsed.s, parsed.recovery).recoverPublicKey(digest) as Point)
+  } catch {
+    return undefined
+  }
 }
 
 const SIGNATURE_FORMAT = `must be 65 bytes r ‖ s ‖ v with low s and v = 27 or 28, then at most ${MAX_BATCH_PROOF_LEVELS} 32-byte proof elements`

@@ -56,7 +56,7 @@ function sampleTensors(): RawTensor[] {
 
 describe('encodeFrame / decodeFrame round trip', () => {
   it('restores header fields and every tensor (name, datatype, shape, bytes)', () => {
-    const header = { protocol: 2, jobId: 'job-ü-✓', replyTo: 'depinfer/v1/gateways/gw/results', outputs: ['a', 'b'], nested: { deadlineMs: 5000, flag: true, none: null } }
+    const header = { protocol: 3, jobId: 'job-ü-✓', replyTo: 'depinfer/v1/gateways/gw/results/pi', outputs: ['a', 'b'], nested: { deadlineMs: 5000, flag: true, none: null } }
     const tensors = sampleTensors()
     const decoded = decodeFrame(encodeFrame(header, tensors))
     expect(decoded.header).toEqual(header)

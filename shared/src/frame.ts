@@ -18,6 +18,16 @@ import { isDatatype } from './datatypes.js'
 import { FrameError } from './errors.js'
 import { byteLength, type RawTensor } from './tensor.js'
 
+/**
+ * The largest message (MQTT payload) of the protocol. Brokers refuse larger ones: the embedded
+ * broker does, Mosquitto needs `max_packet_size`, EMQX `mqtt.max_packet_size` (README
+ * "Production"). A Durable Object has 128 MB of memory, and anyone with a device login could
+ * otherwise send the Gateway a message of any size.
+ */
+export const MAX_MESSAGE_BYTES = 40 * 1024 * 1024
+/** Tensor bytes one job's inputs, or one result's outputs, may add up to: room is left for the header. */
+export const MAX_TENSOR_BYTES = MAX_MESSAGE_BYTES - 1024 * 1024
+
 const MAGIC = [0x44, 0x50, 0x46, 0x31] // "DPF1"
 const PREFIX_BYTES = 8
 const ALIGN = 8

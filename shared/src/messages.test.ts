@@ -153,7 +153,7 @@ describe('HeartbeatSchema / JobHeaderSchema / ResultHeaderSchema', () => {
   const job = () => ({
     protocol: PROTOCOL_VERSION,
     jobId: `0x${'ab'.repeat(32)}`,
-    replyTo: 'depinfer/v1/gateways/gw/results',
+    replyTo: 'depinfer/v1/gateways/gw/results/pi',
     model: { name: 'resnet18', version: '1', sha256: SHA },
     deadlineMs: 5000,
     attempt: 1,

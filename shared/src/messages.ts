@@ -112,6 +112,11 @@ export const DeviceStatusSchema = z.object({
    * must verify against it. A device without one is never routed to. */
   publicKey: z.string().regex(/^0x0[23][0-9a-f]{64}$/).optional(),
   address: z.string().regex(/^0x[0-9a-f]{40}$/).optional(),
+  /**
+   * The key's signature of the device id (shared/device-key-proof.ts): proof that the device
+   * holds the key. A key without it, or with one that does not verify, counts as no key.
+   */
+  keyProof: z.string().regex(/^0x[0-9a-fA-F]{130}$/).optional(),
   models: z.array(ModelDescriptorSchema).default([]),
   hw: z
     .object({

@@ -6,11 +6,13 @@ import {
   deviceHeartbeatTopic,
   deviceJobsTopic,
   deviceStatusTopic,
+  gatewayResultsFilter,
   gatewayResultsTopic,
   gatewaySyncTopic,
   isGatewayResultsTopic,
   isValidId,
   parseDeviceTopic,
+  parseResultsTopic,
   TOPIC_ROOT,
 } from './topics.js'
 
@@ -21,7 +23,8 @@ describe('topic builders', () => {
     expect(deviceStatusTopic('pi-kitchen')).toBe('depinfer/v1/devices/pi-kitchen/status')
     expect(deviceHeartbeatTopic('pi-kitchen')).toBe('depinfer/v1/devices/pi-kitchen/heartbeat')
     expect(deviceJobsTopic('pi-kitchen')).toBe('depinfer/v1/devices/pi-kitchen/jobs')
-    expect(gatewayResultsTopic('gw.eu_1')).toBe('depinfer/v1/gateways/gw.eu_1/results')
+    expect(gatewayResultsTopic('gw.eu_1', 'pi-kitchen')).toBe('depinfer/v1/gateways/gw.eu_1/results/pi-kitchen')
+    expect(gatewayResultsFilter('gw.eu_1')).toBe('depinfer/v1/gateways/gw.eu_1/results/+')
     expect(gatewaySyncTopic('gw.eu_1')).toBe('depinfer/v1/gateways/gw.eu_1/sync')
   })
 
@@ -33,7 +36,9 @@ describe('topic builders', () => {
       expect(mqttMatches(ALL_DEVICE_HEARTBEATS, deviceStatusTopic(id))).toBe(false)
       expect(mqttMatches(ALL_DEVICE_STATUS, deviceJobsTopic(id))).toBe(false)
       expect(mqttMatches(ALL_DEVICE_HEARTBEATS, deviceJobsTopic(id))).toBe(false)
-      expect(mqttMatches(ALL_DEVICE_STATUS, gatewayResultsTopic(id))).toBe(false)
+      expect(mqttMatches(ALL_DEVICE_STATUS, gatewayResultsTopic(id, id))).toBe(false)
+      expect(mqttMatches(gatewayResultsFilter('gw'), gatewayResultsTopic('gw', id))).toBe(true)
+      expect(mqttMatches(gatewayResultsFilter('gw'), gatewayResultsTopic('other', id))).toBe(false)
     }
   })
 })
@@ -49,7 +54,7 @@ describe('parseDeviceTopic', () => {
   })
 
   it.each([
-    gatewayResultsTopic('gw'),
+    gatewayResultsTopic('gw', 'pi'),
     gatewaySyncTopic('gw'),
     'depinfer/v1/devices/pi/other',
     'depinfer/v1/devices/pi/status/extra',
@@ -68,24 +73,36 @@ describe('parseDeviceTopic', () => {
   })
 })
 
-describe('isGatewayResultsTopic', () => {
-  it.each(['gw', 'edge-eu.1', 'G_9'])('accepts the results topic of gateway %s', (id) => {
-    expect(isGatewayResultsTopic(gatewayResultsTopic(id))).toBe(true)
+describe('parseResultsTopic / isGatewayResultsTopic', () => {
+  it.each(['gw', 'edge-eu.1', 'G_9'])('reads the ids of gateway %s\'s results topic for a device', (id) => {
+    expect(parseResultsTopic(gatewayResultsTopic(id, 'pi.2'))).toEqual({ gatewayId: id, deviceId: 'pi.2' })
+    expect(isGatewayResultsTopic(gatewayResultsTopic(id, 'pi.2'), 'pi.2')).toBe(true)
+  })
+
+  it("is not a device's reply topic when it names another device", () => {
+    expect(isGatewayResultsTopic(gatewayResultsTopic('gw', 'other'), 'pi')).toBe(false)
+    expect(isGatewayResultsTopic(gatewayResultsTopic('gw', 'pi2'), 'pi')).toBe(false)
   })
 
   it.each([
-    'depinfer/v1/gateways/+/results',
-    'depinfer/v1/gateways/#/results',
-    'depinfer/v1/gateways/.hidden/results',
-    'depinfer/v1/gateways//results',
-    'depinfer/v1/gateways/gw/results/x',
-    'depinfer/v1/gateways/a/b/results',
+    'depinfer/v1/gateways/gw/results',
+    'depinfer/v1/gateways/+/results/pi',
+    'depinfer/v1/gateways/#/results/pi',
+    'depinfer/v1/gateways/gw/results/+',
+    'depinfer/v1/gateways/gw/results/#',
+    'depinfer/v1/gateways/.hidden/results/pi',
+    'depinfer/v1/gateways/gw/results/.pi',
+    'depinfer/v1/gateways//results/pi',
+    'depinfer/v1/gateways/gw/results/',
+    'depinfer/v1/gateways/gw/results/pi/x',
+    'depinfer/v1/gateways/a/b/results/pi',
     'depinfer/v1/gateways/gw/sync',
     'depinfer/v1/devices/gw/status',
-    'depinfer/v2/gateways/gw/results',
-    `depinfer/v1/gateways/${'a'.repeat(65)}/results`,
+    'depinfer/v2/gateways/gw/results/pi',
+    `depinfer/v1/gateways/${'a'.repeat(65)}/results/pi`,
   ])('rejects %j', (topic) => {
-    expect(isGatewayResultsTopic(topic)).toBe(false)
+    expect(parseResultsTopic(topic)).toBeUndefined()
+    expect(isGatewayResultsTopic(topic, 'pi')).toBe(false)
   })
 })
 

@@ -18,15 +18,23 @@ export const deviceStatusTopic = (deviceId: string) => `${TOPIC_ROOT}/devices/${
 export const deviceHeartbeatTopic = (deviceId: string) =>
   `${TOPIC_ROOT}/devices/${deviceId}/heartbeat`
 export const deviceJobsTopic = (deviceId: string) => `${TOPIC_ROOT}/devices/${deviceId}/jobs`
-export const gatewayResultsTopic = (gatewayId: string) =>
-  `${TOPIC_ROOT}/gateways/${gatewayId}/results`
+/**
+ * Where a device answers a gateway's jobs: one topic per device, so the broker's ACL (a device
+ * may publish only to its own) tells the gateway who sent a result. MQTT carries no publisher
+ * identity; a results topic shared by all devices would let any device answer, or fail, jobs
+ * in another's name.
+ */
+export const gatewayResultsTopic = (gatewayId: string, deviceId: string) =>
+  `${TOPIC_ROOT}/gateways/${gatewayId}/results/${deviceId}`
+/** What a gateway subscribes to: every device's results topic for it. */
+export const gatewayResultsFilter = (gatewayId: string) => `${TOPIC_ROOT}/gateways/${gatewayId}/results/+`
 
 /** Subscriptions a gateway holds: every device's status and heartbeat. */
 export const ALL_DEVICE_STATUS = `${TOPIC_ROOT}/devices/+/status`
 export const ALL_DEVICE_HEARTBEATS = `${TOPIC_ROOT}/devices/+/heartbeat`
 
 const DEVICE_TOPIC = new RegExp(`^${TOPIC_ROOT}/devices/([^/]+)/(status|heartbeat|jobs)$`)
-const RESULTS_TOPIC = new RegExp(`^${TOPIC_ROOT}/gateways/([^/]+)/results$`)
+const RESULTS_TOPIC = new RegExp(`^${TOPIC_ROOT}/gateways/([^/]+)/results/([^/]+)$`)
 
 /** Splits a device topic into its device id and kind, or returns undefined for other topics. */
 export function parseDeviceTopic(
@@ -37,10 +45,19 @@ export function parseDeviceTopic(
   return { deviceId: match[1]!, kind: match[2] as DeviceTopicKind }
 }
 
-/** True when `topic` is some gateway's results topic: the only reply topic a device accepts. */
-export function isGatewayResultsTopic(topic: string): boolean {
+/** The gateway and device ids of a results topic, or undefined for other topics. */
+export function parseResultsTopic(topic: string): { gatewayId: string; deviceId: string } | undefined {
   const match = RESULTS_TOPIC.exec(topic)
-  return match !== null && ID_PATTERN.test(match[1]!)
+  if (!match || !ID_PATTERN.test(match[1]!) || !ID_PATTERN.test(match[2]!)) return undefined
+  return { gatewayId: match[1]!, deviceId: match[2]! }
+}
+
+/**
+ * True when `topic` is some gateway's results topic for this device: the only reply topic a
+ * device accepts, and the only one its ACL lets it publish to.
+ */
+export function isGatewayResultsTopic(topic: string, deviceId: string): boolean {
+  return parseResultsTopic(topic)?.deviceId === deviceId
 }
 
 export function isValidId(id: string): boolean {

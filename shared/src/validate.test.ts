@@ -3,7 +3,7 @@ import { expectProtocolError } from './testing/expect-protocol-error.js'
 import type { Datatype } from './datatypes.js'
 import { TensorError } from './errors.js'
 import type { TensorSpec } from './messages.js'
-import { checkInputs, checkOutputNames } from './validate.js'
+import { checkInputs, checkOutputNames, checkOutputs } from './validate.js'
 
 
 const inputSpecs: TensorSpec[] = [
@@ -111,5 +111,27 @@ describe('checkOutputNames', () => {
 
   it('does not confuse input names with output names', () => {
     expectProtocolError(TensorError, () => checkOutputNames('resnet', outputSpecs, ['image']), 'outputs[0].name')
+  })
+})
+
+describe('checkOutputs (a device\'s answer)', () => {
+  const out = (name: string, shape: number[] = [2, 1000], datatype: Datatype = 'FP32') => ({ name, datatype, shape })
+
+  it('accepts every declared output when none were asked for, or exactly those asked for, in any order', () => {
+    expect(() => checkOutputs('resnet', outputSpecs, [], [out('probs'), out('logits')])).not.toThrow()
+    expect(() => checkOutputs('resnet', outputSpecs, ['probs'], [out('probs')])).not.toThrow()
+  })
+
+  it.each([
+    ['an output the model does not have', [], [out('logits'), out('probs'), out('pwned', [3], 'INT64')], 'outputs[2].name'],
+    ['an output not asked for', ['probs'], [out('probs'), out('logits')], 'outputs[1].name'],
+    ['an output twice', [], [out('logits'), out('logits'), out('probs')], 'outputs[1].name'],
+    ['a missing output', [], [out('logits')], 'outputs'],
+    ['nothing at all', ['probs'], [], 'outputs'],
+    ['another datatype', [], [out('logits'), out('probs', [2, 1000], 'FP64')], 'outputs[1].datatype'],
+    ['another rank', [], [out('logits', [1, 7, 3]), out('probs')], 'outputs[0].shape'],
+    ['another fixed dimension', [], [out('logits'), out('probs', [1, 999])], 'outputs[1].shape'],
+  ] as const)('refuses %s', (_case, requested, outputs, field) => {
+    expectProtocolError(TensorError, () => checkOutputs('resnet', outputSpecs, requested, outputs), field)
   })
 })

@@ -12,33 +12,56 @@ export function checkInputs(
   specs: readonly TensorSpec[],
   inputs: readonly Pick<RawTensor, 'name' | 'datatype' | 'shape'>[],
 ): void {
+  checkTensors('input', modelName, specs, inputs)
+}
+
+/**
+ * Checks a device's outputs against the model's: exactly the requested ones (all when none
+ * were), each once, with the declared datatype and a shape that fits. A device that answers
+ * anything else is broken or dishonest, whatever it signed.
+ */
+export function checkOutputs(
+  modelName: string,
+  specs: readonly TensorSpec[],
+  requested: readonly string[],
+  outputs: readonly Pick<RawTensor, 'name' | 'datatype' | 'shape'>[],
+): void {
+  checkTensors('output', modelName, requested.length === 0 ? specs : specs.filter((s) => requested.includes(s.name)), outputs)
+}
+
+function checkTensors(
+  kind: 'input' | 'output',
+  modelName: string,
+  specs: readonly TensorSpec[],
+  tensors: readonly Pick<RawTensor, 'name' | 'datatype' | 'shape'>[],
+): void {
   const seen = new Set<string>()
-  inputs.forEach((tensor, i) => {
-    const field = `inputs[${i}]`
+  tensors.forEach((tensor, i) => {
+    const field = `${kind}s[${i}]`
     const spec = specs.find((s) => s.name === tensor.name)
     if (!spec) {
       throw new TensorError(
-        `model ${modelName} has no input ${JSON.stringify(tensor.name)}; its inputs are ${specs.map((s) => s.name).join(', ')}`,
+        `model ${modelName} has no ${kind} ${JSON.stringify(tensor.name)}${kind === 'output' ? ' asked for' : ''}; ${kind === 'output' ? 'the outputs asked for' : 'its inputs'} are ${specs.map((s) => s.name).join(', ')}`,
         `${field}.name`,
       )
     }
-    if (seen.has(tensor.name)) throw new TensorError(`input ${JSON.stringify(tensor.name)} is given twice`, `${field}.name`)
+    if (seen.has(tensor.name)) throw new TensorError(`${kind} ${JSON.stringify(tensor.name)} is given twice`, `${field}.name`)
     seen.add(tensor.name)
     if (tensor.datatype !== spec.datatype) {
-      throw new TensorError(`input ${spec.name} must be ${spec.datatype}, got ${tensor.datatype}`, `${field}.datatype`)
+      throw new TensorError(`${kind} ${spec.name} must be ${spec.datatype}, got ${tensor.datatype}`, `${field}.datatype`)
     }
     const fits =
       tensor.shape.length === spec.shape.length &&
       spec.shape.every((dim, d) => dim === -1 || dim === tensor.shape[d])
     if (!fits) {
       throw new TensorError(
-        `input ${spec.name} has shape [${tensor.shape.join(',')}] but model ${modelName} expects [${spec.shape.join(',')}] (-1 = any)`,
+        `${kind} ${spec.name} has shape [${tensor.shape.join(',')}] but model ${modelName} expects [${spec.shape.join(',')}] (-1 = any)`,
         `${field}.shape`,
       )
     }
   })
   const missing = specs.filter((s) => !seen.has(s.name)).map((s) => s.name)
-  if (missing.length > 0) throw new TensorError(`missing input(s) ${missing.join(', ')} for model ${modelName}`, 'inputs')
+  if (missing.length > 0) throw new TensorError(`missing ${kind}(s) ${missing.join(', ')} for model ${modelName}`, `${kind}s`)
 }
 
 export function checkOutputNames(modelName: string, specs: readonly TensorSpec[], requested: readonly string[]): void {

@@ -326,7 +326,7 @@ describe('attestations on the local chain', () => {
     }
   }, 300_000)
 
-  describe.each<RogueMode>(['forged-signature', 'wrong-device', 'tampered-output', 'missing'])('a device whose attestation is %s', (mode) => {
+  describe.each<RogueMode>(['forged-signature', 'wrong-device', 'tampered-output', 'missing', 'wrong-outputs'])('a device whose attestation is %s', (mode) => {
     it('has its result discarded, the job answered by an honest device, and is not sent the next job', async () => {
       const meta = (await api.get(`/v2/models/${MODEL}`)).body as { sha256: string; inputs: ModelDescriptor['inputs']; outputs: ModelDescriptor['outputs'] }
       const rogue = await startRogueDevice({
@@ -348,6 +348,30 @@ describe('attestations on the local chain', () => {
         await rogue.close()
       }
     })
+  })
+
+  it("ignores results a device sends in another device's name: the job is answered, the other device keeps its standing", async () => {
+    const meta = (await api.get(`/v2/models/${MODEL}`)).body as { sha256: string; inputs: ModelDescriptor['inputs']; outputs: ModelDescriptor['outputs'] }
+    const rogue = await startRogueDevice({
+      brokerUrl: network.broker.tcpUrl,
+      deviceId: 'rogue-impersonator',
+      mode: 'impersonate',
+      victimId: DEVICE,
+      model: { name: MODEL, version: '1', sha256: meta.sha256, platform: 'onnxruntime_onnx', inputs: meta.inputs, outputs: meta.outputs, maxBatch: 1, state: 'ready' },
+    })
+    try {
+      await expect.poll(async () => ((await api.get(`/v2/models/${MODEL}`)).body as { parameters: { ready_devices?: number } }).parameters.ready_devices, { timeout: 10_000 }).toBe(2)
+      // The rogue claims to be fastest, gets the job, fails it, and floods results for it in
+      // DEVICE's name while DEVICE runs the retry.
+      const first = await infer()
+      expect(rogue.jobsReceived()).toBe(1)
+      expect(first.body.parameters).toMatchObject({ device_id: DEVICE, attempts: 2, attestation_device: deviceAddress })
+    } finally {
+      await rogue.close()
+    }
+    // Had a forged result counted as DEVICE's, DEVICE would be left out for a minute (503).
+    const next = await infer()
+    expect(next.body.parameters).toMatchObject({ device_id: DEVICE })
   })
 
   it('gives 404 for an unknown job and 400 for a malformed id, as problem+json naming jobId', async () => {

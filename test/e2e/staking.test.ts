@@ -30,6 +30,7 @@ import {
   parseDeviceTopic,
   PROTOCOL_VERSION,
   publicKeyOf,
+  signDeviceKeyProof,
   type DeviceStatus,
   type ModelDescriptor,
 } from '../../shared/src/index.js'
@@ -211,8 +212,9 @@ describe('the edge routes only to staked devices', () => {
 
       // A forged status naming the registered address, with a key of its own: the edge checks
       // the address of the key it verifies attestations with, not the one a device names.
-      const forgedKey = publicKeyOf(privateKeyBytes(generatePrivateKey()))
-      const forger = await fakeDevice('staking-forger', forgedKey, [await servedModel('ppocr-cls')], registered.toLowerCase() as Hex)
+      const forgerKey = privateKeyBytes(generatePrivateKey())
+      const forgedKey = publicKeyOf(forgerKey)
+      const forger = await fakeDevice('staking-forger', forgerKey, [await servedModel('ppocr-cls')], { address: registered.toLowerCase() as Hex })
       try {
         const forged = await waitFor('the forged device listed', async () => {
           const e = await entry('ppocr-cls')
@@ -234,6 +236,33 @@ describe('the edge routes only to staked devices', () => {
     }
   })
 
+  it("routes nothing to a device that advertises a staked device's public key without holding its private key", async () => {
+    // A public key is public (every status carries it): the borrower signs its proof with its own key.
+    const staked = await loadDeviceKey(localDeviceKeyPath(STAKED))
+    const det = await servedModel('ppocr-det')
+    // Also a model only it serves, so the index says why it is not routed.
+    const borrowed = { ...det, name: 'staking-borrowed' }
+    const borrower = await fakeDevice('staking-borrower', privateKeyBytes(generatePrivateKey()), [det, borrowed], { publicKey: staked.publicKey })
+    try {
+      const listed = await waitFor('the borrower listed', async () => {
+        const e = await entry('staking-borrowed')
+        return e.reason.includes('staking-borrower: the device advertises no signing key it proves to hold') ? e : undefined
+      }, 10_000)
+      expect(listed.state).toBe('UNAVAILABLE')
+      const refused = await api.post('/v2/models/staking-borrowed/infer', detJob())
+      expect(refused.status, refused.text).toBe(503)
+      // The staked device it borrowed the key of serves ppocr-det alone.
+      for (let i = 0; i < 5; i++) {
+        const response = await api.post('/v2/models/ppocr-det/infer', detJob())
+        expect(response.status, response.text).toBe(200)
+        expect(response.body.parameters).toMatchObject({ device_id: STAKED })
+      }
+      expect(await jobsTo('staking-borrower')).toBe(0)
+    } finally {
+      await borrower.close()
+    }
+  })
+
   it('keeps the last answers while the chain cannot be read: staked devices serve, unchecked ones wait', async () => {
     const probe = { ...(await servedModel('ppocr-det')), name: 'staking-probe' }
     rpc.mode = 'down'
@@ -246,7 +275,7 @@ describe('the edge routes only to staked devices', () => {
         expect(response.body.parameters).toMatchObject({ device_id: STAKED })
       }
       // A device first seen now cannot be checked: not routable, and the reason says so.
-      const newcomer = await fakeDevice('staking-newcomer', publicKeyOf(privateKeyBytes(generatePrivateKey())), [probe])
+      const newcomer = await fakeDevice('staking-newcomer', privateKeyBytes(generatePrivateKey()), [probe])
       try {
         const listed = await waitFor('the newcomer listed as unknown', async () => {
           const e = await entry('staking-probe')
@@ -273,21 +302,25 @@ describe('the edge routes only to staked devices', () => {
 
   /**
    * A device that only announces itself (status and heartbeats over the real broker) and never
-   * answers: enough to see whether the edge would route to it; `claimedAddress` is what its
-   * status names as its address.
+   * answers: enough to see whether the edge would route to it. It holds `privateKey` and proves
+   * it (keyProof); `claims` changes what its status says: the address it names, or the public
+   * key it advertises (another's, which it cannot prove to hold).
    */
-  const fakeDevice = async (deviceId: string, publicKey: Uint8Array, models: ModelDescriptor[], claimedAddress?: Hex) => {
+  const fakeDevice = async (deviceId: string, privateKey: Uint8Array, models: ModelDescriptor[], claims: { address?: Hex; publicKey?: Uint8Array } = {}) => {
     const client = await mqtt.connectAsync(network.broker.tcpUrl, { protocolVersion: 4, clientId: deviceClientId(deviceId), reconnectPeriod: 0 })
+    const publicKey = claims.publicKey ?? publicKeyOf(privateKey)
     const status: DeviceStatus = {
       protocol: PROTOCOL_VERSION,
       deviceId,
       online: true,
       publicKey: `0x${Buffer.from(publicKey).toString('hex')}`,
-      address: claimedAddress ?? addressOf(publicKey),
+      address: claims.address ?? addressOf(publicKey),
+      keyProof: signDeviceKeyProof(privateKey, deviceId),
       models,
     }
     await client.publishAsync(deviceStatusTopic(deviceId), JSON.stringify(status), { qos: 1, retain: true })
-    const beat = () => client.publish(deviceHeartbeatTopic(deviceId), JSON.stringify({ inflight: 0, queued: 0, ewmaMs: 1, ts: Date.now() }))
+    // Claims to be fast, so the scheduler would prefer it if it were routable at all.
+    const beat = () => client.publish(deviceHeartbeatTopic(deviceId), JSON.stringify({ inflight: 0, queued: 0, ewmaMs: 0.01, ts: Date.now() }))
     beat()
     const heartbeat = setInterval(beat, 1_000)
     return {

@@ -22,6 +22,7 @@ import {
   PROTOCOL_VERSION,
   publicKeyOf,
   signAttestation,
+  signDeviceKeyProof,
   type Attestation,
   type DeviceStatus,
   type Hex,
@@ -46,6 +47,13 @@ export type RogueMode =
    * int8 file never published for that version) and attests that file honestly.
    */
   | 'unpublished-file'
+  /** Signs honestly, over outputs that are not the model's (an extra INT64 tensor). */
+  | 'wrong-outputs'
+  /**
+   * Fails each of its jobs as overloaded (so the edge retries it elsewhere under the same job
+   * id), then keeps sending results for that job in the name of `victimId` for a while.
+   */
+  | 'impersonate'
 
 export interface RogueDevice {
   deviceId: string
@@ -62,6 +70,8 @@ export async function startRogueDevice(options: {
   deviceId: string
   model: ModelDescriptor
   mode: RogueMode
+  /** The device 'impersonate' answers in the name of. */
+  victimId?: string
 }): Promise<RogueDevice> {
   const { deviceId, model, mode } = options
   const ownKey = keyBytes(generatePrivateKey())
@@ -82,6 +92,7 @@ export async function startRogueDevice(options: {
     online: true,
     publicKey: bytesToHex(publicKey),
     address,
+    keyProof: signDeviceKeyProof(ownKey, deviceId),
     models: [model],
   }
   await client.subscribeAsync(deviceJobsTopic(deviceId), { qos: 1 })
@@ -101,12 +112,14 @@ export async function startRogueDevice(options: {
   function answer(frame: DecodedFrame): void {
     const header = JobHeaderSchema.parse(frame.header)
     jobs++
+    if (mode === 'impersonate') return impersonate(header.jobId, header.attempt, header.replyTo)
     const rows = frame.tensors[0]!.shape[0]!
     const outputs: RawTensor[] = model.outputs.map((spec) => {
       const shape = spec.shape.map((d, i) => (d >= 0 ? d : i === 0 ? rows : 1))
       const elements = shape.reduce((a, b) => a * b, 1)
       return { name: spec.name, datatype: spec.datatype, shape, data: new Uint8Array(4 * elements) }
     })
+    if (mode === 'wrong-outputs') outputs.push({ name: 'pwned', datatype: 'INT64', shape: [3], data: new Uint8Array(24) })
     const attestation: Attestation = {
       jobId: header.jobId as Hex,
       modelHash: `0x${mode === 'unpublished-file' && model.runs ? model.runs.sha256 : header.model.sha256}`,
@@ -129,6 +142,22 @@ export async function startRogueDevice(options: {
       ...(mode !== 'missing' && { attestation: attestationToWire(attestation, signature) }),
     }
     client.publish(header.replyTo, Buffer.from(encodeFrame(result, outputs)), { qos: 1 })
+  }
+
+  function impersonate(jobId: string, attempt: number, replyTo: string): void {
+    const result = (from: string, error?: ResultHeader['error']): ResultHeader => ({
+      protocol: PROTOCOL_VERSION,
+      jobId,
+      deviceId: from,
+      attempt,
+      timings: { queueMs: 0, inferMs: 0.1, totalMs: 0.1, batchJobs: 1 },
+      ...(error && { error }),
+    })
+    client.publish(replyTo, Buffer.from(encodeFrame(result(deviceId, { code: 'overloaded', message: 'busy' }), [])), { qos: 1 })
+    // While the retry runs on the victim: a result without attestation in its name, every 2 ms.
+    const forged = Buffer.from(encodeFrame(result(options.victimId!), []))
+    const flood = setInterval(() => client.publish(replyTo, forged, { qos: 0 }), 2)
+    setTimeout(() => clearInterval(flood), 500)
   }
 
   return {

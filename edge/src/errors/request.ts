@@ -20,10 +20,8 @@ export class NotFoundError extends DepinferError {
 }
 
 export class PayloadTooLargeError extends DepinferError {
-  constructor(limitBytes: number) {
-    super(413, 'payload-too-large', 'Payload too large', `request body exceeds ${limitBytes} bytes`, {
-      field: 'body',
-    })
+  constructor(limitBytes: number, what = 'request body', field = 'body') {
+    super(413, 'payload-too-large', 'Payload too large', `${what} exceeds ${limitBytes} bytes`, { field })
   }
 }
 

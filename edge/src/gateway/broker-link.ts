@@ -25,7 +25,7 @@ import {
   ALL_DEVICE_HEARTBEATS,
   ALL_DEVICE_STATUS,
   gatewayClientId,
-  gatewayResultsTopic,
+  gatewayResultsFilter,
   gatewaySyncTopic,
 } from '@depinfer/shared'
 import { BrokerUnavailableError } from '../errors/routing.js'
@@ -44,7 +44,8 @@ export interface BrokerLinkOptions {
    * the broker's current view, delivered before the link counts as synced.
    */
   onConnect: () => void
-  onMessage: (topic: string, payload: Uint8Array) => void
+  /** `retained`: delivered from the broker's store on subscribing, not as it was published. */
+  onMessage: (topic: string, payload: Uint8Array, retained: boolean) => void
 }
 
 /** Keepalive interval, in seconds (MQTT §3.1.2.10). */
@@ -139,7 +140,7 @@ export class BrokerLink {
       // Subscribing on every connect (not only when the session is new) makes the broker resend
       // retained statuses, so the device table is rebuilt after any outage (MQTT §3.3.1.3).
       client.subscribe(
-        [ALL_DEVICE_STATUS, ALL_DEVICE_HEARTBEATS, gatewayResultsTopic(gatewayId), syncTopic],
+        [ALL_DEVICE_STATUS, ALL_DEVICE_HEARTBEATS, gatewayResultsFilter(gatewayId), syncTopic],
         { qos: 1 },
         (error) => {
           if (error) {
@@ -150,7 +151,7 @@ export class BrokerLink {
         },
       )
     })
-    client.on('message', (topic, payload) => {
+    client.on('message', (topic, payload, packet) => {
       if (client !== this.#client) return
       if (topic === syncTopic) {
         if (payload.toString() === syncNonce && !this.#synced) {
@@ -160,7 +161,7 @@ export class BrokerLink {
         }
         return
       }
-      this.options.onMessage(topic, payload)
+      this.options.onMessage(topic, payload, packet.retain)
     })
     client.on('close', () => {
       if (client === this.#client) this.#synced = false

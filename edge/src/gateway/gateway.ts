@@ -8,6 +8,7 @@
 import { DurableObject } from 'cloudflare:workers'
 import {
   attestationToWire,
+  checkOutputs,
   copyBytes,
   decodeFrames,
   DeviceStatusSchema,
@@ -15,10 +16,13 @@ import {
   encodeFrame,
   FrameError,
   gatewayResultsTopic,
+  cutToLength,
+  parseResultsTopic,
   HeartbeatSchema,
   parseDeviceTopic,
   PROTOCOL_VERSION,
   ResultHeaderSchema,
+  TensorError,
   VerifiedBatchRoots,
   type DecodedFrame,
   type Hex,
@@ -128,7 +132,7 @@ export class Gateway extends DurableObject<Env> {
       gatewayId: env.GATEWAY_ID,
       connectTimeoutMs: BROKER_CONNECT_TIMEOUT_MS,
       onConnect: () => this.#table.unconfirmAll(),
-      onMessage: (topic, payload) => this.#onMessage(topic, payload),
+      onMessage: (topic, payload, retained) => this.#onMessage(topic, payload, retained),
     })
   }
 
@@ -235,15 +239,15 @@ export class Gateway extends DurableObject<Env> {
     if (!this.#stakes) return undefined
     // The address of the key attestations are verified against, not the advertised `address`:
     // a device cannot borrow another's stake by naming its address.
-    const address = this.#keys.keyOf(device.deviceId, device.status.publicKey)?.address
-    return address === undefined ? 'the device advertises no valid signing key' : this.#stakes.refusal(address)
+    const address = this.#keys.keyOf(device.status)?.address
+    return address === undefined ? 'the device advertises no signing key it proves to hold' : this.#stakes.refusal(address)
   }
 
   /** Re-checks stale stake answers of online devices; forgets those of devices gone from the table. */
   #refreshStakes(): Promise<void> {
     const stakes = this.#stakes
     if (!stakes) return Promise.resolve()
-    const addressOf = (d: DeviceEntry) => this.#keys.keyOf(d.deviceId, d.status.publicKey)?.address
+    const addressOf = (d: DeviceEntry) => this.#keys.keyOf(d.status)?.address
     stakes.retainOnly(this.#table.all().map(addressOf).filter((a) => a !== undefined))
     return stakes.refreshStale(this.#table.online().map(addressOf).filter((a) => a !== undefined))
   }
@@ -333,7 +337,7 @@ export class Gateway extends DurableObject<Env> {
           if (!header.error) {
             // The attestation must name the file that device runs (its variant, if accepted).
             const modelHash = `0x${acceptedFileOn(answeredBy, descriptor, job.variants) ?? descriptor.sha256}` as const
-            const checked = this.#checkAttestation(answeredBy, header, tensors, { ...expected, modelHash })
+            const checked = this.#checkResult(answeredBy, header, tensors, { ...expected, modelHash }, descriptor, job.outputs)
             if (typeof checked === 'string') {
               lastFailure = checked
             } else {
@@ -400,19 +404,24 @@ export class Gateway extends DurableObject<Env> {
   }
 
   /**
-   * The verified attestation of a successful result, or why it is refused. A refusal costs the
-   * device its standing at once (suspect, as after repeated failures): a bad signature is either
-   * a broken or a dishonest device, and neither should get the next job.
+   * The verified attestation of a successful result, or why it is refused: outputs that are not
+   * the model's (names, datatypes, shapes), or an attestation that does not verify. A refusal
+   * costs the device its standing at once (suspect, as after repeated failures): it is either
+   * broken or dishonest, and neither should get the next job.
    */
-  #checkAttestation(
+  #checkResult(
     device: DeviceEntry,
     header: ResultHeader,
     tensors: RawTensor[],
     expected: ExpectedAttestation,
+    model: ModelDescriptor,
+    requestedOutputs: readonly string[],
   ): ReturnType<typeof verifyResultAttestation> | string {
-    const key = this.#keys.keyOf(device.deviceId, device.status.publicKey)
+    const key = this.#keys.keyOf(device.status)
+    const wrongOutputs = outputsProblem(model, requestedOutputs, tensors)
     try {
-      if (!key) throw new AttestationRejectedError('the device advertises no valid signing key')
+      if (wrongOutputs) throw new AttestationRejectedError(`its outputs are not the model's: ${wrongOutputs}`)
+      if (!key) throw new AttestationRejectedError('the device advertises no signing key it proves to hold')
       return verifyResultAttestation(header.attestation, tensors, expected, key, this.#verifiedRoots)
     } catch (error) {
       if (!(error instanceof AttestationRejectedError)) throw error
@@ -436,7 +445,7 @@ export class Gateway extends DurableObject<Env> {
     const header: JobHeader = {
       protocol: PROTOCOL_VERSION,
       jobId,
-      replyTo: gatewayResultsTopic(this.env.GATEWAY_ID),
+      replyTo: gatewayResultsTopic(this.env.GATEWAY_ID, device.deviceId),
       model: { name: model.name, version: model.version, sha256: model.sha256 },
       outputs: job.outputs,
       deadlineMs: budgetMs,
@@ -465,7 +474,7 @@ export class Gateway extends DurableObject<Env> {
     })
   }
 
-  #onMessage(topic: string, payload: Uint8Array): void {
+  #onMessage(topic: string, payload: Uint8Array, retained: boolean): void {
     const deviceTopic = parseDeviceTopic(topic)
     if (deviceTopic?.kind === 'status') return this.#onStatus(deviceTopic.deviceId, payload)
     if (deviceTopic?.kind === 'heartbeat') {
@@ -473,7 +482,10 @@ export class Gateway extends DurableObject<Env> {
       if (heartbeat.success) this.#table.applyHeartbeat(deviceTopic.deviceId, heartbeat.data)
       return
     }
-    if (topic === gatewayResultsTopic(this.env.GATEWAY_ID)) this.#onResults(payload)
+    const results = parseResultsTopic(topic)
+    // A retained result is a stale one the broker replays on every reconnect: only statuses
+    // are meant to be retained.
+    if (results?.gatewayId === this.env.GATEWAY_ID && !retained) this.#onResults(results.deviceId, payload)
   }
 
   #onStatus(deviceId: string, payload: Uint8Array): void {
@@ -492,7 +504,7 @@ export class Gateway extends DurableObject<Env> {
       this.#seenModels.set(key, model)
     }
     // Decode the key (and build its tables) now rather than on the first job's path.
-    const key = status.data.online ? this.#keys.keyOf(deviceId, status.data.publicKey) : undefined
+    const key = status.data.online ? this.#keys.keyOf(status.data) : undefined
     // A new (or changed) address is checked on-chain at once; a known one only once it is stale.
     if (key && this.#stakes) void this.#stakes.refreshStale([key.address])
     if (!status.data.online) {
@@ -502,20 +514,27 @@ export class Gateway extends DurableObject<Env> {
     }
   }
 
-  /** A message on the results topic: one or more result frames (a device answers a batch in one). */
-  #onResults(payload: Uint8Array): void {
+  /**
+   * A message on `sender`'s results topic: one or more result frames (a device answers a batch
+   * in one). The topic, which the broker lets only that device publish to, says who sent it.
+   */
+  #onResults(sender: string, payload: Uint8Array): void {
     try {
-      for (const frame of decodeFrames(payload)) this.#onResult(frame)
+      for (const frame of decodeFrames(payload)) this.#onResult(sender, frame)
     } catch (error) {
       if (!(error instanceof FrameError)) throw error
       console.warn(`dropping undecodable result: ${(error as Error).message}`)
     }
   }
 
-  #onResult(decoded: DecodedFrame): void {
+  #onResult(sender: string, decoded: DecodedFrame): void {
     const header = ResultHeaderSchema.safeParse(decoded.header)
     if (!header.success) {
-      console.warn(`dropping malformed result header: ${header.error.message}`)
+      console.warn(`dropping a malformed result header from ${sender}: ${cutToLength(header.error.message, 300)}`)
+      return
+    }
+    if (header.data.deviceId !== sender) {
+      console.warn(`dropping a result from ${sender} in the name of ${header.data.deviceId}`)
       return
     }
     const pending = this.#jobs.get(header.data.jobId)
@@ -555,6 +574,17 @@ export class Gateway extends DurableObject<Env> {
       if (error instanceof DepinferError) return { ok: false, problem: error.toProblem() }
       throw error
     }
+  }
+}
+
+/** Why a device's outputs are not what the model answers (shared checkOutputs), or undefined. */
+function outputsProblem(model: ModelDescriptor, requested: readonly string[], outputs: readonly RawTensor[]): string | undefined {
+  try {
+    checkOutputs(model.name, model.outputs, requested, outputs)
+    return undefined
+  } catch (error) {
+    if (error instanceof TensorError) return error.message
+    throw error
   }
 }
 

@@ -1,5 +1,6 @@
 /** Parsing v2 inference requests: every rejection is a 400 naming the offending field. */
 import { describe, expect, it } from 'vitest'
+import { MAX_TENSOR_BYTES } from '@depinfer/shared'
 import { parseInferRequest } from './infer-request.js'
 
 const f32 = (name: string, data: unknown[] = [1, 2]) => ({ name, datatype: 'FP32', shape: [data.length], data })
@@ -17,6 +18,22 @@ describe('parseInferRequest', () => {
     rejects({ inputs: [f32('a', [1, 1e39])] }, 'inputs[0].data[1]')
     rejects({ inputs: [{ name: 'h', datatype: 'FP16', shape: [2], data: [1, 70000] }] }, 'inputs[0].data[1]')
     expect(parseInferRequest({ inputs: [{ name: 'h', datatype: 'FP16', shape: [1], data: [65504] }] }).inputs[0]!.data).toEqual(Uint8Array.of(0xff, 0x7b))
+  })
+
+  it("refuses inputs whose tensor data would not fit one broker message (413 naming the input that crosses it)", () => {
+    // 5.3 M zeros as JSON are ~10.5 MB of text, but 42 MB as INT64: past MAX_TENSOR_BYTES.
+    const count = Math.floor(MAX_TENSOR_BYTES / 8) + 1
+    const zeros = new Array<number>(count).fill(0)
+    expect(() => parseInferRequest({ inputs: [{ name: 'ids', datatype: 'INT64', shape: [count], data: zeros }] })).toThrow(
+      expect.objectContaining({ status: 413, field: 'inputs[0].data' }),
+    )
+    // Two inputs under the limit each, over it together: the second is named.
+    const half = new Array<number>(Math.ceil(count / 2)).fill(0)
+    const two = [0, 1].map((i) => ({ name: `ids${i}`, datatype: 'INT64', shape: [half.length], data: half }))
+    expect(() => parseInferRequest({ inputs: two })).toThrow(expect.objectContaining({ status: 413, field: 'inputs[1].data' }))
+    // Exactly at the limit is fine.
+    const atLimit = new Array<number>(MAX_TENSOR_BYTES / 8).fill(0)
+    expect(parseInferRequest({ inputs: [{ name: 'ids', datatype: 'INT64', shape: [atLimit.length], data: atLimit }] }).inputs[0]!.data.byteLength).toBe(MAX_TENSOR_BYTES)
   })
 
   it('refuses a binary BOOL byte other than 0 or 1', () => {

@@ -11,12 +11,13 @@ import {
   encodeJsonRows,
   InexactIntegerError,
   isDatatype,
+  MAX_TENSOR_BYTES,
   ProtocolError,
   tensorDataRows,
   type RawTensor,
 } from '@depinfer/shared'
 import { z } from 'zod'
-import { InvalidRequestError } from '../errors/request.js'
+import { InvalidRequestError, PayloadTooLargeError } from '../errors/request.js'
 import { parseKeepingLargeIntegers } from './exact-json.js'
 
 const InferRequestSchema = z.object({
@@ -89,6 +90,15 @@ function parseBody(body: unknown, binary: Uint8Array | undefined): ParsedInferRe
   }
   const request = parsed.data
   let binaryOffset = 0
+  /**
+   * Tensor bytes so far, at most MAX_TENSOR_BYTES (one job's message must fit the broker's
+   * limit). JSON can exceed it within the body limit: a number can be 2 characters and 8 bytes.
+   */
+  let inputBytes = 0
+  const countBytes = (bytes: number, field: string) => {
+    inputBytes += bytes
+    if (inputBytes > MAX_TENSOR_BYTES) throw new PayloadTooLargeError(MAX_TENSOR_BYTES, `the inputs' tensor data (${inputBytes} bytes up to ${field})`, field)
+  }
   const inputNames = new Set<string>()
   const inputs = request.inputs.map((input, i): RawTensor => {
     const field = `inputs[${i}]`
@@ -117,6 +127,7 @@ function parseBody(body: unknown, binary: Uint8Array | undefined): ParsedInferRe
       if (binaryOffset + expected > binary.byteLength) {
         throw new InvalidRequestError(`binary data ends before this input's ${expected} bytes`, sizeField)
       }
+      countBytes(expected, sizeField)
       // Copied out of the body: a view would carry the whole body across the RPC boundary.
       const data = copyBytes(binary.subarray(binaryOffset, binaryOffset + expected))
       // The extension stores a BOOL as one byte, 0 or 1; anything else is no boolean at all.
@@ -130,6 +141,7 @@ function parseBody(body: unknown, binary: Uint8Array | undefined): ParsedInferRe
     if (input.data === undefined) throw new InvalidRequestError(`${field}.data is required`, `${field}.data`)
     try {
       const rows = tensorDataRows(input.data, input.shape, `${field}.data`)
+      countBytes(byteLength(input.datatype, input.shape), `${field}.data`)
       return {
         name: input.name,
         datatype: input.datatype,
