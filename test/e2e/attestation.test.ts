@@ -10,6 +10,7 @@ import { ethers } from 'ethers'
 import {
   concat,
   createPublicClient,
+  createWalletClient,
   http,
   parseEventLogs,
   recoverTypedDataAddress,
@@ -18,11 +19,13 @@ import {
   type Hex,
 } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
+import { foundry } from 'viem/chains'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { attestationRegistryAbi } from '../../contracts/generated/index.js'
 import { loadDeviceKey } from '../../device-agent/src/keys/device-key.js'
 import { localDeviceKeyPath } from '../../scripts/local/agent-process.js'
 import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/network.js'
+import { waitFor } from '../../scripts/local/wait-for.js'
 import {
   ATTESTATION_LEAF_TYPES,
   attestationTypedData,
@@ -210,6 +213,40 @@ describe('attestations on the local chain', () => {
     expect(await postedEvents(root)).toHaveLength(1)
     // Exactly one transaction was sent for it across all those ticks.
     expect(await chain.getTransactionCount({ address: submitter })).toBe(nonceBefore + 1)
+  })
+
+  it('does not count a transaction that another took the nonce of (a wallet "cancel") as posting its batch', async () => {
+    await drain()
+    const jobs = await Promise.all(Array.from({ length: 3 }, () => infer()))
+    const anvil = (method: string, params: unknown[] = []) => chain.request({ method: method as 'eth_chainId', params: params as [] })
+    await anvil('evm_setAutomine', [false])
+    let tick: Promise<unknown> | undefined
+    try {
+      tick = runBatcher()
+      // The batcher's transaction waits in the pool; the operator cancels it with a 0-value
+      // transfer to itself at the same nonce and a higher fee.
+      const pending = await waitFor('the batch transaction in the pool', async () => {
+        const block = await chain.getBlock({ blockTag: 'pending', includeTransactions: true })
+        return block.transactions.find((tx) => tx.to?.toLowerCase() === registry.toLowerCase())
+      }, 10_000, 50)
+      const operator = createWalletClient({ account: privateKeyToAccount(network.chain!.submitterPrivateKey), chain: foundry, transport: http(network.chain!.rpcUrl) })
+      await operator.sendTransaction({ to: submitter, value: 0n, nonce: pending.nonce, maxFeePerGas: pending.maxFeePerGas! * 2n, maxPriorityFeePerGas: pending.maxPriorityFeePerGas! * 2n })
+      await anvil('evm_mine')
+    } finally {
+      await anvil('evm_setAutomine', [true])
+    }
+    await tick
+    let view = await jobView(jobs[0]!.body.parameters.job_id as string)
+    expect(view.batch).toMatchObject({ status: 'pending', lastError: expect.stringContaining('was replaced by') })
+    const root = view.batch!.root
+    expect(await postedEvents(root)).toHaveLength(0)
+
+    await runBatcher()
+    for (const { body } of jobs) {
+      view = await jobView(body.parameters.job_id as string)
+      expect(view.batch).toMatchObject({ root, status: 'confirmed' })
+    }
+    expect(await postedEvents(root)).toHaveLength(1)
   })
 
   /**

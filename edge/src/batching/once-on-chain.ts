@@ -3,7 +3,8 @@
  * or lose answers at any point: the batcher's `submitBatch` and the settler's `settleBatch` both
  * go through it. Every step is recorded (through the callbacks) before the next:
  *
- *   1. a transaction sent earlier: its receipt settles it, unless it is still on its way;
+ *   1. a transaction sent earlier: its receipt settles it, unless it is still on its way (or
+ *      another transaction took its nonce: then step 2);
  *   2. otherwise ask the contract whether it already happened (a transaction whose hash was
  *      never stored, or that replaced ours) and only record it;
  *   3. otherwise send, record the hash, wait for the receipt.
@@ -41,6 +42,16 @@ export async function landOnce(
   const waitFor = async (txHash: Hash): Promise<OnChainOutcome> => {
     try {
       const receipt = await publicClient.waitForTransactionReceipt({ hash: txHash, timeout: confirmTimeoutMs })
+      if (receipt.transactionHash !== txHash) {
+        // viem answers with the receipt of the transaction that took our nonce (a wallet's
+        // "cancel" or "speed up"): ours will never be mined. Only the contract can say whether
+        // the replacement did the work.
+        const landed = await step.findLanded()
+        if (landed) return confirm(landed.txHash, landed.blockNumber)
+        const reason = `transaction ${txHash} was replaced by ${receipt.transactionHash}, which did not do it`
+        await step.markFailed(reason, false)
+        return { kind: 'unsettled', reason }
+      }
       if (receipt.status === 'success') return confirm(txHash, receipt.blockNumber)
       // Reverted: it did nothing; maybe another transaction did (step 2 next time).
       await step.markFailed(`transaction ${txHash} reverted`, false)
