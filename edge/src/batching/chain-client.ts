@@ -3,7 +3,7 @@
  * everyone (public RPC URL), write access for the batch submitter (its key is a secret).
  * Configured by env only: the local anvil under `npm start`, an L2 in production.
  */
-import { addressProblem } from '@depinfer/shared'
+import { addressProblem, cutToLength } from '@depinfer/shared'
 import { createPublicClient, createWalletClient, defineChain, http, type Hash, type Hex } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
 import type { Env } from '../env.js'
@@ -75,8 +75,13 @@ export async function receiptOrPending(publicClient: ChainClients['publicClient'
   return transaction ? ('pending' as const) : undefined
 }
 
-/** viem's one-line message of an RPC or contract error, for logs and D1's last_error. */
+/**
+ * viem's one-line message of an RPC or contract error, with its details (the cause, e.g.
+ * "connect ECONNREFUSED"), for logs and D1's last_error. Not viem's full message: it names the
+ * RPC URL, and a keyed RPC's URL holds its key (last_error is served by /api/batches).
+ */
 export function shortError(error: unknown): string {
-  const e = error as { shortMessage?: string; message?: string }
-  return (e.shortMessage ?? e.message ?? String(error)).slice(0, 300)
+  const e = error as { shortMessage?: string; message?: string; details?: string }
+  const details = e.shortMessage !== undefined && e.details && !e.shortMessage.includes(e.details) ? ` (${e.details})` : ''
+  return cutToLength(`${e.shortMessage ?? e.message ?? String(error)}${details}`, 300)
 }

@@ -1,0 +1,17 @@
+import { HttpRequestError } from 'viem'
+import { describe, expect, it } from 'vitest'
+import { shortError } from './chain-client.js'
+
+describe('shortError', () => {
+  it("says why an RPC request failed, without the RPC's URL (a keyed URL holds its key)", () => {
+    const error = new HttpRequestError({ url: 'https://rpc.example/v2/SECRET-KEY', details: 'connect ECONNREFUSED 127.0.0.1:8545' })
+    expect(shortError(error)).toBe('HTTP request failed. (connect ECONNREFUSED 127.0.0.1:8545)')
+    expect(shortError(error)).not.toContain('SECRET-KEY')
+  })
+
+  it('keeps one line of 300 characters at most, and reads errors that are not viem\'s', () => {
+    expect(shortError(new HttpRequestError({ url: 'http://x', details: 'y'.repeat(1_000) })).length).toBeLessThanOrEqual(300)
+    expect(shortError(new Error('plain'))).toBe('plain')
+    expect(shortError('text')).toBe('text')
+  })
+})
