@@ -5,8 +5,10 @@
  * and a few lines of keccak (the typed data comes from shared, whose unit tests pin it to one
  * written out by hand); the edge accepted every one of them.
  */
-import { writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { execFile } from 'node:child_process'
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { promisify } from 'node:util'
 import * as ort from 'onnxruntime-node'
 import { concat, hashStruct, keccak256, recoverTypedDataAddress, type Hex } from 'viem'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -34,7 +36,7 @@ describe('batch signatures', () => {
   let api: ApiClient
 
   beforeAll(async () => {
-    network = await startLocalNetwork({ build: false, agents: [{ deviceId: DEVICE, configPath }] })
+    network = await startLocalNetwork({ build: false, chain: true, agents: [{ deviceId: DEVICE, configPath }] })
     api = apiClient(network.edge.url, network.apiKey)
     await waitForModelReady(api, 'ppocr-cls')
   })
@@ -72,4 +74,41 @@ describe('batch signatures', () => {
     }
     expect(ecdsaParts.size).toBe(1)
   })
+
+  it("checks out with the README's viem snippet, run as written: batch-signed and single-signed jobs", async () => {
+    const batched = await Promise.all(Array.from({ length: JOBS }, (_, i) => api.post('/v2/models/ppocr-cls/infer', exampleInferRequest(400 + i))))
+    const alone = await api.post('/v2/models/ppocr-cls/infer', exampleInferRequest(500))
+    expect(batched.map((r) => (r.body.parameters as { batch_jobs: number }).batch_jobs)).toEqual(Array(JOBS).fill(JOBS))
+    expect((alone.body.parameters as { batch_jobs: number }).batch_jobs).toBe(1)
+    await network.edge.runScheduled()
+    const deviceAddress = (await loadDeviceKey(localDeviceKeyPath(DEVICE))).address
+    for (const response of [batched[0]!, alone]) {
+      const jobId = (response.body.parameters as { job_id: string }).job_id
+      expect(await runReadmeSnippet(network.edge.url, network.apiKey, jobId)).toEqual({ ok: true, signer: deviceAddress })
+    }
+  })
 })
+
+/**
+ * Runs the README's "Check a job" code block as a module of its own (in the repository, so it
+ * resolves viem like a user's project would), with `edge`, `headers` and `jobId` defined first.
+ */
+async function runReadmeSnippet(edge: string, apiKey: string, jobId: string): Promise<{ ok: boolean; signer: string }> {
+  const readme = readFileSync(join(import.meta.dirname, '../../README.md'), 'utf8')
+  const after = readme.slice(readme.indexOf('Check a job with nothing but a public RPC'))
+  const code = /```ts\n([\s\S]*?)```/.exec(after)![1]!
+  const file = join(import.meta.dirname, '../../.depinfer', `readme-snippet-${process.pid}.mts`)
+  mkdirSync(dirname(file), { recursive: true })
+  writeFileSync(file, [
+    `const edge = ${JSON.stringify(edge)}, jobId = ${JSON.stringify(jobId)}`,
+    `const headers = { Authorization: ${JSON.stringify(`Bearer ${apiKey}`)} }`,
+    code,
+    'console.log(JSON.stringify({ ok, signer: signer.toLowerCase() }))',
+  ].join('\n'))
+  try {
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', file], { cwd: dirname(file) })
+    return JSON.parse(stdout.trim().split('\n').at(-1)!) as { ok: boolean; signer: string }
+  } finally {
+    rmSync(file, { force: true })
+  }
+}
