@@ -11,7 +11,7 @@ import {
   type Hex,
   type RawTensor,
 } from '@depinfer/shared'
-import { AttestationRejectedError, verifyResultAttestation, type ExpectedAttestation } from './verify.js'
+import { AttestationRejectedError, CLOCK_SKEW_MS, verifyResultAttestation, type ExpectedAttestation } from './verify.js'
 
 const deviceKey = new Uint8Array(32).fill(3)
 const otherKey = new Uint8Array(32).fill(4)
@@ -25,6 +25,7 @@ const expected: ExpectedAttestation = {
   inputHash: inputCommitment(salt, inputs),
   price: 5n,
   domain: { chainId: 31337n, verifyingContract: `0x${'aa'.repeat(20)}` },
+  completedAt: { notBeforeMs: 1_700_000_000_000 - CLOCK_SKEW_MS, notAfterMs: 1_700_000_001_000 + CLOCK_SKEW_MS },
 }
 const honest: Attestation = {
   jobId: expected.jobId,
@@ -52,9 +53,19 @@ describe('verifyResultAttestation', () => {
     ['another device', () => wire({ ...honest, device: addressOf(publicKeyOf(otherKey)) }, otherKey), outputs, /names device/],
     ['a signature by another key', () => wire(honest, otherKey), outputs, /signature/],
     ['outputs changed after signing', () => wire(honest), [{ ...outputs[0]!, data: Uint8Array.of(8) }], /outputHash/],
+    ['a completion time before the job was sent', () => wire({ ...honest, completedAt: 0n }), outputs, /completedAt 0 is .* before the job was sent/],
+    ['a completion time in the future', () => wire({ ...honest, completedAt: 2n ** 64n - 1n }), outputs, /in the future/],
+    ['a completion time just past the skew allowed', () => wire({ ...honest, completedAt: BigInt(expected.completedAt.notAfterMs + 1) }), outputs, /clock/],
   ])('refuses %s', (_case, make, returned, reason) => {
     expect(() => verifyResultAttestation(make(), returned, expected, device)).toThrow(AttestationRejectedError)
     expect(() => verifyResultAttestation(make(), returned, expected, device)).toThrow(reason)
+  })
+
+  it('accepts a completion time anywhere within the clock skew allowed', () => {
+    for (const completedAt of [expected.completedAt.notBeforeMs, expected.completedAt.notAfterMs]) {
+      const a = { ...honest, completedAt: BigInt(completedAt) }
+      expect(verifyResultAttestation(wire(a), outputs, expected, device).attestation.completedAt).toBe(BigInt(completedAt))
+    }
   })
 
   it('refuses a signature made for another chain or registry', () => {

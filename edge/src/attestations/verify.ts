@@ -24,7 +24,15 @@ export interface ExpectedAttestation {
   inputHash: Hex
   price: bigint
   domain: AttestationDomain
+  /**
+   * When the job may have completed, Unix epoch milliseconds: from its dispatch to now, widened
+   * by the clock skew allowed between a device and the edge (CLOCK_SKEW_MS).
+   */
+  completedAt: { notBeforeMs: number; notAfterMs: number }
 }
+
+/** How far a device's clock may be from the edge's: devices need NTP, not perfect clocks. */
+export const CLOCK_SKEW_MS = 5 * 60_000
 
 export class AttestationRejectedError extends Error {
   override name = 'AttestationRejectedError'
@@ -56,6 +64,13 @@ export function verifyResultAttestation(
     if (attestation[field] !== expected[field]) {
       throw new AttestationRejectedError(`attestation ${field} is ${attestation[field]}, expected ${expected[field]}`)
     }
+  }
+  const { notBeforeMs, notAfterMs } = expected.completedAt
+  if (attestation.completedAt < BigInt(notBeforeMs) || attestation.completedAt > BigInt(notAfterMs)) {
+    const offMs = Number(attestation.completedAt) - (attestation.completedAt < BigInt(notBeforeMs) ? notBeforeMs : notAfterMs)
+    throw new AttestationRejectedError(
+      `attestation completedAt ${attestation.completedAt} is ${Math.round(Math.abs(offMs) / 1000)} s ${offMs < 0 ? 'before the job was sent' : 'in the future'}, beyond the ${CLOCK_SKEW_MS / 60_000} min allowed for clock skew: is the device's clock set (NTP)?`,
+    )
   }
   if (attestation.device !== deviceKey.address) {
     throw new AttestationRejectedError(`attestation names device ${attestation.device}, but the job went to ${deviceKey.address}`)

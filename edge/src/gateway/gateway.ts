@@ -39,7 +39,7 @@ import { attestationDomain, type Env } from '../env.js'
 import { DeviceKeys } from '../attestations/device-keys.js'
 import type { FlushReport } from '../attestations/outbox-flush.js'
 import { AttestationRecorder } from '../attestations/recorder.js'
-import { AttestationRejectedError, verifyResultAttestation, type ExpectedAttestation } from '../attestations/verify.js'
+import { AttestationRejectedError, CLOCK_SKEW_MS, verifyResultAttestation, type ExpectedAttestation } from '../attestations/verify.js'
 import type { StakeGate } from '../providers/device-stakes.js'
 import { stakeGateFromEnv } from '../providers/registry-reader.js'
 import { BrokerLink } from './broker-link.js'
@@ -296,6 +296,7 @@ export class Gateway extends DurableObject<Env> {
     const { descriptor } = model
     const jobId = newJobId()
     const { salt } = job
+    const startedAt = Date.now()
     const expected: ExpectedAttestation = {
       jobId,
       modelHash: `0x${descriptor.sha256}`,
@@ -303,8 +304,9 @@ export class Gateway extends DurableObject<Env> {
       // Reserved by the Worker against the payer's escrow (0 for a free job).
       price: job.priceWei,
       domain: attestationDomain(this.env),
+      // The end is set when the answer is checked.
+      completedAt: { notBeforeMs: startedAt - CLOCK_SKEW_MS, notAfterMs: startedAt + CLOCK_SKEW_MS },
     }
-    const startedAt = Date.now()
     const deadline = startedAt + job.deadlineMs
     const tried: DeviceEntry[] = []
     let lastFailure = ''
@@ -337,7 +339,8 @@ export class Gateway extends DurableObject<Env> {
           if (!header.error) {
             // The attestation must name the file that device runs (its variant, if accepted).
             const modelHash = `0x${acceptedFileOn(answeredBy, descriptor, job.variants) ?? descriptor.sha256}` as const
-            const checked = this.#checkResult(answeredBy, header, tensors, { ...expected, modelHash }, descriptor, job.outputs)
+            const completedAt = { ...expected.completedAt, notAfterMs: Date.now() + CLOCK_SKEW_MS }
+            const checked = this.#checkResult(answeredBy, header, tensors, { ...expected, modelHash, completedAt }, descriptor, job.outputs)
             if (typeof checked === 'string') {
               lastFailure = checked
             } else {
