@@ -35,6 +35,11 @@ export interface MosquittoOptions {
   /** Reuse ports (to restart "the same" broker). */
   tcpPort?: number
   wsPort?: number
+  /**
+   * Logins and topic ACL as README "Production" configures them (`password_file`, `acl_file`,
+   * `use_username_as_clientid`), instead of anonymous access.
+   */
+  secured?: { passwordFile: string; aclFile: string }
 }
 
 export async function startMosquitto(options: MosquittoOptions = {}): Promise<LocalBroker & { process: ChildProcess }> {
@@ -49,7 +54,9 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Lo
       'protocol mqtt',
       `listener ${wsPort} 127.0.0.1`,
       'protocol websockets',
-      'allow_anonymous true',
+      ...(options.secured
+        ? ['allow_anonymous false', `password_file ${options.secured.passwordFile}`, `acl_file ${options.secured.aclFile}`, 'use_username_as_clientid true']
+        : ['allow_anonymous true']),
       'persistence false',
       // Mosquitto 2.0 leaves Nagle's algorithm on by default: a job's frame then waits ~40 ms
       // for a delayed ACK (measured 48 ms vs 6 ms dispatch to result; README "Production").
