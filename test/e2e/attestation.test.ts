@@ -411,6 +411,27 @@ describe('attestations on the local chain', () => {
     expect(next.body.parameters).toMatchObject({ device_id: DEVICE })
   })
 
+  it('does not take one device\'s word that an input is invalid when another can run it: the liar is left out', async () => {
+    const meta = (await api.get(`/v2/models/${MODEL}`)).body as { sha256: string; inputs: ModelDescriptor['inputs']; outputs: ModelDescriptor['outputs'] }
+    const rogue = await startRogueDevice({
+      brokerUrl: network.broker.tcpUrl,
+      deviceId: 'rogue-refuser',
+      mode: 'refuse-input',
+      model: { name: MODEL, version: '1', sha256: meta.sha256, platform: 'onnxruntime_onnx', inputs: meta.inputs, outputs: meta.outputs, maxBatch: 1, state: 'ready' },
+    })
+    try {
+      await expect.poll(async () => ((await api.get(`/v2/models/${MODEL}`)).body as { parameters: { ready_devices?: number } }).parameters.ready_devices, { timeout: 10_000 }).toBe(2)
+      const first = await infer()
+      expect(rogue.jobsReceived()).toBe(1)
+      expect(first.body.parameters).toMatchObject({ device_id: DEVICE, attempts: 2 })
+      const second = await infer()
+      expect(second.body.parameters).toMatchObject({ device_id: DEVICE, attempts: 1 })
+      expect(rogue.jobsReceived()).toBe(1)
+    } finally {
+      await rogue.close()
+    }
+  })
+
   it('gives 404 for an unknown job and 400 for a malformed id, as problem+json naming jobId', async () => {
     const unknown = await api.get(`/api/jobs/0x${'ab'.repeat(32)}/attestation`)
     expect(unknown.status).toBe(404)

@@ -59,6 +59,22 @@ describe.each(BROKERS)('failover through $name', (brokerKind) => {
     await broker?.close()
   })
 
+  it('has an input one device refuses confirmed by the other before answering 422; both keep serving', async () => {
+    const readyDevices = async () => ((await api.get('/v2/models/ppocr-det')).body.parameters as { ready_devices: number }).ready_devices
+    await expect.poll(readyDevices, { timeout: 30_000 }).toBe(2)
+    const seen = jobsSeen.length
+    // Valid by the metadata (dynamic H and W), but the detector needs multiples of 32.
+    const data = new Array(3 * 40 * 40).fill(0.5)
+    const rejected = await api.post('/v2/models/ppocr-det/infer', { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 3, 40, 40], data }] })
+    expect(rejected.status, rejected.text).toBe(422)
+    expect(rejected.body).toMatchObject({ field: 'inputs', detail: expect.stringContaining('onnxruntime') })
+    await waitFor('both jobs seen on the wire', async () => (jobsSeen.length >= seen + 2 ? true : undefined), 5_000, 10)
+    expect(new Set(jobsSeen.slice(seen))).toEqual(new Set(['device-a', 'device-b']))
+    // Neither is held to have lied (a suspect device is not counted ready), and both serve.
+    expect(await readyDevices()).toBe(2)
+    expect((await api.post('/v2/models/ppocr-det/infer', { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 3, 32, 32], data: new Array(3 * 32 * 32).fill(0.5) }] })).status).toBe(200)
+  })
+
   it('retries on the other device when the one running the job is killed', async () => {
     const answer = api.post('/v2/models/ppocr-det/infer', slowJob())
     const victim = await nextJobDevice()

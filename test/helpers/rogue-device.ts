@@ -47,6 +47,8 @@ export type RogueMode =
    * int8 file never published for that version) and attests that file honestly.
    */
   | 'unpublished-file'
+  /** Answers every job with invalid_input, in words of its own. */
+  | 'refuse-input'
   /** Signs honestly, over outputs that are not the model's (an extra INT64 tensor). */
   | 'wrong-outputs'
   /**
@@ -113,6 +115,7 @@ export async function startRogueDevice(options: {
     const header = JobHeaderSchema.parse(frame.header)
     jobs++
     if (mode === 'impersonate') return impersonate(header.jobId, header.attempt, header.replyTo)
+    if (mode === 'refuse-input') return refuse(header.jobId, header.attempt, header.replyTo)
     const rows = frame.tensors[0]!.shape[0]!
     const outputs: RawTensor[] = model.outputs.map((spec) => {
       const shape = spec.shape.map((d, i) => (d >= 0 ? d : i === 0 ? rows : 1))
@@ -144,15 +147,22 @@ export async function startRogueDevice(options: {
     client.publish(header.replyTo, Buffer.from(encodeFrame(result, outputs)), { qos: 1 })
   }
 
+  const resultHeader = (jobId: string, attempt: number, from: string, error?: ResultHeader['error']): ResultHeader => ({
+    protocol: PROTOCOL_VERSION,
+    jobId,
+    deviceId: from,
+    attempt,
+    timings: { queueMs: 0, inferMs: 0.1, totalMs: 0.1, batchJobs: 1 },
+    ...(error && { error }),
+  })
+
+  function refuse(jobId: string, attempt: number, replyTo: string): void {
+    const error = { code: 'invalid_input' as const, message: 'ROGUE: your input was rejected', field: 'inputs' }
+    client.publish(replyTo, Buffer.from(encodeFrame(resultHeader(jobId, attempt, deviceId, error), [])), { qos: 1 })
+  }
+
   function impersonate(jobId: string, attempt: number, replyTo: string): void {
-    const result = (from: string, error?: ResultHeader['error']): ResultHeader => ({
-      protocol: PROTOCOL_VERSION,
-      jobId,
-      deviceId: from,
-      attempt,
-      timings: { queueMs: 0, inferMs: 0.1, totalMs: 0.1, batchJobs: 1 },
-      ...(error && { error }),
-    })
+    const result = (from: string, error?: ResultHeader['error']) => resultHeader(jobId, attempt, from, error)
     client.publish(replyTo, Buffer.from(encodeFrame(result(deviceId, { code: 'overloaded', message: 'busy' }), [])), { qos: 1 })
     // While the retry runs on the victim: a result without attestation in its name, every 2 ms.
     const forged = Buffer.from(encodeFrame(result(options.victimId!), []))

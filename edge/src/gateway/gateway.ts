@@ -311,6 +311,8 @@ export class Gateway extends DurableObject<Env> {
     const tried: DeviceEntry[] = []
     let lastFailure = ''
     let timedOut = false
+    /** A device's refusal of the input, while another device checks it (see invalid_input below). */
+    let refused: { device: DeviceEntry; message: string; field: string } | undefined
 
     try {
       for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
@@ -345,6 +347,11 @@ export class Gateway extends DurableObject<Env> {
               lastFailure = checked
             } else {
               this.#table.recordSuccess(answeredBy, Date.now() - sentAt)
+              if (refused) {
+                // The input it refused ran here: that device is broken or lying.
+                this.#table.recordBadAttestation(refused.device)
+                console.warn(`device ${refused.device.deviceId} refused job ${jobId}'s input, which ${answeredBy.deviceId} ran: ${refused.message}`)
+              }
               // Written to this object's own storage, not D1: workerd's output gate holds every
               // message the object sends, this RPC's answer included, until the write is
               // durable, so no answer leaves with an attestation that could still be lost.
@@ -370,8 +377,14 @@ export class Gateway extends DurableObject<Env> {
               }
             }
           } else if (header.error.code === 'invalid_input') {
-            // The model itself refused the input: the same on every device, so not retried.
-            throw new ModelRejectedInputError(header.error.message, header.error.field ?? 'inputs')
+            // The model itself refused the input (the edge checked names, datatypes and shapes
+            // already): the same on every device. But a device could say so of every job it
+            // gets, in words of its own, at no cost; so another device, when there is one,
+            // confirms it first (a bad input runs twice; a lie costs the liar its standing).
+            const refusal = { device: answeredBy, message: header.error.message, field: header.error.field ?? 'inputs' }
+            if (refused || attempt === MAX_ATTEMPTS || candidates.length === 1) throw new ModelRejectedInputError(refusal.message, refusal.field)
+            refused = refusal
+            lastFailure = `device ${header.deviceId} refused the input: ${header.error.message}`
           } else {
             this.#table.recordFailure(answeredBy)
             lastFailure = `device ${header.deviceId} failed (${header.error.code}): ${header.error.message}`
@@ -391,6 +404,8 @@ export class Gateway extends DurableObject<Env> {
       this.#jobs.delete(jobId)
     }
 
+    // The device asked to confirm a refusal could not answer: the refusal stands.
+    if (refused) throw new ModelRejectedInputError(refused.message, refused.field)
     const triedIds = tried.map((d) => d.deviceId).join(', ')
     if (tried.length === 0) {
       throw model.state === 'LOADING'
