@@ -78,6 +78,7 @@ describe('device agent', () => {
   const resultMessageOf = new Map<string, number>()
   let resultMessages = 0
   let lastStatus: DeviceStatus | undefined
+  const agentLog: string[] = []
   let deviceAddress: Hex
 
   const job = (name: string, inputs: RawTensor[], overrides: Partial<JobHeader> = {}) =>
@@ -113,7 +114,7 @@ describe('device agent', () => {
       keyPath,
     })
     deviceAddress = initDeviceKey(keyPath).address
-    agent = await startAgent(config, () => {})
+    agent = await startAgent(config, (line) => agentLog.push(line))
     await agent.modelsSettled
     await waitFor('the ready status', async () => (lastStatus?.models.some((m) => m.state === 'ready') ? true : undefined))
   })
@@ -235,6 +236,7 @@ describe('device agent', () => {
     expect((await resultOf('after-garbage')).header.error).toBeUndefined()
     expect(results.has(idOf('hijack'))).toBe(false)
     expect(results.has(idOf('impersonate'))).toBe(false)
+    expect(agentLog).toContainEqual(expect.stringMatching(new RegExp(`dropping job ${idOf('impersonate')}: reply topic .*other-device is not`)))
     expect(hijacked).toBe(false)
     await spy.endAsync()
   })

@@ -216,7 +216,7 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
     const header: JobHeader = parsed.data
     const inputs: RawTensor[] = frame.tensors
     if (!isGatewayResultsTopic(header.replyTo, deviceId)) {
-      log(`dropping job ${header.jobId}: reply topic ${header.replyTo} is not a gateway's`)
+      log(`dropping job ${header.jobId}: reply topic ${header.replyTo} is not a gateway's results topic for this device`)
       return
     }
     inflight++

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { expectProtocolError } from './testing/expect-protocol-error.js'
 import { FrameError } from './errors.js'
-import { decodeFrame, decodeFrames, encodeFrame, joinFrames } from './frame.js'
+import { decodeFrame, decodeFrames, encodeFrame, joinFrames, MAX_FRAMES_PER_MESSAGE } from './frame.js'
 import { typedElements, type RawTensor } from './tensor.js'
 
 
@@ -377,6 +377,16 @@ describe('several frames in one message (joinFrames / decodeFrames)', () => {
       for (const frame of decodeFrames(message)) seen.push(frame.header)
     }, 'frame')
     expect(seen).toEqual([{ jobId: 'a' }])
+  })
+
+  it(`reads at most MAX_FRAMES_PER_MESSAGE frames of a message`, () => {
+    const tiny = encodeFrame({}, [])
+    expect([...decodeFrames(joinFrames(Array(MAX_FRAMES_PER_MESSAGE).fill(tiny)))]).toHaveLength(MAX_FRAMES_PER_MESSAGE)
+    let seen = 0
+    expectProtocolError(FrameError, () => {
+      for (const _frame of decodeFrames(joinFrames(Array(MAX_FRAMES_PER_MESSAGE + 1).fill(tiny)))) seen++
+    }, 'frame')
+    expect(seen).toBe(MAX_FRAMES_PER_MESSAGE)
   })
 
   it('refuses trailing bytes too short to be a frame', () => {

@@ -27,6 +27,11 @@ import { byteLength, type RawTensor } from './tensor.js'
 export const MAX_MESSAGE_BYTES = 40 * 1024 * 1024
 /** Tensor bytes one job's inputs, or one result's outputs, may add up to: room is left for the header. */
 export const MAX_TENSOR_BYTES = MAX_MESSAGE_BYTES - 1024 * 1024
+/**
+ * Frames one message may carry (a device joins a batch's answers): each costs the receiver a
+ * JSON parse and a schema check, and a 40 MiB message of tiny frames would hold ~1.7 million.
+ */
+export const MAX_FRAMES_PER_MESSAGE = 256
 
 const MAGIC = [0x44, 0x50, 0x46, 0x31] // "DPF1"
 const PREFIX_BYTES = 8
@@ -102,10 +107,12 @@ export function decodeFrame(message: Uint8Array): DecodedFrame {
 /**
  * Every frame of a message, in order, decoded as it is reached: a malformed frame throws
  * FrameError when reached, after the frames before it were yielded (past it, nothing can be
- * found: a frame's end is known only from its own header).
+ * found: a frame's end is known only from its own header). So does a frame past
+ * MAX_FRAMES_PER_MESSAGE.
  */
 export function* decodeFrames(message: Uint8Array): Generator<DecodedFrame> {
-  for (let start = 0; start < message.byteLength; ) {
+  for (let start = 0, count = 0; start < message.byteLength; count++) {
+    if (count === MAX_FRAMES_PER_MESSAGE) throw new FrameError(`more than ${MAX_FRAMES_PER_MESSAGE} frames in one message`, 'frame')
     const { frame, end } = decodeFrameAt(message, start)
     yield frame
     start = end

@@ -203,7 +203,10 @@ export const JobTimingsSchema = z.object({
 })
 export type JobTimings = z.infer<typeof JobTimingsSchema>
 
-/** Header of a result frame on `gateways/{id}/results`; output tensors follow on success. */
+/**
+ * Header of a result frame on `gateways/{gateway}/results/{device}` (its `deviceId` must be the
+ * topic's); output tensors follow on success.
+ */
 export const ResultHeaderSchema = z.object({
   protocol: z.literal(PROTOCOL_VERSION),
   jobId: z.string(),

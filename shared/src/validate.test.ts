@@ -129,9 +129,11 @@ describe('checkOutputs (a device\'s answer)', () => {
     ['a missing output', [], [out('logits')], 'outputs'],
     ['nothing at all', ['probs'], [], 'outputs'],
     ['another datatype', [], [out('logits'), out('probs', [2, 1000], 'FP64')], 'outputs[1].datatype'],
-    ['another rank', [], [out('logits', [1, 7, 3]), out('probs')], 'outputs[0].shape'],
-    ['another fixed dimension', [], [out('logits'), out('probs', [1, 999])], 'outputs[1].shape'],
   ] as const)('refuses %s', (_case, requested, outputs, field) => {
     expectProtocolError(TensorError, () => checkOutputs('resnet', outputSpecs, requested, outputs), field)
+  })
+
+  it('takes shapes other than the declared ones: onnxruntime does not hold a model to them', () => {
+    expect(() => checkOutputs('resnet', outputSpecs, [], [out('logits', [1, 7, 3]), out('probs', [1, 999])])).not.toThrow()
   })
 })

@@ -432,6 +432,29 @@ describe('attestations on the local chain', () => {
     }
   })
 
+  it('routes nothing to a device that does not prove it holds the key it advertises (no ProviderRegistry here)', async () => {
+    const meta = (await api.get(`/v2/models/${MODEL}`)).body as { sha256: string; inputs: ModelDescriptor['inputs']; outputs: ModelDescriptor['outputs'] }
+    const model = { name: MODEL, version: '1', sha256: meta.sha256, platform: 'onnxruntime_onnx', inputs: meta.inputs, outputs: meta.outputs, maxBatch: 1, state: 'ready' } as const
+    const rogue = await startRogueDevice({
+      brokerUrl: network.broker.tcpUrl,
+      deviceId: 'rogue-unproven',
+      mode: 'unproven-key',
+      model,
+      // A model only it lists, so the index says why it is not routed.
+      alsoServes: [{ ...model, name: 'unproven-only' }],
+    })
+    try {
+      await expect.poll(async () => {
+        const index = (await api.post('/v2/repository/index')).body as unknown as { name: string; reason: string }[]
+        return index.find((e) => e.name === 'unproven-only')?.reason
+      }, { timeout: 10_000 }).toContain('rogue-unproven: the device advertises no signing key it proves to hold')
+      for (let i = 0; i < 3; i++) expect((await infer()).body.parameters).toMatchObject({ device_id: DEVICE, attempts: 1 })
+      expect(rogue.jobsReceived()).toBe(0)
+    } finally {
+      await rogue.close()
+    }
+  })
+
   it('gives 404 for an unknown job and 400 for a malformed id, as problem+json naming jobId', async () => {
     const unknown = await api.get(`/api/jobs/0x${'ab'.repeat(32)}/attestation`)
     expect(unknown.status).toBe(404)

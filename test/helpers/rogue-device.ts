@@ -47,6 +47,8 @@ export type RogueMode =
    * int8 file never published for that version) and attests that file honestly.
    */
   | 'unpublished-file'
+  /** Advertises its key without the proof that it holds it (keyProof), and answers honestly. */
+  | 'unproven-key'
   /** Answers every job with invalid_input, in words of its own. */
   | 'refuse-input'
   /** Signs honestly, over outputs that are not the model's (an extra INT64 tensor). */
@@ -71,6 +73,8 @@ export async function startRogueDevice(options: {
   brokerUrl: string
   deviceId: string
   model: ModelDescriptor
+  /** More models it lists (and answers the same way). */
+  alsoServes?: ModelDescriptor[]
   mode: RogueMode
   /** The device 'impersonate' answers in the name of. */
   victimId?: string
@@ -94,8 +98,8 @@ export async function startRogueDevice(options: {
     online: true,
     publicKey: bytesToHex(publicKey),
     address,
-    keyProof: signDeviceKeyProof(ownKey, deviceId),
-    models: [model],
+    ...(mode !== 'unproven-key' && { keyProof: signDeviceKeyProof(ownKey, deviceId) }),
+    models: [model, ...(options.alsoServes ?? [])],
   }
   await client.subscribeAsync(deviceJobsTopic(deviceId), { qos: 1 })
   await client.publishAsync(deviceStatusTopic(deviceId), JSON.stringify(status), { qos: 1, retain: true })

@@ -52,11 +52,15 @@ describe('groupFrames', () => {
 
   it('keeps messages within the cap, in order, with a frame larger than the cap alone', () => {
     const frames = [new Uint8Array(40), new Uint8Array(50), new Uint8Array(20), new Uint8Array(300), new Uint8Array(10)]
-    expect(sizes(groupFrames(frames, 100))).toEqual([[40, 50], [20], [300], [10]])
+    expect(sizes(groupFrames(frames, 100, 10))).toEqual([[40, 50], [20], [300], [10]])
   })
 
   it('joins everything that fits', () => {
-    expect(sizes(groupFrames([new Uint8Array(8), new Uint8Array(8)], 16))).toEqual([[8, 8]])
-    expect(groupFrames([], 16)).toEqual([])
+    expect(sizes(groupFrames([new Uint8Array(8), new Uint8Array(8)], 16, 10))).toEqual([[8, 8]])
+    expect(groupFrames([], 16, 10)).toEqual([])
+  })
+
+  it('starts a new message at the frame cap', () => {
+    expect(sizes(groupFrames(Array.from({ length: 5 }, () => new Uint8Array(8)), 1_000, 2))).toEqual([[8, 8], [8, 8], [8]])
   })
 })

@@ -9,12 +9,12 @@
  * have all run, and before the next macrotask: a later flush (setImmediate) would queue behind
  * the next batch's onnxruntime run, which blocks this thread for the run's length.
  */
-import { joinFrames } from '@depinfer/shared'
+import { joinFrames, MAX_FRAMES_PER_MESSAGE } from '@depinfer/shared'
 
 /**
- * A message stops growing at this size (a frame larger than it goes alone): brokers cap message
- * sizes (Mosquitto's `message_size_limit`, EMQX's `max_packet_size`, 1 MiB by default), and a
- * device sending large outputs gains nothing from joining them.
+ * A message stops growing at this size (a frame larger than it goes alone): brokers may cap
+ * message sizes (EMQX's `mqtt.max_packet_size` is 1 MiB by default), and a device sending large
+ * outputs gains nothing from joining them. And at MAX_FRAMES_PER_MESSAGE frames.
  */
 const MAX_JOINED_MESSAGE_BYTES = 256 * 1024
 
@@ -38,7 +38,7 @@ export class FrameOutbox {
   flush(): void {
     this.#flushScheduled = false
     for (const [topic, frames] of this.#pending) {
-      for (const message of groupFrames(frames, MAX_JOINED_MESSAGE_BYTES)) {
+      for (const message of groupFrames(frames, MAX_JOINED_MESSAGE_BYTES, MAX_FRAMES_PER_MESSAGE)) {
         const joined = joinFrames(message)
         this.publish(topic, Buffer.from(joined.buffer, joined.byteOffset, joined.byteLength))
       }
@@ -47,13 +47,13 @@ export class FrameOutbox {
   }
 }
 
-/** Consecutive frames grouped into messages of at most `maxBytes` (a larger frame alone). */
-export function groupFrames(frames: readonly Uint8Array[], maxBytes: number): Uint8Array[][] {
+/** Consecutive frames grouped into messages of at most `maxBytes` (a larger frame alone) and `maxFrames`. */
+export function groupFrames(frames: readonly Uint8Array[], maxBytes: number, maxFrames: number): Uint8Array[][] {
   const messages: Uint8Array[][] = []
   let current: Uint8Array[] = []
   let bytes = 0
   for (const frame of frames) {
-    if (current.length > 0 && bytes + frame.byteLength > maxBytes) {
+    if (current.length > 0 && (bytes + frame.byteLength > maxBytes || current.length === maxFrames)) {
       messages.push(current)
       current = []
       bytes = 0

@@ -7,6 +7,8 @@ describe('shortError', () => {
     const error = new HttpRequestError({ url: 'https://rpc.example/v2/SECRET-KEY', details: 'connect ECONNREFUSED 127.0.0.1:8545' })
     expect(shortError(error)).toBe('HTTP request failed. (connect ECONNREFUSED 127.0.0.1:8545)')
     expect(shortError(error)).not.toContain('SECRET-KEY')
+    const quoting = new HttpRequestError({ url: 'https://rpc.example/v2/SECRET-KEY', details: 'Fetch API cannot load: https://rpc.example/v2/SECRET-KEY' })
+    expect(shortError(quoting)).toBe('HTTP request failed. (Fetch API cannot load: <rpc url>)')
   })
 
   it('keeps one line of 300 characters at most, and reads errors that are not viem\'s', () => {

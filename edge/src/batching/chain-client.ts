@@ -82,6 +82,8 @@ export async function receiptOrPending(publicClient: ChainClients['publicClient'
  */
 export function shortError(error: unknown): string {
   const e = error as { shortMessage?: string; message?: string; details?: string }
-  const details = e.shortMessage !== undefined && e.details && !e.shortMessage.includes(e.details) ? ` (${e.details})` : ''
-  return cutToLength(`${e.shortMessage ?? e.message ?? String(error)}${details}`, 300)
+  // Details quote the runtime's own error, which may name the URL (workerd: "Fetch API cannot load: <url>").
+  const scrub = (text: string) => text.replace(/\b(?:https?|wss?):\/\/\S+/g, '<rpc url>')
+  const details = e.shortMessage !== undefined && e.details && !e.shortMessage.includes(e.details) ? ` (${scrub(e.details)})` : ''
+  return cutToLength(`${scrub(e.shortMessage ?? e.message ?? String(error))}${details}`, 300)
 }

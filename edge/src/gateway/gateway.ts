@@ -234,13 +234,17 @@ export class Gateway extends DurableObject<Env> {
     return this.#catalogCache.get()
   }
 
-  /** Why the stake gate keeps this device from jobs, from cached answers only (no RPC). */
+  /**
+   * Why this device may not get jobs: a key it does not prove to hold (with or without a stake
+   * gate: it could only read the inputs and fail the jobs), or the stake gate's answer, from
+   * cached answers only (no RPC).
+   */
   #refusal(device: DeviceEntry): string | undefined {
-    if (!this.#stakes) return undefined
     // The address of the key attestations are verified against, not the advertised `address`:
     // a device cannot borrow another's stake by naming its address.
     const address = this.#keys.keyOf(device.status)?.address
-    return address === undefined ? 'the device advertises no signing key it proves to hold' : this.#stakes.refusal(address)
+    if (address === undefined) return 'the device advertises no signing key it proves to hold'
+    return this.#stakes?.refusal(address)
   }
 
   /** Re-checks stale stake answers of online devices; forgets those of devices gone from the table. */
@@ -436,7 +440,11 @@ export class Gateway extends DurableObject<Env> {
     requestedOutputs: readonly string[],
   ): ReturnType<typeof verifyResultAttestation> | string {
     const key = this.#keys.keyOf(device.status)
-    const wrongOutputs = outputsProblem(model, requestedOutputs, tensors)
+    // Against the outputs this device itself advertises for the model: the catalog's entry came
+    // from whichever device listed it first, and a rogue's listing must not make honest answers
+    // look wrong.
+    const advertised = device.status.models.find((m) => m.name === model.name && m.version === model.version && m.sha256 === model.sha256) ?? model
+    const wrongOutputs = outputsProblem(advertised, requestedOutputs, tensors)
     try {
       if (wrongOutputs) throw new AttestationRejectedError(`its outputs are not the model's: ${wrongOutputs}`)
       if (!key) throw new AttestationRejectedError('the device advertises no signing key it proves to hold')
@@ -538,30 +546,38 @@ export class Gateway extends DurableObject<Env> {
    */
   #onResults(sender: string, payload: Uint8Array): void {
     try {
-      for (const frame of decodeFrames(payload)) this.#onResult(sender, frame)
+      // A malformed frame ends the message (one warning for it): its sender is broken or hostile.
+      for (const frame of decodeFrames(payload)) if (!this.#onResult(sender, frame)) return
     } catch (error) {
       if (!(error instanceof FrameError)) throw error
       console.warn(`dropping undecodable result: ${(error as Error).message}`)
     }
   }
 
-  #onResult(sender: string, decoded: DecodedFrame): void {
+  /** Handles one result frame; false when it is malformed or not the sender's (then the rest of its message is dropped). */
+  #onResult(sender: string, decoded: DecodedFrame): boolean {
     const header = ResultHeaderSchema.safeParse(decoded.header)
     if (!header.success) {
-      console.warn(`dropping a malformed result header from ${sender}: ${cutToLength(header.error.message, 300)}`)
-      return
+      console.warn(`dropping a malformed result header from ${sender}, and the rest of its message: ${cutToLength(header.error.message, 300)}`)
+      return false
     }
     if (header.data.deviceId !== sender) {
-      console.warn(`dropping a result from ${sender} in the name of ${header.data.deviceId}`)
-      return
+      console.warn(`dropping a result from ${sender} in the name of ${header.data.deviceId}, and the rest of its message`)
+      return false
     }
     const pending = this.#jobs.get(header.data.jobId)
-    if (!pending) return this.#onLateResult(header.data)
-    if (!pending.devices.has(header.data.deviceId)) return // a stranger
+    if (!pending) {
+      this.#onLateResult(header.data)
+      return true
+    }
     // A late *error* from a device the job already moved away from (e.g. it finally dropped the
     // job as past its deadline) must not end the retry running elsewhere; a late success may.
-    if (header.data.error && header.data.deviceId !== pending.currentDeviceId) return
-    pending.settle({ kind: 'result', header: header.data, tensors: decoded.tensors })
+    // And a device the job never went to is a stranger.
+    const current = header.data.deviceId === pending.currentDeviceId
+    if (pending.devices.has(header.data.deviceId) && (current || !header.data.error)) {
+      pending.settle({ kind: 'result', header: header.data, tensors: decoded.tensors })
+    }
+    return true
   }
 
   #rememberTimeout(jobId: string, deviceId: string, sentAt: number): void {
