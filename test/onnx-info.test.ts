@@ -6,8 +6,8 @@ import { readFileSync } from 'node:fs'
 import * as ort from 'onnxruntime-node'
 import { describe, expect, it } from 'vitest'
 import { BUNDLED_MODELS, bundledModelPath, type BundledModelName } from '../device-agent/src/models/bundled.js'
-import { OnnxFormatError, readOnnxModelInfo } from '../shared/src/index.js'
-import { buildModel, kitchenSinkModel, rawData, tinyClassifierModel } from './helpers/onnx-model.js'
+import { externalDataTensors, OnnxFormatError, readOnnxModelInfo } from '../shared/src/index.js'
+import { buildModel, kitchenSinkModel, rawData, tinyClassifierModel, type NodeSpec } from './helpers/onnx-model.js'
 
 /** onnxruntime's view of a model, in v2 terms (named dynamic dimensions as -1). */
 async function ortSpecs(bytes: Uint8Array) {
@@ -62,5 +62,54 @@ describe('readOnnxModelInfo', () => {
   ])('refuses %s with an OnnxFormatError naming the model', (_case, bytes, message) => {
     expect(() => readOnnxModelInfo(bytes)).toThrow(OnnxFormatError)
     expect(() => readOnnxModelInfo(bytes)).toThrow(message)
+  })
+})
+
+describe('models with tensors in external data files', () => {
+  const weight = (externalLocation?: string) => ({ name: 'W', datatype: 'UINT8' as const, dims: [4], data: Uint8Array.of(1, 2, 3, 4), ...(externalLocation && { externalLocation }) })
+  const identity = (initializers: ReturnType<typeof weight>[], nodes: NodeSpec[] = [{ opType: 'Identity', inputs: ['W'], outputs: ['leak'] }, { opType: 'Identity', inputs: ['x'], outputs: ['y'] }]) =>
+    buildModel({
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [1] }],
+      outputs: [{ name: 'y', datatype: 'FP32', shape: [1] }, { name: 'leak', datatype: 'UINT8', shape: [4] }],
+      initializers,
+      nodes,
+    })
+  /** The same model, its W a Constant node's tensor attribute, or an initializer of an If branch. */
+  const inConstant = (externalLocation: string) => identity([], [
+    { opType: 'Constant', inputs: [], outputs: ['W'], attributes: { value: { tensor: weight(externalLocation) } } },
+    { opType: 'Identity', inputs: ['x'], outputs: ['y'] },
+    { opType: 'Identity', inputs: ['W'], outputs: ['leak'] },
+  ])
+  const inSubgraph = (externalLocation: string) => {
+    const branch = { inputs: [], outputs: [{ name: 'b', datatype: 'UINT8' as const, shape: [4] }], initializers: [{ ...weight(externalLocation), name: 'Wb' }], nodes: [{ opType: 'Identity', inputs: ['Wb'], outputs: ['b'] }] }
+    return buildModel({
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [1] }, { name: 'c', datatype: 'BOOL', shape: [] }],
+      outputs: [{ name: 'leak', datatype: 'UINT8', shape: [4] }],
+      nodes: [{ opType: 'If', inputs: ['c'], outputs: ['leak'], attributes: { then_branch: { graph: branch }, else_branch: { graph: { ...branch, initializers: [{ ...weight(), name: 'Wb' }] } } } }],
+    })
+  }
+
+  it.each([
+    ['an initializer', () => identity([weight('.depinfer/keys/local-device-1.key')])],
+    ["a Constant node's tensor", () => inConstant('package.json')],
+    ["an If branch's initializer", () => inSubgraph('../../etc/passwd')],
+  ])('refuses a model keeping %s in an external file, naming the tensor', (_case, make) => {
+    expect(() => readOnnxModelInfo(make())).toThrow(OnnxFormatError)
+    expect(() => readOnnxModelInfo(make())).toThrow(/external data files \("W[b]?"\).*self-contained/)
+    expect(externalDataTensors(make()).length).toBe(1)
+  })
+
+  it('finds none in self-contained models, the bundled ones included', () => {
+    expect(externalDataTensors(identity([weight()]))).toEqual([])
+    for (const name of Object.keys(BUNDLED_MODELS) as BundledModelName[]) expect(externalDataTensors(readFileSync(bundledModelPath(name)))).toEqual([])
+  })
+
+  it('is what onnxruntime would read from the working directory (why it is refused)', async () => {
+    // The same file loaded from bytes: onnxruntime resolves the location against the process's
+    // working directory and answers the file's bytes. (package.json: a file every checkout has.)
+    const session = await ort.InferenceSession.create(inConstant('package.json'))
+    const { leak } = await session.run({ x: new ort.Tensor('float32', Float32Array.of(1), [1]) })
+    await session.release()
+    expect(Buffer.from(leak!.data as Uint8Array).toString()).toBe(readFileSync('package.json').subarray(0, 4).toString())
   })
 })

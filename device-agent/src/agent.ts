@@ -112,7 +112,7 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
     }),
   })
   const served: ServedModel[] = modelsFromConfig(config).map(serve)
-  const sessionSettings = { runtime, maxBatch: config.batching.maxBatch }
+  const sessionSettings = { runtime, maxBatch: config.batching.maxBatch, log }
   let inflight = 0
   let ewmaMs = 0
   /** Set by stop(): the status says so (the edge routes nothing new here), and jobs still arriving are answered. */

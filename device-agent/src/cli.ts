@@ -71,7 +71,7 @@ async function main(argv: string[]): Promise<number> {
     // progress) goes to stderr, so stdout stays one JSON document.
     const errorLog = (message: string) => console.error(`[agent ${config.deviceId}] ${message}`)
     const runtime = new OrtRuntime(config.ort, errorLog)
-    const settings = { runtime, maxBatch: config.batching.maxBatch }
+    const settings = { runtime, maxBatch: config.batching.maxBatch, log: errorLog }
     const models = modelsFromConfig(config)
     const provisioner = new ModelProvisioner({
       config,

@@ -187,6 +187,7 @@ export function readOnnxModelInfo(bytes: Uint8Array): OnnxModelInfo {
     return true
   })
   if (nodeCount === 0) fail('the graph has no nodes', 'GraphProto', g.position)
+  assertSelfContained(bytes)
   const specs = (readers: WireReader[], kind: 'input' | 'output') =>
     readers
       .map((r, i) => readValueInfo(r, `graph.${kind}[${i}]`))
@@ -200,4 +201,101 @@ export function readOnnxModelInfo(bytes: Uint8Array): OnnxModelInfo {
   if (inputs.length === 0) fail('the graph has no inputs', 'GraphProto', g.position)
   if (outputs.length === 0) fail('the graph has no outputs', 'GraphProto', g.position)
   return { irVersion, opsets, producer, graphName, inputs, outputs, nodeCount }
+}
+
+/** Throws OnnxFormatError when the model keeps any tensor in external data files (externalDataTensors). */
+export function assertSelfContained(bytes: Uint8Array): void {
+  const external = externalDataTensors(bytes)
+  if (external.length === 0) return
+  const names = external.slice(0, 3).map((n) => JSON.stringify(n)).join(', ') + (external.length > 3 ? ', …' : '')
+  throw new OnnxFormatError(
+    `the model keeps ${external.length} tensor(s) in external data files (${names}); depinfer serves one self-contained .onnx file: save the model with all tensors inside it (onnx.save(model, path, save_as_external_data=False))`,
+    'model',
+  )
+}
+
+/** Deeper nesting of graphs in attributes than this is refused rather than walked. */
+const MAX_GRAPH_NESTING = 64
+
+/**
+ * The names of the tensors the model keeps in external data files (TensorProto.data_location
+ * EXTERNAL, or external_data entries), anywhere: initializers, sparse initializers, node
+ * attributes, subgraphs, training info, functions. A model is one self-contained file here:
+ * onnxruntime would read an external tensor from a path the file names, relative to the loading
+ * process's working directory, so a published model could make a device read its own files
+ * (its key) and answer them as outputs.
+ */
+export function externalDataTensors(bytes: Uint8Array): string[] {
+  const found: string[] = []
+  const tensor = (r: WireReader) => {
+    let name = ''
+    let external = false
+    readFields(r, 'TensorProto', (field, wire) => {
+      if (field === 8 && wire === WIRE_LEN) name = r.string()
+      else if (field === 13 && wire === WIRE_LEN) {
+        external = true // an external_data entry
+        return false
+      } else if (field === 14 && wire === WIRE_VARINT) {
+        if (r.varint() === 1n) external = true // DataLocation.EXTERNAL
+      }
+      else return false
+      return true
+    })
+    if (external) found.push(name)
+  }
+  const sparse = (r: WireReader) =>
+    readFields(r, 'SparseTensorProto', (field, wire) => {
+      if ((field !== 1 && field !== 2) || wire !== WIRE_LEN) return false // values, indices
+      tensor(r.sub())
+      return true
+    })
+  const node = (r: WireReader, depth: number) =>
+    readFields(r, 'NodeProto', (field, wire) => {
+      if (field !== 5 || wire !== WIRE_LEN) return false
+      const a = r.sub()
+      readFields(a, 'AttributeProto', (f, w) => {
+        if (w !== WIRE_LEN) return false
+        if (f === 5 || f === 10) tensor(a.sub()) // t, tensors
+        else if (f === 6 || f === 11) graph(a.sub(), depth + 1) // g, graphs
+        else if (f === 22 || f === 23) sparse(a.sub()) // sparse_tensor, sparse_tensors
+        else return false
+        return true
+      })
+      return true
+    })
+  const graph = (r: WireReader, depth: number): void => {
+    if (depth > MAX_GRAPH_NESTING) fail(`graphs nested more than ${MAX_GRAPH_NESTING} deep`, 'GraphProto', r.position)
+    readFields(r, 'GraphProto', (field, wire) => {
+      if (wire !== WIRE_LEN) return false
+      if (field === 1) node(r.sub(), depth)
+      else if (field === 5) tensor(r.sub()) // initializer
+      else if (field === 15) sparse(r.sub()) // sparse_initializer
+      else return false
+      return true
+    })
+  }
+  const model = new WireReader(bytes)
+  readFields(model, 'ModelProto', (field, wire) => {
+    if (wire !== WIRE_LEN) return false
+    if (field === 7) graph(model.sub(), 0)
+    else if (field === 20) {
+      // TrainingInfoProto: initialization = 1, algorithm = 2 (graphs).
+      const info = model.sub()
+      readFields(info, 'TrainingInfoProto', (f, w) => {
+        if ((f !== 1 && f !== 2) || w !== WIRE_LEN) return false
+        graph(info.sub(), 1)
+        return true
+      })
+    } else if (field === 25) {
+      // FunctionProto: node = 7.
+      const fn = model.sub()
+      readFields(fn, 'FunctionProto', (f, w) => {
+        if (f !== 7 || w !== WIRE_LEN) return false
+        node(fn.sub(), 1)
+        return true
+      })
+    } else return false
+    return true
+  })
+  return found
 }

@@ -59,7 +59,12 @@ export interface ValueSpec {
 }
 
 /** One attribute value; the key says which AttributeProto field carries it. */
-export type AttributeValue = { int: number | bigint } | { float: number } | { ints: readonly (number | bigint)[] }
+export type AttributeValue =
+  | { int: number | bigint }
+  | { float: number }
+  | { ints: readonly (number | bigint)[] }
+  | { tensor: InitializerSpec }
+  | { graph: Omit<ModelSpec, 'opset' | 'irVersion'> }
 
 export interface NodeSpec {
   opType: string
@@ -75,6 +80,8 @@ export interface InitializerSpec {
   datatype: Datatype
   dims: readonly number[]
   data: Uint8Array
+  /** Stored in an external data file at this path instead (data_location EXTERNAL; `data` unused). */
+  externalLocation?: string
 }
 
 export interface ModelSpec {
@@ -98,11 +105,15 @@ export function rawData(values: ArrayBufferView): Uint8Array {
 const ATTR_FLOAT = 1
 const ATTR_INT = 2
 const ATTR_INTS = 7
+const ATTR_TENSOR = 4
+const ATTR_GRAPH = 5
 
 function attributeProto(w: WireWriter, name: string, value: AttributeValue): void {
   w.string(1, name) // name = 1
   if ('int' in value) w.int(20, ATTR_INT).int(3, value.int) // type = 20, i = 3
   else if ('float' in value) w.int(20, ATTR_FLOAT).float(2, value.float) // f = 2 (fixed32)
+  else if ('tensor' in value) w.int(20, ATTR_TENSOR).message(5, (t) => tensorProto(t, value.tensor)) // t = 5
+  else if ('graph' in value) w.int(20, ATTR_GRAPH).message(6, (g) => graphProto(g, value.graph)) // g = 6
   else w.int(20, ATTR_INTS).packedInts(8, value.ints) // ints = 8
 }
 
@@ -131,10 +142,16 @@ function tensorProto(w: WireWriter, init: InitializerSpec): void {
   if (init.dims.length > 0) w.packedInts(1, init.dims) // dims = 1
   w.int(2, ONNX_ELEM_TYPE_BY_DATATYPE[init.datatype]) // data_type = 2
   w.string(8, init.name) // name = 8
-  w.bytes(9, init.data) // raw_data = 9
+  if (init.externalLocation === undefined) {
+    w.bytes(9, init.data) // raw_data = 9
+    return
+  }
+  // external_data = 13 (StringStringEntryProto: key = 1, value = 2), data_location = 14 (EXTERNAL = 1).
+  w.message(13, (entry) => entry.string(1, 'location').string(2, init.externalLocation!))
+  w.int(14, 1)
 }
 
-function graphProto(w: WireWriter, spec: ModelSpec): void {
+function graphProto(w: WireWriter, spec: Omit<ModelSpec, 'opset' | 'irVersion'>): void {
   spec.nodes.forEach((node, i) => w.message(1, (n) => nodeProto(n, node, i))) // GraphProto.node = 1
   w.string(2, spec.graphName ?? 'test_graph') // name = 2
   for (const init of spec.initializers ?? []) w.message(5, (t) => tensorProto(t, init)) // initializer = 5

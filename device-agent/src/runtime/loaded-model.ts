@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { basename } from 'node:path'
 import {
+  assertSelfContained,
   cutToLength,
   datatypeFromOrtType,
   MODEL_ERROR_MAX_CHARS,
@@ -19,6 +20,7 @@ import { isLocalSource, isUrlSource, modelIdentity, type AgentConfig, type Execu
 import { bundledModelPath } from '../models/bundled.js'
 import { cachedModelPath, type ModelFileRequest } from '../models/download.js'
 import { ChecksumMismatchError } from '../models/errors.js'
+import { batchingProblem } from './batch-probe.js'
 import type { OrtRuntime } from './execution.js'
 import { withoutSourceLocations } from './run-job.js'
 
@@ -85,6 +87,8 @@ export interface SessionSettings {
   runtime: OrtRuntime
   /** The configured batch limit, applied where the model allows batching. */
   maxBatch: number
+  /** Says why a model runs unbatched when its first dimension looked like a batch axis. */
+  log?: (line: string) => void
 }
 
 /**
@@ -104,13 +108,19 @@ export async function loadModel(
       throw new ChecksumMismatchError(model.remote.sha256, sha256, `model ${model.name} v${model.version} (${model.path})`)
     }
     model.sha256 = sha256
+    // Whatever its source: onnxruntime would read an external tensor from a path the file names,
+    // relative to this process's working directory (this device's key, say) and answer it.
+    assertSelfContained(bytes)
     const { session, executionProvider } = await settings.runtime.createSession(bytes, model.name)
     model.session = session
     model.executionProvider = executionProvider
     model.inputs = model.session.inputMetadata.map((meta) => tensorSpec(meta, model.name))
     model.outputs = model.session.outputMetadata.map((meta) => tensorSpec(meta, model.name))
-    const batchable = [...model.inputs, ...model.outputs].every((spec) => spec.shape[0] === -1)
-    model.maxBatch = batchable ? settings.maxBatch : 1
+    // Batched only where dimension 0 is dynamic everywhere and rows are answered independently.
+    const dynamicRows = [...model.inputs, ...model.outputs].every((spec) => spec.shape[0] === -1)
+    const problem = dynamicRows && settings.maxBatch > 1 ? await batchingProblem(session, model.inputs) : undefined
+    if (problem) settings.log?.(`model ${model.name} v${model.version} runs unbatched: ${problem}`)
+    model.maxBatch = dynamicRows && !problem ? settings.maxBatch : 1
     model.state = 'ready'
   } catch (error) {
     model.state = 'failed'

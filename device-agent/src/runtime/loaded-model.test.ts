@@ -1,0 +1,89 @@
+/**
+ * Loading a model file into the agent: one self-contained file only (no external data), and
+ * dynamic batching only where the model answers each row as it would alone — with the real
+ * onnxruntime on generated models and the bundled ones.
+ */
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { buildModel, rawData, type ModelSpec } from '../../../test/helpers/onnx-model.js'
+import { temporaryDirectory } from '../../../test/helpers/temporary-directory.js'
+import { AgentConfigSchema } from '../config.js'
+import { BUNDLED_MODELS, bundledModelPath, type BundledModelName } from '../models/bundled.js'
+import { OrtRuntime } from './execution.js'
+import { loadModel, type LoadedModel } from './loaded-model.js'
+
+const dir = temporaryDirectory('loaded-model-')
+const ortSettings = AgentConfigSchema.parse({ deviceId: 'd', broker: { url: 'mqtt://x' }, models: [{ bundled: 'ppocr-cls' }], keyPath: '/k' }).ort
+
+async function load(name: string, path: string) {
+  const lines: string[] = []
+  const model: LoadedModel = { name, version: '1', path, state: 'loading', maxBatch: 1 }
+  await loadModel(model, { runtime: new OrtRuntime(ortSettings, () => {}), maxBatch: 8, log: (line) => lines.push(line) })
+  await model.session?.release()
+  return { model, lines }
+}
+const file = (name: string, spec: ModelSpec) => {
+  const path = join(dir, `${name}.onnx`)
+  writeFileSync(path, buildModel(spec))
+  return path
+}
+/** x [N,3] FP32 → y = op(x), both with a dynamic first dimension. */
+const rowModel = (name: string, nodes: ModelSpec['nodes'], initializers: ModelSpec['initializers'] = []) =>
+  file(name, {
+    inputs: [{ name: 'x', datatype: 'FP32', shape: ['N', 3] }],
+    outputs: [{ name: 'y', datatype: 'FP32', shape: ['N', 3] }],
+    nodes,
+    initializers,
+  })
+
+describe('loadModel', () => {
+  it('refuses a model with a tensor in an external data file, and never opens it', async () => {
+    const path = file('external', {
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [1] }],
+      outputs: [{ name: 'y', datatype: 'FP32', shape: [1] }, { name: 'leak', datatype: 'UINT8', shape: [4] }],
+      initializers: [{ name: 'W', datatype: 'UINT8', dims: [4], data: new Uint8Array(4), externalLocation: 'package.json' }],
+      nodes: [{ opType: 'Identity', inputs: ['x'], outputs: ['y'] }, { opType: 'Identity', inputs: ['W'], outputs: ['leak'] }],
+    })
+    const { model } = await load('external', path)
+    expect(model.state).toBe('failed')
+    expect(model.error).toMatch(/external data files \("W"\)/)
+    expect(model.session).toBeUndefined()
+  })
+
+  it('batches a model whose rows are independent', async () => {
+    const { model, lines } = await load('relu', rowModel('relu', [{ opType: 'Relu', inputs: ['x'], outputs: ['y'] }]))
+    expect(model).toMatchObject({ state: 'ready', maxBatch: 8 })
+    expect(lines).toEqual([])
+  })
+
+  it.each(Object.keys(BUNDLED_MODELS) as BundledModelName[])('batches the bundled %s', async (name) => {
+    const { model, lines } = await load(name, bundledModelPath(name))
+    expect(lines).toEqual([])
+    expect(model).toMatchObject({ state: 'ready', maxBatch: 8 })
+  })
+
+  it.each([
+    ['a running sum down the rows (CumSum, axis 0)', 'cumsum', [{ opType: 'CumSum', inputs: ['x', 'axis'], outputs: ['y'] }], [{ name: 'axis', datatype: 'INT64' as const, dims: [], data: rawData(BigInt64Array.of(0n)) }]],
+    ['a softmax across the rows', 'softmax0', [{ opType: 'Softmax', inputs: ['x'], outputs: ['y'], attributes: { axis: { int: 0 } } }], []],
+    ['rows minus their mean over the batch', 'centre', [
+      { opType: 'ReduceMean', inputs: ['x'], outputs: ['m'], attributes: { axes: { ints: [0] }, keepdims: { int: 1 } } },
+      { opType: 'Sub', inputs: ['x', 'm'], outputs: ['y'] },
+    ], []],
+  ])('runs unbatched, and says why, a model whose rows depend on each other: %s', async (_case, name, nodes, initializers) => {
+    const { model, lines } = await load(name, rowModel(name, nodes, initializers))
+    expect(model).toMatchObject({ state: 'ready', maxBatch: 1 })
+    expect(lines).toEqual([expect.stringMatching(new RegExp(`model ${name} v1 runs unbatched: output y of a row depends on the other rows`))])
+  })
+
+  it('runs unbatched a model whose outputs do not have one row per input row (a Transpose)', async () => {
+    const path = file('transpose', {
+      inputs: [{ name: 'x', datatype: 'FP32', shape: ['N', 'M'] }],
+      outputs: [{ name: 'y', datatype: 'FP32', shape: ['M', 'N'] }],
+      nodes: [{ opType: 'Transpose', inputs: ['x'], outputs: ['y'] }],
+    })
+    const { model, lines } = await load('transpose', path)
+    expect(model.maxBatch).toBe(1)
+    expect(lines).toEqual([expect.stringContaining('do not have one row per input row')])
+  })
+})
