@@ -320,6 +320,14 @@ describe('elementsToJson', () => {
     expect(text).toBe('[4611686018427387905,-4611686018427387907]')
   })
 
+  it("keeps a float's negative zero (JSON.stringify would write 0), for every float datatype", () => {
+    expect(elementsToJson('FP32', bytesOf(Float32Array.of(-0, 0, 1.5)))).toBe('[-0.0,0,1.5]')
+    expect(elementsToJson('FP64', bytesOf(Float64Array.of(0, -0)))).toBe('[0,-0.0]')
+    expect(elementsToJson('FP16', leBytes('FP16', [0x8000, 0x0000]))).toBe('[-0.0,0]')
+    expect(Object.is(JSON.parse(elementsToJson('FP32', bytesOf(Float32Array.of(-0))))[0], -0)).toBe(true)
+    expect(elementsToJson('FP32', bytesOf(Float32Array.of(Number.NaN, -0)))).toBe('[null,-0.0]')
+  })
+
   it('writes any non-zero BOOL byte as true', () => {
     expect(elementsToJson('BOOL', new Uint8Array([0, 1, 2, 255]))).toBe('[false,true,true,true]')
   })

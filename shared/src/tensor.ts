@@ -277,12 +277,12 @@ export function elementsToJson(datatype: Datatype, bytes: Uint8Array): string {
     for (let i = 0; i < elements.length; i++) text += (i ? ',' : '') + (elements[i] ? 'true' : 'false')
     return text + ']'
   }
-  if (datatype === 'FP16') {
-    return JSON.stringify(Array.from(elements as Uint16Array, float16BitsToNumber))
-  }
   if (datatype === 'INT64' || datatype === 'UINT64') {
     return `[${Array.from(elements as BigInt64Array, String).join(',')}]`
   }
+  const numbers = datatype === 'FP16' ? Array.from(elements as Uint16Array, float16BitsToNumber) : Array.from(elements as Float32Array)
   // JSON has no NaN or Infinity; JSON.stringify writes them as null, as the v2 JSON form must.
-  return JSON.stringify(Array.from(elements as Float32Array))
+  const text = JSON.stringify(numbers)
+  // It also writes -0 as 0; a float's sign is part of its value (numpy writes -0.0).
+  return numbers.some((n) => Object.is(n, -0)) ? `[${numbers.map((n) => (Object.is(n, -0) ? '-0.0' : JSON.stringify(n))).join(',')}]` : text
 }

@@ -37,11 +37,37 @@ export function checkJobTensors(model: LoadedModel, inputs: readonly RawTensor[]
 const SOURCE_LOCATION = /(?:\/[\w.+-]+)+\.(?:h|hpp|cc|cpp|c):\d+\s*/g
 
 /**
- * onnxruntime's message without the source files of its build (`/onnxruntime_src/…/reshape_helper.h:45`),
- * which say nothing to whoever the message goes to.
+ * The C++ function onnxruntime names after a source location, when it does:
+ * `void onnxruntime::model_load_utils::ValidateOpsetForDomain(` up to its argument list.
+ */
+const CPP_FUNCTION = /(?:[\w:<>*&]+\s+)*\w+(?:::~?\w+)+\(/y
+
+/**
+ * onnxruntime's message without the source files of its build (`/onnxruntime_src/…/reshape_helper.h:45`)
+ * and the C++ functions that follow them (`void onnxruntime::…::ValidateOpsetForDomain(const
+ * std::unordered_map<…>&, …, int)`), which say nothing to whoever the message goes to, and took
+ * the 300 characters a device advertises before the reason itself.
  */
 export function withoutSourceLocations(message: string): string {
-  return message.replace(SOURCE_LOCATION, '').trim()
+  let text = ''
+  let from = 0
+  for (const match of message.matchAll(SOURCE_LOCATION)) {
+    text += message.slice(from, match.index)
+    from = match.index + match[0].length
+    CPP_FUNCTION.lastIndex = from
+    if (CPP_FUNCTION.exec(message)) from = afterClosingParen(message, CPP_FUNCTION.lastIndex)
+  }
+  return (text + message.slice(from)).trim()
+}
+
+/** The index after the `)` closing the `(` just before `start`, and the spaces after it (`start` itself when unbalanced). */
+function afterClosingParen(text: string, start: number): number {
+  let depth = 1
+  for (let i = start; i < text.length; i++) {
+    if (text[i] === '(') depth++
+    else if (text[i] === ')' && --depth === 0) return i + 1 + (/^\s*/.exec(text.slice(i + 1))?.[0].length ?? 0)
+  }
+  return start
 }
 
 export async function runModel(

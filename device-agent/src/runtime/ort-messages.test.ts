@@ -1,0 +1,21 @@
+import { describe, expect, it } from 'vitest'
+import { withoutSourceLocations } from './run-job.js'
+
+describe("withoutSourceLocations (onnxruntime's messages as devices pass them on)", () => {
+  it('drops the source location and the C++ function after it, keeping the reason (onnxruntime 1.30, opset 30)', () => {
+    const message =
+      '/onnxruntime_src/onnxruntime/core/graph/model_load_utils.h:46 void onnxruntime::model_load_utils::ValidateOpsetForDomain(const std::unordered_map<std::__cxx11::basic_string<char>, int>&, const onnxruntime::logging::Logger&, bool, const std::string&, int) ONNX Runtime only *guarantees* support for models stamped with official released onnx opset versions. Opset 30 is under development.'
+    expect(withoutSourceLocations(message)).toBe('ONNX Runtime only *guarantees* support for models stamped with official released onnx opset versions. Opset 30 is under development.')
+  })
+
+  it('keeps what precedes a location, and a location without a function after it', () => {
+    expect(withoutSourceLocations('Non-zero status code returned while running Conv node. /onnxruntime_src/onnxruntime/core/providers/cpu/nn/conv.cc:12 Invalid input shape: {0,0}'))
+      .toBe('Non-zero status code returned while running Conv node. Invalid input shape: {0,0}')
+    expect(withoutSourceLocations('Load model failed:/onnxruntime_src/a/b.h:3 onnxruntime::Model::Load(const std::string&) Bad IR version'))
+      .toBe('Load model failed:Bad IR version')
+  })
+
+  it('leaves messages without locations alone', () => {
+    expect(withoutSourceLocations('input x: expected rank 4, got 3 (std::vector)')).toBe('input x: expected rank 4, got 3 (std::vector)')
+  })
+})
