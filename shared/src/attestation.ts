@@ -18,7 +18,7 @@ import { sha256Chunks } from './hash.js'
 import { keccak256 } from './keccak.js'
 import { buildMerkleTree, processMerkleProof } from './merkle.js'
 import { AttestationSchema, MAX_BATCH_PROOF_LEVELS, type AttestationWire } from './messages.js'
-import type { RawTensor } from './tensor.js'
+import { concatBytes, type RawTensor } from './tensor.js'
 
 /** 0x-prefixed hex. Functions here accept either case and return lowercase. */
 export type Hex = `0x${string}`
@@ -158,14 +158,9 @@ function canonicalChunks(tensors: readonly RawTensor[]): Uint8Array[] {
  * dimensions that are not non-negative safe integers.
  */
 export function canonicalTensorBytes(tensors: readonly RawTensor[]): Uint8Array {
+  // A fresh buffer even for one record: callers may keep or change it.
   const chunks = canonicalChunks(tensors)
-  const out = new Uint8Array(chunks.reduce((sum, c) => sum + c.length, 0))
-  let offset = 0
-  for (const chunk of chunks) {
-    out.set(chunk, offset)
-    offset += chunk.length
-  }
-  return out
+  return chunks.length === 1 ? new Uint8Array(chunks[0]!) : concatBytes(chunks)
 }
 
 const toHex = (bytes: Uint8Array): Hex => `0x${bytesToHex(bytes)}`

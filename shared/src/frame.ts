@@ -16,7 +16,7 @@
  */
 import { isDatatype } from './datatypes.js'
 import { FrameError } from './errors.js'
-import { byteLength, type RawTensor } from './tensor.js'
+import { byteLength, concatBytes, type RawTensor } from './tensor.js'
 
 /**
  * The largest message (MQTT payload) of the protocol. Brokers refuse larger ones: the embedded
@@ -79,14 +79,7 @@ export function encodeFrame(header: object, tensors: readonly RawTensor[]): Uint
 
 /** One message of several frames: `frames` each from encodeFrame, back to back. */
 export function joinFrames(frames: readonly Uint8Array[]): Uint8Array {
-  if (frames.length === 1) return frames[0]!
-  const message = new Uint8Array(frames.reduce((sum, frame) => sum + frame.byteLength, 0))
-  let offset = 0
-  for (const frame of frames) {
-    message.set(frame, offset)
-    offset += frame.byteLength
-  }
-  return message
+  return concatBytes(frames)
 }
 
 export interface DecodedFrame {

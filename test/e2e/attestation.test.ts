@@ -363,17 +363,22 @@ describe('attestations on the local chain', () => {
     }
   }, 300_000)
 
-  describe.each<RogueMode>(['forged-signature', 'wrong-device', 'tampered-output', 'missing', 'wrong-outputs'])('a device whose attestation is %s', (mode) => {
-    it('has its result discarded, the job answered by an honest device, and is not sent the next job', async () => {
-      const meta = (await api.get(`/v2/models/${MODEL}`)).body as { sha256: string; inputs: ModelDescriptor['inputs']; outputs: ModelDescriptor['outputs'] }
-      const rogue = await startRogueDevice({
-        brokerUrl: network.broker.tcpUrl,
-        deviceId: `rogue-${mode}`,
-        mode,
-        model: { name: MODEL, version: '1', sha256: meta.sha256, platform: 'onnxruntime_onnx', inputs: meta.inputs, outputs: meta.outputs, maxBatch: 1, state: 'ready' },
-      })
+  /** The served model's descriptor, as a rogue device advertises it. */
+  const servedModel = async (): Promise<ModelDescriptor> => {
+    const meta = (await api.get(`/v2/models/${MODEL}`)).body as { sha256: string; inputs: ModelDescriptor['inputs']; outputs: ModelDescriptor['outputs'] }
+    return { name: MODEL, version: '1', sha256: meta.sha256, platform: 'onnxruntime_onnx', inputs: meta.inputs, outputs: meta.outputs, maxBatch: 1, state: 'ready' }
+  }
+  /** A rogue device serving MODEL, once the edge routes to it (it claims to be the fastest). */
+  const routedRogue = async (deviceId: string, mode: RogueMode, options: { victimId?: string } = {}) => {
+    const rogue = await startRogueDevice({ brokerUrl: network.broker.tcpUrl, deviceId, mode, model: await servedModel(), ...options })
+    await expect.poll(async () => ((await api.get(`/v2/models/${MODEL}`)).body as { parameters: { ready_devices?: number } }).parameters.ready_devices, { timeout: 10_000 }).toBe(2)
+    return rogue
+  }
+
+  describe.each<RogueMode>(['forged-signature', 'wrong-device', 'tampered-output', 'missing', 'wrong-outputs', 'refuse-input'])('a device whose answer is %s', (mode) => {
+    it('has its answer discarded, the job answered by an honest device, and is not sent the next job', async () => {
+      const rogue = await routedRogue(`rogue-${mode}`, mode)
       try {
-        await expect.poll(async () => ((await api.get(`/v2/models/${MODEL}`)).body as { parameters: { ready_devices?: number } }).parameters.ready_devices, { timeout: 10_000 }).toBe(2)
         const first = await infer()
         expect(rogue.jobsReceived()).toBe(1)
         expect(first.body.parameters).toMatchObject({ device_id: DEVICE, attempts: 2, attestation_device: deviceAddress })
@@ -388,18 +393,10 @@ describe('attestations on the local chain', () => {
   })
 
   it("ignores results a device sends in another device's name: the job is answered, the other device keeps its standing", async () => {
-    const meta = (await api.get(`/v2/models/${MODEL}`)).body as { sha256: string; inputs: ModelDescriptor['inputs']; outputs: ModelDescriptor['outputs'] }
-    const rogue = await startRogueDevice({
-      brokerUrl: network.broker.tcpUrl,
-      deviceId: 'rogue-impersonator',
-      mode: 'impersonate',
-      victimId: DEVICE,
-      model: { name: MODEL, version: '1', sha256: meta.sha256, platform: 'onnxruntime_onnx', inputs: meta.inputs, outputs: meta.outputs, maxBatch: 1, state: 'ready' },
-    })
+    const rogue = await routedRogue('rogue-impersonator', 'impersonate', { victimId: DEVICE })
     try {
-      await expect.poll(async () => ((await api.get(`/v2/models/${MODEL}`)).body as { parameters: { ready_devices?: number } }).parameters.ready_devices, { timeout: 10_000 }).toBe(2)
-      // The rogue claims to be fastest, gets the job, fails it, and floods results for it in
-      // DEVICE's name while DEVICE runs the retry.
+      // The rogue gets the job, fails it, and floods results for it in DEVICE's name while
+      // DEVICE runs the retry.
       const first = await infer()
       expect(rogue.jobsReceived()).toBe(1)
       expect(first.body.parameters).toMatchObject({ device_id: DEVICE, attempts: 2, attestation_device: deviceAddress })
@@ -411,30 +408,8 @@ describe('attestations on the local chain', () => {
     expect(next.body.parameters).toMatchObject({ device_id: DEVICE })
   })
 
-  it('does not take one device\'s word that an input is invalid when another can run it: the liar is left out', async () => {
-    const meta = (await api.get(`/v2/models/${MODEL}`)).body as { sha256: string; inputs: ModelDescriptor['inputs']; outputs: ModelDescriptor['outputs'] }
-    const rogue = await startRogueDevice({
-      brokerUrl: network.broker.tcpUrl,
-      deviceId: 'rogue-refuser',
-      mode: 'refuse-input',
-      model: { name: MODEL, version: '1', sha256: meta.sha256, platform: 'onnxruntime_onnx', inputs: meta.inputs, outputs: meta.outputs, maxBatch: 1, state: 'ready' },
-    })
-    try {
-      await expect.poll(async () => ((await api.get(`/v2/models/${MODEL}`)).body as { parameters: { ready_devices?: number } }).parameters.ready_devices, { timeout: 10_000 }).toBe(2)
-      const first = await infer()
-      expect(rogue.jobsReceived()).toBe(1)
-      expect(first.body.parameters).toMatchObject({ device_id: DEVICE, attempts: 2 })
-      const second = await infer()
-      expect(second.body.parameters).toMatchObject({ device_id: DEVICE, attempts: 1 })
-      expect(rogue.jobsReceived()).toBe(1)
-    } finally {
-      await rogue.close()
-    }
-  })
-
   it('routes nothing to a device that does not prove it holds the key it advertises (no ProviderRegistry here)', async () => {
-    const meta = (await api.get(`/v2/models/${MODEL}`)).body as { sha256: string; inputs: ModelDescriptor['inputs']; outputs: ModelDescriptor['outputs'] }
-    const model = { name: MODEL, version: '1', sha256: meta.sha256, platform: 'onnxruntime_onnx', inputs: meta.inputs, outputs: meta.outputs, maxBatch: 1, state: 'ready' } as const
+    const model = await servedModel()
     const rogue = await startRogueDevice({
       brokerUrl: network.broker.tcpUrl,
       deviceId: 'rogue-unproven',

@@ -6,7 +6,7 @@
  * input to another. Checked once, when the model loads, on seeded inputs; a model it cannot
  * check runs unbatched.
  */
-import { bytesOf, float16BitsToNumber, seededRandom, toFloat16Bits, typedElements, type Datatype, type RawTensor, type TensorSpec } from '@depinfer/shared'
+import { bytesOf, concatBytes, float16BitsToNumber, seededRandom, toFloat16Bits, typedElements, type Datatype, type RawTensor, type TensorSpec } from '@depinfer/shared'
 import type * as ort from 'onnxruntime-node'
 import { splitOutputs } from './batch-stacking.js'
 import { runModel } from './run-job.js'
@@ -25,7 +25,7 @@ export async function batchingProblem(session: ort.InferenceSession, inputs: rea
     name: spec.name,
     datatype: spec.datatype,
     shape: [parts.length, ...spec.shape.slice(1).map((d) => (d === -1 ? PROBE_DIM : d))],
-    data: concat(parts),
+    data: concatBytes(parts),
   })
   let together: RawTensor[][] | undefined
   let alone: RawTensor[][]
@@ -81,14 +81,4 @@ function sameValues(a: RawTensor, b: RawTensor): boolean {
     if (!(Object.is(u, v) || Math.abs(u - v) <= ABSOLUTE_TOLERANCE + RELATIVE_TOLERANCE * Math.abs(v))) return false
   }
   return true
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
-  let offset = 0
-  for (const part of parts) {
-    out.set(part, offset)
-    offset += part.byteLength
-  }
-  return out
 }

@@ -3,7 +3,7 @@
  * bytes IS stacking them, and an output whose dimension 0 equals the total rows splits back
  * into per-job slices the same way. Pure functions, so the batcher's correctness rests here.
  */
-import type { RawTensor } from '@depinfer/shared'
+import { concatBytes, type RawTensor } from '@depinfer/shared'
 
 export interface StackableJob {
   inputs: readonly RawTensor[]
@@ -37,12 +37,7 @@ export function canStack(a: StackableJob, b: StackableJob): boolean {
 export function stackInputs(jobs: readonly StackableJob[]): RawTensor[] {
   return jobs[0]!.inputs.map((first) => {
     const parts = jobs.map((job) => job.inputs.find((t) => t.name === first.name)!)
-    const data = new Uint8Array(parts.reduce((sum, t) => sum + t.data.byteLength, 0))
-    let offset = 0
-    for (const part of parts) {
-      data.set(part.data, offset)
-      offset += part.data.byteLength
-    }
+    const data = concatBytes(parts.map((t) => t.data))
     const rows = parts.reduce((sum, t) => sum + t.shape[0]!, 0)
     return { name: first.name, datatype: first.datatype, shape: [rows, ...first.shape.slice(1)], data }
   })

@@ -8,6 +8,7 @@
  * is still sending makes the runtime reset the connection, and most HTTP clients then report a
  * network error instead of the problem.
  */
+import { concatBytes } from '@depinfer/shared'
 import { DepinferError } from '../errors/base.js'
 import { InvalidRequestError, PayloadTooLargeError } from '../errors/request.js'
 
@@ -95,7 +96,7 @@ async function readRaw(request: Request, limit: number, maxBytes: number): Promi
     }
     chunks.push(value)
   }
-  return concat(chunks, total)
+  return concatBytes(chunks)
 }
 
 /**
@@ -189,16 +190,5 @@ async function decode(encoded: Uint8Array, coding: ContentCoding, maxBytes: numb
     const why = error instanceof Error ? error.message : String(error)
     throw new InvalidRequestError(`body is not valid ${coding} data (Content-Encoding: ${coding}): ${why}`, 'body')
   }
-  return concat(chunks, total)
-}
-
-function concat(chunks: readonly Uint8Array[], total: number): Uint8Array {
-  if (chunks.length === 1) return chunks[0]!
-  const body = new Uint8Array(total)
-  let offset = 0
-  for (const chunk of chunks) {
-    body.set(chunk, offset)
-    offset += chunk.byteLength
-  }
-  return body
+  return concatBytes(chunks)
 }
