@@ -45,6 +45,8 @@ try {
   fail(2, `${(error as Error).message}\nusage: npm run key:create -- <label> [--payer 0x… | --no-payer] [--edge <url>] [--wrangler]`)
 }
 const { values, positionals } = parsed
+/** An edge that takes the connection and never answers is given up after this (undici would wait 5 minutes). */
+const EDGE_TIMEOUT_MS = 30_000
 const payer = values.payer
 if (payer !== undefined && addressProblem(payer) !== undefined) fail(2, `--payer ${addressProblem(payer)}, got ${JSON.stringify(payer)}`)
 if (payer !== undefined && values['no-payer']) fail(2, '--payer and --no-payer exclude each other')
@@ -77,9 +79,9 @@ function printWranglerCommand(): void {
 async function escrowOf(base: URL, apiKey: string): Promise<PayerBindingDomain> {
   let response: Response
   try {
-    response = await fetch(new URL('/api/chain', base), { headers: { Authorization: `Bearer ${apiKey}` } })
+    response = await fetch(new URL('/api/chain', base), { headers: { Authorization: `Bearer ${apiKey}` }, signal: AbortSignal.timeout(EDGE_TIMEOUT_MS) })
   } catch (error) {
-    fail(1, `cannot reach the edge at ${base.origin}: ${(error as Error).message}`)
+    fail(1, `cannot reach the edge at ${base.origin}: ${(error as Error).name === 'TimeoutError' ? `no answer for ${EDGE_TIMEOUT_MS / 1000} s` : (error as Error).message}`)
   }
   const body = (await response.json().catch(() => ({}))) as { chainId?: unknown; contracts?: { escrow?: unknown } }
   if (!response.ok || typeof body.chainId !== 'number' || typeof body.contracts?.escrow !== 'string') {
@@ -123,9 +125,10 @@ async function createThroughEdge(url: string): Promise<void> {
       method: 'POST',
       headers: { Authorization: `Bearer ${apiKey}`, 'Content-Type': 'application/json' },
       body: JSON.stringify(body),
+      signal: AbortSignal.timeout(EDGE_TIMEOUT_MS),
     })
   } catch (error) {
-    fail(1, `cannot reach the edge at ${endpoint.origin}: ${(error as Error).cause ?? (error as Error).message}`)
+    fail(1, `cannot reach the edge at ${endpoint.origin}: ${(error as Error).name === 'TimeoutError' ? `no answer for ${EDGE_TIMEOUT_MS / 1000} s` : ((error as Error).cause ?? (error as Error).message)}`)
   }
   const text = await response.text()
   let answer: Record<string, unknown> = {}

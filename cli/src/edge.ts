@@ -38,18 +38,47 @@ function transportFailure(error: unknown): string {
 }
 
 /**
- * Sends `init` to `url` (on `edge`) and returns the status and JSON answer; throws EdgeError for
- * an edge that cannot be reached, answers an error (`what` failed: its detail and field), or
- * answers something other than JSON.
+ * How long a request may go without progress (a chunk of its body sent, its answer arriving)
+ * before it is given up: a host that takes the connection and never answers would otherwise
+ * hold the command for undici's 5 minutes. DEPINFER_EDGE_TIMEOUT_SEC changes it (30 s).
  */
-export async function requestEdge(edge: URL, url: URL, init: RequestInit, what: string): Promise<{ status: number; json: Record<string, unknown> }> {
+export function edgeIdleTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
+  const seconds = Number(env.DEPINFER_EDGE_TIMEOUT_SEC || 30)
+  if (!(seconds > 0)) throw new CliError(`DEPINFER_EDGE_TIMEOUT_SEC must be a positive number of seconds, got ${JSON.stringify(env.DEPINFER_EDGE_TIMEOUT_SEC)}`, 2)
+  return seconds * 1000
+}
+
+/**
+ * Sends `init` to `url` (on `edge`) and returns the status and JSON answer; throws EdgeError for
+ * an edge that cannot be reached or stops answering (edgeIdleTimeoutMs without progress),
+ * answers an error (`what` failed: its detail and field), or answers something other than JSON.
+ * `init` may be a function of `progress`, for a body that says when it sends a chunk.
+ */
+export async function requestEdge(
+  edge: URL,
+  url: URL,
+  init: RequestInit | ((progress: () => void) => RequestInit),
+  what: string,
+  idleTimeoutMs = edgeIdleTimeoutMs(),
+): Promise<{ status: number; json: Record<string, unknown> }> {
+  const abort = new AbortController()
+  let timer: NodeJS.Timeout | undefined
+  const progress = () => {
+    clearTimeout(timer)
+    timer = setTimeout(() => abort.abort(new Error(`no answer for ${idleTimeoutMs / 1000} s`)), idleTimeoutMs)
+  }
   let response: Response
   let text: string
   try {
-    response = await fetch(url, init)
+    progress()
+    response = await fetch(url, { ...(typeof init === 'function' ? init(progress) : init), signal: abort.signal })
+    progress()
     text = await response.text()
   } catch (error) {
-    throw new EdgeError(`cannot reach the edge at ${edge.origin} (DEPINFER_URL): ${transportFailure(error)}`, undefined, undefined, { cause: error })
+    const why = abort.signal.aborted ? (abort.signal.reason as Error).message : transportFailure(error)
+    throw new EdgeError(`cannot reach the edge at ${edge.origin} (DEPINFER_URL): ${why}`, undefined, undefined, { cause: error })
+  } finally {
+    clearTimeout(timer)
   }
   let json: unknown
   try {
@@ -59,7 +88,7 @@ export async function requestEdge(edge: URL, url: URL, init: RequestInit, what: 
   }
   const object = json !== null && typeof json === 'object' && !Array.isArray(json) ? (json as Record<string, unknown>) : undefined
   if (!response.ok) {
-    const detail = typeof object?.detail === 'string' ? object.detail : text.slice(0, 300).replace(/\s+/g, ' ')
+    const detail = typeof object?.detail === 'string' ? object.detail : text.trim() ? text.slice(0, 300).replace(/\s+/g, ' ') : 'an empty answer (is DEPINFER_URL the depinfer edge?)'
     const field = typeof object?.field === 'string' ? object.field : undefined
     throw new EdgeError(`${what} failed (${response.status}): ${detail}${field ? ` [${field}]` : ''}`, response.status, field)
   }

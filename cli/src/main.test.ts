@@ -86,6 +86,21 @@ describe('depinfer CLI errors', () => {
     expectOneLineError(await publish(modelPath, { DEPINFER_URL: closedPortUrl }), 1, unreachable)
   })
 
+  it('gives up on an edge that takes the connection but never answers, saying so', async () => {
+    const silent = createNetServer(() => {})
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
+    const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`
+    try {
+      const started = Date.now()
+      const stalled = new RegExp(`^cannot reach the edge at ${url} \\(DEPINFER_URL\\): no answer for 1 s$`)
+      expectOneLineError(await runCli(['models', 'list'], { DEPINFER_URL: url, DEPINFER_EDGE_TIMEOUT_SEC: '1' }), 1, stalled)
+      expectOneLineError(await publish(modelPath, { DEPINFER_URL: url, DEPINFER_EDGE_TIMEOUT_SEC: '1' }), 1, stalled)
+      expect(Date.now() - started).toBeLessThan(20_000)
+    } finally {
+      silent.close()
+    }
+  })
+
   it.each(['not a url', 'localhost:8787', 'ftp://127.0.0.1/'])('names a DEPINFER_URL that is not an http(s) URL: %s', async (url) => {
     expectOneLineError(await runCli(['models', 'list'], { DEPINFER_URL: url }), 2, new RegExp(`^DEPINFER_URL must be an http:// or https:// URL .*, got "${url}"$`))
   })

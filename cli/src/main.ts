@@ -33,7 +33,7 @@ ${CHAIN_USAGE.commands}
                       publish an int8 variant made elsewhere, with its depinfer-quantize --json report
 ${CHAIN_USAGE.options}
 environment: DEPINFER_URL (default http://127.0.0.1:8787), DEPINFER_API_KEY (required for models and payouts, and to
-  read the chain settings from the edge)
+  read the chain settings from the edge), DEPINFER_EDGE_TIMEOUT_SEC (give up on an edge silent this long, default 30)
 ${CHAIN_USAGE.environment}`
 
 const OPTIONS = {

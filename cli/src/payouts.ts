@@ -30,12 +30,16 @@ const payoutSchema = z.object({
 })
 type PayoutView = z.infer<typeof payoutSchema>
 
-/** The account's payout view, or undefined when it has no earnings in a settled batch (404). */
+/**
+ * The account's payout view, or undefined when it has no earnings in a settled batch: the edge's
+ * 404 problem naming the address. Any other 404 (a wrong host, proxy or path prefix in
+ * DEPINFER_URL) is an error, not "nothing to claim": a cron job claiming would never claim.
+ */
 async function fetchPayout(edge: EdgeSession, account: Address): Promise<PayoutView | undefined> {
   try {
     return await edge.get(`/api/payouts/${account}`, payoutSchema, `reading the payouts of ${account}`, 'payout proofs come from the edge')
   } catch (error) {
-    if (error instanceof EdgeError && error.status === 404) return undefined
+    if (error instanceof EdgeError && error.status === 404 && error.field === 'address') return undefined
     throw error
   }
 }

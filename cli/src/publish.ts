@@ -65,30 +65,33 @@ const sha256Of = (bytes: Uint8Array) => createHash('sha256').update(bytes).diges
 
 /** POSTs `bytes` as the body, reporting progress; returns the JSON answer, or throws EdgeError with the edge's problem. */
 function upload(url: URL, bytes: Uint8Array, options: PublishOptions, file: 'model' | 'int8', what: string): Promise<{ status: number; json: Record<string, unknown> }> {
-  let sent = 0
-  // Streamed in chunks so the progress bar follows what fetch has actually taken.
-  const body = new ReadableStream<Uint8Array>({
-    pull(controller) {
-      if (sent >= bytes.byteLength) {
-        controller.close()
-        return
-      }
-      const chunk = bytes.subarray(sent, sent + CHUNK_BYTES)
-      sent += chunk.byteLength
-      options.onProgress?.(file, sent, bytes.byteLength)
-      controller.enqueue(chunk)
-    },
-  })
-  const init = {
-    method: 'POST',
-    headers: {
-      Authorization: `Bearer ${options.apiKey}`,
-      'Content-Type': 'application/octet-stream',
-      'Content-Length': String(bytes.byteLength),
-    },
-    body,
-    duplex: 'half',
-  } as RequestInit & { duplex: 'half' }
+  const init = (progress: () => void) => {
+    let sent = 0
+    // Streamed in chunks so the progress bar follows what fetch has actually taken.
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        progress()
+        if (sent >= bytes.byteLength) {
+          controller.close()
+          return
+        }
+        const chunk = bytes.subarray(sent, sent + CHUNK_BYTES)
+        sent += chunk.byteLength
+        options.onProgress?.(file, sent, bytes.byteLength)
+        controller.enqueue(chunk)
+      },
+    })
+    return {
+      method: 'POST',
+      headers: {
+        Authorization: `Bearer ${options.apiKey}`,
+        'Content-Type': 'application/octet-stream',
+        'Content-Length': String(bytes.byteLength),
+      },
+      body,
+      duplex: 'half',
+    } as RequestInit & { duplex: 'half' }
+  }
   return requestEdge(options.edgeUrl, url, init, what)
 }
 

@@ -9,6 +9,8 @@
  * and unregisters the device. Every expected failure is one line.
  */
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -230,6 +232,23 @@ describe('depinfer provider / payouts / escrow on the local chain', () => {
     expect(expectSuccess(await runCli(['payouts', 'claim'], { ...edgeEnv, DEPINFER_PRIVATE_KEY: RELAYER_KEY }))).toBe(
       `${relayer} has no earnings in a settled batch yet: nothing to claim\n`,
     )
+    // Something else answering 404 (a wrong host or proxy in DEPINFER_URL, passing the chain
+    // settings through) is an error, not "nothing to claim": a cron job claiming would never claim.
+    const elsewhere = createServer((request, response) => {
+      if (request.url !== '/api/chain') return void response.writeHead(404).end()
+      void fetch(new URL('/api/chain', network.edge.url), { headers: { Authorization: request.headers.authorization ?? '' } })
+        .then(async (answer) => response.writeHead(answer.status, { 'Content-Type': 'application/json' }).end(await answer.text()))
+    })
+    await new Promise<void>((resolve) => elsewhere.listen(0, '127.0.0.1', resolve))
+    try {
+      const url = `http://127.0.0.1:${(elsewhere.address() as AddressInfo).port}`
+      for (const command of ['show', 'claim']) {
+        const run = await runCli(['payouts', command, ...(command === 'show' ? [provider] : [])], { ...edgeEnv, DEPINFER_URL: url, DEPINFER_PRIVATE_KEY: PROVIDER_KEY })
+        expectOneLineError(run, 1, /^reading the payouts of 0x[0-9a-fA-F]{40} failed \(404\): an empty answer \(is DEPINFER_URL the depinfer edge\?\)$/)
+      }
+    } finally {
+      elsewhere.close()
+    }
   })
 
   it('withdraws the payer\'s remaining balance: request, refused before the delay, then paid', async () => {
