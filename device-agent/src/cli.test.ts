@@ -22,16 +22,20 @@ describe('depinfer-agent', () => {
     expect(command.stderr).toMatch(USAGE)
   })
 
-  it('status exits 1 when a configured model cannot be loaded, 0 when every one is ready', async () => {
+  it('status exits 1 when a configured model cannot be loaded or the device has no key, 0 when every one is ready', async () => {
     const dir = temporaryDirectory('agent-cli-')
     const write = (name: string, models: unknown[]) => {
       const path = join(dir, name)
       writeFileSync(path, JSON.stringify({ deviceId: 'cli-test', keyPath: join(dir, 'device.key'), models }))
       return path
     }
+    const keyless = await run(['status', '--config', write('good.json', [{ bundled: 'ppocr-cls' }])])
+    expect(keyless.code, keyless.output).toBe(1)
+    expect(keyless.stderr).toMatch(/device\.key.*: the edge routes nothing to a device without its key/)
+    expect((await run(['init', '--config', join(dir, 'good.json')])).code).toBe(0)
     const good = await run(['status', '--config', write('good.json', [{ bundled: 'ppocr-cls' }])])
     expect(good.code, good.output).toBe(0)
-    expect(JSON.parse(good.stdout)).toMatchObject({ models: [{ name: 'ppocr-cls', state: 'ready' }], failed: [] })
+    expect(JSON.parse(good.stdout)).toMatchObject({ models: [{ name: 'ppocr-cls', state: 'ready' }], failed: [], keyProof: expect.stringMatching(/^0x[0-9a-f]{130}$/) })
     const bad = await run(['status', '--config', write('bad.json', [{ bundled: 'ppocr-cls' }, { name: 'gone', version: '1', path: join(dir, 'missing.onnx') }])])
     expect(bad.code, bad.output).toBe(1)
     expect(JSON.parse(bad.stdout)).toMatchObject({ failed: [{ name: 'gone', version: '1', error: expect.stringContaining('missing.onnx') }] })

@@ -86,7 +86,11 @@ async function main(argv: string[]): Promise<number> {
       ...models.filter((model) => !model.remote).map((model) => loadModel(model, settings)),
       provisioner.start(models.filter((model) => model.remote), { poll: false }),
     ])
-    const key = await loadDeviceKey(config.keyPath).catch(() => undefined)
+    // Without its key the device would be advertised but never routed to: not a working device.
+    const key = await loadDeviceKey(config.keyPath).catch((error: unknown) => {
+      errorLog(`${(error as Error).message}: the edge routes nothing to a device without its key`)
+      return undefined
+    })
     const failed = [
       ...models.filter((m) => m.state === 'failed').map(({ name, version, error }) => ({ name, version, error })),
       ...provisioner.problems.map(({ model, reason }) => ({ name: model, error: reason })),
@@ -95,7 +99,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(JSON.stringify({ ...deviceStatus(config.deviceId, models, true, identity, runtime.status()), failed }, null, 2))
     await Promise.all(models.map((model) => model.session?.release()))
     // Scripts and health checks can tell a device that would serve everything it is configured for.
-    return failed.length === 0 ? 0 : 1
+    return failed.length === 0 && key ? 0 : 1
   }
   throw new Error(`command ${command} has no handler`)
 }

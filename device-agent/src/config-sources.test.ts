@@ -1,7 +1,7 @@
 /** Model sources of every kind (bundled, file, published, URL), the edge, the model cache and their env overrides. */
 import { writeFileSync } from 'node:fs'
 import { homedir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { ConfigError, loadConfig } from './config.js'
 import { temporaryDirectory } from '../../test/helpers/temporary-directory.js'
@@ -69,5 +69,27 @@ describe('model sources and the edge', () => {
     const path = writeConfig({ deviceId: 'd', ...content })
     expect(() => loadConfig(path, env)).toThrow(ConfigError)
     expect(() => loadConfig(path, env)).toThrow(message)
+  })
+})
+
+describe('paths in the config file', () => {
+  it("takes the file's relative paths from the file's directory, wherever the agent starts", () => {
+    const path = writeConfig({
+      keyPath: 'keys/device.key',
+      cacheDir: './cache',
+      models: [{ name: 'm', version: '1', path: '../models/m.onnx' }, { bundled: 'ppocr-cls' }],
+    })
+    const directory = dirname(path)
+    const config = loadConfig(path, {})
+    expect(config.keyPath).toBe(join(directory, 'keys/device.key'))
+    expect(config.cacheDir).toBe(join(directory, 'cache'))
+    expect(config.models[0]).toMatchObject({ path: join(directory, '../models/m.onnx') })
+    expect(config.models[1]).toEqual({ bundled: 'ppocr-cls' })
+  })
+
+  it('leaves absolute and home paths alone, and the environment\'s relative to the working directory', () => {
+    const path = writeConfig({ keyPath: '~/.depinfer/k.key', cacheDir: '/var/cache/depinfer', models: [{ bundled: 'ppocr-cls' }] })
+    expect(loadConfig(path, {})).toMatchObject({ keyPath: join(homedir(), '.depinfer/k.key'), cacheDir: '/var/cache/depinfer' })
+    expect(loadConfig(path, { DEPINFER_KEY_PATH: 'here.key', DEPINFER_MODEL_CACHE: 'cache' })).toMatchObject({ keyPath: 'here.key', cacheDir: 'cache' })
   })
 })

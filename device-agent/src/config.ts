@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { homedir, hostname } from 'node:os'
-import { join } from 'node:path'
+import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { ID_PATTERN } from '@depinfer/shared'
 import type { InferenceSession } from 'onnxruntime-node'
 import { z } from 'zod'
@@ -385,6 +385,25 @@ function servesPublished(models: unknown): boolean {
 }
 
 /**
+ * The file's relative paths (keyPath, cacheDir, a model's path) taken from the file's own
+ * directory, as in other tools' config files: the agent is started from anywhere (a service
+ * manager, another shell). `~/` stays the home directory; the environment's paths stay relative
+ * to the working directory, as a shell user expects.
+ */
+function relativeToFile(json: Record<string, unknown>, directory: string): Record<string, unknown> {
+  const fromFile = (value: unknown) => (typeof value === 'string' && value !== '' && !isAbsolute(value) && value !== '~' && !value.startsWith('~/') ? resolve(directory, value) : value)
+  const models = Array.isArray(json.models)
+    ? json.models.map((source: unknown) => (isPlainObject(source) && 'path' in source ? { ...source, path: fromFile(source.path) } : source))
+    : json.models
+  return {
+    ...json,
+    ...('keyPath' in json && { keyPath: fromFile(json.keyPath) }),
+    ...('cacheDir' in json && { cacheDir: fromFile(json.cacheDir) }),
+    ...('models' in json && { models }),
+  }
+}
+
+/**
  * Reads the config file (if any) and applies env overrides: DEPINFER_DEVICE_ID,
  * DEPINFER_BROKER_URL, DEPINFER_BROKER_USERNAME, DEPINFER_BROKER_PASSWORD, DEPINFER_KEY_PATH,
  * DEPINFER_MODELS (comma-separated, see envModelSource), DEPINFER_EDGE_URL, DEPINFER_API_KEY,
@@ -402,7 +421,7 @@ export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv): Ag
     if (!isPlainObject(json)) throw new ConfigError(`agent config ${path} must be a JSON object ({ "deviceId": …, "models": [ … ] })`)
     const unknown = findUnknownKey(json)
     if (unknown) throw unknownKeyError(unknown, path)
-    fromFile = json
+    fromFile = relativeToFile(json, dirname(resolve(path)))
   }
   /** Config paths set from the environment, so an error names the variable to fix. */
   const envOrigin = new Map<string, string>()
