@@ -7,7 +7,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { addressFromEnv, chainTarget, connect, signerFromEnv } from './chain.js'
 import { EdgeSession } from './edge-session.js'
 import { CliError, UsageError } from './errors.js'
-import { deposit, withdraw } from './escrow.js'
+import { cancelWithdrawal, deposit, withdraw } from './escrow.js'
 import { parseAddress, parseEthAmount } from './eth.js'
 import { claimPayout, showPayouts } from './payouts.js'
 import { cancelUnstake, deviceAccount, printProviderStatus, registerDevice, unregisterDevice, unstake } from './provider.js'
@@ -23,7 +23,8 @@ export const CHAIN_USAGE = {
   depinfer payouts show [<0x…>]
   depinfer payouts claim [--account <0x…>]
   depinfer escrow deposit <eth> [--for <0x…>]
-  depinfer escrow withdraw [--amount <eth>]`,
+  depinfer escrow withdraw [--amount <eth>]
+  depinfer escrow cancel-withdrawal`,
   options: `  --device-key        the device's key file (from depinfer-agent init): it signs the device's consent
   --stake             the stake to hold, in ETH: tops it up to this (default: the registry's minimum)
   --address, <0x…>    whose stake or earnings to show (default: DEPINFER_PRIVATE_KEY's account)
@@ -61,6 +62,7 @@ const COMMANDS: Record<string, { options: readonly Option[]; positionals: number
   'payouts claim': { options: ['account'], positionals: 0 },
   'escrow deposit': { options: ['for'], positionals: 1 },
   'escrow withdraw': { options: ['amount'], positionals: 0 },
+  'escrow cancel-withdrawal': { options: [], positionals: 0 },
 }
 
 /** Runs `argv` (starting with one of CHAIN_GROUPS); prints `usage` for --help. Returns the exit code. */
@@ -149,6 +151,11 @@ export async function runChainCommand(argv: string[], env: NodeJS.ProcessEnv, us
       const amount = values.amount === undefined ? undefined : parseEthAmount(values.amount, '--amount')
       const payer = signerFromEnv(env, "the payer's account")
       await withdraw(await connect(await chainTarget('escrow', env, edge)), payer, amount)
+      return 0
+    }
+    case 'escrow cancel-withdrawal': {
+      const payer = signerFromEnv(env, "the payer's account")
+      await cancelWithdrawal(await connect(await chainTarget('escrow', env, edge)), payer)
       return 0
     }
   }

@@ -90,3 +90,21 @@ export async function withdraw(conn: Connection, payer: PrivateKeyAccount, amoun
   console.log(`withdrew ${eth(paid)} to ${payer.address}${paid < request.amount ? ` (jobs settled during the delay took the other ${eth(request.amount - paid)})` : ''}`)
   await printBalance(conn, payer.address)
 }
+
+/**
+ * Drops the payer's pending withdrawal request: the whole balance is again what the edge may
+ * reserve jobs against. Says so and changes nothing when none is pending.
+ */
+export async function cancelWithdrawal(conn: Connection, payer: PrivateKeyAccount): Promise<void> {
+  const escrow = await escrowContract(conn)
+  const request = await readChain(`reading the withdrawal request of ${payer.address}`, () =>
+    conn.client.readContract({ ...escrow, functionName: 'withdrawalRequest', args: [payer.address] }),
+  )
+  if (request.amount === 0n) {
+    console.log(`nothing to cancel: ${payer.address} has no pending withdrawal in Escrow ${escrow.address}`)
+    return
+  }
+  await sendTransaction(conn, `cancelling the withdrawal of ${eth(request.amount)}`, () => conn.wallet(payer).writeContract({ ...escrow, functionName: 'cancelWithdrawal' }))
+  console.log(`cancelled the withdrawal of ${eth(request.amount)}; the edge reserves jobs against the whole balance again`)
+  await printBalance(conn, payer.address)
+}

@@ -251,10 +251,15 @@ describe('depinfer provider / payouts / escrow on the local chain', () => {
     }
   })
 
-  it('withdraws the payer\'s remaining balance: request, refused before the delay, then paid', async () => {
+  it('withdraws the payer\'s remaining balance: request (or cancel one), refused before the delay, then paid', async () => {
     const env = { ...edgeEnv, DEPINFER_PRIVATE_KEY: PAYER_KEY }
     const remaining = parseEther('0.01') - JOBS * PRICE
     expect(await chain.readContract({ address: escrow, abi: escrowAbi, functionName: 'balanceOf', args: [payer] })).toBe(remaining)
+    // A request taken back: the whole balance is available for jobs again.
+    expectSuccess(await runCli(['escrow', 'withdraw', '--amount', '0.001'], env))
+    expect(expectSuccess(await runCli(['escrow', 'cancel-withdrawal'], env))).toContain(`cancelled the withdrawal of 0.001 ETH`)
+    expect((await chain.readContract({ address: escrow, abi: escrowAbi, functionName: 'withdrawalRequest', args: [payer] })).amount).toBe(0n)
+    expect(expectSuccess(await runCli(['escrow', 'cancel-withdrawal'], env))).toMatch(/^nothing to cancel: /)
     const requested = expectSuccess(await runCli(['escrow', 'withdraw'], env))
     expect(requested).toContain('withdrawal request of ')
     expect(requested).toMatch(/run `depinfer escrow withdraw` again from \S+ \(in 24 h 0 min, by the chain's clock\)/)
