@@ -427,7 +427,7 @@ export class Gateway extends DurableObject<Env> {
 
   /**
    * The verified attestation of a successful result, or why it is refused: outputs that are not
-   * the model's (names, datatypes, shapes), or an attestation that does not verify. A refusal
+   * the model's (names, datatypes), or an attestation that does not verify. A refusal
    * costs the device its standing at once (suspect, as after repeated failures): it is either
    * broken or dishonest, and neither should get the next job.
    */
