@@ -124,7 +124,8 @@ export class RegistryStakeGate implements StakeGate {
     const answer = this.#answers.get(address)
     if (answer?.active === true) return undefined
     if (answer?.active === false) {
-      return `device not staked (${address} is not an active device in ProviderRegistry ${this.registry}: its provider must stake and register it)`
+      // The registry answers one bit; what is missing, the provider's `depinfer provider status` says.
+      return `device not staked (${address} is not an active device in ProviderRegistry ${this.registry}: its provider must stake enough and register it, and not be unstaking)`
     }
     if (answer?.lastError !== undefined) {
       return `device stake unknown (ProviderRegistry ${this.registry} could not be read: ${answer.lastError})`
