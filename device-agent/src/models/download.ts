@@ -177,7 +177,7 @@ export function parseContentRange(header: string | null): { start: number; end: 
 }
 
 /** A network error's message with its cause (undici says "fetch failed" / "terminated", the cause says why). */
-function networkMessage(error: unknown): string {
+export function networkMessage(error: unknown): string {
   if (!(error instanceof Error)) return String(error)
   const cause = error.cause
   const detail = cause instanceof Error ? ((cause as NodeJS.ErrnoException).code ?? cause.message) : undefined

@@ -14,6 +14,7 @@ import { bundledModelPath } from './bundled.js'
 import { cachedModelPath } from './download.js'
 import { HttpStatusError } from './errors.js'
 import { ModelProvisioner } from './provision.js'
+import { freePort } from '../../../scripts/local/mosquitto.js'
 import { fileToRun, listPublishedModels, selectPublished, type PublishedModel } from './published.js'
 import { FakeEdge, sha256Of, type FakeModel, type FakeVariant } from './testing/fake-edge.js'
 import { temporaryDirectory } from '../../../test/helpers/temporary-directory.js'
@@ -165,6 +166,10 @@ describe('published models from the edge', () => {
     const refused = await listPublishedModels({ url: edge.url, apiKey: 'wrong', pollSec: 0 }, { timeoutMs: 5_000 }).catch((e: unknown) => e)
     expect(refused).toBeInstanceOf(HttpStatusError)
     expect((refused as Error).message).toMatch(/HTTP 401 Unauthorized: invalid API key \(check edge.apiKey/)
+    // An edge nobody listens for: why, not undici's bare "fetch failed".
+    const port = await freePort()
+    const closed = await listPublishedModels({ url: `http://127.0.0.1:${port}`, apiKey: KEY, pollSec: 0 }, { timeoutMs: 5_000 }).catch((e: unknown) => e)
+    expect((closed as Error).message).toBe(`cannot list published models at http://127.0.0.1:${port}/api/models: fetch failed (ECONNREFUSED)`)
   })
 
   it('"*" downloads and loads the newest version of each listed model that fits, and nothing else', async () => {

@@ -15,6 +15,7 @@ import {
 import { z } from 'zod'
 import type { AgentConfig, Precision, PublishedSource } from '../config.js'
 import { AGENT_VERSION } from '../version.js'
+import { networkMessage } from './download.js'
 import { DownloadError, httpStatusError } from './errors.js'
 
 export type EdgeSettings = NonNullable<AgentConfig['edge']>
@@ -83,7 +84,7 @@ export async function listPublishedModels(
     response = await fetch(url, { headers: { ...edgeHeaders(edge), accept: 'application/json' }, signal: AbortSignal.any(signals) })
   } catch (error) {
     options.signal?.throwIfAborted()
-    throw new ListingError(`cannot list published models at ${url}: ${(error as Error).message}`, true, { cause: error })
+    throw new ListingError(`cannot list published models at ${url}: ${networkMessage(error)}`, true, { cause: error })
   }
   if (!response.ok) throw await httpStatusError(response, `listing published models at ${url}`, true)
   let body: unknown
