@@ -7,6 +7,7 @@ import * as ort from 'onnxruntime-node'
 import { describe, expect, it } from 'vitest'
 import { BUNDLED_MODELS, bundledModelPath, type BundledModelName } from '../device-agent/src/models/bundled.js'
 import { externalDataTensors, OnnxFormatError, readOnnxModelInfo } from '../shared/src/index.js'
+import { WireWriter } from '../shared/src/protobuf-wire.js'
 import { buildModel, kitchenSinkModel, rawData, tinyClassifierModel, type NodeSpec } from './helpers/onnx-model.js'
 
 /** onnxruntime's view of a model, in v2 terms (named dynamic dimensions as -1). */
@@ -97,6 +98,21 @@ describe('models with tensors in external data files', () => {
     expect(() => readOnnxModelInfo(make())).toThrow(OnnxFormatError)
     expect(() => readOnnxModelInfo(make())).toThrow(/external data files \("W[b]?"\).*self-contained/)
     expect(externalDataTensors(make()).length).toBe(1)
+  })
+
+  /** A TensorProto named `name` marked external by data_location alone (no external_data entry). */
+  const externalTensor = (w: WireWriter, name: string, location = 1n) => w.string(8, name).int(14, location)
+  it.each([
+    // FunctionProto.attribute_proto (11): an attribute's default value, a tensor.
+    ['a function attribute\'s default tensor', () => new WireWriter().message(25, (fn) => fn.message(11, (a) => a.string(1, 'v').message(5, (t) => externalTensor(t, 'fdefault')))).finish(), 'fdefault'],
+    // TrainingInfoProto.initialization (1): a graph with an initializer.
+    ['a training-info graph\'s initializer', () => new WireWriter().message(20, (info) => info.message(1, (g) => g.message(5, (t) => externalTensor(t, 'tinit')))).finish(), 'tinit'],
+    // GraphProto.sparse_initializer (15): SparseTensorProto.values (1).
+    ['a sparse initializer\'s values', () => new WireWriter().message(7, (g) => g.message(15, (sp) => sp.message(1, (t) => externalTensor(t, 'svalues')))).finish(), 'svalues'],
+    // data_location 2^32 + 1: onnxruntime truncates the enum to EXTERNAL.
+    ['a data_location past 32 bits', () => new WireWriter().message(7, (g) => g.message(5, (t) => externalTensor(t, 'wide', 2n ** 32n + 1n))).finish(), 'wide'],
+  ])('finds %s', (_case, make, name) => {
+    expect(externalDataTensors(make())).toEqual([name])
   })
 
   it('finds none in self-contained models, the bundled ones included', () => {

@@ -236,7 +236,9 @@ export function externalDataTensors(bytes: Uint8Array): string[] {
         external = true // an external_data entry
         return false
       } else if (field === 14 && wire === WIRE_VARINT) {
-        if (r.varint() === 1n) external = true // DataLocation.EXTERNAL
+        // DataLocation.EXTERNAL is 1; onnxruntime reads the enum truncated to 32 bits, so any
+        // value but DEFAULT (0) is taken as external rather than decoded the way it would be.
+        if (r.varint() !== 0n) external = true
       }
       else return false
       return true
@@ -249,18 +251,19 @@ export function externalDataTensors(bytes: Uint8Array): string[] {
       tensor(r.sub())
       return true
     })
+  const attribute = (a: WireReader, depth: number) =>
+    readFields(a, 'AttributeProto', (f, w) => {
+      if (w !== WIRE_LEN) return false
+      if (f === 5 || f === 10) tensor(a.sub()) // t, tensors
+      else if (f === 6 || f === 11) graph(a.sub(), depth + 1) // g, graphs
+      else if (f === 22 || f === 23) sparse(a.sub()) // sparse_tensor, sparse_tensors
+      else return false
+      return true
+    })
   const node = (r: WireReader, depth: number) =>
     readFields(r, 'NodeProto', (field, wire) => {
-      if (field !== 5 || wire !== WIRE_LEN) return false
-      const a = r.sub()
-      readFields(a, 'AttributeProto', (f, w) => {
-        if (w !== WIRE_LEN) return false
-        if (f === 5 || f === 10) tensor(a.sub()) // t, tensors
-        else if (f === 6 || f === 11) graph(a.sub(), depth + 1) // g, graphs
-        else if (f === 22 || f === 23) sparse(a.sub()) // sparse_tensor, sparse_tensors
-        else return false
-        return true
-      })
+      if (field !== 5 || wire !== WIRE_LEN) return false // attribute
+      attribute(r.sub(), depth)
       return true
     })
   const graph = (r: WireReader, depth: number): void => {
@@ -287,11 +290,13 @@ export function externalDataTensors(bytes: Uint8Array): string[] {
         return true
       })
     } else if (field === 25) {
-      // FunctionProto: node = 7.
+      // FunctionProto: node = 7, attribute_proto = 11 (attributes' default values).
       const fn = model.sub()
       readFields(fn, 'FunctionProto', (f, w) => {
-        if (f !== 7 || w !== WIRE_LEN) return false
-        node(fn.sub(), 1)
+        if (w !== WIRE_LEN) return false
+        if (f === 7) node(fn.sub(), 1)
+        else if (f === 11) attribute(fn.sub(), 1)
+        else return false
         return true
       })
     } else return false
