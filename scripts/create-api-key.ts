@@ -47,6 +47,9 @@ try {
 const { values, positionals } = parsed
 /** An edge that takes the connection and never answers is given up after this (undici would wait 5 minutes). */
 const EDGE_TIMEOUT_MS = 30_000
+/** Why fetch failed, in a few words: the timeout, or undici's cause (e.g. connect ECONNREFUSED). */
+const whyUnreachable = (error: unknown): string =>
+  (error as Error).name === 'TimeoutError' ? `no answer for ${EDGE_TIMEOUT_MS / 1000} s` : String((error as Error).cause ?? (error as Error).message)
 const payer = values.payer
 if (payer !== undefined && addressProblem(payer) !== undefined) fail(2, `--payer ${addressProblem(payer)}, got ${JSON.stringify(payer)}`)
 if (payer !== undefined && values['no-payer']) fail(2, '--payer and --no-payer exclude each other')
@@ -78,12 +81,19 @@ function printWranglerCommand(): void {
 /** The chain and Escrow the edge charges (GET /api/chain): what a payer's signature names. */
 async function escrowOf(base: URL, apiKey: string): Promise<PayerBindingDomain> {
   let response: Response
+  let text: string
   try {
     response = await fetch(new URL('/api/chain', base), { headers: { Authorization: `Bearer ${apiKey}` }, signal: AbortSignal.timeout(EDGE_TIMEOUT_MS) })
+    text = await response.text()
   } catch (error) {
-    fail(1, `cannot reach the edge at ${base.origin}: ${(error as Error).name === 'TimeoutError' ? `no answer for ${EDGE_TIMEOUT_MS / 1000} s` : (error as Error).message}`)
+    fail(1, `cannot reach the edge at ${base.origin}: ${whyUnreachable(error)}`)
   }
-  const body = (await response.json().catch(() => ({}))) as { chainId?: unknown; contracts?: { escrow?: unknown } }
+  let body: { chainId?: unknown; contracts?: { escrow?: unknown } } = {}
+  try {
+    body = JSON.parse(text)
+  } catch {
+    // not the edge's JSON: refused below
+  }
   if (!response.ok || typeof body.chainId !== 'number' || typeof body.contracts?.escrow !== 'string') {
     fail(1, `the edge at ${base.origin} names no Escrow (GET /api/chain answered ${response.status}): it charges no payer, so no key can be tied to one`)
   }
@@ -120,6 +130,7 @@ async function createThroughEdge(url: string): Promise<void> {
 
   const endpoint = new URL('/api/keys', base)
   let response: Response
+  let text: string
   try {
     response = await fetch(endpoint, {
       method: 'POST',
@@ -127,10 +138,10 @@ async function createThroughEdge(url: string): Promise<void> {
       body: JSON.stringify(body),
       signal: AbortSignal.timeout(EDGE_TIMEOUT_MS),
     })
+    text = await response.text()
   } catch (error) {
-    fail(1, `cannot reach the edge at ${endpoint.origin}: ${(error as Error).name === 'TimeoutError' ? `no answer for ${EDGE_TIMEOUT_MS / 1000} s` : ((error as Error).cause ?? (error as Error).message)}`)
+    fail(1, `cannot reach the edge at ${endpoint.origin}: ${whyUnreachable(error)}`)
   }
-  const text = await response.text()
   let answer: Record<string, unknown> = {}
   try {
     answer = JSON.parse(text)

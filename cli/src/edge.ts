@@ -44,28 +44,45 @@ function transportFailure(error: unknown): string {
  */
 export function edgeIdleTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
   const seconds = Number(env.DEPINFER_EDGE_TIMEOUT_SEC || 30)
-  if (!(seconds > 0)) throw new CliError(`DEPINFER_EDGE_TIMEOUT_SEC must be a positive number of seconds, got ${JSON.stringify(env.DEPINFER_EDGE_TIMEOUT_SEC)}`, 2)
+  // Node's timers take at most 2^31 - 1 ms (about 24.8 days); beyond, they fire at once.
+  if (!(seconds > 0 && seconds * 1000 <= MAX_TIMER_MS)) {
+    throw new CliError(`DEPINFER_EDGE_TIMEOUT_SEC must be a number of seconds above 0 and at most ${Math.floor(MAX_TIMER_MS / 1000)}, got ${JSON.stringify(env.DEPINFER_EDGE_TIMEOUT_SEC)}`, 2)
+  }
   return seconds * 1000
 }
+const MAX_TIMER_MS = 2 ** 31 - 1
+
+/**
+ * Once an upload's body is all handed to fetch, what is still in the sockets' buffers must reach
+ * the edge, which then hashes, checks and stores it: the answer is awaited longer by the time
+ * the whole body would take at this rate (a slow uplink), on top of the idle timeout.
+ */
+const SLOW_UPLINK_BYTES_PER_SEC = 256 * 1024
+export const uploadDrainMs = (bodyBytes: number) => (bodyBytes / SLOW_UPLINK_BYTES_PER_SEC) * 1000
 
 /**
  * Sends `init` to `url` (on `edge`) and returns the status and JSON answer; throws EdgeError for
  * an edge that cannot be reached or stops answering (edgeIdleTimeoutMs without progress),
  * answers an error (`what` failed: its detail and field), or answers something other than JSON.
- * `init` may be a function of `progress`, for a body that says when it sends a chunk.
+ * `init` may be a function of `progress`, for a body that says when it sends a chunk (and, with
+ * the extra time its buffers may need, when it has handed over its last).
  */
 export async function requestEdge(
   edge: URL,
   url: URL,
-  init: RequestInit | ((progress: () => void) => RequestInit),
+  init: RequestInit | ((progress: (extraMs?: number) => void) => RequestInit),
   what: string,
   idleTimeoutMs = edgeIdleTimeoutMs(),
 ): Promise<{ status: number; json: Record<string, unknown> }> {
   const abort = new AbortController()
   let timer: NodeJS.Timeout | undefined
-  const progress = () => {
+  let settled = false
+  const progress = (extraMs = 0) => {
+    // A body pulled after the answer (an early 413, say) must not start a timer again.
+    if (settled) return
     clearTimeout(timer)
-    timer = setTimeout(() => abort.abort(new Error(`no answer for ${idleTimeoutMs / 1000} s`)), idleTimeoutMs)
+    const ms = Math.min(idleTimeoutMs + extraMs, MAX_TIMER_MS)
+    timer = setTimeout(() => abort.abort(new Error(`no answer for ${Math.round(ms / 1000)} s`)), ms)
   }
   let response: Response
   let text: string
@@ -78,6 +95,7 @@ export async function requestEdge(
     const why = abort.signal.aborted ? (abort.signal.reason as Error).message : transportFailure(error)
     throw new EdgeError(`cannot reach the edge at ${edge.origin} (DEPINFER_URL): ${why}`, undefined, undefined, { cause: error })
   } finally {
+    settled = true
     clearTimeout(timer)
   }
   let json: unknown

@@ -101,6 +101,28 @@ describe('depinfer CLI errors', () => {
     }
   })
 
+  it('waits longer for the answer to an upload, by its size, than for a silent edge', async () => {
+    // The whole body arrives, then the edge takes 2.5 s to answer: past the 1 s idle timeout,
+    // within it plus the time 1 MiB takes on a slow uplink (4 s).
+    const slow = createServer((request, response) => {
+      request.resume()
+      request.once('end', () => setTimeout(() => response.writeHead(400, { 'Content-Type': 'application/problem+json' }).end(JSON.stringify({ detail: 'checked it all', field: 'model' })), 2_500))
+    })
+    await new Promise<void>((resolve) => slow.listen(0, '127.0.0.1', resolve))
+    const big = join(dir, 'big.onnx')
+    writeFileSync(big, new Uint8Array(1024 * 1024).fill(7))
+    try {
+      const url = `http://127.0.0.1:${(slow.address() as AddressInfo).port}`
+      expectOneLineError(await publish(big, { DEPINFER_URL: url, DEPINFER_EDGE_TIMEOUT_SEC: '1' }), 1, /^publish failed \(400\): checked it all \[model\]$/)
+    } finally {
+      slow.close()
+    }
+  })
+
+  it('refuses a timeout a timer cannot hold', async () => {
+    expectOneLineError(await runCli(['models', 'list'], { DEPINFER_URL: edgeUrl, DEPINFER_EDGE_TIMEOUT_SEC: '3000000' }), 2, /^DEPINFER_EDGE_TIMEOUT_SEC must be a number of seconds above 0 and at most 2147483, got "3000000"$/)
+  })
+
   it.each(['not a url', 'localhost:8787', 'ftp://127.0.0.1/'])('names a DEPINFER_URL that is not an http(s) URL: %s', async (url) => {
     expectOneLineError(await runCli(['models', 'list'], { DEPINFER_URL: url }), 2, new RegExp(`^DEPINFER_URL must be an http:// or https:// URL .*, got "${url}"$`))
   })

@@ -9,7 +9,7 @@
  */
 import { createHash } from 'node:crypto'
 import { addressProblem, type PublishedVariant, type VariantReport } from '@depinfer/shared'
-import { EdgeError, requestEdge } from './edge.js'
+import { EdgeError, requestEdge, uploadDrainMs } from './edge.js'
 import { CliError } from './errors.js'
 
 export interface Int8Upload {
@@ -65,16 +65,18 @@ const sha256Of = (bytes: Uint8Array) => createHash('sha256').update(bytes).diges
 
 /** POSTs `bytes` as the body, reporting progress; returns the JSON answer, or throws EdgeError with the edge's problem. */
 function upload(url: URL, bytes: Uint8Array, options: PublishOptions, file: 'model' | 'int8', what: string): Promise<{ status: number; json: Record<string, unknown> }> {
-  const init = (progress: () => void) => {
+  const init = (progress: (extraMs?: number) => void) => {
     let sent = 0
     // Streamed in chunks so the progress bar follows what fetch has actually taken.
     const body = new ReadableStream<Uint8Array>({
       pull(controller) {
-        progress()
         if (sent >= bytes.byteLength) {
+          // Handed to fetch is not yet at the edge: give the rest, and the edge's checks, time.
+          progress(uploadDrainMs(bytes.byteLength))
           controller.close()
           return
         }
+        progress()
         const chunk = bytes.subarray(sent, sent + CHUNK_BYTES)
         sent += chunk.byteLength
         options.onProgress?.(file, sent, bytes.byteLength)
