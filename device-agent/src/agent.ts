@@ -256,7 +256,10 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
     }
     try {
       checkJobTensors(model.loaded, inputs, header.outputs)
-      const result = await model.batcher.submit({ inputs, outputs: header.outputs }, header.deadlineMs)
+      // A downloaded model may be hostile (a row answered with another's input): it batches only
+      // the jobs of one caller; the bundled and local files the provider chose batch all.
+      const group = model.loaded.remote ? (header.batchGroup ?? header.jobId) : undefined
+      const result = await model.batcher.submit({ inputs, outputs: header.outputs, group }, header.deadlineMs)
       ;({ queueMs, inferMs, batchJobs } = result)
       const outputBytes = result.outputs.reduce((sum, t) => sum + t.data.byteLength, 0)
       if (outputBytes > MAX_TENSOR_BYTES) {

@@ -17,6 +17,7 @@ import {
   deviceJobsTopic,
   deviceStatusTopic,
   encodeFrame,
+  joinFrames,
   gatewayClientId,
   gatewayResultsTopic,
   PROTOCOL_VERSION,
@@ -153,6 +154,27 @@ describe('device agent serving published models', () => {
     expect(tensors[0]).toMatchObject({ name: 'softmax_0.tmp_0', datatype: 'FP32', shape: [1, 2] })
     expect(Array.from(typedElements('FP32', tensors[0]!.data) as Float32Array)).toEqual(Array.from(direct['softmax_0.tmp_0']!.data as Float32Array))
     expect(attestationFromWire(result.attestation).attestation.modelHash).toBe(`0x${CLS_SHA}`)
+  })
+
+  it('batches a downloaded model\'s jobs only with those of the same caller (batchGroup)', async () => {
+    const job = (name: string, batchGroup: string): Uint8Array => {
+      const header: JobHeader = {
+        protocol: PROTOCOL_VERSION,
+        jobId: idOf(name),
+        replyTo: RESULTS,
+        model: { name: 'cls-pub', version: '2', sha256: CLS_SHA },
+        outputs: [],
+        batchGroup,
+        deadlineMs: 10_000,
+        attempt: 1,
+        attest: { chainId: '31337', verifyingContract: `0x${'42'.repeat(20)}`, salt: `0x${'5a'.repeat(32)}`, priceWei: '1000' },
+      }
+      return encodeFrame(header, [{ name: 'x', datatype: 'FP32', shape: [1, 3, 48, 48], data: bytesOf(new Float32Array(3 * 48 * 48).fill(0.5)) }])
+    }
+    // Four jobs in one message: they queue together, so only their groups keep them apart.
+    gateway.publish(deviceJobsTopic(DEVICE), Buffer.from(joinFrames([job('alice-1', 'alice'), job('bob-1', 'bob'), job('alice-2', 'alice'), job('bob-2', 'bob')])), { qos: 1 })
+    const batchJobs = async (name: string) => (await waitFor(`the result of ${name}`, async () => results.get(idOf(name)), 10_000, 5)).header.timings
+    for (const name of ['alice-1', 'alice-2', 'bob-1', 'bob-2']) expect(await batchJobs(name)).toMatchObject({ batchJobs: 2 })
   })
 
   it('answers a job for the failed model as model_unavailable', async () => {

@@ -170,6 +170,12 @@ export const JobHeaderSchema = z.object({
   deadlineMs: z.number().int().positive(),
   /** 1 for the first try, 2 for the retry on another device. */
   attempt: z.number().int().positive(),
+  /**
+   * Who asked, as an opaque id: a device batches a downloaded model's jobs (published or from a
+   * URL: possibly a hostile model) only with jobs of the same group, so no model can mix one
+   * caller's input into another's answer. Bundled and local files batch across callers.
+   */
+  batchGroup: z.string().min(1).max(64).optional(),
   /** What the device signs over besides the work itself (EIP-712 domain, price, input salt). */
   attest: z.object({
     chainId: z.string().regex(/^\d{1,20}$/),

@@ -8,6 +8,8 @@ import { concatBytes, type RawTensor } from '@depinfer/shared'
 export interface StackableJob {
   inputs: readonly RawTensor[]
   outputs: readonly string[]
+  /** Jobs stack only with jobs of the same group (undefined: one group for all). */
+  group?: string
 }
 
 /** Rows a job contributes (its inputs' shared dimension 0), or undefined if it cannot stack. */
@@ -19,7 +21,7 @@ export function rowsOf(job: StackableJob): number | undefined {
 
 /** Whether two jobs can share one run: same outputs, same inputs but for dimension 0. */
 export function canStack(a: StackableJob, b: StackableJob): boolean {
-  if (rowsOf(a) === undefined || rowsOf(b) === undefined) return false
+  if (rowsOf(a) === undefined || rowsOf(b) === undefined || a.group !== b.group) return false
   if (a.outputs.length !== b.outputs.length || a.outputs.some((name, i) => b.outputs[i] !== name)) return false
   if (a.inputs.length !== b.inputs.length) return false
   return a.inputs.every((ta) => {

@@ -40,6 +40,10 @@ describe('batch stacking', () => {
     expect(canStack(four, { ...four, outputs: ['probs'] })).toBe(false)
     expect(canStack(four, { inputs: [{ ...rowsInput([[1, 2, 3, 4]]), datatype: 'FP64', data: new Uint8Array(32) }], outputs: [] })).toBe(false)
     expect(canStack(four, four)).toBe(true)
+    // Jobs of different groups (callers of a downloaded model) never share a run.
+    expect(canStack({ ...four, group: 'alice' }, { ...four, group: 'bob' })).toBe(false)
+    expect(canStack({ ...four, group: 'alice' }, four)).toBe(false)
+    expect(canStack({ ...four, group: 'alice' }, { ...four, group: 'alice' })).toBe(true)
   })
 
   it('will not split outputs that do not carry the batch in dimension 0', () => {

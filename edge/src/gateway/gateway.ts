@@ -474,6 +474,7 @@ export class Gateway extends DurableObject<Env> {
       replyTo: gatewayResultsTopic(this.env.GATEWAY_ID, device.deviceId),
       model: { name: model.name, version: model.version, sha256: model.sha256 },
       outputs: job.outputs,
+      batchGroup: job.batchGroup,
       deadlineMs: budgetMs,
       attempt,
       attest: {

@@ -23,6 +23,8 @@ export interface InferJob {
   priceWei: bigint
   /** The payer's reservation of `priceWei`, charged when the attestation is recorded (priced jobs). */
   reservationId?: string
+  /** Who asked, opaque (JobHeader.batchGroup): devices batch downloaded models per group. */
+  batchGroup: string
   /**
    * The model file the job must run (a published version's sha256): the price was computed for
    * it, so a device advertising another file under that name and version never gets the job.

@@ -2,7 +2,7 @@
  * Open Inference Protocol (KServe v2) REST routes: health, server and model metadata, model
  * readiness, inference, and the model repository index.
  */
-import { inputCommitment, newSalt, variantAccepted } from '@depinfer/shared'
+import { inputCommitment, newSalt, sha256Hex, variantAccepted } from '@depinfer/shared'
 import { Hono, type Context } from 'hono'
 import { numberVar, type Env } from '../env.js'
 import { DepinferError } from '../errors/base.js'
@@ -226,6 +226,8 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
             salt,
             inputHash: inputCommitment(salt, request.inputs),
             outputs: request.outputs,
+            // The key's hash, hashed again: the same for a caller's jobs, and nothing a device could use.
+            batchGroup: sha256Hex(`batch-group:${c.get('apiKeyHash')}`).slice(0, 32),
             deadlineMs,
             priceWei: payment.priceWei,
             ...(payment.reservationId !== undefined && { reservationId: payment.reservationId }),
