@@ -18,7 +18,8 @@ import { sha256Chunks } from './hash.js'
 import { keccak256 } from './keccak.js'
 import { buildMerkleTree, processMerkleProof } from './merkle.js'
 import { AttestationSchema, MAX_BATCH_PROOF_LEVELS, type AttestationWire } from './messages.js'
-import { concatBytes, type RawTensor } from './tensor.js'
+import { concatBytes } from './bytes.js'
+import type { RawTensor } from './tensor.js'
 
 /** 0x-prefixed hex. Functions here accept either case and return lowercase. */
 export type Hex = `0x${string}`

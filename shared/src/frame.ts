@@ -16,7 +16,8 @@
  */
 import { isDatatype } from './datatypes.js'
 import { FrameError } from './errors.js'
-import { byteLength, concatBytes, type RawTensor } from './tensor.js'
+import { concatBytes } from './bytes.js'
+import { byteLength, type RawTensor } from './tensor.js'
 
 /**
  * The largest message (MQTT payload) of the protocol. Brokers refuse larger ones: the embedded

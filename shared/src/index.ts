@@ -1,4 +1,5 @@
 export * from './address.js'
+export * from './bytes.js'
 export * from './datatypes.js'
 export * from './errors.js'
 export * from './float16.js'

@@ -8,7 +8,7 @@
  * is still sending makes the runtime reset the connection, and most HTTP clients then report a
  * network error instead of the problem.
  */
-import { concatBytes } from '@depinfer/shared'
+import { concatBytes } from '@depinfer/shared/bytes'
 import { DepinferError } from '../errors/base.js'
 import { InvalidRequestError, PayloadTooLargeError } from '../errors/request.js'
 
