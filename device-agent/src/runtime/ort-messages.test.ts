@@ -15,6 +15,13 @@ describe("withoutSourceLocations (onnxruntime's messages as devices pass them on
       .toBe('Load model failed:Bad IR version')
   })
 
+  it("drops a function's const and template arguments, and never words of the reason after a location", () => {
+    expect(withoutSourceLocations('/onnxruntime_src/include/onnxruntime/core/framework/op_kernel_context.h:42 const T* onnxruntime::OpKernelContext::Input(int) const [with T = onnxruntime::Tensor] Missing Input: x'))
+      .toBe('Missing Input: x')
+    expect(withoutSourceLocations('/onnxruntime_src/onnxruntime/core/graph/graph.cc:1 Reason: see onnx::checker::check_model(model) for details'))
+      .toBe('Reason: see onnx::checker::check_model(model) for details')
+  })
+
   it('leaves messages without locations alone', () => {
     expect(withoutSourceLocations('input x: expected rank 4, got 3 (std::vector)')).toBe('input x: expected rank 4, got 3 (std::vector)')
   })

@@ -40,7 +40,9 @@ const SOURCE_LOCATION = /(?:\/[\w.+-]+)+\.(?:h|hpp|cc|cpp|c):\d+\s*/g
  * The C++ function onnxruntime names after a source location, when it does:
  * `void onnxruntime::model_load_utils::ValidateOpsetForDomain(` up to its argument list.
  */
-const CPP_FUNCTION = /(?:[\w:<>*&]+\s+)*\w+(?:::~?\w+)+\(/y
+const CPP_FUNCTION = /(?:[\w<>*&,]+(?:::[\w<>*&,]+)*\s+)*\w+(?:::~?\w+)+\(/y
+/** What may follow a C++ signature's argument list: ` const`, ` [with T = …]`. */
+const CPP_QUALIFIERS = /(?:\s*const\b)?(?:\s*\[with [^\]]*\])?\s*/y
 
 /**
  * onnxruntime's message without the source files of its build (`/onnxruntime_src/…/reshape_helper.h:45`)
@@ -55,17 +57,21 @@ export function withoutSourceLocations(message: string): string {
     text += message.slice(from, match.index)
     from = match.index + match[0].length
     CPP_FUNCTION.lastIndex = from
-    if (CPP_FUNCTION.exec(message)) from = afterClosingParen(message, CPP_FUNCTION.lastIndex)
+    if (CPP_FUNCTION.exec(message)) {
+      CPP_QUALIFIERS.lastIndex = afterClosingParen(message, CPP_FUNCTION.lastIndex)
+      CPP_QUALIFIERS.exec(message)
+      from = CPP_QUALIFIERS.lastIndex
+    }
   }
   return (text + message.slice(from)).trim()
 }
 
-/** The index after the `)` closing the `(` just before `start`, and the spaces after it (`start` itself when unbalanced). */
+/** The index after the `)` closing the `(` just before `start` (`start` itself when unbalanced). */
 function afterClosingParen(text: string, start: number): number {
   let depth = 1
   for (let i = start; i < text.length; i++) {
     if (text[i] === '(') depth++
-    else if (text[i] === ')' && --depth === 0) return i + 1 + (/^\s*/.exec(text.slice(i + 1))?.[0].length ?? 0)
+    else if (text[i] === ')' && --depth === 0) return i + 1
   }
   return start
 }
