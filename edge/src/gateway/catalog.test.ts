@@ -50,6 +50,15 @@ describe('buildCatalog', () => {
     expect(resolveModel(withOther, 'm', '1')!.readyDevices.map((d) => d.deviceId)).toEqual(['d2'])
   })
 
+  it("describes a model as the first device that serves it does, not as an offline or refused one listed first", () => {
+    const wrong = { ...model('1', 'a'), outputs: [{ name: 'x', datatype: 'FP64' as const, shape: [7] }] }
+    const table = tableOf(status('rogue', [wrong], false), status('unstaked', [wrong]), status('honest', [model('1', 'a')]))
+    const catalog = buildCatalog(table, (device) => (device.deviceId === 'unstaked' ? 'device not staked' : undefined))
+    const entry = resolveModel(catalog, 'm', '1')!
+    expect(entry.readyDevices.map((d) => d.deviceId)).toEqual(['honest'])
+    expect(entry.descriptor.outputs).toEqual(model('1', 'a').outputs)
+  })
+
   it('says a model failed to load, and where, rather than that no device is online', () => {
     const catalog = buildCatalog(tableOf(status('d1', [model('1', 'a', 'failed')]), status('d2', [model('1', 'a', 'failed')])))
     expect(resolveModel(catalog, 'm', '1')).toMatchObject({ state: 'UNAVAILABLE', reason: expect.stringMatching(/failed to load on d1, d2/) })

@@ -75,6 +75,10 @@ export function buildCatalog(
         continue
       }
       if (model.state === 'ready') {
+        // The entry describes the model as the first device to list it did, which may be one
+        // offline, refused or not ready (a rogue's listing, its inputs or outputs wrong): the
+        // first device that could serve it describes it instead.
+        if (entry.readyDevices.length === 0) entry.descriptor = model
         entry.readyDevices.push(device)
         entry.state = 'READY'
         entry.reason = ''
