@@ -6,7 +6,7 @@
  * input to another. Checked once, when the model loads, on seeded inputs; a model it cannot
  * check runs unbatched.
  */
-import { bytesOf, concatBytes, float16BitsToNumber, seededRandom, toFloat16Bits, typedElements, type Datatype, type RawTensor, type TensorSpec } from '@depinfer/shared'
+import { concatBytes, encodeJsonRows, float16BitsToNumber, seededRandom, typedElements, type Datatype, type RawTensor, type TensorSpec } from '@depinfer/shared'
 import type * as ort from 'onnxruntime-node'
 import { splitOutputs } from './batch-stacking.js'
 import { runModel } from './run-job.js'
@@ -49,22 +49,8 @@ export async function batchingProblem(session: ort.InferenceSession, inputs: rea
 /** One row's bytes for `spec`: seeded values every datatype can hold (integers 0 or 1, so valid as indices and masks). */
 function probeRow(spec: TensorSpec, random: () => number): Uint8Array {
   const count = spec.shape.slice(1).reduce((n, d) => n * (d === -1 ? PROBE_DIM : d), 1)
-  const value = (): number => (isFloat(spec.datatype) ? random() * 2 - 1 : random() < 0.5 ? 0 : 1)
-  const values = Array.from({ length: count }, value)
-  switch (spec.datatype) {
-    case 'FP32': return bytesOf(Float32Array.from(values))
-    case 'FP64': return bytesOf(Float64Array.from(values))
-    case 'FP16': return bytesOf(Uint16Array.from(values, toFloat16Bits))
-    case 'INT64': return bytesOf(BigInt64Array.from(values, BigInt))
-    case 'UINT64': return bytesOf(BigUint64Array.from(values, BigInt))
-    case 'INT32': return bytesOf(Int32Array.from(values))
-    case 'UINT32': return bytesOf(Uint32Array.from(values))
-    case 'INT16': return bytesOf(Int16Array.from(values))
-    case 'UINT16': return bytesOf(Uint16Array.from(values))
-    case 'INT8': return bytesOf(Int8Array.from(values))
-    case 'UINT8':
-    case 'BOOL': return Uint8Array.from(values)
-  }
+  const values = Array.from({ length: count }, () => (isFloat(spec.datatype) ? random() * 2 - 1 : random() < 0.5 ? 0 : 1))
+  return encodeJsonRows(spec.datatype, [spec.datatype === 'BOOL' ? values.map(Boolean) : values], spec.name)
 }
 
 const isFloat = (datatype: Datatype) => datatype === 'FP32' || datatype === 'FP64' || datatype === 'FP16'
