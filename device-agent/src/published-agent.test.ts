@@ -48,6 +48,22 @@ const BAD = Buffer.concat([CLS, Buffer.from('another file')])
 const INPUTS = [{ name: 'x', datatype: 'FP32' as const, shape: [-1, 3, -1, -1] }]
 const OUTPUTS = [{ name: 'softmax_0.tmp_0', datatype: 'FP32' as const, shape: [-1, 2] }]
 const idOf = (name: string): Hex => `0x${sha256Hex(name)}`
+/** The frame the gateway at RESULTS sends for job `name` of `model` (`overrides` change its header). */
+const jobFrame = (name: string, model: JobHeader['model'], inputs: RawTensor[], overrides: Partial<JobHeader> = {}): Buffer => {
+  const header: JobHeader = {
+    protocol: PROTOCOL_VERSION,
+    jobId: idOf(name),
+    replyTo: RESULTS,
+    model,
+    outputs: [],
+    deadlineMs: 10_000,
+    attempt: 1,
+    attest: { chainId: '31337', verifyingContract: `0x${'42'.repeat(20)}`, salt: `0x${'5a'.repeat(32)}`, priceWei: '1000' },
+    ...overrides,
+  }
+  return Buffer.from(encodeFrame(header, inputs))
+}
+const PUBLISHED_CLS = { name: 'cls-pub', version: '2', sha256: CLS_SHA }
 
 describe('device agent serving published models', () => {
   let broker: LocalBroker
@@ -135,17 +151,7 @@ describe('device agent serving published models', () => {
   it('answers a job for the published model with exactly what onnxruntime computes, attested with its sha256', async () => {
     const values = Float32Array.from({ length: 3 * 48 * 96 }, (_, i) => Math.sin(i * 0.37) * 0.8)
     const input: RawTensor = { name: 'x', datatype: 'FP32', shape: [1, 3, 48, 96], data: bytesOf(values) }
-    const header: JobHeader = {
-      protocol: PROTOCOL_VERSION,
-      jobId: idOf('published-1'),
-      replyTo: RESULTS,
-      model: { name: 'cls-pub', version: '2', sha256: CLS_SHA },
-      outputs: [],
-      deadlineMs: 10_000,
-      attempt: 1,
-      attest: { chainId: '31337', verifyingContract: `0x${'42'.repeat(20)}`, salt: `0x${'5a'.repeat(32)}`, priceWei: '1000' },
-    }
-    gateway.publish(deviceJobsTopic(DEVICE), Buffer.from(encodeFrame(header, [input])), { qos: 1 })
+    gateway.publish(deviceJobsTopic(DEVICE), jobFrame('published-1', PUBLISHED_CLS, [input]), { qos: 1 })
     const { header: result, tensors } = await waitFor('the result', async () => results.get(idOf('published-1')), 10_000, 5)
     expect(result.error).toBeUndefined()
     const session = await ort.InferenceSession.create(bundledModelPath('ppocr-cls'))
@@ -157,20 +163,8 @@ describe('device agent serving published models', () => {
   })
 
   it('batches a downloaded model\'s jobs only with those of the same caller (batchGroup)', async () => {
-    const job = (name: string, batchGroup: string): Uint8Array => {
-      const header: JobHeader = {
-        protocol: PROTOCOL_VERSION,
-        jobId: idOf(name),
-        replyTo: RESULTS,
-        model: { name: 'cls-pub', version: '2', sha256: CLS_SHA },
-        outputs: [],
-        batchGroup,
-        deadlineMs: 10_000,
-        attempt: 1,
-        attest: { chainId: '31337', verifyingContract: `0x${'42'.repeat(20)}`, salt: `0x${'5a'.repeat(32)}`, priceWei: '1000' },
-      }
-      return encodeFrame(header, [{ name: 'x', datatype: 'FP32', shape: [1, 3, 48, 48], data: bytesOf(new Float32Array(3 * 48 * 48).fill(0.5)) }])
-    }
+    const input: RawTensor = { name: 'x', datatype: 'FP32', shape: [1, 3, 48, 48], data: bytesOf(new Float32Array(3 * 48 * 48).fill(0.5)) }
+    const job = (name: string, batchGroup: string) => jobFrame(name, PUBLISHED_CLS, [input], { batchGroup })
     // Four jobs in one message: they queue together, so only their groups keep them apart.
     gateway.publish(deviceJobsTopic(DEVICE), Buffer.from(joinFrames([job('alice-1', 'alice'), job('bob-1', 'bob'), job('alice-2', 'alice'), job('bob-2', 'bob')])), { qos: 1 })
     const batchJobs = async (name: string) => (await waitFor(`the result of ${name}`, async () => results.get(idOf(name)), 10_000, 5)).header.timings
@@ -178,18 +172,8 @@ describe('device agent serving published models', () => {
   })
 
   it('answers a job for the failed model as model_unavailable', async () => {
-    const header: JobHeader = {
-      protocol: PROTOCOL_VERSION,
-      jobId: idOf('bad-1'),
-      replyTo: RESULTS,
-      model: { name: 'cls-bad', version: '1', sha256: sha256Of(BAD) },
-      outputs: [],
-      deadlineMs: 10_000,
-      attempt: 1,
-      attest: { chainId: '31337', verifyingContract: `0x${'42'.repeat(20)}`, salt: `0x${'5a'.repeat(32)}`, priceWei: '1000' },
-    }
     const input: RawTensor = { name: 'x', datatype: 'FP32', shape: [1, 3, 48, 48], data: bytesOf(new Float32Array(3 * 48 * 48)) }
-    gateway.publish(deviceJobsTopic(DEVICE), Buffer.from(encodeFrame(header, [input])), { qos: 1 })
+    gateway.publish(deviceJobsTopic(DEVICE), jobFrame('bad-1', { name: 'cls-bad', version: '1', sha256: sha256Of(BAD) }, [input]), { qos: 1 })
     const { header: result } = await waitFor('the result', async () => results.get(idOf('bad-1')), 10_000, 5)
     expect(result.error).toMatchObject({ code: 'model_unavailable' })
   })
