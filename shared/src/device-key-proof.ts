@@ -9,6 +9,7 @@
  * another id, and the broker's ACL keeps other devices off this id's topics.
  */
 import { addressOf, recoverDigestSigner, signDigest, type Hex } from './attestation.js'
+import { concatBytes } from './bytes.js'
 import { keccak256 } from './keccak.js'
 
 /** The message a device signs; its id is a topic level, so it needs no escaping. */
@@ -19,7 +20,7 @@ const encoder = new TextEncoder()
 /** EIP-191 (version 0x45) hash of the message, what `personal_sign` signs. */
 function personalMessageDigest(message: string): Uint8Array {
   const body = encoder.encode(message)
-  return keccak256(new Uint8Array([...encoder.encode(`\x19Ethereum Signed Message:\n${body.length}`), ...body]))
+  return keccak256(concatBytes([encoder.encode(`\x19Ethereum Signed Message:\n${body.length}`), body]))
 }
 
 export function signDeviceKeyProof(privateKey: Uint8Array, deviceId: string): Hex {
