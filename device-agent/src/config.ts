@@ -68,7 +68,8 @@ export const isUrlSource = (source: ModelSource): source is UrlSource => 'url' i
 export const isLocalSource = (source: ModelSource): source is LocalSource => 'bundled' in source || 'path' in source
 
 /** `~/…` in a configured path means the home directory, as it would in a shell. */
-const expandHome = (path: string): string => (path === '~' || path.startsWith('~/') ? join(homedir(), path.slice(1)) : path)
+const inHome = (path: string) => path === '~' || path.startsWith('~/')
+const expandHome = (path: string): string => (inHome(path) ? join(homedir(), path.slice(1)) : path)
 
 /**
  * The execution provider names onnxruntime-node's session options accept
@@ -391,7 +392,7 @@ function servesPublished(models: unknown): boolean {
  * to the working directory, as a shell user expects.
  */
 function relativeToFile(json: Record<string, unknown>, directory: string): Record<string, unknown> {
-  const fromFile = (value: unknown) => (typeof value === 'string' && value !== '' && !isAbsolute(value) && value !== '~' && !value.startsWith('~/') ? resolve(directory, value) : value)
+  const fromFile = (value: unknown) => (typeof value === 'string' && value !== '' && !isAbsolute(value) && !inHome(value) ? resolve(directory, value) : value)
   const models = Array.isArray(json.models)
     ? json.models.map((source: unknown) => (isPlainObject(source) && 'path' in source ? { ...source, path: fromFile(source.path) } : source))
     : json.models
