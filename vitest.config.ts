@@ -10,6 +10,8 @@ export default defineConfig({
     fileParallelism: false,
     testTimeout: 60_000,
     hookTimeout: 120_000,
-    env: { WRANGLER_SEND_METRICS: 'false' },
+    // No spot checks (extra jobs sent at random) in suites that count jobs and devices' work;
+    // test/e2e/spot-checks.test.ts turns them on for its own network.
+    env: { WRANGLER_SEND_METRICS: 'false', DEPINFER_SPOT_CHECK_RATE: '0' },
   },
 })

@@ -62,6 +62,14 @@ export interface Env {
    * or `*`. Empty: no CORS headers, and a preflight is a 405 (middleware/cors.ts).
    */
   CORS_ALLOW_ORIGINS?: string
+  /**
+   * Spot checks (spot-checks/spot-check.ts): the share of answered jobs re-run on another device
+   * (0 to 1, default 0.01), and how far float outputs may differ there and still agree:
+   * |a − b| ≤ SPOT_CHECK_ABS_TOLERANCE + SPOT_CHECK_REL_TOLERANCE × max(|a|, |b|) (defaults 1e-3, 1e-2).
+   */
+  SPOT_CHECK_RATE?: string
+  SPOT_CHECK_ABS_TOLERANCE?: string
+  SPOT_CHECK_REL_TOLERANCE?: string
 }
 
 export function numberVar(value: string | undefined, fallback: number): number {

@@ -103,7 +103,12 @@ export async function startEdge(options: LocalEdgeOptions): Promise<LocalEdge> {
         modules: true,
         scriptPath: join(bundleDir, 'index.js'),
         modulesRoot: bundleDir,
-        bindings: { ...workerOptions.bindings, BROKER_URL: options.brokerUrl, ...options.vars },
+        bindings: {
+          ...workerOptions.bindings,
+          BROKER_URL: options.brokerUrl,
+          ...(process.env.DEPINFER_SPOT_CHECK_RATE !== undefined && { SPOT_CHECK_RATE: process.env.DEPINFER_SPOT_CHECK_RATE }),
+          ...options.vars,
+        },
         // Miniflare's own socket serves its dev entry worker, a JS proxy in front of ours (it adds
         // `request.cf`, pretty error pages, live reload); nothing of it exists on Cloudflare and
         // nothing here needs it. Clients use a socket straight into the Worker instead: in paired

@@ -53,6 +53,8 @@ export type RogueMode =
   | 'refuse-input'
   /** Signs honestly, over outputs that are not the model's (an extra INT64 tensor). */
   | 'wrong-outputs'
+  /** Signs honestly over outputs it never computed (zeros of the right shape): only a re-run (spot check) shows it. */
+  | 'lazy'
   /**
    * Fails each of its jobs as overloaded (so the edge retries it elsewhere under the same job
    * id), then keeps sending results for that job in the name of `victimId` for a while.

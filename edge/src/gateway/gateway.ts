@@ -16,6 +16,7 @@ import {
   encodeFrame,
   FrameError,
   gatewayResultsTopic,
+  inputCommitment,
   cutToLength,
   parseResultsTopic,
   HeartbeatSchema,
@@ -49,6 +50,8 @@ import { newJobId } from './job-id.js'
 import { pickDevice } from './scheduler.js'
 import { acceptedFileOn, routableView } from './served-file.js'
 import { validateInputs } from './validate-inputs.js'
+import { spotCheck, spotCheckConfig, type DeviceRun, type SpotCheckConfig } from '../spot-checks/spot-check.js'
+import { recordSpotCheck } from '../spot-checks/store.js'
 import type {
   AcceptedVariant,
   GatewayHealth,
@@ -75,6 +78,8 @@ const SEEN_MODELS_REMEMBERED = 1_000
 const TIMED_OUT_REMEMBERED = 10_000
 const TIMED_OUT_REMEMBERED_MS = 10 * 60_000
 const BROKER_CONNECT_TIMEOUT_MS = 3_000
+/** Spot checks running at once, at most: each holds its job's inputs until its checkers answer. */
+const MAX_SPOT_CHECKS_RUNNING = 32
 /** Renew the broker connection before Cloudflare's 15-minute cap on one outbound socket. */
 const RENEW_LINK_AFTER_MS = 13 * 60_000
 const ALARM_EVERY_MS = 60_000
@@ -113,11 +118,14 @@ export class Gateway extends DurableObject<Env> {
   readonly #catalogCache: CatalogCache
   /** When the last background stake refresh started (they are throttled, see #refreshStakesInBackground). */
   #stakesRefreshStartedAt = 0
+  readonly #spotChecks: SpotCheckConfig
+  #spotChecksRunning = 0
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env)
     this.#attestations = new AttestationRecorder(ctx.storage, env.DB)
     this.#stakes = stakeGateFromEnv(env)
+    this.#spotChecks = spotCheckConfig(env)
     this.#alarmEveryMs = Math.max(MIN_ALARM_EVERY_MS, Math.min(ALARM_EVERY_MS, this.#stakes?.ttlMs ?? ALARM_EVERY_MS))
     this.#catalogCache = new CatalogCache(
       this.#table,
@@ -368,16 +376,21 @@ export class Gateway extends DurableObject<Env> {
               }).catch((error: unknown) => {
                 throw new AttestationStorageError(`job ${jobId}: ${(error as Error).message}`, error)
               })
+              // Copy each output out of the frame: cloning a view would ship the whole frame.
+              const outputs = tensors.map((t) => ({ ...t, data: copyBytes(t.data) }))
+              const attestation = attestationToWire(checked.attestation, checked.signature)
+              this.#maybeSpotCheck(job, descriptor, modelHash.slice(2), {
+                deviceId: answeredBy.deviceId, address: checked.attestation.device, jobId, outputs, attestation,
+              })
               return {
                 jobId,
                 deviceId: header.deviceId,
                 modelName: descriptor.name,
                 modelVersion: descriptor.version,
-                // Copy each output out of the frame: cloning a view would ship the whole frame.
-                outputs: tensors.map((t) => ({ ...t, data: copyBytes(t.data) })),
+                outputs,
                 attempts: attempt,
                 timings: { ...header.timings, gatewayMs: Date.now() - startedAt },
-                attestation: { ...attestationToWire(checked.attestation, checked.signature), seq, salt: bytesToHex(salt) },
+                attestation: { ...attestation, seq, salt: bytesToHex(salt) },
               }
             }
           } else if (header.error.code === 'invalid_input') {
@@ -423,6 +436,81 @@ export class Gateway extends DurableObject<Env> {
     }
     if (timedOut) throw new DeviceTimeoutError(`job ${jobId} tried on ${triedIds}; last: ${lastFailure}`)
     throw new NoCapacityError(`job ${jobId} tried on ${triedIds}; last: ${lastFailure}`)
+  }
+
+  /**
+   * With probability SPOT_CHECK_RATE, re-runs an answered job on other devices in the background
+   * (spot-checks/spot-check.ts); a device the majority contradicts leaves scheduling as after a
+   * bad attestation, and the verdict goes to D1. Never delays or changes the answer.
+   */
+  #maybeSpotCheck(job: InferJob, descriptor: ModelDescriptor, fileSha256: string, answer: Extract<DeviceRun, { outputs: RawTensor[] }>): void {
+    if (this.#spotChecks.rate === 0 || Math.random() >= this.#spotChecks.rate) return
+    if (this.#spotChecksRunning >= MAX_SPOT_CHECKS_RUNNING) return
+    this.#spotChecksRunning++
+    const check = async () => {
+      const outcome = await spotCheck(answer, (excluded) => this.#runCheck(job, descriptor, fileSha256, excluded), this.#spotChecks.tolerance)
+      if (!outcome) return
+      for (const deviceId of outcome.faulty) {
+        const entry = this.#table.get(deviceId)
+        if (entry) this.#table.recordBadAttestation(entry)
+        console.warn(`spot check of job ${answer.jobId}: device ${deviceId} contradicted by the majority (${outcome.verdict})`)
+      }
+      await recordSpotCheck(this.env.DB, {
+        ...outcome,
+        jobId: answer.jobId,
+        model: { name: descriptor.name, version: descriptor.version, sha256: fileSha256 },
+        answeredBy: { deviceId: answer.deviceId, address: answer.address },
+        checkedAt: Date.now(),
+      })
+    }
+    this.ctx.waitUntil(
+      check()
+        .catch((error: unknown) => console.warn(`spot check of job ${answer.jobId} not recorded: ${(error as Error).message}`))
+        .finally(() => this.#spotChecksRunning--),
+    )
+  }
+
+  /**
+   * Runs `job` once more as a check, on a device not in `excluded` that serves the same file;
+   * undefined when there is none. The device is chosen at random, not by the scheduler: which
+   * device checks must not be predictable, and a fast liar would be the scheduler's favourite.
+   */
+  async #runCheck(job: InferJob, descriptor: ModelDescriptor, fileSha256: string, excluded: readonly string[]): Promise<DeviceRun | undefined> {
+    const candidates = (resolveModel(this.#catalog(), descriptor.name, descriptor.version, job.published)?.readyDevices ?? [])
+      .filter((d) => !excluded.includes(d.deviceId) && acceptedFileOn(d, descriptor, job.variants) === fileSha256)
+    const device = candidates[Math.floor(Math.random() * candidates.length)]
+    // Routable devices all hold a proven key (#refusal).
+    const address = device && this.#keys.keyOf(device.status)?.address
+    if (!device || !address) return undefined
+    // Fresh job id and salt, like any new job: nothing tells the device this one is a check.
+    const jobId = newJobId()
+    const salt = crypto.getRandomValues(new Uint8Array(32))
+    const startedAt = Date.now()
+    const expected: ExpectedAttestation = {
+      jobId,
+      modelHash: `0x${fileSha256}`,
+      inputHash: inputCommitment(salt, job.inputs),
+      price: job.priceWei,
+      domain: attestationDomain(this.env),
+      completedAt: { notBeforeMs: startedAt - CLOCK_SKEW_MS, notAfterMs: startedAt + CLOCK_SKEW_MS },
+    }
+    const who = { deviceId: device.deviceId, address, jobId }
+    // The budget of a first attempt, as the job itself had.
+    const budgetMs = Math.max(1, Math.floor(job.deadlineMs * FIRST_ATTEMPT_SHARE))
+    try {
+      const outcome = await this.#attempt(jobId, 1, device, job, descriptor, expected, salt, budgetMs)
+      if (outcome.kind === 'timeout') return { ...who, failure: `did not answer within ${budgetMs} ms` }
+      if (outcome.kind === 'lost') return { ...who, failure: 'went offline during the check' }
+      const { header, tensors } = outcome
+      if (header.error) return { ...who, failure: `failed (${header.error.code}): ${header.error.message}` }
+      const completedAt = { ...expected.completedAt, notAfterMs: Date.now() + CLOCK_SKEW_MS }
+      const checked = this.#checkResult(device, header, tensors, { ...expected, completedAt }, descriptor, job.outputs)
+      if (typeof checked === 'string') return { ...who, failure: checked }
+      this.#table.recordSuccess(device, Date.now() - startedAt)
+      return { ...who, outputs: tensors, attestation: attestationToWire(checked.attestation, checked.signature) }
+    } finally {
+      this.#jobs.delete(jobId)
+    }
   }
 
   /**

@@ -7,6 +7,8 @@ import { InvalidRequestError, NotFoundError } from '../errors/request.js'
 import { AttestationNotStoredYetError } from '../errors/routing.js'
 import { flushGatewayAttestations } from '../gateway/flush-attestations.js'
 import { apiKeyAuth, type AuthVariables } from '../middleware/auth.js'
+import { listSpotChecks, spotCheckOfJob } from '../spot-checks/store.js'
+import type { SpotCheckVerdict } from '../spot-checks/spot-check.js'
 import { payments } from './payments.js'
 
 export const api = new Hono<{ Bindings: Env; Variables: AuthVariables }>()
@@ -43,7 +45,8 @@ api.get('/jobs/:jobId/attestation', async (c) => {
   // A job answered a moment ago may still be in the Gateway's outbox: it goes to D1 first.
   const pending = await flushGatewayAttestations(c.env)
   const view = await jobAttestation(c.env, jobId)
-  if (view) return c.json(view)
+  // The job's spot check, when it had one (null: none, or not finished yet).
+  if (view) return c.json({ ...view, spotCheck: (await spotCheckOfJob(c.env.DB, jobId)) ?? null })
   if (pending !== 0) {
     const gateway = pending === undefined ? 'the gateway could not be asked for the jobs it has not stored yet' : `the gateway has ${pending} answered job(s) not stored yet`
     throw new AttestationNotStoredYetError(`job ${jobId} is not in the attestation log, and ${gateway}: it may be one of them`)
@@ -59,6 +62,33 @@ api.get('/batches', async (c) => {
   const unstored = (await flushGatewayAttestations(c.env)) || 0
   const [batches, stored] = await Promise.all([listBatches(c.env.DB, limit, before), attestationCounts(c.env.DB)])
   return c.json({ batches, attestations: { total: stored.total + unstored, pending: stored.pending + unstored } })
+})
+
+const SPOT_CHECK_VERDICTS: readonly SpotCheckVerdict[] = ['confirmed', 'refuted', 'inconclusive']
+
+/**
+ * Spot checks (re-runs of answered jobs on other devices), newest first: `?verdict=`,
+ * `?device=` (id or address: checks it answered or ran), `?limit=` (1–500, default 50),
+ * `?before=` (a row's `cursor`, for the next page).
+ */
+api.get('/spot-checks', async (c) => {
+  const limit = intQuery(c.req.query('limit'), 'limit', 50, 1, 500)
+  const before = intQuery(c.req.query('before'), 'before', undefined, 1, Number.MAX_SAFE_INTEGER)
+  const verdict = c.req.query('verdict')
+  if (verdict !== undefined && !SPOT_CHECK_VERDICTS.includes(verdict as SpotCheckVerdict)) {
+    throw new InvalidRequestError(`verdict must be one of ${SPOT_CHECK_VERDICTS.join(', ')}, got ${JSON.stringify(verdict.slice(0, 80))}`, 'verdict')
+  }
+  const device = c.req.query('device')
+  if (device !== undefined && (device.length === 0 || device.length > 256)) {
+    throw new InvalidRequestError('device must be a device id or address (1 to 256 characters)', 'device')
+  }
+  const spotChecks = await listSpotChecks(c.env.DB, {
+    limit,
+    ...(before !== undefined && { before }),
+    ...(verdict !== undefined && { verdict: verdict as SpotCheckVerdict }),
+    ...(device !== undefined && { device }),
+  })
+  return c.json({ spotChecks })
 })
 
 function intQuery<D extends number | undefined>(value: string | undefined, field: string, fallback: D, min: number, max: number): number | D {

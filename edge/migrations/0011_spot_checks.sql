@@ -1,0 +1,19 @@
+-- Spot checks (edge/src/spot-checks/): a share of answered jobs re-run on other devices. One row
+-- per checked job, with the verdict and every checker's signed attestation: the evidence an
+-- operator needs before slashing a provider whose device answered wrongly.
+CREATE TABLE spot_checks (
+  id             INTEGER PRIMARY KEY AUTOINCREMENT,
+  -- The checked job (its attestation is in `attestations` under the same id), lowercase 0x hex.
+  job_id         TEXT NOT NULL UNIQUE,
+  model_name     TEXT NOT NULL,
+  model_version  TEXT NOT NULL,
+  -- The file every device in the check ran (a variant's, when the answer ran one).
+  file_sha256    TEXT NOT NULL,
+  answered_by    TEXT NOT NULL,   -- device id of the answer
+  answered_by_address TEXT NOT NULL,
+  verdict        TEXT NOT NULL CHECK (verdict IN ('confirmed', 'refuted', 'inconclusive')),
+  faulty         TEXT NOT NULL,   -- JSON array of device ids the majority contradicts
+  checks         TEXT NOT NULL,   -- JSON array of the checkers' runs (spot-check.ts CheckRecord)
+  checked_at     INTEGER NOT NULL -- Unix epoch ms
+);
+CREATE INDEX spot_checks_verdict ON spot_checks (verdict, id);
