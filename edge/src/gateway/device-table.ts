@@ -11,6 +11,14 @@ export const STALE_AFTER_MS = 15_000
 export const SUSPECT_AFTER_FAILURES = 3
 /** How long a suspect device is left out of scheduling. */
 export const SUSPECT_FOR_MS = 60_000
+/**
+ * How long a device a spot check's majority contradicted is left out (spot-checks/): doubled
+ * for each further refutation, up to REFUTED_SUSPECT_MAX_MS. Longer than for a bad attestation:
+ * two real runs of the same input outvoted it, and a device that cheats on some jobs would
+ * otherwise be back within a minute, checked again only after about 1 / SPOT_CHECK_RATE jobs.
+ */
+export const REFUTED_SUSPECT_MS = 10 * 60_000
+export const REFUTED_SUSPECT_MAX_MS = 24 * 60 * 60_000
 const DEFAULT_EWMA_MS = 100
 const EWMA_WEIGHT = 0.2
 
@@ -27,10 +35,15 @@ export interface DeviceEntry {
   measuredEwmaMs: number | undefined
   consecutiveFailures: number
   suspectUntil: number
-  /** Why it is suspect: failures (timeouts, errors) or a refused attestation, which only time clears. */
-  suspectFor: 'failures' | 'bad-attestation'
+  /**
+   * Why it is suspect: failures (timeouts, errors), or a refused attestation or a spot check's
+   * majority against it, which only time clears.
+   */
+  suspectFor: 'failures' | 'bad-attestation' | 'refuted'
   /** Results whose attestation the gateway refused (forged, wrong device, tampered output). */
   badAttestations: number
+  /** Spot checks whose majority contradicted this device. */
+  refutations: number
 }
 
 export class DeviceTable {
@@ -85,6 +98,7 @@ export class DeviceTable {
       suspectUntil: 0,
       suspectFor: 'failures',
       badAttestations: 0,
+      refutations: 0,
     }
     this.#devices.set(status.deviceId, entry)
     return entry
@@ -182,6 +196,16 @@ export class DeviceTable {
     entry.consecutiveFailures = 0
     entry.suspectUntil = this.now() + SUSPECT_FOR_MS
     entry.suspectFor = 'bad-attestation'
+    this.#revision++
+  }
+
+  /** A spot check's majority contradicted it: out of scheduling for REFUTED_SUSPECT_MS, doubled each time. */
+  recordRefuted(entry: DeviceEntry): void {
+    entry.refutations++
+    entry.consecutiveFailures = 0
+    const forMs = Math.min(REFUTED_SUSPECT_MAX_MS, REFUTED_SUSPECT_MS * 2 ** Math.min(entry.refutations - 1, 30))
+    entry.suspectUntil = Math.max(entry.suspectUntil, this.now() + forMs)
+    entry.suspectFor = 'refuted'
     this.#revision++
   }
 

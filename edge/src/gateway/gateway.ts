@@ -440,8 +440,8 @@ export class Gateway extends DurableObject<Env> {
 
   /**
    * With probability SPOT_CHECK_RATE, re-runs an answered job on other devices in the background
-   * (spot-checks/spot-check.ts); a device the majority contradicts leaves scheduling as after a
-   * bad attestation, and the verdict goes to D1. Never delays or changes the answer.
+   * (spot-checks/spot-check.ts); a device the majority contradicts leaves scheduling
+   * (DeviceTable.recordRefuted), and the verdict goes to D1. Never delays or changes the answer.
    */
   #maybeSpotCheck(job: InferJob, descriptor: ModelDescriptor, fileSha256: string, answer: Extract<DeviceRun, { outputs: RawTensor[] }>): void {
     if (this.#spotChecks.rate === 0 || Math.random() >= this.#spotChecks.rate) return
@@ -452,7 +452,7 @@ export class Gateway extends DurableObject<Env> {
       if (!outcome) return
       for (const deviceId of outcome.faulty) {
         const entry = this.#table.get(deviceId)
-        if (entry) this.#table.recordBadAttestation(entry)
+        if (entry) this.#table.recordRefuted(entry)
         console.warn(`spot check of job ${answer.jobId}: device ${deviceId} contradicted by the majority (${outcome.verdict})`)
       }
       await recordSpotCheck(this.env.DB, {
