@@ -14,8 +14,9 @@
  * - Device table: each gateway has a real `DeviceTable` (edge/src/gateway/device-table.ts) on
  *   the simulated clock: statuses, heartbeats (`applyHeartbeat` keeps what a heartbeat shows
  *   beyond the gateway's own in-flight jobs as `foreignLoad`), `load` = own in-flight (exact) +
- *   foreignLoad, `ewmaMs` = the gateway's own round-trip EWMA (weight 0.2; the heartbeat's
- *   service EWMA, then 100 ms, before the first answer), staleness after 15 s without a packet,
+ *   foreignLoad, `ewmaMs` = the gateway's own round-trip EWMA (weight 0.2; before the first
+ *   answer, while idle, the heartbeat's service EWMA or else the fastest round trip the table
+ *   has seen, and 100 ms while it has a job), staleness after 15 s without a packet,
  *   suspects after 3 consecutive failures for 60 s. The candidates passed to pickDevice hold
  *   `table.load(entry)` and `table.ewmaMs(entry)`, as gateway.ts builds them; they are kept per
  *   device and re-read after every change to the entry instead of rebuilt per job
@@ -26,7 +27,10 @@
  *   job was sent to settles the current attempt while the job is pending — a late success from
  *   the first device is taken (its round trip measured from the current attempt's send, as
  *   gateway.ts does) — but a late *error* from a device the job has moved away from is ignored.
- *   A timeout counts as a failure of the device; an `online:false` status settles the jobs there
+ *   A timeout counts as a failure of the device when DeviceTable.timeoutWouldBeItsFault said so
+ *   at sending (a budget of at least 1 s and 4x the expected time); a success that arrives after
+ *   its job ended on a timeout there is the device's round trip (`recordLateAnswer`, gateway.ts
+ *   #onLateResult). An `online:false` status settles the jobs there
  *   as lost, and they are retried.
  * - Agent (device-agent/src/agent.ts, runtime/batcher.ts with maxBatch 1): one job at a time,
  *   FIFO; a queued job past its deadline is rejected with an error when the device takes its

@@ -19,6 +19,8 @@ import { deriveSeed, Rng } from './rng.js'
 /** gateway.ts FIRST_ATTEMPT_SHARE and MAX_ATTEMPTS (module-private there, mirrored here). */
 const FIRST_ATTEMPT_SHARE = 0.5
 const MAX_ATTEMPTS = 2
+/** gateway.ts TIMED_OUT_REMEMBERED_MS: how long a late answer still counts as the device's round trip. */
+const TIMED_OUT_REMEMBERED_MS = 10 * 60_000
 /** device-agent/src/agent.ts EWMA_WEIGHT: the agent's per-job service-time mean it heartbeats. */
 const AGENT_EWMA_WEIGHT = 0.2
 /** MQTT: the broker gives up on a client 1.5 keepalives after its last packet (§3.1.2.10). */
@@ -57,6 +59,10 @@ interface SimJob {
   /** Bumped whenever an attempt settles, so its pending timeout knows it is moot. */
   token: number
   done: boolean
+  /** Whether the current attempt's timeout would count against its device (DeviceTable.timeoutWouldBeItsFault, asked at sending). */
+  blameTimeout: boolean
+  /** Devices this job timed out on, with when it was sent there: their late answers are measured (gateway.ts #onLateResult). */
+  timedOutOn: { device: number; sentAt: number }[]
 }
 
 interface JobMessage {
@@ -187,6 +193,17 @@ class GatewayState {
     return this.list
   }
 
+  /** The table's guess for idle devices it has not measured, as last synced into their candidates. */
+  #unmeasuredEwmaMs = Number.NaN
+
+  /** A faster round trip lowers the table's guess for idle unmeasured devices (DeviceTable.ewmaMs): re-read theirs. */
+  #syncUnmeasured(): void {
+    const guess = this.table.unmeasuredEwmaMs
+    if (guess === this.#unmeasuredEwmaMs) return
+    this.#unmeasuredEwmaMs = guess
+    for (const candidate of this.candidates) if (candidate && candidate.entry.measuredEwmaMs === undefined) candidate.sync()
+  }
+
   /**
    * After an event about device `i`: re-read its load and EWMA from the table into its candidate
    * and, if its eligibility changed, rebuild the list before the next pick.
@@ -194,6 +211,7 @@ class GatewayState {
   refresh(i: number): void {
     const entry = this.entries[i]
     this.candidates[i]?.sync()
+    this.#syncUnmeasured()
     const eligible = entry !== undefined && this.table.isOnline(entry) && !this.table.isSuspect(entry)
     if (eligible !== (this.listed[i] === 1)) this.dirty = true
   }
@@ -359,6 +377,7 @@ export function runSimulation(
     const remainingMs = config.deadlineMs - (now - job.startedAt)
     const budgetMs = Math.max(1, Math.floor(job.attempt < MAX_ATTEMPTS ? remainingMs * FIRST_ATTEMPT_SHARE : remainingMs))
     const entry = gateway.entries[device]
+    job.blameTimeout = entry !== undefined && gateway.table.timeoutWouldBeItsFault(entry, budgetMs)
     if (entry) entry.inflight++
     gateway.candidates[device]?.sync()
     gateway.pendingOn[device]!.add(job)
@@ -389,7 +408,8 @@ export function runSimulation(
       if (by) table.recordFailure(by)
     } else if (outcome === 'timeout') {
       timeouts++
-      if (entry) table.recordFailure(entry)
+      job.timedOutOn.push({ device, sentAt: job.sentAt })
+      if (entry && job.blameTimeout) table.recordFailure(entry)
     } else {
       lost++
     }
@@ -435,6 +455,8 @@ export function runSimulation(
         sentAt: now,
         token: 0,
         done: false,
+        blameTimeout: false,
+        timedOutOn: [],
       }
       nextArrival++
       events++
@@ -478,7 +500,20 @@ export function runSimulation(
         // and it settles whichever attempt is current; but an error from a device the job has
         // moved away from (it dropped the job as past the first attempt's budget) is ignored.
         const { job } = event
-        if (job.done || !job.tried.includes(event.device)) break
+        if (job.done) {
+          // #onLateResult: the success of a device the job timed out on, after the job ended,
+          // is that device's (long) round trip, and forgives its timeout.
+          const timedOut = job.timedOutOn.find((t) => t.device === event.device)
+          const gateway = gateways[job.gateway]!
+          const entry = gateway.entries[event.device]
+          if (event.ok && timedOut && entry && now - timedOut.sentAt < TIMED_OUT_REMEMBERED_MS) {
+            job.timedOutOn.splice(job.timedOutOn.indexOf(timedOut), 1)
+            gateway.table.recordLateAnswer(entry, now - timedOut.sentAt)
+            gateway.refresh(event.device)
+          }
+          break
+        }
+        if (!job.tried.includes(event.device)) break
         if (!event.ok && event.device !== job.current) {
           lateErrorsIgnored++
           break

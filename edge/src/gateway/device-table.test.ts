@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { PROTOCOL_VERSION } from '@depinfer/shared'
+import { PROTOCOL_VERSION, type DeviceStatus } from '@depinfer/shared'
 import { DeviceTable, REFUTED_SUSPECT_MAX_MS, REFUTED_SUSPECT_MS, SUSPECT_FOR_MS } from './device-table.js'
 
 describe('DeviceTable suspicion', () => {
@@ -39,5 +39,45 @@ describe('DeviceTable suspicion', () => {
     table.applyStatus({ protocol: PROTOCOL_VERSION, deviceId: 'returning-liar', online: false, models: [] })
     const back = device('returning-liar')
     expect(table.isSuspect(back)).toBe(true)
+  })
+})
+
+describe('DeviceTable expected time of a device not measured yet', () => {
+  const now = 0
+  const status = (deviceId: string): DeviceStatus => ({ protocol: PROTOCOL_VERSION, deviceId, online: true, models: [] })
+
+  it('is optimistic while the device is idle (the fastest round trip seen), so a newcomer gets tried', () => {
+    const table = new DeviceTable(() => now)
+    const measured = table.applyStatus(status('measured'))
+    const newcomer = table.applyStatus(status('newcomer'))
+    table.recordSuccess(measured, 30)
+    table.recordSuccess(measured, 50)
+    expect(table.ewmaMs(measured)).toBe(34)
+    // Idle and unknown: as fast as the fastest round trip seen (30 ms), ahead of the 34 ms device.
+    expect(table.ewmaMs(newcomer)).toBe(30)
+    expect(table.unmeasuredEwmaMs).toBe(30)
+  })
+
+  it('takes the device at its word (heartbeat service time) while idle, but pessimistic (100 ms) once it has a job: one job at a time until its first answer', () => {
+    const table = new DeviceTable(() => now)
+    const newcomer = table.applyStatus(status('newcomer'))
+    table.applyHeartbeat('newcomer', { inflight: 0, queued: 0, ewmaMs: 4, ts: 0 })
+    expect(table.ewmaMs(newcomer)).toBe(4)
+    newcomer.inflight = 1
+    expect(table.ewmaMs(newcomer)).toBe(100)
+    table.recordSuccess(newcomer, 12)
+    expect(table.ewmaMs(newcomer)).toBe(12)
+  })
+
+  it('blames a timeout on the device only for a budget of at least 1 s and 4x what it was expected to take', () => {
+    const table = new DeviceTable(() => now)
+    const device = table.applyStatus(status('d'))
+    expect(table.timeoutWouldBeItsFault(device, 999)).toBe(false)
+    expect(table.timeoutWouldBeItsFault(device, 1_000)).toBe(true)
+    table.recordSuccess(device, 500)
+    device.inflight = 1
+    // Expected 2 × 500 ms with one job ahead of it: only a budget of 4 s or more blames it.
+    expect(table.timeoutWouldBeItsFault(device, 3_999)).toBe(false)
+    expect(table.timeoutWouldBeItsFault(device, 4_000)).toBe(true)
   })
 })

@@ -12,6 +12,13 @@ export const SUSPECT_AFTER_FAILURES = 3
 /** How long a suspect device is left out of scheduling. */
 export const SUSPECT_FOR_MS = 60_000
 /**
+ * A timeout counts against a device only when its budget was at least this, and at least
+ * BLAMED_BUDGET_FACTOR times what the device was expected to take: the caller picks the
+ * deadline (`timeout_ms`), and a deadline too short to meet says nothing about the device.
+ */
+const MIN_BLAMED_BUDGET_MS = 1_000
+const BLAMED_BUDGET_FACTOR = 4
+/**
  * How long a device a spot check's majority contradicted is left out (spot-checks/): doubled
  * for each further refutation, up to REFUTED_SUSPECT_MAX_MS. Longer than for a bad attestation:
  * two real runs of the same input outvoted it, and a device that cheats on some jobs would
@@ -49,6 +56,8 @@ export interface DeviceEntry {
 export class DeviceTable {
   readonly #devices = new Map<string, DeviceEntry>()
   #revision = 0
+  /** The shortest round trip measured on any device (DEFAULT_EWMA_MS before the first). */
+  #fastestRoundTripMs = DEFAULT_EWMA_MS
 
   constructor(private readonly now: () => number) {}
 
@@ -154,11 +163,27 @@ export class DeviceTable {
     return entry.inflight + entry.foreignLoad
   }
 
+  /**
+   * What a job is expected to take on this device: this gateway's round-trip EWMA once it has
+   * one. Before that, optimistic while the device is idle (its heartbeat's service time, else the
+   * fastest round trip measured on any device), so that it gets tried even when measured devices
+   * look fast enough (a pessimistic guess left fast newcomers unused at low load); but
+   * DEFAULT_EWMA_MS once it has a job, so an unknown device gets one job at a time until its
+   * first answer says how fast it really is.
+   */
   ewmaMs(entry: DeviceEntry): number {
-    return entry.measuredEwmaMs ?? (entry.heartbeat?.ewmaMs || DEFAULT_EWMA_MS)
+    if (entry.measuredEwmaMs !== undefined) return entry.measuredEwmaMs
+    if (this.load(entry) > 0) return DEFAULT_EWMA_MS
+    return entry.heartbeat?.ewmaMs || this.#fastestRoundTripMs
+  }
+
+  /** The optimistic guess for an idle device not measured yet (see ewmaMs); changes only when a faster round trip is seen. */
+  get unmeasuredEwmaMs(): number {
+    return this.#fastestRoundTripMs
   }
 
   recordSuccess(entry: DeviceEntry, roundTripMs: number): void {
+    if (roundTripMs < this.#fastestRoundTripMs) this.#fastestRoundTripMs = roundTripMs
     entry.consecutiveFailures = 0
     entry.measuredEwmaMs =
       entry.measuredEwmaMs === undefined
@@ -177,6 +202,17 @@ export class DeviceTable {
       entry.suspectUntil = 0
       this.#revision++
     }
+  }
+
+  /**
+   * Whether a job about to be sent with `budgetMs` would, if it timed out, count against the
+   * device (see MIN_BLAMED_BUDGET_MS). Asked before sending: what it was expected to take then.
+   * From this gateway's own measurements only: a device cannot talk its way out of blame by
+   * heartbeating a huge latency or queue.
+   */
+  timeoutWouldBeItsFault(entry: DeviceEntry, budgetMs: number): boolean {
+    const expectedMs = (entry.measuredEwmaMs ?? 0) * (entry.inflight + 1)
+    return budgetMs >= Math.max(MIN_BLAMED_BUDGET_MS, BLAMED_BUDGET_FACTOR * expectedMs)
   }
 
   recordFailure(entry: DeviceEntry): void {

@@ -65,13 +65,6 @@ import type {
 /** Share of the job's deadline the first device gets before the retry on another. */
 const FIRST_ATTEMPT_SHARE = 0.5
 const MAX_ATTEMPTS = 2
-/**
- * A timeout counts against a device only when its budget was at least this, and at least
- * BLAMED_BUDGET_FACTOR times what the device was expected to take: the caller picks the
- * deadline (`timeout_ms`), and a deadline too short to meet says nothing about the device.
- */
-const MIN_BLAMED_BUDGET_MS = 1_000
-const BLAMED_BUDGET_FACTOR = 4
 /** Models remembered after their devices stop listing them (see buildCatalog), at most this many, oldest dropped first. */
 const SEEN_MODELS_REMEMBERED = 1_000
 /** Timed-out jobs remembered for a late answer (which clears the device), at most this many, this long. */
@@ -341,9 +334,7 @@ export class Gateway extends DurableObject<Env> {
         // Half the deadline when another device could take the retry; all of it for the only one.
         const lastChance = attempt === MAX_ATTEMPTS || candidates.length === 1
         const budgetMs = Math.max(1, Math.floor(lastChance ? remainingMs : remainingMs * FIRST_ATTEMPT_SHARE))
-        // From this gateway's own measurements only: a device cannot talk its way out of blame
-        // by heartbeating a huge latency or queue.
-        const expectedMs = (device.measuredEwmaMs ?? 0) * (device.inflight + 1)
+        const blameTimeout = this.#table.timeoutWouldBeItsFault(device, budgetMs)
         const sentAt = Date.now()
         const outcome = await this.#attempt(jobId, attempt, device, job, descriptor, expected, salt, budgetMs)
 
@@ -407,7 +398,7 @@ export class Gateway extends DurableObject<Env> {
             lastFailure = `device ${header.deviceId} failed (${header.error.code}): ${header.error.message}`
           }
         } else if (outcome.kind === 'timeout') {
-          if (budgetMs >= Math.max(MIN_BLAMED_BUDGET_MS, BLAMED_BUDGET_FACTOR * expectedMs)) this.#table.recordFailure(device)
+          if (blameTimeout) this.#table.recordFailure(device)
           this.#rememberTimeout(jobId, device.deviceId, sentAt)
           timedOut = true
           lastFailure = `device ${device.deviceId} did not answer within ${budgetMs} ms`
