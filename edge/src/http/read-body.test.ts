@@ -3,6 +3,7 @@
  * around workerd's DecompressionStream, which Node's differs from (no byte stream, backpressure).
  */
 import { readFileSync } from 'node:fs'
+import { connect } from 'node:net'
 import { join } from 'node:path'
 import { createGzip, deflateSync, gzipSync } from 'node:zlib'
 import { build } from 'esbuild'
@@ -50,7 +51,7 @@ beforeAll(async () => {
     platform: 'neutral',
     write: false,
   })
-  miniflare = new Miniflare({ modules: true, script: bundle.outputFiles[0]!.text, compatibilityDate: COMPATIBILITY_DATE, compatibilityFlags: ['nodejs_compat'] })
+  miniflare = new Miniflare({ modules: true, script: bundle.outputFiles[0]!.text, compatibilityDate: COMPATIBILITY_DATE, compatibilityFlags: ['nodejs_compat'], host: '127.0.0.1', port: 0 })
 })
 afterAll(async () => {
   await miniflare?.dispose()
@@ -162,4 +163,30 @@ describe('Content-Encoding of request bodies', () => {
       detail: expect.stringContaining('"br"'),
     })
   })
+
+  it('refuses a body cut off before its end with 400 naming the body: fewer bytes than Content-Length, or chunks without their last', async () => {
+    const url = await miniflare.ready
+    /** Sends `head` and `body` over a raw socket, half-closes it, and returns the status line and body of the answer. */
+    const raw = (head: string, body: Uint8Array) =>
+      new Promise<{ status: number; text: string }>((resolve, reject) => {
+        const socket = connect(Number(url.port), url.hostname, () => {
+          socket.write(head)
+          socket.end(body)
+        })
+        let answer = ''
+        socket.on('data', (chunk) => (answer += chunk.toString('latin1')))
+        socket.on('error', reject)
+        socket.on('close', () => resolve({ status: Number(/^HTTP\/1\.1 (\d+)/.exec(answer)?.[1]), text: answer }))
+      })
+    const half = sample(500)
+    const short = await raw(`POST /?max=100000 HTTP/1.1\r\nHost: edge\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n`, half)
+    expect(short.status, short.text).toBe(400)
+    expect(short.text).toContain('"field":"body"')
+    expect(short.text).toContain('of the 1000 its Content-Length declares')
+    const chunked = await raw(`POST /?max=100000 HTTP/1.1\r\nHost: edge\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n`, new TextEncoder().encode('1f4\r\n' + 'x'.repeat(500) + '\r\n'))
+    expect(chunked.status, chunked.text).toBe(400)
+    expect(chunked.text).toContain('"field":"body"')
+    expect(chunked.text).toContain('ended after 500 bytes')
+  })
 })
+
