@@ -233,6 +233,24 @@ describe.each(BROKERS)('datatypes through $name', (brokerKind) => {
     expect((await post(withTrailing, String(header.length))).body).toMatchObject({ status: 400, field: 'Inference-Header-Content-Length' })
     expect((await post(withTrailing, String(withTrailing.length + 1))).body).toMatchObject({ status: 400, field: 'Inference-Header-Content-Length' })
     expect((await post(withTrailing, 'ten')).body).toMatchObject({ status: 400, field: 'Inference-Header-Content-Length' })
+    // A length past the JSON: where the JSON really ends; one short of it: a hint, not a parser's position.
+    const binary = Buffer.concat([Buffer.from(header), new Uint8Array(32)])
+    expect((await post(binary, String(header.length + 5))).body).toMatchObject({
+      status: 400, field: 'Inference-Header-Content-Length', detail: expect.stringContaining(`the JSON ends at byte ${header.length}`),
+    })
+    expect((await post(binary, String(header.length - 1))).body).toMatchObject({
+      status: 400, field: 'Inference-Header-Content-Length', detail: expect.stringContaining('is it the length of the JSON part alone?'),
+    })
+    // A binary body without the header says which header to send, and its value.
+    const without = await api.post('/v2/models/kitchen-sink/infer', binary)
+    expect(without.body).toMatchObject({
+      status: 400, field: 'body', detail: expect.stringContaining(`send the JSON's length as Inference-Header-Content-Length (here ${header.length})`),
+    })
+    // binary_data_size is a number of bytes, not a string of one.
+    const quoted = JSON.stringify({ inputs: [{ name: 'f32', datatype: 'FP32', shape: [2, 4], parameters: { binary_data_size: '32' } }] })
+    expect((await post(Buffer.concat([Buffer.from(quoted), new Uint8Array(32)]), String(quoted.length))).body).toMatchObject({
+      status: 400, field: 'inputs[0].parameters.binary_data_size', detail: 'binary_data_size must be a number of bytes (a non-negative integer), got "32"',
+    })
   })
 
   it('writes results JSON cannot hold (Infinity) as null, as the v2 JSON form must', async () => {

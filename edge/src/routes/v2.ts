@@ -181,7 +181,7 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
     try {
       body = JSON.parse(text)
     } catch (error) {
-      throw new InvalidRequestError(`body is not valid JSON: ${(error as Error).message}`, 'body')
+      throw invalidJsonHeader((error as Error).message, headerLength)
     }
     const request = parseInferRequest(body, binary, text)
     const defaultDeadlineMs = numberVar(c.env.JOB_DEADLINE_MS, DEFAULT_DEADLINE_MS)
@@ -257,4 +257,25 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
       [HEADER_LENGTH_HEADER]: String(response.headerLength),
     })
   })
+}
+
+/**
+ * Why the JSON of an infer request does not parse, in terms of the binary tensor extension when
+ * that is the likely mistake: a JSON value followed by more bytes is a binary request without
+ * (or with a wrong) Inference-Header-Content-Length, and V8 says where the JSON ended.
+ */
+function invalidJsonHeader(reason: string, headerLength: string | undefined): InvalidRequestError {
+  const jsonEnd = /after JSON at position (\d+)/.exec(reason)?.[1]
+  if (headerLength === undefined) {
+    return jsonEnd === undefined
+      ? new InvalidRequestError(`body is not valid JSON: ${reason}`, 'body')
+      : new InvalidRequestError(
+          `body is JSON followed by other bytes, from byte ${jsonEnd}: for binary tensor data, send the JSON's length as ${HEADER_LENGTH_HEADER} (here ${jsonEnd})`,
+          'body',
+        )
+  }
+  const hint = jsonEnd === undefined
+    ? `is it the length of the JSON part alone? (${reason})`
+    : `the JSON ends at byte ${jsonEnd}`
+  return new InvalidRequestError(`the first ${headerLength.trim()} bytes (${HEADER_LENGTH_HEADER}) are not one JSON object: ${hint}`, HEADER_LENGTH_HEADER)
 }

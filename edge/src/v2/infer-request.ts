@@ -116,6 +116,9 @@ function parseBody(body: unknown, binary: Uint8Array | undefined): ParsedInferRe
     if (binarySize !== undefined) {
       const sizeField = `${field}.parameters.binary_data_size`
       if (!binary) throw new InvalidRequestError('binary tensor data needs the Inference-Header-Content-Length header', sizeField)
+      if (typeof binarySize !== 'number' || !Number.isSafeInteger(binarySize) || binarySize < 0) {
+        throw new InvalidRequestError(`binary_data_size must be a number of bytes (a non-negative integer), got ${JSON.stringify(binarySize)}`, sizeField)
+      }
       const expected = byteLength(input.datatype, input.shape)
       if (binarySize !== expected) {
         throw new InvalidRequestError(
