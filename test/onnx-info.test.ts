@@ -55,6 +55,26 @@ describe('readOnnxModelInfo', () => {
     expect(readOnnxModelInfo(bytes).inputs.map((s) => s.name)).toEqual(['x'])
   })
 
+  it('refuses a graph with two inputs of one name (onnxruntime cannot load it) or two outputs (it answers one of them)', async () => {
+    const twice = (where: 'inputs' | 'outputs') => buildModel({
+      inputs: [{ name: 'x', datatype: 'FP32', shape: ['N', 4] }, { name: where === 'inputs' ? 'x' : 'y', datatype: 'FP32', shape: ['N', 4] }],
+      outputs: [{ name: 'z', datatype: 'FP32', shape: ['N', 4] }, ...(where === 'outputs' ? [{ name: 'z', datatype: 'FP32' as const, shape: ['N', 4] }] : [])],
+      nodes: [{ opType: 'Add', inputs: ['x', where === 'inputs' ? 'x' : 'y'], outputs: ['z'] }],
+    })
+    for (const where of ['inputs', 'outputs'] as const) {
+      const bytes = twice(where)
+      if (where === 'inputs') {
+        await expect(ort.InferenceSession.create(bytes)).rejects.toThrow(/Duplicate definition-site/)
+      } else {
+        const session = await ort.InferenceSession.create(bytes)
+        const one = new ort.Tensor('float32', new Float32Array(4), [1, 4])
+        expect(Object.keys(await session.run({ x: one, y: one }))).toEqual(['z'])
+        await session.release()
+      }
+      expect(() => readOnnxModelInfo(bytes), where).toThrow(where === 'inputs' ? 'the graph has two inputs named "x"' : 'the graph has two outputs named "z"')
+    }
+  })
+
   it.each<[string, Uint8Array, RegExp]>([
     ['an empty file', new Uint8Array(0), /empty/],
     ['text', new TextEncoder().encode('this is not a model, just some text\n'), /not a valid ONNX model/],

@@ -200,6 +200,18 @@ export function readOnnxModelInfo(bytes: Uint8Array): OnnxModelInfo {
   const outputs = specs(rawOutputs, 'output')
   if (inputs.length === 0) fail('the graph has no inputs', 'GraphProto', g.position)
   if (outputs.length === 0) fail('the graph has no outputs', 'GraphProto', g.position)
+  // Two inputs of one name: onnxruntime refuses to load the graph ("Duplicate definition-site").
+  // Two outputs: it loads, but answers one tensor under that name; answers name tensors.
+  for (const [kind, list, why] of [
+    ['input', inputs, 'onnxruntime cannot load it'],
+    ['output', outputs, 'answers name their tensors, and onnxruntime returns only one of them'],
+  ] as const) {
+    const seen = new Set<string>()
+    for (const { name } of list) {
+      if (seen.has(name)) throw new OnnxFormatError(`the graph has two ${kind}s named ${JSON.stringify(name)}: ${why}`, 'model')
+      seen.add(name)
+    }
+  }
   return { irVersion, opsets, producer, graphName, inputs, outputs, nodeCount }
 }
 
