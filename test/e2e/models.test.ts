@@ -269,6 +269,8 @@ describe('publishing models', () => {
     const refused = await api.post('/v2/models/future-ir/infer', { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] })
     expect(refused.status).toBe(503)
     expect(refused.body).toMatchObject({ detail: expect.stringMatching(/no online device serves model future-ir version 1: failed to load on publisher-fed-device \(.*IR version/i) })
+    // Not a 2-second wait: the load failure lasts until a provider changes something.
+    expect(refused.headers.get('retry-after')).toBe('300')
 
     await waitForModelReady(api, 'ppocr-cls', 60_000)
     const demo = await api.post('/v2/models/ppocr-cls/infer', request)

@@ -22,7 +22,7 @@ import { cachedModelPath, type ModelFileRequest } from '../models/download.js'
 import { ChecksumMismatchError } from '../models/errors.js'
 import { batchingProblem } from './batch-probe.js'
 import type { OrtRuntime } from './execution.js'
-import { withoutSourceLocations } from './run-job.js'
+import { plainOrtMessage } from './run-job.js'
 
 export type ModelState = ModelDescriptor['state']
 
@@ -179,7 +179,7 @@ const ABSOLUTE_PATH = /(^|[\s'"(=])(\/[^\s'"():,]+)/g
  * directories are the provider's business), cut to size.
  */
 function advertisedError(model: LoadedModel): string {
-  const text = withoutSourceLocations(model.error ?? '')
+  const text = plainOrtMessage(model.error ?? '')
     .replace(ABSOLUTE_PATH, (_, before: string, path: string) => `${before}${basename(path)}`)
     .replace(/\s+/g, ' ')
   return cutToLength(text, MODEL_ERROR_MAX_CHARS)

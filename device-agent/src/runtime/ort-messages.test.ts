@@ -1,5 +1,8 @@
+import * as ort from 'onnxruntime-node'
 import { describe, expect, it } from 'vitest'
-import { withoutSourceLocations } from './run-job.js'
+import { MODEL_ERROR_MAX_CHARS } from '@depinfer/shared'
+import { buildModel } from '../../../test/helpers/onnx-model.js'
+import { plainOrtMessage, withoutSourceLocations } from './run-job.js'
 
 describe("withoutSourceLocations (onnxruntime's messages as devices pass them on)", () => {
   it('drops the source location and the C++ function after it, keeping the reason (onnxruntime 1.30, opset 30)', () => {
@@ -26,3 +29,22 @@ describe("withoutSourceLocations (onnxruntime's messages as devices pass them on
     expect(withoutSourceLocations('input x: expected rank 4, got 3 (std::vector)')).toBe('input x: expected rank 4, got 3 (std::vector)')
   })
 })
+
+describe('plainOrtMessage', () => {
+  it("keeps what onnxruntime says of an opset newer than it knows, without its boilerplate, within what a device advertises", async () => {
+    const bytes = buildModel({
+      opset: 99,
+      inputs: [{ name: 'x', datatype: 'FP32', shape: ['N', 4] }],
+      outputs: [{ name: 'y', datatype: 'FP32', shape: ['N', 4] }],
+      nodes: [{ opType: 'Relu', inputs: ['x'], outputs: ['y'] }],
+    })
+    const message = await ort.InferenceSession.create(bytes).then(() => 'loaded', (error: Error) => error.message)
+    const plain = plainOrtMessage(message)
+    expect(plain).toMatch(/^Opset 99 is under development.*Current official support for domain ai\.onnx is till opset \d+\.$/)
+    expect(plain).not.toContain('guarantees')
+    expect(plain.length).toBeLessThanOrEqual(MODEL_ERROR_MAX_CHARS)
+    // Before: the first 300 characters ended before the supported opset.
+    expect(withoutSourceLocations(message).slice(0, MODEL_ERROR_MAX_CHARS)).not.toContain('official support for domain')
+  })
+})
+

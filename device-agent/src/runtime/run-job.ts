@@ -66,6 +66,24 @@ export function withoutSourceLocations(message: string): string {
   return (text + message.slice(from)).trim()
 }
 
+/**
+ * Sentences of onnxruntime's messages that say nothing about the case at hand: its message for
+ * an opset newer than it knows opens with two of them (~250 characters), and the cut to what a
+ * device advertises then dropped the one that matters ("Current official support for domain
+ * ai.onnx is till opset 26").
+ */
+const BOILERPLATE = [
+  'ONNX Runtime only *guarantees* support for models stamped with official released onnx opset versions.',
+  'The operator schemas and or other functionality may change before next ONNX release and in this case ONNX Runtime will not guarantee backward compatibility.',
+]
+
+/** onnxruntime's message without its source locations (withoutSourceLocations) and boilerplate. */
+export function plainOrtMessage(message: string): string {
+  let text = withoutSourceLocations(message)
+  for (const sentence of BOILERPLATE) text = text.split(sentence).join('')
+  return text.replace(/\s{2,}/g, ' ').trim()
+}
+
 /** The index after the `)` closing the `(` just before `start` (`start` itself when unbalanced). */
 function afterClosingParen(text: string, start: number): number {
   let depth = 1
@@ -93,7 +111,7 @@ export async function runModel(
     results = outputNames.length > 0 ? await session.run(feeds, [...outputNames]) : await session.run(feeds)
   } catch (error) {
     // onnxruntime rejects inputs the graph cannot process (e.g. spatial dims too small).
-    const reason = withoutSourceLocations((error as Error).message)
+    const reason = plainOrtMessage((error as Error).message)
     throw new InvalidJobInputError(`onnxruntime: ${reason}`, 'inputs')
   }
   return Object.entries(results).map(([name, tensor]) => {

@@ -71,6 +71,8 @@ const SEEN_MODELS_REMEMBERED = 1_000
 const TIMED_OUT_REMEMBERED = 10_000
 const TIMED_OUT_REMEMBERED_MS = 10 * 60_000
 const BROKER_CONNECT_TIMEOUT_MS = 3_000
+/** Retry-After of a 503 for a model that failed to load on every device that has it. */
+const FAILED_MODEL_RETRY_AFTER_SEC = 300
 /** Spot checks running at once, at most: each holds its job's inputs until its checkers answer. */
 const MAX_SPOT_CHECKS_RUNNING = 32
 /** Renew the broker connection before Cloudflare's 15-minute cap on one outbound socket. */
@@ -423,6 +425,9 @@ export class Gateway extends DurableObject<Env> {
               // Say why when devices are there but may not be routed to (e.g. not staked) or
               // cannot load it (e.g. an IR version their onnxruntime does not know).
               (model.reason.startsWith(NOT_ROUTABLE) || model.reason.startsWith(FAILED_TO_LOAD) ? `: ${model.reason}` : ''),
+            // A load failure is for good until a provider changes something: asking again in 2 s
+            // only repeats it.
+            model.reason.startsWith(FAILED_TO_LOAD) ? FAILED_MODEL_RETRY_AFTER_SEC : undefined,
           )
     }
     if (timedOut) throw new DeviceTimeoutError(`job ${jobId} tried on ${triedIds}; last: ${lastFailure}`)
