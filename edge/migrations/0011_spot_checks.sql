@@ -14,6 +14,8 @@ CREATE TABLE spot_checks (
   verdict        TEXT NOT NULL CHECK (verdict IN ('confirmed', 'refuted', 'inconclusive')),
   faulty         TEXT NOT NULL,   -- JSON array of device ids the majority contradicts
   checks         TEXT NOT NULL,   -- JSON array of the checkers' runs (spot-check.ts CheckRecord)
+  -- 1: the job was priced, refuted, and its reservation dropped before any settlement took it.
+  refunded       INTEGER NOT NULL DEFAULT 0,
   checked_at     INTEGER NOT NULL -- Unix epoch ms
 );
 CREATE INDEX spot_checks_verdict ON spot_checks (verdict, id);

@@ -1,11 +1,16 @@
 /**
- * Spot checks end to end (SPOT_CHECK_RATE=1: every answered job is re-run): two real agents
- * confirm each other's answers; a device that signs zeros it never computed (a deliberate fake,
- * test/helpers/rogue-device.ts 'lazy': its attestations verify, only a re-run shows the lie) is
- * outvoted by the two real ones, taken out of scheduling, and the verdict is there for the
- * operator. Check jobs are unpaid and unrecorded: the attestation log holds only users' jobs.
+ * Spot checks end to end (SPOT_CHECK_RATE=1: every answered job is re-run), on the local chain
+ * with pay per inference: two real agents confirm each other's answers; a device that signs
+ * zeros it never computed (a deliberate fake, test/helpers/rogue-device.ts 'lazy': its
+ * attestations verify, only a re-run shows the lie) is outvoted by the two real ones, taken out
+ * of scheduling, its job is not charged, and the verdict is there for the operator. Check jobs
+ * are unpaid and unrecorded: the attestation log holds only users' jobs.
  */
+import { createPublicClient, createWalletClient, http, parseEther, type Address } from 'viem'
+import { mnemonicToAccount } from 'viem/accounts'
+import { foundry } from 'viem/chains'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { escrowAbi } from '../../contracts/generated/index.js'
 import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/network.js'
 import { waitFor } from '../../scripts/local/wait-for.js'
 import type { ModelDescriptor } from '../../shared/src/index.js'
@@ -15,6 +20,10 @@ import { apiClient, waitForModelReady, type ApiClient } from './support.js'
 const MODEL = 'ppocr-cls'
 const SHAPE = [1, 3, 48, 32]
 const HONEST = ['honest-1', 'honest-2']
+/** Every job's price: the demo models are published free, so the provider fee alone. */
+const FEE = 7_000n
+/** anvil's dev account #2: the paying user. */
+const payer = mnemonicToAccount('test test test test test test test test test test test junk', { addressIndex: 2 })
 
 interface CheckView {
   deviceId: string
@@ -38,14 +47,25 @@ interface SpotCheckView {
 describe('spot checks', () => {
   let network: LocalNetwork
   let api: ApiClient
+  let chain: ReturnType<typeof createPublicClient>
+  let escrow: Address
+  const deposit = parseEther('0.01')
+  /** Jobs answered to the payer (each charged FEE unless refunded). */
+  let answered = 0
 
   beforeAll(async () => {
     network = await startLocalNetwork({
       build: false,
+      chain: true,
       agents: HONEST.map((deviceId) => ({ deviceId, models: MODEL })),
-      edgeVars: { SPOT_CHECK_RATE: '1' },
+      edgeVars: { SPOT_CHECK_RATE: '1', PROVIDER_FEE_WEI: String(FEE), BATCH_CONFIRM_TIMEOUT_MS: '10000' },
     })
-    api = apiClient(network.edge.url, network.apiKey)
+    chain = createPublicClient({ chain: foundry, transport: http(network.chain!.rpcUrl) })
+    escrow = network.chain!.escrowAddress as Address
+    const wallet = createWalletClient({ account: payer, chain: foundry, transport: http(network.chain!.rpcUrl) })
+    const hash = await wallet.writeContract({ address: escrow, abi: escrowAbi, functionName: 'deposit', value: deposit })
+    expect((await chain.waitForTransactionReceipt({ hash })).status).toBe('success')
+    api = apiClient(network.edge.url, await network.edge.createApiKey('spot-check-payer', undefined, payer.address))
     await waitForModelReady(api, MODEL)
     await waitFor('both agents ready', async () => ((await readyDevices()) === 2 ? true : undefined), 60_000)
   })
@@ -59,6 +79,8 @@ describe('spot checks', () => {
     const response = await api.post(`/v2/models/${MODEL}/infer`, { inputs: [{ name: 'x', datatype: 'FP32', shape: SHAPE, data }] })
     expect(response.status, response.text).toBe(200)
     const parameters = response.body.parameters as { job_id: string; device_id: string }
+    expect(BigInt((response.body.parameters as { attestation_price_wei: string }).attestation_price_wei)).toBe(FEE)
+    answered++
     return { jobId: parameters.job_id, deviceId: parameters.device_id, outputs: response.body.outputs as { data: number[] }[] }
   }
   const spotChecks = async (query = '') => {
@@ -78,11 +100,11 @@ describe('spot checks', () => {
   }
 
   it('re-runs answered jobs on the other device, which confirms them; check jobs are neither recorded nor paid', async () => {
-    const answered = []
-    for (let i = 0; i < 6; i++) answered.push(await infer())
-    const checks = await checksOf(answered.map((a) => a.jobId))
+    const jobs = []
+    for (let i = 0; i < 6; i++) jobs.push(await infer())
+    const checks = await checksOf(jobs.map((a) => a.jobId))
     for (const [i, check] of checks.entries()) {
-      const answer = answered[i]!
+      const answer = jobs[i]!
       expect(check).toMatchObject({ verdict: 'confirmed', faulty: [], answeredBy: { deviceId: answer.deviceId }, model: { name: MODEL, version: '1' } })
       expect(check.checks).toHaveLength(1)
       const [checker] = check.checks
@@ -100,7 +122,7 @@ describe('spot checks', () => {
       expect((await api.get(`/api/jobs/${checker!.jobId}/attestation`)).status).toBe(404)
     }
     const log = (await api.get('/api/batches')).body as { attestations: { total: number } }
-    expect(log.attestations.total).toBe(answered.length)
+    expect(log.attestations.total).toBe(jobs.length)
   })
 
   it('catches a device that signs answers it never computed, takes it out of scheduling, and keeps the evidence', async () => {
@@ -115,7 +137,7 @@ describe('spot checks', () => {
       expect(first.deviceId).toBe('rogue-lazy')
       expect(first.outputs[0]!.data.every((v) => v === 0)).toBe(true)
       const [check] = await checksOf([first.jobId])
-      expect(check).toMatchObject({ verdict: 'refuted', faulty: ['rogue-lazy'], answeredBy: { deviceId: 'rogue-lazy', address: rogue.address } })
+      expect(check).toMatchObject({ verdict: 'refuted', faulty: ['rogue-lazy'], refunded: true, answeredBy: { deviceId: 'rogue-lazy', address: rogue.address } })
       expect(check!.checks.map((c) => c.deviceId).sort()).toEqual(HONEST)
       for (const c of check!.checks) {
         expect(c.agreesWithAnswer).toBe(false)
@@ -138,6 +160,14 @@ describe('spot checks', () => {
         expect(involving.length).toBeGreaterThan(0)
         expect(involving.filter((c) => c.faulty.includes(deviceId))).toEqual([])
       }
+      // Paid for to the wei: every job but the refuted one, settled on the Escrow; the rogue's
+      // address earns nothing.
+      await network.edge.runScheduled()
+      await expect.poll(async () => {
+        await network.edge.runScheduled()
+        return chain.readContract({ address: escrow, abi: escrowAbi, functionName: 'balanceOf', args: [payer.address] })
+      }, { timeout: 30_000, interval: 500 }).toBe(deposit - FEE * BigInt(answered - 1))
+      expect((await api.get(`/api/payouts/${rogue.address}`)).status).toBe(404)
     } finally {
       await rogue.close()
     }

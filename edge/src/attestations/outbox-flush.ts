@@ -8,6 +8,7 @@
 import { chargeStatement, reservationState } from '../payments/reservations.js'
 import type { FlushableOutbox, OutboxEntry } from './outbox.js'
 import { INSERT_ATTESTATION_SQL, insertAttestationParams } from './rows.js'
+import { wasRefuted } from '../spot-checks/store.js'
 
 /** D1 caps statements per batch; stay well below (a priced job takes two: insert and charge). */
 export const MAX_STATEMENTS = 200
@@ -106,6 +107,8 @@ export class OutboxFlusher {
   async #reportUncharged(entry: OutboxEntry, reservationId: string): Promise<void> {
     const state = await reservationState(this.db, reservationId).catch((error: unknown) => (error as Error))
     if (!(state instanceof Error) && state?.status !== 'reserved' && state?.job_id === entry.job_id) return
+    // Dropped on purpose: a spot check refuted the answer before its attestation got here.
+    if (state === null && (await wasRefuted(this.db, entry.job_id).catch(() => false))) return
     const stands = state instanceof Error ? `unknown (${state.message})` : state === null ? 'gone' : `${state.status} (job ${state.job_id})`
     console.warn(`job ${entry.job_id} (seq ${entry.seq}) was answered but not charged: its reservation ${reservationId} is ${stands}`)
   }

@@ -52,6 +52,7 @@ import { acceptedFileOn, routableView } from './served-file.js'
 import { validateInputs } from './validate-inputs.js'
 import { spotCheck, spotCheckConfig, type DeviceRun, type SpotCheckConfig } from '../spot-checks/spot-check.js'
 import { recordSpotCheck } from '../spot-checks/store.js'
+import { refundRefuted } from '../payments/reservations.js'
 import type {
   AcceptedVariant,
   GatewayHealth,
@@ -451,8 +452,11 @@ export class Gateway extends DurableObject<Env> {
         if (entry) this.#table.recordRefuted(entry)
         console.warn(`spot check of job ${answer.jobId}: device ${deviceId} contradicted by the majority (${outcome.verdict})`)
       }
+      // A refuted answer is not charged, while no settlement has taken it yet.
+      const refunded = outcome.verdict === 'refuted' && job.reservationId !== undefined && (await refundRefuted(this.env.DB, job.reservationId))
       await recordSpotCheck(this.env.DB, {
         ...outcome,
+        refunded,
         jobId: answer.jobId,
         model: { name: descriptor.name, version: descriptor.version, sha256: fileSha256 },
         answeredBy: { deviceId: answer.deviceId, address: answer.address },

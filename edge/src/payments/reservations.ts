@@ -77,6 +77,19 @@ export async function release(db: D1Database, id: string): Promise<void> {
 }
 
 /**
+ * Drops the reservation of a job whose answer a spot check refuted (spot-checks/): the payer is
+ * not charged and the device's provider not paid, as long as no settlement took the job yet
+ * (then it is too late: returns false). Its attestation stays in its batch, unpaid.
+ */
+export async function refundRefuted(db: D1Database, id: string): Promise<boolean> {
+  const result = await db
+    .prepare("DELETE FROM reservations WHERE id = ? AND status IN ('reserved', 'charged') AND settlement_root IS NULL")
+    .bind(id)
+    .run()
+  return result.meta.changes === 1
+}
+
+/**
  * Deletes reservations abandoned by a Worker that died mid-job (still `reserved`, expired before
  * `before`); returns how many. A job answered by the Gateway is charged only once its
  * attestation leaves the Gateway's outbox for D1, so `before` must be an instant before which

@@ -11,12 +11,15 @@ export interface SpotCheckView {
   /** Device ids the majority contradicts. */
   faulty: string[]
   checks: CheckRecord[]
+  /** The job was priced and refuted, and its payer was not charged (its reservation was dropped before settlement). */
+  refunded: boolean
   checkedAt: number
   /** Pass as `?before=` for the next (older) page. */
   cursor: number
 }
 
 export interface SpotCheckToRecord extends SpotCheckOutcome {
+  refunded: boolean
   jobId: Hex
   model: { name: string; version: string; sha256: string }
   answeredBy: { deviceId: string; address: Hex }
@@ -34,14 +37,15 @@ interface SpotCheckRow {
   verdict: SpotCheckVerdict
   faulty: string
   checks: string
+  refunded: number
   checked_at: number
 }
 
 export async function recordSpotCheck(db: D1Database, check: SpotCheckToRecord): Promise<void> {
   await db
     .prepare(
-      `INSERT INTO spot_checks (job_id, model_name, model_version, file_sha256, answered_by, answered_by_address, verdict, faulty, checks, checked_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO spot_checks (job_id, model_name, model_version, file_sha256, answered_by, answered_by_address, verdict, faulty, checks, refunded, checked_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )
     .bind(
       check.jobId.toLowerCase(),
@@ -53,9 +57,15 @@ export async function recordSpotCheck(db: D1Database, check: SpotCheckToRecord):
       check.verdict,
       JSON.stringify(check.faulty),
       JSON.stringify(check.checks),
+      check.refunded ? 1 : 0,
       check.checkedAt,
     )
     .run()
+}
+
+/** Whether a spot check refuted this job (its reservation may be gone for that reason). */
+export async function wasRefuted(db: D1Database, jobId: string): Promise<boolean> {
+  return (await db.prepare("SELECT 1 AS one FROM spot_checks WHERE job_id = ? AND verdict = 'refuted'").bind(jobId.toLowerCase()).first()) !== null
 }
 
 export async function spotCheckOfJob(db: D1Database, jobId: string): Promise<SpotCheckView | undefined> {
@@ -103,6 +113,7 @@ function viewOf(row: SpotCheckRow): SpotCheckView {
     verdict: row.verdict,
     faulty: JSON.parse(row.faulty) as string[],
     checks: JSON.parse(row.checks) as CheckRecord[],
+    refunded: row.refunded === 1,
     checkedAt: row.checked_at,
     cursor: row.id,
   }
