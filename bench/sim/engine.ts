@@ -201,7 +201,7 @@ class GatewayState {
     const guess = this.table.unmeasuredEwmaMs
     if (guess === this.#unmeasuredEwmaMs) return
     this.#unmeasuredEwmaMs = guess
-    for (const candidate of this.candidates) if (candidate && candidate.entry.measuredEwmaMs === undefined) candidate.sync()
+    for (const candidate of this.candidates) if (candidate && candidate.entry.jobsSent === 0) candidate.sync()
   }
 
   /**
@@ -378,7 +378,7 @@ export function runSimulation(
     const budgetMs = Math.max(1, Math.floor(job.attempt < MAX_ATTEMPTS ? remainingMs * FIRST_ATTEMPT_SHARE : remainingMs))
     const entry = gateway.entries[device]
     job.blameTimeout = entry !== undefined && gateway.table.timeoutWouldBeItsFault(entry, budgetMs)
-    if (entry) entry.inflight++
+    if (entry) gateway.table.jobSent(entry)
     gateway.candidates[device]?.sync()
     gateway.pendingOn[device]!.add(job)
     heap.push(now + budgetMs, { kind: 'timeout', job, token: ++job.token })

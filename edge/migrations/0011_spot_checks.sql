@@ -11,6 +11,9 @@ CREATE TABLE spot_checks (
   file_sha256    TEXT NOT NULL,
   answered_by    TEXT NOT NULL,   -- device id of the answer
   answered_by_address TEXT NOT NULL,
+  -- The answer's input salt: with the inputs (which the edge does not keep), it opens the answer's
+  -- input commitment, as each checker's salt in `checks` opens its own.
+  answer_salt    TEXT NOT NULL,
   verdict        TEXT NOT NULL CHECK (verdict IN ('confirmed', 'refuted', 'inconclusive')),
   faulty         TEXT NOT NULL,   -- JSON array of device ids the majority contradicts
   checks         TEXT NOT NULL,   -- JSON array of the checkers' runs (spot-check.ts CheckRecord)

@@ -29,6 +29,7 @@ interface CheckView {
   deviceId: string
   address: string
   jobId: string
+  salt: string
   agreesWithAnswer?: boolean
   detail?: string
   attestation?: { jobId: string; device: string; outputHash: string }
@@ -36,7 +37,7 @@ interface CheckView {
 interface SpotCheckView {
   jobId: string
   model: { name: string; version: string; sha256: string }
-  answeredBy: { deviceId: string; address: string }
+  answeredBy: { deviceId: string; address: string; salt: string }
   verdict: 'confirmed' | 'refuted' | 'inconclusive'
   faulty: string[]
   checks: CheckView[]
@@ -78,10 +79,10 @@ describe('spot checks', () => {
     const data = Array.from({ length: SHAPE.reduce((a, b) => a * b, 1) }, () => Math.round(Math.random() * 1e4) / 1e4)
     const response = await api.post(`/v2/models/${MODEL}/infer`, { inputs: [{ name: 'x', datatype: 'FP32', shape: SHAPE, data }] })
     expect(response.status, response.text).toBe(200)
-    const parameters = response.body.parameters as { job_id: string; device_id: string }
+    const parameters = response.body.parameters as { job_id: string; device_id: string; input_salt: string }
     expect(BigInt((response.body.parameters as { attestation_price_wei: string }).attestation_price_wei)).toBe(FEE)
     answered++
-    return { jobId: parameters.job_id, deviceId: parameters.device_id, outputs: response.body.outputs as { data: number[] }[] }
+    return { jobId: parameters.job_id, deviceId: parameters.device_id, salt: parameters.input_salt, outputs: response.body.outputs as { data: number[] }[] }
   }
   const spotChecks = async (query = '') => {
     const response = await api.get(`/api/spot-checks${query}`)
@@ -115,7 +116,10 @@ describe('spot checks', () => {
       expect(checker!.attestation!.jobId).toBe(checker!.jobId)
       expect(checker!.attestation!.device).toBe(checker!.address)
       const job = (await api.get(`/api/jobs/${answer.jobId}/attestation`)).body as { attestation: { outputHash: string }; spotCheck: SpotCheckView | null }
-      expect(job.spotCheck).toMatchObject({ jobId: answer.jobId, verdict: 'confirmed' })
+      // With each run's salt recorded, anyone holding the input can open every commitment.
+      expect(job.spotCheck).toMatchObject({ jobId: answer.jobId, verdict: 'confirmed', answeredBy: { salt: answer.salt } })
+      expect(checker!.salt).toMatch(/^0x[0-9a-f]{64}$/)
+      expect(checker!.salt).not.toBe(answer.salt)
       // The same input gave the same outputs: the same output hash.
       expect(checker!.attestation!.outputHash).toBe(job.attestation.outputHash)
       // The check's own job is not in the attestation log: it is never batched or settled.
@@ -171,6 +175,15 @@ describe('spot checks', () => {
     } finally {
       await rogue.close()
     }
+  })
+
+  it('lists spot checks to the operator\'s keys only: the rows name every user\'s jobs', async () => {
+    const made = await api.post('/api/keys', { label: 'self-service', payer: null })
+    expect(made.status, made.text).toBe(201)
+    const user = apiClient(network.edge.url, made.body.key as string)
+    const refused = await user.get('/api/spot-checks')
+    expect(refused.status).toBe(403)
+    expect(refused.body).toMatchObject({ field: 'Authorization', detail: expect.stringContaining('operator') })
   })
 
   it('refuses a bad listing query with a problem naming the field', async () => {

@@ -13,6 +13,12 @@ export class UnauthorizedError extends DepinferError {
   }
 }
 
+export class ForbiddenError extends DepinferError {
+  constructor(detail: string) {
+    super(403, 'forbidden', 'Forbidden', detail, { field: 'Authorization' })
+  }
+}
+
 export class NotFoundError extends DepinferError {
   constructor(detail: string, field: string) {
     super(404, 'not-found', 'Not found', detail, { field })

@@ -58,15 +58,26 @@ describe('DeviceTable expected time of a device not measured yet', () => {
     expect(table.unmeasuredEwmaMs).toBe(30)
   })
 
-  it('takes the device at its word (heartbeat service time) while idle, but pessimistic (100 ms) once it has a job: one job at a time until its first answer', () => {
+  it('believes a heartbeat only when it is slower than the fastest round trip seen, and sends an unmeasured device one job at a time', () => {
     const table = new DeviceTable(() => now)
-    const newcomer = table.applyStatus(status('newcomer'))
-    table.applyHeartbeat('newcomer', { inflight: 0, queued: 0, ewmaMs: 4, ts: 0 })
-    expect(table.ewmaMs(newcomer)).toBe(4)
-    newcomer.inflight = 1
-    expect(table.ewmaMs(newcomer)).toBe(100)
-    table.recordSuccess(newcomer, 12)
-    expect(table.ewmaMs(newcomer)).toBe(12)
+    const fast = table.applyStatus(status('fast'))
+    table.recordSuccess(fast, 10)
+    const boaster = table.applyStatus(status('boaster'))
+    table.applyHeartbeat('boaster', { inflight: 0, queued: 0, ewmaMs: 0.01, ts: 0 })
+    expect(table.ewmaMs(boaster)).toBe(10)
+    const slow = table.applyStatus(status('slow'))
+    table.applyHeartbeat('slow', { inflight: 0, queued: 0, ewmaMs: 400, ts: 0 })
+    expect(table.ewmaMs(slow)).toBe(400)
+    // Sent a job, not answered yet: no second one (even if every measured device is slower).
+    table.jobSent(slow)
+    expect(table.ewmaMs(slow)).toBe(Number.POSITIVE_INFINITY)
+    // Its job timed out (or failed): idle again, but no longer guessed fast.
+    slow.inflight--
+    expect(table.ewmaMs(slow)).toBe(100)
+    table.jobSent(slow)
+    slow.inflight--
+    table.recordSuccess(slow, 380)
+    expect(table.ewmaMs(slow)).toBe(380)
   })
 
   it('blames a timeout on the device only for a budget of at least 1 s and 4x what it was expected to take', () => {

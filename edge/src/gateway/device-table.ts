@@ -51,6 +51,8 @@ export interface DeviceEntry {
   badAttestations: number
   /** Spot checks whose majority contradicted this device. */
   refutations: number
+  /** Jobs this gateway has sent there (jobSent), answered or not. */
+  jobsSent: number
 }
 
 export class DeviceTable {
@@ -108,6 +110,7 @@ export class DeviceTable {
       suspectFor: 'failures',
       badAttestations: 0,
       refutations: 0,
+      jobsSent: 0,
     }
     this.#devices.set(status.deviceId, entry)
     return entry
@@ -165,16 +168,23 @@ export class DeviceTable {
 
   /**
    * What a job is expected to take on this device: this gateway's round-trip EWMA once it has
-   * one. Before that, optimistic while the device is idle (its heartbeat's service time, else the
-   * fastest round trip measured on any device), so that it gets tried even when measured devices
-   * look fast enough (a pessimistic guess left fast newcomers unused at low load); but
-   * DEFAULT_EWMA_MS once it has a job, so an unknown device gets one job at a time until its
-   * first answer says how fast it really is.
+   * one. A device never sent a job is guessed optimistically, so that it gets tried even when
+   * the measured devices look fast enough (a pessimistic guess left fast newcomers unused at low
+   * load): the fastest round trip seen on any device, or the device's own heartbeat figure when
+   * that is slower (a claim of more speed than anyone has shown is not believed). One sent a job
+   * but not measured yet gets no second while the first is out (Infinity), and DEFAULT_EWMA_MS
+   * once idle again (its job failed or timed out): an unknown device never has more than one.
    */
   ewmaMs(entry: DeviceEntry): number {
     if (entry.measuredEwmaMs !== undefined) return entry.measuredEwmaMs
-    if (this.load(entry) > 0) return DEFAULT_EWMA_MS
-    return entry.heartbeat?.ewmaMs || this.#fastestRoundTripMs
+    if (entry.jobsSent === 0) return Math.max(entry.heartbeat?.ewmaMs ?? 0, this.#fastestRoundTripMs)
+    return entry.inflight > 0 ? Number.POSITIVE_INFINITY : DEFAULT_EWMA_MS
+  }
+
+  /** A job goes to this device now. */
+  jobSent(entry: DeviceEntry): void {
+    entry.inflight++
+    entry.jobsSent++
   }
 
   /** The optimistic guess for an idle device not measured yet (see ewmaMs); changes only when a faster round trip is seen. */

@@ -50,9 +50,8 @@ import { newJobId } from './job-id.js'
 import { pickDevice } from './scheduler.js'
 import { acceptedFileOn, routableView } from './served-file.js'
 import { validateInputs } from './validate-inputs.js'
-import { spotCheck, spotCheckConfig, type DeviceRun, type SpotCheckConfig } from '../spot-checks/spot-check.js'
+import { spotCheck, spotCheckConfig, type CheckDevice, type DeviceRun, type SpotCheckConfig } from '../spot-checks/spot-check.js'
 import { recordSpotCheck } from '../spot-checks/store.js'
-import { refundRefuted } from '../payments/reservations.js'
 import type {
   AcceptedVariant,
   GatewayHealth,
@@ -74,8 +73,11 @@ const TIMED_OUT_REMEMBERED_MS = 10 * 60_000
 const BROKER_CONNECT_TIMEOUT_MS = 3_000
 /** Retry-After of a 503 for a model that failed to load on every device that has it. */
 const FAILED_MODEL_RETRY_AFTER_SEC = 300
-/** Spot checks running at once, at most: each holds its job's inputs until its checkers answer. */
+/** Spot checks running at once, at most, and the bytes of inputs and answers they may hold together. */
 const MAX_SPOT_CHECKS_RUNNING = 32
+const MAX_SPOT_CHECK_BYTES = 32 * 1024 * 1024
+/** A checker's failure as recorded (its words are its own). */
+const MAX_CHECK_FAILURE_CHARS = 300
 /** Renew the broker connection before Cloudflare's 15-minute cap on one outbound socket. */
 const RENEW_LINK_AFTER_MS = 13 * 60_000
 const ALARM_EVERY_MS = 60_000
@@ -116,6 +118,7 @@ export class Gateway extends DurableObject<Env> {
   #stakesRefreshStartedAt = 0
   readonly #spotChecks: SpotCheckConfig
   #spotChecksRunning = 0
+  #spotCheckBytes = 0
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env)
@@ -374,7 +377,7 @@ export class Gateway extends DurableObject<Env> {
               const outputs = tensors.map((t) => ({ ...t, data: copyBytes(t.data) }))
               const attestation = attestationToWire(checked.attestation, checked.signature)
               this.#maybeSpotCheck(job, descriptor, modelHash.slice(2), {
-                deviceId: answeredBy.deviceId, address: checked.attestation.device, jobId, outputs, attestation,
+                deviceId: answeredBy.deviceId, address: checked.attestation.device, jobId, salt: bytesToHex(salt), outputs, attestation,
               })
               return {
                 jobId,
@@ -442,46 +445,57 @@ export class Gateway extends DurableObject<Env> {
    */
   #maybeSpotCheck(job: InferJob, descriptor: ModelDescriptor, fileSha256: string, answer: Extract<DeviceRun, { outputs: RawTensor[] }>): void {
     if (this.#spotChecks.rate === 0 || Math.random() >= this.#spotChecks.rate) return
-    if (this.#spotChecksRunning >= MAX_SPOT_CHECKS_RUNNING) return
+    // Each check holds its job's inputs and answer until its checkers answer: bounded in count
+    // and in bytes (the object has 128 MB); a job beyond either is simply not checked.
+    const bytes = [...job.inputs, ...answer.outputs].reduce((sum, t) => sum + t.data.byteLength, 0)
+    if (this.#spotChecksRunning >= MAX_SPOT_CHECKS_RUNNING || this.#spotCheckBytes + bytes > MAX_SPOT_CHECK_BYTES) return
     this.#spotChecksRunning++
+    this.#spotCheckBytes += bytes
     const check = async () => {
       const outcome = await spotCheck(answer, (excluded) => this.#runCheck(job, descriptor, fileSha256, excluded), this.#spotChecks.tolerance)
       if (!outcome) return
+      // Out of scheduling by signing key, not only by device id: the same key could sit behind others.
+      const runs = [answer, ...outcome.checks]
       for (const deviceId of outcome.faulty) {
-        const entry = this.#table.get(deviceId)
-        if (entry) this.#table.recordRefuted(entry)
-        console.warn(`spot check of job ${answer.jobId}: device ${deviceId} contradicted by the majority (${outcome.verdict})`)
+        const address = runs.find((r) => r.deviceId === deviceId)?.address
+        for (const entry of this.#table.all()) {
+          if (entry.deviceId === deviceId || (address !== undefined && this.#keys.keyOf(entry.status)?.address === address)) this.#table.recordRefuted(entry)
+        }
+        console.warn(`spot check of job ${answer.jobId}: device ${deviceId} (${address}) contradicted by the majority (${outcome.verdict})`)
       }
-      // A refuted answer is not charged, while no settlement has taken it yet.
-      const refunded = outcome.verdict === 'refuted' && job.reservationId !== undefined && (await refundRefuted(this.env.DB, job.reservationId))
       await recordSpotCheck(this.env.DB, {
         ...outcome,
-        refunded,
         jobId: answer.jobId,
         model: { name: descriptor.name, version: descriptor.version, sha256: fileSha256 },
-        answeredBy: { deviceId: answer.deviceId, address: answer.address },
+        answeredBy: { deviceId: answer.deviceId, address: answer.address, salt: answer.salt },
         checkedAt: Date.now(),
+        ...(job.reservationId !== undefined && { reservationId: job.reservationId }),
       })
     }
     this.ctx.waitUntil(
       check()
         .catch((error: unknown) => console.warn(`spot check of job ${answer.jobId} not recorded: ${(error as Error).message}`))
-        .finally(() => this.#spotChecksRunning--),
+        .finally(() => {
+          this.#spotChecksRunning--
+          this.#spotCheckBytes -= bytes
+        }),
     )
   }
 
   /**
-   * Runs `job` once more as a check, on a device not in `excluded` that serves the same file;
-   * undefined when there is none. The device is chosen at random, not by the scheduler: which
-   * device checks must not be predictable, and a fast liar would be the scheduler's favourite.
+   * Runs `job` once more as a check, on a device serving the same file that is none of
+   * `excluded`, by id or by signing key; undefined when there is none. Chosen at random, not by
+   * the scheduler: which device checks must not be predictable.
    */
-  async #runCheck(job: InferJob, descriptor: ModelDescriptor, fileSha256: string, excluded: readonly string[]): Promise<DeviceRun | undefined> {
+  async #runCheck(job: InferJob, descriptor: ModelDescriptor, fileSha256: string, excluded: readonly CheckDevice[]): Promise<DeviceRun | undefined> {
     const candidates = (resolveModel(this.#catalog(), descriptor.name, descriptor.version, job.published)?.readyDevices ?? [])
-      .filter((d) => !excluded.includes(d.deviceId) && acceptedFileOn(d, descriptor, job.variants) === fileSha256)
-    const device = candidates[Math.floor(Math.random() * candidates.length)]
-    // Routable devices all hold a proven key (#refusal).
-    const address = device && this.#keys.keyOf(device.status)?.address
-    if (!device || !address) return undefined
+      .map((device) => ({ device, address: this.#keys.keyOf(device.status)?.address }))
+      // Routable devices all hold a proven key (#refusal); the filter only satisfies the types.
+      .filter((c): c is { device: DeviceEntry; address: Hex } => c.address !== undefined)
+      .filter(({ device, address }) => acceptedFileOn(device, descriptor, job.variants) === fileSha256 && !excluded.some((e) => e.deviceId === device.deviceId || e.address === address))
+    const chosen = candidates[Math.floor(Math.random() * candidates.length)]
+    if (!chosen) return undefined
+    const { device, address } = chosen
     // Fresh job id and salt, like any new job: nothing tells the device this one is a check.
     const jobId = newJobId()
     const salt = crypto.getRandomValues(new Uint8Array(32))
@@ -494,18 +508,20 @@ export class Gateway extends DurableObject<Env> {
       domain: attestationDomain(this.env),
       completedAt: { notBeforeMs: startedAt - CLOCK_SKEW_MS, notAfterMs: startedAt + CLOCK_SKEW_MS },
     }
-    const who = { deviceId: device.deviceId, address, jobId }
+    const who = { deviceId: device.deviceId, address, jobId, salt: bytesToHex(salt) }
     // The budget of a first attempt, as the job itself had.
     const budgetMs = Math.max(1, Math.floor(job.deadlineMs * FIRST_ATTEMPT_SHARE))
+    // Device-written text goes to D1: cut to size.
+    const failure = (reason: string) => ({ ...who, failure: cutToLength(reason, MAX_CHECK_FAILURE_CHARS) })
     try {
       const outcome = await this.#attempt(jobId, 1, device, job, descriptor, expected, salt, budgetMs)
-      if (outcome.kind === 'timeout') return { ...who, failure: `did not answer within ${budgetMs} ms` }
-      if (outcome.kind === 'lost') return { ...who, failure: 'went offline during the check' }
+      if (outcome.kind === 'timeout') return failure(`did not answer within ${budgetMs} ms`)
+      if (outcome.kind === 'lost') return failure('went offline during the check')
       const { header, tensors } = outcome
-      if (header.error) return { ...who, failure: `failed (${header.error.code}): ${header.error.message}` }
+      if (header.error) return failure(`failed (${header.error.code}): ${header.error.message}`)
       const completedAt = { ...expected.completedAt, notAfterMs: Date.now() + CLOCK_SKEW_MS }
       const checked = this.#checkResult(device, header, tensors, { ...expected, completedAt }, descriptor, job.outputs)
-      if (typeof checked === 'string') return { ...who, failure: checked }
+      if (typeof checked === 'string') return failure(checked)
       this.#table.recordSuccess(device, Date.now() - startedAt)
       return { ...who, outputs: tensors, attestation: attestationToWire(checked.attestation, checked.signature) }
     } finally {
@@ -576,7 +592,7 @@ export class Gateway extends DurableObject<Env> {
       const pending = this.#jobs.get(jobId) ?? { devices: new Set<string>(), currentDeviceId: '', settle: () => {} }
       pending.devices.add(device.deviceId)
       pending.currentDeviceId = device.deviceId
-      device.inflight++
+      this.#table.jobSent(device)
       const timer = setTimeout(() => pending.settle({ kind: 'timeout' }), budgetMs)
       pending.settle = (outcome) => {
         clearTimeout(timer)

@@ -77,16 +77,19 @@ export async function release(db: D1Database, id: string): Promise<void> {
 }
 
 /**
- * Drops the reservation of a job whose answer a spot check refuted (spot-checks/): the payer is
- * not charged and the device's provider not paid, as long as no settlement took the job yet
- * (then it is too late: returns false). Its attestation stays in its batch, unpaid.
+ * Drops the reservation of a job whose answer a spot check refuted (spot-checks/store.ts): the
+ * payer is not charged and the device's provider not paid. Only while the job is in no batch yet:
+ * a batch's charged jobs are what its settlement debits (settler.ts reads them, then asks the
+ * chain, then records), so once the attestation is batched it is too late, and the statement
+ * changes nothing. Its attestation stays recorded (and batched later), unpaid.
  */
-export async function refundRefuted(db: D1Database, id: string): Promise<boolean> {
-  const result = await db
-    .prepare("DELETE FROM reservations WHERE id = ? AND status IN ('reserved', 'charged') AND settlement_root IS NULL")
+export function refundStatement(db: D1Database, id: string): D1PreparedStatement {
+  return db
+    .prepare(
+      `DELETE FROM reservations WHERE id = ? AND status IN ('reserved', 'charged') AND settlement_root IS NULL
+         AND NOT EXISTS (SELECT 1 FROM attestations a WHERE a.seq = reservations.seq AND a.batch_root IS NOT NULL)`,
+    )
     .bind(id)
-    .run()
-  return result.meta.changes === 1
 }
 
 /**

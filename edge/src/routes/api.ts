@@ -3,7 +3,7 @@ import { Hono } from 'hono'
 import type { Env } from '../env.js'
 import { attestationCounts, jobAttestation, listBatches } from '../batching/proofs.js'
 import { DepinferError } from '../errors/base.js'
-import { InvalidRequestError, NotFoundError } from '../errors/request.js'
+import { ForbiddenError, InvalidRequestError, NotFoundError } from '../errors/request.js'
 import { AttestationNotStoredYetError } from '../errors/routing.js'
 import { flushGatewayAttestations } from '../gateway/flush-attestations.js'
 import { apiKeyAuth, type AuthVariables } from '../middleware/auth.js'
@@ -69,9 +69,13 @@ const SPOT_CHECK_VERDICTS: readonly SpotCheckVerdict[] = ['confirmed', 'refuted'
 /**
  * Spot checks (re-runs of answered jobs on other devices), newest first: `?verdict=`,
  * `?device=` (id or address: checks it answered or ran), `?limit=` (1–500, default 50),
- * `?before=` (a row's `cursor`, for the next page).
+ * `?before=` (a row's `cursor`, for the next page). For the operator's keys only: the rows name
+ * every user's jobs and quote their outputs (a job's own check is on its attestation).
  */
 api.get('/spot-checks', async (c) => {
+  if (!c.get('apiKeyByOperator')) {
+    throw new ForbiddenError('spot checks are listed to the operator\'s keys only (made with `npm run key:create`, not POST /api/keys); a job\'s own check is at /api/jobs/{jobId}/attestation')
+  }
   const limit = intQuery(c.req.query('limit'), 'limit', 50, 1, 500)
   const before = intQuery(c.req.query('before'), 'before', undefined, 1, Number.MAX_SAFE_INTEGER)
   const verdict = c.req.query('verdict')

@@ -27,6 +27,7 @@ export const SERVER_VERSION = '0.1.0'
 const DEFAULT_DEADLINE_MS = 30_000
 const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 const utf8 = new TextDecoder()
+const utf8Encoder = new TextEncoder()
 
 /** Unwraps a Durable Object RPC outcome, rethrowing its problem as an error. */
 function unwrap<T>(outcome: Outcome<T>): T {
@@ -181,7 +182,7 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
     try {
       body = JSON.parse(text)
     } catch (error) {
-      throw invalidJsonHeader((error as Error).message, headerLength)
+      throw invalidJsonHeader((error as Error).message, text, headerLength)
     }
     const request = parseInferRequest(body, binary, text)
     const defaultDeadlineMs = numberVar(c.env.JOB_DEADLINE_MS, DEFAULT_DEADLINE_MS)
@@ -264,8 +265,11 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
  * that is the likely mistake: a JSON value followed by more bytes is a binary request without
  * (or with a wrong) Inference-Header-Content-Length, and V8 says where the JSON ended.
  */
-function invalidJsonHeader(reason: string, headerLength: string | undefined): InvalidRequestError {
-  const jsonEnd = /after JSON at position (\d+)/.exec(reason)?.[1]
+function invalidJsonHeader(reason: string, text: string, headerLength: string | undefined): InvalidRequestError {
+  const position = /after JSON at position (\d+)/.exec(reason)?.[1]
+  // V8 counts characters, and may count whitespace bytes of the binary part as the JSON's: the
+  // JSON's own length in bytes is what the header wants.
+  const jsonEnd = position === undefined ? undefined : utf8Encoder.encode(text.slice(0, Number(position)).trimEnd()).byteLength
   if (headerLength === undefined) {
     return jsonEnd === undefined
       ? new InvalidRequestError(`body is not valid JSON: ${reason}`, 'body')

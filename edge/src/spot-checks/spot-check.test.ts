@@ -1,18 +1,19 @@
 import { describe, expect, it, vi } from 'vitest'
 import { bytesOf, type AttestationWire, type Hex, type RawTensor } from '@depinfer/shared'
-import { spotCheck, spotCheckConfig, type DeviceRun } from './spot-check.js'
+import { spotCheck, spotCheckConfig, type CheckDevice, type DeviceRun } from './spot-check.js'
 
 const tolerance = { absolute: 1e-3, relative: 1e-2 }
 const attestation = {} as AttestationWire
 const outputs = (p: number): RawTensor[] => [{ name: 'p', datatype: 'FP32', shape: [2], data: bytesOf(new Float32Array([p, 1 - p])) }]
+const salt = `0x${'5'.repeat(64)}` as Hex
 const run = (deviceId: string, p: number): DeviceRun =>
-  ({ deviceId, address: `0x${deviceId.padStart(40, '0')}` as Hex, jobId: `0x${'1'.repeat(64)}`, outputs: outputs(p), attestation })
+  ({ deviceId, address: `0x${deviceId.padStart(40, '0')}` as Hex, jobId: `0x${'1'.repeat(64)}`, salt, outputs: outputs(p), attestation })
 const failure = (deviceId: string): DeviceRun =>
-  ({ deviceId, address: `0x${deviceId.padStart(40, '0')}` as Hex, jobId: `0x${'2'.repeat(64)}`, failure: 'did not answer within 15000 ms' })
+  ({ deviceId, address: `0x${deviceId.padStart(40, '0')}` as Hex, jobId: `0x${'2'.repeat(64)}`, salt, failure: 'did not answer within 15000 ms' })
 
 /** A fleet answering by device id: `runElsewhere` hands out the first device not excluded. */
 function fleet(...devices: DeviceRun[]) {
-  return vi.fn(async (excluded: readonly string[]) => devices.find((d) => !excluded.includes(d.deviceId)))
+  return vi.fn(async (excluded: readonly CheckDevice[]) => devices.find((d) => !excluded.some((e) => e.deviceId === d.deviceId)))
 }
 
 describe('spotCheck', () => {
@@ -23,7 +24,7 @@ describe('spotCheck', () => {
     const outcome = await spotCheck(answer, runElsewhere, tolerance)
     expect(outcome).toMatchObject({ verdict: 'confirmed', faulty: [], checks: [{ deviceId: 'b', agreesWithAnswer: true }] })
     expect(runElsewhere).toHaveBeenCalledTimes(1)
-    expect(runElsewhere).toHaveBeenCalledWith(['a'])
+    expect(runElsewhere.mock.calls[0]![0].map((d) => d.deviceId)).toEqual(['a'])
   })
 
   it('refutes an answer two other devices agree against', async () => {

@@ -24,16 +24,24 @@ export type SpotCheckVerdict =
   /** No majority: a checker failed, or no third device could break a tie, or all three differ. */
   | 'inconclusive'
 
-/** What a device gave for the job: its outputs and signed attestation, or why it gave none. */
-export type DeviceRun =
-  | { deviceId: string; address: Hex; jobId: Hex; outputs: RawTensor[]; attestation: AttestationWire }
-  | { deviceId: string; address: Hex; jobId: Hex; failure: string }
+/** A device as a check sees it: its id and the address of its signing key. */
+export interface CheckDevice {
+  deviceId: string
+  address: Hex
+}
+
+/**
+ * What a device gave for the job (under its own job id and input salt, which with the inputs
+ * open its attestation's input commitment): its outputs and signed attestation, or why it gave none.
+ */
+export type DeviceRun = CheckDevice & { jobId: Hex; salt: Hex } & ({ outputs: RawTensor[]; attestation: AttestationWire } | { failure: string })
 
 /** One checker's run as recorded: agreement with the answer, or its failure. */
 export interface CheckRecord {
   deviceId: string
   address: Hex
   jobId: Hex
+  salt: Hex
   /** Undefined when the device gave no answer (`failure`). */
   agreesWithAnswer?: boolean
   /** How it differs from the answer, or why it failed. */
@@ -50,22 +58,23 @@ export interface SpotCheckOutcome {
 
 /**
  * Checks `answer` by running its job on other devices: `runElsewhere(excluded)` runs it on a
- * device not in `excluded` (device ids) and resolves undefined when there is none. Undefined:
- * no other device could run it at all (nothing to record).
+ * device that is none of `excluded` (neither by id nor by signing key: one key behind several
+ * device ids would check itself) and resolves undefined when there is none. Undefined: no other
+ * device could run it at all (nothing to record).
  */
 export async function spotCheck(
   answer: Extract<DeviceRun, { outputs: RawTensor[] }>,
-  runElsewhere: (excluded: readonly string[]) => Promise<DeviceRun | undefined>,
+  runElsewhere: (excluded: readonly CheckDevice[]) => Promise<DeviceRun | undefined>,
   tolerance: Tolerance,
 ): Promise<SpotCheckOutcome | undefined> {
-  const second = await runElsewhere([answer.deviceId])
+  const second = await runElsewhere([answer])
   if (!second) return undefined
   if (!('outputs' in second)) return { verdict: 'inconclusive', faulty: [], checks: [failed(second)] }
   const secondAgreement = compareOutputs(answer.outputs, second.outputs, tolerance)
   const secondCheck = checkRecord(second, secondAgreement.agree, secondAgreement.agree ? undefined : secondAgreement.detail)
   if (secondAgreement.agree) return { verdict: 'confirmed', faulty: [], checks: [secondCheck] }
 
-  const third = await runElsewhere([answer.deviceId, second.deviceId])
+  const third = await runElsewhere([answer, second])
   if (!third) return { verdict: 'inconclusive', faulty: [], checks: [secondCheck] }
   if (!('outputs' in third)) return { verdict: 'inconclusive', faulty: [], checks: [secondCheck, failed(third)] }
   const withAnswer = compareOutputs(answer.outputs, third.outputs, tolerance)
@@ -84,6 +93,7 @@ function checkRecord(run: Extract<DeviceRun, { outputs: RawTensor[] }>, agrees: 
     deviceId: run.deviceId,
     address: run.address,
     jobId: run.jobId,
+    salt: run.salt,
     agreesWithAnswer: agrees,
     ...(detail !== undefined && { detail }),
     attestation: run.attestation,
@@ -91,7 +101,7 @@ function checkRecord(run: Extract<DeviceRun, { outputs: RawTensor[] }>, agrees: 
 }
 
 function failed(run: Extract<DeviceRun, { failure: string }>): CheckRecord {
-  return { deviceId: run.deviceId, address: run.address, jobId: run.jobId, detail: run.failure }
+  return { deviceId: run.deviceId, address: run.address, jobId: run.jobId, salt: run.salt, detail: run.failure }
 }
 
 /** The spot-check settings from the Worker's variables (wrangler.toml [vars]). */

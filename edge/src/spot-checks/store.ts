@@ -1,12 +1,13 @@
 /** Spot checks in D1 (migrations/0011_spot_checks.sql): written by the Gateway, read by /api. */
 import type { Hex } from '@depinfer/shared'
+import { refundStatement } from '../payments/reservations.js'
 import type { CheckRecord, SpotCheckOutcome, SpotCheckVerdict } from './spot-check.js'
 
 export interface SpotCheckView {
   /** The checked job: its answer, and attestation at /api/jobs/{jobId}/attestation. */
   jobId: Hex
   model: { name: string; version: string; sha256: string }
-  answeredBy: { deviceId: string; address: Hex }
+  answeredBy: { deviceId: string; address: Hex; salt: Hex }
   verdict: SpotCheckVerdict
   /** Device ids the majority contradicts. */
   faulty: string[]
@@ -19,11 +20,12 @@ export interface SpotCheckView {
 }
 
 export interface SpotCheckToRecord extends SpotCheckOutcome {
-  refunded: boolean
   jobId: Hex
   model: { name: string; version: string; sha256: string }
-  answeredBy: { deviceId: string; address: Hex }
+  answeredBy: { deviceId: string; address: Hex; salt: Hex }
   checkedAt: number
+  /** The priced job's reservation, to drop when the verdict is `refuted` (refundRefuted). */
+  reservationId?: string
 }
 
 interface SpotCheckRow {
@@ -34,6 +36,7 @@ interface SpotCheckRow {
   file_sha256: string
   answered_by: string
   answered_by_address: Hex
+  answer_salt: Hex
   verdict: SpotCheckVerdict
   faulty: string
   checks: string
@@ -41,11 +44,17 @@ interface SpotCheckRow {
   checked_at: number
 }
 
+/**
+ * Records a check and, for a refuted priced job, drops its reservation (refundRefuted) in the
+ * same transaction, `refunded` saying whether it did: the record never claims a refund that did
+ * not happen, nor misses one that did.
+ */
 export async function recordSpotCheck(db: D1Database, check: SpotCheckToRecord): Promise<void> {
-  await db
+  const refund = check.verdict === 'refuted' && check.reservationId !== undefined ? refundStatement(db, check.reservationId) : undefined
+  const insert = db
     .prepare(
-      `INSERT INTO spot_checks (job_id, model_name, model_version, file_sha256, answered_by, answered_by_address, verdict, faulty, checks, refunded, checked_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO spot_checks (job_id, model_name, model_version, file_sha256, answered_by, answered_by_address, answer_salt, verdict, faulty, checks, refunded, checked_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ${refund ? 'changes()' : '0'}, ?)`,
     )
     .bind(
       check.jobId.toLowerCase(),
@@ -54,13 +63,14 @@ export async function recordSpotCheck(db: D1Database, check: SpotCheckToRecord):
       check.model.sha256,
       check.answeredBy.deviceId,
       check.answeredBy.address.toLowerCase(),
+      check.answeredBy.salt,
       check.verdict,
       JSON.stringify(check.faulty),
       JSON.stringify(check.checks),
-      check.refunded ? 1 : 0,
       check.checkedAt,
     )
-    .run()
+  // changes(): rows the statement before changed, in this batch's one transaction.
+  await db.batch(refund ? [refund, insert] : [insert])
 }
 
 /** Whether a spot check refuted this job (its reservation may be gone for that reason). */
@@ -109,7 +119,7 @@ function viewOf(row: SpotCheckRow): SpotCheckView {
   return {
     jobId: row.job_id,
     model: { name: row.model_name, version: row.model_version, sha256: row.file_sha256 },
-    answeredBy: { deviceId: row.answered_by, address: row.answered_by_address },
+    answeredBy: { deviceId: row.answered_by, address: row.answered_by_address, salt: row.answer_salt },
     verdict: row.verdict,
     faulty: JSON.parse(row.faulty) as string[],
     checks: JSON.parse(row.checks) as CheckRecord[],
