@@ -125,6 +125,28 @@ describe.each(BROKERS)('failover through $name', (brokerKind) => {
     expect((await api.post('/v2/models/ppocr-cls/infer', exampleInferRequest(2))).status).toBe(200)
   })
 
+  it('does not blame devices for jobs that timed out while the broker was gone: they serve as soon as it is back', async () => {
+    // Both devices frozen, so the jobs stay unanswered; then the broker goes away with them.
+    for (const a of network.agents) a.child.kill('SIGSTOP')
+    const { tcpPort, wsPort } = broker
+    let answers: Promise<{ status: number }[]>
+    try {
+      const sent = jobsSeen.length
+      // Four jobs with 1.5 s per attempt: enough timeouts on each device (3) to make it suspect.
+      answers = Promise.all(Array.from({ length: 4 }, (_, i) => api.post('/v2/models/ppocr-cls/infer', { ...exampleInferRequest(10 + i), parameters: { timeout_ms: 3_000 } })))
+      await waitFor('the jobs on the wire', async () => (jobsSeen.length >= sent + 4 ? true : undefined), 5_000, 5)
+      await broker.close()
+      expect((await answers).map((a) => a.status)).toEqual([504, 504, 504, 504])
+    } finally {
+      for (const a of network.agents) a.child.kill('SIGCONT')
+    }
+    broker = await brokerKind.start({ tcpPort, wsPort })
+    await waitFor('both devices back', async () => ((await devicesOnline()) === 2 ? true : undefined), 30_000)
+    // Not 503 "left out of scheduling after repeated failures" for the next minute.
+    const next = await api.post('/v2/models/ppocr-cls/infer', exampleInferRequest(20))
+    expect(next.status, next.text).toBe(200)
+  })
+
   it('recovers by itself after the broker restarts, forgetting a device that left meanwhile', async () => {
     // device-c alone serves the recognizer, so what the edge believes of it shows in that model.
     await network.startAgent({ deviceId: 'device-c', models: 'ppocr-rec' }).started

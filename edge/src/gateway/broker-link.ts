@@ -58,11 +58,20 @@ export class BrokerLink {
   #connectedAt = 0
   #lastError: unknown
   #waiters = new Set<() => void>()
+  #epoch = 0
 
   constructor(private readonly options: BrokerLinkOptions) {}
 
   get synced(): boolean {
     return this.#synced
+  }
+
+  /**
+   * Counts the connections lost (or replaced): a job sent in one epoch and timed out in another
+   * may have been lost with the broker, not by its device.
+   */
+  get epoch(): number {
+    return this.#epoch
   }
 
   /** Milliseconds since the current connection was established (0 when down). */
@@ -112,6 +121,7 @@ export class BrokerLink {
   }
 
   close(): void {
+    this.#epoch++
     this.#synced = false
     this.#client?.end(true)
     this.#client = undefined
@@ -164,7 +174,10 @@ export class BrokerLink {
       this.options.onMessage(topic, payload, packet.retain)
     })
     client.on('close', () => {
-      if (client === this.#client) this.#synced = false
+      if (client !== this.#client) return
+      // Each drop counts once, however often mqtt.js then retries and fails to connect.
+      if (this.#synced) this.#epoch++
+      this.#synced = false
     })
     client.on('error', (error) => {
       this.#lastError = error

@@ -50,6 +50,16 @@ describe('buildCatalog', () => {
     expect(resolveModel(withOther, 'm', '1')!.readyDevices.map((d) => d.deviceId)).toEqual(['d2'])
   })
 
+  it('says why a model is unavailable when its only device is suspect, and until when (not "no device online")', () => {
+    const table = tableOf(status('d1', [model('1', 'a')]))
+    for (let i = 0; i < SUSPECT_AFTER_FAILURES; i++) table.recordFailure(table.get('d1')!)
+    expect(resolveModel(buildCatalog(table), 'm', '1')).toMatchObject({
+      state: 'UNAVAILABLE',
+      readyDevices: [],
+      reason: 'not routable: d1: left out of scheduling after repeated failures, until 1970-01-01T00:01:00.000Z',
+    })
+  })
+
   it("describes a model as the first device that serves it does, not as an offline or refused one listed first", () => {
     const wrong = { ...model('1', 'a'), outputs: [{ name: 'x', datatype: 'FP64' as const, shape: [7] }] }
     const table = tableOf(status('rogue', [wrong], false), status('unstaked', [wrong]), status('honest', [model('1', 'a')]))

@@ -59,9 +59,10 @@ export function buildCatalog(
   }
   for (const device of table.all()) {
     // A device without a signing key cannot attest its results, so it is never routed to.
-    const online = table.isOnline(device) && !table.isSuspect(device) && device.status.publicKey !== undefined
-    // A stopping device finishes its jobs but takes no new ones.
-    const refused = online ? (device.status.draining ? 'shutting down' : refusal(device)) : undefined
+    const reachable = table.isOnline(device) && device.status.publicKey !== undefined
+    const online = reachable && !table.isSuspect(device)
+    // A stopping device finishes its jobs but takes no new ones; a suspect one is left out a while.
+    const refused = online ? (device.status.draining ? 'shutting down' : refusal(device)) : reachable ? suspicion(device) : undefined
     for (const model of device.status.models) {
       const key = catalogKey(model.name, model.version, model.sha256)
       let entry = catalog.get(key)
@@ -69,7 +70,7 @@ export function buildCatalog(
         entry = { descriptor: model, defining: firstOfVersion(model), readyDevices: [], state: 'UNAVAILABLE', reason: 'no device online' }
         catalog.set(key, entry)
       }
-      if (!online) continue
+      if (!online && refused === undefined) continue
       if (refused !== undefined) {
         if (model.state === 'ready' || model.state === 'loading') refusals.set(entry, [...(refusals.get(entry) ?? []), `${device.deviceId}: ${refused}`])
         continue
@@ -103,6 +104,15 @@ export function buildCatalog(
     if (entry.state === 'UNAVAILABLE') entry.reason = `${NOT_ROUTABLE}: ${reasons.join('; ')}`
   }
   return catalog
+}
+
+/**
+ * Why a reachable device is left out of scheduling for now (DeviceTable.isSuspect), and until
+ * when: a time, not a count of seconds, as a catalog is kept until its next change.
+ */
+function suspicion(device: DeviceEntry): string {
+  const why = { failures: 'after repeated failures', 'bad-attestation': 'after a refused attestation', refuted: 'after a spot check refuted it' }[device.suspectFor]
+  return `left out of scheduling ${why}, until ${new Date(device.suspectUntil).toISOString()}`
 }
 
 interface LoadFailure {

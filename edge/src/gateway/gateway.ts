@@ -341,6 +341,8 @@ export class Gateway extends DurableObject<Env> {
         const lastChance = attempt === MAX_ATTEMPTS || candidates.length === 1
         const budgetMs = Math.max(1, Math.floor(lastChance ? remainingMs : remainingMs * FIRST_ATTEMPT_SHARE))
         const blameTimeout = this.#table.timeoutWouldBeItsFault(device, budgetMs)
+        // The link's state when the job went out: see the timeout's blame below.
+        const linkEpoch = this.#link.synced ? this.#link.epoch : undefined
         const sentAt = Date.now()
         const outcome = await this.#attempt(jobId, attempt, device, job, descriptor, expected, salt, budgetMs)
 
@@ -404,7 +406,10 @@ export class Gateway extends DurableObject<Env> {
             lastFailure = `device ${header.deviceId} failed (${header.error.code}): ${header.error.message}`
           }
         } else if (outcome.kind === 'timeout') {
-          if (blameTimeout) this.#table.recordFailure(device)
+          // Only when the broker link stayed up from sending to now: otherwise the job (or its
+          // answer) may have been lost with the broker, and blaming every device busy at that
+          // moment put a whole fleet out for a minute after a broker restart (soak audit).
+          if (blameTimeout && this.#link.synced && this.#link.epoch === linkEpoch) this.#table.recordFailure(device)
           this.#rememberTimeout(jobId, device.deviceId, sentAt)
           timedOut = true
           lastFailure = `device ${device.deviceId} did not answer within ${budgetMs} ms`
