@@ -71,7 +71,12 @@ async function main(): Promise<void> {
       staking: true,
       batchEveryMs: 5_000,
       publishBundledModels: { payoutAddress: operator },
-      ...(process.env.DEPINFER_CORS_ORIGINS && { edgeVars: { CORS_ALLOW_ORIGINS: process.env.DEPINFER_CORS_ORIGINS } }),
+      edgeVars: {
+        // The local D1 lives in RAM (/dev/shm): settled batches move to R2 (on disk) after an
+        // hour instead of 30 days, or a long-running local network grows ~1.2 KB of RAM a job.
+        ATTESTATION_RETENTION_DAYS: String(1 / 24),
+        ...(process.env.DEPINFER_CORS_ORIGINS && { CORS_ALLOW_ORIGINS: process.env.DEPINFER_CORS_ORIGINS }),
+      },
     })
     const { edge, apiKey } = network
     const chain = network.chain!
