@@ -12,6 +12,7 @@ export default defineConfig({
     hookTimeout: 120_000,
     // No spot checks (extra jobs sent at random) in suites that count jobs and devices' work;
     // test/e2e/spot-checks.test.ts turns them on for its own network.
-    env: { WRANGLER_SEND_METRICS: 'false', DEPINFER_SPOT_CHECK_RATE: '0' },
+    // ORT_DISABLE_TELEMETRY: the tests' own onnxruntime sessions (device-agent/src/runtime/ort-telemetry.ts).
+    env: { WRANGLER_SEND_METRICS: 'false', DEPINFER_SPOT_CHECK_RATE: '0', ORT_DISABLE_TELEMETRY: '1' },
   },
 })

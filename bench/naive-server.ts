@@ -5,6 +5,9 @@
  */
 import { createServer } from 'node:http'
 import * as ort from 'onnxruntime-node'
+import { keepOrtTelemetryOff } from '../device-agent/src/runtime/ort-telemetry.js'
+
+keepOrtTelemetryOff()
 
 const modelPath = process.argv[2]!
 const session = await ort.InferenceSession.create(modelPath, { graphOptimizationLevel: 'all' })

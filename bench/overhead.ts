@@ -20,6 +20,9 @@ import { waitFor } from '../scripts/local/wait-for.js'
 import { httpPoster, runLoad, type LoadResult } from './load.js'
 import { machineLine } from './machine.js'
 import { recordSummary } from './summary.js'
+import { keepOrtTelemetryOff } from '../device-agent/src/runtime/ort-telemetry.js'
+
+keepOrtTelemetryOff()
 
 const REQUESTS = { 1: 400, 32: 2000 } as const
 const WARMUP = 100

@@ -26,6 +26,9 @@ import {
 } from '../device-agent/src/quantize/index.js'
 import { machineLine } from './machine.js'
 import { recordSummary } from './summary.js'
+import { keepOrtTelemetryOff } from '../device-agent/src/runtime/ort-telemetry.js'
+
+keepOrtTelemetryOff()
 
 interface Variant {
   label: string

@@ -1,0 +1,31 @@
+import { spawnSync } from 'node:child_process'
+import { existsSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { bundledModelPath } from '../models/bundled.js'
+
+/** Creates one onnxruntime session in a fresh Node process; returns whether it left onnxruntime's telemetry log behind. */
+function leavesTelemetryLog(env: NodeJS.ProcessEnv): boolean {
+  const script = `
+    const { keepOrtTelemetryOff } = await import(${JSON.stringify(new URL('./ort-telemetry.ts', import.meta.url).pathname)})
+    if (process.env.KEEP_OFF) keepOrtTelemetryOff()
+    const ort = await import('onnxruntime-node')
+    const session = await ort.InferenceSession.create(${JSON.stringify(bundledModelPath('ppocr-cls'))})
+    await session.release()
+    console.log(process.pid)`
+  const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env, encoding: 'utf8' })
+  expect(run.status, run.stderr).toBe(0)
+  // In the temporary directory (TMPDIR: the test run sets its own).
+  const log = join(env.TMPDIR ?? '/tmp', `mat-debug-${run.stdout.trim()}.log`)
+  const left = existsSync(log)
+  rmSync(log, { force: true })
+  return left
+}
+
+describe('keepOrtTelemetryOff', () => {
+  it("keeps onnxruntime's telemetry from starting (its log file is the visible sign)", () => {
+    const { ORT_DISABLE_TELEMETRY: _, ...env } = process.env
+    expect(leavesTelemetryLog(env)).toBe(true)
+    expect(leavesTelemetryLog({ ...env, KEEP_OFF: '1' })).toBe(false)
+  })
+})
