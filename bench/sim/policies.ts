@@ -171,7 +171,8 @@ function powerOfD(d: number): PolicyFactory {
         drawn[k] = i
         const candidate = candidates[i]!
         const wait = expectedWaitMs(candidate)
-        if (wait < bestWait) {
+        // The first drawn stands even at an infinite wait (a device sent a job, not yet measured).
+        if (best === undefined || wait < bestWait) {
           best = candidate
           bestWait = wait
         }
