@@ -187,7 +187,7 @@ export class DeviceTable {
     entry.jobsSent++
   }
 
-  /** The optimistic guess for an idle device not measured yet (see ewmaMs); changes only when a faster round trip is seen. */
+  /** The optimistic guess for a device never sent a job (see ewmaMs); changes only when a faster round trip is seen. */
   get unmeasuredEwmaMs(): number {
     return this.#fastestRoundTripMs
   }

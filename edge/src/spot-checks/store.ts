@@ -24,7 +24,7 @@ export interface SpotCheckToRecord extends SpotCheckOutcome {
   model: { name: string; version: string; sha256: string }
   answeredBy: { deviceId: string; address: Hex; salt: Hex }
   checkedAt: number
-  /** The priced job's reservation, to drop when the verdict is `refuted` (refundRefuted). */
+  /** The priced job's reservation, to drop when the verdict is `refuted` (refundStatement). */
   reservationId?: string
 }
 
@@ -45,7 +45,7 @@ interface SpotCheckRow {
 }
 
 /**
- * Records a check and, for a refuted priced job, drops its reservation (refundRefuted) in the
+ * Records a check and, for a refuted priced job, drops its reservation (refundStatement) in the
  * same transaction, `refunded` saying whether it did: the record never claims a refund that did
  * not happen, nor misses one that did.
  */
