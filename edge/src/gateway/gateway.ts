@@ -50,7 +50,7 @@ import { newJobId } from './job-id.js'
 import { pickDevice } from './scheduler.js'
 import { acceptedFileOn, routableView } from './served-file.js'
 import { validateInputs } from './validate-inputs.js'
-import { spotCheck, spotCheckConfig, type CheckDevice, type DeviceRun, type SpotCheckConfig } from '../spot-checks/spot-check.js'
+import { independentOf, spotCheck, spotCheckConfig, type CheckDevice, type DeviceRun, type SpotCheckConfig } from '../spot-checks/spot-check.js'
 import { recordSpotCheck } from '../spot-checks/store.js'
 import type {
   AcceptedVariant,
@@ -488,16 +488,22 @@ export class Gateway extends DurableObject<Env> {
   }
 
   /**
-   * Runs `job` once more as a check, on a device serving the same file that is none of
-   * `excluded`, by id or by signing key; undefined when there is none. Chosen at random, not by
-   * the scheduler: which device checks must not be predictable.
+   * Runs `job` once more as a check, on a device serving the same file and independent of every
+   * device in `excluded` (independentOf: id, signing key, provider where the registry says);
+   * undefined when there is none. Chosen at random, not by the scheduler: which device checks
+   * must not be predictable.
    */
   async #runCheck(job: InferJob, descriptor: ModelDescriptor, fileSha256: string, excluded: readonly CheckDevice[]): Promise<DeviceRun | undefined> {
-    const candidates = (resolveModel(this.#catalog(), descriptor.name, descriptor.version, job.published)?.readyDevices ?? [])
-      .map((device) => ({ device, address: this.#keys.keyOf(device.status)?.address }))
-      // Routable devices all hold a proven key (#refusal); the filter only satisfies the types.
-      .filter((c): c is { device: DeviceEntry; address: Hex } => c.address !== undefined)
-      .filter(({ device, address }) => acceptedFileOn(device, descriptor, job.variants) === fileSha256 && !excluded.some((e) => e.deviceId === device.deviceId || e.address === address))
+    const providerOf = (address: Hex) => this.#stakes?.providerOf(address)
+    const candidates = independentOf(
+      (resolveModel(this.#catalog(), descriptor.name, descriptor.version, job.published)?.readyDevices ?? [])
+        .filter((device) => acceptedFileOn(device, descriptor, job.variants) === fileSha256)
+        .map((device) => ({ device, deviceId: device.deviceId, address: this.#keys.keyOf(device.status)?.address }))
+        // Routable devices all hold a proven key (#refusal); the filter only satisfies the types.
+        .filter((c): c is { device: DeviceEntry; deviceId: string; address: Hex } => c.address !== undefined)
+        .map((c) => ({ ...c, provider: providerOf(c.address) })),
+      excluded.map((e) => ({ ...e, provider: providerOf(e.address) })),
+    )
     const chosen = candidates[Math.floor(Math.random() * candidates.length)]
     if (!chosen) return undefined
     const { device, address } = chosen

@@ -13,12 +13,13 @@ const TTL = 1_000
 function fakeChain() {
   const chain = {
     active: new Set<Hex>(),
+    providers: new Map<Hex, Hex>(),
     down: false,
     calls: [] as Hex[],
     read: (async (address) => {
       chain.calls.push(address)
       if (chain.down) throw new Error('connection refused')
-      return chain.active.has(address)
+      return { active: chain.active.has(address), provider: chain.providers.get(address) }
     }) as ActiveDeviceReader,
   }
   return chain
@@ -110,6 +111,25 @@ describe('RegistryStakeGate', () => {
     expect(gate.refusal(B)).toMatch(/not staked/)
   })
 
+  it("keeps each address's provider from its last check, for telling devices of one provider apart", async () => {
+    quiet()
+    let now = 0
+    const chain = fakeChain()
+    const P: Hex = `0x${'cc'.repeat(20)}`
+    chain.active.add(A)
+    chain.providers.set(A, P)
+    const gate = new RegistryStakeGate(REGISTRY, chain.read, TTL, () => now)
+    expect(gate.providerOf(A)).toBeUndefined()
+    await gate.refreshStale([A, B])
+    expect(gate.providerOf(A)).toBe(P)
+    expect(gate.providerOf(B)).toBeUndefined()
+    // Unregistered since: the next check forgets the provider.
+    chain.providers.delete(A)
+    now += TTL
+    await gate.refreshStale([A])
+    expect(gate.providerOf(A)).toBeUndefined()
+  })
+
   it('runs one check per address at a time', async () => {
     quiet()
     const chain = fakeChain()
@@ -138,7 +158,7 @@ describe('RegistryStakeGate', () => {
 })
 
 describe('stakeGate (from env vars)', () => {
-  const stakeGateFromEnv = (vars: Parameters<typeof stakeGate>[0]) => stakeGate(vars, () => async () => true)
+  const stakeGateFromEnv = (vars: Parameters<typeof stakeGate>[0]) => stakeGate(vars, () => async () => ({ active: true, provider: undefined }))
   const env = { CHAIN_ID: '31337', CHAIN_RPC_URL: 'http://127.0.0.1:1', PROVIDER_REGISTRY_ADDRESS: REGISTRY }
 
   it('is off without a registry: nothing changes for unstaked networks', () => {

@@ -46,6 +46,8 @@ export class StakeReadError extends Error {
 export interface StakeGate {
   /** Why `address` may not get jobs now, or undefined when it may. Never waits on the chain. */
   refusal(address: Hex): string | undefined
+  /** The provider account `address` is registered to, as last read (undefined: not known). */
+  providerOf(address: Hex): Hex | undefined
   /**
    * Checks each address whose answer is missing or older than the TTL (one check per address at
    * a time; an address checked or tried within the TTL is skipped). Never rejects.
@@ -59,8 +61,15 @@ export interface StakeGate {
   readonly revision: number
 }
 
-/** Asks the chain whether one device address is active; rejects (StakeReadError) when it cannot. */
-export type ActiveDeviceReader = (address: Hex) => Promise<boolean>
+/** What the registry says of one device address. */
+export interface DeviceStanding {
+  active: boolean
+  /** Its provider (lowercase), or undefined when no provider holds it. */
+  provider: Hex | undefined
+}
+
+/** Asks the chain about one device address; rejects (StakeReadError) when it cannot. */
+export type ActiveDeviceReader = (address: Hex) => Promise<DeviceStanding>
 
 /**
  * The gate the env configures: undefined without PROVIDER_REGISTRY_ADDRESS (every device with a
@@ -91,12 +100,13 @@ export function stakeGate(
 }
 
 function misconfiguredGate(reason: string, ttlMs: number): StakeGate {
-  return { refusal: () => reason, refreshStale: async () => {}, retainOnly: () => {}, ttlMs, revision: 0 }
+  return { refusal: () => reason, providerOf: () => undefined, refreshStale: async () => {}, retainOnly: () => {}, ttlMs, revision: 0 }
 }
 
 interface StakeAnswer {
   /** The last answer the chain gave; undefined until one check has succeeded. */
   active: boolean | undefined
+  provider: Hex | undefined
   /** When a check last started (success or not): the next is due a TTL later. */
   attemptedAt: number
   /** Why the last check failed, while the chain cannot be read; cleared by a success. */
@@ -133,6 +143,10 @@ export class RegistryStakeGate implements StakeGate {
     return `device stake not checked yet (${address} in ProviderRegistry ${this.registry})`
   }
 
+  providerOf(address: Hex): Hex | undefined {
+    return this.#answers.get(address)?.provider
+  }
+
   async refreshStale(addresses: Iterable<Hex>): Promise<void> {
     const due = [...new Set(addresses)].filter((address) => {
       const answer = this.#answers.get(address)
@@ -156,7 +170,7 @@ export class RegistryStakeGate implements StakeGate {
   }
 
   #begin(address: Hex): StakeAnswer {
-    const answer = this.#answers.get(address) ?? { active: undefined, attemptedAt: 0, lastError: undefined, checking: undefined }
+    const answer = this.#answers.get(address) ?? { active: undefined, provider: undefined, attemptedAt: 0, lastError: undefined, checking: undefined }
     answer.attemptedAt = this.now()
     // Marks the check as running before any await; #check fills in the real promise.
     answer.checking = Promise.resolve()
@@ -166,7 +180,8 @@ export class RegistryStakeGate implements StakeGate {
 
   #check(address: Hex, answer: StakeAnswer): Promise<void> {
     answer.checking = this.read(address).then(
-      (active) => {
+      ({ active, provider }) => {
+        answer.provider = provider
         if (answer.active !== active) console.log(`stake gate: ${address} is ${active ? 'now' : 'not'} an active device`)
         if (answer.active !== active || answer.lastError !== undefined) this.#revision++
         answer.active = active

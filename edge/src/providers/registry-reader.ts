@@ -5,20 +5,28 @@
  */
 import { providerRegistryAbi } from '@depinfer/contracts'
 import { chainReader, shortError } from '../batching/chain-client.js'
+import type { Hex } from '@depinfer/shared'
 import type { Env } from '../env.js'
 import { StakeReadError, stakeGate, type ActiveDeviceReader, type StakeChain, type StakeGate } from './device-stakes.js'
 
 /** One call; a slow node must not hold a check (or the Gateway's alarm) for long. */
 const RPC_TIMEOUT_MS = 5_000
 
+const ZERO_ADDRESS = '0x0000000000000000000000000000000000000000'
+
 export function activeDeviceReader(chain: StakeChain): ActiveDeviceReader {
   const client = chainReader(chain, RPC_TIMEOUT_MS)
+  const contract = { address: chain.registry, abi: providerRegistryAbi } as const
   return (device) =>
-    client
-      .readContract({ address: chain.registry, abi: providerRegistryAbi, functionName: 'isActiveDevice', args: [device] })
-      .catch((error: unknown) => {
+    Promise.all([
+      client.readContract({ ...contract, functionName: 'isActiveDevice', args: [device] }),
+      client.readContract({ ...contract, functionName: 'providerOf', args: [device] }),
+    ]).then(
+      ([active, provider]) => ({ active, provider: provider === ZERO_ADDRESS ? undefined : (provider.toLowerCase() as Hex) }),
+      (error: unknown) => {
         throw new StakeReadError(shortError(error))
-      })
+      },
+    )
 }
 
 /** The Gateway's stake gate as the env configures it (undefined: no ProviderRegistry). */

@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from 'vitest'
 import { bytesOf, type AttestationWire, type Hex, type RawTensor } from '@depinfer/shared'
-import { spotCheck, spotCheckConfig, type CheckDevice, type DeviceRun } from './spot-check.js'
+import { independentOf, spotCheck, spotCheckConfig, type CheckDevice, type DeviceRun } from './spot-check.js'
 
 const tolerance = { absolute: 1e-3, relative: 1e-2 }
 const attestation = {} as AttestationWire
@@ -54,6 +54,25 @@ describe('spotCheck', () => {
 
   it('records nothing when no other device serves the file', async () => {
     expect(await spotCheck(answer, fleet(), tolerance)).toBeUndefined()
+  })
+})
+
+describe('independentOf', () => {
+  const device = (deviceId: string, key: string, provider?: string) =>
+    ({ deviceId, address: `0x${key.repeat(40)}` as Hex, provider: provider === undefined ? undefined : (`0x${provider.repeat(40)}` as Hex) })
+
+  it('leaves out the checked devices, any device with their signing key, and any device of their providers', () => {
+    const answered = device('a', '1', 'p')
+    const candidates = [
+      device('a', '1', 'p'), // itself
+      device('a2', '1', 'p'), // its key under another id
+      device('sibling', '2', 'p'), // another device of its provider
+      device('stranger', '3', 'q'),
+      device('unregistered', '4'), // no provider known (no registry): judged by key alone
+    ]
+    expect(independentOf(candidates, [answered]).map((c) => c.deviceId)).toEqual(['stranger', 'unregistered'])
+    // The tie-breaker must be independent of both earlier runs.
+    expect(independentOf(candidates, [answered, device('stranger', '3', 'q')]).map((c) => c.deviceId)).toEqual(['unregistered'])
   })
 })
 

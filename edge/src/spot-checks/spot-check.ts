@@ -30,6 +30,23 @@ export interface CheckDevice {
   address: Hex
 }
 
+/** A device that could run a check, with its provider when the ProviderRegistry says. */
+export interface CheckCandidate extends CheckDevice {
+  provider?: Hex | undefined
+}
+
+/**
+ * The candidates independent of every device in `excluded`: none of them by id, by signing key
+ * (one key can sit behind several device ids) or, where known, by provider (a provider's devices
+ * would vouch for each other's answers, and two of them could outvote an honest device).
+ */
+export function independentOf<T extends CheckCandidate>(candidates: readonly T[], excluded: readonly CheckCandidate[]): T[] {
+  const providers = new Set(excluded.map((e) => e.provider).filter((p) => p !== undefined))
+  return candidates.filter(
+    (c) => !excluded.some((e) => e.deviceId === c.deviceId || e.address === c.address) && (c.provider === undefined || !providers.has(c.provider)),
+  )
+}
+
 /**
  * What a device gave for the job (under its own job id and input salt, which with the inputs
  * open its attestation's input commitment): its outputs and signed attestation, or why it gave none.
