@@ -129,18 +129,21 @@ describe.each(BROKERS)('failover through $name', (brokerKind) => {
     // Both devices frozen, so the jobs stay unanswered; then the broker goes away with them.
     for (const a of network.agents) a.child.kill('SIGSTOP')
     const { tcpPort, wsPort } = broker
-    let answers: Promise<{ status: number }[]>
+    let statuses: number[] = []
     try {
       const sent = jobsSeen.length
       // Four jobs with 1.5 s per attempt: enough timeouts on each device (3) to make it suspect.
-      answers = Promise.all(Array.from({ length: 4 }, (_, i) => api.post('/v2/models/ppocr-cls/infer', { ...exampleInferRequest(10 + i), parameters: { timeout_ms: 3_000 } })))
+      const answers = Promise.all(Array.from({ length: 4 }, (_, i) => api.post('/v2/models/ppocr-cls/infer', { ...exampleInferRequest(10 + i), parameters: { timeout_ms: 3_000 } })))
       await waitFor('the jobs on the wire', async () => (jobsSeen.length >= sent + 4 ? true : undefined), 5_000, 5)
       await broker.close()
-      expect((await answers).map((a) => a.status)).toEqual([504, 504, 504, 504])
+      statuses = (await answers).map((a) => a.status)
     } finally {
       for (const a of network.agents) a.child.kill('SIGCONT')
+      broker = await brokerKind.start({ tcpPort, wsPort })
     }
-    broker = await brokerKind.start({ tcpPort, wsPort })
+    // aedes: the jobs time out (504). Mosquitto publishes the devices' last wills as it shuts
+    // down, so the jobs end at once as lost with their devices (503).
+    for (const status of statuses) expect([503, 504]).toContain(status)
     await waitFor('both devices back', async () => ((await devicesOnline()) === 2 ? true : undefined), 30_000)
     // Not 503 "left out of scheduling after repeated failures" for the next minute.
     const next = await api.post('/v2/models/ppocr-cls/infer', exampleInferRequest(20))
