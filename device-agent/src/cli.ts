@@ -13,7 +13,6 @@ import { DeviceKeyError, initDeviceKey, loadDeviceKey } from './keys/device-key.
 import { loggedProgress, terminalProgress, type ProgressFactory } from './models/progress.js'
 import { ModelProvisioner } from './models/provision.js'
 import { OrtRuntime } from './runtime/execution.js'
-import { keepOrtTelemetryOff } from './runtime/ort-telemetry.js'
 import { tuneGarbageCollection } from './runtime/gc-tuning.js'
 import { loadModel, modelsFromConfig } from './runtime/loaded-model.js'
 
@@ -26,7 +25,6 @@ const USAGE = 'usage: depinfer-agent <init|start|status> [--config <file.json>] 
 const COMMANDS = ['init', 'start', 'status']
 
 async function main(argv: string[]): Promise<number> {
-  keepOrtTelemetryOff()
   let parsed
   try {
     parsed = parseArgs({

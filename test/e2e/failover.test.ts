@@ -7,6 +7,7 @@ import mqtt from 'mqtt'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { gatewayClientId, parseDeviceTopic } from '../../shared/src/index.js'
 import type { AgentProcess } from '../../scripts/local/agent-process.js'
+import type { ChildProcess } from 'node:child_process'
 import type { LocalBroker } from '../../scripts/local/broker.js'
 import { exampleInferRequest } from '../../scripts/local/example-input.js'
 import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/network.js'
@@ -147,6 +148,32 @@ describe.each(BROKERS)('failover through $name', (brokerKind) => {
     await waitFor('both devices back', async () => ((await devicesOnline()) === 2 ? true : undefined), 30_000)
     // Not 503 "left out of scheduling after repeated failures" for the next minute.
     const next = await api.post('/v2/models/ppocr-cls/infer', exampleInferRequest(20))
+    expect(next.status, next.text).toBe(200)
+  })
+
+  it.runIf(brokerKind.name === 'mosquitto')('does not blame devices for jobs that timed out while the broker hung without closing its sockets', async () => {
+    // A frozen broker keeps every socket open, as a vanished host does until keepalives run out:
+    // the edge's link still looks up, but nothing arrives on it.
+    const mosquitto = (broker as LocalBroker & { process: ChildProcess }).process
+    const { tcpPort, wsPort } = broker
+    mosquitto.kill('SIGSTOP')
+    try {
+      // Four jobs, each timing out on both devices (1.5 s each): enough to make both suspect.
+      const answers = await Promise.all(Array.from({ length: 4 }, (_, i) => api.post('/v2/models/ppocr-cls/infer', { ...exampleInferRequest(50 + i), parameters: { timeout_ms: 3_000 } })))
+      expect(answers.map((a) => a.status)).toEqual([504, 504, 504, 504])
+      // Still both routable (asked while the broker is frozen: after it comes back, its resent
+      // jobs are answered late, which would forgive the devices anyway).
+      const model = await api.get('/v2/models/ppocr-cls')
+      expect(model.body.parameters, model.text).toMatchObject({ ready_devices: 2 })
+    } finally {
+      // Gone for good, and the jobs with it (no late answers to forgive the devices).
+      const exited = new Promise((resolve) => mosquitto.once('exit', resolve))
+      mosquitto.kill('SIGKILL')
+      await exited
+      broker = await brokerKind.start({ tcpPort, wsPort })
+    }
+    await waitFor('both devices back', async () => ((await devicesOnline()) === 2 ? true : undefined), 30_000)
+    const next = await api.post('/v2/models/ppocr-cls/infer', exampleInferRequest(60))
     expect(next.status, next.text).toBe(200)
   })
 

@@ -16,7 +16,6 @@ import { OnnxFormatError } from './onnx-proto.js'
 import { QUANTIZABLE_OPS, QuantizeError, preprocessModel, quantizeModel, type QuantizableOp, type QuantizeOptions } from './quantize.js'
 import { EVALUATION_DEFAULTS, evaluateQuantization, formatReport, nothingQuantized, type SearchSummary } from './report.js'
 import { searchFp32Layers } from './search.js'
-import { keepOrtTelemetryOff } from '../runtime/ort-telemetry.js'
 import type { SampleKind } from './samples.js'
 
 export const USAGE = `usage: depinfer-quantize <in.onnx> <out.onnx> [options]
@@ -122,7 +121,6 @@ function parseShapes(values: readonly string[]): Map<string, number[]> {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  keepOrtTelemetryOff()
   let parsed
   try {
     parsed = parseArgs({

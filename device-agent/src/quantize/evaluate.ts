@@ -4,6 +4,10 @@
  */
 import * as ort from 'onnxruntime-node'
 import { defaultSampleKind, generateSamples, type SampleKind } from './samples.js'
+import { keepOrtTelemetryOff } from '../runtime/ort-telemetry.js'
+
+// Before any session of this process (ort-telemetry.ts): the quantizer also runs inside `depinfer models publish --int8`.
+keepOrtTelemetryOff()
 
 type SessionOptions = ort.InferenceSession.SessionOptions
 export type Feeds = Record<string, ort.Tensor>

@@ -27,6 +27,10 @@ import { DataType, byteTensor, encodeModel, floatTensor, floatValues, intAttr, i
 import { activationParams, quantizeWeights, roundHalfEven, transpose2d } from './quant-math.js'
 import type { NodeReport, QuantizableOp } from './quantize.js'
 import { floatTensors } from './types.js'
+import { keepOrtTelemetryOff } from '../runtime/ort-telemetry.js'
+
+// Before any session of this process (ort-telemetry.ts).
+keepOrtTelemetryOff()
 
 /** One set of model inputs, by input name. */
 export type CalibrationInput = Record<string, ort.Tensor>

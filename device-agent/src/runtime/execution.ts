@@ -13,6 +13,10 @@ import * as ort from 'onnxruntime-node'
 import { cutToLength, type DeviceStatus } from '@depinfer/shared'
 import type { AgentConfig, ExecutionProviderName } from '../config.js'
 import { ORT_VERSION } from '../version.js'
+import { keepOrtTelemetryOff } from './ort-telemetry.js'
+
+// Before any session of this process (ort-telemetry.ts): every session is created through here or the quantizer.
+keepOrtTelemetryOff()
 
 type SessionOptions = ort.InferenceSession.SessionOptions
 

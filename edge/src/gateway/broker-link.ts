@@ -59,6 +59,7 @@ export class BrokerLink {
   #lastError: unknown
   #waiters = new Set<() => void>()
   #epoch = 0
+  #lastPacketAt = 0
 
   constructor(private readonly options: BrokerLinkOptions) {}
 
@@ -72,6 +73,15 @@ export class BrokerLink {
    */
   get epoch(): number {
     return this.#epoch
+  }
+
+  /**
+   * When the current connection last received anything (a device's heartbeat, a PUBACK, a
+   * PINGRESP): a broker host that vanished without closing the socket looks connected until
+   * the keepalive runs out, but sends nothing.
+   */
+  get lastPacketAt(): number {
+    return this.#lastPacketAt
   }
 
   /** Milliseconds since the current connection was established (0 when down). */
@@ -172,6 +182,9 @@ export class BrokerLink {
         return
       }
       this.options.onMessage(topic, payload, packet.retain)
+    })
+    client.on('packetreceive', () => {
+      if (client === this.#client) this.#lastPacketAt = Date.now()
     })
     client.on('close', () => {
       if (client !== this.#client) return

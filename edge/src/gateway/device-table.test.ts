@@ -21,6 +21,15 @@ describe('DeviceTable suspicion', () => {
     expect(liar.suspectUntil).toBe(now + REFUTED_SUSPECT_MAX_MS)
   })
 
+  it('does not let a bad attestation shorten a refutation', () => {
+    const liar = device('liar-with-a-job-left')
+    table.recordRefuted(liar)
+    const until = liar.suspectUntil
+    table.recordBadAttestation(liar)
+    expect(liar.suspectUntil).toBe(until)
+    expect(liar.suspectFor).toBe('refuted')
+  })
+
   it('does not let a late answer clear a refutation (only failures are forgiven)', () => {
     const liar = device('late-liar')
     table.recordRefuted(liar)

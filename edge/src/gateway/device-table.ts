@@ -240,8 +240,12 @@ export class DeviceTable {
   recordBadAttestation(entry: DeviceEntry): void {
     entry.badAttestations++
     entry.consecutiveFailures = 0
-    entry.suspectUntil = this.now() + SUSPECT_FOR_MS
-    entry.suspectFor = 'bad-attestation'
+    const until = this.now() + SUSPECT_FOR_MS
+    // Never shortens a longer suspension (a refuted device must not answer its way out with a bad signature).
+    if (until >= entry.suspectUntil) {
+      entry.suspectUntil = until
+      entry.suspectFor = 'bad-attestation'
+    }
     this.#revision++
   }
 

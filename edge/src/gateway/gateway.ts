@@ -406,10 +406,13 @@ export class Gateway extends DurableObject<Env> {
             lastFailure = `device ${header.deviceId} failed (${header.error.code}): ${header.error.message}`
           }
         } else if (outcome.kind === 'timeout') {
-          // Only when the broker link stayed up from sending to now: otherwise the job (or its
-          // answer) may have been lost with the broker, and blaming every device busy at that
-          // moment put a whole fleet out for a minute after a broker restart (soak audit).
-          if (blameTimeout && this.#link.synced && this.#link.epoch === linkEpoch) this.#table.recordFailure(device)
+          // Only when the broker link stayed up from sending to now, and carried something in the
+          // second half of the budget (a broker host gone without closing the socket looks up until
+          // the keepalive runs out): otherwise the job or its answer may have been lost with the
+          // broker, and blaming every device busy at that moment put a whole fleet out for a minute
+          // after a broker restart (soak audit).
+          const linkAlive = this.#link.synced && this.#link.epoch === linkEpoch && this.#link.lastPacketAt >= sentAt + budgetMs / 2
+          if (blameTimeout && linkAlive) this.#table.recordFailure(device)
           this.#rememberTimeout(jobId, device.deviceId, sentAt)
           timedOut = true
           lastFailure = `device ${device.deviceId} did not answer within ${budgetMs} ms`
