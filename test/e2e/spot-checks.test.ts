@@ -155,6 +155,15 @@ describe('spot checks', () => {
       expect(next.map((a) => a.deviceId).every((d) => HONEST.includes(d))).toBe(true)
       for (const later of await checksOf(next.map((a) => a.jobId))) expect(later).toMatchObject({ verdict: 'confirmed', faulty: [] })
       expect(rogue.jobsReceived()).toBe(received)
+      // The same key under another device id stays out too.
+      const twin = await startRogueDevice({ brokerUrl: network.broker.tcpUrl, deviceId: 'rogue-lazy-twin', mode: 'lazy', model, privateKey: rogue.privateKey })
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 500))
+        for (let i = 0; i < 3; i++) expect(HONEST).toContain((await infer()).deviceId)
+        expect(twin.jobsReceived()).toBe(0)
+      } finally {
+        await twin.close()
+      }
       // The operator finds it by device and verdict.
       expect((await spotChecks('?verdict=refuted&device=rogue-lazy')).map((c) => c.jobId)).toEqual([first.jobId])
       expect((await spotChecks(`?device=${rogue.address.toUpperCase().replace('0X', '0x')}`)).map((c) => c.jobId)).toEqual([first.jobId])

@@ -64,6 +64,7 @@ export type RogueMode =
 export interface RogueDevice {
   deviceId: string
   address: Hex
+  privateKey: Hex
   /** Jobs it has received (and answered badly). */
   jobsReceived(): number
   close(): Promise<void>
@@ -80,9 +81,12 @@ export async function startRogueDevice(options: {
   mode: RogueMode
   /** The device 'impersonate' answers in the name of. */
   victimId?: string
+  /** Its signing key (default: a fresh one), e.g. another rogue's `privateKey` under a new id. */
+  privateKey?: Hex
 }): Promise<RogueDevice> {
   const { deviceId, model, mode } = options
-  const ownKey = keyBytes(generatePrivateKey())
+  const privateKey = options.privateKey ?? generatePrivateKey()
+  const ownKey = keyBytes(privateKey)
   const otherKey = keyBytes(generatePrivateKey())
   const publicKey = publicKeyOf(ownKey)
   const address = addressOf(publicKey)
@@ -179,6 +183,7 @@ export async function startRogueDevice(options: {
   return {
     deviceId,
     address,
+    privateKey,
     jobsReceived: () => jobs,
     async close() {
       clearInterval(heartbeat)

@@ -259,6 +259,14 @@ export class DeviceTable {
     this.#revision++
   }
 
+  /** Carries a refutation over to another entry with the same signing key (a device back under a new id). */
+  refutedUntil(entry: DeviceEntry, until: number): void {
+    if (until <= entry.suspectUntil) return
+    entry.suspectUntil = until
+    entry.suspectFor = 'refuted'
+    this.#revision++
+  }
+
   /** The model as this device serves it, if it does. */
   modelOn(entry: DeviceEntry, name: string, version: string): ModelDescriptor | undefined {
     return entry.status.models.find((m) => m.name === name && m.version === version)

@@ -76,6 +76,8 @@ const FAILED_MODEL_RETRY_AFTER_SEC = 300
 /** Spot checks running at once, at most, and the bytes of inputs and answers they may hold together. */
 const MAX_SPOT_CHECKS_RUNNING = 32
 const MAX_SPOT_CHECK_BYTES = 32 * 1024 * 1024
+/** Refuted signing keys remembered, at most this many (oldest dropped first). */
+const REFUTED_KEYS_REMEMBERED = 10_000
 /** A checker's failure as recorded (its words are its own). */
 const MAX_CHECK_FAILURE_CHARS = 300
 /** Renew the broker connection before Cloudflare's 15-minute cap on one outbound socket. */
@@ -116,6 +118,8 @@ export class Gateway extends DurableObject<Env> {
   readonly #catalogCache: CatalogCache
   /** When the last background stake refresh started (they are throttled, see #refreshStakesInBackground). */
   #stakesRefreshStartedAt = 0
+  /** Signing keys a spot check refuted, and until when they stay out (see #rememberRefutedKey). */
+  readonly #refutedKeys = new Map<Hex, number>()
   readonly #spotChecks: SpotCheckConfig
   #spotChecksRunning = 0
   #spotCheckBytes = 0
@@ -467,7 +471,10 @@ export class Gateway extends DurableObject<Env> {
       for (const deviceId of outcome.faulty) {
         const address = runs.find((r) => r.deviceId === deviceId)?.address
         for (const entry of this.#table.all()) {
-          if (entry.deviceId === deviceId || (address !== undefined && this.#keys.keyOf(entry.status)?.address === address)) this.#table.recordRefuted(entry)
+          if (entry.deviceId === deviceId || (address !== undefined && this.#keys.keyOf(entry.status)?.address === address)) {
+            this.#table.recordRefuted(entry)
+            if (address !== undefined) this.#rememberRefutedKey(address, entry.suspectUntil)
+          }
         }
         console.warn(`spot check of job ${answer.jobId}: device ${deviceId} (${address}) contradicted by the majority (${outcome.verdict})`)
       }
@@ -641,7 +648,7 @@ export class Gateway extends DurableObject<Env> {
       console.warn(`ignoring malformed status on ${deviceId}`)
       return
     }
-    this.#table.applyStatus(status.data)
+    const entry = this.#table.applyStatus(status.data)
     for (const model of status.data.models) {
       const key = catalogKey(model.name, model.version, model.sha256)
       if (this.#seenModels.has(key)) continue
@@ -650,6 +657,8 @@ export class Gateway extends DurableObject<Env> {
     }
     // Decode the key (and build its tables) now rather than on the first job's path.
     const key = status.data.online ? this.#keys.keyOf(status.data) : undefined
+    const refutedUntil = key && this.#refutedKeys.get(key.address)
+    if (refutedUntil) this.#table.refutedUntil(entry, refutedUntil)
     // A new (or changed) address is checked on-chain at once; a known one only once it is stale.
     if (key && this.#stakes) void this.#stakes.refreshStale([key.address])
     if (!status.data.online) {
@@ -697,6 +706,13 @@ export class Gateway extends DurableObject<Env> {
       pending.settle({ kind: 'result', header: header.data, tensors: decoded.tensors })
     }
     return true
+  }
+
+  /** Keys out of scheduling after a refutation, until when: a device coming back under another id with the key stays out. */
+  #rememberRefutedKey(address: Hex, until: number): void {
+    this.#refutedKeys.delete(address)
+    if (this.#refutedKeys.size >= REFUTED_KEYS_REMEMBERED) this.#refutedKeys.delete(this.#refutedKeys.keys().next().value!)
+    this.#refutedKeys.set(address, until)
   }
 
   #rememberTimeout(jobId: string, deviceId: string, sentAt: number): void {

@@ -22,7 +22,12 @@ export function activeDeviceReader(chain: StakeChain): ActiveDeviceReader {
       client.readContract({ ...contract, functionName: 'isActiveDevice', args: [device] }),
       client.readContract({ ...contract, functionName: 'providerOf', args: [device] }),
     ]).then(
-      ([active, provider]) => ({ active, provider: provider === ZERO_ADDRESS ? undefined : (provider.toLowerCase() as Hex) }),
+      ([active, provider]) => {
+        // Two calls may reach two nodes of a load-balanced RPC at different blocks: an active
+        // device always has a provider, so an answer without one is a torn read, not an answer.
+        if (active && provider === ZERO_ADDRESS) throw new StakeReadError('the registry answered active but no provider (reads at different blocks?)')
+        return { active, provider: provider === ZERO_ADDRESS ? undefined : (provider.toLowerCase() as Hex) }
+      },
       (error: unknown) => {
         throw new StakeReadError(shortError(error))
       },
