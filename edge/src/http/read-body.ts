@@ -75,7 +75,7 @@ export async function readBodyCapped(request: Request, maxBytes: number): Promis
   try {
     coding = contentCoding(request.headers.get('Content-Encoding'))
   } catch (error) {
-    await drain(request.body?.getReader(), 0).catch(() => undefined)
+    await drain(request.body?.getReader(), 0)
     throw error
   }
   if (coding === undefined) return readRaw(request, maxBytes, maxBytes)
@@ -101,8 +101,7 @@ async function readRaw(request: Request, limit: number, maxBytes: number): Promi
   const reader = request.body?.getReader()
   if (!reader) return new Uint8Array(0)
   if (declared > limit) {
-    // A 413 whether or not the client stays to the end of its upload.
-    await drain(reader, 0).catch(() => undefined)
+    await drain(reader, 0)
     throw new PayloadTooLargeError(maxBytes)
   }
   const chunks: Uint8Array[] = []
@@ -118,7 +117,7 @@ async function readRaw(request: Request, limit: number, maxBytes: number): Promi
     if (done) break
     total += value.byteLength
     if (total > limit) {
-      await drain(reader, total).catch(() => undefined)
+      await drain(reader, total)
       throw new PayloadTooLargeError(maxBytes)
     }
     chunks.push(value)
@@ -133,22 +132,29 @@ async function readRaw(request: Request, limit: number, maxBytes: number): Promi
  */
 export async function discardUnreadBody(request: Request): Promise<void> {
   if (request.bodyUsed || !request.body || request.body.locked) return
-  // The client may have gone away meanwhile: then there is nobody to answer anyway.
-  await drain(request.body.getReader(), 0).catch(() => undefined)
+  await drain(request.body.getReader(), 0)
 }
 
-/** Reads and discards the rest of a body (see the module comment), up to DRAIN_CAP_BYTES. */
+/**
+ * Reads and discards the rest of a body (see the module comment), up to DRAIN_CAP_BYTES. Never
+ * rejects: when the client has gone away meanwhile, there is nobody to answer anyway, and the
+ * error the caller is about to throw (a 413, say) stands.
+ */
 async function drain(reader: ReadableStreamDefaultReader<Uint8Array> | undefined, alreadyRead: number): Promise<void> {
   if (!reader) return
   let total = alreadyRead
-  for (;;) {
-    const { done, value } = await reader.read()
-    if (done) return
-    total += value.byteLength
-    if (total > DRAIN_CAP_BYTES) {
-      await reader.cancel()
-      return
+  try {
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (done) return
+      total += value.byteLength
+      if (total > DRAIN_CAP_BYTES) {
+        await reader.cancel()
+        return
+      }
     }
+  } catch {
+    // The upload was cut off: nothing left to discard.
   }
 }
 
