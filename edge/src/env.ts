@@ -72,6 +72,19 @@ export interface Env {
   SPOT_CHECK_REL_TOLERANCE?: string
 }
 
+/**
+ * A variable holding a number from 0 to `max`: `fallback` when it is unset or empty, and when it
+ * is not such a number (`invalid` hears of that, e.g. to warn).
+ */
+export function nonNegativeVar(value: string | undefined, fallback: number, max = Number.MAX_VALUE, invalid?: () => void): number {
+  const raw = value?.trim() ?? ''
+  if (raw === '') return fallback
+  const parsed = Number(raw)
+  if (Number.isFinite(parsed) && parsed >= 0 && parsed <= max) return parsed
+  invalid?.()
+  return fallback
+}
+
 export function numberVar(value: string | undefined, fallback: number): number {
   const parsed = Number(value)
   return value !== undefined && value !== '' && Number.isFinite(parsed) && parsed > 0 ? parsed : fallback

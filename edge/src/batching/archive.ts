@@ -14,7 +14,7 @@
  */
 import { buildMerkleTree } from '@depinfer/shared'
 import type { AttestationRow, BatchRow } from '../attestations/rows.js'
-import type { Env } from '../env.js'
+import { nonNegativeVar, type Env } from '../env.js'
 import { DepinferError } from '../errors/base.js'
 import { jobIdTimeMs } from '../gateway/job-id.js'
 import { paymentsSetting } from '../payments/config.js'
@@ -59,9 +59,7 @@ export const archiveKey = (root: string) => `attestation-batches/${root}.json`
 
 /** How long a confirmed batch's rows stay in D1, in ms: ATTESTATION_RETENTION_DAYS (≥ 0, default 30). */
 export function retentionMs(env: Pick<Env, 'ATTESTATION_RETENTION_DAYS'>): number {
-  const raw = env.ATTESTATION_RETENTION_DAYS?.trim() ?? ''
-  const days = raw === '' ? DEFAULT_RETENTION_DAYS : Number(raw)
-  return (Number.isFinite(days) && days >= 0 ? days : DEFAULT_RETENTION_DAYS) * DAY_MS
+  return nonNegativeVar(env.ATTESTATION_RETENTION_DAYS, DEFAULT_RETENTION_DAYS) * DAY_MS
 }
 
 export interface ArchiveTickReport {

@@ -2,10 +2,11 @@
  * Spot checks (re-execution): a device's attestation proves what it *says* it computed, not that
  * it ran the model. A device that answers zeros, or a cheaper model's guess, signs as well as an
  * honest one. So after a share of answered jobs (SPOT_CHECK_RATE) the Gateway runs the same
- * input on another device, chosen at random among those serving the same file; when the two
- * disagree, a third decides. The device the majority contradicts is taken out of scheduling
- * (as for a bad attestation) and the verdict, with every device's signed attestation, is kept in
- * D1 (store.ts) as evidence for the operator, who may slash its provider's stake.
+ * input on another device, chosen at random among the independent ones serving the same file
+ * (independentOf); when the two disagree, a third decides. The device the majority contradicts
+ * is taken out of scheduling (DeviceTable.recordRefuted, by its signing key) and the verdict,
+ * with every device's signed attestation, is kept in D1 (store.ts) as evidence for the
+ * operator, who may slash its provider's stake.
  *
  * A check job looks like any other job to the device running it (fresh job id and salt, the same
  * price, batch group and outputs), so a device cannot answer checks honestly and the rest not. It
@@ -14,6 +15,7 @@
  * reads (the broker ACL), so no commit–reveal round is needed.
  */
 import type { AttestationWire, Hex, RawTensor } from '@depinfer/shared'
+import { nonNegativeVar } from '../env.js'
 import { compareOutputs, type Tolerance } from './compare-outputs.js'
 
 export type SpotCheckVerdict =
@@ -75,9 +77,8 @@ export interface SpotCheckOutcome {
 
 /**
  * Checks `answer` by running its job on other devices: `runElsewhere(excluded)` runs it on a
- * device that is none of `excluded` (neither by id nor by signing key: one key behind several
- * device ids would check itself) and resolves undefined when there is none. Undefined: no other
- * device could run it at all (nothing to record).
+ * device independent of all of `excluded` (independentOf) and resolves undefined when there is
+ * none. Undefined: no other device could run it at all (nothing to record).
  */
 export async function spotCheck(
   answer: Extract<DeviceRun, { outputs: RawTensor[] }>,
@@ -133,19 +134,13 @@ export const DEFAULT_TOLERANCE: Tolerance = { absolute: 1e-3, relative: 1e-2 }
 
 /** Reads SPOT_CHECK_RATE / SPOT_CHECK_ABS_TOLERANCE / SPOT_CHECK_REL_TOLERANCE; a value out of range keeps the default, with a warning. */
 export function spotCheckConfig(env: { SPOT_CHECK_RATE?: string; SPOT_CHECK_ABS_TOLERANCE?: string; SPOT_CHECK_REL_TOLERANCE?: string }): SpotCheckConfig {
+  const read = (name: keyof typeof env, fallback: number, max?: number) =>
+    nonNegativeVar(env[name], fallback, max, () => console.warn(`${name}=${JSON.stringify(env[name])} is not a number from 0 to ${max ?? 'any'}; using ${fallback}`))
   return {
-    rate: nonNegativeVar('SPOT_CHECK_RATE', env.SPOT_CHECK_RATE, DEFAULT_SPOT_CHECK_RATE, 1),
+    rate: read('SPOT_CHECK_RATE', DEFAULT_SPOT_CHECK_RATE, 1),
     tolerance: {
-      absolute: nonNegativeVar('SPOT_CHECK_ABS_TOLERANCE', env.SPOT_CHECK_ABS_TOLERANCE, DEFAULT_TOLERANCE.absolute, Number.MAX_VALUE),
-      relative: nonNegativeVar('SPOT_CHECK_REL_TOLERANCE', env.SPOT_CHECK_REL_TOLERANCE, DEFAULT_TOLERANCE.relative, Number.MAX_VALUE),
+      absolute: read('SPOT_CHECK_ABS_TOLERANCE', DEFAULT_TOLERANCE.absolute),
+      relative: read('SPOT_CHECK_REL_TOLERANCE', DEFAULT_TOLERANCE.relative),
     },
   }
-}
-
-function nonNegativeVar(name: string, value: string | undefined, fallback: number, max: number): number {
-  if (value === undefined || value.trim() === '') return fallback
-  const parsed = Number(value)
-  if (Number.isFinite(parsed) && parsed >= 0 && parsed <= max) return parsed
-  console.warn(`${name}=${JSON.stringify(value)} is not a number from 0 to ${max}; using ${fallback}`)
-  return fallback
 }
