@@ -23,9 +23,11 @@ function leavesTelemetryLog(env: NodeJS.ProcessEnv): boolean {
 }
 
 describe('keepOrtTelemetryOff', () => {
-  it("keeps onnxruntime's telemetry from starting (its log file is the visible sign)", () => {
+  it("keeps onnxruntime's telemetry from starting (its log file is the visible sign)", (ctx) => {
     const { ORT_DISABLE_TELEMETRY: _, ...env } = process.env
-    expect(leavesTelemetryLog(env)).toBe(true)
+    // Whether the library writes its log at all depends on the machine (a CI runner once showed
+    // none with telemetry on): without the sign there is nothing to compare against.
+    if (!leavesTelemetryLog(env)) ctx.skip('onnxruntime left no telemetry log here even with telemetry on')
     expect(leavesTelemetryLog({ ...env, KEEP_OFF: '1' })).toBe(false)
   })
 })
