@@ -174,10 +174,16 @@ export const AgentConfigSchema = z.object({
   /** onnxruntime session options, the same for every model (see runtime/execution.ts). */
   ort: z
     .object({
-      /** Threads one model run may use; 0 lets onnxruntime choose (one on our 2-vCPU VMs). */
+      /** Threads one model run may use; 0 lets onnxruntime choose (its own choice per machine: one or two on our 2-vCPU VMs). */
       intraOpThreads: threadCount.default(0),
       /** Threads running independent graph branches at once; used only in 'parallel' mode. 0: onnxruntime's default. */
       interOpThreads: threadCount.default(0),
+      /**
+       * Let onnxruntime's pool threads spin while waiting for work (its own default: on). Off here:
+       * a spinning thread holds a core the agent's own thread needs for the broker, decoding and
+       * signing (bench/RESULTS.md, 2026-12-05 "onnxruntime's spinning threads").
+       */
+      allowSpinning: z.boolean().default(false),
       executionMode: z.enum(EXECUTION_MODES).default('sequential'),
       graphOptimizationLevel: z.enum(GRAPH_OPTIMIZATION_LEVELS).default('all'),
       /** Execution providers in order of preference, CPU always last; 'auto': TensorRT, CUDA where the build has them. */
@@ -211,6 +217,8 @@ function defaultDeviceId(): string {
 
 /** An integer from the environment; anything else is passed on as is for the schema to reject. */
 const envInteger = (value: string): number | string => (/^-?\d+(\.\d+)?$/.test(value.trim()) ? Number(value) : value)
+/** true/false or 1/0; anything else is passed on as is for the schema to reject. */
+const envBoolean = (value: string): boolean | string => ({ true: true, '1': true, false: false, '0': false })[value.trim().toLowerCase()] ?? value
 /** 'auto', or a comma-separated list of execution providers. */
 const envList = (value: string): string | string[] => (value.trim() === 'auto' ? 'auto' : value.split(',').map((name) => name.trim()))
 
@@ -218,6 +226,7 @@ const envList = (value: string): string | string[] => (value.trim() === 'auto' ?
 const ORT_ENV: [variable: string, field: keyof AgentConfig['ort'], parse: (value: string) => unknown][] = [
   ['DEPINFER_ORT_THREADS', 'intraOpThreads', envInteger],
   ['DEPINFER_ORT_INTEROP_THREADS', 'interOpThreads', envInteger],
+  ['DEPINFER_ORT_ALLOW_SPINNING', 'allowSpinning', envBoolean],
   ['DEPINFER_ORT_EXECUTION_MODE', 'executionMode', (value) => value.trim()],
   ['DEPINFER_ORT_GRAPH_OPT_LEVEL', 'graphOptimizationLevel', (value) => value.trim()],
   ['DEPINFER_ORT_EPS', 'executionProviders', envList],

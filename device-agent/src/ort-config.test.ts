@@ -13,8 +13,8 @@ const writeConfig = (content: unknown) => {
 const base = { DEPINFER_DEVICE_ID: 'pi-1' }
 
 describe('agent config: ort', () => {
-  it('defaults to onnxruntime-chosen threads, sequential runs, every optimization and automatic EPs', () => {
-    const expected = { intraOpThreads: 0, interOpThreads: 0, executionMode: 'sequential', graphOptimizationLevel: 'all', executionProviders: 'auto' }
+  it('defaults to onnxruntime-chosen threads that do not spin, sequential runs, every optimization and automatic EPs', () => {
+    const expected = { intraOpThreads: 0, interOpThreads: 0, allowSpinning: false, executionMode: 'sequential', graphOptimizationLevel: 'all', executionProviders: 'auto' }
     expect(loadConfig(undefined, base).ort).toEqual(expected)
     // Also when the schema is used directly, as the tests that build configs do.
     expect(AgentConfigSchema.parse({ deviceId: 'd', broker: { url: 'mqtt://x' }, models: [{ bundled: 'ppocr-cls' }], keyPath: '/k' }).ort).toEqual(expected)
@@ -24,11 +24,12 @@ describe('agent config: ort', () => {
 
   it('takes the file, then lets the environment override it', () => {
     const path = writeConfig({
-      ort: { intraOpThreads: 2, interOpThreads: 2, executionMode: 'parallel', graphOptimizationLevel: 'basic', executionProviders: ['tensorrt', 'cuda', 'cpu'] },
+      ort: { intraOpThreads: 2, interOpThreads: 2, allowSpinning: true, executionMode: 'parallel', graphOptimizationLevel: 'basic', executionProviders: ['tensorrt', 'cuda', 'cpu'] },
     })
     expect(loadConfig(path, base).ort).toEqual({
       intraOpThreads: 2,
       interOpThreads: 2,
+      allowSpinning: true,
       executionMode: 'parallel',
       graphOptimizationLevel: 'basic',
       executionProviders: ['tensorrt', 'cuda', 'cpu'],
@@ -37,6 +38,7 @@ describe('agent config: ort', () => {
       ...base,
       DEPINFER_ORT_THREADS: '4',
       DEPINFER_ORT_INTEROP_THREADS: '3',
+      DEPINFER_ORT_ALLOW_SPINNING: 'false',
       DEPINFER_ORT_EXECUTION_MODE: 'sequential',
       DEPINFER_ORT_GRAPH_OPT_LEVEL: 'extended',
       DEPINFER_ORT_EPS: 'cuda, cpu',
@@ -44,11 +46,15 @@ describe('agent config: ort', () => {
     expect(loadConfig(path, env).ort).toEqual({
       intraOpThreads: 4,
       interOpThreads: 3,
+      allowSpinning: false,
       executionMode: 'sequential',
       graphOptimizationLevel: 'extended',
       executionProviders: ['cuda', 'cpu'],
     })
     expect(loadConfig(path, { ...base, DEPINFER_ORT_EPS: 'auto' }).ort.executionProviders).toBe('auto')
+    expect(loadConfig(undefined, { ...base, DEPINFER_ORT_ALLOW_SPINNING: ' 1' }).ort.allowSpinning).toBe(true)
+    expect(loadConfig(undefined, { ...base, DEPINFER_ORT_ALLOW_SPINNING: 'TRUE' }).ort.allowSpinning).toBe(true)
+    expect(loadConfig(path, { ...base, DEPINFER_ORT_ALLOW_SPINNING: '0' }).ort.allowSpinning).toBe(false)
   })
 
   it.each([
@@ -62,6 +68,7 @@ describe('agent config: ort', () => {
     ['negative threads', { intraOpThreads: -1 }, /at ort\.intraOpThreads/],
     ['fractional threads', { interOpThreads: 1.5 }, /at ort\.interOpThreads/],
     ['absurdly many threads', { intraOpThreads: 100_000 }, /at ort\.intraOpThreads/],
+    ['spinning as a string', { allowSpinning: 'no' }, /at ort\.allowSpinning: Invalid input: expected boolean/],
   ])('rejects %s with a ConfigError naming the field', (_what, ort, message) => {
     const path = writeConfig({ ort })
     expect(() => loadConfig(path, base)).toThrow(ConfigError)
@@ -71,6 +78,7 @@ describe('agent config: ort', () => {
   it.each([
     ['DEPINFER_ORT_THREADS', 'four', /at ort\.intraOpThreads \(from DEPINFER_ORT_THREADS\): Invalid input: expected number/],
     ['DEPINFER_ORT_INTEROP_THREADS', '-2', /at ort\.interOpThreads \(from DEPINFER_ORT_INTEROP_THREADS\)/],
+    ['DEPINFER_ORT_ALLOW_SPINNING', 'yes', /at ort\.allowSpinning \(from DEPINFER_ORT_ALLOW_SPINNING\): Invalid input: expected boolean/],
     ['DEPINFER_ORT_EXECUTION_MODE', 'fast', /at ort\.executionMode \(from DEPINFER_ORT_EXECUTION_MODE\)/],
     ['DEPINFER_ORT_GRAPH_OPT_LEVEL', '99', /at ort\.graphOptimizationLevel \(from DEPINFER_ORT_GRAPH_OPT_LEVEL\)/],
     ['DEPINFER_ORT_EPS', 'cuda,,cpu', /at ort\.executionProviders\.1 \(from DEPINFER_ORT_EPS\): Invalid option/],

@@ -135,7 +135,7 @@ export const DeviceStatusSchema = z.object({
       executionProviders: z.array(z.string()),
       // Session options, for reporting only: strings rather than enums, so that a newer agent's
       // value never makes its whole status unparseable. Threads: 0 is onnxruntime's default.
-      threads: z.object({ intraOp: count, interOp: count }).optional(),
+      threads: z.object({ intraOp: count, interOp: count, allowSpinning: z.boolean().optional() }).optional(),
       graphOptimizationLevel: z.string().optional(),
       executionMode: z.string().optional(),
       /** Preferred execution providers that are not usable here, and why. */

@@ -56,14 +56,18 @@ describe('execution provider preference', () => {
     expect(preferredProviders(['webgpu', 'cpu'], ['cpu', 'webgpu'], false)).toEqual(['webgpu', 'cpu'])
   })
 
-  it('leaves a thread count of 0 to onnxruntime and passes every other option under its onnxruntime name', () => {
-    expect(sessionOptions(settingsWith({}), ['cpu'])).toEqual({ executionProviders: ['cpu'], graphOptimizationLevel: 'all', executionMode: 'sequential' })
-    expect(sessionOptions(settingsWith({ intraOpThreads: 3, interOpThreads: 2, executionMode: 'parallel', graphOptimizationLevel: 'basic' }), ['cuda', 'cpu'])).toEqual({
+  it('leaves a thread count of 0 to onnxruntime, keeps its threads from spinning unless allowed, and passes every other option under its onnxruntime name', () => {
+    const spinning = (allowed: '0' | '1') => ({ session: { intra_op: { allow_spinning: allowed }, inter_op: { allow_spinning: allowed } } })
+    expect(sessionOptions(settingsWith({}), ['cpu'])).toEqual({ executionProviders: ['cpu'], graphOptimizationLevel: 'all', executionMode: 'sequential', extra: spinning('0') })
+    expect(
+      sessionOptions(settingsWith({ intraOpThreads: 3, interOpThreads: 2, allowSpinning: true, executionMode: 'parallel', graphOptimizationLevel: 'basic' }), ['cuda', 'cpu']),
+    ).toEqual({
       executionProviders: ['cuda', 'cpu'],
       graphOptimizationLevel: 'basic',
       executionMode: 'parallel',
       intraOpNumThreads: 3,
       interOpNumThreads: 2,
+      extra: spinning('1'),
     })
   })
 
@@ -156,10 +160,10 @@ describe('session options reach the session the agent serves from', () => {
       const settings = settingsWith({ executionProviders: ['cpu'], graphOptimizationLevel: level, intraOpThreads: 2 })
       const { runtime, model } = await load(settings, create)
       await model.session!.release()
-      expect(used).toEqual([{ executionProviders: ['cpu'], graphOptimizationLevel: level, executionMode: 'sequential', intraOpNumThreads: 2 }])
+      expect(used).toEqual([{ executionProviders: ['cpu'], graphOptimizationLevel: level, executionMode: 'sequential', intraOpNumThreads: 2, extra: expect.any(Object) }])
       expect(runtime.status()).toMatchObject({
         executionProviders: ['cpu'],
-        threads: { intraOp: 2, interOp: 0 },
+        threads: { intraOp: 2, interOp: 0, allowSpinning: false },
         graphOptimizationLevel: level,
         executionMode: 'sequential',
       })

@@ -73,15 +73,19 @@ export function preferredProviders(
   return [...wanted.filter((name) => name !== 'cpu'), 'cpu']
 }
 
+const spinning = (settings: OrtSettings) => (settings.allowSpinning ? '1' : '0')
+
 /** onnxruntime's session options for the settings, with `providers` registered in this order. */
 export function sessionOptions(settings: OrtSettings, providers: readonly ExecutionProviderName[]): SessionOptions {
   return {
     executionProviders: [...providers],
     graphOptimizationLevel: settings.graphOptimizationLevel,
     executionMode: settings.executionMode,
-    // 0 means "onnxruntime's default" (its own choice per machine; one on our 2-vCPU VMs): leave the option unset.
+    // 0 means "onnxruntime's default" (its own choice per machine): leave the option unset.
     ...(settings.intraOpThreads > 0 && { intraOpNumThreads: settings.intraOpThreads }),
     ...(settings.interOpThreads > 0 && { interOpNumThreads: settings.interOpThreads }),
+    // Session config entries (onnxruntime's session_options_config_keys), flattened by onnxruntime-node.
+    extra: { session: { intra_op: { allow_spinning: spinning(settings) }, inter_op: { allow_spinning: spinning(settings) } } },
   }
 }
 
@@ -170,13 +174,13 @@ export class OrtRuntime {
 
   /** The runtime part of the device status; `executionProviders` is empty until the EPs are known. */
   status(): RuntimeStatus {
-    const { intraOpThreads, interOpThreads, graphOptimizationLevel, executionMode } = this.#settings
+    const { intraOpThreads, interOpThreads, allowSpinning, graphOptimizationLevel, executionMode } = this.#settings
     const skipped = this.#availability?.skipped ?? []
     return {
       name: 'onnxruntime-node',
       version: ORT_VERSION,
       executionProviders: this.#availability?.usable ?? [],
-      threads: { intraOp: intraOpThreads, interOp: interOpThreads },
+      threads: { intraOp: intraOpThreads, interOp: interOpThreads, allowSpinning },
       graphOptimizationLevel,
       executionMode,
       ...(skipped.length > 0 && { skippedExecutionProviders: skipped }),
