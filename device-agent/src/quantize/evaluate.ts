@@ -4,6 +4,7 @@
  */
 import * as ort from 'onnxruntime-node'
 import { defaultSampleKind, generateSamples, type SampleKind } from './samples.js'
+import { spinningEntries } from '../runtime/execution.js'
 import { keepOrtTelemetryOff } from '../runtime/ort-telemetry.js'
 
 // Before any session of this process (ort-telemetry.ts): the quantizer also runs inside `depinfer models publish --int8`.
@@ -12,8 +13,8 @@ keepOrtTelemetryOff()
 type SessionOptions = ort.InferenceSession.SessionOptions
 export type Feeds = Record<string, ort.Tensor>
 
-/** The session options the agent uses by default (see runtime/execution.ts). */
-export const DEFAULT_SESSION_OPTIONS: SessionOptions = { graphOptimizationLevel: 'all', executionMode: 'sequential' }
+/** The session options the agent uses by default (runtime/execution.ts sessionOptions with the default config). */
+export const DEFAULT_SESSION_OPTIONS: SessionOptions = { graphOptimizationLevel: 'all', executionMode: 'sequential', extra: spinningEntries(false) }
 
 /**
  * The model cannot be measured: onnxruntime refuses to load or run it on the sample inputs, or

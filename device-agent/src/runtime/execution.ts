@@ -73,7 +73,11 @@ export function preferredProviders(
   return [...wanted.filter((name) => name !== 'cpu'), 'cpu']
 }
 
-const spinning = (settings: OrtSettings) => (settings.allowSpinning ? '1' : '0')
+/** Session config entries (onnxruntime's session_options_config_keys, flattened by onnxruntime-node) for thread spinning. */
+export function spinningEntries(allowSpinning: boolean): SessionOptions['extra'] {
+  const allow = allowSpinning ? '1' : '0'
+  return { session: { intra_op: { allow_spinning: allow }, inter_op: { allow_spinning: allow } } }
+}
 
 /** onnxruntime's session options for the settings, with `providers` registered in this order. */
 export function sessionOptions(settings: OrtSettings, providers: readonly ExecutionProviderName[]): SessionOptions {
@@ -84,8 +88,7 @@ export function sessionOptions(settings: OrtSettings, providers: readonly Execut
     // 0 means "onnxruntime's default" (its own choice per machine): leave the option unset.
     ...(settings.intraOpThreads > 0 && { intraOpNumThreads: settings.intraOpThreads }),
     ...(settings.interOpThreads > 0 && { interOpNumThreads: settings.interOpThreads }),
-    // Session config entries (onnxruntime's session_options_config_keys), flattened by onnxruntime-node.
-    extra: { session: { intra_op: { allow_spinning: spinning(settings) }, inter_op: { allow_spinning: spinning(settings) } } },
+    extra: spinningEntries(settings.allowSpinning),
   }
 }
 
