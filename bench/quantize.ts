@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { bundledModelPath, type BundledModelName } from '../device-agent/src/models/bundled.js'
 import {
+  DEFAULT_SESSION_OPTIONS,
   compareModels,
   measureLatency,
   preprocessModel,
@@ -91,10 +92,11 @@ const PLANS: Record<string, ModelPlan> = {
 const { values } = parseArgs({ options: { models: { type: 'string' }, threads: { type: 'string' } } })
 const models = (values.models ?? 'cls,rec').split(',').map((m) => m.trim())
 const threads = values.threads === undefined ? undefined : Number(values.threads)
-const sessionOptions = { graphOptimizationLevel: 'all', executionMode: 'sequential', ...(threads !== undefined && { intraOpNumThreads: threads }) } as const
+// As the agent runs its sessions (threads that do not spin), with --threads if given.
+const sessionOptions = { ...DEFAULT_SESSION_OPTIONS, ...(threads !== undefined && { intraOpNumThreads: threads }) }
 
 console.log(`# int8 quantization: fp32 vs int8 (bench/quantize.ts)\n\n${machineLine()}`)
-console.log(`onnxruntime session: graph optimization all, sequential, intra-op threads ${threads ?? 'default'}\n`)
+console.log(`onnxruntime session: graph optimization all, sequential, intra-op threads ${threads ?? 'default'}, threads do not spin\n`)
 
 for (const key of models) {
   const plan = PLANS[key]

@@ -218,7 +218,8 @@ function defaultDeviceId(): string {
 /** An integer from the environment; anything else is passed on as is for the schema to reject. */
 const envInteger = (value: string): number | string => (/^-?\d+(\.\d+)?$/.test(value.trim()) ? Number(value) : value)
 /** true/false or 1/0; anything else is passed on as is for the schema to reject. */
-const envBoolean = (value: string): boolean | string => ({ true: true, '1': true, false: false, '0': false })[value.trim().toLowerCase()] ?? value
+const ENV_BOOLEANS = new Map([['true', true], ['1', true], ['false', false], ['0', false]])
+const envBoolean = (value: string): boolean | string => ENV_BOOLEANS.get(value.trim().toLowerCase()) ?? value
 /** 'auto', or a comma-separated list of execution providers. */
 const envList = (value: string): string | string[] => (value.trim() === 'auto' ? 'auto' : value.split(',').map((name) => name.trim()))
 

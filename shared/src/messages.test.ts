@@ -66,7 +66,7 @@ describe('DeviceStatusSchema', () => {
         name: 'onnxruntime-node',
         version: '1.30.0',
         executionProviders: ['cuda', 'cpu'],
-        threads: { intraOp: 4, interOp: 0 },
+        threads: { intraOp: 4, interOp: 0, allowSpinning: false },
         graphOptimizationLevel: 'all',
         executionMode: 'sequential',
         skippedExecutionProviders: [{ name: 'tensorrt', reason: 'Failed to load shared library' }],
@@ -75,6 +75,8 @@ describe('DeviceStatusSchema', () => {
     expect(DeviceStatusSchema.parse(tuned)).toEqual(tuned)
     // Reporting fields are strings, not enums: a level a newer onnxruntime adds still parses.
     expect(DeviceStatusSchema.parse({ ...tuned, runtime: { ...tuned.runtime, graphOptimizationLevel: 'layout' } }).runtime?.graphOptimizationLevel).toBe('layout')
+    // An agent from before allowSpinning was reported.
+    expect(DeviceStatusSchema.parse({ ...tuned, runtime: { ...tuned.runtime, threads: { intraOp: 4, interOp: 0 } } }).runtime?.threads).toEqual({ intraOp: 4, interOp: 0 })
     const older = DeviceStatusSchema.parse(status())
     expect(older.runtime).toEqual({ name: 'onnxruntime-node', version: '1.20.0', executionProviders: ['cpu'] })
     expect(older.models[0]!.executionProvider).toBeUndefined()
@@ -83,6 +85,7 @@ describe('DeviceStatusSchema', () => {
   it.each([
     ['negative threads', { threads: { intraOp: -1, interOp: 0 } }, 'runtime.threads.intraOp'],
     ['fractional threads', { threads: { intraOp: 1, interOp: 0.5 } }, 'runtime.threads.interOp'],
+    ['spinning as a string', { threads: { intraOp: 1, interOp: 0, allowSpinning: 'no' } }, 'runtime.threads.allowSpinning'],
     ['a skipped EP without a reason', { skippedExecutionProviders: [{ name: 'cuda' }] }, 'runtime.skippedExecutionProviders.0.reason'],
   ])('rejects runtime tuning with %s', (_case, patch, path) => {
     expect(issuePaths(DeviceStatusSchema.safeParse({ ...status(), runtime: { ...status().runtime, ...patch } }))).toContain(path)

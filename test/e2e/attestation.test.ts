@@ -368,7 +368,7 @@ describe('attestations on the local chain', () => {
     const meta = (await api.get(`/v2/models/${MODEL}`)).body as { sha256: string; inputs: ModelDescriptor['inputs']; outputs: ModelDescriptor['outputs'] }
     return { name: MODEL, version: '1', sha256: meta.sha256, platform: 'onnxruntime_onnx', inputs: meta.inputs, outputs: meta.outputs, maxBatch: 1, state: 'ready' }
   }
-  /** A rogue device serving MODEL, once the edge routes to it (it claims to be the fastest). */
+  /** A rogue device serving MODEL, once the edge counts it ready (untried, it is guessed as fast as the fastest round trip seen). */
   const routedRogue = async (deviceId: string, mode: RogueMode, options: { victimId?: string } = {}) => {
     const rogue = await startRogueDevice({ brokerUrl: network.broker.tcpUrl, deviceId, mode, model: await servedModel(), ...options })
     await expect.poll(async () => ((await api.get(`/v2/models/${MODEL}`)).body as { parameters: { ready_devices?: number } }).parameters.ready_devices, { timeout: 10_000 }).toBe(2)

@@ -11,7 +11,7 @@
 import { readFileSync, statSync, writeFileSync } from 'node:fs'
 import { basename, dirname, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { EvaluationError, ShapeOverrideError, inputSpecs, latencyBatches, sampleFeeds, withBatch } from './evaluate.js'
+import { DEFAULT_SESSION_OPTIONS, EvaluationError, ShapeOverrideError, inputSpecs, latencyBatches, sampleFeeds, withBatch } from './evaluate.js'
 import { OnnxFormatError } from './onnx-proto.js'
 import { QUANTIZABLE_OPS, QuantizeError, preprocessModel, quantizeModel, type QuantizableOp, type QuantizeOptions } from './quantize.js'
 import { EVALUATION_DEFAULTS, evaluateQuantization, formatReport, nothingQuantized, type SearchSummary } from './report.js'
@@ -213,8 +213,7 @@ export async function main(argv: string[]): Promise<number> {
       options.calibration = sampleFeeds(withBatch(specs, 1) ?? specs, count, seed + 1_000_003, kind as SampleKind | undefined)
     }
     const sessionOptions = {
-      graphOptimizationLevel: 'all',
-      executionMode: 'sequential',
+      ...DEFAULT_SESSION_OPTIONS,
       // onnxruntime's own log would repeat, on a line of its own, the failure this command
       // reports itself (EvaluationError carries onnxruntime's message).
       logSeverityLevel: 4,

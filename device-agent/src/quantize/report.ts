@@ -17,6 +17,7 @@ import {
   type InputSpec,
   type LatencyResult,
 } from './evaluate.js'
+import { spinningAllowed } from '../runtime/execution.js'
 import { decodeModel } from './onnx-proto.js'
 import type { QuantizeReport } from './quantize.js'
 import type { SampleKind } from './samples.js'
@@ -178,6 +179,7 @@ function describeSessionOptions(o: ort.InferenceSession.SessionOptions): string 
     `graph optimization ${o.graphOptimizationLevel ?? 'all'}`,
     `${o.executionMode ?? 'sequential'} execution`,
     `intra-op threads ${o.intraOpNumThreads ?? 'default'}`,
+    spinningAllowed(o) ? 'threads spin while idle' : 'threads do not spin',
   ].join(', ')
 }
 

@@ -73,10 +73,21 @@ export function preferredProviders(
   return [...wanted.filter((name) => name !== 'cpu'), 'cpu']
 }
 
-/** Session config entries (onnxruntime's session_options_config_keys, flattened by onnxruntime-node) for thread spinning. */
+/**
+ * Session config entries for thread spinning: onnxruntime's session_options_config_keys, which
+ * onnxruntime-node's binding flattens from `extra` (IterateExtraOptions in its
+ * session_options_helper.cc: `session.intra_op.allow_spinning`; onnxruntime-common's typing still
+ * calls `extra` WebAssembly-only). Values are the strings "0" and "1".
+ */
 export function spinningEntries(allowSpinning: boolean): SessionOptions['extra'] {
   const allow = allowSpinning ? '1' : '0'
   return { session: { intra_op: { allow_spinning: allow }, inter_op: { allow_spinning: allow } } }
+}
+
+/** Whether session options let the intra-op threads spin (onnxruntime's default when no entry says otherwise). */
+export function spinningAllowed(options: SessionOptions): boolean {
+  const extra = options.extra as { session?: { intra_op?: { allow_spinning?: unknown } } } | undefined
+  return extra?.session?.intra_op?.allow_spinning !== '0'
 }
 
 /** onnxruntime's session options for the settings, with `providers` registered in this order. */
