@@ -37,7 +37,7 @@ import {
 } from '../../shared/src/index.js'
 import { startRogueDevice, type RogueMode } from '../helpers/rogue-device.js'
 import { startRpcProxy, type RpcProxy } from '../helpers/rpc-proxy.js'
-import { answerAttestation, apiClient, waitForModelReady, type ApiClient } from './support.js'
+import { answerAttestation, apiClient, readyDevices, waitForModelReady, type ApiClient } from './support.js'
 
 const DEVICE = 'attesting-device'
 const MODEL = 'ppocr-cls'
@@ -371,7 +371,7 @@ describe('attestations on the local chain', () => {
   /** A rogue device serving MODEL, once the edge counts it ready (untried, it is guessed as fast as the fastest round trip seen). */
   const routedRogue = async (deviceId: string, mode: RogueMode, options: { victimId?: string } = {}) => {
     const rogue = await startRogueDevice({ brokerUrl: network.broker.tcpUrl, deviceId, mode, model: await servedModel(), ...options })
-    await expect.poll(async () => ((await api.get(`/v2/models/${MODEL}`)).body as { parameters: { ready_devices?: number } }).parameters.ready_devices, { timeout: 10_000 }).toBe(2)
+    await expect.poll(() => readyDevices(api, MODEL), { timeout: 10_000 }).toBe(2)
     return rogue
   }
   /**

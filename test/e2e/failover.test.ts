@@ -12,7 +12,7 @@ import type { LocalBroker } from '../../scripts/local/broker.js'
 import { exampleInferRequest } from '../../scripts/local/example-input.js'
 import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/network.js'
 import { waitFor } from '../../scripts/local/wait-for.js'
-import { apiClient, BROKERS, waitForModelReady, type ApiClient } from './support.js'
+import { apiClient, BROKERS, readyDevices, waitForModelReady, type ApiClient } from './support.js'
 
 /** A detector job big enough to still be running when the test strikes (~0.5 s here). */
 const slowJob = (timeoutMs?: number) => ({
@@ -61,8 +61,7 @@ describe.each(BROKERS)('failover through $name', (brokerKind) => {
   })
 
   it('has an input one device refuses confirmed by the other before answering 422; both keep serving', async () => {
-    const readyDevices = async () => ((await api.get('/v2/models/ppocr-det')).body.parameters as { ready_devices: number }).ready_devices
-    await expect.poll(readyDevices, { timeout: 30_000 }).toBe(2)
+    await expect.poll(() => readyDevices(api, 'ppocr-det'), { timeout: 30_000 }).toBe(2)
     const seen = jobsSeen.length
     // Valid by the metadata (dynamic H and W), but the detector needs multiples of 32.
     const data = new Array(3 * 40 * 40).fill(0.5)
@@ -72,7 +71,7 @@ describe.each(BROKERS)('failover through $name', (brokerKind) => {
     await waitFor('both jobs seen on the wire', async () => (jobsSeen.length >= seen + 2 ? true : undefined), 5_000, 10)
     expect(new Set(jobsSeen.slice(seen))).toEqual(new Set(['device-a', 'device-b']))
     // Neither is held to have lied (a suspect device is not counted ready), and both serve.
-    expect(await readyDevices()).toBe(2)
+    expect(await readyDevices(api, 'ppocr-det')).toBe(2)
     expect((await api.post('/v2/models/ppocr-det/infer', { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 3, 32, 32], data: new Array(3 * 32 * 32).fill(0.5) }] })).status).toBe(200)
   })
 

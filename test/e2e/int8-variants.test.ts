@@ -27,7 +27,7 @@ import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/networ
 import { waitFor } from '../../scripts/local/wait-for.js'
 import { tinyClassifierModel } from '../helpers/onnx-model.js'
 import { startRogueDevice } from '../helpers/rogue-device.js'
-import { answerAttestation, apiClient, outputByName, runDirect, waitForModelReady, type ApiClient, type ApiResponse } from './support.js'
+import { answerAttestation, apiClient, outputByName, readyDevices, runDirect, waitForModelReady, type ApiClient, type ApiResponse } from './support.js'
 import { runNode } from '../helpers/run-node.js'
 import { temporaryDirectory } from '../helpers/temporary-directory.js'
 
@@ -79,8 +79,6 @@ describe('int8 variants of published models', () => {
     const input = request.inputs[0]!
     return { response, feeds: { x: new ort.Tensor('float32', Float32Array.from(input.data), input.shape) } }
   }
-  const readyDevices = async (version: string) =>
-    ((await api.get(`/v2/models/cls-int8/versions/${version}`)).body.parameters as { ready_devices?: number } | undefined)?.ready_devices ?? 0
   const direct = async (path: string, feeds: Record<string, ort.Tensor>) => Array.from((await runDirect(path, feeds))[OUTPUT]!.data as Float32Array)
 
   beforeAll(async () => {
@@ -238,7 +236,7 @@ describe('int8 variants of published models', () => {
 
     // A device with precision fp32 serves the same model: grouped with the int8 device under it.
     network.startAgent({ deviceId: 'fp32-device', models: 'published:cls-int8@1', env: agentEnv('cache-fp32', { DEPINFER_PRECISION: 'fp32' }) })
-    await waitFor('both devices ready for cls-int8', async () => ((await readyDevices('1')) === 2 ? true : undefined), 60_000)
+    await waitFor('both devices ready for cls-int8', async () => ((await readyDevices(api, 'cls-int8', '1')) === 2 ? true : undefined), 60_000)
     expect(modelOn('fp32-device', 'cls-int8')).toMatchObject({ sha256: clsSha, runs: { variant: 'fp32', sha256: clsSha } })
     await agent.stop()
   })
@@ -269,7 +267,7 @@ describe('int8 variants of published models', () => {
       // The Gateway sees it online (the fp32 device and it)…
       await waitFor('the rogue device seen', async () => (((await api.get('/v2/health/ready')).body.devices_online as number) === 2 ? true : undefined))
       // …but does not count it as ready for the model, and sends it no job.
-      expect(await readyDevices('1')).toBe(1)
+      expect(await readyDevices(api, 'cls-int8', '1')).toBe(1)
       for (let seed = 10; seed < 16; seed++) {
         const { response } = await infer('/v2/models/cls-int8/versions/1/infer', seed)
         expect(response.body.parameters).toMatchObject({ device_id: 'fp32-device', model_variant: 'fp32' })
@@ -292,7 +290,7 @@ describe('int8 variants of published models', () => {
       const ready = await api.get('/v2/models/cls-int8/versions/2/ready')
       expect(ready.status).toBe(400)
       expect(ready.body).toMatchObject({ ready: false, state: 'UNAVAILABLE' })
-      expect(await readyDevices('2')).toBe(0)
+      expect(await readyDevices(api, 'cls-int8', '2')).toBe(0)
       const response = await api.post('/v2/models/cls-int8/versions/2/infer', exampleInferRequest(20))
       expect(response.status, response.text).toBe(503)
       expect(borrower.jobsReceived()).toBe(0)

@@ -15,7 +15,7 @@ import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/networ
 import { waitFor } from '../../scripts/local/wait-for.js'
 import type { ModelDescriptor } from '../../shared/src/index.js'
 import { startRogueDevice } from '../helpers/rogue-device.js'
-import { apiClient, waitForModelReady, type ApiClient } from './support.js'
+import { apiClient, readyDevices, waitForModelReady, type ApiClient } from './support.js'
 
 const MODEL = 'ppocr-cls'
 const SHAPE = [1, 3, 48, 32]
@@ -68,13 +68,12 @@ describe('spot checks', () => {
     expect((await chain.waitForTransactionReceipt({ hash })).status).toBe('success')
     api = apiClient(network.edge.url, await network.edge.createApiKey('spot-check-payer', undefined, payer.address))
     await waitForModelReady(api, MODEL)
-    await waitFor('both agents ready', async () => ((await readyDevices()) === 2 ? true : undefined), 60_000)
+    await waitFor('both agents ready', async () => ((await readyDevices(api, MODEL)) === 2 ? true : undefined), 60_000)
   })
   afterAll(async () => {
     await network?.close()
   })
 
-  const readyDevices = async () => ((await api.get(`/v2/models/${MODEL}`)).body as { parameters: { ready_devices?: number } }).parameters.ready_devices
   const infer = async () => {
     const data = Array.from({ length: SHAPE.reduce((a, b) => a * b, 1) }, () => Math.round(Math.random() * 1e4) / 1e4)
     const response = await api.post(`/v2/models/${MODEL}/infer`, { inputs: [{ name: 'x', datatype: 'FP32', shape: SHAPE, data }] })
@@ -134,7 +133,7 @@ describe('spot checks', () => {
     const model: ModelDescriptor = { name: MODEL, version: '1', sha256: meta.sha256, platform: 'onnxruntime_onnx', inputs: meta.inputs, outputs: meta.outputs, maxBatch: 1, state: 'ready' }
     const rogue = await startRogueDevice({ brokerUrl: network.broker.tcpUrl, deviceId: 'rogue-lazy', mode: 'lazy', model })
     try {
-      await expect.poll(readyDevices, { timeout: 10_000 }).toBe(3)
+      await expect.poll(() => readyDevices(api, MODEL), { timeout: 10_000 }).toBe(3)
       // It claims to be the fastest, so it answers the first job: zeros, signed, accepted (the
       // attestation is valid). The re-runs on the two real agents show it.
       const first = await infer()
@@ -148,7 +147,7 @@ describe('spot checks', () => {
         expect(c.detail).toMatch(/differs at element/)
       }
       // Out of scheduling (and of checks): the next jobs go to the real agents only.
-      await expect.poll(readyDevices, { timeout: 5_000 }).toBe(2)
+      await expect.poll(() => readyDevices(api, MODEL), { timeout: 5_000 }).toBe(2)
       const received = rogue.jobsReceived()
       const next = []
       for (let i = 0; i < 4; i++) next.push(await infer())

@@ -62,6 +62,12 @@ export function waitForModelReady(api: ApiClient, model: string, timeoutMs = 60_
   return waitFor(`model ${model} ready`, async () => ((await api.get(`/v2/models/${model}/ready`)).status === 200 ? true : undefined), timeoutMs)
 }
 
+/** How many devices the edge counts ready for the model (its metadata's `ready_devices`; 0 when absent). */
+export async function readyDevices(api: ApiClient, model: string, version?: string): Promise<number> {
+  const path = version === undefined ? `/v2/models/${model}` : `/v2/models/${model}/versions/${version}`
+  return ((await api.get(path)).body.parameters as { ready_devices?: number } | undefined)?.ready_devices ?? 0
+}
+
 /** Runs a model directly with onnxruntime-node in this process: the reference for outputs. */
 export async function runDirect(
   modelPath: string,
