@@ -41,7 +41,7 @@ import { startAgent, type RunningAgent } from './agent.js'
 import { AgentConfigSchema } from './config.js'
 import { initDeviceKey } from './keys/device-key.js'
 import { bundledModelPath } from './models/bundled.js'
-import { buildModel, rawData } from '../../test/helpers/onnx-model.js'
+import { buildModel, rawData, slowModel } from '../../test/helpers/onnx-model.js'
 import { temporaryDirectory } from '../../test/helpers/temporary-directory.js'
 
 const DEVICE = 'agent-under-test'
@@ -447,6 +447,83 @@ describe('stopping with jobs in hand', () => {
         ].sort((a, b) => a.jobId.localeCompare(b.jobId)),
       )
       expect(seen.slice(3)).toEqual([{ kind: 'offline' }])
+    } finally {
+      await agent.stop()
+      await gateway.endAsync()
+      await broker.close()
+    }
+  })
+})
+
+describe('long runs', () => {
+  it('goes on heartbeating through a long job once the model has moved to a worker thread (ort.runIn "auto")', async () => {
+    const broker = await startLocalBroker()
+    const gateway = await mqtt.connectAsync(broker.tcpUrl, { clientId: gatewayClientId('long-run-test') })
+    const device = 'long-run-device'
+    const deviceResults = gatewayResultsTopic('test', device)
+    const modelPath = join(temporaryDirectory('slow-model-'), 'slow.onnx')
+    writeFileSync(modelPath, slowModel())
+    const results = new Map<string, { at: number; frame: DecodedFrame }>()
+    const heartbeats: number[] = []
+    let status: DeviceStatus | undefined
+    gateway.on('message', (topic, payload) => {
+      if (topic === deviceResults) {
+        for (const frame of decodeFrames(payload)) results.set(String(frame.header.jobId), { at: performance.now(), frame })
+      } else if (topic === deviceStatusTopic(device)) {
+        status = DeviceStatusSchema.parse(JSON.parse(payload.toString()))
+      } else {
+        heartbeats.push(performance.now())
+      }
+    })
+    await gateway.subscribeAsync([deviceResults, deviceStatusTopic(device), `depinfer/v1/devices/${device}/heartbeat`], { qos: 1 })
+    const key = join(temporaryDirectory('agent-key-'), 'device.key')
+    initDeviceKey(key)
+    const config = AgentConfigSchema.parse({ deviceId: device, broker: { url: broker.tcpUrl }, models: [{ name: 'slow', version: '1', path: modelPath }], heartbeatSec: 0.1, keyPath: key })
+    const agent = await startAgent(config, () => {})
+    try {
+      await agent.modelsSettled
+      await waitFor('the model ready', async () => (status?.models[0]?.state === 'ready' ? true : undefined))
+      expect(status!.models[0]!.thread).toBe('agent-thread')
+      expect(status!.runtime?.runIn).toBe('auto')
+
+      // Iterations for a run of about a second here, measured on onnxruntime directly.
+      const direct = await ort.InferenceSession.create(modelPath)
+      const x = new ort.Tensor('float32', Float32Array.from({ length: 2 * 64 }, (_, i) => Math.sin(i)), [2, 64])
+      const timed = Date.now()
+      await direct.run({ x, iterations: new ort.Tensor('int64', BigInt64Array.of(20_000n), []) })
+      const iterations = BigInt(Math.ceil((1_000 / Math.max(1, Date.now() - timed)) * 20_000))
+      const expected = await direct.run({ x, iterations: new ort.Tensor('int64', BigInt64Array.of(iterations), []) })
+      await direct.release()
+
+      const inputs: RawTensor[] = [
+        { name: 'x', datatype: 'FP32', shape: [2, 64], data: bytesOf(x.data as Float32Array) },
+        { name: 'iterations', datatype: 'INT64', shape: [], data: bytesOf(BigInt64Array.of(iterations)) },
+      ]
+      const model = { name: 'slow', version: '1', sha256: sha256Hex(readFileSync(modelPath)) }
+      const send = (name: string, tensors = inputs) => {
+        const sentAt = performance.now()
+        gateway.publish(deviceJobsTopic(device), jobFrame(name, tensors, { replyTo: deviceResults, model }), { qos: 1 })
+        return sentAt
+      }
+      // A model's first run is not judged (it also sets onnxruntime up): a short one here.
+      send('short', [inputs[0]!, { ...inputs[1]!, data: bytesOf(BigInt64Array.of(1n)) }])
+      await waitFor('the short result', async () => results.get(idOf('short')), 10_000, 10)
+      // On the agent's thread, a long run moves the model...
+      send('long-1')
+      const first = await waitFor('the first long result', async () => results.get(idOf('long-1')), 30_000, 10)
+      await waitFor('the model in a worker thread', async () => (status?.models[0]?.thread === 'worker-thread' ? true : undefined), 10_000)
+      // ...and through the next one the agent heartbeats every 100 ms as if idle.
+      const sentAt = send('long-2')
+      const second = await waitFor('the second long result', async () => results.get(idOf('long-2')), 30_000, 10)
+      const during = heartbeats.filter((at) => at > sentAt && at < second.at)
+      const runMs = second.at - sentAt
+      expect(runMs).toBeGreaterThan(400)
+      // Half the beats of an idle agent at least (a held thread sends none until the run ends).
+      expect(during.length).toBeGreaterThanOrEqual(Math.floor(runMs / 100 / 2))
+      for (const result of [first, second]) {
+        expect(result.frame.header.error).toBeUndefined()
+        expect(Buffer.from(result.frame.tensors[0]!.data).equals(Buffer.from(bytesOf(expected.y!.data as Float32Array)))).toBe(true)
+      }
     } finally {
       await agent.stop()
       await gateway.endAsync()

@@ -41,7 +41,7 @@ import { ModelProvisioner } from './models/provision.js'
 import { Batcher, DeadlineExceededError } from './runtime/batcher.js'
 import { OrtRuntime } from './runtime/execution.js'
 import { loadModel, modelsFromConfig, modelSha256, type LoadedModel } from './runtime/loaded-model.js'
-import { checkJobTensors, InvalidJobInputError, runModel } from './runtime/run-job.js'
+import { checkJobTensors, InvalidJobInputError } from './runtime/run-job.js'
 
 const EWMA_WEIGHT = 0.2
 /** How long a stop waits for the broker to acknowledge the offline status. */
@@ -50,8 +50,8 @@ const STOP_PUBLISH_WAIT_MS = 2_000
  * How long a stop waits for the jobs already received to be answered before it says offline
  * (the edge fails a job whose device goes offline, even one about to be answered). Covers the
  * edge's default job deadline (30 s). Supervisors kill sooner or later (`docker stop` after 10 s
- * unless given `--time`, systemd after 90 s); a second Ctrl-C ends the process as soon as the
- * current onnxruntime run returns (runs are synchronous on this thread).
+ * unless given `--time`, systemd after 90 s); a second Ctrl-C ends the process as soon as this
+ * thread is free (a run on the agent's thread holds it until the run returns).
  */
 const STOP_DRAIN_WAIT_MS = 30_000
 /**
@@ -100,11 +100,11 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
   const key = await loadDeviceKey(config.keyPath)
   prepareSigning()
   const signer = new AttestationSigner(key.privateKey)
-  const runtime = new OrtRuntime(config.ort, log)
+  const runtime = new OrtRuntime(config.ort, log, { sessionMoved: () => publishStatus() })
   const serve = (loaded: LoadedModel): ServedModel => ({
     loaded,
     // maxBatch is read per batch: it is only known (and only > 1) once the model has loaded.
-    batcher: new Batcher((inputs, outputs) => runModel(loaded.session!, inputs, outputs), {
+    batcher: new Batcher((inputs, outputs) => loaded.session!.run(inputs, outputs), {
       get maxBatch() {
         return loaded.maxBatch
       },
@@ -274,8 +274,9 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
       // Service time per job: a batch of n shares one run.
       const perJobMs = inferMs / batchJobs
       ewmaMs = ewmaMs === 0 ? perJobMs : ewmaMs * (1 - EWMA_WEIGHT) + perJobMs * EWMA_WEIGHT
-      // Hashed after the run, not alongside it: onnxruntime-node runs a session synchronously on
-      // this thread, so there is nothing to overlap with (SHA-256: ~0.08 ms for a 48×192 image).
+      // Hashed after the run, not alongside it: a run on the agent's thread holds it (nothing to
+      // overlap with), and one in a worker thread is long (ort.runIn) next to the SHA-256 (~0.08 ms
+      // for a 48×192 image).
       const inputHash = inputCommitment(Buffer.from(header.attest.salt.slice(2), 'hex'), inputs)
       // Attested with the file that ran (a variant's own sha256 when it is one), not the model's identity.
       reply(result.outputs, undefined, await attest(header, model.loaded.sha256!, inputHash, result.outputs))

@@ -62,7 +62,7 @@ describe('agent config', () => {
     ['a key another kind of model source has', { models: [{ bundled: 'ppocr-cls', version: '2' }] }, 'unknown key "version" at models.0 in agent config PATH (known keys: "bundled")'],
     ['keys of two kinds of model source', { models: [{ url: 'https://x/m.onnx', sha256: 'ab'.repeat(32), name: 'm', path: '/m.onnx' }] }, 'unknown key "path" at models.0 in agent config PATH (known keys: "url", "sha256", "name", "version")'],
     ['a key whose first word only one known key has', { keyFile: '/k' }, 'unknown key "keyFile" in agent config PATH (did you mean "keyPath"?)'],
-    ['a key like no other', { ort: { threads: 2 } }, 'unknown key "threads" at ort in agent config PATH (known keys: "intraOpThreads", "interOpThreads", "allowSpinning", "executionMode", "graphOptimizationLevel", "executionProviders")'],
+    ['a key like no other', { ort: { threads: 2 } }, 'unknown key "threads" at ort in agent config PATH (known keys: "intraOpThreads", "interOpThreads", "allowSpinning", "runIn", "executionMode", "graphOptimizationLevel", "executionProviders")'],
   ])('refuses %s, naming the key and the file, instead of ignoring it', (_what, content, message) => {
     const path = writeConfig({ deviceId: 'd', ...content })
     expect(() => loadConfig(path, {})).toThrow(ConfigError)
@@ -83,7 +83,7 @@ describe('agent config', () => {
       heartbeatSec: 1,
       batching: { maxBatch: 2, maxQueueDelayMs: 1 },
       reconnect: { minMs: 100, maxMs: 1000 },
-      ort: { intraOpThreads: 1, interOpThreads: 1, allowSpinning: false, executionMode: 'parallel', graphOptimizationLevel: 'basic', executionProviders: ['cuda', 'cpu'] },
+      ort: { intraOpThreads: 1, interOpThreads: 1, allowSpinning: false, runIn: 'worker-thread', executionMode: 'parallel', graphOptimizationLevel: 'basic', executionProviders: ['cuda', 'cpu'] },
     })
     expect(loadConfig(path, {}).models).toHaveLength(4)
   })

@@ -92,6 +92,10 @@ const threadCount = z.number().int().nonnegative().max(1024)
  * variant published with the version where its publisher's report meets the publisher's
  * threshold (else the version's own file); `fp32`, always the version's own file.
  */
+/** Where model sessions run (ort.runIn): see the schema below. */
+export const RUN_PLACES = ['auto', 'agent-thread', 'worker-thread'] as const
+export type RunPlace = (typeof RUN_PLACES)[number]
+
 export const PRECISIONS = ['int8-when-accepted', 'fp32'] as const
 export type Precision = (typeof PRECISIONS)[number]
 
@@ -184,6 +188,15 @@ export const AgentConfigSchema = z.object({
        * signing (bench/RESULTS.md, 2026-12-05 "onnxruntime's spinning threads").
        */
       allowSpinning: z.boolean().default(false),
+      /**
+       * Which thread runs each model's session. onnxruntime-node runs a session synchronously on
+       * the thread that calls it: on the agent's own, a long run holds up heartbeats, the MQTT
+       * keepalive, job intake and every other model until it ends (past ~15 s the broker and the
+       * edge count the device as gone). 'worker-thread': every model in a worker thread of its
+       * own (~0.2 ms more per run); 'agent-thread': all on the agent's thread; 'auto': on the
+       * agent's thread until a run takes longer than LONG_RUN_MS, then moved to a worker thread.
+       */
+      runIn: z.enum(RUN_PLACES, { error: `must be ${RUN_PLACES.map((p) => `"${p}"`).join(', ')}` }).default('auto'),
       executionMode: z.enum(EXECUTION_MODES).default('sequential'),
       graphOptimizationLevel: z.enum(GRAPH_OPTIMIZATION_LEVELS).default('all'),
       /** Execution providers in order of preference, CPU always last; 'auto': TensorRT, CUDA where the build has them. */
@@ -228,6 +241,7 @@ const ORT_ENV: [variable: string, field: keyof AgentConfig['ort'], parse: (value
   ['DEPINFER_ORT_THREADS', 'intraOpThreads', envInteger],
   ['DEPINFER_ORT_INTEROP_THREADS', 'interOpThreads', envInteger],
   ['DEPINFER_ORT_ALLOW_SPINNING', 'allowSpinning', envBoolean],
+  ['DEPINFER_ORT_RUN_IN', 'runIn', (value) => value.trim()],
   ['DEPINFER_ORT_EXECUTION_MODE', 'executionMode', (value) => value.trim()],
   ['DEPINFER_ORT_GRAPH_OPT_LEVEL', 'graphOptimizationLevel', (value) => value.trim()],
   ['DEPINFER_ORT_EPS', 'executionProviders', envList],

@@ -81,6 +81,11 @@ export const ModelDescriptorSchema = z.object({
   /** The onnxruntime execution provider the model's session runs on (e.g. `cuda`, `cpu`). */
   executionProvider: z.string().optional(),
   /**
+   * The thread its session runs on: 'agent-thread' (the agent's own, blocked while a run lasts)
+   * or 'worker-thread'. A string, so that a newer agent's value never makes its status unparseable.
+   */
+  thread: z.string().optional(),
+  /**
    * The file the device runs for this model: the version's own (`fp32`, `sha256` above, which
    * stays the model's identity) or a variant published with the version, by the variant's
    * sha256. Its attestations name this file. Absent (older agents): the version's own file.
@@ -138,6 +143,8 @@ export const DeviceStatusSchema = z.object({
       threads: z.object({ intraOp: count, interOp: count, allowSpinning: z.boolean().optional() }).optional(),
       graphOptimizationLevel: z.string().optional(),
       executionMode: z.string().optional(),
+      /** Which thread runs model sessions: 'auto', 'agent-thread' or 'worker-thread' (ModelDescriptor.thread says where each one runs now). */
+      runIn: z.string().optional(),
       /** Preferred execution providers that are not usable here, and why. */
       skippedExecutionProviders: z.array(z.object({ name: z.string(), reason: z.string() })).optional(),
     })

@@ -8,6 +8,7 @@
  */
 import type { Datatype } from '../../shared/src/datatypes.js'
 import { WireWriter } from '../../shared/src/protobuf-wire.js'
+import { seededRandom } from '../../shared/src/seeded-random.js'
 
 export type { Datatype }
 
@@ -270,5 +271,43 @@ export function elementwiseSoftmaxModel(): Uint8Array {
       { opType: 'Mul', inputs: ['x', 'w'], outputs: ['logits'] },
       { opType: 'Softmax', inputs: ['logits'], outputs: ['probs'], attributes: { axis: { int: -1 } } },
     ],
+  })
+}
+
+/**
+ * y[N, 64] = tanh(… tanh(tanh(x · W) · W) …), applied `iterations` times (an ONNX Loop, with one
+ * seeded 64×64 weight): a small model whose run takes as long as its caller asks, for tests that
+ * need a run long enough to matter on any machine. `iterations` is an INT64 scalar input.
+ */
+export function slowModel(): Uint8Array {
+  const random = seededRandom(0x510)
+  // Uniform in ±0.25: tanh(x · W) neither vanishes nor saturates over many iterations.
+  const weights = Float32Array.from({ length: 64 * 64 }, () => (random() - 0.5) * 0.5)
+  const body = {
+    inputs: [
+      { name: 'i', datatype: 'INT64', shape: [] },
+      { name: 'cond_in', datatype: 'BOOL', shape: [] },
+      { name: 'v_in', datatype: 'FP32', shape: ['N', 64] },
+    ],
+    outputs: [
+      { name: 'cond_out', datatype: 'BOOL', shape: [] },
+      { name: 'v_out', datatype: 'FP32', shape: ['N', 64] },
+    ],
+    nodes: [
+      { opType: 'Identity', inputs: ['cond_in'], outputs: ['cond_out'] },
+      { opType: 'MatMul', inputs: ['v_in', 'W'], outputs: ['m'] },
+      { opType: 'Tanh', inputs: ['m'], outputs: ['v_out'] },
+    ],
+    graphName: 'slow_body',
+  } as const satisfies Omit<ModelSpec, 'opset' | 'irVersion'>
+  return buildModel({
+    inputs: [
+      { name: 'x', datatype: 'FP32', shape: ['N', 64] },
+      { name: 'iterations', datatype: 'INT64', shape: [] },
+    ],
+    outputs: [{ name: 'y', datatype: 'FP32', shape: ['N', 64] }],
+    initializers: [{ name: 'W', datatype: 'FP32', dims: [64, 64], data: rawData(weights) }],
+    nodes: [{ opType: 'Loop', inputs: ['iterations', '', 'x'], outputs: ['y'], attributes: { body: { graph: body } } }],
+    graphName: 'slow',
   })
 }

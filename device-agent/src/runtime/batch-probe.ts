@@ -7,9 +7,8 @@
  * check runs unbatched.
  */
 import { concatBytes, encodeJsonRows, float16BitsToNumber, seededRandom, typedElements, type Datatype, type RawTensor, type TensorSpec } from '@depinfer/shared'
-import type * as ort from 'onnxruntime-node'
 import { splitOutputs } from './batch-stacking.js'
-import { runModel } from './run-job.js'
+import type { ModelSession } from './model-session.js'
 
 /** The size given to the other dynamic dimensions of the probe's inputs: small, and a multiple of the 32 many image models need. */
 const PROBE_DIM = 32
@@ -18,7 +17,7 @@ const ABSOLUTE_TOLERANCE = 1e-4
 const RELATIVE_TOLERANCE = 1e-3
 
 /** Undefined when the model answers rows independently; otherwise why batching stays off. */
-export async function batchingProblem(session: ort.InferenceSession, inputs: readonly TensorSpec[]): Promise<string | undefined> {
+export async function batchingProblem(session: ModelSession, inputs: readonly TensorSpec[]): Promise<string | undefined> {
   const random = seededRandom(0x5eed)
   const rows = inputs.map((spec) => [probeRow(spec, random), probeRow(spec, random)] as const)
   const tensor = (spec: TensorSpec, parts: readonly Uint8Array[]): RawTensor => ({
@@ -30,9 +29,9 @@ export async function batchingProblem(session: ort.InferenceSession, inputs: rea
   let together: RawTensor[][] | undefined
   let alone: RawTensor[][]
   try {
-    const batched = await runModel(session, inputs.map((spec, i) => tensor(spec, rows[i]!)), [])
+    const batched = await session.run(inputs.map((spec, i) => tensor(spec, rows[i]!)), [])
     together = splitOutputs(batched, [1, 1])
-    alone = await Promise.all([0, 1].map((r) => runModel(session, inputs.map((spec, i) => tensor(spec, [rows[i]![r]!])), [])))
+    alone = await Promise.all([0, 1].map((r) => session.run(inputs.map((spec, i) => tensor(spec, [rows[i]![r]!])), [])))
   } catch (error) {
     return `it could not be checked on probe inputs (${(error as Error).message.split('\n')[0]})`
   }

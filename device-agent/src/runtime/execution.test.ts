@@ -13,7 +13,6 @@ import { deviceStatus } from '../device-status.js'
 import { bundledModelPath } from '../models/bundled.js'
 import { OrtRuntime, preferredProviders, sessionOptions, spinningEntries, type CreateSession, type OrtSettings } from './execution.js'
 import { loadModel, type LoadedModel } from './loaded-model.js'
-import { runModel } from './run-job.js'
 import { temporaryDirectory } from '../../../test/helpers/temporary-directory.js'
 
 const CLS = bundledModelPath('ppocr-cls')
@@ -23,7 +22,7 @@ const settingsWith = (ort: Partial<OrtSettings>): OrtSettings =>
 const clsModel = (): LoadedModel => ({ name: 'ppocr-cls', version: '1', path: CLS, state: 'loading', maxBatch: 1 })
 
 async function load(settings: OrtSettings, create?: CreateSession, log: (message: string) => void = () => {}) {
-  const runtime = new OrtRuntime(settings, log, create)
+  const runtime = new OrtRuntime(settings, log, { create })
   const model = await loadModel(clsModel(), { runtime, maxBatch: 8 })
   expect(model.error).toBeUndefined()
   return { runtime, model }
@@ -190,7 +189,7 @@ describe('session options reach the session the agent serves from', () => {
     expect(reference).toHaveLength(4)
     for (const level of GRAPH_OPTIMIZATION_LEVELS) {
       const { model } = await load(settingsWith({ executionProviders: ['cpu'], graphOptimizationLevel: level }))
-      const [output] = await runModel(model.session!, [x], [])
+      const [output] = await model.session!.run([x], [])
       await model.session!.release()
       expect(output).toMatchObject({ name: 'softmax_0.tmp_0', datatype: 'FP32', shape: [2, 2] })
       const values = Array.from(typedElements('FP32', output!.data) as Float32Array)

@@ -13,7 +13,9 @@ import * as ort from 'onnxruntime-node'
 import { cutToLength, type DeviceStatus } from '@depinfer/shared'
 import type { AgentConfig, ExecutionProviderName } from '../config.js'
 import { ORT_VERSION } from '../version.js'
+import { AgentThreadSession, AutoPlacedSession, type ModelSession } from './model-session.js'
 import { keepOrtTelemetryOff } from './ort-telemetry.js'
+import { WorkerSession } from './worker-session.js'
 
 // Before any session of this process (ort-telemetry.ts): every session is created through here or the quantizer.
 keepOrtTelemetryOff()
@@ -38,8 +40,17 @@ export interface ProviderAvailability {
   skipped: SkippedProvider[]
 }
 
-/** How sessions are created; onnxruntime's own `InferenceSession.create` unless a test observes it. */
+/**
+ * How sessions on the agent's thread are created; onnxruntime's own `InferenceSession.create`
+ * unless a test observes it. (A worker thread creates its own with the same options.)
+ */
 export type CreateSession = (model: Uint8Array, options: SessionOptions) => Promise<ort.InferenceSession>
+
+export interface RuntimeHooks {
+  create?: CreateSession
+  /** A model's session moved to a worker thread (ort.runIn 'auto'): the status should say so. */
+  sessionMoved?: () => void
+}
 
 const ortCreate: CreateSession = (model, options) => ort.InferenceSession.create(model, options)
 
@@ -119,13 +130,15 @@ export class OrtRuntime {
   readonly #settings: OrtSettings
   readonly #log: (message: string) => void
   readonly #create: CreateSession
+  readonly #sessionMoved: () => void
   #probing: Promise<ProviderAvailability> | undefined
   #availability: ProviderAvailability | undefined
 
-  constructor(settings: OrtSettings, log: (message: string) => void, create: CreateSession = ortCreate) {
+  constructor(settings: OrtSettings, log: (message: string) => void, hooks: RuntimeHooks = {}) {
     this.#settings = settings
     this.#log = log
-    this.#create = create
+    this.#create = hooks.create ?? ortCreate
+    this.#sessionMoved = hooks.sessionMoved ?? (() => {})
   }
 
   /** Which preferred EPs can create a session on this device (tried once, then remembered). */
@@ -167,18 +180,27 @@ export class OrtRuntime {
   /**
    * A session for the model on the most preferred usable EP; the EPs after it stay registered
    * behind it (e.g. CUDA takes the nodes TensorRT cannot), and if the session cannot be created
-   * the next EP is tried. Throws what onnxruntime threw on CPU, the last resort.
+   * the next EP is tried. Throws what onnxruntime threw on CPU, the last resort. It runs where
+   * ort.runIn says; `reread` gives the model's bytes again (verified) when an 'auto' session
+   * moves to a worker thread, so they need not be held meanwhile.
    */
   async createSession(
     model: Uint8Array,
     modelName: string,
-  ): Promise<{ session: ort.InferenceSession; executionProvider: ExecutionProviderName }> {
+    reread: () => Promise<Uint8Array>,
+  ): Promise<{ session: ModelSession; executionProvider: ExecutionProviderName }> {
     const { usable } = await this.availability()
+    const label = `model ${modelName}`
     for (let i = 0; ; i++) {
       const providers = usable.slice(i)
       const executionProvider = providers[0]!
+      const options = sessionOptions(this.#settings, providers)
       try {
-        return { session: await this.#create(model, sessionOptions(this.#settings, providers)), executionProvider }
+        if (this.#settings.runIn === 'worker-thread') return { session: await WorkerSession.open(model, options, label), executionProvider }
+        const session = new AgentThreadSession(await this.#create(model, options))
+        if (this.#settings.runIn === 'agent-thread') return { session, executionProvider }
+        const openInWorker = async () => WorkerSession.open(await reread(), options, label)
+        return { session: new AutoPlacedSession(session, openInWorker, label, { log: this.#log, moved: this.#sessionMoved }), executionProvider }
       } catch (error) {
         if (providers.length === 1) throw error
         this.#log(`model ${modelName}: ${executionProvider} could not create its session (${reasonOf(error)}); trying ${providers[1]}`)
@@ -188,7 +210,7 @@ export class OrtRuntime {
 
   /** The runtime part of the device status; `executionProviders` is empty until the EPs are known. */
   status(): RuntimeStatus {
-    const { intraOpThreads, interOpThreads, allowSpinning, graphOptimizationLevel, executionMode } = this.#settings
+    const { intraOpThreads, interOpThreads, allowSpinning, graphOptimizationLevel, executionMode, runIn } = this.#settings
     const skipped = this.#availability?.skipped ?? []
     return {
       name: 'onnxruntime-node',
@@ -197,6 +219,7 @@ export class OrtRuntime {
       threads: { intraOp: intraOpThreads, interOp: interOpThreads, allowSpinning },
       graphOptimizationLevel,
       executionMode,
+      runIn,
       ...(skipped.length > 0 && { skippedExecutionProviders: skipped }),
     }
   }

@@ -22,6 +22,7 @@ import { cachedModelPath, type ModelFileRequest } from '../models/download.js'
 import { ChecksumMismatchError } from '../models/errors.js'
 import { batchingProblem } from './batch-probe.js'
 import type { OrtRuntime } from './execution.js'
+import type { ModelSession } from './model-session.js'
 import { plainOrtMessage } from './run-job.js'
 
 export type ModelState = ModelDescriptor['state']
@@ -51,7 +52,7 @@ export interface LoadedModel {
   error?: string
   /** The sha256 of the file loaded (verified): what attestations name as the model hash. */
   sha256?: string
-  session?: ort.InferenceSession
+  session?: ModelSession
   /** The execution provider the session was created on (after any fallback). */
   executionProvider?: ExecutionProviderName
   inputs?: TensorSpec[]
@@ -102,16 +103,22 @@ export async function loadModel(
   settings: SessionSettings,
 ): Promise<LoadedModel> {
   try {
+    const what = `model ${model.name} v${model.version} (${model.path})`
     const bytes = await readFile(model.path)
     const sha256 = createHash('sha256').update(bytes).digest('hex')
-    if (model.remote && sha256 !== model.remote.sha256) {
-      throw new ChecksumMismatchError(model.remote.sha256, sha256, `model ${model.name} v${model.version} (${model.path})`)
-    }
+    if (model.remote && sha256 !== model.remote.sha256) throw new ChecksumMismatchError(model.remote.sha256, sha256, what)
     model.sha256 = sha256
     // Whatever its source: onnxruntime would read an external tensor from a path the file names,
     // relative to this process's working directory (this device's key, say) and answer it.
     assertSelfContained(bytes)
-    const { session, executionProvider } = await settings.runtime.createSession(bytes, model.name)
+    // When the session moves to a worker thread: the same bytes, or nothing.
+    const reread = async () => {
+      const again = await readFile(model.path)
+      const hash = createHash('sha256').update(again).digest('hex')
+      if (hash !== sha256) throw new ChecksumMismatchError(sha256, hash, what)
+      return again
+    }
+    const { session, executionProvider } = await settings.runtime.createSession(bytes, model.name, reread)
     model.session = session
     model.executionProvider = executionProvider
     model.inputs = model.session.inputMetadata.map((meta) => tensorSpec(meta, model.name))
@@ -165,6 +172,7 @@ export function describe(model: LoadedModel): ModelDescriptor | undefined {
     maxBatch: model.maxBatch,
     state: model.state,
     ...(model.executionProvider && { executionProvider: model.executionProvider }),
+    ...(model.state === 'ready' && model.session && { thread: model.session.thread }),
     runs: { variant: model.remote?.variant?.kind ?? 'fp32', sha256: spec.sha256 },
     ...(model.state === 'failed' && model.error !== undefined && { error: advertisedError(model) }),
   }

@@ -1,0 +1,134 @@
+/**
+ * A model's onnxruntime session as the agent uses it: run raw tensors, release. Where the runs
+ * happen is the session's business (config `ort.runIn`): on the agent's own thread, in a worker
+ * thread (worker-session.ts), or on the agent's thread until the model's runs prove long.
+ */
+import { performance } from 'node:perf_hooks'
+import type { RawTensor } from '@depinfer/shared'
+import type * as ort from 'onnxruntime-node'
+import type { RunPlace } from '../config.js'
+import { runModel } from './run-job.js'
+
+/** The thread a session's runs happen on. */
+export type SessionThread = Exclude<RunPlace, 'auto'>
+
+export interface ModelSession {
+  readonly inputMetadata: readonly ort.InferenceSession.ValueMetadata[]
+  readonly outputMetadata: readonly ort.InferenceSession.ValueMetadata[]
+  readonly thread: SessionThread
+  /** The outputs named (all when none are), as raw tensors; InvalidJobInputError when onnxruntime refuses the inputs. */
+  run(inputs: readonly RawTensor[], outputNames: readonly string[]): Promise<RawTensor[]>
+  release(): Promise<void>
+}
+
+/** A session run on the agent's thread: the cheapest, and it holds the thread for each run. */
+export class AgentThreadSession implements ModelSession {
+  readonly thread = 'agent-thread'
+
+  constructor(private readonly session: ort.InferenceSession) {}
+
+  get inputMetadata() {
+    return this.session.inputMetadata
+  }
+
+  get outputMetadata() {
+    return this.session.outputMetadata
+  }
+
+  run(inputs: readonly RawTensor[], outputNames: readonly string[]): Promise<RawTensor[]> {
+    return runModel(this.session, inputs, outputNames)
+  }
+
+  release(): Promise<void> {
+    return this.session.release()
+  }
+}
+
+/**
+ * A run at least this long moves an 'auto' session to a worker thread. Past it the agent's thread
+ * is held long enough to matter (a heartbeat is every 2 s; another model's job waits the whole
+ * run), and the worker's cost, ~0.2 ms per run, is under 0.1% of such a run.
+ */
+export const LONG_RUN_MS = 250
+
+export interface PlacementEvents {
+  log: (line: string) => void
+  /** The session now runs in a worker thread (the device status says where each model runs). */
+  moved: () => void
+}
+
+/**
+ * ort.runIn 'auto': runs on the agent's thread, where short runs are cheapest, until a run (from
+ * its call to its answer) takes LONG_RUN_MS or more; then the session is opened again in a worker
+ * thread and the runs go there. Not on the first run, which also sets onnxruntime up (its memory
+ * arena, TensorRT's engine). If the worker cannot be opened, the model stays where it was.
+ */
+export class AutoPlacedSession implements ModelSession {
+  #current: ModelSession
+  #runs = 0
+  /** Runs started on the agent's thread and not answered: the old session outlives them. */
+  readonly #agentThreadRuns = new Set<Promise<unknown>>()
+  #moving: Promise<void> | undefined
+  #released = false
+
+  constructor(
+    agentThread: ModelSession,
+    private readonly openInWorker: () => Promise<ModelSession>,
+    private readonly label: string,
+    private readonly events: PlacementEvents,
+  ) {
+    this.#current = agentThread
+  }
+
+  get thread(): SessionThread {
+    return this.#current.thread
+  }
+
+  get inputMetadata() {
+    return this.#current.inputMetadata
+  }
+
+  get outputMetadata() {
+    return this.#current.outputMetadata
+  }
+
+  async run(inputs: readonly RawTensor[], outputNames: readonly string[]): Promise<RawTensor[]> {
+    const session = this.#current
+    if (session.thread === 'worker-thread') return session.run(inputs, outputNames)
+    const started = performance.now()
+    const running = session.run(inputs, outputNames)
+    this.#agentThreadRuns.add(running)
+    try {
+      return await running
+    } finally {
+      this.#agentThreadRuns.delete(running)
+      const ms = performance.now() - started
+      if (++this.#runs > 1 && ms >= LONG_RUN_MS) this.#moving ??= this.#moveToWorker(ms)
+    }
+  }
+
+  async #moveToWorker(runMs: number): Promise<void> {
+    this.events.log(`${this.label}: a run held the agent's thread for ${Math.round(runMs)} ms; moving its session to a worker thread`)
+    let worker: ModelSession
+    try {
+      worker = await this.openInWorker()
+    } catch (error) {
+      this.events.log(`${this.label} stays on the agent's thread: its worker thread could not open the session (${(error as Error).message.split('\n')[0]})`)
+      return
+    }
+    if (this.#released) return worker.release()
+    const previous = this.#current
+    this.#current = worker
+    await Promise.allSettled([...this.#agentThreadRuns])
+    await previous.release()
+    this.events.log(`${this.label} runs in a worker thread`)
+    this.events.moved()
+  }
+
+  async release(): Promise<void> {
+    this.#released = true
+    await this.#moving
+    await Promise.allSettled([...this.#agentThreadRuns])
+    await this.#current.release()
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * A model's onnxruntime session hosted in a worker thread of its own (session-worker.ts is the
+ * other end). onnxruntime-node runs a session synchronously on the thread that calls it; here
+ * that thread is the worker's, so however long a run takes the agent's thread goes on with
+ * heartbeats, MQTT keepalives, job intake and the other models. Each run costs a copy of the
+ * inputs (the caller keeps its own: the agent hashes them after the run) and a message each way.
+ */
+import { Worker } from 'node:worker_threads'
+import type { RawTensor } from '@depinfer/shared'
+import type * as ort from 'onnxruntime-node'
+import type { ModelSession } from './model-session.js'
+import { InvalidJobInputError } from './run-job.js'
+
+/** What the worker is started with: the model's bytes (its own copy) and the session options. */
+export interface WorkerStart {
+  model: Uint8Array
+  options: ort.InferenceSession.SessionOptions
+}
+
+export type WorkerRequest =
+  | { kind: 'run'; id: number; inputs: RawTensor[]; outputNames: string[] }
+  | { kind: 'release' }
+
+export type WorkerReply =
+  | { kind: 'opened'; inputMetadata: ort.InferenceSession.ValueMetadata[]; outputMetadata: ort.InferenceSession.ValueMetadata[] }
+  | { kind: 'open-failed'; message: string }
+  | { kind: 'ran'; id: number; outputs: RawTensor[] }
+  /** `field` is set when onnxruntime refused the inputs (InvalidJobInputError), not for other failures. */
+  | { kind: 'run-failed'; id: number; message: string; field?: string }
+  | { kind: 'released' }
+
+/**
+ * The worker's entry: a JavaScript file that registers tsx's loader in the worker thread (a
+ * worker does not inherit the module hooks of the thread that starts it) and then imports
+ * session-worker.ts.
+ */
+const WORKER_ENTRY = new URL('./session-worker-entry.mjs', import.meta.url)
+/** How long a release waits for the worker to release its session and exit before terminating it. */
+const RELEASE_WAIT_MS = 5_000
+
+/** A copy of the tensor whose bytes fill a buffer of their own, ready to be transferred. */
+export function transferableCopy(tensor: RawTensor): RawTensor {
+  return { name: tensor.name, datatype: tensor.datatype, shape: [...tensor.shape], data: new Uint8Array(tensor.data) }
+}
+
+interface PendingRun {
+  resolve: (outputs: RawTensor[]) => void
+  reject: (error: Error) => void
+}
+
+export class WorkerSession implements ModelSession {
+  readonly thread = 'worker-thread'
+  readonly #worker: Worker
+  readonly #pending = new Map<number, PendingRun>()
+  #nextId = 0
+  /** Set once the worker has stopped (released, or died): every run not answered fails with it. */
+  #stopped: Error | undefined
+  /** Set by release: runs asked for after it are refused with it. */
+  #refusing: Error | undefined
+  #exited: Promise<void>
+
+  private constructor(
+    worker: Worker,
+    readonly inputMetadata: readonly ort.InferenceSession.ValueMetadata[],
+    readonly outputMetadata: readonly ort.InferenceSession.ValueMetadata[],
+    private readonly label: string,
+  ) {
+    this.#worker = worker
+    // Idle, the worker does not keep the process alive; with runs pending it does (runs ref it).
+    worker.unref()
+    worker.on('message', (reply: WorkerReply) => this.#answer(reply))
+    worker.on('error', (error) => this.#stop(new Error(`${label}: its worker thread failed: ${error.message}`)))
+    this.#exited = new Promise((resolve) => {
+      worker.once('exit', (code) => {
+        this.#stop(new Error(`${label}: its worker thread exited (code ${code})`))
+        resolve()
+      })
+    })
+  }
+
+  /** Opens the model in a new worker thread; rejects with onnxruntime's reason when it cannot. */
+  static open(model: Uint8Array, options: ort.InferenceSession.SessionOptions, label: string): Promise<WorkerSession> {
+    const own = new Uint8Array(model)
+    const start: WorkerStart = { model: own, options }
+    const worker = new Worker(WORKER_ENTRY, { workerData: start, transferList: [own.buffer] })
+    return new Promise((resolve, reject) => {
+      // Only these listeners are removed: Worker keeps its own ('newListener' starts its port).
+      const stopListening = () => {
+        worker.off('message', onMessage)
+        worker.off('error', failed)
+        worker.off('exit', exited)
+      }
+      const failed = (error: Error) => {
+        stopListening()
+        void worker.terminate()
+        reject(error)
+      }
+      const exited = (code: number) => failed(new Error(`${label}: its worker thread exited (code ${code}) before opening the session`))
+      const onMessage = (reply: WorkerReply) => {
+        if (reply.kind !== 'opened') return failed(new Error(reply.kind === 'open-failed' ? reply.message : `${label}: unexpected ${reply.kind} from its worker thread`))
+        stopListening()
+        resolve(new WorkerSession(worker, reply.inputMetadata, reply.outputMetadata, label))
+      }
+      worker.on('message', onMessage)
+      worker.on('error', failed)
+      worker.on('exit', exited)
+    })
+  }
+
+  run(inputs: readonly RawTensor[], outputNames: readonly string[]): Promise<RawTensor[]> {
+    const refusal = this.#refusing ?? this.#stopped
+    if (refusal) return Promise.reject(refusal)
+    const id = this.#nextId++
+    const copies = inputs.map(transferableCopy)
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject })
+      if (this.#pending.size === 1) this.#worker.ref()
+      const request: WorkerRequest = { kind: 'run', id, inputs: copies, outputNames: [...outputNames] }
+      this.#worker.postMessage(request, copies.map((tensor) => tensor.data.buffer as ArrayBuffer))
+    })
+  }
+
+  #answer(reply: WorkerReply): void {
+    if (reply.kind !== 'ran' && reply.kind !== 'run-failed') return
+    const pending = this.#pending.get(reply.id)
+    if (!pending) return
+    this.#pending.delete(reply.id)
+    // A release keeps its ref until the worker has exited.
+    if (this.#pending.size === 0 && !this.#refusing) this.#worker.unref()
+    if (reply.kind === 'ran') pending.resolve(reply.outputs)
+    else pending.reject(reply.field === undefined ? new Error(reply.message) : new InvalidJobInputError(reply.message, reply.field))
+  }
+
+  #stop(reason: Error): void {
+    this.#stopped ??= reason
+    for (const { reject } of this.#pending.values()) reject(this.#stopped)
+    this.#pending.clear()
+  }
+
+  /**
+   * Releases the session in the worker and ends the thread (terminated if it does not end in
+   * time). Runs already sent are answered first; later ones are refused.
+   */
+  release(): Promise<void> {
+    if (!this.#refusing) {
+      this.#refusing = new Error(`${this.label}: its session was released`)
+      this.#worker.ref()
+      const request: WorkerRequest = { kind: 'release' }
+      this.#worker.postMessage(request)
+      const timer = setTimeout(() => void this.#worker.terminate(), RELEASE_WAIT_MS)
+      void this.#exited.then(() => clearTimeout(timer))
+    }
+    return this.#exited
+  }
+}
