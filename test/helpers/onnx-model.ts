@@ -57,6 +57,8 @@ export interface ValueSpec {
   name: string
   datatype: Datatype
   shape: readonly Dim[]
+  /** Declared with no shape at all (unknown rank); `shape` is then ignored. */
+  unknownRank?: true
 }
 
 /** One attribute value; the key says which AttributeProto field carries it. */
@@ -135,7 +137,10 @@ function valueInfoProto(w: WireWriter, value: ValueSpec): void {
   w.string(1, value.name) // ValueInfoProto: name = 1
   // type = 2, a TypeProto whose tensor_type = 1 is a TypeProto.Tensor: elem_type = 1, shape = 2.
   w.message(2, (type) =>
-    type.message(1, (tensor) => tensor.int(1, ONNX_ELEM_TYPE_BY_DATATYPE[value.datatype]).message(2, (shape) => shapeProto(shape, value.shape))),
+    type.message(1, (tensor) => {
+      tensor.int(1, ONNX_ELEM_TYPE_BY_DATATYPE[value.datatype])
+      if (!value.unknownRank) tensor.message(2, (shape) => shapeProto(shape, value.shape))
+    }),
   )
 }
 

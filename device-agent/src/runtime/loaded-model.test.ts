@@ -51,6 +51,38 @@ describe('loadModel', () => {
     expect(model.session).toBeUndefined()
   })
 
+  it('refuses a model with a tensor of unknown rank, as publishing does, rather than advertise it as a scalar', async () => {
+    for (const [which, unknown] of [['input', { inputs: true }], ['output', { outputs: true }]] as const) {
+      const path = file(`unknown-rank-${which}`, {
+        inputs: [{ name: 'r', datatype: 'FP32', shape: [], ...('inputs' in unknown && { unknownRank: true }) }],
+        outputs: [{ name: 'r_out', datatype: 'FP32', shape: [], ...('outputs' in unknown && { unknownRank: true }) }],
+        nodes: [{ opType: 'Identity', inputs: ['r'], outputs: ['r_out'] }],
+      })
+      const { model } = await load(which, path)
+      expect(model.state).toBe('failed')
+      expect(model.error).toBe(`${which} "${which === 'input' ? 'r' : 'r_out'}" cannot be served: no shape (unknown rank)`)
+    }
+    // A real scalar is served as one.
+    const scalar = file('scalar', {
+      inputs: [{ name: 'r', datatype: 'FP32', shape: [] }],
+      outputs: [{ name: 'r_out', datatype: 'FP32', shape: [] }],
+      nodes: [{ opType: 'Identity', inputs: ['r'], outputs: ['r_out'] }],
+    })
+    const { model } = await load('scalar', scalar)
+    expect(model).toMatchObject({ state: 'ready', inputs: [{ name: 'r', datatype: 'FP32', shape: [] }], outputs: [{ name: 'r_out', datatype: 'FP32', shape: [] }] })
+  })
+
+  it('advertises the shapes the file declares, also where onnxruntime\'s inference contradicts them (as the registry lists them)', async () => {
+    // y = Identity(x[n]) declared [n, m]: onnxruntime's metadata turns y into [].
+    const path = file('contradicted', {
+      inputs: [{ name: 'x', datatype: 'FP32', shape: ['n'] }],
+      outputs: [{ name: 'y', datatype: 'FP32', shape: ['n', 'm'] }],
+      nodes: [{ opType: 'Identity', inputs: ['x'], outputs: ['y'] }],
+    })
+    const { model } = await load('contradicted', path)
+    expect(model).toMatchObject({ state: 'ready', inputs: [{ name: 'x', shape: [-1] }], outputs: [{ name: 'y', datatype: 'FP32', shape: [-1, -1] }] })
+  })
+
   it('batches a model whose rows are independent', async () => {
     const { model, lines } = await load('relu', rowModel('relu', [{ opType: 'Relu', inputs: ['x'], outputs: ['y'] }]))
     expect(model).toMatchObject({ state: 'ready', maxBatch: 8 })

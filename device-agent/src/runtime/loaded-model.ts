@@ -11,6 +11,7 @@ import {
   cutToLength,
   datatypeFromOrtType,
   MODEL_ERROR_MAX_CHARS,
+  readOnnxModelInfo,
   type ModelDescriptor,
   type ModelVariant,
   type TensorSpec,
@@ -111,6 +112,13 @@ export async function loadModel(
     // Whatever its source: onnxruntime would read an external tensor from a path the file names,
     // relative to this process's working directory (this device's key, say) and answer it.
     assertSelfContained(bytes)
+    // The tensors as the file declares them, read as the edge reads a published model: the
+    // device advertises what the registry lists. onnxruntime's metadata says [] (a scalar) both
+    // for a scalar and for a tensor of unknown rank, which v2 metadata cannot describe (the
+    // file is refused here, as it is at publishing), and [] again for an output whose declared
+    // shape its own inference contradicts.
+    const info = readOnnxModelInfo(bytes)
+    const declared = new Map([...info.inputs, ...info.outputs].map((spec) => [spec.name, spec]))
     // When the session moves to a worker thread: the same bytes, or nothing.
     const reread = async () => {
       const again = await readFile(model.path)
@@ -121,8 +129,8 @@ export async function loadModel(
     const { session, executionProvider } = await settings.runtime.createSession(bytes, model.name, reread)
     model.session = session
     model.executionProvider = executionProvider
-    model.inputs = model.session.inputMetadata.map((meta) => tensorSpec(meta, model.name))
-    model.outputs = model.session.outputMetadata.map((meta) => tensorSpec(meta, model.name))
+    model.inputs = model.session.inputMetadata.map((meta) => declared.get(meta.name) ?? tensorSpec(meta, model.name))
+    model.outputs = model.session.outputMetadata.map((meta) => declared.get(meta.name) ?? tensorSpec(meta, model.name))
     // Batched only where dimension 0 is dynamic everywhere and rows are answered independently.
     const dynamicRows = [...model.inputs, ...model.outputs].every((spec) => spec.shape[0] === -1)
     const problem = dynamicRows && settings.maxBatch > 1 ? await batchingProblem(session, model.inputs) : undefined

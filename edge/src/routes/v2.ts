@@ -54,7 +54,9 @@ v2.get('/health/ready', async (c) => {
 v2.use('*', apiKeyAuth)
 
 v2.get('/', (c) =>
-  c.json({ name: SERVER_NAME, version: SERVER_VERSION, extensions: ['binary_tensor_data', 'model_repository'] }),
+  // Not 'model_repository': that extension means index, load and unload, and what a network of
+  // devices serves is the devices' choice. The index alone is served (/v2/repository/index).
+  c.json({ name: SERVER_NAME, version: SERVER_VERSION, extensions: ['binary_tensor_data'] }),
 )
 
 v2.post('/repository/index', async (c) => {
