@@ -66,7 +66,9 @@ async function main(): Promise<void> {
       broker,
       ...(process.env.DEPINFER_API_KEY && { apiKey: process.env.DEPINFER_API_KEY }),
       payer,
-      agents: [{ deviceId: 'local-device-1', echo: true }],
+      // The bundled models from the agent's install, and whatever is published on this edge
+      // (downloaded from it), whatever DEPINFER_MODELS the caller's shell has.
+      agents: [{ deviceId: 'local-device-1', echo: true, models: [...Object.keys(BUNDLED_MODELS), 'published:*'].join(','), servePublished: true }],
       chain: true,
       staking: true,
       batchEveryMs: 5_000,

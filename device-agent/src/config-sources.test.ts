@@ -52,6 +52,9 @@ describe('model sources and the edge', () => {
     expect(config.cacheDir).toBe(join(homedir(), 'models'))
     expect(config.maxModelBytes).toBe(1000)
     expect(loadConfig(undefined, { DEPINFER_DEVICE_ID: 'd', DEPINFER_MODEL_CACHE: '/var/cache/depinfer' }).cacheDir).toBe('/var/cache/depinfer')
+    const polling = { DEPINFER_DEVICE_ID: 'd', DEPINFER_MODELS: 'published:*', DEPINFER_EDGE_URL: 'http://e', DEPINFER_API_KEY: 'k' }
+    expect(loadConfig(undefined, { ...polling, DEPINFER_EDGE_POLL_SEC: '5' }).edge?.pollSec).toBe(5)
+    expect(() => loadConfig(undefined, { ...polling, DEPINFER_EDGE_POLL_SEC: 'often' })).toThrow(/at edge\.pollSec \(from DEPINFER_EDGE_POLL_SEC\)/)
   })
 
   it.each([

@@ -431,7 +431,7 @@ function relativeToFile(json: Record<string, unknown>, directory: string): Recor
 /**
  * Reads the config file (if any) and applies env overrides: DEPINFER_DEVICE_ID,
  * DEPINFER_BROKER_URL, DEPINFER_BROKER_USERNAME, DEPINFER_BROKER_PASSWORD, DEPINFER_KEY_PATH,
- * DEPINFER_MODELS (comma-separated, see envModelSource), DEPINFER_EDGE_URL, DEPINFER_API_KEY,
+ * DEPINFER_MODELS (comma-separated, see envModelSource), DEPINFER_EDGE_URL, DEPINFER_API_KEY, DEPINFER_EDGE_POLL_SEC,
  * DEPINFER_MODEL_CACHE, DEPINFER_MAX_MODEL_BYTES, DEPINFER_PRECISION and the `ort` ones (ORT_ENV).
  */
 export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv): AgentConfig {
@@ -470,6 +470,8 @@ export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv): Ag
   if (edgeUrl) edge.url = edgeUrl
   const apiKey = fromEnv('DEPINFER_API_KEY', 'edge.apiKey')
   if (apiKey) edge.apiKey = apiKey
+  const pollSec = fromEnv('DEPINFER_EDGE_POLL_SEC', 'edge.pollSec')
+  if (pollSec) edge.pollSec = envInteger(pollSec)
   const cacheDir = fromEnv('DEPINFER_MODEL_CACHE', 'cacheDir') ?? fromFile.cacheDir
   const maxModelBytes = fromEnv('DEPINFER_MAX_MODEL_BYTES', 'maxModelBytes')
   const precision = fromEnv('DEPINFER_PRECISION', 'precision')?.trim() ?? fromFile.precision

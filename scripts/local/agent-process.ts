@@ -78,10 +78,12 @@ export function spawnAgent(options: SpawnAgentOptions, beforeStart?: (keyPath: s
   let cancelled = false
   const launch = () => {
     if (cancelled) return
+    // A config file named in the caller's environment is some device's, not this agent's.
+    const { DEPINFER_AGENT_CONFIG: _callersConfig, ...callersEnv } = process.env
     const spawned = spawn(process.execPath, args, {
       cwd: REPO_ROOT,
       env: {
-        ...process.env,
+        ...callersEnv,
         DEPINFER_DEVICE_ID: options.deviceId,
         DEPINFER_BROKER_URL: options.brokerUrl,
         DEPINFER_KEY_PATH: keyPath,

@@ -18,6 +18,11 @@ export interface LocalAgentOptions extends Omit<SpawnAgentOptions, 'brokerUrl'> 
    * agent starts (default true). false: it runs unregistered, so the edge must not route to it.
    */
   stake?: boolean
+  /**
+   * Also serve what is published on this network's edge (`published:` sources in `models`): the
+   * agent lists and downloads with the network's API key, every 5 s.
+   */
+  servePublished?: boolean
 }
 
 export interface LocalNetwork {
@@ -145,11 +150,12 @@ export async function startLocalNetwork(options: LocalNetworkOptions = {}): Prom
     cleanups.push(async () => {
       await Promise.all(agents.map((agent) => agent.stop()))
     })
-    const startAgent = ({ stake, ...agent }: LocalAgentOptions) => {
+    const startAgent = ({ stake, servePublished, ...agent }: LocalAgentOptions) => {
       // Registered before the agent exists, so the edge's first look at its address finds it
       // active (an unchecked or inactive answer would keep it unroutable until the re-check).
       const register = chain && options.staking && stake !== false ? (keyPath: string) => chain.registerDevice(keyPath) : undefined
-      const process = spawnAgent({ ...agent, brokerUrl: broker.tcpUrl }, register)
+      const edgeEnv: Record<string, string> = servePublished ? { DEPINFER_EDGE_URL: edge.url, DEPINFER_API_KEY: apiKey, DEPINFER_EDGE_POLL_SEC: '5' } : {}
+      const process = spawnAgent({ ...agent, env: { ...edgeEnv, ...agent.env }, brokerUrl: broker.tcpUrl }, register)
       agents.push(process)
       return process
     }

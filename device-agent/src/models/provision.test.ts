@@ -192,6 +192,25 @@ describe('published models from the edge', () => {
     await Promise.all(models.map((m) => m.session?.release()))
   })
 
+  it('serves a local model that is also published from its own file: without a word when it is the same file, saying so once when it is not', async () => {
+    edge.models.push(published('ppocr-cls', '1'), published('ppocr-det', '1'))
+    const { models, loaded, start, provisioner } = provisionerFor(configWith([{ bundled: 'ppocr-cls' }, { bundled: 'ppocr-det' }, { published: '*' }]))
+    // Listed before the local files have loaded (as at an agent's start), then twice after.
+    await start()
+    await Promise.all(models.map((model) => loadModel(model, { runtime, maxBatch: 8 })))
+    await provisioner.refresh()
+    await provisioner.refresh()
+    expect(models.map((m) => [m.name, m.path])).toEqual([
+      ['ppocr-cls', bundledModelPath('ppocr-cls')],
+      ['ppocr-det', bundledModelPath('ppocr-det')],
+    ])
+    expect(loaded).toEqual([]) // (loaded above, as the agent loads its local models, not by the provisioner)
+    expect(edge.fileRequests).toEqual([])
+    // Published ppocr-det v1 is the classifier's file, not the bundled detector's.
+    expect(logs).toEqual([`published ppocr-det v1 is not downloaded: this device serves ppocr-det v1 from ${bundledModelPath('ppocr-det')}`])
+    await Promise.all(models.map((m) => m.session?.release()))
+  })
+
   it("advertises a failed model's error in one line of at most 300 characters, without this device's paths", () => {
     const error = [
       'Load model from /home/pi/.depinfer/cache/' + 'ab'.repeat(32) + '.onnx failed: /onnxruntime_src/onnxruntime/core/graph/model.cc:180 ',

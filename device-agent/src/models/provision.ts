@@ -136,7 +136,8 @@ export class ModelProvisioner {
           changed(existing)
           this.#enqueue(existing)
         } else if (!existing.remote) {
-          this.#sayOnce(`published ${label(entry)} is not downloaded: this device serves ${label(existing)} from ${existing.path}`)
+          // The same file, published, needs no word (its sha256 is known once it has loaded).
+          if (existing.sha256 !== undefined && existing.sha256 !== entry.sha256) this.#sayOnce(`published ${label(entry)} is not downloaded: this device serves ${label(existing)} from ${existing.path}`)
         } else if (existing.remote.sha256 !== file.sha256 && existing.remote.sha256 !== entry.sha256) {
           // A published version and its variants do not change; if the edge now lists another
           // file to run, the one being served stays.
