@@ -35,9 +35,25 @@ function portFromEnv(name: string, fallback: number): number {
   return port
 }
 
+/**
+ * DEPINFER_SPOT_CHECK_RATE reaches the edge as SPOT_CHECK_RATE, which keeps its default with a
+ * warning at the first job when the value is out of range: checked here, so a typo stops the
+ * start instead.
+ */
+function checkSpotCheckRate(): void {
+  const value = process.env.DEPINFER_SPOT_CHECK_RATE
+  if (value === undefined || value === '') return
+  const rate = Number(value)
+  if (value.trim() === '' || !Number.isFinite(rate) || rate < 0 || rate > 1) {
+    console.error(`depinfer: DEPINFER_SPOT_CHECK_RATE must be a number from 0 to 1, got ${JSON.stringify(value)}`)
+    process.exit(2)
+  }
+}
+
 const port = portFromEnv('DEPINFER_PORT', 8787)
 const mqttPort = portFromEnv('DEPINFER_MQTT_PORT', 1883)
 const mqttWsPort = portFromEnv('DEPINFER_MQTT_WS_PORT', 9001)
+checkSpotCheckRate()
 const payer = privateKeyToAccount(ANVIL_PAYER_PRIVATE_KEY).address
 const provider = privateKeyToAccount(ANVIL_PROVIDER_PRIVATE_KEY).address
 /** The local operator (anvil dev account #0, which deploys the contracts): the demo models' payout address. */

@@ -74,7 +74,9 @@ const SPOT_CHECK_VERDICTS: readonly SpotCheckVerdict[] = ['confirmed', 'refuted'
  */
 api.get('/spot-checks', async (c) => {
   if (!c.get('apiKeyByOperator')) {
-    throw new ForbiddenError('spot checks are listed to the operator\'s keys only (made with `npm run key:create`, not POST /api/keys); a job\'s own check is at /api/jobs/{jobId}/attestation')
+    throw new ForbiddenError(
+      'spot checks are listed to the operator\'s keys only (stored in D1 directly: `npm run key:create -- <label> --wrangler`, or the key `npm start` prints; not one made through POST /api/keys, as `key:create` with DEPINFER_URL does); a job\'s own check is at /api/jobs/{jobId}/attestation',
+    )
   }
   const limit = intQuery(c.req.query('limit'), 'limit', 50, 1, 500)
   const before = intQuery(c.req.query('before'), 'before', undefined, 1, Number.MAX_SAFE_INTEGER)
