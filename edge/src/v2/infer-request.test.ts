@@ -14,6 +14,21 @@ describe('parseInferRequest', () => {
     expect(parseInferRequest({ inputs: [f32('a')], outputs: [{ name: 'y' }, { name: 'z' }] }).outputs).toEqual(['y', 'z'])
   })
 
+  it('takes null in an optional field as the field left out, as schema-class clients send it', () => {
+    const withNulls = parseInferRequest({
+      id: null,
+      parameters: null,
+      inputs: [{ ...f32('a'), parameters: null }],
+      outputs: [{ name: 'y', parameters: null }],
+    })
+    expect(withNulls).toMatchObject({ id: undefined, outputs: ['y'] })
+    expect(withNulls.binaryOutputs('y')).toBe(false)
+    expect(parseInferRequest({ inputs: [f32('a')], outputs: null }).outputs).toEqual([])
+    // Not where a value is required.
+    rejects({ inputs: [{ ...f32('a'), shape: null }] }, 'inputs[0].shape')
+    rejects({ inputs: null }, 'inputs')
+  })
+
   it('refuses floats the datatype cannot hold, naming the element', () => {
     rejects({ inputs: [f32('a', [1, 1e39])] }, 'inputs[0].data[1]')
     rejects({ inputs: [{ name: 'h', datatype: 'FP16', shape: [2], data: [1, 70000] }] }, 'inputs[0].data[1]')

@@ -20,23 +20,28 @@ import { z } from 'zod'
 import { InvalidRequestError, PayloadTooLargeError } from '../errors/request.js'
 import { parseKeepingLargeIntegers } from './exact-json.js'
 
+/**
+ * An optional field, where `null` counts as absent: clients built on schema classes (MLServer's
+ * and KServe's pydantic types) send their unset optional fields as `null`.
+ */
+const optional = <T extends z.ZodType>(schema: T) => schema.nullish().transform((value) => value ?? undefined)
+const Parameters = z.record(z.string(), z.unknown())
+
 const InferRequestSchema = z.object({
-  id: z.string().optional(),
-  parameters: z.record(z.string(), z.unknown()).optional(),
+  id: optional(z.string()),
+  parameters: optional(Parameters),
   inputs: z
     .array(
       z.object({
         name: z.string().min(1),
         shape: z.array(z.number().int().nonnegative()),
         datatype: z.string(),
-        parameters: z.record(z.string(), z.unknown()).optional(),
+        parameters: optional(Parameters),
         data: z.unknown().optional(),
       }),
     )
     .min(1),
-  outputs: z
-    .array(z.object({ name: z.string().min(1), parameters: z.record(z.string(), z.unknown()).optional() }))
-    .optional(),
+  outputs: optional(z.array(z.object({ name: z.string().min(1), parameters: optional(Parameters) }))),
 })
 
 export interface ParsedInferRequest {
