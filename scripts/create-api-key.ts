@@ -69,7 +69,7 @@ else await createThroughEdge(edgeUrl)
 function printWranglerCommand(): void {
   if (values['no-payer']) fail(2, '--no-payer needs --edge: without a payer the wrangler command already makes a key without one')
   console.log(`API key (store it now, it is not kept anywhere): ${key}\n`)
-  if (payer) console.log(`Payer: ${payer} (deposit with Escrow.deposit() from that account)\n`)
+  if (payer) console.log(`Payer: ${payer} (deposit from that account: DEPINFER_PRIVATE_KEY=<its key> npx depinfer escrow deposit <eth>)\n`)
   console.log('Store its hash in the production D1 database:')
   const payerSql = payer ? `'${payer.toLowerCase()}'` : 'NULL'
   const sql = `INSERT INTO api_keys (key_hash, label, created_at, payer_address) VALUES ('${keyHash}', '${label.replace(/'/g, "''")}', ${Date.now()}, ${payerSql})`
@@ -161,5 +161,5 @@ async function createThroughEdge(url: string): Promise<void> {
   console.log(`  id:     ${String(answer.id)}`)
   console.log(`  label:  ${String(answer.label)}`)
   console.log(`  payer:  ${answer.payer === null ? 'none (free jobs only)' : String(answer.payer)}`)
-  if (answer.payer) console.log(`\nIts priced jobs are charged to ${String(answer.payer)}'s Escrow balance (deposit with Escrow.deposit() from that account).`)
+  if (answer.payer) console.log(`\nIts priced jobs are charged to ${String(answer.payer)}'s Escrow balance (deposit from that account: DEPINFER_PRIVATE_KEY=<its key> npx depinfer escrow deposit <eth>).`)
 }

@@ -100,7 +100,7 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
   const key = await loadDeviceKey(config.keyPath)
   prepareSigning()
   const signer = new AttestationSigner(key.privateKey)
-  const runtime = new OrtRuntime(config.ort, log, { sessionMoved: () => publishStatus() })
+  const runtime = new OrtRuntime(config.ort, log, { sessionsChanged: () => publishStatus() })
   const serve = (loaded: LoadedModel): ServedModel => ({
     loaded,
     // maxBatch is read per batch: it is only known (and only > 1) once the model has loaded.

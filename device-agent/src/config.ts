@@ -193,8 +193,9 @@ export const AgentConfigSchema = z.object({
        * the thread that calls it: on the agent's own, a long run holds up heartbeats, the MQTT
        * keepalive, job intake and every other model until it ends (past ~15 s the broker and the
        * edge count the device as gone). 'worker-thread': every model in a worker thread of its
-       * own (~0.2 ms more per run); 'agent-thread': all on the agent's thread; 'auto': on the
-       * agent's thread until a run takes longer than LONG_RUN_MS, then moved to a worker thread.
+       * own (0.1–0.5 ms more per run, ~50 MB more memory); 'agent-thread': all on the agent's
+       * thread; 'auto': on the agent's thread until a run takes LONG_RUN_MS or more, then moved
+       * to a worker thread (runtime/model-session.ts).
        */
       runIn: z.enum(RUN_PLACES, { error: `must be ${RUN_PLACES.map((p) => `"${p}"`).join(', ')}` }).default('auto'),
       executionMode: z.enum(EXECUTION_MODES).default('sequential'),

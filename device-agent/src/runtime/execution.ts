@@ -48,8 +48,11 @@ export type CreateSession = (model: Uint8Array, options: SessionOptions) => Prom
 
 export interface RuntimeHooks {
   create?: CreateSession
-  /** A model's session moved to a worker thread (ort.runIn 'auto'): the status should say so. */
-  sessionMoved?: () => void
+  /**
+   * A model's session moved to a worker thread (ort.runIn 'auto'), or lost its worker thread:
+   * the status should say so.
+   */
+  sessionsChanged?: () => void
 }
 
 const ortCreate: CreateSession = (model, options) => ort.InferenceSession.create(model, options)
@@ -130,7 +133,7 @@ export class OrtRuntime {
   readonly #settings: OrtSettings
   readonly #log: (message: string) => void
   readonly #create: CreateSession
-  readonly #sessionMoved: () => void
+  readonly #sessionsChanged: () => void
   #probing: Promise<ProviderAvailability> | undefined
   #availability: ProviderAvailability | undefined
 
@@ -138,7 +141,7 @@ export class OrtRuntime {
     this.#settings = settings
     this.#log = log
     this.#create = hooks.create ?? ortCreate
-    this.#sessionMoved = hooks.sessionMoved ?? (() => {})
+    this.#sessionsChanged = hooks.sessionsChanged ?? (() => {})
   }
 
   /** Which preferred EPs can create a session on this device (tried once, then remembered). */
@@ -182,25 +185,31 @@ export class OrtRuntime {
    * behind it (e.g. CUDA takes the nodes TensorRT cannot), and if the session cannot be created
    * the next EP is tried. Throws what onnxruntime threw on CPU, the last resort. It runs where
    * ort.runIn says; `reread` gives the model's bytes again (verified) when an 'auto' session
-   * moves to a worker thread, so they need not be held meanwhile.
+   * moves to a worker thread, so they need not be held meanwhile. `lost` is told when a worker
+   * thread running the session ends unasked (every run fails from then on).
    */
   async createSession(
     model: Uint8Array,
     modelName: string,
     reread: () => Promise<Uint8Array>,
+    lost: (reason: Error) => void,
   ): Promise<{ session: ModelSession; executionProvider: ExecutionProviderName }> {
     const { usable } = await this.availability()
     const label = `model ${modelName}`
+    const workerLost = (reason: Error) => {
+      lost(reason)
+      this.#sessionsChanged()
+    }
     for (let i = 0; ; i++) {
       const providers = usable.slice(i)
       const executionProvider = providers[0]!
       const options = sessionOptions(this.#settings, providers)
       try {
-        if (this.#settings.runIn === 'worker-thread') return { session: await WorkerSession.open(model, options, label), executionProvider }
+        if (this.#settings.runIn === 'worker-thread') return { session: await WorkerSession.open(model, options, label, workerLost), executionProvider }
         const session = new AgentThreadSession(await this.#create(model, options))
         if (this.#settings.runIn === 'agent-thread') return { session, executionProvider }
-        const openInWorker = async () => WorkerSession.open(await reread(), options, label)
-        return { session: new AutoPlacedSession(session, openInWorker, label, { log: this.#log, moved: this.#sessionMoved }), executionProvider }
+        const openInWorker = async () => WorkerSession.open(await reread(), options, label, workerLost)
+        return { session: new AutoPlacedSession(session, openInWorker, label, { log: this.#log, moved: this.#sessionsChanged }), executionProvider }
       } catch (error) {
         if (providers.length === 1) throw error
         this.#log(`model ${modelName}: ${executionProvider} could not create its session (${reasonOf(error)}); trying ${providers[1]}`)

@@ -126,7 +126,13 @@ export async function loadModel(
       if (hash !== sha256) throw new ChecksumMismatchError(sha256, hash, what)
       return again
     }
-    const { session, executionProvider } = await settings.runtime.createSession(bytes, model.name, reread)
+    // A worker thread that dies takes the model with it: failed, so it is no longer advertised as ready.
+    const lost = (reason: Error) => {
+      model.state = 'failed'
+      model.error = reason.message
+      settings.log?.(`model ${model.name} v${model.version} failed: ${reason.message}`)
+    }
+    const { session, executionProvider } = await settings.runtime.createSession(bytes, model.name, reread, lost)
     model.session = session
     model.executionProvider = executionProvider
     model.inputs = model.session.inputMetadata.map((meta) => declared.get(meta.name) ?? tensorSpec(meta, model.name))
@@ -140,6 +146,9 @@ export async function loadModel(
   } catch (error) {
     model.state = 'failed'
     model.error = (error as Error).message
+    // A session opened before the failure (its thread, its memory) is not kept.
+    await model.session?.release().catch(() => {})
+    delete model.session
   }
   return model
 }

@@ -3,6 +3,7 @@
  * thread answers exactly as one on the agent's thread, leaves that thread free while it runs, and
  * an 'auto' session moves there once a run proves long.
  */
+import { spawnSync } from 'node:child_process'
 import { existsSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { bytesOf, type RawTensor } from '@depinfer/shared'
@@ -12,9 +13,11 @@ import { temporaryDirectory } from '../../../test/helpers/temporary-directory.js
 import { AgentConfigSchema, type RunPlace } from '../config.js'
 import { bundledModelPath } from '../models/bundled.js'
 import { OrtRuntime } from './execution.js'
-import { loadModel, type LoadedModel } from './loaded-model.js'
+import { describe as describeModel, loadModel, type LoadedModel } from './loaded-model.js'
 import { LONG_RUN_MS } from './model-session.js'
 import { InvalidJobInputError } from './run-job.js'
+import type { WorkerSession } from './worker-session.js'
+import { REPO_ROOT } from '../../../scripts/local/paths.js'
 
 const ortSettings = (runIn: RunPlace) =>
   AgentConfigSchema.parse({ deviceId: 'd', broker: { url: 'mqtt://x' }, models: [{ bundled: 'ppocr-cls' }], keyPath: '/k', ort: { runIn, executionProviders: ['cpu'] } }).ort
@@ -25,10 +28,10 @@ const slowModelPath = (() => {
   return path
 })()
 
-async function load(runIn: RunPlace, path: string, hooks: { log?: string[]; moved?: () => void } = {}): Promise<LoadedModel> {
+async function load(runIn: RunPlace, path: string, hooks: { log?: string[]; changed?: () => void } = {}): Promise<LoadedModel> {
   // The runtime's own lines (which execution providers) are not about the model.
   const log = (line: string) => (line.startsWith('model m') ? hooks.log?.push(line) : undefined)
-  const runtime = new OrtRuntime(ortSettings(runIn), log, { ...(hooks.moved && { sessionMoved: hooks.moved }) })
+  const runtime = new OrtRuntime(ortSettings(runIn), log, { ...(hooks.changed && { sessionsChanged: hooks.changed }) })
   const model = await loadModel({ name: 'm', version: '1', path, state: 'loading', maxBatch: 1 }, { runtime, maxBatch: 8, log })
   expect(model.error).toBeUndefined()
   return model
@@ -51,11 +54,12 @@ function slowInputs(iterations: number): RawTensor[] {
 
 /** Iterations of the slow model that take at least `ms` on this machine (measured, with a margin). */
 async function iterationsLasting(model: LoadedModel, ms: number): Promise<number> {
-  const probe = 20_000
+  const probe = 5_000
+  await model.session!.run(slowInputs(probe), []) // warm
   const started = performance.now()
   await model.session!.run(slowInputs(probe), [])
   const perIteration = (performance.now() - started) / probe
-  return Math.ceil((2 * ms) / perIteration)
+  return Math.ceil((4 * ms) / perIteration)
 }
 
 /** How many times a 10 ms interval timer fires on this thread while `work` runs. */
@@ -119,15 +123,62 @@ describe('sessions in a worker thread', () => {
   })
 })
 
+describe('a worker thread that ends unasked', () => {
+  it('fails its model: no longer ready, says why, refuses every run, and the status is told', async () => {
+    const log: string[] = []
+    let changes = 0
+    const model = await load('worker-thread', bundledModelPath('ppocr-cls'), { log, changed: () => changes++ })
+    expect(model.state).toBe('ready')
+    const pending = model.session!.run([image(8)], [])
+    await (model.session as WorkerSession).crashForTest()
+    await expect(pending).rejects.toThrow('model m: its worker thread exited')
+    expect(model).toMatchObject({ state: 'failed', error: expect.stringMatching(/^model m: its worker thread exited \(code 1\)$/) })
+    expect(describeModel(model)).toMatchObject({ state: 'failed', error: expect.stringMatching(/its worker thread exited/) })
+    expect(changes).toBe(1)
+    expect(log).toEqual([expect.stringMatching(/^model m v1 failed: model m: its worker thread exited/)])
+    await expect(model.session!.run([image(1)], [])).rejects.toThrow('its worker thread exited')
+    await model.session!.release() // and a release after that returns
+  })
+})
+
+describe('the agent process with sessions in worker threads', () => {
+  /** Runs a TypeScript module in a fresh Node process with tsx; its outcome within 30 s. */
+  const runModule = (source: string) => {
+    const path = join(temporaryDirectory('worker-lifetime-'), 'main.mts')
+    writeFileSync(path, source)
+    return spawnSync(process.execPath, ['--import', 'tsx', path], { cwd: REPO_ROOT, timeout: 30_000, encoding: 'utf8' })
+  }
+  const opening = `
+    import { readFileSync } from 'node:fs'
+    import { WorkerSession } from ${JSON.stringify(join(REPO_ROOT, 'device-agent/src/runtime/worker-session.ts'))}
+    const session = await WorkerSession.open(readFileSync(${JSON.stringify(bundledModelPath('ppocr-cls'))}), {}, 'm', () => console.log('lost'))
+    console.log('opened')`
+
+  it('ends by itself with an idle session left open, and not before a pending run is answered', () => {
+    const idle = runModule(opening)
+    expect([idle.signal, idle.status, idle.stdout]).toEqual([null, 0, 'opened\n'])
+    const pending = runModule(`${opening}
+      const x = { name: 'x', datatype: 'FP32', shape: [1, 3, 48, 96], data: new Uint8Array(3 * 48 * 96 * 4) }
+      session.run([x], []).then((outputs) => console.log('ran', outputs[0].shape.join('x')))`)
+    expect([pending.signal, pending.status, pending.stdout]).toEqual([null, 0, 'opened\nran 1x2\n'])
+  })
+})
+
 describe("ort.runIn 'auto'", () => {
   it('keeps short runs on the agent\'s thread and moves the session to a worker thread after a long one', async () => {
     const log: string[] = []
     let moves = 0
-    const model = await load('auto', slowModelPath, { log, moved: () => moves++ })
+    const model = await load('auto', slowModelPath, { log, changed: () => moves++ })
     const session = model.session!
-    // The model's load ran it (the batching probe), and these runs are short: it stays.
+    // Short runs stay, also one that waited behind other work on the thread (not the run's time).
     for (let i = 0; i < 20; i++) await session.run(slowInputs(100), [])
+    const queued = session.run(slowInputs(100), [])
+    const busyUntil = performance.now() + 2 * LONG_RUN_MS
+    while (performance.now() < busyUntil);
+    await queued
+    await new Promise((resolve) => setTimeout(resolve, 100))
     expect(session.thread).toBe('agent-thread')
+    expect(log).toEqual([])
 
     const iterations = await iterationsLasting(model, LONG_RUN_MS)
     const [onAgentThread] = await session.run(slowInputs(iterations), [])

@@ -64,22 +64,29 @@ export class WorkerSession implements ModelSession {
     readonly inputMetadata: readonly ort.InferenceSession.ValueMetadata[],
     readonly outputMetadata: readonly ort.InferenceSession.ValueMetadata[],
     private readonly label: string,
+    lost: (reason: Error) => void,
   ) {
     this.#worker = worker
-    // Idle, the worker does not keep the process alive; with runs pending it does (runs ref it).
-    worker.unref()
     worker.on('message', (reply: WorkerReply) => this.#answer(reply))
+    // After the 'message' listener: adding the first one refs the worker's port again. Idle, the
+    // worker does not keep the process alive; with runs pending it does (runs ref it).
+    worker.unref()
     worker.on('error', (error) => this.#stop(new Error(`${label}: its worker thread failed: ${error.message}`)))
     this.#exited = new Promise((resolve) => {
       worker.once('exit', (code) => {
         this.#stop(new Error(`${label}: its worker thread exited (code ${code})`))
+        // Not released: the thread died (an uncaught error, out of memory) and the model with it.
+        if (!this.#refusing) lost(this.#stopped!)
         resolve()
       })
     })
   }
 
-  /** Opens the model in a new worker thread; rejects with onnxruntime's reason when it cannot. */
-  static open(model: Uint8Array, options: ort.InferenceSession.SessionOptions, label: string): Promise<WorkerSession> {
+  /**
+   * Opens the model in a new worker thread; rejects with onnxruntime's reason when it cannot.
+   * `lost` is called if the thread later ends without being released: every run fails from then on.
+   */
+  static open(model: Uint8Array, options: ort.InferenceSession.SessionOptions, label: string, lost: (reason: Error) => void): Promise<WorkerSession> {
     const own = new Uint8Array(model)
     const start: WorkerStart = { model: own, options }
     const worker = new Worker(WORKER_ENTRY, { workerData: start, transferList: [own.buffer] })
@@ -99,7 +106,7 @@ export class WorkerSession implements ModelSession {
       const onMessage = (reply: WorkerReply) => {
         if (reply.kind !== 'opened') return failed(new Error(reply.kind === 'open-failed' ? reply.message : `${label}: unexpected ${reply.kind} from its worker thread`))
         stopListening()
-        resolve(new WorkerSession(worker, reply.inputMetadata, reply.outputMetadata, label))
+        resolve(new WorkerSession(worker, reply.inputMetadata, reply.outputMetadata, label, lost))
       }
       worker.on('message', onMessage)
       worker.on('error', failed)
@@ -138,8 +145,19 @@ export class WorkerSession implements ModelSession {
   }
 
   /**
-   * Releases the session in the worker and ends the thread (terminated if it does not end in
-   * time). Runs already sent are answered first; later ones are refused.
+   * Ends the thread without releasing the session, as a crash of the worker would (an uncaught
+   * error, running out of memory), for the tests of what follows: a real crash of a healthy
+   * worker cannot be produced on purpose.
+   */
+  crashForTest(): Promise<void> {
+    void this.#worker.terminate()
+    return this.#exited
+  }
+
+  /**
+   * Releases the session in the worker and ends the thread. Runs already sent are answered
+   * first, later ones are refused; if all that takes more than RELEASE_WAIT_MS the thread is
+   * terminated (a run still going fails). The agent releases only once its jobs are answered.
    */
   release(): Promise<void> {
     if (!this.#refusing) {
