@@ -17,6 +17,7 @@ const BENCHES: { name: string; args: string[] }[] = [
   { name: 'attest', args: ['bench/attest.ts'] },
   { name: 'catalog', args: ['bench/catalog.ts'] },
   { name: 'quantize', args: ['bench/quantize.ts', '--models', 'cls'] },
+  { name: 'session-thread', args: ['bench/session-thread.ts'] },
 ]
 
 function run(args: string[], env: NodeJS.ProcessEnv): Promise<number> {
