@@ -23,6 +23,7 @@ import { foundry } from 'viem/chains'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { attestationRegistryAbi } from '../../contracts/generated/index.js'
 import { loadDeviceKey } from '../../device-agent/src/keys/device-key.js'
+import { SUSPECT_AFTER_FAILURES } from '../../edge/src/gateway/device-table.js'
 import { localDeviceKeyPath } from '../../scripts/local/agent-process.js'
 import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/network.js'
 import { waitFor } from '../../scripts/local/wait-for.js'
@@ -403,6 +404,39 @@ describe('attestations on the local chain', () => {
         await rogue.close()
       }
     })
+  })
+
+  it("does not hold a job's missed deadline against the device when the caller's budget was too short to blame it", async () => {
+    // A caller's own timeout_ms of 1.8 s gives the first attempt under the 1 s below which a
+    // miss is not a device's fault: otherwise any key could put devices out of scheduling by
+    // sending jobs with tiny timeouts under load.
+    // After its first miss the rogue is expected to be slow (the default 100 ms): it gets a job
+    // only while the honest device is loaded, so the jobs go 48 at a time.
+    const rogue = await routedRogue('rogue-deadline', 'deadline-exceeded')
+    const round = async () => {
+      const responses = await Promise.all(
+        Array.from({ length: 48 }, () =>
+          api.post(`/v2/models/${MODEL}/infer`, {
+            inputs: [{ name: 'x', datatype: 'FP32', shape: SHAPE, data: randomInput().data }],
+            parameters: { timeout_ms: 1_800 },
+          }),
+        ),
+      )
+      for (const response of responses) {
+        expect(response.status, response.text).toBe(200)
+        expect(response.body.parameters).toMatchObject({ device_id: DEVICE })
+      }
+    }
+    try {
+      for (let rounds = 0; rounds < 20 && rogue.jobsReceived() < SUSPECT_AFTER_FAILURES; rounds++) await round()
+      expect(rogue.jobsReceived()).toBeGreaterThanOrEqual(SUSPECT_AFTER_FAILURES)
+      // More misses than make a device suspect, and it is still sent jobs.
+      const missed = rogue.jobsReceived()
+      for (let rounds = 0; rounds < 20 && rogue.jobsReceived() === missed; rounds++) await round()
+      expect(rogue.jobsReceived()).toBeGreaterThan(missed)
+    } finally {
+      await rogue.close()
+    }
   })
 
   it("ignores results a device sends in another device's name: the job is answered, the other device keeps its standing", async () => {

@@ -51,6 +51,8 @@ export type RogueMode =
   | 'unproven-key'
   /** Answers every job with invalid_input, in words of its own. */
   | 'refuse-input'
+  /** Answers every job with deadline_exceeded, as a busy device does when a job's budget is tiny. */
+  | 'deadline-exceeded'
   /** Signs honestly, over outputs that are not the model's (an extra INT64 tensor). */
   | 'wrong-outputs'
   /** Signs honestly over outputs it never computed (zeros of the right shape): only a re-run (spot check) shows it. */
@@ -126,6 +128,7 @@ export async function startRogueDevice(options: {
     jobs++
     if (mode === 'impersonate') return impersonate(header.jobId, header.attempt, header.replyTo)
     if (mode === 'refuse-input') return refuse(header.jobId, header.attempt, header.replyTo)
+    if (mode === 'deadline-exceeded') return missDeadline(header.jobId, header.attempt, header.replyTo, header.deadlineMs)
     const rows = frame.tensors[0]!.shape[0]!
     const outputs: RawTensor[] = model.outputs.map((spec) => {
       const shape = spec.shape.map((d, i) => (d >= 0 ? d : i === 0 ? rows : 1))
@@ -168,6 +171,11 @@ export async function startRogueDevice(options: {
 
   function refuse(jobId: string, attempt: number, replyTo: string): void {
     const error = { code: 'invalid_input' as const, message: 'ROGUE: your input was rejected', field: 'inputs' }
+    client.publish(replyTo, Buffer.from(encodeFrame(resultHeader(jobId, attempt, deviceId, error), [])), { qos: 1 })
+  }
+
+  function missDeadline(jobId: string, attempt: number, replyTo: string, deadlineMs: number): void {
+    const error = { code: 'deadline_exceeded' as const, message: `queued past the job's deadline (${deadlineMs} ms)` }
     client.publish(replyTo, Buffer.from(encodeFrame(resultHeader(jobId, attempt, deviceId, error), [])), { qos: 1 })
   }
 

@@ -405,6 +405,14 @@ export class Gateway extends DurableObject<Env> {
             if (refused || attempt === MAX_ATTEMPTS || candidates.length === 1) throw new ModelRejectedInputError(refusal.message, refusal.field)
             refused = refusal
             lastFailure = `device ${header.deviceId} refused the input: ${header.error.message}`
+          } else if (header.error.code === 'deadline_exceeded') {
+            // The job waited in the device's queue past the budget it was sent with: a timeout
+            // the device reported itself, blamed as one only where the budget was fair to it (a
+            // caller's tiny timeout_ms under load is no fault of the device's, and would let any
+            // key put devices out of scheduling), and answered 504 if it is the last word.
+            if (blameTimeout) this.#table.recordFailure(answeredBy)
+            timedOut = true
+            lastFailure = `device ${header.deviceId} failed (deadline_exceeded): ${header.error.message}`
           } else {
             this.#table.recordFailure(answeredBy)
             lastFailure = `device ${header.deviceId} failed (${header.error.code}): ${header.error.message}`
