@@ -197,6 +197,19 @@ describe("ort.runIn 'auto'", () => {
     await expect(session.run(slowInputs(1), [])).rejects.toThrow('released')
   })
 
+  it('moves under a steady queue too: the run after the long one waits for the worker instead of holding the thread again', async () => {
+    const model = await load('auto', slowModelPath)
+    const session = model.session!
+    await session.run(slowInputs(100), [])
+    const iterations = await iterationsLasting(model, LONG_RUN_MS)
+    // Back to back, as the batcher runs a queue: nothing between the runs but the answer.
+    let ticks = 0
+    await session.run(slowInputs(iterations), []).then(() => timerTicksDuring(() => session.run(slowInputs(iterations), [])).then((n) => (ticks = n)))
+    expect(session.thread).toBe('worker-thread')
+    expect(ticks).toBeGreaterThanOrEqual(10)
+    await session.release()
+  })
+
   it('stays on the agent\'s thread when the file changed on disk since it was loaded (the worker opens only the verified bytes)', async () => {
     const path = join(temporaryDirectory('slow-model-changed-'), 'slow.onnx')
     writeFileSync(path, slowModel())

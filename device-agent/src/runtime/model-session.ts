@@ -95,6 +95,13 @@ export class AutoPlacedSession implements ModelSession {
 
   async run(inputs: readonly RawTensor[], outputNames: readonly string[]): Promise<RawTensor[]> {
     if (this.#released) throw new Error(`${this.label}: its session was released`)
+    // Runs wait while the session moves: each step of the move (reading the file, starting the
+    // thread, its answer) needs a turn of the agent's event loop, and under a steady queue every
+    // turn would otherwise go to one more long run on this thread.
+    if (this.#moving) {
+      await this.#moving
+      if (this.#released) throw new Error(`${this.label}: its session was released`)
+    }
     const session = this.#current
     if (session.thread === 'worker-thread') return session.run(inputs, outputNames)
     // onnxruntime-node runs the session in a setImmediate that run() queues at once: this one,
