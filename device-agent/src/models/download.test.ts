@@ -2,7 +2,7 @@
  * The downloader against a real HTTP server (models/testing/fake-edge.ts) serving the bundled
  * PaddleOCR classifier, with the edge's ranges, ETags and errors, and injected faults.
  */
-import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { AgentConfigSchema } from '../config.js'
@@ -252,6 +252,33 @@ describe('model download', () => {
     const [a, b] = await Promise.all([fetchModelFile(request(), settings()), fetchModelFile(request({ label: 'again' }), settings())])
     expect([a.downloaded, b.downloaded].sort()).toEqual([false, true])
     expect(requests()).toHaveLength(1)
+  })
+
+  it('takes over a lock left by an earlier process with its own pid (a restart in a container), or left untouched for 30 s, without waiting', async () => {
+    for (const [holder, ageSec] of [[process.pid, 0], [1, 60]] as const) {
+      fresh()
+      const path = cachedModelPath(cacheDir, CLS_SHA)
+      mkdirSync(cacheDir, { recursive: true })
+      writeFileSync(`${path}.lock`, String(holder))
+      const then = new Date(Date.now() - ageSec * 1000)
+      utimesSync(`${path}.lock`, then, then)
+      // pid 1 is alive (init): only its lock's age shows it is nobody's.
+      expect(await fetchModelFile(request(), settings({ signal: AbortSignal.timeout(5_000) }))).toMatchObject({ path, downloaded: true })
+      expect(cacheFiles()).toEqual([basename(path)])
+    }
+  })
+
+  it('says once that it waits for a lock a live process holds and touches', async () => {
+    fresh()
+    const path = cachedModelPath(cacheDir, CLS_SHA)
+    mkdirSync(cacheDir, { recursive: true })
+    writeFileSync(`${path}.lock`, '1')
+    const waiting = fetchModelFile(request(), settings({ signal: AbortSignal.timeout(1_500) }))
+    await expect(waiting).rejects.toThrow()
+    expect(logs.filter((line) => line.startsWith('waiting for'))).toEqual([
+      `waiting for ${path}.lock: process 1 holds it (another agent downloading the same file); taken over if that process ends or leaves it untouched for 30 s`,
+    ])
+    rmSync(`${path}.lock`)
   })
 
   it('downloads from any URL without the edge API key', async () => {

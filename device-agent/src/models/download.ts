@@ -14,7 +14,7 @@
  */
 import { createHash, type Hash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { mkdir, open, readFile, rename, rm, stat, statfs, writeFile, type FileHandle } from 'node:fs/promises'
+import { mkdir, open, readFile, rename, rm, stat, statfs, utimes, writeFile, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { backoffMs } from '../broker/connect.js'
@@ -123,7 +123,7 @@ export async function fetchModelFile(request: ModelFileRequest, settings: Downlo
   const unlocked = await cachedFile()
   if (unlocked?.sha256 === request.sha256) return { path, sha256: request.sha256, size: unlocked.size, downloaded: false }
   await mkdir(settings.cacheDir, { recursive: true })
-  const release = await lockFile(`${path}.lock`, settings.signal)
+  const release = await lockFile(`${path}.lock`, settings.signal, log)
   try {
     // Again under the lock: another process may have finished the download meanwhile.
     const cached = await cachedFile()
@@ -142,27 +142,59 @@ export async function fetchModelFile(request: ModelFileRequest, settings: Downlo
 /** How long a lock file may stay empty (its creator writes the pid right away) before it is stale. */
 const EMPTY_LOCK_STALE_MS = 10_000
 const LOCK_POLL_MS = 200
+/**
+ * A holder touches its lock this often; a lock untouched for LOCK_STALE_MS is stale whatever pid
+ * it names: that pid may be another process's now, or one in another PID namespace (a container
+ * sharing the cache), and a live-looking pid must not block a download for good.
+ */
+const LOCK_REFRESH_MS = 5_000
+const LOCK_STALE_MS = 30_000
+/**
+ * The locks this process holds. One that names this process's pid but is not in here was left by
+ * an earlier process with the same pid: an agent restarted in a container is pid 1 again.
+ */
+const heldLocks = new Set<string>()
 
 /**
- * Takes `<file>.lock` (O_EXCL), waiting while a live process holds it; a lock left by a process
- * that is gone is taken over. Returns the release function.
+ * Takes `<file>.lock` (O_EXCL), waiting while a live process holds it (said once in the log); a
+ * lock left by a process that is gone, or left untouched too long, is taken over. Returns the
+ * release function.
  */
-async function lockFile(path: string, signal: AbortSignal | undefined): Promise<() => Promise<void>> {
+async function lockFile(path: string, signal: AbortSignal | undefined, log: (message: string) => void): Promise<() => Promise<void>> {
+  let waitingSaid = false
   for (;;) {
     signal?.throwIfAborted()
     try {
       const handle = await open(path, 'wx')
       await handle.writeFile(String(process.pid))
       await handle.close()
-      return () => rm(path, { force: true })
+      heldLocks.add(path)
+      const refresh = setInterval(() => void utimes(path, new Date(), new Date()).catch(() => {}), LOCK_REFRESH_MS)
+      refresh.unref()
+      return () => {
+        clearInterval(refresh)
+        heldLocks.delete(path)
+        return rm(path, { force: true })
+      }
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
     }
     const [holder, stats] = await Promise.all([readFile(path, 'utf8').catch(() => ''), stat(path).catch(() => undefined)])
     const pid = Number(holder)
-    const stale = holder.trim() === '' ? stats !== undefined && Date.now() - stats.mtimeMs > EMPTY_LOCK_STALE_MS : !(pid > 0 && processAlive(pid))
-    if (stale) await rm(path, { force: true })
-    else await sleep(LOCK_POLL_MS, undefined, { signal })
+    const age = stats ? Date.now() - stats.mtimeMs : 0
+    const stale =
+      holder.trim() === ''
+        ? age > EMPTY_LOCK_STALE_MS
+        : age > LOCK_STALE_MS || !(pid > 0 && processAlive(pid)) || (pid === process.pid && !heldLocks.has(path))
+    if (stale) {
+      await rm(path, { force: true })
+      continue
+    }
+    if (!waitingSaid && pid !== process.pid) {
+      log(`waiting for ${path}: process ${holder.trim()} holds it (another agent downloading the same file); taken over if that process ends or leaves it untouched for ${LOCK_STALE_MS / 1000} s`)
+      waitingSaid = true
+    }
+    await sleep(LOCK_POLL_MS, undefined, { signal })
   }
 }
 
