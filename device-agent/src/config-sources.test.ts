@@ -67,6 +67,8 @@ describe('model sources and the edge', () => {
     ['a version with published "*"', { models: [{ published: '*', version: '2' }], edge: { url: 'https://e', apiKey: 'k' } }, {}, /at models\.0\.version: a version cannot be combined with published "\*"/],
     ['a published name that is not one', { models: [{ published: 'a b' }], edge: { url: 'https://e', apiKey: 'k' } }, {}, /at models\.0\.published: must be a model name or "\*"/],
     ['an empty DEPINFER_MODELS published entry', {}, { DEPINFER_MODELS: 'published:' }, /at models\.0\.published \(from DEPINFER_MODELS\)/],
+    ['two sources of one name and version', { models: [{ name: 'm', path: 'a.onnx' }, { bundled: 'ppocr-cls' }, { name: 'm', path: 'b.onnx' }] }, {}, /at models\.2: model m v1 is models\.0 already/],
+    ['a URL source named as a bundled model', { models: [{ bundled: 'ppocr-cls' }, { url: 'https://x/m.onnx', name: 'ppocr-cls', sha256: SHA }] }, {}, /at models\.1: model ppocr-cls v1 is models\.0 already/],
     ['a file source without its path', { models: [{ name: 'm' }] }, {}, /at models\.0: a model source needs one of "bundled", "path", "published", "url"/],
   ])('rejects %s, naming the field', (_what, content, env, message) => {
     const path = writeConfig({ deviceId: 'd', ...content })

@@ -207,6 +207,16 @@ export const AgentConfigSchema = z.object({
     // field defaults above fill in an omitted `ort`.
     .prefault({}),
 }).superRefine((config, context) => {
+  // One file per name and version: the edge routes a model's jobs by them, so a second source
+  // of the same would be loaded, advertised and never used (or used in place of the first).
+  const seen = new Map<string, number>()
+  config.models.forEach((source, j) => {
+    if (isPublishedSource(source)) return
+    const { name, version } = isUrlSource(source) ? source : modelIdentity(source)
+    const first = seen.get(`${name}@${version}`)
+    if (first === undefined) seen.set(`${name}@${version}`, j)
+    else context.addIssue({ code: 'custom', path: ['models', j], message: `model ${name} v${version} is models.${first} already: give each source its own name or version` })
+  })
   const index = config.models.findIndex(isPublishedSource)
   if (index >= 0 && !config.edge) {
     context.addIssue({
