@@ -12,8 +12,8 @@ import { quantizeModel } from '../quantize/index.js'
 import { describe as describeModel, loadModel, modelsFromConfig, modelSha256, type LoadedModel } from '../runtime/loaded-model.js'
 import { bundledModelPath } from './bundled.js'
 import { cachedModelPath } from './download.js'
-import { HttpStatusError } from './errors.js'
-import { ModelProvisioner } from './provision.js'
+import { ChecksumMismatchError, HttpStatusError } from './errors.js'
+import { ModelProvisioner, retryableFailure } from './provision.js'
 import { freePort } from '../../../scripts/local/mosquitto.js'
 import { fileToRun, listPublishedModels, selectPublished, type PublishedModel } from './published.js'
 import { FakeEdge, sha256Of, type FakeModel, type FakeVariant } from './testing/fake-edge.js'
@@ -68,6 +68,17 @@ describe('selecting published models', () => {
     // A cached file needs no space.
     const cached = selectPublished([{ published: '*' }], listing, { ...limits, freeBytes: 0, cached: () => true })
     expect(cached.selected.map((m) => m.name)).toEqual(['a', 'c'])
+  })
+})
+
+describe('which failed downloads are tried again at the next listing', () => {
+  const errno = (code: string) => Object.assign(new Error(`${code}: something about the cache`), { code })
+  it('a network failure, and a cache the provider can fix (full, read-only, not permitted); not a wrong file', () => {
+    for (const code of ['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM']) expect(retryableFailure(errno(code)), code).toBe(true)
+    expect(retryableFailure(new HttpStatusError(503, 'HTTP 503 Service Unavailable'))).toBe(true)
+    expect(retryableFailure(new ChecksumMismatchError('a'.repeat(64), 'b'.repeat(64), 'm'))).toBe(false)
+    expect(retryableFailure(errno('ENOTDIR'))).toBe(false)
+    expect(retryableFailure(new Error('something else'))).toBe(false)
   })
 })
 

@@ -212,12 +212,12 @@ export class ModelProvisioner {
     } catch (error) {
       // Stopping: the model was never ready, and the status is about to say offline.
       if (this.#stopping.signal.aborted) return
-      const retryable = error instanceof DownloadError && error.retryable
+      const retryable = retryableFailure(error)
       // A network failure is tried again with the same file at the next listing; a variant
       // file that is wrong (checksum, size) is not going to get better: serve the version's own.
       if (!retryable && this.#fallBack(model, (error as Error).message)) return this.#provision(model)
       model.state = 'failed'
-      model.error = (error as Error).message
+      model.error = cacheProblemCode(error) ? `cacheDir ${config.cacheDir}: ${(error as Error).message}` : (error as Error).message
       if (retryable) this.#retryable.add(model)
       log(`model ${label(model)} failed: ${model.error}`)
       changed(model)
@@ -262,4 +262,21 @@ export class ModelProvisioner {
  */
 function ownFile({ url, sha256, size }: FileToRun): Pick<RemoteFile, 'url' | 'sha256' | 'size'> {
   return { url, sha256, size }
+}
+
+/**
+ * Error codes of the cache's file system that a provider can fix without restarting the agent
+ * (free space, remount read-write, fix permissions): tried again at the next listing, like a
+ * network failure.
+ */
+const CACHE_PROBLEM_CODES = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM'])
+
+function cacheProblemCode(error: unknown): string | undefined {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code
+  return code !== undefined && CACHE_PROBLEM_CODES.has(code) ? code : undefined
+}
+
+/** Whether a failed download may succeed later with the same file: a network failure, or a cache problem a provider can fix. */
+export function retryableFailure(error: unknown): boolean {
+  return (error instanceof DownloadError && error.retryable) || cacheProblemCode(error) !== undefined
 }
