@@ -222,6 +222,38 @@ describe('published models from the edge', () => {
     await Promise.all(models.map((m) => m.session?.release()))
   })
 
+  it('says a failing listing once while it lasts, says when it works again, and says the next failure again', async () => {
+    const { provisioner } = provisionerFor(configWith([{ published: '*' }]))
+    edge.listingDown = true
+    try {
+      await provisioner.refresh()
+      await provisioner.refresh()
+      edge.listingDown = false
+      await provisioner.refresh()
+      await provisioner.refresh()
+      edge.listingDown = true
+      await provisioner.refresh()
+    } finally {
+      edge.listingDown = false
+    }
+    const failure = expect.stringMatching(/HTTP 503 Service Unavailable/)
+    expect(logs).toEqual([failure, 'listing published models works again', failure])
+  })
+
+  it('says once per model why it does not serve it, however its figures change, until it does', async () => {
+    edge.models.push(published('huge', '1', { listedSize: 10 ** 12 }))
+    const { provisioner } = provisionerFor(configWith([{ published: '*' }]))
+    await provisioner.refresh()
+    edge.models[0]!.listedSize = 10 ** 12 + 1
+    await provisioner.refresh()
+    expect(logs).toEqual([expect.stringMatching(/^not serving published huge v1: 1000000000000 bytes, over maxModelBytes/)])
+    edge.models.length = 0
+    await provisioner.refresh()
+    edge.models.push(published('huge', '1', { listedSize: 10 ** 12 }))
+    await provisioner.refresh()
+    expect(logs).toHaveLength(2)
+  })
+
   it("advertises a failed model's error in one line of at most 300 characters, without this device's paths", () => {
     const error = [
       'Load model from /home/pi/.depinfer/cache/' + 'ab'.repeat(32) + '.onnx failed: /onnxruntime_src/onnxruntime/core/graph/model.cc:180 ',

@@ -50,7 +50,11 @@ export class ModelProvisioner {
   /** Our models that failed for a reason that may pass. */
   readonly #retryable = new Set<LoadedModel>()
   /** Messages logged already: a listing every minute must not repeat the same complaint. */
-  readonly #said = new Set<string>()
+  /**
+   * What was logged about each ongoing condition (a failing listing, a model not served), by
+   * key: said once while it lasts, forgotten when it ends, so a new incident is said again.
+   */
+  readonly #said = new Map<string, string>()
 
   constructor(options: ProvisionerOptions) {
     this.#options = options
@@ -111,9 +115,10 @@ export class ModelProvisioner {
       const message = (error as Error).message
       const reason = failing === 'cacheDir' && !message.includes(config.cacheDir) ? `cacheDir ${config.cacheDir}: ${message}` : message
       this.#problems = new Map([[failing, reason]])
-      this.#sayOnce(reason)
+      this.#sayOnce(reason, 'listing')
       return
     }
+    if (this.#forget('listing')) this.#options.log('listing published models works again')
     const fileOf = (model: PublishedModel) => fileToRun(edge, model, config.precision)
     const { selected, problems } = selectPublished(
       this.#sources,
@@ -122,7 +127,9 @@ export class ModelProvisioner {
       fileOf,
     )
     this.#problems = new Map(problems.map(({ model, reason }) => [model, reason]))
-    for (const { model, reason } of problems) this.#sayOnce(`not serving published ${model}: ${reason}`)
+    // Keyed by model: a reason that only changes its figures (the free bytes left) is not news.
+    for (const { model, reason } of problems) this.#sayOnce(`not serving published ${model}: ${reason}`, `not-serving ${model}`)
+    for (const key of this.#said.keys()) if (key.startsWith('not-serving ') && !this.#problems.has(key.slice('not-serving '.length))) this.#forget(key)
 
     for (const entry of selected) {
       const file = fileOf(entry)
@@ -249,10 +256,16 @@ export class ModelProvisioner {
     return true
   }
 
-  #sayOnce(message: string): void {
-    if (this.#said.has(message)) return
-    this.#said.add(message)
+  /** Logs `message` unless something was said under `key` (default: the message itself) and not forgotten since. */
+  #sayOnce(message: string, key = message): void {
+    if (this.#said.has(key)) return
+    this.#said.set(key, message)
     this.#options.log(message)
+  }
+
+  /** The condition under `key` has ended; returns whether anything had been said about it. */
+  #forget(key: string): boolean {
+    return this.#said.delete(key)
   }
 }
 

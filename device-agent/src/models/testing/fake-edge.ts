@@ -64,6 +64,8 @@ export class FakeEdge {
   /** Every request: path and status. */
   readonly requests: { path: string; status: number }[] = []
   listings = 0
+  /** While set, the listing answers 503 (an edge in trouble). */
+  listingDown = false
   readonly #server: Server
   readonly #open = new Set<ServerResponse>()
 
@@ -111,6 +113,7 @@ export class FakeEdge {
     }
     if (url.pathname === '/api/models') {
       this.listings++
+      if (this.listingDown) return problem(response, 503, 'Service Unavailable', 'the edge is in trouble')
       response.writeHead(200, { 'content-type': 'application/json' })
       response.end(
         JSON.stringify({
