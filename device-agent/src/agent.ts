@@ -163,6 +163,15 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
       publishStatus()
     },
     changed: publishStatus,
+    retired: (loaded) => {
+      const index = served.findIndex((model) => model.loaded === loaded)
+      if (index < 0) return
+      const [{ batcher }] = served.splice(index, 1) as [ServedModel]
+      // Off the status first (the edge routes no more of its jobs here; one already on its way
+      // is answered model_unavailable and retried elsewhere), then released once its queue is done.
+      publishStatus()
+      void batcher.idle().then(() => loaded.session?.release())
+    },
     log,
     ...(options.progress && { progress: options.progress }),
   })

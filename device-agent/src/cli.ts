@@ -79,6 +79,10 @@ async function main(argv: string[]): Promise<number> {
       load: (model) => loadModel(model, settings),
       added: (model) => models.push(model),
       changed: () => {},
+      retired: (model) => {
+        models.splice(models.indexOf(model), 1)
+        void model.session?.release()
+      },
       log: errorLog,
       progress: progressFor(errorLog),
     })

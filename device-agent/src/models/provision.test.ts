@@ -138,6 +138,7 @@ describe('published models from the edge', () => {
     const models: LoadedModel[] = modelsFromConfig(config)
     const loaded: string[] = []
     const changes: string[] = []
+    const retired: string[] = []
     const provisioner = new ModelProvisioner({
       config,
       models: () => models,
@@ -147,11 +148,16 @@ describe('published models from the edge', () => {
       },
       added: (model) => models.push(model),
       changed: (model) => changes.push(`${model.name} v${model.version} ${model.state}`),
+      retired: (model) => {
+        retired.push(`${model.name} v${model.version}`)
+        models.splice(models.indexOf(model), 1)
+        void model.session?.release()
+      },
       log: (message) => logs.push(message),
       backoff: { minMs: 1, maxMs: 5 },
     })
     const start = (poll = false) => provisioner.start(models.filter((m) => m.remote), { poll })
-    return { models, loaded, changes, provisioner, start }
+    return { models, loaded, changes, retired, provisioner, start }
   }
 
   beforeAll(async () => {
@@ -219,6 +225,20 @@ describe('published models from the edge', () => {
     expect(edge.fileRequests).toEqual([])
     // Published ppocr-det v1 is the classifier's file, not the bundled detector's.
     expect(logs).toEqual([`published ppocr-det v1 is not downloaded: this device serves ppocr-det v1 from ${bundledModelPath('ppocr-det')}`])
+    await Promise.all(models.map((m) => m.session?.release()))
+  })
+
+  it('retires a version its source no longer selects once the newer one is ready; keeps one a source names', async () => {
+    edge.models.push(published('cls', '1'), published('other', '1'))
+    const { models, retired, provisioner, start } = provisionerFor(configWith([{ published: 'cls' }, { published: 'other' }, { published: 'other', version: '1' }]))
+    await start()
+    expect(models.map((m) => `${m.name} v${m.version} ${m.state}`)).toEqual(['cls v1 ready', 'other v1 ready'])
+    edge.models.push(published('cls', '2', { bytes: Buffer.concat([CLS, Buffer.alloc(0)]) }), published('other', '2'))
+    await provisioner.refresh()
+    await provisioner.idle()
+    expect(models.map((m) => `${m.name} v${m.version} ${m.state}`)).toEqual(['other v1 ready', 'cls v2 ready', 'other v2 ready'])
+    expect(retired).toEqual(['cls v1'])
+    expect(logs).toContain('model cls v1: superseded by a newer version; serving it no more')
     await Promise.all(models.map((m) => m.session?.release()))
   })
 

@@ -25,6 +25,12 @@ export interface ProvisionerOptions {
   added: (model: LoadedModel) => void
   /** A model's state changed (the agent publishes its status again). */
   changed: (model: LoadedModel) => void
+  /**
+   * A published version its source no longer selects, now that a newer one of the name is ready
+   * (`published: "<name>"` and `"*"` serve the newest): the agent stops serving it and releases
+   * it once its jobs are answered. A restarted agent would not load it either.
+   */
+  retired: (model: LoadedModel) => void
   log: (message: string) => void
   progress?: ProgressFactory
   /** Back-off between download attempts (tests shorten it). */
@@ -47,9 +53,10 @@ export class ModelProvisioner {
   #refreshing: Promise<void> | undefined
   /** Why published sources cannot be served right now, by model (or "edge" for the listing). */
   #problems = new Map<string, string>()
+  /** What the last listing selected: the versions the sources want now. */
+  #selected: readonly PublishedModel[] = []
   /** Our models that failed for a reason that may pass. */
   readonly #retryable = new Set<LoadedModel>()
-  /** Messages logged already: a listing every minute must not repeat the same complaint. */
   /**
    * What was logged about each ongoing condition (a failing listing, a model not served), by
    * key: said once while it lasts, forgotten when it ends, so a new incident is said again.
@@ -166,6 +173,26 @@ export class ModelProvisioner {
       added(model)
       this.#enqueue(model)
     }
+    this.#retireSuperseded(selected)
+  }
+
+  /**
+   * Retires the published versions served here that no source selects any more, once a newer
+   * version of the same name is ready. `selected` is the last listing's choice.
+   */
+  #retireSuperseded(selected: readonly PublishedModel[] = this.#selected): void {
+    this.#selected = selected
+    const models = this.#options.models()
+    for (const model of models) {
+      if (!model.remote?.fromEdge || selected.some((entry) => entry.name === model.name && entry.version === model.version)) continue
+      const newer = models.some(
+        (other) => other !== model && other.name === model.name && other.state === 'ready' && selected.some((entry) => entry.name === other.name && entry.version === other.version),
+      )
+      if (!newer) continue
+      this.#retryable.delete(model)
+      this.#options.log(`model ${label(model)}: superseded by a newer version; serving it no more`)
+      this.#options.retired(model)
+    }
   }
 
   /** Resolves once every queued download and load has finished. */
@@ -235,6 +262,7 @@ export class ModelProvisioner {
     if (model.state === 'failed') log(`model ${label(model)} failed to load: ${model.error}`)
     else log(`model ${label(model)} ready (${remote.variant ? `${remote.variant.kind} variant, ` : ''}sha256 ${model.sha256?.slice(0, 12)}…)`)
     changed(model)
+    if (model.state === 'ready') this.#retireSuperseded()
   }
 
   /**

@@ -33,6 +33,8 @@ interface QueuedJob extends StackableJob {
   reject: (error: unknown) => void
 }
 
+const IDLE_POLL_MS = 20
+
 type RunModel = (inputs: RawTensor[], outputs: readonly string[]) => Promise<RawTensor[]>
 
 export class Batcher {
@@ -47,6 +49,11 @@ export class Batcher {
 
   get queued(): number {
     return this.#queue.length
+  }
+
+  /** Resolves once no job is queued or running (polled: only a retired model waits for it). */
+  async idle(): Promise<void> {
+    while (this.#draining || this.#queue.length > 0) await new Promise((resolve) => setTimeout(resolve, IDLE_POLL_MS))
   }
 
   /** Runs a job (alone or in a batch); rejects with DeadlineExceededError if it waited too long. */
