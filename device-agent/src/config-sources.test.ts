@@ -55,6 +55,8 @@ describe('model sources and the edge', () => {
     const polling = { DEPINFER_DEVICE_ID: 'd', DEPINFER_MODELS: 'published:*', DEPINFER_EDGE_URL: 'http://e', DEPINFER_API_KEY: 'k' }
     expect(loadConfig(undefined, { ...polling, DEPINFER_EDGE_POLL_SEC: '5' }).edge?.pollSec).toBe(5)
     expect(() => loadConfig(undefined, { ...polling, DEPINFER_EDGE_POLL_SEC: 'often' })).toThrow(/at edge\.pollSec \(from DEPINFER_EDGE_POLL_SEC\)/)
+    expect(() => loadConfig(undefined, { ...polling, DEPINFER_EDGE_POLL_SEC: '0.01' })).toThrow(/at edge\.pollSec \(from DEPINFER_EDGE_POLL_SEC\): must be 0 \(only at start\) or at least 1 second/)
+    expect(loadConfig(undefined, { DEPINFER_DEVICE_ID: 'd', DEPINFER_MAX_MODEL_BYTES: '2e8' }).maxModelBytes).toBe(200_000_000)
   })
 
   it.each([

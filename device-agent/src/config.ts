@@ -135,7 +135,12 @@ export const AgentConfigSchema = z.object({
         .transform((url) => url.replace(/\/+$/, '')),
       apiKey: z.string({ error: 'the API key is required (edge.apiKey or DEPINFER_API_KEY)' }).min(1),
       /** How often published models are listed again, picking up new ones; 0: only at start. */
-      pollSec: z.number().nonnegative().default(60),
+      pollSec: z
+        .number()
+        .nonnegative()
+        // Listing the edge many times a second helps nobody and costs the edge.
+        .refine((sec) => sec === 0 || sec >= 1, 'must be 0 (only at start) or at least 1 second')
+        .default(60),
     })
     .optional(),
   /** Downloaded models, one `<sha256>.onnx` each; `~/` is the home directory. */
@@ -239,8 +244,8 @@ function defaultDeviceId(): string {
   return hostname().replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 64) || 'device'
 }
 
-/** An integer from the environment; anything else is passed on as is for the schema to reject. */
-const envInteger = (value: string): number | string => (/^-?\d+(\.\d+)?$/.test(value.trim()) ? Number(value) : value)
+/** A number from the environment (`2e8` too); anything else is passed on as is for the schema to reject. */
+const envInteger = (value: string): number | string => (/^-?\d+(\.\d+)?(e\+?\d+)?$/i.test(value.trim()) ? Number(value) : value)
 /** true/false or 1/0; anything else is passed on as is for the schema to reject. */
 const ENV_BOOLEANS = new Map([['true', true], ['1', true], ['false', false], ['0', false]])
 const envBoolean = (value: string): boolean | string => ENV_BOOLEANS.get(value.trim().toLowerCase()) ?? value

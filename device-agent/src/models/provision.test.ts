@@ -421,7 +421,7 @@ describe('published models from the edge', () => {
 
   it('picks up a model published later when polling', async () => {
     edge.models.push(published('cls', '1'))
-    const { models, provisioner, start } = provisionerFor(configWith([{ published: '*' }], { edge: { url: edge.url, apiKey: KEY, pollSec: 0.2 } }))
+    const { models, provisioner, start } = provisionerFor(configWith([{ published: '*' }], { edge: { url: edge.url, apiKey: KEY, pollSec: 1 } }))
     await start(true)
     expect(models.map((m) => m.name)).toEqual(['cls'])
     edge.models.push(published('later', '1'))
