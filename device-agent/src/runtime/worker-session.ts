@@ -147,17 +147,19 @@ export class WorkerSession implements ModelSession {
   /**
    * Ends the thread without releasing the session, as a crash of the worker would (an uncaught
    * error, running out of memory), for the tests of what follows: a real crash of a healthy
-   * worker cannot be produced on purpose.
+   * worker cannot be produced on purpose. Only while no run is under way (see release).
    */
   crashForTest(): Promise<void> {
+    if (this.#pending.size > 0) throw new Error('crashForTest: a run is under way')
     void this.#worker.terminate()
     return this.#exited
   }
 
   /**
    * Releases the session in the worker and ends the thread. Runs already sent are answered
-   * first, later ones are refused; if all that takes more than RELEASE_WAIT_MS the thread is
-   * terminated (a run still going fails). The agent releases only once its jobs are answered.
+   * first, later ones are refused. A thread that has answered them all and still has not ended
+   * RELEASE_WAIT_MS later is terminated; one with a run under way is not: terminating a thread
+   * inside onnxruntime's native run can bring the whole process down.
    */
   release(): Promise<void> {
     if (!this.#refusing) {
@@ -165,7 +167,11 @@ export class WorkerSession implements ModelSession {
       this.#worker.ref()
       const request: WorkerRequest = { kind: 'release' }
       this.#worker.postMessage(request)
-      const timer = setTimeout(() => void this.#worker.terminate(), RELEASE_WAIT_MS)
+      let timer: NodeJS.Timeout
+      const terminateWhenIdle = () => {
+        timer = setTimeout(() => (this.#pending.size === 0 ? void this.#worker.terminate() : terminateWhenIdle()), RELEASE_WAIT_MS)
+      }
+      terminateWhenIdle()
       void this.#exited.then(() => clearTimeout(timer))
     }
     return this.#exited
