@@ -80,7 +80,8 @@ async function main(argv: string[]): Promise<number> {
       added: (model) => models.push(model),
       changed: () => {},
       retired: (model) => {
-        models.splice(models.indexOf(model), 1)
+        const index = models.indexOf(model)
+        if (index >= 0) models.splice(index, 1)
         void model.session?.release()
       },
       log: errorLog,
