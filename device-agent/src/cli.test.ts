@@ -3,6 +3,7 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { AGENT_BIN } from '../../scripts/local/agent-process.js'
+import { FakeEdge } from './models/testing/fake-edge.js'
 import { runNode } from '../../test/helpers/run-node.js'
 import { temporaryDirectory } from '../../test/helpers/temporary-directory.js'
 
@@ -39,5 +40,29 @@ describe('depinfer-agent', () => {
     const bad = await run(['status', '--config', write('bad.json', [{ bundled: 'ppocr-cls' }, { name: 'gone', version: '1', path: join(dir, 'missing.onnx') }])])
     expect(bad.code, bad.output).toBe(1)
     expect(JSON.parse(bad.stdout)).toMatchObject({ failed: [{ name: 'gone', version: '1', error: expect.stringContaining('missing.onnx') }] })
+  })
+
+  it('status passes a device whose "*" leaves out what does not fit, and fails one missing a model it names', async () => {
+    const edge = await FakeEdge.start('provider-key', [
+      { name: 'big', version: '1', bytes: Buffer.from('never downloaded'), listedSize: 10 ** 12, inputs: [{ name: 'x', datatype: 'FP32', shape: [-1] }], outputs: [{ name: 'y', datatype: 'FP32', shape: [-1] }] },
+    ])
+    try {
+      const dir = temporaryDirectory('agent-cli-star-')
+      const keyPath = join(dir, 'device.key')
+      const write = (name: string, models: unknown[]) => {
+        const path = join(dir, name)
+        writeFileSync(path, JSON.stringify({ deviceId: 'cli-star', keyPath, cacheDir: join(dir, 'cache'), edge: { url: edge.url, apiKey: 'provider-key' }, models }))
+        return path
+      }
+      expect((await run(['init', '--config', write('star.json', [{ published: '*' }])])).code).toBe(0)
+      const star = await run(['status', '--config', write('star.json', [{ bundled: 'ppocr-cls' }, { published: '*' }])])
+      expect(star.code, star.output).toBe(0)
+      expect(JSON.parse(star.stdout)).toMatchObject({ failed: [], passedOver: [{ name: 'big v1', reason: expect.stringMatching(/over maxModelBytes/) }] })
+      const named = await run(['status', '--config', write('named.json', [{ bundled: 'ppocr-cls' }, { published: 'absent' }])])
+      expect(named.code, named.output).toBe(1)
+      expect(JSON.parse(named.stdout)).toMatchObject({ failed: [{ name: 'absent', error: 'not published on the edge' }], passedOver: [] })
+    } finally {
+      await edge.close()
+    }
   })
 })

@@ -98,10 +98,12 @@ async function main(argv: string[]): Promise<number> {
     })
     const failed = [
       ...models.filter((m) => m.state === 'failed').map(({ name, version, error }) => ({ name, version, error })),
-      ...provisioner.problems.map(({ model, reason }) => ({ name: model, error: reason })),
+      ...provisioner.problems.filter((problem) => !problem.passedOver).map(({ model, reason }) => ({ name: model, error: reason })),
     ]
+    // Models "*" leaves out because they do not fit: listed, but what "*" means, not a failure.
+    const passedOver = provisioner.problems.filter((problem) => problem.passedOver).map(({ model, reason }) => ({ name: model, reason }))
     const identity = key && identityOf(key, config.deviceId)
-    console.log(JSON.stringify({ ...deviceStatus(config.deviceId, models, true, identity, runtime.status()), failed }, null, 2))
+    console.log(JSON.stringify({ ...deviceStatus(config.deviceId, models, true, identity, runtime.status()), failed, passedOver }, null, 2))
     await Promise.all(models.map((model) => model.session?.release()))
     // Scripts and health checks can tell a device that would serve everything it is configured for.
     return failed.length === 0 && key ? 0 : 1

@@ -61,10 +61,11 @@ describe('selecting published models', () => {
   it('"*" takes the newest version of every model that fits: size limit, then free space after the ones before', () => {
     const star = selectPublished([{ published: '*' }], listing, limits)
     expect(star.selected.map((m) => `${m.name} v${m.version}`)).toEqual(['a v10', 'c v1'])
-    expect(star.problems).toEqual([{ model: 'b v1', reason: '500 bytes, over maxModelBytes (100)' }])
+    // Left out as "*" means to (passedOver), unlike a named model that is not published.
+    expect(star.problems).toEqual([{ model: 'b v1', reason: '500 bytes, over maxModelBytes (100)', passedOver: true }])
     const tight = selectPublished([{ published: '*' }], listing, { ...limits, freeBytes: 55 })
     expect(tight.selected.map((m) => m.name)).toEqual(['a'])
-    expect(tight.problems).toContainEqual({ model: 'c v1', reason: '50 bytes, more than the 45 left free in the cache' })
+    expect(tight.problems).toContainEqual({ model: 'c v1', reason: '50 bytes, more than the 45 left free in the cache', passedOver: true })
     // A cached file needs no space.
     const cached = selectPublished([{ published: '*' }], listing, { ...limits, freeBytes: 0, cached: () => true })
     expect(cached.selected.map((m) => m.name)).toEqual(['a', 'c'])
@@ -204,7 +205,7 @@ describe('published models from the edge', () => {
     ])
     expect(loaded).toEqual(['cls-a v2', 'cls-b v1'])
     expect(edge.fileRequests.map((r) => r.model)).toEqual(['cls-a@2'])
-    expect(provisioner.problems).toEqual([{ model: 'huge v1', reason: expect.stringMatching(/over maxModelBytes/) }])
+    expect(provisioner.problems).toEqual([{ model: 'huge v1', reason: expect.stringMatching(/over maxModelBytes/), passedOver: true }])
     expect(describeModel(models[0]!)).toMatchObject({ name: 'cls-a', version: '2', sha256: CLS_SHA, state: 'ready', inputs: INPUTS, outputs: OUTPUTS })
     await Promise.all(models.map((m) => m.session?.release()))
   })

@@ -40,6 +40,8 @@ export interface ProvisionerOptions {
 export interface SourceProblem {
   model: string
   reason: string
+  /** A model `"*"` leaves out because it does not fit this device: by design, not a failure. */
+  passedOver?: true
 }
 
 const label = (model: { name: string; version: string }) => `${model.name} v${model.version}`
@@ -52,7 +54,7 @@ export class ModelProvisioner {
   #timer: NodeJS.Timeout | undefined
   #refreshing: Promise<void> | undefined
   /** Why published sources cannot be served right now, by model (or "edge" for the listing). */
-  #problems = new Map<string, string>()
+  #problems = new Map<string, SourceProblem>()
   /** What the last listing selected: the versions the sources want now. */
   #selected: readonly PublishedModel[] = []
   /** Our models that failed for a reason that may pass. */
@@ -70,7 +72,7 @@ export class ModelProvisioner {
 
   /** Published sources that cannot be served now, and why (`depinfer-agent status` lists them). */
   get problems(): SourceProblem[] {
-    return [...this.#problems].map(([model, reason]) => ({ model, reason }))
+    return [...this.#problems.values()]
   }
 
   /**
@@ -121,7 +123,7 @@ export class ModelProvisioner {
       if (this.#stopping.signal.aborted) return
       const message = (error as Error).message
       const reason = failing === 'cacheDir' && !message.includes(config.cacheDir) ? `cacheDir ${config.cacheDir}: ${message}` : message
-      this.#problems = new Map([[failing, reason]])
+      this.#problems = new Map([[failing, { model: failing, reason }]])
       this.#sayOnce(reason, 'listing')
       return
     }
@@ -133,7 +135,7 @@ export class ModelProvisioner {
       { maxModelBytes: config.maxModelBytes, freeBytes, cached: (sha256) => existsSync(cachedModelPath(config.cacheDir, sha256)) },
       fileOf,
     )
-    this.#problems = new Map(problems.map(({ model, reason }) => [model, reason]))
+    this.#problems = new Map(problems.map((problem) => [problem.model, problem]))
     // Keyed by model: a reason that only changes its figures (the free bytes left) is not news.
     for (const { model, reason } of problems) this.#sayOnce(`not serving published ${model}: ${reason}`, `not-serving ${model}`)
     for (const key of this.#said.keys()) if (key.startsWith('not-serving ') && !this.#problems.has(key.slice('not-serving '.length))) this.#forget(key)

@@ -171,8 +171,11 @@ export interface FitLimits {
 
 export interface Selection {
   selected: PublishedModel[]
-  /** Models the sources asked for that cannot be served, and why (logged, listed by `status`). */
-  problems: { model: string; reason: string }[]
+  /**
+   * Models the sources asked for that cannot be served, and why (logged, listed by `status`).
+   * `passedOver`: one `"*"` leaves out because it does not fit, as `"*"` means to; not a failure.
+   */
+  problems: { model: string; reason: string; passedOver?: true }[]
 }
 
 /**
@@ -213,9 +216,9 @@ export function selectPublished(
       const label = `${model.name} v${model.version}`
       const file = fileOf(model)
       if (file.size > limits.maxModelBytes) {
-        problems.push({ model: label, reason: `${file.size} bytes, over maxModelBytes (${limits.maxModelBytes})` })
+        problems.push({ model: label, reason: `${file.size} bytes, over maxModelBytes (${limits.maxModelBytes})`, passedOver: true })
       } else if (!limits.cached(file.sha256) && file.size > spaceLeft) {
-        problems.push({ model: label, reason: `${file.size} bytes, more than the ${Math.max(0, spaceLeft)} left free in the cache` })
+        problems.push({ model: label, reason: `${file.size} bytes, more than the ${Math.max(0, spaceLeft)} left free in the cache`, passedOver: true })
       } else take(model)
     }
   }
