@@ -17,7 +17,7 @@ import { AgentConfigSchema } from '../device-agent/src/config.js'
 import { bundledModelPath } from '../device-agent/src/models/bundled.js'
 import { OrtRuntime } from '../device-agent/src/runtime/execution.js'
 import { loadModel, type LoadedModel } from '../device-agent/src/runtime/loaded-model.js'
-import { slowModel } from '../test/helpers/onnx-model.js'
+import { slowModel, slowModelInputs } from '../test/helpers/onnx-model.js'
 import { machineLine } from './machine.js'
 import { recordSummary } from './summary.js'
 
@@ -47,13 +47,6 @@ async function msPerRun(model: LoadedModel, inputs: RawTensor[]): Promise<number
     times.push(performance.now() - started)
   }
   return times.sort((a, b) => a - b)[Math.floor(times.length / 2)]!
-}
-
-function slowInputs(iterations: number): RawTensor[] {
-  return [
-    { name: 'x', datatype: 'FP32', shape: [2, 64], data: bytesOf(Float32Array.from({ length: 128 }, (_, i) => Math.cos(i))) },
-    { name: 'iterations', datatype: 'INT64', shape: [], data: bytesOf(BigInt64Array.of(BigInt(iterations))) },
-  ]
 }
 
 /**
@@ -95,9 +88,9 @@ async function main(): Promise<void> {
   writeFileSync(path, slowModel())
   const slow = Object.fromEntries(await Promise.all(THREADS.map(async (t) => [t, await load(t, path)] as const))) as Record<Thread, LoadedModel>
   // Iterations for a run of about a second here.
-  await slow['agent-thread'].session!.run(slowInputs(10_000), [])
+  await slow['agent-thread'].session!.run(slowModelInputs(10_000), [])
   const timed = performance.now()
-  await slow['agent-thread'].session!.run(slowInputs(10_000), [])
+  await slow['agent-thread'].session!.run(slowModelInputs(10_000), [])
   const iterations = Math.ceil((1_000 / (performance.now() - timed)) * 10_000)
   console.log(`\n### Gain: the agent's longest event-loop stall while one run of a generated model lasts about 1 s\n`)
   console.log('| session on | run ms | longest stall ms |')
@@ -107,7 +100,7 @@ async function main(): Promise<void> {
     let runMs = 0
     stalls[t] = await longestStall(async () => {
       const started = performance.now()
-      await slow[t].session!.run(slowInputs(iterations), [])
+      await slow[t].session!.run(slowModelInputs(iterations), [])
       runMs = performance.now() - started
     })
     console.log(`| ${t} | ${runMs.toFixed(0)} | ${stalls[t].toFixed(1)} |`)

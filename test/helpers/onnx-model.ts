@@ -9,6 +9,7 @@
 import type { Datatype } from '../../shared/src/datatypes.js'
 import { WireWriter } from '../../shared/src/protobuf-wire.js'
 import { seededRandom } from '../../shared/src/seeded-random.js'
+import { bytesOf, type RawTensor } from '../../shared/src/tensor.js'
 
 export type { Datatype }
 
@@ -315,4 +316,13 @@ export function slowModel(): Uint8Array {
     nodes: [{ opType: 'Loop', inputs: ['iterations', '', 'x'], outputs: ['y'], attributes: { body: { graph: body } } }],
     graphName: 'slow',
   })
+}
+
+/** slowModel()'s inputs: two fixed rows, iterated `iterations` times. */
+export function slowModelInputs(iterations: number): RawTensor[] {
+  const x = Float32Array.from({ length: 2 * 64 }, (_, i) => Math.cos(i * 0.7))
+  return [
+    { name: 'x', datatype: 'FP32', shape: [2, 64], data: bytesOf(x) },
+    { name: 'iterations', datatype: 'INT64', shape: [], data: bytesOf(BigInt64Array.of(BigInt(iterations))) },
+  ]
 }

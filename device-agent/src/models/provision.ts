@@ -185,11 +185,10 @@ export class ModelProvisioner {
   #retireSuperseded(selected: readonly PublishedModel[] = this.#selected): void {
     this.#selected = selected
     const models = this.#options.models()
+    const wanted = (model: LoadedModel) => selected.some((entry) => entry.name === model.name && entry.version === model.version)
     for (const model of models) {
-      if (!model.remote?.fromEdge || selected.some((entry) => entry.name === model.name && entry.version === model.version)) continue
-      const newer = models.some(
-        (other) => other !== model && other.name === model.name && other.state === 'ready' && selected.some((entry) => entry.name === other.name && entry.version === other.version),
-      )
+      if (!model.remote?.fromEdge || wanted(model)) continue
+      const newer = models.some((other) => other !== model && other.name === model.name && other.state === 'ready' && wanted(other))
       if (!newer) continue
       this.#retryable.delete(model)
       this.#options.log(`model ${label(model)}: superseded by a newer version; serving it no more`)

@@ -7,7 +7,6 @@ import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { basename } from 'node:path'
 import {
-  assertSelfContained,
   cutToLength,
   datatypeFromOrtType,
   MODEL_ERROR_MAX_CHARS,
@@ -105,26 +104,24 @@ export async function loadModel(
 ): Promise<LoadedModel> {
   try {
     const what = `model ${model.name} v${model.version} (${model.path})`
-    const bytes = await readFile(model.path)
-    const sha256 = createHash('sha256').update(bytes).digest('hex')
+    const { bytes, sha256 } = await readHashed(model.path)
     if (model.remote && sha256 !== model.remote.sha256) throw new ChecksumMismatchError(model.remote.sha256, sha256, what)
     model.sha256 = sha256
-    // Whatever its source: onnxruntime would read an external tensor from a path the file names,
-    // relative to this process's working directory (this device's key, say) and answer it.
-    assertSelfContained(bytes)
     // The tensors as the file declares them, read as the edge reads a published model: the
     // device advertises what the registry lists. onnxruntime's metadata says [] (a scalar) both
     // for a scalar and for a tensor of unknown rank, which v2 metadata cannot describe (the
     // file is refused here, as it is at publishing), and [] again for an output whose declared
-    // shape its own inference contradicts.
+    // shape its own inference contradicts. The reading also refuses, whatever the file's source,
+    // a tensor in an external data file (assertSelfContained): onnxruntime would read it from a
+    // path the file names, relative to this process's working directory (this device's key, say),
+    // and answer it.
     const info = readOnnxModelInfo(bytes)
     const declared = new Map([...info.inputs, ...info.outputs].map((spec) => [spec.name, spec]))
     // When the session moves to a worker thread: the same bytes, or nothing.
     const reread = async () => {
-      const again = await readFile(model.path)
-      const hash = createHash('sha256').update(again).digest('hex')
-      if (hash !== sha256) throw new ChecksumMismatchError(sha256, hash, what)
-      return again
+      const again = await readHashed(model.path)
+      if (again.sha256 !== sha256) throw new ChecksumMismatchError(sha256, again.sha256, what)
+      return again.bytes
     }
     // A worker thread that dies takes the model with it: failed, so it is no longer advertised as ready.
     const lost = (reason: Error) => {
@@ -151,6 +148,12 @@ export async function loadModel(
     delete model.session
   }
   return model
+}
+
+/** A file's bytes and their sha256 (hex). */
+async function readHashed(path: string): Promise<{ bytes: Buffer; sha256: string }> {
+  const bytes = await readFile(path)
+  return { bytes, sha256: createHash('sha256').update(bytes).digest('hex') }
 }
 
 function tensorSpec(meta: ort.InferenceSession.ValueMetadata, modelName: string): TensorSpec {

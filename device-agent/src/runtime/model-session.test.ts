@@ -8,7 +8,7 @@ import { existsSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { bytesOf, type RawTensor } from '@depinfer/shared'
 import { describe, expect, it } from 'vitest'
-import { slowModel } from '../../../test/helpers/onnx-model.js'
+import { slowModel, slowModelInputs } from '../../../test/helpers/onnx-model.js'
 import { temporaryDirectory } from '../../../test/helpers/temporary-directory.js'
 import { AgentConfigSchema, type RunPlace } from '../config.js'
 import { bundledModelPath } from '../models/bundled.js'
@@ -43,21 +43,12 @@ function image(rows: number, width = 96): RawTensor {
   return { name: 'x', datatype: 'FP32', shape: [rows, 3, 48, width], data: bytesOf(values) }
 }
 
-/** The slow model's inputs: two rows, iterated `iterations` times. */
-function slowInputs(iterations: number): RawTensor[] {
-  const x = Float32Array.from({ length: 2 * 64 }, (_, i) => Math.cos(i * 0.7))
-  return [
-    { name: 'x', datatype: 'FP32', shape: [2, 64], data: bytesOf(x) },
-    { name: 'iterations', datatype: 'INT64', shape: [], data: bytesOf(BigInt64Array.of(BigInt(iterations))) },
-  ]
-}
-
 /** Iterations of the slow model that take at least `ms` on this machine (measured, with a margin). */
 async function iterationsLasting(model: LoadedModel, ms: number): Promise<number> {
   const probe = 5_000
-  await model.session!.run(slowInputs(probe), []) // warm
+  await model.session!.run(slowModelInputs(probe), []) // warm
   const started = performance.now()
-  await model.session!.run(slowInputs(probe), [])
+  await model.session!.run(slowModelInputs(probe), [])
   const perIteration = (performance.now() - started) / probe
   return Math.ceil((4 * ms) / perIteration)
 }
@@ -108,8 +99,8 @@ describe('sessions in a worker thread', () => {
     const worker = await load('worker-thread', slowModelPath)
     const iterations = await iterationsLasting(agentThread, 300)
     // At least 300 ms of run: ~30 ticks of a free thread, none of a held one (one may fire late, after the run).
-    expect(await timerTicksDuring(() => agentThread.session!.run(slowInputs(iterations), []))).toBeLessThanOrEqual(1)
-    expect(await timerTicksDuring(() => worker.session!.run(slowInputs(iterations), []))).toBeGreaterThanOrEqual(10)
+    expect(await timerTicksDuring(() => agentThread.session!.run(slowModelInputs(iterations), []))).toBeLessThanOrEqual(1)
+    expect(await timerTicksDuring(() => worker.session!.run(slowModelInputs(iterations), []))).toBeGreaterThanOrEqual(10)
     await Promise.all([agentThread, worker].map((model) => model.session!.release()))
   })
 
@@ -171,8 +162,8 @@ describe("ort.runIn 'auto'", () => {
     const model = await load('auto', slowModelPath, { log, changed: () => moves++ })
     const session = model.session!
     // Short runs stay, also one that waited behind other work on the thread (not the run's time).
-    for (let i = 0; i < 20; i++) await session.run(slowInputs(100), [])
-    const queued = session.run(slowInputs(100), [])
+    for (let i = 0; i < 20; i++) await session.run(slowModelInputs(100), [])
+    const queued = session.run(slowModelInputs(100), [])
     const busyUntil = performance.now() + 2 * LONG_RUN_MS
     while (performance.now() < busyUntil);
     await queued
@@ -181,7 +172,7 @@ describe("ort.runIn 'auto'", () => {
     expect(log).toEqual([])
 
     const iterations = await iterationsLasting(model, LONG_RUN_MS)
-    const [onAgentThread] = await session.run(slowInputs(iterations), [])
+    const [onAgentThread] = await session.run(slowModelInputs(iterations), [])
     await expect.poll(() => session.thread, { timeout: 10_000 }).toBe('worker-thread')
     expect(moves).toBe(1)
     expect(log).toEqual([
@@ -190,21 +181,21 @@ describe("ort.runIn 'auto'", () => {
     ])
     // The same answer from the worker, and the agent's thread is now free during the run.
     let inWorker: RawTensor[] = []
-    const ticks = await timerTicksDuring(async () => (inWorker = await session.run(slowInputs(iterations), [])))
+    const ticks = await timerTicksDuring(async () => (inWorker = await session.run(slowModelInputs(iterations), [])))
     expect(ticks).toBeGreaterThanOrEqual(10)
     expect(Buffer.from(inWorker[0]!.data).equals(Buffer.from(onAgentThread!.data))).toBe(true)
     await session.release()
-    await expect(session.run(slowInputs(1), [])).rejects.toThrow('released')
+    await expect(session.run(slowModelInputs(1), [])).rejects.toThrow('released')
   })
 
   it('moves under a steady queue too: the run after the long one waits for the worker instead of holding the thread again', async () => {
     const model = await load('auto', slowModelPath)
     const session = model.session!
-    await session.run(slowInputs(100), [])
+    await session.run(slowModelInputs(100), [])
     const iterations = await iterationsLasting(model, LONG_RUN_MS)
     // Back to back, as the batcher runs a queue: nothing between the runs but the answer.
     let ticks = 0
-    await session.run(slowInputs(iterations), []).then(() => timerTicksDuring(() => session.run(slowInputs(iterations), [])).then((n) => (ticks = n)))
+    await session.run(slowModelInputs(iterations), []).then(() => timerTicksDuring(() => session.run(slowModelInputs(iterations), [])).then((n) => (ticks = n)))
     expect(session.thread).toBe('worker-thread')
     expect(ticks).toBeGreaterThanOrEqual(10)
     await session.release()
@@ -218,12 +209,12 @@ describe("ort.runIn 'auto'", () => {
     const session = model.session!
     const iterations = await iterationsLasting(model, LONG_RUN_MS)
     writeFileSync(path, Buffer.concat([slowModel(), Buffer.from([0])]))
-    await session.run(slowInputs(iterations), [])
+    await session.run(slowModelInputs(iterations), [])
     await expect.poll(() => log.length, { timeout: 10_000 }).toBe(2)
     expect(log[1]).toMatch(/^model m stays on the agent's thread: its worker thread could not open the session \(.*sha256/)
     expect(session.thread).toBe('agent-thread')
     // It still answers, where it was.
-    const [output] = await session.run(slowInputs(10), [])
+    const [output] = await session.run(slowModelInputs(10), [])
     expect(output!.shape).toEqual([2, 64])
     await session.release()
   })
