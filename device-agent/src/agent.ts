@@ -31,6 +31,7 @@ import {
 } from '@depinfer/shared'
 import type { MqttClient } from 'mqtt'
 import { connectBroker } from './broker/connect.js'
+import { checkBrokerTls } from './broker/tls.js'
 import { FrameOutbox } from './broker/frame-outbox.js'
 import type { AgentConfig } from './config.js'
 import { deviceStatus, identityOf } from './device-status.js'
@@ -98,6 +99,7 @@ interface ServedModel {
 export async function startAgent(config: AgentConfig, log: (message: string) => void, options: AgentOptions = {}): Promise<RunningAgent> {
   const { deviceId } = config
   const key = await loadDeviceKey(config.keyPath)
+  if (config.broker.tls) for (const warning of checkBrokerTls(config.broker.tls, deviceId)) log(`WARNING: ${warning}`)
   prepareSigning()
   const signer = new AttestationSigner(key.privateKey)
   const runtime = new OrtRuntime(config.ort, log, { sessionsChanged: () => publishStatus() })
@@ -136,6 +138,7 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
     clientId: deviceClientId(deviceId),
     username: config.broker.username,
     password: config.broker.password,
+    tls: config.broker.tls,
     keepaliveSec: config.broker.keepaliveSec,
     // The broker publishes this when we vanish (MQTT §3.1.2.5); the gateway keeps the models it
     // already knew for a will that lists none.

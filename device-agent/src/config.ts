@@ -115,11 +115,32 @@ const ExecutionProvidersSchema = z.union(
 export const AgentConfigSchema = z.object({
   deviceId: z.string().regex(ID_PATTERN, 'deviceId must be 1-64 letters, digits, ".", "_" or "-"'),
   broker: z.object({
-    url: z.string().regex(/^(mqtts?|wss?|tcp):\/\//, 'broker.url must start with mqtt://, mqtts://, ws:// or wss://'),
+    url: z.string().regex(/^(mqtts?|wss?|tcp):\/\//, 'broker.url must start with mqtt://, mqtts://, tcp://, ws:// or wss://'),
     username: z.string().optional(),
     password: z.string().optional(),
     /** MQTT keepalive, in seconds (§3.1.2.10); the broker declares us gone after 1.5×. */
     keepaliveSec: z.number().int().min(1).max(600).default(10),
+    /**
+     * TLS for mqtts:// and wss:// (PEM files, `~/` is the home directory): `caFile`, a CA to trust
+     * for the broker's certificate besides the system's; `certFile` and `keyFile`, this device's
+     * client certificate for brokers that log devices in by certificate (broker/tls.ts).
+     */
+    tls: z
+      .object({
+        caFile: z.string().min(1).transform(expandHome).optional(),
+        certFile: z.string().min(1).transform(expandHome).optional(),
+        keyFile: z.string().min(1).transform(expandHome).optional(),
+      })
+      .superRefine((tls, context) => {
+        if (tls.certFile && !tls.keyFile) context.addIssue({ code: 'custom', path: ['keyFile'], message: 'certFile needs its keyFile' })
+        if (tls.keyFile && !tls.certFile) context.addIssue({ code: 'custom', path: ['certFile'], message: 'keyFile needs its certFile' })
+      })
+      .optional(),
+  }).superRefine((broker, context) => {
+    // Without TLS the files would be ignored, and the device would talk in clear believing otherwise.
+    if (broker.tls && !/^(mqtts|wss):/.test(broker.url)) {
+      context.addIssue({ code: 'custom', path: ['tls'], message: `needs a TLS broker.url (mqtts:// or wss://), not ${broker.url}` })
+    }
   }),
   models: z.array(ModelSourceSchema).min(1),
   /**
@@ -251,6 +272,13 @@ const ENV_BOOLEANS = new Map([['true', true], ['1', true], ['false', false], ['0
 const envBoolean = (value: string): boolean | string => ENV_BOOLEANS.get(value.trim().toLowerCase()) ?? value
 /** 'auto', or a comma-separated list of execution providers. */
 const envList = (value: string): string | string[] => (value.trim() === 'auto' ? 'auto' : value.split(',').map((name) => name.trim()))
+
+/** The env overrides of `broker.tls`: variable, field. */
+const BROKER_TLS_ENV = [
+  ['DEPINFER_BROKER_CA_FILE', 'caFile'],
+  ['DEPINFER_BROKER_CERT_FILE', 'certFile'],
+  ['DEPINFER_BROKER_KEY_FILE', 'keyFile'],
+] as const
 
 /** The env overrides of the `ort` section: variable, field, parser. */
 const ORT_ENV: [variable: string, field: keyof AgentConfig['ort'], parse: (value: string) => unknown][] = [
@@ -426,7 +454,7 @@ function servesPublished(models: unknown): boolean {
 }
 
 /**
- * The file's relative paths (keyPath, cacheDir, a model's path) taken from the file's own
+ * The file's relative paths (keyPath, cacheDir, a model's path, broker.tls files) taken from the file's own
  * directory, as in other tools' config files: the agent is started from anywhere (a service
  * manager, another shell). `~/` stays the home directory; the environment's paths stay relative
  * to the working directory, as a shell user expects.
@@ -441,12 +469,16 @@ function relativeToFile(json: Record<string, unknown>, directory: string): Recor
     ...('keyPath' in json && { keyPath: fromFile(json.keyPath) }),
     ...('cacheDir' in json && { cacheDir: fromFile(json.cacheDir) }),
     ...('models' in json && { models }),
+    ...(isPlainObject(json.broker) && isPlainObject(json.broker.tls) && {
+      broker: { ...json.broker, tls: Object.fromEntries(Object.entries(json.broker.tls).map(([key, value]) => [key, fromFile(value)])) },
+    }),
   }
 }
 
 /**
  * Reads the config file (if any) and applies env overrides: DEPINFER_DEVICE_ID,
- * DEPINFER_BROKER_URL, DEPINFER_BROKER_USERNAME, DEPINFER_BROKER_PASSWORD, DEPINFER_KEY_PATH,
+ * DEPINFER_BROKER_URL, DEPINFER_BROKER_USERNAME, DEPINFER_BROKER_PASSWORD, DEPINFER_BROKER_CA_FILE /
+ * _CERT_FILE / _KEY_FILE, DEPINFER_KEY_PATH,
  * DEPINFER_MODELS (comma-separated, see envModelSource), DEPINFER_EDGE_URL, DEPINFER_API_KEY, DEPINFER_EDGE_POLL_SEC,
  * DEPINFER_MODEL_CACHE, DEPINFER_MAX_MODEL_BYTES, DEPINFER_PRECISION and the `ort` ones (ORT_ENV).
  */
@@ -478,6 +510,12 @@ export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv): Ag
   if (brokerUsername) broker.username = brokerUsername
   const brokerPassword = fromEnv('DEPINFER_BROKER_PASSWORD', 'broker.password')
   if (brokerPassword) broker.password = brokerPassword
+  const brokerTls = { ...(broker.tls as object | undefined) } as Record<string, unknown>
+  for (const [variable, name] of BROKER_TLS_ENV) {
+    const value = fromEnv(variable, `broker.tls.${name}`)
+    if (value) brokerTls[name] = value
+  }
+  if (Object.keys(brokerTls).length > 0) broker.tls = brokerTls
   broker.url ??= 'mqtt://127.0.0.1:1883'
   const envModels = fromEnv('DEPINFER_MODELS', 'models')
   const models = envModels ? envModels.split(',').map(envModelSource) : (fromFile.models ?? DEFAULT_MODELS)

@@ -45,10 +45,7 @@ export interface MosquittoOptions {
 export async function startMosquitto(options: MosquittoOptions = {}): Promise<LocalBroker & { process: ChildProcess }> {
   const tcpPort = options.tcpPort ?? (await freePort())
   const wsPort = options.wsPort ?? (await freePort())
-  const dir = await mkdtemp(join(tmpdir(), 'depinfer-mosquitto-'))
-  const configPath = join(dir, 'mosquitto.conf')
-  await writeFile(
-    configPath,
+  const mosquitto = await spawnMosquitto(
     [
       `listener ${tcpPort} 127.0.0.1`,
       'protocol mqtt',
@@ -57,33 +54,53 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Lo
       ...(options.secured
         ? ['allow_anonymous false', `password_file ${options.secured.passwordFile}`, `acl_file ${options.secured.aclFile}`, 'use_username_as_clientid true']
         : ['allow_anonymous true']),
-      'persistence false',
       // Mosquitto 2.0 leaves Nagle's algorithm on by default: a job's frame then waits ~40 ms
       // for a delayed ACK (measured 48 ms vs 6 ms dispatch to result; README "Production").
       'set_tcp_nodelay true',
       // The protocol's MAX_MESSAGE_BYTES plus 1 KiB for the topic, as README "Production" advises.
       'max_packet_size 41944064',
-      'log_type error',
-    ].join('\n'),
+    ],
+    [tcpPort, wsPort],
   )
+  return {
+    ...mosquitto,
+    tcpPort,
+    wsPort,
+    tcpUrl: `mqtt://127.0.0.1:${tcpPort}`,
+    wsUrl: `ws://127.0.0.1:${wsPort}/mqtt`,
+  }
+}
+
+export interface RunningMosquitto {
+  process: ChildProcess
+  close(): Promise<void>
+}
+
+/**
+ * Runs Mosquitto with `config` (mosquitto.conf lines; persistence off and error logging are
+ * added) and waits until each of `ports` takes connections.
+ */
+export async function spawnMosquitto(config: string[], ports: number[]): Promise<RunningMosquitto> {
+  const dir = await mkdtemp(join(tmpdir(), 'depinfer-mosquitto-'))
+  const configPath = join(dir, 'mosquitto.conf')
+  await writeFile(configPath, [...config, 'persistence false', 'log_type error'].join('\n'))
   const child = spawn(MOSQUITTO_BIN, ['-c', configPath], { stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   child.stderr!.on('data', (chunk) => (stderr += chunk))
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   try {
-    await waitFor('mosquitto to listen', async () =>
-      child.exitCode !== null ? Promise.reject(new Error(`mosquitto exited: ${stderr}`))
-        : (await portOpen(tcpPort)) && (await portOpen(wsPort)) ? true : undefined, 10_000, 50)
+    await waitFor('mosquitto to listen', async () => {
+      if (child.exitCode !== null) throw new Error(`mosquitto exited: ${stderr}`)
+      for (const port of ports) if (!(await portOpen(port))) return undefined
+      return true
+    }, 10_000, 50)
   } catch (error) {
     child.kill('SIGKILL')
+    await rm(dir, { recursive: true, force: true })
     throw error
   }
   return {
     process: child,
-    tcpPort,
-    wsPort,
-    tcpUrl: `mqtt://127.0.0.1:${tcpPort}`,
-    wsUrl: `ws://127.0.0.1:${wsPort}/mqtt`,
     async close() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
       await exited

@@ -4,12 +4,15 @@
  * restarted broker, and re-runs `onConnect` (status, subscriptions) after every reconnect.
  */
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import { readBrokerTls, tlsHint, type BrokerTlsFiles } from './tls.js'
 
 export interface BrokerConnectOptions {
   url: string
   clientId: string
   username?: string | undefined
   password?: string | undefined
+  /** PEM files for mqtts:// and wss://; read now (a bad one throws ConfigError) and before every reconnect. */
+  tls?: BrokerTlsFiles | undefined
   keepaliveSec: number
   will: { topic: string; payload: string }
   reconnect: { minMs: number; maxMs: number }
@@ -100,6 +103,7 @@ function credentialsHint(error: Error, options: Pick<BrokerConnectOptions, 'user
 }
 
 export function connectBroker(options: BrokerConnectOptions): MqttClient {
+  const tls = options.tls && readBrokerTls(options.tls)
   const clientOptions: IClientOptions = {
     protocolVersion: 4,
     clientId: options.clientId,
@@ -110,6 +114,7 @@ export function connectBroker(options: BrokerConnectOptions): MqttClient {
     will: { topic: options.will.topic, payload: Buffer.from(options.will.payload), qos: 1, retain: true },
     ...(options.username !== undefined && { username: options.username }),
     ...(options.password !== undefined && { password: options.password }),
+    ...tls?.material,
   }
   const client = mqtt.connect(options.url, clientOptions)
   const policy = new ReconnectPolicy(options.reconnect)
@@ -123,7 +128,7 @@ export function connectBroker(options: BrokerConnectOptions): MqttClient {
     options.onConnect(client)
   })
   client.on('message', (topic, payload) => options.onMessage(topic, payload))
-  client.on('error', (error) => options.log(`broker error: ${error.message}${credentialsHint(error, options)}`))
+  client.on('error', (error) => options.log(`broker error: ${error.message}${credentialsHint(error, options)}${tlsHint(error)}`))
   client.on('close', () => {
     if (client.disconnecting || timer) return
     const { delayMs, takeoverSuspected, droppedEarly } = policy.closed(Date.now())
@@ -138,7 +143,17 @@ export function connectBroker(options: BrokerConnectOptions): MqttClient {
     options.log(`broker connection closed; reconnecting in ${delayMs} ms`)
     timer = setTimeout(() => {
       timer = undefined
-      if (!client.disconnecting) client.reconnect()
+      if (client.disconnecting) return
+      if (options.tls) {
+        // A renewed certificate on disk is used from the next connection on. mqtt.js builds each
+        // connection's socket from client.options, the object passed to connect.
+        try {
+          Object.assign(client.options, readBrokerTls(options.tls).material)
+        } catch (error) {
+          options.log(`keeping the TLS files read before: ${(error as Error).message}`)
+        }
+      }
+      client.reconnect()
     }, delayMs)
   })
   client.on('end', () => clearTimeout(timer))
