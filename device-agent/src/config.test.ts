@@ -2,7 +2,6 @@ import { writeFileSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { backoffMs } from './broker/connect.js'
 import { ConfigError, loadConfig } from './config.js'
 import { temporaryDirectory } from '../../test/helpers/temporary-directory.js'
 
@@ -125,20 +124,5 @@ describe('agent config', () => {
   it('says which file it could not read', () => {
     expect(() => loadConfig('/nonexistent/agent.json', {})).toThrow(/cannot read config \/nonexistent\/agent\.json/)
     expect(() => loadConfig(writeConfig('{not json'), {})).toThrow(ConfigError)
-  })
-})
-
-describe('reconnect back-off', () => {
-  it('grows exponentially, is capped, and never goes below the minimum', () => {
-    const top = (attempt: number) => backoffMs(attempt, 250, 15_000, () => 0.999999)
-    expect(top(0)).toBe(250)
-    expect(top(3)).toBe(1_999)
-    expect(top(20)).toBe(14_999)
-    expect(backoffMs(5, 250, 15_000, () => 0)).toBe(250)
-  })
-
-  it('spreads a fleet out: attempts at the same step do not land together', () => {
-    const delays = new Set(Array.from({ length: 50 }, () => backoffMs(6, 250, 15_000)))
-    expect(delays.size).toBeGreaterThan(40)
   })
 })

@@ -4,6 +4,7 @@
  * restarted broker, and re-runs `onConnect` (status, subscriptions) after every reconnect.
  */
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import { backoffMs } from '../backoff.js'
 import { readBrokerTls, tlsHint, type BrokerTlsFiles } from './tls.js'
 
 export interface BrokerConnectOptions {
@@ -19,12 +20,6 @@ export interface BrokerConnectOptions {
   onConnect: (client: MqttClient) => void
   onMessage: (topic: string, payload: Buffer) => void
   log: (message: string) => void
-}
-
-/** Full-jitter back-off: uniform in [0, min(max, min × 2^attempt)] (AWS architecture blog). */
-export function backoffMs(attempt: number, minMs: number, maxMs: number, random = Math.random): number {
-  const cap = Math.min(maxMs, minMs * 2 ** attempt)
-  return Math.max(minMs, Math.floor(random() * cap))
 }
 
 export interface ReconnectPolicyOptions {

@@ -17,7 +17,7 @@ import { createReadStream } from 'node:fs'
 import { mkdir, open, readFile, rename, rm, stat, statfs, utimes, writeFile, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { backoffMs } from '../broker/connect.js'
+import { backoffMs } from '../backoff.js'
 import { processAlive } from '../process-alive.js'
 import {
   ChecksumMismatchError,
