@@ -173,7 +173,11 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
       // Off the status first (the edge routes no more of its jobs here; one already on its way
       // is answered model_unavailable and retried elsewhere), then released once its queue is done.
       publishStatus()
-      void batcher.idle().then(() => loaded.session?.release())
+      void batcher
+        .idle()
+        .then(() => loaded.session?.release())
+        // A release that fails leaves a session behind, not a reason to end the agent.
+        .catch((error: unknown) => log(`releasing ${loaded.name} v${loaded.version}: ${(error as Error).message}`))
     },
     log,
     ...(options.progress && { progress: options.progress }),
@@ -235,11 +239,15 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
     let queueMs = 0
     let inferMs = 0
     let batchJobs = 1
+    /** Set by the first reply: a job is answered once, and counted out of `inflight` once. */
+    let answered = false
     const reply = (
       outputs: RawTensor[],
       error?: { code: JobErrorCode; message: string; field?: string },
       attestation?: AttestationWire,
     ) => {
+      if (answered) return
+      answered = true
       inflight--
       const result: ResultHeader = {
         protocol: PROTOCOL_VERSION,
@@ -250,7 +258,16 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
         ...(attestation && { attestation }),
         timings: { queueMs, inferMs, totalMs: performance.now() - receivedAt, batchJobs },
       }
-      results.send(header.replyTo, encodeFrame(result, outputs))
+      let frame: Uint8Array
+      try {
+        frame = encodeFrame(result, outputs)
+      } catch (encodeError) {
+        // Outputs the frame cannot carry (FrameError): answered as the device's failure, not left
+        // unanswered until the edge's timeout.
+        log(`job ${header.jobId}: cannot encode its result: ${(encodeError as Error).message}`)
+        frame = encodeFrame({ ...result, attestation: undefined, error: { code: 'internal', message: `the result could not be encoded: ${(encodeError as Error).message}` } }, [])
+      }
+      results.send(header.replyTo, frame)
     }
 
     if (closing) {

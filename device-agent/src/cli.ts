@@ -85,7 +85,7 @@ async function main(argv: string[]): Promise<number> {
       retired: (model) => {
         const index = models.indexOf(model)
         if (index >= 0) models.splice(index, 1)
-        void model.session?.release()
+        void model.session?.release().catch((error: unknown) => errorLog(`releasing ${model.name} v${model.version}: ${(error as Error).message}`))
       },
       log: errorLog,
       progress: progressFor(errorLog),

@@ -19,14 +19,24 @@ export default {
     const flushStartedAt = Date.now()
     // First the jobs answered until now into D1, so the batch cut next includes all of them.
     const pending = await flushGatewayAttestations(env)
-    await runBatchTick(env)
+    // Each stage on its own: one that fails (a D1 or RPC error) is logged and leaves its work to
+    // the next tick, without keeping the others from theirs.
+    await stage('batcher', () => runBatchTick(env))
     // Settles the batches just confirmed (and any left from earlier ticks), in batch order, and
     // releases abandoned reservations: only those expired before the flush started, and only
     // when it completed. A job is answered before its reservation expires (payments/hold.ts),
     // so such a reservation's job, if it was answered at all, was in the outbox this flush
     // emptied and is charged by now: a reservation still `reserved` really was abandoned.
-    await runSettlementTick(env, pending === 0 ? flushStartedAt : undefined)
+    await stage('settler', () => runSettlementTick(env, pending === 0 ? flushStartedAt : undefined))
     // Confirmed, settled batches older than the retention move from D1 to R2.
-    await runArchiveTick(env, controller.scheduledTime)
+    await stage('archive', () => runArchiveTick(env, controller.scheduledTime))
   },
 } satisfies ExportedHandler<Env>
+
+async function stage(name: string, run: () => Promise<unknown>): Promise<void> {
+  try {
+    await run()
+  } catch (error) {
+    console.warn(`scheduled ${name}: ${(error as Error).message}`)
+  }
+}

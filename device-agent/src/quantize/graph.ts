@@ -7,7 +7,6 @@
  * both.
  */
 import {
-  AttributeType,
   type Attribute,
   type Graph,
   type Model,
@@ -144,10 +143,6 @@ export function ensureOpset(model: Model, domain: string, version: number): void
 export function floatValueInfo(name: string): ValueInfo {
   // TypeProto { tensor_type (1) { elem_type (1): FLOAT } } = 0a 02 08 01
   return { name, type: new Uint8Array([0x0a, 0x02, 0x08, 0x01]), unknown: [] }
-}
-
-export function tensorAttribute(name: string, t: Tensor): Attribute {
-  return { name, t, type: AttributeType.TENSOR, floats: [], ints: [], strings: [], tensors: [], graphs: [], unknown: [] }
 }
 
 /**

@@ -5,11 +5,9 @@
  * what a published int8 variant carries. The package exports this module as
  * `@depinfer/device-agent/quantize` (the `depinfer` CLI publishes int8 variants with it).
  */
-export { quantizeModel, preprocessModel, QuantizeError, QUANTIZABLE_OPS, type QuantizeOptions, type QuantizeReport, type QuantizableOp, type NodeReport } from './quantize.js'
-export { compareModels, measureLatency, inputSpecs, sampleFeeds, withBatch, DEFAULT_SESSION_OPTIONS, type Comparison, type Feeds, type InputSpec, type LatencyResult } from './evaluate.js'
-export { EVALUATION_DEFAULTS, evaluateQuantization, formatReport, machineDescription, nothingQuantized, variantReport, type EvaluationReport, type SearchSummary } from './report.js'
+export { quantizeModel, preprocessModel, type QuantizeOptions, type QuantizeReport, type QuantizableOp, type NodeReport } from './quantize.js'
+export { compareModels, measureLatency, inputSpecs, sampleFeeds, DEFAULT_SESSION_OPTIONS, type Comparison, type Feeds, type InputSpec, type LatencyResult } from './evaluate.js'
+export { EVALUATION_DEFAULTS, evaluateQuantization, formatReport, nothingQuantized, variantReport, type EvaluationReport, type SearchSummary } from './report.js'
 export { searchFp32Layers, type LayerSensitivity, type SearchOptions, type SearchResult } from './search.js'
-export { OnnxFormatError, decodeModel, encodeModel } from './onnx-proto.js'
-export { WireFormatError } from '@depinfer/shared'
-export { generateSamples, type SampleKind } from './samples.js'
+export type { SampleKind } from './samples.js'
 export type { CalibrationInput, StaticOptions } from './static.js'

@@ -541,17 +541,7 @@ export function intAttr(node: Node, name: string, fallback: number): number {
   return a?.i === undefined ? fallback : Number(a.i)
 }
 
-export function intsAttr(node: Node, name: string): number[] | undefined {
-  const a = node.attribute.find((x) => x.name === name)
-  return a === undefined ? undefined : a.ints.map(Number)
-}
-
 export function floatAttr(node: Node, name: string, fallback: number): number {
   const a = node.attribute.find((x) => x.name === name)
   return a?.f === undefined ? fallback : a.f
-}
-
-export function stringAttr(node: Node, name: string): string | undefined {
-  const s = node.attribute.find((x) => x.name === name)?.s
-  return s === undefined ? undefined : new TextDecoder().decode(s)
 }

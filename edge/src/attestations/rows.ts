@@ -111,7 +111,3 @@ export function attestationOfRow(row: AttestationRow): Attestation {
     completedAt: BigInt(row.completed_at),
   }
 }
-
-export function domainOfRow(row: AttestationRow): AttestationDomain {
-  return { chainId: BigInt(row.chain_id), verifyingContract: row.verifying_contract as Hex }
-}

@@ -49,11 +49,11 @@ export async function runBatchTick(env: Env, now: () => number = Date.now): Prom
   const config = chainConfig(env)
   if ('missing' in config) return { skipped: `chain not configured (${config.missing})`, confirmed: [] }
   const holder = crypto.randomUUID()
-  if (!(await acquireLease(env.DB, holder, now(), LEASE_TTL_MS))) {
-    return { skipped: 'another batcher invocation holds the lease', confirmed: [] }
-  }
   const report: BatchTickReport = { confirmed: [] }
   try {
+    if (!(await acquireLease(env.DB, holder, now(), LEASE_TTL_MS))) {
+      return { skipped: 'another batcher invocation holds the lease', confirmed: [] }
+    }
     const settler = new BatchSettler(env.DB, config, numberVar(env.BATCH_CONFIRM_TIMEOUT_MS, DEFAULT_CONFIRM_TIMEOUT_MS), now)
     const maxLeaves = Math.min(numberVar(env.BATCH_MAX_LEAVES, DEFAULT_MAX_LEAVES), 0xffff_ffff)
     const started = now()

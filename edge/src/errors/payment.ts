@@ -18,7 +18,10 @@ export class PaymentsUnavailableError extends DepinferError {
   }
 }
 
-/** The edge's payment settings are invalid: priced jobs cannot run until an operator fixes them. */
+/**
+ * The edge's payment settings are invalid: no job runs until an operator fixes them. Free ones
+ * neither: a job's price includes the provider fee, so which jobs are free cannot be known.
+ */
 export class PaymentsMisconfiguredError extends DepinferError {
   constructor(detail: string) {
     super(503, 'payments-misconfigured', 'Payments misconfigured', detail, { retryAfterSec: 60 })

@@ -3,7 +3,7 @@
  * last-will `online:false`), heartbeats with load, and the gateway's own measurements (jobs it has
  * in flight there, round-trip EWMA, consecutive failures).
  */
-import type { DeviceStatus, Heartbeat, ModelDescriptor } from '@depinfer/shared'
+import type { DeviceStatus, Heartbeat } from '@depinfer/shared'
 
 /** A device is treated as gone when neither status nor heartbeat arrived for this long. */
 export const STALE_AFTER_MS = 15_000
@@ -265,10 +265,5 @@ export class DeviceTable {
     entry.suspectUntil = until
     entry.suspectFor = 'refuted'
     this.#revision++
-  }
-
-  /** The model as this device serves it, if it does. */
-  modelOn(entry: DeviceEntry, name: string, version: string): ModelDescriptor | undefined {
-    return entry.status.models.find((m) => m.name === name && m.version === version)
   }
 }

@@ -328,6 +328,8 @@ export class Gateway extends DurableObject<Env> {
     let timedOut = false
     /** A device's refusal of the input, while another device checks it (see invalid_input below). */
     let refused: { device: DeviceEntry; message: string; field: string } | undefined
+    /** When the job was sent to each device tried, by device id. */
+    const sentAtOf = new Map<string, number>()
 
     try {
       for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
@@ -348,6 +350,7 @@ export class Gateway extends DurableObject<Env> {
         // The link's state when the job went out: see the timeout's blame below.
         const linkEpoch = this.#link.synced ? this.#link.epoch : undefined
         const sentAt = Date.now()
+        sentAtOf.set(device.deviceId, sentAt)
         const outcome = await this.#attempt(jobId, attempt, device, job, descriptor, expected, salt, budgetMs)
 
         if (outcome.kind === 'result') {
@@ -361,7 +364,10 @@ export class Gateway extends DurableObject<Env> {
             if (typeof checked === 'string') {
               lastFailure = checked
             } else {
-              this.#table.recordSuccess(answeredBy, Date.now() - sentAt)
+              // Timed from when the job went to the device that answered: a device that missed an
+              // earlier attempt's budget and answers during a later one is not credited with the
+              // later device's shorter time.
+              this.#table.recordSuccess(answeredBy, Date.now() - (sentAtOf.get(answeredBy.deviceId) ?? sentAt))
               if (refused) {
                 // The input it refused ran here: that device is broken or lying.
                 this.#table.recordBadAttestation(refused.device)

@@ -1,7 +1,8 @@
 /**
  * The edge's payment settings (env only). Payments are on when ESCROW_ADDRESS is set; then the
  * chain must be configured too (balances are read from it), and every fee setting must be valid:
- * a typo in a fee must stop priced jobs loudly, not charge a wrong amount.
+ * a typo in a fee must stop jobs loudly (all of them: a price includes the provider fee, so not
+ * even which jobs are free is known), not charge a wrong amount.
  */
 import { addressProblem, type Hex } from '@depinfer/shared'
 import { PaymentsMisconfiguredError } from '../errors/payment.js'
