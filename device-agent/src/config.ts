@@ -6,12 +6,11 @@
 import { readFileSync } from 'node:fs'
 import { homedir, hostname } from 'node:os'
 import { dirname, isAbsolute, join, resolve } from 'node:path'
-import { ID_PATTERN } from '@depinfer/shared'
+import { ID_PATTERN, VersionSchema } from '@depinfer/shared'
 import type { InferenceSession } from 'onnxruntime-node'
 import { z } from 'zod'
 import { BUNDLED_MODELS, BUNDLED_MODEL_VERSION, type BundledModelName } from './models/bundled.js'
 
-const VersionSchema = z.string().regex(/^[A-Za-z0-9._-]{1,32}$/, 'must be 1-32 letters, digits, ".", "_" or "-"')
 /** Upper case is accepted (sha256sum prints lower, some tools upper) and normalised, so it compares with what we compute. */
 const Sha256Schema = z
   .string()

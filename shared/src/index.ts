@@ -34,6 +34,7 @@ export {
 export * from './tensor.js'
 export * from './topics.js'
 export * from './validate.js'
+export * from './versions.js'
 export * from './acl.js'
 export { AttestationSchema, type AttestationWire } from './messages.js'
 export * from './attestation.js'

@@ -3,6 +3,7 @@
  * Types are inferred from the schemas so the two never drift.
  */
 import { z } from 'zod'
+import { VersionSchema } from './versions.js'
 import { DATATYPES } from './datatypes.js'
 import { cutToLength } from './text.js'
 import { ID_PATTERN } from './topics.js'
@@ -69,7 +70,7 @@ export const MODEL_ERROR_MAX_CHARS = 300
 /** What a device states about each model it serves: exactly what it can run, nothing implied. */
 export const ModelDescriptorSchema = z.object({
   name: id,
-  version: z.string().regex(/^[A-Za-z0-9._-]{1,32}$/),
+  version: VersionSchema,
   sha256: Sha256Schema,
   platform: z.literal('onnxruntime_onnx'),
   inputs: z.array(TensorSpecSchema).min(1),

@@ -8,6 +8,8 @@ import {
   PublishedVariantSchema,
   TensorSpecSchema,
   variantAccepted,
+  compareVersions,
+  VersionSchema,
   type ModelVariant,
   type PublishedVariant,
   type TensorSpec,
@@ -39,7 +41,7 @@ export interface PublishedModel {
 
 const PublishedEntrySchema = z.object({
   name: z.string().regex(ID_PATTERN),
-  version: z.string().regex(/^[A-Za-z0-9._-]{1,32}$/),
+  version: VersionSchema,
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
   size: z.number().int().nonnegative(),
   priceWei: z.string().optional(),
@@ -137,17 +139,6 @@ export function fileToRun(edge: EdgeSettings, model: PublishedModel, precision: 
   const int8 = precision === 'int8-when-accepted' ? model.variants.find((v) => v.kind === 'int8' && variantAccepted(v)) : undefined
   if (int8) return { variant: 'int8', sha256: int8.sha256, size: int8.size, url: publishedFileUrl(edge, model, 'int8') }
   return { variant: 'fp32', sha256: model.sha256, size: model.size, url: publishedFileUrl(edge, model) }
-}
-
-/**
- * Orders versions as the edge does (edge/src/gateway/catalog.ts compareVersions): numerically
- * where both are numbers, else lexically, so "newest" means the same version on both sides.
- */
-export function compareVersions(a: string, b: string): number {
-  const na = Number(a)
-  const nb = Number(b)
-  if (Number.isFinite(na) && Number.isFinite(nb)) return na - nb
-  return a < b ? -1 : a > b ? 1 : 0
 }
 
 /** The newest version of each model name. */

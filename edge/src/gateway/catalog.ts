@@ -10,7 +10,7 @@
  * whether the edge accepts the file it actually runs is decided per job (served-file.ts), with
  * the published variants at hand.
  */
-import { cutToLength, type ModelDescriptor } from '@depinfer/shared'
+import { compareVersions, cutToLength, type ModelDescriptor } from '@depinfer/shared'
 import type { DeviceEntry, DeviceTable } from './device-table.js'
 
 /** How a model's reason starts when devices serve it but none may be routed to (e.g. unstaked). */
@@ -142,14 +142,6 @@ export const catalogKey = (name: string, version: string, sha256: string) => `${
 /** Every entry of a name and version (one per file devices advertise under it), first seen first. */
 export function entriesOf(catalog: Map<string, CatalogModel>, name: string, version: string): CatalogModel[] {
   return [...catalog.values()].filter((m) => m.descriptor.name === name && m.descriptor.version === version)
-}
-
-/** Orders versions numerically where both are numbers, else lexically. */
-export function compareVersions(a: string, b: string): number {
-  const na = Number(a)
-  const nb = Number(b)
-  if (Number.isFinite(na) && Number.isFinite(nb)) return na - nb
-  return a < b ? -1 : a > b ? 1 : 0
 }
 
 /** The versions of a model name nobody published, oldest first: their defining entries. */

@@ -11,6 +11,7 @@ import {
   checkOutputs,
   copyBytes,
   decodeFrames,
+  compareVersions,
   DeviceStatusSchema,
   deviceJobsTopic,
   encodeFrame,
@@ -44,7 +45,7 @@ import { AttestationRejectedError, CLOCK_SKEW_MS, verifyResultAttestation, type 
 import type { StakeGate } from '../providers/device-stakes.js'
 import { stakeGateFromEnv } from '../providers/registry-reader.js'
 import { BrokerLink } from './broker-link.js'
-import { buildCatalog, CatalogCache, catalogKey, compareVersions, entriesOf, FAILED_TO_LOAD, NOT_ROUTABLE, resolveModel, versionsOf, type CatalogModel, type PublishedFile } from './catalog.js'
+import { buildCatalog, CatalogCache, catalogKey, entriesOf, FAILED_TO_LOAD, NOT_ROUTABLE, resolveModel, versionsOf, type CatalogModel, type PublishedFile } from './catalog.js'
 import { DeviceTable, type DeviceEntry } from './device-table.js'
 import { newJobId } from './job-id.js'
 import { pickDevice } from './scheduler.js'

@@ -2,12 +2,12 @@
  * Open Inference Protocol (KServe v2) REST routes: health, server and model metadata, model
  * readiness, inference, and the model repository index.
  */
-import { inputCommitment, newSalt, sha256Hex, variantAccepted } from '@depinfer/shared'
+import { compareVersions, inputCommitment, newSalt, sha256Hex, variantAccepted } from '@depinfer/shared'
 import { Hono, type Context } from 'hono'
 import { numberVar, type Env } from '../env.js'
 import { DepinferError } from '../errors/base.js'
 import { InvalidRequestError } from '../errors/request.js'
-import { compareVersions, type PublishedFile } from '../gateway/catalog.js'
+import type { PublishedFile } from '../gateway/catalog.js'
 import type { AcceptedVariant, InferResult, ModelInfo, Outcome, RepositoryEntry } from '../gateway/rpc.js'
 import { variantRan } from '../gateway/served-file.js'
 import { gatewayStub } from '../gateway/stub.js'
