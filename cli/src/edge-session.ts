@@ -3,6 +3,7 @@
  * environment, payout proofs), so DEPINFER_URL and DEPINFER_API_KEY are checked then, with the
  * reason in the message, and a provider with its own RPC and addresses needs no API key at all.
  */
+import { ADDRESS_PATTERN } from '@depinfer/shared'
 import { z } from 'zod'
 import { EdgeError, edgeUrlFrom, requestEdge } from './edge.js'
 import { CliError } from './errors.js'
@@ -37,4 +38,4 @@ export class EdgeSession {
 }
 
 /** A 0x address as the edge writes them (any case). */
-export const addressSchema = z.string().regex(/^0x[0-9a-fA-F]{40}$/)
+export const addressSchema = z.string().regex(ADDRESS_PATTERN)

@@ -1,5 +1,5 @@
 /** Bindings and variables of the edge Worker, as declared in wrangler.toml. */
-import type { AttestationDomain, Hex } from '@depinfer/shared'
+import { isAddress, type AttestationDomain, type Hex } from '@depinfer/shared'
 import type { Gateway } from './gateway/gateway.js'
 
 export interface Env {
@@ -99,6 +99,6 @@ const ZERO_ADDRESS: Hex = '0x0000000000000000000000000000000000000000'
  */
 export function attestationDomain(env: Pick<Env, 'CHAIN_ID' | 'REGISTRY_ADDRESS'>): AttestationDomain {
   const chainId = /^[0-9]{1,20}$/.test(env.CHAIN_ID ?? '') ? BigInt(env.CHAIN_ID) : 0n
-  const registry = /^0x[0-9a-fA-F]{40}$/.test(env.REGISTRY_ADDRESS ?? '') ? (env.REGISTRY_ADDRESS.toLowerCase() as Hex) : ZERO_ADDRESS
+  const registry = isAddress(env.REGISTRY_ADDRESS ?? '') ? (env.REGISTRY_ADDRESS.toLowerCase() as Hex) : ZERO_ADDRESS
   return { chainId, verifyingContract: registry }
 }

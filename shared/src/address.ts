@@ -7,11 +7,15 @@
  */
 import { keccak256 } from './keccak.js'
 
-const ADDRESS = /^0x[0-9a-fA-F]{40}$/
+/** 0x and 40 hex digits, any case (the format alone: see addressProblem for the checksum). */
+export const ADDRESS_PATTERN = /^0x[0-9a-fA-F]{40}$/
+
+/** Whether `text` has an address's format (0x and 40 hex digits, any case; no checksum check). */
+export const isAddress = (text: string): boolean => ADDRESS_PATTERN.test(text)
 
 /** Why `text` is not an address a person meant, or undefined when it is one. */
 export function addressProblem(text: string): string | undefined {
-  if (!ADDRESS.test(text)) return 'must be an Ethereum address (0x and 40 hex digits)'
+  if (!isAddress(text)) return 'must be an Ethereum address (0x and 40 hex digits)'
   const hex = text.slice(2)
   if (hex === hex.toLowerCase() || hex === hex.toUpperCase()) return undefined
   if (checksumAddress(text) !== text) return 'has mixed-case letters whose EIP-55 checksum does not match: a typo? (write it as your wallet shows it, or all lower-case)'

@@ -3,6 +3,7 @@
  * Types are inferred from the schemas so the two never drift.
  */
 import { z } from 'zod'
+import { ADDRESS_PATTERN } from './address.js'
 import { VersionSchema } from './versions.js'
 import { DATATYPES } from './datatypes.js'
 import { cutToLength } from './text.js'
@@ -187,7 +188,7 @@ export const JobHeaderSchema = z.object({
   /** What the device signs over besides the work itself (EIP-712 domain, price, input salt). */
   attest: z.object({
     chainId: z.string().regex(/^\d{1,20}$/),
-    verifyingContract: z.string().regex(/^0x[0-9a-fA-F]{40}$/),
+    verifyingContract: z.string().regex(ADDRESS_PATTERN),
     /** bytes32, fresh per job: the input commitment is sha256(salt ‖ canonical inputs). */
     salt: z.string().regex(/^0x[0-9a-f]{64}$/),
     priceWei: z.string().regex(/^\d{1,78}$/),

@@ -21,10 +21,10 @@
  *
  * Pure module (viem, no Worker APIs): the edge route, `npm run key:create` and the tests use it.
  */
+import { isAddress } from '@depinfer/shared'
 import { recoverMessageAddress, type Hex } from 'viem'
 
 export const KEY_HASH_PATTERN = /^[0-9a-f]{64}$/
-export const ADDRESS_PATTERN = /^0x[0-9a-fA-F]{40}$/
 /** 65 bytes r ‖ s ‖ v, as personal_sign returns it. */
 export const SIGNATURE_PATTERN = /^0x[0-9a-fA-F]{130}$/
 
@@ -37,8 +37,8 @@ export interface PayerBindingDomain {
 /** What the payer signs to tie the key whose SHA-256 is `keyHash` to itself, on `domain`'s Escrow. */
 export function payerBindingMessage(keyHash: string, payer: string, domain: PayerBindingDomain): string {
   if (!KEY_HASH_PATTERN.test(keyHash)) throw new Error(`key hash must be 64 lowercase hex digits, got ${JSON.stringify(keyHash.slice(0, 80))}`)
-  if (!ADDRESS_PATTERN.test(payer)) throw new Error(`payer must be an address, got ${JSON.stringify(payer.slice(0, 80))}`)
-  if (!ADDRESS_PATTERN.test(domain.escrow)) throw new Error(`escrow must be an address, got ${JSON.stringify(domain.escrow.slice(0, 80))}`)
+  if (!isAddress(payer)) throw new Error(`payer must be an address, got ${JSON.stringify(payer.slice(0, 80))}`)
+  if (!isAddress(domain.escrow)) throw new Error(`escrow must be an address, got ${JSON.stringify(domain.escrow.slice(0, 80))}`)
   return (
     `depinfer: tie API key ${keyHash} to payer ${payer.toLowerCase()} on chain ${domain.chainId}, Escrow ${domain.escrow.toLowerCase()}.\n` +
     "The key gets full use of the payer's account: its priced jobs spend the payer's Escrow balance, and it can make and revoke the account's keys."

@@ -4,7 +4,7 @@
  * path does not query D1 on every request; a revoked key stops working within that time. A key
  * revoked through this isolate (DELETE /api/keys/{id}, `forgetApiKey`) stops here at once.
  */
-import { sha256Hex, type Hex } from '@depinfer/shared'
+import { isAddress, sha256Hex, type Hex } from '@depinfer/shared'
 import type { MiddlewareHandler } from 'hono'
 import type { Env } from '../env.js'
 import { UnauthorizedError } from '../errors/request.js'
@@ -89,7 +89,7 @@ export const apiKeyAuth: MiddlewareHandler<{ Bindings: Env; Variables: AuthVaria
       .first<{ label: string; payer_address: string | null; created_by: string | null }>()
     if (!row || (revokedHere.get(keyHash) ?? 0) >= now) throw new UnauthorizedError('API key not recognised or revoked')
     // Only a well-formed address is a payer: anything else would fail on-chain reads later.
-    const payer = row.payer_address && /^0x[0-9a-fA-F]{40}$/.test(row.payer_address) ? (row.payer_address.toLowerCase() as Hex) : null
+    const payer = row.payer_address && isAddress(row.payer_address) ? (row.payer_address.toLowerCase() as Hex) : null
     known = { until: now + CACHE_TTL_MS, label: row.label, keyHash, payer, byOperator: row.created_by === null }
     validKeys.set(key, known)
   }

@@ -10,13 +10,12 @@
  * last known answer stands (a provider is not dropped because an RPC node hiccuped, nor let in),
  * and an address never successfully checked is not routable: the safe default for a gate.
  */
-import type { Hex } from '@depinfer/shared'
+import { isAddress, type Hex } from '@depinfer/shared'
 
 /** Default re-check interval: an unstake stops routing within about this long. */
 export const DEFAULT_STAKE_TTL_MS = 30_000
 /** Concurrent calls during one refresh, so a large fleet does not open hundreds of requests. */
 const CHECK_CONCURRENCY = 16
-const ADDRESS = /^0x[0-9a-fA-F]{40}$/
 
 /**
  * The env vars the stake gate reads (a subset of Env, as wrangler.toml documents them; declared
@@ -92,7 +91,7 @@ export function stakeGate(
     console.error(`stake gate: ${problem}; no device is routable until it is fixed (see README "Providers")`)
     return misconfiguredGate(`device stake cannot be checked: ${problem}`, ttlMs)
   }
-  if (!ADDRESS.test(registry)) return misconfigured(`PROVIDER_REGISTRY_ADDRESS is not an address: ${JSON.stringify(registry.slice(0, 60))}`)
+  if (!isAddress(registry)) return misconfigured(`PROVIDER_REGISTRY_ADDRESS is not an address: ${JSON.stringify(registry.slice(0, 60))}`)
   if (!Number.isSafeInteger(chainId) || chainId <= 0) return misconfigured('PROVIDER_REGISTRY_ADDRESS is set but CHAIN_ID is not')
   if (!rpcUrl) return misconfigured('PROVIDER_REGISTRY_ADDRESS is set but CHAIN_RPC_URL is not')
   const chain: StakeChain = { registry: registry.toLowerCase() as Hex, chainId, rpcUrl }

@@ -1,4 +1,5 @@
 /** Marketplace and operations routes under `/api` (API key required). */
+import { isAddress } from '@depinfer/shared'
 import { Hono } from 'hono'
 import type { Env } from '../env.js'
 import { attestationCounts, jobAttestation, listBatches } from '../batching/proofs.js'
@@ -19,7 +20,7 @@ api.route('/', payments)
 /** Where attestations go on-chain, so anyone can check proofs with their own client. */
 api.get('/chain', (c) => {
   const chainId = Number(c.env.CHAIN_ID)
-  if (!Number.isSafeInteger(chainId) || chainId <= 0 || !/^0x[0-9a-fA-F]{40}$/.test(c.env.REGISTRY_ADDRESS ?? '')) {
+  if (!Number.isSafeInteger(chainId) || chainId <= 0 || !isAddress(c.env.REGISTRY_ADDRESS ?? '')) {
     throw new DepinferError(503, 'chain-not-configured', 'No chain configured',
       'this edge has no CHAIN_ID / REGISTRY_ADDRESS configured (see README "Production")', { retryAfterSec: 60 })
   }
@@ -29,9 +30,9 @@ api.get('/chain', (c) => {
     contracts: {
       attestationRegistry: c.env.REGISTRY_ADDRESS,
       // Pay per inference: deposits, settlements and payout claims (null: payments are off).
-      escrow: /^0x[0-9a-fA-F]{40}$/.test(c.env.ESCROW_ADDRESS ?? '') ? c.env.ESCROW_ADDRESS : null,
+      escrow: isAddress(c.env.ESCROW_ADDRESS ?? '') ? c.env.ESCROW_ADDRESS : null,
       // Staking: only devices active here are routed to (null: every device with a key is).
-      providerRegistry: /^0x[0-9a-fA-F]{40}$/.test(c.env.PROVIDER_REGISTRY_ADDRESS ?? '') ? c.env.PROVIDER_REGISTRY_ADDRESS : null,
+      providerRegistry: isAddress(c.env.PROVIDER_REGISTRY_ADDRESS ?? '') ? c.env.PROVIDER_REGISTRY_ADDRESS : null,
     },
   })
 })

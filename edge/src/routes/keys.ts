@@ -29,13 +29,13 @@
  * A revocation clears this isolate's cache at once; other isolates may accept the key for up to
  * 30 s more (auth.ts CACHE_TTL_MS).
  */
-import { addressProblem, sha256Hex, type Hex } from '@depinfer/shared'
+import { addressProblem, isAddress, sha256Hex, type Hex } from '@depinfer/shared'
 import { Hono, type Context } from 'hono'
 import type { Env } from '../env.js'
 import { DepinferError } from '../errors/base.js'
 import { InvalidRequestError, NotFoundError, UnauthorizedError } from '../errors/request.js'
 import { readBodyCapped } from '../http/read-body.js'
-import { ADDRESS_PATTERN, KEY_HASH_PATTERN, payerBindingMessage, payerBindingSigner, SIGNATURE_PATTERN } from '../keys/payer-binding.js'
+import { KEY_HASH_PATTERN, payerBindingMessage, payerBindingSigner, SIGNATURE_PATTERN } from '../keys/payer-binding.js'
 import { apiKeyAuth, forgetApiKey, type AuthVariables } from '../middleware/auth.js'
 import { paymentsSetting } from '../payments/config.js'
 import { labelProblem, MAX_LABEL_LENGTH } from '../keys/label.js'
@@ -82,7 +82,7 @@ interface Caller {
 }
 
 /** As auth.ts reads it: only a well-formed address is a payer. */
-const payerOf = (value: string | null): Hex | null => (value && ADDRESS_PATTERN.test(value) ? (value.toLowerCase() as Hex) : null)
+const payerOf = (value: string | null): Hex | null => (value && isAddress(value) ? (value.toLowerCase() as Hex) : null)
 
 async function caller(c: Context<KeysEnv>): Promise<Caller> {
   const keyHash = c.get('apiKeyHash')
@@ -162,7 +162,7 @@ keys.post('/', async (c) => {
   let payer: Hex | null
   if (body.payer === undefined) payer = who.payer
   else if (body.payer === null) payer = null
-  else if (typeof body.payer !== 'string' || !ADDRESS_PATTERN.test(body.payer)) {
+  else if (typeof body.payer !== 'string' || !isAddress(body.payer)) {
     throw new InvalidRequestError(`payer must be an address (0x and 40 hex digits) or null, got ${JSON.stringify(body.payer).slice(0, 80)}`, 'payer')
   } else {
     const typo = addressProblem(body.payer)

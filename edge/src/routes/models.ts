@@ -16,7 +16,7 @@
  * A name belongs to whoever first published it: another key's publish of it is a 403 naming
  * `name` (models/registry.ts, ownerIdentity).
  */
-import { addressProblem, ID_PATTERN, OnnxFormatError, PublishedVariantSchema, VariantReportSchema, variantAccepted, type PublishedVariant, type VariantReport } from '@depinfer/shared'
+import { ADDRESS_PATTERN, addressProblem, ID_PATTERN, OnnxFormatError, PublishedVariantSchema, VariantReportSchema, variantAccepted, type PublishedVariant, type VariantReport } from '@depinfer/shared'
 import { Hono, type Context } from 'hono'
 import { numberVar, type Env } from '../env.js'
 import { InvalidRequestError, NotFoundError } from '../errors/request.js'
@@ -120,7 +120,7 @@ models.post('/', async (c) => {
   const name = required(c.req.query('name'), 'name', ID_PATTERN, '1-64 letters, digits, ".", "_" or "-", starting with a letter or digit')
   const priceWei = required(c.req.query('price_wei'), 'price_wei', /^(0|[1-9][0-9]{0,77})$/, 'the price per inference in wei, a decimal integer')
   if (BigInt(priceWei) >= 2n ** 256n) throw new InvalidRequestError('price_wei must be below 2^256', 'price_wei')
-  const payoutAddress = required(c.req.query('payout_address'), 'payout_address', /^0x[0-9a-fA-F]{40}$/, 'an Ethereum address (0x and 40 hex digits)')
+  const payoutAddress = required(c.req.query('payout_address'), 'payout_address', ADDRESS_PATTERN, 'an Ethereum address (0x and 40 hex digits)')
   const addressTypo = addressProblem(payoutAddress)
   if (addressTypo !== undefined) throw new InvalidRequestError(`payout_address ${addressTypo}, got ${payoutAddress}`, 'payout_address')
   if (payoutAddress === ZERO_ADDRESS) throw new InvalidRequestError('payout_address must not be the zero address: earnings paid to it would be burned', 'payout_address')
