@@ -58,6 +58,11 @@ export interface Env {
   /** How long a device's on-chain stake answer is trusted before it is re-checked (ms, default 30,000). */
   DEVICE_STAKE_TTL_MS?: string
   /**
+   * Seconds a device may be gone (offline, or silent) before the Gateway forgets it and clears its
+   * retained status on the broker (Gateway.forgetGoneDevices, run by the cron); default 86,400.
+   */
+  DEVICE_FORGET_AFTER_SEC?: string
+  /**
    * Browser origins allowed to call the API (CORS), comma-separated (`https://app.example.com`),
    * or `*`. Empty: no CORS headers, and a preflight is a 405 (middleware/cors.ts).
    */

@@ -7,6 +7,7 @@ import { runArchiveTick } from './batching/archive.js'
 import { runBatchTick } from './batching/batcher.js'
 import type { Env } from './env.js'
 import { flushGatewayAttestations } from './gateway/flush-attestations.js'
+import { gatewayStub } from './gateway/stub.js'
 import { runSettlementTick } from './payments/settler.js'
 
 export { Gateway } from './gateway/gateway.js'
@@ -30,6 +31,7 @@ export default {
     await stage('settler', () => runSettlementTick(env, pending === 0 ? flushStartedAt : undefined))
     // Confirmed, settled batches older than the retention move from D1 to R2.
     await stage('archive', () => runArchiveTick(env, controller.scheduledTime))
+    await stage('devices', () => gatewayStub(env).forgetGoneDevices())
   },
 } satisfies ExportedHandler<Env>
 

@@ -32,4 +32,8 @@ export class DeviceKeys {
     this.#keys.set(deviceId, { publicKey, keyProof, prepared })
     return prepared
   }
+
+  forget(deviceId: string): void {
+    this.#keys.delete(deviceId)
+  }
 }

@@ -116,10 +116,10 @@ export class BrokerLink {
     }
   }
 
-  publish(topic: string, payload: Uint8Array): void {
+  publish(topic: string, payload: Uint8Array, { retain = false } = {}): void {
     if (!this.#client) throw new BrokerUnavailableError('broker link not started')
     // QoS 1: the broker acknowledges; a job lost anyway ends in the job's own timeout.
-    this.#client.publish(topic, toBuffer(payload), { qos: 1 }, (error) => {
+    this.#client.publish(topic, toBuffer(payload), { qos: 1, retain }, (error) => {
       if (error) this.#lastError = error
     })
   }

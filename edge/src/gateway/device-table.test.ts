@@ -101,3 +101,52 @@ describe('DeviceTable expected time of a device not measured yet', () => {
     expect(table.timeoutWouldBeItsFault(device, 4_000)).toBe(true)
   })
 })
+
+describe('DeviceTable forgetting devices gone for long', () => {
+  const DAY = 86_400_000
+  let now = 0
+  const status = (deviceId: string, online = true): DeviceStatus => ({ protocol: PROTOCOL_VERSION, deviceId, online, models: [] })
+
+  it('forgets devices offline or silent since before the cutoff, and keeps the rest', () => {
+    const table = new DeviceTable(() => now)
+    table.applyStatus(status('left'))
+    table.applyStatus(status('silent'))
+    table.applyStatus(status('here'))
+    table.applyStatus(status('left-recently'))
+    table.applyStatus(status('left', false))
+    now = DAY
+    table.applyStatus(status('left-recently', false))
+    table.applyHeartbeat('here', { inflight: 0, queued: 0, ewmaMs: 5, ts: now })
+    const revision = table.revision
+    expect(table.forgetGoneSince(now - DAY / 2).sort()).toEqual(['left', 'silent'])
+    expect(table.revision).toBeGreaterThan(revision)
+    expect(table.all().map((entry) => entry.deviceId).sort()).toEqual(['here', 'left-recently'])
+    // Back later: added anew from its status.
+    expect(table.applyStatus(status('left')).jobsSent).toBe(0)
+    expect(table.isOnline(table.get('left')!)).toBe(true)
+  })
+
+  it('is not kept by its retained offline status replayed at each reconnect of the link', () => {
+    const table = new DeviceTable(() => now)
+    now = 0
+    table.applyStatus(status('gone'))
+    table.applyStatus(status('gone', false))
+    for (let hour = 1; hour <= 48; hour++) {
+      now = hour * 3_600_000
+      table.applyStatus(status('gone', false), true)
+    }
+    expect(table.forgetGoneSince(now - DAY)).toEqual(['gone'])
+  })
+
+  it('keeps a suspect device until its suspicion ends: forgetting would clear it', () => {
+    const table = new DeviceTable(() => now)
+    now = 0
+    const liar = table.applyStatus(status('liar'))
+    table.recordRefuted(liar)
+    table.applyStatus(status('liar', false))
+    now = liar.suspectUntil - 1
+    expect(table.forgetGoneSince(now)).toEqual([])
+    now = liar.suspectUntil + 1
+    expect(table.forgetGoneSince(now)).toEqual(['liar'])
+  })
+})

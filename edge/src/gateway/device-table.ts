@@ -86,7 +86,8 @@ export class DeviceTable {
     return next
   }
 
-  applyStatus(status: DeviceStatus): DeviceEntry {
+  /** `replayed`: a retained status the broker resent to a new subscription, not one just published. */
+  applyStatus(status: DeviceStatus, replayed = false): DeviceEntry {
     this.#revision++
     const existing = this.#devices.get(status.deviceId)
     if (existing) {
@@ -94,7 +95,10 @@ export class DeviceTable {
       // (as unavailable) while the device is away.
       const models = !status.online && status.models.length === 0 ? existing.status.models : status.models
       existing.status = { ...status, models }
-      existing.lastSeenAt = this.now()
+      // A replayed offline status says nothing of when the device was last there: the broker
+      // resends it at every reconnect of the link, which must not keep a device gone for months
+      // from being forgotten (forgetGoneSince).
+      if (status.online || !replayed) existing.lastSeenAt = this.now()
       return existing
     }
     const entry: DeviceEntry = {
@@ -143,6 +147,18 @@ export class DeviceTable {
 
   get(deviceId: string): DeviceEntry | undefined {
     return this.#devices.get(deviceId)
+  }
+
+  /**
+   * Drops the devices not online (offline, or silent) since before `cutoff`, unless still
+   * suspect (forgetting would clear that); returns their ids. A device that comes back is added
+   * anew from its status. Without this the table would hold every device ever seen.
+   */
+  forgetGoneSince(cutoff: number): string[] {
+    const gone = [...this.#devices.values()].filter((entry) => !this.isOnline(entry) && entry.lastSeenAt < cutoff && !this.isSuspect(entry))
+    for (const entry of gone) this.#devices.delete(entry.deviceId)
+    if (gone.length > 0) this.#revision++
+    return gone.map((entry) => entry.deviceId)
   }
 
   all(): DeviceEntry[] {

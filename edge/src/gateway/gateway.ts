@@ -14,6 +14,7 @@ import {
   compareVersions,
   DeviceStatusSchema,
   deviceJobsTopic,
+  deviceStatusTopic,
   encodeFrame,
   FrameError,
   gatewayResultsTopic,
@@ -37,7 +38,7 @@ import { bytesToHex } from 'viem'
 import { DepinferError } from '../errors/base.js'
 import { ModelRejectedInputError, NotFoundError } from '../errors/request.js'
 import { AttestationStorageError, DeviceTimeoutError, ModelNotReadyError, NoCapacityError } from '../errors/routing.js'
-import { attestationDomain, type Env } from '../env.js'
+import { attestationDomain, nonNegativeVar, type Env } from '../env.js'
 import { DeviceKeys } from '../attestations/device-keys.js'
 import type { FlushReport } from '../attestations/outbox-flush.js'
 import { AttestationRecorder } from '../attestations/recorder.js'
@@ -84,6 +85,8 @@ const MAX_CHECK_FAILURE_CHARS = 300
 /** Renew the broker connection before Cloudflare's 15-minute cap on one outbound socket. */
 const RENEW_LINK_AFTER_MS = 13 * 60_000
 const ALARM_EVERY_MS = 60_000
+/** How long a device may be gone before the gateway forgets it (DEVICE_FORGET_AFTER_SEC): a day. */
+const DEFAULT_FORGET_AFTER_SEC = 86_400
 /** The job path's stake refresh runs at most this often; the alarm is the regular one. */
 const STAKES_REFRESH_THROTTLE_MS = 1_000
 /** The alarm also re-checks device stakes every DEVICE_STAKE_TTL_MS, but not more often than this. */
@@ -220,6 +223,23 @@ export class Gateway extends DurableObject<Env> {
    */
   flushAttestations(): Promise<FlushReport> {
     return this.#attestations.flush()
+  }
+
+  /**
+   * Forgets the devices gone for DEVICE_FORGET_AFTER_SEC (from the cron): off the device table and
+   * the key cache, and their retained status cleared on the broker (an empty retained message),
+   * which would otherwise bring them back at every reconnect of the link. Returns their ids.
+   */
+  async forgetGoneDevices(): Promise<string[]> {
+    await this.#linkUp()
+    const forgetAfterMs = nonNegativeVar(this.env.DEVICE_FORGET_AFTER_SEC, DEFAULT_FORGET_AFTER_SEC) * 1000
+    const gone = this.#table.forgetGoneSince(Date.now() - forgetAfterMs)
+    for (const deviceId of gone) {
+      this.#keys.forget(deviceId)
+      this.#link.publish(deviceStatusTopic(deviceId), new Uint8Array(0), { retain: true })
+    }
+    if (gone.length > 0) console.log(`forgot ${gone.length} device(s) gone for over ${forgetAfterMs / 1000} s: ${gone.slice(0, 10).join(', ')}${gone.length > 10 ? ', …' : ''}`)
+    return gone
   }
 
   override async alarm(): Promise<void> {
@@ -643,7 +663,7 @@ export class Gateway extends DurableObject<Env> {
 
   #onMessage(topic: string, payload: Uint8Array, retained: boolean): void {
     const deviceTopic = parseDeviceTopic(topic)
-    if (deviceTopic?.kind === 'status') return this.#onStatus(deviceTopic.deviceId, payload)
+    if (deviceTopic?.kind === 'status') return this.#onStatus(deviceTopic.deviceId, payload, retained)
     if (deviceTopic?.kind === 'heartbeat') {
       const heartbeat = HeartbeatSchema.safeParse(parseJson(payload))
       if (heartbeat.success) this.#table.applyHeartbeat(deviceTopic.deviceId, heartbeat.data)
@@ -655,7 +675,9 @@ export class Gateway extends DurableObject<Env> {
     if (results?.gatewayId === this.env.GATEWAY_ID && !retained) this.#onResults(results.deviceId, payload)
   }
 
-  #onStatus(deviceId: string, payload: Uint8Array): void {
+  #onStatus(deviceId: string, payload: Uint8Array, replayed: boolean): void {
+    // An empty message clears a retained status (MQTT §3.3.1.3): a forgotten device's, see forgetGoneDevices.
+    if (payload.byteLength === 0) return
     const status = DeviceStatusSchema.safeParse(parseJson(payload))
     // The status must be about the device whose topic it is on (the broker ACL enforces who
     // may publish there); anything else is ignored rather than trusted.
@@ -663,7 +685,7 @@ export class Gateway extends DurableObject<Env> {
       console.warn(`ignoring malformed status on ${deviceId}`)
       return
     }
-    const entry = this.#table.applyStatus(status.data)
+    const entry = this.#table.applyStatus(status.data, replayed)
     for (const model of status.data.models) {
       const key = catalogKey(model.name, model.version, model.sha256)
       if (this.#seenModels.has(key)) continue
