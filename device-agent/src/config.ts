@@ -75,12 +75,12 @@ const expandHome = (path: string): string => (inHome(path) ? join(homedir(), pat
  * (js/node/src/session_options_helper.cc); which of them the installed build supports is only
  * known at run time (runtime/execution.ts).
  */
-export const EXECUTION_PROVIDERS = ['tensorrt', 'cuda', 'dml', 'coreml', 'qnn', 'webgpu', 'cpu'] as const
+const EXECUTION_PROVIDERS = ['tensorrt', 'cuda', 'dml', 'coreml', 'qnn', 'webgpu', 'cpu'] as const
 export type ExecutionProviderName = (typeof EXECUTION_PROVIDERS)[number]
 export const GRAPH_OPTIMIZATION_LEVELS = ['disabled', 'basic', 'extended', 'layout', 'all'] as const satisfies readonly NonNullable<
   InferenceSession.SessionOptions['graphOptimizationLevel']
 >[]
-export const EXECUTION_MODES = ['sequential', 'parallel'] as const satisfies readonly NonNullable<
+const EXECUTION_MODES = ['sequential', 'parallel'] as const satisfies readonly NonNullable<
   InferenceSession.SessionOptions['executionMode']
 >[]
 
@@ -92,10 +92,10 @@ const threadCount = z.number().int().nonnegative().max(1024)
  * threshold (else the version's own file); `fp32`, always the version's own file.
  */
 /** Where model sessions run (ort.runIn): see the schema below. */
-export const RUN_PLACES = ['auto', 'agent-thread', 'worker-thread'] as const
+const RUN_PLACES = ['auto', 'agent-thread', 'worker-thread'] as const
 export type RunPlace = (typeof RUN_PLACES)[number]
 
-export const PRECISIONS = ['int8-when-accepted', 'fp32'] as const
+const PRECISIONS = ['int8-when-accepted', 'fp32'] as const
 export type Precision = (typeof PRECISIONS)[number]
 
 const ExecutionProvidersSchema = z.union(

@@ -78,7 +78,7 @@ const MB = 1_000_000
 const mb = (bytes: number): string => `${(bytes / MB).toFixed(1)} MB`
 
 /** sha256 and size of a file, hashed as a stream (a model can be hundreds of MB). */
-export async function sha256OfFile(path: string, end?: number): Promise<{ sha256: string; size: number }> {
+async function sha256OfFile(path: string, end?: number): Promise<{ sha256: string; size: number }> {
   const hash = createHash('sha256')
   const size = await hashInto(hash, path, end)
   return { sha256: hash.digest('hex'), size }

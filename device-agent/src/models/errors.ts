@@ -78,7 +78,7 @@ export class DownloadFailedError extends DownloadError {
  * The message of an error response: the problem+json `detail` (or `title`) when there is one,
  * else the start of the body.
  */
-export async function responseProblem(response: Response): Promise<string> {
+async function responseProblem(response: Response): Promise<string> {
   const text = await response.text().catch(() => '')
   if (/json/i.test(response.headers.get('content-type') ?? '')) {
     try {

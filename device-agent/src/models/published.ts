@@ -65,7 +65,7 @@ export function edgeHeaders(edge: EdgeSettings): Record<string, string> {
 }
 
 /** `GET {edge}/api/models/{name}/versions/{version}/file`, or `…/variants/{kind}/file` for a variant's. */
-export function publishedFileUrl(edge: EdgeSettings, model: { name: string; version: string }, variant: ModelVariant = 'fp32'): string {
+function publishedFileUrl(edge: EdgeSettings, model: { name: string; version: string }, variant: ModelVariant = 'fp32'): string {
   const versionUrl = `${edge.url}/api/models/${encodeURIComponent(model.name)}/versions/${encodeURIComponent(model.version)}`
   return variant === 'fp32' ? `${versionUrl}/file` : `${versionUrl}/variants/${variant}/file`
 }
@@ -142,7 +142,7 @@ export function fileToRun(edge: EdgeSettings, model: PublishedModel, precision: 
 }
 
 /** The newest version of each model name. */
-export function newestVersions(models: readonly PublishedModel[]): PublishedModel[] {
+function newestVersions(models: readonly PublishedModel[]): PublishedModel[] {
   const newest = new Map<string, PublishedModel>()
   for (const model of models) {
     const known = newest.get(model.name)

@@ -144,7 +144,7 @@ function decodeOperatorSetId(r: WireReader): OperatorSetId {
   return out
 }
 
-export function decodeTensor(r: WireReader): Tensor {
+function decodeTensor(r: WireReader): Tensor {
   const out: Tensor = { dims: [], floatData: [], int32Data: [], int64Data: [], doubleData: [], uint64Data: [], unknown: [] }
   while (!r.done) {
     const h = r.header()
@@ -359,7 +359,7 @@ function encodeOperatorSetId(w: WireWriter, o: OperatorSetId): void {
   k.rest()
 }
 
-export function encodeTensor(w: WireWriter, t: Tensor): void {
+function encodeTensor(w: WireWriter, t: Tensor): void {
   const k = new Interleave(w, sorted(t.unknown))
   // dims and the other repeated scalars without [packed = true] in onnx.proto go one per field.
   for (const d of t.dims) k.upTo(1).int(1, d)

@@ -23,7 +23,7 @@ keepOrtTelemetryOff()
 type SessionOptions = ort.InferenceSession.SessionOptions
 
 /** What `executionProviders: "auto"` tries before CPU: the NVIDIA EPs (Jetson, x64 with a GPU). */
-export const AUTO_EXECUTION_PROVIDERS = ['tensorrt', 'cuda'] as const satisfies readonly ExecutionProviderName[]
+const AUTO_EXECUTION_PROVIDERS = ['tensorrt', 'cuda'] as const satisfies readonly ExecutionProviderName[]
 
 export type OrtSettings = AgentConfig['ort']
 export type RuntimeStatus = NonNullable<DeviceStatus['runtime']>
@@ -64,7 +64,7 @@ const ortCreate: CreateSession = (model, options) => ort.InferenceSession.create
  */
 const NVIDIA_DEVICE_NODES = ['/dev/nvidia0', '/dev/nvidiactl', '/dev/nvhost-ctrl', '/dev/nvmap']
 
-export function nvidiaGpuVisible(): boolean {
+function nvidiaGpuVisible(): boolean {
   return NVIDIA_DEVICE_NODES.some((path) => existsSync(path))
 }
 

@@ -20,7 +20,7 @@
 import { setFlagsFromString } from 'node:v8'
 
 /** V8's `--heap-growing-percent`: the old generation's limit is (1 + this/100) x the live heap. */
-export const HEAP_GROWING_PERCENT = 300
+const HEAP_GROWING_PERCENT = 300
 
 /**
  * Applies the factor to this process's V8. V8 reads it each time it recomputes the limit (after

@@ -55,10 +55,10 @@ export interface ArchivedBatch {
 }
 
 /** Where R2 keeps the archive of the batch with Merkle root `root`, in the MODELS bucket. */
-export const archiveKey = (root: string) => `attestation-batches/${root}.json`
+const archiveKey = (root: string) => `attestation-batches/${root}.json`
 
 /** How long a confirmed batch's rows stay in D1, in ms: ATTESTATION_RETENTION_DAYS (≥ 0, default 30). */
-export function retentionMs(env: Pick<Env, 'ATTESTATION_RETENTION_DAYS'>): number {
+function retentionMs(env: Pick<Env, 'ATTESTATION_RETENTION_DAYS'>): number {
   return nonNegativeVar(env.ATTESTATION_RETENTION_DAYS, DEFAULT_RETENTION_DAYS) * DAY_MS
 }
 

@@ -58,7 +58,7 @@ export interface JobAttestationView {
   proof: Hex[] | null
 }
 
-export function batchView(row: BatchRow): BatchView {
+function batchView(row: BatchRow): BatchView {
   return {
     root: row.root,
     status: row.status,

@@ -13,7 +13,7 @@
 import { isAddress, type Hex } from '@depinfer/shared'
 
 /** Default re-check interval: an unstake stops routing within about this long. */
-export const DEFAULT_STAKE_TTL_MS = 30_000
+const DEFAULT_STAKE_TTL_MS = 30_000
 /** Concurrent calls during one refresh, so a large fleet does not open hundreds of requests. */
 const CHECK_CONCURRENCY = 16
 

@@ -14,7 +14,7 @@ const RPC_TIMEOUT_MS = 5_000
 
 const ZERO_ADDRESS = '0x0000000000000000000000000000000000000000'
 
-export function activeDeviceReader(chain: StakeChain): ActiveDeviceReader {
+function activeDeviceReader(chain: StakeChain): ActiveDeviceReader {
   const client = chainReader(chain, RPC_TIMEOUT_MS)
   const contract = { address: chain.registry, abi: providerRegistryAbi } as const
   return (device) =>

@@ -22,8 +22,8 @@ import { parseInferRequest } from '../v2/infer-request.js'
 import { HEADER_LENGTH_HEADER, splitBinaryBody } from '../v2/binary-body.js'
 import { inferResponse } from '../v2/infer-response.js'
 
-export const SERVER_NAME = 'depinfer'
-export const SERVER_VERSION = '0.1.0'
+const SERVER_NAME = 'depinfer'
+const SERVER_VERSION = '0.1.0'
 const DEFAULT_DEADLINE_MS = 30_000
 const DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 const utf8 = new TextDecoder()

@@ -129,8 +129,8 @@ export interface SpotCheckConfig {
   tolerance: Tolerance
 }
 
-export const DEFAULT_SPOT_CHECK_RATE = 0.01
-export const DEFAULT_TOLERANCE: Tolerance = { absolute: 1e-3, relative: 1e-2 }
+const DEFAULT_SPOT_CHECK_RATE = 0.01
+const DEFAULT_TOLERANCE: Tolerance = { absolute: 1e-3, relative: 1e-2 }
 
 /** Reads SPOT_CHECK_RATE / SPOT_CHECK_ABS_TOLERANCE / SPOT_CHECK_REL_TOLERANCE; a value out of range keeps the default, with a warning. */
 export function spotCheckConfig(env: { SPOT_CHECK_RATE?: string; SPOT_CHECK_ABS_TOLERANCE?: string; SPOT_CHECK_REL_TOLERANCE?: string }): SpotCheckConfig {

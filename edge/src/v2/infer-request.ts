@@ -55,7 +55,7 @@ export interface ParsedInferRequest {
 }
 
 /** `a.b[0].c` from a zod issue path. */
-export function fieldPath(path: readonly PropertyKey[]): string {
+function fieldPath(path: readonly PropertyKey[]): string {
   return path.reduce<string>(
     (text, key) => (typeof key === 'number' ? `${text}[${key}]` : text ? `${text}.${String(key)}` : String(key)),
     '',
