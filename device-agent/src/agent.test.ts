@@ -206,7 +206,8 @@ describe('device agent', () => {
   it.each([
     ['a wrong datatype', { ...image(48, 48), datatype: 'INT32' as const }, 'inputs[0].datatype'],
     ['a wrong rank', { ...image(48, 48), shape: [3, 48, 48] }, 'inputs[0].shape'],
-    ['an input the graph cannot process', image(0, 0), 'inputs'],
+    // Refused before onnxruntime, which aborts the whole process on an empty batch of some models.
+    ['an empty tensor', image(0, 0), 'inputs[0].shape'],
   ])('answers %s with an invalid_input error naming the field, and keeps serving', async (_what, tensor, field) => {
     const id = `bad-${field}-${tensor.shape.join('x')}`
     job(id, [tensor])

@@ -26,8 +26,13 @@ import { byteLength, type RawTensor } from './tensor.js'
  * otherwise send the Gateway a message of any size.
  */
 export const MAX_MESSAGE_BYTES = 40 * 1024 * 1024
-/** Tensor bytes one job's inputs, or one result's outputs, may add up to: room is left for the header. */
-export const MAX_TENSOR_BYTES = MAX_MESSAGE_BYTES - 1024 * 1024
+/**
+ * Tensor bytes one job's inputs, or one result's outputs, may add up to: 31 MiB. Both cross a
+ * Durable Object call (the Worker's request to the Gateway, the Gateway's answer back), and
+ * workerd refuses a call whose arguments or result exceed 32 MiB; 1 MiB is left for the rest of
+ * the answer (outputs above 31 MiB were answered 500 before this limit).
+ */
+export const MAX_TENSOR_BYTES = 31 * 1024 * 1024
 /**
  * Frames one message may carry (a device joins a batch's answers): each costs the receiver a
  * JSON parse and a schema check, and a 40 MiB message of tiny frames would hold ~1.7 million.

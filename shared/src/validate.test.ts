@@ -25,8 +25,13 @@ describe('checkInputs', () => {
     expect(() => checkInputs('resnet', inputSpecs, [mask(), image()])).not.toThrow()
   })
 
-  it.each([[0], [1], [7], [1024]])('accepts any size (%i) in a -1 dimension', (batch) => {
+  it.each([[1], [7], [1024]])('accepts any size (%i) in a -1 dimension', (batch) => {
     expect(() => checkInputs('resnet', inputSpecs, [image([batch, 3, 224, 224]), mask()])).not.toThrow()
+  })
+
+  it('refuses an empty tensor (size 0 in a -1 dimension): onnxruntime can abort the process on one', () => {
+    const error = expectProtocolError(TensorError, () => checkInputs('resnet', inputSpecs, [mask(), image([0, 3, 224, 224])]), 'inputs[1].shape')
+    expect(error.message).toMatch(/image has shape \[0,3,224,224\]: a dimension of size 0/)
   })
 
   it('accepts a model with no inputs and no tensors', () => {

@@ -61,6 +61,13 @@ function checkTensors(
         `${field}.shape`,
       )
     }
+    // An empty tensor where the model leaves the size open: some models (e.g. Silero VAD with a
+    // batch of 0) make onnxruntime abort the whole process rather than return an error, which
+    // would take the device and every model on it down. Nothing is lost refusing it: an empty
+    // batch has nothing to infer.
+    if (checkShapes && spec.shape.some((dim, d) => dim === -1 && tensor.shape[d] === 0)) {
+      throw new TensorError(`${kind} ${spec.name} has shape [${tensor.shape.join(',')}]: a dimension of size 0 (an empty tensor) is refused`, `${field}.shape`)
+    }
   })
   const missing = specs.filter((s) => !seen.has(s.name)).map((s) => s.name)
   if (missing.length > 0) throw new TensorError(`missing ${kind}(s) ${missing.join(', ')} for model ${modelName}`, `${kind}s`)
