@@ -16,6 +16,7 @@ import { join } from 'node:path'
 import { formatEther, parseEther } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
 import { BUNDLED_MODEL_VERSION, BUNDLED_MODELS } from '../device-agent/src/models/bundled.js'
+import { superviseAgent } from './local/agent-supervisor.js'
 import { startLocalBroker, type LocalBroker } from './local/broker.js'
 import { ANVIL_DEV_PRIVATE_KEY, ANVIL_PAYER_PRIVATE_KEY, ANVIL_PROVIDER_PRIVATE_KEY } from './local/chain.js'
 import { exampleInferRequest } from './local/example-input.js'
@@ -84,7 +85,8 @@ async function main(): Promise<void> {
       payer,
       // The bundled models from the agent's install, and whatever is published on this edge
       // (downloaded from it), whatever DEPINFER_MODELS the caller's shell has.
-      agents: [{ deviceId: 'local-device-1', echo: true, models: [...Object.keys(BUNDLED_MODELS), 'published:*'].join(','), servePublished: true }],
+      // Started below, under a supervisor.
+      agents: [],
       chain: true,
       staking: true,
       batchEveryMs: 5_000,
@@ -97,6 +99,12 @@ async function main(): Promise<void> {
       },
     })
     const { edge, apiKey } = network
+    const running = network
+    await superviseAgent({
+      start: () => running.startAgent({ deviceId: 'local-device-1', echo: true, models: [...Object.keys(BUNDLED_MODELS), 'published:*'].join(','), servePublished: true }),
+      stopping: () => stopping,
+      log: (message) => console.error(`depinfer: ${message}`),
+    }).started
     const chain = network.chain!
     await chain.deposit(ANVIL_PAYER_PRIVATE_KEY, parseEther('1'))
     // Every model the banner lists is ready when it is printed (ppocr-rec loads last).
