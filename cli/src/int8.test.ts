@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { elementwiseSoftmaxModel, tinyClassifierModel } from '../../test/helpers/onnx-model.js'
+import { buildModel, elementwiseSoftmaxModel, tinyClassifierModel } from '../../test/helpers/onnx-model.js'
 import { describeReport, Int8VariantError, quantizeForPublishing, readInt8Variant } from './int8.js'
 import { temporaryDirectory } from '../../test/helpers/temporary-directory.js'
 
@@ -39,7 +39,20 @@ describe('the int8 variant of a publish', () => {
     // fp32 model itself (which the edge refuses only once it is uploaded).
     const elementwise = elementwiseSoftmaxModel()
     await expect(quantizeForPublishing(elementwise, 'multi.onnx', undefined)).rejects.toThrow(Int8VariantError)
-    await expect(quantizeForPublishing(elementwise, 'multi.onnx', undefined)).rejects.toThrow(/^multi\.onnx: nothing to quantize .*: publish without --int8$/)
+    await expect(quantizeForPublishing(elementwise, 'multi.onnx', undefined)).rejects.toThrow(/^multi\.onnx: nothing to quantize \(no MatMul, Gemm or Conv the quantizer converts\), so .*: publish without --int8$/)
+  })
+
+  it('says why a model full of candidates had nothing quantized (fp16 weights)', async () => {
+    // y = x · w with w stored as FLOAT16: the quantizer converts FLOAT weights only.
+    const half = buildModel({
+      inputs: [{ name: 'x', datatype: 'FP32', shape: ['N', 2] }],
+      outputs: [{ name: 'y', datatype: 'FP32', shape: ['N', 2] }],
+      initializers: [{ name: 'w', datatype: 'FP16', dims: [2, 2], data: new Uint8Array(8) }],
+      nodes: [{ opType: 'MatMul', inputs: ['x', 'w'], outputs: ['y'] }],
+    })
+    await expect(quantizeForPublishing(half, 'half.onnx', undefined)).rejects.toThrow(
+      /^half\.onnx: nothing to quantize \(1 MatMul\/Gemm\/Conv node\(s\) left in fp32; 1: weight is FLOAT16, not FLOAT\), so/,
+    )
   })
 
   it('can come from elsewhere with the JSON report of depinfer-quantize', async () => {

@@ -59,6 +59,19 @@ function checkComparable(fp32: Uint8Array, file: string): void {
  * run the model. Refuses a model with nothing to quantize, like one whose agreement cannot be
  * measured: the publish stops before any upload.
  */
+/**
+ * Why nothing was quantized: no candidate nodes, or the candidates and the commonest reasons they
+ * were left alone (e.g. fp16 weights), so the developer is not told a model full of Convs has none.
+ */
+function skippedSummary(nodes: readonly { opType: string; skipped?: string }[]): string {
+  const skipped = nodes.filter((node) => node.skipped !== undefined)
+  if (skipped.length === 0) return 'no MatMul, Gemm or Conv the quantizer converts'
+  const reasons = new Map<string, number>()
+  for (const node of skipped) reasons.set(node.skipped!, (reasons.get(node.skipped!) ?? 0) + 1)
+  const top = [...reasons].sort((a, b) => b[1] - a[1]).slice(0, 2).map(([reason, count]) => `${count}: ${reason}`)
+  return `${skipped.length} MatMul/Gemm/Conv node(s) left in fp32; ${top.join('; ')}${reasons.size > 2 ? '; …' : ''}`
+}
+
 export async function quantizeForPublishing(fp32: Uint8Array, file: string, minAgreementOption: number | undefined): Promise<Int8Variant> {
   checkComparable(fp32, file)
   const { EVALUATION_DEFAULTS, evaluateQuantization, formatReport, inputSpecs, nothingQuantized, quantizeModel, variantReport } = await quantizer()
@@ -66,8 +79,8 @@ export async function quantizeForPublishing(fp32: Uint8Array, file: string, minA
   // Whatever stops the quantizer or onnxruntime here is about this model (a format the quantizer
   // cannot read or rewrite, an operator onnxruntime cannot run): said plainly, with the file,
   // like depinfer-quantize does.
-  const cannotMake = (error: unknown) =>
-    new Int8VariantError(`${file}: cannot make the int8 variant: ${error instanceof Error ? error.message : String(error)}`, 1, { cause: error })
+  const cannotMake = (error: unknown, hint = '') =>
+    new Int8VariantError(`${file}: cannot make the int8 variant: ${error instanceof Error ? error.message : String(error)}${hint}`, 1, { cause: error })
   let quantized: Awaited<ReturnType<typeof quantizeModel>>
   try {
     quantized = await quantizeModel(fp32)
@@ -78,7 +91,7 @@ export async function quantizeForPublishing(fp32: Uint8Array, file: string, minA
   // which the edge cannot tell from a real one until it is uploaded, nor agents use for anything.
   if (nothingQuantized(quantized.report)) {
     throw new Int8VariantError(
-      `${file}: nothing to quantize (no MatMul, Gemm or Conv the quantizer converts), so an int8 variant would be the fp32 model: publish without --int8`,
+      `${file}: nothing to quantize (${skippedSummary(quantized.report.nodes)}), so an int8 variant would be the fp32 model: publish without --int8`,
     )
   }
   const { bytes } = quantized
@@ -92,7 +105,11 @@ export async function quantizeForPublishing(fp32: Uint8Array, file: string, minA
       batches: [],
     })
   } catch (error) {
-    throw cannotMake(error)
+    // Most often the sample inputs' shapes, guessed from the file: the sizes it needs can be given.
+    throw cannotMake(
+      error,
+      `; if the sample inputs' shapes are what the model cannot take, measure it with depinfer-quantize ${file} <out.onnx> --shape <input>=<dims> --json > report.json and publish with --int8-file <out.onnx> --int8-report report.json`,
+    )
   }
   const report = variantReport(evaluation)
   if (!report) throw unmeasurable(file)

@@ -147,6 +147,7 @@ describe('depinfer CLI errors', () => {
   })
 
   it.each([
+    ['a name the edge would refuse', ['--name', 'bad name'], /^--name must be 1-64 letters, digits, "\.", "_" or "-", starting with a letter or digit, got "bad name"$/],
     ['a price that is not a decimal integer', ['--price-wei', '1.5'], /^--price-wei must be the price per inference in wei, a decimal integer, got "1\.5"$/],
     ['a price with a leading zero', ['--price-wei', '010'], /^--price-wei must be the price per inference in wei, a decimal integer, got "010"$/],
     ['a price of 2^256', ['--price-wei', (2n ** 256n).toString()], /^--price-wei must be below 2\^256$/],

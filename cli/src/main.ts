@@ -87,7 +87,7 @@ async function main(argv: string[]): Promise<number> {
   if (!file) throw new UsageError('publish needs the .onnx file')
   if (!values.name || !values['price-wei'] || !values['payout-address']) throw new UsageError('publish needs --name, --price-wei and --payout-address')
   // Before anything slow (reading, quantizing, uploading a large file) is done for nothing.
-  checkPublishTerms(values['price-wei'], values['payout-address'])
+  checkPublishTerms(values.name, values['price-wei'], values['payout-address'])
   const bytes = await readUserFile(file, 'the model file')
   const int8 = await int8Variant(file, bytes, values)
   // One bar per file, the int8 variant's first: each is ended when the next one starts.

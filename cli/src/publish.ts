@@ -8,7 +8,7 @@
  * together, so no device ever sees the version without it.
  */
 import { createHash } from 'node:crypto'
-import { addressProblem, type PublishedVariant, type VariantReport } from '@depinfer/shared'
+import { addressProblem, ID_PATTERN, type PublishedVariant, type VariantReport } from '@depinfer/shared'
 import { EdgeError, requestEdge, uploadDrainMs } from './edge.js'
 import { CliError } from './errors.js'
 
@@ -46,11 +46,14 @@ export interface PublishedVersion {
 const ZERO_ADDRESS = /^0x0{40}$/
 
 /**
- * The price and payout address as the edge will check them (edge/src/routes/models.ts, the same
- * words with the option's name), so a bad one is refused before a large file is read, quantized
- * or uploaded.
+ * The name, price and payout address as the edge will check them (edge/src/routes/models.ts, the
+ * same words with the option's name), so a bad one is refused before a large file is read,
+ * quantized or uploaded.
  */
-export function checkPublishTerms(priceWei: string, payoutAddress: string): void {
+export function checkPublishTerms(name: string, priceWei: string, payoutAddress: string): void {
+  if (!ID_PATTERN.test(name)) {
+    throw new CliError(`--name must be 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit, got ${JSON.stringify(name.slice(0, 100))}`, 2)
+  }
   if (!/^(0|[1-9][0-9]{0,77})$/.test(priceWei)) {
     throw new CliError(`--price-wei must be the price per inference in wei, a decimal integer, got ${JSON.stringify(priceWei.slice(0, 100))}`, 2)
   }

@@ -17,6 +17,7 @@
 import { GraphIndex, node } from './graph.js'
 import {
   DataType,
+  dataTypeName,
   byteTensor,
   floatTensor,
   floatValues,
@@ -78,7 +79,7 @@ export function dynamicMatMul(index: GraphIndex, store: WeightStore, n: Node, o:
   const weightName = n.input[1]!
   const w = index.constants.get(weightName)
   if (!w) return { skipped: 'second input is not a constant' }
-  if (w.dataType !== DataType.FLOAT) return { skipped: `weight is not FLOAT (${w.dataType})` }
+  if (w.dataType !== DataType.FLOAT) return { skipped: `weight is ${dataTypeName(w.dataType)}, not FLOAT` }
   if (w.dims.length !== 2) return { skipped: `weight is ${w.dims.length}-D, not a matrix` }
   const q = store.get(weightName, weightName, floatValues(w), w.dims, o.weightType, o.perChannel ? 1 : undefined, o.reduceRange)
   const name = n.name ?? index.fresh('MatMul')
@@ -137,7 +138,7 @@ export function dynamicConv(index: GraphIndex, store: WeightStore, n: Node, o: W
   const weightName = n.input[1]!
   const w = index.constants.get(weightName)
   if (!w) return { skipped: 'weight is not a constant' }
-  if (w.dataType !== DataType.FLOAT) return { skipped: `weight is not FLOAT (${w.dataType})` }
+  if (w.dataType !== DataType.FLOAT) return { skipped: `weight is ${dataTypeName(w.dataType)}, not FLOAT` }
   const biasName = n.input[2] ?? ''
   const channels = w.dims[0]!
   const rank = w.dims.length

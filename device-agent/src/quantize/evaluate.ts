@@ -272,6 +272,9 @@ export interface InputSpec {
  * text line), other dynamic dimensions 32. Throws ShapeOverrideError for an override that does not
  * fit the model, EvaluationError for an input no sample can be generated for (not float32).
  */
+/** A dimension onnxruntime reports by its ONNX name (dim_param), not as a size or unnamed. */
+const isName = (dim: number | string): dim is string => typeof dim === 'string' && dim !== ''
+
 export async function inputSpecs(model: Uint8Array, overrides: ReadonlyMap<string, number[]> = new Map()): Promise<InputSpec[]> {
   const session = await onnxruntime('load the model', () => ort.InferenceSession.create(model, { graphOptimizationLevel: 'disabled' }))
   try {
@@ -285,6 +288,14 @@ export async function inputSpecs(model: Uint8Array, overrides: ReadonlyMap<strin
     const unknown = [...overrides.keys()].find((name) => !session.inputNames.includes(name))
     if (unknown !== undefined) {
       throw new ShapeOverrideError(`--shape ${unknown}: the model has no input ${JSON.stringify(unknown)} (its inputs: ${session.inputNames.join(', ')})`)
+    }
+    // Dimensions named alike (ONNX dim_param, e.g. `batch` of a recurrent model's input and its
+    // state) must get one size, or the model cannot run on the samples: bound from --shape
+    // first, then from the first input that has one.
+    const named = new Map<string, number>()
+    for (const meta of session.inputMetadata) {
+      const override = overrides.get(meta.name)
+      if (meta.isTensor && override) meta.shape.forEach((d, i) => isName(d) && !named.has(d) && override[i] !== undefined && named.set(d, override[i]))
     }
     return session.inputMetadata.map((meta) => {
       if (!meta.isTensor) throw new EvaluationError(`input ${meta.name} is not a tensor`)
@@ -305,10 +316,11 @@ export async function inputSpecs(model: Uint8Array, overrides: ReadonlyMap<strin
       const image = declared.length === 4 && declared[1] === 3
       const shape = declared.map((d, i) => {
         if (typeof d === 'number' && d > 0) return d
-        if (i === 0) return 1
-        if (image && i === 2) return 48
-        if (image && i === 3) return 4 * (typeof declared[2] === 'number' ? declared[2] : 48)
-        return 32
+        const bound = isName(d) ? named.get(d) : undefined
+        if (bound !== undefined) return bound
+        const size = i === 0 ? 1 : image && i === 2 ? 48 : image && i === 3 ? 4 * (typeof declared[2] === 'number' ? declared[2] : 48) : 32
+        if (isName(d)) named.set(d, size)
+        return size
       })
       return { name: meta.name, shape, dynamicBatch: typeof declared[0] !== 'number', kind: kindFor(shape) }
     })

@@ -41,6 +41,11 @@ export const DataType = {
   DOUBLE: 11,
 } as const
 
+/** A TensorProto.DataType for messages: its name where DataType has one (FLOAT16), else the number. */
+export function dataTypeName(dataType: number | undefined): string {
+  return Object.entries(DataType).find(([, value]) => value === dataType)?.[0] ?? `data type ${dataType ?? 'unset'}`
+}
+
 /** AttributeProto.AttributeType values. */
 export const AttributeType = {
   FLOAT: 1,
@@ -489,7 +494,7 @@ export function elementCount(dims: readonly number[]): number {
 
 /** A FLOAT tensor's values, whether stored as raw_data (little-endian) or float_data. */
 export function floatValues(t: Tensor): Float32Array {
-  if (t.dataType !== DataType.FLOAT) throw new OnnxFormatError(`tensor ${t.name ?? '?'} is not FLOAT (data type ${t.dataType})`)
+  if (t.dataType !== DataType.FLOAT) throw new OnnxFormatError(`tensor ${t.name ?? '?'} is not FLOAT (${dataTypeName(t.dataType)})`)
   const count = elementCount(t.dims)
   if (t.rawData !== undefined) {
     if (t.rawData.length !== count * 4) {

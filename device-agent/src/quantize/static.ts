@@ -23,7 +23,7 @@
 import * as ort from 'onnxruntime-node'
 import { GraphIndex, ensureOpset, floatValueInfo, node, opsetVersion } from './graph.js'
 import { MS_DOMAIN, type WeightOptions } from './dynamic.js'
-import { DataType, byteTensor, encodeModel, floatTensor, floatValues, intAttr, intAttribute, type Model, type Node, type Tensor } from './onnx-proto.js'
+import { DataType, byteTensor, dataTypeName, encodeModel, floatTensor, floatValues, intAttr, intAttribute, type Model, type Node, type Tensor } from './onnx-proto.js'
 import { activationParams, quantizeWeights, roundHalfEven, transpose2d } from './quant-math.js'
 import type { NodeReport, QuantizableOp } from './quantize.js'
 import { floatTensors } from './types.js'
@@ -282,7 +282,7 @@ function planWeighted(n: Node, op: 'Conv' | 'MatMul' | 'Gemm', index: GraphIndex
   if (!isActivation(input)) return 'first input is not a float activation'
   const w = index.constants.get(n.input[1] ?? '')
   if (w === undefined) return 'weight is not a constant'
-  if (w.dataType !== DataType.FLOAT) return `weight is not FLOAT (${w.dataType})`
+  if (w.dataType !== DataType.FLOAT) return `weight is ${dataTypeName(w.dataType)}, not FLOAT`
   const name = n.input[1]!
   if (op === 'Conv') {
     const bias = optionalConstant(n, 2, index)
