@@ -175,7 +175,9 @@ describe('stakeGate (from env vars)', () => {
     vi.spyOn(console, 'error').mockImplementation(() => {})
     expect(stakeGateFromEnv({ ...env, CHAIN_ID: '' })?.refusal(A)).toMatch(/CHAIN_ID is not/)
     expect(stakeGateFromEnv({ ...env, CHAIN_RPC_URL: '' })?.refusal(A)).toMatch(/CHAIN_RPC_URL is not/)
-    expect(stakeGateFromEnv({ ...env, PROVIDER_REGISTRY_ADDRESS: '0x12' })?.refusal(A)).toMatch(/not an address/)
+    expect(stakeGateFromEnv({ ...env, PROVIDER_REGISTRY_ADDRESS: '0x12' })?.refusal(A)).toMatch(/PROVIDER_REGISTRY_ADDRESS must be an Ethereum address/)
+    // A checksum typo, refused as payments refuse it: the two must agree on the registry.
+    expect(stakeGateFromEnv({ ...env, PROVIDER_REGISTRY_ADDRESS: '0x90F79bf6EB2c4f870365E785982E1f101E93b907' })?.refusal(A)).toMatch(/EIP-55 checksum/)
     vi.restoreAllMocks()
   })
 })

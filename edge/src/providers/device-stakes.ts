@@ -10,7 +10,7 @@
  * last known answer stands (a provider is not dropped because an RPC node hiccuped, nor let in),
  * and an address never successfully checked is not routable: the safe default for a gate.
  */
-import { isAddress, type Hex } from '@depinfer/shared'
+import { addressProblem, type Hex } from '@depinfer/shared'
 
 /** Default re-check interval: an unstake stops routing within about this long. */
 const DEFAULT_STAKE_TTL_MS = 30_000
@@ -91,7 +91,9 @@ export function stakeGate(
     console.error(`stake gate: ${problem}; no device is routable until it is fixed (see README "Providers")`)
     return misconfiguredGate(`device stake cannot be checked: ${problem}`, ttlMs)
   }
-  if (!isAddress(registry)) return misconfigured(`PROVIDER_REGISTRY_ADDRESS is not an address: ${JSON.stringify(registry.slice(0, 60))}`)
+  // The same check payments make (a checksum typo is refused), so the two agree on the registry.
+  const problem = addressProblem(registry)
+  if (problem !== undefined) return misconfigured(`PROVIDER_REGISTRY_ADDRESS ${problem}, got ${JSON.stringify(registry.slice(0, 60))}`)
   if (!Number.isSafeInteger(chainId) || chainId <= 0) return misconfigured('PROVIDER_REGISTRY_ADDRESS is set but CHAIN_ID is not')
   if (!rpcUrl) return misconfigured('PROVIDER_REGISTRY_ADDRESS is set but CHAIN_RPC_URL is not')
   const chain: StakeChain = { registry: registry.toLowerCase() as Hex, chainId, rpcUrl }

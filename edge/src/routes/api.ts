@@ -1,5 +1,5 @@
 /** Marketplace and operations routes under `/api` (API key required). */
-import { isAddress } from '@depinfer/shared'
+import { addressProblem, isAddress } from '@depinfer/shared'
 import { Hono } from 'hono'
 import type { Env } from '../env.js'
 import { attestationCounts, jobAttestation, listBatches } from '../batching/proofs.js'
@@ -11,6 +11,8 @@ import { apiKeyAuth, type AuthVariables } from '../middleware/auth.js'
 import { listSpotChecks, spotCheckOfJob } from '../spot-checks/store.js'
 import type { SpotCheckVerdict } from '../spot-checks/spot-check.js'
 import { payments } from './payments.js'
+import { paymentsSetting } from '../payments/config.js'
+import { PaymentsMisconfiguredError } from '../errors/payment.js'
 
 export const api = new Hono<{ Bindings: Env; Variables: AuthVariables }>()
 
@@ -29,13 +31,26 @@ api.get('/chain', (c) => {
     rpcUrl: c.env.CHAIN_RPC_URL || null,
     contracts: {
       attestationRegistry: c.env.REGISTRY_ADDRESS,
-      // Pay per inference: deposits, settlements and payout claims (null: payments are off).
-      escrow: isAddress(c.env.ESCROW_ADDRESS ?? '') ? c.env.ESCROW_ADDRESS : null,
-      // Staking: only devices active here are routed to (null: every device with a key is).
-      providerRegistry: isAddress(c.env.PROVIDER_REGISTRY_ADDRESS ?? '') ? c.env.PROVIDER_REGISTRY_ADDRESS : null,
+      // Pay per inference: deposits, settlements and payout claims (null: payments are off, or
+      // misconfigured: then no job runs, and clients must not deposit to an address the edge refused).
+      escrow: escrowInUse(c.env),
+      // Staking: only devices active here are routed to (null: every device with a key is, or
+      // the address is refused, and then no device is).
+      providerRegistry: addressProblem(c.env.PROVIDER_REGISTRY_ADDRESS ?? '') === undefined ? c.env.PROVIDER_REGISTRY_ADDRESS! : null,
     },
   })
 })
+
+/** The Escrow the edge charges through, as its payment settings read it (null when payments are off or misconfigured). */
+function escrowInUse(env: Env): string | null {
+  try {
+    const setting = paymentsSetting(env)
+    return setting.enabled ? env.ESCROW_ADDRESS! : null
+  } catch (error) {
+    if (error instanceof PaymentsMisconfiguredError) return null
+    throw error
+  }
+}
 
 /** A job's attestation, its leaf and, once batched, the batch and the Merkle proof. */
 api.get('/jobs/:jobId/attestation', async (c) => {
