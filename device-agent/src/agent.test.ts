@@ -101,7 +101,7 @@ describe('device agent', () => {
           results.set(String(frame.header.jobId), frame)
           resultMessageOf.set(String(frame.header.jobId), resultMessages)
         }
-      } else if (topic === deviceStatusTopic(DEVICE)) {
+      } else if (topic === deviceStatusTopic(DEVICE) && payload.length > 0) {
         lastStatus = DeviceStatusSchema.parse(JSON.parse(payload.toString()))
       }
     })
@@ -111,6 +111,7 @@ describe('device agent', () => {
       broker: { url: broker.tcpUrl },
       models: [{ bundled: 'ppocr-cls' }, { name: 'broken', version: '1', path: '/nonexistent/model.onnx' }],
       heartbeatSec: 0.2,
+      statusRefreshSec: 0.5,
       keyPath,
     })
     deviceAddress = initDeviceKey(keyPath).address
@@ -207,7 +208,7 @@ describe('device agent', () => {
     ['a wrong datatype', { ...image(48, 48), datatype: 'INT32' as const }, 'inputs[0].datatype'],
     ['a wrong rank', { ...image(48, 48), shape: [3, 48, 48] }, 'inputs[0].shape'],
     // Refused before onnxruntime, which aborts the whole process on an empty batch of some models.
-    ['an empty tensor', image(0, 0), 'inputs[0].shape'],
+    ['an empty batch', { ...image(48, 48), shape: [0, 3, 48, 48], data: new Uint8Array(0) }, 'inputs[0].shape'],
   ])('answers %s with an invalid_input error naming the field, and keeps serving', async (_what, tensor, field) => {
     const id = `bad-${field}-${tensor.shape.join('x')}`
     job(id, [tensor])
@@ -250,13 +251,30 @@ describe('device agent', () => {
     broker = await startLocalBroker({ tcpPort, wsPort })
     gateway = await mqtt.connectAsync(broker.tcpUrl, { clientId: gatewayClientId('test') })
     gateway.on('message', (topic, payload) => {
-      if (topic === deviceStatusTopic(DEVICE)) lastStatus = DeviceStatusSchema.parse(JSON.parse(payload.toString()))
+      if (topic === deviceStatusTopic(DEVICE) && payload.length > 0) lastStatus = DeviceStatusSchema.parse(JSON.parse(payload.toString()))
       if (topic === RESULTS) for (const frame of decodeFrames(payload)) results.set(String(frame.header.jobId), frame)
     })
     await gateway.subscribeAsync([RESULTS, deviceStatusTopic(DEVICE)], { qos: 1 })
     await waitFor('the status on the new broker', async () => (lastStatus?.online ? true : undefined), 20_000)
     job('after-restart', [image(48, 48)])
     expect((await resultOf('after-restart')).header.error).toBeUndefined()
+  })
+
+  it('publishes its retained status again, so a broker that lost it has it back', async () => {
+    // Cleared the way a gateway forgets a device (an empty retained message).
+    await gateway.publishAsync(deviceStatusTopic(DEVICE), Buffer.alloc(0), { qos: 1, retain: true })
+    const retainedStatus = async () => {
+      const probe = await mqtt.connectAsync(broker.tcpUrl, { clientId: gatewayClientId(`probe-${Date.now()}`) })
+      let retained: string | undefined
+      probe.on('message', (_topic, payload, packet) => packet.retain && payload.length > 0 && (retained = payload.toString()))
+      await probe.subscribeAsync(deviceStatusTopic(DEVICE), { qos: 1 })
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      await probe.endAsync(true)
+      return retained
+    }
+    expect(await retainedStatus()).toBeUndefined()
+    await waitFor('the status retained again', async () => (await retainedStatus()) && true, 5_000)
+    expect(JSON.parse((await retainedStatus())!)).toMatchObject({ deviceId: DEVICE, online: true })
   })
 
   it('publishes a retained offline status when stopped', async () => {

@@ -209,6 +209,8 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
     }
     client.publish(deviceHeartbeatTopic(deviceId), JSON.stringify(beat), { qos: 0 })
   }, config.heartbeatSec * 1000)
+  // The retained status again, unchanged (config.statusRefreshSec says why).
+  const statusRefresh = setInterval(publishStatus, config.statusRefreshSec * 1000)
 
   /** A message on the jobs topic: one or more job frames (shared/frame.ts). */
   function handleJobs(payload: Buffer): void {
@@ -362,6 +364,7 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
     }
     closing = true
     clearInterval(heartbeat)
+    clearInterval(statusRefresh)
     // Before the sessions are released: no download or load may finish after that.
     await provisioner.stop()
     // Answers still in the outbox leave before the offline status.

@@ -187,6 +187,14 @@ export const AgentConfigSchema = z.object({
    * and past ~24 days Node's timer overflows into a 1 ms interval.
    */
   heartbeatSec: z.number().positive().max(3600).default(2),
+  /**
+   * How often the retained status is published again, unchanged, in seconds. A broker can lose
+   * it (one without persistence restarted; a gateway clearing the status of a device it took for
+   * gone at the moment the device came back), and gateways rebuild their device tables from
+   * retained statuses whenever their link reconnects: a lost one would leave the device unseen
+   * until it reconnected.
+   */
+  statusRefreshSec: z.number().positive().max(86_400).default(300),
   reconnect: z
     .object({ minMs: z.number().int().positive().default(250), maxMs: z.number().int().positive().default(15_000) })
     .refine((r) => r.minMs <= r.maxMs, { message: 'minMs must not be above maxMs', path: ['minMs'] })

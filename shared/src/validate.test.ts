@@ -29,9 +29,14 @@ describe('checkInputs', () => {
     expect(() => checkInputs('resnet', inputSpecs, [image([batch, 3, 224, 224]), mask()])).not.toThrow()
   })
 
-  it('refuses an empty tensor (size 0 in a -1 dimension): onnxruntime can abort the process on one', () => {
+  it('refuses an empty batch (size 0 in a dynamic dimension 0): onnxruntime can abort the process on one', () => {
     const error = expectProtocolError(TensorError, () => checkInputs('resnet', inputSpecs, [mask(), image([0, 3, 224, 224])]), 'inputs[1].shape')
-    expect(error.message).toMatch(/image has shape \[0,3,224,224\]: a dimension of size 0/)
+    expect(error.message).toMatch(/image has shape \[0,3,224,224\]: an empty batch/)
+  })
+
+  it('accepts size 0 in a dynamic dimension after the first (a decoder\'s empty KV cache at its first step)', () => {
+    const specs: TensorSpec[] = [{ name: 'past_key', datatype: 'FP32', shape: [-1, 12, -1, 64] }]
+    expect(() => checkInputs('decoder', specs, [{ name: 'past_key', datatype: 'FP32', shape: [1, 12, 0, 64] }])).not.toThrow()
   })
 
   it('accepts a model with no inputs and no tensors', () => {

@@ -61,12 +61,12 @@ function checkTensors(
         `${field}.shape`,
       )
     }
-    // An empty tensor where the model leaves the size open: some models (e.g. Silero VAD with a
-    // batch of 0) make onnxruntime abort the whole process rather than return an error, which
-    // would take the device and every model on it down. Nothing is lost refusing it: an empty
-    // batch has nothing to infer.
-    if (checkShapes && spec.shape.some((dim, d) => dim === -1 && tensor.shape[d] === 0)) {
-      throw new TensorError(`${kind} ${spec.name} has shape [${tensor.shape.join(',')}]: a dimension of size 0 (an empty tensor) is refused`, `${field}.shape`)
+    // An empty batch (size 0 in a dynamic first dimension): some models (e.g. Silero VAD) make
+    // onnxruntime abort the whole process on one rather than return an error, which would take
+    // the device and every model on it down; and an empty batch has nothing to infer. Size 0
+    // elsewhere stays allowed: a decoder's KV cache is [batch, heads, 0, head_dim] at its first step.
+    if (checkShapes && spec.shape[0] === -1 && tensor.shape[0] === 0) {
+      throw new TensorError(`${kind} ${spec.name} has shape [${tensor.shape.join(',')}]: an empty batch (size 0 in dimension 0) is refused`, `${field}.shape`)
     }
   })
   const missing = specs.filter((s) => !seen.has(s.name)).map((s) => s.name)

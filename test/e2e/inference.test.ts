@@ -254,7 +254,7 @@ describe.each(BROKERS)('inference through $name', (brokerKind) => {
     ['unknown output name', '/v2/models/ppocr-cls/infer', { ...x([1, 3, 48, 192], small(3 * 48 * 192)), outputs: [{ name: 'logits' }] }, 400, 'outputs[0].name'],
     ['an output asked for twice', '/v2/models/ppocr-cls/infer', { ...x([1, 3, 48, 192], small(3 * 48 * 192)), outputs: [{ name: 'softmax_0.tmp_0' }, { name: 'softmax_0.tmp_0', parameters: { binary_data: true } }] }, 400, 'outputs[1].name'],
     ['negative dimension', '/v2/models/ppocr-cls/infer', x([1, -3], []), 400, 'inputs[0].shape[1]'],
-    ['an empty tensor (a batch of 0)', '/v2/models/ppocr-cls/infer', x([0, 3, 48, 192], []), 400, 'inputs[0].shape'],
+    ['an empty batch', '/v2/models/ppocr-cls/infer', x([0, 3, 48, 192], []), 400, 'inputs[0].shape'],
     ['unknown model', '/v2/models/no-such-model/infer', x([1], [1]), 404, 'model'],
     ['unknown version', '/v2/models/ppocr-cls/versions/9/infer', x([1], [1]), 404, 'version'],
   ])('rejects %s with a problem naming the field', async (_name, path, body, status, field) => {

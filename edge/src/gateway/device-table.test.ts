@@ -126,16 +126,47 @@ describe('DeviceTable forgetting devices gone for long', () => {
     expect(table.isOnline(table.get('left')!)).toBe(true)
   })
 
-  it('is not kept by its retained offline status replayed at each reconnect of the link', () => {
+  it('is not kept by its retained status, offline or online, replayed at each reconnect of the link', () => {
     const table = new DeviceTable(() => now)
     now = 0
     table.applyStatus(status('gone'))
     table.applyStatus(status('gone', false))
-    for (let hour = 1; hour <= 48; hour++) {
-      now = hour * 3_600_000
+    // Vanished without its will being sent: the broker keeps replaying `online: true`.
+    table.applyStatus(status('vanished'))
+    for (let minutes = 13; minutes <= 3 * 24 * 60; minutes += 13) {
+      now = minutes * 60_000
+      table.unconfirmAll()
       table.applyStatus(status('gone', false), true)
+      table.applyStatus(status('vanished'), true)
     }
+    // Right after a replay the vanished device counts as online until it goes stale.
     expect(table.forgetGoneSince(now - DAY)).toEqual(['gone'])
+    now += 60_000
+    expect(table.forgetGoneSince(now - DAY)).toEqual(['vanished'])
+  })
+
+  it('keeps a device it hears from, whatever its retained status says', () => {
+    const table = new DeviceTable(() => now)
+    now = 0
+    table.applyStatus(status('alive'))
+    for (let minutes = 1; minutes <= 2 * 24 * 60; minutes++) {
+      now = minutes * 60_000
+      if (minutes % 13 === 0) table.unconfirmAll()
+      table.applyHeartbeat('alive', { inflight: 0, queued: 0, ewmaMs: 5, ts: now })
+    }
+    expect(table.forgetGoneSince(now - DAY)).toEqual([])
+  })
+
+  it('changes no catalog for an unchanged status republished by an online device', () => {
+    const table = new DeviceTable(() => now)
+    now = 0
+    table.applyStatus(status('steady'))
+    const revision = table.revision
+    now = 1_000
+    table.applyStatus(status('steady'))
+    expect(table.revision).toBe(revision)
+    table.applyStatus(status('steady', false))
+    expect(table.revision).toBeGreaterThan(revision)
   })
 
   it('keeps a suspect device until its suspicion ends: forgetting would clear it', () => {

@@ -32,7 +32,15 @@ const EWMA_WEIGHT = 0.2
 export interface DeviceEntry {
   deviceId: string
   status: DeviceStatus
+  /** When its status or a heartbeat last arrived, replayed statuses included: what staleness goes by. */
   lastSeenAt: number
+  /**
+   * When the device itself last said something (a heartbeat, or a status it published, not one
+   * the broker replayed to a new subscription): what forgetting goes by (forgetGoneSince). The
+   * broker replays retained statuses at every reconnect of the link, an `online: true` one too
+   * for a device that vanished without its will being sent.
+   */
+  lastHeardAt: number
   heartbeat: Heartbeat | undefined
   /** Jobs this gateway sent there that have not been answered. */
   inflight: number
@@ -88,23 +96,27 @@ export class DeviceTable {
 
   /** `replayed`: a retained status the broker resent to a new subscription, not one just published. */
   applyStatus(status: DeviceStatus, replayed = false): DeviceEntry {
-    this.#revision++
     const existing = this.#devices.get(status.deviceId)
     if (existing) {
       // A last will lists no models: keep the ones we knew, so the catalog still shows them
       // (as unavailable) while the device is away.
       const models = !status.online && status.models.length === 0 ? existing.status.models : status.models
-      existing.status = { ...status, models }
-      // A replayed offline status says nothing of when the device was last there: the broker
-      // resends it at every reconnect of the link, which must not keep a device gone for months
-      // from being forgotten (forgetGoneSince).
-      if (status.online || !replayed) existing.lastSeenAt = this.now()
+      const next = { ...status, models }
+      // Agents republish an unchanged status every few minutes: that changes no catalog, unless
+      // it brings a stale device back.
+      if (!this.isOnline(existing) || JSON.stringify(next) !== JSON.stringify(existing.status)) this.#revision++
+      existing.status = next
+      existing.lastSeenAt = this.now()
+      if (!replayed) existing.lastHeardAt = this.now()
       return existing
     }
+    this.#revision++
     const entry: DeviceEntry = {
       deviceId: status.deviceId,
       status,
       lastSeenAt: this.now(),
+      // Replayed or not: a gateway that has just started knows no better (forgetting then counts from now).
+      lastHeardAt: this.now(),
       heartbeat: undefined,
       inflight: 0,
       foreignLoad: 0,
@@ -143,6 +155,7 @@ export class DeviceTable {
     // the scheduler simulation: p99 7x worse).
     entry.foreignLoad = Math.max(0, heartbeat.inflight + heartbeat.queued - entry.inflight)
     entry.lastSeenAt = this.now()
+    entry.lastHeardAt = this.now()
   }
 
   get(deviceId: string): DeviceEntry | undefined {
@@ -150,12 +163,12 @@ export class DeviceTable {
   }
 
   /**
-   * Drops the devices not online (offline, or silent) since before `cutoff`, unless still
-   * suspect (forgetting would clear that); returns their ids. A device that comes back is added
-   * anew from its status. Without this the table would hold every device ever seen.
+   * Drops the devices not online and not heard from (lastHeardAt) since before `cutoff`, unless
+   * still suspect (forgetting would clear that); returns their ids. A device that comes back is
+   * added anew from its status. Without this the table would hold every device ever seen.
    */
   forgetGoneSince(cutoff: number): string[] {
-    const gone = [...this.#devices.values()].filter((entry) => !this.isOnline(entry) && entry.lastSeenAt < cutoff && !this.isSuspect(entry))
+    const gone = [...this.#devices.values()].filter((entry) => !this.isOnline(entry) && entry.lastHeardAt < cutoff && !this.isSuspect(entry))
     for (const entry of gone) this.#devices.delete(entry.deviceId)
     if (gone.length > 0) this.#revision++
     return gone.map((entry) => entry.deviceId)
