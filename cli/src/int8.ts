@@ -53,13 +53,6 @@ function checkComparable(fp32: Uint8Array, file: string): void {
 }
 
 /**
- * Quantizes `fp32` with the agent's quantizer (dynamic int8, its defaults) and compares it with
- * fp32 on the quantizer's default seeded samples; `minAgreement` defaults to the quantizer's
- * threshold. Latency is not measured: it would describe this machine, not the devices that will
- * run the model. Refuses a model with nothing to quantize, like one whose agreement cannot be
- * measured: the publish stops before any upload.
- */
-/**
  * Why nothing was quantized: no candidate nodes, or the candidates and the commonest reasons they
  * were left alone (e.g. fp16 weights), so the developer is not told a model full of Convs has none.
  */
@@ -72,6 +65,13 @@ function skippedSummary(nodes: readonly { opType: string; skipped?: string }[]):
   return `${skipped.length} MatMul/Gemm/Conv node(s) left in fp32; ${top.join('; ')}${reasons.size > 2 ? '; …' : ''}`
 }
 
+/**
+ * Quantizes `fp32` with the agent's quantizer (dynamic int8, its defaults) and compares it with
+ * fp32 on the quantizer's default seeded samples; `minAgreement` defaults to the quantizer's
+ * threshold. Latency is not measured: it would describe this machine, not the devices that will
+ * run the model. Refuses a model with nothing to quantize, like one whose agreement cannot be
+ * measured: the publish stops before any upload.
+ */
 export async function quantizeForPublishing(fp32: Uint8Array, file: string, minAgreementOption: number | undefined): Promise<Int8Variant> {
   checkComparable(fp32, file)
   const { EVALUATION_DEFAULTS, evaluateQuantization, formatReport, inputSpecs, nothingQuantized, quantizeModel, variantReport } = await quantizer()

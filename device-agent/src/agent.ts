@@ -294,8 +294,9 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
       ;({ queueMs, inferMs, batchJobs } = result)
       const outputBytes = result.outputs.reduce((sum, t) => sum + t.data.byteLength, 0)
       if (outputBytes > MAX_TENSOR_BYTES) {
-        // The broker would refuse the message (and drop this connection): the same on every
-        // device, so the caller's to fix by asking for fewer outputs.
+        // The answer could not reach the caller (the edge's Durable Object call carries 32 MiB
+        // at most, see MAX_TENSOR_BYTES): the same on every device, so the caller's to fix by
+        // asking for fewer outputs.
         return reply([], {
           code: 'invalid_input',
           message: `the outputs are ${outputBytes} bytes, more than the ${MAX_TENSOR_BYTES} one result may carry; ask for fewer with \`outputs\``,

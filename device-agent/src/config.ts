@@ -121,7 +121,7 @@ export const AgentConfigSchema = z.object({
     keepaliveSec: z.number().int().min(1).max(600).default(10),
     /**
      * TLS for mqtts:// and wss:// (PEM files, `~/` is the home directory): `caFile`, a CA to trust
-     * for the broker's certificate besides the system's; `certFile` and `keyFile`, this device's
+     * for the broker's certificate besides Node's own (Mozilla's) CAs; `certFile` and `keyFile`, this device's
      * client certificate for brokers that log devices in by certificate (broker/tls.ts).
      */
     tls: z

@@ -27,7 +27,7 @@ export function superviseAgent(options: AgentSupervisorOptions): AgentProcess {
         const startedAt = Date.now()
         agent.child.once('exit', (code, signal) => {
           if (options.stopping()) return
-          quickExits = Date.now() - startedAt < quickExitMs ? quickExits + 1 : 1
+          quickExits = Date.now() - startedAt < quickExitMs ? quickExits + 1 : 0
           const how = signal ? `signal ${signal}` : `exit code ${code}`
           if (quickExits >= maxQuickExits) {
             options.log(`the device agent ${agent.deviceId} exited (${how}), ${quickExits} times in a row within ${quickExitMs / 1000} s of its start: not restarting it again (its output is above)`)

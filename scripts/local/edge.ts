@@ -9,7 +9,7 @@ import { rmSync } from 'node:fs'
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Log, LogLevel, Miniflare } from 'miniflare'
-import { sha256Hex } from '@depinfer/shared'
+import { isAddress, sha256Hex } from '@depinfer/shared'
 import { buildContracts } from '../../contracts/scripts/build.js'
 import { REPO_ROOT } from './paths.js'
 import { edgeTempDir, ramStorageDir } from './edge-dirs.js'
@@ -138,7 +138,7 @@ export async function startEdge(options: LocalEdgeOptions): Promise<LocalEdge> {
     url,
     miniflare,
     async createApiKey(label, key = `dpi_${randomBytes(24).toString('base64url')}`, payer) {
-      if (payer !== undefined && !/^0x[0-9a-fA-F]{40}$/.test(payer)) throw new Error(`payer is not an address: ${payer}`)
+      if (payer !== undefined && !isAddress(payer)) throw new Error(`payer is not an address: ${payer}`)
       await db
         .prepare('INSERT OR REPLACE INTO api_keys (key_hash, label, created_at, payer_address) VALUES (?, ?, ?, ?)')
         .bind(sha256Hex(key), label, Date.now(), payer?.toLowerCase() ?? null)

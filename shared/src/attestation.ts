@@ -12,6 +12,7 @@ import type { WeierstrassPoint } from '@noble/curves/abstract/weierstrass.js'
 import { secp256k1 } from '@noble/curves/secp256k1.js'
 import { bytesToNumberBE } from '@noble/curves/utils.js'
 import { bytesToHex, hexToBytes, randomBytes, utf8ToBytes } from '@noble/hashes/utils.js'
+import { isAddress } from './address.js'
 import { signDigestWithNonce, type EcdsaNonces } from './ecdsa-nonces.js'
 import { ProtocolError, TensorError } from './errors.js'
 import { sha256Chunks } from './hash.js'
@@ -197,7 +198,6 @@ export function outputHash(outputs: readonly RawTensor[]): Hex {
 // ---------------------------------------------------------------------------------------------
 
 const HEX_BYTES32 = /^0x[0-9a-fA-F]{64}$/
-const HEX_ADDRESS = /^0x[0-9a-fA-F]{40}$/
 const U64_MAX = (1n << 64n) - 1n
 const U256_MAX = (1n << 256n) - 1n
 
@@ -209,7 +209,7 @@ function putBytes32(out: Uint8Array, offset: number, hex: Hex, field: string): v
 
 /** Writes an address left-padded to a 32-byte word. */
 function putAddress(out: Uint8Array, offset: number, hex: Hex, field: string): void {
-  if (typeof hex !== 'string' || !HEX_ADDRESS.test(hex)) throw new ProtocolError('must be a 20-byte 0x-prefixed hex address', field)
+  if (typeof hex !== 'string' || !isAddress(hex)) throw new ProtocolError('must be a 20-byte 0x-prefixed hex address', field)
   out.fill(0, offset, offset + 12)
   out.set(hexToBytes(hex.slice(2)), offset + 12)
 }

@@ -40,6 +40,7 @@ describe.skipIf((!existsSync(MOSQUITTO_BIN) || !opensslInstalled) && !process.en
   let network: LocalNetwork
   let api: ApiClient
   let devicePort = 0
+  let deviceWssPort = 0
   let gatewayTlsPort = 0
   let caCert = ''
   const certFor = new Map<string, CertificatePair>()
@@ -53,15 +54,16 @@ describe.skipIf((!existsSync(MOSQUITTO_BIN) || !opensslInstalled) && !process.en
     const ca = makeCa(dir, 'devices-ca')
     caCert = ca.cert
     const server = issueServer(dir, ca, 'broker')
-    for (const device of ['tls-dev-1', 'tls-dev-2', 'tls-dev-3']) certFor.set(device, issueClient(dir, ca, device, device))
+    for (const device of ['tls-dev-1', 'tls-dev-2', 'tls-dev-3', 'wss-dev']) certFor.set(device, issueClient(dir, ca, device, device))
     const foreignCa = makeCa(dir, 'foreign-ca')
     certFor.set('foreign', issueClient(dir, foreignCa, 'foreign-tls-dev-2', 'tls-dev-2'))
+    certFor.set('foreign-wss', issueClient(dir, foreignCa, 'foreign-wss-dev', 'wss-dev'))
     const aclFile = join(dir, 'acl')
     writeFileSync(aclFile, readmeBlock('Broker ACL (Mosquitto `acl_file`'))
     const passwordFile = join(dir, 'passwd')
     execFileSync(join(MOSQUITTO_BIN, '../../bin/mosquitto_passwd'), ['-c', '-b', passwordFile, 'gateway', GATEWAY_PASSWORD])
     for (const file of [aclFile, passwordFile]) chmodSync(file, 0o644)
-    ;[devicePort, gatewayTlsPort] = [await freePort(), await freePort()]
+    ;[devicePort, deviceWssPort, gatewayTlsPort] = [await freePort(), await freePort(), await freePort()]
     const gatewayPort = await freePort()
     const files: Record<string, string> = {
       '/etc/mosquitto/certs/broker.crt': server.cert,
@@ -76,7 +78,11 @@ describe.skipIf((!existsSync(MOSQUITTO_BIN) || !opensslInstalled) && !process.en
       .map((line) => line.replace(/\/etc\/mosquitto\/\S+/, (path) => files[path] ?? path))
     expect(readmeConfig.filter((line) => line.startsWith('listener '))).toHaveLength(2)
     const edgeListener = [`listener ${gatewayPort} 127.0.0.1`, `password_file ${passwordFile}`, 'use_username_as_clientid true', `acl_file ${aclFile}`]
-    mosquitto = await spawnMosquitto([...readmeConfig, ...edgeListener], [devicePort, gatewayTlsPort, gatewayPort])
+    // The devices' listener again, over WebSocket (wss://), for agents behind proxies that pass HTTPS only.
+    const deviceWss = readmeConfig.slice(readmeConfig.indexOf(`listener ${devicePort} 127.0.0.1`), readmeConfig.indexOf(`listener ${gatewayTlsPort} 127.0.0.1`))
+      .filter((line) => line.trim() !== '' && !line.startsWith('#'))
+      .map((line) => (line.startsWith('listener ') ? `listener ${deviceWssPort} 127.0.0.1\nprotocol websockets` : line))
+    mosquitto = await spawnMosquitto([...readmeConfig, ...edgeListener, ...deviceWss], [devicePort, deviceWssPort, gatewayTlsPort, gatewayPort])
     const broker = { tcpUrl: `mqtt://127.0.0.1:${gatewayPort}`, wsUrl: '', tcpPort: gatewayPort, wsPort: 0, close: async () => {} }
     network = await startLocalNetwork({
       broker,
@@ -114,38 +120,49 @@ describe.skipIf((!existsSync(MOSQUITTO_BIN) || !opensslInstalled) && !process.en
     expect(outputByName(response.body, 'softmax_0.tmp_0').data).toEqual(Array.from(direct['softmax_0.tmp_0']!.data as Float32Array))
   })
 
-  it('keeps out a device without a certificate, or with one of another CA, saying what to set; a certificate put in place is used at the next attempt', async () => {
+  /** An agent with a certificate of another CA, then the right one put in its files' place: it must connect without a restart. */
+  async function rotatedCertificateServes(deviceId: string, model: string, url: string, foreign: string) {
     const certDir = temporaryDirectory('broker-tls-device-')
     const certFile = join(certDir, 'device.crt')
     const keyFile = join(certDir, 'device.key')
-    // First a certificate from a CA the broker does not trust.
-    copyFileSync(certFor.get('foreign')!.cert, certFile)
-    copyFileSync(certFor.get('foreign')!.key, keyFile)
+    copyFileSync(certFor.get(foreign)!.cert, certFile)
+    copyFileSync(certFor.get(foreign)!.key, keyFile)
     // Short back-off, so the next attempt after the renewal comes soon.
     const configPath = join(certDir, 'agent.json')
     writeFileSync(configPath, JSON.stringify({ reconnect: { minMs: 100, maxMs: 1_000 } }))
     const agent = network.startAgent({
-      deviceId: 'tls-dev-2',
-      models: 'ppocr-det',
+      deviceId,
+      models: model,
       configPath,
-      env: { ...tlsEnv(undefined), DEPINFER_BROKER_CERT_FILE: certFile, DEPINFER_BROKER_KEY_FILE: keyFile },
+      env: { ...tlsEnv(undefined), DEPINFER_BROKER_URL: url, DEPINFER_BROKER_CERT_FILE: certFile, DEPINFER_BROKER_KEY_FILE: keyFile },
     })
     await waitForOutput(agent, /the broker refuses this client certificate/)
-    expect(await readyDevices(api, 'ppocr-det')).toBe(0)
+    expect(await readyDevices(api, model)).toBe(0)
     expect(agent.child.exitCode).toBeNull()
     // Renewed on disk (as a certificate rotation does): taken at the next reconnect, no restart.
-    copyFileSync(certFor.get('tls-dev-2')!.cert, certFile)
-    copyFileSync(certFor.get('tls-dev-2')!.key, keyFile)
-    await waitForModelReady(api, 'ppocr-det')
-    expect((await api.post('/v2/models/ppocr-det/infer', detRequest())).status).toBe(200)
-    expect(agent.output()).toMatch(new RegExp(`connected to mqtts://127.0.0.1:${devicePort}`))
+    copyFileSync(certFor.get(deviceId)!.cert, certFile)
+    copyFileSync(certFor.get(deviceId)!.key, keyFile)
+    await waitForModelReady(api, model)
+    expect(agent.output()).toContain(`connected to ${url}`)
+    return agent
+  }
 
+  it('keeps out a device with a certificate of another CA, saying so; one put in its place is used at the next attempt, over TLS and over wss', async () => {
+    const overTls = await rotatedCertificateServes('tls-dev-2', 'ppocr-det', `mqtts://127.0.0.1:${devicePort}`, 'foreign')
+    expect((await api.post('/v2/models/ppocr-det/infer', detRequest())).status).toBe(200)
+    await overTls.stop()
+    const overWss = await rotatedCertificateServes('wss-dev', 'ppocr-det', `wss://127.0.0.1:${deviceWssPort}/mqtt`, 'foreign-wss')
+    expect((await api.post('/v2/models/ppocr-det/infer', detRequest())).status).toBe(200)
+    await overWss.stop()
+  })
+
+  it('keeps out a device without a certificate, and says what to set; and one that does not trust the broker', async () => {
     const noCertificate = network.startAgent({ deviceId: 'tls-dev-3', models: 'ppocr-rec', env: tlsEnv(undefined) })
     await waitForOutput(noCertificate, /the broker wants a client certificate: set broker\.tls\.certFile and keyFile/)
     const untrusting = network.startAgent({ deviceId: 'tls-dev-3b', models: 'ppocr-rec', env: { ...tlsEnv('tls-dev-3'), DEPINFER_BROKER_CA_FILE: '' } })
     await waitForOutput(untrusting, /not signed by a CA this agent trusts: set broker\.tls\.caFile/)
     expect(await readyDevices(api, 'ppocr-rec')).toBe(0)
-    await Promise.all([noCertificate.stop(), untrusting.stop(), agent.stop()])
+    await Promise.all([noCertificate.stop(), untrusting.stop()])
   })
 
   it('does not let a device take over another device\'s client id', async () => {

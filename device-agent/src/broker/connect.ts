@@ -143,7 +143,11 @@ export function connectBroker(options: BrokerConnectOptions): MqttClient {
         // A renewed certificate on disk is used from the next connection on. mqtt.js builds each
         // connection's socket from client.options, the object passed to connect.
         try {
-          Object.assign(client.options, readBrokerTls(options.tls).material)
+          const { material } = readBrokerTls(options.tls)
+          Object.assign(client.options, material)
+          // For wss:// mqtt.js copies them into wsOptions at the first connection only, and reads
+          // them from there after.
+          if (client.options.wsOptions) Object.assign(client.options.wsOptions, material)
         } catch (error) {
           options.log(`keeping the TLS files read before: ${(error as Error).message}`)
         }

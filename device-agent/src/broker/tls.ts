@@ -9,6 +9,7 @@
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import { rootCertificates } from 'node:tls'
 import { ConfigError } from '../config.js'
 
 export interface BrokerTlsFiles {
@@ -19,7 +20,8 @@ export interface BrokerTlsFiles {
 
 /** What `tls.connect` takes (mqtt.js passes these through for mqtts:// and wss://). */
 export interface BrokerTlsMaterial {
-  ca?: Buffer
+  /** Node's own CAs and caFile's: `ca` replaces Node's CAs rather than adding to them. */
+  ca?: string[]
   cert?: Buffer
   key?: Buffer
 }
@@ -48,12 +50,13 @@ function readPem(path: string, name: keyof BrokerTlsFiles): Buffer {
 export function readBrokerTls(files: BrokerTlsFiles): { material: BrokerTlsMaterial; client: ClientCertificateFacts | undefined } {
   const material: BrokerTlsMaterial = {}
   if (files.caFile) {
-    material.ca = readPem(files.caFile, 'caFile')
+    const ca = readPem(files.caFile, 'caFile')
     try {
-      new X509Certificate(material.ca)
+      new X509Certificate(ca)
     } catch (error) {
       throw new ConfigError(`${field('caFile')} ${files.caFile} holds no certificate: ${(error as Error).message}`)
     }
+    material.ca = [...rootCertificates, ca.toString('utf8')]
   }
   if (!files.certFile || !files.keyFile) return { material, client: undefined }
   material.cert = readPem(files.certFile, 'certFile')

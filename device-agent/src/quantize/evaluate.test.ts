@@ -1,6 +1,6 @@
 import * as ort from 'onnxruntime-node'
 import { describe, expect, it } from 'vitest'
-import { inputSpecs, sampleFeeds } from './evaluate.js'
+import { inputSpecs, latencyBatches, sampleFeeds, withBatch } from './evaluate.js'
 import { buildModel } from '../../../test/helpers/onnx-model.js'
 
 describe('sample inputs for a model', () => {
@@ -26,6 +26,20 @@ describe('sample inputs for a model', () => {
     try {
       const [feeds] = sampleFeeds(specs, 1, 7)
       expect((await session.run(feeds!)).y!.dims).toEqual([1, 6])
+    } finally {
+      await session.release()
+    }
+  })
+
+  it('runs a batch of 8 with the batch in every dimension named as it is', async () => {
+    const specs = await inputSpecs(model)
+    expect(latencyBatches(specs)).toEqual([1, 8])
+    const batched = withBatch(specs, 8)!
+    expect(batched.map((spec) => spec.shape)).toEqual([[8, 3], [3, 8]])
+    const session = await ort.InferenceSession.create(model)
+    try {
+      const [feeds] = sampleFeeds(batched, 1, 7)
+      expect((await session.run(feeds!)).y!.dims).toEqual([8, 6])
     } finally {
       await session.release()
     }

@@ -262,19 +262,22 @@ export interface InputSpec {
   shape: number[]
   /** Whether the first dimension is dynamic (so a batch of 8 can be run). */
   dynamicBatch: boolean
+  /** Each dimension's ONNX name (dim_param) where it has one: a batch size goes to every dimension named as the batch is. */
+  dimNames?: (string | undefined)[]
   /** The sample inputs that suit it (see samples.ts); by shape when not given. */
   kind?: SampleKind
 }
 
-/**
- * Concrete shapes for a model's float inputs: `overrides` (from `--shape name=1,3,48,192`) win;
- * otherwise a dynamic batch is 1, a dynamic image height 48 and width 4× the height (a PaddleOCR
- * text line), other dynamic dimensions 32. Throws ShapeOverrideError for an override that does not
- * fit the model, EvaluationError for an input no sample can be generated for (not float32).
- */
 /** A dimension onnxruntime reports by its ONNX name (dim_param), not as a size or unnamed. */
 const isName = (dim: number | string): dim is string => typeof dim === 'string' && dim !== ''
 
+/**
+ * Concrete shapes for a model's float inputs: `overrides` (from `--shape name=1,3,48,192`) win;
+ * otherwise a dynamic batch is 1, a dynamic image height 48 and width 4× the height (a PaddleOCR
+ * text line), other dynamic dimensions 32, and dimensions of the same name one size (taken from
+ * an override where one names it). Throws ShapeOverrideError for an override that does not fit
+ * the model, EvaluationError for an input no sample can be generated for (not float32).
+ */
 export async function inputSpecs(model: Uint8Array, overrides: ReadonlyMap<string, number[]> = new Map()): Promise<InputSpec[]> {
   const session = await onnxruntime('load the model', () => ort.InferenceSession.create(model, { graphOptimizationLevel: 'disabled' }))
   try {
@@ -311,7 +314,7 @@ export async function inputSpecs(model: Uint8Array, overrides: ReadonlyMap<strin
         if (fixed >= 0) {
           throw new ShapeOverrideError(`--shape ${meta.name}=${override.join(',')}: dimension ${fixed} of ${meta.name} is fixed at ${String(declared[fixed])} (declared [${declared.join(',')}])`)
         }
-        return { name: meta.name, shape: override, dynamicBatch: typeof declared[0] !== 'number', kind: kindFor(override) }
+        return { name: meta.name, shape: override, dynamicBatch: typeof declared[0] !== 'number', dimNames: namesOf(declared), kind: kindFor(override) }
       }
       const image = declared.length === 4 && declared[1] === 3
       const shape = declared.map((d, i) => {
@@ -322,7 +325,7 @@ export async function inputSpecs(model: Uint8Array, overrides: ReadonlyMap<strin
         if (isName(d)) named.set(d, size)
         return size
       })
-      return { name: meta.name, shape, dynamicBatch: typeof declared[0] !== 'number', kind: kindFor(shape) }
+      return { name: meta.name, shape, dynamicBatch: typeof declared[0] !== 'number', dimNames: namesOf(declared), kind: kindFor(shape) }
     })
   } finally {
     await session.release()
@@ -340,17 +343,34 @@ export function sampleFeeds(specs: readonly InputSpec[], count: number, seed: nu
  * another size (the model would refuse the feeds).
  */
 export function withBatch(specs: readonly InputSpec[], batch: number): InputSpec[] | undefined {
-  if (specs.some((s) => !s.dynamicBatch && s.shape[0] !== batch)) return undefined
-  return specs.map((s) => ({ ...s, shape: s.shape.length === 0 ? s.shape : [batch, ...s.shape.slice(1)] }))
+  const name = batchName(specs)
+  if (specs.some((s) => !s.dynamicBatch && !carries(s, name) && s.shape[0] !== batch)) return undefined
+  return specs.map((s) => ({
+    ...s,
+    // Dimension 0 of a batched input, and every dimension named as the batch is (a recurrent
+    // model's state [layers, batch, hidden]).
+    shape: s.shape.map((size, axis) => ((axis === 0 && s.dynamicBatch) || (name !== undefined && s.dimNames?.[axis] === name) ? batch : size)),
+  }))
 }
 
+/** The name of the inputs' dynamic dimension 0, when it has one. */
+function batchName(specs: readonly InputSpec[]): string | undefined {
+  return specs.find((s) => s.dynamicBatch && s.dimNames?.[0] !== undefined)?.dimNames![0]
+}
+
+const carries = (spec: InputSpec, name: string | undefined) => name !== undefined && (spec.dimNames ?? []).includes(name)
+
+const namesOf = (declared: readonly (number | string)[]) => declared.map((d) => (isName(d) ? d : undefined))
+
 /**
- * The batch sizes latency is measured at: 1 and 8 when every input's batch is dynamic, else the
- * fixed batch size (none when the inputs' fixed sizes disagree, or an input is a scalar).
+ * The batch sizes latency is measured at: 1 and 8 when every input's batch is dynamic (in
+ * dimension 0, or in a dimension named as the batch is), else the fixed batch size (none when
+ * the inputs' fixed sizes disagree, or an input is a scalar).
  */
 export function latencyBatches(specs: readonly InputSpec[]): number[] {
   if (specs.some((s) => s.shape.length === 0)) return []
-  const fixed = new Set(specs.filter((s) => !s.dynamicBatch).map((s) => s.shape[0]!))
+  const name = batchName(specs)
+  const fixed = new Set(specs.filter((s) => !s.dynamicBatch && !carries(s, name)).map((s) => s.shape[0]!))
   if (fixed.size === 0) return [1, 8]
   return fixed.size === 1 ? [...fixed] : []
 }

@@ -1,5 +1,5 @@
 /** Spot checks in D1 (migrations/0011_spot_checks.sql): written by the Gateway, read by /api. */
-import type { Hex } from '@depinfer/shared'
+import { isAddress, type Hex } from '@depinfer/shared'
 import { refundStatement } from '../payments/reservations.js'
 import type { CheckRecord, SpotCheckOutcome, SpotCheckVerdict } from './spot-check.js'
 
@@ -106,7 +106,7 @@ export async function listSpotChecks(db: D1Database, query: SpotCheckQuery): Pro
   }
   if (query.device !== undefined) {
     // Checkers appear only inside the JSON of `checks`, quoted: match the quoted value exactly.
-    const device = /^0x[0-9a-fA-F]{40}$/.test(query.device) ? query.device.toLowerCase() : query.device
+    const device = isAddress(query.device) ? query.device.toLowerCase() : query.device
     where.push('(answered_by = ? OR answered_by_address = ? OR instr(checks, ?) > 0)')
     binds.push(device, device, JSON.stringify(device))
   }
