@@ -34,8 +34,6 @@ export class PayloadTooLargeError extends DepinferError {
 /** The model ran but rejected these inputs (for example spatial dimensions too small). */
 export class ModelRejectedInputError extends DepinferError {
   constructor(detail: string, field: string) {
-    // A device refuses `outputs` when the answer would be too large to carry back: not the
-    // model's doing, and titled so.
-    super(422, 'model-rejected-input', field === 'outputs' ? 'Outputs too large' : 'Model rejected the input', detail, { field })
+    super(422, 'model-rejected-input', 'Model rejected the input', detail, { field })
   }
 }
