@@ -120,8 +120,8 @@ export const AgentConfigSchema = z.object({
     /** MQTT keepalive, in seconds (§3.1.2.10); the broker declares us gone after 1.5×. */
     keepaliveSec: z.number().int().min(1).max(600).default(10),
     /**
-     * TLS for mqtts:// and wss:// (PEM files, `~/` is the home directory): `caFile`, a CA to trust
-     * for the broker's certificate besides Node's own (Mozilla's) CAs; `certFile` and `keyFile`, this device's
+     * TLS for mqtts:// and wss:// (PEM files, `~/` is the home directory): `caFile`, the CAs to trust
+     * for the broker's certificate instead of Node's built-in ones; `certFile` and `keyFile`, this device's
      * client certificate for brokers that log devices in by certificate (broker/tls.ts).
      */
     tls: z
