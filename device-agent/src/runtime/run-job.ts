@@ -94,6 +94,13 @@ function afterClosingParen(text: string, start: number): number {
   return start
 }
 
+/**
+ * A failed run's reason reaches the caller in the job's answer. onnxruntime would also print it
+ * (~0.4 KB in red on stderr, from the run's logger) for every input a model refuses: any caller
+ * could fill a provider's log, and the batching probe's expected failures looked like faults.
+ */
+const RUN_OPTIONS: ort.InferenceSession.RunOptions = { logSeverityLevel: 4 }
+
 export async function runModel(
   session: ort.InferenceSession,
   inputs: readonly RawTensor[],
@@ -108,7 +115,7 @@ export async function runModel(
   }
   let results: ort.InferenceSession.ReturnType
   try {
-    results = outputNames.length > 0 ? await session.run(feeds, [...outputNames]) : await session.run(feeds)
+    results = outputNames.length > 0 ? await session.run(feeds, [...outputNames], RUN_OPTIONS) : await session.run(feeds, RUN_OPTIONS)
   } catch (error) {
     // onnxruntime rejects inputs the graph cannot process (e.g. spatial dims too small).
     const reason = plainOrtMessage((error as Error).message)
