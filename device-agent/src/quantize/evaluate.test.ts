@@ -19,16 +19,21 @@ describe('sample inputs for a model', () => {
     ],
   })
 
-  it('gives dimensions of the same name one size, so the model runs on the samples', async () => {
-    const specs = await inputSpecs(model)
-    expect(specs.map((spec) => spec.shape)).toEqual([[1, 3], [3, 1]])
+  /** The shape of `y` when onnxruntime runs the model on a sample made for `specs`. */
+  async function outputShapeOnSamples(specs: Parameters<typeof sampleFeeds>[0]): Promise<readonly number[]> {
     const session = await ort.InferenceSession.create(model)
     try {
       const [feeds] = sampleFeeds(specs, 1, 7)
-      expect((await session.run(feeds!)).y!.dims).toEqual([1, 6])
+      return (await session.run(feeds!)).y!.dims
     } finally {
       await session.release()
     }
+  }
+
+  it('gives dimensions of the same name one size, so the model runs on the samples', async () => {
+    const specs = await inputSpecs(model)
+    expect(specs.map((spec) => spec.shape)).toEqual([[1, 3], [3, 1]])
+    expect(await outputShapeOnSamples(specs)).toEqual([1, 6])
   })
 
   it('runs a batch of 8 with the batch in every dimension named as it is', async () => {
@@ -36,13 +41,7 @@ describe('sample inputs for a model', () => {
     expect(latencyBatches(specs)).toEqual([1, 8])
     const batched = withBatch(specs, 8)!
     expect(batched.map((spec) => spec.shape)).toEqual([[8, 3], [3, 8]])
-    const session = await ort.InferenceSession.create(model)
-    try {
-      const [feeds] = sampleFeeds(batched, 1, 7)
-      expect((await session.run(feeds!)).y!.dims).toEqual([8, 6])
-    } finally {
-      await session.release()
-    }
+    expect(await outputShapeOnSamples(batched)).toEqual([8, 6])
   })
 
   it('takes the size of a named dimension from --shape for the other inputs too', async () => {
