@@ -21,7 +21,7 @@ export interface AgentSupervisorOptions {
 export function superviseAgent(options: AgentSupervisorOptions): AgentProcess {
   const { restartDelayMs = 1_000, maxQuickExits = 3, quickExitMs = 60_000 } = options
   let quickExits = 0
-  const watch = (agent: AgentProcess) => {
+  const watch = (agent: AgentProcess, restarted: boolean) => {
     agent.started.then(
       () => {
         const startedAt = Date.now()
@@ -35,15 +35,18 @@ export function superviseAgent(options: AgentSupervisorOptions): AgentProcess {
           }
           options.log(`the device agent ${agent.deviceId} exited (${how}); restarting it`)
           setTimeout(() => {
-            if (!options.stopping()) watch(options.start())
+            if (!options.stopping()) watch(options.start(), true)
           }, restartDelayMs)
         })
       },
-      // Not started (its registration failed): the caller sees that through `started`.
-      () => {},
+      // Not started (its registration failed): the first one's caller sees that through
+      // `started`; a restart's is said here.
+      (error: unknown) => {
+        if (restarted) options.log(`the device agent ${agent.deviceId} could not be restarted: ${(error as Error).message}`)
+      },
     )
   }
   const first = options.start()
-  watch(first)
+  watch(first, false)
   return first
 }
