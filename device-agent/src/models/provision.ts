@@ -60,10 +60,10 @@ export class ModelProvisioner {
   /** Our models that failed for a reason that may pass. */
   readonly #retryable = new Set<LoadedModel>()
   /**
-   * What was logged about each ongoing condition (a failing listing, a model not served), by
-   * key: said once while it lasts, forgotten when it ends, so a new incident is said again.
+   * The ongoing conditions (a failing listing, a model not served) logged already, by key: said
+   * once while one lasts, forgotten when it ends, so a new incident is said again.
    */
-  readonly #said = new Map<string, string>()
+  readonly #said = new Set<string>()
 
   constructor(options: ProvisionerOptions) {
     this.#options = options
@@ -138,7 +138,7 @@ export class ModelProvisioner {
     this.#problems = new Map(problems.map((problem) => [problem.model, problem]))
     // Keyed by model: a reason that only changes its figures (the free bytes left) is not news.
     for (const { model, reason } of problems) this.#sayOnce(`not serving published ${model}: ${reason}`, `not-serving ${model}`)
-    for (const key of this.#said.keys()) if (key.startsWith('not-serving ') && !this.#problems.has(key.slice('not-serving '.length))) this.#forget(key)
+    for (const key of this.#said) if (key.startsWith('not-serving ') && !this.#problems.has(key.slice('not-serving '.length))) this.#forget(key)
 
     for (const entry of selected) {
       const file = fileOf(entry)
@@ -288,7 +288,7 @@ export class ModelProvisioner {
   /** Logs `message` unless something was said under `key` (default: the message itself) and not forgotten since. */
   #sayOnce(message: string, key = message): void {
     if (this.#said.has(key)) return
-    this.#said.set(key, message)
+    this.#said.add(key)
     this.#options.log(message)
   }
 
