@@ -36,6 +36,8 @@ export interface SpawnAgentOptions {
   /** More environment for the agent (e.g. DEPINFER_EDGE_URL for published models). */
   env?: Record<string, string>
   echo?: boolean
+  /** The `depinfer-agent` bin to run; default this repository's (AGENT_BIN), e.g. an installed package's. */
+  bin?: string
 }
 
 /** How much of an agent's output `output()` keeps at least (the latest part). */
@@ -67,7 +69,7 @@ export const AGENT_BIN = join(REPO_ROOT, 'device-agent', 'bin', 'depinfer-agent.
  * before `beforeStart` runs.
  */
 export function spawnAgent(options: SpawnAgentOptions, beforeStart?: (keyPath: string) => Promise<unknown>): AgentProcess {
-  const args = [AGENT_BIN, 'start', ...(options.configPath ? ['--config', options.configPath] : [])]
+  const args = [options.bin ?? AGENT_BIN, 'start', ...(options.configPath ? ['--config', options.configPath] : [])]
   const keyPath = options.keyPath ?? localDeviceKeyPath(options.deviceId)
   ensureDeviceKey(keyPath)
   let output = ''
