@@ -21,7 +21,7 @@
 import { randomBytes } from 'node:crypto'
 import { parseArgs } from 'node:util'
 import { privateKeyToAccount } from 'viem/accounts'
-import { addressProblem, sha256Hex } from '@depinfer/shared'
+import { addressProblem, sha256Hex, messageOf } from '@depinfer/shared'
 import { labelProblem } from '../edge/src/keys/label.js'
 import { payerBindingMessage, type PayerBindingDomain } from '../edge/src/keys/payer-binding.js'
 
@@ -42,14 +42,14 @@ try {
     allowPositionals: true,
   })
 } catch (error) {
-  fail(2, `${(error as Error).message}\nusage: npm run key:create -- <label> [--payer 0x… | --no-payer] [--edge <url>] [--wrangler]`)
+  fail(2, `${messageOf(error)}\nusage: npm run key:create -- <label> [--payer 0x… | --no-payer] [--edge <url>] [--wrangler]`)
 }
 const { values, positionals } = parsed
 /** An edge that takes the connection and never answers is given up after this (undici would wait 5 minutes). */
 const EDGE_TIMEOUT_MS = 30_000
 /** Why fetch failed, in a few words: the timeout, or undici's cause (e.g. connect ECONNREFUSED). */
 const whyUnreachable = (error: unknown): string =>
-  (error as Error).name === 'TimeoutError' ? `no answer for ${EDGE_TIMEOUT_MS / 1000} s` : String((error as Error).cause ?? (error as Error).message)
+  (error as Error).name === 'TimeoutError' ? `no answer for ${EDGE_TIMEOUT_MS / 1000} s` : String((error as Error).cause ?? messageOf(error))
 const payer = values.payer
 if (payer !== undefined && addressProblem(payer) !== undefined) fail(2, `--payer ${addressProblem(payer)}, got ${JSON.stringify(payer)}`)
 if (payer !== undefined && values['no-payer']) fail(2, '--payer and --no-payer exclude each other')

@@ -11,6 +11,7 @@ import { cancelWithdrawal, deposit, withdraw } from './escrow.js'
 import { parseAddress, parseEthAmount } from './eth.js'
 import { claimPayout, showPayouts } from './payouts.js'
 import { cancelUnstake, deviceAccount, printProviderStatus, registerDevice, unregisterDevice, unstake } from './provider.js'
+import { messageOf } from '@depinfer/shared'
 
 export const CHAIN_GROUPS: readonly string[] = ['provider', 'payouts', 'escrow']
 
@@ -72,7 +73,7 @@ export async function runChainCommand(argv: string[], env: NodeJS.ProcessEnv, us
     parsed = parseArgs({ args: argv, allowPositionals: true, options: OPTIONS })
   } catch (error) {
     // node:util's own words name the option (e.g. "Unknown option '--stakes'").
-    throw new UsageError((error as Error).message)
+    throw new UsageError(messageOf(error))
   }
   const { positionals, values } = parsed
   if (values.help) {

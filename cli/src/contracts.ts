@@ -5,6 +5,7 @@
  * instead of a module-resolution stack; the models commands never load them.
  */
 import { CliError } from './errors.js'
+import { messageOf } from '@depinfer/shared'
 
 export type Contracts = typeof import('@depinfer/contracts')
 
@@ -14,7 +15,7 @@ export function loadContracts(): Promise<Contracts> {
   loaded ??= import('@depinfer/contracts').catch((error: unknown) => {
     const code = (error as NodeJS.ErrnoException).code
     // Node says ERR_MODULE_NOT_FOUND, tsx's loader sometimes MODULE_NOT_FOUND.
-    if ((code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && /generated/.test((error as Error).message)) {
+    if ((code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && /generated/.test(messageOf(error))) {
       throw new CliError('the contract ABIs are not built yet: run `npm run build -w contracts` (or `npm start`, which builds them) first', 1, { cause: error })
     }
     throw error

@@ -4,6 +4,7 @@
  * an EdgeError naming the URL or the edge's problem.
  */
 import { CliError } from './errors.js'
+import { messageOf } from '@depinfer/shared'
 
 /** What `npm start` runs. */
 const DEFAULT_EDGE_URL = 'http://127.0.0.1:8787'
@@ -34,7 +35,7 @@ export function edgeUrlFrom(value: string | undefined): URL {
 function transportFailure(error: unknown): string {
   const cause = error instanceof Error ? error.cause : undefined
   if (cause instanceof Error) return cause.message
-  return error instanceof Error ? error.message : String(error)
+  return messageOf(error)
 }
 
 /**

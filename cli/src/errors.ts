@@ -4,6 +4,7 @@
  * trace, since the stack would only say where the CLI noticed, not what to fix.
  */
 import { readFile } from 'node:fs/promises'
+import { messageOf } from '@depinfer/shared'
 
 /** An expected failure: main prints its message alone and exits with `exitCode`. */
 export class CliError extends Error {
@@ -31,7 +32,7 @@ export class UsageError extends CliError {
  * `ENOENT: no such file or directory, open '/x.onnx'`, and the caller says which file it was.
  */
 export function systemErrorText(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error)
+  const message = messageOf(error)
   return /^[A-Z0-9_]+: (.+?)(, \w+ '.*')?$/.exec(message)?.[1] ?? message
 }
 

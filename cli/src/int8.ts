@@ -5,7 +5,7 @@
  * report of `depinfer-quantize --json`). Either way the report is the publisher's claim: the edge
  * records it and cannot measure it again.
  */
-import { OnnxFormatError as OnnxInfoError, readOnnxModelInfo, sha256Hex, variantAccepted, type OnnxModelInfo, type VariantReport } from '@depinfer/shared'
+import { OnnxFormatError as OnnxInfoError, readOnnxModelInfo, sha256Hex, variantAccepted, type OnnxModelInfo, type VariantReport, messageOf } from '@depinfer/shared'
 import { z } from 'zod'
 import { CliError, readUserFile } from './errors.js'
 
@@ -80,7 +80,7 @@ export async function quantizeForPublishing(fp32: Uint8Array, file: string, minA
   // cannot read or rewrite, an operator onnxruntime cannot run): said plainly, with the file,
   // like depinfer-quantize does.
   const cannotMake = (error: unknown, hint = '') =>
-    new Int8VariantError(`${file}: cannot make the int8 variant: ${error instanceof Error ? error.message : String(error)}${hint}`, 1, { cause: error })
+    new Int8VariantError(`${file}: cannot make the int8 variant: ${messageOf(error)}${hint}`, 1, { cause: error })
   let quantized: Awaited<ReturnType<typeof quantizeModel>>
   try {
     quantized = await quantizeModel(fp32)
@@ -148,7 +148,7 @@ export async function readInt8Variant(file: string, reportFile: string, minAgree
   try {
     json = JSON.parse(reportText)
   } catch (error) {
-    throw new Int8VariantError(`cannot read the int8 report ${reportFile}: ${(error as Error).message}`, 1, { cause: error })
+    throw new Int8VariantError(`cannot read the int8 report ${reportFile}: ${messageOf(error)}`, 1, { cause: error })
   }
   const parsed = QuantizeJsonSchema.safeParse(json)
   if (!parsed.success) {

@@ -19,6 +19,7 @@ import { describeReport, quantizeForPublishing, readInt8Variant, type Int8Varian
 /** A file's size as listings show it: bytes under 1 KiB (a tiny model is not "0 KiB"), else KiB. */
 const fileSize = (bytes: number): string => (bytes < 1024 ? `${bytes} B` : `${Math.round(bytes / 1024)} KiB`)
 import { checkPublishTerms, publishModelFile, type PublishedVersion } from './publish.js'
+import { messageOf } from '@depinfer/shared'
 
 const USAGE = `usage:
   depinfer models publish <file.onnx> --name <name> --price-wei <n> --payout-address <0x…> [--description <text>]
@@ -53,7 +54,7 @@ function parseCommandLine(argv: string[]) {
     return parseArgs({ args: argv, allowPositionals: true, options: OPTIONS })
   } catch (error) {
     // node:util's own words name the option (e.g. "Unknown option '--prize-wei'").
-    throw new UsageError((error as Error).message)
+    throw new UsageError(messageOf(error))
   }
 }
 

@@ -28,6 +28,7 @@ import {
   type JobHeader,
   type RawTensor,
   type ResultHeader,
+  messageOf,
 } from '@depinfer/shared'
 import type { MqttClient } from 'mqtt'
 import { connectBroker } from './broker/connect.js'
@@ -177,7 +178,7 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
         .idle()
         .then(() => loaded.session?.release())
         // A release that fails leaves a session behind, not a reason to end the agent.
-        .catch((error: unknown) => log(`releasing ${loaded.name} v${loaded.version}: ${(error as Error).message}`))
+        .catch((error: unknown) => log(`releasing ${loaded.name} v${loaded.version}: ${messageOf(error)}`))
     },
     log,
     ...(options.progress && { progress: options.progress }),
@@ -219,7 +220,7 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
     } catch (error) {
       // Without a valid header there is no trustworthy reply topic: log and drop; the edge's
       // timeout answers the caller (the frames before the malformed one are being run).
-      log(`dropping undecodable job: ${(error as Error).message}`)
+      log(`dropping undecodable job: ${messageOf(error)}`)
     }
   }
 
@@ -320,7 +321,7 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
         return reply([], { code: 'invalid_input', message: error.message, field: error.field })
       }
       log(`job ${header.jobId} failed: ${(error as Error).stack}`)
-      reply([], { code: 'internal', message: (error as Error).message })
+      reply([], { code: 'internal', message: messageOf(error) })
     }
   }
 

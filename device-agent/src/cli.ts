@@ -16,6 +16,7 @@ import { ModelProvisioner } from './models/provision.js'
 import { OrtRuntime } from './runtime/execution.js'
 import { tuneGarbageCollection } from './runtime/gc-tuning.js'
 import { loadModel, modelsFromConfig } from './runtime/loaded-model.js'
+import { messageOf } from '@depinfer/shared'
 
 /** Download progress: a bar redrawn on a terminal, log lines every few seconds in a service's log. */
 const progressFor = (log: (message: string) => void): ProgressFactory =>
@@ -35,7 +36,7 @@ async function main(argv: string[]): Promise<number> {
     })
   } catch (error) {
     // An unknown flag or a --config without its file: one line and the usage, not a stack.
-    console.error(`${(error as Error).message}\n${USAGE}`)
+    console.error(`${messageOf(error)}\n${USAGE}`)
     return 2
   }
   const { positionals, values } = parsed
@@ -85,7 +86,7 @@ async function main(argv: string[]): Promise<number> {
       retired: (model) => {
         const index = models.indexOf(model)
         if (index >= 0) models.splice(index, 1)
-        void model.session?.release().catch((error: unknown) => errorLog(`releasing ${model.name} v${model.version}: ${(error as Error).message}`))
+        void model.session?.release().catch((error: unknown) => errorLog(`releasing ${model.name} v${model.version}: ${messageOf(error)}`))
       },
       log: errorLog,
       progress: progressFor(errorLog),
@@ -96,7 +97,7 @@ async function main(argv: string[]): Promise<number> {
     ])
     // Without its key the device would be advertised but never routed to: not a working device.
     const key = await loadDeviceKey(config.keyPath).catch((error: unknown) => {
-      errorLog(`${(error as Error).message}: the edge routes nothing to a device without its key`)
+      errorLog(`${messageOf(error)}: the edge routes nothing to a device without its key`)
       return undefined
     })
     const failed = [

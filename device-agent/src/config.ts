@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { homedir, hostname } from 'node:os'
 import { dirname, isAbsolute, join, resolve } from 'node:path'
-import { ID_PATTERN, VersionSchema } from '@depinfer/shared'
+import { ID_PATTERN, VersionSchema, messageOf } from '@depinfer/shared'
 import type { InferenceSession } from 'onnxruntime-node'
 import { z } from 'zod'
 import { BUNDLED_MODELS, BUNDLED_MODEL_VERSION, type BundledModelName } from './models/bundled.js'
@@ -496,7 +496,7 @@ export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv): Ag
     try {
       json = JSON.parse(readFileSync(path, 'utf8'))
     } catch (error) {
-      throw new ConfigError(`cannot read config ${path}: ${(error as Error).message}`)
+      throw new ConfigError(`cannot read config ${path}: ${messageOf(error)}`)
     }
     if (!isPlainObject(json)) throw new ConfigError(`agent config ${path} must be a JSON object ({ "deviceId": …, "models": [ … ] })`)
     const unknown = findUnknownKey(json)

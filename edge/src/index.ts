@@ -9,6 +9,7 @@ import type { Env } from './env.js'
 import { flushGatewayAttestations } from './gateway/flush-attestations.js'
 import { gatewayStub } from './gateway/stub.js'
 import { runSettlementTick } from './payments/settler.js'
+import { messageOf } from '@depinfer/shared'
 
 export { Gateway } from './gateway/gateway.js'
 
@@ -39,6 +40,6 @@ async function stage(name: string, run: () => Promise<unknown>): Promise<void> {
   try {
     await run()
   } catch (error) {
-    console.warn(`scheduled ${name}: ${(error as Error).message}`)
+    console.warn(`scheduled ${name}: ${messageOf(error)}`)
   }
 }

@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { initDeviceKey } from '../../device-agent/src/keys/device-key.js'
 import { REPO_ROOT } from './paths.js'
+import { messageOf } from '@depinfer/shared'
 
 export interface AgentProcess {
   deviceId: string
@@ -112,7 +113,7 @@ export function spawnAgent(options: SpawnAgentOptions, beforeStart?: (keyPath: s
   if (beforeStart) {
     started = beforeStart(keyPath).then(launch)
     // Recorded where a test looks for the agent's story; callers that await `started` still see it.
-    started.catch((error: unknown) => collect(`depinfer-agent not started: ${(error as Error).message}\n`))
+    started.catch((error: unknown) => collect(`depinfer-agent not started: ${messageOf(error)}\n`))
   } else {
     launch()
     started = Promise.resolve()

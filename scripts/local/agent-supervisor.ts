@@ -4,6 +4,7 @@
  * request answered 503, and nothing in the log but onnxruntime's last words.
  */
 import type { AgentProcess } from './agent-process.js'
+import { messageOf } from '@depinfer/shared'
 
 export interface AgentSupervisorOptions {
   /** Starts (and restarts) the agent. */
@@ -42,7 +43,7 @@ export function superviseAgent(options: AgentSupervisorOptions): AgentProcess {
       // Not started (its registration failed): the first one's caller sees that through
       // `started`; a restart's is said here.
       (error: unknown) => {
-        if (restarted) options.log(`the device agent ${agent.deviceId} could not be restarted: ${(error as Error).message}`)
+        if (restarted) options.log(`the device agent ${agent.deviceId} could not be restarted: ${messageOf(error)}`)
       },
     )
   }

@@ -5,7 +5,7 @@
  * Used by `npm start`, the end-to-end tests and the benchmarks, so all three run the same parts.
  */
 import { readFile } from 'node:fs/promises'
-import { sha256Hex } from '@depinfer/shared'
+import { sha256Hex, messageOf } from '@depinfer/shared'
 import { BUNDLED_MODEL_VERSION, BUNDLED_MODELS, bundledModelPath, type BundledModelName } from '../../device-agent/src/models/bundled.js'
 import { spawnAgent, type AgentProcess, type SpawnAgentOptions } from './agent-process.js'
 import { startLocalBroker, type LocalBroker } from './broker.js'
@@ -170,7 +170,7 @@ export async function startLocalNetwork(options: LocalNetworkOptions = {}): Prom
       // One tick at a time: the next is scheduled when the previous has finished.
       const tick = () => {
         timer = setTimeout(() => {
-          edge.runScheduled().catch((error: unknown) => console.warn(`batcher tick: ${(error as Error).message}`)).finally(() => {
+          edge.runScheduled().catch((error: unknown) => console.warn(`batcher tick: ${messageOf(error)}`)).finally(() => {
             if (timer) tick()
           })
         }, every)

@@ -31,3 +31,10 @@ export class InexactIntegerError extends TensorError {
 export class FrameError extends ProtocolError {
   override name = 'FrameError'
 }
+
+/**
+ * What to log or report of something caught: its message when it is an Error, else its string
+ * form (onnxruntime, workerd and some libraries throw strings or plain objects, whose `.message`
+ * would read as "undefined").
+ */
+export const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error))

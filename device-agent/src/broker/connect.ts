@@ -6,6 +6,7 @@
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { backoffMs } from '../backoff.js'
 import { readBrokerTls, tlsHint, type BrokerTlsFiles } from './tls.js'
+import { messageOf } from '@depinfer/shared'
 
 export interface BrokerConnectOptions {
   url: string
@@ -149,7 +150,7 @@ export function connectBroker(options: BrokerConnectOptions): MqttClient {
           // them from there after.
           if (client.options.wsOptions) Object.assign(client.options.wsOptions, material)
         } catch (error) {
-          options.log(`keeping the TLS files read before: ${(error as Error).message}`)
+          options.log(`keeping the TLS files read before: ${messageOf(error)}`)
         }
       }
       client.reconnect()

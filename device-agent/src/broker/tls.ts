@@ -10,6 +10,7 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { ConfigError } from '../config.js'
+import { messageOf } from '@depinfer/shared'
 
 export interface BrokerTlsFiles {
   caFile?: string | undefined
@@ -41,7 +42,7 @@ function readPem(path: string, name: keyof BrokerTlsFiles): Buffer {
   try {
     bytes = readFileSync(path)
   } catch (error) {
-    throw new ConfigError(`cannot read ${field(name)} ${path}: ${(error as Error).message}`)
+    throw new ConfigError(`cannot read ${field(name)} ${path}: ${messageOf(error)}`)
   }
   // DER files are common too; tls.connect takes PEM only, so say so rather than fail the handshake.
   if (!bytes.includes('-----BEGIN ')) throw new ConfigError(`${field(name)} ${path} is not a PEM file (no "-----BEGIN" line); convert DER with openssl x509 -inform der`)
@@ -56,7 +57,7 @@ export function readBrokerTls(files: BrokerTlsFiles): { material: BrokerTlsMater
     try {
       new X509Certificate(ca)
     } catch (error) {
-      throw new ConfigError(`${field('caFile')} ${files.caFile} holds no certificate: ${(error as Error).message}`)
+      throw new ConfigError(`${field('caFile')} ${files.caFile} holds no certificate: ${messageOf(error)}`)
     }
     material.ca = ca
   }
@@ -67,13 +68,13 @@ export function readBrokerTls(files: BrokerTlsFiles): { material: BrokerTlsMater
   try {
     certificate = new X509Certificate(material.cert)
   } catch (error) {
-    throw new ConfigError(`${field('certFile')} ${files.certFile} holds no certificate: ${(error as Error).message}`)
+    throw new ConfigError(`${field('certFile')} ${files.certFile} holds no certificate: ${messageOf(error)}`)
   }
   let key
   try {
     key = createPrivateKey(material.key)
   } catch (error) {
-    throw new ConfigError(`${field('keyFile')} ${files.keyFile} holds no usable private key (an encrypted key is not supported): ${(error as Error).message}`)
+    throw new ConfigError(`${field('keyFile')} ${files.keyFile} holds no usable private key (an encrypted key is not supported): ${messageOf(error)}`)
   }
   // Otherwise the handshake fails with an opaque "key values mismatch" at every reconnect.
   if (!certificate.checkPrivateKey(key)) throw new ConfigError(`${field('keyFile')} ${files.keyFile} is not the key of ${field('certFile')} ${files.certFile}`)

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs'
 import { readFile, stat } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import { addressOf, publicKeyOf, type Hex } from '@depinfer/shared'
+import { addressOf, publicKeyOf, type Hex, messageOf } from '@depinfer/shared'
 
 /** Order of the secp256k1 group (SEC 2 §2.4.1): a private key is an integer in [1, n − 1]. */
 const SECP256K1_ORDER = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n
@@ -64,7 +64,7 @@ export async function loadDeviceKey(path: string): Promise<DeviceKey> {
     text = await readFile(path, 'utf8')
   } catch (error) {
     if (error instanceof DeviceKeyError) throw error
-    throw new DeviceKeyError(`cannot read device key ${path} (create one with \`depinfer-agent init\`): ${(error as Error).message}`)
+    throw new DeviceKeyError(`cannot read device key ${path} (create one with \`depinfer-agent init\`): ${messageOf(error)}`)
   }
   const hex = text.trim().replace(/^0x/, '')
   const value = /^[0-9a-f]{64}$/i.test(hex) ? BigInt(`0x${hex}`) : 0n

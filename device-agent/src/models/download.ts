@@ -29,6 +29,7 @@ import {
   TruncatedDownloadError,
 } from './errors.js'
 import type { ProgressFactory, TransferProgress } from './progress.js'
+import { messageOf } from '@depinfer/shared'
 
 export interface ModelFileRequest {
   /** What is downloaded, for messages and the progress bar (e.g. "ppocr-cls v2"). */
@@ -463,7 +464,7 @@ class Transfer {
       await file.write(chunk)
     } catch (error) {
       // A full or failing disk does not get better by downloading again.
-      throw new DownloadError(`${this.request.label}: cannot write ${this.#part}: ${(error as Error).message}`, false, { cause: error })
+      throw new DownloadError(`${this.request.label}: cannot write ${this.#part}: ${messageOf(error)}`, false, { cause: error })
     }
     this.#hash.update(chunk)
     this.#bytes += chunk.byteLength

@@ -14,6 +14,7 @@ import { cachedModelPath, fetchModelFile, freeDiskBytes, DEFAULT_BACKOFF } from 
 import { DownloadError } from './errors.js'
 import type { ProgressFactory } from './progress.js'
 import { edgeHeaders, fileToRun, listPublishedModels, selectPublished, type FileToRun, type PublishedModel } from './published.js'
+import { messageOf } from '@depinfer/shared'
 
 export interface ProvisionerOptions {
   config: AgentConfig
@@ -121,7 +122,7 @@ export class ModelProvisioner {
       freeBytes = await freeDiskBytes(config.cacheDir)
     } catch (error) {
       if (this.#stopping.signal.aborted) return
-      const message = (error as Error).message
+      const message = messageOf(error)
       const reason = failing === 'cacheDir' && !message.includes(config.cacheDir) ? `cacheDir ${config.cacheDir}: ${message}` : message
       this.#problems = new Map([[failing, { model: failing, reason }]])
       this.#sayOnce(reason, 'listing')
@@ -219,7 +220,7 @@ export class ModelProvisioner {
       .then(() => this.#provision(model))
       .catch((error: unknown) => {
         model.state = 'failed'
-        model.error = (error as Error).message
+        model.error = messageOf(error)
         this.#options.log(`model ${label(model)} failed: ${(error as Error).stack}`)
         this.#options.changed(model)
       })
@@ -250,9 +251,9 @@ export class ModelProvisioner {
       const retryable = retryableFailure(error)
       // A network failure is tried again with the same file at the next listing; a variant
       // file that is wrong (checksum, size) is not going to get better: serve the version's own.
-      if (!retryable && this.#fallBack(model, (error as Error).message)) return this.#provision(model)
+      if (!retryable && this.#fallBack(model, messageOf(error))) return this.#provision(model)
       model.state = 'failed'
-      model.error = cacheProblemCode(error) ? `cacheDir ${config.cacheDir}: ${(error as Error).message}` : (error as Error).message
+      model.error = cacheProblemCode(error) ? `cacheDir ${config.cacheDir}: ${messageOf(error)}` : messageOf(error)
       if (retryable) this.#retryable.add(model)
       log(`model ${label(model)} failed: ${model.error}`)
       changed(model)

@@ -13,6 +13,7 @@ import {
   type ModelVariant,
   type PublishedVariant,
   type TensorSpec,
+  messageOf,
 } from '@depinfer/shared'
 import { z } from 'zod'
 import type { AgentConfig, Precision, PublishedSource } from '../config.js'
@@ -93,7 +94,7 @@ export async function listPublishedModels(
   try {
     body = await response.json()
   } catch (error) {
-    throw new ListingError(`the published models at ${url} are not JSON: ${(error as Error).message}`, true, { cause: error })
+    throw new ListingError(`the published models at ${url} are not JSON: ${messageOf(error)}`, true, { cause: error })
   }
   const listing = ListingSchema.safeParse(body)
   if (!listing.success) throw new ListingError(`the published models at ${url} are not a {"models": [...]} listing`, false)

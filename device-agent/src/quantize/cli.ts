@@ -17,6 +17,7 @@ import { QUANTIZABLE_OPS, QuantizeError, preprocessModel, quantizeModel, type Qu
 import { EVALUATION_DEFAULTS, evaluateQuantization, formatReport, nothingQuantized, type SearchSummary } from './report.js'
 import { searchFp32Layers } from './search.js'
 import type { SampleKind } from './samples.js'
+import { messageOf } from '@depinfer/shared'
 
 export const USAGE = `usage: depinfer-quantize <in.onnx> <out.onnx> [options]
 
@@ -99,7 +100,7 @@ function writeOutput(path: string, bytes: Uint8Array, written: readonly string[]
     writeFileSync(path, bytes)
   } catch (error) {
     const already = written.length > 0 ? ` (${written.join(' and ')} written)` : ''
-    throw new OutputError(`cannot write ${path}: ${error instanceof Error ? error.message : String(error)}${already}`, { cause: error })
+    throw new OutputError(`cannot write ${path}: ${messageOf(error)}${already}`, { cause: error })
   }
 }
 
@@ -152,7 +153,7 @@ export async function main(argv: string[]): Promise<number> {
       },
     })
   } catch (error) {
-    console.error(`${error instanceof Error ? error.message : String(error)}\n\n${USAGE}`)
+    console.error(`${messageOf(error)}\n\n${USAGE}`)
     return 2
   }
   const { positionals, values } = parsed
@@ -192,7 +193,7 @@ export async function main(argv: string[]): Promise<number> {
     try {
       fp32 = readFileSync(input)
     } catch (error) {
-      console.error(`cannot read ${input}: ${error instanceof Error ? error.message : String(error)}`)
+      console.error(`cannot read ${input}: ${messageOf(error)}`)
       return 1
     }
     // Decodes (and rejects a non-model) before onnxruntime sees the file, for a clear message.

@@ -6,6 +6,7 @@ import * as ort from 'onnxruntime-node'
 import { defaultSampleKind, generateSamples, type SampleKind } from './samples.js'
 import { spinningEntries } from '../runtime/execution.js'
 import { keepOrtTelemetryOff } from '../runtime/ort-telemetry.js'
+import { messageOf } from '@depinfer/shared'
 
 // Before any session of this process (ort-telemetry.ts): the quantizer also runs inside `depinfer models publish --int8`.
 keepOrtTelemetryOff()
@@ -37,7 +38,7 @@ async function onnxruntime<T>(what: string, action: () => Promise<T>): Promise<T
   try {
     return await action()
   } catch (error) {
-    const message = (error instanceof Error ? error.message : String(error)).replace(/\s+/g, ' ').trim()
+    const message = (messageOf(error)).replace(/\s+/g, ' ').trim()
     throw new EvaluationError(`onnxruntime cannot ${what}: ${message}`, { cause: error })
   }
 }

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { BUNDLED_MODELS, bundledModelPath, type BundledModelName } from '../models/bundled.js'
 import { OnnxFormatError, decodeModel, encodeModel, tensorTypeOf } from './onnx-proto.js'
-import { WireWriter, seededRandom } from '@depinfer/shared'
+import { WireWriter, seededRandom, messageOf } from '@depinfer/shared'
 
 const names = Object.keys(BUNDLED_MODELS) as BundledModelName[]
 
@@ -58,7 +58,7 @@ describe('ONNX protobuf codec', () => {
         error = e
       }
       expect(error).toBeInstanceOf(OnnxFormatError)
-      expect((error as Error).message).toMatch(/not an ONNX model/)
+      expect(messageOf(error)).toMatch(/not an ONNX model/)
     })
   })
 })

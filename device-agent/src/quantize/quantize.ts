@@ -17,7 +17,7 @@
  * with onnxruntime 1.30 the int8 kernels lose to fp32 on small or depthwise convolutions (see
  * `excludeDepthwise`, and bench/quantize.ts).
  */
-import { sha256Hex, WireFormatError } from '@depinfer/shared'
+import { sha256Hex, WireFormatError, messageOf } from '@depinfer/shared'
 import { GraphIndex, ensureOpset, opsetVersion, removeDeadNodes, removeUnusedConstants, topologicalSort } from './graph.js'
 import { MS_DOMAIN, WeightStore, dynamicConv, dynamicGemm, dynamicMatMul, type Rewrite, type WeightOptions } from './dynamic.js'
 import { OnnxFormatError, decodeModel, encodeModel, intAttr, type Model, type Node, type Tensor } from './onnx-proto.js'
@@ -185,7 +185,7 @@ function decodeModelChecked(bytes: Uint8Array): Model {
     return decodeModel(bytes)
   } catch (error) {
     if (error instanceof OnnxFormatError || error instanceof WireFormatError) throw error
-    throw new OnnxFormatError(`not an ONNX model: ${error instanceof Error ? error.message : String(error)}`, { cause: error })
+    throw new OnnxFormatError(`not an ONNX model: ${messageOf(error)}`, { cause: error })
   }
 }
 

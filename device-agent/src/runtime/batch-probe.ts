@@ -6,7 +6,7 @@
  * input to another. Checked once, when the model loads, on seeded inputs; a model it cannot
  * check runs unbatched.
  */
-import { concatBytes, encodeJsonRows, float16BitsToNumber, seededRandom, typedElements, type Datatype, type RawTensor, type TensorSpec } from '@depinfer/shared'
+import { concatBytes, encodeJsonRows, float16BitsToNumber, seededRandom, typedElements, type Datatype, type RawTensor, type TensorSpec, messageOf } from '@depinfer/shared'
 import { splitOutputs } from './batch-stacking.js'
 import type { ModelSession } from './model-session.js'
 
@@ -33,7 +33,7 @@ export async function batchingProblem(session: ModelSession, inputs: readonly Te
     together = splitOutputs(batched, [1, 1])
     alone = await Promise.all([0, 1].map((r) => session.run(inputs.map((spec, i) => tensor(spec, [rows[i]![r]!])), [])))
   } catch (error) {
-    return `it could not be checked on probe inputs (${(error as Error).message.split('\n')[0]})`
+    return `it could not be checked on probe inputs (${messageOf(error).split('\n')[0]})`
   }
   if (!together) return 'its outputs do not have one row per input row'
   for (const [r, answers] of together.entries()) {

@@ -10,7 +10,7 @@
  */
 import { existsSync } from 'node:fs'
 import * as ort from 'onnxruntime-node'
-import { cutToLength, type DeviceStatus } from '@depinfer/shared'
+import { cutToLength, type DeviceStatus, messageOf } from '@depinfer/shared'
 import type { AgentConfig, ExecutionProviderName } from '../config.js'
 import { ORT_VERSION } from '../version.js'
 import { AgentThreadSession, AutoPlacedSession, type ModelSession } from './model-session.js'
@@ -119,7 +119,7 @@ export function sessionOptions(settings: OrtSettings, providers: readonly Execut
 
 /** One line of an onnxruntime error, short enough for a log line and the device status. */
 function reasonOf(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error)
+  const message = messageOf(error)
   const line = message.trim().split('\n')[0] ?? ''
   return cutToLength(line, 300)
 }

@@ -14,6 +14,7 @@ import {
   type ModelDescriptor,
   type ModelVariant,
   type TensorSpec,
+  messageOf,
 } from '@depinfer/shared'
 import type * as ort from 'onnxruntime-node'
 import { isLocalSource, isUrlSource, modelIdentity, type AgentConfig, type ExecutionProviderName } from '../config.js'
@@ -142,7 +143,7 @@ export async function loadModel(
     model.state = 'ready'
   } catch (error) {
     model.state = 'failed'
-    model.error = (error as Error).message
+    model.error = messageOf(error)
     // A session opened before the failure (its thread, its memory) is not kept.
     await model.session?.release().catch(() => {})
     delete model.session

@@ -8,6 +8,7 @@ import type { RawTensor } from '@depinfer/shared'
 import type * as ort from 'onnxruntime-node'
 import type { RunPlace } from '../config.js'
 import { runModel } from './run-job.js'
+import { messageOf } from '@depinfer/shared'
 
 /** The thread a session's runs happen on. */
 export type SessionThread = Exclude<RunPlace, 'auto'>
@@ -126,7 +127,7 @@ export class AutoPlacedSession implements ModelSession {
     try {
       worker = await this.openInWorker()
     } catch (error) {
-      this.events.log(`${this.label} stays on the agent's thread: its worker thread could not open the session (${(error as Error).message.split('\n')[0]})`)
+      this.events.log(`${this.label} stays on the agent's thread: its worker thread could not open the session (${messageOf(error).split('\n')[0]})`)
       return
     }
     if (this.#released) return worker.release()

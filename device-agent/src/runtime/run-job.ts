@@ -11,6 +11,7 @@ import {
   typedElements,
   bytesOf,
   type RawTensor,
+  messageOf,
 } from '@depinfer/shared'
 import * as ort from 'onnxruntime-node'
 import type { LoadedModel } from './loaded-model.js'
@@ -118,7 +119,7 @@ export async function runModel(
     results = outputNames.length > 0 ? await session.run(feeds, [...outputNames], RUN_OPTIONS) : await session.run(feeds, RUN_OPTIONS)
   } catch (error) {
     // onnxruntime rejects inputs the graph cannot process (e.g. spatial dims too small).
-    const reason = plainOrtMessage((error as Error).message)
+    const reason = plainOrtMessage(messageOf(error))
     throw new InvalidJobInputError(`onnxruntime: ${reason}`, 'inputs')
   }
   return Object.entries(results).map(([name, tensor]) => {

@@ -9,6 +9,7 @@ import * as ort from 'onnxruntime-node'
 import { keepOrtTelemetryOff } from './ort-telemetry.js'
 import { InvalidJobInputError, runModel } from './run-job.js'
 import { transferableCopy, type WorkerReply, type WorkerRequest, type WorkerStart } from './worker-session.js'
+import { messageOf } from '@depinfer/shared'
 
 const port = parentPort!
 const reply = (message: WorkerReply, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer)
@@ -29,7 +30,7 @@ async function serve(session: ort.InferenceSession, request: WorkerRequest): Pro
     reply({ kind: 'ran', id: request.id, outputs }, outputs.map((tensor) => tensor.data.buffer as ArrayBuffer))
   } catch (error) {
     const field = error instanceof InvalidJobInputError ? error.field : undefined
-    reply({ kind: 'run-failed', id: request.id, message: (error as Error).message, ...(field !== undefined && { field }) })
+    reply({ kind: 'run-failed', id: request.id, message: messageOf(error), ...(field !== undefined && { field }) })
   }
 }
 
@@ -41,7 +42,7 @@ let session: ort.InferenceSession | undefined
 try {
   session = await ort.InferenceSession.create(model, options)
 } catch (error) {
-  reply({ kind: 'open-failed', message: (error as Error).message })
+  reply({ kind: 'open-failed', message: messageOf(error) })
   port.close()
 }
 if (session) {

@@ -9,6 +9,7 @@ import { chargeStatement, reservationState } from '../payments/reservations.js'
 import type { FlushableOutbox, OutboxEntry } from './outbox.js'
 import { INSERT_ATTESTATION_SQL, insertAttestationParams } from './rows.js'
 import { wasRefuted } from '../spot-checks/store.js'
+import { messageOf } from '@depinfer/shared'
 
 /** D1 caps statements per batch; stay well below (a priced job takes two: insert and charge). */
 export const MAX_STATEMENTS = 200
@@ -66,7 +67,7 @@ export class OutboxFlusher {
         flushed += group.length
       }
     } catch (error) {
-      const message = (error as Error).message
+      const message = messageOf(error)
       let pending = Number.NaN
       try {
         pending = this.outbox.size()

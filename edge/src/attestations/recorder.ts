@@ -14,6 +14,7 @@
 import { OutboxFlusher, type FlushReport } from './outbox-flush.js'
 import { AttestationOutbox } from './outbox.js'
 import { lastRecordedSeq, type AcceptedAttestation } from './rows.js'
+import { messageOf } from '@depinfer/shared'
 
 /**
  * How long a recorded attestation may wait for company before the flush to D1 starts. Readers
@@ -84,7 +85,7 @@ export class AttestationRecorder {
       },
       (error: unknown) => {
         this.#seqFloor = undefined
-        throw new Error(`cannot start the attestation seq counter, D1's last seq is unreadable: ${(error as Error).message}`, { cause: error })
+        throw new Error(`cannot start the attestation seq counter, D1's last seq is unreadable: ${messageOf(error)}`, { cause: error })
       },
     )
     return this.#seqFloor

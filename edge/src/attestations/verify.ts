@@ -15,6 +15,7 @@ import {
   type RawTensor,
   type SignedAttestation,
   type VerifiedBatchRoots,
+  messageOf,
 } from '@depinfer/shared'
 
 /** What the attestation must say, known to the edge independently of the device. */
@@ -57,7 +58,7 @@ export function verifyResultAttestation(
   try {
     signed = attestationFromWire(wire)
   } catch (error) {
-    throw new AttestationRejectedError(`malformed attestation: ${(error as Error).message.slice(0, 300)}`)
+    throw new AttestationRejectedError(`malformed attestation: ${messageOf(error).slice(0, 300)}`)
   }
   const { attestation } = signed
   for (const field of FIELDS_FROM_EDGE) {

@@ -12,7 +12,7 @@
  * proof (from the R2 object), with nothing left in D1 per job. The R2 write comes first: a tick
  * that dies between the two leaves the rows in D1 and writes the same object again next time.
  */
-import { buildMerkleTree } from '@depinfer/shared'
+import { buildMerkleTree, messageOf } from '@depinfer/shared'
 import type { AttestationRow, BatchRow } from '../attestations/rows.js'
 import { nonNegativeVar, type Env } from '../env.js'
 import { DepinferError } from '../errors/base.js'
@@ -87,7 +87,7 @@ export async function runArchiveTick(env: Env, now: number): Promise<ArchiveTick
       report.archived.push({ root: batch.root, fromSeq: batch.from_seq, toSeq: batch.to_seq })
     }
   } catch (error) {
-    report.error = (error as Error).message
+    report.error = messageOf(error)
   }
   // Like the batcher's and the settler's: the batch stays in D1, and the operator's log says why.
   if (report.error) console.warn(`archiver: ${report.error}`)

@@ -6,7 +6,7 @@
  * never posted twice: before (re-)sending, the registry is asked whether the root is already
  * there (the registry itself also refuses a duplicate root).
  */
-import { attestationLeaf, buildMerkleTree, type Hex } from '@depinfer/shared'
+import { attestationLeaf, buildMerkleTree, type Hex, messageOf } from '@depinfer/shared'
 import { attestationRegistryAbi } from '@depinfer/contracts'
 import { parseEventLogs, type Hash } from 'viem'
 import { attestationOfRow, type AttestationRow, type BatchRow } from '../attestations/rows.js'
@@ -76,7 +76,7 @@ export async function runBatchTick(env: Env, now: () => number = Date.now): Prom
       report.confirmed.push({ root: batch.root, fromSeq: batch.from_seq, toSeq: batch.to_seq, txHash: outcome.txHash })
     }
   } catch (error) {
-    report.error = (error as Error).message
+    report.error = messageOf(error)
   } finally {
     await releaseLease(env.DB, holder).catch(() => {})
   }

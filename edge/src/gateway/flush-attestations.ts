@@ -4,6 +4,7 @@
  */
 import type { Env } from '../env.js'
 import { gatewayStub } from './stub.js'
+import { messageOf } from '@depinfer/shared'
 
 /**
  * How many answered jobs are still not in D1 after the flush (0: D1 has every one), or
@@ -15,7 +16,7 @@ export async function flushGatewayAttestations(env: Env): Promise<number | undef
     // A failed flush is logged by the Gateway; its `pending` says enough here.
     return (await gatewayStub(env).flushAttestations()).pending
   } catch (error) {
-    console.warn(`asking the gateway to flush its attestations: ${(error as Error).message}`)
+    console.warn(`asking the gateway to flush its attestations: ${messageOf(error)}`)
     return undefined
   }
 }

@@ -33,6 +33,7 @@ import {
   type ModelDescriptor,
   type RawTensor,
   type ResultHeader,
+  messageOf,
 } from '@depinfer/shared'
 import { bytesToHex } from 'viem'
 import { DepinferError } from '../errors/base.js'
@@ -404,7 +405,7 @@ export class Gateway extends DurableObject<Env> {
                 deviceId: answeredBy.deviceId,
                 ...(job.reservationId !== undefined && { reservationId: job.reservationId }),
               }).catch((error: unknown) => {
-                throw new AttestationStorageError(`job ${jobId}: ${(error as Error).message}`, error)
+                throw new AttestationStorageError(`job ${jobId}: ${messageOf(error)}`, error)
               })
               // Copy each output out of the frame: cloning a view would ship the whole frame.
               const outputs = tensors.map((t) => ({ ...t, data: copyBytes(t.data) }))
@@ -524,7 +525,7 @@ export class Gateway extends DurableObject<Env> {
     }
     this.ctx.waitUntil(
       check()
-        .catch((error: unknown) => console.warn(`spot check of job ${answer.jobId} not recorded: ${(error as Error).message}`))
+        .catch((error: unknown) => console.warn(`spot check of job ${answer.jobId} not recorded: ${messageOf(error)}`))
         .finally(() => {
           this.#spotChecksRunning--
           this.#spotCheckBytes -= bytes
@@ -715,7 +716,7 @@ export class Gateway extends DurableObject<Env> {
       for (const frame of decodeFrames(payload)) if (!this.#onResult(sender, frame)) return
     } catch (error) {
       if (!(error instanceof FrameError)) throw error
-      console.warn(`dropping undecodable result: ${(error as Error).message}`)
+      console.warn(`dropping undecodable result: ${messageOf(error)}`)
     }
   }
 

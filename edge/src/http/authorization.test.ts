@@ -1,6 +1,7 @@
 /** The Authorization header (middleware/auth.ts bearerKey): the key, or a 401 saying what is wrong. */
 import { describe, expect, it } from 'vitest'
 import { bearerKey } from '../middleware/auth.js'
+import { messageOf } from '@depinfer/shared'
 
 const KEY = 'dpi_Zm9vYmFyYmF6cXV4LXNlY3JldC1rZXk'
 const detail = (header: string | undefined): string => {
@@ -8,7 +9,7 @@ const detail = (header: string | undefined): string => {
     bearerKey(header)
   } catch (error) {
     expect(error).toMatchObject({ status: 401, field: 'Authorization' })
-    return (error as Error).message
+    return messageOf(error)
   }
   throw new Error(`${JSON.stringify(header)} was accepted`)
 }

@@ -11,6 +11,7 @@ import { availableBalance } from './balances.js'
 import { paymentsSetting, type PaymentsConfig } from './config.js'
 import { quoteJob, type JobQuote } from './pricing.js'
 import { payerHolds, release, reserve } from './reservations.js'
+import { messageOf } from '@depinfer/shared'
 
 /**
  * A reservation still `reserved` this long after its job's deadline was abandoned (the Worker
@@ -92,7 +93,7 @@ export async function holdPayment(env: Env, request: HoldRequest, now = Date.now
     release: () =>
       release(env.DB, id).catch((error: unknown) => {
         // Not fatal: the cron tick releases it once it expires.
-        console.warn(`releasing reservation ${id}: ${(error as Error).message}`)
+        console.warn(`releasing reservation ${id}: ${messageOf(error)}`)
       }),
   }
 }

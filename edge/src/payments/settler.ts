@@ -35,6 +35,7 @@ import {
   type ChargedJob,
   type OpenSettlement,
 } from './settlement-store.js'
+import { messageOf } from '@depinfer/shared'
 
 const DEFAULT_CONFIRM_TIMEOUT_MS = 60_000
 const RPC_TIMEOUT_MS = 10_000
@@ -71,20 +72,20 @@ export async function runSettlementTick(
     if (!setting.enabled) return { ...report, skipped: `payments off (${setting.reason})` }
     config = setting.config
   } catch (error) {
-    return { ...report, skipped: (error as Error).message }
+    return { ...report, skipped: messageOf(error) }
   }
   try {
     if (releaseExpiredBefore !== undefined) report.released = await releaseExpired(env.DB, releaseExpiredBefore)
   } catch (error) {
     // Not a reason to skip settling: abandoned holds only make payers look poorer for a while.
-    console.warn(`settler: releasing expired reservations: ${(error as Error).message}`)
+    console.warn(`settler: releasing expired reservations: ${messageOf(error)}`)
   }
   const chain = chainConfig(env)
   if ('missing' in chain) return { ...report, skipped: `chain not configured (${chain.missing})` }
   const holder = crypto.randomUUID()
   // The batcher's lease: batches and settlements are sent from the same account, one at a time.
   const leased = await acquireLease(env.DB, holder, now(), LEASE_TTL_MS).catch((error: unknown) => {
-    report.error = `taking the lease: ${(error as Error).message}`
+    report.error = `taking the lease: ${messageOf(error)}`
     return false
   })
   if (!leased) return { ...report, ...(!report.error && { skipped: 'another invocation holds the chain lease' }) }
@@ -118,7 +119,7 @@ export async function runSettlementTick(
       })
     }
   } catch (error) {
-    report.error = (error as Error).message
+    report.error = messageOf(error)
   } finally {
     await releaseLease(env.DB, holder).catch(() => {})
   }

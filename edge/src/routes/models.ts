@@ -16,7 +16,7 @@
  * A name belongs to whoever first published it: another key's publish of it is a 403 naming
  * `name` (models/registry.ts, ownerIdentity).
  */
-import { ADDRESS_PATTERN, addressProblem, ID_PATTERN, OnnxFormatError, PublishedVariantSchema, VariantReportSchema, variantAccepted, type PublishedVariant, type VariantReport } from '@depinfer/shared'
+import { ADDRESS_PATTERN, addressProblem, ID_PATTERN, OnnxFormatError, PublishedVariantSchema, VariantReportSchema, variantAccepted, type PublishedVariant, type VariantReport, messageOf } from '@depinfer/shared'
 import { Hono, type Context } from 'hono'
 import { numberVar, type Env } from '../env.js'
 import { InvalidRequestError, NotFoundError } from '../errors/request.js'
@@ -147,7 +147,7 @@ models.post('/', async (c) => {
     if (error instanceof NameOwnedError) throw new NameForbiddenError(error)
     if (error instanceof OnnxFormatError) throw new InvalidRequestError(error.message, 'body')
     if (error instanceof VariantRejectedError) throw new InvalidRequestError(error.message, error.field)
-    if (/UNIQUE constraint failed/.test((error as Error).message)) {
+    if (/UNIQUE constraint failed/.test(messageOf(error))) {
       throw new DepinferError(409, 'version-conflict', 'Concurrent publish', `another version of ${name} was published at the same time; retry`, { field: 'name', retryAfterSec: 1 })
     }
     throw error

@@ -2,7 +2,7 @@
  * Open Inference Protocol (KServe v2) REST routes: health, server and model metadata, model
  * readiness, inference, and the model repository index.
  */
-import { compareVersions, inputCommitment, newSalt, sha256Hex, variantAccepted } from '@depinfer/shared'
+import { compareVersions, inputCommitment, newSalt, sha256Hex, variantAccepted, messageOf } from '@depinfer/shared'
 import { Hono, type Context } from 'hono'
 import { numberVar, type Env } from '../env.js'
 import { DepinferError } from '../errors/base.js'
@@ -94,7 +94,7 @@ async function readyFilter(request: Request): Promise<boolean> {
   try {
     body = JSON.parse(text)
   } catch (error) {
-    throw new InvalidRequestError(`body is not valid JSON: ${(error as Error).message}`, 'body')
+    throw new InvalidRequestError(`body is not valid JSON: ${messageOf(error)}`, 'body')
   }
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new InvalidRequestError('the body must be a JSON object', 'body')
   const ready = (body as { ready?: unknown }).ready
@@ -109,7 +109,7 @@ async function readyFilter(request: Request): Promise<boolean> {
  */
 async function publishedOf(env: Env, name: string): Promise<PublishedVersionTerms[]> {
   return publishedVersions(env.DB, name, Date.now()).catch((error: unknown) => {
-    console.warn(`published versions of ${name} unavailable: ${(error as Error).message}`)
+    console.warn(`published versions of ${name} unavailable: ${messageOf(error)}`)
     return []
   })
 }
@@ -184,7 +184,7 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
     try {
       body = JSON.parse(text)
     } catch (error) {
-      throw invalidJsonHeader((error as Error).message, text, headerLength)
+      throw invalidJsonHeader(messageOf(error), text, headerLength)
     }
     const request = parseInferRequest(body, binary, text)
     const defaultDeadlineMs = numberVar(c.env.JOB_DEADLINE_MS, DEFAULT_DEADLINE_MS)
