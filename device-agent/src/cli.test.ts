@@ -42,6 +42,26 @@ describe('depinfer-agent', () => {
     expect(JSON.parse(bad.stdout)).toMatchObject({ failed: [{ name: 'gone', version: '1', error: expect.stringContaining('missing.onnx') }] })
   })
 
+  it("starts each log line with its UTC time, except where systemd's journal stamps them (or as logTimestamps says)", async () => {
+    const dir = temporaryDirectory('agent-cli-')
+    const config = join(dir, 'agent.json')
+    writeFileSync(config, JSON.stringify({ deviceId: 'stamped', keyPath: join(dir, 'no.key'), models: [{ bundled: 'ppocr-cls' }] }))
+    const logged = async (env: Record<string, string>) => {
+      const before = Date.now()
+      const { stderr } = await runNode(AGENT_BIN, ['status', '--config', config], env, { withoutDepinferEnv: true })
+      const line = stderr.split('\n').find((text) => text.includes('the edge routes nothing'))!
+      const stamp = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) \[agent stamped\] /.exec(line)?.[1]
+      if (stamp) expect(Date.parse(stamp)).toBeGreaterThanOrEqual(before - 1)
+      return { line, stamped: stamp !== undefined }
+    }
+    expect(await logged({ JOURNAL_STREAM: '' })).toMatchObject({ stamped: true })
+    expect(await logged({ JOURNAL_STREAM: '8:41234' })).toEqual({ line: expect.stringMatching(/^\[agent stamped\] /), stamped: false })
+    expect(await logged({ JOURNAL_STREAM: '8:41234', DEPINFER_LOG_TIMESTAMPS: 'on' })).toMatchObject({ stamped: true })
+    expect(await logged({ JOURNAL_STREAM: '', DEPINFER_LOG_TIMESTAMPS: 'off' })).toMatchObject({ stamped: false })
+    const wrong = await runNode(AGENT_BIN, ['status', '--config', config], { DEPINFER_LOG_TIMESTAMPS: 'yes' }, { withoutDepinferEnv: true })
+    expect(wrong.stderr).toMatch(/^invalid agent config at logTimestamps \(from DEPINFER_LOG_TIMESTAMPS\): must be "auto", "on", "off"/)
+  })
+
   it('status passes a device whose "*" leaves out what does not fit, and fails one missing a model it names', async () => {
     const edge = await FakeEdge.start('provider-key', [
       { name: 'big', version: '1', bytes: Buffer.from('never downloaded'), listedSize: 10 ** 12, inputs: [{ name: 'x', datatype: 'FP32', shape: [-1] }], outputs: [{ name: 'y', datatype: 'FP32', shape: [-1] }] },

@@ -11,6 +11,7 @@ import { startAgent } from './agent.js'
 import { checkBrokerTls } from './broker/tls.js'
 import { deviceStatus, identityOf } from './device-status.js'
 import { DeviceKeyError, initDeviceKey, loadDeviceKey } from './keys/device-key.js'
+import { logLine } from './log-line.js'
 import { loggedProgress, terminalProgress, type ProgressFactory } from './models/progress.js'
 import { ModelProvisioner } from './models/provision.js'
 import { OrtRuntime } from './runtime/execution.js'
@@ -50,7 +51,8 @@ async function main(argv: string[]): Promise<number> {
     return 2
   }
   const config = loadConfig(values.config ?? process.env.DEPINFER_AGENT_CONFIG, process.env)
-  const log = (message: string) => console.log(`[agent ${config.deviceId}] ${message}`)
+  const line = logLine(config.deviceId, config.logTimestamps, process.env)
+  const log = (message: string) => console.log(line(message))
   if (command === 'init') {
     const key = initDeviceKey(config.keyPath)
     console.log(`created device key ${config.keyPath} (mode 0600)\naddress ${key.address}`)
@@ -71,7 +73,7 @@ async function main(argv: string[]): Promise<number> {
     // Loads every configured model (downloading those not in the cache yet) and prints what
     // `start` would advertise, without a broker. Its log (execution provider fallbacks, download
     // progress) goes to stderr, so stdout stays one JSON document.
-    const errorLog = (message: string) => console.error(`[agent ${config.deviceId}] ${message}`)
+    const errorLog = (message: string) => console.error(line(message))
     // Checked here too (a bad file throws ConfigError: exit 1), so a health check catches it before `start`.
     if (config.broker.tls) for (const warning of checkBrokerTls(config.broker.tls, config.deviceId)) errorLog(`WARNING: ${warning}`)
     const runtime = new OrtRuntime(config.ort, errorLog)

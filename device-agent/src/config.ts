@@ -96,6 +96,9 @@ const RUN_PLACES = ['auto', 'agent-thread', 'worker-thread'] as const
 export type RunPlace = (typeof RUN_PLACES)[number]
 
 const PRECISIONS = ['int8-when-accepted', 'fp32'] as const
+
+const LOG_TIMESTAMPS = ['auto', 'on', 'off'] as const
+export type LogTimestamps = (typeof LOG_TIMESTAMPS)[number]
 export type Precision = (typeof PRECISIONS)[number]
 
 const ExecutionProvidersSchema = z.union(
@@ -195,6 +198,11 @@ export const AgentConfigSchema = z.object({
    * until it reconnected.
    */
   statusRefreshSec: z.number().positive().max(86_400).default(300),
+  /**
+   * Whether each log line starts with its UTC time. 'auto': unless systemd's journal takes the
+   * output (it sets JOURNAL_STREAM and stamps every line itself); 'on' / 'off' regardless.
+   */
+  logTimestamps: z.enum(LOG_TIMESTAMPS, { error: `must be ${LOG_TIMESTAMPS.map((p) => `"${p}"`).join(', ')}` }).default('auto'),
   reconnect: z
     .object({ minMs: z.number().int().positive().default(250), maxMs: z.number().int().positive().default(15_000) })
     .refine((r) => r.minMs <= r.maxMs, { message: 'minMs must not be above maxMs', path: ['minMs'] })
@@ -536,6 +544,7 @@ export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv): Ag
   const cacheDir = fromEnv('DEPINFER_MODEL_CACHE', 'cacheDir') ?? fromFile.cacheDir
   const maxModelBytes = fromEnv('DEPINFER_MAX_MODEL_BYTES', 'maxModelBytes')
   const precision = fromEnv('DEPINFER_PRECISION', 'precision')?.trim() ?? fromFile.precision
+  const logTimestamps = fromEnv('DEPINFER_LOG_TIMESTAMPS', 'logTimestamps')?.trim() ?? fromFile.logTimestamps
   const ort = { ...(fromFile.ort as object | undefined) } as Record<string, unknown>
   for (const [variable, field, parse] of ORT_ENV) {
     const value = fromEnv(variable, `ort.${field}`)
@@ -555,6 +564,7 @@ export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv): Ag
     cacheDir,
     maxModelBytes: maxModelBytes ? envInteger(maxModelBytes) : fromFile.maxModelBytes,
     precision,
+    logTimestamps,
     ort,
   }
   const parsed = AgentConfigSchema.safeParse(input)
