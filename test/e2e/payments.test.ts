@@ -398,4 +398,32 @@ describe('pay per inference on the local chain', () => {
       rpc.mode = 'pass'
     }
   })
+
+  it('shows each model\'s price in its metadata, and refuses a job dearer than the caller\'s max_price_wei with 409, sending and holding nothing', async () => {
+    expect((await keys.c.get('/v2/models/ppocr-cls')).body.parameters).toMatchObject({ price_wei: String(PRICE) })
+    expect((await keys.c.get('/v2/models/ppocr-cls/versions/1')).body.parameters).toMatchObject({ price_wei: String(PRICE) })
+    expect((await keys.c.get('/v2/models/ppocr-det')).body.parameters).toMatchObject({ price_wei: String(DET_PRICE) })
+
+    const held = await account(keys.c)
+    const wire = await wireQuiet()
+    const capped = (max: unknown) => ({ ...clsJob(), parameters: { max_price_wei: max } })
+    for (const client of [keys.c, noPayer]) {
+      const refused = await client.post('/v2/models/ppocr-cls/infer', capped(String(PRICE - 1n)))
+      expect(refused.status, refused.text).toBe(409)
+      expect(refused.headers.get('content-type')).toMatch(/application\/problem\+json/)
+      expect(refused.body).toMatchObject({ type: 'urn:depinfer:problem:price-above-limit', field: 'parameters.max_price_wei' })
+      expect(refused.body.detail).toContain(`costs ${PRICE} wei per inference, more than parameters.max_price_wei (${PRICE - 1n})`)
+    }
+    expect(await wireQuiet()).toBe(wire)
+    expect(await account(keys.c)).toMatchObject({ reserved: { jobs: 0, wei: '0' }, chargedUnsettled: held.chargedUnsettled })
+
+    // At the price exactly, as a string or a JSON number: runs and is charged that price.
+    await paidInfer('c', '/v2/models/ppocr-cls/infer', capped(String(PRICE)), PRICE)
+    await paidInfer('c', '/v2/models/ppocr-cls/versions/1/infer', capped(Number(PRICE)), PRICE)
+    await paidInfer('c', '/v2/models/ppocr-det/infer', { ...detJob(32), parameters: { max_price_wei: String(PRICE) } }, DET_PRICE)
+    for (const bad of ['', '1.5', '-1', 'lots', -1, 1.5, true, { wei: 1 }]) {
+      const response = await keys.c.post('/v2/models/ppocr-cls/infer', capped(bad))
+      expect(response.body, JSON.stringify(bad)).toMatchObject({ status: 400, field: 'parameters.max_price_wei' })
+    }
+  })
 })

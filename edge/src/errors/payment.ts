@@ -11,6 +11,17 @@ export class PaymentRequiredError extends DepinferError {
   }
 }
 
+/**
+ * The job costs more than the caller's `parameters.max_price_wei`: not sent, nothing held. A
+ * model's owner can publish a new version at another price at any time, and a request without
+ * a version runs the newest; the cap is how a caller bounds what that can cost it.
+ */
+export class PriceAboveLimitError extends DepinferError {
+  constructor(detail: string) {
+    super(409, 'price-above-limit', 'Price above the limit', detail, { field: 'parameters.max_price_wei' })
+  }
+}
+
 /** The payer's escrow balance could not be read: the job is not sent without it. */
 export class PaymentsUnavailableError extends DepinferError {
   constructor(detail: string, cause?: unknown) {

@@ -6,7 +6,7 @@
  */
 import type { Hex } from '@depinfer/shared'
 import type { Env } from '../env.js'
-import { PaymentRequiredError } from '../errors/payment.js'
+import { PaymentRequiredError, PriceAboveLimitError } from '../errors/payment.js'
 import { availableBalance } from './balances.js'
 import { paymentsSetting, type PaymentsConfig } from './config.js'
 import { quoteJob, type JobQuote } from './pricing.js'
@@ -41,6 +41,8 @@ export interface HoldRequest {
   deadlineMs: number
   /** Which version the gateway would serve for `model` (asked only when the price depends on it). */
   resolveVersion: () => Promise<string>
+  /** The most the caller will pay (`parameters.max_price_wei`); a dearer job is refused, nothing held. */
+  maxPriceWei: bigint | undefined
 }
 
 const free = (version: string | undefined): PaidJob => ({
@@ -56,8 +58,11 @@ export async function holdPayment(env: Env, request: HoldRequest, now = Date.now
   if (!setting.enabled) return free(request.version)
   const { config } = setting
   const quote = await quoteJob(env.DB, config, request.model, request.version, request.resolveVersion, now())
-  if (quote.totalWei === 0n) return free(request.version)
   const label = `model ${request.model}${quote.version === undefined ? '' : ` version ${quote.version}`}`
+  if (request.maxPriceWei !== undefined && quote.totalWei > request.maxPriceWei) {
+    throw new PriceAboveLimitError(`${label} costs ${quote.totalWei} wei per inference, more than parameters.max_price_wei (${request.maxPriceWei}): nothing was sent or held`)
+  }
+  if (quote.totalWei === 0n) return free(request.version)
   if (request.payer === null) {
     throw new PaymentRequiredError(
       `${label} costs ${quote.totalWei} wei per inference and this API key has no payer: use a key created with a payer address (npm run key:create -- <label> --payer 0x…) that has deposited into the Escrow at ${config.escrow}`,

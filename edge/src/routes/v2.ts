@@ -17,6 +17,7 @@ import { listPublishedModels, publishedModel } from '../models/registry.js'
 import { apiKeyAuth, type AuthVariables } from '../middleware/auth.js'
 import { paymentsSetting } from '../payments/config.js'
 import { holdPayment } from '../payments/hold.js'
+import { quoteJob } from '../payments/pricing.js'
 import { readBodyCapped } from '../http/read-body.js'
 import { parseInferRequest } from '../v2/infer-request.js'
 import { HEADER_LENGTH_HEADER, splitBinaryBody } from '../v2/binary-body.js'
@@ -163,7 +164,14 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
       platform: info.platform,
       inputs: info.inputs,
       outputs: info.outputs,
-      parameters: { version: info.version, sha256: info.sha256, dynamic_batching_max_jobs: info.maxBatch, state: info.state, ready_devices: info.readyDevices },
+      parameters: {
+        version: info.version,
+        sha256: info.sha256,
+        dynamic_batching_max_jobs: info.maxBatch,
+        state: info.state,
+        ready_devices: info.readyDevices,
+        ...(await priceParameter(c.env, info.name, info.version)),
+      },
       sha256: info.sha256,
     })
   })
@@ -216,6 +224,7 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
         version: requestedVersion,
         deadlineMs,
         resolveVersion: async () => checkedAgainst?.version ?? unwrap(await gateway.model(model, undefined, publishedFiles, variants)).version,
+        maxPriceWei: request.maxPriceWei,
       })
       // The input commitment is hashed here, in the stateless Worker, not in the Gateway Durable
       // Object: hashing a large input costs milliseconds the single-threaded DO would serialize.
@@ -260,6 +269,24 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
       [HEADER_LENGTH_HEADER]: String(response.headerLength),
     })
   })
+}
+
+/**
+ * `price_wei`: what one inference on this version costs now (developer price + provider fee, as
+ * charged; "0" with payments off), so a caller can see it before it pays and set
+ * `max_price_wei`. Left out when the settings or the published prices cannot be read: the
+ * metadata still answers.
+ */
+async function priceParameter(env: Env, name: string, version: string): Promise<{ price_wei?: string }> {
+  try {
+    const setting = paymentsSetting(env)
+    if (!setting.enabled) return { price_wei: '0' }
+    const quote = await quoteJob(env.DB, setting.config, name, version, async () => version)
+    return { price_wei: String(quote.totalWei) }
+  } catch (error) {
+    if (!(error instanceof DepinferError)) console.warn(`price of ${name} v${version} for its metadata: ${messageOf(error)}`)
+    return {}
+  }
 }
 
 /**

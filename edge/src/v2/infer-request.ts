@@ -52,6 +52,8 @@ export interface ParsedInferRequest {
   binaryOutputs: BinaryOutputs
   /** `parameters.timeout_ms`, when the caller set a tighter budget than the default. */
   timeoutMs: number | undefined
+  /** `parameters.max_price_wei`: the most the caller will pay for this job, in wei. */
+  maxPriceWei: bigint | undefined
 }
 
 /** `a.b[0].c` from a zod issue path. */
@@ -173,6 +175,7 @@ function parseBody(body: unknown, binary: Uint8Array | undefined): ParsedInferRe
   if (timeout !== undefined && !(Number.isSafeInteger(timeout) && (timeout as number) > 0)) {
     throw new InvalidRequestError('parameters.timeout_ms must be a positive integer', 'parameters.timeout_ms')
   }
+  const maxPriceWei = weiParameter(request.parameters?.max_price_wei, 'parameters.max_price_wei')
   // A flag of the wrong type ("true") would otherwise be read as absent: the client would get
   // JSON where it asked for binary, without a word.
   requireBoolean(request.parameters?.binary_data_output, 'parameters.binary_data_output')
@@ -195,7 +198,19 @@ function parseBody(body: unknown, binary: Uint8Array | undefined): ParsedInferRe
     outputs: outputs.map((o) => o.name),
     binaryOutputs: binaryOutputs(request.parameters?.binary_data_output === true, outputs),
     timeoutMs: timeout as number | undefined,
+    maxPriceWei,
   }
+}
+
+/**
+ * An amount of wei: a string of decimal digits (any size, as JSON numbers lose precision past
+ * 2^53 and wei amounts often exceed it), or a non-negative integer number up to 2^53.
+ */
+function weiParameter(value: unknown, field: string): bigint | undefined {
+  if (value === undefined) return undefined
+  if (typeof value === 'string' && /^\d{1,78}$/.test(value)) return BigInt(value)
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return BigInt(value)
+  throw new InvalidRequestError(`${field} must be an amount of wei: a string of decimal digits or a non-negative integer, got ${JSON.stringify(value)}`, field)
 }
 
 function requireBoolean(value: unknown, field: string): void {
