@@ -101,7 +101,7 @@ async function main(): Promise<void> {
     const { edge, apiKey } = network
     const running = network
     await superviseAgent({
-      start: () => running.startAgent({ deviceId: 'local-device-1', echo: true, models: [...Object.keys(BUNDLED_MODELS), 'published:*'].join(','), servePublished: true }),
+      start: () => running.startAgent({ deviceId: 'local-device-1', echo: true, models: [...Object.keys(BUNDLED_MODELS), 'published:*@all'].join(','), servePublished: true }),
       stopping: () => stopping,
       log: (message) => console.error(`depinfer: ${message}`),
     }).started

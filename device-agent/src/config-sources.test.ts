@@ -44,11 +44,17 @@ describe('model sources and the edge', () => {
     const config = loadConfig(writeConfig({ deviceId: 'd', edge: { url: 'https://file.example', apiKey: 'file-key', pollSec: 0 }, cacheDir: '~/models' }), {
       DEPINFER_EDGE_URL: 'http://127.0.0.1:8787',
       DEPINFER_API_KEY: 'env-key',
-      DEPINFER_MODELS: 'ppocr-det, published:*, published:resnet@2, published:yolo',
+      DEPINFER_MODELS: 'ppocr-det, published:*, published:resnet@2, published:yolo, published:vit@all',
       DEPINFER_MAX_MODEL_BYTES: '1000',
     })
     expect(config.edge).toEqual({ url: 'http://127.0.0.1:8787', apiKey: 'env-key', pollSec: 0 })
-    expect(config.models).toEqual([{ bundled: 'ppocr-det' }, { published: '*' }, { published: 'resnet', version: '2' }, { published: 'yolo' }])
+    expect(config.models).toEqual([
+      { bundled: 'ppocr-det' },
+      { published: '*' },
+      { published: 'resnet', version: '2' },
+      { published: 'yolo' },
+      { published: 'vit', versions: 'all' },
+    ])
     expect(config.cacheDir).toBe(join(homedir(), 'models'))
     expect(config.maxModelBytes).toBe(1000)
     expect(loadConfig(undefined, { DEPINFER_DEVICE_ID: 'd', DEPINFER_MODEL_CACHE: '/var/cache/depinfer' }).cacheDir).toBe('/var/cache/depinfer')
@@ -67,6 +73,8 @@ describe('model sources and the edge', () => {
     ['a URL source with a short sha256', { models: [{ url: 'https://x/m.onnx', name: 'm', sha256: 'abc' }] }, {}, /at models\.0\.sha256: must be 64 hex digits/],
     ['a URL source of another scheme', { models: [{ url: 'file:///m.onnx', name: 'm', sha256: SHA }] }, {}, /at models\.0\.url: must be an http/],
     ['a version with published "*"', { models: [{ published: '*', version: '2' }], edge: { url: 'https://e', apiKey: 'k' } }, {}, /at models\.0\.version: a version cannot be combined with published "\*"/],
+    ['a version with versions', { models: [{ published: 'a', version: '2', versions: 2 }], edge: { url: 'https://e', apiKey: 'k' } }, {}, /at models\.0\.versions: give either version \(that one\) or versions/],
+    ['versions that are no count', { models: [{ published: '*', versions: 0 }], edge: { url: 'https://e', apiKey: 'k' } }, {}, /at models\.0\.versions: must be a number of versions \(1 to 1000\) or "all"/],
     ['a published name that is not one', { models: [{ published: 'a b' }], edge: { url: 'https://e', apiKey: 'k' } }, {}, /at models\.0\.published: must be a model name or "\*"/],
     ['an empty DEPINFER_MODELS published entry', {}, { DEPINFER_MODELS: 'published:' }, /at models\.0\.published \(from DEPINFER_MODELS\)/],
     ['two sources of one name and version', { models: [{ name: 'm', path: 'a.onnx' }, { bundled: 'ppocr-cls' }, { name: 'm', path: 'b.onnx' }] }, {}, /at models\.2: model m v1 is models\.0 already/],

@@ -22,6 +22,9 @@ const Sha256Schema = z
  * MODEL_SOURCE_KINDS lists them in the union's order so a config error can name the fields of
  * the kind the user meant (see reportedIssue).
  */
+/** The message for a published source's `versions` that is neither a count nor "all". */
+const VERSIONS_COUNT = 'must be a number of versions (1 to 1000) or "all"'
+
 const ModelSourceSchema = z.union([
   z.object({ bundled: z.enum(Object.keys(BUNDLED_MODELS) as [BundledModelName, ...BundledModelName[]]) }),
   z.object({
@@ -32,15 +35,22 @@ const ModelSourceSchema = z.union([
   /**
    * A model published on the edge: one name (its newest version unless `version` is given), or
    * "*": every published model that fits this device (maxModelBytes and free disk space).
+   * `versions`: how many of the newest versions of each name to serve (default 1), or "all";
+   * callers pinned to an older version keep being served while the device serves it.
    */
   z
     .object({
       published: z.union([z.literal('*'), z.string().regex(ID_PATTERN, 'must be a model name or "*"')]),
       version: VersionSchema.optional(),
+      versions: z.union([z.literal('all', { error: VERSIONS_COUNT }), z.number({ error: VERSIONS_COUNT }).int(VERSIONS_COUNT).min(1, VERSIONS_COUNT).max(1000, VERSIONS_COUNT)]).optional(),
     })
     .refine((source) => source.published !== '*' || source.version === undefined, {
       message: 'a version cannot be combined with published "*"',
       path: ['version'],
+    })
+    .refine((source) => source.version === undefined || source.versions === undefined, {
+      message: 'give either version (that one) or versions (how many of the newest), not both',
+      path: ['versions'],
     }),
   /**
    * Any HTTP(S) URL. The sha256 is mandatory: it is the model's identity and the only thing
@@ -453,14 +463,16 @@ function unknownKeyError(unknown: UnknownKey, file: string): ConfigError {
 }
 
 /**
- * One DEPINFER_MODELS entry: a bundled model name, `published:<name>[@<version>]` or
- * `published:*`.
+ * One DEPINFER_MODELS entry: a bundled model name, `published:<name>[@<version>]`,
+ * `published:*`, or `published:<name or *>@all` (every version; published versions are numbers,
+ * so "all" names none).
  */
 function envModelSource(entry: string): Record<string, string> {
   const item = entry.trim()
   if (!item.startsWith('published:')) return { bundled: item }
   const [published = '', version] = item.slice('published:'.length).split('@')
-  return version === undefined ? { published } : { published, version }
+  if (version === undefined) return { published }
+  return version === 'all' ? { published, versions: 'all' } : { published, version }
 }
 
 /** Whether unparsed `models` (from the file or DEPINFER_MODELS) name a published model. */

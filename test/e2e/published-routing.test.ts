@@ -179,4 +179,33 @@ describe('routing by the registry and by deadlines', () => {
       }
     }
   })
+  it('serves callers pinned to an older version on devices that keep it (versions "all"), and names the served versions elsewhere', async () => {
+    const tiny = tinyClassifierModel().bytes
+    const publish = async (price: string) => {
+      const response = await api.post(`/api/models?${new URLSearchParams({ name: 'multi', price_wei: price, payout_address: PAYOUT })}`, tiny, {
+        'Content-Type': 'application/octet-stream',
+      })
+      expect(response.status, response.text).toBe(201)
+      return response.body.version as string
+    }
+    expect([await publish('0'), await publish('1')]).toEqual(['1', '2'])
+    const job = { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] }
+    const edgeEnv = (cache: string) => ({ DEPINFER_EDGE_URL: network.edge.url, DEPINFER_API_KEY: network.apiKey, DEPINFER_MODEL_CACHE: join(dir, cache) })
+
+    // A device serving the newest version only: a caller pinned to version 1 is told what is served.
+    const newest = network.startAgent({ deviceId: 'newest-only', models: 'published:multi', env: edgeEnv('cache-newest') })
+    await waitForModelReady(api, 'multi')
+    expect((await api.post('/v2/models/multi/versions/2/infer', job)).status).toBe(200)
+    const pinned = await api.post('/v2/models/multi/versions/1/infer', job)
+    expect(pinned.status, pinned.text).toBe(503)
+    expect(pinned.body.detail).toBe('no online device serves model multi version 1; devices serve version 2 of it')
+
+    // A device serving every version: version 1 is served again, version 2 by both.
+    const every = network.startAgent({ deviceId: 'every-version', models: 'published:multi@all', env: edgeEnv('cache-every') })
+    await waitFor('version 1 served', async () => ((await api.get('/v2/models/multi/versions/1/ready')).status === 200 ? true : undefined), 60_000)
+    const served = await api.post('/v2/models/multi/versions/1/infer', job)
+    expect(served.status, served.text).toBe(200)
+    expect(parameters(served)?.device_id).toBe('every-version')
+    await Promise.all([newest.stop(), every.stop()])
+  })
 })

@@ -49,6 +49,18 @@ describe('selecting published models', () => {
     expect(selectPublished([{ published: 'a', version: '2' }], listing, limits).selected.map((m) => m.version)).toEqual(['2'])
   })
 
+  it('takes the newest `versions` of a named model, or of every model for "*", or all of them', () => {
+    const names = (sources: Parameters<typeof selectPublished>[0]) => selectPublished(sources, listing, limits).selected.map((m) => `${m.name} v${m.version}`)
+    expect(names([{ published: 'a', versions: 2 }])).toEqual(['a v10', 'a v2'])
+    expect(names([{ published: 'a', versions: 'all' }])).toEqual(['a v10', 'a v2', 'a v1'])
+    expect(names([{ published: 'a', versions: 5 }])).toEqual(['a v10', 'a v2', 'a v1'])
+    expect(names([{ published: '*', versions: 'all' }]).sort()).toEqual(['a v1', 'a v10', 'a v2', 'c v1'])
+    // Space counts every version it takes: three of a at 10 bytes each, then no room for c.
+    const tight = selectPublished([{ published: '*', versions: 'all' }], listing, { ...limits, freeBytes: 55 })
+    expect(tight.selected.map((m) => `${m.name} v${m.version}`)).toEqual(['a v10', 'a v2', 'a v1'])
+    expect(tight.problems).toContainEqual({ model: 'c v1', reason: '50 bytes, more than the 25 left free in the cache', passedOver: true })
+  })
+
   it('does not hold a named model to maxModelBytes, and reports one that is not published', () => {
     const { selected, problems } = selectPublished([{ published: 'b' }, { published: 'zzz' }, { published: 'a', version: '7' }], listing, limits)
     expect(selected.map((m) => m.name)).toEqual(['b'])
@@ -240,6 +252,22 @@ describe('published models from the edge', () => {
     expect(models.map((m) => `${m.name} v${m.version} ${m.state}`)).toEqual(['other v1 ready', 'cls v2 ready', 'other v2 ready'])
     expect(retired).toEqual(['cls v1'])
     expect(logs).toContain('model cls v1: superseded by a newer version; serving it no more')
+    await Promise.all(models.map((m) => m.session?.release()))
+  })
+
+  it('keeps serving the older versions `versions` selects when a new one is published', async () => {
+    edge.models.push(published('cls', '1'))
+    const { models, retired, provisioner, start } = provisionerFor(configWith([{ published: '*', versions: 2 }]))
+    await start()
+    edge.models.push(published('cls', '2'))
+    await provisioner.refresh()
+    await provisioner.idle()
+    expect(models.map((m) => `${m.name} v${m.version} ${m.state}`)).toEqual(['cls v1 ready', 'cls v2 ready'])
+    edge.models.push(published('cls', '3'))
+    await provisioner.refresh()
+    await provisioner.idle()
+    expect(models.map((m) => `${m.name} v${m.version} ${m.state}`)).toEqual(['cls v2 ready', 'cls v3 ready'])
+    expect(retired).toEqual(['cls v1'])
     await Promise.all(models.map((m) => m.session?.release()))
   })
 

@@ -142,14 +142,14 @@ export function fileToRun(edge: EdgeSettings, model: PublishedModel, precision: 
   return { variant: 'fp32', sha256: model.sha256, size: model.size, url: publishedFileUrl(edge, model) }
 }
 
-/** The newest version of each model name. */
-function newestVersions(models: readonly PublishedModel[]): PublishedModel[] {
-  const newest = new Map<string, PublishedModel>()
-  for (const model of models) {
-    const known = newest.get(model.name)
-    if (!known || compareVersions(model.version, known.version) > 0) newest.set(model.name, model)
-  }
-  return [...newest.values()]
+/** The newest `count` versions of each model name (every one for "all"), newest first per name. */
+function newestVersions(models: readonly PublishedModel[], count: number | 'all' = 1): PublishedModel[] {
+  const byName = new Map<string, PublishedModel[]>()
+  for (const model of models) byName.set(model.name, [...(byName.get(model.name) ?? []), model])
+  return [...byName.values()].flatMap((versions) => {
+    const newestFirst = versions.sort((a, b) => compareVersions(b.version, a.version))
+    return count === 'all' ? newestFirst : newestFirst.slice(0, count)
+  })
 }
 
 export interface FitLimits {
@@ -171,8 +171,8 @@ export interface Selection {
 }
 
 /**
- * The published models `sources` select: a named one at its given or newest version; for "*"
- * the newest version of every model that fits this device (the file it would run, `fileOf`:
+ * The published models `sources` select: a named one at its given version, or its newest (the
+ * newest `versions` of it); for "*" the newest version (versions) of every model that fits this device (the file it would run, `fileOf`:
  * ≤ maxModelBytes, and room for it in the cache after the models picked before it). A named
  * model is not held to maxModelBytes: the operator chose it.
  */
@@ -194,16 +194,17 @@ export function selectPublished(
   }
   for (const source of sources.filter((s) => s.published !== '*')) {
     const versions = listing.filter((model) => model.name === source.published)
-    const model = source.version === undefined ? newestVersions(versions)[0] : versions.find((m) => m.version === source.version)
-    if (model) take(model)
+    const models = source.version === undefined ? newestVersions(versions, source.versions) : versions.filter((m) => m.version === source.version)
+    if (models.length > 0) models.forEach(take)
     else {
       const wanted = `${source.published}${source.version === undefined ? '' : ` v${source.version}`}`
       problems.push({ model: wanted, reason: 'not published on the edge' })
     }
   }
-  if (sources.some((s) => s.published === '*')) {
+  const everything = sources.find((s) => s.published === '*')
+  if (everything) {
     // Smallest first: within the free space, as many models as possible.
-    for (const model of newestVersions(listing).sort((a, b) => fileOf(a).size - fileOf(b).size)) {
+    for (const model of newestVersions(listing, everything.versions).sort((a, b) => fileOf(a).size - fileOf(b).size)) {
       if (has(model)) continue
       const label = `${model.name} v${model.version}`
       const file = fileOf(model)

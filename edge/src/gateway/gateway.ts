@@ -314,9 +314,13 @@ export class Gateway extends DurableObject<Env> {
       }
       const wanted = version ?? versions.at(-1)!
       const other = entriesOf(catalog, name, wanted)[0]
+      // A caller pinned to a version no device serves any more (providers serving "the newest"
+      // moved on) learns which versions it can have instead of retrying in vain.
+      const servedVersions = [...new Set(versionsOf(catalog, name).map((m) => m.descriptor.version))].filter((v) => v !== wanted && versions.includes(v))
       throw new NoCapacityError(
         `no online device serves model ${name} version ${wanted}` +
-          (other ? ` (devices serve sha256 ${other.descriptor.sha256} under that version, not its published file)` : ''),
+          (other ? ` (devices serve sha256 ${other.descriptor.sha256} under that version, not its published file)` : '') +
+          (servedVersions.length > 0 ? `; devices serve version${servedVersions.length > 1 ? 's' : ''} ${servedVersions.join(', ')} of it` : ''),
       )
     }
     const known = versionsOf(catalog, name)
