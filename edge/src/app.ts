@@ -56,12 +56,15 @@ const methodNotAllowed: MiddlewareHandler = async (c, next) => {
 
 /**
  * The headers RFC 9110 asks of some problems, set on the problem response once onError has
- * written it: Allow on a 405, Accept-Encoding on a 415 for a content coding.
+ * written it: Allow on a 405, Accept-Encoding on a 415 for a content coding. And X-Request-Id,
+ * which onError's fresh response would lack: a failed request is the one a caller traces.
  */
 const problemHeaders: MiddlewareHandler = async (c, next) => {
   await next()
   if (c.error instanceof MethodNotAllowedError) c.res.headers.set('Allow', c.error.allow.join(', '))
   if (c.error instanceof UnsupportedContentEncodingError) c.res.headers.set('Accept-Encoding', c.error.acceptEncoding)
+  const id = c.get('requestId') as string | undefined
+  if (id !== undefined && !c.res.headers.has('X-Request-Id')) c.res.headers.set('X-Request-Id', id)
 }
 
 /**

@@ -208,4 +208,22 @@ describe('routing by the registry and by deadlines', () => {
     expect(parameters(served)?.device_id).toBe('every-version')
     await Promise.all([newest.stop(), every.stop()])
   })
+  // Here, with CORS off (wrangler.toml's default): the CORS middleware used to be what kept the
+  // header on problem responses.
+  it('echoes X-Request-Id on every answer, problems included, and makes one up when none is sent', async () => {
+    const traced = { 'X-Request-Id': 'trace-7f3a' }
+    for (const [path, body] of [
+      ['/v2/models/pub-cls/versions/99/infer', exampleInferRequest(6)],
+      ['/v2/models/rogue-own/infer', { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] }],
+      ['/v2/models/rogue-own/infer', '{"inputs": ['],
+      ['/v2/models/no-such-model/infer', {}],
+      ['/v2/no-such-route', {}],
+    ] as const) {
+      const response = await api.post(path, body, traced)
+      expect(response.headers.get('x-request-id'), `${path} ${response.status}`).toBe('trace-7f3a')
+    }
+    const unauthorized = await fetch(`${network.edge.url}/v2/models/rogue-own`, { headers: traced })
+    expect([unauthorized.status, unauthorized.headers.get('x-request-id')]).toEqual([401, 'trace-7f3a'])
+    expect((await api.post('/v2/models/rogue-own/infer', '{')).headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/)
+  })
 })
