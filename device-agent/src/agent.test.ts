@@ -35,13 +35,14 @@ import {
   type JobHeader,
   type RawTensor,
 } from '@depinfer/shared'
+import { spawnAgent } from '../../scripts/local/agent-process.js'
 import { startLocalBroker, type LocalBroker } from '../../scripts/local/broker.js'
 import { waitFor } from '../../scripts/local/wait-for.js'
 import { startAgent, type RunningAgent } from './agent.js'
 import { AgentConfigSchema } from './config.js'
 import { initDeviceKey } from './keys/device-key.js'
 import { bundledModelPath } from './models/bundled.js'
-import { buildModel, rawData, slowModel } from '../../test/helpers/onnx-model.js'
+import { buildModel, rawData, slowModel, slowModelInputs } from '../../test/helpers/onnx-model.js'
 import { temporaryDirectory } from '../../test/helpers/temporary-directory.js'
 
 const DEVICE = 'agent-under-test'
@@ -474,7 +475,66 @@ describe('stopping with jobs in hand', () => {
   })
 })
 
+/** Iterations of slowModel() for a run of about `ms` here, measured on onnxruntime directly (warmed up). */
+async function slowRunOf(modelPath: string, ms: number) {
+  const direct = await ort.InferenceSession.create(modelPath)
+  const x = new ort.Tensor('float32', Float32Array.from({ length: 2 * 64 }, (_, i) => Math.sin(i)), [2, 64])
+  const timedRun = () => direct.run({ x, iterations: new ort.Tensor('int64', BigInt64Array.of(20_000n), []) })
+  await timedRun()
+  const timed = performance.now()
+  await timedRun()
+  const iterations = BigInt(Math.ceil((ms / Math.max(1, performance.now() - timed)) * 20_000))
+  return { direct, x, iterations }
+}
+
 describe('long runs', () => {
+  it('ends at a second SIGINT as soon as the run holding its thread returns, without answering the jobs still queued', async () => {
+    const broker = await startLocalBroker()
+    const gateway = await mqtt.connectAsync(broker.tcpUrl, { clientId: gatewayClientId('second-signal-test') })
+    const device = 'second-signal-device'
+    const deviceResults = gatewayResultsTopic('test', device)
+    const dir = temporaryDirectory('second-signal-')
+    const modelPath = join(dir, 'slow.onnx')
+    writeFileSync(modelPath, slowModel())
+    const answered: string[] = []
+    let status: DeviceStatus | undefined
+    gateway.on('message', (topic, payload) => {
+      if (topic === deviceResults) for (const frame of decodeFrames(payload)) answered.push(String(frame.header.jobId))
+      else status = DeviceStatusSchema.parse(JSON.parse(payload.toString()))
+    })
+    await gateway.subscribeAsync([deviceResults, deviceStatusTopic(device)], { qos: 1 })
+    // On the agent's own thread, one job per run: the queued jobs wait for the one running.
+    const configPath = join(dir, 'agent.json')
+    writeFileSync(
+      configPath,
+      JSON.stringify({ models: [{ name: 'slow', version: '1', path: modelPath }], batching: { maxBatch: 1 }, ort: { runIn: 'agent-thread' } }),
+    )
+    const agent = spawnAgent({ deviceId: device, brokerUrl: broker.tcpUrl, configPath, keyPath: join(dir, 'device.key') })
+    try {
+      await waitFor('the model ready', async () => (status?.models[0]?.state === 'ready' ? true : undefined), 30_000)
+      const { direct, iterations } = await slowRunOf(modelPath, 1_500)
+      await direct.release()
+      const model = { name: 'slow', version: '1', sha256: sha256Hex(readFileSync(modelPath)) }
+      const inputs = slowModelInputs(Number(iterations))
+      for (const name of ['first', 'second', 'third']) {
+        gateway.publish(deviceJobsTopic(device), jobFrame(name, inputs, { replyTo: deviceResults, model, deadlineMs: 30_000 }), { qos: 1 })
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500)) // the first run under way
+      const exited = new Promise<number | null>((resolve) => agent.child.once('exit', (code) => resolve(code)))
+      agent.child.kill('SIGINT')
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      agent.child.kill('SIGINT')
+      expect(await exited, agent.output()).toBe(130)
+      // A single SIGINT drains: all three would be answered (the drain test above).
+      expect(answered.length, agent.output()).toBeLessThan(3)
+      expect(agent.output()).toMatch(/SIGINT again: exiting without answering the jobs still held/)
+    } finally {
+      await agent.kill()
+      await gateway.endAsync()
+      await broker.close()
+    }
+  })
+
   it('goes on heartbeating through a long job once the model has moved to a worker thread (ort.runIn "auto")', async () => {
     const broker = await startLocalBroker()
     const gateway = await mqtt.connectAsync(broker.tcpUrl, { clientId: gatewayClientId('long-run-test') })
@@ -505,14 +565,7 @@ describe('long runs', () => {
       expect(status!.models[0]!.thread).toBe('agent-thread')
       expect(status!.runtime?.runIn).toBe('auto')
 
-      // Iterations for a run of about 2 s here, measured on onnxruntime directly (warmed up).
-      const direct = await ort.InferenceSession.create(modelPath)
-      const x = new ort.Tensor('float32', Float32Array.from({ length: 2 * 64 }, (_, i) => Math.sin(i)), [2, 64])
-      const timedRun = () => direct.run({ x, iterations: new ort.Tensor('int64', BigInt64Array.of(20_000n), []) })
-      await timedRun()
-      const timed = performance.now()
-      await timedRun()
-      const iterations = BigInt(Math.ceil((2_000 / Math.max(1, performance.now() - timed)) * 20_000))
+      const { direct, x, iterations } = await slowRunOf(modelPath, 2_000)
       const expected = await direct.run({ x, iterations: new ort.Tensor('int64', BigInt64Array.of(iterations), []) })
       await direct.release()
 

@@ -62,8 +62,20 @@ async function main(argv: string[]): Promise<number> {
     tuneGarbageCollection()
     const agent = await startAgent(config, log, { progress: progressFor(log) })
     await new Promise<void>((resolve) => {
-      process.once('SIGINT', resolve)
-      process.once('SIGTERM', resolve)
+      let stopping = false
+      // Kept for the whole stop, not `once`: a signal that arrives while a run holds this thread
+      // is handled when the run returns, after the first one, and with no listener left Node
+      // would drop it and go on draining. A second signal ends the process there and then.
+      const onSignal = (signal: NodeJS.Signals) => {
+        if (stopping) {
+          log(`${signal} again: exiting without answering the jobs still held`)
+          process.exit(128 + (signal === 'SIGINT' ? 2 : 15))
+        }
+        stopping = true
+        resolve()
+      }
+      process.on('SIGINT', onSignal)
+      process.on('SIGTERM', onSignal)
     })
     log('stopping')
     await agent.stop()
