@@ -295,7 +295,7 @@ describe('two agents started with the same device id', () => {
       broker: { url: broker.tcpUrl },
       // A model that fails at once: this is about the connection, not serving.
       models: [{ name: 'none', version: '1', path: '/nonexistent/model.onnx' }],
-      heartbeatSec: 60,
+      heartbeatSec: 5,
       reconnect: { minMs: 50, maxMs: 400 },
       keyPath: twinKey,
     })

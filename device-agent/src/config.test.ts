@@ -110,8 +110,11 @@ describe('agent config', () => {
   })
 
   it('refuses timings that would misbehave, and expands ~ in keyPath', () => {
-    // Past ~24 days Node's timers overflow into a 1 ms interval: a heartbeat storm.
-    expect(() => loadConfig(writeConfig({ deviceId: 'd', heartbeatSec: 3_000_000 }), {})).toThrow(/at heartbeatSec: /)
+    // Gateways count a device gone after 15 s of silence: a slower heartbeat made it flap.
+    expect(() => loadConfig(writeConfig({ deviceId: 'd', heartbeatSec: 30 }), {})).toThrow(
+      /at heartbeatSec: must be at most 5: gateways count a device gone after 15 s without a heartbeat/,
+    )
+    expect(loadConfig(writeConfig({ deviceId: 'd', heartbeatSec: 5 }), {}).heartbeatSec).toBe(5)
     expect(() => loadConfig(writeConfig({ deviceId: 'd', reconnect: { minMs: 20_000, maxMs: 1_000 } }), {})).toThrow(/at reconnect\.minMs: minMs must not be above maxMs/)
     expect(loadConfig(writeConfig({ deviceId: 'd', keyPath: '~/keys/device.key' }), {}).keyPath).toBe(join(homedir(), 'keys', 'device.key'))
   })

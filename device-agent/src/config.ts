@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { homedir, hostname } from 'node:os'
 import { dirname, isAbsolute, join, resolve } from 'node:path'
-import { ID_PATTERN, VersionSchema, messageOf } from '@depinfer/shared'
+import { DEVICE_STALE_AFTER_MS, ID_PATTERN, VersionSchema, messageOf } from '@depinfer/shared'
 import type { InferenceSession } from 'onnxruntime-node'
 import { z } from 'zod'
 import { BUNDLED_MODELS, BUNDLED_MODEL_VERSION, type BundledModelName } from './models/bundled.js'
@@ -22,6 +22,8 @@ const Sha256Schema = z
  * MODEL_SOURCE_KINDS lists them in the union's order so a config error can name the fields of
  * the kind the user meant (see reportedIssue).
  */
+const MAX_HEARTBEAT_SEC = DEVICE_STALE_AFTER_MS / 3 / 1000
+
 /** The message for a published source's `versions` that is neither a count nor "all". */
 const VERSIONS_COUNT = 'must be a number of versions (1 to 1000) or "all"'
 
@@ -196,10 +198,15 @@ export const AgentConfigSchema = z.object({
   /** The device's secp256k1 signing key, created by `depinfer-agent init` (mode 0600); `~/` is the home directory. */
   keyPath: z.string().min(1).transform(expandHome),
   /**
-   * Interval between heartbeats, in seconds. At most an hour: the edge needs them to see load,
-   * and past ~24 days Node's timer overflows into a 1 ms interval.
+   * Interval between heartbeats, in seconds. At most a third of the time after which gateways
+   * count a silent device as gone (DEVICE_STALE_AFTER_MS, 15 s): a longer one made the device
+   * flap between online and gone, without a word in its log.
    */
-  heartbeatSec: z.number().positive().max(3600).default(2),
+  heartbeatSec: z
+    .number()
+    .positive()
+    .max(MAX_HEARTBEAT_SEC, `must be at most ${MAX_HEARTBEAT_SEC}: gateways count a device gone after ${DEVICE_STALE_AFTER_MS / 1000} s without a heartbeat`)
+    .default(2),
   /**
    * How often the retained status is published again, unchanged, in seconds. A broker can lose
    * it (one without persistence restarted; a gateway clearing the status of a device it took for

@@ -12,6 +12,7 @@ export {
   JobHeaderSchema,
   JobTimingsSchema,
   MODEL_VARIANTS,
+  DEVICE_STALE_AFTER_MS,
   MODEL_ERROR_MAX_CHARS,
   ModelDescriptorSchema,
   PROTOCOL_VERSION,

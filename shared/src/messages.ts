@@ -154,6 +154,12 @@ export const DeviceStatusSchema = z.object({
 })
 export type DeviceStatus = z.infer<typeof DeviceStatusSchema>
 
+/**
+ * A gateway treats a device as gone when neither its status nor a heartbeat arrived for this
+ * long: devices must heartbeat well within it (the agent at most every third of it).
+ */
+export const DEVICE_STALE_AFTER_MS = 15_000
+
 /** Published every few seconds on `devices/{id}/heartbeat`. */
 export const HeartbeatSchema = z.object({
   inflight: count,

@@ -3,10 +3,10 @@
  * last-will `online:false`), heartbeats with load, and the gateway's own measurements (jobs it has
  * in flight there, round-trip EWMA, consecutive failures).
  */
-import type { DeviceStatus, Heartbeat } from '@depinfer/shared'
+import { DEVICE_STALE_AFTER_MS, type DeviceStatus, type Heartbeat } from '@depinfer/shared'
 
-/** A device is treated as gone when neither status nor heartbeat arrived for this long. */
-export const STALE_AFTER_MS = 15_000
+/** A device is treated as gone when neither status nor heartbeat arrived for this long (the protocol's). */
+export const STALE_AFTER_MS = DEVICE_STALE_AFTER_MS
 /** Consecutive failures (timeouts, bad results) after which a device is suspect. */
 export const SUSPECT_AFTER_FAILURES = 3
 /** How long a suspect device is left out of scheduling. */
