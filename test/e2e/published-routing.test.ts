@@ -104,6 +104,9 @@ describe('routing by the registry and by deadlines', () => {
     for (let i = 0; i < 4; i++) {
       const response = await api.post('/v2/models/pub-cls/infer', { ...exampleInferRequest(10 + i), parameters: { timeout_ms: 1 } })
       expect(response.status).toBe(504)
+      // Asking again the same way would time out again: no Retry-After, and what to change.
+      expect(response.headers.get('retry-after'), response.text).toBeNull()
+      expect(response.body.detail).toMatch(/the deadline was parameters\.timeout_ms, 1 ms; up to 30000 ms may be asked for/)
     }
     // Three timeouts in a row would make a device suspect (out of service for a minute).
     const after = await api.post('/v2/models/pub-cls/infer', exampleInferRequest(20))
