@@ -23,6 +23,7 @@ import { initDeviceKey } from '../../device-agent/src/keys/device-key.js'
 import { bundledModelPath } from '../../device-agent/src/models/bundled.js'
 import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/network.js'
 import { waitFor } from '../../scripts/local/wait-for.js'
+import { exampleInferRequest } from '../../scripts/local/example-input.js'
 import { apiClient, waitForModelReady, type ApiClient } from './support.js'
 import { runNode, type NodeRun as Run } from '../helpers/run-node.js'
 
@@ -266,8 +267,13 @@ describe('depinfer provider / payouts / escrow on the local chain', () => {
     // The edge's account view says when, in Unix ms like every time in its API: a day after the request's block.
     const [requestHash] = txHashes(requested)
     const requestBlock = await chain.getBlock({ blockNumber: (await chain.getTransactionReceipt({ hash: requestHash! })).blockNumber })
-    const view = await apiClient(network.edge.url, await network.edge.createApiKey('cli-chain-withdrawer', undefined, payer)).get('/api/account')
+    const withdrawer = apiClient(network.edge.url, await network.edge.createApiKey('cli-chain-withdrawer', undefined, payer))
+    const view = await withdrawer.get('/api/account')
     expect(view.body.withdrawal).toEqual({ amountWei: String(remaining), availableAt: Number(requestBlock.timestamp + 24n * 3600n) * 1000 })
+    // Its jobs are refused, saying why: the balance is there, the pending withdrawal holds it.
+    const refused = await withdrawer.post('/v2/models/ppocr-cls/infer', exampleInferRequest(3))
+    expect(refused.status, refused.text).toBe(402)
+    expect(refused.body.detail).toContain(`A withdrawal of ${remaining} wei is pending and not available to jobs: cancel it (depinfer escrow cancel-withdrawal`)
     expectOneLineError(await runCli(['escrow', 'withdraw'], env), 1, /^the withdrawal of .* ETH is not available yet: run this again from /)
 
     // A day later by the chain's clock (what the Escrow compares with), in a new block.

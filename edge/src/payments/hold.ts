@@ -7,7 +7,7 @@
 import type { Hex } from '@depinfer/shared'
 import type { Env } from '../env.js'
 import { PaymentRequiredError, PriceAboveLimitError } from '../errors/payment.js'
-import { availableBalance } from './balances.js'
+import { availableBalance, escrowAccount } from './balances.js'
 import { paymentsSetting, type PaymentsConfig } from './config.js'
 import { quoteJob, type JobQuote } from './pricing.js'
 import { payerHolds, release, reserve } from './reservations.js'
@@ -112,10 +112,17 @@ async function insufficientFunds(
   available: bigint,
 ): Promise<PaymentRequiredError> {
   const holds = await payerHolds(db, payer)
+  // A pending withdrawal takes its amount out of what jobs may spend: say so, or a payer who
+  // sees its balance on-chain is told to deposit what it already has. (One more read, on this
+  // path only; without it the refusal stands, just less precise.)
+  const withdrawal = await escrowAccount(config, payer).then((account) => account.withdrawal, () => null)
+  const withdrawing = withdrawal
+    ? ` A withdrawal of ${withdrawal.amount} wei is pending and not available to jobs: cancel it (depinfer escrow cancel-withdrawal, Escrow.cancelWithdrawal) or deposit more (Escrow.deposit), and retry`
+    : ': deposit more (Escrow.deposit) and retry'
   return new PaymentRequiredError(
     `${label} costs ${quote.totalWei} wei; payer ${payer} has ${available} wei available in the Escrow at ${config.escrow}, ` +
       `of which ${holds.reserved.wei} wei is held by ${holds.reserved.jobs} job(s) in flight and ${holds.chargedUnsettled.wei} wei by ` +
-      `${holds.chargedUnsettled.jobs} completed job(s) not settled yet: deposit more (Escrow.deposit) and retry`,
+      `${holds.chargedUnsettled.jobs} completed job(s) not settled yet${withdrawal ? '.' : ''}${withdrawing}`,
     'payer',
   )
 }
