@@ -24,6 +24,14 @@ describe('parseInferRequest', () => {
     expect(withNulls).toMatchObject({ id: undefined, outputs: ['y'] })
     expect(withNulls.binaryOutputs('y')).toBe(false)
     expect(parseInferRequest({ inputs: [f32('a')], outputs: null }).outputs).toEqual([])
+    // A parameter set to null is one left out too: no binary size, flag or limit.
+    const nullParameters = parseInferRequest({
+      parameters: { timeout_ms: null, binary_data_output: null, max_price_wei: null },
+      inputs: [{ ...f32('a'), parameters: { binary_data_size: null } }],
+      outputs: [{ name: 'y', parameters: { binary_data: null } }],
+    })
+    expect(nullParameters).toMatchObject({ timeoutMs: undefined, maxPriceWei: undefined, inputs: [{ name: 'a', shape: [2] }] })
+    expect(nullParameters.binaryOutputs('y')).toBe(false)
     // Not where a value is required.
     rejects({ inputs: [{ ...f32('a'), shape: null }] }, 'inputs[0].shape')
     rejects({ inputs: null }, 'inputs')

@@ -25,7 +25,8 @@ import { parseKeepingLargeIntegers } from './exact-json.js'
  * and KServe's pydantic types) send their unset optional fields as `null`.
  */
 const optional = <T extends z.ZodType>(schema: T) => schema.nullish().transform((value) => value ?? undefined)
-const Parameters = z.record(z.string(), z.unknown())
+/** Parameters, with a `null` one left out as absent (as an optional field's is, above). */
+const Parameters = z.record(z.string(), z.unknown()).transform((parameters) => Object.fromEntries(Object.entries(parameters).filter(([, value]) => value !== null)))
 
 const InferRequestSchema = z.object({
   id: optional(z.string()),
