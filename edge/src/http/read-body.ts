@@ -34,10 +34,12 @@ export class UnsupportedContentEncodingError extends DepinferError {
  * closed, or a chunked upload cut off. The client's to resend; nothing was done with it.
  */
 export class IncompleteBodyError extends DepinferError {
-  constructor(received: number, declared: number, cause: unknown) {
-    const of = Number.isFinite(declared) ? ` of the ${declared} its Content-Length declares` : ''
+  /** `received` undefined: how much arrived is not known (a one-piece read that failed). */
+  constructor(received: number | undefined, declared: number, cause: unknown) {
+    const of = Number.isFinite(declared) ? ` the ${declared} bytes its Content-Length declares` : ' its end'
+    const ended = received === undefined ? `ended before${of}` : `ended after ${received} bytes${Number.isFinite(declared) ? ` of${of}` : ''}`
     super(400, 'incomplete-body', 'Incomplete request body',
-      `the request body ended after ${received} bytes${of}: the upload was cut off (${(cause as Error)?.message ?? String(cause)}); send it again`,
+      `the request body ${ended}: the upload was cut off (${(cause as Error)?.message ?? String(cause)}); send it again`,
       { field: 'body', cause })
   }
 }
@@ -95,7 +97,7 @@ async function readRaw(request: Request, limit: number, maxBytes: number): Promi
       return new Uint8Array(await request.arrayBuffer())
     } catch (error) {
       // What arrived is gone with the failed read: its size is not known.
-      throw new IncompleteBodyError(0, declared, error)
+      throw new IncompleteBodyError(undefined, declared, error)
     }
   }
   const reader = request.body?.getReader()
