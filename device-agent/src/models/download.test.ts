@@ -2,6 +2,8 @@
  * The downloader against a real HTTP server (models/testing/fake-edge.ts) serving the bundled
  * PaddleOCR classifier, with the edge's ranges, ETags and errors, and injected faults.
  */
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
@@ -203,6 +205,22 @@ describe('model download', () => {
     expect(missing).toMatchObject({ status: 404, message: 'cls v1: HTTP 404 Not Found: model nope v1 is not published (is it published on the edge?)' })
     expect(edge.requests.map(({ status }) => status)).toEqual([401, 404]) // not retried
     expect(cacheFiles()).toEqual([])
+  })
+
+  it("reports another server's HTML error page as one line of its text, and a 404 from no edge as a wrong edge.url", async () => {
+    fresh()
+    const page = '<!DOCTYPE HTML>\n<html lang="en">\n  <head><title>Error response</title><style>p { color: red }</style></head>\n  <body>\n    <h1>Error response</h1>\n    <p>Error code: 404</p>\n  </body>\n</html>\n'
+    const server = createServer((_request, response) => response.writeHead(404, { 'Content-Type': 'text/html' }).end(page))
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/models/m.onnx`
+    try {
+      const elsewhere = await fetchModelFile(request({ url, headers: {}, fromEdge: false, size: undefined }), settings()).catch((e: unknown) => e)
+      expect(elsewhere).toMatchObject({ status: 404, message: 'cls v1: HTTP 404 Not Found: Error response Error response Error code: 404' })
+      const notAnEdge = await fetchModelFile(request({ url }), settings()).catch((e: unknown) => e)
+      expect((notAnEdge as Error).message).toMatch(/HTTP 404 Not Found: .* \(is edge\.url the address of a depinfer edge\? nothing there answers as one\)$/)
+    } finally {
+      server.close()
+    }
   })
 
   it('refuses a file whose ETag names another sha256 before writing it, and one of another size', async () => {

@@ -92,7 +92,8 @@ async function responseProblem(response: Response): Promise<string> {
       // not JSON after all: fall through to the raw text
     }
   }
-  return text.slice(0, 200).trim()
+  // One line of text: an HTML error page (a web server's, a proxy's) without its markup.
+  return text.replace(/<(script|style)[^>]*>[^]*?<\/\1>/gi, ' ').replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim().slice(0, 200).trim()
 }
 
 /**
@@ -106,7 +107,10 @@ export async function httpStatusError(response: Response, what: string, fromEdge
     : response.status === 401 || response.status === 403
       ? ' (check edge.apiKey / DEPINFER_API_KEY)'
       : response.status === 404
-        ? ' (is it published on the edge?)'
+        ? // The edge answers every 404 as problem+json: anything else is not the edge's API.
+          /problem\+json/i.test(response.headers.get('content-type') ?? '')
+          ? ' (is it published on the edge?)'
+          : ' (is edge.url the address of a depinfer edge? nothing there answers as one)'
         : ''
   return new HttpStatusError(
     response.status,
