@@ -32,7 +32,7 @@ import {
 } from '@depinfer/shared'
 import type { MqttClient } from 'mqtt'
 import { connectBroker } from './broker/connect.js'
-import { checkBrokerTls } from './broker/tls.js'
+import { brokerWarnings } from './broker/warnings.js'
 import { FrameOutbox } from './broker/frame-outbox.js'
 import type { AgentConfig } from './config.js'
 import { deviceStatus, identityOf } from './device-status.js'
@@ -100,7 +100,7 @@ interface ServedModel {
 export async function startAgent(config: AgentConfig, log: (message: string) => void, options: AgentOptions = {}): Promise<RunningAgent> {
   const { deviceId } = config
   const key = await loadDeviceKey(config.keyPath)
-  if (config.broker.tls) for (const warning of checkBrokerTls(config.broker.tls, deviceId)) log(`WARNING: ${warning}`)
+  for (const warning of brokerWarnings(config.broker, deviceId)) log(`WARNING: ${warning}`)
   prepareSigning()
   const signer = new AttestationSigner(key.privateKey)
   const runtime = new OrtRuntime(config.ort, log, { sessionsChanged: () => publishStatus() })

@@ -62,6 +62,24 @@ describe('depinfer-agent', () => {
     expect(wrong.stderr).toMatch(/^invalid agent config at logTimestamps \(from DEPINFER_LOG_TIMESTAMPS\): must be "auto", "on", "off"/)
   })
 
+  it('init says a keyPath that is a directory is one, rather than a key to remove', async () => {
+    const dir = temporaryDirectory('agent-cli-')
+    const init = await runNode(AGENT_BIN, ['init'], { DEPINFER_DEVICE_ID: 'd', DEPINFER_KEY_PATH: dir }, { withoutDepinferEnv: true })
+    expect(init.code).toBe(1)
+    expect(init.stderr.trim()).toBe(`keyPath ${dir} is a directory: name the key file itself, e.g. ${join(dir, 'device.key')}`)
+  })
+
+  it('warns when broker.username is not the deviceId (a per-device ACL would drop everything it publishes)', async () => {
+    const dir = temporaryDirectory('agent-cli-')
+    const status = async (username: string) => {
+      const config = join(dir, `${username}.json`)
+      writeFileSync(config, JSON.stringify({ deviceId: 'pi-garage', keyPath: join(dir, 'no.key'), broker: { username, password: 'x' }, models: [{ bundled: 'ppocr-cls' }] }))
+      return (await run(['status', '--config', config])).stderr
+    }
+    expect(await status('pi-kitchen')).toMatch(/WARNING: broker\.username "pi-kitchen" is not the deviceId "pi-garage": a broker that grants each device its own topics by its login/)
+    expect(await status('pi-garage')).not.toMatch(/WARNING/)
+  })
+
   it('status passes a device whose "*" leaves out what does not fit, and fails one missing a model it names', async () => {
     const edge = await FakeEdge.start('provider-key', [
       { name: 'big', version: '1', bytes: Buffer.from('never downloaded'), listedSize: 10 ** 12, inputs: [{ name: 'x', datatype: 'FP32', shape: [-1] }], outputs: [{ name: 'y', datatype: 'FP32', shape: [-1] }] },

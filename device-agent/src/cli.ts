@@ -8,7 +8,7 @@
 import { parseArgs } from 'node:util'
 import { ConfigError, loadConfig } from './config.js'
 import { startAgent } from './agent.js'
-import { checkBrokerTls } from './broker/tls.js'
+import { brokerWarnings } from './broker/warnings.js'
 import { deviceStatus, identityOf } from './device-status.js'
 import { DeviceKeyError, initDeviceKey, loadDeviceKey } from './keys/device-key.js'
 import { logLine } from './log-line.js'
@@ -87,7 +87,7 @@ async function main(argv: string[]): Promise<number> {
     // progress) goes to stderr, so stdout stays one JSON document.
     const errorLog = (message: string) => console.error(line(message))
     // Checked here too (a bad file throws ConfigError: exit 1), so a health check catches it before `start`.
-    if (config.broker.tls) for (const warning of checkBrokerTls(config.broker.tls, config.deviceId)) errorLog(`WARNING: ${warning}`)
+    for (const warning of brokerWarnings(config.broker, config.deviceId)) errorLog(`WARNING: ${warning}`)
     const runtime = new OrtRuntime(config.ort, errorLog)
     const settings = { runtime, maxBatch: config.batching.maxBatch, log: errorLog }
     const models = modelsFromConfig(config)

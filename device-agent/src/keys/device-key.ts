@@ -4,9 +4,9 @@
  * device advertises and what every attestation it signs recovers to.
  */
 import { randomBytes } from 'node:crypto'
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, statSync, writeFileSync } from 'node:fs'
 import { readFile, stat } from 'node:fs/promises'
-import { dirname } from 'node:path'
+import { dirname, join } from 'node:path'
 import { addressOf, publicKeyOf, type Hex, messageOf } from '@depinfer/shared'
 
 /** Order of the secp256k1 group (SEC 2 §2.4.1): a private key is an integer in [1, n − 1]. */
@@ -45,6 +45,7 @@ export function initDeviceKey(path: string): DeviceKey {
     writeFileSync(path, `${Buffer.from(privateKey).toString('hex')}\n`, { flag: 'wx', mode: 0o600 })
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
+      if (statSync(path).isDirectory()) throw new DeviceKeyError(`keyPath ${path} is a directory: name the key file itself, e.g. ${join(path, 'device.key')}`)
       throw new DeviceKeyError(`a device key already exists at ${path}; remove it first to create a new identity`)
     }
     throw error
