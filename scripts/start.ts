@@ -12,6 +12,7 @@
  * DEPINFER_MQTT_WS_PORT (9001), DEPINFER_API_KEY (else one is generated).
  */
 import { mkdir, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { formatEther, parseEther } from 'viem'
 import { privateKeyToAccount } from 'viem/accounts'
@@ -51,10 +52,33 @@ function checkSpotCheckRate(): void {
   }
 }
 
+/**
+ * Each port free on 127.0.0.1, or one line naming the variable that moves it: a taken edge port
+ * otherwise surfaced ~15 s in (after the broker and the chain), as a workerd stack trace.
+ */
+async function checkPortsFree(ports: [variable: string, port: number][]): Promise<void> {
+  for (const [variable, port] of ports) {
+    const problem = await new Promise<string | undefined>((resolve) => {
+      const probe = createServer()
+      probe.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'EADDRINUSE' ? 'is in use (another npm start?)' : error.message))
+      probe.listen(port, '127.0.0.1', () => probe.close(() => resolve(undefined)))
+    })
+    if (problem !== undefined) {
+      console.error(`depinfer: port ${port} ${problem}: stop what holds it, or set ${variable} to another port`)
+      process.exit(1)
+    }
+  }
+}
+
 const port = portFromEnv('DEPINFER_PORT', 8787)
 const mqttPort = portFromEnv('DEPINFER_MQTT_PORT', 1883)
 const mqttWsPort = portFromEnv('DEPINFER_MQTT_WS_PORT', 9001)
 checkSpotCheckRate()
+await checkPortsFree([
+  ['DEPINFER_PORT', port],
+  ['DEPINFER_MQTT_PORT', mqttPort],
+  ['DEPINFER_MQTT_WS_PORT', mqttWsPort],
+])
 const payer = privateKeyToAccount(ANVIL_PAYER_PRIVATE_KEY).address
 const provider = privateKeyToAccount(ANVIL_PROVIDER_PRIVATE_KEY).address
 /** The local operator (anvil dev account #0, which deploys the contracts): the demo models' payout address. */
