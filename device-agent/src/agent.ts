@@ -298,9 +298,11 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
         // The answer could not reach the caller (the edge's Durable Object call carries 32 MiB
         // at most, see MAX_TENSOR_BYTES): the same on every device, so the caller's to fix by
         // asking for fewer outputs.
+        // Only one output, or asked for one already: a smaller input is the only way left.
+        const fewer = result.outputs.length > 1 ? 'ask for fewer with `outputs`, or send a smaller input' : 'send a smaller input (a smaller batch or image)'
         return reply([], {
           code: 'invalid_input',
-          message: `the outputs are ${outputBytes} bytes, more than the ${MAX_TENSOR_BYTES} one result may carry; ask for fewer with \`outputs\``,
+          message: `the outputs are ${outputBytes} bytes, more than the ${MAX_TENSOR_BYTES} one result may carry: ${fewer}`,
           field: 'outputs',
         })
       }
