@@ -211,6 +211,12 @@ describe('routing by the registry and by deadlines', () => {
     expect(parameters(served)?.device_id).toBe('every-version')
     await Promise.all([newest.stop(), every.stop()])
   })
+  it('answers a model name in the wrong letter case with a 404 naming the served one', async () => {
+    const response = await api.post('/v2/models/Rogue-Own/infer', { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] })
+    expect(response.status, response.text).toBe(404)
+    expect(response.body).toMatchObject({ field: 'model', detail: 'unknown model "Rogue-Own" (names are case-sensitive: "rogue-own" is served)' })
+  })
+
   // Here, with CORS off (wrangler.toml's default): the CORS middleware used to be what kept the
   // header on problem responses.
   it('echoes X-Request-Id on every answer, problems included, and makes one up when none is sent', async () => {

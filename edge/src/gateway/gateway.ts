@@ -330,7 +330,12 @@ export class Gateway extends DurableObject<Env> {
         'version',
       )
     }
-    throw new NotFoundError(`unknown model ${JSON.stringify(name)}`, 'model')
+    // Names are case-sensitive (and one owner may publish "my-model" beside "MY-MODEL"): point
+    // at a served name that differs only in case, the likely typo.
+    const lower = name.toLowerCase()
+    const near = [...new Set([...catalog.values()].map((m) => m.descriptor.name))].filter((other) => other.toLowerCase() === lower)
+    const hint = near.length > 0 ? ` (names are case-sensitive: ${near.map((other) => JSON.stringify(other)).join(' or ')} is served)` : ''
+    throw new NotFoundError(`unknown model ${JSON.stringify(name)}${hint}`, 'model')
   }
 
   async #dispatch(job: InferJob, model: CatalogModel): Promise<InferResult> {
