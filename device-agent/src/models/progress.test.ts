@@ -42,7 +42,8 @@ describe('download progress', () => {
     expect(lines).toEqual([
       'downloading m v1 (10.0 MB, resuming at 2.0 MB)',
       'downloading m v1: 60% 6.0/10.0 MB 0.8 MB/s',
-      'downloaded m v1: 10.0 MB in 8.0 s (1.0 MB/s)',
+      // 8 MB of the 10 came in those 8 s: the whole file did not.
+      'downloaded m v1: 10.0 MB (the last 8.0 MB, resumed at 2.0 MB, in 8.0 s, 1.0 MB/s)',
     ])
   })
 

@@ -115,11 +115,13 @@ export function loggedProgress(
     const rate = new Rate(now)
     let total: number | undefined
     let received = 0
+    let resumedAt = 0
     let loggedAt = 0
     return {
       start(size, from) {
         total = size
         received = from
+        resumedAt = from
         rate.restart(from)
         loggedAt = now()
         const resuming = from > 0 ? `, resuming at ${mb(from)} MB` : ''
@@ -133,7 +135,11 @@ export function loggedProgress(
         }
       },
       end(ok) {
-        if (ok) log(`${words.done} ${label}: ${mb(received)} MB in ${(rate.elapsedMs / 1000).toFixed(1)} s (${mb(rate.of(received))} MB/s)`)
+        if (!ok) return
+        const seconds = (rate.elapsedMs / 1000).toFixed(1)
+        // After a resume, the time and speed are of the part fetched since, not of the whole file.
+        const part = resumedAt > 0 ? ` (the last ${mb(received - resumedAt)} MB, resumed at ${mb(resumedAt)} MB, in ${seconds} s` : ` in ${seconds} s (`
+        log(`${words.done} ${label}: ${mb(received)} MB${part}${resumedAt > 0 ? ', ' : ''}${mb(rate.of(received))} MB/s)`)
       },
     }
   }
