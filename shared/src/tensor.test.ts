@@ -262,6 +262,9 @@ describe('encodeJsonElements', () => {
     expectProtocolError(TensorError, () => encodeJsonElements('INT8', [1, 2, 3, 200, 'x'], 'f'), 'f[3]')
     // Across rows the index is the element's flat one, as for flat data.
     expectProtocolError(TensorError, () => encodeJsonRows('INT8', [[1, 2], [3, 200]], 'f'), 'f[3]')
+    // Given nested, named by its nested path, as a shape error there is.
+    expectProtocolError(TensorError, () => encodeJsonRows('INT8', [[1, 2], [3, 200]], 'f', [2, 2]), 'f[1][1]')
+    expectProtocolError(TensorError, () => encodeJsonRows('INT8', tensorDataRows([[[1, 2], [3, 4]], [[5, 6], [7, 'x']]], [2, 2, 2], 'f'), 'f', [2, 2, 2]), 'f[1][1][1]')
     expect(encodeJsonRows('INT8', [[1, -2], [], [3]], 'f')).toEqual(Uint8Array.from([1, 0xfe, 3]))
   })
 

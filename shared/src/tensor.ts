@@ -153,7 +153,13 @@ export function tensorDataRows(data: unknown, shape: readonly number[], field: s
  * precision beyond 2^53; a JSON number there has lost it, which is an InexactIntegerError. An
  * error names the element by its flat index (`field[i]`).
  */
-export function encodeJsonRows(datatype: Datatype, rows: readonly (readonly unknown[])[], field: string): Uint8Array {
+export function encodeJsonRows(
+  datatype: Datatype,
+  rows: readonly (readonly unknown[])[],
+  field: string,
+  /** The tensor's shape when its data was given nested: a refused element is then named by its nested path, as shape errors are. */
+  nestedShape?: readonly number[],
+): Uint8Array {
   let count = 0
   for (const row of rows) count += row.length
   const bytes = new Uint8Array(count * BYTES_PER_ELEMENT[datatype])
@@ -165,12 +171,24 @@ export function encodeJsonRows(datatype: Datatype, rows: readonly (readonly unkn
     if (refused !== undefined) {
       const [j, why, inexact] = refused
       // Not echoed: the number JSON.parse made of it is not the one the client sent.
-      if (inexact) throw new InexactIntegerError(`${why} for ${datatype}`, `${field}[${start + j}]`)
-      throw new TensorError(`${why} for ${datatype}: ${shownValue(row[j])}`, `${field}[${start + j}]`)
+      const at = elementField(field, start + j, nestedShape)
+      if (inexact) throw new InexactIntegerError(`${why} for ${datatype}`, at)
+      throw new TensorError(`${why} for ${datatype}: ${shownValue(row[j])}`, at)
     }
     start += row.length
   }
   return bytes
+}
+
+/** `field[i][j]…`, the element at row-major `index` of nested data of `nestedShape`, or `field[index]` of flat data. */
+function elementField(field: string, index: number, nestedShape: readonly number[] | undefined): string {
+  if (!nestedShape || nestedShape.length < 2) return `${field}[${index}]`
+  const at: number[] = []
+  for (let depth = nestedShape.length - 1; depth >= 0; depth--) {
+    at[depth] = index % nestedShape[depth]!
+    index = Math.floor(index / nestedShape[depth]!)
+  }
+  return `${field}${at.map((i) => `[${i}]`).join('')}`
 }
 
 /** A refused value as an error message shows it, cut short: a number as JS writes it (1e400 was read as Infinity). */

@@ -157,7 +157,8 @@ function parseBody(body: unknown, binary: Uint8Array | undefined): ParsedInferRe
         name: input.name,
         datatype: input.datatype,
         shape: input.shape,
-        data: encodeJsonRows(input.datatype, rows, `${field}.data`),
+        // Nested data: a refused element is named by its nested path, as a shape error is.
+        data: encodeJsonRows(input.datatype, rows, `${field}.data`, Array.isArray(input.data) && Array.isArray(input.data[0]) ? input.shape : undefined),
       }
     } catch (error) {
       // Left to the caller, which can read the body again keeping the number's digits.
