@@ -37,6 +37,11 @@ describe('parseInferRequest', () => {
     rejects({ inputs: null }, 'inputs')
   })
 
+  it('refuses the shared-memory extension on an input or an output, naming the parameter', () => {
+    rejects({ inputs: [{ name: 'a', datatype: 'FP32', shape: [2], parameters: { shared_memory_region: 'r', shared_memory_byte_size: 8 } }] }, 'inputs[0].parameters.shared_memory_region')
+    rejects({ inputs: [f32('a')], outputs: [{ name: 'y', parameters: { shared_memory_region: 'r' } }] }, 'outputs[0].parameters.shared_memory_region')
+  })
+
   it('refuses floats the datatype cannot hold, naming the element', () => {
     rejects({ inputs: [f32('a', [1, 1e39])] }, 'inputs[0].data[1]')
     rejects({ inputs: [{ name: 'h', datatype: 'FP16', shape: [2], data: [1, 70000] }] }, 'inputs[0].data[1]')

@@ -120,6 +120,7 @@ function parseBody(body: unknown, binary: Uint8Array | undefined): ParsedInferRe
         `${field}.datatype`,
       )
     }
+    refuseSharedMemory(input.parameters, `${field}.parameters`)
     const binarySize = input.parameters?.binary_data_size
     if (binarySize !== undefined) {
       const sizeField = `${field}.parameters.binary_data_size`
@@ -188,6 +189,7 @@ function parseBody(body: unknown, binary: Uint8Array | undefined): ParsedInferRe
     if (outputNames.has(output.name)) throw new InvalidRequestError(`output ${JSON.stringify(output.name)} is asked for twice`, `outputs[${j}].name`)
     outputNames.add(output.name)
     requireBoolean(output.parameters?.binary_data, `outputs[${j}].parameters.binary_data`)
+    refuseSharedMemory(output.parameters, `outputs[${j}].parameters`)
     // The classification extension (top-k labels instead of the tensor) is not offered (GET /v2
     // does not list it); answering with the raw tensor would hand its client the wrong thing.
     if (output.parameters?.classification !== undefined) {
@@ -213,6 +215,18 @@ function weiParameter(value: unknown, field: string): bigint | undefined {
   if (typeof value === 'string' && /^\d{1,78}$/.test(value)) return BigInt(value)
   if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return BigInt(value)
   throw new InvalidRequestError(`${field} must be an amount of wei: a string of decimal digits or a non-negative integer, got ${JSON.stringify(value)}`, field)
+}
+
+/**
+ * The shared-memory extensions (Triton's system and CUDA shared memory) are not offered (GET /v2
+ * does not list them): a tensor sent or asked for through a region would otherwise be missing,
+ * or land in the JSON body while its client reads the region.
+ */
+function refuseSharedMemory(parameters: Record<string, unknown> | undefined, field: string): void {
+  const key = parameters && Object.keys(parameters).find((name) => name.startsWith('shared_memory_'))
+  if (key !== undefined) {
+    throw new InvalidRequestError(`the shared-memory extension is not supported: send the tensor as data or binary data, without parameters.${key}`, `${field}.${key}`)
+  }
 }
 
 function requireBoolean(value: unknown, field: string): void {
