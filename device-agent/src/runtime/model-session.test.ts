@@ -188,6 +188,26 @@ describe("ort.runIn 'auto'", () => {
     await expect(session.run(slowModelInputs(1), [])).rejects.toThrow('released')
   })
 
+  it('moves before a run whose input is large enough to be long at the pace of the runs before it, so one caller cannot hold the thread', async () => {
+    const log: string[] = []
+    const model = await load('auto', bundledModelPath('ppocr-cls'), { log })
+    const session = model.session!
+    for (let i = 0; i < 5; i++) await session.run([image(1)], [])
+    expect(session.thread).toBe('agent-thread')
+    // ~700 times the elements of the runs so far: long at their pace, on this machine or any.
+    const huge = image(16, 4_096)
+    let answer: RawTensor[] = []
+    const ticks = await timerTicksDuring(async () => (answer = await session.run([huge], [])))
+    expect(session.thread).toBe('worker-thread')
+    expect(log[0]).toMatch(/^model m: a run of this input is expected to hold the agent's thread for ~\d+ ms; moving its session to a worker thread$/)
+    // The agent's thread stayed free through the run (a 10 ms timer kept firing).
+    expect(ticks).toBeGreaterThanOrEqual(5)
+    const onAgentThread = await load('agent-thread', bundledModelPath('ppocr-cls'))
+    const [expected] = await onAgentThread.session!.run([huge], [])
+    expect(Buffer.from(answer[0]!.data).equals(Buffer.from(expected!.data))).toBe(true)
+    await Promise.all([session.release(), onAgentThread.session!.release()])
+  })
+
   it('moves under a steady queue too: the run after the long one waits for the worker instead of holding the thread again', async () => {
     const model = await load('auto', slowModelPath)
     const session = model.session!

@@ -45,6 +45,10 @@ export class AgentThreadSession implements ModelSession {
   }
 }
 
+/** Elements in the inputs of a run (at least 1: a run of scalars still costs something). */
+const elementsOf = (inputs: readonly RawTensor[]): number =>
+  Math.max(1, inputs.reduce((sum, tensor) => sum + tensor.shape.reduce((product, d) => product * d, 1), 0))
+
 /**
  * A run at least this long moves an 'auto' session to a worker thread. Past it the agent's thread
  * is held long enough to matter (a heartbeat is every 2 s; another model's job waits the whole
@@ -61,13 +65,19 @@ export interface PlacementEvents {
 
 /**
  * ort.runIn 'auto': runs on the agent's thread, where short runs are cheapest, until a run (from
- * when the thread turns to it to its answer) takes LONG_RUN_MS or more; then the session is opened
- * again in a worker thread and the runs go there. Not on the first run, which also sets onnxruntime up (its memory
+ * when the thread turns to it to its answer) takes LONG_RUN_MS or more, or is expected to (its
+ * input's size at the cheapest time per element seen); then the session is opened again in a
+ * worker thread and the runs go there. Not on the first run, which also sets onnxruntime up (its memory
  * arena, TensorRT's engine). If the worker cannot be opened, the model stays where it was.
  */
 export class AutoPlacedSession implements ModelSession {
   #current: ModelSession
   #runs = 0
+  /**
+   * The lowest time per input element of the runs measured so far (the first aside): what the
+   * next run can be expected to cost at least. The lowest, as small runs' fixed costs inflate it.
+   */
+  #msPerElement: number | undefined
   /** Runs started on the agent's thread and not answered: the old session outlives them. */
   readonly #agentThreadRuns = new Set<Promise<unknown>>()
   #moving: Promise<void> | undefined
@@ -103,6 +113,14 @@ export class AutoPlacedSession implements ModelSession {
       await this.#moving
       if (this.#released) throw new Error(`${this.label}: its session was released`)
     }
+    // A run expected to be long moves the session first: one caller's huge input would otherwise
+    // hold the thread (heartbeats, keepalive) for all of it, and the device would look gone.
+    const expectedMs = this.#msPerElement === undefined ? 0 : this.#msPerElement * elementsOf(inputs)
+    if (this.#current.thread === 'agent-thread' && expectedMs >= LONG_RUN_MS) {
+      this.#moving ??= this.#moveToWorker(`a run of this input is expected to hold the agent's thread for ~${Math.round(expectedMs)} ms`)
+      await this.#moving
+      if (this.#released) throw new Error(`${this.label}: its session was released`)
+    }
     const session = this.#current
     if (session.thread === 'worker-thread') return session.run(inputs, outputNames)
     // onnxruntime-node runs the session in a setImmediate that run() queues at once: this one,
@@ -117,12 +135,16 @@ export class AutoPlacedSession implements ModelSession {
     } finally {
       this.#agentThreadRuns.delete(running)
       const ms = performance.now() - started
-      if (++this.#runs > 1 && ms >= LONG_RUN_MS && !this.#released) this.#moving ??= this.#moveToWorker(ms)
+      if (++this.#runs > 1) {
+        const perElement = ms / elementsOf(inputs)
+        this.#msPerElement = Math.min(this.#msPerElement ?? perElement, perElement)
+        if (ms >= LONG_RUN_MS && !this.#released) this.#moving ??= this.#moveToWorker(`a run held the agent's thread for ${Math.round(ms)} ms`)
+      }
     }
   }
 
-  async #moveToWorker(runMs: number): Promise<void> {
-    this.events.log(`${this.label}: a run held the agent's thread for ${Math.round(runMs)} ms; moving its session to a worker thread`)
+  async #moveToWorker(why: string): Promise<void> {
+    this.events.log(`${this.label}: ${why}; moving its session to a worker thread`)
     let worker: ModelSession
     try {
       worker = await this.openInWorker()
