@@ -115,7 +115,7 @@ describe.each(BROKERS)('failover through $name', (brokerKind) => {
       const response = await api.post('/v2/models/ppocr-cls/infer', { ...exampleInferRequest(1), parameters: { timeout_ms: 1_500 } })
       const elapsed = Date.now() - started
       expect(response.status).toBe(504)
-      expect(response.headers.get('retry-after')).toMatch(/^\d+$/)
+      expect(response.headers.get('retry-after'), response.text).toMatch(/^\d+$/)
       expect(response.body).toMatchObject({ status: 504, type: 'urn:depinfer:problem:device-timeout' })
       expect(elapsed).toBeGreaterThanOrEqual(1_400)
       expect(elapsed).toBeLessThan(4_000)

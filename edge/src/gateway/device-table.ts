@@ -18,6 +18,8 @@ export const SUSPECT_FOR_MS = 60_000
  */
 const MIN_BLAMED_BUDGET_MS = 1_000
 const BLAMED_BUDGET_FACTOR = 4
+/** What a job sent now should take on this device: its measured time, for each job it holds and this one (0 before any measurement). */
+const expectedMs = (entry: DeviceEntry) => (entry.measuredEwmaMs ?? 0) * (entry.inflight + 1)
 /**
  * How long a device a spot check's majority contradicted is left out (spot-checks/): doubled
  * for each further refutation, up to REFUTED_SUSPECT_MAX_MS. Longer than for a bad attestation:
@@ -250,8 +252,16 @@ export class DeviceTable {
    * heartbeating a huge latency or queue.
    */
   timeoutWouldBeItsFault(entry: DeviceEntry, budgetMs: number): boolean {
-    const expectedMs = (entry.measuredEwmaMs ?? 0) * (entry.inflight + 1)
-    return budgetMs >= Math.max(MIN_BLAMED_BUDGET_MS, BLAMED_BUDGET_FACTOR * expectedMs)
+    return budgetMs >= Math.max(MIN_BLAMED_BUDGET_MS, BLAMED_BUDGET_FACTOR * expectedMs(entry))
+  }
+
+  /**
+   * Whether `budgetMs` is below what this device can be expected to need (its measured time,
+   * its queue included): a timeout then says the deadline was too short, and asking again with
+   * the same one would most likely time out again.
+   */
+  budgetTooShort(entry: DeviceEntry, budgetMs: number): boolean {
+    return budgetMs < expectedMs(entry)
   }
 
   recordFailure(entry: DeviceEntry): void {

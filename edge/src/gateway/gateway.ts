@@ -357,6 +357,8 @@ export class Gateway extends DurableObject<Env> {
     const tried: DeviceEntry[] = []
     let lastFailure = ''
     let timedOut = false
+    /** Whether every attempt that timed out had less time than its device could be expected to need. */
+    let onlyTooShortBudgets = true
     /** A device's refusal of the input, while another device checks it (see invalid_input below). */
     let refused: { device: DeviceEntry; message: string; field: string } | undefined
     /** When the job was sent to each device tried, by device id. */
@@ -462,6 +464,7 @@ export class Gateway extends DurableObject<Env> {
           // after a broker restart (soak audit).
           const linkAlive = this.#link.synced && this.#link.epoch === linkEpoch && this.#link.lastPacketAt >= sentAt + budgetMs / 2
           if (blameTimeout && linkAlive) this.#table.recordFailure(device)
+          if (!this.#table.budgetTooShort(device, budgetMs)) onlyTooShortBudgets = false
           this.#rememberTimeout(jobId, device.deviceId, sentAt)
           timedOut = true
           lastFailure = `device ${device.deviceId} did not answer within ${budgetMs} ms`
@@ -491,7 +494,17 @@ export class Gateway extends DurableObject<Env> {
             model.reason.startsWith(FAILED_TO_LOAD) ? FAILED_MODEL_RETRY_AFTER_SEC : undefined,
           )
     }
-    if (timedOut) throw new DeviceTimeoutError(`job ${jobId} tried on ${triedIds}; last: ${lastFailure}`)
+    if (timedOut) {
+      // Every attempt had less time than its device takes: the deadline, not the devices, is
+      // why. No Retry-After then: the same request would time out again (and run for nothing).
+      if (onlyTooShortBudgets) {
+        throw new DeviceTimeoutError(
+          `job ${jobId} tried on ${triedIds}; last: ${lastFailure}, less than the model takes there: a longer parameters.timeout_ms (up to the edge's JOB_DEADLINE_MS) may let it finish`,
+          null,
+        )
+      }
+      throw new DeviceTimeoutError(`job ${jobId} tried on ${triedIds}; last: ${lastFailure}`)
+    }
     throw new NoCapacityError(`job ${jobId} tried on ${triedIds}; last: ${lastFailure}`)
   }
 

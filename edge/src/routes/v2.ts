@@ -7,7 +7,6 @@ import { Hono, type Context } from 'hono'
 import { numberVar, type Env } from '../env.js'
 import { DepinferError } from '../errors/base.js'
 import { InvalidRequestError } from '../errors/request.js'
-import { DeviceTimeoutError } from '../errors/routing.js'
 import type { PublishedFile } from '../gateway/catalog.js'
 import type { AcceptedVariant, InferResult, ModelInfo, Outcome, RepositoryEntry } from '../gateway/rpc.js'
 import { variantRan } from '../gateway/served-file.js'
@@ -255,11 +254,6 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
         throw error
       }
     } catch (error) {
-      // Timed out within the caller's own, shorter deadline: asking again the same way would
-      // time out again (and run on a device for nothing), so no Retry-After, and say what to change.
-      if (error instanceof DepinferError && error.slug === 'device-timeout' && deadlineMs < defaultDeadlineMs) {
-        throw new DeviceTimeoutError(`${error.detail} (the deadline was parameters.timeout_ms, ${deadlineMs} ms; up to ${defaultDeadlineMs} ms may be asked for)`, null)
-      }
       // No device serves the version (503, retry later), but a request it could never run is
       // the client's to fix, not to retry: the registry knows the version's inputs.
       const unserved = error instanceof DepinferError && error.status === 503
