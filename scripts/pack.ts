@@ -14,8 +14,10 @@
 import { execFileSync } from 'node:child_process'
 import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
-import { build } from 'esbuild'
+import { build, type Plugin } from 'esbuild'
+import { buildContracts } from '../contracts/scripts/build.js'
 import { REPO_ROOT } from './local/paths.js'
 
 interface WorkspacePackageJson {
@@ -36,6 +38,12 @@ interface PackSpec {
   runtimeDependencies: readonly string[]
   /** Files the bundles read beside themselves at run time: repository path → name in dist/. */
   assets?: Record<string, string>
+  /**
+   * Modules a bundle imports only on demand (a dynamic import), as another bundle: specifier →
+   * bundle name in `entries`. esbuild would otherwise inline them, and their static imports
+   * (onnxruntime-node's native binding) would load with every command.
+   */
+  lazy?: Record<string, string>
 }
 
 /**
@@ -62,11 +70,13 @@ export const PACKS = {
   },
   cli: {
     workspace: 'cli',
-    entries: { main: 'cli/src/main.ts' },
+    entries: { main: 'cli/src/main.ts', quantize: 'device-agent/src/quantize/index.ts' },
     bins: { depinfer: "import '../dist/main.mjs'\n" },
     // onnxruntime-node measures an int8 variant (`publish --int8`); viem talks to the chain.
     runtimeDependencies: ['onnxruntime-node', 'viem'],
     assets: { 'shared/src/keccak/keccak.wasm': 'keccak.wasm' },
+    // Only `publish --int8` needs onnxruntime: every other command runs without it loading.
+    lazy: { '@depinfer/device-agent/quantize': 'quantize' },
   },
 } as const satisfies Record<string, PackSpec>
 
@@ -95,9 +105,24 @@ function declaredDependencies(workspace: string): Map<string, string> {
   return declared
 }
 
+/** Resolves each lazily imported specifier to the bundle built for it, beside the importing one. */
+function lazyBundles(lazy: Record<string, string>): Plugin {
+  return {
+    name: 'lazy-bundles',
+    setup(build) {
+      build.onResolve({ filter: /.*/ }, ({ path }) => {
+        const bundle = lazy[path]
+        return bundle === undefined ? undefined : { path: `./${bundle}.mjs`, external: true }
+      })
+    },
+  }
+}
+
 /** Builds the package in `<outDir>/<workspace>` and packs it; returns the tarball's path. */
 export async function pack(name: PackName, outDir: string): Promise<string> {
   const spec: PackSpec = PACKS[name]
+  // The CLI bundles the contracts' ABIs and bytecode from contracts/generated/ (a no-op when up to date).
+  await buildContracts()
   const source = readPackageJson(join(REPO_ROOT, spec.workspace))
   const declared = declaredDependencies(spec.workspace)
   const packageDir = join(outDir, spec.workspace)
@@ -117,6 +142,7 @@ export async function pack(name: PackName, outDir: string): Promise<string> {
     // The Node build of the keccak kernel, as the sources pick it outside workerd.
     conditions: ['node'],
     external: [...spec.runtimeDependencies],
+    plugins: [lazyBundles(spec.lazy ?? {})],
     metafile: true,
     logLevel: 'warning',
   })
@@ -152,7 +178,7 @@ export async function pack(name: PackName, outDir: string): Promise<string> {
   return join(outDir, packed[0]!.filename)
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const { values, positionals } = parseArgs({ options: { out: { type: 'string' } }, allowPositionals: true })
   const unknown = positionals.filter((name) => !(name in PACKS))
   if (unknown.length > 0) {

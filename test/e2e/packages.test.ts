@@ -8,7 +8,7 @@
  */
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import * as ort from 'onnxruntime-node'
@@ -145,6 +145,26 @@ describe('the agent and the CLI installed from their npm tarballs', () => {
       expect(recoverAttestationSigner(DOMAIN, attestation, signature)).toBe(address)
     }
     await agent.stop()
+  })
+
+  it('publishes an int8 variant with the installed depinfer, and runs its other commands without onnxruntime', async () => {
+    const tinyPath = join(dir, 'tiny-q.onnx')
+    writeFileSync(tinyPath, tinyClassifierModel().bytes)
+    const cliEnv = { DEPINFER_URL: network.edge.url, DEPINFER_API_KEY: network.apiKey }
+    const published = await runNode(bin('depinfer'), ['models', 'publish', tinyPath, '--name', 'tiny-q', '--price-wei', '0', '--payout-address', PAYOUT, '--int8'], cliEnv)
+    expect(published.code, published.output).toBe(0)
+    const listed = (await api.get('/api/models?name=tiny-q')).body as unknown as { models: { variants: { kind: string }[] }[] }
+    expect(listed.models[0]?.variants.map((v) => v.kind)).toEqual(['int8'])
+    // Only --int8 needs onnxruntime: with its native package gone, listing still works.
+    const ort = join(installed, packageJsonOf('cli').name, 'node_modules', 'onnxruntime-node')
+    renameSync(ort, `${ort}.away`)
+    try {
+      const list = await runNode(bin('depinfer'), ['models', 'list', '--name', 'tiny-q'], cliEnv)
+      expect(list.code, list.output).toBe(0)
+      expect(list.stdout).toMatch(/^tiny-q\tv1\t/)
+    } finally {
+      renameSync(`${ort}.away`, ort)
+    }
   })
 
   it("quantizes with the installed depinfer-quantize as the repository's quantizer does", async () => {
