@@ -57,7 +57,12 @@ function checkSpotCheckRate(): void {
  * otherwise surfaced ~15 s in (after the broker and the chain), as a workerd stack trace.
  */
 async function checkPortsFree(ports: [variable: string, port: number][]): Promise<void> {
-  for (const [variable, port] of ports) {
+  for (const [i, [variable, port]] of ports.entries()) {
+    const same = ports.slice(0, i).find(([, other]) => other === port)
+    if (same) {
+      console.error(`depinfer: ${variable} and ${same[0]} are both ${port}: each needs a port of its own`)
+      process.exit(2)
+    }
     const problem = await new Promise<string | undefined>((resolve) => {
       const probe = createServer()
       probe.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'EADDRINUSE' ? 'is in use (another npm start?)' : error.message))

@@ -50,6 +50,13 @@ describe('npm start checks its settings first', () => {
     expect(stderr.trim()).toBe(`depinfer: port ${heldPort} is in use (another npm start?): stop what holds it, or set ${variable} to another port`)
   })
 
+  it('names two variables given the same port', async () => {
+    const port = String(await freePort())
+    const { code, stderr } = await runStart({ DEPINFER_PORT: port, DEPINFER_MQTT_PORT: port, DEPINFER_MQTT_WS_PORT: String(await freePort()) })
+    expect(code).toBe(2)
+    expect(stderr.trim()).toBe(`depinfer: DEPINFER_MQTT_PORT and DEPINFER_PORT are both ${port}: each needs a port of its own`)
+  })
+
   it('names a port variable that is no port', async () => {
     const { code, stderr } = await runStart({ DEPINFER_MQTT_PORT: '18a3' })
     expect(code).toBe(2)

@@ -67,6 +67,10 @@ describe('depinfer-agent', () => {
     const init = await runNode(AGENT_BIN, ['init'], { DEPINFER_DEVICE_ID: 'd', DEPINFER_KEY_PATH: dir }, { withoutDepinferEnv: true })
     expect(init.code).toBe(1)
     expect(init.stderr.trim()).toBe(`keyPath ${dir} is a directory: name the key file itself, e.g. ${join(dir, 'device.key')}`)
+    const status = await runNode(AGENT_BIN, ['status'], { DEPINFER_DEVICE_ID: 'd', DEPINFER_KEY_PATH: dir, DEPINFER_MODELS: 'ppocr-cls' }, { withoutDepinferEnv: true })
+    expect(status.stderr).toContain(`keyPath ${dir} is a directory: name the key file itself`)
+    const slash = await runNode(AGENT_BIN, ['init'], { DEPINFER_DEVICE_ID: 'd', DEPINFER_KEY_PATH: `${join(dir, 'new')}/` }, { withoutDepinferEnv: true })
+    expect(slash.stderr.trim()).toBe(`keyPath ${join(dir, 'new')}/ ends with a slash: name the key file itself, e.g. ${join(dir, 'new', 'device.key')}`)
   })
 
   it('warns when broker.username is not the deviceId (a per-device ACL would drop everything it publishes)', async () => {

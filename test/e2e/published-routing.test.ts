@@ -209,7 +209,11 @@ describe('routing by the registry and by deadlines', () => {
     const served = await api.post('/v2/models/multi/versions/1/infer', job)
     expect(served.status, served.text).toBe(200)
     expect(parameters(served)?.device_id).toBe('every-version')
+    // Once no device is there, no version is said to be served (the catalog still remembers them).
     await Promise.all([newest.stop(), every.stop()])
+    await waitFor('multi unavailable', async () => ((await api.get('/v2/models/multi/versions/2/ready')).status === 400 ? true : undefined), 20_000)
+    const gone = await api.post('/v2/models/multi/versions/1/infer', job)
+    expect(gone.body.detail).toBe('no online device serves model multi version 1')
   })
   it('answers a model name in the wrong letter case with a 404 naming the served one', async () => {
     const response = await api.post('/v2/models/Rogue-Own/infer', { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] })

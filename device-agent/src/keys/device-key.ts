@@ -36,6 +36,8 @@ function fromPrivateKey(privateKey: Uint8Array): DeviceKey {
  * Synchronous: run once per device, and the local network provisions keys before spawning.
  */
 export function initDeviceKey(path: string): DeviceKey {
+  // "keys/" meant as a directory would otherwise become a key file named "keys".
+  if (/[\\/]$/.test(path)) throw new DeviceKeyError(`keyPath ${path} ends with a slash: name the key file itself, e.g. ${join(path, 'device.key')}`)
   let privateKey: Uint8Array
   do privateKey = randomBytes(32)
   while (toBigInt(privateKey) === 0n || toBigInt(privateKey) >= SECP256K1_ORDER)
@@ -58,7 +60,9 @@ export function initDeviceKey(path: string): DeviceKey {
 export async function loadDeviceKey(path: string): Promise<DeviceKey> {
   let text: string
   try {
-    const { mode } = await stat(path)
+    const found = await stat(path)
+    if (found.isDirectory()) throw new DeviceKeyError(`keyPath ${path} is a directory: name the key file itself, e.g. ${join(path, 'device.key')}`)
+    const { mode } = found
     if ((mode & 0o077) !== 0) {
       throw new DeviceKeyError(`device key ${path} is readable by others (mode ${(mode & 0o777).toString(8)}); run chmod 600 ${path}`)
     }

@@ -316,7 +316,7 @@ export class Gateway extends DurableObject<Env> {
       const other = entriesOf(catalog, name, wanted)[0]
       // A caller pinned to a version no device serves any more (providers serving "the newest"
       // moved on) learns which versions it can have instead of retrying in vain.
-      const servedVersions = [...new Set(versionsOf(catalog, name).map((m) => m.descriptor.version))].filter((v) => v !== wanted && versions.includes(v))
+      const servedVersions = versions.filter((v) => v !== wanted && resolveModel(catalog, name, v, published)?.state === 'READY')
       throw new NoCapacityError(
         `no online device serves model ${name} version ${wanted}` +
           (other ? ` (devices serve sha256 ${other.descriptor.sha256} under that version, not its published file)` : '') +
