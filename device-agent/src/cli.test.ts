@@ -1,5 +1,6 @@
 /** The `depinfer-agent` command as a provider runs it: its bin, in its own process. */
-import { writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { closeSync, fstatSync, openSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { AGENT_BIN } from '../../scripts/local/agent-process.js'
@@ -46,18 +47,25 @@ describe('depinfer-agent', () => {
     const dir = temporaryDirectory('agent-cli-')
     const config = join(dir, 'agent.json')
     writeFileSync(config, JSON.stringify({ deviceId: 'stamped', keyPath: join(dir, 'no.key'), models: [{ bundled: 'ppocr-cls' }] }))
-    const logged = async (env: Record<string, string>) => {
-      const before = Date.now()
-      const { stderr } = await runNode(AGENT_BIN, ['status', '--config', config], env, { withoutDepinferEnv: true })
-      const line = stderr.split('\n').find((text) => text.includes('the edge routes nothing'))!
-      const stamp = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) \[agent stamped\] /.exec(line)?.[1]
-      if (stamp) expect(Date.parse(stamp)).toBeGreaterThanOrEqual(before - 1)
-      return { line, stamped: stamp !== undefined }
+    let runs = 0
+    /** Runs `status` with its output to a file, JOURNAL_STREAM naming that file (as systemd names the journal's stream) or another one. */
+    const logged = (journal: 'this output' | 'another stream' | 'none', env: Record<string, string> = {}) => {
+      const path = join(dir, `out-${runs++}.log`)
+      const out = openSync(path, 'w')
+      const { dev, ino } = fstatSync(out)
+      const stream = journal === 'this output' ? `${dev}:${ino}` : journal === 'another stream' ? `${dev}:${ino + 1}` : ''
+      const base = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('DEPINFER_')))
+      spawnSync(process.execPath, [AGENT_BIN, 'status', '--config', config], { env: { ...base, JOURNAL_STREAM: stream, ...env }, stdio: ['ignore', out, out] })
+      closeSync(out)
+      const line = readFileSync(path, 'utf8').split('\n').find((text) => text.includes('the edge routes nothing'))!
+      return /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \[agent stamped\] /.test(line) ? 'stamped' : line.startsWith('[agent stamped] ') ? 'bare' : line
     }
-    expect(await logged({ JOURNAL_STREAM: '' })).toMatchObject({ stamped: true })
-    expect(await logged({ JOURNAL_STREAM: '8:41234' })).toEqual({ line: expect.stringMatching(/^\[agent stamped\] /), stamped: false })
-    expect(await logged({ JOURNAL_STREAM: '8:41234', DEPINFER_LOG_TIMESTAMPS: 'on' })).toMatchObject({ stamped: true })
-    expect(await logged({ JOURNAL_STREAM: '', DEPINFER_LOG_TIMESTAMPS: 'off' })).toMatchObject({ stamped: false })
+    expect(logged('none')).toBe('stamped')
+    expect(logged('this output')).toBe('bare')
+    // Inherited by a process whose output goes elsewhere: not the journal's stream.
+    expect(logged('another stream')).toBe('stamped')
+    expect(logged('this output', { DEPINFER_LOG_TIMESTAMPS: 'on' })).toBe('stamped')
+    expect(logged('none', { DEPINFER_LOG_TIMESTAMPS: 'off' })).toBe('bare')
     const wrong = await runNode(AGENT_BIN, ['status', '--config', config], { DEPINFER_LOG_TIMESTAMPS: 'yes' }, { withoutDepinferEnv: true })
     expect(wrong.stderr).toMatch(/^invalid agent config at logTimestamps \(from DEPINFER_LOG_TIMESTAMPS\): must be "auto", "on", "off"/)
   })
