@@ -24,6 +24,7 @@ import { exampleInferRequest } from './local/example-input.js'
 import { startLocalNetwork, type LocalNetwork } from './local/network.js'
 import { REPO_ROOT } from './local/paths.js'
 import { waitFor } from './local/wait-for.js'
+import { messageOf } from '../shared/src/errors.js'
 
 /** A TCP port from the environment; a typo stops here with one line, not deep inside the broker or workerd. */
 function portFromEnv(name: string, fallback: number): number {
@@ -183,7 +184,7 @@ Priced models (published with a price) are paid from the Escrow and settled with
 Press Ctrl-C to stop.
 `)
   } catch (error) {
-    console.error(`depinfer: failed to start: ${(error as Error).stack ?? error}`)
+    console.error(`depinfer: failed to start: ${error instanceof Error ? error.stack : messageOf(error)}`)
     await stop(1)
   }
 }

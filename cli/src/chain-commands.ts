@@ -4,6 +4,7 @@
  * amounts, addresses, DEPINFER_PRIVATE_KEY) before the edge or the chain is asked anything.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { messageOf } from '@depinfer/shared'
 import { addressFromEnv, chainTarget, connect, signerFromEnv } from './chain.js'
 import { EdgeSession } from './edge-session.js'
 import { CliError, UsageError } from './errors.js'
@@ -11,7 +12,6 @@ import { cancelWithdrawal, deposit, withdraw } from './escrow.js'
 import { parseAddress, parseEthAmount } from './eth.js'
 import { claimPayout, showPayouts } from './payouts.js'
 import { cancelUnstake, deviceAccount, printProviderStatus, registerDevice, unregisterDevice, unstake } from './provider.js'
-import { messageOf } from '@depinfer/shared'
 
 export const CHAIN_GROUPS: readonly string[] = ['provider', 'payouts', 'escrow']
 

@@ -4,8 +4,8 @@
  * so a checkout that never built them (nor ran `npm start`, which does) gets one line saying so
  * instead of a module-resolution stack; the models commands never load them.
  */
-import { CliError } from './errors.js'
 import { messageOf } from '@depinfer/shared'
+import { CliError } from './errors.js'
 
 export type Contracts = typeof import('@depinfer/contracts')
 

@@ -3,8 +3,8 @@
  * one request, whose failures, unreachable edge, error answer or unreadable answer, all become
  * an EdgeError naming the URL or the edge's problem.
  */
-import { CliError } from './errors.js'
 import { messageOf } from '@depinfer/shared'
+import { CliError } from './errors.js'
 
 /** What `npm start` runs. */
 const DEFAULT_EDGE_URL = 'http://127.0.0.1:8787'

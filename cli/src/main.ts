@@ -11,6 +11,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { loggedProgress, terminalProgress, type TransferProgress } from '@depinfer/device-agent/progress'
+import { messageOf } from '@depinfer/shared'
 import { CHAIN_GROUPS, CHAIN_USAGE, runChainCommand } from './chain-commands.js'
 import { edgeUrlFrom, requestEdge } from './edge.js'
 import { CliError, readUserFile, UsageError } from './errors.js'
@@ -19,7 +20,6 @@ import { describeReport, quantizeForPublishing, readInt8Variant, type Int8Varian
 /** A file's size as listings show it: bytes under 1 KiB (a tiny model is not "0 KiB"), else KiB. */
 const fileSize = (bytes: number): string => (bytes < 1024 ? `${bytes} B` : `${Math.round(bytes / 1024)} KiB`)
 import { checkPublishTerms, publishModelFile, type PublishedVersion } from './publish.js'
-import { messageOf } from '@depinfer/shared'
 
 const USAGE = `usage:
   depinfer models publish <file.onnx> --name <name> --price-wei <n> --payout-address <0x…> [--description <text>]

@@ -267,8 +267,8 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
       } catch (encodeError) {
         // Outputs the frame cannot carry (FrameError): answered as the device's failure, not left
         // unanswered until the edge's timeout.
-        log(`job ${header.jobId}: cannot encode its result: ${(encodeError as Error).message}`)
-        frame = encodeFrame({ ...result, attestation: undefined, error: { code: 'internal', message: `the result could not be encoded: ${(encodeError as Error).message}` } }, [])
+        log(`job ${header.jobId}: cannot encode its result: ${messageOf(encodeError)}`)
+        frame = encodeFrame({ ...result, attestation: undefined, error: { code: 'internal', message: `the result could not be encoded: ${messageOf(encodeError)}` } }, [])
       }
       results.send(header.replyTo, frame)
     }
@@ -322,7 +322,7 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
       if (error instanceof InvalidJobInputError) {
         return reply([], { code: 'invalid_input', message: error.message, field: error.field })
       }
-      log(`job ${header.jobId} failed: ${(error as Error).stack}`)
+      log(`job ${header.jobId} failed: ${error instanceof Error ? error.stack : messageOf(error)}`)
       reply([], { code: 'internal', message: messageOf(error) })
     }
   }

@@ -6,6 +6,7 @@
  *   depinfer-agent status [--config agent.json]  load models (downloading missing ones) and print the status it would advertise
  */
 import { parseArgs } from 'node:util'
+import { messageOf } from '@depinfer/shared'
 import { ConfigError, loadConfig } from './config.js'
 import { startAgent } from './agent.js'
 import { brokerWarnings } from './broker/warnings.js'
@@ -17,7 +18,6 @@ import { ModelProvisioner } from './models/provision.js'
 import { OrtRuntime } from './runtime/execution.js'
 import { tuneGarbageCollection } from './runtime/gc-tuning.js'
 import { loadModel, modelsFromConfig } from './runtime/loaded-model.js'
-import { messageOf } from '@depinfer/shared'
 
 /** Download progress: a bar redrawn on a terminal, log lines every few seconds in a service's log. */
 const progressFor = (log: (message: string) => void): ProgressFactory =>

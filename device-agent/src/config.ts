@@ -17,16 +17,17 @@ const Sha256Schema = z
   .regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex digits (the sha256 of the file)')
   .transform((hex) => hex.toLowerCase())
 
-/**
- * Where a model comes from. Each kind is told apart by its key (bundled, path, published, url):
- * MODEL_SOURCE_KINDS lists them in the union's order so a config error can name the fields of
- * the kind the user meant (see reportedIssue).
- */
+/** The longest heartbeat interval: a third of the time after which gateways count a silent device gone. */
 const MAX_HEARTBEAT_SEC = DEVICE_STALE_AFTER_MS / 3 / 1000
 
 /** The message for a published source's `versions` that is neither a count nor "all". */
 const VERSIONS_COUNT = 'must be a number of versions (1 to 1000) or "all"'
 
+/**
+ * Where a model comes from. Each kind is told apart by its key (bundled, path, published, url):
+ * MODEL_SOURCE_KINDS lists them in the union's order so a config error can name the fields of
+ * the kind the user meant (see reportedIssue).
+ */
 const ModelSourceSchema = z.union([
   z.object({ bundled: z.enum(Object.keys(BUNDLED_MODELS) as [BundledModelName, ...BundledModelName[]]) }),
   z.object({
@@ -98,20 +99,21 @@ const EXECUTION_MODES = ['sequential', 'parallel'] as const satisfies readonly N
 
 const threadCount = z.number().int().nonnegative().max(1024)
 
+/** Where model sessions run (ort.runIn): see the schema below. */
+const RUN_PLACES = ['auto', 'agent-thread', 'worker-thread'] as const
+export type RunPlace = (typeof RUN_PLACES)[number]
+
 /**
  * Which file of a published model version the agent runs: `int8-when-accepted`, the int8
  * variant published with the version where its publisher's report meets the publisher's
  * threshold (else the version's own file); `fp32`, always the version's own file.
  */
-/** Where model sessions run (ort.runIn): see the schema below. */
-const RUN_PLACES = ['auto', 'agent-thread', 'worker-thread'] as const
-export type RunPlace = (typeof RUN_PLACES)[number]
-
 const PRECISIONS = ['int8-when-accepted', 'fp32'] as const
+export type Precision = (typeof PRECISIONS)[number]
 
+/** Whether log lines start with their time (logTimestamps): see the schema below. */
 const LOG_TIMESTAMPS = ['auto', 'on', 'off'] as const
 export type LogTimestamps = (typeof LOG_TIMESTAMPS)[number]
-export type Precision = (typeof PRECISIONS)[number]
 
 const ExecutionProvidersSchema = z.union(
   [

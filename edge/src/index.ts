@@ -2,6 +2,7 @@
  * Worker entry: the HTTP app, the scheduled batcher and settler, and the Gateway Durable Object
  * class.
  */
+import { messageOf } from '@depinfer/shared'
 import { app } from './app.js'
 import { runArchiveTick } from './batching/archive.js'
 import { runBatchTick } from './batching/batcher.js'
@@ -9,7 +10,6 @@ import type { Env } from './env.js'
 import { flushGatewayAttestations } from './gateway/flush-attestations.js'
 import { gatewayStub } from './gateway/stub.js'
 import { runSettlementTick } from './payments/settler.js'
-import { messageOf } from '@depinfer/shared'
 
 export { Gateway } from './gateway/gateway.js'
 

@@ -5,9 +5,9 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
+import { messageOf } from '@depinfer/shared'
 import { initDeviceKey } from '../../device-agent/src/keys/device-key.js'
 import { REPO_ROOT } from './paths.js'
-import { messageOf } from '@depinfer/shared'
 
 export interface AgentProcess {
   deviceId: string

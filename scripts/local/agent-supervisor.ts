@@ -3,8 +3,8 @@
  * aborting the process), and says so. Without it the local network went on with no device, every
  * request answered 503, and nothing in the log but onnxruntime's last words.
  */
-import type { AgentProcess } from './agent-process.js'
 import { messageOf } from '@depinfer/shared'
+import type { AgentProcess } from './agent-process.js'
 
 export interface AgentSupervisorOptions {
   /** Starts (and restarts) the agent. */

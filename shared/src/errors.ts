@@ -37,4 +37,17 @@ export class FrameError extends ProtocolError {
  * form (onnxruntime, workerd and some libraries throw strings or plain objects, whose `.message`
  * would read as "undefined").
  */
-export const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error))
+export function messageOf(error: unknown): string {
+  if (error instanceof Error) return error.message
+  if (typeof error === 'object' && error !== null) {
+    // A plain object: its own message if it has one, else its JSON ("[object Object]" says nothing).
+    const { message } = error as { message?: unknown }
+    if (typeof message === 'string') return message
+    try {
+      return JSON.stringify(error) ?? String(error)
+    } catch {
+      return String(error)
+    }
+  }
+  return String(error)
+}

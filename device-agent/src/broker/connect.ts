@@ -4,9 +4,9 @@
  * restarted broker, and re-runs `onConnect` (status, subscriptions) after every reconnect.
  */
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import { messageOf } from '@depinfer/shared'
 import { backoffMs } from '../backoff.js'
 import { readBrokerTls, tlsHint, type BrokerTlsFiles } from './tls.js'
-import { messageOf } from '@depinfer/shared'
 
 export interface BrokerConnectOptions {
   url: string

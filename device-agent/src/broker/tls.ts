@@ -9,8 +9,8 @@
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { ConfigError } from '../config.js'
 import { messageOf } from '@depinfer/shared'
+import { ConfigError } from '../config.js'
 
 export interface BrokerTlsFiles {
   caFile?: string | undefined

@@ -17,6 +17,7 @@ import { createReadStream } from 'node:fs'
 import { mkdir, open, readFile, rename, rm, stat, statfs, utimes, writeFile, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { messageOf } from '@depinfer/shared'
 import { backoffMs } from '../backoff.js'
 import { processAlive } from '../process-alive.js'
 import {
@@ -29,7 +30,6 @@ import {
   TruncatedDownloadError,
 } from './errors.js'
 import type { ProgressFactory, TransferProgress } from './progress.js'
-import { messageOf } from '@depinfer/shared'
 
 export interface ModelFileRequest {
   /** What is downloaded, for messages and the progress bar (e.g. "ppocr-cls v2"). */

@@ -8,13 +8,13 @@
  */
 import { existsSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
+import { messageOf } from '@depinfer/shared'
 import { isPublishedSource, type AgentConfig, type PublishedSource } from '../config.js'
 import { remoteModel, type LoadedModel, type RemoteFile } from '../runtime/loaded-model.js'
 import { cachedModelPath, fetchModelFile, freeDiskBytes, DEFAULT_BACKOFF } from './download.js'
 import { DownloadError } from './errors.js'
 import type { ProgressFactory } from './progress.js'
 import { edgeHeaders, fileToRun, listPublishedModels, selectPublished, type FileToRun, type PublishedModel } from './published.js'
-import { messageOf } from '@depinfer/shared'
 
 export interface ProvisionerOptions {
   config: AgentConfig
@@ -221,7 +221,7 @@ export class ModelProvisioner {
       .catch((error: unknown) => {
         model.state = 'failed'
         model.error = messageOf(error)
-        this.#options.log(`model ${label(model)} failed: ${(error as Error).stack}`)
+        this.#options.log(`model ${label(model)} failed: ${error instanceof Error ? error.stack : messageOf(error)}`)
         this.#options.changed(model)
       })
   }

@@ -203,8 +203,15 @@ export function selectPublished(
   }
   const everything = sources.find((s) => s.published === '*')
   if (everything) {
-    // Smallest first: within the free space, as many models as possible.
-    for (const model of newestVersions(listing, everything.versions).sort((a, b) => fileOf(a).size - fileOf(b).size)) {
+    // The newest version of every name first, then the next newest, and so on; smallest first
+    // within each round: within the free space, as many models as possible, and never an older
+    // version in the place of a newer one.
+    const ages = new Map<PublishedModel, number>()
+    for (const model of newestVersions(listing, everything.versions)) {
+      ages.set(model, [...ages.keys()].filter((other) => other.name === model.name).length)
+    }
+    const order = (a: PublishedModel, b: PublishedModel) => ages.get(a)! - ages.get(b)! || fileOf(a).size - fileOf(b).size
+    for (const model of [...ages.keys()].sort(order)) {
       if (has(model)) continue
       const label = `${model.name} v${model.version}`
       const file = fileOf(model)

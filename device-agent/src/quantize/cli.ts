@@ -11,13 +11,13 @@
 import { readFileSync, statSync, writeFileSync } from 'node:fs'
 import { basename, dirname, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { messageOf } from '@depinfer/shared'
 import { DEFAULT_SESSION_OPTIONS, EvaluationError, ShapeOverrideError, inputSpecs, latencyBatches, sampleFeeds, withBatch } from './evaluate.js'
 import { OnnxFormatError } from './onnx-proto.js'
 import { QUANTIZABLE_OPS, QuantizeError, preprocessModel, quantizeModel, type QuantizableOp, type QuantizeOptions } from './quantize.js'
 import { EVALUATION_DEFAULTS, evaluateQuantization, formatReport, nothingQuantized, type SearchSummary } from './report.js'
 import { searchFp32Layers } from './search.js'
 import type { SampleKind } from './samples.js'
-import { messageOf } from '@depinfer/shared'
 
 export const USAGE = `usage: depinfer-quantize <in.onnx> <out.onnx> [options]
 

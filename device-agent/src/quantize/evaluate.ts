@@ -3,10 +3,10 @@
  * inputs, and latency on this machine.
  */
 import * as ort from 'onnxruntime-node'
+import { messageOf } from '@depinfer/shared'
 import { defaultSampleKind, generateSamples, type SampleKind } from './samples.js'
 import { spinningEntries } from '../runtime/execution.js'
 import { keepOrtTelemetryOff } from '../runtime/ort-telemetry.js'
-import { messageOf } from '@depinfer/shared'
 
 // Before any session of this process (ort-telemetry.ts): the quantizer also runs inside `depinfer models publish --int8`.
 keepOrtTelemetryOff()

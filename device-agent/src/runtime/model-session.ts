@@ -4,11 +4,10 @@
  * thread (worker-session.ts), or on the agent's thread until the model's runs prove long.
  */
 import { performance } from 'node:perf_hooks'
-import type { RawTensor } from '@depinfer/shared'
 import type * as ort from 'onnxruntime-node'
+import { messageOf, type RawTensor } from '@depinfer/shared'
 import type { RunPlace } from '../config.js'
 import { runModel } from './run-job.js'
-import { messageOf } from '@depinfer/shared'
 
 /** The thread a session's runs happen on. */
 export type SessionThread = Exclude<RunPlace, 'auto'>

@@ -4,12 +4,11 @@
  * until it is told to release the session.
  */
 import { parentPort, workerData } from 'node:worker_threads'
-import type { RawTensor } from '@depinfer/shared'
 import * as ort from 'onnxruntime-node'
+import { messageOf, type RawTensor } from '@depinfer/shared'
 import { keepOrtTelemetryOff } from './ort-telemetry.js'
 import { InvalidJobInputError, runModel } from './run-job.js'
 import { transferableCopy, type WorkerReply, type WorkerRequest, type WorkerStart } from './worker-session.js'
-import { messageOf } from '@depinfer/shared'
 
 const port = parentPort!
 const reply = (message: WorkerReply, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer)

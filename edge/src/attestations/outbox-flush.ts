@@ -5,11 +5,11 @@
  * take the lowest seqs, and a group commits whole or not at all, so D1 always holds a contiguous
  * prefix of the seqs: the batcher, which cuts at the first gap, never stops at a hole.
  */
+import { messageOf } from '@depinfer/shared'
 import { chargeStatement, reservationState } from '../payments/reservations.js'
 import type { FlushableOutbox, OutboxEntry } from './outbox.js'
 import { INSERT_ATTESTATION_SQL, insertAttestationParams } from './rows.js'
 import { wasRefuted } from '../spot-checks/store.js'
-import { messageOf } from '@depinfer/shared'
 
 /** D1 caps statements per batch; stay well below (a priced job takes two: insert and charge). */
 export const MAX_STATEMENTS = 200

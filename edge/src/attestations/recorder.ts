@@ -11,10 +11,10 @@
  * counter stays ahead of D1 without asking it again. Several gateway shards would each need
  * their own disjoint seq range (and the batcher would cut per range); only one gateway is built.
  */
+import { messageOf } from '@depinfer/shared'
 import { OutboxFlusher, type FlushReport } from './outbox-flush.js'
 import { AttestationOutbox } from './outbox.js'
 import { lastRecordedSeq, type AcceptedAttestation } from './rows.js'
-import { messageOf } from '@depinfer/shared'
 
 /**
  * How long a recorded attestation may wait for company before the flush to D1 starts. Readers

@@ -2,9 +2,9 @@
  * For readers of D1 that must see every answered job (the cron tick, the proofs, batches and
  * account APIs): asks the Gateway to move the attestations in its outbox to D1 first.
  */
+import { messageOf } from '@depinfer/shared'
 import type { Env } from '../env.js'
 import { gatewayStub } from './stub.js'
-import { messageOf } from '@depinfer/shared'
 
 /**
  * How many answered jobs are still not in D1 after the flush (0: D1 has every one), or

@@ -1,7 +1,7 @@
 /** The Authorization header (middleware/auth.ts bearerKey): the key, or a 401 saying what is wrong. */
 import { describe, expect, it } from 'vitest'
-import { bearerKey } from '../middleware/auth.js'
 import { messageOf } from '@depinfer/shared'
+import { bearerKey } from '../middleware/auth.js'
 
 const KEY = 'dpi_Zm9vYmFyYmF6cXV4LXNlY3JldC1rZXk'
 const detail = (header: string | undefined): string => {

@@ -4,14 +4,13 @@
  * with `priceWei` / `reservationId` and calls `release()` when it fails; a job that succeeds is
  * charged in the D1 transaction that stores its attestation (see attestations/outbox-flush.ts).
  */
-import type { Hex } from '@depinfer/shared'
+import { messageOf, type Hex } from '@depinfer/shared'
 import type { Env } from '../env.js'
 import { PaymentRequiredError, PriceAboveLimitError } from '../errors/payment.js'
 import { availableBalance, escrowAccount } from './balances.js'
 import { paymentsSetting, type PaymentsConfig } from './config.js'
 import { quoteJob, type JobQuote } from './pricing.js'
 import { payerHolds, release, reserve } from './reservations.js'
-import { messageOf } from '@depinfer/shared'
 
 /**
  * A reservation still `reserved` this long after its job's deadline was abandoned (the Worker

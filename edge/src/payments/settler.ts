@@ -12,8 +12,8 @@
  * failure anywhere resumes with the same settlement and a batch is never settled twice.
  */
 import { buildPayoutTree, escrowAbi, providerRegistryAbi } from '@depinfer/contracts'
-import type { Hex } from '@depinfer/shared'
 import { type Hash, zeroAddress } from 'viem'
+import { messageOf, type Hex } from '@depinfer/shared'
 import type { BatchRow } from '../attestations/rows.js'
 import { acquireLease, releaseLease } from '../batching/batch-store.js'
 import { chainClients, chainConfig, type ChainClients } from '../batching/chain-client.js'
@@ -35,7 +35,6 @@ import {
   type ChargedJob,
   type OpenSettlement,
 } from './settlement-store.js'
-import { messageOf } from '@depinfer/shared'
 
 const DEFAULT_CONFIRM_TIMEOUT_MS = 60_000
 const RPC_TIMEOUT_MS = 10_000
