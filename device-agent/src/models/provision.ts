@@ -28,8 +28,9 @@ export interface ProvisionerOptions {
   changed: (model: LoadedModel) => void
   /**
    * A published version its source no longer selects, now that a newer one of the name is ready
-   * (`published: "<name>"` and `"*"` serve the newest, or newest `versions`): the agent stops serving it and releases
-   * it once its jobs are answered. A restarted agent would not load it either.
+   * (`published: "<name>"` and `"*"` serve the newest, or the newest `versions`): the agent stops
+   * serving it and releases it once its jobs are answered. A restarted agent would not load it
+   * either.
    */
   retired: (model: LoadedModel) => void
   log: (message: string) => void

@@ -172,9 +172,10 @@ export interface Selection {
 
 /**
  * The published models `sources` select: a named one at its given version, or its newest (the
- * newest `versions` of it); for "*" the newest version (versions) of every model that fits this device (the file it would run, `fileOf`:
- * ≤ maxModelBytes, and room for it in the cache after the models picked before it). A named
- * model is not held to maxModelBytes: the operator chose it.
+ * newest `versions` of it); for "*" the newest version (or `versions`) of every model that fits
+ * this device (the file it would run, `fileOf`: ≤ maxModelBytes, and room for it in the cache
+ * after the models picked before it). A named model is not held to maxModelBytes: the operator
+ * chose it.
  */
 export function selectPublished(
   sources: readonly PublishedSource[],

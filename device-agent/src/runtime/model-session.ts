@@ -66,8 +66,8 @@ export interface PlacementEvents {
  * ort.runIn 'auto': runs on the agent's thread, where short runs are cheapest, until a run (from
  * when the thread turns to it to its answer) takes LONG_RUN_MS or more, or is expected to (its
  * input's size at the cheapest time per element seen); then the session is opened again in a
- * worker thread and the runs go there. Not on the first run, which also sets onnxruntime up (its memory
- * arena, TensorRT's engine). If the worker cannot be opened, the model stays where it was.
+ * worker thread and the runs go there. Not on the first run, which also sets onnxruntime up (its
+ * memory arena, TensorRT's engine). If the worker cannot be opened, the model stays where it was.
  */
 export class AutoPlacedSession implements ModelSession {
   #current: ModelSession
