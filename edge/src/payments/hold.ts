@@ -44,11 +44,11 @@ export interface HoldRequest {
   maxPriceWei: bigint | undefined
 }
 
-const free = (version: string | undefined): PaidJob => ({
+const free = (version: string | undefined, sha256?: string): PaidJob => ({
   priceWei: 0n,
   reservationId: undefined,
   version,
-  sha256: undefined,
+  sha256,
   release: async () => {},
 })
 
@@ -61,7 +61,9 @@ export async function holdPayment(env: Env, request: HoldRequest, now = Date.now
   if (request.maxPriceWei !== undefined && quote.totalWei > request.maxPriceWei) {
     throw new PriceAboveLimitError(`${label} costs ${quote.totalWei} wei per inference, more than parameters.max_price_wei (${request.maxPriceWei}): nothing was sent or held`)
   }
-  if (quote.totalWei === 0n) return free(request.version)
+  // Pinned to the version (and file) the quote was for, as a priced job is: a priced version
+  // becoming ready meanwhile must not run for free under this quote.
+  if (quote.totalWei === 0n) return free(quote.version, quote.sha256)
   if (request.payer === null) {
     throw new PaymentRequiredError(
       `${label} costs ${quote.totalWei} wei per inference and this API key has no payer: use a key created with a payer address (npm run key:create -- <label> --payer 0x…) that has deposited into the Escrow at ${config.escrow}`,
