@@ -27,7 +27,7 @@ export class BrokerUnavailableError extends DepinferError {
 
 /** Every attempt timed out: the job was tried on the devices named in the detail. */
 export class DeviceTimeoutError extends DepinferError {
-  /** `retryAfterSec` null: asking again as it was asked will not help (the caller's own short deadline). */
+  /** `retryAfterSec` null: asking again as it was asked will not help (a deadline shorter than the devices take). */
   constructor(detail: string, retryAfterSec: number | null = 1) {
     super(504, 'device-timeout', 'Device did not answer in time', detail, { retryAfterSec: retryAfterSec ?? undefined })
   }
