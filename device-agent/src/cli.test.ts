@@ -107,10 +107,17 @@ describe('depinfer-agent', () => {
       expect((await run(['init', '--config', write('star.json', [{ published: '*' }])])).code).toBe(0)
       const star = await run(['status', '--config', write('star.json', [{ bundled: 'ppocr-cls' }, { published: '*' }])])
       expect(star.code, star.output).toBe(0)
-      expect(JSON.parse(star.stdout)).toMatchObject({ failed: [], passedOver: [{ name: 'big v1', reason: expect.stringMatching(/over maxModelBytes/) }] })
-      const named = await run(['status', '--config', write('named.json', [{ bundled: 'ppocr-cls' }, { published: 'absent' }])])
+      expect(JSON.parse(star.stdout)).toMatchObject({ failed: [], passedOver: [{ name: 'big', version: '1', reason: expect.stringMatching(/over maxModelBytes/) }] })
+      // Published failures in the shape of a loaded model's ({name, version, error}), for health checks.
+      const named = await run(['status', '--config', write('named.json', [{ bundled: 'ppocr-cls' }, { published: 'absent' }, { published: 'big', version: '3' }])])
       expect(named.code, named.output).toBe(1)
-      expect(JSON.parse(named.stdout)).toMatchObject({ failed: [{ name: 'absent', error: 'not published on the edge' }], passedOver: [] })
+      expect(JSON.parse(named.stdout)).toMatchObject({
+        failed: [
+          { name: 'absent', error: 'not published on the edge' },
+          { name: 'big', version: '3', error: 'not published on the edge' },
+        ],
+        passedOver: [],
+      })
     } finally {
       await edge.close()
     }

@@ -116,10 +116,15 @@ async function main(argv: string[]): Promise<number> {
     })
     const failed = [
       ...models.filter((m) => m.state === 'failed').map(({ name, version, error }) => ({ name, version, error })),
-      ...provisioner.problems.filter((problem) => !problem.passedOver).map(({ model, reason }) => ({ name: model, error: reason })),
+      // The same shape as a loaded model's failure: name, version where known, error.
+      ...provisioner.problems
+        .filter((problem) => !problem.passedOver)
+        .map(({ model, name, version, reason }) => ({ name: name ?? model, ...(version !== undefined && { version }), error: reason })),
     ]
     // Models "*" leaves out because they do not fit: listed, but what "*" means, not a failure.
-    const passedOver = provisioner.problems.filter((problem) => problem.passedOver).map(({ model, reason }) => ({ name: model, reason }))
+    const passedOver = provisioner.problems
+      .filter((problem) => problem.passedOver)
+      .map(({ model, name, version, reason }) => ({ name: name ?? model, ...(version !== undefined && { version }), reason }))
     const identity = key && identityOf(key, config.deviceId)
     console.log(JSON.stringify({ ...deviceStatus(config.deviceId, models, true, identity, runtime.status()), failed, passedOver }, null, 2))
     await Promise.all(models.map((model) => model.session?.release()))

@@ -58,15 +58,15 @@ describe('selecting published models', () => {
     // Short of space, the newest version of every name comes before older ones, however small.
     const tight = selectPublished([{ published: '*', versions: 'all' }], listing, { ...limits, freeBytes: 65 })
     expect(tight.selected.map((m) => `${m.name} v${m.version}`)).toEqual(['a v10', 'c v1'])
-    expect(tight.problems).toContainEqual({ model: 'a v2', reason: '10 bytes, more than the 5 left free in the cache', passedOver: true })
+    expect(tight.problems).toContainEqual({ model: 'a v2', name: 'a', version: '2', reason: '10 bytes, more than the 5 left free in the cache', passedOver: true })
   })
 
   it('does not hold a named model to maxModelBytes, and reports one that is not published', () => {
     const { selected, problems } = selectPublished([{ published: 'b' }, { published: 'zzz' }, { published: 'a', version: '7' }], listing, limits)
     expect(selected.map((m) => m.name)).toEqual(['b'])
     expect(problems).toEqual([
-      { model: 'zzz', reason: 'not published on the edge' },
-      { model: 'a v7', reason: 'not published on the edge' },
+      { model: 'zzz', name: 'zzz', reason: 'not published on the edge' },
+      { model: 'a v7', name: 'a', version: '7', reason: 'not published on the edge' },
     ])
   })
 
@@ -74,10 +74,10 @@ describe('selecting published models', () => {
     const star = selectPublished([{ published: '*' }], listing, limits)
     expect(star.selected.map((m) => `${m.name} v${m.version}`)).toEqual(['a v10', 'c v1'])
     // Left out as "*" means to (passedOver), unlike a named model that is not published.
-    expect(star.problems).toEqual([{ model: 'b v1', reason: '500 bytes, over maxModelBytes (100)', passedOver: true }])
+    expect(star.problems).toEqual([{ model: 'b v1', name: 'b', version: '1', reason: '500 bytes, over maxModelBytes (100)', passedOver: true }])
     const tight = selectPublished([{ published: '*' }], listing, { ...limits, freeBytes: 55 })
     expect(tight.selected.map((m) => m.name)).toEqual(['a'])
-    expect(tight.problems).toContainEqual({ model: 'c v1', reason: '50 bytes, more than the 45 left free in the cache', passedOver: true })
+    expect(tight.problems).toContainEqual({ model: 'c v1', name: 'c', version: '1', reason: '50 bytes, more than the 45 left free in the cache', passedOver: true })
     // A cached file needs no space.
     const cached = selectPublished([{ published: '*' }], listing, { ...limits, freeBytes: 0, cached: () => true })
     expect(cached.selected.map((m) => m.name)).toEqual(['a', 'c'])
@@ -217,7 +217,7 @@ describe('published models from the edge', () => {
     ])
     expect(loaded).toEqual(['cls-a v2', 'cls-b v1'])
     expect(edge.fileRequests.map((r) => r.model)).toEqual(['cls-a@2'])
-    expect(provisioner.problems).toEqual([{ model: 'huge v1', reason: expect.stringMatching(/over maxModelBytes/), passedOver: true }])
+    expect(provisioner.problems).toEqual([{ model: 'huge v1', name: 'huge', version: '1', reason: expect.stringMatching(/over maxModelBytes/), passedOver: true }])
     expect(describeModel(models[0]!)).toMatchObject({ name: 'cls-a', version: '2', sha256: CLS_SHA, state: 'ready', inputs: INPUTS, outputs: OUTPUTS })
     await Promise.all(models.map((m) => m.session?.release()))
   })
@@ -364,7 +364,7 @@ describe('published models from the edge', () => {
     expect(wrongKey.provisioner.problems).toEqual([{ model: 'edge', reason: expect.stringMatching(/HTTP 401 .*check edge.apiKey/) }])
     const unknown = provisionerFor(configWith([{ published: 'nope' }]))
     await unknown.start()
-    expect(unknown.provisioner.problems).toEqual([{ model: 'nope', reason: 'not published on the edge' }])
+    expect(unknown.provisioner.problems).toEqual([{ model: 'nope', name: 'nope', reason: 'not published on the edge' }])
     expect(logs).toContain('not serving published nope: not published on the edge')
     // A cache directory that cannot be made is the cache's problem, not the edge's.
     const file = join(temporaryDirectory('not-a-dir-'), 'file')

@@ -40,7 +40,11 @@ export interface ProvisionerOptions {
 }
 
 export interface SourceProblem {
+  /** What the problem is about, as logged: a model ("resnet v3"), or `edge` / `cacheDir` for the listing. */
   model: string
+  /** The model's name and version, when the problem is one model's (the version when known). */
+  name?: string
+  version?: string
   reason: string
   /** A model `"*"` leaves out because it does not fit this device: by design, not a failure. */
   passedOver?: true

@@ -167,7 +167,7 @@ export interface Selection {
    * Models the sources asked for that cannot be served, and why (logged, listed by `status`).
    * `passedOver`: one `"*"` leaves out because it does not fit, as `"*"` means to; not a failure.
    */
-  problems: { model: string; reason: string; passedOver?: true }[]
+  problems: { model: string; name: string; version?: string; reason: string; passedOver?: true }[]
 }
 
 /**
@@ -199,7 +199,7 @@ export function selectPublished(
     if (models.length > 0) models.forEach(take)
     else {
       const wanted = `${source.published}${source.version === undefined ? '' : ` v${source.version}`}`
-      problems.push({ model: wanted, reason: 'not published on the edge' })
+      problems.push({ model: wanted, name: source.published, ...(source.version !== undefined && { version: source.version }), reason: 'not published on the edge' })
     }
   }
   const everything = sources.find((s) => s.published === '*')
@@ -217,9 +217,15 @@ export function selectPublished(
       const label = `${model.name} v${model.version}`
       const file = fileOf(model)
       if (file.size > limits.maxModelBytes) {
-        problems.push({ model: label, reason: `${file.size} bytes, over maxModelBytes (${limits.maxModelBytes})`, passedOver: true })
+        problems.push({ model: label, name: model.name, version: model.version, reason: `${file.size} bytes, over maxModelBytes (${limits.maxModelBytes})`, passedOver: true })
       } else if (!limits.cached(file.sha256) && file.size > spaceLeft) {
-        problems.push({ model: label, reason: `${file.size} bytes, more than the ${Math.max(0, spaceLeft)} left free in the cache`, passedOver: true })
+        problems.push({
+          model: label,
+          name: model.name,
+          version: model.version,
+          reason: `${file.size} bytes, more than the ${Math.max(0, spaceLeft)} left free in the cache`,
+          passedOver: true,
+        })
       } else take(model)
     }
   }
