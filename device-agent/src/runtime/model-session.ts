@@ -5,7 +5,7 @@
  */
 import { performance } from 'node:perf_hooks'
 import type * as ort from 'onnxruntime-node'
-import { messageOf, type RawTensor } from '@depinfer/shared'
+import { elementCount, messageOf, type RawTensor } from '@depinfer/shared'
 import type { RunPlace } from '../config.js'
 import { runModel } from './run-job.js'
 
@@ -46,7 +46,7 @@ export class AgentThreadSession implements ModelSession {
 
 /** Elements in the inputs of a run (at least 1: a run of scalars still costs something). */
 const elementsOf = (inputs: readonly RawTensor[]): number =>
-  Math.max(1, inputs.reduce((sum, tensor) => sum + tensor.shape.reduce((product, d) => product * d, 1), 0))
+  Math.max(1, inputs.reduce((sum, tensor) => sum + elementCount(tensor.shape), 0))
 
 /**
  * A run at least this long moves an 'auto' session to a worker thread. Past it the agent's thread

@@ -6,8 +6,8 @@
  */
 import { addressProblem, type Hex } from '@depinfer/shared'
 import { PaymentsMisconfiguredError } from '../errors/payment.js'
+import { WEI_PATTERN } from './wei.js'
 
-const WEI = /^(0|[1-9][0-9]{0,77})$/
 export const BPS_DENOMINATOR = 10_000n
 
 export interface PaymentsConfig {
@@ -52,7 +52,7 @@ export function paymentsSetting(env: PaymentVars): PaymentsSetting {
   const rpcUrl = env.CHAIN_SUBMIT_RPC_URL || env.CHAIN_RPC_URL
   if (!rpcUrl) throw invalid('ESCROW_ADDRESS is set but CHAIN_RPC_URL is not')
   const providerFee = env.PROVIDER_FEE_WEI || '0'
-  if (!WEI.test(providerFee) || BigInt(providerFee) >= 2n ** 256n) {
+  if (!WEI_PATTERN.test(providerFee) || BigInt(providerFee) >= 2n ** 256n) {
     throw invalid(`PROVIDER_FEE_WEI must be a decimal number of wei, got ${JSON.stringify(providerFee.slice(0, 80))}`)
   }
   const bps = env.PROTOCOL_FEE_BPS || '0'

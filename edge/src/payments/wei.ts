@@ -4,6 +4,9 @@
  */
 const GWEI = 1_000_000_000n
 
+/** A wei amount as the edge takes it in settings and parameters: a decimal integer without leading zeros, up to 78 digits. */
+export const WEI_PATTERN = /^(0|[1-9][0-9]{0,77})$/
+
 /** Wei as whole gwei and the wei below a gwei: SQLite sums these exactly in 64-bit integers. */
 export function splitWei(wei: bigint): { gwei: number; rem: number } {
   const gwei = wei / GWEI

@@ -38,6 +38,7 @@ import {
 } from '../models/registry.js'
 import { VariantRejectedError } from '../models/variants.js'
 import { forgetPublishedVersions } from '../models/published-versions.js'
+import { WEI_PATTERN } from '../payments/wei.js'
 
 /** Workers accept request bodies up to 100 MB (free/pro plans): the default stays under it. */
 const DEFAULT_MAX_MODEL_BYTES = 95 * 1024 * 1024
@@ -118,7 +119,7 @@ models.post('/', async (c) => {
     if (values.length > 1) throw new InvalidRequestError(`${parameter} is given ${values.length} times; give it once`, parameter)
   }
   const name = required(c.req.query('name'), 'name', ID_PATTERN, '1-64 letters, digits, ".", "_" or "-", starting with a letter or digit')
-  const priceWei = required(c.req.query('price_wei'), 'price_wei', /^(0|[1-9][0-9]{0,77})$/, 'the price per inference in wei, a decimal integer')
+  const priceWei = required(c.req.query('price_wei'), 'price_wei', WEI_PATTERN, 'the price per inference in wei, a decimal integer')
   if (BigInt(priceWei) >= 2n ** 256n) throw new InvalidRequestError('price_wei must be below 2^256', 'price_wei')
   const payoutAddress = required(c.req.query('payout_address'), 'payout_address', ADDRESS_PATTERN, 'an Ethereum address (0x and 40 hex digits)')
   const addressTypo = addressProblem(payoutAddress)
