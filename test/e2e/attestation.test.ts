@@ -486,5 +486,6 @@ describe('attestations on the local chain', () => {
     expect(bad.headers.get('content-type')).toMatch(/application\/problem\+json/)
     expect(bad.body).toMatchObject({ field: 'jobId' })
     expect((await api.get('/api/batches?limit=0')).body).toMatchObject({ field: 'limit' })
+    expect((await api.get('/api/batches?limt=1')).body).toMatchObject({ status: 400, field: 'limt' })
   })
 })

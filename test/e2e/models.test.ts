@@ -214,6 +214,8 @@ describe('publishing models', () => {
     expect(squat.status, squat.text).toBe(403)
     expect(squat.body).toMatchObject({ field: 'name' })
     expect(((await api.get('/api/models?name=ppocr-det')).body as { models: unknown[] }).models).toHaveLength(1)
+    // A misspelt filter would list every model as if all matched it.
+    expect((await api.get('/api/models?nmae=ppocr-det')).body).toMatchObject({ status: 400, field: 'nmae' })
   })
 
   it.each<[string, string, unknown, string]>([

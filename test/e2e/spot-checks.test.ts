@@ -200,5 +200,8 @@ describe('spot checks', () => {
     expect(response.headers.get('content-type')).toContain('application/problem+json')
     expect(response.body).toMatchObject({ field: 'verdict' })
     expect((await api.get('/api/spot-checks?limit=0')).body).toMatchObject({ status: 400, field: 'limit' })
+    // A misspelt filter is refused, not dropped: the caller would get every check as if it matched.
+    expect((await api.get('/api/spot-checks?verdcit=refuted')).body).toMatchObject({ status: 400, field: 'verdcit' })
+    expect((await api.get('/api/spot-checks?verdict=refuted&verdict=confirmed')).body).toMatchObject({ status: 400, field: 'verdict' })
   })
 })

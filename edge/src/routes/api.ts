@@ -7,6 +7,7 @@ import { DepinferError } from '../errors/base.js'
 import { ForbiddenError, InvalidRequestError, NotFoundError } from '../errors/request.js'
 import { AttestationNotStoredYetError } from '../errors/routing.js'
 import { flushGatewayAttestations } from '../gateway/flush-attestations.js'
+import { checkQueryParameters, intQuery } from '../http/query.js'
 import { apiKeyAuth, type AuthVariables } from '../middleware/auth.js'
 import { listSpotChecks, spotCheckOfJob } from '../spot-checks/store.js'
 import type { SpotCheckVerdict } from '../spot-checks/spot-check.js'
@@ -72,6 +73,7 @@ api.get('/jobs/:jobId/attestation', async (c) => {
 
 /** Posted and pending batches, newest first: `?limit=` (1–500, default 50), `?before=<fromSeq>`. */
 api.get('/batches', async (c) => {
+  checkQueryParameters(c, ['limit', 'before'])
   const limit = intQuery(c.req.query('limit'), 'limit', 50, 1, 500)
   const before = intQuery(c.req.query('before'), 'before', undefined, 1, Number.MAX_SAFE_INTEGER)
   // Answered jobs still in the Gateway's outbox count as pending (not batched) attestations.
@@ -94,6 +96,7 @@ api.get('/spot-checks', async (c) => {
       'spot checks are listed to the operator\'s keys only (stored in D1 directly: `npm run key:create -- <label> --wrangler`, or the key `npm start` prints; not one made through POST /api/keys, as `key:create` with DEPINFER_URL does); a job\'s own check is at /api/jobs/{jobId}/attestation',
     )
   }
+  checkQueryParameters(c, ['limit', 'before', 'verdict', 'device'])
   const limit = intQuery(c.req.query('limit'), 'limit', 50, 1, 500)
   const before = intQuery(c.req.query('before'), 'before', undefined, 1, Number.MAX_SAFE_INTEGER)
   const verdict = c.req.query('verdict')
@@ -112,12 +115,3 @@ api.get('/spot-checks', async (c) => {
   })
   return c.json({ spotChecks })
 })
-
-function intQuery<D extends number | undefined>(value: string | undefined, field: string, fallback: D, min: number, max: number): number | D {
-  if (value === undefined) return fallback
-  const n = Number(value)
-  if (!/^[0-9]+$/.test(value) || n < min || n > max) {
-    throw new InvalidRequestError(`${field} must be an integer from ${min} to ${max}, got ${JSON.stringify(value)}`, field)
-  }
-  return n
-}

@@ -21,6 +21,7 @@ import { Hono, type Context } from 'hono'
 import { numberVar, type Env } from '../env.js'
 import { InvalidRequestError, NotFoundError } from '../errors/request.js'
 import { DepinferError } from '../errors/base.js'
+import { checkQueryParameters } from '../http/query.js'
 import { readBodyCapped } from '../http/read-body.js'
 import { apiKeyAuth, type AuthVariables } from '../middleware/auth.js'
 import { problemResponse } from '../middleware/problem.js'
@@ -108,16 +109,10 @@ function int8Variant(c: Context<ModelsEnv>): VariantRequest | undefined {
 }
 
 /** Every parameter a publish takes: a misspelt one (`desciption`) would otherwise be dropped unseen. */
-const PUBLISH_PARAMETERS: ReadonlySet<string> = new Set(['name', 'price_wei', 'payout_address', 'description', 'int8_sha256', ...Object.values(REPORT_FIELDS), 'int8_min_agreement'])
+const PUBLISH_PARAMETERS: readonly string[] = ['name', 'price_wei', 'payout_address', 'description', 'int8_sha256', ...Object.values(REPORT_FIELDS), 'int8_min_agreement']
 
 models.post('/', async (c) => {
-  for (const [parameter, values] of Object.entries(c.req.queries())) {
-    if (!PUBLISH_PARAMETERS.has(parameter)) {
-      throw new InvalidRequestError(`unknown parameter ${JSON.stringify(parameter.slice(0, 100))}: a publish takes ${[...PUBLISH_PARAMETERS].join(', ')}`, parameter.slice(0, 100))
-    }
-    // Two names or prices for one publish: which one was meant is not for the edge to guess.
-    if (values.length > 1) throw new InvalidRequestError(`${parameter} is given ${values.length} times; give it once`, parameter)
-  }
+  checkQueryParameters(c, PUBLISH_PARAMETERS)
   const name = required(c.req.query('name'), 'name', ID_PATTERN, '1-64 letters, digits, ".", "_" or "-", starting with a letter or digit')
   const priceWei = required(c.req.query('price_wei'), 'price_wei', WEI_PATTERN, 'the price per inference in wei, a decimal integer')
   if (BigInt(priceWei) >= 2n ** 256n) throw new InvalidRequestError('price_wei must be below 2^256', 'price_wei')
@@ -176,6 +171,7 @@ models.post('/files', async (c) => {
 })
 
 models.get('/', async (c) => {
+  checkQueryParameters(c, ['name'])
   const name = c.req.query('name')
   return c.json({ models: (await listPublishedModels(c.env.DB, name)).map(view) })
 })
