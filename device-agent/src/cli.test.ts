@@ -37,6 +37,7 @@ describe('depinfer-agent', () => {
     expect((await run(['init', '--config', join(dir, 'good.json')])).code).toBe(0)
     const good = await run(['status', '--config', write('good.json', [{ bundled: 'ppocr-cls' }])])
     expect(good.code, good.output).toBe(0)
+    expect(JSON.parse(good.stdout)).not.toHaveProperty('online')
     expect(JSON.parse(good.stdout)).toMatchObject({ models: [{ name: 'ppocr-cls', state: 'ready' }], failed: [], keyProof: expect.stringMatching(/^0x[0-9a-f]{130}$/) })
     const bad = await run(['status', '--config', write('bad.json', [{ bundled: 'ppocr-cls' }, { name: 'gone', version: '1', path: join(dir, 'missing.onnx') }])])
     expect(bad.code, bad.output).toBe(1)

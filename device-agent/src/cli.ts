@@ -126,7 +126,9 @@ async function main(argv: string[]): Promise<number> {
       .filter((problem) => problem.passedOver)
       .map(({ model, name, version, reason }) => ({ name: name ?? model, ...(version !== undefined && { version }), reason }))
     const identity = key && identityOf(key, config.deviceId)
-    console.log(JSON.stringify({ ...deviceStatus(config.deviceId, models, true, identity, runtime.status()), failed, passedOver }, null, 2))
+    // Without `online`: this command never connects, and `"online": true` read as "on the network".
+    const { online: _notConnected, ...advertised } = deviceStatus(config.deviceId, models, true, identity, runtime.status())
+    console.log(JSON.stringify({ ...advertised, failed, passedOver }, null, 2))
     await Promise.all(models.map((model) => model.session?.release()))
     // Scripts and health checks can tell a device that would serve everything it is configured for.
     return failed.length === 0 && key ? 0 : 1
