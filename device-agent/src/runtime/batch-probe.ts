@@ -5,6 +5,12 @@
  * would answer each job with its neighbours' data mixed in: wrong, and a leak of one caller's
  * input to another. Checked once, when the model loads, on seeded inputs; a model it cannot
  * check runs unbatched.
+ *
+ * The two probe rows differ in magnitude (floats within ±1 and within ±100; 8- and 16-bit
+ * integers 0 or 1 and across a wide range), so that what is computed over the whole batch
+ * tensor shows: a normalisation by its max or mean (a UINT8 image divided by its brightest
+ * pixel), or the per-tensor scale of a dynamically quantized int8 model. Rows of one range
+ * alone hid both: the max, the mean and the scale came out the same with or without the other row.
  */
 import { concatBytes, encodeJsonRows, float16BitsToNumber, seededRandom, typedElements, type Datatype, type RawTensor, type TensorSpec, messageOf } from '@depinfer/shared'
 import { splitOutputs } from './batch-stacking.js'
@@ -12,14 +18,29 @@ import type { ModelSession } from './model-session.js'
 
 /** The size given to the other dynamic dimensions of the probe's inputs: small, and a multiple of the 32 many image models need. */
 const PROBE_DIM = 32
-/** Batched and single runs use different kernels: floats may differ this much and still agree. */
-const ABSOLUTE_TOLERANCE = 1e-4
+/**
+ * Batched and single runs use different kernels: floats may differ this much and still agree.
+ * The absolute part is a share of the output's own largest value: a fixed 1e-4 let through
+ * every difference in an output whose values are all about that small (a softmax over 10,000
+ * classes).
+ */
+const ABSOLUTE_TOLERANCE_SHARE = 1e-4
+const FP16_ABSOLUTE_TOLERANCE_SHARE = 1e-3
 const RELATIVE_TOLERANCE = 1e-3
+/** The wide probe row's floats lie within ± this. */
+const WIDE_FLOAT_RANGE = 100
+/** The wide probe row's integers, per datatype: [lowest, highest]. Wider integers stay 0 or 1 (indices, masks, lengths). */
+const WIDE_INTEGER_RANGE: Partial<Record<Datatype, readonly [number, number]>> = {
+  UINT8: [0, 255],
+  INT8: [-128, 127],
+  UINT16: [0, 1000],
+  INT16: [-1000, 1000],
+}
 
 /** Undefined when the model answers rows independently; otherwise why batching stays off. */
 export async function batchingProblem(session: ModelSession, inputs: readonly TensorSpec[]): Promise<string | undefined> {
   const random = seededRandom(0x5eed)
-  const rows = inputs.map((spec) => [probeRow(spec, random), probeRow(spec, random)] as const)
+  const rows = inputs.map((spec) => [probeRow(spec, random, 'unit'), probeRow(spec, random, 'wide')] as const)
   const tensor = (spec: TensorSpec, parts: readonly Uint8Array[]): RawTensor => ({
     name: spec.name,
     datatype: spec.datatype,
@@ -45,10 +66,20 @@ export async function batchingProblem(session: ModelSession, inputs: readonly Te
   return undefined
 }
 
-/** One row's bytes for `spec`: seeded values every datatype can hold (integers 0 or 1, so valid as indices and masks). */
-function probeRow(spec: TensorSpec, random: () => number): Uint8Array {
+/**
+ * One row's bytes for `spec`, seeded. `unit`: floats within ±1, integers 0 or 1 (valid as indices
+ * and masks). `wide`: floats within ±WIDE_FLOAT_RANGE, 8- and 16-bit integers across
+ * WIDE_INTEGER_RANGE (a model that takes those as indices fails the probe's run and stays unbatched).
+ */
+function probeRow(spec: TensorSpec, random: () => number, range: 'unit' | 'wide'): Uint8Array {
   const count = spec.shape.slice(1).reduce((n, d) => n * (d === -1 ? PROBE_DIM : d), 1)
-  const values = Array.from({ length: count }, () => (isFloat(spec.datatype) ? random() * 2 - 1 : random() < 0.5 ? 0 : 1))
+  const integers = range === 'wide' ? WIDE_INTEGER_RANGE[spec.datatype] : undefined
+  const value = isFloat(spec.datatype)
+    ? () => (random() * 2 - 1) * (range === 'wide' ? WIDE_FLOAT_RANGE : 1)
+    : integers
+      ? () => integers[0] + Math.floor(random() * (integers[1] - integers[0] + 1))
+      : () => (random() < 0.5 ? 0 : 1)
+  const values = Array.from({ length: count }, value)
   return encodeJsonRows(spec.datatype, [spec.datatype === 'BOOL' ? values.map(Boolean) : values], spec.name)
 }
 
@@ -60,10 +91,16 @@ function sameValues(a: RawTensor, b: RawTensor): boolean {
   const y = typedElements(b.datatype, b.data)
   if (!isFloat(a.datatype)) return x.every((v, i) => v === y[i])
   const number = (values: typeof x, i: number) => (a.datatype === 'FP16' ? float16BitsToNumber(values[i] as number) : (values[i] as number))
+  let largest = 0
+  for (let i = 0; i < y.length; i++) {
+    const v = Math.abs(number(y, i))
+    if (v > largest && v !== Infinity) largest = v
+  }
+  const absoluteTolerance = largest * (a.datatype === 'FP16' ? FP16_ABSOLUTE_TOLERANCE_SHARE : ABSOLUTE_TOLERANCE_SHARE)
   for (let i = 0; i < x.length; i++) {
     const u = number(x, i)
     const v = number(y, i)
-    if (!(Object.is(u, v) || Math.abs(u - v) <= ABSOLUTE_TOLERANCE + RELATIVE_TOLERANCE * Math.abs(v))) return false
+    if (!(Object.is(u, v) || Math.abs(u - v) <= absoluteTolerance + RELATIVE_TOLERANCE * Math.abs(v))) return false
   }
   return true
 }

@@ -102,10 +102,40 @@ describe('loadModel', () => {
       { opType: 'ReduceMean', inputs: ['x'], outputs: ['m'], attributes: { axes: { ints: [0] }, keepdims: { int: 1 } } },
       { opType: 'Sub', inputs: ['x', 'm'], outputs: ['y'] },
     ], []],
+    ['rows divided by the largest value of the whole batch', 'batch-max', [
+      { opType: 'ReduceMax', inputs: ['x'], outputs: ['m'], attributes: { keepdims: { int: 1 } } },
+      { opType: 'Div', inputs: ['x', 'm'], outputs: ['y'] },
+    ], []],
+    // The outputs are all about 1e-5: a fixed absolute tolerance of 1e-4 took any difference for noise.
+    ['tiny outputs that depend on the batch\'s mean', 'tiny-centre', [
+      { opType: 'ReduceMean', inputs: ['x'], outputs: ['m'], attributes: { axes: { ints: [0] }, keepdims: { int: 1 } } },
+      { opType: 'Sub', inputs: ['x', 'm'], outputs: ['d'] },
+      { opType: 'Mul', inputs: ['d', 'small'], outputs: ['y'] },
+    ], [{ name: 'small', datatype: 'FP32' as const, dims: [], data: rawData(Float32Array.of(1e-5)) }]],
+    // What a dynamic int8 model does before each MatMul: one scale for the whole batch tensor.
+    ['a dynamically quantized input (one int8 scale for the whole batch)', 'dynamic-int8', [
+      { opType: 'DynamicQuantizeLinear', inputs: ['x'], outputs: ['q', 'scale', 'zero'] },
+      { opType: 'DequantizeLinear', inputs: ['q', 'scale', 'zero'], outputs: ['y'] },
+    ], []],
   ])('runs unbatched, and says why, a model whose rows depend on each other: %s', async (_case, name, nodes, initializers) => {
     const { model, lines } = await load(name, rowModel(name, nodes, initializers))
     expect(model).toMatchObject({ state: 'ready', maxBatch: 1 })
     expect(lines).toEqual([expect.stringMatching(new RegExp(`model ${name} v1 runs unbatched: output y of a row depends on the other rows`))])
+  })
+
+  it('runs unbatched a UINT8 image model that divides by the batch\'s brightest pixel', async () => {
+    const path = file('u8-norm', {
+      inputs: [{ name: 'img', datatype: 'UINT8', shape: ['N', 4] }],
+      outputs: [{ name: 'y', datatype: 'FP32', shape: ['N', 4] }],
+      nodes: [
+        { opType: 'Cast', inputs: ['img'], outputs: ['f'], attributes: { to: { int: 1 } } },
+        { opType: 'ReduceMax', inputs: ['f'], outputs: ['m'], attributes: { keepdims: { int: 1 } } },
+        { opType: 'Div', inputs: ['f', 'm'], outputs: ['y'] },
+      ],
+    })
+    const { model, lines } = await load('u8-norm', path)
+    expect(model).toMatchObject({ state: 'ready', maxBatch: 1 })
+    expect(lines).toEqual([expect.stringContaining('output y of a row depends on the other rows')])
   })
 
   it('runs unbatched a model whose outputs do not have one row per input row (a Transpose)', async () => {
