@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { buildModel, elementwiseSoftmaxModel, tinyClassifierModel } from '../../test/helpers/onnx-model.js'
+import { buildModel, elementwiseSoftmaxModel, rawData, tinyClassifierModel } from '../../test/helpers/onnx-model.js'
 import { describeReport, Int8VariantError, quantizeForPublishing, readInt8Variant } from './int8.js'
 import { temporaryDirectory } from '../../test/helpers/temporary-directory.js'
 
@@ -27,6 +27,28 @@ describe('the int8 variant of a publish', () => {
     expect(variant.text).toMatch(/threshold: {3}top-1 ≥ 95\.00%/)
     expect(variant.text).not.toMatch(/latency/) // this machine's speed says nothing about the devices'
     expect((await quantizeForPublishing(tinyClassifierModel().bytes, 'tiny.onnx', undefined)).minAgreement).toBe(0.99)
+  })
+
+  it('compares an output that is not floating point (an ArgMax label) for equality, as its top-1 agreement', async () => {
+    const { weights } = tinyClassifierModel()
+    const labelled = buildModel({
+      inputs: [{ name: 'features:0', datatype: 'FP32', shape: ['batch', 4] }],
+      outputs: [{ name: 'probs:0', datatype: 'FP32', shape: ['batch', 3] }, { name: 'label', datatype: 'INT64', shape: ['batch'] }],
+      initializers: [{ name: 'W', datatype: 'FP32', dims: [4, 3], data: rawData(weights) }],
+      nodes: [
+        { opType: 'MatMul', inputs: ['features:0', 'W'], outputs: ['logits'] },
+        { opType: 'Softmax', inputs: ['logits'], outputs: ['probs:0'], attributes: { axis: { int: -1 } } },
+        { opType: 'ArgMax', inputs: ['logits'], outputs: ['label'], attributes: { axis: { int: -1 }, keepdims: { int: 0 } } },
+      ],
+    })
+    const variant = await quantizeForPublishing(labelled, 'labelled.onnx', 0.9)
+    const probs = /probs:0: top-1 (\d+\.\d+)% of 200 positions/.exec(variant.text)
+    const label = /label: equal in (\d+\.\d+)% of 200 elements \(not floating point: compared for equality\)/.exec(variant.text)
+    expect(probs, variant.text).not.toBeNull()
+    expect(label, variant.text).not.toBeNull()
+    // The label is the arg-max of the logits the probabilities come from: the two agree alike.
+    expect(label![1]).toBe(probs![1])
+    expect(variant.report.top1Agreement * 100).toBeCloseTo(Number(probs![1]), 1)
   })
 
   it('says plainly when the model cannot be quantized', async () => {

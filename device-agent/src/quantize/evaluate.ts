@@ -3,7 +3,7 @@
  * inputs, and latency on this machine.
  */
 import * as ort from 'onnxruntime-node'
-import { messageOf } from '@depinfer/shared'
+import { float16BitsToNumber, messageOf } from '@depinfer/shared'
 import { defaultSampleKind, generateSamples, type SampleKind } from './samples.js'
 import { spinningEntries } from '../runtime/execution.js'
 import { keepOrtTelemetryOff } from '../runtime/ort-telemetry.js'
@@ -54,10 +54,15 @@ export interface OutputComparison {
   /**
    * Share of positions whose arg-max over the last axis (the class axis) is the same in both
    * models: per image for [N, classes], per time step for [N, T, classes]. Undefined when the
-   * last axis is not a fixed-size class axis (e.g. a detector's probability map).
+   * last axis is not a fixed-size class axis (e.g. a detector's probability map). For an output
+   * that is not floating point (an ArgMax label, a mask), the share of its elements that are
+   * equal: a label is the top-1 class itself.
    */
   top1Agreement?: number
   positions?: number
+  /** Whether the output is compared element by element for equality (not floating point); it then has no abs errors. */
+  exact?: boolean
+  /** Floating-point outputs: the largest and mean absolute difference (0 for an exact output). */
   maxAbsError: number
   meanAbsError: number
 }
@@ -68,8 +73,27 @@ export interface Comparison {
   outputs: OutputComparison[]
   /** The lowest top-1 agreement over the outputs that have one. */
   top1Agreement?: number
-  /** The largest absolute difference over all outputs. */
+  /** The largest absolute difference over the floating-point outputs. */
   maxAbsError: number
+}
+
+/**
+ * An output's values as compared: floats as Float32Array or Float64Array (FP16 widened to
+ * Float32Array), anything else (integers, bools, strings) as onnxruntime gives them, compared
+ * for equality.
+ */
+type OutputValues = Float32Array | Float64Array | ArrayLike<unknown>
+
+const isFloatValues = (values: OutputValues): values is Float32Array | Float64Array => values instanceof Float32Array || values instanceof Float64Array
+
+/** A copy of `tensor`'s values to compare, kept after the tensor is disposed. */
+function outputValues(tensor: ort.Tensor): OutputValues {
+  if (tensor.type === 'float16') {
+    const bits = tensor.data as Uint16Array
+    return Float32Array.from(bits, (b) => float16BitsToNumber(b))
+  }
+  const data = tensor.data
+  return Array.isArray(data) ? [...data] : (data as Float32Array).slice()
 }
 
 async function sessionFor(model: Uint8Array | ort.InferenceSession, options: SessionOptions): Promise<{ session: ort.InferenceSession; owned: boolean }> {
@@ -95,7 +119,7 @@ const classesOf = (session: ort.InferenceSession) => new Map(session.outputNames
 export interface ReferenceOutputs {
   inputs: readonly Feeds[]
   /** Per input, each output's values. */
-  outputs: Record<string, Float32Array>[]
+  outputs: Record<string, OutputValues>[]
   /** Each output's class axis size (see OutputComparison.top1Agreement), by output name. */
   classes: Map<string, number | undefined>
 }
@@ -104,12 +128,12 @@ export async function referenceOutputs(fp32: Uint8Array, inputs: readonly Feeds[
   const { session } = await sessionFor(fp32, options)
   try {
     const classes = classesOf(session)
-    const outputs: Record<string, Float32Array>[] = []
+    const outputs: Record<string, OutputValues>[] = []
     for (const feeds of inputs) {
       const result = await onnxruntime(`run the model on inputs ${describeFeeds(feeds)}`, () => session.run(feeds))
-      const kept: Record<string, Float32Array> = {}
+      const kept: Record<string, OutputValues> = {}
       for (const [name, tensor] of Object.entries(result)) {
-        if (tensor.data instanceof Float32Array) kept[name] = tensor.data.slice()
+        kept[name] = outputValues(tensor)
         tensor.dispose()
       }
       outputs.push(kept)
@@ -120,7 +144,7 @@ export async function referenceOutputs(fp32: Uint8Array, inputs: readonly Feeds[
   }
 }
 
-/** Runs both models on every input and compares their float outputs. */
+/** Runs both models on every input and compares their outputs (floats within errors, the others for equality). */
 export async function compareModels(
   fp32: Uint8Array | ort.InferenceSession,
   int8: Uint8Array | ort.InferenceSession,
@@ -138,13 +162,16 @@ export async function compareModels(
   }
 }
 
-/** Compares a model's float outputs with fp32's, computed before (`referenceOutputs`). */
+/** Compares a model's outputs with fp32's, computed before (`referenceOutputs`). */
 export function compareWithReference(reference: ReferenceOutputs, int8: Uint8Array | ort.InferenceSession, options: SessionOptions = DEFAULT_SESSION_OPTIONS): Promise<Comparison> {
   const byInput = new Map(reference.inputs.map((feeds, i) => [feeds, reference.outputs[i]!] as const))
   return compareOutputs(reference.classes, reference.inputs, async (feeds) => byInput.get(feeds)!, int8, options)
 }
 
-type Outputs = Record<string, { data: unknown; dispose?: () => void } | Float32Array>
+/** One run's outputs: onnxruntime's tensors, or values kept from a run before (`referenceOutputs`). */
+type Outputs = Record<string, ort.Tensor | OutputValues>
+
+const isTensor = (v: Outputs[string] | undefined): v is ort.Tensor => v !== undefined && 'dims' in v && 'type' in v
 
 async function compareOutputs(
   classes: ReadonlyMap<string, number | undefined>,
@@ -154,19 +181,26 @@ async function compareOutputs(
   options: SessionOptions,
 ): Promise<Comparison> {
   const b = await sessionFor(int8, options)
-  const values = (v: Outputs[string] | undefined) => (v instanceof Float32Array ? v : v?.data)
+  const values = (v: Outputs[string] | undefined): OutputValues | undefined => (isTensor(v) ? outputValues(v) : v)
   try {
-    const stats = new Map<string, { agree: number; positions: number; max: number; sum: number; count: number; classes: number | undefined }>()
-    for (const [name, count] of classes) stats.set(name, { agree: 0, positions: 0, max: 0, sum: 0, count: 0, classes: count })
+    const stats = new Map<string, { agree: number; positions: number; max: number; sum: number; count: number; classes: number | undefined; exact: boolean }>()
+    for (const [name, count] of classes) stats.set(name, { agree: 0, positions: 0, max: 0, sum: 0, count: 0, classes: count, exact: false })
     for (const feeds of inputs) {
       const on = `run the model on inputs ${describeFeeds(feeds)}`
       const ra = await fp32Run(feeds)
       const rb = await onnxruntime(`${on} (int8)`, () => b.session.run(feeds))
       for (const [name, s] of stats) {
         const x = values(ra[name])
-        const y = rb[name]?.data
-        if (!(x instanceof Float32Array) || !(y instanceof Float32Array) || x.length !== y.length) {
-          throw new EvaluationError(`output ${name}: the models' outputs differ in type or size`)
+        const y = values(rb[name])
+        if (x === undefined || y === undefined || x.length !== y.length || isFloatValues(x) !== isFloatValues(y)) {
+          throw new EvaluationError(`output ${name}: the int8 model's differs from the fp32 model's in type or size`)
+        }
+        if (!isFloatValues(x) || !isFloatValues(y)) {
+          // Not floating point: an ArgMax label, a mask, a count. Equal or not, element by element.
+          s.exact = true
+          for (let i = 0; i < x.length; i++) if (x[i] === y[i]) s.agree++
+          s.positions += x.length
+          continue
         }
         for (let i = 0; i < x.length; i++) {
           const d = Math.abs(x[i]! - y[i]!)
@@ -181,11 +215,12 @@ async function compareOutputs(
           }
         }
       }
-      for (const t of [...Object.values(ra), ...Object.values(rb)]) if (!(t instanceof Float32Array)) t.dispose?.()
+      for (const t of [...Object.values(ra), ...Object.values(rb)]) if (isTensor(t)) t.dispose()
     }
     const outputs: OutputComparison[] = [...stats].map(([name, s]) => ({
       name,
-      ...(s.classes !== undefined && s.positions > 0 && { top1Agreement: s.agree / s.positions, positions: s.positions }),
+      ...((s.exact || s.classes !== undefined) && s.positions > 0 && { top1Agreement: s.agree / s.positions, positions: s.positions }),
+      ...(s.exact && { exact: true }),
       maxAbsError: s.max,
       meanAbsError: s.count === 0 ? 0 : s.sum / s.count,
     }))
@@ -201,7 +236,7 @@ async function compareOutputs(
   }
 }
 
-function argmax(data: Float32Array, offset: number, length: number): number {
+function argmax(data: Float32Array | Float64Array, offset: number, length: number): number {
   let best = 0
   for (let i = 1; i < length; i++) if (data[offset + i]! > data[offset + best]!) best = i
   return best

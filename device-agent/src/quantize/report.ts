@@ -239,6 +239,10 @@ export function formatReport(r: EvaluationReport, names: { input: string; output
   }
   lines.push(`agreement:   ${r.comparison.samples} seeded samples (${r.sampleKind} inputs, seed ${r.seed})`)
   for (const o of r.comparison.outputs) {
+    if (o.exact) {
+      lines.push(`  ${o.name}: ${o.top1Agreement === undefined ? 'no elements' : `equal in ${pct(o.top1Agreement)} of ${o.positions} elements`} (not floating point: compared for equality)`)
+      continue
+    }
     const top1 = o.top1Agreement === undefined ? 'top-1 n/a (no class axis)' : `top-1 ${pct(o.top1Agreement)} of ${o.positions} positions`
     lines.push(`  ${o.name}: ${top1}, max abs error ${o.maxAbsError.toPrecision(3)}, mean abs error ${o.meanAbsError.toPrecision(3)}`)
   }
