@@ -115,6 +115,20 @@ describe('tensorDataRows', () => {
     expect(rows[3]).toBe(nested[1]![1])
   })
 
+  it('walks data nested 100,000 deep without overflowing the stack, and names a wrong element\'s path', () => {
+    const rank = 100_000
+    const nest = (innermost: unknown) => {
+      let node: unknown = innermost
+      for (let d = 0; d < rank; d++) node = [node]
+      return node
+    }
+    expect(elementsOf(nest(7), Array(rank).fill(1), 'f')).toEqual([7])
+    const wrong = Array(rank).fill(1)
+    wrong[rank - 1] = 2
+    const error = expectProtocolError(TensorError, () => elementsOf(nest(7), wrong, 'f'), `f${'[0]'.repeat(rank - 1)}`)
+    expect(error.message).toMatch(/expected 2 elements at depth 99999/)
+  })
+
   it('accepts empty data for shapes with a zero dimension', () => {
     expect(elementsOf([], [0], 'f')).toEqual([])
     expect(elementsOf([], [0, 3], 'f')).toEqual([])
