@@ -75,6 +75,18 @@ describe('readOnnxModelInfo', () => {
     }
   })
 
+  it('refuses a tensor name with a NUL, which onnxruntime knows only up to the NUL', async () => {
+    const bytes = buildModel({
+      inputs: [{ name: 'x\u0000y', datatype: 'FP32', shape: ['N', 4] }],
+      outputs: [{ name: 'z', datatype: 'FP32', shape: ['N', 4] }],
+      nodes: [{ opType: 'Relu', inputs: ['x\u0000y'], outputs: ['z'] }],
+    })
+    const session = await ort.InferenceSession.create(bytes)
+    expect(session.inputNames).toEqual(['x'])
+    await session.release()
+    expect(() => readOnnxModelInfo(bytes)).toThrow('input "x\\u0000y" has a NUL character in its name')
+  })
+
   it.each<[string, Uint8Array, RegExp]>([
     ['an empty file', new Uint8Array(0), /empty/],
     ['text', new TextEncoder().encode('this is not a model, just some text\n'), /not a valid ONNX model/],

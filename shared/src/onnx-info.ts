@@ -208,6 +208,9 @@ export function readOnnxModelInfo(bytes: Uint8Array): OnnxModelInfo {
   ] as const) {
     const seen = new Set<string>()
     for (const { name } of list) {
+      // onnxruntime-node passes names as C strings: it would know this one only up to the NUL,
+      // and every request naming it in full would be refused.
+      if (name.includes('\u0000')) throw new OnnxFormatError(`${kind} ${JSON.stringify(name)} has a NUL character in its name, which onnxruntime cuts the name at`, 'model')
       if (seen.has(name)) throw new OnnxFormatError(`the graph has two ${kind}s named ${JSON.stringify(name)}: ${why}`, 'model')
       seen.add(name)
     }
