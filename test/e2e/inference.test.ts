@@ -168,7 +168,7 @@ describe.each(BROKERS)('inference through $name', (brokerKind) => {
       outputs: [{ name: 'softmax_0.tmp_0', datatype: 'FP32', shape: [-1, 2] }],
       sha256: sha256Hex(readFileSync(bundledModelPath('ppocr-cls'))),
       // The agent's default batching.maxBatch (README "Device agent").
-      parameters: expect.objectContaining({ dynamic_batching_max_jobs: 8, ready_devices: 1 }),
+      parameters: expect.objectContaining({ dynamic_batching_max_rows: 8, ready_devices: 1 }),
     })
     const versioned = await api.get('/v2/models/ppocr-cls/versions/1')
     expect(versioned.body.name).toBe('ppocr-cls')

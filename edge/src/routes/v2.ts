@@ -167,7 +167,7 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
       parameters: {
         version: info.version,
         sha256: info.sha256,
-        dynamic_batching_max_jobs: info.maxBatch,
+        dynamic_batching_max_rows: info.maxBatch,
         state: info.state,
         ready_devices: info.readyDevices,
         ...(await priceParameter(c.env, info.name, info.version)),
