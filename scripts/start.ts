@@ -25,6 +25,7 @@ import { startLocalNetwork, type LocalNetwork } from './local/network.js'
 import { REPO_ROOT } from './local/paths.js'
 import { waitFor } from './local/wait-for.js'
 import { messageOf } from '../shared/src/errors.js'
+import { WEI_PATTERN } from '../edge/src/payments/wei.js'
 
 /** A TCP port from the environment; a typo stops here with one line, not deep inside the broker or workerd. */
 function portFromEnv(name: string, fallback: number): number {
@@ -54,6 +55,21 @@ function checkSpotCheckRate(): void {
 }
 
 /**
+ * DEPINFER_PROVIDER_FEE_WEI: what each job pays the provider of the device that ran it (the
+ * edge's PROVIDER_FEE_WEI; 0 without it). Checked here: the edge would refuse a bad one only at
+ * the first job, with 503s.
+ */
+function providerFeeFromEnv(): string | undefined {
+  const value = process.env.DEPINFER_PROVIDER_FEE_WEI
+  if (value === undefined || value === '') return undefined
+  if (!WEI_PATTERN.test(value) || BigInt(value) >= 2n ** 256n) {
+    console.error(`depinfer: DEPINFER_PROVIDER_FEE_WEI must be an amount of wei (a decimal integer below 2^256, no leading zeros), got ${JSON.stringify(value.slice(0, 100))}`)
+    process.exit(2)
+  }
+  return value
+}
+
+/**
  * Each port free on 127.0.0.1, or one line naming the variable that moves it: a taken edge port
  * otherwise surfaced ~15 s in (after the broker and the chain), as a workerd stack trace.
  */
@@ -80,6 +96,7 @@ const port = portFromEnv('DEPINFER_PORT', 8787)
 const mqttPort = portFromEnv('DEPINFER_MQTT_PORT', 1883)
 const mqttWsPort = portFromEnv('DEPINFER_MQTT_WS_PORT', 9001)
 checkSpotCheckRate()
+const providerFeeWei = providerFeeFromEnv()
 await checkPortsFree([
   ['DEPINFER_PORT', port],
   ['DEPINFER_MQTT_PORT', mqttPort],
@@ -126,6 +143,7 @@ async function main(): Promise<void> {
         // hour instead of 30 days, or a long-running local network grows ~1.2 KB of RAM a job.
         ATTESTATION_RETENTION_DAYS: String(1 / 24),
         ...(process.env.DEPINFER_CORS_ORIGINS && { CORS_ALLOW_ORIGINS: process.env.DEPINFER_CORS_ORIGINS }),
+        ...(providerFeeWei !== undefined && { PROVIDER_FEE_WEI: providerFeeWei }),
       },
     })
     const { edge, apiKey } = network

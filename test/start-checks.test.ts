@@ -57,6 +57,12 @@ describe('npm start checks its settings first', () => {
     expect(stderr.trim()).toBe(`depinfer: DEPINFER_MQTT_PORT and DEPINFER_PORT are both ${port}: each needs a port of its own`)
   })
 
+  it('names a provider fee that is no amount of wei', async () => {
+    const { code, stderr } = await runStart({ DEPINFER_PROVIDER_FEE_WEI: '7e3' })
+    expect(code).toBe(2)
+    expect(stderr.trim()).toBe('depinfer: DEPINFER_PROVIDER_FEE_WEI must be an amount of wei (a decimal integer below 2^256, no leading zeros), got "7e3"')
+  })
+
   it('names a port variable that is no port', async () => {
     const { code, stderr } = await runStart({ DEPINFER_MQTT_PORT: '18a3' })
     expect(code).toBe(2)

@@ -117,7 +117,7 @@ async function main(argv: string[]): Promise<number> {
   })
   bar?.progress.end(true)
   const what = created ? 'published' : `already published (same file${int8 ? ' and variant' : ''}, same terms)`
-  console.log(`${what}: ${model.name} version ${model.version}, sha256 ${model.sha256}, ${model.priceWei} wei per inference`)
+  console.log(`${what}: ${model.name} version ${model.version}, sha256 ${model.sha256}, price ${model.priceWei} wei per inference (callers pay it plus the edge's provider fee: parameters.price_wei in the model's metadata)`)
   for (const spec of model.inputs) console.log(`  input  ${spec.name} ${spec.datatype} [${spec.shape.join(',')}]`)
   for (const spec of model.outputs) console.log(`  output ${spec.name} ${spec.datatype} [${spec.shape.join(',')}]`)
   for (const v of model.variants) console.log(`  ${v.kind} variant sha256 ${v.sha256}, ${fileSize(v.size)}: ${describeReport(v.report, v.minAgreement)}`)
