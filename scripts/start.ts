@@ -177,8 +177,9 @@ depinfer is running.
   Payer of the key:  ${payer} (1 ETH deposited; priced models are charged to it)
   Provider:          ${provider} (staked ${formatEther(chain.minStake)} ETH in ProviderRegistry ${chain.providerRegistryAddress};
                      local-device-1 is registered to it: the edge routes only to staked devices)
+  Provider fee:      ${providerFeeWei ?? '0'} wei per job${providerFeeWei === undefined ? ' (DEPINFER_PROVIDER_FEE_WEI sets one)' : ', every job, the demo models\' too'}
   Models:            ${Object.keys(BUNDLED_MODELS).join(', ')} (version ${BUNDLED_MODEL_VERSION}) on device local-device-1, published
-                     free under this key (payout ${operator}): other keys cannot publish these names
+                     at price 0 under this key (payout ${operator}): other keys cannot publish these names
 
 Try it:
 
