@@ -52,6 +52,8 @@ export interface LocalNetworkOptions {
   /** Use an already running broker (e.g. Mosquitto) instead of the embedded one. */
   broker?: LocalBroker
   edgeVars?: Record<string, string>
+  /** Opens workerd's V8 inspector on this port (profiles, heap snapshots of the edge). */
+  edgeInspectorPort?: number
   /** Connect the edge to the broker over WebSocket instead of TCP. */
   edgeOverWebSocket?: boolean
   /** Also start a local EVM (anvil) with the contracts deployed, and point the edge at it. */
@@ -143,6 +145,7 @@ export async function startLocalNetwork(options: LocalNetworkOptions = {}): Prom
       host,
       port: options.port ?? 0,
       vars: { ...chainVars, ...options.edgeVars },
+      ...(options.edgeInspectorPort !== undefined && { inspectorPort: options.edgeInspectorPort }),
     })
     cleanups.push(() => edge.close())
     const apiKey = await edge.createApiKey('local', options.apiKey, options.payer)
