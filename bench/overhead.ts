@@ -141,6 +141,9 @@ function printTable(title: string, results: Record<'direct' | 'naive' | 'depinfe
       console.log(`| ${name} | ${c} | ${r.p50Ms.toFixed(2)} | ${r.p99Ms.toFixed(2)} | ${r.throughputPerSec.toFixed(0)} | ${r.errors} |`)
     }
   }
+  for (const [name, result] of rows) {
+    for (const c of [1, 32] as const) if (result[c].firstError) console.log(`\n${name}, c=${c}: ${result[c].errors} failed; the first: ${result[c].firstError}`)
+  }
   console.log('\nratios (same run):')
   console.log(`- c=1 p50 added over direct ORT: depinfer ${(depinfer[1].p50Ms - direct[1].p50Ms).toFixed(2)} ms, naive ${(naive[1].p50Ms - direct[1].p50Ms).toFixed(2)} ms`)
   console.log(`- c=32 throughput depinfer / naive: ${(depinfer[32].throughputPerSec / naive[32].throughputPerSec).toFixed(2)}x`)
