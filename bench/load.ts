@@ -19,7 +19,7 @@ export function percentile(sortedMs: number[], p: number): number {
   return sortedMs[Math.min(sortedMs.length - 1, Math.floor((p / 100) * sortedMs.length))]!
 }
 
-/** Runs `call` `total` times at the given concurrency; `call` resolves true on success, and rejects (or resolves false) on failure. */
+/** Runs `call` `total` times at the given concurrency; `call` resolves true on success, and rejects (its reason recorded) or resolves false on failure. */
 export async function runLoad(call: () => Promise<boolean>, concurrency: number, total: number): Promise<LoadResult> {
   const latencies: number[] = []
   let errors = 0
@@ -78,7 +78,7 @@ export function httpPoster(url: string, body: Buffer, headers: Record<string, st
         },
         (response) => {
           response.on('data', () => {})
-          response.on('end', () => resolve(response.statusCode === 200))
+          response.on('end', () => (response.statusCode === 200 ? resolve(true) : reject(new Error(`HTTP ${response.statusCode}`))))
         },
       )
       req.on('error', reject)

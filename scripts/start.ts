@@ -4,12 +4,13 @@
  * serving the bundled demo models. The API key's payer (an anvil dev account) has 1 ETH in the
  * Escrow, so priced models work too. The edge routes only to staked devices: a provider (another
  * anvil dev account) stakes in the ProviderRegistry and registers the agent's device before the
- * agent starts. The demo models are published (free) under the printed key before anything is
+ * agent starts. The demo models are published (at price 0) under the printed key before anything is
  * printed, so nobody else can claim their names and charge for the demo. Prints the URL, the API
  * key and a curl to try. Ctrl-C stops everything.
  *
  * Environment: DEPINFER_PORT (edge, default 8787), DEPINFER_MQTT_PORT (1883),
- * DEPINFER_MQTT_WS_PORT (9001), DEPINFER_API_KEY (else one is generated).
+ * DEPINFER_MQTT_WS_PORT (9001), DEPINFER_API_KEY (else one is generated), DEPINFER_CORS_ORIGINS,
+ * DEPINFER_SPOT_CHECK_RATE, DEPINFER_PROVIDER_FEE_WEI (0).
  */
 import { mkdir, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
@@ -177,7 +178,7 @@ depinfer is running.
   Payer of the key:  ${payer} (1 ETH deposited; priced models are charged to it)
   Provider:          ${provider} (staked ${formatEther(chain.minStake)} ETH in ProviderRegistry ${chain.providerRegistryAddress};
                      local-device-1 is registered to it: the edge routes only to staked devices)
-  Provider fee:      ${providerFeeWei ?? '0'} wei per job${providerFeeWei === undefined ? ' (DEPINFER_PROVIDER_FEE_WEI sets one)' : ', every job, the demo models\' too'}
+  Provider fee:      ${providerFeeWei ?? '0'} wei per job${providerFeeWei === undefined || providerFeeWei === '0' ? ' (DEPINFER_PROVIDER_FEE_WEI sets one)' : ', on every job, the demo models\' too'}
   Models:            ${Object.keys(BUNDLED_MODELS).join(', ')} (version ${BUNDLED_MODEL_VERSION}) on device local-device-1, published
                      at price 0 under this key (payout ${operator}): other keys cannot publish these names
 

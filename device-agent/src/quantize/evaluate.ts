@@ -82,9 +82,19 @@ export interface Comparison {
  * Float32Array), anything else (integers, bools, strings) as onnxruntime gives them, compared
  * for equality.
  */
-type OutputValues = Float32Array | Float64Array | ArrayLike<unknown>
+export type OutputValues = Float32Array | Float64Array | ArrayLike<unknown>
 
 const isFloatValues = (values: OutputValues): values is Float32Array | Float64Array => values instanceof Float32Array || values instanceof Float64Array
+
+/**
+ * How many positions one run's `values` of an output add to its top-1 agreement: its elements
+ * when it is not floating point (compared for equality), its class positions when it has a class
+ * axis of `classes`, none otherwise (undefined).
+ */
+export function agreementPositions(values: OutputValues, classes: number | undefined): number | undefined {
+  if (!isFloatValues(values)) return values.length
+  return classes === undefined ? undefined : Math.floor(values.length / classes)
+}
 
 /** A copy of `tensor`'s values to compare, kept after the tensor is disposed. */
 function outputValues(tensor: ort.Tensor): OutputValues {

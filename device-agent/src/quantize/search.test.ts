@@ -98,6 +98,20 @@ describe('searchFp32Layers: how many search inputs', () => {
     expect(result).toMatchObject({ samples: 40, positions: 1_000 })
   })
 
+  it('…and one per label for a model whose only output is an ArgMax label (compared for equality)', async () => {
+    const labelOnly = buildModel({
+      inputs: [{ name: 'x', datatype: 'FP32', shape: ['N', 16] }],
+      outputs: [{ name: 'label', datatype: 'INT64', shape: ['N'] }],
+      initializers: [{ name: 'W', datatype: 'FP32', dims: [16, 8], data: rawData(Float32Array.from({ length: 128 }, (_, i) => Math.sin(i * 1.3))) }],
+      nodes: [
+        { opType: 'MatMul', inputs: ['x', 'W'], outputs: ['logits'] },
+        { opType: 'ArgMax', inputs: ['logits'], outputs: ['label'], attributes: { axis: { int: -1 }, keepdims: { int: 0 } } },
+      ],
+    })
+    const result = await searchFp32Layers(labelOnly, {}, { threshold, sampleFeeds: (n) => sampleFeeds([{ name: 'x', shape: [1, 16], dynamicBatch: true, kind: 'normal' }], n, 3) })
+    expect(result).toMatchObject({ samples: 500, positions: 500 })
+  })
+
   it('refuses a model whose outputs have no class axis: it has no agreement to search by', async () => {
     // A regressor, out = x · W with one value per row: no class axis to take arg-maxes over.
     const model = buildModel({

@@ -25,7 +25,7 @@
  * one per k tried.
  */
 import type * as ort from 'onnxruntime-node'
-import { DEFAULT_SESSION_OPTIONS, EvaluationError, compareWithReference, referenceOutputs, type Comparison, type Feeds, type ReferenceOutputs } from './evaluate.js'
+import { DEFAULT_SESSION_OPTIONS, EvaluationError, agreementPositions, compareWithReference, referenceOutputs, type Comparison, type Feeds, type ReferenceOutputs } from './evaluate.js'
 import { quantizeModel, QUANTIZABLE_OPS, type QuantizeOptions } from './quantize.js'
 
 /** Class positions (images, time steps…) the search's inputs should hold by default. */
@@ -125,13 +125,22 @@ export async function searchFp32Layers(fp32: Uint8Array, options: QuantizeOption
   return { ...result, fp32Layers: ranking.slice(0, k).map((l) => l.name), agreement, met: agreement >= search.threshold, ranking, evaluations }
 }
 
-/** Class positions per run of the reference (the least of its class outputs'); throws when it has none. */
+/**
+ * Top-1 agreement positions over the reference's runs (the least of its outputs' that have any:
+ * class positions, or the elements of an output that is not floating point); throws when none has.
+ */
 function classPositions(reference: ReferenceOutputs): number {
-  const counts = [...reference.classes].flatMap(([name, classes]) =>
-    classes === undefined ? [] : [reference.outputs.reduce((sum, outputs) => sum + Math.floor((outputs[name]?.length ?? 0) / classes), 0)],
-  )
+  const counts = [...reference.classes].flatMap(([name, classes]) => {
+    let sum: number | undefined
+    for (const outputs of reference.outputs) {
+      const values = outputs[name]
+      const positions = values === undefined ? undefined : agreementPositions(values, classes)
+      if (positions !== undefined) sum = (sum ?? 0) + positions
+    }
+    return sum === undefined ? [] : [sum]
+  })
   if (counts.length === 0) {
-    throw new EvaluationError('the accuracy-aware search needs top-1 agreement, and no output of this model has a class axis (a fixed last dimension of 2 or more)')
+    throw new EvaluationError('the accuracy-aware search needs top-1 agreement, and no output of this model has a class axis (a fixed last dimension of 2 or more) or is not floating point (e.g. an ArgMax label)')
   }
   return Math.min(...counts)
 }

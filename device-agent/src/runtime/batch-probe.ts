@@ -100,7 +100,11 @@ function sameValues(a: RawTensor, b: RawTensor): boolean {
   for (let i = 0; i < x.length; i++) {
     const u = number(x, i)
     const v = number(y, i)
-    if (!(Object.is(u, v) || Math.abs(u - v) <= absoluteTolerance + RELATIVE_TOLERANCE * Math.abs(v))) return false
+    if (Object.is(u, v)) continue
+    // An infinite (or NaN) value agrees only with itself: a relative tolerance of Infinity would
+    // take any batched value for it (x divided by the batch's spread is ±Infinity alone).
+    if (!Number.isFinite(u) || !Number.isFinite(v)) return false
+    if (!(Math.abs(u - v) <= absoluteTolerance + RELATIVE_TOLERANCE * Math.abs(v))) return false
   }
   return true
 }

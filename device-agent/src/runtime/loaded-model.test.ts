@@ -112,6 +112,15 @@ describe('loadModel', () => {
       { opType: 'Sub', inputs: ['x', 'm'], outputs: ['d'] },
       { opType: 'Mul', inputs: ['d', 'small'], outputs: ['y'] },
     ], [{ name: 'small', datatype: 'FP32' as const, dims: [], data: rawData(Float32Array.of(1e-5)) }]],
+    // Alone, a row's spread over the batch is 0 and it divides into ±Infinity; batched, finite.
+    ['rows divided by the batch\'s standard deviation', 'batch-std', [
+      { opType: 'ReduceMean', inputs: ['x'], outputs: ['m'], attributes: { axes: { ints: [0] }, keepdims: { int: 1 } } },
+      { opType: 'Sub', inputs: ['x', 'm'], outputs: ['d'] },
+      { opType: 'Mul', inputs: ['d', 'd'], outputs: ['d2'] },
+      { opType: 'ReduceMean', inputs: ['d2'], outputs: ['v'], attributes: { axes: { ints: [0] }, keepdims: { int: 1 } } },
+      { opType: 'Sqrt', inputs: ['v'], outputs: ['s'] },
+      { opType: 'Div', inputs: ['x', 's'], outputs: ['y'] },
+    ], []],
     // What a dynamic int8 model does before each MatMul: one scale for the whole batch tensor.
     ['a dynamically quantized input (one int8 scale for the whole batch)', 'dynamic-int8', [
       { opType: 'DynamicQuantizeLinear', inputs: ['x'], outputs: ['q', 'scale', 'zero'] },
