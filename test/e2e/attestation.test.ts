@@ -238,7 +238,10 @@ describe('attestations on the local chain', () => {
     }
     await tick
     let view = await jobView(jobs[0]!.body.parameters.job_id as string)
-    expect(view.batch).toMatchObject({ status: 'pending', lastError: expect.stringContaining('was replaced by') })
+    // viem names the replacement only when it saw our transaction before it was replaced; when
+    // the replacement is mined before viem's first look (a loaded machine), it waits out the
+    // confirm timeout instead. Either way the batch is not counted as posted.
+    expect(view.batch).toMatchObject({ status: 'pending', lastError: expect.stringMatching(/was replaced by|Timed out while waiting for transaction/) })
     const root = view.batch!.root
     expect(await postedEvents(root)).toHaveLength(0)
 
