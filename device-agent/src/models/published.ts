@@ -145,7 +145,11 @@ export function fileToRun(edge: EdgeSettings, model: PublishedModel, precision: 
 /** The newest `count` versions of each model name (every one for "all"), newest first per name. */
 function newestVersions(models: readonly PublishedModel[], count: number | 'all' = 1): PublishedModel[] {
   const byName = new Map<string, PublishedModel[]>()
-  for (const model of models) byName.set(model.name, [...(byName.get(model.name) ?? []), model])
+  for (const model of models) {
+    const versions = byName.get(model.name)
+    if (versions) versions.push(model)
+    else byName.set(model.name, [model])
+  }
   return [...byName.values()].flatMap((versions) => {
     const newestFirst = versions.sort((a, b) => compareVersions(b.version, a.version))
     return count === 'all' ? newestFirst : newestFirst.slice(0, count)
@@ -207,9 +211,13 @@ export function selectPublished(
     // The newest version of every name first, then the next newest, and so on; smallest first
     // within each round: within the free space, as many models as possible, and never an older
     // version in the place of a newer one.
+    // A version's age: how many newer versions of its name come before it (newestVersions lists each name newest first).
     const ages = new Map<PublishedModel, number>()
+    const counted = new Map<string, number>()
     for (const model of newestVersions(listing, everything.versions)) {
-      ages.set(model, [...ages.keys()].filter((other) => other.name === model.name).length)
+      const age = counted.get(model.name) ?? 0
+      ages.set(model, age)
+      counted.set(model.name, age + 1)
     }
     const order = (a: PublishedModel, b: PublishedModel) => ages.get(a)! - ages.get(b)! || fileOf(a).size - fileOf(b).size
     for (const model of [...ages.keys()].sort(order)) {
