@@ -25,7 +25,7 @@ import { exampleInferRequest } from './local/example-input.js'
 import { startLocalNetwork, type LocalNetwork } from './local/network.js'
 import { REPO_ROOT } from './local/paths.js'
 import { waitFor } from './local/wait-for.js'
-import { messageOf } from '../shared/src/errors.js'
+import { stackOf } from '../shared/src/errors.js'
 import { WEI_PATTERN } from '../edge/src/payments/wei.js'
 
 /** A TCP port from the environment; a typo stops here with one line, not deep inside the broker or workerd. */
@@ -204,7 +204,7 @@ Priced models (published with a price) are paid from the Escrow and settled with
 Press Ctrl-C to stop.
 `)
   } catch (error) {
-    console.error(`depinfer: failed to start: ${error instanceof Error ? error.stack : messageOf(error)}`)
+    console.error(`depinfer: failed to start: ${stackOf(error)}`)
     await stop(1)
   }
 }

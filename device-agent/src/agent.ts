@@ -29,6 +29,7 @@ import {
   type RawTensor,
   type ResultHeader,
   messageOf,
+  stackOf,
 } from '@depinfer/shared'
 import type { MqttClient } from 'mqtt'
 import { connectBroker } from './broker/connect.js'
@@ -322,7 +323,7 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
       if (error instanceof InvalidJobInputError) {
         return reply([], { code: 'invalid_input', message: error.message, field: error.field })
       }
-      log(`job ${header.jobId} failed: ${error instanceof Error ? error.stack : messageOf(error)}`)
+      log(`job ${header.jobId} failed: ${stackOf(error)}`)
       reply([], { code: 'internal', message: messageOf(error) })
     }
   }

@@ -51,3 +51,8 @@ export function messageOf(error: unknown): string {
   }
   return String(error)
 }
+
+/** What to log of something caught where the cause must be found: an Error's stack (its message when it has none), else messageOf. */
+export function stackOf(error: unknown): string {
+  return error instanceof Error ? (error.stack ?? error.message) : messageOf(error)
+}

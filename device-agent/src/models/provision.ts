@@ -8,7 +8,7 @@
  */
 import { existsSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
-import { messageOf } from '@depinfer/shared'
+import { messageOf, stackOf } from '@depinfer/shared'
 import { isPublishedSource, type AgentConfig, type PublishedSource } from '../config.js'
 import { remoteModel, type LoadedModel, type RemoteFile } from '../runtime/loaded-model.js'
 import { cachedModelPath, fetchModelFile, freeDiskBytes, DEFAULT_BACKOFF } from './download.js'
@@ -226,7 +226,7 @@ export class ModelProvisioner {
       .catch((error: unknown) => {
         model.state = 'failed'
         model.error = messageOf(error)
-        this.#options.log(`model ${label(model)} failed: ${error instanceof Error ? error.stack : messageOf(error)}`)
+        this.#options.log(`model ${label(model)} failed: ${stackOf(error)}`)
         this.#options.changed(model)
       })
   }
