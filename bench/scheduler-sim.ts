@@ -21,12 +21,16 @@
  *   `table.load(entry)` and `table.ewmaMs(entry)`, as gateway.ts builds them; they are kept per
  *   device and re-read after every change to the entry instead of rebuilt per job
  *   (bench/sim/policies.ts Candidate; self-check.ts asserts they match the table at every pick).
- * - Gateway (gateway.ts #dispatch, #attempt, #onResult, #onStatus): candidates are the devices
+ * - Gateway (gateway.ts #dispatch, #send, #onResult, #onStatus): candidates are the devices
  *   online and not suspect, minus those already tried for the job; the first attempt gets half
- *   the 30 s deadline, one retry on another device gets the rest. An answer from any device the
- *   job was sent to settles the current attempt while the job is pending — a late success from
- *   the first device is taken (its round trip measured from the current attempt's send, as
- *   gateway.ts does) — but a late *error* from a device the job has moved away from is ignored.
+ *   the 30 s deadline, one retry on another device gets the rest. The first attempt is hedged
+ *   (the same job sent to a second device too, as that one retry) once it is out twice its
+ *   device's p95 round trip, within the HedgeBudget (`--hedge-rate`, default the edge's 0.05;
+ *   the run of ours is repeated without hedges to compare). A success from any device the job
+ *   was sent to ends the job while it is pending — a late success from the first device is
+ *   taken (its round trip measured from its own send) — but a late *error* from a device whose
+ *   attempt is over is ignored. An attempt still out when its job ends stays in its device's
+ *   load until it answers or its budget ends.
  *   A timeout counts as a failure of the device when DeviceTable.timeoutWouldBeItsFault said so
  *   at sending (a budget of at least 1 s and 4x the expected time); a success that arrives after
  *   its job ended on a timeout there is the device's round trip (`recordLateAnswer`, gateway.ts
@@ -115,6 +119,7 @@ function parseConfig(): { config: SimConfig; policies: string[] } {
       'service-ms': { type: 'string' },
       policies: { type: 'string' },
       'ewma-input': { type: 'string' },
+      'hedge-rate': { type: 'string' },
     },
     strict: true,
   })
@@ -132,6 +137,7 @@ function parseConfig(): { config: SimConfig; policies: string[] } {
     jobs: number(values.jobs, DEFAULT_CONFIG.jobs, 'jobs', isCount),
     load: number(values.load, DEFAULT_CONFIG.load, 'load', (x) => x > 0 && x < 2),
     gateways: number(values.gateways, DEFAULT_CONFIG.gateways, 'gateways', (x) => isCount(x) && x <= 1000),
+    hedgeRate: number(values['hedge-rate'], DEFAULT_CONFIG.hedgeRate, 'hedge-rate', (x) => x >= 0 && x <= 1),
   }
   if (values['service-ms'] !== undefined) {
     const match = /^(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)$/.exec(values['service-ms'])
@@ -197,7 +203,7 @@ function main(): void {
       `(${Math.round(arrivals.meanRatePerMs * 1000).toLocaleString('en')} jobs/s of ` +
       `${Math.round(fleet.capacityPerMs * 1000).toLocaleString('en')} available).\n`,
   )
-  const header = ['policy', 'p50 ms', 'p99 ms', 'p99.9 ms', 'p99 / oracle', 'utilization', 'retried', 'failed']
+  const header = ['policy', 'p50 ms', 'p99 ms', 'p99.9 ms', 'p99 / oracle', 'utilization', 'retried', 'hedged', 'failed']
   const rows = summaries.map(({ result, p50, p99, p999 }) => [
     result.policy,
     formatMs(p50),
@@ -206,6 +212,7 @@ function main(): void {
     oracle ? formatRatio(p99 / oracle.p99) : 'n/a',
     formatPercent(result.utilization),
     formatPercent(result.retried / result.measured, 2),
+    formatPercent(result.hedged / result.measured, 2),
     formatPercent(result.failed / result.measured, 3),
   ])
   console.log(markdownTable(header, rows))
@@ -229,6 +236,18 @@ function main(): void {
     const unstable = random.p99 === Infinity ? ` (random is unstable here: ${formatPercent(random.result.failed / random.result.measured, 3)} of its jobs fail)` : ''
     console.log(`- random p99 / ours p99: ${formatRatio(ratio)}${unstable} (target ≥ ${RANDOM_VS_OURS_MIN}x: ${met ? 'met' : '**not met**'})`)
     recordSummary({ bench: 'scheduler', metric: `p99 random / ours (seed ${config.seed})`, value: formatRatio(ratio), target: `≥ ${RANDOM_VS_OURS_MIN}x`, met })
+  }
+  if (ours && config.hedgeRate > 0) {
+    // The same world once more for ours without hedges: what hedging buys, and what it costs.
+    const unhedged = summarize(runSimulation({ ...config, hedgeRate: 0 }, fleet, arrivals, 'ours', POLICIES.ours!))
+    // The jobs hedging is for are too few to move p99.9: count them.
+    const overOneSecond = ({ result }: Summary) => result.latencies.reduce((count, ms) => count + (ms > 1_000 ? 1 : 0), 0)
+    console.log(
+      `- hedging (HEDGE_RATE ${config.hedgeRate}): ours p99 ${formatMs(ours.p99)} / p99.9 ${formatMs(ours.p999)} ms with, ` +
+        `${formatMs(unhedged.p99)} / ${formatMs(unhedged.p999)} ms without; jobs over 1 s (failed included) ` +
+        `${overOneSecond(ours)} with, ${overOneSecond(unhedged)} without; ${formatPercent(ours.result.hedged / ours.result.measured, 3)} of jobs hedged; ` +
+        `utilization ${formatPercent(ours.result.utilization)} against ${formatPercent(unhedged.result.utilization)}`,
+    )
   }
   console.log()
   console.log('Attempts without a useful answer (measured and warm-up jobs):\n')

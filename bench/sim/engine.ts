@@ -2,15 +2,16 @@
  * One simulated run: the fleet, the gateway(s) and one placement policy, driven by a
  * discrete-event loop. No sockets, no timers: time is a number that jumps from event to event.
  *
- * The gateway side mirrors edge/src/gateway/gateway.ts (#dispatch, #attempt, #onResult,
- * #onStatus) and reuses its DeviceTable (with the simulated clock), so in-flight counts, the load
- * (own in-flight + others' from heartbeats), round-trip EWMAs, staleness and suspects are the
- * gateway's own code. The device side mirrors device-agent/src/agent.ts (heartbeats of
+ * The gateway side mirrors edge/src/gateway/gateway.ts (#dispatch, #send, #onResult, #onStatus)
+ * and reuses its DeviceTable (with the simulated clock) and HedgeBudget, so in-flight counts, the
+ * load (own in-flight + others' from heartbeats), round-trip EWMAs and p95s, hedges, staleness
+ * and suspects are the gateway's own code. The device side mirrors device-agent/src/agent.ts (heartbeats of
  * `inflight - queued` and `queued`) and runtime/batcher.ts (with maxBatch 1: one job at a time,
  * FIFO, queued jobs past their deadline rejected when the next job is taken).
  */
 import { PROTOCOL_VERSION, type DeviceStatus, type Heartbeat } from '@depinfer/shared'
 import { DeviceTable, STALE_AFTER_MS, type DeviceEntry } from '../../edge/src/gateway/device-table.js'
+import { HedgeBudget } from '../../edge/src/gateway/hedging.js'
 import { EventHeap } from './heap.js'
 import { Candidate, type Policy, type PolicyFactory, type World } from './policies.js'
 import { STREAM, type Arrivals, type Fleet, type SimConfig } from './model.js'
@@ -32,7 +33,10 @@ export interface RunResult {
   latencies: Float64Array
   measured: number
   failed: number
+  /** Measured jobs sent to a second device: retried after a failure, or hedged. */
   retried: number
+  /** Measured jobs hedged (sent to a second device while the first still had them). */
+  hedged: number
   /** Busy device time / up device time over the measured window (wasted work included). */
   utilization: number
   /** Attempts that timed out, were lost with their device, or came back as errors. */
@@ -48,20 +52,27 @@ export interface RunResult {
   cpuMs: number
 }
 
+/** gateway.ts Attempt: one sending of a job to one device. */
+interface SimAttempt {
+  readonly device: number
+  readonly sentAt: number
+  readonly budgetMs: number
+  /** Whether its timeout counts against the device (DeviceTable.timeoutWouldBeItsFault, asked at sending). */
+  readonly blameTimeout: boolean
+  /** Until answered, timed out, lost, or the job ends; counted in the device's inflight while open. */
+  open: boolean
+}
+
 interface SimJob {
   readonly startedAt: number
   readonly gateway: number
   readonly measured: boolean
-  attempt: number
+  /** Devices this job was sent to, in order (what policies are told as `tried`). */
   readonly tried: number[]
-  current: number
-  sentAt: number
-  /** Bumped whenever an attempt settles, so its pending timeout knows it is moot. */
-  token: number
+  readonly attempts: SimAttempt[]
+  hedged: boolean
   done: boolean
-  /** Whether the current attempt's timeout would count against its device (DeviceTable.timeoutWouldBeItsFault, asked at sending). */
-  blameTimeout: boolean
-  /** Devices this job timed out on, with when it was sent there: their late answers are measured (gateway.ts #onLateResult). */
+  /** Devices this job timed out on or ended without, with when it was sent there: their late answers are measured (gateway.ts #onLateResult). */
   timedOutOn: { device: number; sentAt: number }[]
 }
 
@@ -85,7 +96,8 @@ type SimEvent =
   | { kind: 'up'; device: number }
   | { kind: 'throttle'; device: number; factor: number }
   | { kind: 'will'; device: number; incarnation: number }
-  | { kind: 'timeout'; job: SimJob; token: number }
+  | { kind: 'timeout'; job: SimJob; attempt: SimAttempt }
+  | { kind: 'hedge'; job: SimJob }
 
 /** A device's FIFO of jobs waiting for the model (the Batcher's queue). */
 class DeviceQueue {
@@ -146,7 +158,7 @@ class GatewayState {
   readonly candidates: Array<Candidate | undefined>
   /** Whether each device is in `list`, to notice when an event changes its eligibility. */
   readonly listed: Uint8Array
-  /** Jobs whose current attempt is on each device (gateway.ts scans its pending jobs for this). */
+  /** Jobs with an open attempt on each device (gateway.ts scans its pending jobs for this). */
   readonly pendingOn: Array<Set<SimJob>>
   list: Candidate[] = []
   dirty = true
@@ -157,6 +169,7 @@ class GatewayState {
     devices: number,
     now: () => number,
     readonly policy: Policy,
+    readonly hedges: HedgeBudget,
   ) {
     this.table = new DeviceTable(now)
     this.entries = new Array<DeviceEntry | undefined>(devices).fill(undefined)
@@ -271,7 +284,7 @@ export function runSimulation(
 
   const gateways = Array.from(
     { length: config.gateways },
-    () => new GatewayState(n, clock, factory(policyRng.float)),
+    () => new GatewayState(n, clock, factory(policyRng.float), new HedgeBudget(config.hedgeRate)),
   )
 
   // --- statistics -----------------------------------------------------------------------
@@ -279,6 +292,7 @@ export function runSimulation(
   let done = 0
   let failed = 0
   let retried = 0
+  let hedged = 0
   let timeouts = 0
   let lost = 0
   let errors = 0
@@ -353,71 +367,94 @@ export function runSimulation(
     })
   }
 
-  // --- gateway side (edge/src/gateway/gateway.ts #dispatch / #attempt / #onResult) -------
+  // --- gateway side (edge/src/gateway/gateway.ts #dispatch / #send / #onResult) ----------
+
+  /** #closeAttempt: no longer counted in its device's load. */
+  const close = (job: SimJob, attempt: SimAttempt) => {
+    if (!attempt.open) return
+    attempt.open = false
+    const gateway = gateways[job.gateway]!
+    const entry = gateway.entries[attempt.device]
+    if (entry) entry.inflight--
+    gateway.pendingOn[attempt.device]!.delete(job)
+    gateway.refresh(attempt.device)
+  }
 
   const finish = (job: SimJob, ok: boolean) => {
     job.done = true
     done++
+    // An attempt still out (a hedge's loser) stays counted in its device's load until it answers
+    // or its budget ends: the device still has the job (gateway.ts #abandon).
     if (!job.measured) return
     latencies.push(ok ? now - job.startedAt : Infinity)
     if (!ok) failed++
-    if (job.attempt > 1) retried++
+    if (job.attempts.length > 1) retried++
+    if (job.hedged) hedged++
   }
 
-  const attempt = (job: SimJob) => {
+  /** #dispatch's sendToNext: false when no device is left (or, for a hedge, the budget is spent). */
+  const send = (job: SimJob, hedge: boolean): boolean => {
     const gateway = gateways[job.gateway]!
     const all = gateway.eligible(now)
     const candidates = job.tried.length === 0 ? all : all.filter((c) => !job.tried.includes(c.index))
+    if (candidates.length === 0 || (hedge && !gateway.hedges.take())) return false
     const device = gateway.policy.pick({ candidates, tried: job.tried, world })
-    if (device < 0) return finish(job, false)
-    job.attempt++
+    if (device < 0) return false
     job.tried.push(device)
-    job.current = device
-    job.sentAt = now
     const remainingMs = config.deadlineMs - (now - job.startedAt)
-    const budgetMs = Math.max(1, Math.floor(job.attempt < MAX_ATTEMPTS ? remainingMs * FIRST_ATTEMPT_SHARE : remainingMs))
+    const lastChance = job.attempts.length + 1 >= MAX_ATTEMPTS || candidates.length === 1
+    const budgetMs = Math.max(1, Math.floor(lastChance ? remainingMs : remainingMs * FIRST_ATTEMPT_SHARE))
     const entry = gateway.entries[device]
-    job.blameTimeout = entry !== undefined && gateway.table.timeoutWouldBeItsFault(entry, budgetMs)
+    const attempt: SimAttempt = {
+      device,
+      sentAt: now,
+      budgetMs,
+      blameTimeout: entry !== undefined && gateway.table.timeoutWouldBeItsFault(entry, budgetMs),
+      open: true,
+    }
+    job.attempts.push(attempt)
+    if (hedge) job.hedged = true
     if (entry) gateway.table.jobSent(entry)
     gateway.candidates[device]?.sync()
     gateway.pendingOn[device]!.add(job)
-    heap.push(now + budgetMs, { kind: 'timeout', job, token: ++job.token })
+    heap.push(now + budgetMs, { kind: 'timeout', job, attempt })
+    const hedgeAfterMs = lastChance ? undefined : entry?.roundTrips.hedgeAfterMs()
+    if (hedgeAfterMs !== undefined && hedgeAfterMs < budgetMs) heap.push(now + hedgeAfterMs, { kind: 'hedge', job })
     const msg: JobMessage = { job, device, incarnation: incarnation[device]!, budgetMs, deadlineAt: 0 }
     backlog[device]!++
     heap.push(now + delay(device), { kind: 'jobAtDevice', msg })
+    return true
+  }
+
+  /** #dispatch's loop after an attempt ended without an answer: wait for another still out, retry, or fail. */
+  const carryOn = (job: SimJob) => {
+    if (job.attempts.some((a) => a.open)) return
+    if (job.attempts.length >= MAX_ATTEMPTS || now - job.startedAt >= config.deadlineMs || !send(job, false)) finish(job, false)
   }
 
   type Outcome = 'result' | 'error' | 'timeout' | 'lost'
-  /**
-   * The current attempt is over (#attempt's settle, then #dispatch): `answeredBy` is the device
-   * whose answer settled it, which for a success may be an earlier attempt's device.
-   */
-  const settle = (job: SimJob, outcome: Outcome, answeredBy: number, inferMs = 0) => {
+  /** One attempt is over (#dispatch's handling of a result, timeout or loss event). */
+  const settle = (job: SimJob, attempt: SimAttempt, outcome: Outcome, inferMs = 0) => {
     const gateway = gateways[job.gateway]!
-    const device = job.current
-    const entry = gateway.entries[device]
-    if (entry) entry.inflight--
-    gateway.pendingOn[device]!.delete(job)
-    job.token++
+    const { device } = attempt
+    close(job, attempt)
     const { table } = gateway
-    const by = gateway.entries[answeredBy] ?? entry
+    const entry = gateway.entries[device]
     if (outcome === 'result') {
-      if (by) table.recordSuccess(by, config.ewmaInput === 'service' ? inferMs : now - job.sentAt)
+      if (entry) table.recordSuccess(entry, config.ewmaInput === 'service' ? inferMs : now - attempt.sentAt)
     } else if (outcome === 'error') {
       errors++
-      if (by) table.recordFailure(by)
+      if (entry) table.recordFailure(entry)
     } else if (outcome === 'timeout') {
       timeouts++
-      job.timedOutOn.push({ device, sentAt: job.sentAt })
-      if (entry && job.blameTimeout) table.recordFailure(entry)
+      job.timedOutOn.push({ device, sentAt: attempt.sentAt })
+      if (entry && attempt.blameTimeout) table.recordFailure(entry)
     } else {
       lost++
     }
     gateway.refresh(device)
-    if (answeredBy !== device) gateway.refresh(answeredBy)
     if (outcome === 'result') return finish(job, true)
-    if (job.attempt >= MAX_ATTEMPTS || now - job.startedAt >= config.deadlineMs) return finish(job, false)
-    attempt(job)
+    carryOn(job)
   }
 
   // --- the schedule of the world --------------------------------------------------------
@@ -449,18 +486,16 @@ export function runSimulation(
         startedAt: now,
         gateway: arrivals.gateway[nextArrival]!,
         measured: now >= config.warmupMs,
-        attempt: 0,
         tried: [],
-        current: -1,
-        sentAt: now,
-        token: 0,
+        attempts: [],
+        hedged: false,
         done: false,
-        blameTimeout: false,
         timedOutOn: [],
       }
       nextArrival++
       events++
-      attempt(job)
+      gateways[job.gateway]!.hedges.jobDispatched()
+      if (!send(job, false)) finish(job, false)
       continue
     }
     const at = heap.peekTime()
@@ -496,12 +531,21 @@ export function runSimulation(
         break
       }
       case 'result': {
-        // #onResult: accepted from any device this job was sent to, while the job is pending,
-        // and it settles whichever attempt is current; but an error from a device the job has
-        // moved away from (it dropped the job as past the first attempt's budget) is ignored.
+        // #onResult / #dispatch: accepted from any device this job was sent to while the job is
+        // pending, a late success too; but an error from a device whose attempt is over (it
+        // dropped the job as past that attempt's budget) is ignored.
         const { job } = event
         if (job.done) {
-          // #onLateResult: the success of a device the job timed out on, after the job ended,
+          // #onLateResult: an attempt the job ended without (a hedge's loser) is over, and its
+          // success is the device's round trip.
+          const abandoned = job.attempts.find((a) => a.device === event.device && a.open)
+          if (abandoned) {
+            close(job, abandoned)
+            const entry = gateways[job.gateway]!.entries[event.device]
+            if (event.ok && entry) gateways[job.gateway]!.table.recordSuccess(entry, now - abandoned.sentAt)
+            break
+          }
+          // The success of a device the job timed out on, after the job ended,
           // is that device's (long) round trip, and forgives its timeout.
           const timedOut = job.timedOutOn.find((t) => t.device === event.device)
           const gateway = gateways[job.gateway]!
@@ -513,18 +557,25 @@ export function runSimulation(
           }
           break
         }
-        if (!job.tried.includes(event.device)) break
-        if (!event.ok && event.device !== job.current) {
+        const attempt = job.attempts.find((a) => a.device === event.device)
+        if (!attempt) break
+        if (!event.ok && !attempt.open) {
           lateErrorsIgnored++
           break
         }
-        settle(job, event.ok ? 'result' : 'error', event.device, event.inferMs)
+        settle(job, attempt, event.ok ? 'result' : 'error', event.inferMs)
         break
       }
       case 'timeout': {
+        const { job, attempt } = event
+        if (!attempt.open) break
+        if (job.done) close(job, attempt) // an abandoned attempt's budget is over: no longer counted
+        else settle(job, attempt, 'timeout')
+        break
+      }
+      case 'hedge': {
         const { job } = event
-        if (job.done || job.token !== event.token) break
-        settle(job, 'timeout', job.current)
+        if (!job.done && job.attempts.length < MAX_ATTEMPTS && job.attempts.some((a) => a.open)) send(job, true)
         break
       }
       case 'heartbeatSend': {
@@ -562,7 +613,11 @@ export function runSimulation(
           gateway.candidates[device] = new Candidate(device, entry, gateway.table)
         }
         if (!event.online) {
-          for (const job of [...gateway.pendingOn[device]!]) settle(job, 'lost', device)
+          for (const job of [...gateway.pendingOn[device]!]) {
+            const attempt = job.attempts.find((a) => a.device === device && a.open)!
+            if (job.done) close(job, attempt)
+            else settle(job, attempt, 'lost')
+          }
         }
         gateway.refresh(device)
         break
@@ -601,6 +656,7 @@ export function runSimulation(
     measured: latencies.length,
     failed,
     retried,
+    hedged,
     utilization: upMs > 0 ? busyMs / upMs : 0,
     timeouts,
     lost,

@@ -4,6 +4,7 @@
  * once per seed and shared by every policy, so policies are compared on exactly the same
  * devices, outages, throttling spells and requests (common random numbers).
  */
+import { DEFAULT_HEDGE_RATE } from '../../edge/src/gateway/hedging.js'
 import { deriveSeed, Rng } from './rng.js'
 
 export interface SimConfig {
@@ -54,6 +55,8 @@ export interface SimConfig {
    * from the result's `timings.inferMs`.
    */
   ewmaInput: 'round-trip' | 'service'
+  /** The gateway's HEDGE_RATE (edge/src/gateway/hedging.ts): hedges per job at most; 0 never hedges. */
+  hedgeRate: number
 }
 
 export const DEFAULT_CONFIG: SimConfig = {
@@ -85,6 +88,7 @@ export const DEFAULT_CONFIG: SimConfig = {
   burstRatio: 1.25,
   waveAmplitude: 0.1,
   ewmaInput: 'round-trip',
+  hedgeRate: DEFAULT_HEDGE_RATE,
 }
 
 /** A span of time on one device, [start, end). */

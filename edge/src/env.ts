@@ -73,6 +73,12 @@ export interface Env {
    * |a − b| ≤ SPOT_CHECK_ABS_TOLERANCE + SPOT_CHECK_REL_TOLERANCE × max(|a|, |b|) (defaults 1e-3, 1e-2).
    */
   SPOT_CHECK_RATE?: string
+  /**
+   * Hedged requests (gateway/hedging.ts): a job out on its device longer than that device's p95
+   * goes to a second device too. At most this many hedges per job in the long run (0 to 1,
+   * default 0.05); 0 turns hedging off.
+   */
+  HEDGE_RATE?: string
   SPOT_CHECK_ABS_TOLERANCE?: string
   SPOT_CHECK_REL_TOLERANCE?: string
 }

@@ -60,6 +60,35 @@ describe.each(BROKERS)('failover through $name', (brokerKind) => {
     await broker?.close()
   })
 
+  it('hedges a job whose device froze: the other device answers soon after the first one\'s p95, not at half the deadline', async () => {
+    // Enough answered jobs from each device for the gateway to know its p95 (eight at least),
+    // two at a time so that both devices get them. First in the file: no slow answer from
+    // another case's frozen device is among them.
+    const seen = jobsSeen.length
+    const sentTo = (deviceId: string) => jobsSeen.slice(seen).filter((d) => d === deviceId).length
+    for (let round = 0; round < 20 && Math.min(sentTo('device-a'), sentTo('device-b')) < 9; round++) {
+      const pair = await Promise.all([api.post('/v2/models/ppocr-det/infer', slowJob()), api.post('/v2/models/ppocr-det/infer', slowJob())])
+      for (const response of pair) expect(response.status, response.text).toBe(200)
+    }
+    expect(Math.min(sentTo('device-a'), sentTo('device-b'))).toBeGreaterThanOrEqual(9)
+
+    const started = Date.now()
+    // The whole 30 s deadline: without a hedge, the retry would come only after half of it.
+    const answer = api.post('/v2/models/ppocr-det/infer', slowJob(30_000))
+    const victim = await nextJobDevice()
+    agent(victim).child.kill('SIGSTOP')
+    try {
+      const response = await answer
+      const elapsedMs = Date.now() - started
+      expect(response.status, response.text).toBe(200)
+      expect(response.body.parameters).toMatchObject({ attempts: 2 })
+      expect((response.body.parameters as { device_id: string }).device_id).not.toBe(victim)
+      expect(elapsedMs).toBeLessThan(7_500)
+    } finally {
+      agent(victim).child.kill('SIGCONT')
+    }
+  })
+
   it('has an input one device refuses confirmed by the other before answering 422; both keep serving', async () => {
     await expect.poll(() => readyDevices(api, 'ppocr-det'), { timeout: 30_000 }).toBe(2)
     const seen = jobsSeen.length

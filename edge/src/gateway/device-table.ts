@@ -4,6 +4,7 @@
  * in flight there, round-trip EWMA, consecutive failures).
  */
 import { DEVICE_STALE_AFTER_MS, type DeviceStatus, type Heartbeat } from '@depinfer/shared'
+import { RoundTripWindow } from './hedging.js'
 
 /** A device is treated as gone when neither status nor heartbeat arrived for this long (the protocol's). */
 export const STALE_AFTER_MS = DEVICE_STALE_AFTER_MS
@@ -50,6 +51,8 @@ export interface DeviceEntry {
   foreignLoad: number
   /** Mean round trip measured by this gateway, in ms; undefined until the first answer. */
   measuredEwmaMs: number | undefined
+  /** The latest round trips measured by this gateway: when a job there is hedged (hedging.ts). */
+  roundTrips: RoundTripWindow
   consecutiveFailures: number
   suspectUntil: number
   /**
@@ -123,6 +126,7 @@ export class DeviceTable {
       inflight: 0,
       foreignLoad: 0,
       measuredEwmaMs: undefined,
+      roundTrips: new RoundTripWindow(),
       consecutiveFailures: 0,
       suspectUntil: 0,
       suspectFor: 'failures',
@@ -226,6 +230,7 @@ export class DeviceTable {
   recordSuccess(entry: DeviceEntry, roundTripMs: number): void {
     if (roundTripMs < this.#fastestRoundTripMs) this.#fastestRoundTripMs = roundTripMs
     entry.consecutiveFailures = 0
+    entry.roundTrips.add(roundTripMs)
     entry.measuredEwmaMs =
       entry.measuredEwmaMs === undefined
         ? roundTripMs
