@@ -24,6 +24,8 @@ const MAX_ATTEMPTS = 2
 const TIMED_OUT_REMEMBERED_MS = 10 * 60_000
 /** device-agent/src/agent.ts EWMA_WEIGHT: the agent's per-job service-time mean it heartbeats. */
 const AGENT_EWMA_WEIGHT = 0.2
+/** Every simulated job runs the one model on inputs of one size: one class (hedging.ts jobClassOf). */
+const JOB_CLASS = 'sim'
 /** MQTT: the broker gives up on a client 1.5 keepalives after its last packet (§3.1.2.10). */
 const KEEPALIVE_GRACE = 1.5
 
@@ -418,7 +420,7 @@ export function runSimulation(
     gateway.candidates[device]?.sync()
     gateway.pendingOn[device]!.add(job)
     heap.push(now + budgetMs, { kind: 'timeout', job, attempt })
-    const hedgeAfterMs = lastChance ? undefined : entry?.roundTrips.hedgeAfterMs()
+    const hedgeAfterMs = lastChance ? undefined : entry?.roundTrips.hedgeAfterMs(JOB_CLASS)
     if (hedgeAfterMs !== undefined && hedgeAfterMs < budgetMs) heap.push(now + hedgeAfterMs, { kind: 'hedge', job })
     const msg: JobMessage = { job, device, incarnation: incarnation[device]!, budgetMs, deadlineAt: 0 }
     backlog[device]!++
@@ -441,10 +443,11 @@ export function runSimulation(
     const { table } = gateway
     const entry = gateway.entries[device]
     if (outcome === 'result') {
-      if (entry) table.recordSuccess(entry, config.ewmaInput === 'service' ? inferMs : now - attempt.sentAt)
+      if (entry) table.recordSuccess(entry, config.ewmaInput === 'service' ? inferMs : now - attempt.sentAt, JOB_CLASS)
     } else if (outcome === 'error') {
+      // Every simulated error is a device's deadline_exceeded: blamed as a timeout would be.
       errors++
-      if (entry) table.recordFailure(entry)
+      if (entry && attempt.blameTimeout) table.recordFailure(entry)
     } else if (outcome === 'timeout') {
       timeouts++
       job.timedOutOn.push({ device, sentAt: attempt.sentAt })
@@ -541,8 +544,12 @@ export function runSimulation(
           const abandoned = job.attempts.find((a) => a.device === event.device && a.open)
           if (abandoned) {
             close(job, abandoned)
-            const entry = gateways[job.gateway]!.entries[event.device]
-            if (event.ok && entry) gateways[job.gateway]!.table.recordSuccess(entry, now - abandoned.sentAt)
+            const gateway = gateways[job.gateway]!
+            const entry = gateway.entries[event.device]
+            if (event.ok && entry) {
+              gateway.table.recordSuccess(entry, now - abandoned.sentAt, JOB_CLASS)
+              gateway.refresh(event.device)
+            }
             break
           }
           // The success of a device the job timed out on, after the job ended,
@@ -552,7 +559,7 @@ export function runSimulation(
           const entry = gateway.entries[event.device]
           if (event.ok && timedOut && entry && now - timedOut.sentAt < TIMED_OUT_REMEMBERED_MS) {
             job.timedOutOn.splice(job.timedOutOn.indexOf(timedOut), 1)
-            gateway.table.recordLateAnswer(entry, now - timedOut.sentAt)
+            gateway.table.recordLateAnswer(entry, now - timedOut.sentAt, JOB_CLASS)
             gateway.refresh(event.device)
           }
           break
@@ -569,8 +576,20 @@ export function runSimulation(
       case 'timeout': {
         const { job, attempt } = event
         if (!attempt.open) break
-        if (job.done) close(job, attempt) // an abandoned attempt's budget is over: no longer counted
-        else settle(job, attempt, 'timeout')
+        if (!job.done) {
+          settle(job, attempt, 'timeout')
+          break
+        }
+        // gateway.ts #endJob: an abandoned attempt's budget is over, a timeout like any other.
+        close(job, attempt)
+        timeouts++
+        job.timedOutOn.push({ device: attempt.device, sentAt: attempt.sentAt })
+        const gateway = gateways[job.gateway]!
+        const entry = gateway.entries[attempt.device]
+        if (entry && attempt.blameTimeout) {
+          gateway.table.recordFailure(entry)
+          gateway.refresh(attempt.device)
+        }
         break
       }
       case 'hedge': {

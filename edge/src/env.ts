@@ -73,14 +73,14 @@ export interface Env {
    * |a − b| ≤ SPOT_CHECK_ABS_TOLERANCE + SPOT_CHECK_REL_TOLERANCE × max(|a|, |b|) (defaults 1e-3, 1e-2).
    */
   SPOT_CHECK_RATE?: string
-  /**
-   * Hedged requests (gateway/hedging.ts): a job out on its device longer than that device's p95
-   * goes to a second device too. At most this many hedges per job in the long run (0 to 1,
-   * default 0.05); 0 turns hedging off.
-   */
-  HEDGE_RATE?: string
   SPOT_CHECK_ABS_TOLERANCE?: string
   SPOT_CHECK_REL_TOLERANCE?: string
+  /**
+   * Hedged requests (gateway/hedging.ts): a job out on its device longer than twice that
+   * device's p95 for such jobs goes to a second device too. At most this many hedges per job
+   * dispatched, over time (0 to 1, default 0.05); 0 turns hedging off.
+   */
+  HEDGE_RATE?: string
 }
 
 /**

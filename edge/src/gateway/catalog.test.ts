@@ -129,7 +129,7 @@ describe('DeviceTable suspicion', () => {
     const slow = table.applyStatus(DeviceStatusSchema.parse(status('slow', [model('1', 'a')])))
     for (let i = 0; i < 3; i++) table.recordFailure(slow)
     expect(table.isSuspect(slow)).toBe(true)
-    table.recordLateAnswer(slow, 5_000)
+    table.recordLateAnswer(slow, 5_000, 'cls/10')
     expect(table.isSuspect(slow)).toBe(false)
     expect(table.ewmaMs(slow)).toBe(5_000)
 
@@ -137,7 +137,7 @@ describe('DeviceTable suspicion', () => {
     table.recordBadAttestation(forger)
     // Timeouts on top do not turn its reason into one a late answer clears.
     for (let i = 0; i < 3; i++) table.recordFailure(forger)
-    table.recordLateAnswer(forger, 10)
+    table.recordLateAnswer(forger, 10, 'cls/10')
     expect(table.isSuspect(forger)).toBe(true)
     now += 61_000
     expect(table.isSuspect(forger)).toBe(false)
@@ -182,7 +182,7 @@ describe('CatalogCache', () => {
     expect(ready()).toEqual(['d1'])
     for (let i = 0; i < SUSPECT_AFTER_FAILURES; i++) table.recordFailure(table.get('d1')!)
     expect(ready()).toEqual([])
-    table.recordLateAnswer(table.get('d1')!, 10)
+    table.recordLateAnswer(table.get('d1')!, 10, 'cls/10')
     expect(ready()).toEqual(['d1'])
     table.recordBadAttestation(table.get('d1')!)
     expect(ready()).toEqual([])

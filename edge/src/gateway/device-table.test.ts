@@ -33,12 +33,12 @@ describe('DeviceTable suspicion', () => {
   it('does not let a late answer clear a refutation (only failures are forgiven)', () => {
     const liar = device('late-liar')
     table.recordRefuted(liar)
-    table.recordLateAnswer(liar, 50)
+    table.recordLateAnswer(liar, 50, 'cls/10')
     expect(table.isSuspect(liar)).toBe(true)
     const slow = device('slow')
     for (let i = 0; i < 3; i++) table.recordFailure(slow)
     expect(table.isSuspect(slow)).toBe(true)
-    table.recordLateAnswer(slow, 5_000)
+    table.recordLateAnswer(slow, 5_000, 'cls/10')
     expect(table.isSuspect(slow)).toBe(false)
   })
 
@@ -59,8 +59,8 @@ describe('DeviceTable expected time of a device not measured yet', () => {
     const table = new DeviceTable(() => now)
     const measured = table.applyStatus(status('measured'))
     const newcomer = table.applyStatus(status('newcomer'))
-    table.recordSuccess(measured, 30)
-    table.recordSuccess(measured, 50)
+    table.recordSuccess(measured, 30, 'cls/10')
+    table.recordSuccess(measured, 50, 'cls/10')
     expect(table.ewmaMs(measured)).toBe(34)
     // Idle and unknown: as fast as the fastest round trip seen (30 ms), ahead of the 34 ms device.
     expect(table.ewmaMs(newcomer)).toBe(30)
@@ -70,7 +70,7 @@ describe('DeviceTable expected time of a device not measured yet', () => {
   it('believes a heartbeat only when it is slower than the fastest round trip seen, and sends an unmeasured device one job at a time', () => {
     const table = new DeviceTable(() => now)
     const fast = table.applyStatus(status('fast'))
-    table.recordSuccess(fast, 10)
+    table.recordSuccess(fast, 10, 'cls/10')
     const boaster = table.applyStatus(status('boaster'))
     table.applyHeartbeat('boaster', { inflight: 0, queued: 0, ewmaMs: 0.01, ts: 0 })
     expect(table.ewmaMs(boaster)).toBe(10)
@@ -85,7 +85,7 @@ describe('DeviceTable expected time of a device not measured yet', () => {
     expect(table.ewmaMs(slow)).toBe(100)
     table.jobSent(slow)
     slow.inflight--
-    table.recordSuccess(slow, 380)
+    table.recordSuccess(slow, 380, 'cls/10')
     expect(table.ewmaMs(slow)).toBe(380)
   })
 
@@ -94,7 +94,7 @@ describe('DeviceTable expected time of a device not measured yet', () => {
     const device = table.applyStatus(status('d'))
     expect(table.timeoutWouldBeItsFault(device, 999)).toBe(false)
     expect(table.timeoutWouldBeItsFault(device, 1_000)).toBe(true)
-    table.recordSuccess(device, 500)
+    table.recordSuccess(device, 500, 'cls/10')
     device.inflight = 1
     // Expected 2 × 500 ms with one job ahead of it: only a budget of 4 s or more blames it.
     expect(table.timeoutWouldBeItsFault(device, 3_999)).toBe(false)

@@ -4,7 +4,7 @@
  * in flight there, round-trip EWMA, consecutive failures).
  */
 import { DEVICE_STALE_AFTER_MS, type DeviceStatus, type Heartbeat } from '@depinfer/shared'
-import { RoundTripWindow } from './hedging.js'
+import { RoundTripWindows } from './hedging.js'
 
 /** A device is treated as gone when neither status nor heartbeat arrived for this long (the protocol's). */
 export const STALE_AFTER_MS = DEVICE_STALE_AFTER_MS
@@ -51,8 +51,8 @@ export interface DeviceEntry {
   foreignLoad: number
   /** Mean round trip measured by this gateway, in ms; undefined until the first answer. */
   measuredEwmaMs: number | undefined
-  /** The latest round trips measured by this gateway: when a job there is hedged (hedging.ts). */
-  roundTrips: RoundTripWindow
+  /** The latest round trips measured by this gateway, per kind of job: when a job there is hedged (hedging.ts). */
+  roundTrips: RoundTripWindows
   consecutiveFailures: number
   suspectUntil: number
   /**
@@ -126,7 +126,7 @@ export class DeviceTable {
       inflight: 0,
       foreignLoad: 0,
       measuredEwmaMs: undefined,
-      roundTrips: new RoundTripWindow(),
+      roundTrips: new RoundTripWindows(),
       consecutiveFailures: 0,
       suspectUntil: 0,
       suspectFor: 'failures',
@@ -227,10 +227,11 @@ export class DeviceTable {
     return this.#fastestRoundTripMs
   }
 
-  recordSuccess(entry: DeviceEntry, roundTripMs: number): void {
+  /** A job of `jobClass` (hedging.ts jobClassOf) answered `roundTripMs` after it was sent. */
+  recordSuccess(entry: DeviceEntry, roundTripMs: number, jobClass: string): void {
     if (roundTripMs < this.#fastestRoundTripMs) this.#fastestRoundTripMs = roundTripMs
     entry.consecutiveFailures = 0
-    entry.roundTrips.add(roundTripMs)
+    entry.roundTrips.add(jobClass, roundTripMs)
     entry.measuredEwmaMs =
       entry.measuredEwmaMs === undefined
         ? roundTripMs
@@ -241,8 +242,8 @@ export class DeviceTable {
    * A device answered a job after its deadline had passed: alive but slow. The answer counts as
    * a (slow) latency sample and clears the failures and suspicion its timeouts earned.
    */
-  recordLateAnswer(entry: DeviceEntry, roundTripMs: number): void {
-    this.recordSuccess(entry, roundTripMs)
+  recordLateAnswer(entry: DeviceEntry, roundTripMs: number, jobClass: string): void {
+    this.recordSuccess(entry, roundTripMs, jobClass)
     // Only the suspicion failures earned: a late answer says nothing about a forged attestation.
     if (entry.suspectFor === 'failures' && this.isSuspect(entry)) {
       entry.suspectUntil = 0

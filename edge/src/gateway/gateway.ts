@@ -49,7 +49,7 @@ import { stakeGateFromEnv } from '../providers/registry-reader.js'
 import { BrokerLink } from './broker-link.js'
 import { buildCatalog, CatalogCache, catalogKey, entriesOf, FAILED_TO_LOAD, NOT_ROUTABLE, resolveModel, versionsOf, type CatalogModel, type PublishedFile } from './catalog.js'
 import { DeviceTable, type DeviceEntry } from './device-table.js'
-import { hedgeBudgetFromEnv, type HedgeBudget } from './hedging.js'
+import { hedgeBudgetFromEnv, jobClassOf, type HedgeBudget } from './hedging.js'
 import { JobEvents } from './job-events.js'
 import { newJobId } from './job-id.js'
 import { pickDevice } from './scheduler.js'
@@ -98,6 +98,8 @@ const MIN_ALARM_EVERY_MS = 500
 /** One sending of a job to one device. */
 interface Attempt {
   device: DeviceEntry
+  /** What its round trip is measured as (hedging.ts jobClassOf). */
+  jobClass: string
   sentAt: number
   budgetMs: number
   /** Whether its timeout would count against the device (DeviceTable.timeoutWouldBeItsFault, asked at sending). */
@@ -119,8 +121,8 @@ export class Gateway extends DurableObject<Env> {
   readonly #table = new DeviceTable(Date.now)
   /** Every model devices have advertised since this object started, by catalogKey (see buildCatalog). */
   readonly #seenModels = new Map<string, ModelDescriptor>()
-  /** When each job that timed out on a device was sent there, by `jobId/deviceId`, until its late answer or eviction (oldest first). */
-  readonly #timedOut = new Map<string, number>()
+  /** Each attempt that timed out (its send time and job class), by `jobId/deviceId`, until its late answer or eviction (oldest first). */
+  readonly #timedOut = new Map<string, Pick<Attempt, 'sentAt' | 'jobClass'>>()
   /**
    * Attempts still out when their job ended (a hedge's loser), by `jobId/deviceId`: the device
    * still has the job, so it stays in the device's load until it answers, goes offline, or the
@@ -376,6 +378,7 @@ export class Gateway extends DurableObject<Env> {
     const pending: PendingJob = { attempts: new Map(), events: new JobEvents() }
     this.#jobs.set(jobId, pending)
     this.#hedges.jobDispatched()
+    const jobClass = classOfJob(job, descriptor)
     let hedgeTimer: ReturnType<typeof setTimeout> | undefined
     let lastFailure = ''
     let timedOut = false
@@ -402,10 +405,11 @@ export class Gateway extends DurableObject<Env> {
       // Half the deadline when another device could take the retry; all of it for the only one.
       const lastChance = number === MAX_ATTEMPTS || candidates.length === 1
       const budgetMs = Math.max(1, Math.floor(lastChance ? remainingMs : remainingMs * FIRST_ATTEMPT_SHARE))
-      this.#send(jobId, pending, number, device, job, descriptor, expected, salt, budgetMs)
-      // Hedged once it is out longer than this device's p95 (hedging.ts), if that comes before
-      // its budget ends (the retry then) and another device could take it.
-      const hedgeAfterMs = lastChance ? undefined : device.roundTrips.hedgeAfterMs()
+      this.#send(jobId, pending, number, device, job, descriptor, expected, salt, budgetMs, jobClass)
+      // Hedged once it is out twice this device's p95 for such jobs (hedging.ts), if that comes
+      // before its budget ends (the retry then) and another device could take it. Only a first
+      // attempt can arm it (with MAX_ATTEMPTS 2 any other is the last chance): one timer.
+      const hedgeAfterMs = lastChance ? undefined : device.roundTrips.hedgeAfterMs(jobClass)
       if (hedgeAfterMs !== undefined && hedgeAfterMs < budgetMs) {
         hedgeTimer = setTimeout(() => pending.events.push({ kind: 'hedge' }), hedgeAfterMs)
       }
@@ -444,12 +448,15 @@ export class Gateway extends DurableObject<Env> {
             // Timed from when the job went to the device that answered: a device that missed its
             // budget, or was hedged, and answers while another attempt runs is not credited with
             // the other's shorter time.
-            this.#table.recordSuccess(device, Date.now() - attempt.sentAt)
+            this.#table.recordSuccess(device, Date.now() - attempt.sentAt, jobClass)
             if (refused) {
               // The input it refused ran here: that device is broken or lying.
               this.#table.recordBadAttestation(refused.device)
               console.warn(`device ${refused.device.deviceId} refused job ${jobId}'s input, which ${device.deviceId} ran: ${refused.message}`)
             }
+            // The job is answered: from here on, other devices' answers and losses are late ones
+            // (#onLateResult, #onStatus), not events nobody reads while the write below waits.
+            this.#endJob(jobId, pending)
             // Written to this object's own storage, not D1: workerd's output gate holds every
             // message the object sends, this RPC's answer included, until the write is
             // durable, so no answer leaves with an attestation that could still be lost.
@@ -503,15 +510,9 @@ export class Gateway extends DurableObject<Env> {
         } else if (event.kind === 'timeout') {
           if (!attempt.open) continue
           this.#closeAttempt(attempt)
-          // Only when the broker link stayed up from sending to now, and carried something in the
-          // second half of the budget (a broker host gone without closing the socket looks up until
-          // the keepalive runs out): otherwise the job or its answer may have been lost with the
-          // broker, and blaming every device busy at that moment put a whole fleet out for a minute
-          // after a broker restart (soak audit).
-          const linkAlive = this.#link.synced && this.#link.epoch === attempt.linkEpoch && this.#link.lastPacketAt >= attempt.sentAt + attempt.budgetMs / 2
-          if (attempt.blameTimeout && linkAlive) this.#table.recordFailure(device)
+          this.#timeoutCounts(attempt)
           if (!this.#table.budgetTooShort(device, attempt.budgetMs)) onlyTooShortBudgets = false
-          this.#rememberTimeout(jobId, device.deviceId, attempt.sentAt)
+          this.#rememberTimeout(jobId, attempt)
           timedOut = true
           lastFailure = `device ${device.deviceId} did not answer within ${attempt.budgetMs} ms`
         } else {
@@ -524,8 +525,7 @@ export class Gateway extends DurableObject<Env> {
       // Whatever happened, the job is over for this gateway: later answers are ignored, but a
       // hedged-over device's late success still counts as its (long) round trip (#onLateResult).
       clearTimeout(hedgeTimer)
-      for (const attempt of pending.attempts.values()) if (attempt.open) this.#abandon(jobId, attempt)
-      this.#jobs.delete(jobId)
+      this.#endJob(jobId, pending)
     }
 
     // The device asked to confirm a refusal could not answer: the refusal stands.
@@ -645,7 +645,8 @@ export class Gateway extends DurableObject<Env> {
     const pending: PendingJob = { attempts: new Map(), events: new JobEvents() }
     this.#jobs.set(jobId, pending)
     try {
-      const attempt = this.#send(jobId, pending, 1, device, job, descriptor, expected, salt, budgetMs)
+      const jobClass = classOfJob(job, descriptor)
+      const attempt = this.#send(jobId, pending, 1, device, job, descriptor, expected, salt, budgetMs, jobClass)
       // Sent to one device, never hedged: the first event is its answer, its timeout or its loss.
       const event = await pending.events.next()
       this.#closeAttempt(attempt)
@@ -656,10 +657,11 @@ export class Gateway extends DurableObject<Env> {
       const completedAt = { ...expected.completedAt, notAfterMs: Date.now() + CLOCK_SKEW_MS }
       const checked = this.#checkResult(device, header, tensors, { ...expected, completedAt }, descriptor, job.outputs)
       if (typeof checked === 'string') return failure(checked)
-      this.#table.recordSuccess(device, Date.now() - startedAt)
+      this.#table.recordSuccess(device, Date.now() - startedAt, jobClass)
       return { ...who, outputs: tensors, attestation: attestationToWire(checked.attestation, checked.signature) }
     } finally {
       this.#jobs.delete(jobId)
+      for (const attempt of pending.attempts.values()) this.#closeAttempt(attempt)
     }
   }
 
@@ -707,6 +709,7 @@ export class Gateway extends DurableObject<Env> {
     expected: ExpectedAttestation,
     salt: Uint8Array,
     budgetMs: number,
+    jobClass: string,
   ): Attempt {
     const header: JobHeader = {
       protocol: PROTOCOL_VERSION,
@@ -726,10 +729,13 @@ export class Gateway extends DurableObject<Env> {
     }
     // Asked before the job counts in the device's load: what it was expected to take then.
     const blameTimeout = this.#table.timeoutWouldBeItsFault(device, budgetMs)
-    this.#table.jobSent(device)
     const { deviceId } = device
+    // First, so that a publish that throws (no broker link) leaves no attempt counted.
+    this.#link.publish(deviceJobsTopic(deviceId), encodeFrame(header, job.inputs))
+    this.#table.jobSent(device)
     const attempt: Attempt = {
       device,
+      jobClass,
       sentAt: Date.now(),
       budgetMs,
       blameTimeout,
@@ -738,19 +744,41 @@ export class Gateway extends DurableObject<Env> {
       timer: setTimeout(() => pending.events.push({ kind: 'timeout', deviceId }), budgetMs),
     }
     pending.attempts.set(deviceId, attempt)
-    this.#link.publish(deviceJobsTopic(deviceId), encodeFrame(header, job.inputs))
     return attempt
   }
 
-  /** Keeps an attempt whose job ended counted in its device's load until it answers, goes offline or its budget ends (see #abandoned). */
-  #abandon(jobId: string, attempt: Attempt): void {
-    const key = `${jobId}/${attempt.device.deviceId}`
-    clearTimeout(attempt.timer)
-    attempt.timer = setTimeout(() => {
-      this.#abandoned.delete(key)
-      this.#closeAttempt(attempt)
-    }, Math.max(0, attempt.sentAt + attempt.budgetMs - Date.now()))
-    this.#abandoned.set(key, attempt)
+  /**
+   * The job is over for this gateway (idempotent): later answers are late ones. An attempt still
+   * out stays counted in its device's load until it answers, goes offline or its budget ends
+   * (see #abandoned); a budget that ends is a timeout like any other.
+   */
+  #endJob(jobId: string, pending: PendingJob): void {
+    this.#jobs.delete(jobId)
+    for (const attempt of pending.attempts.values()) {
+      const key = `${jobId}/${attempt.device.deviceId}`
+      if (!attempt.open || this.#abandoned.has(key)) continue
+      clearTimeout(attempt.timer)
+      attempt.timer = setTimeout(() => {
+        this.#abandoned.delete(key)
+        this.#closeAttempt(attempt)
+        this.#timeoutCounts(attempt)
+        this.#rememberTimeout(jobId, attempt)
+      }, Math.max(0, attempt.sentAt + attempt.budgetMs - Date.now()))
+      this.#abandoned.set(key, attempt)
+    }
+  }
+
+  /**
+   * An attempt's budget ended without an answer: a failure of its device when the budget was
+   * fair to it, and only when the broker link stayed up from sending to now and carried
+   * something in the second half of the budget (a broker host gone without closing the socket
+   * looks up until the keepalive runs out): otherwise the job or its answer may have been lost
+   * with the broker, and blaming every device busy at that moment put a whole fleet out for a
+   * minute after a broker restart (soak audit).
+   */
+  #timeoutCounts(attempt: Attempt): void {
+    const linkAlive = this.#link.synced && this.#link.epoch === attempt.linkEpoch && this.#link.lastPacketAt >= attempt.sentAt + attempt.budgetMs / 2
+    if (attempt.blameTimeout && linkAlive) this.#table.recordFailure(attempt.device)
   }
 
   /** The attempt no longer counts in its device's load (once, however it ended). */
@@ -852,9 +880,9 @@ export class Gateway extends DurableObject<Env> {
     this.#refutedKeys.set(address, until)
   }
 
-  #rememberTimeout(jobId: string, deviceId: string, sentAt: number): void {
+  #rememberTimeout(jobId: string, { device, sentAt, jobClass }: Attempt): void {
     if (this.#timedOut.size >= TIMED_OUT_REMEMBERED) this.#timedOut.delete(this.#timedOut.keys().next().value!)
-    this.#timedOut.set(`${jobId}/${deviceId}`, sentAt)
+    this.#timedOut.set(`${jobId}/${device.deviceId}`, { sentAt, jobClass })
   }
 
   /**
@@ -870,15 +898,15 @@ export class Gateway extends DurableObject<Env> {
     if (abandoned) {
       this.#abandoned.delete(key)
       this.#closeAttempt(abandoned)
-      if (!header.error) this.#table.recordSuccess(abandoned.device, Date.now() - abandoned.sentAt)
+      if (!header.error) this.#table.recordSuccess(abandoned.device, Date.now() - abandoned.sentAt, abandoned.jobClass)
       return
     }
-    const sentAt = this.#timedOut.get(key)
-    if (sentAt === undefined || header.error) return
+    const timedOut = this.#timedOut.get(key)
+    if (timedOut === undefined || header.error) return
     this.#timedOut.delete(key)
     const entry = this.#table.get(header.deviceId)
-    const roundTripMs = Date.now() - sentAt
-    if (entry && roundTripMs < TIMED_OUT_REMEMBERED_MS) this.#table.recordLateAnswer(entry, roundTripMs)
+    const roundTripMs = Date.now() - timedOut.sentAt
+    if (entry && roundTripMs < TIMED_OUT_REMEMBERED_MS) this.#table.recordLateAnswer(entry, roundTripMs, timedOut.jobClass)
   }
 
   /** Runs an RPC body, turning known errors into problems (RPC cannot carry error classes). */
@@ -902,6 +930,10 @@ function outputsProblem(model: ModelDescriptor, requested: readonly string[], ou
     throw error
   }
 }
+
+/** What the job's round trips are measured as, on any device (hedging.ts jobClassOf). */
+const classOfJob = (job: InferJob, model: ModelDescriptor) =>
+  jobClassOf(model.sha256, job.inputs.reduce((bytes, t) => bytes + t.data.byteLength, 0))
 
 function parseJson(payload: Uint8Array): unknown {
   try {

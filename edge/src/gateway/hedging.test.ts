@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest'
-import { HedgeBudget, hedgeBudgetFromEnv, RoundTripWindow } from './hedging.js'
+import { HedgeBudget, hedgeBudgetFromEnv, jobClassOf, RoundTripWindow, RoundTripWindows } from './hedging.js'
 
 describe('RoundTripWindow (when a job is hedged)', () => {
   it('says nothing until eight round trips are measured', () => {
@@ -63,5 +63,34 @@ describe('hedgeBudgetFromEnv', () => {
     } finally {
       warn.mockRestore()
     }
+  })
+})
+
+describe('RoundTripWindows (per kind of job)', () => {
+  it('keeps a slow model or a large input from setting when a fast one is hedged, and the other way round', () => {
+    const windows = new RoundTripWindows()
+    const classifier = jobClassOf('c1a55', 3 * 48 * 192 * 4)
+    const detectorSmall = jobClassOf('de7ec7', 3 * 64 * 64 * 4)
+    const detectorLarge = jobClassOf('de7ec7', 3 * 640 * 640 * 4)
+    expect(new Set([classifier, detectorSmall, detectorLarge]).size).toBe(3)
+    // Inputs within a factor of two share a class.
+    expect(jobClassOf('de7ec7', 3 * 640 * 640 * 4 - 1_000)).toBe(detectorLarge)
+    for (let i = 0; i < 30; i++) windows.add(classifier, 3)
+    for (let i = 0; i < 10; i++) windows.add(detectorLarge, 500)
+    expect(windows.hedgeAfterMs(classifier)).toBe(6)
+    expect(windows.hedgeAfterMs(detectorLarge)).toBe(1_000)
+    // Never measured: not hedged (the half-deadline retry still covers it).
+    expect(windows.hedgeAfterMs(detectorSmall)).toBeUndefined()
+  })
+
+  it('keeps the 64 classes measured most recently', () => {
+    const windows = new RoundTripWindows()
+    for (let i = 0; i < 8; i++) windows.add('kept', 7)
+    for (let c = 0; c < 63; c++) for (let i = 0; i < 8; i++) windows.add(`c${c}`, 1)
+    // 'kept' is the oldest of 64; measuring it again makes it the newest.
+    windows.add('kept', 7)
+    windows.add('c-new', 1)
+    expect(windows.hedgeAfterMs('kept')).toBe(14)
+    expect(windows.hedgeAfterMs('c0')).toBeUndefined()
   })
 })

@@ -4,19 +4,20 @@
  * second device as well and the first valid answer wins. A device that froze or throttled then
  * costs a job about twice its p95 plus one normal run, not half the job's deadline.
  *
- * Why twice the p95 and not the p95 itself (as DESIGN.md first had it): in the scheduler
+ * Why twice the p95 and not the p95 itself (the design's first plan): in the scheduler
  * simulation (`npm run bench:scheduler`, seed 42) most of a loaded fleet's tail is queueing and
  * ordinary variation in run time, which a second device does not cut; hedging at the p95 sent
  * 4.5 % of jobs twice, took 4 more points of the fleet's time, and made p99 worse (169 ms against
  * 155 without). At twice the p95, 0.03 % were hedged, p99 and p99.9 stayed as they were, and the
  * jobs caught on a device as it died went elsewhere.
  *
- * What the gateway keeps for it: each device's recent round trips (RoundTripWindow, on its
- * DeviceTable entry) and one HedgeBudget, which caps the extra work hedges may add.
+ * What the gateway keeps for it: each device's recent round trips per kind of job
+ * (RoundTripWindows, on its DeviceTable entry) and one HedgeBudget, which caps the extra work
+ * hedges may add.
  */
 import { nonNegativeVar } from '../env.js'
 
-/** Round trips kept per device: its p95 is then the 2nd largest of the last 32. */
+/** Round trips kept per device and job class: the p95 is then the 2nd largest of the last 32. */
 const WINDOW_SIZE = 32
 /** Fewer samples than this say too little about a device's tail to hedge on. */
 const MIN_SAMPLES = 8
@@ -24,7 +25,22 @@ const MIN_SAMPLES = 8
 const HEDGE_QUANTILE = 0.95
 const HEDGE_AFTER_QUANTILE_TIMES = 2
 
-/** The last WINDOW_SIZE round trips of one device, in milliseconds, oldest overwritten first. */
+/** Kinds of job whose round trips are kept per device, at most (the least recently measured dropped first). */
+const MAX_JOB_CLASSES = 64
+
+/**
+ * The kind of job a round trip says something about: the model file and the input's size within
+ * a factor of two. A device serving a 2 ms classifier and a 500 ms detector, or a detector fed
+ * both thumbnails and full frames, would otherwise have one p95 for both, and every slow job
+ * would be hedged for being slower than the fast ones.
+ *
+ * @example
+ * jobClassOf('ab12…', 49_152) === jobClassOf('ab12…', 40_000) // true: both 2^15 to 2^16 bytes
+ */
+export const jobClassOf = (modelSha256: string, inputBytes: number): string =>
+  `${modelSha256}/${Math.floor(Math.log2(inputBytes + 1))}`
+
+/** The last WINDOW_SIZE round trips of one device for one kind of job, in milliseconds, oldest overwritten first. */
 export class RoundTripWindow {
   readonly #samplesMs = new Float64Array(WINDOW_SIZE)
   #count = 0
@@ -48,6 +64,29 @@ export class RoundTripWindow {
     if (n < MIN_SAMPLES) return undefined
     const sorted = this.#samplesMs.slice(0, n).sort()
     return sorted[Math.ceil(HEDGE_QUANTILE * n) - 1]! * HEDGE_AFTER_QUANTILE_TIMES
+  }
+}
+
+/** One device's RoundTripWindow per job class (jobClassOf), for the MAX_JOB_CLASSES it ran most recently. */
+export class RoundTripWindows {
+  readonly #byClass = new Map<string, RoundTripWindow>()
+
+  add(jobClass: string, roundTripMs: number): void {
+    let window = this.#byClass.get(jobClass)
+    if (window) {
+      // Re-inserted: the Map's order is then least recently measured first.
+      this.#byClass.delete(jobClass)
+    } else {
+      window = new RoundTripWindow()
+      if (this.#byClass.size >= MAX_JOB_CLASSES) this.#byClass.delete(this.#byClass.keys().next().value!)
+    }
+    this.#byClass.set(jobClass, window)
+    window.add(roundTripMs)
+  }
+
+  /** RoundTripWindow.hedgeAfterMs for this class; undefined for a class the device has not run often enough. */
+  hedgeAfterMs(jobClass: string): number | undefined {
+    return this.#byClass.get(jobClass)?.hedgeAfterMs()
   }
 }
 
