@@ -30,7 +30,8 @@
  *   was sent to ends the job while it is pending — a late success from the first device is
  *   taken (its round trip measured from its own send) — but a late *error* from a device whose
  *   attempt is over is ignored. An attempt still out when its job ends stays in its device's
- *   load until it answers or its budget ends.
+ *   load until it answers, its device goes offline, or its budget ends, which is then a timeout
+ *   like any other (blamed under the same rule, its late answer measured).
  *   A timeout counts as a failure of the device when DeviceTable.timeoutWouldBeItsFault said so
  *   at sending (a budget of at least 1 s and 4x the expected time); a success that arrives after
  *   its job ended on a timeout there is the device's round trip (`recordLateAnswer`, gateway.ts

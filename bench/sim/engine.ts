@@ -386,7 +386,7 @@ export function runSimulation(
     job.done = true
     done++
     // An attempt still out (a hedge's loser) stays counted in its device's load until it answers
-    // or its budget ends: the device still has the job (gateway.ts #abandon).
+    // goes offline or its budget ends (a timeout then): the device still has the job (gateway.ts #endJob).
     if (!job.measured) return
     latencies.push(ok ? now - job.startedAt : Infinity)
     if (!ok) failed++

@@ -766,6 +766,21 @@ export class Gateway extends DurableObject<Env> {
       }, Math.max(0, attempt.sentAt + attempt.budgetMs - Date.now()))
       this.#abandoned.set(key, attempt)
     }
+    // Answers and losses that came in while the loop was busy with the winner are late ones
+    // now: unread, a device that answered would be blamed for a timeout when its budget ends.
+    for (const event of pending.events.drain()) {
+      if (event.kind === 'result') this.#onLateResult(event.header)
+      else if (event.kind === 'lost') this.#closeAbandoned(`${jobId}/${event.deviceId}`)
+    }
+  }
+
+  /** Ends an abandoned attempt without blame (its device answered an error or went offline); false when there is none by that key. */
+  #closeAbandoned(key: string): boolean {
+    const attempt = this.#abandoned.get(key)
+    if (!attempt) return false
+    this.#abandoned.delete(key)
+    this.#closeAttempt(attempt)
+    return true
   }
 
   /**
@@ -830,11 +845,7 @@ export class Gateway extends DurableObject<Env> {
       for (const pending of this.#jobs.values()) {
         if (pending.attempts.get(deviceId)?.open) pending.events.push({ kind: 'lost', deviceId })
       }
-      for (const [key, attempt] of this.#abandoned) {
-        if (attempt.device.deviceId !== deviceId) continue
-        this.#abandoned.delete(key)
-        this.#closeAttempt(attempt)
-      }
+      for (const [key, attempt] of this.#abandoned) if (attempt.device.deviceId === deviceId) this.#closeAbandoned(key)
     }
   }
 
@@ -895,9 +906,7 @@ export class Gateway extends DurableObject<Env> {
   #onLateResult(header: ResultHeader): void {
     const key = `${header.jobId}/${header.deviceId}`
     const abandoned = this.#abandoned.get(key)
-    if (abandoned) {
-      this.#abandoned.delete(key)
-      this.#closeAttempt(abandoned)
+    if (abandoned && this.#closeAbandoned(key)) {
       if (!header.error) this.#table.recordSuccess(abandoned.device, Date.now() - abandoned.sentAt, abandoned.jobClass)
       return
     }

@@ -29,8 +29,9 @@ const HEDGE_AFTER_QUANTILE_TIMES = 2
 const MAX_JOB_CLASSES = 64
 
 /**
- * The kind of job a round trip says something about: the model file and the input's size within
- * a factor of two. A device serving a 2 ms classifier and a 500 ms detector, or a detector fed
+ * The kind of job a round trip says something about: the model (its published file) and the
+ * input's size, in power-of-two bands (inputs across a band's edge fall in two classes, each of
+ * which must reach MIN_SAMPLES on its own before it is hedged). A device serving a 2 ms classifier and a 500 ms detector, or a detector fed
  * both thumbnails and full frames, would otherwise have one p95 for both, and every slow job
  * would be hedged for being slower than the fast ones.
  *

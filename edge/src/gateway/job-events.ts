@@ -33,6 +33,11 @@ export class JobEvents {
     }
   }
 
+  /** Takes every event waiting to be read (the reader is done: they are for someone else now). */
+  drain(): JobEvent[] {
+    return this.#queued.splice(0)
+  }
+
   /** The next event; only one call may wait at a time. */
   next(): Promise<JobEvent> {
     const event = this.#queued.shift()
