@@ -186,6 +186,12 @@ export const AgentConfigSchema = z.object({
     .min(1)
     .transform(expandHome)
     .default(() => join(homedir(), '.depinfer', 'models')),
+  /**
+   * Keep the cached files of published versions this agent stopped serving (superseded by a
+   * newer one): for a cacheDir shared with agents that still serve them. By default they are
+   * deleted, so that a device following new versions does not fill its disk.
+   */
+  keepSupersededFiles: z.boolean().default(false),
   /** The largest model file `published: "*"` picks (bytes). */
   maxModelBytes: z.number().int().positive().default(200_000_000),
   /** Which file of a published model to run (see PRECISIONS). */

@@ -11,7 +11,7 @@ import { AgentConfigSchema } from '../config.js'
 import { OrtRuntime } from '../runtime/execution.js'
 import { loadModel, remoteModel } from '../runtime/loaded-model.js'
 import { bundledModelPath } from './bundled.js'
-import { cachedModelPath, fetchModelFile, parseContentRange, type DownloadSettings, type ModelFileRequest } from './download.js'
+import { cachedModelPath, fetchModelFile, parseContentRange, removeCachedFile, type DownloadSettings, type ModelFileRequest } from './download.js'
 import {
   ChecksumMismatchError,
   DownloadFailedError,
@@ -310,5 +310,34 @@ describe('model download', () => {
     expect(parseContentRange('bytes 10-99/*')).toEqual({ start: 10, end: 99 })
     expect(parseContentRange('bytes 99-10/100')).toBeUndefined()
     expect(parseContentRange(null)).toBeUndefined()
+  })
+})
+
+describe('removeCachedFile', () => {
+  const sha256 = 'ab'.repeat(32)
+  const fill = (dir: string, lock: boolean) => {
+    const path = cachedModelPath(dir, sha256)
+    writeFileSync(path, Buffer.alloc(1_000))
+    writeFileSync(`${path}.part`, Buffer.alloc(300))
+    writeFileSync(`${path}.etag`, '"e1"')
+    if (lock) writeFileSync(`${path}.lock`, '12345')
+    return path
+  }
+
+  it('deletes the file, its .part and .etag, and says how many bytes that freed', async () => {
+    const dir = temporaryDirectory('cache-remove-')
+    const path = fill(dir, false)
+    expect(await removeCachedFile(dir, sha256)).toBe(1_304)
+    expect(readdirSync(dir)).toEqual([])
+    expect(existsSync(path)).toBe(false)
+    // Nothing left to delete: nothing freed, no error.
+    expect(await removeCachedFile(dir, sha256)).toBe(0)
+  })
+
+  it("leaves the .part and .etag of a download another process holds the lock of", async () => {
+    const dir = temporaryDirectory('cache-remove-')
+    const path = fill(dir, true)
+    expect(await removeCachedFile(dir, sha256)).toBe(1_000)
+    expect(readdirSync(dir).sort()).toEqual([basename(`${path}.etag`), basename(`${path}.lock`), basename(`${path}.part`)])
   })
 })

@@ -106,6 +106,24 @@ export async function freeDiskBytes(dir: string): Promise<number> {
 const isMissing = (error: unknown): boolean => (error as NodeJS.ErrnoException).code === 'ENOENT'
 
 /**
+ * Deletes a file from the cache: `<sha256>.onnx`, and its `.part` and `.etag` unless a download
+ * of it holds the lock (another process sharing the cache, which then finishes it). Returns the
+ * bytes freed; a file that is not there frees none.
+ */
+export async function removeCachedFile(cacheDir: string, sha256: string): Promise<number> {
+  const path = cachedModelPath(cacheDir, sha256)
+  const downloading = await stat(`${path}.lock`).then(() => true, (error: unknown) => (isMissing(error) ? false : Promise.reject(error)))
+  let freed = 0
+  for (const file of downloading ? [path] : [path, `${path}.part`, `${path}.etag`]) {
+    const size = await stat(file).then((s) => s.size, (error: unknown) => (isMissing(error) ? undefined : Promise.reject(error)))
+    if (size === undefined) continue
+    await rm(file, { force: true })
+    freed += size
+  }
+  return freed
+}
+
+/**
  * The verified model file for `request`: from the cache when it is there and intact, else
  * downloaded (resuming any .part). Throws a DownloadError subclass; whatever it throws, nothing
  * is left at the final path unless it hashes to `request.sha256`.

@@ -255,6 +255,51 @@ describe('published models from the edge', () => {
     await Promise.all(models.map((m) => m.session?.release()))
   })
 
+  it("deletes a superseded version's cached file, not one a model served here still runs; keepSupersededFiles keeps them", async () => {
+    // A second file that loads: the classifier with one byte of its producer name changed.
+    const otherFile = Buffer.from(CLS)
+    const at = otherFile.indexOf('PaddlePaddle')
+    expect(at).toBeGreaterThan(0)
+    otherFile[at] = 'Q'.charCodeAt(0)
+    const otherSha = sha256Of(otherFile)
+    const cached = (cacheDir: string, sha256: string) => existsSync(cachedModelPath(cacheDir, sha256))
+
+    edge.models.push(published('cls', '1'), published('same', '1'))
+    const config = configWith([{ published: 'cls' }, { published: 'same' }])
+    const { models, provisioner, start } = provisionerFor(config)
+    await start()
+    // cls v2 is another file, same v2 the same file as before: only cls v1's file goes.
+    writeFileSync(`${cachedModelPath(config.cacheDir, CLS_SHA)}.etag`, 'stale')
+    edge.models.push(published('cls', '2', { bytes: otherFile }), published('same', '2'))
+    await provisioner.refresh()
+    await provisioner.idle()
+    expect(models.map((m) => `${m.name} v${m.version} ${m.state}`)).toEqual(['cls v2 ready', 'same v2 ready'])
+    expect(cached(config.cacheDir, otherSha)).toBe(true)
+    expect(cached(config.cacheDir, CLS_SHA)).toBe(true) // same v2 runs it
+    expect(logs.some((line) => line.includes('deleted its cached file'))).toBe(false)
+    // same v3 is the other file too: now nothing runs CLS_SHA, and it goes, with its .etag.
+    edge.models.push(published('same', '3', { bytes: otherFile }))
+    await provisioner.refresh()
+    await provisioner.idle()
+    expect(cached(config.cacheDir, CLS_SHA)).toBe(false)
+    expect(existsSync(`${cachedModelPath(config.cacheDir, CLS_SHA)}.etag`)).toBe(false)
+    expect(cached(config.cacheDir, otherSha)).toBe(true)
+    expect(logs).toContain(`model same v2: deleted its cached file ${CLS_SHA.slice(0, 12)}… (${(CLS.length / 1e6).toFixed(1)} MB)`)
+    await Promise.all(models.map((m) => m.session?.release()))
+
+    // The same steps with keepSupersededFiles: every file stays.
+    const keeping = configWith([{ published: 'cls' }], { keepSupersededFiles: true })
+    edge.models.splice(0, edge.models.length, published('cls', '1'))
+    const second = provisionerFor(keeping)
+    await second.start()
+    edge.models.push(published('cls', '2', { bytes: otherFile }))
+    await second.provisioner.refresh()
+    await second.provisioner.idle()
+    expect(second.models.map((m) => `${m.name} v${m.version} ${m.state}`)).toEqual(['cls v2 ready'])
+    expect(cached(keeping.cacheDir, CLS_SHA)).toBe(true)
+    await Promise.all(second.models.map((m) => m.session?.release()))
+  })
+
   it('keeps serving the older versions `versions` selects when a new one is published', async () => {
     edge.models.push(published('cls', '1'))
     const { models, retired, provisioner, start } = provisionerFor(configWith([{ published: '*', versions: 2 }]))

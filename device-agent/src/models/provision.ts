@@ -11,7 +11,7 @@ import { mkdir } from 'node:fs/promises'
 import { messageOf, stackOf } from '@depinfer/shared'
 import { isPublishedSource, type AgentConfig, type PublishedSource } from '../config.js'
 import { remoteModel, type LoadedModel, type RemoteFile } from '../runtime/loaded-model.js'
-import { cachedModelPath, fetchModelFile, freeDiskBytes, DEFAULT_BACKOFF } from './download.js'
+import { cachedModelPath, fetchModelFile, freeDiskBytes, removeCachedFile, DEFAULT_BACKOFF } from './download.js'
 import { DownloadError } from './errors.js'
 import type { ProgressFactory } from './progress.js'
 import { edgeHeaders, fileToRun, listPublishedModels, selectPublished, type FileToRun, type PublishedModel } from './published.js'
@@ -51,6 +51,10 @@ export interface SourceProblem {
 }
 
 const label = (model: { name: string; version: string }) => `${model.name} v${model.version}`
+
+/** The cache files (sha256s) a downloaded model may run: the one it loaded or will, and its version's own file behind a variant. */
+const cacheFilesOf = (model: LoadedModel): string[] =>
+  model.remote ? [model.remote.sha256, model.remote.variant?.fallback?.sha256, model.sha256].filter((sha): sha is string => sha !== undefined) : []
 
 export class ModelProvisioner {
   readonly #options: ProvisionerOptions
@@ -199,7 +203,29 @@ export class ModelProvisioner {
       this.#retryable.delete(model)
       this.#options.log(`model ${label(model)}: superseded by a newer version; serving it no more`)
       this.#options.retired(model)
+      if (!this.#options.config.keepSupersededFiles) this.#enqueuePrune(model)
     }
+  }
+
+  /**
+   * Deletes the cached files of a retired model that no model still served here runs or falls
+   * back to. Queued behind downloads and loads, so it never races one of this agent's own.
+   */
+  #enqueuePrune(retired: LoadedModel): void {
+    const { config, models, log } = this.#options
+    this.#queue = this.#queue.then(async () => {
+      const inUse = new Set(models().flatMap(cacheFilesOf))
+      for (const sha256 of new Set(cacheFilesOf(retired))) {
+        if (inUse.has(sha256)) continue
+        try {
+          const freed = await removeCachedFile(config.cacheDir, sha256)
+          if (freed > 0) log(`model ${label(retired)}: deleted its cached file ${sha256.slice(0, 12)}… (${(freed / 1e6).toFixed(1)} MB)`)
+        } catch (error) {
+          // A read-only cache (models put there in advance) keeps its files: nothing to fix.
+          log(`model ${label(retired)}: its cached file ${sha256.slice(0, 12)}… stays: ${messageOf(error)}`)
+        }
+      }
+    })
   }
 
   /** Resolves once every queued download and load has finished. */
