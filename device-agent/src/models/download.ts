@@ -13,7 +13,7 @@
  *   <sha256>.onnx.lock   the pid of the process downloading it, so two processes never append to one .part
  */
 import { createHash, type Hash } from 'node:crypto'
-import { createReadStream } from 'node:fs'
+import { createReadStream, statSync } from 'node:fs'
 import { mkdir, open, readFile, rename, rm, stat, statfs, utimes, writeFile, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -104,6 +104,20 @@ export async function freeDiskBytes(dir: string): Promise<number> {
 }
 
 const isMissing = (error: unknown): boolean => (error as NodeJS.ErrnoException).code === 'ENOENT'
+
+/**
+ * Bytes of a file the cache holds: its size when `<sha256>.onnx` is there (unverified here: it
+ * is hashed before use), else what an interrupted download of it left in its `.part`, else 0.
+ * Read synchronously: the listing's fit check asks for a handful of files.
+ */
+export function cachedBytes(cacheDir: string, sha256: string): number {
+  const path = cachedModelPath(cacheDir, sha256)
+  for (const file of [path, `${path}.part`]) {
+    const stats = statSync(file, { throwIfNoEntry: false })
+    if (stats?.isFile()) return stats.size
+  }
+  return 0
+}
 
 /**
  * Deletes a file from the cache: `<sha256>.onnx`, and its `.part` and `.etag` unless a download

@@ -12,7 +12,7 @@ import { quantizeModel } from '../quantize/index.js'
 import { describe as describeModel, loadModel, modelsFromConfig, modelSha256, type LoadedModel } from '../runtime/loaded-model.js'
 import { bundledModelPath } from './bundled.js'
 import { cachedModelPath } from './download.js'
-import { ChecksumMismatchError, HttpStatusError } from './errors.js'
+import { ChecksumMismatchError, DownloadError, HttpStatusError } from './errors.js'
 import { ModelProvisioner, retryableFailure } from './provision.js'
 import { freePort } from '../../../scripts/local/mosquitto.js'
 import { fileToRun, listPublishedModels, selectPublished, type PublishedModel } from './published.js'
@@ -42,7 +42,7 @@ describe('selecting published models', () => {
     variants: [],
   })
   const listing = [listed('a', '1', 10), listed('a', '2', 10), listed('a', '10', 10), listed('b', '1', 500), listed('c', '1', 50)]
-  const limits = { maxModelBytes: 100, freeBytes: 1_000, cached: () => false }
+  const limits = { maxModelBytes: 100, freeBytes: 1_000, cachedBytes: () => 0 }
 
   it('takes a named model at its newest version (numerically, as the edge orders them) or the version given', () => {
     expect(selectPublished([{ published: 'a' }], listing, limits).selected.map((m) => m.version)).toEqual(['10'])
@@ -79,8 +79,13 @@ describe('selecting published models', () => {
     expect(tight.selected.map((m) => m.name)).toEqual(['a'])
     expect(tight.problems).toContainEqual({ model: 'c v1', name: 'c', version: '1', reason: '50 bytes, more than the 45 left free in the cache', passedOver: true })
     // A cached file needs no space.
-    const cached = selectPublished([{ published: '*' }], listing, { ...limits, freeBytes: 0, cached: () => true })
+    const cached = selectPublished([{ published: '*' }], listing, { ...limits, freeBytes: 0, cachedBytes: (sha) => listing.find((m) => m.sha256 === sha)!.size })
     expect(cached.selected.map((m) => m.name)).toEqual(['a', 'c'])
+    // An interrupted download needs only the rest: c's 50 bytes with 40 in its .part fit in 45.
+    const resumed = selectPublished([{ published: '*' }], listing, { ...limits, freeBytes: 55, cachedBytes: (sha) => (sha === listing[4]!.sha256 ? 40 : 0) })
+    expect(resumed.selected.map((m) => m.name)).toEqual(['a', 'c'])
+    const short = selectPublished([{ published: '*' }], listing, { ...limits, freeBytes: 15, cachedBytes: (sha) => (sha === listing[4]!.sha256 ? 40 : 0) })
+    expect(short.problems).toContainEqual({ model: 'c v1', name: 'c', version: '1', reason: '50 bytes (10 still to download), more than the 5 left free in the cache', passedOver: true })
   })
 })
 
@@ -91,6 +96,8 @@ describe('which failed downloads are tried again at the next listing', () => {
     expect(retryableFailure(new HttpStatusError(503, 'HTTP 503 Service Unavailable'))).toBe(true)
     expect(retryableFailure(new ChecksumMismatchError('a'.repeat(64), 'b'.repeat(64), 'm'))).toBe(false)
     expect(retryableFailure(errno('ENOTDIR'))).toBe(false)
+    // A download whose write failed on a full disk (its error carries the errno as its cause).
+    expect(retryableFailure(new DownloadError('m: cannot write m.part: ENOSPC', false, { cause: errno('ENOSPC') }))).toBe(true)
     expect(retryableFailure(new Error('something else'))).toBe(false)
   })
 })
@@ -120,7 +127,7 @@ describe('which file of a published version runs', () => {
   })
 
   it('"*" judges the size of the file it would run', () => {
-    const limits = { maxModelBytes: 50, freeBytes: 1_000, cached: () => false }
+    const limits = { maxModelBytes: 50, freeBytes: 1_000, cachedBytes: () => 0 }
     const listing = [model([int8(1, 0.99)])]
     expect(selectPublished([{ published: '*' }], listing, limits).selected).toEqual([])
     expect(selectPublished([{ published: '*' }], listing, limits, (m) => fileToRun(edge, m, 'int8-when-accepted')).selected).toEqual(listing)
@@ -312,6 +319,12 @@ describe('published models from the edge', () => {
     await provisioner.refresh()
     await provisioner.idle()
     expect(models.map((m) => `${m.name} v${m.version} ${m.state}`)).toEqual(['cls v2 ready', 'cls v3 ready'])
+    expect(retired).toEqual(['cls v1'])
+    // v4 never becomes ready (its download does not verify): v2, which it would replace, stays.
+    edge.models.push(published('cls', '4', { listedSha256: 'f'.repeat(64) }))
+    await provisioner.refresh()
+    await provisioner.idle()
+    expect(models.map((m) => `${m.name} v${m.version} ${m.state}`)).toEqual(['cls v2 ready', 'cls v3 ready', 'cls v4 failed'])
     expect(retired).toEqual(['cls v1'])
     await Promise.all(models.map((m) => m.session?.release()))
   })

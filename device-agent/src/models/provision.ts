@@ -6,12 +6,11 @@
  * reason and the others carry on; one that failed for a reason that may pass (network, edge
  * trouble) is tried again at the next listing.
  */
-import { existsSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
 import { messageOf, stackOf } from '@depinfer/shared'
 import { isPublishedSource, type AgentConfig, type PublishedSource } from '../config.js'
 import { remoteModel, type LoadedModel, type RemoteFile } from '../runtime/loaded-model.js'
-import { cachedModelPath, fetchModelFile, freeDiskBytes, removeCachedFile, DEFAULT_BACKOFF } from './download.js'
+import { cachedBytes, cachedModelPath, fetchModelFile, freeDiskBytes, removeCachedFile, DEFAULT_BACKOFF } from './download.js'
 import { DownloadError } from './errors.js'
 import type { ProgressFactory } from './progress.js'
 import { edgeHeaders, fileToRun, listPublishedModels, selectPublished, type FileToRun, type PublishedModel } from './published.js'
@@ -142,7 +141,7 @@ export class ModelProvisioner {
     const { selected, problems } = selectPublished(
       this.#sources,
       listing,
-      { maxModelBytes: config.maxModelBytes, freeBytes, cached: (sha256) => existsSync(cachedModelPath(config.cacheDir, sha256)) },
+      { maxModelBytes: config.maxModelBytes, freeBytes, cachedBytes: (sha256) => cachedBytes(config.cacheDir, sha256) },
       fileOf,
     )
     this.#problems = new Map(problems.map((problem) => [problem.model, problem]))
@@ -189,17 +188,20 @@ export class ModelProvisioner {
   }
 
   /**
-   * Retires the published versions served here that no source selects any more, once a newer
-   * version of the same name is ready. `selected` is the last listing's choice.
+   * Retires the published versions served here that no source selects any more, once every
+   * version selected of the same name is ready: the ones that replace it, not merely another
+   * (with `versions: 2`, v3 stays until v5 is ready, not only while v4 is). `selected` is the
+   * last listing's choice.
    */
   #retireSuperseded(selected: readonly PublishedModel[] = this.#selected): void {
     this.#selected = selected
     const models = this.#options.models()
     const wanted = (model: LoadedModel) => selected.some((entry) => entry.name === model.name && entry.version === model.version)
+    const readyHere = (entry: PublishedModel) => models.some((m) => m.name === entry.name && m.version === entry.version && m.state === 'ready')
     for (const model of models) {
       if (!model.remote?.fromEdge || wanted(model)) continue
-      const newer = models.some((other) => other !== model && other.name === model.name && other.state === 'ready' && wanted(other))
-      if (!newer) continue
+      const replacements = selected.filter((entry) => entry.name === model.name)
+      if (replacements.length === 0 || !replacements.every(readyHere)) continue
       this.#retryable.delete(model)
       this.#options.log(`model ${label(model)}: superseded by a newer version; serving it no more`)
       this.#options.retired(model)
@@ -345,9 +347,13 @@ function ownFile({ url, sha256, size }: FileToRun): Pick<RemoteFile, 'url' | 'sh
  */
 const CACHE_PROBLEM_CODES = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM'])
 
+/** The cache problem's code of `error` or of what caused it (a failed write of a download carries it as its cause). */
 function cacheProblemCode(error: unknown): string | undefined {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code
-  return code !== undefined && CACHE_PROBLEM_CODES.has(code) ? code : undefined
+  for (let cause = error, depth = 0; cause instanceof Error && depth < 10; cause = cause.cause, depth++) {
+    const code = (cause as NodeJS.ErrnoException).code
+    if (code !== undefined && CACHE_PROBLEM_CODES.has(code)) return code
+  }
+  return undefined
 }
 
 /** Whether a failed download may succeed later with the same file: a network failure, or a cache problem a provider can fix. */

@@ -161,8 +161,11 @@ export interface FitLimits {
   maxModelBytes: number
   /** Free bytes in the cache directory. */
   freeBytes: number
-  /** Whether a file is in the cache already (it needs no space then). */
-  cached: (sha256: string) => boolean
+  /**
+   * Bytes of a file in the cache already: all of it when it is there (it needs no more space
+   * then), what its interrupted download holds (its .part), or 0.
+   */
+  cachedBytes: (sha256: string) => number
 }
 
 export interface Selection {
@@ -191,11 +194,12 @@ export function selectPublished(
   const problems: Selection['problems'] = []
   const has = (model: PublishedModel) => selected.some((chosen) => chosen.name === model.name && chosen.version === model.version)
   let spaceLeft = limits.freeBytes
+  /** The space a file still needs: what of it is not in the cache yet. */
+  const needs = (file: { sha256: string; size: number }) => Math.max(0, file.size - limits.cachedBytes(file.sha256))
   const take = (model: PublishedModel) => {
     if (has(model)) return
     selected.push(model)
-    const file = fileOf(model)
-    if (!limits.cached(file.sha256)) spaceLeft -= file.size
+    spaceLeft -= needs(fileOf(model))
   }
   for (const source of sources.filter((s) => s.published !== '*')) {
     const versions = listing.filter((model) => model.name === source.published)
@@ -226,12 +230,13 @@ export function selectPublished(
       const file = fileOf(model)
       if (file.size > limits.maxModelBytes) {
         problems.push({ model: label, name: model.name, version: model.version, reason: `${file.size} bytes, over maxModelBytes (${limits.maxModelBytes})`, passedOver: true })
-      } else if (!limits.cached(file.sha256) && file.size > spaceLeft) {
+      } else if (needs(file) > spaceLeft) {
+        const missing = needs(file)
         problems.push({
           model: label,
           name: model.name,
           version: model.version,
-          reason: `${file.size} bytes, more than the ${Math.max(0, spaceLeft)} left free in the cache`,
+          reason: `${file.size} bytes${missing < file.size ? ` (${missing} still to download)` : ''}, more than the ${Math.max(0, spaceLeft)} left free in the cache`,
           passedOver: true,
         })
       } else take(model)
