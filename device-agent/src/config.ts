@@ -187,11 +187,12 @@ export const AgentConfigSchema = z.object({
     .transform(expandHome)
     .default(() => join(homedir(), '.depinfer', 'models')),
   /**
-   * Keep the cached files of published versions this agent stopped serving (superseded by a
-   * newer one): for a cacheDir shared with agents that still serve them. By default they are
-   * deleted, so that a device following new versions does not fill its disk.
+   * Keep the cached files of published versions this agent does not serve (superseded ones
+   * among them): for a cacheDir shared with agents that serve them. By default they are deleted
+   * (models/provision.ts #enqueueSweep), so that a device following new versions does not fill
+   * its disk.
    */
-  keepSupersededFiles: z.boolean().default(false),
+  keepUnservedFiles: z.boolean().default(false),
   /** The largest model file `published: "*"` picks (bytes). */
   maxModelBytes: z.number().int().positive().default(200_000_000),
   /** Which file of a published model to run (see PRECISIONS). */

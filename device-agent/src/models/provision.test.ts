@@ -24,6 +24,13 @@ const CLS_SHA = sha256Of(CLS)
 const KEY = 'provider-key'
 const INPUTS = [{ name: 'x', datatype: 'FP32' as const, shape: [-1, 3, -1, -1] }]
 const OUTPUTS = [{ name: 'softmax_0.tmp_0', datatype: 'FP32' as const, shape: [-1, 2] }]
+/** Another file that loads: the classifier with the first letter of its producer name changed. */
+const clsFile = (letter: string): Buffer => {
+  const file = Buffer.from(CLS)
+  file[file.indexOf('PaddlePaddle')] = letter.charCodeAt(0)
+  return file
+}
+const cached = (cacheDir: string, sha256: string) => existsSync(cachedModelPath(cacheDir, sha256))
 const published = (name: string, version: string, overrides: Partial<FakeModel> = {}): FakeModel => ({
   name,
   version,
@@ -262,14 +269,9 @@ describe('published models from the edge', () => {
     await Promise.all(models.map((m) => m.session?.release()))
   })
 
-  it("deletes a superseded version's cached file, not one a model served here still runs; keepSupersededFiles keeps them", async () => {
-    // A second file that loads: the classifier with one byte of its producer name changed.
-    const otherFile = Buffer.from(CLS)
-    const at = otherFile.indexOf('PaddlePaddle')
-    expect(at).toBeGreaterThan(0)
-    otherFile[at] = 'Q'.charCodeAt(0)
+  it("deletes a superseded version's cached file, not one a model served here still runs; keepUnservedFiles keeps them", async () => {
+    const otherFile = clsFile('Q')
     const otherSha = sha256Of(otherFile)
-    const cached = (cacheDir: string, sha256: string) => existsSync(cachedModelPath(cacheDir, sha256))
 
     edge.models.push(published('cls', '1'), published('same', '1'))
     const config = configWith([{ published: 'cls' }, { published: 'same' }])
@@ -283,7 +285,7 @@ describe('published models from the edge', () => {
     expect(models.map((m) => `${m.name} v${m.version} ${m.state}`)).toEqual(['cls v2 ready', 'same v2 ready'])
     expect(cached(config.cacheDir, otherSha)).toBe(true)
     expect(cached(config.cacheDir, CLS_SHA)).toBe(true) // same v2 runs it
-    expect(logs.some((line) => line.includes('deleted its cached file'))).toBe(false)
+    expect(logs.some((line) => line.includes('from the cache'))).toBe(false)
     // same v3 is the other file too: now nothing runs CLS_SHA, and it goes, with its .etag.
     edge.models.push(published('same', '3', { bytes: otherFile }))
     await provisioner.refresh()
@@ -291,11 +293,11 @@ describe('published models from the edge', () => {
     expect(cached(config.cacheDir, CLS_SHA)).toBe(false)
     expect(existsSync(`${cachedModelPath(config.cacheDir, CLS_SHA)}.etag`)).toBe(false)
     expect(cached(config.cacheDir, otherSha)).toBe(true)
-    expect(logs).toContain(`model same v2: deleted its cached file ${CLS_SHA.slice(0, 12)}… (${(CLS.length / 1e6).toFixed(1)} MB)`)
+    expect(logs).toContain(`deleted ${CLS_SHA.slice(0, 12)}… (cls v1, same v1, same v2) from the cache, not served here: ${((CLS.length + 'stale'.length) / 1e6).toFixed(1)} MB freed`)
     await Promise.all(models.map((m) => m.session?.release()))
 
-    // The same steps with keepSupersededFiles: every file stays.
-    const keeping = configWith([{ published: 'cls' }], { keepSupersededFiles: true })
+    // The same steps with keepUnservedFiles: every file stays.
+    const keeping = configWith([{ published: 'cls' }], { keepUnservedFiles: true })
     edge.models.splice(0, edge.models.length, published('cls', '1'))
     const second = provisionerFor(keeping)
     await second.start()
@@ -304,6 +306,32 @@ describe('published models from the edge', () => {
     await second.provisioner.idle()
     expect(second.models.map((m) => `${m.name} v${m.version} ${m.state}`)).toEqual(['cls v2 ready'])
     expect(cached(keeping.cacheDir, CLS_SHA)).toBe(true)
+    await Promise.all(second.models.map((m) => m.session?.release()))
+  })
+
+  it('at start, deletes the files of versions superseded while it was down and what their downloads left, never a file the edge does not list', async () => {
+    edge.models.push(published('cls', '1'))
+    const config = configWith([{ published: 'cls' }])
+    const first = provisionerFor(config)
+    await first.start()
+    await Promise.all(first.models.map((m) => m.session?.release()))
+    // While the agent is down: cls v2 is published, and 'gone' (not configured) left a .part.
+    const newer = clsFile('R')
+    const gone = clsFile('S')
+    edge.models.push(published('cls', '2', { bytes: newer }), published('gone', '1', { bytes: gone }))
+    const part = `${cachedModelPath(config.cacheDir, sha256Of(gone))}.part`
+    writeFileSync(part, gone.subarray(0, 1_000))
+    const stranger = join(config.cacheDir, `${'e'.repeat(64)}.onnx`)
+    writeFileSync(stranger, 'a file some other tool put here')
+
+    const second = provisionerFor(config)
+    await second.start()
+    await second.provisioner.idle()
+    expect(second.models.map((m) => `${m.name} v${m.version} ${m.state}`)).toEqual(['cls v2 ready'])
+    expect(cached(config.cacheDir, CLS_SHA)).toBe(false)
+    expect(existsSync(part)).toBe(false)
+    expect(cached(config.cacheDir, sha256Of(newer))).toBe(true)
+    expect(existsSync(stranger)).toBe(true)
     await Promise.all(second.models.map((m) => m.session?.release()))
   })
 

@@ -51,9 +51,9 @@ export interface SourceProblem {
 
 const label = (model: { name: string; version: string }) => `${model.name} v${model.version}`
 
-/** The cache files (sha256s) a downloaded model may run: the one it loaded or will, and its version's own file behind a variant. */
+/** The files (sha256s) a model may run: the one it loaded or will, and its version's own file behind a variant. */
 const cacheFilesOf = (model: LoadedModel): string[] =>
-  model.remote ? [model.remote.sha256, model.remote.variant?.fallback?.sha256, model.sha256].filter((sha): sha is string => sha !== undefined) : []
+  [model.remote?.sha256, model.remote?.variant?.fallback?.sha256, model.sha256].filter((sha): sha is string => sha !== undefined)
 
 export class ModelProvisioner {
   readonly #options: ProvisionerOptions
@@ -66,6 +66,8 @@ export class ModelProvisioner {
   #problems = new Map<string, SourceProblem>()
   /** What the last listing selected: the versions the sources want now. */
   #selected: readonly PublishedModel[] = []
+  /** The last listing: whose files in the cache the sweep may delete (#enqueueSweep). */
+  #listing: readonly PublishedModel[] = []
   /** Our models that failed for a reason that may pass. */
   readonly #retryable = new Set<LoadedModel>()
   /**
@@ -137,6 +139,7 @@ export class ModelProvisioner {
       return
     }
     if (this.#forget('listing')) this.#options.log('listing published models works again')
+    this.#listing = listing
     const fileOf = (model: PublishedModel) => fileToRun(edge, model, config.precision)
     const { selected, problems } = selectPublished(
       this.#sources,
@@ -185,6 +188,7 @@ export class ModelProvisioner {
       this.#enqueue(model)
     }
     this.#retireSuperseded(selected)
+    this.#enqueueSweep()
   }
 
   /**
@@ -193,8 +197,9 @@ export class ModelProvisioner {
    * (with `versions: 2`, v3 stays until v5 is ready, not only while v4 is). `selected` is the
    * last listing's choice.
    */
-  #retireSuperseded(selected: readonly PublishedModel[] = this.#selected): void {
+  #retireSuperseded(selected: readonly PublishedModel[] = this.#selected): number {
     this.#selected = selected
+    let retired = 0
     const models = this.#options.models()
     const wanted = (model: LoadedModel) => selected.some((entry) => entry.name === model.name && entry.version === model.version)
     const readyHere = (entry: PublishedModel) => models.some((m) => m.name === entry.name && m.version === entry.version && m.state === 'ready')
@@ -205,26 +210,41 @@ export class ModelProvisioner {
       this.#retryable.delete(model)
       this.#options.log(`model ${label(model)}: superseded by a newer version; serving it no more`)
       this.#options.retired(model)
-      if (!this.#options.config.keepSupersededFiles) this.#enqueuePrune(model)
+      retired++
     }
+    return retired
   }
 
   /**
-   * Deletes the cached files of a retired model that no model still served here runs or falls
-   * back to. Queued behind downloads and loads, so it never races one of this agent's own.
+   * Deletes from the cache the files of published versions (own files and variants, as the last
+   * listing has them) that no model served here runs, will run or falls back to: versions
+   * superseded here, or while the agent was down, a variant that would not load, models the
+   * config no longer names, and what their interrupted downloads left. Files the edge does not
+   * list are never touched. Off with keepUnservedFiles. Queued behind downloads and loads, so it
+   * never races one of this agent's own.
    */
-  #enqueuePrune(retired: LoadedModel): void {
+  #enqueueSweep(): void {
     const { config, models, log } = this.#options
+    if (config.keepUnservedFiles) return
+    const listing = this.#listing
     this.#queue = this.#queue.then(async () => {
       const inUse = new Set(models().flatMap(cacheFilesOf))
-      for (const sha256 of new Set(cacheFilesOf(retired))) {
-        if (inUse.has(sha256)) continue
+      // Each listed file, with the versions it is (one file may be several versions, or a variant).
+      const versionsOf = new Map<string, string[]>()
+      for (const entry of listing) {
+        for (const [sha256, what] of [[entry.sha256, label(entry)], ...entry.variants.map((v) => [v.sha256, `${label(entry)} ${v.kind}`])] as const) {
+          versionsOf.set(sha256, [...(versionsOf.get(sha256) ?? []), what])
+        }
+      }
+      for (const [sha256, versions] of versionsOf) {
+        if (inUse.has(sha256) || cachedBytes(config.cacheDir, sha256) === 0) continue
+        const what = `${sha256.slice(0, 12)}… (${versions.join(', ')})`
         try {
           const freed = await removeCachedFile(config.cacheDir, sha256)
-          if (freed > 0) log(`model ${label(retired)}: deleted its cached file ${sha256.slice(0, 12)}… (${(freed / 1e6).toFixed(1)} MB)`)
+          if (freed > 0) log(`deleted ${what} from the cache, not served here: ${(freed / 1e6).toFixed(1)} MB freed`)
         } catch (error) {
-          // A read-only cache (models put there in advance) keeps its files: nothing to fix.
-          log(`model ${label(retired)}: its cached file ${sha256.slice(0, 12)}… stays: ${messageOf(error)}`)
+          // A read-only cache (models put there in advance) keeps its files: said once.
+          this.#sayOnce(`${what} stays in the cache, not served here: ${messageOf(error)}`, `sweep ${sha256}`)
         }
       }
     })
@@ -297,7 +317,7 @@ export class ModelProvisioner {
     if (model.state === 'failed') log(`model ${label(model)} failed to load: ${model.error}`)
     else log(`model ${label(model)} ready (${remote.variant ? `${remote.variant.kind} variant, ` : ''}sha256 ${model.sha256?.slice(0, 12)}…)`)
     changed(model)
-    if (model.state === 'ready') this.#retireSuperseded()
+    if (model.state === 'ready' && this.#retireSuperseded() > 0) this.#enqueueSweep()
   }
 
   /**
