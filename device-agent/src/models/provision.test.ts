@@ -434,6 +434,11 @@ describe('published models from the edge', () => {
     expect(models).toMatchObject([{ state: 'failed', error: expect.stringMatching(/download failed after 2 attempts/) }])
     expect(loaded).toEqual([])
     expect(edge.requestsFor('cls', '1')).toHaveLength(2)
+    // Tried again at the next listing, failing the same way: said once while it lasts.
+    await provisioner.refresh()
+    await provisioner.idle()
+    expect(edge.requestsFor('cls', '1')).toHaveLength(4)
+    expect(logs.filter((line) => line.startsWith('model cls v1 failed:')), logs.join('\n')).toHaveLength(1)
     edge.faults.clear()
     await provisioner.refresh()
     await provisioner.idle()

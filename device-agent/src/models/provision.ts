@@ -307,11 +307,18 @@ export class ModelProvisioner {
       if (!retryable && this.#fallBack(model, messageOf(error))) return this.#provision(model)
       model.state = 'failed'
       model.error = cacheProblemCode(error) ? `cacheDir ${config.cacheDir}: ${messageOf(error)}` : messageOf(error)
-      if (retryable) this.#retryable.add(model)
-      log(`model ${label(model)} failed: ${model.error}`)
+      const said = `model ${label(model)} failed: ${model.error}`
+      // Tried again at every listing: said once while the same failure lasts (a read-only
+      // cache would otherwise be logged every edge.pollSec), and again if it changes in more
+      // than its figures (how many MB came before the connection broke).
+      if (retryable) {
+        this.#retryable.add(model)
+        this.#sayOnce(said, `failed ${label(model)}: ${model.error.replace(/\d+(\.\d+)?/g, '#')}`)
+      } else log(said)
       changed(model)
       return
     }
+    for (const key of this.#said) if (key.startsWith(`failed ${label(model)}: `)) this.#forget(key)
     await load(model)
     if (model.state === 'failed' && this.#fallBack(model, model.error ?? 'failed to load')) return this.#provision(model)
     if (model.state === 'failed') log(`model ${label(model)} failed to load: ${model.error}`)
