@@ -20,6 +20,8 @@ import { deriveSeed, Rng } from './rng.js'
 /** gateway.ts FIRST_ATTEMPT_SHARE and MAX_ATTEMPTS (module-private there, mirrored here). */
 const FIRST_ATTEMPT_SHARE = 0.5
 const MAX_ATTEMPTS = 2
+/** gateway.ts maxAttempts: a hedge does not use up the retry. */
+const maxAttempts = (job: { hedgedFirst: unknown }) => MAX_ATTEMPTS + (job.hedgedFirst ? 1 : 0)
 /** gateway.ts TIMED_OUT_REMEMBERED_MS: how long a late answer still counts as the device's round trip. */
 const TIMED_OUT_REMEMBERED_MS = 10 * 60_000
 /** device-agent/src/agent.ts EWMA_WEIGHT: the agent's per-job service-time mean it heartbeats. */
@@ -72,7 +74,8 @@ interface SimJob {
   /** Devices this job was sent to, in order (what policies are told as `tried`). */
   readonly tried: number[]
   readonly attempts: SimAttempt[]
-  hedged: boolean
+  /** The first attempt, once hedged (gateway.ts hedgedFirst): the job no longer waits on it alone. */
+  hedgedFirst: SimAttempt | undefined
   done: boolean
   /** Devices this job timed out on or ended without, with when it was sent there: their late answers are measured (gateway.ts #onLateResult). */
   timedOutOn: { device: number; sentAt: number }[]
@@ -391,7 +394,7 @@ export function runSimulation(
     latencies.push(ok ? now - job.startedAt : Infinity)
     if (!ok) failed++
     if (job.attempts.length > 1) retried++
-    if (job.hedged) hedged++
+    if (job.hedgedFirst) hedged++
   }
 
   /** #dispatch's sendToNext: false when no device is left (or, for a hedge, the budget is spent). */
@@ -403,8 +406,10 @@ export function runSimulation(
     const device = gateway.policy.pick({ candidates, tried: job.tried, world })
     if (device < 0) return false
     job.tried.push(device)
+    const number = job.attempts.length + 1
+    if (number === 1) gateway.hedges.jobDispatched()
     const remainingMs = config.deadlineMs - (now - job.startedAt)
-    const lastChance = job.attempts.length + 1 >= MAX_ATTEMPTS || candidates.length === 1
+    const lastChance = (!hedge && number >= maxAttempts(job)) || candidates.length === 1
     const budgetMs = Math.max(1, Math.floor(lastChance ? remainingMs : remainingMs * FIRST_ATTEMPT_SHARE))
     const entry = gateway.entries[device]
     const attempt: SimAttempt = {
@@ -415,12 +420,11 @@ export function runSimulation(
       open: true,
     }
     job.attempts.push(attempt)
-    if (hedge) job.hedged = true
     if (entry) gateway.table.jobSent(entry)
     gateway.candidates[device]?.sync()
     gateway.pendingOn[device]!.add(job)
     heap.push(now + budgetMs, { kind: 'timeout', job, attempt })
-    const hedgeAfterMs = lastChance ? undefined : entry?.roundTrips.hedgeAfterMs(JOB_CLASS)
+    const hedgeAfterMs = number === 1 && !lastChance ? entry?.roundTrips.hedgeAfterMs(JOB_CLASS) : undefined
     if (hedgeAfterMs !== undefined && hedgeAfterMs < budgetMs) heap.push(now + hedgeAfterMs, { kind: 'hedge', job })
     const msg: JobMessage = { job, device, incarnation: incarnation[device]!, budgetMs, deadlineAt: 0 }
     backlog[device]!++
@@ -428,10 +432,12 @@ export function runSimulation(
     return true
   }
 
-  /** #dispatch's loop after an attempt ended without an answer: wait for another still out, retry, or fail. */
+  /** #dispatch's loop after an attempt ended without an answer: retry (needsAnother), wait for another still out, or fail. */
   const carryOn = (job: SimJob) => {
-    if (job.attempts.some((a) => a.open)) return
-    if (job.attempts.length >= MAX_ATTEMPTS || now - job.startedAt >= config.deadlineMs || !send(job, false)) finish(job, false)
+    const out = job.attempts.filter((a) => a.open)
+    if (!(out.length === 0 || (out.length === 1 && out[0] === job.hedgedFirst))) return
+    const sent = job.attempts.length < maxAttempts(job) && now - job.startedAt < config.deadlineMs && send(job, false)
+    if (!sent && out.length === 0) finish(job, false)
   }
 
   type Outcome = 'result' | 'error' | 'timeout' | 'lost'
@@ -491,13 +497,12 @@ export function runSimulation(
         measured: now >= config.warmupMs,
         tried: [],
         attempts: [],
-        hedged: false,
+        hedgedFirst: undefined,
         done: false,
         timedOutOn: [],
       }
       nextArrival++
       events++
-      gateways[job.gateway]!.hedges.jobDispatched()
       if (!send(job, false)) finish(job, false)
       continue
     }
@@ -594,7 +599,8 @@ export function runSimulation(
       }
       case 'hedge': {
         const { job } = event
-        if (!job.done && job.attempts.length < MAX_ATTEMPTS && job.attempts.some((a) => a.open)) send(job, true)
+        const first = job.attempts[0]!
+        if (!job.done && job.attempts.length === 1 && first.open && send(job, true)) job.hedgedFirst = first
         break
       }
       case 'heartbeatSend': {

@@ -69,6 +69,7 @@ import type {
 
 /** Share of the job's deadline the first device gets before the retry on another. */
 const FIRST_ATTEMPT_SHARE = 0.5
+/** Devices a job is sent to, at most: the first and one retry, and one more when it was hedged (the hedge does not use up the retry). */
 const MAX_ATTEMPTS = 2
 /** Models remembered after their devices stop listing them (see buildCatalog), at most this many, oldest dropped first. */
 const SEEN_MODELS_REMEMBERED = 1_000
@@ -377,9 +378,11 @@ export class Gateway extends DurableObject<Env> {
     const deadline = startedAt + job.deadlineMs
     const pending: PendingJob = { attempts: new Map(), events: new JobEvents() }
     this.#jobs.set(jobId, pending)
-    this.#hedges.jobDispatched()
     const jobClass = classOfJob(job, descriptor)
     let hedgeTimer: ReturnType<typeof setTimeout> | undefined
+    /** The first attempt, once it has been hedged: it is slow, and the job no longer waits on it alone. */
+    let hedgedFirst: Attempt | undefined
+    const maxAttempts = () => MAX_ATTEMPTS + (hedgedFirst ? 1 : 0)
     let lastFailure = ''
     let timedOut = false
     /** Whether every attempt that timed out had less time than its device could be expected to need. */
@@ -401,29 +404,41 @@ export class Gateway extends DurableObject<Env> {
         Math.random,
       )!.entry
       const number = pending.attempts.size + 1
+      if (number === 1) this.#hedges.jobDispatched()
       const remainingMs = deadline - Date.now()
       // Half the deadline when another device could take the retry; all of it for the only one.
-      const lastChance = number === MAX_ATTEMPTS || candidates.length === 1
+      // A hedge is not the last chance (a retry may follow it): it gets half of what is left.
+      const lastChance = (!hedge && number >= maxAttempts()) || candidates.length === 1
       const budgetMs = Math.max(1, Math.floor(lastChance ? remainingMs : remainingMs * FIRST_ATTEMPT_SHARE))
-      this.#send(jobId, pending, number, device, job, descriptor, expected, salt, budgetMs, jobClass)
-      // Hedged once it is out twice this device's p95 for such jobs (hedging.ts), if that comes
-      // before its budget ends (the retry then) and another device could take it. Only a first
-      // attempt can arm it (with MAX_ATTEMPTS 2 any other is the last chance): one timer.
-      const hedgeAfterMs = lastChance ? undefined : device.roundTrips.hedgeAfterMs(jobClass)
+      const attempt = this.#send(jobId, pending, number, device, job, descriptor, expected, salt, budgetMs, jobClass)
+      // A first attempt is hedged once it is out twice this device's p95 for such jobs
+      // (hedging.ts), if that comes before its budget ends (the retry then) and another device
+      // could take it.
+      const hedgeAfterMs = number === 1 && !lastChance ? device.roundTrips.hedgeAfterMs(jobClass) : undefined
       if (hedgeAfterMs !== undefined && hedgeAfterMs < budgetMs) {
-        hedgeTimer = setTimeout(() => pending.events.push({ kind: 'hedge' }), hedgeAfterMs)
+        hedgeTimer = setTimeout(() => pending.events.push({ kind: 'hedge', deviceId: attempt.device.deviceId }), hedgeAfterMs)
       }
       return true
     }
-    const anyOpen = () => [...pending.attempts.values()].some((a) => a.open)
+    const open = () => [...pending.attempts.values()].filter((a) => a.open)
+    /** Whether the job needs another device now: nothing is out, or only the hedged-over first attempt is. */
+    const needsAnother = () => {
+      const out = open()
+      return out.length === 0 || (out.length === 1 && out[0] === hedgedFirst)
+    }
 
     try {
       for (;;) {
-        // Nothing out (the last attempt failed): the retry, while attempts and time are left.
-        if (!anyOpen() && (pending.attempts.size >= MAX_ATTEMPTS || Date.now() >= deadline || !sendToNext(false))) break
+        // The retry, while attempts and time are left: after the last attempt failed, or after
+        // a hedge failed while the first device is still slow (a dead hedge device must not
+        // leave the job waiting on a frozen one).
+        if (needsAnother() && (pending.attempts.size >= maxAttempts() || Date.now() >= deadline || !sendToNext(false)) && open().length === 0) break
         const event = await pending.events.next()
         if (event.kind === 'hedge') {
-          if (pending.attempts.size < MAX_ATTEMPTS && anyOpen()) sendToNext(true)
+          const first = pending.attempts.get(event.deviceId)!
+          // Not while the broker link is down: the hedge would wait in the client's queue and
+          // reach a device that has not subscribed again yet (lost); the retry covers that.
+          if (first.open && pending.attempts.size === 1 && this.#link.synced && sendToNext(true)) hedgedFirst = first
           continue
         }
         // Events name only devices the job was sent to (#onResult, #onStatus, the timers).

@@ -9,15 +9,16 @@ export type JobEvent =
   | { kind: 'result'; deviceId: string; header: ResultHeader; tensors: RawTensor[] }
   | { kind: 'timeout'; deviceId: string }
   | { kind: 'lost'; deviceId: string }
-  | { kind: 'hedge' }
+  /** The attempt on this device has been out long enough to be hedged. */
+  | { kind: 'hedge'; deviceId: string }
 
 /**
  * An unbounded queue with one reader: events pushed while nobody waits are kept in order.
  *
  * @example
  * const events = new JobEvents()
- * events.push({ kind: 'hedge' })
- * await events.next() // { kind: 'hedge' }
+ * events.push({ kind: 'timeout', deviceId: 'd1' })
+ * await events.next() // { kind: 'timeout', deviceId: 'd1' }
  */
 export class JobEvents {
   readonly #queued: JobEvent[] = []
