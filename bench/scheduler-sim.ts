@@ -24,7 +24,8 @@
  * - Gateway (gateway.ts #dispatch, #send, #onResult, #onStatus): candidates are the devices
  *   online and not suspect, minus those already tried for the job; the first attempt gets half
  *   the 30 s deadline, one retry on another device gets the rest. The first attempt is hedged
- *   (the same job sent to a second device too, as that one retry) once it is out twice its
+ *   (the same job sent to a second device too, with half of what is left; the retry then
+ *   remains, for when the hedge fails while the first is still out) once it is out twice its
  *   device's p95 round trip, within the HedgeBudget (`--hedge-rate`, default the edge's 0.05;
  *   the run of ours is repeated without hedges to compare). A success from any device the job
  *   was sent to ends the job while it is pending — a late success from the first device is
