@@ -4,14 +4,12 @@
  * (SIGKILL) while it runs it: the third device answers, long before the frozen device's budget
  * (half the deadline) would have run out.
  */
-import mqtt from 'mqtt'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { gatewayClientId, parseDeviceTopic } from '../../shared/src/index.js'
 import type { AgentProcess } from '../../scripts/local/agent-process.js'
 import type { LocalBroker } from '../../scripts/local/broker.js'
 import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/network.js'
 import { waitFor } from '../../scripts/local/wait-for.js'
-import { apiClient, BROKERS, waitForModelReady, type ApiClient } from './support.js'
+import { answerOnEvery, apiClient, BROKERS, observeJobs, waitForModelReady, type ApiClient } from './support.js'
 
 /** A detector job that runs ~0.5 s here: long enough to strike while a device holds it. */
 const detectorJob = (timeoutMs?: number) => ({
@@ -25,9 +23,9 @@ describe(`hedging through ${BROKERS[0]!.name}`, () => {
   let broker: LocalBroker
   let network: LocalNetwork
   let api: ApiClient
-  let observer: mqtt.MqttClient
+  let observer: Awaited<ReturnType<typeof observeJobs>>
   /** Device ids in the order jobs were published to them. */
-  const jobsSeen: string[] = []
+  let jobsSeen: string[] = []
   const agent = (deviceId: string): AgentProcess => network.agents.find((a) => a.deviceId === deviceId)!
 
   beforeAll(async () => {
@@ -39,29 +37,19 @@ describe(`hedging through ${BROKERS[0]!.name}`, () => {
       const body = (await api.get('/v2/models/ppocr-det')).body as { parameters?: { ready_devices?: number } }
       return body.parameters?.ready_devices === 3 ? true : undefined
     }, 60_000)
-    observer = await mqtt.connectAsync(broker.tcpUrl, { clientId: gatewayClientId('hedging-observer'), reconnectPeriod: 200 })
-    observer.on('message', (topic) => {
-      const parsed = parseDeviceTopic(topic)
-      if (parsed?.kind === 'jobs') jobsSeen.push(parsed.deviceId)
-    })
-    await observer.subscribeAsync('depinfer/v1/devices/+/jobs', { qos: 1 })
+    observer = await observeJobs(broker.tcpUrl, 'hedging-observer')
+    jobsSeen = observer.devices
   })
   afterAll(async () => {
     for (const a of network?.agents ?? []) a.child.kill('SIGCONT')
-    await observer?.endAsync(true)
+    await observer?.close()
     await network?.close()
     await broker?.close()
   })
 
   it('sends a job to a third device when the hedge device dies while the first one is frozen', async () => {
-    // Enough answered jobs from each device for the gateway to know its p95, three at a time.
-    const seen = jobsSeen.length
-    const sentTo = (deviceId: string) => jobsSeen.slice(seen).filter((d) => d === deviceId).length
-    for (let round = 0; round < 20 && Math.min(...DEVICES.map(sentTo)) < 9; round++) {
-      const answers = await Promise.all(DEVICES.map(() => api.post('/v2/models/ppocr-det/infer', detectorJob())))
-      for (const response of answers) expect(response.status, response.text).toBe(200)
-    }
-    expect(Math.min(...DEVICES.map(sentTo))).toBeGreaterThanOrEqual(9)
+    // Enough answered jobs from each device for the gateway to know its p95.
+    await answerOnEvery(api, 'ppocr-det', detectorJob(), DEVICES, jobsSeen)
 
     const before = jobsSeen.length
     const started = Date.now()

@@ -1,7 +1,8 @@
 /** Shared pieces of the end-to-end suites: brokers to run against, an HTTP client, direct ORT. */
 import { existsSync } from 'node:fs'
+import mqtt from 'mqtt'
 import * as ort from 'onnxruntime-node'
-import type { Attestation, Hex } from '../../shared/src/index.js'
+import { gatewayClientId, parseDeviceTopic, type Attestation, type Hex } from '../../shared/src/index.js'
 import { startLocalBroker, type LocalBroker } from '../../scripts/local/broker.js'
 import { MOSQUITTO_BIN, startMosquitto } from '../../scripts/local/mosquitto.js'
 import { waitFor } from '../../scripts/local/wait-for.js'
@@ -154,4 +155,33 @@ export function parseBinaryResponse(headers: Headers, body: Uint8Array): { json:
   }
   if (offset !== body.byteLength) throw new Error(`binary response has ${body.byteLength - offset} unexplained bytes`)
   return { json, outputs }
+}
+
+/**
+ * Watches the broker for jobs: `devices` lists the device each job was published to, in the
+ * order the broker carried them. Connects as a gateway (the ACL lets gateways read job topics).
+ */
+export async function observeJobs(brokerUrl: string, name: string): Promise<{ devices: string[]; close: () => Promise<void> }> {
+  const devices: string[] = []
+  const observer = await mqtt.connectAsync(brokerUrl, { clientId: gatewayClientId(name), reconnectPeriod: 200 })
+  observer.on('message', (topic) => {
+    const parsed = parseDeviceTopic(topic)
+    if (parsed?.kind === 'jobs') devices.push(parsed.deviceId)
+  })
+  await observer.subscribeAsync('depinfer/v1/devices/+/jobs', { qos: 1 })
+  return { devices, close: () => observer.endAsync(true) }
+}
+
+/**
+ * Sends `body` to `model` on every device at once, round after round, until the gateway has
+ * seen each of `deviceIds` answer at least `atLeast` jobs (what it needs to hedge: a p95).
+ */
+export async function answerOnEvery(api: ApiClient, model: string, body: unknown, deviceIds: readonly string[], jobsSeen: readonly string[], atLeast = 9): Promise<void> {
+  const seen = jobsSeen.length
+  const sentTo = (deviceId: string) => jobsSeen.slice(seen).filter((d) => d === deviceId).length
+  for (let round = 0; round < 20 && Math.min(...deviceIds.map(sentTo)) < atLeast; round++) {
+    const answers = await Promise.all(deviceIds.map(() => api.post(`/v2/models/${model}/infer`, body)))
+    for (const response of answers) if (response.status !== 200) throw new Error(`warming up ${model}: ${response.status} ${response.text}`)
+  }
+  if (Math.min(...deviceIds.map(sentTo)) < atLeast) throw new Error(`warming up ${model}: not every device got ${atLeast} jobs`)
 }

@@ -429,10 +429,13 @@ export class Gateway extends DurableObject<Env> {
 
     try {
       for (;;) {
-        // The retry, while attempts and time are left: after the last attempt failed, or after
-        // a hedge failed while the first device is still slow (a dead hedge device must not
-        // leave the job waiting on a frozen one).
-        if (needsAnother() && (pending.attempts.size >= maxAttempts() || Date.now() >= deadline || !sendToNext(false)) && open().length === 0) break
+        // The first attempt, always (however little of a tiny timeout_ms is left: it then times
+        // out as a 504, not a 503 saying no device serves the model); then the retry, while
+        // attempts and time are left: after the last attempt failed, or after a hedge failed
+        // while the first device is still slow (a dead hedge device must not leave the job
+        // waiting on a frozen one).
+        const outOfTime = pending.attempts.size > 0 && Date.now() >= deadline
+        if (needsAnother() && (pending.attempts.size >= maxAttempts() || outOfTime || !sendToNext(false)) && open().length === 0) break
         const event = await pending.events.next()
         if (event.kind === 'hedge') {
           const first = pending.attempts.get(event.deviceId)!
