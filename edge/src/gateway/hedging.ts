@@ -31,9 +31,10 @@ const MAX_JOB_CLASSES = 64
 /**
  * The kind of job a round trip says something about: the model (its published file) and the
  * input's size, in power-of-two bands (inputs across a band's edge fall in two classes, each of
- * which must reach MIN_SAMPLES on its own before it is hedged). A device serving a 2 ms classifier and a 500 ms detector, or a detector fed
- * both thumbnails and full frames, would otherwise have one p95 for both, and every slow job
- * would be hedged for being slower than the fast ones.
+ * which must reach MIN_SAMPLES on its own before it is hedged). A device serving a 2 ms
+ * classifier and a 500 ms detector, or a detector fed both thumbnails and full frames, would
+ * otherwise have one p95 for both, and every slow job would be hedged for being slower than the
+ * fast ones.
  *
  * @example
  * jobClassOf('ab12…', 49_152) === jobClassOf('ab12…', 40_000) // true: both 2^15 to 2^16 bytes
