@@ -462,6 +462,7 @@ export function runSimulation(
       lost++
     }
     gateway.refresh(device)
+    if (job.done) return
     if (outcome === 'result') return finish(job, true)
     carryOn(job)
   }
@@ -580,21 +581,8 @@ export function runSimulation(
       }
       case 'timeout': {
         const { job, attempt } = event
-        if (!attempt.open) break
-        if (!job.done) {
-          settle(job, attempt, 'timeout')
-          break
-        }
-        // gateway.ts #endJob: an abandoned attempt's budget is over, a timeout like any other.
-        close(job, attempt)
-        timeouts++
-        job.timedOutOn.push({ device: attempt.device, sentAt: attempt.sentAt })
-        const gateway = gateways[job.gateway]!
-        const entry = gateway.entries[attempt.device]
-        if (entry && attempt.blameTimeout) {
-          gateway.table.recordFailure(entry)
-          gateway.refresh(attempt.device)
-        }
+        // Also an abandoned attempt's (its job is done): a timeout like any other (gateway.ts #endJob).
+        if (attempt.open) settle(job, attempt, 'timeout')
         break
       }
       case 'hedge': {

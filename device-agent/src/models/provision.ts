@@ -233,7 +233,9 @@ export class ModelProvisioner {
       const versionsOf = new Map<string, string[]>()
       for (const entry of listing) {
         for (const [sha256, what] of [[entry.sha256, label(entry)], ...entry.variants.map((v) => [v.sha256, `${label(entry)} ${v.kind}`])] as const) {
-          versionsOf.set(sha256, [...(versionsOf.get(sha256) ?? []), what])
+          const versions = versionsOf.get(sha256)
+          if (versions) versions.push(what)
+          else versionsOf.set(sha256, [what])
         }
       }
       for (const [sha256, versions] of versionsOf) {

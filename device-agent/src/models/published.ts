@@ -230,8 +230,10 @@ export function selectPublished(
       const file = fileOf(model)
       if (file.size > limits.maxModelBytes) {
         problems.push({ model: label, name: model.name, version: model.version, reason: `${file.size} bytes, over maxModelBytes (${limits.maxModelBytes})`, passedOver: true })
-      } else if (needs(file) > spaceLeft) {
-        const missing = needs(file)
+        continue
+      }
+      const missing = needs(file)
+      if (missing > spaceLeft) {
         problems.push({
           model: label,
           name: model.name,

@@ -777,8 +777,7 @@ export class Gateway extends DurableObject<Env> {
       if (!attempt.open || this.#abandoned.has(key)) continue
       clearTimeout(attempt.timer)
       attempt.timer = setTimeout(() => {
-        this.#abandoned.delete(key)
-        this.#closeAttempt(attempt)
+        if (!this.#closeAbandoned(key)) return
         this.#timeoutCounts(attempt)
         this.#rememberTimeout(jobId, attempt)
       }, Math.max(0, attempt.sentAt + attempt.budgetMs - Date.now()))
@@ -792,7 +791,7 @@ export class Gateway extends DurableObject<Env> {
     }
   }
 
-  /** Ends an abandoned attempt without blame (its device answered an error or went offline); false when there is none by that key. */
+  /** Ends an abandoned attempt (its device answered or went offline, or its budget ended); false when there is none by that key. */
   #closeAbandoned(key: string): boolean {
     const attempt = this.#abandoned.get(key)
     if (!attempt) return false
