@@ -96,7 +96,7 @@
 import { parseArgs } from 'node:util'
 import { machineLine } from './machine.js'
 import { runSimulation, type RunResult } from './sim/engine.js'
-import { buildArrivals, buildFleet, DEFAULT_CONFIG, type SimConfig } from './sim/model.js'
+import { buildArrivals, buildFleet, DEFAULT_CONFIG, type SimConfig, type SimModel } from './sim/model.js'
 import { DEFAULT_POLICIES, POLICIES } from './sim/policies.js'
 import { formatMs, formatPercent, formatRatio, markdownTable, percentile } from './sim/stats.js'
 import { recordSummary } from './summary.js'
@@ -122,6 +122,8 @@ function parseConfig(): { config: SimConfig; policies: string[] } {
       policies: { type: 'string' },
       'ewma-input': { type: 'string' },
       'hedge-rate': { type: 'string' },
+      models: { type: 'string' },
+      'cold-start': { type: 'string' },
     },
     strict: true,
   })
@@ -140,7 +142,9 @@ function parseConfig(): { config: SimConfig; policies: string[] } {
     load: number(values.load, DEFAULT_CONFIG.load, 'load', (x) => x > 0 && x < 2),
     gateways: number(values.gateways, DEFAULT_CONFIG.gateways, 'gateways', (x) => isCount(x) && x <= 1000),
     hedgeRate: number(values['hedge-rate'], DEFAULT_CONFIG.hedgeRate, 'hedge-rate', (x) => x >= 0 && x <= 1),
+    coldStartFactor: number(values['cold-start'], DEFAULT_CONFIG.coldStartFactor, 'cold-start', (x) => x >= 1),
   }
+  if (values.models !== undefined) config.models = parseModels(values.models)
   if (values['service-ms'] !== undefined) {
     const match = /^(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)$/.exec(values['service-ms'])
     const [min, max] = match ? [Number(match[1]), Number(match[2])] : [NaN, NaN]
@@ -158,6 +162,18 @@ function parseConfig(): { config: SimConfig; policies: string[] } {
   return { config, policies }
 }
 
+/** `--models 0.8:1,0.2:8`: each model's share of the jobs and its service factor. */
+function parseModels(flag: string): SimModel[] {
+  const models = flag.split(',').map((part) => {
+    const match = /^(\d+(?:\.\d+)?):(\d+(?:\.\d+)?)$/.exec(part.trim())
+    const [share, serviceFactor] = match ? [Number(match[1]), Number(match[2])] : [NaN, NaN]
+    if (!(share > 0 && serviceFactor > 0)) throw new Error(`--models wants SHARE:FACTOR,… (both > 0), got ${JSON.stringify(part)}`)
+    return { share, serviceFactor }
+  })
+  if (models.length > 255) throw new Error(`--models: at most 255 models, got ${models.length}`)
+  return models
+}
+
 interface Summary {
   result: RunResult
   p50: number
@@ -168,6 +184,15 @@ interface Summary {
 function summarize(result: RunResult): Summary {
   const sorted = result.latencies.slice().sort()
   return { result, p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99), p999: percentile(sorted, 0.999) }
+}
+
+function describeModels({ models, coldStartFactor }: SimConfig): string {
+  const total = models.reduce((sum, m) => sum + m.share, 0)
+  const list =
+    models.length === 1
+      ? 'one model'
+      : `${models.length} models (${models.map((m) => `${formatPercent(m.share / total)} of jobs at ${m.serviceFactor}x`).join(', ')})`
+  return coldStartFactor === 1 ? list : `${list}, first run of a model after a (re)start ${coldStartFactor}x slower`
 }
 
 function main(): void {
@@ -200,7 +225,7 @@ function main(): void {
   console.log(
     `${config.devices} devices (service ${config.serviceMinMs}–${config.serviceMaxMs} ms/job, ` +
       `${(config.mtbfMs / 60_000).toFixed(0)} min MTBF, ${(config.outageMeanMs / 1000).toFixed(0)} s outages, ` +
-      `3–5x throttling), ${config.gateways} gateway(s), ${config.jobs.toLocaleString('en')} jobs over ` +
+      `3–5x throttling), ${config.gateways} gateway(s), ${describeModels(config)}, ${config.jobs.toLocaleString('en')} jobs over ` +
       `${(spanMs / 1000).toFixed(1)} s simulated at load ${config.load} ` +
       `(${Math.round(arrivals.meanRatePerMs * 1000).toLocaleString('en')} jobs/s of ` +
       `${Math.round(fleet.capacityPerMs * 1000).toLocaleString('en')} available).\n`,

@@ -26,8 +26,8 @@ const maxAttempts = (job: { hedgedFirst: unknown }) => MAX_ATTEMPTS + (job.hedge
 const TIMED_OUT_REMEMBERED_MS = 10 * 60_000
 /** device-agent/src/agent.ts EWMA_WEIGHT: the agent's per-job service-time mean it heartbeats. */
 const AGENT_EWMA_WEIGHT = 0.2
-/** Every simulated job runs the one model on inputs of one size: one class (hedging.ts jobClassOf). */
-const JOB_CLASS = 'sim'
+/** A simulated model's job class (hedging.ts jobClassOf): each model's inputs have one size. */
+const jobClassOf = (model: number) => `m${model}`
 /** MQTT: the broker gives up on a client 1.5 keepalives after its last packet (§3.1.2.10). */
 const KEEPALIVE_GRACE = 1.5
 
@@ -70,6 +70,8 @@ interface SimAttempt {
 interface SimJob {
   readonly startedAt: number
   readonly gateway: number
+  /** Index into SimConfig.models. */
+  readonly model: number
   readonly measured: boolean
   /** Devices this job was sent to, in order (what policies are told as `tried`). */
   readonly tried: number[]
@@ -147,12 +149,6 @@ class DeviceQueue {
     this.#items = kept
     this.#head = 0
     this.#minDeadline = min
-  }
-
-  clear(): void {
-    this.#items = []
-    this.#head = 0
-    this.#minDeadline = Infinity
   }
 }
 
@@ -256,7 +252,10 @@ export function runSimulation(
   const serviceMs = new Float64Array(n)
   const netMs = new Float64Array(n)
   const runningEnd = new Float64Array(n).fill(-Infinity)
-  const backlog = new Int32Array(n)
+  const backlogUnits = new Float64Array(n)
+  const models = config.models.length
+  /** Whether the agent has run each model since it (re)started, per device × model: its first run is slower. */
+  const warm = new Uint8Array(n * models)
   const incarnation = new Int32Array(n)
   const agentEwma = new Float64Array(n)
   const lastPacketAt = new Float64Array(n)
@@ -276,7 +275,7 @@ export function runSimulation(
     },
     netMs,
     runningEnd,
-    backlog,
+    backlogUnits,
   }
 
   const windowStart = config.warmupMs
@@ -315,17 +314,22 @@ export function runSimulation(
     heap.push(now + delay(msg.device), { kind: 'result', job: msg.job, device: msg.device, ok, inferMs })
   }
 
+  const unitsOf = (msg: JobMessage) => config.models[msg.job.model]!.serviceFactor
+
   const startNext = (device: number) => {
     const queue = queues[device]!
     queue.expire(now, (msg) => {
-      backlog[device]!--
+      backlogUnits[device]! -= unitsOf(msg)
       reply(msg, false) // deadline_exceeded
     })
     const msg = queue.shift()
     if (!msg) return
-    backlog[device]!--
+    backlogUnits[device]! -= unitsOf(msg)
     running[device] = msg
-    const serviceTime = serviceMs[device]! * noise.noise(config.serviceNoiseSigma)
+    const model = device * models + msg.job.model
+    const cold = warm[model] === 0 ? config.coldStartFactor : 1
+    warm[model] = 1
+    const serviceTime = serviceMs[device]! * unitsOf(msg) * cold * noise.noise(config.serviceNoiseSigma)
     runningEnd[device] = now + serviceTime
     busySince[device] = now
     heap.push(now + serviceTime, { kind: 'serviceDone', device, incarnation: incarnation[device]! })
@@ -338,7 +342,8 @@ export function runSimulation(
   const deviceUp = (device: number, initial: boolean) => {
     up[device] = 1
     incarnation[device]!++
-    agentEwma[device] = 0 // a fresh agent process
+    agentEwma[device] = 0 // a fresh agent process, whose models have not run yet
+    warm.fill(0, device * models, (device + 1) * models)
     lastPacketAt[device] = now
     if (initial) {
       // The gateway starts with the retained statuses of the devices online at time 0.
@@ -363,8 +368,9 @@ export function runSimulation(
       running[device] = undefined
       runningEnd[device] = -Infinity
     }
-    backlog[device]! -= queues[device]!.length
-    queues[device]!.clear()
+    // Jobs still on the way there are taken off when they arrive to find it gone (jobAtDevice).
+    const queue = queues[device]!
+    for (let msg = queue.shift(); msg; msg = queue.shift()) backlogUnits[device]! -= unitsOf(msg)
     heap.push(Math.max(now, lastPacketAt[device]! + KEEPALIVE_GRACE * config.keepaliveMs), {
       kind: 'will',
       device,
@@ -403,7 +409,8 @@ export function runSimulation(
     const all = gateway.eligible(now)
     const candidates = job.tried.length === 0 ? all : all.filter((c) => !job.tried.includes(c.index))
     if (candidates.length === 0 || (hedge && !gateway.hedges.take())) return false
-    const device = gateway.policy.pick({ candidates, tried: job.tried, world })
+    const serviceFactor = config.models[job.model]!.serviceFactor
+    const device = gateway.policy.pick({ candidates, tried: job.tried, serviceFactor, world })
     if (device < 0) return false
     job.tried.push(device)
     const number = job.attempts.length + 1
@@ -424,10 +431,10 @@ export function runSimulation(
     gateway.candidates[device]?.sync()
     gateway.pendingOn[device]!.add(job)
     heap.push(now + budgetMs, { kind: 'timeout', job, attempt })
-    const hedgeAfterMs = number === 1 && !lastChance ? entry?.roundTrips.hedgeAfterMs(JOB_CLASS) : undefined
+    const hedgeAfterMs = number === 1 && !lastChance ? entry?.roundTrips.hedgeAfterMs(jobClassOf(job.model)) : undefined
     if (hedgeAfterMs !== undefined && hedgeAfterMs < budgetMs) heap.push(now + hedgeAfterMs, { kind: 'hedge', job })
     const msg: JobMessage = { job, device, incarnation: incarnation[device]!, budgetMs, deadlineAt: 0 }
-    backlog[device]!++
+    backlogUnits[device]! += serviceFactor
     heap.push(now + delay(device), { kind: 'jobAtDevice', msg })
     return true
   }
@@ -449,7 +456,7 @@ export function runSimulation(
     const { table } = gateway
     const entry = gateway.entries[device]
     if (outcome === 'result') {
-      if (entry) table.recordSuccess(entry, config.ewmaInput === 'service' ? inferMs : now - attempt.sentAt, JOB_CLASS)
+      if (entry) table.recordSuccess(entry, config.ewmaInput === 'service' ? inferMs : now - attempt.sentAt, jobClassOf(job.model))
     } else if (outcome === 'error') {
       // Every simulated error is a device's deadline_exceeded: blamed as a timeout would be.
       errors++
@@ -495,6 +502,7 @@ export function runSimulation(
       const job: SimJob = {
         startedAt: now,
         gateway: arrivals.gateway[nextArrival]!,
+        model: arrivals.model[nextArrival]!,
         measured: now >= config.warmupMs,
         tried: [],
         attempts: [],
@@ -517,7 +525,7 @@ export function runSimulation(
         const { msg } = event
         const device = msg.device
         if (up[device] === 0 || incarnation[device] !== msg.incarnation) {
-          backlog[device]!-- // published to a connection that is gone: never delivered
+          backlogUnits[device]! -= unitsOf(msg) // published to a connection that is gone: never delivered
           break
         }
         msg.deadlineAt = now + msg.budgetMs
@@ -553,7 +561,7 @@ export function runSimulation(
             const gateway = gateways[job.gateway]!
             const entry = gateway.entries[event.device]
             if (event.ok && entry) {
-              gateway.table.recordSuccess(entry, now - abandoned.sentAt, JOB_CLASS)
+              gateway.table.recordSuccess(entry, now - abandoned.sentAt, jobClassOf(job.model))
               gateway.refresh(event.device)
             }
             break
@@ -565,7 +573,7 @@ export function runSimulation(
           const entry = gateway.entries[event.device]
           if (event.ok && timedOut && entry && now - timedOut.sentAt < TIMED_OUT_REMEMBERED_MS) {
             job.timedOutOn.splice(job.timedOutOn.indexOf(timedOut), 1)
-            gateway.table.recordLateAnswer(entry, now - timedOut.sentAt, JOB_CLASS)
+            gateway.table.recordLateAnswer(entry, now - timedOut.sentAt, jobClassOf(job.model))
             gateway.refresh(event.device)
           }
           break

@@ -57,6 +57,23 @@ export interface SimConfig {
   ewmaInput: 'round-trip' | 'service'
   /** The gateway's HEDGE_RATE (edge/src/gateway/hedging.ts): hedges per job at most; 0 never hedges. */
   hedgeRate: number
+  /**
+   * The models jobs ask for: each job runs one, drawn by share; its service time is the device's
+   * times the model's factor. One model by default; several give the gateway several job classes.
+   */
+  models: SimModel[]
+  /**
+   * How much longer a device's first job of a model takes after the agent (re)starts, as
+   * onnxruntime's first run of a session does (allocations, kernel selection). 1 = none.
+   */
+  coldStartFactor: number
+}
+
+export interface SimModel {
+  /** Share of the jobs (normalised over all models). */
+  share: number
+  /** Service time relative to the device's base time. */
+  serviceFactor: number
 }
 
 export const DEFAULT_CONFIG: SimConfig = {
@@ -89,7 +106,13 @@ export const DEFAULT_CONFIG: SimConfig = {
   waveAmplitude: 0.1,
   ewmaInput: 'round-trip',
   hedgeRate: DEFAULT_HEDGE_RATE,
+  models: [{ share: 1, serviceFactor: 1 }],
+  coldStartFactor: 1,
 }
+
+/** The mean service factor of a job (the models' factors weighted by share). */
+export const meanServiceFactor = (models: readonly SimModel[]): number =>
+  models.reduce((sum, m) => sum + m.share * m.serviceFactor, 0) / models.reduce((sum, m) => sum + m.share, 0)
 
 /** A span of time on one device, [start, end). */
 export interface Spell {
@@ -112,12 +135,12 @@ export interface DeviceSpec {
 
 export interface Fleet {
   devices: DeviceSpec[]
-  /** Expected available capacity of the whole fleet, jobs per ms. */
+  /** Expected available capacity of the whole fleet, jobs per ms (jobs of the models' mean service factor). */
   capacityPerMs: number
 }
 
 /** Random streams of one seed; each concern has its own, so changing one does not shift the others. */
-export const STREAM = { fleet: 1, schedule: 2, arrivals: 3, noise: 4, policy: 5 } as const
+export const STREAM = { fleet: 1, schedule: 2, arrivals: 3, noise: 4, policy: 5, models: 6 } as const
 
 /** Expected value of 1/f for f uniform on [a, b]: how much of a throttled device's capacity is left. */
 const meanInverse = (a: number, b: number) => (a === b ? 1 / a : Math.log(b / a) / (b - a))
@@ -138,6 +161,7 @@ export function buildFleet(config: SimConfig): Fleet {
     speeds.push({ baseMs, netMs })
     capacityPerMs += capacityShare / baseMs
   }
+  capacityPerMs /= meanServiceFactor(config.models)
   // Spells are drawn far enough ahead to cover the arrivals (with room for the bursts and the
   // wave) and the last jobs' deadlines; past the horizon devices simply stay up and cool.
   const horizonMs = (1.5 * config.jobs) / (config.load * capacityPerMs) + 2 * config.deadlineMs + 60_000
@@ -178,6 +202,8 @@ export interface Arrivals {
   times: Float64Array
   /** Which gateway receives each job. */
   gateway: Uint16Array
+  /** Which model (index into SimConfig.models) each job runs. */
+  model: Uint8Array
   meanRatePerMs: number
 }
 
@@ -188,6 +214,17 @@ export interface Arrivals {
  */
 export function buildArrivals(config: SimConfig, capacityPerMs: number): Arrivals {
   const rng = new Rng(deriveSeed(config.seed, STREAM.arrivals))
+  // Its own stream: adding models leaves the arrival times of a seed as they were.
+  const models = new Rng(deriveSeed(config.seed, STREAM.models))
+  const totalShare = config.models.reduce((sum, m) => sum + m.share, 0)
+  const drawModel = () => {
+    let x = models.next() * totalShare
+    for (let m = 0; m < config.models.length - 1; m++) {
+      x -= config.models[m]!.share
+      if (x < 0) return m
+    }
+    return config.models.length - 1
+  }
   const meanRate = config.load * capacityPerMs
   const burstShare = config.burstMeanMs / (config.burstMeanMs + config.calmMeanMs)
   const calmRate = meanRate / (1 - burstShare + burstShare * config.burstRatio)
@@ -197,6 +234,7 @@ export function buildArrivals(config: SimConfig, capacityPerMs: number): Arrival
 
   const times = new Float64Array(config.jobs)
   const gateway = new Uint16Array(config.jobs)
+  const model = new Uint8Array(config.jobs)
   let bursting = rng.next() < burstShare
   let switchAt = rng.exp(bursting ? config.burstMeanMs : config.calmMeanMs)
   let t = 0
@@ -210,8 +248,9 @@ export function buildArrivals(config: SimConfig, capacityPerMs: number): Arrival
     if (rng.next() * peak < rate) {
       times[n] = t
       gateway[n] = config.gateways > 1 ? rng.int(config.gateways) : 0
+      if (config.models.length > 1) model[n] = drawModel()
       n++
     }
   }
-  return { times, gateway, meanRatePerMs: meanRate }
+  return { times, gateway, model, meanRatePerMs: meanRate }
 }

@@ -46,14 +46,19 @@ export interface World {
   readonly netMs: Float64Array
   /** End of the job running on each device, or -Infinity when idle. */
   readonly runningEnd: Float64Array
-  /** Jobs sent to each device and not yet started (queued there or still on the way). */
-  readonly backlog: Int32Array
+  /**
+   * Work sent to each device and not yet started (queued there or still on the way), in units
+   * of the device's service time: the sum of those jobs' model service factors.
+   */
+  readonly backlogUnits: Float64Array
 }
 
 export interface PickContext {
   readonly candidates: readonly Candidate[]
   /** Devices this job was already sent to (the gateway never retries on the same one). */
   readonly tried: readonly number[]
+  /** The job's model's service factor (SimModel.serviceFactor): what the oracle knows it costs. */
+  readonly serviceFactor: number
   readonly world: World
 }
 
@@ -105,27 +110,30 @@ const ours: PolicyFactory = (random) => ({
 
 /**
  * Knows every device's true speed (throttling included), true backlog, the remaining time of the
- * job it is running, its network distance and whether it is really up; sends each job where it
+ * job it is running, its network distance, whether it is really up and what each model costs
+ * (not the slower first run after a restart, coldStartFactor); sends each job where it
  * is expected to finish first (greedy earliest completion, the usual yardstick for dispatching).
  * A yardstick, not a proven lower bound: greedy keeps short queues on the fastest devices, and
  * when a throttling spell or an outage then hits one, every job queued there pays (with
  * `--seed 1`, ours — a gateway-side global minimum — beats it at p99).
  */
 const oracle: PolicyFactory = () => {
-  // Devices in ascending order of their best case, an idle device's 2 × delay + service: the
-  // scan stops at the first device whose best case cannot beat the best found (about half the
-  // fleet at 75 % load, as the fast devices are kept busy) instead of visiting all of it.
-  let order = new Int32Array(0)
-  let orderVersion = -1
-  let best = new Float64Array(0)
+  // Devices in ascending order of their best case for a job of one service factor, an idle
+  // device's 2 × delay + service × factor: the scan stops at the first device whose best case
+  // cannot beat the best found (about half the fleet at 75 % load, as the fast devices are kept
+  // busy) instead of visiting all of it. One order per factor (one per model).
+  const orders = new Map<number, { order: Int32Array; best: Float64Array; version: number }>()
   return {
-    pick: ({ tried, world }) => {
-      const { now, up, serviceMs, netMs, runningEnd, backlog } = world
-      if (orderVersion !== world.serviceVersion || order.length !== up.length) {
-        best = Float64Array.from(serviceMs, (service, i) => service + 2 * netMs[i]!)
-        order = Int32Array.from(best.keys()).sort((a, b) => best[a]! - best[b]! || a - b)
-        orderVersion = world.serviceVersion
+    pick: ({ tried, serviceFactor, world }) => {
+      const { now, up, serviceMs, netMs, runningEnd, backlogUnits } = world
+      let sorted = orders.get(serviceFactor)
+      if (sorted?.version !== world.serviceVersion || sorted.order.length !== up.length) {
+        const best = Float64Array.from(serviceMs, (service, i) => service * serviceFactor + 2 * netMs[i]!)
+        const order = Int32Array.from(best.keys()).sort((a, b) => best[a]! - best[b]! || a - b)
+        sorted = { order, best, version: world.serviceVersion }
+        orders.set(serviceFactor, sorted)
       }
+      const { order, best } = sorted
       let chosen = -1
       let chosenAt = Infinity
       for (let k = 0; k < order.length; k++) {
@@ -134,8 +142,8 @@ const oracle: PolicyFactory = () => {
         if (up[i] === 0 || tried.includes(i)) continue
         const service = serviceMs[i]!
         const net = netMs[i]!
-        const freeAt = Math.max(now, runningEnd[i]!) + backlog[i]! * service
-        const doneAt = Math.max(now + net, freeAt) + service + net
+        const freeAt = Math.max(now, runningEnd[i]!) + backlogUnits[i]! * service
+        const doneAt = Math.max(now + net, freeAt) + service * serviceFactor + net
         if (doneAt < chosenAt) {
           chosenAt = doneAt
           chosen = i

@@ -109,9 +109,9 @@ check('p2c samples two distinct candidates and keeps the better (ties to the fir
   const candidates = [make(0, 2), make(1, 0), make(2, 1)]
   const draws = [0.1, 0.5] // candidate 0, then candidate 1
   const p2c = POLICIES.p2c!(() => draws.shift() ?? 0)
-  assert.equal(p2c.pick({ candidates, tried: [], world }), 1)
+  assert.equal(p2c.pick({ candidates, tried: [], serviceFactor: 1, world }), 1)
   // A repeated draw is drawn again: 0.1 → 0, 0.2 → 0 again, 0.9 → 2.
   const repeat = [0.1, 0.2, 0.9]
-  assert.equal(POLICIES.p2c!(() => repeat.shift() ?? 0).pick({ candidates, tried: [], world }), 2)
-  assert.equal(POLICIES.p2c!(() => 0).pick({ candidates: [candidates[0]!], tried: [], world }), 0)
+  assert.equal(POLICIES.p2c!(() => repeat.shift() ?? 0).pick({ candidates, tried: [], serviceFactor: 1, world }), 2)
+  assert.equal(POLICIES.p2c!(() => 0).pick({ candidates: [candidates[0]!], tried: [], serviceFactor: 1, world }), 0)
 })
