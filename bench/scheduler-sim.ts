@@ -9,18 +9,21 @@
  *
  * How it mirrors the code (by default, nothing in the loop differs from what ships):
  * - Scheduler: "ours" is the real `pickDevice` of edge/src/gateway/scheduler.ts, imported, not
- *   copied: the global minimum of `(load + 1) × ewmaMs` over the candidates, ties at random
+ *   copied: the global minimum of DeviceTable.expectedWaitMs over the candidates, ties at random
  *   (with the run's seeded generator in place of Math.random).
  * - Device table: each gateway has a real `DeviceTable` (edge/src/gateway/device-table.ts) on
  *   the simulated clock: statuses, heartbeats (`applyHeartbeat` keeps what a heartbeat shows
- *   beyond the gateway's own in-flight jobs as `foreignLoad`), `load` = own in-flight (exact) +
- *   foreignLoad, `ewmaMs` = the gateway's own round-trip EWMA (weight 0.2; before the first
- *   answer, while idle, the heartbeat's service EWMA or else the fastest round trip the table
- *   has seen, and 100 ms while it has a job), staleness after 15 s without a packet,
- *   suspects after 3 consecutive failures for 60 s. The candidates passed to pickDevice hold
- *   `table.load(entry)` and `table.ewmaMs(entry)`, as gateway.ts builds them; they are kept per
- *   device and re-read after every change to the entry instead of rebuilt per job
- *   (bench/sim/policies.ts Candidate; self-check.ts asserts they match the table at every pick).
+ *   beyond the gateway's own in-flight jobs as `foreignLoad`), `expectedWaitMs(entry, class)` =
+ *   the gateway's own jobs out there and this one, each at its class's round-trip EWMA on that
+ *   device (weight 0.2; unmeasured: the fastest of that class anywhere, or the heartbeat's
+ *   service EWMA when slower and nothing was measured there, Infinity for a second job of the
+ *   class while the first is out; a figure above the fleet's typical halves its excess every
+ *   30 s the device sits idle), plus foreignLoad at its overall EWMA; staleness after 15 s
+ *   without a packet, suspects after 3 consecutive failures for 60 s. Each model is one job
+ *   class. The candidates hold `table.load(entry)` and `table.expectedWaitMs` per class; they
+ *   are kept per device and re-read after every change to the entry, to the fleet's figures or
+ *   at a stale figure's next halving, instead of computed per job (bench/sim/policies.ts
+ *   Candidate; self-check.ts asserts they match the table at every pick).
  * - Gateway (gateway.ts #dispatch, #send, #onResult, #onStatus): candidates are the devices
  *   online and not suspect, minus those already tried for the job; the first attempt gets half
  *   the 30 s deadline, one retry on another device gets the rest. The first attempt is hedged
@@ -64,6 +67,11 @@
  *   reconnects sooner. Until then only the gateway's timeout (half the deadline) notices.
  * - Slow-downs (thermal throttling): every exp(5 min) a device becomes U(3, 5)x slower for
  *   exp(15 s) (~5 % of the fleet throttled at any time), fixed at each job's start.
+ * - Models: one by default. `--models 0.9:1,0.1:10` gives each job one of several models, by
+ *   share, whose service time is the device's times the model's factor (here 10 % of jobs ten
+ *   times as long, like a detector beside a classifier); capacity and load count in jobs of the
+ *   mean factor. `--cold-start F`: a device's first job of each model after the agent (re)starts
+ *   takes F times as long, as onnxruntime's first run of a session does.
  * - Arrivals: Poisson, rate modulated by a two-state Markov chain (calm exp(4 s), bursts
  *   exp(0.5 s) at 1.25x the calm rate) and by one slow ±10 % sine wave over the run (a
  *   compressed day); the long-run mean is `--load` (default 0.75) of the fleet's expected
@@ -78,13 +86,15 @@
  * Policies (bench/sim/policies.ts) see what the gateway sees and choose among the candidates it
  * would offer: random, round-robin, least-loaded (global minimum of DeviceTable.load, speed
  * ignored, ties at random), ours (the real pickDevice). The oracle knows true speeds (throttling
- * included), backlogs, running jobs, network delays and which devices are really up, and sends
+ * included), what each model costs (not a cold first run), backlogs, running jobs, network
+ * delays and which devices are really up, and sends
  * each job where it would finish first. Experimental baselines, not used by the edge: p2c, the
  * previous pickDevice (power of two choices on the same cost; in the default run, as the
  * scheduler's doc comment compares with it) and p8c (eight choices). Everything around the
  * choice (timeouts, retries, outages) is the same for all.
  *
- * Flags: --seed N, --devices N, --jobs N, --load F, --service-ms MIN-MAX, --gateways N (the
+ * Flags: --seed N, --devices N, --jobs N, --load F, --service-ms MIN-MAX, --models SHARE:FACTOR,…,
+ * --cold-start F, --gateways N (the
  * fleet shared by N gateways, each with its own table and 1/N of the jobs), --policies a,b,…
  * (random, round-robin, least-loaded, ours, oracle, p2c, p8c), and one experiment on the code
  * around the scheduler: --ewma-input round-trip|service, what the gateway feeds
@@ -106,8 +116,8 @@ const OURS_VS_ORACLE_MAX = 1.3
 const RANDOM_VS_OURS_MIN = 2
 /** Experimental policies, labelled under the table: the edge uses none of them. */
 const BASELINES: Readonly<Record<string, string>> = {
-  p2c: 'experimental baseline, not used by the edge: the previous pickDevice (power of two choices on (load + 1) × ewmaMs)',
-  p8c: 'experimental baseline, not used by the edge: eight choices on (load + 1) × ewmaMs',
+  p2c: 'experimental baseline, not used by the edge: the previous pickDevice (power of two choices on the same expected wait)',
+  p8c: 'experimental baseline, not used by the edge: eight choices on the same expected wait',
 }
 
 function parseConfig(): { config: SimConfig; policies: string[] } {
@@ -244,6 +254,21 @@ function main(): void {
   ])
   console.log(markdownTable(header, rows))
   console.log()
+  if (config.models.length > 1) {
+    // The overall p99 of a mix is mostly its slow model's: each model's own, so the fast one's
+    // jobs queued behind slow ones show.
+    console.log('p50 / p99 ms per model:\n')
+    const modelHeader = ['policy', ...config.models.map((m, i) => `model ${i} (${m.serviceFactor}x)`)]
+    const modelRows = summaries.map(({ result }) => [
+      result.policy,
+      ...config.models.map((_, m) => {
+        const sorted = result.latencies.filter((_, j) => result.latencyModels[j] === m).sort()
+        return `${formatMs(percentile(sorted, 0.5))} / ${formatMs(percentile(sorted, 0.99))}`
+      }),
+    ])
+    console.log(markdownTable(modelHeader, modelRows))
+    console.log()
+  }
   const baselines = summaries.map((s) => s.result.policy).filter((name) => name in BASELINES)
   for (const name of baselines) console.log(`- ${name}: ${BASELINES[name]}`)
   if (baselines.length > 0) console.log()

@@ -11,7 +11,7 @@
  */
 import { PROTOCOL_VERSION, type DeviceStatus, type Heartbeat } from '@depinfer/shared'
 import { DeviceTable, STALE_AFTER_MS, type DeviceEntry } from '../../edge/src/gateway/device-table.js'
-import { HedgeBudget } from '../../edge/src/gateway/hedging.js'
+import { HedgeBudget, hedgeAfterMs } from '../../edge/src/gateway/hedging.js'
 import { EventHeap } from './heap.js'
 import { Candidate, type Policy, type PolicyFactory, type World } from './policies.js'
 import { STREAM, type Arrivals, type Fleet, type SimConfig } from './model.js'
@@ -35,6 +35,8 @@ export interface RunResult {
   policy: string
   /** Latency of each measured job in ms; Infinity for a job that failed. */
   latencies: Float64Array
+  /** The model of each of those jobs (index into SimConfig.models). */
+  latencyModels: Uint8Array
   measured: number
   failed: number
   /** Measured jobs sent to a second device: retried after a failure, or hedged. */
@@ -165,12 +167,17 @@ class GatewayState {
   dirty = true
   /** Earliest time at which staleness or a suspect's release changes the list by itself. */
   nextCheck = Infinity
+  /** The table's estimatesVersion the candidates were last synced at. */
+  #estimatesVersion = Number.NaN
+  /** Earliest Candidate.changesAt: when a stale figure's next halving changes a candidate by itself. */
+  #nextChangeAt = Infinity
 
   constructor(
     devices: number,
     now: () => number,
     readonly policy: Policy,
     readonly hedges: HedgeBudget,
+    readonly jobClasses: readonly string[],
   ) {
     this.table = new DeviceTable(now)
     this.entries = new Array<DeviceEntry | undefined>(devices).fill(undefined)
@@ -207,25 +214,44 @@ class GatewayState {
     return this.list
   }
 
-  /** The table's guess for idle devices it has not measured, as last synced into their candidates. */
-  #unmeasuredEwmaMs = Number.NaN
+  /** A new device's candidate. */
+  add(i: number, entry: DeviceEntry): void {
+    this.entries[i] = entry
+    this.candidates[i] = new Candidate(i, entry, this.table, this.jobClasses)
+  }
 
-  /** A faster round trip lowers the table's guess for idle unmeasured devices (DeviceTable.ewmaMs): re-read theirs. */
-  #syncUnmeasured(): void {
-    const guess = this.table.unmeasuredEwmaMs
-    if (guess === this.#unmeasuredEwmaMs) return
-    this.#unmeasuredEwmaMs = guess
-    for (const candidate of this.candidates) if (candidate && candidate.entry.jobsSent === 0) candidate.sync()
+  /** Re-reads device `i`'s figures from the table into its candidate. */
+  sync(i: number): void {
+    const candidate = this.candidates[i]
+    if (!candidate) return
+    candidate.sync()
+    if (candidate.changesAt < this.#nextChangeAt) this.#nextChangeAt = candidate.changesAt
   }
 
   /**
-   * After an event about device `i`: re-read its load and EWMA from the table into its candidate
+   * Before a pick: what changes every device's figures at once, the fleet's figures
+   * (estimatesVersion) or time (a stale figure's halving), is read into the candidates it touches.
+   */
+  freshen(now: number): void {
+    const all = this.table.estimatesVersion !== this.#estimatesVersion
+    if (!all && now < this.#nextChangeAt) return
+    this.#estimatesVersion = this.table.estimatesVersion
+    let next = Infinity
+    for (const candidate of this.candidates) {
+      if (!candidate) continue
+      if (all || candidate.changesAt <= now) candidate.sync()
+      if (candidate.changesAt < next) next = candidate.changesAt
+    }
+    this.#nextChangeAt = next
+  }
+
+  /**
+   * After an event about device `i`: re-read its figures from the table into its candidate
    * and, if its eligibility changed, rebuild the list before the next pick.
    */
   refresh(i: number): void {
     const entry = this.entries[i]
-    this.candidates[i]?.sync()
-    this.#syncUnmeasured()
+    this.sync(i)
     const eligible = entry !== undefined && this.table.isOnline(entry) && !this.table.isSuspect(entry)
     if (eligible !== (this.listed[i] === 1)) this.dirty = true
   }
@@ -288,11 +314,12 @@ export function runSimulation(
 
   const gateways = Array.from(
     { length: config.gateways },
-    () => new GatewayState(n, clock, factory(policyRng.float), new HedgeBudget(config.hedgeRate)),
+    () => new GatewayState(n, clock, factory(policyRng.float), new HedgeBudget(config.hedgeRate), config.models.map((_, m) => jobClassOf(m))),
   )
 
   // --- statistics -----------------------------------------------------------------------
   const latencies: number[] = []
+  const latencyModels: number[] = []
   let done = 0
   let failed = 0
   let retried = 0
@@ -386,7 +413,7 @@ export function runSimulation(
     attempt.open = false
     const gateway = gateways[job.gateway]!
     const entry = gateway.entries[attempt.device]
-    if (entry) entry.inflight--
+    if (entry) gateway.table.jobClosed(entry, jobClassOf(job.model))
     gateway.pendingOn[attempt.device]!.delete(job)
     gateway.refresh(attempt.device)
   }
@@ -398,6 +425,7 @@ export function runSimulation(
     // goes offline or its budget ends (a timeout then): the device still has the job (gateway.ts #endJob).
     if (!job.measured) return
     latencies.push(ok ? now - job.startedAt : Infinity)
+    latencyModels.push(job.model)
     if (!ok) failed++
     if (job.attempts.length > 1) retried++
     if (job.hedgedFirst) hedged++
@@ -407,10 +435,11 @@ export function runSimulation(
   const send = (job: SimJob, hedge: boolean): boolean => {
     const gateway = gateways[job.gateway]!
     const all = gateway.eligible(now)
+    gateway.freshen(now)
     const candidates = job.tried.length === 0 ? all : all.filter((c) => !job.tried.includes(c.index))
     if (candidates.length === 0 || (hedge && !gateway.hedges.take())) return false
     const serviceFactor = config.models[job.model]!.serviceFactor
-    const device = gateway.policy.pick({ candidates, tried: job.tried, serviceFactor, world })
+    const device = gateway.policy.pick({ candidates, tried: job.tried, model: job.model, serviceFactor, world })
     if (device < 0) return false
     job.tried.push(device)
     const number = job.attempts.length + 1
@@ -423,16 +452,16 @@ export function runSimulation(
       device,
       sentAt: now,
       budgetMs,
-      blameTimeout: entry !== undefined && gateway.table.timeoutWouldBeItsFault(entry, budgetMs),
+      blameTimeout: entry !== undefined && gateway.table.timeoutWouldBeItsFault(entry, budgetMs, jobClassOf(job.model)),
       open: true,
     }
     job.attempts.push(attempt)
-    if (entry) gateway.table.jobSent(entry)
-    gateway.candidates[device]?.sync()
+    if (entry) gateway.table.jobSent(entry, jobClassOf(job.model))
+    gateway.sync(device)
     gateway.pendingOn[device]!.add(job)
     heap.push(now + budgetMs, { kind: 'timeout', job, attempt })
-    const hedgeAfterMs = number === 1 && !lastChance ? entry?.roundTrips.hedgeAfterMs(jobClassOf(job.model)) : undefined
-    if (hedgeAfterMs !== undefined && hedgeAfterMs < budgetMs) heap.push(now + hedgeAfterMs, { kind: 'hedge', job })
+    const hedgeInMs = number === 1 && !lastChance ? hedgeAfterMs(entry?.roundTrips.of(jobClassOf(job.model))) : undefined
+    if (hedgeInMs !== undefined && hedgeInMs < budgetMs) heap.push(now + hedgeInMs, { kind: 'hedge', job })
     const msg: JobMessage = { job, device, incarnation: incarnation[device]!, budgetMs, deadlineAt: 0 }
     backlogUnits[device]! += serviceFactor
     heap.push(now + delay(device), { kind: 'jobAtDevice', msg })
@@ -629,10 +658,7 @@ export function runSimulation(
         const { device } = event
         const status: DeviceStatus = { protocol: PROTOCOL_VERSION, deviceId: deviceId(device), online: event.online, models: [] }
         const entry = gateway.table.applyStatus(status)
-        if (!gateway.entries[device]) {
-          gateway.entries[device] = entry
-          gateway.candidates[device] = new Candidate(device, entry, gateway.table)
-        }
+        if (!gateway.entries[device]) gateway.add(device, entry)
         if (!event.online) {
           for (const job of [...gateway.pendingOn[device]!]) {
             const attempt = job.attempts.find((a) => a.device === device && a.open)!
@@ -674,6 +700,7 @@ export function runSimulation(
   return {
     policy: policyName,
     latencies: Float64Array.from(latencies),
+    latencyModels: Uint8Array.from(latencyModels),
     measured: latencies.length,
     failed,
     retried,

@@ -5,32 +5,39 @@
  * suspect, not yet tried for this job). "ours" is the edge's real `pickDevice`, imported, not
  * copied.
  */
-import { expectedWaitMs, pickDevice, type SchedulingCandidate } from '../../edge/src/gateway/scheduler.js'
+import { pickDevice } from '../../edge/src/gateway/scheduler.js'
 import type { DeviceEntry, DeviceTable } from '../../edge/src/gateway/device-table.js'
 
 /**
- * One device as a scheduling candidate of one gateway: what gateway.ts builds for pickDevice,
- * `{ entry, load: table.load(entry), ewmaMs: table.ewmaMs(entry) }`, but kept as one object per
- * device rather than rebuilt for every job. Both are pure functions of the entry, so the engine
- * calls `sync` after every change to the entry (a job sent or settled, a heartbeat, a status)
- * and the fields hold exactly what gateway.ts would compute at pick time (self-check.ts checks
- * this on every pick). Plain fields, not getters: the global minimum reads them ~10^9 times.
+ * One device as a scheduling candidate of one gateway: what gateway.ts asks the DeviceTable at
+ * pick time, `table.expectedWaitMs(entry, jobClass)` for each job class (model) and
+ * `table.load(entry)`, kept per device rather than computed for every job. They change with the
+ * entry, with the fleet's figures (`table.estimatesVersion`) and, for a stale figure, at
+ * `table.estimatesChangeAt(entry)`; the engine calls `sync` after each of those, so the fields
+ * hold exactly what gateway.ts would compute (self-check.ts checks this on every pick). Plain
+ * fields, not getters: the global minimum reads them ~10^9 times.
  */
-export class Candidate implements SchedulingCandidate {
+export class Candidate {
   load = 0
-  ewmaMs = 0
+  /** Per model (its index in SimConfig.models). */
+  readonly waitMs: Float64Array
+  /** When `waitMs` next changes with time alone. */
+  changesAt = Number.POSITIVE_INFINITY
 
   constructor(
     readonly index: number,
     readonly entry: DeviceEntry,
     readonly table: DeviceTable,
+    readonly jobClasses: readonly string[],
   ) {
+    this.waitMs = new Float64Array(jobClasses.length)
     this.sync()
   }
 
   sync(): void {
     this.load = this.table.load(this.entry)
-    this.ewmaMs = this.table.ewmaMs(this.entry)
+    for (let m = 0; m < this.jobClasses.length; m++) this.waitMs[m] = this.table.expectedWaitMs(this.entry, this.jobClasses[m]!)
+    this.changesAt = this.table.estimatesChangeAt(this.entry)
   }
 }
 
@@ -57,6 +64,8 @@ export interface PickContext {
   readonly candidates: readonly Candidate[]
   /** Devices this job was already sent to (the gateway never retries on the same one). */
   readonly tried: readonly number[]
+  /** The job's model (index into SimConfig.models and Candidate.waitMs). */
+  readonly model: number
   /** The job's model's service factor (SimModel.serviceFactor): what the oracle knows it costs. */
   readonly serviceFactor: number
   readonly world: World
@@ -105,7 +114,7 @@ const leastLoaded: PolicyFactory = (random) => {
 
 /** The edge's scheduler, as gateway.ts calls it. */
 const ours: PolicyFactory = (random) => ({
-  pick: ({ candidates }) => pickDevice(candidates, random)?.index ?? -1,
+  pick: ({ candidates, model }) => pickDevice(candidates, (c) => c.waitMs[model]!, random)?.index ?? -1,
 })
 
 /**
@@ -155,7 +164,7 @@ const oracle: PolicyFactory = () => {
 }
 
 /**
- * Power of d choices on the same cost, (load + 1) × ewmaMs: d distinct candidates sampled at
+ * Power of d choices on the same cost, DeviceTable.expectedWaitMs: d distinct candidates sampled at
  * random, the first best kept. Experimental baselines only (`--policies`), never used by the
  * edge. `p2c` is pickDevice as it was before the global minimum (same distribution: two distinct
  * uniform samples, ties to the first), the baseline the scheduler's doc comment compares with.
@@ -163,7 +172,7 @@ const oracle: PolicyFactory = () => {
 function powerOfD(d: number): PolicyFactory {
   const drawn = new Int32Array(d)
   return (random) => ({
-    pick: ({ candidates }) => {
+    pick: ({ candidates, model }) => {
       const n = candidates.length
       if (n === 0) return -1
       let best: Candidate | undefined
@@ -178,7 +187,7 @@ function powerOfD(d: number): PolicyFactory {
         }
         drawn[k] = i
         const candidate = candidates[i]!
-        const wait = expectedWaitMs(candidate)
+        const wait = candidate.waitMs[model]!
         // The first drawn stands even at an infinite wait (a device sent a job, not yet measured).
         if (best === undefined || wait < bestWait) {
           best = candidate

@@ -73,45 +73,56 @@ check('the oracle is at least as good as random on a small fleet', () => {
   assert.ok(oracle <= random, `oracle p99 ${oracle} ms, random ${random} ms`)
 })
 
-check('candidates carry exactly the load and EWMA gateway.ts would read from the DeviceTable', () => {
-  // Wraps the real scheduler: at every pick, each candidate's fields must equal what gateway.ts
-  // computes at that moment, `table.load(entry)` and `table.ewmaMs(entry)`.
-  let picks = 0
-  const checked: PolicyFactory = (random) => {
-    const inner = POLICIES.ours!(random)
-    return {
-      pick: (context) => {
-        for (const c of context.candidates) {
-          assert.equal(c.load, c.table.load(c.entry), `load of device ${c.index}`)
-          assert.equal(c.ewmaMs, c.table.ewmaMs(c.entry), `ewmaMs of device ${c.index}`)
-        }
-        picks++
-        return inner.pick(context)
-      },
+for (const [what, config] of [
+  ['one model', { ...tiny, jobs: 5_000 }],
+  // Long enough (~45 s simulated) for stale figures to halve, with two job classes and cold starts.
+  ['two models, cold starts', { ...tiny, jobs: 20_000, models: [{ share: 0.9, serviceFactor: 1 }, { share: 0.1, serviceFactor: 10 }], coldStartFactor: 3 }],
+] as const) {
+  check(`candidates carry exactly what gateway.ts would read from the DeviceTable (${what})`, () => {
+    // Wraps the real scheduler: at every pick, each candidate's fields must equal what gateway.ts
+    // computes at that moment, `table.load(entry)` and `table.expectedWaitMs(entry, class)`.
+    let picks = 0
+    let halved = 0
+    const checked: PolicyFactory = (random) => {
+      const inner = POLICIES.ours!(random)
+      return {
+        pick: (context) => {
+          for (const c of context.candidates) {
+            assert.equal(c.load, c.table.load(c.entry), `load of device ${c.index}`)
+            c.jobClasses.forEach((jobClass, m) => assert.equal(c.waitMs[m], c.table.expectedWaitMs(c.entry, jobClass), `wait on device ${c.index} for ${jobClass}`))
+            if (c.changesAt < Infinity) halved++
+          }
+          picks++
+          return inner.pick(context)
+        },
+      }
     }
-  }
-  const small: SimConfig = { ...tiny, jobs: 5_000 }
-  const checkedRun = runSimulation(small, fleet, buildArrivals(small, fleet.capacityPerMs), 'ours', checked)
-  const plainRun = runSimulation(small, fleet, buildArrivals(small, fleet.capacityPerMs), 'ours', POLICIES.ours!)
-  assert.ok(picks >= small.jobs, `${picks} picks`)
-  assert.deepEqual(checkedRun.latencies, plainRun.latencies)
-})
+    const small: SimConfig = { ...config, models: [...config.models] }
+    const smallFleet = buildFleet(small)
+    const checkedRun = runSimulation(small, smallFleet, buildArrivals(small, smallFleet.capacityPerMs), 'ours', checked)
+    const plainRun = runSimulation(small, smallFleet, buildArrivals(small, smallFleet.capacityPerMs), 'ours', POLICIES.ours!)
+    assert.ok(picks >= small.jobs, `${picks} picks`)
+    if (small.models.length > 1) assert.ok(halved > 0, 'no stale figure was ever halved: the check did not cover it')
+    assert.deepEqual(checkedRun.latencies, plainRun.latencies)
+  })
+}
 
 check('p2c samples two distinct candidates and keeps the better (ties to the first)', () => {
   const world = undefined as unknown as World // p2c never reads the true state
   const table = new DeviceTable(() => 0)
   const make = (index: number, inflight: number) => {
     const entry = table.applyStatus({ protocol: PROTOCOL_VERSION, deviceId: `d${index}`, online: true, models: [] })
-    entry.inflight = inflight
-    return new Candidate(index, entry, table)
+    table.recordSuccess(entry, 100, 'm0')
+    for (let i = 0; i < inflight; i++) table.jobSent(entry, 'm0')
+    return new Candidate(index, entry, table, ['m0'])
   }
-  // Equal EWMAs (100 ms before any answer): the cost is the load alone.
+  // Equal EWMAs (100 ms): the cost is the load alone.
   const candidates = [make(0, 2), make(1, 0), make(2, 1)]
   const draws = [0.1, 0.5] // candidate 0, then candidate 1
   const p2c = POLICIES.p2c!(() => draws.shift() ?? 0)
-  assert.equal(p2c.pick({ candidates, tried: [], serviceFactor: 1, world }), 1)
+  assert.equal(p2c.pick({ candidates, tried: [], model: 0, serviceFactor: 1, world }), 1)
   // A repeated draw is drawn again: 0.1 → 0, 0.2 → 0 again, 0.9 → 2.
   const repeat = [0.1, 0.2, 0.9]
-  assert.equal(POLICIES.p2c!(() => repeat.shift() ?? 0).pick({ candidates, tried: [], serviceFactor: 1, world }), 2)
-  assert.equal(POLICIES.p2c!(() => 0).pick({ candidates: [candidates[0]!], tried: [], serviceFactor: 1, world }), 0)
+  assert.equal(POLICIES.p2c!(() => repeat.shift() ?? 0).pick({ candidates, tried: [], model: 0, serviceFactor: 1, world }), 2)
+  assert.equal(POLICIES.p2c!(() => 0).pick({ candidates: [candidates[0]!], tried: [], model: 0, serviceFactor: 1, world }), 0)
 })

@@ -131,7 +131,7 @@ describe('DeviceTable suspicion', () => {
     expect(table.isSuspect(slow)).toBe(true)
     table.recordLateAnswer(slow, 5_000, 'cls/10')
     expect(table.isSuspect(slow)).toBe(false)
-    expect(table.ewmaMs(slow)).toBe(5_000)
+    expect(table.expectedWaitMs(slow, 'cls/10')).toBe(5_000)
 
     const forger = table.applyStatus(DeviceStatusSchema.parse(status('forger', [model('1', 'a')])))
     table.recordBadAttestation(forger)

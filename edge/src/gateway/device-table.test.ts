@@ -61,10 +61,11 @@ describe('DeviceTable expected time of a device not measured yet', () => {
     const newcomer = table.applyStatus(status('newcomer'))
     table.recordSuccess(measured, 30, 'cls/10')
     table.recordSuccess(measured, 50, 'cls/10')
-    expect(table.ewmaMs(measured)).toBe(34)
+    expect(table.expectedWaitMs(measured, 'cls/10')).toBe(34)
     // Idle and unknown: as fast as the fastest round trip seen (30 ms), ahead of the 34 ms device.
-    expect(table.ewmaMs(newcomer)).toBe(30)
-    expect(table.unmeasuredEwmaMs).toBe(30)
+    expect(table.expectedWaitMs(newcomer, 'cls/10')).toBe(30)
+    // A kind of job nobody ran yet: the fastest round trip of any kind.
+    expect(table.expectedWaitMs(newcomer, 'det/20')).toBe(30)
   })
 
   it('believes a heartbeat only when it is slower than the fastest round trip seen, and sends an unmeasured device one job at a time', () => {
@@ -73,32 +74,127 @@ describe('DeviceTable expected time of a device not measured yet', () => {
     table.recordSuccess(fast, 10, 'cls/10')
     const boaster = table.applyStatus(status('boaster'))
     table.applyHeartbeat('boaster', { inflight: 0, queued: 0, ewmaMs: 0.01, ts: 0 })
-    expect(table.ewmaMs(boaster)).toBe(10)
+    expect(table.expectedWaitMs(boaster, 'cls/10')).toBe(10)
     const slow = table.applyStatus(status('slow'))
     table.applyHeartbeat('slow', { inflight: 0, queued: 0, ewmaMs: 400, ts: 0 })
-    expect(table.ewmaMs(slow)).toBe(400)
+    expect(table.expectedWaitMs(slow, 'cls/10')).toBe(400)
     // Sent a job, not answered yet: no second one (even if every measured device is slower).
-    table.jobSent(slow)
-    expect(table.ewmaMs(slow)).toBe(Number.POSITIVE_INFINITY)
-    // Its job timed out (or failed): idle again, but no longer guessed fast.
-    slow.inflight--
-    expect(table.ewmaMs(slow)).toBe(100)
-    table.jobSent(slow)
-    slow.inflight--
+    table.jobSent(slow, 'cls/10')
+    expect(table.expectedWaitMs(slow, 'cls/10')).toBe(Number.POSITIVE_INFINITY)
+    // Its job timed out (or failed): idle again, and still as slow as it says (nothing measured).
+    table.jobClosed(slow, 'cls/10')
+    expect(table.expectedWaitMs(slow, 'cls/10')).toBe(400)
+    table.jobSent(slow, 'cls/10')
+    table.jobClosed(slow, 'cls/10')
     table.recordSuccess(slow, 380, 'cls/10')
-    expect(table.ewmaMs(slow)).toBe(380)
+    expect(table.expectedWaitMs(slow, 'cls/10')).toBe(380)
   })
 
   it('blames a timeout on the device only for a budget of at least 1 s and 4x what it was expected to take', () => {
     const table = new DeviceTable(() => now)
     const device = table.applyStatus(status('d'))
-    expect(table.timeoutWouldBeItsFault(device, 999)).toBe(false)
-    expect(table.timeoutWouldBeItsFault(device, 1_000)).toBe(true)
-    table.recordSuccess(device, 500, 'cls/10')
-    device.inflight = 1
+    expect(table.timeoutWouldBeItsFault(device, 999, 'det/20')).toBe(false)
+    expect(table.timeoutWouldBeItsFault(device, 1_000, 'det/20')).toBe(true)
+    table.recordSuccess(device, 500, 'det/20')
+    table.jobSent(device, 'det/20')
     // Expected 2 × 500 ms with one job ahead of it: only a budget of 4 s or more blames it.
-    expect(table.timeoutWouldBeItsFault(device, 3_999)).toBe(false)
-    expect(table.timeoutWouldBeItsFault(device, 4_000)).toBe(true)
+    expect(table.timeoutWouldBeItsFault(device, 3_999, 'det/20')).toBe(false)
+    expect(table.timeoutWouldBeItsFault(device, 4_000, 'det/20')).toBe(true)
+    expect(table.budgetTooShort(device, 999, 'det/20')).toBe(true)
+    expect(table.budgetTooShort(device, 1_000, 'det/20')).toBe(false)
+    // A kind it never ran counts at the fleet's typical round trip for it (another device's 2 s here).
+    const other = table.applyStatus(status('other'))
+    table.recordSuccess(other, 2_000, 'det/22')
+    expect(table.timeoutWouldBeItsFault(device, 9_999, 'det/22')).toBe(false)
+    expect(table.timeoutWouldBeItsFault(device, 10_000, 'det/22')).toBe(true)
+  })
+})
+
+describe('DeviceTable expected time per kind of job', () => {
+  let now = 0
+  const status = (deviceId: string): DeviceStatus => ({ protocol: PROTOCOL_VERSION, deviceId, online: true, models: [] })
+  const CLS = 'c1a55/15'
+  const DET = 'de7ec7/22'
+
+  it('expects a classifier job to take what classifier jobs took there, not what its detector jobs took', () => {
+    const table = new DeviceTable(() => now)
+    const both = table.applyStatus(status('both'))
+    for (let i = 0; i < 5; i++) {
+      table.recordSuccess(both, 500, DET)
+      table.recordSuccess(both, 5, CLS)
+    }
+    // One figure per device would say about 100 ms for both (the audit saw a 2 ms classifier
+    // device passed over for one whole detector run).
+    expect(table.expectedWaitMs(both, CLS)).toBeCloseTo(5, 6)
+    expect(table.expectedWaitMs(both, DET)).toBeCloseTo(500, 6)
+  })
+
+  it('counts the jobs out there at what each kind takes there: a classifier job waits behind a detector job', () => {
+    const table = new DeviceTable(() => now)
+    const device = table.applyStatus(status('d'))
+    table.recordSuccess(device, 500, DET)
+    table.recordSuccess(device, 5, CLS)
+    table.jobSent(device, DET)
+    table.jobSent(device, DET)
+    table.jobSent(device, CLS)
+    expect(table.expectedWaitMs(device, CLS)).toBe(2 * 500 + 5 + 5)
+    table.jobClosed(device, DET)
+    table.jobClosed(device, CLS)
+    expect(table.expectedWaitMs(device, CLS)).toBe(500 + 5)
+    expect(device.inflight).toBe(1)
+    // Other gateways' jobs (the heartbeat's excess over ours) at the device's overall round trip.
+    table.applyHeartbeat('d', { inflight: 1, queued: 2, ewmaMs: 1, ts: 0 })
+    expect(device.foreignLoad).toBe(2)
+    expect(table.expectedWaitMs(device, CLS)).toBeCloseTo(500 + 2 * device.measuredEwmaMs! + 5, 9)
+  })
+
+  it('guesses a kind the device never ran optimistically, one job at a time, without blocking its other kinds', () => {
+    const table = new DeviceTable(() => now)
+    const classifier = table.applyStatus(status('classifier'))
+    const newToIt = table.applyStatus(status('new-to-classifying'))
+    table.recordSuccess(classifier, 4, CLS)
+    table.recordSuccess(newToIt, 500, DET)
+    expect(table.expectedWaitMs(newToIt, CLS)).toBe(4)
+    table.jobSent(newToIt, CLS)
+    expect(table.expectedWaitMs(newToIt, CLS)).toBe(Number.POSITIVE_INFINITY)
+    // The classifier job out there counts at the guess for a detector job queued behind it.
+    expect(table.expectedWaitMs(newToIt, DET)).toBe(4 + 500)
+  })
+
+  it('brings a device slow once back towards the typical round trip while it sits idle, halving its excess every 30 s', () => {
+    now = 0
+    const table = new DeviceTable(() => now)
+    const cold = table.applyStatus(status('cold'))
+    const warm = table.applyStatus(status('warm'))
+    for (let i = 0; i < 8; i++) table.recordSuccess(warm, 500, DET)
+    table.recordSuccess(warm, 5, CLS)
+    // A cold first run: three times the typical.
+    table.recordSuccess(cold, 1_500, DET)
+    expect(table.expectedWaitMs(cold, DET)).toBe(1_500)
+    expect(table.estimatesChangeAt(cold)).toBe(30_000)
+    now = 29_999
+    expect(table.expectedWaitMs(cold, DET)).toBe(1_500)
+    now = 30_000
+    expect(table.expectedWaitMs(cold, DET)).toBe(1_000)
+    // Now worth a job once the warm device has one out: 1,000 against (1 + 1) × 500.
+    table.jobSent(warm, DET)
+    expect(table.expectedWaitMs(cold, DET)).toBeLessThanOrEqual(table.expectedWaitMs(warm, DET))
+    now = 60_000
+    expect(table.expectedWaitMs(cold, DET)).toBe(750)
+    // Not while a job of this gateway's is out there (of any kind): it will be measured, and
+    // the clock restarts when it is idle again.
+    table.jobSent(cold, CLS)
+    expect(table.expectedWaitMs(cold, DET)).toBe(5 + 1_500)
+    expect(table.estimatesChangeAt(cold)).toBe(Number.POSITIVE_INFINITY)
+    now = 100_000
+    table.jobClosed(cold, CLS)
+    expect(table.expectedWaitMs(cold, DET)).toBe(1_500)
+    expect(table.estimatesChangeAt(cold)).toBe(130_000)
+    // At most eight halvings; a device at or under the typical is never changed.
+    now = 10_000_000
+    expect(table.expectedWaitMs(cold, DET)).toBe(500 + 1_000 / 256)
+    expect(table.estimatesChangeAt(cold)).toBe(Number.POSITIVE_INFINITY)
+    expect(table.expectedWaitMs(warm, DET)).toBe(1_000)
   })
 })
 

@@ -1,10 +1,11 @@
 /**
  * The live table of devices as the gateway sees them: retained status (capabilities and the
  * last-will `online:false`), heartbeats with load, and the gateway's own measurements (jobs it has
- * in flight there, round-trip EWMA, consecutive failures).
+ * in flight there, round trips per kind of job, consecutive failures), from which it says how
+ * long a job sent to a device now would take (expectedWaitMs, what the scheduler compares).
  */
 import { DEVICE_STALE_AFTER_MS, type DeviceStatus, type Heartbeat } from '@depinfer/shared'
-import { RoundTripWindows } from './hedging.js'
+import { EWMA_WEIGHT, FleetRoundTrips, RoundTrips } from './round-trips.js'
 
 /** A device is treated as gone when neither status nor heartbeat arrived for this long (the protocol's). */
 export const STALE_AFTER_MS = DEVICE_STALE_AFTER_MS
@@ -19,8 +20,6 @@ export const SUSPECT_FOR_MS = 60_000
  */
 const MIN_BLAMED_BUDGET_MS = 1_000
 const BLAMED_BUDGET_FACTOR = 4
-/** What a job sent now should take on this device: its measured time, for each job it holds and this one (0 before any measurement). */
-const expectedMs = (entry: DeviceEntry) => (entry.measuredEwmaMs ?? 0) * (entry.inflight + 1)
 /**
  * How long a device a spot check's majority contradicted is left out (spot-checks/): doubled
  * for each further refutation, up to REFUTED_SUSPECT_MAX_MS. Longer than for a bad attestation:
@@ -29,8 +28,23 @@ const expectedMs = (entry: DeviceEntry) => (entry.measuredEwmaMs ?? 0) * (entry.
  */
 export const REFUTED_SUSPECT_MS = 10 * 60_000
 export const REFUTED_SUSPECT_MAX_MS = 24 * 60 * 60_000
+/** The guess for a job on a device not measured yet, before any round trip was measured anywhere. */
 const DEFAULT_EWMA_MS = 100
-const EWMA_WEIGHT = 0.2
+/**
+ * A device's round-trip EWMA for a kind of job, when it is above the fleet's typical one, has
+ * its excess over the typical halved for each ESTIMATE_HALF_LIFE_MS the device has sat idle (no
+ * job of this gateway's out there) since it was last measured, MAX_HALVINGS times at most.
+ * Without it, a device that was slow once (a cold first run, a throttling spell, late answers
+ * after a freeze) is expected to stay that slow, gets no job of that kind, and so is never
+ * measured again: the operator audit saw one get 1 of 867 jobs after a cold 1.5 s detector run.
+ * Only while idle, and slowly: in the scheduler simulation (a loaded fleet with two models) a
+ * 10 s half-life counted from the last measurement sent jobs back to slow devices too soon and
+ * made p99 worse (617 against 596 ms); 30 s from going idle changed nothing there. In steps
+ * rather than continuously, so that whoever caches estimates (the simulation) knows when they
+ * change (estimatesChangeAt).
+ */
+const ESTIMATE_HALF_LIFE_MS = 30_000
+const MAX_HALVINGS = 8
 
 export interface DeviceEntry {
   deviceId: string
@@ -47,12 +61,16 @@ export interface DeviceEntry {
   heartbeat: Heartbeat | undefined
   /** Jobs this gateway sent there that have not been answered. */
   inflight: number
+  /** The same per job class (round-trips.ts jobClassOf); a class is dropped at 0. */
+  inflightByClass: Map<string, number>
+  /** When the last of those jobs was no longer out (when it was added, before any): how long the device has sat idle. */
+  idleSince: number
   /** Jobs there that are not this gateway's, from the last heartbeat. */
   foreignLoad: number
-  /** Mean round trip measured by this gateway, in ms; undefined until the first answer. */
+  /** Mean round trip measured by this gateway over every kind of job, in ms; undefined until the first answer. */
   measuredEwmaMs: number | undefined
-  /** The latest round trips measured by this gateway, per kind of job: when a job there is hedged (hedging.ts). */
-  roundTrips: RoundTripWindows
+  /** The round trips measured by this gateway per kind of job: what a job is expected to take there, and when it is hedged (hedging.ts). */
+  roundTrips: RoundTrips
   consecutiveFailures: number
   suspectUntil: number
   /**
@@ -71,8 +89,8 @@ export interface DeviceEntry {
 export class DeviceTable {
   readonly #devices = new Map<string, DeviceEntry>()
   #revision = 0
-  /** The shortest round trip measured on any device (DEFAULT_EWMA_MS before the first). */
-  #fastestRoundTripMs = DEFAULT_EWMA_MS
+  /** Every device's round trips, per kind of job. */
+  readonly #fleet = new FleetRoundTrips(DEFAULT_EWMA_MS)
 
   constructor(private readonly now: () => number) {}
 
@@ -124,9 +142,11 @@ export class DeviceTable {
       lastHeardAt: this.now(),
       heartbeat: undefined,
       inflight: 0,
+      inflightByClass: new Map(),
+      idleSince: this.now(),
       foreignLoad: 0,
       measuredEwmaMs: undefined,
-      roundTrips: new RoundTripWindows(),
+      roundTrips: new RoundTrips(),
       consecutiveFailures: 0,
       suspectUntil: 0,
       suspectFor: 'failures',
@@ -202,36 +222,102 @@ export class DeviceTable {
   }
 
   /**
-   * What a job is expected to take on this device: this gateway's round-trip EWMA once it has
-   * one. A device never sent a job is guessed optimistically, so that it gets tried even when
-   * the measured devices look fast enough (a pessimistic guess left fast newcomers unused at low
-   * load): the fastest round trip seen on any device, or the device's own heartbeat figure when
-   * that is slower (a claim of more speed than anyone has shown is not believed). One sent a job
-   * but not measured yet gets no second while the first is out (Infinity), and DEFAULT_EWMA_MS
-   * once idle again (its job failed or timed out): an unknown device never has more than one.
+   * How long a job of `jobClass` (round-trips.ts jobClassOf) sent to this device now is
+   * expected to take, from sending to answer: the jobs of this gateway's already out there, each
+   * at what its kind takes there (jobMs), others' jobs (foreignLoad) at the device's overall
+   * round trip, then this one. What the scheduler compares. Summed per kind of job because the
+   * agent runs one job at a time: a classifier job queued behind a detector's waits for it.
    */
-  ewmaMs(entry: DeviceEntry): number {
-    if (entry.measuredEwmaMs !== undefined) return entry.measuredEwmaMs
-    if (entry.jobsSent === 0) return Math.max(entry.heartbeat?.ewmaMs ?? 0, this.#fastestRoundTripMs)
-    return entry.inflight > 0 ? Number.POSITIVE_INFINITY : DEFAULT_EWMA_MS
+  expectedWaitMs(entry: DeviceEntry, jobClass: string): number {
+    let queuedMs = entry.foreignLoad > 0 ? entry.foreignLoad * this.#foreignJobMs(entry) : 0
+    for (const [queuedClass, count] of entry.inflightByClass) queuedMs += count * this.#jobMs(entry, queuedClass, false)
+    return queuedMs + this.#jobMs(entry, jobClass, true)
   }
 
-  /** A job goes to this device now. */
-  jobSent(entry: DeviceEntry): void {
+  /**
+   * What one job of `jobClass` takes on this device, queue aside:
+   * - measured there: its round-trip EWMA for that kind of job; while the device sits idle (no
+   *   job of this gateway's out there), its excess over the fleet's typical round trip halves
+   *   every ESTIMATE_HALF_LIFE_MS (a device slow once is tried again once the others are busier
+   *   than a typical device);
+   * - not measured there: optimistic, so that it gets tried even when the measured devices look
+   *   fast enough (a pessimistic guess left fast newcomers unused at low load): the fastest
+   *   round trip of that kind on any device, or the device's own heartbeat figure when that is
+   *   slower and the gateway has measured nothing there yet (a claim of more speed than anyone
+   *   has shown is not believed). But a second job of a kind it has not answered yet
+   *   (`another`) while the first is out: Infinity, so an unknown device never has more than one.
+   */
+  #jobMs(entry: DeviceEntry, jobClass: string, another: boolean): number {
+    const measured = entry.roundTrips.of(jobClass)
+    const out = entry.inflightByClass.get(jobClass) ?? 0
+    if (measured) {
+      const typicalMs = this.#fleet.typicalMs(jobClass)
+      if (entry.inflight > 0 || typicalMs === undefined || measured.ewmaMs <= typicalMs) return measured.ewmaMs
+      return typicalMs + (measured.ewmaMs - typicalMs) / 2 ** this.#halvings(this.#quietSince(entry, measured.lastAt))
+    }
+    if (another && out > 0) return Number.POSITIVE_INFINITY
+    const guessMs = this.#fleet.fastestMs(jobClass)
+    return entry.measuredEwmaMs === undefined ? Math.max(entry.heartbeat?.ewmaMs ?? 0, guessMs) : guessMs
+  }
+
+  /** Since when the device's figure for a kind of job last measured at `lastMeasuredAt` has been left alone: nothing of this gateway's out there since. */
+  #quietSince(entry: DeviceEntry, lastMeasuredAt: number): number {
+    return Math.max(lastMeasuredAt, entry.idleSince)
+  }
+
+  #halvings(quietSince: number): number {
+    return Math.min(MAX_HALVINGS, Math.floor((this.now() - quietSince) / ESTIMATE_HALF_LIFE_MS))
+  }
+
+  /** What one of others' jobs there takes: the device's overall round trip, as for a job of a kind it was never measured on otherwise. */
+  #foreignJobMs(entry: DeviceEntry): number {
+    return entry.measuredEwmaMs ?? Math.max(entry.heartbeat?.ewmaMs ?? 0, this.#fleet.fastestMs())
+  }
+
+  /**
+   * When, after now, this device's expectedWaitMs changes with time alone (a stale figure's next
+   * halving); Infinity if it will not. Changes that measurements cause are counted by
+   * `estimatesVersion` and the entry's own jobs and answers.
+   */
+  estimatesChangeAt(entry: DeviceEntry): number {
+    let next = Number.POSITIVE_INFINITY
+    if (entry.inflight > 0) return next
+    for (const [jobClass, measured] of entry.roundTrips.classes()) {
+      const typicalMs = this.#fleet.typicalMs(jobClass)
+      if (typicalMs === undefined || measured.ewmaMs <= typicalMs) continue
+      const quietSince = this.#quietSince(entry, measured.lastAt)
+      const halvings = this.#halvings(quietSince)
+      if (halvings < MAX_HALVINGS) next = Math.min(next, quietSince + (halvings + 1) * ESTIMATE_HALF_LIFE_MS)
+    }
+    return next
+  }
+
+  /** Bumped whenever the fleet's figures every device's estimates may build on change (the fastest or typical round trip of a kind of job). */
+  get estimatesVersion(): number {
+    return this.#fleet.version
+  }
+
+  /** A job of `jobClass` goes to this device now. */
+  jobSent(entry: DeviceEntry, jobClass: string): void {
     entry.inflight++
     entry.jobsSent++
+    entry.inflightByClass.set(jobClass, (entry.inflightByClass.get(jobClass) ?? 0) + 1)
   }
 
-  /** The optimistic guess for a device never sent a job (see ewmaMs); changes only when a faster round trip is seen. */
-  get unmeasuredEwmaMs(): number {
-    return this.#fastestRoundTripMs
+  /** A job of `jobClass` sent there is no longer out: answered, timed out, or lost with the device. */
+  jobClosed(entry: DeviceEntry, jobClass: string): void {
+    entry.inflight--
+    const out = (entry.inflightByClass.get(jobClass) ?? 0) - 1
+    if (out > 0) entry.inflightByClass.set(jobClass, out)
+    else entry.inflightByClass.delete(jobClass)
+    if (entry.inflight === 0) entry.idleSince = this.now()
   }
 
-  /** A job of `jobClass` (hedging.ts jobClassOf) answered `roundTripMs` after it was sent. */
+  /** A job of `jobClass` answered `roundTripMs` after it was sent. */
   recordSuccess(entry: DeviceEntry, roundTripMs: number, jobClass: string): void {
-    if (roundTripMs < this.#fastestRoundTripMs) this.#fastestRoundTripMs = roundTripMs
+    this.#fleet.add(jobClass, roundTripMs)
     entry.consecutiveFailures = 0
-    entry.roundTrips.add(jobClass, roundTripMs)
+    entry.roundTrips.add(jobClass, roundTripMs, this.now())
     entry.measuredEwmaMs =
       entry.measuredEwmaMs === undefined
         ? roundTripMs
@@ -252,22 +338,35 @@ export class DeviceTable {
   }
 
   /**
-   * Whether a job about to be sent with `budgetMs` would, if it timed out, count against the
-   * device (see MIN_BLAMED_BUDGET_MS). Asked before sending: what it was expected to take then.
-   * From this gateway's own measurements only: a device cannot talk its way out of blame by
-   * heartbeating a huge latency or queue.
+   * Whether a job of `jobClass` about to be sent with `budgetMs` would, if it timed out, count
+   * against the device (see MIN_BLAMED_BUDGET_MS). Asked before sending: what it was expected
+   * to take then. From this gateway's own measurements only: a device cannot talk its way out
+   * of blame by heartbeating a huge latency or queue.
    */
-  timeoutWouldBeItsFault(entry: DeviceEntry, budgetMs: number): boolean {
-    return budgetMs >= Math.max(MIN_BLAMED_BUDGET_MS, BLAMED_BUDGET_FACTOR * expectedMs(entry))
+  timeoutWouldBeItsFault(entry: DeviceEntry, budgetMs: number, jobClass: string): boolean {
+    return budgetMs >= Math.max(MIN_BLAMED_BUDGET_MS, BLAMED_BUDGET_FACTOR * this.#measuredWaitMs(entry, jobClass))
   }
 
   /**
-   * Whether `budgetMs` is below what this device can be expected to need (its measured time,
-   * its queue included): a timeout then says the deadline was too short, and asking again with
-   * the same one would most likely time out again.
+   * Whether `budgetMs` is below what this device can be expected to need for a job of
+   * `jobClass` (its measured times, its queue included): a timeout then says the deadline was
+   * too short, and asking again with the same one would most likely time out again.
    */
-  budgetTooShort(entry: DeviceEntry, budgetMs: number): boolean {
-    return budgetMs < expectedMs(entry)
+  budgetTooShort(entry: DeviceEntry, budgetMs: number, jobClass: string): boolean {
+    return budgetMs < this.#measuredWaitMs(entry, jobClass)
+  }
+
+  /**
+   * What a job of `jobClass` sent now should take there, by what was measured only: each of this
+   * gateway's jobs out there and this one at what its kind took there (at the fleet's typical
+   * for a kind the device has not answered; 0 before anything was measured). Not aged: blame
+   * goes by what the device last showed.
+   */
+  #measuredWaitMs(entry: DeviceEntry, jobClass: string): number {
+    const measuredMs = (of: string) => entry.roundTrips.of(of)?.ewmaMs ?? this.#fleet.typicalMs(of) ?? 0
+    let waitMs = measuredMs(jobClass)
+    for (const [queuedClass, count] of entry.inflightByClass) waitMs += count * measuredMs(queuedClass)
+    return waitMs
   }
 
   recordFailure(entry: DeviceEntry): void {

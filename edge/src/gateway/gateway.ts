@@ -49,7 +49,8 @@ import { stakeGateFromEnv } from '../providers/registry-reader.js'
 import { BrokerLink } from './broker-link.js'
 import { buildCatalog, CatalogCache, catalogKey, entriesOf, FAILED_TO_LOAD, NOT_ROUTABLE, resolveModel, versionsOf, type CatalogModel, type PublishedFile } from './catalog.js'
 import { DeviceTable, type DeviceEntry } from './device-table.js'
-import { hedgeBudgetFromEnv, jobClassOf, type HedgeBudget } from './hedging.js'
+import { hedgeAfterMs, hedgeBudgetFromEnv, type HedgeBudget } from './hedging.js'
+import { jobClassOf } from './round-trips.js'
 import { JobEvents } from './job-events.js'
 import { newJobId } from './job-id.js'
 import { pickDevice } from './scheduler.js'
@@ -99,7 +100,7 @@ const MIN_ALARM_EVERY_MS = 500
 /** One sending of a job to one device. */
 interface Attempt {
   device: DeviceEntry
-  /** What its round trip is measured as (hedging.ts jobClassOf). */
+  /** What its round trip is measured as (round-trips.ts jobClassOf). */
   jobClass: string
   sentAt: number
   budgetMs: number
@@ -399,10 +400,7 @@ export class Gateway extends DurableObject<Env> {
       const candidates = (resolveModel(this.#catalog(), descriptor.name, descriptor.version, job.published)
         ?.readyDevices ?? []).filter((d) => !pending.attempts.has(d.deviceId) && acceptedFileOn(d, descriptor, job.variants) !== undefined)
       if (candidates.length === 0 || (hedge && !this.#hedges.take())) return false
-      const device = pickDevice(
-        candidates.map((entry) => ({ entry, load: this.#table.load(entry), ewmaMs: this.#table.ewmaMs(entry) })),
-        Math.random,
-      )!.entry
+      const device = pickDevice(candidates, (entry) => this.#table.expectedWaitMs(entry, jobClass), Math.random)!
       const number = pending.attempts.size + 1
       if (number === 1) this.#hedges.jobDispatched()
       const remainingMs = deadline - Date.now()
@@ -414,9 +412,9 @@ export class Gateway extends DurableObject<Env> {
       // A first attempt is hedged once it is out twice this device's p95 for such jobs
       // (hedging.ts), if that comes before its budget ends (the retry then) and another device
       // could take it.
-      const hedgeAfterMs = number === 1 && !lastChance ? device.roundTrips.hedgeAfterMs(jobClass) : undefined
-      if (hedgeAfterMs !== undefined && hedgeAfterMs < budgetMs) {
-        hedgeTimer = setTimeout(() => pending.events.push({ kind: 'hedge', deviceId: attempt.device.deviceId }), hedgeAfterMs)
+      const hedgeInMs = number === 1 && !lastChance ? hedgeAfterMs(device.roundTrips.of(jobClass)) : undefined
+      if (hedgeInMs !== undefined && hedgeInMs < budgetMs) {
+        hedgeTimer = setTimeout(() => pending.events.push({ kind: 'hedge', deviceId: attempt.device.deviceId }), hedgeInMs)
       }
       return true
     }
@@ -529,7 +527,7 @@ export class Gateway extends DurableObject<Env> {
           if (!attempt.open) continue
           this.#closeAttempt(attempt)
           this.#timeoutCounts(attempt)
-          if (!this.#table.budgetTooShort(device, attempt.budgetMs)) onlyTooShortBudgets = false
+          if (!this.#table.budgetTooShort(device, attempt.budgetMs, jobClass)) onlyTooShortBudgets = false
           this.#rememberTimeout(jobId, attempt)
           timedOut = true
           lastFailure = `device ${device.deviceId} did not answer within ${attempt.budgetMs} ms`
@@ -746,11 +744,11 @@ export class Gateway extends DurableObject<Env> {
       },
     }
     // Asked before the job counts in the device's load: what it was expected to take then.
-    const blameTimeout = this.#table.timeoutWouldBeItsFault(device, budgetMs)
+    const blameTimeout = this.#table.timeoutWouldBeItsFault(device, budgetMs, jobClass)
     const { deviceId } = device
     // First, so that a publish that throws (no broker link) leaves no attempt counted.
     this.#link.publish(deviceJobsTopic(deviceId), encodeFrame(header, job.inputs))
-    this.#table.jobSent(device)
+    this.#table.jobSent(device, jobClass)
     const attempt: Attempt = {
       device,
       jobClass,
@@ -818,7 +816,7 @@ export class Gateway extends DurableObject<Env> {
     if (!attempt.open) return
     attempt.open = false
     clearTimeout(attempt.timer)
-    attempt.device.inflight--
+    this.#table.jobClosed(attempt.device, attempt.jobClass)
   }
 
   #onMessage(topic: string, payload: Uint8Array, retained: boolean): void {
@@ -957,7 +955,7 @@ function outputsProblem(model: ModelDescriptor, requested: readonly string[], ou
   }
 }
 
-/** What the job's round trips are measured as, on any device (hedging.ts jobClassOf). */
+/** What the job's round trips are measured as, on any device (round-trips.ts jobClassOf). */
 const classOfJob = (job: InferJob, model: ModelDescriptor) =>
   jobClassOf(model.sha256, job.inputs.reduce((bytes, t) => bytes + t.data.byteLength, 0))
 

@@ -1,30 +1,33 @@
 import { describe, expect, it, vi } from 'vitest'
-import { HedgeBudget, hedgeBudgetFromEnv, jobClassOf, RoundTripWindow, RoundTripWindows } from './hedging.js'
+import { HedgeBudget, hedgeAfterMs, hedgeBudgetFromEnv } from './hedging.js'
+import { ClassRoundTrips } from './round-trips.js'
 
-describe('RoundTripWindow (when a job is hedged)', () => {
+describe('hedgeAfterMs (when a job is hedged)', () => {
+  const tripsOf = (...ms: number[]) => {
+    const trips = new ClassRoundTrips()
+    for (const roundTripMs of ms) trips.add(roundTripMs, 0)
+    return trips
+  }
+
   it('says nothing until eight round trips are measured', () => {
-    const window = new RoundTripWindow()
-    for (let i = 0; i < 7; i++) window.add(10)
-    expect(window.hedgeAfterMs()).toBeUndefined()
-    window.add(10)
-    expect(window.hedgeAfterMs()).toBe(20)
+    expect(hedgeAfterMs(undefined)).toBeUndefined()
+    expect(hedgeAfterMs(tripsOf(10, 10, 10, 10, 10, 10, 10))).toBeUndefined()
+    expect(hedgeAfterMs(tripsOf(10, 10, 10, 10, 10, 10, 10, 10))).toBe(20)
   })
 
   it('is twice the p95 by nearest rank, compared as numbers', () => {
-    const window = new RoundTripWindow()
     // Out of order, and with values that sort differently as strings (9 > 10 > 100).
-    for (const ms of [100, 9, 10, 55, 7, 8, 1_000, 12, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23]) window.add(ms)
+    const trips = tripsOf(100, 9, 10, 55, 7, 8, 1_000, 12, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23)
     // 20 samples: the p95 is the 19th smallest, i.e. the second largest.
-    expect(window.hedgeAfterMs()).toBe(200)
+    expect(hedgeAfterMs(trips)).toBe(200)
   })
 
   it('forgets all but the last 32, so a device that got faster is hedged sooner', () => {
-    const window = new RoundTripWindow()
-    for (let i = 0; i < 32; i++) window.add(500)
-    expect(window.hedgeAfterMs()).toBe(1_000)
-    for (let i = 0; i < 31; i++) window.add(20)
+    const trips = tripsOf(...Array<number>(32).fill(500))
+    expect(hedgeAfterMs(trips)).toBe(1_000)
+    for (let i = 0; i < 31; i++) trips.add(20, 0)
     // One slow sample left: the p95 of 32 is the second largest.
-    expect(window.hedgeAfterMs()).toBe(40)
+    expect(hedgeAfterMs(trips)).toBe(40)
   })
 })
 
@@ -63,34 +66,5 @@ describe('hedgeBudgetFromEnv', () => {
     } finally {
       warn.mockRestore()
     }
-  })
-})
-
-describe('RoundTripWindows (per kind of job)', () => {
-  it('keeps a slow model or a large input from setting when a fast one is hedged, and the other way round', () => {
-    const windows = new RoundTripWindows()
-    const classifier = jobClassOf('c1a55', 3 * 48 * 192 * 4)
-    const detectorSmall = jobClassOf('de7ec7', 3 * 64 * 64 * 4)
-    const detectorLarge = jobClassOf('de7ec7', 3 * 640 * 640 * 4)
-    expect(new Set([classifier, detectorSmall, detectorLarge]).size).toBe(3)
-    // Inputs within a factor of two share a class.
-    expect(jobClassOf('de7ec7', 3 * 640 * 640 * 4 - 1_000)).toBe(detectorLarge)
-    for (let i = 0; i < 30; i++) windows.add(classifier, 3)
-    for (let i = 0; i < 10; i++) windows.add(detectorLarge, 500)
-    expect(windows.hedgeAfterMs(classifier)).toBe(6)
-    expect(windows.hedgeAfterMs(detectorLarge)).toBe(1_000)
-    // Never measured: not hedged (the half-deadline retry still covers it).
-    expect(windows.hedgeAfterMs(detectorSmall)).toBeUndefined()
-  })
-
-  it('keeps the 64 classes measured most recently', () => {
-    const windows = new RoundTripWindows()
-    for (let i = 0; i < 8; i++) windows.add('kept', 7)
-    for (let c = 0; c < 63; c++) for (let i = 0; i < 8; i++) windows.add(`c${c}`, 1)
-    // 'kept' is the oldest of 64; measuring it again makes it the newest.
-    windows.add('kept', 7)
-    windows.add('c-new', 1)
-    expect(windows.hedgeAfterMs('kept')).toBe(14)
-    expect(windows.hedgeAfterMs('c0')).toBeUndefined()
   })
 })

@@ -12,84 +12,31 @@
  * jobs caught on a device as it died went elsewhere.
  *
  * What the gateway keeps for it: each device's recent round trips per kind of job
- * (RoundTripWindows, on its DeviceTable entry) and one HedgeBudget, which caps the extra work
+ * (round-trips.ts, on its DeviceTable entry) and one HedgeBudget, which caps the extra work
  * hedges may add.
  */
 import { nonNegativeVar } from '../env.js'
+import type { ClassRoundTrips } from './round-trips.js'
 
-/** Round trips kept per device and job class: the p95 is then the 2nd largest of the last 32. */
-const WINDOW_SIZE = 32
 /** Fewer samples than this say too little about a device's tail to hedge on. */
 const MIN_SAMPLES = 8
 /** A job is hedged once out for this many times this quantile of its device's round trips. */
 const HEDGE_QUANTILE = 0.95
 const HEDGE_AFTER_QUANTILE_TIMES = 2
 
-/** Kinds of job whose round trips are kept per device, at most (the least recently measured dropped first). */
-const MAX_JOB_CLASSES = 64
-
 /**
- * The kind of job a round trip says something about: the model (its published file) and the
- * input's size, in power-of-two bands (inputs across a band's edge fall in two classes, each of
- * which must reach MIN_SAMPLES on its own before it is hedged). A device serving a 2 ms
- * classifier and a 500 ms detector, or a detector fed both thumbnails and full frames, would
- * otherwise have one p95 for both, and every slow job would be hedged for being slower than the
- * fast ones.
+ * How long a job may be out on a device before it is hedged: twice the p95 of that device's
+ * recent round trips for such jobs (round-trips.ts), or undefined before MIN_SAMPLES of them
+ * have been measured.
  *
  * @example
- * jobClassOf('ab12…', 49_152) === jobClassOf('ab12…', 40_000) // true: both 2^15 to 2^16 bytes
+ * const trips = new ClassRoundTrips()
+ * for (let ms = 1; ms <= 20; ms++) trips.add(ms, 0)
+ * hedgeAfterMs(trips) // 38: twice the p95, 19
  */
-export const jobClassOf = (modelSha256: string, inputBytes: number): string =>
-  `${modelSha256}/${Math.floor(Math.log2(inputBytes + 1))}`
-
-/** The last WINDOW_SIZE round trips of one device for one kind of job, in milliseconds, oldest overwritten first. */
-export class RoundTripWindow {
-  readonly #samplesMs = new Float64Array(WINDOW_SIZE)
-  #count = 0
-
-  add(roundTripMs: number): void {
-    this.#samplesMs[this.#count % WINDOW_SIZE] = roundTripMs
-    this.#count++
-  }
-
-  /**
-   * How long a job may be out on this device before it is hedged: twice the p95 of its recent
-   * round trips (nearest rank), or undefined before MIN_SAMPLES have been measured.
-   *
-   * @example
-   * const window = new RoundTripWindow()
-   * for (let ms = 1; ms <= 20; ms++) window.add(ms)
-   * window.hedgeAfterMs() // 38: twice the p95, 19
-   */
-  hedgeAfterMs(): number | undefined {
-    const n = Math.min(this.#count, WINDOW_SIZE)
-    if (n < MIN_SAMPLES) return undefined
-    const sorted = this.#samplesMs.slice(0, n).sort()
-    return sorted[Math.ceil(HEDGE_QUANTILE * n) - 1]! * HEDGE_AFTER_QUANTILE_TIMES
-  }
-}
-
-/** One device's RoundTripWindow per job class (jobClassOf), for the MAX_JOB_CLASSES it ran most recently. */
-export class RoundTripWindows {
-  readonly #byClass = new Map<string, RoundTripWindow>()
-
-  add(jobClass: string, roundTripMs: number): void {
-    let window = this.#byClass.get(jobClass)
-    if (window) {
-      // Re-inserted: the Map's order is then least recently measured first.
-      this.#byClass.delete(jobClass)
-    } else {
-      window = new RoundTripWindow()
-      if (this.#byClass.size >= MAX_JOB_CLASSES) this.#byClass.delete(this.#byClass.keys().next().value!)
-    }
-    this.#byClass.set(jobClass, window)
-    window.add(roundTripMs)
-  }
-
-  /** RoundTripWindow.hedgeAfterMs for this class; undefined for a class the device has not run often enough. */
-  hedgeAfterMs(jobClass: string): number | undefined {
-    return this.#byClass.get(jobClass)?.hedgeAfterMs()
-  }
+export function hedgeAfterMs(roundTrips: ClassRoundTrips | undefined): number | undefined {
+  const p95 = roundTrips?.quantile(HEDGE_QUANTILE, MIN_SAMPLES)
+  return p95 === undefined ? undefined : p95 * HEDGE_AFTER_QUANTILE_TIMES
 }
 
 /** Hedges allowed per job dispatched, in the long run (HEDGE_RATE): the most extra work hedging may cause. */

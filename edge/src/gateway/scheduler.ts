@@ -1,6 +1,7 @@
 /**
- * Picks a device for a job: the one expected to finish it first, `(load + 1) × ewmaMs`, ties
- * broken at random.
+ * Picks a device for a job: the one expected to finish it first (DeviceTable.expectedWaitMs: the
+ * jobs queued there and this one, each at what its kind of job takes there), ties broken at
+ * random.
  *
  * Why not power of two choices (Mitzenmacher), which this used to be: on a fleet whose speeds
  * spread 10x, two random samples are often both slow devices, and the job queues on one while
@@ -12,29 +13,16 @@
  * next decision. The cost is one pass over the candidates, which the catalog lookup makes anyway.
  */
 
-export interface SchedulingCandidate {
-  /** Jobs this device is running or has queued, as best known. */
-  load: number
-  /** Recent mean service time on this device, in milliseconds. */
-  ewmaMs: number
-}
-
-/** Expected time until a new job would finish on this device, in milliseconds. */
-export const expectedWaitMs = (candidate: SchedulingCandidate) =>
-  (candidate.load + 1) * candidate.ewmaMs
-
 /**
- * Chooses one of `candidates`, or undefined when there are none. `random` returns a float in
- * [0, 1) and breaks ties (uniformly, by reservoir sampling); pass a seeded one for reproducible
- * simulations.
+ * Chooses one of `candidates`, the one with the least `expectedWaitMs` (DeviceTable's: what a
+ * job sent there now would take, its queue included), or undefined when there are none.
+ * `random` returns a float in [0, 1) and breaks ties (uniformly, by reservoir sampling); pass a
+ * seeded one for reproducible simulations.
  *
  * @example
- * pickDevice([{ load: 3, ewmaMs: 10 }, { load: 0, ewmaMs: 20 }], Math.random) // the second
+ * pickDevice([{ id: 'a', waitMs: 40 }, { id: 'b', waitMs: 20 }], (d) => d.waitMs, Math.random) // b
  */
-export function pickDevice<T extends SchedulingCandidate>(
-  candidates: readonly T[],
-  random: () => number,
-): T | undefined {
+export function pickDevice<T>(candidates: readonly T[], expectedWaitMs: (candidate: T) => number, random: () => number): T | undefined {
   let best: T | undefined
   let bestWait = Number.POSITIVE_INFINITY
   let ties = 0
