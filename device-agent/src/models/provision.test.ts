@@ -94,6 +94,25 @@ describe('selecting published models', () => {
     const short = selectPublished([{ published: '*' }], listing, { ...limits, freeBytes: 15, cachedBytes: (sha) => (sha === listing[4]!.sha256 ? 40 : 0) })
     expect(short.problems).toContainEqual({ model: 'c v1', name: 'c', version: '1', reason: '50 bytes (10 still to download), more than the 5 left free in the cache', passedOver: true })
   })
+
+  it('"*" serves the newest version that fits when a newer one does not (too large, or no room), and counts that toward `versions`', () => {
+    const detector = [listed('d', '3', 500, 'd3'), listed('d', '2', 60, 'd2'), listed('d', '1', 40, 'd1'), listed('e', '1', 5, 'e1')]
+    const names = (selection: ReturnType<typeof selectPublished>) => selection.selected.map((m) => `${m.name} v${m.version}`).sort()
+    const tooLarge = selectPublished([{ published: '*' }], detector, limits)
+    // v3 is over maxModelBytes (100): v2, not nothing (a restarted agent used to serve no d at all).
+    expect(names(tooLarge)).toEqual(['d v2', 'e v1'])
+    expect(tooLarge.problems).toEqual([{ model: 'd v3', name: 'd', version: '3', reason: '500 bytes, over maxModelBytes (100)', passedOver: true }])
+    expect(names(selectPublished([{ published: '*', versions: 2 }], detector, limits))).toEqual(['d v1', 'd v2', 'e v1'])
+    // No room for v2's 60 bytes after e: v1's 40 fit.
+    const tight = selectPublished([{ published: '*' }], detector, { ...limits, freeBytes: 50 })
+    expect(names(tight)).toEqual(['d v1', 'e v1'])
+    expect(tight.problems).toContainEqual({ model: 'd v2', name: 'd', version: '2', reason: '60 bytes, more than the 45 left free in the cache', passedOver: true })
+    // Once there is room, the newest that fits again (the agent then retires v1 when v2 is ready).
+    expect(names(selectPublished([{ published: '*' }], detector, { ...limits, freeBytes: 70 }))).toEqual(['d v2', 'e v1'])
+    // A version a named source took counts toward "*"'s versions of that name.
+    expect(names(selectPublished([{ published: 'd', version: '2' }, { published: '*' }], detector, limits))).toEqual(['d v2', 'e v1'])
+    expect(names(selectPublished([{ published: 'd', version: '1' }, { published: '*' }], detector, limits))).toEqual(['d v1', 'd v2', 'e v1'])
+  })
 })
 
 describe('which failed downloads are tried again at the next listing', () => {

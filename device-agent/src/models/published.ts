@@ -179,10 +179,10 @@ export interface Selection {
 
 /**
  * The published models `sources` select: a named one at its given version, or its newest (the
- * newest `versions` of it); for "*" the newest version (or `versions`) of every model that fits
- * this device (the file it would run, `fileOf`: ≤ maxModelBytes, and room for it in the cache
- * after the models picked before it). A named model is not held to maxModelBytes: the operator
- * chose it.
+ * newest `versions` of it); for "*" the newest version (or `versions`) of every model among
+ * those that fit this device (the file it would run, `fileOf`: ≤ maxModelBytes, and room for it
+ * in the cache after the models picked before it). A named model is not held to maxModelBytes:
+ * the operator chose it.
  */
 export function selectPublished(
   sources: readonly PublishedSource[],
@@ -212,36 +212,44 @@ export function selectPublished(
   }
   const everything = sources.find((s) => s.published === '*')
   if (everything) {
-    // The newest version of every name first, then the next newest, and so on; smallest first
-    // within each round: within the free space, as many models as possible, and never an older
-    // version in the place of a newer one.
-    // A version's age: how many newer versions of its name come before it (newestVersions lists each name newest first).
-    const ages = new Map<PublishedModel, number>()
-    const counted = new Map<string, number>()
-    for (const model of newestVersions(listing, everything.versions)) {
-      const age = counted.get(model.name) ?? 0
-      ages.set(model, age)
-      counted.set(model.name, age + 1)
+    // Round by round: every name's newest version first, then its next newest, and so on,
+    // smallest first within a round: within the free space, as many models as possible, and
+    // never an older version in the place of a newer one that fits. A version that does not fit
+    // (over maxModelBytes, or no room) is passed over for the name's next newest in the next
+    // round: a device too small for a model's newest version serves the newest it can.
+    const olderFirst = new Map<string, PublishedModel[]>()
+    for (const model of newestVersions(listing, 'all')) {
+      const versions = olderFirst.get(model.name)
+      if (versions) versions.unshift(model)
+      else olderFirst.set(model.name, [model])
     }
-    const order = (a: PublishedModel, b: PublishedModel) => ages.get(a)! - ages.get(b)! || fileOf(a).size - fileOf(b).size
-    for (const model of [...ages.keys()].sort(order)) {
-      if (has(model)) continue
-      const label = `${model.name} v${model.version}`
-      const file = fileOf(model)
-      if (file.size > limits.maxModelBytes) {
-        problems.push({ model: label, name: model.name, version: model.version, reason: `${file.size} bytes, over maxModelBytes (${limits.maxModelBytes})`, passedOver: true })
-        continue
+    const taken = new Map<string, number>()
+    const wanted = everything.versions ?? 1
+    const wants = (name: string) => wanted === 'all' || (taken.get(name) ?? 0) < wanted
+    for (;;) {
+      const round = [...olderFirst].flatMap(([name, versions]) => (wants(name) && versions.length > 0 ? [versions.pop()!] : []))
+      if (round.length === 0) break
+      for (const model of round.sort((a, b) => fileOf(a).size - fileOf(b).size)) {
+        const label = `${model.name} v${model.version}`
+        const file = fileOf(model)
+        const missing = needs(file)
+        if (has(model)) {
+          // A named source took it already: it is one of this name's versions.
+        } else if (file.size > limits.maxModelBytes) {
+          problems.push({ model: label, name: model.name, version: model.version, reason: `${file.size} bytes, over maxModelBytes (${limits.maxModelBytes})`, passedOver: true })
+          continue
+        } else if (missing > spaceLeft) {
+          problems.push({
+            model: label,
+            name: model.name,
+            version: model.version,
+            reason: `${file.size} bytes${missing < file.size ? ` (${missing} still to download)` : ''}, more than the ${Math.max(0, spaceLeft)} left free in the cache`,
+            passedOver: true,
+          })
+          continue
+        } else take(model)
+        taken.set(model.name, (taken.get(model.name) ?? 0) + 1)
       }
-      const missing = needs(file)
-      if (missing > spaceLeft) {
-        problems.push({
-          model: label,
-          name: model.name,
-          version: model.version,
-          reason: `${file.size} bytes${missing < file.size ? ` (${missing} still to download)` : ''}, more than the ${Math.max(0, spaceLeft)} left free in the cache`,
-          passedOver: true,
-        })
-      } else take(model)
     }
   }
   return { selected, problems }
