@@ -209,8 +209,15 @@ describe('routing by the registry and by deadlines', () => {
     const served = await api.post('/v2/models/multi/versions/1/infer', job)
     expect(served.status, served.text).toBe(200)
     expect(parameters(served)?.device_id).toBe('every-version')
+    // The device keeping version 1 goes: the catalog remembers version 1 (unavailable), and a
+    // caller pinned to it is told what is served again.
+    await every.stop()
+    await waitFor('version 1 unavailable', async () => ((await api.get('/v2/models/multi/versions/1/ready')).status === 400 ? true : undefined), 20_000)
+    const dropped = await api.post('/v2/models/multi/versions/1/infer', job)
+    expect(dropped.status, dropped.text).toBe(503)
+    expect(dropped.body.detail).toBe('no online device serves model multi version 1; devices serve version 2 of it')
     // Once no device is there, no version is said to be served (the catalog still remembers them).
-    await Promise.all([newest.stop(), every.stop()])
+    await newest.stop()
     await waitFor('multi unavailable', async () => ((await api.get('/v2/models/multi/versions/2/ready')).status === 400 ? true : undefined), 20_000)
     const gone = await api.post('/v2/models/multi/versions/1/infer', job)
     expect(gone.body.detail).toBe('no online device serves model multi version 1')

@@ -337,13 +337,10 @@ export class Gateway extends DurableObject<Env> {
       }
       const wanted = version ?? versions.at(-1)!
       const other = entriesOf(catalog, name, wanted)[0]
-      // A caller pinned to a version no device serves any more (providers serving "the newest"
-      // moved on) learns which versions it can have instead of retrying in vain.
-      const servedVersions = versions.filter((v) => v !== wanted && resolveModel(catalog, name, v, published)?.state === 'READY')
       throw new NoCapacityError(
         `no online device serves model ${name} version ${wanted}` +
           (other ? ` (devices serve sha256 ${other.descriptor.sha256} under that version, not its published file)` : '') +
-          (servedVersions.length > 0 ? `; devices serve version${servedVersions.length > 1 ? 's' : ''} ${servedVersions.join(', ')} of it` : ''),
+          servedInstead(catalog, name, wanted, published),
       )
     }
     const known = versionsOf(catalog, name)
@@ -554,7 +551,8 @@ export class Gateway extends DurableObject<Env> {
             `no online device serves model ${descriptor.name} version ${descriptor.version}` +
               // Say why when devices are there but may not be routed to (e.g. not staked) or
               // cannot load it (e.g. an IR version their onnxruntime does not know).
-              (model.reason.startsWith(NOT_ROUTABLE) || model.reason.startsWith(FAILED_TO_LOAD) ? `: ${model.reason}` : ''),
+              (model.reason.startsWith(NOT_ROUTABLE) || model.reason.startsWith(FAILED_TO_LOAD) ? `: ${model.reason}` : '') +
+              servedInstead(this.#catalog(), descriptor.name, descriptor.version, job.published ?? []),
             // A load failure is for good until a provider changes something: asking again in 2 s
             // only repeats it.
             model.reason.startsWith(FAILED_TO_LOAD) ? FAILED_MODEL_RETRY_AFTER_SEC : undefined,
@@ -953,6 +951,19 @@ function outputsProblem(model: ModelDescriptor, requested: readonly string[], ou
     if (error instanceof TensorError) return error.message
     throw error
   }
+}
+
+/**
+ * For a caller pinned to a published version no device serves (any more: providers serving
+ * "the newest" moved on), the versions of the name it can have instead, so it does not retry in
+ * vain: "; devices serve versions 2, 3 of it", or nothing.
+ */
+function servedInstead(catalog: Map<string, CatalogModel>, name: string, wanted: string, published: readonly PublishedFile[]): string {
+  const served = published
+    .map((p) => p.version)
+    .sort(compareVersions)
+    .filter((v) => v !== wanted && resolveModel(catalog, name, v, published)?.state === 'READY')
+  return served.length > 0 ? `; devices serve version${served.length > 1 ? 's' : ''} ${served.join(', ')} of it` : ''
 }
 
 /** What the job's round trips are measured as, on any device (round-trips.ts jobClassOf). */
