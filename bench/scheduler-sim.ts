@@ -17,8 +17,9 @@
  *   the gateway's own jobs out there and this one, each at its class's round-trip EWMA on that
  *   device (weight 0.2; unmeasured: the fastest of that class anywhere, or the heartbeat's
  *   service EWMA when slower and nothing was measured there, Infinity for a second job of the
- *   class while the first is out; a figure above the fleet's typical halves its excess every
- *   30 s the device sits idle), plus foreignLoad at its overall EWMA; staleness after 15 s
+ *   class while the first is out; while none of the class is out there, a figure's excess over
+ *   the larger of the fleet's typical and the device's own median halves every 30 s since its
+ *   last answer), plus foreignLoad at its overall EWMA; staleness after 15 s
  *   without a packet, suspects after 3 consecutive failures for 60 s. Each model is one job
  *   class. The candidates hold `table.load(entry)` and `table.expectedWaitMs` per class; they
  *   are kept per device and re-read after every change to the entry, to the fleet's figures or

@@ -26,7 +26,7 @@ const maxAttempts = (job: { hedgedFirst: unknown }) => MAX_ATTEMPTS + (job.hedge
 const TIMED_OUT_REMEMBERED_MS = 10 * 60_000
 /** device-agent/src/agent.ts EWMA_WEIGHT: the agent's per-job service-time mean it heartbeats. */
 const AGENT_EWMA_WEIGHT = 0.2
-/** A simulated model's job class (hedging.ts jobClassOf): each model's inputs have one size. */
+/** A simulated model's job class (round-trips.ts jobClassOf): each model's inputs have one size. */
 const jobClassOf = (model: number) => `m${model}`
 /** MQTT: the broker gives up on a client 1.5 keepalives after its last packet (§3.1.2.10). */
 const KEEPALIVE_GRACE = 1.5
@@ -187,7 +187,8 @@ class GatewayState {
   }
 
   /**
-   * The ready devices buildCatalog would list for the (single) model: online and not suspect.
+   * The ready devices buildCatalog would list for any model (every device serves every one):
+   * online and not suspect.
    * Kept incrementally rather than rebuilt per job; `refresh` and `nextCheck` keep it exact.
    */
   eligible(now: number): Candidate[] {

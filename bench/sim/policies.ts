@@ -10,8 +10,9 @@ import type { DeviceEntry, DeviceTable } from '../../edge/src/gateway/device-tab
 
 /**
  * One device as a scheduling candidate of one gateway: what gateway.ts asks the DeviceTable at
- * pick time, `table.expectedWaitMs(entry, jobClass)` for each job class (model) and
- * `table.load(entry)`, kept per device rather than computed for every job. They change with the
+ * pick time, `table.expectedWaitMs(entry, jobClass)` for each job class (model), and what the
+ * least-loaded baseline goes by, `table.load(entry)`; kept per device rather than computed for
+ * every job. They change with the
  * entry, with the fleet's figures (`table.estimatesVersion`) and, for a stale figure, at
  * `table.estimatesChangeAt(entry)`; the engine calls `sync` after each of those, so the fields
  * hold exactly what gateway.ts would compute (self-check.ts checks this on every pick). Plain

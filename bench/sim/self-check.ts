@@ -79,8 +79,9 @@ for (const [what, config] of [
   ['two models, cold starts', { ...tiny, jobs: 20_000, models: [{ share: 0.9, serviceFactor: 1 }, { share: 0.1, serviceFactor: 10 }], coldStartFactor: 3 }],
 ] as const) {
   check(`candidates carry exactly what gateway.ts would read from the DeviceTable (${what})`, () => {
-    // Wraps the real scheduler: at every pick, each candidate's fields must equal what gateway.ts
-    // computes at that moment, `table.load(entry)` and `table.expectedWaitMs(entry, class)`.
+    // Wraps the real scheduler: at every pick, each candidate's fields must equal what the table
+    // says at that moment: `table.expectedWaitMs(entry, class)`, what gateway.ts asks, and
+    // `table.load(entry)`, what least-loaded reads.
     let picks = 0
     let halved = 0
     const checked: PolicyFactory = (random) => {

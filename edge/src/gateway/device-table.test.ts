@@ -161,7 +161,7 @@ describe('DeviceTable expected time per kind of job', () => {
     expect(table.expectedWaitMs(newToIt, DET)).toBe(4 + 500)
   })
 
-  it('brings a device slow once back towards the typical round trip while it sits idle, halving its excess every 30 s', () => {
+  it('brings a device slow once back towards the typical round trip, halving its excess every 30 s without a job of that kind', () => {
     now = 0
     const table = new DeviceTable(() => now)
     const cold = table.applyStatus(status('cold'))
@@ -179,22 +179,47 @@ describe('DeviceTable expected time per kind of job', () => {
     // Now worth a job once the warm device has one out: 1,000 against (1 + 1) × 500.
     table.jobSent(warm, DET)
     expect(table.expectedWaitMs(cold, DET)).toBeLessThanOrEqual(table.expectedWaitMs(warm, DET))
-    now = 60_000
-    expect(table.expectedWaitMs(cold, DET)).toBe(750)
-    // Not while a job of this gateway's is out there (of any kind): it will be measured, and
-    // the clock restarts when it is idle again.
+    // Jobs of another kind there do not stop it (a classifier stream kept it a 1.5 s detector device for good).
     table.jobSent(cold, CLS)
-    expect(table.expectedWaitMs(cold, DET)).toBe(5 + 1_500)
+    now = 60_000
+    expect(table.expectedWaitMs(cold, DET)).toBe(5 + 750)
+    // A job of its own kind out there: no relaxing until it is measured.
+    table.jobSent(cold, DET)
+    expect(table.expectedWaitMs(cold, DET)).toBe(5 + 1_500 + 1_500)
     expect(table.estimatesChangeAt(cold)).toBe(Number.POSITIVE_INFINITY)
-    now = 100_000
+    table.jobClosed(cold, DET)
     table.jobClosed(cold, CLS)
-    expect(table.expectedWaitMs(cold, DET)).toBe(1_500)
-    expect(table.estimatesChangeAt(cold)).toBe(130_000)
     // At most eight halvings; a device at or under the typical is never changed.
     now = 10_000_000
     expect(table.expectedWaitMs(cold, DET)).toBe(500 + 1_000 / 256)
     expect(table.estimatesChangeAt(cold)).toBe(Number.POSITIVE_INFINITY)
     expect(table.expectedWaitMs(warm, DET)).toBe(1_000)
+    // A clock that went back does not make it look slower than measured.
+    now = 0
+    expect(table.expectedWaitMs(cold, DET)).toBe(1_500)
+  })
+
+  it('does not bring back a device that is slow every time: its own median is as far as it relaxes', () => {
+    now = 0
+    const table = new DeviceTable(() => now)
+    const fast = table.applyStatus(status('fast'))
+    const slow = table.applyStatus(status('slow'))
+    for (let i = 0; i < 8; i++) table.recordSuccess(fast, 200, DET)
+    table.recordSuccess(slow, 2_000, DET)
+    // One run says too little (it may have been a cold one): relaxed towards the typical, tried again.
+    now = 120_000
+    expect(table.expectedWaitMs(slow, DET)).toBe(200 + 1_800 / 16)
+    // Slow again: from two runs on, not below its own median.
+    table.recordSuccess(slow, 2_000, DET)
+    now = 1_000_000
+    expect(table.expectedWaitMs(slow, DET)).toBe(2_000)
+    expect(table.estimatesChangeAt(slow)).toBe(Number.POSITIVE_INFINITY)
+    // Whereas a cold first run followed by a normal one relaxes to the normal one.
+    const cold = table.applyStatus(status('cold'))
+    table.recordSuccess(cold, 1_500, DET)
+    table.recordSuccess(cold, 300, DET)
+    now += 8 * 30_000
+    expect(table.expectedWaitMs(cold, DET)).toBeCloseTo(300 + (1_260 - 300) / 256, 6)
   })
 })
 
@@ -206,6 +231,7 @@ describe('DeviceTable forgetting devices gone for long', () => {
   it('forgets devices offline or silent since before the cutoff, and keeps the rest', () => {
     const table = new DeviceTable(() => now)
     table.applyStatus(status('left'))
+    table.recordSuccess(table.get('left')!, 40, 'cls/10')
     table.applyStatus(status('silent'))
     table.applyStatus(status('here'))
     table.applyStatus(status('left-recently'))
@@ -218,7 +244,7 @@ describe('DeviceTable forgetting devices gone for long', () => {
     expect(table.revision).toBeGreaterThan(revision)
     expect(table.all().map((entry) => entry.deviceId).sort()).toEqual(['here', 'left-recently'])
     // Back later: added anew from its status.
-    expect(table.applyStatus(status('left')).jobsSent).toBe(0)
+    expect(table.applyStatus(status('left')).measuredEwmaMs).toBeUndefined()
     expect(table.isOnline(table.get('left')!)).toBe(true)
   })
 

@@ -5,7 +5,7 @@
  * long a job sent to a device now would take (expectedWaitMs, what the scheduler compares).
  */
 import { DEVICE_STALE_AFTER_MS, type DeviceStatus, type Heartbeat } from '@depinfer/shared'
-import { EWMA_WEIGHT, FleetRoundTrips, RoundTrips } from './round-trips.js'
+import { EWMA_WEIGHT, FleetRoundTrips, RoundTrips, type ClassRoundTrips } from './round-trips.js'
 
 /** A device is treated as gone when neither status nor heartbeat arrived for this long (the protocol's). */
 export const STALE_AFTER_MS = DEVICE_STALE_AFTER_MS
@@ -31,17 +31,14 @@ export const REFUTED_SUSPECT_MAX_MS = 24 * 60 * 60_000
 /** The guess for a job on a device not measured yet, before any round trip was measured anywhere. */
 const DEFAULT_EWMA_MS = 100
 /**
- * A device's round-trip EWMA for a kind of job, when it is above the fleet's typical one, has
- * its excess over the typical halved for each ESTIMATE_HALF_LIFE_MS the device has sat idle (no
- * job of this gateway's out there) since it was last measured, MAX_HALVINGS times at most.
- * Without it, a device that was slow once (a cold first run, a throttling spell, late answers
- * after a freeze) is expected to stay that slow, gets no job of that kind, and so is never
- * measured again: the operator audit saw one get 1 of 867 jobs after a cold 1.5 s detector run.
- * Only while idle, and slowly: in the scheduler simulation (a loaded fleet with two models) a
- * 10 s half-life counted from the last measurement sent jobs back to slow devices too soon and
- * made p99 worse (617 against 596 ms); 30 s from going idle changed nothing there. In steps
- * rather than continuously, so that whoever caches estimates (the simulation) knows when they
- * change (estimatesChangeAt).
+ * A device's round-trip EWMA for a kind of job, while no job of that kind is out there, has its
+ * excess over what the device is likely to take (relaxedFloorMs) halved for each
+ * ESTIMATE_HALF_LIFE_MS since it was last measured, MAX_HALVINGS times at most. Without it, a
+ * device that was slow once (a cold first run, late answers after a freeze) is expected to stay
+ * that slow, gets no job of that kind, and so is never measured again: the operator audit saw
+ * one get 1 of 867 jobs after a cold 1.5 s detector run. In steps rather than continuously, so
+ * that whoever caches estimates (the scheduler simulation) knows when they change
+ * (estimatesChangeAt).
  */
 const ESTIMATE_HALF_LIFE_MS = 30_000
 const MAX_HALVINGS = 8
@@ -63,8 +60,6 @@ export interface DeviceEntry {
   inflight: number
   /** The same per job class (round-trips.ts jobClassOf); a class is dropped at 0. */
   inflightByClass: Map<string, number>
-  /** When the last of those jobs was no longer out (when it was added, before any): how long the device has sat idle. */
-  idleSince: number
   /** Jobs there that are not this gateway's, from the last heartbeat. */
   foreignLoad: number
   /** Mean round trip measured by this gateway over every kind of job, in ms; undefined until the first answer. */
@@ -82,8 +77,6 @@ export interface DeviceEntry {
   badAttestations: number
   /** Spot checks whose majority contradicted this device. */
   refutations: number
-  /** Jobs this gateway has sent there (jobSent), answered or not. */
-  jobsSent: number
 }
 
 export class DeviceTable {
@@ -143,7 +136,6 @@ export class DeviceTable {
       heartbeat: undefined,
       inflight: 0,
       inflightByClass: new Map(),
-      idleSince: this.now(),
       foreignLoad: 0,
       measuredEwmaMs: undefined,
       roundTrips: new RoundTrips(),
@@ -152,7 +144,6 @@ export class DeviceTable {
       suspectFor: 'failures',
       badAttestations: 0,
       refutations: 0,
-      jobsSent: 0,
     }
     this.#devices.set(status.deviceId, entry)
     return entry
@@ -236,37 +227,49 @@ export class DeviceTable {
 
   /**
    * What one job of `jobClass` takes on this device, queue aside:
-   * - measured there: its round-trip EWMA for that kind of job; while the device sits idle (no
-   *   job of this gateway's out there), its excess over the fleet's typical round trip halves
-   *   every ESTIMATE_HALF_LIFE_MS (a device slow once is tried again once the others are busier
-   *   than a typical device);
+   * - measured there: its round-trip EWMA for that kind of job; while none of that kind is out
+   *   there, its excess over what the device likely takes (#relaxedFloorMs) halves every
+   *   ESTIMATE_HALF_LIFE_MS since its last answer of that kind (a device slow once is tried
+   *   again once the others are busier than a typical device);
    * - not measured there: optimistic, so that it gets tried even when the measured devices look
    *   fast enough (a pessimistic guess left fast newcomers unused at low load): the fastest
    *   round trip of that kind on any device, or the device's own heartbeat figure when that is
    *   slower and the gateway has measured nothing there yet (a claim of more speed than anyone
    *   has shown is not believed). But a second job of a kind it has not answered yet
-   *   (`another`) while the first is out: Infinity, so an unknown device never has more than one.
+   *   (`another`) while the first is out: Infinity, so an unknown device never has more than one
+   *   job of a kind out (it may have one of each kind).
    */
   #jobMs(entry: DeviceEntry, jobClass: string, another: boolean): number {
     const measured = entry.roundTrips.of(jobClass)
     const out = entry.inflightByClass.get(jobClass) ?? 0
     if (measured) {
-      const typicalMs = this.#fleet.typicalMs(jobClass)
-      if (entry.inflight > 0 || typicalMs === undefined || measured.ewmaMs <= typicalMs) return measured.ewmaMs
-      return typicalMs + (measured.ewmaMs - typicalMs) / 2 ** this.#halvings(this.#quietSince(entry, measured.lastAt))
+      const floorMs = out > 0 ? undefined : this.#relaxedFloorMs(jobClass, measured)
+      if (floorMs === undefined || measured.ewmaMs <= floorMs) return measured.ewmaMs
+      return floorMs + (measured.ewmaMs - floorMs) / 2 ** this.#halvings(measured.lastAt)
     }
     if (another && out > 0) return Number.POSITIVE_INFINITY
     const guessMs = this.#fleet.fastestMs(jobClass)
     return entry.measuredEwmaMs === undefined ? Math.max(entry.heartbeat?.ewmaMs ?? 0, guessMs) : guessMs
   }
 
-  /** Since when the device's figure for a kind of job last measured at `lastMeasuredAt` has been left alone: nothing of this gateway's out there since. */
-  #quietSince(entry: DeviceEntry, lastMeasuredAt: number): number {
-    return Math.max(lastMeasuredAt, entry.idleSince)
+  /**
+   * What a device's stale figure for a kind of job relaxes towards: the fleet's typical round
+   * trip for it, or the device's own median once it has answered two, if that is slower. A
+   * device whose only run was a cold one is tried again as if typical; one slow every time is
+   * not (relaxing a 2 s device towards a 200 ms fleet's typical sent it a 2 s job every two
+   * minutes, in a review's model of a two-device deployment). Undefined before the fleet has a
+   * typical.
+   */
+  #relaxedFloorMs(jobClass: string, measured: ClassRoundTrips): number | undefined {
+    const typicalMs = this.#fleet.typicalMs(jobClass)
+    // A figure at or under the typical is not relaxed whatever the median: not worth asking it.
+    if (typicalMs === undefined || measured.ewmaMs <= typicalMs) return typicalMs
+    return Math.max(typicalMs, measured.medianMs ?? 0)
   }
 
-  #halvings(quietSince: number): number {
-    return Math.min(MAX_HALVINGS, Math.floor((this.now() - quietSince) / ESTIMATE_HALF_LIFE_MS))
+  /** Halvings of a stale figure measured last at `lastMeasuredAt` (none if the clock went back). */
+  #halvings(lastMeasuredAt: number): number {
+    return Math.max(0, Math.min(MAX_HALVINGS, Math.floor((this.now() - lastMeasuredAt) / ESTIMATE_HALF_LIFE_MS)))
   }
 
   /** What one of others' jobs there takes: the device's overall round trip, as for a job of a kind it was never measured on otherwise. */
@@ -281,13 +284,12 @@ export class DeviceTable {
    */
   estimatesChangeAt(entry: DeviceEntry): number {
     let next = Number.POSITIVE_INFINITY
-    if (entry.inflight > 0) return next
     for (const [jobClass, measured] of entry.roundTrips.classes()) {
-      const typicalMs = this.#fleet.typicalMs(jobClass)
-      if (typicalMs === undefined || measured.ewmaMs <= typicalMs) continue
-      const quietSince = this.#quietSince(entry, measured.lastAt)
-      const halvings = this.#halvings(quietSince)
-      if (halvings < MAX_HALVINGS) next = Math.min(next, quietSince + (halvings + 1) * ESTIMATE_HALF_LIFE_MS)
+      if (entry.inflightByClass.has(jobClass)) continue
+      const floorMs = this.#relaxedFloorMs(jobClass, measured)
+      if (floorMs === undefined || measured.ewmaMs <= floorMs) continue
+      const halvings = this.#halvings(measured.lastAt)
+      if (halvings < MAX_HALVINGS) next = Math.min(next, measured.lastAt + (halvings + 1) * ESTIMATE_HALF_LIFE_MS)
     }
     return next
   }
@@ -300,7 +302,6 @@ export class DeviceTable {
   /** A job of `jobClass` goes to this device now. */
   jobSent(entry: DeviceEntry, jobClass: string): void {
     entry.inflight++
-    entry.jobsSent++
     entry.inflightByClass.set(jobClass, (entry.inflightByClass.get(jobClass) ?? 0) + 1)
   }
 
@@ -310,7 +311,6 @@ export class DeviceTable {
     const out = (entry.inflightByClass.get(jobClass) ?? 0) - 1
     if (out > 0) entry.inflightByClass.set(jobClass, out)
     else entry.inflightByClass.delete(jobClass)
-    if (entry.inflight === 0) entry.idleSince = this.now()
   }
 
   /** A job of `jobClass` answered `roundTripMs` after it was sent. */

@@ -37,12 +37,15 @@ export class ClassRoundTrips {
   #count = 0
   #ewmaMs = 0
   #lastAt = 0
+  /** The median, once asked for, until the next round trip (the scheduler asks at every pick). */
+  #medianMs: number | undefined
 
   add(roundTripMs: number, at: number): void {
     this.#ewmaMs = this.#count === 0 ? roundTripMs : this.#ewmaMs * (1 - EWMA_WEIGHT) + roundTripMs * EWMA_WEIGHT
     this.#samplesMs[this.#count % WINDOW_SIZE] = roundTripMs
     this.#count++
     this.#lastAt = at
+    this.#medianMs = undefined
   }
 
   /** The EWMA of every round trip measured (weight EWMA_WEIGHT); there is at least one. */
@@ -53,6 +56,11 @@ export class ClassRoundTrips {
   /** When the last round trip was measured. */
   get lastAt(): number {
     return this.#lastAt
+  }
+
+  /** The median (nearest rank: the lower middle) of the last WINDOW_SIZE round trips; undefined while fewer than two were measured. */
+  get medianMs(): number | undefined {
+    return (this.#medianMs ??= this.quantile(0.5, 2))
   }
 
   /**

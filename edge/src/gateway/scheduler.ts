@@ -9,8 +9,8 @@
  * (`npm run bench:scheduler`) measured p99 at 4.6x an oracle that knows true speeds with two
  * choices, 1.32x with eight, and 1.08x for the global minimum. The herding that power of two
  * choices guards against comes from stale load reports; the device table counts this gateway's
- * own in-flight jobs exactly (device-table.ts `load`), so every job it places is seen by the
- * next decision. The cost is one pass over the candidates, which the catalog lookup makes anyway.
+ * own in-flight jobs exactly (DeviceEntry `inflightByClass`), so every job it places is seen by
+ * the next decision. The cost is one pass over the candidates, which the catalog lookup makes anyway.
  */
 
 /**
