@@ -490,11 +490,11 @@ export function runSimulation(
     } else if (outcome === 'error') {
       // Every simulated error is a device's deadline_exceeded: blamed as a timeout would be.
       errors++
-      if (entry && attempt.blameTimeout) table.recordFailure(entry)
+      if (entry && attempt.blameTimeout) table.recordFailure(entry, jobClassOf(job.model))
     } else if (outcome === 'timeout') {
       timeouts++
       job.timedOutOn.push({ device, sentAt: attempt.sentAt })
-      if (entry && attempt.blameTimeout) table.recordFailure(entry)
+      if (entry && attempt.blameTimeout) table.recordFailure(entry, jobClassOf(job.model))
     } else {
       lost++
     }

@@ -52,7 +52,7 @@ describe('buildCatalog', () => {
 
   it('says why a model is unavailable when its only device is suspect, and until when (not "no device online")', () => {
     const table = tableOf(status('d1', [model('1', 'a')]))
-    for (let i = 0; i < SUSPECT_AFTER_FAILURES; i++) table.recordFailure(table.get('d1')!)
+    for (let i = 0; i < SUSPECT_AFTER_FAILURES; i++) table.recordFailure(table.get('d1')!, 'cls/10')
     expect(resolveModel(buildCatalog(table), 'm', '1')).toMatchObject({
       state: 'UNAVAILABLE',
       readyDevices: [],
@@ -127,7 +127,7 @@ describe('DeviceTable suspicion', () => {
     let now = 0
     const table = new DeviceTable(() => now)
     const slow = table.applyStatus(DeviceStatusSchema.parse(status('slow', [model('1', 'a')])))
-    for (let i = 0; i < 3; i++) table.recordFailure(slow)
+    for (let i = 0; i < 3; i++) table.recordFailure(slow, 'cls/10')
     expect(table.isSuspect(slow)).toBe(true)
     table.recordLateAnswer(slow, 5_000, 'cls/10')
     expect(table.isSuspect(slow)).toBe(false)
@@ -136,7 +136,7 @@ describe('DeviceTable suspicion', () => {
     const forger = table.applyStatus(DeviceStatusSchema.parse(status('forger', [model('1', 'a')])))
     table.recordBadAttestation(forger)
     // Timeouts on top do not turn its reason into one a late answer clears.
-    for (let i = 0; i < 3; i++) table.recordFailure(forger)
+    for (let i = 0; i < 3; i++) table.recordFailure(forger, 'cls/10')
     table.recordLateAnswer(forger, 10, 'cls/10')
     expect(table.isSuspect(forger)).toBe(true)
     now += 61_000
@@ -180,7 +180,7 @@ describe('CatalogCache', () => {
     expect(ready()).toEqual(['d1', 'd2'])
     table.applyStatus(DeviceStatusSchema.parse(status('d2', [], false)))
     expect(ready()).toEqual(['d1'])
-    for (let i = 0; i < SUSPECT_AFTER_FAILURES; i++) table.recordFailure(table.get('d1')!)
+    for (let i = 0; i < SUSPECT_AFTER_FAILURES; i++) table.recordFailure(table.get('d1')!, 'cls/10')
     expect(ready()).toEqual([])
     table.recordLateAnswer(table.get('d1')!, 10, 'cls/10')
     expect(ready()).toEqual(['d1'])

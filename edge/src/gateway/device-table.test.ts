@@ -36,7 +36,7 @@ describe('DeviceTable suspicion', () => {
     table.recordLateAnswer(liar, 50, 'cls/10')
     expect(table.isSuspect(liar)).toBe(true)
     const slow = device('slow')
-    for (let i = 0; i < 3; i++) table.recordFailure(slow)
+    for (let i = 0; i < 3; i++) table.recordFailure(slow, 'cls/10')
     expect(table.isSuspect(slow)).toBe(true)
     table.recordLateAnswer(slow, 5_000, 'cls/10')
     expect(table.isSuspect(slow)).toBe(false)
@@ -197,6 +197,32 @@ describe('DeviceTable expected time per kind of job', () => {
     // A clock that went back does not make it look slower than measured.
     now = 0
     expect(table.expectedWaitMs(cold, DET)).toBe(1_500)
+  })
+
+  it('leaves a kind of job that failed three times in a row on a device out there for a minute, while its other kinds are served', () => {
+    now = 0
+    const table = new DeviceTable(() => now)
+    const device = table.applyStatus(status('detector-fails'))
+    const other = table.applyStatus(status('other'))
+    table.recordSuccess(other, 500, DET)
+    for (let i = 0; i < 3; i++) {
+      expect(table.expectedWaitMs(device, DET)).toBeLessThan(Number.POSITIVE_INFINITY)
+      table.recordFailure(device, DET)
+      // Its classifier answers in between: the device itself never becomes suspect.
+      table.recordSuccess(device, 5, CLS)
+    }
+    expect(table.isSuspect(device)).toBe(false)
+    expect(table.expectedWaitMs(device, DET)).toBe(Number.POSITIVE_INFINITY)
+    expect(table.expectedWaitMs(device, CLS)).toBe(5)
+    expect(table.estimatesChangeAt(device)).toBe(SUSPECT_FOR_MS)
+    now = SUSPECT_FOR_MS
+    expect(table.expectedWaitMs(device, DET)).toBe(500)
+    // An answer of that kind clears its count: two more failures do not put it out again.
+    table.recordFailure(device, DET)
+    table.recordFailure(device, DET)
+    table.recordSuccess(device, 450, DET)
+    table.recordFailure(device, DET)
+    expect(table.expectedWaitMs(device, DET)).toBe(450)
   })
 
   it('does not bring back a device that is slow every time: its own median is as far as it relaxes', () => {

@@ -13,6 +13,8 @@ export const STALE_AFTER_MS = DEVICE_STALE_AFTER_MS
 export const SUSPECT_AFTER_FAILURES = 3
 /** How long a suspect device is left out of scheduling. */
 export const SUSPECT_FOR_MS = 60_000
+/** Kinds of job whose failures are counted per device, at most (the least recently failed dropped first). */
+const MAX_FAILING_KINDS = 64
 /**
  * A timeout counts against a device only when its budget was at least this, and at least
  * BLAMED_BUDGET_FACTOR times what the device was expected to take: the caller picks the
@@ -60,6 +62,8 @@ export interface DeviceEntry {
   inflight: number
   /** The same per job class (round-trips.ts jobClassOf); a class is dropped at 0. */
   inflightByClass: Map<string, number>
+  /** Kinds of job whose last jobs there failed, with no answer of that kind since (recordFailure). */
+  failingKinds: Map<string, { failures: number; suspectUntil: number }>
   /** Jobs there that are not this gateway's, from the last heartbeat. */
   foreignLoad: number
   /** Mean round trip measured by this gateway over every kind of job, in ms; undefined until the first answer. */
@@ -136,6 +140,7 @@ export class DeviceTable {
       heartbeat: undefined,
       inflight: 0,
       inflightByClass: new Map(),
+      failingKinds: new Map(),
       foreignLoad: 0,
       measuredEwmaMs: undefined,
       roundTrips: new RoundTrips(),
@@ -237,9 +242,11 @@ export class DeviceTable {
    *   slower and the gateway has measured nothing there yet (a claim of more speed than anyone
    *   has shown is not believed). But a second job of a kind it has not answered yet
    *   (`another`) while the first is out: Infinity, so an unknown device never has more than one
-   *   job of a kind out (it may have one of each kind).
+   *   job of a kind out (it may have one of each kind). And a kind that failed there three
+   *   times in a row (recordFailure): Infinity, for SUSPECT_FOR_MS.
    */
   #jobMs(entry: DeviceEntry, jobClass: string, another: boolean): number {
+    if (another && (entry.failingKinds.get(jobClass)?.suspectUntil ?? 0) > this.now()) return Number.POSITIVE_INFINITY
     const measured = entry.roundTrips.of(jobClass)
     const out = entry.inflightByClass.get(jobClass) ?? 0
     if (measured) {
@@ -279,11 +286,12 @@ export class DeviceTable {
 
   /**
    * When, after now, this device's expectedWaitMs changes with time alone (a stale figure's next
-   * halving); Infinity if it will not. Changes that measurements cause are counted by
+   * halving, the end of a kind's suspicion); Infinity if it will not. Changes that measurements cause are counted by
    * `estimatesVersion` and the entry's own jobs and answers.
    */
   estimatesChangeAt(entry: DeviceEntry): number {
     let next = Number.POSITIVE_INFINITY
+    for (const { suspectUntil } of entry.failingKinds.values()) if (suspectUntil > this.now()) next = Math.min(next, suspectUntil)
     for (const [jobClass, measured] of entry.roundTrips.classes()) {
       if (entry.inflightByClass.has(jobClass)) continue
       const floorMs = this.#relaxedFloorMs(jobClass, measured)
@@ -317,6 +325,7 @@ export class DeviceTable {
   recordSuccess(entry: DeviceEntry, roundTripMs: number, jobClass: string): void {
     this.#fleet.add(jobClass, roundTripMs)
     entry.consecutiveFailures = 0
+    entry.failingKinds.delete(jobClass)
     entry.roundTrips.add(jobClass, roundTripMs, this.now())
     entry.measuredEwmaMs =
       entry.measuredEwmaMs === undefined
@@ -369,7 +378,23 @@ export class DeviceTable {
     return waitMs
   }
 
-  recordFailure(entry: DeviceEntry): void {
+  /**
+   * A job of `jobClass` failed there (an error, or a timeout its budget was fair for). Three in
+   * a row make the device suspect; three in a row of one kind, with no answer of that kind
+   * between, leave that kind out there for SUSPECT_FOR_MS (Infinity in expectedWaitMs): the
+   * device's answers of other kinds reset the first count, so a device whose detector always
+   * fails (out of memory on large inputs, a hang) while its classifier answers would otherwise
+   * cost every detector job sent there a failure and a retry.
+   */
+  recordFailure(entry: DeviceEntry, jobClass: string): void {
+    const kind = entry.failingKinds.get(jobClass) ?? { failures: 0, suspectUntil: 0 }
+    entry.failingKinds.delete(jobClass) // re-inserted: the Map's order is least recently failed first
+    if (entry.failingKinds.size >= MAX_FAILING_KINDS) entry.failingKinds.delete(entry.failingKinds.keys().next().value!)
+    entry.failingKinds.set(jobClass, kind)
+    if (++kind.failures >= SUSPECT_AFTER_FAILURES) {
+      kind.suspectUntil = this.now() + SUSPECT_FOR_MS
+      kind.failures = 0
+    }
     entry.consecutiveFailures++
     if (entry.consecutiveFailures >= SUSPECT_AFTER_FAILURES) {
       // A bad attestation's longer-lived reason is not downgraded by failures meanwhile.

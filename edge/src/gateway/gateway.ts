@@ -513,11 +513,11 @@ export class Gateway extends DurableObject<Env> {
             // the device reported itself, blamed as one only where the budget was fair to it (a
             // caller's tiny timeout_ms under load is no fault of the device's, and would let any
             // key put devices out of scheduling), and answered 504 if it is the last word.
-            if (attempt.blameTimeout) this.#table.recordFailure(device)
+            if (attempt.blameTimeout) this.#table.recordFailure(device, jobClass)
             timedOut = true
             lastFailure = `device ${header.deviceId} failed (deadline_exceeded): ${header.error.message}`
           } else {
-            this.#table.recordFailure(device)
+            this.#table.recordFailure(device, jobClass)
             lastFailure = `device ${header.deviceId} failed (${header.error.code}): ${header.error.message}`
           }
         } else if (event.kind === 'timeout') {
@@ -806,7 +806,7 @@ export class Gateway extends DurableObject<Env> {
    */
   #timeoutCounts(attempt: Attempt): void {
     const linkAlive = this.#link.synced && this.#link.epoch === attempt.linkEpoch && this.#link.lastPacketAt >= attempt.sentAt + attempt.budgetMs / 2
-    if (attempt.blameTimeout && linkAlive) this.#table.recordFailure(attempt.device)
+    if (attempt.blameTimeout && linkAlive) this.#table.recordFailure(attempt.device, attempt.jobClass)
   }
 
   /** The attempt no longer counts in its device's load (once, however it ended). */
