@@ -286,8 +286,8 @@ export class DeviceTable {
 
   /**
    * When, after now, this device's expectedWaitMs changes with time alone (a stale figure's next
-   * halving, the end of a kind's suspicion); Infinity if it will not. Changes that measurements cause are counted by
-   * `estimatesVersion` and the entry's own jobs and answers.
+   * halving, the end of a kind's suspicion); Infinity if it will not. Changes that measurements
+   * cause are counted by `estimatesVersion` and the entry's own jobs and answers.
    */
   estimatesChangeAt(entry: DeviceEntry): number {
     let next = Number.POSITIVE_INFINITY
