@@ -313,9 +313,10 @@ export function runSimulation(
     if (overlap > 0) busyMs += overlap
   }
 
+  const jobClasses = config.models.map((_, m) => jobClassOf(m))
   const gateways = Array.from(
     { length: config.gateways },
-    () => new GatewayState(n, clock, factory(policyRng.float), new HedgeBudget(config.hedgeRate), config.models.map((_, m) => jobClassOf(m))),
+    () => new GatewayState(n, clock, factory(policyRng.float), new HedgeBudget(config.hedgeRate), jobClasses),
   )
 
   // --- statistics -----------------------------------------------------------------------
@@ -414,7 +415,7 @@ export function runSimulation(
     attempt.open = false
     const gateway = gateways[job.gateway]!
     const entry = gateway.entries[attempt.device]
-    if (entry) gateway.table.jobClosed(entry, jobClassOf(job.model))
+    if (entry) gateway.table.jobClosed(entry, jobClasses[job.model]!)
     gateway.pendingOn[attempt.device]!.delete(job)
     gateway.refresh(attempt.device)
   }
@@ -453,15 +454,15 @@ export function runSimulation(
       device,
       sentAt: now,
       budgetMs,
-      blameTimeout: entry !== undefined && gateway.table.timeoutWouldBeItsFault(entry, budgetMs, jobClassOf(job.model)),
+      blameTimeout: entry !== undefined && gateway.table.timeoutWouldBeItsFault(entry, budgetMs, jobClasses[job.model]!),
       open: true,
     }
     job.attempts.push(attempt)
-    if (entry) gateway.table.jobSent(entry, jobClassOf(job.model))
+    if (entry) gateway.table.jobSent(entry, jobClasses[job.model]!)
     gateway.sync(device)
     gateway.pendingOn[device]!.add(job)
     heap.push(now + budgetMs, { kind: 'timeout', job, attempt })
-    const hedgeInMs = number === 1 && !lastChance ? hedgeAfterMs(entry?.roundTrips.of(jobClassOf(job.model))) : undefined
+    const hedgeInMs = number === 1 && !lastChance ? hedgeAfterMs(entry?.roundTrips.of(jobClasses[job.model]!)) : undefined
     if (hedgeInMs !== undefined && hedgeInMs < budgetMs) heap.push(now + hedgeInMs, { kind: 'hedge', job })
     const msg: JobMessage = { job, device, incarnation: incarnation[device]!, budgetMs, deadlineAt: 0 }
     backlogUnits[device]! += serviceFactor
@@ -486,15 +487,15 @@ export function runSimulation(
     const { table } = gateway
     const entry = gateway.entries[device]
     if (outcome === 'result') {
-      if (entry) table.recordSuccess(entry, config.ewmaInput === 'service' ? inferMs : now - attempt.sentAt, jobClassOf(job.model))
+      if (entry) table.recordSuccess(entry, config.ewmaInput === 'service' ? inferMs : now - attempt.sentAt, jobClasses[job.model]!)
     } else if (outcome === 'error') {
       // Every simulated error is a device's deadline_exceeded: blamed as a timeout would be.
       errors++
-      if (entry && attempt.blameTimeout) table.recordFailure(entry, jobClassOf(job.model))
+      if (entry && attempt.blameTimeout) table.recordFailure(entry, jobClasses[job.model]!)
     } else if (outcome === 'timeout') {
       timeouts++
       job.timedOutOn.push({ device, sentAt: attempt.sentAt })
-      if (entry && attempt.blameTimeout) table.recordFailure(entry, jobClassOf(job.model))
+      if (entry && attempt.blameTimeout) table.recordFailure(entry, jobClasses[job.model]!)
     } else {
       lost++
     }
@@ -591,7 +592,7 @@ export function runSimulation(
             const gateway = gateways[job.gateway]!
             const entry = gateway.entries[event.device]
             if (event.ok && entry) {
-              gateway.table.recordSuccess(entry, now - abandoned.sentAt, jobClassOf(job.model))
+              gateway.table.recordSuccess(entry, now - abandoned.sentAt, jobClasses[job.model]!)
               gateway.refresh(event.device)
             }
             break
@@ -603,7 +604,7 @@ export function runSimulation(
           const entry = gateway.entries[event.device]
           if (event.ok && timedOut && entry && now - timedOut.sentAt < TIMED_OUT_REMEMBERED_MS) {
             job.timedOutOn.splice(job.timedOutOn.indexOf(timedOut), 1)
-            gateway.table.recordLateAnswer(entry, now - timedOut.sentAt, jobClassOf(job.model))
+            gateway.table.recordLateAnswer(entry, now - timedOut.sentAt, jobClasses[job.model]!)
             gateway.refresh(event.device)
           }
           break
