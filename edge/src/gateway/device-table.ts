@@ -252,7 +252,7 @@ export class DeviceTable {
     if (measured) {
       const floorMs = out > 0 ? undefined : this.#relaxedFloorMs(jobClass, measured)
       if (floorMs === undefined || measured.ewmaMs <= floorMs) return measured.ewmaMs
-      return floorMs + (measured.ewmaMs - floorMs) / 2 ** this.#halvings(measured.lastAt)
+      return floorMs + (measured.ewmaMs - floorMs) / 2 ** this.#halvings(measured)
     }
     if (another && out > 0) return Number.POSITIVE_INFINITY
     const guessMs = this.#fleet.fastestMs(jobClass)
@@ -274,9 +274,9 @@ export class DeviceTable {
     return Math.max(typicalMs, measured.medianMs ?? 0)
   }
 
-  /** Halvings of a stale figure measured last at `lastMeasuredAt` (none if the clock went back). */
-  #halvings(lastMeasuredAt: number): number {
-    return Math.max(0, Math.min(MAX_HALVINGS, Math.floor((this.now() - lastMeasuredAt) / ESTIMATE_HALF_LIFE_MS)))
+  /** Halvings of a stale figure so far (none if the clock went back). */
+  #halvings(measured: ClassRoundTrips): number {
+    return Math.max(0, Math.min(MAX_HALVINGS, Math.floor((this.now() - measured.lastAt) / ESTIMATE_HALF_LIFE_MS)))
   }
 
   /** What one of others' jobs there takes: the device's overall round trip, as for a job of a kind it was never measured on otherwise. */
@@ -296,7 +296,7 @@ export class DeviceTable {
       if (entry.inflightByClass.has(jobClass)) continue
       const floorMs = this.#relaxedFloorMs(jobClass, measured)
       if (floorMs === undefined || measured.ewmaMs <= floorMs) continue
-      const halvings = this.#halvings(measured.lastAt)
+      const halvings = this.#halvings(measured)
       if (halvings < MAX_HALVINGS) next = Math.min(next, measured.lastAt + (halvings + 1) * ESTIMATE_HALF_LIFE_MS)
     }
     return next

@@ -27,6 +27,17 @@ describe('RoundTrips (one device, per kind of job)', () => {
     trips.add('k', 100, 0)
     trips.add('k', 200, 1)
     expect(trips.of('k')?.ewmaMs).toBeCloseTo(120, 9)
+    trips.add('k', 50, 2)
+    expect(trips.of('k')?.ewmaMs).toBeCloseTo(106, 9)
+  })
+
+  it('lets a faster second answer replace a (cold) first one instead of averaging with it', () => {
+    const trips = new RoundTrips()
+    trips.add('det', 1_465, 0) // a first detector run on the audit's agents: 5x a warm one
+    trips.add('det', 280, 1)
+    expect(trips.of('det')?.ewmaMs).toBe(280)
+    trips.add('det', 1_400, 2) // from the third on, averaged as usual
+    expect(trips.of('det')?.ewmaMs).toBeCloseTo(504, 9)
   })
 
   it('keeps the 64 classes measured most recently', () => {

@@ -41,14 +41,18 @@ export class ClassRoundTrips {
   #medianMs: number | undefined
 
   add(roundTripMs: number, at: number): void {
-    this.#ewmaMs = this.#count === 0 ? roundTripMs : this.#ewmaMs * (1 - EWMA_WEIGHT) + roundTripMs * EWMA_WEIGHT
+    // A device's first run of a kind is often a cold one (onnxruntime allocates and picks its
+    // kernels then: 5x a warm detector run, measured): a faster second answer replaces it
+    // rather than being averaged with it.
+    const restart = this.#count === 0 || (this.#count === 1 && roundTripMs < this.#ewmaMs)
+    this.#ewmaMs = restart ? roundTripMs : this.#ewmaMs * (1 - EWMA_WEIGHT) + roundTripMs * EWMA_WEIGHT
     this.#samplesMs[this.#count % WINDOW_SIZE] = roundTripMs
     this.#count++
     this.#lastAt = at
     this.#medianMs = undefined
   }
 
-  /** The EWMA of every round trip measured (weight EWMA_WEIGHT); there is at least one. */
+  /** The EWMA of every round trip measured (weight EWMA_WEIGHT; from the second when it was faster than the first); there is at least one. */
   get ewmaMs(): number {
     return this.#ewmaMs
   }
