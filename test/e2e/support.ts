@@ -173,14 +173,17 @@ export async function observeJobs(brokerUrl: string, name: string): Promise<{ de
 }
 
 /**
- * Sends `body` to `model` on every device at once, round after round, until the gateway has
- * seen each of `deviceIds` answer at least `atLeast` jobs (what it needs to hedge: a p95).
+ * Sends `body` to `model`, two jobs per device at once, round after round, until the gateway
+ * has seen each of `deviceIds` answer at least `atLeast` jobs (what it needs to hedge: a p95).
+ * Two per device: the scheduler sends a job to the device expected to finish it first, and a
+ * device whose first run was a cold one (several times a warm one) is expected to be slower
+ * until its next answer; with one job per device it could be passed over round after round.
  */
 export async function answerOnEvery(api: ApiClient, model: string, body: unknown, deviceIds: readonly string[], jobsSeen: readonly string[], atLeast = 9): Promise<void> {
   const seen = jobsSeen.length
   const sentTo = (deviceId: string) => jobsSeen.slice(seen).filter((d) => d === deviceId).length
   for (let round = 0; round < 20 && Math.min(...deviceIds.map(sentTo)) < atLeast; round++) {
-    const answers = await Promise.all(deviceIds.map(() => api.post(`/v2/models/${model}/infer`, body)))
+    const answers = await Promise.all([...deviceIds, ...deviceIds].map(() => api.post(`/v2/models/${model}/infer`, body)))
     for (const response of answers) if (response.status !== 200) throw new Error(`warming up ${model}: ${response.status} ${response.text}`)
   }
   if (Math.min(...deviceIds.map(sentTo)) < atLeast) throw new Error(`warming up ${model}: not every device got ${atLeast} jobs`)
