@@ -182,8 +182,20 @@ export async function observeJobs(brokerUrl: string, name: string): Promise<{ de
 export async function answerOnEvery(api: ApiClient, model: string, body: unknown, deviceIds: readonly string[], jobsSeen: readonly string[], atLeast = 9): Promise<void> {
   const seen = jobsSeen.length
   const sentTo = (deviceId: string) => jobsSeen.slice(seen).filter((d) => d === deviceId).length
+  const answer = async (): Promise<ApiResponse> => {
+    for (let tries = 1; ; tries++) {
+      try {
+        return await api.post(`/v2/models/${model}/infer`, body)
+      } catch (error) {
+        // workerd closes a keep-alive connection idle for 5 s without saying so, and a request
+        // sent on it as it closes fails with ECONNRESET (bench/load.ts drops idle sockets for
+        // this). A warm-up needs answers, not that request: it is sent again.
+        if (tries >= 3) throw error
+      }
+    }
+  }
   for (let round = 0; round < 20 && Math.min(...deviceIds.map(sentTo)) < atLeast; round++) {
-    const answers = await Promise.all([...deviceIds, ...deviceIds].map(() => api.post(`/v2/models/${model}/infer`, body)))
+    const answers = await Promise.all([...deviceIds, ...deviceIds].map(answer))
     for (const response of answers) if (response.status !== 200) throw new Error(`warming up ${model}: ${response.status} ${response.text}`)
   }
   if (Math.min(...deviceIds.map(sentTo)) < atLeast) throw new Error(`warming up ${model}: not every device got ${atLeast} jobs`)
