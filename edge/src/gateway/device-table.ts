@@ -5,6 +5,7 @@
  * long a job sent to a device now would take (expectedWaitMs, what the scheduler compares).
  */
 import { DEVICE_STALE_AFTER_MS, type DeviceStatus, type Heartbeat } from '@depinfer/shared'
+import { useRecent } from './recent-map.js'
 import { EWMA_WEIGHT, FleetRoundTrips, RoundTrips, type ClassRoundTrips } from './round-trips.js'
 
 /** A device is treated as gone when neither status nor heartbeat arrived for this long (the protocol's). */
@@ -387,10 +388,7 @@ export class DeviceTable {
    * cost every detector job sent there a failure and a retry.
    */
   recordFailure(entry: DeviceEntry, jobClass: string): void {
-    const kind = entry.failingKinds.get(jobClass) ?? { failures: 0, suspectUntil: 0 }
-    entry.failingKinds.delete(jobClass) // re-inserted: the Map's order is least recently failed first
-    if (entry.failingKinds.size >= MAX_FAILING_KINDS) entry.failingKinds.delete(entry.failingKinds.keys().next().value!)
-    entry.failingKinds.set(jobClass, kind)
+    const kind = useRecent(entry.failingKinds, jobClass, () => ({ failures: 0, suspectUntil: 0 }), MAX_FAILING_KINDS)
     if (++kind.failures >= SUSPECT_AFTER_FAILURES) {
       kind.suspectUntil = this.now() + SUSPECT_FOR_MS
       kind.failures = 0

@@ -5,6 +5,7 @@
  * (FleetRoundTrips: the fastest, for devices not measured yet, and the typical one, which a
  * device's stale figure relaxes towards).
  */
+import { useRecent } from './recent-map.js'
 
 /** Weight of the newest round trip in an EWMA (a device's per job class, and its overall one). */
 export const EWMA_WEIGHT = 0.2
@@ -89,16 +90,7 @@ export class RoundTrips {
   readonly #byClass = new Map<string, ClassRoundTrips>()
 
   add(jobClass: string, roundTripMs: number, at: number): void {
-    let trips = this.#byClass.get(jobClass)
-    if (trips) {
-      // Re-inserted: the Map's order is then least recently measured first.
-      this.#byClass.delete(jobClass)
-    } else {
-      trips = new ClassRoundTrips()
-      if (this.#byClass.size >= MAX_JOB_CLASSES) this.#byClass.delete(this.#byClass.keys().next().value!)
-    }
-    this.#byClass.set(jobClass, trips)
-    trips.add(roundTripMs, at)
+    useRecent(this.#byClass, jobClass, () => new ClassRoundTrips(), MAX_JOB_CLASSES).add(roundTripMs, at)
   }
 
   /** This device's round trips of a class; undefined for one it has not answered (or not lately). */
@@ -141,14 +133,12 @@ export class FleetRoundTrips {
   }
 
   add(jobClass: string, roundTripMs: number): void {
-    let figures = this.#byClass.get(jobClass)
-    if (figures) {
-      this.#byClass.delete(jobClass) // re-inserted: least recently measured first
-    } else {
-      if (this.#byClass.size >= MAX_FLEET_JOB_CLASSES) this.#byClass.delete(this.#byClass.keys().next().value!)
-      figures = { fastestMs: Infinity, typicalMs: roundTripMs, block: new Float64Array(TYPICAL_BLOCK), count: 0, filled: false }
-    }
-    this.#byClass.set(jobClass, figures)
+    const figures = useRecent(
+      this.#byClass,
+      jobClass,
+      () => ({ fastestMs: Infinity, typicalMs: roundTripMs, block: new Float64Array(TYPICAL_BLOCK), count: 0, filled: false }),
+      MAX_FLEET_JOB_CLASSES,
+    )
     if (roundTripMs < this.#fastestMs) {
       this.#fastestMs = roundTripMs
       this.#version++
