@@ -142,18 +142,21 @@ export function fileToRun(edge: EdgeSettings, model: PublishedModel, precision: 
   return { variant: 'fp32', sha256: model.sha256, size: model.size, url: publishedFileUrl(edge, model) }
 }
 
-/** The newest `count` versions of each model name (every one for "all"), newest first per name. */
-function newestVersions(models: readonly PublishedModel[], count: number | 'all' = 1): PublishedModel[] {
+/** Each model name's versions, newest first (numerically, as the edge orders them). */
+function versionsByName(models: readonly PublishedModel[]): Map<string, PublishedModel[]> {
   const byName = new Map<string, PublishedModel[]>()
   for (const model of models) {
     const versions = byName.get(model.name)
     if (versions) versions.push(model)
     else byName.set(model.name, [model])
   }
-  return [...byName.values()].flatMap((versions) => {
-    const newestFirst = versions.sort((a, b) => compareVersions(b.version, a.version))
-    return count === 'all' ? newestFirst : newestFirst.slice(0, count)
-  })
+  for (const versions of byName.values()) versions.sort((a, b) => compareVersions(b.version, a.version))
+  return byName
+}
+
+/** The newest `count` versions of each model name (every one for "all"), newest first per name. */
+function newestVersions(models: readonly PublishedModel[], count: number | 'all' = 1): PublishedModel[] {
+  return [...versionsByName(models).values()].flatMap((newestFirst) => (count === 'all' ? newestFirst : newestFirst.slice(0, count)))
 }
 
 export interface FitLimits {
@@ -217,37 +220,30 @@ export function selectPublished(
     // never an older version in the place of a newer one that fits. A version that does not fit
     // (over maxModelBytes, or no room) is passed over for the name's next newest in the next
     // round: a device too small for a model's newest version serves the newest it can.
-    const olderFirst = new Map<string, PublishedModel[]>()
-    for (const model of newestVersions(listing, 'all')) {
-      const versions = olderFirst.get(model.name)
-      if (versions) versions.unshift(model)
-      else olderFirst.set(model.name, [model])
-    }
+    const newestFirst = versionsByName(listing)
     const taken = new Map<string, number>()
     const wanted = everything.versions ?? 1
     const wants = (name: string) => wanted === 'all' || (taken.get(name) ?? 0) < wanted
     for (;;) {
-      const round = [...olderFirst].flatMap(([name, versions]) => (wants(name) && versions.length > 0 ? [versions.pop()!] : []))
+      const round = [...newestFirst].flatMap(([name, versions]) => (wants(name) && versions.length > 0 ? [versions.shift()!] : []))
       if (round.length === 0) break
       for (const model of round.sort((a, b) => fileOf(a).size - fileOf(b).size)) {
-        const label = `${model.name} v${model.version}`
-        const file = fileOf(model)
-        const missing = needs(file)
-        if (has(model)) {
-          // A named source took it already: it is one of this name's versions.
-        } else if (file.size > limits.maxModelBytes) {
-          problems.push({ model: label, name: model.name, version: model.version, reason: `${file.size} bytes, over maxModelBytes (${limits.maxModelBytes})`, passedOver: true })
-          continue
-        } else if (missing > spaceLeft) {
-          problems.push({
-            model: label,
-            name: model.name,
-            version: model.version,
-            reason: `${file.size} bytes${missing < file.size ? ` (${missing} still to download)` : ''}, more than the ${Math.max(0, spaceLeft)} left free in the cache`,
-            passedOver: true,
-          })
-          continue
-        } else take(model)
+        // One a named source took already is one of this name's versions.
+        if (!has(model)) {
+          const file = fileOf(model)
+          const missing = needs(file)
+          const reason =
+            file.size > limits.maxModelBytes
+              ? `${file.size} bytes, over maxModelBytes (${limits.maxModelBytes})`
+              : missing > spaceLeft
+                ? `${file.size} bytes${missing < file.size ? ` (${missing} still to download)` : ''}, more than the ${Math.max(0, spaceLeft)} left free in the cache`
+                : undefined
+          if (reason !== undefined) {
+            problems.push({ model: `${model.name} v${model.version}`, name: model.name, version: model.version, reason, passedOver: true })
+            continue
+          }
+          take(model)
+        }
         taken.set(model.name, (taken.get(model.name) ?? 0) + 1)
       }
     }
