@@ -1,12 +1,13 @@
 /**
  * The edge reads published models' inputs and outputs without onnxruntime: checked against what
- * onnxruntime-node itself reports for real models, and against malformed files.
+ * onnxruntime-node itself reports for real models, and against malformed files. A large upload is
+ * read as a stream, without its tensors' data (onnxSkeleton): the skeleton must read the same.
  */
 import { readFileSync } from 'node:fs'
 import * as ort from 'onnxruntime-node'
 import { describe, expect, it } from 'vitest'
 import { BUNDLED_MODELS, bundledModelPath, type BundledModelName } from '../device-agent/src/models/bundled.js'
-import { externalDataTensors, OnnxFormatError, readOnnxModelInfo } from '../shared/src/index.js'
+import { externalDataTensors, OnnxFormatError, onnxSkeleton, readOnnxModelInfo } from '../shared/src/index.js'
 import { WireWriter } from '../shared/src/protobuf-wire.js'
 import { buildModel, kitchenSinkModel, rawData, tinyClassifierModel, type NodeSpec } from './helpers/onnx-model.js'
 
@@ -24,10 +25,23 @@ async function ortSpecs(bytes: Uint8Array) {
   }
 }
 
+/** `bytes` in pieces of `chunkBytes`, as a stream delivers them. */
+async function* chunksOf(bytes: Uint8Array, chunkBytes: number): AsyncGenerator<Uint8Array> {
+  for (let at = 0; at < bytes.length; at += chunkBytes) yield bytes.subarray(at, at + chunkBytes)
+}
+
+/** The model as the edge reads a large upload: streamed, without its tensors' data. */
+const skeletonOf = (bytes: Uint8Array, chunkBytes = 7, maxSkeletonBytes = 1 << 20) =>
+  onnxSkeleton(chunksOf(bytes, chunkBytes), { size: bytes.length, maxSkeletonBytes })
+
 describe('readOnnxModelInfo', () => {
-  it.each(Object.keys(BUNDLED_MODELS) as BundledModelName[])('reads %s as onnxruntime does', async (name) => {
+  it.each(Object.keys(BUNDLED_MODELS) as BundledModelName[])('reads %s as onnxruntime does, from the whole file and from its skeleton', async (name) => {
     const bytes = readFileSync(bundledModelPath(name))
     const info = readOnnxModelInfo(bytes)
+    // Streamed in 64 KiB pieces, as R2 delivers a file: the same metadata from a few KiB.
+    const skeleton = await skeletonOf(bytes, 65_536)
+    expect(readOnnxModelInfo(skeleton)).toEqual(info)
+    expect(skeleton.length).toBeLessThan(bytes.length / 5)
     const expected = await ortSpecs(bytes)
     expect(info.inputs.map(({ name, shape }) => ({ name, shape }))).toEqual(expected.inputs)
     expect(info.outputs.map(({ name, shape }) => ({ name, shape }))).toEqual(expected.outputs)
@@ -36,9 +50,10 @@ describe('readOnnxModelInfo', () => {
     expect(info.opsets['']).toBeGreaterThan(0)
   })
 
-  it('reads every datatype of a generated model', () => {
+  it('reads every datatype of a generated model, from the whole file and from its skeleton streamed a byte at a time', async () => {
     const model = kitchenSinkModel()
     const info = readOnnxModelInfo(model.bytes)
+    expect(readOnnxModelInfo(await skeletonOf(model.bytes, 1))).toEqual(info)
     expect(info.inputs).toEqual(model.inputs.map(({ name, datatype }) => ({ name, datatype, shape: [-1, 4] })))
     expect(info.outputs).toEqual(model.outputs.map(({ name, datatype }) => ({ name, datatype, shape: [-1, 4] })))
     expect(info).toMatchObject({ opsets: { '': model.opset }, graphName: 'kitchen_sink', irVersion: 8 })
@@ -126,10 +141,12 @@ describe('models with tensors in external data files', () => {
     ['an initializer', () => identity([weight('.depinfer/keys/local-device-1.key')])],
     ["a Constant node's tensor", () => inConstant('package.json')],
     ["an If branch's initializer", () => inSubgraph('../../etc/passwd')],
-  ])('refuses a model keeping %s in an external file, naming the tensor', (_case, make) => {
+  ])('refuses a model keeping %s in an external file, naming the tensor, from its skeleton too', async (_case, make) => {
     expect(() => readOnnxModelInfo(make())).toThrow(OnnxFormatError)
     expect(() => readOnnxModelInfo(make())).toThrow(/external data files \("W[b]?"\).*self-contained/)
     expect(externalDataTensors(make()).length).toBe(1)
+    const skeleton = await skeletonOf(make())
+    expect(() => readOnnxModelInfo(skeleton)).toThrow(/external data files \("W[b]?"\).*self-contained/)
   })
 
   /** A TensorProto named `name` marked external by data_location alone (no external_data entry). */
@@ -143,8 +160,9 @@ describe('models with tensors in external data files', () => {
     ['a sparse initializer\'s values', () => new WireWriter().message(7, (g) => g.message(15, (sp) => sp.message(1, (t) => externalTensor(t, 'svalues')))).finish(), 'svalues'],
     // data_location 2^32 + 1: onnxruntime truncates the enum to EXTERNAL.
     ['a data_location past 32 bits', () => new WireWriter().message(7, (g) => g.message(5, (t) => externalTensor(t, 'wide', 2n ** 32n + 1n))).finish(), 'wide'],
-  ])('finds %s', (_case, make, name) => {
+  ])('finds %s, in the skeleton too', async (_case, make, name) => {
     expect(externalDataTensors(make())).toEqual([name])
+    expect(externalDataTensors(await skeletonOf(make(), 3))).toEqual([name])
   })
 
   it('finds none in self-contained models, the bundled ones included', () => {
@@ -159,5 +177,56 @@ describe('models with tensors in external data files', () => {
     const { leak } = await session.run({ x: new ort.Tensor('float32', Float32Array.of(1), [1]) })
     await session.release()
     expect(Buffer.from(leak!.data as Uint8Array).toString()).toBe(readFileSync('package.json').subarray(0, 4).toString())
+  })
+})
+
+describe('onnxSkeleton', () => {
+  const tiny = tinyClassifierModel()
+  const weights = { name: 'W', datatype: 'FP32' as const, dims: [4, 3] }
+  const classifier = (initializer: (w: WireWriter) => void) =>
+    new WireWriter()
+      .int(1, 8)
+      .message(7, (g) => {
+        g.message(1, (n) => n.string(1, 'x').string(1, 'W').string(2, 'logits').string(4, 'MatMul'))
+        g.message(5, (t) => {
+          t.packedInts(1, weights.dims).int(2, 1).string(8, weights.name)
+          initializer(t)
+        })
+        g.message(11, (v) => v.string(1, 'x').message(2, (type) => type.message(1, (tt) => tt.int(1, 1).message(2, (sh) => sh.message(1, (d) => d.string(2, 'N')).message(1, (d) => d.int(1, 4))))))
+        g.message(12, (v) => v.string(1, 'logits').message(2, (type) => type.message(1, (tt) => tt.int(1, 1).message(2, (sh) => sh.message(1, (d) => d.string(2, 'N')).message(1, (d) => d.int(1, 3))))))
+      })
+      .message(8, (o) => o.string(1, '').int(2, 13))
+      .finish()
+
+  it('drops tensor data however it is written (raw, packed, one value per field) and keeps what onnxruntime needs to describe the model', async () => {
+    const raw = buildModel({
+      inputs: [{ name: 'x', datatype: 'FP32', shape: ['N', 4] }],
+      outputs: [{ name: 'logits', datatype: 'FP32', shape: ['N', 3] }],
+      initializers: [{ ...weights, data: rawData(tiny.weights) }],
+      nodes: [{ opType: 'MatMul', inputs: ['x', 'W'], outputs: ['logits'] }],
+    })
+    const packed = classifier((t) => t.packedFloats(4, [...tiny.weights])) // float_data, packed
+    const unpacked = classifier((t) => tiny.weights.forEach((v) => t.float(4, v))) // float_data, a fixed32 field per value
+    const bigWeights = classifier((t) => t.bytes(9, new Uint8Array(3_000_000))) // raw_data of 3 MB
+    for (const model of [raw, packed, unpacked, bigWeights]) {
+      const skeleton = await skeletonOf(model, 4096)
+      expect(readOnnxModelInfo(skeleton)).toEqual(readOnnxModelInfo(model))
+      expect(skeleton.length).toBeLessThan(300)
+    }
+    // What remains is the graph without weights: onnxruntime refuses it, so it is never served.
+    await expect(ort.InferenceSession.create(await skeletonOf(raw))).rejects.toThrow()
+  })
+
+  it('refuses a file that ends early, is not protobuf, or whose structure alone is over the limit, saying where', async () => {
+    const model = readFileSync(bundledModelPath('ppocr-cls'))
+    const cut = model.subarray(0, model.length - 100)
+    await expect(onnxSkeleton(chunksOf(cut, 4096), { size: model.length, maxSkeletonBytes: 1 << 20 })).rejects.toThrow(/not a valid ONNX model: the file ends early \(at byte \d+\)/)
+    await expect(skeletonOf(new TextEncoder().encode('<html>not a model</html>'))).rejects.toThrow(OnnxFormatError)
+    await expect(skeletonOf(new Uint8Array(0))).rejects.toThrow(/the file is empty/)
+    await expect(skeletonOf(model, 4096, 1000)).rejects.toThrow(/structure without its tensors' data is over 1000 bytes/)
+    // A length that runs past its message: the offset is the file's.
+    const overrun = new WireWriter().message(7, (g) => g.string(2, 'graph')).finish()
+    overrun[1] = 100
+    await expect(skeletonOf(overrun)).rejects.toThrow(/length 100 runs past the end of the message \(at byte 1\)/)
   })
 })
