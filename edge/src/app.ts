@@ -11,6 +11,7 @@ import { onError, onNotFound } from './middleware/problem.js'
 import { api } from './routes/api.js'
 import { keys } from './routes/keys.js'
 import { models } from './routes/models.js'
+import { uploads } from './routes/uploads.js'
 import { v2 } from './routes/v2.js'
 
 /** 405: the path is a route, but not for this method; `allow` lists the methods it has. */
@@ -86,6 +87,7 @@ app.use('*', problemHeaders)
 app.use('*', corsWhenConfigured)
 app.use('*', methodNotAllowed)
 app.route('/v2', v2)
+app.route('/api/models/uploads', uploads)
 app.route('/api/models', models)
 app.route('/api/keys', keys)
 app.route('/api', api)

@@ -9,6 +9,7 @@ import { runBatchTick } from './batching/batcher.js'
 import type { Env } from './env.js'
 import { flushGatewayAttestations } from './gateway/flush-attestations.js'
 import { gatewayStub } from './gateway/stub.js'
+import { expireUploads } from './models/uploads.js'
 import { runSettlementTick } from './payments/settler.js'
 
 export { Gateway } from './gateway/gateway.js'
@@ -33,6 +34,8 @@ export default {
     // Confirmed, settled batches older than the retention move from D1 to R2.
     await stage('archive', () => runArchiveTick(env, controller.scheduledTime))
     await stage('devices', () => gatewayStub(env).forgetGoneDevices())
+    // Resumable uploads left unfinished for a day: their parts go.
+    await stage('uploads', () => expireUploads(env.DB, env.MODELS, controller.scheduledTime))
   },
 } satisfies ExportedHandler<Env>
 

@@ -69,6 +69,9 @@ interface FileRow {
   uploaded_at: number
 }
 
+/** What a stored file's row says of it, in model_files and models alike. */
+type StoredFileRow = Pick<FileRow, 'sha256' | 'size' | 'inputs_json' | 'outputs_json'>
+
 function variantFromRow(row: VariantRow): PublishedVariant {
   return {
     kind: row.kind,
@@ -184,7 +187,8 @@ export interface PublishRequest {
   priceWei: string
   payoutAddress: string
   publisher: Publisher
-  bytes: Uint8Array
+  /** The file itself, or the sha256 of one stored before (a resumable upload, models/uploads.ts). */
+  file: { bytes: Uint8Array } | { sha256: string }
   variants: VariantRequest[]
 }
 
@@ -197,24 +201,25 @@ export interface PublishOutcome {
 /**
  * Checks that the publisher owns `name` or is the first to publish it (throws NameOwnedError
  * otherwise), validates the file (an ONNX model whose inputs and outputs depinfer can serve; throws
- * OnnxFormatError otherwise) and its variants (uploaded files with exactly its tensors; throws
- * VariantRejectedError otherwise), stores the file and records the next version of `name` with
- * its variants (and, for a new name, its owner).
+ * OnnxFormatError otherwise; one named by sha256 was validated when it was stored, and is an
+ * UnknownFileError if the edge holds none) and its variants (uploaded files with exactly its
+ * tensors; throws VariantRejectedError otherwise), stores the file and records the next version
+ * of `name` with its variants (and, for a new name, its owner).
  */
 export async function publishModel(db: D1Database, bucket: R2Bucket, request: PublishRequest, now: number): Promise<PublishOutcome> {
   const owner = await checkOwner(db, request.name, request.publisher)
-  const info = readOnnxModelInfo(request.bytes)
-  const sha256 = sha256Hex(request.bytes)
+  const file = await publishedFile(db, request.file)
+  const { sha256, size } = file
   const variants: PublishedVariant[] = []
   for (const variant of request.variants) {
     const field = `${variant.kind}_sha256`
     if (variant.sha256 === sha256) throw new VariantRejectedError(`${field} is the sha256 of the model file itself: its ${variant.kind} variant must be a file of its own`, field)
-    const file = await db.prepare('SELECT * FROM model_files WHERE sha256 = ?').bind(variant.sha256).first<FileRow>()
-    if (!file) {
-      throw new VariantRejectedError(`no uploaded file has sha256 ${variant.sha256}: upload the ${variant.kind} file first (POST /api/models/files)`, field)
+    const variantFile = await db.prepare('SELECT * FROM model_files WHERE sha256 = ?').bind(variant.sha256).first<FileRow>()
+    if (!variantFile) {
+      throw new VariantRejectedError(`no uploaded file has sha256 ${variant.sha256}: upload the ${variant.kind} file first (POST /api/models/files, or /api/models/uploads for a large one)`, field)
     }
-    checkSameTensors(variant.kind, info, { inputs: JSON.parse(file.inputs_json) as TensorSpec[], outputs: JSON.parse(file.outputs_json) as TensorSpec[] })
-    variants.push({ kind: variant.kind, sha256: variant.sha256, size: file.size, report: variant.report, minAgreement: variant.minAgreement })
+    checkSameTensors(variant.kind, file, { inputs: JSON.parse(variantFile.inputs_json) as TensorSpec[], outputs: JSON.parse(variantFile.outputs_json) as TensorSpec[] })
+    variants.push({ kind: variant.kind, sha256: variant.sha256, size: variantFile.size, report: variant.report, minAgreement: variant.minAgreement })
   }
   const latest = await db
     .prepare('SELECT * FROM models WHERE name = ? ORDER BY version_number DESC LIMIT 1')
@@ -227,22 +232,24 @@ export async function publishModel(db: D1Database, bucket: R2Bucket, request: Pu
     const existing = fromRow({ ...latest, owner }, await variantsOf(db, latest.name, latest.version))
     if (sameTerms(existing, request, variants)) return { model: existing, created: false }
   }
-  await bucket.put(modelObjectKey(sha256), request.bytes, {
-    sha256,
-    httpMetadata: { contentType: 'application/octet-stream' },
-  })
+  if ('bytes' in request.file) {
+    await bucket.put(modelObjectKey(sha256), request.file.bytes, {
+      sha256,
+      httpMetadata: { contentType: 'application/octet-stream' },
+    })
+  }
   const versionNumber = (latest?.version_number ?? 0) + 1
   const row: OwnedModelRow = {
     name: request.name,
     version: String(versionNumber),
     version_number: versionNumber,
     sha256,
-    size: request.bytes.byteLength,
+    size,
     description: request.description,
     price_wei: request.priceWei,
     payout_address: request.payoutAddress.toLowerCase(),
-    inputs_json: JSON.stringify(info.inputs),
-    outputs_json: JSON.stringify(info.outputs),
+    inputs_json: JSON.stringify(file.inputs),
+    outputs_json: JSON.stringify(file.outputs),
     published_by: request.publisher.label,
     published_at: now,
     owner: owner ?? ownerIdentity(request.publisher),
@@ -312,12 +319,45 @@ export async function uploadModelFile(
   const file: UploadedFile = { sha256, size: request.bytes.byteLength, inputs: info.inputs, outputs: info.outputs }
   if (await db.prepare('SELECT 1 FROM model_files WHERE sha256 = ?').bind(sha256).first()) return { file, created: false }
   await bucket.put(modelObjectKey(sha256), request.bytes, { sha256, httpMetadata: { contentType: 'application/octet-stream' } })
+  return { file, created: await recordModelFile(db, file, request.uploadedBy, now) }
+}
+
+/** Records a file stored in R2 under its sha256 (model_files); false when it was recorded before. */
+export async function recordModelFile(db: D1Database, file: UploadedFile, uploadedBy: string, now: number): Promise<boolean> {
   // OR IGNORE: the same bytes uploaded twice at once are one file.
-  await db
+  const result = await db
     .prepare('INSERT OR IGNORE INTO model_files (sha256, size, inputs_json, outputs_json, uploaded_by, uploaded_at) VALUES (?, ?, ?, ?, ?, ?)')
-    .bind(sha256, file.size, JSON.stringify(info.inputs), JSON.stringify(info.outputs), request.uploadedBy, now)
+    .bind(file.sha256, file.size, JSON.stringify(file.inputs), JSON.stringify(file.outputs), uploadedBy, now)
     .run()
-  return { file, created: true }
+  return result.meta.changes > 0
+}
+
+/** A file the edge holds, by sha256: uploaded (model_files) or published with a version (models). */
+export async function storedModelFile(db: D1Database, sha256: string): Promise<UploadedFile | undefined> {
+  const row =
+    (await db.prepare('SELECT sha256, size, inputs_json, outputs_json FROM model_files WHERE sha256 = ?').bind(sha256).first<StoredFileRow>()) ??
+    (await db.prepare('SELECT sha256, size, inputs_json, outputs_json FROM models WHERE sha256 = ? LIMIT 1').bind(sha256).first<StoredFileRow>())
+  if (!row) return undefined
+  return { sha256: row.sha256, size: row.size, inputs: JSON.parse(row.inputs_json) as TensorSpec[], outputs: JSON.parse(row.outputs_json) as TensorSpec[] }
+}
+
+/** Thrown when a publish names by sha256 a file the edge does not hold. */
+export class UnknownFileError extends Error {
+  override name = 'UnknownFileError'
+  constructor(readonly sha256: string) {
+    super(`no uploaded file has sha256 ${sha256}: upload it first (POST /api/models/uploads, or send it as this request's body)`)
+  }
+}
+
+/** The file a publish is of: read and hashed from its bytes, or the stored one it names (UnknownFileError if none). */
+async function publishedFile(db: D1Database, file: PublishRequest['file']): Promise<UploadedFile> {
+  if ('bytes' in file) {
+    const info = readOnnxModelInfo(file.bytes)
+    return { sha256: sha256Hex(file.bytes), size: file.bytes.byteLength, inputs: info.inputs, outputs: info.outputs }
+  }
+  const stored = await storedModelFile(db, file.sha256)
+  if (!stored) throw new UnknownFileError(file.sha256)
+  return stored
 }
 
 async function variantsOf(db: D1Database, name: string, version: string): Promise<PublishedVariant[]> {

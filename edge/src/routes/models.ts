@@ -2,6 +2,7 @@
  * Model publishing (issue 6): developers upload ONNX files, devices download them.
  *
  *   POST /api/models?name=&price_wei=&payout_address=[&description=][&int8_…]  body: the .onnx bytes
+ *   POST /api/models?…&sha256=                                                 no body: a file uploaded before
  *   POST /api/models/files                                                     body: a variant's .onnx bytes
  *   GET  /api/models[?name=]                                                   every published version
  *   GET  /api/models/{name}/versions/{version}                                 one version's metadata
@@ -33,8 +34,10 @@ import {
   publishedModel,
   publishModel,
   uploadModelFile,
+  UnknownFileError,
   type PublishedModel,
   type Publisher,
+  type PublishRequest,
   type VariantRequest,
 } from '../models/registry.js'
 import { VariantRejectedError } from '../models/variants.js'
@@ -109,7 +112,7 @@ function int8Variant(c: Context<ModelsEnv>): VariantRequest | undefined {
 }
 
 /** Every parameter a publish takes: a misspelt one (`desciption`) would otherwise be dropped unseen. */
-const PUBLISH_PARAMETERS: readonly string[] = ['name', 'price_wei', 'payout_address', 'description', 'int8_sha256', ...Object.values(REPORT_FIELDS), 'int8_min_agreement']
+const PUBLISH_PARAMETERS: readonly string[] = ['name', 'price_wei', 'payout_address', 'description', 'sha256', 'int8_sha256', ...Object.values(REPORT_FIELDS), 'int8_min_agreement']
 
 models.post('/', async (c) => {
   checkQueryParameters(c, PUBLISH_PARAMETERS)
@@ -129,19 +132,19 @@ models.post('/', async (c) => {
   await checkOwner(c.env.DB, name, publisher).catch((error: unknown) => {
     throw error instanceof NameOwnedError ? new NameForbiddenError(error) : error
   })
-  const bytes = await readBodyCapped(c.req.raw, numberVar(c.env.MAX_MODEL_BYTES, DEFAULT_MAX_MODEL_BYTES))
-  if (bytes.byteLength === 0) throw new InvalidRequestError('the request body must be the .onnx file', 'body')
+  const file = await publishedFile(c)
   let outcome
   try {
     outcome = await publishModel(
       c.env.DB,
       c.env.MODELS,
-      { name, description, priceWei, payoutAddress, publisher, bytes, variants: int8 ? [int8] : [] },
+      { name, description, priceWei, payoutAddress, publisher, file, variants: int8 ? [int8] : [] },
       Date.now(),
     )
   } catch (error) {
     if (error instanceof NameOwnedError) throw new NameForbiddenError(error)
     if (error instanceof OnnxFormatError) throw new InvalidRequestError(error.message, 'body')
+    if (error instanceof UnknownFileError) throw new InvalidRequestError(error.message, 'sha256')
     if (error instanceof VariantRejectedError) throw new InvalidRequestError(error.message, error.field)
     if (/UNIQUE constraint failed/.test(messageOf(error))) {
       throw new DepinferError(409, 'version-conflict', 'Concurrent publish', `another version of ${name} was published at the same time; retry`, { field: 'name', retryAfterSec: 1 })
@@ -155,6 +158,24 @@ models.post('/', async (c) => {
   c.header('Location', `/api/models/${model.name}/versions/${model.version}`)
   return c.json(view(model), created ? 201 : 200)
 })
+
+/**
+ * What a publish is of: the request body, the .onnx file (up to MAX_MODEL_BYTES), or with
+ * `sha256=` and no body, a file stored before (a resumable upload's, routes/uploads.ts).
+ */
+async function publishedFile(c: Context<ModelsEnv>): Promise<PublishRequest['file']> {
+  const sha256 = c.req.query('sha256')
+  if (sha256 !== undefined) {
+    if (!/^[0-9a-f]{64}$/.test(sha256)) throw new InvalidRequestError(`sha256 must be the sha256 of a stored file, 64 lowercase hex digits, got ${JSON.stringify(sha256.slice(0, 100))}`, 'sha256')
+    // A byte is enough to know there is a body; more is not read.
+    const body = await readBodyCapped(c.req.raw, 1).catch(() => Uint8Array.of(0))
+    if (body.byteLength > 0) throw new InvalidRequestError('sha256 names a stored file to publish: send no body with it (or send the file without sha256)', 'sha256')
+    return { sha256 }
+  }
+  const bytes = await readBodyCapped(c.req.raw, numberVar(c.env.MAX_MODEL_BYTES, DEFAULT_MAX_MODEL_BYTES))
+  if (bytes.byteLength === 0) throw new InvalidRequestError('the request body must be the .onnx file (or, with no body, sha256= naming a file uploaded before)', 'body')
+  return { bytes }
+}
 
 /** A file to be named as a variant by a later publish: read as ONNX, stored under its sha256. */
 models.post('/files', async (c) => {

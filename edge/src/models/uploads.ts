@@ -1,0 +1,270 @@
+/**
+ * Resumable uploads of model files too large for one request (a Worker takes bodies up to
+ * 100 MB, and holds 128 MB of memory): the file goes to R2 in parts, as an R2 multipart upload
+ * under a staging key, and is checked as a stream once complete: its sha256 must be the one
+ * declared when the upload began, and it must read as an ONNX model (onnxSkeleton: the graph
+ * without its tensors' data). Then it is copied to its key under its sha256, where R2 checks the
+ * sha256 once more, and recorded in model_files like a file of POST /api/models/files: a publish
+ * names it by sha256.
+ *
+ * A session belongs to the API key that began it: another key neither sees nor touches it. A
+ * session not completed within UPLOAD_TTL_MS is aborted by the scheduled handler.
+ */
+import { messageOf, OnnxFormatError, onnxSkeleton, readOnnxModelInfo, type TensorSpec } from '@depinfer/shared'
+import { bytesToHex } from 'viem'
+import { DepinferError } from '../errors/base.js'
+import { InvalidRequestError, NotFoundError, PayloadTooLargeError } from '../errors/request.js'
+import { modelObjectKey, recordModelFile, storedModelFile, type UploadedFile } from './registry.js'
+
+/** R2's smallest part (all but the last); parts of one upload are all the same size. */
+export const MIN_PART_BYTES = 5 * 1024 * 1024
+export const DEFAULT_PART_BYTES = 16 * 1024 * 1024
+/** Protobuf cannot encode a message past 2 GiB: a larger .onnx keeps its weights outside, which depinfer refuses. */
+export const DEFAULT_MAX_UPLOAD_BYTES = 2 * 1024 * 1024 * 1024
+/** A session not completed in a day is aborted (R2 itself would keep its parts a week). */
+export const UPLOAD_TTL_MS = 24 * 60 * 60 * 1000
+/** Sessions one key may have open at once: each may hold up to the largest upload in parts. */
+export const MAX_OPEN_UPLOADS_PER_KEY = 4
+/** The graph without its tensors' data must fit comfortably in a Worker's memory. */
+const MAX_SKELETON_BYTES = 32 * 1024 * 1024
+
+export interface UploadLimits {
+  maxBytes: number
+  partBytes: number
+}
+
+/** An open session as the API shows it. */
+export interface UploadSession {
+  id: string
+  sha256: string
+  size: number
+  partBytes: number
+  partCount: number
+  /** Part numbers (1-based) the edge holds; a resumed upload sends the others. */
+  receivedParts: number[]
+  expiresAt: string
+}
+
+interface UploadRow {
+  id: string
+  r2_upload_id: string
+  sha256: string
+  size: number
+  part_bytes: number
+  key_hash: string
+  uploaded_by: string
+  created_at: number
+}
+
+const stagingKey = (id: string) => `uploads/${id}`
+const partCountOf = (row: Pick<UploadRow, 'size' | 'part_bytes'>) => Math.ceil(row.size / row.part_bytes)
+
+/** 409: the upload is not in a state to do this (parts missing, too many open). */
+export class UploadConflictError extends DepinferError {
+  constructor(detail: string, field: string) {
+    super(409, 'upload-conflict', 'Upload not ready', detail, { field })
+  }
+}
+
+/** 503: R2 failed at `doing`; the client's to retry (the CLI does, for parts). */
+function storageUnavailable(doing: string, cause: unknown): DepinferError {
+  return new DepinferError(503, 'storage-unavailable', 'Storage unavailable', `${doing} failed in storage: ${messageOf(cause)}; retry`, { retryAfterSec: 1, cause })
+}
+
+async function sessionOf(db: D1Database, row: UploadRow): Promise<UploadSession> {
+  const { results } = await db.prepare('SELECT part_number FROM model_upload_parts WHERE upload_id = ? ORDER BY part_number').bind(row.id).all<{ part_number: number }>()
+  return {
+    id: row.id,
+    sha256: row.sha256,
+    size: row.size,
+    partBytes: row.part_bytes,
+    partCount: partCountOf(row),
+    receivedParts: results.map((r) => r.part_number),
+    expiresAt: new Date(row.created_at + UPLOAD_TTL_MS).toISOString(),
+  }
+}
+
+/** The key's session `id`; a session of another key, or none, is a 404 naming `id`. */
+async function ownRow(db: D1Database, id: string, keyHash: string): Promise<UploadRow> {
+  const row = await db.prepare('SELECT * FROM model_uploads WHERE id = ? AND key_hash = ?').bind(id, keyHash).first<UploadRow>()
+  if (!row) throw new NotFoundError(`no upload ${JSON.stringify(id.slice(0, 80))} is open for this API key (finished, aborted, expired after 24 h, or begun with another key)`, 'id')
+  return row
+}
+
+export type BeginOutcome = { state: 'open'; session: UploadSession; resumed: boolean } | { state: 'stored'; file: UploadedFile }
+
+/**
+ * Begins an upload of `size` bytes whose sha256 is `sha256`, or resumes this key's open session
+ * for the same file (its received parts are listed); a file the edge already holds needs no
+ * upload (`stored`).
+ */
+export async function beginUpload(
+  db: D1Database,
+  bucket: R2Bucket,
+  request: { sha256: string; size: number; keyHash: string; uploadedBy: string },
+  limits: UploadLimits,
+  now: number,
+): Promise<BeginOutcome> {
+  if (request.size > limits.maxBytes) throw new PayloadTooLargeError(limits.maxBytes, `size ${request.size}`, 'size')
+  const stored = await storedModelFile(db, request.sha256)
+  if (stored) return { state: 'stored', file: stored }
+  const open = await db.prepare('SELECT * FROM model_uploads WHERE key_hash = ? ORDER BY created_at').bind(request.keyHash).all<UploadRow>()
+  const same = open.results.find((row) => row.sha256 === request.sha256 && row.size === request.size)
+  if (same) return { state: 'open', session: await sessionOf(db, same), resumed: true }
+  if (open.results.length >= MAX_OPEN_UPLOADS_PER_KEY) {
+    throw new UploadConflictError(
+      `this API key has ${open.results.length} uploads open (${open.results.map((r) => r.id).join(', ')}): complete or DELETE one first, or let it expire 24 h after it began`,
+      'sha256',
+    )
+  }
+  const id = crypto.randomUUID()
+  const multipart = await bucket.createMultipartUpload(stagingKey(id), { httpMetadata: { contentType: 'application/octet-stream' } })
+  const row: UploadRow = {
+    id,
+    r2_upload_id: multipart.uploadId,
+    sha256: request.sha256,
+    size: request.size,
+    part_bytes: limits.partBytes,
+    key_hash: request.keyHash,
+    uploaded_by: request.uploadedBy,
+    created_at: now,
+  }
+  await db
+    .prepare('INSERT INTO model_uploads (id, r2_upload_id, sha256, size, part_bytes, key_hash, uploaded_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+    .bind(row.id, row.r2_upload_id, row.sha256, row.size, row.part_bytes, row.key_hash, row.uploaded_by, row.created_at)
+    .run()
+  return { state: 'open', session: await sessionOf(db, row), resumed: false }
+}
+
+export async function uploadSession(db: D1Database, id: string, keyHash: string): Promise<UploadSession> {
+  return sessionOf(db, await ownRow(db, id, keyHash))
+}
+
+/** Bytes part `part` (1-based) of the session must have, or a 400 naming `part` for one it does not have. */
+export async function expectedPartBytes(db: D1Database, id: string, keyHash: string, part: number): Promise<number> {
+  const row = await ownRow(db, id, keyHash)
+  const count = partCountOf(row)
+  if (!Number.isSafeInteger(part) || part < 1 || part > count) throw new InvalidRequestError(`part must be from 1 to ${count} (${row.size} bytes in parts of ${row.part_bytes}), got ${part}`, 'part')
+  return part < count ? row.part_bytes : row.size - (count - 1) * row.part_bytes
+}
+
+/** Stores part `part`; sending a part again replaces it (a retry after a lost answer). */
+export async function receivePart(db: D1Database, bucket: R2Bucket, id: string, keyHash: string, part: number, bytes: Uint8Array): Promise<UploadSession> {
+  const row = await ownRow(db, id, keyHash)
+  const expected = await expectedPartBytes(db, id, keyHash, part)
+  if (bytes.byteLength !== expected) throw new InvalidRequestError(`part ${part} must be exactly ${expected} bytes, got ${bytes.byteLength}`, 'body')
+  let uploaded: R2UploadedPart
+  try {
+    uploaded = await bucket.resumeMultipartUpload(stagingKey(id), row.r2_upload_id).uploadPart(part, bytes)
+  } catch (error) {
+    if (await bucket.head(stagingKey(id))) throw new UploadConflictError(`the upload's parts were assembled already (its completion is under way or its answer was lost): POST …/complete again rather than sending part ${part}`, 'part')
+    throw storageUnavailable(`storing part ${part}`, error)
+  }
+  await db.prepare('INSERT OR REPLACE INTO model_upload_parts (upload_id, part_number, etag) VALUES (?, ?, ?)').bind(id, part, uploaded.etag).run()
+  return sessionOf(db, row)
+}
+
+/** Forgets a session and whatever it holds in R2 (its parts, or the assembled staging object). */
+async function discard(db: D1Database, bucket: R2Bucket, row: UploadRow): Promise<void> {
+  await bucket.resumeMultipartUpload(stagingKey(row.id), row.r2_upload_id).abort().catch(() => undefined) // completed or expired already
+  await bucket.delete(stagingKey(row.id))
+  await db.batch([
+    db.prepare('DELETE FROM model_upload_parts WHERE upload_id = ?').bind(row.id),
+    db.prepare('DELETE FROM model_uploads WHERE id = ?').bind(row.id),
+  ])
+}
+
+export async function abortUpload(db: D1Database, bucket: R2Bucket, id: string, keyHash: string): Promise<void> {
+  await discard(db, bucket, await ownRow(db, id, keyHash))
+}
+
+/** The object's bytes in order, each chunk also written to `digest`. */
+async function* hashedChunks(body: ReadableStream<Uint8Array>, digest: WritableStreamDefaultWriter<ArrayBufferView>): AsyncGenerator<Uint8Array> {
+  const reader = body.getReader()
+  try {
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (done) return
+      await digest.write(value)
+      yield value
+    }
+  } finally {
+    reader.releaseLock()
+  }
+}
+
+/** Reads the staged file once: its sha256 (hex) and the ONNX metadata of its skeleton. */
+async function readStaged(bucket: R2Bucket, row: UploadRow): Promise<{ sha256: string; inputs: TensorSpec[]; outputs: TensorSpec[] }> {
+  const object = await bucket.get(stagingKey(row.id))
+  if (!object) throw new DepinferError(503, 'upload-missing', 'Upload unavailable', `the assembled upload ${row.id} is missing from storage; begin it again`, { retryAfterSec: 1 })
+  const digest = new crypto.DigestStream('SHA-256')
+  const writer = digest.getWriter()
+  const chunks = hashedChunks(object.body, writer)
+  let skeleton: Uint8Array | OnnxFormatError
+  try {
+    skeleton = await onnxSkeleton(chunks, { size: object.size, maxSkeletonBytes: MAX_SKELETON_BYTES })
+  } catch (error) {
+    if (!(error instanceof OnnxFormatError)) throw error
+    skeleton = error // judged after the sha256: bytes other than the declared ones are said so first
+  }
+  for await (const chunk of chunks) void chunk // the rest, if the walk stopped early, for the hash
+  await writer.close()
+  const sha256 = bytesToHex(new Uint8Array(await digest.digest)).slice(2) // without viem's 0x
+  if (sha256 !== row.sha256) {
+    throw new InvalidRequestError(`the uploaded bytes' sha256 is ${sha256}, not ${row.sha256} as declared when the upload began: the upload is discarded; begin it again`, 'sha256')
+  }
+  if (skeleton instanceof OnnxFormatError) throw skeleton
+  const info = readOnnxModelInfo(skeleton)
+  return { sha256, inputs: info.inputs, outputs: info.outputs }
+}
+
+/**
+ * Assembles the parts, checks the file (its declared sha256; an ONNX model depinfer can serve:
+ * OnnxFormatError otherwise) and stores it under its sha256, as POST /api/models/files does. A
+ * file that fails either check is discarded with its session.
+ */
+export async function completeUpload(db: D1Database, bucket: R2Bucket, id: string, keyHash: string, now: number): Promise<{ file: UploadedFile; created: boolean }> {
+  const row = await ownRow(db, id, keyHash)
+  const session = await sessionOf(db, row)
+  const missing: number[] = []
+  for (let part = 1; part <= session.partCount && missing.length < 10; part++) if (!session.receivedParts.includes(part)) missing.push(part)
+  if (missing.length > 0) throw new UploadConflictError(`part(s) ${missing.join(', ')}${missing.length === 10 ? ', …' : ''} of ${session.partCount} not received yet`, 'parts')
+  const { results: parts } = await db.prepare('SELECT part_number, etag FROM model_upload_parts WHERE upload_id = ? ORDER BY part_number').bind(id).all<{ part_number: number; etag: string }>()
+  // Assembled already by a completion whose answer was lost (or that runs alongside): R2 refuses
+  // to complete an upload twice, and the staged object is the same either way.
+  if (!(await bucket.head(stagingKey(id)))) {
+    try {
+      await bucket.resumeMultipartUpload(stagingKey(id), row.r2_upload_id).complete(parts.map((p) => ({ partNumber: p.part_number, etag: p.etag })))
+    } catch (error) {
+      if (!(await bucket.head(stagingKey(id)))) throw storageUnavailable('assembling the parts', error)
+    }
+  }
+  let checked
+  try {
+    checked = await readStaged(bucket, row)
+  } catch (error) {
+    if (error instanceof InvalidRequestError || error instanceof OnnxFormatError) await discard(db, bucket, row)
+    throw error
+  }
+  let created = false
+  if (!(await storedModelFile(db, checked.sha256))) {
+    const object = await bucket.get(stagingKey(id))
+    if (!object) throw new DepinferError(503, 'upload-missing', 'Upload unavailable', `the assembled upload ${id} is missing from storage; begin it again`, { retryAfterSec: 1 })
+    // R2 takes a stream only of a known length; its sha256 option makes it refuse other bytes.
+    const { readable, writable } = new FixedLengthStream(object.size)
+    const copied = object.body.pipeTo(writable)
+    await bucket.put(modelObjectKey(checked.sha256), readable, { sha256: checked.sha256, httpMetadata: { contentType: 'application/octet-stream' } })
+    await copied
+    created = await recordModelFile(db, { sha256: checked.sha256, size: row.size, inputs: checked.inputs, outputs: checked.outputs }, row.uploaded_by, now)
+  }
+  const file = (await storedModelFile(db, checked.sha256))!
+  await discard(db, bucket, row)
+  return { file, created }
+}
+
+/** Aborts the sessions begun more than UPLOAD_TTL_MS before `now` (the scheduled handler). */
+export async function expireUploads(db: D1Database, bucket: R2Bucket, now: number): Promise<number> {
+  const { results } = await db.prepare('SELECT * FROM model_uploads WHERE created_at < ? LIMIT 100').bind(now - UPLOAD_TTL_MS).all<UploadRow>()
+  for (const row of results) await discard(db, bucket, row)
+  return results.length
+}
