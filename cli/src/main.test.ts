@@ -3,6 +3,7 @@
  * line naming what is wrong (file, URL, option, model input) with a non-zero exit code and no
  * stack trace, and a bad price or payout address is refused before anything is uploaded.
  */
+import { createHash } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import { createServer as createNetServer, type AddressInfo } from 'node:net'
@@ -168,5 +169,70 @@ describe('depinfer CLI errors', () => {
     expectOneLineError(run, 1, /^publish failed \(400\): name is taken \[name\]$/)
     expect(requests).toHaveLength(1)
     expect(requests[0]).toContain(`price_wei=${2n ** 256n - 1n}`)
+  })
+})
+
+describe('depinfer models publish, a file that goes up in parts', () => {
+  // A stand-in edge: a connection dropped in the middle of a part is a fault the real edge does
+  // not produce on demand. It speaks the upload API as edge/src/routes/uploads.ts does, and drops
+  // the connection on the attempts of part 1 listed in `dropPart1`.
+  const PART_BYTES = 5 * 1024 * 1024
+  const file = new Uint8Array(9 * 1024 * 1024).map((_, i) => i % 251) // over RESUMABLE_UPLOAD_BYTES: 2 parts
+  const filePath = join(dir, 'large.onnx')
+  writeFileSync(filePath, file)
+  const fileSha = createHash('sha256').update(file).digest('hex')
+
+  async function withUploadEdge(dropPart1: (attempt: number) => boolean, test: (url: string, seen: string[]) => Promise<void>): Promise<void> {
+    const seen: string[] = []
+    let part1Attempts = 0
+    const server = createServer((request, response) => {
+      const chunks: Buffer[] = []
+      request.on('data', (chunk: Buffer) => chunks.push(chunk))
+      const path = request.url!.split('?')[0]!
+      if (request.method === 'PUT' && path === '/api/models/uploads/u1/parts/1' && dropPart1(++part1Attempts)) {
+        seen.push('PUT part 1 (dropped)')
+        request.once('data', () => request.socket.destroy())
+        return
+      }
+      request.once('end', () => {
+        const body = Buffer.concat(chunks)
+        seen.push(`${request.method} ${path} ${body.length}`)
+        const json = (status: number, value: unknown) => response.writeHead(status, { 'Content-Type': 'application/json' }).end(JSON.stringify(value))
+        if (path === '/api/models/uploads') json(201, { state: 'open', id: 'u1', sha256: fileSha, size: file.length, partBytes: PART_BYTES, partCount: 2, receivedParts: [] })
+        else if (path.startsWith('/api/models/uploads/u1/parts/')) json(200, { state: 'open', id: 'u1' })
+        else if (path === '/api/models/uploads/u1/complete') json(201, { sha256: fileSha, size: file.length, inputs: [], outputs: [] })
+        else json(201, { name: 'm', version: '1', sha256: new URL(request.url!, 'http://x').searchParams.get('sha256'), size: file.length, priceWei: '1000', inputs: [], outputs: [], variants: [] })
+      })
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    try {
+      await test(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, seen)
+    } finally {
+      server.closeAllConnections()
+      await new Promise((resolve) => server.close(resolve))
+    }
+  }
+
+  it('sends a part again when its connection drops, then publishes the stored file by sha256 with no body', async () => {
+    await withUploadEdge((attempt) => attempt === 1, async (url, seen) => {
+      const run = await publish(filePath, { DEPINFER_URL: url })
+      expect(run.code, run.stderr).toBe(0)
+      expect(run.stdout).toMatch(/^published: m version 1, sha256 [0-9a-f]{64}/)
+      expect(seen).toEqual([
+        'POST /api/models/uploads 0',
+        'PUT part 1 (dropped)',
+        `PUT /api/models/uploads/u1/parts/1 ${PART_BYTES}`,
+        `PUT /api/models/uploads/u1/parts/2 ${file.length - PART_BYTES}`,
+        'POST /api/models/uploads/u1/complete 0',
+        'POST /api/models 0',
+      ])
+    })
+  })
+
+  it('gives up on a part after 3 attempts, in one line; run again, it would resume', async () => {
+    await withUploadEdge(() => true, async (url, seen) => {
+      expectOneLineError(await publish(filePath, { DEPINFER_URL: url }), 1, /^cannot reach the edge at http:\/\/127\.0\.0\.1:\d+ \(DEPINFER_URL\): /)
+      expect(seen).toEqual(['POST /api/models/uploads 0', 'PUT part 1 (dropped)', 'PUT part 1 (dropped)', 'PUT part 1 (dropped)'])
+    })
   })
 })

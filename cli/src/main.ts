@@ -114,6 +114,7 @@ async function main(argv: string[]): Promise<number> {
       }
       bar.progress.update(sent)
     },
+    onResume: (which, held, count) => console.error(`resuming the upload of ${which === 'int8' ? 'the int8 variant' : file}: the edge holds ${held} of its ${count} parts`),
   })
   bar?.progress.end(true)
   const what = created ? 'published' : `already published (same file${int8 ? ' and variant' : ''}, same terms)`

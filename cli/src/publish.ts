@@ -6,10 +6,14 @@
  * With an int8 variant, its file goes first (POST /api/models/files), then the publish names it
  * by sha256 with its report and threshold: the edge records the version and its variant
  * together, so no device ever sees the version without it.
+ *
+ * A file over RESUMABLE_UPLOAD_BYTES goes up in parts (POST /api/models/uploads): past what one
+ * request may carry, and resumable: run again after a failure, the command sends only the parts
+ * the edge does not hold yet. The publish then names the file by sha256.
  */
 import { createHash } from 'node:crypto'
 import { addressProblem, ID_PATTERN, type PublishedVariant, type VariantReport } from '@depinfer/shared'
-import { EdgeError, requestEdge, uploadDrainMs } from './edge.js'
+import { EdgeError, edgeIdleTimeoutMs, requestEdge, uploadDrainMs } from './edge.js'
 import { CliError } from './errors.js'
 
 export interface Int8Upload {
@@ -30,6 +34,8 @@ export interface PublishOptions {
   int8?: Int8Upload
   /** Upload progress of each file: the model's (`model`) and the int8 variant's (`int8`). */
   onProgress?: (file: 'model' | 'int8', sentBytes: number, totalBytes: number) => void
+  /** A file's upload in parts resumes with `held` of its `count` parts already on the edge. */
+  onResume?: (file: 'model' | 'int8', held: number, count: number) => void
 }
 
 export interface PublishedVersion {
@@ -66,8 +72,27 @@ export function checkPublishTerms(name: string, priceWei: string, payoutAddress:
 const CHUNK_BYTES = 256 * 1024
 const sha256Of = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex')
 
-/** POSTs `bytes` as the body, reporting progress; returns the JSON answer, or throws EdgeError with the edge's problem. */
-function upload(url: URL, bytes: Uint8Array, options: PublishOptions, file: 'model' | 'int8', what: string): Promise<{ status: number; json: Record<string, unknown> }> {
+/**
+ * Files larger than this go up in parts: a Worker takes request bodies up to 100 MB (the edge's
+ * MAX_MODEL_BYTES, 95 MiB by default), and a part lost to a network failure is all that is sent again.
+ */
+export const RESUMABLE_UPLOAD_BYTES = 8 * 1024 * 1024
+/** Times a part is sent before the upload gives up (the command, run again, resumes it). */
+const PART_ATTEMPTS = 3
+
+/** Where the file's bytes are in the whole upload, for a progress bar over all of them. */
+interface ProgressSpan {
+  file: 'model' | 'int8'
+  /** Bytes of the file sent before this body. */
+  before: number
+  total: number
+}
+
+/**
+ * Sends `bytes` as the body of a `method` request, reporting progress; returns the JSON answer,
+ * or throws EdgeError with the edge's problem.
+ */
+function sendBody(url: URL, method: 'POST' | 'PUT', bytes: Uint8Array, options: PublishOptions, span: ProgressSpan, what: string): Promise<{ status: number; json: Record<string, unknown> }> {
   const init = (progress: (extraMs?: number) => void) => {
     let sent = 0
     // Streamed in chunks so the progress bar follows what fetch has actually taken.
@@ -82,12 +107,12 @@ function upload(url: URL, bytes: Uint8Array, options: PublishOptions, file: 'mod
         progress()
         const chunk = bytes.subarray(sent, sent + CHUNK_BYTES)
         sent += chunk.byteLength
-        options.onProgress?.(file, sent, bytes.byteLength)
+        options.onProgress?.(span.file, span.before + sent, span.total)
         controller.enqueue(chunk)
       },
     })
     return {
-      method: 'POST',
+      method,
       headers: {
         Authorization: `Bearer ${options.apiKey}`,
         'Content-Type': 'application/octet-stream',
@@ -98,6 +123,61 @@ function upload(url: URL, bytes: Uint8Array, options: PublishOptions, file: 'mod
     } as RequestInit & { duplex: 'half' }
   }
   return requestEdge(options.edgeUrl, url, init, what)
+}
+
+const upload = (url: URL, bytes: Uint8Array, options: PublishOptions, file: 'model' | 'int8', what: string) =>
+  sendBody(url, 'POST', bytes, options, { file, before: 0, total: bytes.byteLength }, what)
+
+/** An open upload as the edge describes it (edge/src/routes/uploads.ts). */
+interface UploadSessionAnswer {
+  state: 'open'
+  id: string
+  partBytes: number
+  partCount: number
+  receivedParts: number[]
+}
+
+/**
+ * Stores `bytes` on the edge in parts (POST /api/models/uploads), resuming this key's upload of
+ * the same file if one is open: only the parts the edge lacks are sent. Nothing is sent when the
+ * edge holds the file already. Afterwards the file is the edge's, under its sha256.
+ */
+async function uploadInParts(bytes: Uint8Array, sha256: string, options: PublishOptions, file: 'model' | 'int8', what: string): Promise<void> {
+  const headers = { Authorization: `Bearer ${options.apiKey}` }
+  const begin = new URL('/api/models/uploads', options.edgeUrl)
+  begin.searchParams.set('sha256', sha256)
+  begin.searchParams.set('size', String(bytes.byteLength))
+  const { json } = await requestEdge(options.edgeUrl, begin, { method: 'POST', headers }, `${what}: beginning the upload`)
+  if (json.state === 'stored') {
+    options.onProgress?.(file, bytes.byteLength, bytes.byteLength)
+    return
+  }
+  const session = json as unknown as UploadSessionAnswer
+  const held = new Set(session.receivedParts)
+  if (held.size > 0) options.onResume?.(file, held.size, session.partCount)
+  const partUrl = (part: number) => new URL(`/api/models/uploads/${session.id}/parts/${part}`, options.edgeUrl)
+  let sent = 0
+  for (let part = 1; part <= session.partCount; part++) {
+    const bytesOfPart = bytes.subarray((part - 1) * session.partBytes, part * session.partBytes)
+    if (!held.has(part)) {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await sendBody(partUrl(part), 'PUT', bytesOfPart, options, { file, before: sent, total: bytes.byteLength }, `${what}: part ${part} of ${session.partCount}`)
+          break
+        } catch (error) {
+          // The edge's own refusal (4xx) is final; a lost connection or a 5xx is worth another try.
+          const transient = error instanceof EdgeError && (error.status === undefined || error.status >= 500)
+          if (!transient || attempt === PART_ATTEMPTS) throw error
+        }
+      }
+    }
+    sent += bytesOfPart.byteLength
+    options.onProgress?.(file, sent, bytes.byteLength)
+  }
+  // The edge reads the whole file again (its sha256, the ONNX graph) before it answers.
+  const complete = new URL(`/api/models/uploads/${session.id}/complete`, options.edgeUrl)
+  const { json: stored } = await requestEdge(options.edgeUrl, complete, { method: 'POST', headers }, `${what}: completing the upload`, edgeIdleTimeoutMs() + uploadDrainMs(bytes.byteLength))
+  if (stored.sha256 !== sha256) throw new EdgeError(`the edge stored ${file === 'model' ? 'the model' : 'the int8 variant'} as sha256 ${String(stored.sha256)}, but the file's is ${sha256}`)
 }
 
 /** Publishes the model (and its int8 variant first, if any); the terms are checked beforehand (checkPublishTerms). */
@@ -112,8 +192,11 @@ export async function publishModelFile(options: PublishOptions): Promise<{ model
   const int8 = options.int8
   const int8Sha256 = int8 && sha256Of(int8.bytes)
   if (int8 && int8Sha256) {
-    const uploaded = await upload(new URL('/api/models/files', options.edgeUrl), int8.bytes, options, 'int8', 'uploading the int8 variant')
-    if (uploaded.json.sha256 !== int8Sha256) throw new EdgeError(`the edge stored the int8 variant as sha256 ${String(uploaded.json.sha256)}, but the file's is ${int8Sha256}`)
+    if (int8.bytes.byteLength > RESUMABLE_UPLOAD_BYTES) await uploadInParts(int8.bytes, int8Sha256, options, 'int8', 'uploading the int8 variant')
+    else {
+      const uploaded = await upload(new URL('/api/models/files', options.edgeUrl), int8.bytes, options, 'int8', 'uploading the int8 variant')
+      if (uploaded.json.sha256 !== int8Sha256) throw new EdgeError(`the edge stored the int8 variant as sha256 ${String(uploaded.json.sha256)}, but the file's is ${int8Sha256}`)
+    }
     url.searchParams.set('int8_sha256', int8Sha256)
     // String(x) writes what the edge reads back exactly (e.g. 0.985, 1e-7).
     url.searchParams.set('int8_top1_agreement', String(int8.report.top1Agreement))
@@ -121,7 +204,13 @@ export async function publishModelFile(options: PublishOptions): Promise<{ model
     url.searchParams.set('int8_samples', String(int8.report.samples))
     url.searchParams.set('int8_min_agreement', String(int8.minAgreement))
   }
-  const { status, json } = await upload(url, bytes, options, 'model', 'publish')
+  let answer
+  if (bytes.byteLength > RESUMABLE_UPLOAD_BYTES) {
+    await uploadInParts(bytes, sha256, options, 'model', 'publish')
+    url.searchParams.set('sha256', sha256)
+    answer = await requestEdge(options.edgeUrl, url, { method: 'POST', headers: { Authorization: `Bearer ${options.apiKey}` } }, 'publish')
+  } else answer = await upload(url, bytes, options, 'model', 'publish')
+  const { status, json } = answer
   const model = json as unknown as PublishedVersion
   if (model.sha256 !== sha256) throw new EdgeError(`the edge recorded sha256 ${model.sha256}, but the file's is ${sha256}`)
   if (int8Sha256 && !model.variants?.some((v) => v.kind === 'int8' && v.sha256 === int8Sha256)) {

@@ -14,7 +14,8 @@ import { BUNDLED_MODEL_VERSION, BUNDLED_MODELS, bundledModelPath, type BundledMo
 import { ANVIL_DEV_PRIVATE_KEY } from '../../scripts/local/chain.js'
 import { REPO_ROOT } from '../../scripts/local/paths.js'
 import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/network.js'
-import { buildModel, tinyClassifierModel } from '../helpers/onnx-model.js'
+import { seededRandom } from '../../shared/src/seeded-random.js'
+import { buildModel, rawData, tinyClassifierModel } from '../helpers/onnx-model.js'
 import { exampleInferRequest } from '../../scripts/local/example-input.js'
 import { waitFor } from '../../scripts/local/wait-for.js'
 import { apiClient, outputByName, runDirect, waitForModelReady, type ApiClient } from './support.js'
@@ -30,6 +31,21 @@ const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest(
 
 const runCli = (args: string[], env: Record<string, string>) => runNode(CLI, args, env)
 
+/** The edge's limits in this network (the demo models, ppocr-rec 10.6 MB the largest, stay under MAX_MODEL_BYTES). */
+const LARGE_MODEL_LIMITS = { maxModelBytes: 12 * 1024 * 1024, partBytes: 5 * 1024 * 1024, maxUploadBytes: 64 * 1024 * 1024 }
+
+/** y = x·W with W [1024, 5000] FP32 of seeded values: 20.5 MB, mostly one initializer. */
+function largeMatMulModel(): Uint8Array {
+  const random = seededRandom(20_261_206)
+  const weights = Float32Array.from({ length: 1024 * 5000 }, () => random() * 2 - 1)
+  return buildModel({
+    inputs: [{ name: 'x', datatype: 'FP32', shape: ['N', 1024] }],
+    outputs: [{ name: 'y', datatype: 'FP32', shape: ['N', 5000] }],
+    initializers: [{ name: 'W', datatype: 'FP32', dims: [1024, 5000], data: rawData(weights) }],
+    nodes: [{ opType: 'MatMul', inputs: ['x', 'W'], outputs: ['y'] }],
+  })
+}
+
 describe('publishing models', () => {
   let network: LocalNetwork
   let api: ApiClient
@@ -44,7 +60,13 @@ describe('publishing models', () => {
     client.post(`/api/models?${new URLSearchParams(query)}`, bytes, OCTETS)
 
   beforeAll(async () => {
-    network = await startLocalNetwork({ build: false, agents: [], publishBundledModels: { payoutAddress: OPERATOR } })
+    network = await startLocalNetwork({
+      build: false,
+      agents: [],
+      publishBundledModels: { payoutAddress: OPERATOR },
+      // Small limits, so a ~20 MB model is "large": over what one request may carry, in 5 MiB parts.
+      edgeVars: { MAX_MODEL_BYTES: String(LARGE_MODEL_LIMITS.maxModelBytes), UPLOAD_PART_BYTES: String(LARGE_MODEL_LIMITS.partBytes), MAX_UPLOAD_BYTES: String(LARGE_MODEL_LIMITS.maxUploadBytes) },
+    })
     api = apiClient(network.edge.url, network.apiKey)
     other = apiClient(network.edge.url, await network.edge.createApiKey('local'))
     env = { DEPINFER_URL: network.edge.url, DEPINFER_API_KEY: network.apiKey }
@@ -291,5 +313,112 @@ describe('publishing models', () => {
     expect(failed.output).toMatch(/publish failed \(400\): not a valid ONNX model/)
     const noKey = await runCli(['models', 'list'], { ...env, DEPINFER_API_KEY: '' })
     expect(noKey.code).toBe(2)
+  })
+
+  describe('a model file too large for one request', () => {
+    const large = largeMatMulModel()
+    const largePath = join(dir, 'large-matmul.onnx')
+    const largeSha = sha256(large)
+    const partCount = Math.ceil(large.length / LARGE_MODEL_LIMITS.partBytes)
+    const part = (n: number, bytes = large) => bytes.subarray((n - 1) * LARGE_MODEL_LIMITS.partBytes, n * LARGE_MODEL_LIMITS.partBytes)
+    const begin = (client: ApiClient, query: Record<string, string>) => client.post(`/api/models/uploads?${new URLSearchParams(query)}`)
+    const putPart = (client: ApiClient, id: string, n: number | string, bytes: Uint8Array) => client.request('PUT', `/api/models/uploads/${id}/parts/${n}`, bytes, OCTETS)
+    const staged = async () => (await (await network.edge.miniflare.getR2Bucket('MODELS')).list({ prefix: 'uploads/' })).objects.length
+
+    beforeAll(() => writeFileSync(largePath, large))
+
+    it('goes up in parts; the CLI resumes an interrupted upload, and a device serves the model: outputs identical to onnxruntime run directly', async () => {
+      expect(large.length).toBeGreaterThan(LARGE_MODEL_LIMITS.maxModelBytes)
+      const whole = await publish(api, { name: 'large-matmul', price_wei: '0', payout_address: PAYOUT }, large)
+      expect(whole.body).toMatchObject({ status: 413, field: 'body' })
+
+      // An upload cut off after two of its parts, as a crashed or disconnected CLI leaves it.
+      const begun = await begin(api, { sha256: largeSha, size: String(large.length) })
+      expect(begun.status, begun.text).toBe(201)
+      expect(begun.body).toMatchObject({ state: 'open', sha256: largeSha, size: large.length, partBytes: LARGE_MODEL_LIMITS.partBytes, partCount, receivedParts: [], resumed: false })
+      const id = begun.body.id as string
+      for (const n of [1, 3]) expect((await putPart(api, id, n, part(n))).body).toMatchObject({ receivedParts: n === 1 ? [1] : [1, 3] })
+
+      const published = await runCli(['models', 'publish', largePath, '--name', 'large-matmul', '--price-wei', '0', '--payout-address', PAYOUT], env)
+      expect(published.output).toContain(`resuming the upload of ${largePath}: the edge holds 2 of its ${partCount} parts`)
+      expect(published.code, published.output).toBe(0)
+      expect(published.output).toMatch(/published: large-matmul version 1, sha256 [0-9a-f]{64}/)
+      expect(published.output).toContain('input  x FP32 [-1,1024]')
+      expect((await api.get('/api/models/large-matmul/versions/1')).body).toMatchObject({ sha256: largeSha, size: large.length })
+      // The session and its staging object are gone once the file is stored.
+      expect((await api.get(`/api/models/uploads/${id}`)).status).toBe(404)
+      expect(await staged()).toBe(0)
+      // Stored: another upload of the same file sends nothing.
+      expect((await begin(api, { sha256: largeSha, size: String(large.length) })).body).toMatchObject({ state: 'stored', file: { sha256: largeSha, size: large.length } })
+
+      const agent = network.startAgent({
+        deviceId: 'large-model-device',
+        models: 'published:large-matmul',
+        env: { DEPINFER_EDGE_URL: network.edge.url, DEPINFER_API_KEY: network.apiKey, DEPINFER_MODEL_CACHE: join(dir, 'large-cache') },
+      })
+      try {
+        await waitForModelReady(api, 'large-matmul', 60_000)
+        const random = seededRandom(7)
+        const x = Array.from({ length: 2 * 1024 }, () => random() - 0.5)
+        const response = await api.post('/v2/models/large-matmul/infer', { inputs: [{ name: 'x', datatype: 'FP32', shape: [2, 1024], data: x }] })
+        expect(response.status, response.text).toBe(200)
+        const direct = await runDirect(largePath, { x: new ort.Tensor('float32', Float32Array.from(x), [2, 1024]) })
+        expect(outputByName(response.body, 'y').data).toEqual(Array.from(direct.y!.data as Float32Array))
+      } finally {
+        await agent.stop()
+      }
+    })
+
+    it('refuses what it cannot take with a problem naming the field, and keeps nothing of a file that is not the declared one or not ONNX', async () => {
+      // Beginning: the sha256, the size and nothing else, within the limit.
+      expect((await begin(api, { sha256: 'abc', size: '10' })).body).toMatchObject({ status: 400, field: 'sha256' })
+      expect((await begin(api, { sha256: largeSha })).body).toMatchObject({ status: 400, field: 'size' })
+      expect((await begin(api, { sha256: largeSha, size: '10', name: 'x' })).body).toMatchObject({ status: 400, field: 'name' })
+      expect((await begin(api, { sha256: '0'.repeat(64), size: String(LARGE_MODEL_LIMITS.maxUploadBytes + 1) })).body).toMatchObject({ status: 413, field: 'size' })
+
+      // Bytes other than the declared ones: refused at completion, the upload discarded.
+      const garbage = Uint8Array.from(large, (b, i) => (i === 1_000 ? b ^ 1 : b))
+      const wrong = await begin(api, { sha256: largeSha.replace(/^./, (c) => (c === '0' ? '1' : '0')), size: String(large.length) })
+      const wrongId = wrong.body.id as string
+      expect((await putPart(api, wrongId, 0, part(1))).body).toMatchObject({ status: 400, field: 'part' })
+      expect((await putPart(api, wrongId, partCount + 1, part(1))).body).toMatchObject({ status: 400, field: 'part' })
+      expect((await putPart(api, wrongId, partCount, part(1))).body).toMatchObject({ status: 413, field: 'body', detail: `part ${partCount} must be exactly ${large.length - (partCount - 1) * LARGE_MODEL_LIMITS.partBytes} bytes, got more` })
+      expect((await putPart(api, wrongId, 1, part(1).subarray(1))).body).toMatchObject({ status: 400, field: 'body', detail: `part 1 must be exactly ${LARGE_MODEL_LIMITS.partBytes} bytes, got ${LARGE_MODEL_LIMITS.partBytes - 1}` })
+      expect((await api.post(`/api/models/uploads/${wrongId}/complete`)).body).toMatchObject({ status: 409, field: 'parts', detail: `part(s) ${Array.from({ length: partCount }, (_, i) => i + 1).join(', ')} of ${partCount} not received yet` })
+      // Another key sees none of it.
+      for (const response of [await other.get(`/api/models/uploads/${wrongId}`), await putPart(other, wrongId, 1, part(1)), await other.post(`/api/models/uploads/${wrongId}/complete`), await other.request('DELETE', `/api/models/uploads/${wrongId}`)]) {
+        expect(response.body).toMatchObject({ status: 404, field: 'id' })
+      }
+      for (let n = 1; n <= partCount; n++) expect((await putPart(api, wrongId, n, part(n, garbage))).status).toBe(200)
+      const mismatch = await api.post(`/api/models/uploads/${wrongId}/complete`)
+      expect(mismatch.body).toMatchObject({ status: 400, field: 'sha256', detail: expect.stringContaining(`sha256 is ${sha256(garbage)}, not`) })
+      expect((await api.get(`/api/models/uploads/${wrongId}`)).status).toBe(404)
+
+      // The declared bytes, but not an ONNX model: refused, discarded, and never publishable.
+      const notOnnx = new Uint8Array(LARGE_MODEL_LIMITS.partBytes + 10).fill(0xff)
+      const notOnnxSha = sha256(notOnnx)
+      const plain = await begin(api, { sha256: notOnnxSha, size: String(notOnnx.length) })
+      const plainId = plain.body.id as string
+      for (const n of [1, 2]) expect((await putPart(api, plainId, n, part(n, notOnnx))).status).toBe(200)
+      expect((await api.post(`/api/models/uploads/${plainId}/complete`)).body).toMatchObject({ status: 400, field: 'body', detail: expect.stringMatching(/^not a valid ONNX model: .*; the upload is discarded$/) })
+      expect((await publish(api, { name: 'never', price_wei: '0', payout_address: PAYOUT, sha256: notOnnxSha }, new Uint8Array(0))).body).toMatchObject({ status: 400, field: 'sha256', detail: expect.stringMatching(/^no uploaded file has sha256/) })
+      // A publish names a stored file or sends one, not both.
+      expect((await publish(api, { name: 'large-matmul', price_wei: '0', payout_address: PAYOUT, sha256: largeSha }, tinyBytes)).body).toMatchObject({ status: 400, field: 'sha256' })
+      expect(await staged()).toBe(0)
+
+      // Open uploads per key are bounded; DELETE frees one, and a day-old one expires.
+      const ids: string[] = []
+      for (let i = 0; i < 4; i++) {
+        const opened = await begin(other, { sha256: `${i}`.repeat(64), size: String(large.length) })
+        expect(opened.status, opened.text).toBe(201)
+        ids.push(opened.body.id as string)
+      }
+      expect((await begin(other, { sha256: '9'.repeat(64), size: String(large.length) })).body).toMatchObject({ status: 409, field: 'sha256', detail: expect.stringMatching(/^this API key has 4 uploads open/) })
+      expect((await other.request('DELETE', `/api/models/uploads/${ids[0]}`)).status).toBe(204)
+      expect((await other.get(`/api/models/uploads/${ids[0]}`)).status).toBe(404)
+      expect((await other.get(`/api/models/uploads/${ids[1]}`)).status).toBe(200)
+      await network.edge.runScheduled(new Date(Date.now() + 25 * 3600 * 1000))
+      for (const id of ids.slice(1)) expect((await other.get(`/api/models/uploads/${id}`)).status).toBe(404)
+    })
   })
 })
