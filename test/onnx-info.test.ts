@@ -90,6 +90,14 @@ describe('readOnnxModelInfo', () => {
     }
   })
 
+  it('refuses more than 100,000 graph inputs before decoding them (each costs memory: millions fit in a few MB of file)', () => {
+    const input = new WireWriter().message(11, (v) => v.string(1, 'x')).finish()
+    const inputs = new Uint8Array(input.length * 100_001)
+    for (let i = 0; i <= 100_000; i++) inputs.set(input, i * input.length)
+    const model = new WireWriter().int(1, 8).message(7, (g) => g.raw({ field: 11, bytes: inputs })).message(8, (o) => o.string(1, '').int(2, 13)).finish()
+    expect(() => readOnnxModelInfo(model)).toThrow(/not a valid ONNX model: more than 100000 graph inputs/)
+  })
+
   it('refuses a tensor name with a NUL, which onnxruntime knows only up to the NUL', async () => {
     const bytes = buildModel({
       inputs: [{ name: 'x\u0000y', datatype: 'FP32', shape: ['N', 4] }],
@@ -224,6 +232,10 @@ describe('onnxSkeleton', () => {
     await expect(skeletonOf(new TextEncoder().encode('<html>not a model</html>'))).rejects.toThrow(OnnxFormatError)
     await expect(skeletonOf(new Uint8Array(0))).rejects.toThrow(/the file is empty/)
     await expect(skeletonOf(model, 4096, 1000)).rejects.toThrow(/structure without its tensors' data is over 1000 bytes/)
+    // Tensor data written one value per field is dropped, but each field costs a step: bounded.
+    const unpacked = classifier((t) => tiny.weights.forEach((v) => t.float(4, v)))
+    await expect(onnxSkeleton(chunksOf(unpacked, 4096), { size: unpacked.length, maxSkeletonBytes: 1 << 20, maxFields: 20 })).rejects.toThrow(/more than 20 fields \(at byte \d+\)/)
+    expect(await onnxSkeleton(chunksOf(unpacked, 4096), { size: unpacked.length, maxSkeletonBytes: 1 << 20, maxFields: 40 })).toBeInstanceOf(Uint8Array)
     // A length that runs past its message: the offset is the file's.
     const overrun = new WireWriter().message(7, (g) => g.string(2, 'graph')).finish()
     overrun[1] = 100

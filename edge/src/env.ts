@@ -20,7 +20,7 @@ export interface Env {
   MAX_MODEL_BYTES?: string
   /** Largest model file accepted by a resumable upload (POST /api/models/uploads), in bytes (default 2 GiB). */
   MAX_UPLOAD_BYTES?: string
-  /** Part size of resumable uploads, in bytes (default 16 MiB; at least 5 MiB, R2's smallest part). */
+  /** Part size of resumable uploads, in bytes (default 8 MiB; at least 5 MiB, R2's smallest part). */
   UPLOAD_PART_BYTES?: string
   /** The chain attestations are posted to (EIP-155 id), e.g. "31337" locally. Empty: none yet. */
   CHAIN_ID: string

@@ -126,6 +126,13 @@ function readValueInfo(r: WireReader, what: string): TensorSpec | { name: string
 }
 
 /**
+ * More graph inputs (or outputs) than this is refused before they are decoded: each costs a
+ * reader, and millions of empty ones in a few MB of file would take gigabytes. Models with
+ * key-value caches have a few hundred.
+ */
+const MAX_GRAPH_TENSORS = 100_000
+
+/**
  * Decodes the model's metadata. Throws OnnxFormatError (field `model`) for bytes that are not
  * an ONNX ModelProto, a model without a graph, inputs or outputs, or with inputs/outputs whose
  * type depinfer cannot serve (non-tensor, string, unknown rank).
@@ -181,9 +188,11 @@ export function readOnnxModelInfo(bytes: Uint8Array): OnnxModelInfo {
         initializers.add(tensor.string())
         return true
       })
-    } else if (field === 11) rawInputs.push(g.sub())
-    else if (field === 12) rawOutputs.push(g.sub())
-    else return false
+    } else if (field === 11 || field === 12) {
+      const list = field === 11 ? rawInputs : rawOutputs
+      if (list.length === MAX_GRAPH_TENSORS) fail(`more than ${MAX_GRAPH_TENSORS} graph ${field === 11 ? 'inputs' : 'outputs'}`, 'GraphProto', g.position)
+      list.push(g.sub())
+    } else return false
     return true
   })
   if (nodeCount === 0) fail('the graph has no nodes', 'GraphProto', g.position)

@@ -18,15 +18,20 @@ import { modelObjectKey, recordModelFile, storedModelFile, type UploadedFile } f
 
 /** R2's smallest part (all but the last); parts of one upload are all the same size. */
 export const MIN_PART_BYTES = 5 * 1024 * 1024
-export const DEFAULT_PART_BYTES = 16 * 1024 * 1024
+/** Each part is read into memory (a Worker has 128 MB, shared by its concurrent requests). */
+export const DEFAULT_PART_BYTES = 8 * 1024 * 1024
 /** Protobuf cannot encode a message past 2 GiB: a larger .onnx keeps its weights outside, which depinfer refuses. */
 export const DEFAULT_MAX_UPLOAD_BYTES = 2 * 1024 * 1024 * 1024
 /** A session not completed in a day is aborted (R2 itself would keep its parts a week). */
 export const UPLOAD_TTL_MS = 24 * 60 * 60 * 1000
 /** Sessions one key may have open at once: each may hold up to the largest upload in parts. */
 export const MAX_OPEN_UPLOADS_PER_KEY = 4
-/** The graph without its tensors' data must fit comfortably in a Worker's memory. */
-const MAX_SKELETON_BYTES = 32 * 1024 * 1024
+/**
+ * The graph without its tensors' data must fit comfortably in a Worker's 128 MB, where it is held
+ * about twice while it is put together. A graph of 400,000 nodes is about 26 MiB; usual large
+ * models (transformers of a few thousand nodes) a few MiB.
+ */
+const MAX_SKELETON_BYTES = 16 * 1024 * 1024
 
 export interface UploadLimits {
   maxBytes: number
@@ -140,18 +145,22 @@ export async function uploadSession(db: D1Database, id: string, keyHash: string)
   return sessionOf(db, await ownRow(db, id, keyHash))
 }
 
-/** Bytes part `part` (1-based) of the session must have, or a 400 naming `part` for one it does not have. */
-export async function expectedPartBytes(db: D1Database, id: string, keyHash: string, part: number): Promise<number> {
-  const row = await ownRow(db, id, keyHash)
+/** Bytes part `part` (1-based) of the upload must have, or a 400 naming `part` for one it does not have. */
+function partBytesOf(row: UploadRow, part: number): number {
   const count = partCountOf(row)
   if (!Number.isSafeInteger(part) || part < 1 || part > count) throw new InvalidRequestError(`part must be from 1 to ${count} (${row.size} bytes in parts of ${row.part_bytes}), got ${part}`, 'part')
   return part < count ? row.part_bytes : row.size - (count - 1) * row.part_bytes
 }
 
+/** What part `part` of the key's upload `id` must hold, in bytes: read before its body is. */
+export async function expectedPartBytes(db: D1Database, id: string, keyHash: string, part: number): Promise<number> {
+  return partBytesOf(await ownRow(db, id, keyHash), part)
+}
+
 /** Stores part `part`; sending a part again replaces it (a retry after a lost answer). */
 export async function receivePart(db: D1Database, bucket: R2Bucket, id: string, keyHash: string, part: number, bytes: Uint8Array): Promise<UploadSession> {
   const row = await ownRow(db, id, keyHash)
-  const expected = await expectedPartBytes(db, id, keyHash, part)
+  const expected = partBytesOf(row, part)
   if (bytes.byteLength !== expected) throw new InvalidRequestError(`part ${part} must be exactly ${expected} bytes, got ${bytes.byteLength}`, 'body')
   let uploaded: R2UploadedPart
   try {
@@ -193,10 +202,19 @@ async function* hashedChunks(body: ReadableStream<Uint8Array>, digest: WritableS
   }
 }
 
+/**
+ * The assembled file. Gone: a completion running alongside (a retry whose first attempt is still
+ * under way) stored it and discarded the upload, or it failed its checks there.
+ */
+async function stagedObject(bucket: R2Bucket, row: UploadRow): Promise<R2ObjectBody> {
+  const object = await bucket.get(stagingKey(row.id))
+  if (!object) throw new DepinferError(409, 'upload-conflict', 'Upload not ready', `the assembled upload ${row.id} is gone: another completion of it finished first; begin the upload again to see whether the edge holds the file`, { field: 'id' })
+  return object
+}
+
 /** Reads the staged file once: its sha256 (hex) and the ONNX metadata of its skeleton. */
 async function readStaged(bucket: R2Bucket, row: UploadRow): Promise<{ sha256: string; inputs: TensorSpec[]; outputs: TensorSpec[] }> {
-  const object = await bucket.get(stagingKey(row.id))
-  if (!object) throw new DepinferError(503, 'upload-missing', 'Upload unavailable', `the assembled upload ${row.id} is missing from storage; begin it again`, { retryAfterSec: 1 })
+  const object = await stagedObject(bucket, row)
   const digest = new crypto.DigestStream('SHA-256')
   const writer = digest.getWriter()
   const chunks = hashedChunks(object.body, writer)
@@ -244,17 +262,20 @@ export async function completeUpload(db: D1Database, bucket: R2Bucket, id: strin
     checked = await readStaged(bucket, row)
   } catch (error) {
     if (error instanceof InvalidRequestError || error instanceof OnnxFormatError) await discard(db, bucket, row)
-    throw error
+    if (error instanceof DepinferError || error instanceof OnnxFormatError) throw error
+    throw storageUnavailable('reading the assembled file', error)
   }
   let created = false
   if (!(await storedModelFile(db, checked.sha256))) {
-    const object = await bucket.get(stagingKey(id))
-    if (!object) throw new DepinferError(503, 'upload-missing', 'Upload unavailable', `the assembled upload ${id} is missing from storage; begin it again`, { retryAfterSec: 1 })
+    const object = await stagedObject(bucket, row)
     // R2 takes a stream only of a known length; its sha256 option makes it refuse other bytes.
     const { readable, writable } = new FixedLengthStream(object.size)
     const copied = object.body.pipeTo(writable)
-    await bucket.put(modelObjectKey(checked.sha256), readable, { sha256: checked.sha256, httpMetadata: { contentType: 'application/octet-stream' } })
-    await copied
+    try {
+      await Promise.all([bucket.put(modelObjectKey(checked.sha256), readable, { sha256: checked.sha256, httpMetadata: { contentType: 'application/octet-stream' } }), copied])
+    } catch (error) {
+      throw storageUnavailable('storing the file under its sha256', error)
+    }
     created = await recordModelFile(db, { sha256: checked.sha256, size: row.size, inputs: checked.inputs, outputs: checked.outputs }, row.uploaded_by, now)
   }
   const file = (await storedModelFile(db, checked.sha256))!
