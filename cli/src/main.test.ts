@@ -231,7 +231,7 @@ describe('depinfer models publish, a file that goes up in parts', () => {
 
   it('gives up on a part after 3 attempts, in one line; run again, it would resume', async () => {
     await withUploadEdge(() => true, async (url, seen) => {
-      expectOneLineError(await publish(filePath, { DEPINFER_URL: url }), 1, /^cannot reach the edge at http:\/\/127\.0\.0\.1:\d+ \(DEPINFER_URL\): /)
+      expectOneLineError(await publish(filePath, { DEPINFER_URL: url }), 1, /^cannot reach the edge at http:\/\/127\.0\.0\.1:\d+ \(DEPINFER_URL\): .*; run the same command again to resume the upload$/)
       expect(seen).toEqual(['POST /api/models/uploads 0', 'PUT part 1 (dropped)', 'PUT part 1 (dropped)', 'PUT part 1 (dropped)'])
     })
   })

@@ -114,7 +114,14 @@ async function main(argv: string[]): Promise<number> {
       }
       bar.progress.update(sent)
     },
-    onResume: (which, held, count) => console.error(`resuming the upload of ${which === 'int8' ? 'the int8 variant' : file}: the edge holds ${held} of its ${count} parts`),
+    onResume: (which, held, count, heldBytes, totalBytes) => {
+      bar?.progress.end(true)
+      const what = which === 'int8' ? 'the int8 variant' : file
+      console.error(`resuming the upload of ${what}: the edge holds ${held} of its ${count} parts`)
+      bar = { file: which, progress: progressOf(process.stderr.isTTY ? `uploading ${what}` : what) }
+      bar.progress.start(totalBytes, heldBytes)
+    },
+    onStored: (which) => console.error(`the edge holds ${which === 'int8' ? 'the int8 variant' : file} already: nothing to upload`),
   })
   bar?.progress.end(true)
   const what = created ? 'published' : `already published (same file${int8 ? ' and variant' : ''}, same terms)`

@@ -34,8 +34,10 @@ export interface PublishOptions {
   int8?: Int8Upload
   /** Upload progress of each file: the model's (`model`) and the int8 variant's (`int8`). */
   onProgress?: (file: 'model' | 'int8', sentBytes: number, totalBytes: number) => void
-  /** A file's upload in parts resumes with `held` of its `count` parts already on the edge. */
-  onResume?: (file: 'model' | 'int8', held: number, count: number) => void
+  /** A file's upload in parts resumes with `held` of its `count` parts (`heldBytes` of it) already on the edge. */
+  onResume?: (file: 'model' | 'int8', held: number, count: number, heldBytes: number, totalBytes: number) => void
+  /** The edge holds the file already: nothing of it is sent. */
+  onStored?: (file: 'model' | 'int8') => void
 }
 
 export interface PublishedVersion {
@@ -83,7 +85,7 @@ const PART_ATTEMPTS = 3
 /** Where the file's bytes are in the whole upload, for a progress bar over all of them. */
 interface ProgressSpan {
   file: 'model' | 'int8'
-  /** Bytes of the file sent before this body. */
+  /** Bytes of the file on the edge before this body. */
   before: number
   total: number
 }
@@ -128,6 +130,12 @@ function sendBody(url: URL, method: 'POST' | 'PUT', bytes: Uint8Array, options: 
 const upload = (url: URL, bytes: Uint8Array, options: PublishOptions, file: 'model' | 'int8', what: string) =>
   sendBody(url, 'POST', bytes, options, { file, before: 0, total: bytes.byteLength }, what)
 
+/** What a failed part's error says, plus how to go on: the edge keeps the parts it has. */
+function resumable(error: unknown): unknown {
+  if (!(error instanceof EdgeError)) return error
+  return new EdgeError(`${error.message}; run the same command again to resume the upload`, error.status, error.field, { cause: error })
+}
+
 /** An open upload as the edge describes it (edge/src/routes/uploads.ts). */
 interface UploadSessionAnswer {
   state: 'open'
@@ -149,30 +157,29 @@ async function uploadInParts(bytes: Uint8Array, sha256: string, options: Publish
   begin.searchParams.set('size', String(bytes.byteLength))
   const { json } = await requestEdge(options.edgeUrl, begin, { method: 'POST', headers }, `${what}: beginning the upload`)
   if (json.state === 'stored') {
-    options.onProgress?.(file, bytes.byteLength, bytes.byteLength)
+    options.onStored?.(file)
     return
   }
   const session = json as unknown as UploadSessionAnswer
   const held = new Set(session.receivedParts)
-  if (held.size > 0) options.onResume?.(file, held.size, session.partCount)
+  const bytesOf = (part: number) => bytes.subarray((part - 1) * session.partBytes, part * session.partBytes)
+  let onEdge = [...held].reduce((sum, part) => sum + bytesOf(part).byteLength, 0)
+  if (held.size > 0) options.onResume?.(file, held.size, session.partCount, onEdge, bytes.byteLength)
   const partUrl = (part: number) => new URL(`/api/models/uploads/${session.id}/parts/${part}`, options.edgeUrl)
-  let sent = 0
   for (let part = 1; part <= session.partCount; part++) {
-    const bytesOfPart = bytes.subarray((part - 1) * session.partBytes, part * session.partBytes)
-    if (!held.has(part)) {
-      for (let attempt = 1; ; attempt++) {
-        try {
-          await sendBody(partUrl(part), 'PUT', bytesOfPart, options, { file, before: sent, total: bytes.byteLength }, `${what}: part ${part} of ${session.partCount}`)
-          break
-        } catch (error) {
-          // The edge's own refusal (4xx) is final; a lost connection or a 5xx is worth another try.
-          const transient = error instanceof EdgeError && (error.status === undefined || error.status >= 500)
-          if (!transient || attempt === PART_ATTEMPTS) throw error
-        }
+    if (held.has(part)) continue
+    const bytesOfPart = bytesOf(part)
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await sendBody(partUrl(part), 'PUT', bytesOfPart, options, { file, before: onEdge, total: bytes.byteLength }, `${what}: part ${part} of ${session.partCount}`)
+        break
+      } catch (error) {
+        // The edge's own refusal (4xx) is final; a lost connection or a 5xx is worth another try.
+        const transient = error instanceof EdgeError && (error.status === undefined || error.status >= 500)
+        if (!transient || attempt === PART_ATTEMPTS) throw resumable(error)
       }
     }
-    sent += bytesOfPart.byteLength
-    options.onProgress?.(file, sent, bytes.byteLength)
+    onEdge += bytesOfPart.byteLength
   }
   // The edge reads the whole file again (its sha256, the ONNX graph) before it answers.
   const complete = new URL(`/api/models/uploads/${session.id}/complete`, options.edgeUrl)

@@ -345,11 +345,20 @@ describe('publishing models', () => {
       expect(published.output).toMatch(/published: large-matmul version 1, sha256 [0-9a-f]{64}/)
       expect(published.output).toContain('input  x FP32 [-1,1024]')
       expect((await api.get('/api/models/large-matmul/versions/1')).body).toMatchObject({ sha256: largeSha, size: large.length })
-      // The session and its staging object are gone once the file is stored.
-      expect((await api.get(`/api/models/uploads/${id}`)).status).toBe(404)
+      // Its parts and staging object are gone once the file is stored; a completion retried
+      // (its answer lost) answers the file, and no more parts are taken.
+      expect((await api.get(`/api/models/uploads/${id}`)).body).toMatchObject({ state: 'complete', sha256: largeSha })
       expect(await staged()).toBe(0)
+      const again = await api.post(`/api/models/uploads/${id}/complete`)
+      expect(again.status).toBe(200)
+      expect(again.body).toMatchObject({ sha256: largeSha, size: large.length })
+      expect((await putPart(api, id, 1, part(1))).body).toMatchObject({ status: 409, field: 'id' })
       // Stored: another upload of the same file sends nothing.
       expect((await begin(api, { sha256: largeSha, size: String(large.length) })).body).toMatchObject({ state: 'stored', file: { sha256: largeSha, size: large.length } })
+      const copy = await runCli(['models', 'publish', largePath, '--name', 'large-matmul-copy', '--price-wei', '0', '--payout-address', PAYOUT], env)
+      expect(copy.code, copy.output).toBe(0)
+      expect(copy.output).toContain(`the edge holds ${largePath} already: nothing to upload`)
+      expect(copy.output).not.toMatch(/MB\/s/)
 
       const agent = network.startAgent({
         deviceId: 'large-model-device',
@@ -413,12 +422,23 @@ describe('publishing models', () => {
         expect(opened.status, opened.text).toBe(201)
         ids.push(opened.body.id as string)
       }
-      expect((await begin(other, { sha256: '9'.repeat(64), size: String(large.length) })).body).toMatchObject({ status: 409, field: 'sha256', detail: expect.stringMatching(/^this API key has 4 uploads open/) })
+      expect((await begin(other, { sha256: '9'.repeat(64), size: String(large.length) })).body).toMatchObject({ status: 409, field: 'uploads', detail: expect.stringMatching(/^this API key has 4 uploads open .*GET \/api\/models\/uploads lists them/) })
+      expect(((await other.get('/api/models/uploads')).body.uploads as { id: string }[]).map((u) => u.id)).toEqual(ids)
+      // Beginning the same file again resumes its upload instead of opening another.
+      expect((await begin(other, { sha256: '0'.repeat(64), size: String(large.length) })).body).toMatchObject({ id: ids[0], resumed: true })
       expect((await other.request('DELETE', `/api/models/uploads/${ids[0]}`)).status).toBe(204)
       expect((await other.get(`/api/models/uploads/${ids[0]}`)).status).toBe(404)
       expect((await other.get(`/api/models/uploads/${ids[1]}`)).status).toBe(200)
       await network.edge.runScheduled(new Date(Date.now() + 25 * 3600 * 1000))
       for (const id of ids.slice(1)) expect((await other.get(`/api/models/uploads/${id}`)).status).toBe(404)
+
+      // Begins at once: the limit holds, and one file gets one upload.
+      const first = await begin(other, { sha256: 'a'.repeat(64), size: String(large.length) })
+      const racing = await Promise.all(['a', 'b', 'c', 'd', 'e', 'f', 'a'].map((digit) => begin(other, { sha256: digit.repeat(64), size: String(large.length) })))
+      expect(racing.map((r) => r.status).sort()).toEqual([200, 200, 201, 201, 201, 409, 409])
+      expect(racing.filter((r) => r.body.sha256 === 'a'.repeat(64)).map((r) => r.body.id)).toEqual([first.body.id, first.body.id])
+      expect((await other.get('/api/models/uploads')).body.uploads).toHaveLength(4)
+      await Promise.all(((await other.get('/api/models/uploads')).body.uploads as { id: string }[]).map((u) => other.request('DELETE', `/api/models/uploads/${u.id}`)))
     })
   })
 })

@@ -8,7 +8,8 @@
  * names it by sha256.
  *
  * A session belongs to the API key that began it: another key neither sees nor touches it. A
- * session not completed within UPLOAD_TTL_MS is aborted by the scheduled handler.
+ * completed session is kept (without its parts) so that a completion retried after a lost answer
+ * gets the file; every session is deleted UPLOAD_TTL_MS after it began, by the scheduled handler.
  */
 import { messageOf, OnnxFormatError, onnxSkeleton, readOnnxModelInfo, type TensorSpec } from '@depinfer/shared'
 import { bytesToHex } from 'viem'
@@ -38,8 +39,10 @@ export interface UploadLimits {
   partBytes: number
 }
 
-/** An open session as the API shows it. */
+/** A session as the API shows it. */
 export interface UploadSession {
+  /** `complete`: the file is stored; nothing more is sent. */
+  state: 'open' | 'complete'
   id: string
   sha256: string
   size: number
@@ -59,12 +62,13 @@ interface UploadRow {
   key_hash: string
   uploaded_by: string
   created_at: number
+  completed_at: number | null
 }
 
 const stagingKey = (id: string) => `uploads/${id}`
 const partCountOf = (row: Pick<UploadRow, 'size' | 'part_bytes'>) => Math.ceil(row.size / row.part_bytes)
 
-/** 409: the upload is not in a state to do this (parts missing, too many open). */
+/** 409: the upload is not in a state to do this (parts missing, complete already, too many open). */
 export class UploadConflictError extends DepinferError {
   constructor(detail: string, field: string) {
     super(409, 'upload-conflict', 'Upload not ready', detail, { field })
@@ -78,13 +82,15 @@ function storageUnavailable(doing: string, cause: unknown): DepinferError {
 
 async function sessionOf(db: D1Database, row: UploadRow): Promise<UploadSession> {
   const { results } = await db.prepare('SELECT part_number FROM model_upload_parts WHERE upload_id = ? ORDER BY part_number').bind(row.id).all<{ part_number: number }>()
+  const complete = row.completed_at !== null
   return {
+    state: complete ? 'complete' : 'open',
     id: row.id,
     sha256: row.sha256,
     size: row.size,
     partBytes: row.part_bytes,
     partCount: partCountOf(row),
-    receivedParts: results.map((r) => r.part_number),
+    receivedParts: complete ? Array.from({ length: partCountOf(row) }, (_, i) => i + 1) : results.map((r) => r.part_number),
     expiresAt: new Date(row.created_at + UPLOAD_TTL_MS).toISOString(),
   }
 }
@@ -92,8 +98,21 @@ async function sessionOf(db: D1Database, row: UploadRow): Promise<UploadSession>
 /** The key's session `id`; a session of another key, or none, is a 404 naming `id`. */
 async function ownRow(db: D1Database, id: string, keyHash: string): Promise<UploadRow> {
   const row = await db.prepare('SELECT * FROM model_uploads WHERE id = ? AND key_hash = ?').bind(id, keyHash).first<UploadRow>()
-  if (!row) throw new NotFoundError(`no upload ${JSON.stringify(id.slice(0, 80))} is open for this API key (finished, aborted, expired after 24 h, or begun with another key)`, 'id')
+  if (!row) throw new NotFoundError(`no upload ${JSON.stringify(id.slice(0, 80))} for this API key (aborted, begun more than 24 h ago, or begun with another key)`, 'id')
   return row
+}
+
+/** The key's open session `id`: a completed one is a 409 naming `id`. */
+async function openRow(db: D1Database, id: string, keyHash: string): Promise<UploadRow> {
+  const row = await ownRow(db, id, keyHash)
+  if (row.completed_at !== null) throw new UploadConflictError(`upload ${id} is complete: the edge holds the file (sha256 ${row.sha256}); nothing more is sent to it`, 'id')
+  return row
+}
+
+/** This key's open sessions, oldest first. */
+export async function openUploads(db: D1Database, keyHash: string): Promise<UploadSession[]> {
+  const { results } = await db.prepare('SELECT * FROM model_uploads WHERE key_hash = ? AND completed_at IS NULL ORDER BY created_at').bind(keyHash).all<UploadRow>()
+  return Promise.all(results.map((row) => sessionOf(db, row)))
 }
 
 export type BeginOutcome = { state: 'open'; session: UploadSession; resumed: boolean } | { state: 'stored'; file: UploadedFile }
@@ -113,15 +132,10 @@ export async function beginUpload(
   if (request.size > limits.maxBytes) throw new PayloadTooLargeError(limits.maxBytes, `size ${request.size}`, 'size')
   const stored = await storedModelFile(db, request.sha256)
   if (stored) return { state: 'stored', file: stored }
-  const open = await db.prepare('SELECT * FROM model_uploads WHERE key_hash = ? ORDER BY created_at').bind(request.keyHash).all<UploadRow>()
-  const same = open.results.find((row) => row.sha256 === request.sha256 && row.size === request.size)
-  if (same) return { state: 'open', session: await sessionOf(db, same), resumed: true }
-  if (open.results.length >= MAX_OPEN_UPLOADS_PER_KEY) {
-    throw new UploadConflictError(
-      `this API key has ${open.results.length} uploads open (${open.results.map((r) => r.id).join(', ')}): complete or DELETE one first, or let it expire 24 h after it began`,
-      'sha256',
-    )
-  }
+  const same = () =>
+    db.prepare('SELECT * FROM model_uploads WHERE key_hash = ? AND sha256 = ? AND size = ? AND completed_at IS NULL').bind(request.keyHash, request.sha256, request.size).first<UploadRow>()
+  const resumed = await same()
+  if (resumed) return { state: 'open', session: await sessionOf(db, resumed), resumed: true }
   const id = crypto.randomUUID()
   const multipart = await bucket.createMultipartUpload(stagingKey(id), { httpMetadata: { contentType: 'application/octet-stream' } })
   const row: UploadRow = {
@@ -133,12 +147,33 @@ export async function beginUpload(
     key_hash: request.keyHash,
     uploaded_by: request.uploadedBy,
     created_at: now,
+    completed_at: null,
   }
-  await db
-    .prepare('INSERT INTO model_uploads (id, r2_upload_id, sha256, size, part_bytes, key_hash, uploaded_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-    .bind(row.id, row.r2_upload_id, row.sha256, row.size, row.part_bytes, row.key_hash, row.uploaded_by, row.created_at)
-    .run()
-  return { state: 'open', session: await sessionOf(db, row), resumed: false }
+  // One statement checks the number open and inserts, so begins at once cannot pass the limit
+  // together; a unique index keeps one open session per key and file.
+  let inserted: boolean
+  try {
+    const result = await db
+      .prepare(
+        `INSERT INTO model_uploads (id, r2_upload_id, sha256, size, part_bytes, key_hash, uploaded_by, created_at)
+          SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE (SELECT COUNT(*) FROM model_uploads WHERE key_hash = ?6 AND completed_at IS NULL) < ?9`,
+      )
+      .bind(row.id, row.r2_upload_id, row.sha256, row.size, row.part_bytes, row.key_hash, row.uploaded_by, row.created_at, MAX_OPEN_UPLOADS_PER_KEY)
+      .run()
+    inserted = result.meta.changes > 0
+  } catch (error) {
+    if (!/UNIQUE constraint failed/.test(messageOf(error))) throw error
+    inserted = false
+  }
+  if (inserted) return { state: 'open', session: await sessionOf(db, row), resumed: false }
+  await multipart.abort()
+  const concurrent = await same()
+  if (concurrent) return { state: 'open', session: await sessionOf(db, concurrent), resumed: true }
+  const open = await openUploads(db, request.keyHash)
+  throw new UploadConflictError(
+    `this API key has ${open.length} uploads open (${open.map((u) => `${u.id}: sha256 ${u.sha256}`).join('; ')}): complete or DELETE one (GET /api/models/uploads lists them), or wait for it to expire 24 h after it began`,
+    'uploads',
+  )
 }
 
 export async function uploadSession(db: D1Database, id: string, keyHash: string): Promise<UploadSession> {
@@ -154,12 +189,12 @@ function partBytesOf(row: UploadRow, part: number): number {
 
 /** What part `part` of the key's upload `id` must hold, in bytes: read before its body is. */
 export async function expectedPartBytes(db: D1Database, id: string, keyHash: string, part: number): Promise<number> {
-  return partBytesOf(await ownRow(db, id, keyHash), part)
+  return partBytesOf(await openRow(db, id, keyHash), part)
 }
 
 /** Stores part `part`; sending a part again replaces it (a retry after a lost answer). */
 export async function receivePart(db: D1Database, bucket: R2Bucket, id: string, keyHash: string, part: number, bytes: Uint8Array): Promise<UploadSession> {
-  const row = await ownRow(db, id, keyHash)
+  const row = await openRow(db, id, keyHash)
   const expected = partBytesOf(row, part)
   if (bytes.byteLength !== expected) throw new InvalidRequestError(`part ${part} must be exactly ${expected} bytes, got ${bytes.byteLength}`, 'body')
   let uploaded: R2UploadedPart
@@ -169,14 +204,24 @@ export async function receivePart(db: D1Database, bucket: R2Bucket, id: string, 
     if (await bucket.head(stagingKey(id))) throw new UploadConflictError(`the upload's parts were assembled already (its completion is under way or its answer was lost): POST …/complete again rather than sending part ${part}`, 'part')
     throw storageUnavailable(`storing part ${part}`, error)
   }
-  await db.prepare('INSERT OR REPLACE INTO model_upload_parts (upload_id, part_number, etag) VALUES (?, ?, ?)').bind(id, part, uploaded.etag).run()
+  // Only while the session is open: a completion, DELETE or expiry meanwhile took its parts.
+  const recorded = await db
+    .prepare('INSERT OR REPLACE INTO model_upload_parts (upload_id, part_number, etag) SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM model_uploads WHERE id = ?1 AND completed_at IS NULL)')
+    .bind(id, part, uploaded.etag)
+    .run()
+  if (recorded.meta.changes === 0) throw new UploadConflictError(`upload ${id} was completed or aborted while part ${part} was being stored`, 'id')
   return sessionOf(db, row)
 }
 
-/** Forgets a session and whatever it holds in R2 (its parts, or the assembled staging object). */
-async function discard(db: D1Database, bucket: R2Bucket, row: UploadRow): Promise<void> {
+/** Deletes what a session holds in R2 (its parts, or the assembled staging object). */
+async function deleteStaged(bucket: R2Bucket, row: UploadRow): Promise<void> {
   await bucket.resumeMultipartUpload(stagingKey(row.id), row.r2_upload_id).abort().catch(() => undefined) // completed or expired already
   await bucket.delete(stagingKey(row.id))
+}
+
+/** Forgets a session and whatever it holds in R2. */
+async function discard(db: D1Database, bucket: R2Bucket, row: UploadRow): Promise<void> {
+  await deleteStaged(bucket, row)
   await db.batch([
     db.prepare('DELETE FROM model_upload_parts WHERE upload_id = ?').bind(row.id),
     db.prepare('DELETE FROM model_uploads WHERE id = ?').bind(row.id),
@@ -208,7 +253,7 @@ async function* hashedChunks(body: ReadableStream<Uint8Array>, digest: WritableS
  */
 async function stagedObject(bucket: R2Bucket, row: UploadRow): Promise<R2ObjectBody> {
   const object = await bucket.get(stagingKey(row.id))
-  if (!object) throw new DepinferError(409, 'upload-conflict', 'Upload not ready', `the assembled upload ${row.id} is gone: another completion of it finished first; begin the upload again to see whether the edge holds the file`, { field: 'id' })
+  if (!object) throw new UploadConflictError(`the assembled upload ${row.id} is gone: another completion of it ran at the same time; complete again to get its outcome`, 'id')
   return object
 }
 
@@ -232,8 +277,14 @@ async function readStaged(bucket: R2Bucket, row: UploadRow): Promise<{ sha256: s
     throw new InvalidRequestError(`the uploaded bytes' sha256 is ${sha256}, not ${row.sha256} as declared when the upload began: the upload is discarded; begin it again`, 'sha256')
   }
   if (skeleton instanceof OnnxFormatError) throw skeleton
-  const info = readOnnxModelInfo(skeleton)
-  return { sha256, inputs: info.inputs, outputs: info.outputs }
+  try {
+    const info = readOnnxModelInfo(skeleton)
+    return { sha256, inputs: info.inputs, outputs: info.outputs }
+  } catch (error) {
+    // Its byte offsets are the skeleton's, not the file's: left out rather than misleading.
+    if (error instanceof OnnxFormatError) throw new OnnxFormatError(error.message.replace(/ at byte \d+\)/, ')'), error.field)
+    throw error
+  }
 }
 
 /**
@@ -243,6 +294,9 @@ async function readStaged(bucket: R2Bucket, row: UploadRow): Promise<{ sha256: s
  */
 export async function completeUpload(db: D1Database, bucket: R2Bucket, id: string, keyHash: string, now: number): Promise<{ file: UploadedFile; created: boolean }> {
   const row = await ownRow(db, id, keyHash)
+  // A completion retried after its answer was lost: the file it stored.
+  const done = row.completed_at !== null && (await storedModelFile(db, row.sha256))
+  if (done) return { file: done, created: false }
   const session = await sessionOf(db, row)
   const missing: number[] = []
   for (let part = 1; part <= session.partCount && missing.length < 10; part++) if (!session.receivedParts.includes(part)) missing.push(part)
@@ -254,7 +308,12 @@ export async function completeUpload(db: D1Database, bucket: R2Bucket, id: strin
     try {
       await bucket.resumeMultipartUpload(stagingKey(id), row.r2_upload_id).complete(parts.map((p) => ({ partNumber: p.part_number, etag: p.etag })))
     } catch (error) {
-      if (!(await bucket.head(stagingKey(id)))) throw storageUnavailable('assembling the parts', error)
+      if (!(await bucket.head(stagingKey(id)))) {
+        // A part's recorded etag may not be the one R2 kept (the same part sent twice at once,
+        // stored in one order and recorded in the other): sent again, every part is consistent.
+        await db.prepare('DELETE FROM model_upload_parts WHERE upload_id = ?').bind(id).run()
+        throw new UploadConflictError(`storage could not assemble the parts (${messageOf(error)}): the edge has forgotten them; send every part again, then complete`, 'parts')
+      }
     }
   }
   let checked
@@ -279,11 +338,15 @@ export async function completeUpload(db: D1Database, bucket: R2Bucket, id: strin
     created = await recordModelFile(db, { sha256: checked.sha256, size: row.size, inputs: checked.inputs, outputs: checked.outputs }, row.uploaded_by, now)
   }
   const file = (await storedModelFile(db, checked.sha256))!
-  await discard(db, bucket, row)
+  await deleteStaged(bucket, row)
+  await db.batch([
+    db.prepare('DELETE FROM model_upload_parts WHERE upload_id = ?').bind(id),
+    db.prepare('UPDATE model_uploads SET completed_at = ? WHERE id = ?').bind(now, id),
+  ])
   return { file, created }
 }
 
-/** Aborts the sessions begun more than UPLOAD_TTL_MS before `now` (the scheduled handler). */
+/** Deletes the sessions begun more than UPLOAD_TTL_MS before `now`, aborting open ones (the scheduled handler). */
 export async function expireUploads(db: D1Database, bucket: R2Bucket, now: number): Promise<number> {
   const { results } = await db.prepare('SELECT * FROM model_uploads WHERE created_at < ? LIMIT 100').bind(now - UPLOAD_TTL_MS).all<UploadRow>()
   for (const row of results) await discard(db, bucket, row)

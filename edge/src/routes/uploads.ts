@@ -5,6 +5,7 @@
  *   POST   /api/models/uploads?sha256=&size=      begin (201), or resume this key's open upload
  *                                                 of that file (200, with its received parts), or
  *                                                 nothing to send: the edge holds it (200, stored)
+ *   GET    /api/models/uploads                    this key's open uploads
  *   GET    /api/models/uploads/{id}               the session: part size, parts received
  *   PUT    /api/models/uploads/{id}/parts/{n}     part n (1-based), exactly partBytes (the last: the rest)
  *   POST   /api/models/uploads/{id}/complete      checks and stores the file (201, or 200 if held already)
@@ -29,6 +30,7 @@ import {
   DEFAULT_PART_BYTES,
   expectedPartBytes,
   MIN_PART_BYTES,
+  openUploads,
   receivePart,
   uploadSession,
   type UploadLimits,
@@ -63,10 +65,15 @@ uploads.post('/', async (c) => {
   )
   if (outcome.state === 'stored') return c.json({ state: 'stored', file: outcome.file }, 200)
   c.header('Location', `/api/models/uploads/${outcome.session.id}`)
-  return c.json({ state: 'open', ...outcome.session, resumed: outcome.resumed }, outcome.resumed ? 200 : 201)
+  return c.json({ ...outcome.session, resumed: outcome.resumed }, outcome.resumed ? 200 : 201)
 })
 
-uploads.get('/:id', async (c) => c.json({ state: 'open', ...(await uploadSession(c.env.DB, c.req.param('id'), c.get('apiKeyHash'))) }))
+uploads.get('/', async (c) => {
+  checkQueryParameters(c, [])
+  return c.json({ uploads: await openUploads(c.env.DB, c.get('apiKeyHash')) })
+})
+
+uploads.get('/:id', async (c) => c.json(await uploadSession(c.env.DB, c.req.param('id'), c.get('apiKeyHash'))))
 
 uploads.put('/:id/parts/:part', async (c) => {
   const id = c.req.param('id')
@@ -77,7 +84,7 @@ uploads.put('/:id/parts/:part', async (c) => {
     if (!(error instanceof PayloadTooLargeError)) throw error
     throw new DepinferError(413, 'payload-too-large', 'Payload too large', `part ${part} must be exactly ${expected} bytes, got more`, { field: 'body' })
   })
-  return c.json({ state: 'open', ...(await receivePart(c.env.DB, c.env.MODELS, id, keyHash, part, bytes)) })
+  return c.json(await receivePart(c.env.DB, c.env.MODELS, id, keyHash, part, bytes))
 })
 
 uploads.post('/:id/complete', async (c) => {
