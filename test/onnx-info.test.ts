@@ -42,6 +42,9 @@ describe('readOnnxModelInfo', () => {
     const skeleton = await skeletonOf(bytes, 65_536)
     expect(readOnnxModelInfo(skeleton)).toEqual(info)
     expect(skeleton.length).toBeLessThan(bytes.length / 5)
+    // The limit is on the skeleton's size: each byte counted once, nested messages included.
+    expect(await skeletonOf(bytes, 65_536, skeleton.length)).toEqual(skeleton)
+    await expect(skeletonOf(bytes, 65_536, skeleton.length - 1)).rejects.toThrow(/structure without its tensors' data is over/)
     const expected = await ortSpecs(bytes)
     expect(info.inputs.map(({ name, shape }) => ({ name, shape }))).toEqual(expected.inputs)
     expect(info.outputs.map(({ name, shape }) => ({ name, shape }))).toEqual(expected.outputs)
