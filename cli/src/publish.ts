@@ -79,7 +79,7 @@ const sha256Of = (bytes: Uint8Array) => createHash('sha256').update(bytes).diges
  * MAX_MODEL_BYTES, 95 MiB by default), and a part lost to a network failure is all that is sent again.
  */
 export const RESUMABLE_UPLOAD_BYTES = 8 * 1024 * 1024
-/** Times a part is sent before the upload gives up (the command, run again, resumes it). */
+/** Times a part (or the completion) is sent before the upload gives up (the command, run again, resumes it). */
 const PART_ATTEMPTS = 3
 
 /** Where the file's bytes are in the whole upload, for a progress bar over all of them. */
@@ -130,7 +130,22 @@ function sendBody(url: URL, method: 'POST' | 'PUT', bytes: Uint8Array, options: 
 const upload = (url: URL, bytes: Uint8Array, options: PublishOptions, file: 'model' | 'int8', what: string) =>
   sendBody(url, 'POST', bytes, options, { file, before: 0, total: bytes.byteLength }, what)
 
-/** What a failed part's error says, plus how to go on: the edge keeps the parts it has. */
+/**
+ * `request` (a part, the completion), tried up to PART_ATTEMPTS times: the edge's own refusal
+ * (4xx) is final, a lost connection or a 5xx is worth another try.
+ */
+async function withRetries<T>(request: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await request()
+    } catch (error) {
+      const transient = error instanceof EdgeError && (error.status === undefined || error.status >= 500)
+      if (!transient || attempt === PART_ATTEMPTS) throw resumable(error)
+    }
+  }
+}
+
+/** What a failed request's error says, plus how to go on: the edge keeps the parts it has. */
 function resumable(error: unknown): unknown {
   if (!(error instanceof EdgeError)) return error
   return new EdgeError(`${error.message}; run the same command again to resume the upload`, error.status, error.field, { cause: error })
@@ -169,21 +184,15 @@ async function uploadInParts(bytes: Uint8Array, sha256: string, options: Publish
   for (let part = 1; part <= session.partCount; part++) {
     if (held.has(part)) continue
     const bytesOfPart = bytesOf(part)
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await sendBody(partUrl(part), 'PUT', bytesOfPart, options, { file, before: onEdge, total: bytes.byteLength }, `${what}: part ${part} of ${session.partCount}`)
-        break
-      } catch (error) {
-        // The edge's own refusal (4xx) is final; a lost connection or a 5xx is worth another try.
-        const transient = error instanceof EdgeError && (error.status === undefined || error.status >= 500)
-        if (!transient || attempt === PART_ATTEMPTS) throw resumable(error)
-      }
-    }
+    await withRetries(() => sendBody(partUrl(part), 'PUT', bytesOfPart, options, { file, before: onEdge, total: bytes.byteLength }, `${what}: part ${part} of ${session.partCount}`))
     onEdge += bytesOfPart.byteLength
   }
-  // The edge reads the whole file again (its sha256, the ONNX graph) before it answers.
+  // The edge reads the whole file again (its sha256, the ONNX graph) before it answers; sent
+  // again, a completion whose answer was lost answers the stored file.
   const complete = new URL(`/api/models/uploads/${session.id}/complete`, options.edgeUrl)
-  const { json: stored } = await requestEdge(options.edgeUrl, complete, { method: 'POST', headers }, `${what}: completing the upload`, edgeIdleTimeoutMs() + uploadDrainMs(bytes.byteLength))
+  const { json: stored } = await withRetries(() =>
+    requestEdge(options.edgeUrl, complete, { method: 'POST', headers }, `${what}: completing the upload`, edgeIdleTimeoutMs() + uploadDrainMs(bytes.byteLength)),
+  )
   if (stored.sha256 !== sha256) throw new EdgeError(`the edge stored ${file === 'model' ? 'the model' : 'the int8 variant'} as sha256 ${String(stored.sha256)}, but the file's is ${sha256}`)
 }
 

@@ -60,17 +60,13 @@ interface VariantRow {
   min_agreement: number
 }
 
-interface FileRow {
+/** What a stored file's row says of it, in model_files and models alike. */
+interface StoredFileRow {
   sha256: string
   size: number
   inputs_json: string
   outputs_json: string
-  uploaded_by: string
-  uploaded_at: number
 }
-
-/** What a stored file's row says of it, in model_files and models alike. */
-type StoredFileRow = Pick<FileRow, 'sha256' | 'size' | 'inputs_json' | 'outputs_json'>
 
 function variantFromRow(row: VariantRow): PublishedVariant {
   return {
@@ -214,11 +210,13 @@ export async function publishModel(db: D1Database, bucket: R2Bucket, request: Pu
   for (const variant of request.variants) {
     const field = `${variant.kind}_sha256`
     if (variant.sha256 === sha256) throw new VariantRejectedError(`${field} is the sha256 of the model file itself: its ${variant.kind} variant must be a file of its own`, field)
-    const variantFile = await db.prepare('SELECT * FROM model_files WHERE sha256 = ?').bind(variant.sha256).first<FileRow>()
+    // Any file the edge holds: uploaded for this, or another version's own (a resumable upload
+    // answers such a file as stored, and sends nothing).
+    const variantFile = await storedModelFile(db, variant.sha256)
     if (!variantFile) {
       throw new VariantRejectedError(`no uploaded file has sha256 ${variant.sha256}: upload the ${variant.kind} file first (POST /api/models/files, or /api/models/uploads for a large one)`, field)
     }
-    checkSameTensors(variant.kind, file, { inputs: JSON.parse(variantFile.inputs_json) as TensorSpec[], outputs: JSON.parse(variantFile.outputs_json) as TensorSpec[] })
+    checkSameTensors(variant.kind, file, variantFile)
     variants.push({ kind: variant.kind, sha256: variant.sha256, size: variantFile.size, report: variant.report, minAgreement: variant.minAgreement })
   }
   const latest = await db
