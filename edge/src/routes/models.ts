@@ -167,7 +167,7 @@ async function publishedFile(c: Context<ModelsEnv>): Promise<PublishRequest['fil
   const sha256 = c.req.query('sha256')
   if (sha256 !== undefined) {
     if (!/^[0-9a-f]{64}$/.test(sha256)) throw new InvalidRequestError(`sha256 must be the sha256 of a stored file, 64 lowercase hex digits, got ${JSON.stringify(sha256.slice(0, 100))}`, 'sha256')
-    // A byte is enough to know there is a body; more is not read.
+    // A body of more than a byte is a 413 from the reader (drained, not kept): a body either way.
     const body = await readBodyCapped(c.req.raw, 1).catch(() => Uint8Array.of(0))
     if (body.byteLength > 0) throw new InvalidRequestError('sha256 names a stored file to publish: send no body with it (or send the file without sha256)', 'sha256')
     return { sha256 }
