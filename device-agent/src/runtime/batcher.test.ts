@@ -85,7 +85,9 @@ describe('Batcher with onnxruntime', () => {
 
   it('waits up to maxQueueDelayMs for company, then runs what it has', async () => {
     runs.length = 0
-    const batcher = new Batcher(run, { maxBatch: 8, maxQueueDelayMs: 20 })
+    // A window far longer than the 5 ms between the two: a loaded machine (test files run two at
+    // a time) once fired the 5 ms timer after a 20 ms window had closed.
+    const batcher = new Batcher(run, { maxBatch: 8, maxQueueDelayMs: 250 })
     const first = batcher.submit({ inputs: [rowsInput([[1, 0, 0, 0]])], outputs: [] }, 10_000)
     await new Promise((resolve) => setTimeout(resolve, 5))
     const second = batcher.submit({ inputs: [rowsInput([[0, 1, 0, 0]])], outputs: [] }, 10_000)
