@@ -1,11 +1,12 @@
 /**
  * The on-chain commands of `depinfer`, for providers (stake, register devices, unstake), earners (claim
- * payouts) and payers (deposit, withdraw): their command line, checked in full (options,
+ * payouts), payers (deposit, withdraw) and operators (deploy the contracts): their command line, checked in full (options,
  * amounts, addresses, DEPINFER_PRIVATE_KEY) before the edge or the chain is asked anything.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { messageOf } from '@depinfer/shared'
-import { addressFromEnv, chainTarget, connect, signerFromEnv } from './chain.js'
+import { addressFromEnv, chainTarget, connect, connectRpc, rpcUrlFromEnv, signerFromEnv } from './chain.js'
+import { DEFAULT_DELAY_SECONDS, deployContracts, parseDelay, requireRpcUrl } from './deploy.js'
 import { EdgeSession } from './edge-session.js'
 import { CliError, UsageError } from './errors.js'
 import { cancelWithdrawal, deposit, withdraw } from './escrow.js'
@@ -13,7 +14,7 @@ import { parseAddress, parseEthAmount } from './eth.js'
 import { claimPayout, showPayouts } from './payouts.js'
 import { cancelUnstake, deviceAccount, printProviderStatus, registerDevice, unregisterDevice, unstake } from './provider.js'
 
-export const CHAIN_GROUPS: readonly string[] = ['provider', 'payouts', 'escrow']
+export const CHAIN_GROUPS: readonly string[] = ['provider', 'payouts', 'escrow', 'contracts']
 
 export const CHAIN_USAGE = {
   commands: `  depinfer provider register --device-key <path> [--stake <eth>]
@@ -25,7 +26,9 @@ export const CHAIN_USAGE = {
   depinfer payouts claim [--account <0x…>]
   depinfer escrow deposit <eth> [--for <0x…>]
   depinfer escrow withdraw [--amount <eth>]
-  depinfer escrow cancel-withdrawal`,
+  depinfer escrow cancel-withdrawal
+  depinfer contracts deploy --submitter <0x…> --min-stake <eth> [--admin <0x…>] [--withdrawal-delay <24h>]
+                            [--unstake-delay <24h>] [--slasher <0x…>]… | --submitter <0x…> --attestations-only`,
   options: `  --device-key        the device's key file (from depinfer-agent init): it signs the device's consent
   --stake             the stake to hold, in ETH: tops it up to this (default: the registry's minimum)
   --address, <0x…>    whose stake or earnings to show (default: DEPINFER_PRIVATE_KEY's account)
@@ -35,9 +38,19 @@ export const CHAIN_USAGE = {
   --amount            escrow withdraw: request a withdrawal of this much, in ETH (default: the whole
                       balance); provider unstake: request an unstake of this much (default: the whole
                       stake; the provider's devices get no jobs meanwhile). Run the command again once
-                      the delay has passed to receive it`,
+                      the delay has passed to receive it
+  --submitter         contracts deploy: the edge's account (its SUBMITTER_PRIVATE_KEY), which posts attestation
+                      batches and settles jobs; not the deployer's, which stays out of the Worker
+  --min-stake         contracts deploy: the ProviderRegistry's minimum stake per provider, in ETH
+  --admin             contracts deploy: who may grant and revoke the contracts' roles (default: the deployer)
+  --withdrawal-delay, --unstake-delay
+                      contracts deploy: how long a payer's withdrawal and a provider's unstake wait, at least
+                      1h (seconds, or with s, m, h, d; default 24h)
+  --slasher           contracts deploy: an account that may slash stakes (repeat for more; default none)
+  --attestations-only contracts deploy: the AttestationRegistry alone (every job free, any device routed)`,
   environment: `  DEPINFER_PRIVATE_KEY: the account that signs and pays the chain commands' transactions
-  DEPINFER_RPC_URL, DEPINFER_PROVIDER_REGISTRY_ADDRESS, DEPINFER_ESCROW_ADDRESS: default, the edge's GET /api/chain`,
+  DEPINFER_RPC_URL, DEPINFER_PROVIDER_REGISTRY_ADDRESS, DEPINFER_ESCROW_ADDRESS: default, the edge's GET /api/chain
+  (contracts deploy: DEPINFER_RPC_URL is the chain to deploy to, DEPINFER_PRIVATE_KEY the deployer)`,
 }
 
 const OPTIONS = {
@@ -47,6 +60,13 @@ const OPTIONS = {
   account: { type: 'string' },
   for: { type: 'string' },
   amount: { type: 'string' },
+  submitter: { type: 'string' },
+  admin: { type: 'string' },
+  'min-stake': { type: 'string' },
+  'withdrawal-delay': { type: 'string' },
+  'unstake-delay': { type: 'string' },
+  slasher: { type: 'string', multiple: true },
+  'attestations-only': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies NonNullable<ParseArgsConfig['options']>
 
@@ -64,6 +84,7 @@ const COMMANDS: Record<string, { options: readonly Option[]; positionals: number
   'escrow deposit': { options: ['for'], positionals: 1 },
   'escrow withdraw': { options: ['amount'], positionals: 0 },
   'escrow cancel-withdrawal': { options: [], positionals: 0 },
+  'contracts deploy': { options: ['submitter', 'admin', 'min-stake', 'withdrawal-delay', 'unstake-delay', 'slasher', 'attestations-only'], positionals: 0 },
 }
 
 /** Runs `argv` (starting with one of CHAIN_GROUPS); prints `usage` for --help. Returns the exit code. */
@@ -157,6 +178,29 @@ export async function runChainCommand(argv: string[], env: NodeJS.ProcessEnv, us
     case 'escrow cancel-withdrawal': {
       const payer = signerFromEnv(env, "the payer's account")
       await cancelWithdrawal(await connect(await chainTarget('escrow', env, edge)), payer)
+      return 0
+    }
+    case 'contracts deploy': {
+      if (!values.submitter) throw new UsageError("contracts deploy needs --submitter <0x…>: the edge's account, whose key goes into the Worker's secrets")
+      const submitter = parseAddress(values.submitter, '--submitter')
+      const admin = values.admin === undefined ? undefined : parseAddress(values.admin, '--admin')
+      let payments
+      if (values['attestations-only']) {
+        const extra = (['min-stake', 'withdrawal-delay', 'unstake-delay', 'slasher'] as const).find((option) => values[option] !== undefined)
+        if (extra) throw new UsageError(`--${extra} is for the Escrow and ProviderRegistry, which --attestations-only does not deploy`)
+      } else {
+        if (values['min-stake'] === undefined) throw new UsageError("contracts deploy needs --min-stake <eth>: the stake a provider holds for its devices to get jobs (or --attestations-only)")
+        payments = {
+          minStake: parseEthAmount(values['min-stake'], '--min-stake'),
+          withdrawalDelaySeconds: values['withdrawal-delay'] === undefined ? DEFAULT_DELAY_SECONDS : parseDelay(values['withdrawal-delay'], '--withdrawal-delay'),
+          unstakeDelaySeconds: values['unstake-delay'] === undefined ? DEFAULT_DELAY_SECONDS : parseDelay(values['unstake-delay'], '--unstake-delay'),
+          slashers: (values.slasher ?? []).map((slasher) => parseAddress(slasher, '--slasher')),
+        }
+      }
+      const rpcUrl = requireRpcUrl(rpcUrlFromEnv(env))
+      const deployer = signerFromEnv(env, 'the deploying account (it pays for the deployments)')
+      const rpc = await connectRpc(rpcUrl, 'DEPINFER_RPC_URL')
+      await deployContracts({ rpc, rpcUrl, deployer, submitter, admin: admin ?? deployer.address, ...(payments && { payments }) })
       return 0
     }
   }

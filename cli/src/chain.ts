@@ -46,10 +46,7 @@ export interface ChainTarget {
 /** The RPC and `contract`'s address: the environment's, else the edge's `GET /api/chain`. */
 export async function chainTarget(contract: ContractName, env: NodeJS.ProcessEnv, edge: EdgeSession): Promise<ChainTarget> {
   const { envVar, label, missingOnEdge } = CONTRACTS[contract]
-  const envRpc = env.DEPINFER_RPC_URL || undefined
-  if (envRpc !== undefined && !/^https?:\/\//.test(envRpc)) {
-    throw new CliError(`DEPINFER_RPC_URL must be an http:// or https:// JSON-RPC URL, got ${JSON.stringify(envRpc.slice(0, 100))}`, 2)
-  }
+  const envRpc = rpcUrlFromEnv(env)
   const envAddress = env[envVar] ? parseAddress(env[envVar], envVar) : undefined
   if (envRpc && envAddress) return { rpcUrl: envRpc, rpcSource: 'DEPINFER_RPC_URL', contract, address: envAddress, addressSource: envVar }
 
@@ -82,37 +79,50 @@ export interface Connection {
  */
 export async function connect(target: ChainTarget): Promise<Connection> {
   const { label } = CONTRACTS[target.contract]
+  const rpc = await connectRpc(target.rpcUrl, target.rpcSource)
   const where = `the RPC at ${target.rpcUrl} (${target.rpcSource})`
+  if (target.edgeChainId !== undefined && rpc.chainId !== target.edgeChainId) {
+    throw new CliError(`${where} serves chain ${rpc.chainId}, but the edge uses chain ${target.edgeChainId}: point DEPINFER_RPC_URL at chain ${target.edgeChainId}`, target.rpcSource === 'DEPINFER_RPC_URL' ? 2 : 1)
+  }
+  const code = await rpc.client.getCode({ address: target.address }).catch((error: unknown) => {
+    throw chainFailure(error, `reading the ${label} at ${target.address}`)
+  })
+  if (code === undefined || code === '0x') {
+    throw new CliError(`there is no contract at ${target.address} on chain ${rpc.chainId} (${where}): check the ${label} address (${target.addressSource})`)
+  }
+  return { target, ...rpc }
+}
+
+/** A chain's RPC, reached: it answered its chain id. */
+export type RpcConnection = Omit<Connection, 'target'>
+
+/** Connects to the RPC at `rpcUrl` (`rpcSource`: which setting named it, for errors). */
+export async function connectRpc(rpcUrl: string, rpcSource: string): Promise<RpcConnection> {
   // One retry: an RPC that refuses connections should fail in about a second, not after backoff.
-  const transport = http(target.rpcUrl, { retryCount: 1, timeout: 20_000 })
+  const transport = http(rpcUrl, { retryCount: 1, timeout: 20_000 })
   const chainId = await createPublicClient({ transport })
     .getChainId()
     .catch((error: unknown) => {
-      throw chainFailure(error, `reading the chain id (RPC URL from ${target.rpcSource})`)
+      throw chainFailure(error, `reading the chain id (RPC URL from ${rpcSource})`)
     })
-  if (target.edgeChainId !== undefined && chainId !== target.edgeChainId) {
-    throw new CliError(`${where} serves chain ${chainId}, but the edge uses chain ${target.edgeChainId}: point DEPINFER_RPC_URL at chain ${target.edgeChainId}`, target.rpcSource === 'DEPINFER_RPC_URL' ? 2 : 1)
-  }
   const chain = defineChain({
     id: chainId,
     name: `chain ${chainId}`,
     nativeCurrency: { name: 'Ether', symbol: 'ETH', decimals: 18 },
-    rpcUrls: { default: { http: [target.rpcUrl] } },
+    rpcUrls: { default: { http: [rpcUrl] } },
   })
   // Receipts are polled every half second: a local anvil mines at once, an L2 within seconds.
   const client = createPublicClient({ chain, transport, pollingInterval: 500 })
-  const code = await client.getCode({ address: target.address }).catch((error: unknown) => {
-    throw chainFailure(error, `reading the ${label} at ${target.address}`)
-  })
-  if (code === undefined || code === '0x') {
-    throw new CliError(`there is no contract at ${target.address} on chain ${chainId} (${where}): check the ${label} address (${target.addressSource})`)
+  return { chainId, client, wallet: (account) => createWalletClient({ account, chain, transport, pollingInterval: 500 }) }
+}
+
+/** DEPINFER_RPC_URL, checked to be an http(s) URL; undefined when it is not set. */
+export function rpcUrlFromEnv(env: NodeJS.ProcessEnv): string | undefined {
+  const envRpc = env.DEPINFER_RPC_URL || undefined
+  if (envRpc !== undefined && !/^https?:\/\//.test(envRpc)) {
+    throw new CliError(`DEPINFER_RPC_URL must be an http:// or https:// JSON-RPC URL, got ${JSON.stringify(envRpc.slice(0, 100))}`, 2)
   }
-  return {
-    target,
-    chainId,
-    client,
-    wallet: (account) => createWalletClient({ account, chain, transport, pollingInterval: 500 }),
-  }
+  return envRpc
 }
 
 /**

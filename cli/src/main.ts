@@ -4,7 +4,7 @@
  *   depinfer models publish <file.onnx> --name <name> --price-wei <n> --payout-address <0x…> [--description <text>]
  *                           [--int8 | --int8-file <q.onnx> --int8-report <report.json>] [--min-agreement <0..1>]
  *   depinfer models list [--name <name>]
- *   depinfer provider|payouts|escrow …   on-chain commands (chain-commands.ts)
+ *   depinfer provider|payouts|escrow|contracts …   on-chain commands (chain-commands.ts)
  *
  * The edge and the key come from DEPINFER_URL (default http://127.0.0.1:8787, what `npm start`
  * runs) and DEPINFER_API_KEY; the chain commands' account from DEPINFER_PRIVATE_KEY.

@@ -112,6 +112,76 @@ export async function deployProviderRegistry(
   return deployed('ProviderRegistry', publicClient, transactionHash)
 }
 
+export interface DeployNetworkOptions {
+  /**
+   * The edge's chain account (its SUBMITTER_PRIVATE_KEY): posts attestation batches
+   * (SUBMITTER_ROLE) and settles each batch's jobs in the Escrow (SETTLER_ROLE).
+   */
+  submitter: Address
+  /** Receives DEFAULT_ADMIN_ROLE on every contract; defaults to the deploying account. */
+  admin?: Address
+  /** Also deploy Escrow and ProviderRegistry (README "Payments", "Providers"); else the registry alone. */
+  payments?: DeployPaymentsOptions
+}
+
+export interface DeployPaymentsOptions {
+  /** Escrow's delay between a withdrawal's request and its payment (see DeployEscrowOptions). */
+  withdrawalDelaySeconds: bigint
+  minStake: bigint
+  unstakeDelaySeconds: bigint
+  slashers?: readonly Address[]
+}
+
+export interface DeployedNetwork {
+  registry: DeployedContract
+  escrow?: DeployedContract
+  providerRegistry?: DeployedContract
+}
+
+/**
+ * Deploys what an edge needs on its chain, wired together: the AttestationRegistry with
+ * `submitter` as its submitter, and with `payments`, an Escrow settling against that registry
+ * with `submitter` as its settler, and a ProviderRegistry. One at a time: they come from one
+ * account, whose transactions sent at once could be given the same nonce.
+ */
+export async function deployNetworkContracts(
+  walletClient: WalletClient<Transport, Chain | undefined, Account>,
+  publicClient: PublicClient,
+  options: DeployNetworkOptions & { payments: DeployPaymentsOptions },
+  onDeployed?: (name: string, contract: DeployedContract) => void,
+): Promise<Required<DeployedNetwork>>
+export async function deployNetworkContracts(
+  walletClient: WalletClient<Transport, Chain | undefined, Account>,
+  publicClient: PublicClient,
+  options: DeployNetworkOptions,
+  onDeployed?: (name: string, contract: DeployedContract) => void,
+): Promise<DeployedNetwork>
+export async function deployNetworkContracts(
+  walletClient: WalletClient<Transport, Chain | undefined, Account>,
+  publicClient: PublicClient,
+  { submitter, admin, payments }: DeployNetworkOptions,
+  onDeployed: (name: string, contract: DeployedContract) => void = () => {},
+): Promise<DeployedNetwork> {
+  const registry = await deployAttestationRegistry(walletClient, publicClient, { submitters: [submitter], ...(admin && { admin }) })
+  onDeployed('AttestationRegistry', registry)
+  if (!payments) return { registry }
+  const escrow = await deployEscrow(walletClient, publicClient, {
+    attestationRegistry: registry.address,
+    settlers: [submitter],
+    withdrawalDelaySeconds: payments.withdrawalDelaySeconds,
+    ...(admin && { admin }),
+  })
+  onDeployed('Escrow', escrow)
+  const providerRegistry = await deployProviderRegistry(walletClient, publicClient, {
+    minStake: payments.minStake,
+    unstakeDelaySeconds: payments.unstakeDelaySeconds,
+    ...(payments.slashers && { slashers: payments.slashers }),
+    ...(admin && { admin }),
+  })
+  onDeployed('ProviderRegistry', providerRegistry)
+  return { registry, escrow, providerRegistry }
+}
+
 /** EIP-712 types of a device's consent to registration (viem `types` form). */
 export const DEVICE_REGISTRATION_TYPES = {
   DeviceRegistration: [

@@ -62,7 +62,7 @@ export class DeviceTakenError extends Error {
 export async function startLocalChain(): Promise<LocalChain> {
   await buildContracts({})
   // Imported after the build: `contracts/generated/` is produced by it.
-  const { deployAttestationRegistry, deployEscrow, deployProviderRegistry, deviceRegistrationTypedData, escrowAbi, providerRegistryAbi } = await import(
+  const { deployNetworkContracts, deviceRegistrationTypedData, escrowAbi, providerRegistryAbi } = await import(
     '../../contracts/src/index.js'
   )
   // Only recent states in memory: by default anvil keeps every block's, and a long-running
@@ -79,15 +79,9 @@ export async function startLocalChain(): Promise<LocalChain> {
     const wallet = createWalletClient({ account, chain: foundry, transport })
     // anvil mines each transaction at once: poll receipts quickly rather than every 4 s.
     const publicClient = createPublicClient({ chain: foundry, transport, pollingInterval: 100 })
-    const registry = await deployAttestationRegistry(wallet, publicClient, { submitters: [account.address] })
-    const escrow = await deployEscrow(wallet, publicClient, {
-      attestationRegistry: registry.address,
-      settlers: [account.address],
-      withdrawalDelaySeconds: WITHDRAWAL_DELAY_SECONDS,
-    })
-    const providers = await deployProviderRegistry(wallet, publicClient, {
-      minStake: LOCAL_MIN_STAKE,
-      unstakeDelaySeconds: UNSTAKE_DELAY_SECONDS,
+    const { registry, escrow, providerRegistry: providers } = await deployNetworkContracts(wallet, publicClient, {
+      submitter: account.address,
+      payments: { withdrawalDelaySeconds: WITHDRAWAL_DELAY_SECONDS, minStake: LOCAL_MIN_STAKE, unstakeDelaySeconds: UNSTAKE_DELAY_SECONDS },
     })
     const confirm = async (what: string, hash: Hash) => {
       const receipt = await publicClient.waitForTransactionReceipt({ hash })
