@@ -85,6 +85,12 @@ export interface Env {
    * dispatched, over time (0 to 1, default 0.05); 0 turns hedging off.
    */
   HEDGE_RATE?: string
+  /**
+   * Bytes of job inputs the Gateway holds in flight at most (gateway/inflight-budget.ts; default
+   * 64 MiB, half a Durable Object's memory); one API key's jobs at most half of it. Past either,
+   * a job is refused at once: 503 gateway-busy, or 429 for the key, with Retry-After.
+   */
+  MAX_INFLIGHT_BYTES?: string
 }
 
 /**

@@ -10,6 +10,30 @@ export class NoCapacityError extends DepinferError {
   }
 }
 
+/** The gateway holds as many jobs' inputs as it may (MAX_INFLIGHT_BYTES): gateway/inflight-budget.ts. */
+export class GatewayBusyError extends DepinferError {
+  constructor(detail: string) {
+    super(503, 'gateway-busy', 'Gateway busy', detail, { retryAfterSec: 1 })
+  }
+}
+
+/** The caller's own jobs in flight hold its share of the gateway's budget: gateway/inflight-budget.ts. */
+export class CallerBusyError extends DepinferError {
+  constructor(detail: string) {
+    super(429, 'too-many-jobs-in-flight', 'Too many jobs in flight for this API key', detail, { retryAfterSec: 1 })
+  }
+}
+
+/**
+ * Every device that could run the job has a queue it would wait in past its deadline: refused at
+ * once rather than answered 504 when the deadline ends (the Gateway's admission).
+ */
+export class DevicesBusyError extends DepinferError {
+  constructor(detail: string, retryAfterSec: number) {
+    super(503, 'devices-busy', 'Every device serving this model is busy', detail, { field: 'model', retryAfterSec })
+  }
+}
+
 export class ModelNotReadyError extends DepinferError {
   constructor(detail: string, retryAfterSec = 5) {
     super(503, 'model-not-ready', 'Model is still loading', detail, { field: 'model', retryAfterSec })

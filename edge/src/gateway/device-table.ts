@@ -5,6 +5,7 @@
  * long a job sent to a device now would take (expectedWaitMs, what the scheduler compares).
  */
 import { DEVICE_STALE_AFTER_MS, type DeviceStatus, type Heartbeat } from '@depinfer/shared'
+import { DrainRate } from './drain-rate.js'
 import { useRecent } from './recent-map.js'
 import { EWMA_WEIGHT, FleetRoundTrips, RoundTrips, type ClassRoundTrips } from './round-trips.js'
 
@@ -71,6 +72,8 @@ export interface DeviceEntry {
   measuredEwmaMs: number | undefined
   /** The round trips measured by this gateway per kind of job: what a job is expected to take there, and when it is hedged (hedging.ts). */
   roundTrips: RoundTrips
+  /** The device's pace under load as this gateway measures it: what admission goes by (queueEstimate). */
+  drain: DrainRate
   consecutiveFailures: number
   suspectUntil: number
   /**
@@ -145,6 +148,7 @@ export class DeviceTable {
       foreignLoad: 0,
       measuredEwmaMs: undefined,
       roundTrips: new RoundTrips(),
+      drain: new DrainRate(),
       consecutiveFailures: 0,
       suspectUntil: 0,
       suspectFor: 'failures',
@@ -308,8 +312,20 @@ export class DeviceTable {
     return this.#fleet.version
   }
 
+  /**
+   * How long a job sent to this device now would wait behind the jobs already there (this
+   * gateway's, and others' as of the last heartbeat), and then take, at the pace the device has
+   * drained our jobs (drain-rate.ts): what admission compares with a job's deadline. Undefined
+   * until that pace is measured.
+   */
+  queueEstimate(entry: DeviceEntry): { waitMs: number; perJobMs: number } | undefined {
+    const perJobMs = entry.drain.perJobMs
+    return perJobMs === undefined ? undefined : { waitMs: this.load(entry) * perJobMs, perJobMs }
+  }
+
   /** A job of `jobClass` goes to this device now. */
   jobSent(entry: DeviceEntry, jobClass: string): void {
+    entry.drain.sent(this.now(), entry.inflight)
     entry.inflight++
     entry.inflightByClass.set(jobClass, (entry.inflightByClass.get(jobClass) ?? 0) + 1)
   }
@@ -328,6 +344,7 @@ export class DeviceTable {
     entry.consecutiveFailures = 0
     entry.failingKinds.delete(jobClass)
     entry.roundTrips.add(jobClass, roundTripMs, this.now())
+    entry.drain.answered(this.now())
     entry.measuredEwmaMs =
       entry.measuredEwmaMs === undefined
         ? roundTripMs

@@ -38,7 +38,7 @@ import {
 import { bytesToHex } from 'viem'
 import { DepinferError } from '../errors/base.js'
 import { ModelRejectedInputError, NotFoundError } from '../errors/request.js'
-import { AttestationStorageError, DeviceTimeoutError, ModelNotReadyError, NoCapacityError } from '../errors/routing.js'
+import { AttestationStorageError, DevicesBusyError, DeviceTimeoutError, ModelNotReadyError, NoCapacityError } from '../errors/routing.js'
 import { attestationDomain, nonNegativeVar, type Env } from '../env.js'
 import { DeviceKeys } from '../attestations/device-keys.js'
 import type { FlushReport } from '../attestations/outbox-flush.js'
@@ -50,6 +50,7 @@ import { BrokerLink } from './broker-link.js'
 import { buildCatalog, CatalogCache, catalogKey, entriesOf, FAILED_TO_LOAD, NOT_ROUTABLE, resolveModel, versionsOf, type CatalogModel, type PublishedFile } from './catalog.js'
 import { DeviceTable, type DeviceEntry } from './device-table.js'
 import { hedgeAfterMs, hedgeBudgetFromEnv, type HedgeBudget } from './hedging.js'
+import { inflightBudgetFromEnv, type InflightBudget } from './inflight-budget.js'
 import { jobClassOf } from './round-trips.js'
 import { JobEvents } from './job-events.js'
 import { newJobId } from './job-id.js'
@@ -150,6 +151,8 @@ export class Gateway extends DurableObject<Env> {
   readonly #spotChecks: SpotCheckConfig
   #spotChecksRunning = 0
   #spotCheckBytes = 0
+  /** The inputs of the jobs in flight, per caller (MAX_INFLIGHT_BYTES). */
+  readonly #inflight: InflightBudget
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env)
@@ -157,6 +160,7 @@ export class Gateway extends DurableObject<Env> {
     this.#stakes = stakeGateFromEnv(env)
     this.#spotChecks = spotCheckConfig(env)
     this.#hedges = hedgeBudgetFromEnv(env)
+    this.#inflight = inflightBudgetFromEnv(env)
     this.#alarmEveryMs = Math.max(MIN_ALARM_EVERY_MS, Math.min(ALARM_EVERY_MS, this.#stakes?.ttlMs ?? ALARM_EVERY_MS))
     this.#catalogCache = new CatalogCache(
       this.#table,
@@ -237,7 +241,12 @@ export class Gateway extends DurableObject<Env> {
         )
       }
       validateInputs(model.descriptor, job.inputs, job.outputs)
-      return this.#dispatch(job, model)
+      const release = this.#inflight.admit(job.batchGroup, job.inputs.reduce((bytes, t) => bytes + t.data.byteLength, 0))
+      try {
+        return await this.#dispatch(job, model)
+      } finally {
+        release()
+      }
     })
   }
 
@@ -397,6 +406,11 @@ export class Gateway extends DurableObject<Env> {
       const candidates = (resolveModel(this.#catalog(), descriptor.name, descriptor.version, job.published)
         ?.readyDevices ?? []).filter((d) => !pending.attempts.has(d.deviceId) && acceptedFileOn(d, descriptor, job.variants) !== undefined)
       if (candidates.length === 0 || (hedge && !this.#hedges.take())) return false
+      // The first attempt's budget, as below: a queue past it means a timeout, then a retry.
+      if (pending.attempts.size === 0) {
+        const firstBudgetMs = (deadline - Date.now()) * (candidates.length === 1 ? 1 : FIRST_ATTEMPT_SHARE)
+        refuseIfQueuesTooLong(this.#table, candidates, firstBudgetMs, descriptor.name)
+      }
       const device = pickDevice(candidates, (entry) => this.#table.expectedWaitMs(entry, jobClass), Math.random)!
       const number = pending.attempts.size + 1
       if (number === 1) this.#hedges.jobDispatched()
@@ -976,4 +990,27 @@ function parseJson(payload: Uint8Array): unknown {
   } catch {
     return undefined
   }
+}
+
+/**
+ * Admission: refuses a new job (DevicesBusyError, 503) when every device that could run it has a
+ * queue it would wait in past its first attempt's budget (`budgetMs`: its deadline, or half of
+ * it when another device could take a retry), at that device's measured pace
+ * (DeviceTable.queueEstimate). A burst of 200 detector jobs at one device otherwise waited, 74 of
+ * them the whole 30 s, for a 504, while the device spent time on jobs nobody would wait for.
+ * Admitted whenever a device is not measured yet, or has room, or would miss the budget even
+ * with no queue (a deadline too short for the model: that stays the 504 it was).
+ */
+function refuseIfQueuesTooLong(table: DeviceTable, candidates: readonly DeviceEntry[], budgetMs: number, model: string): void {
+  let shortestMs = Number.POSITIVE_INFINITY
+  for (const device of candidates) {
+    const estimate = table.queueEstimate(device)
+    if (!estimate || estimate.perJobMs > budgetMs || estimate.waitMs + estimate.perJobMs <= budgetMs) return
+    shortestMs = Math.min(shortestMs, estimate.waitMs + estimate.perJobMs)
+  }
+  const retryAfterSec = Math.min(60, Math.max(1, Math.ceil((shortestMs - budgetMs) / 1000)))
+  throw new DevicesBusyError(
+    `every device serving ${model} has a queue: with this job the shortest would take about ${(shortestMs / 1000).toFixed(1)} s, past the ${(budgetMs / 1000).toFixed(1)} s the job could wait there; try again later, or with a longer parameters.timeout_ms`,
+    retryAfterSec,
+  )
 }
