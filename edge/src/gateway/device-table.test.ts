@@ -328,3 +328,44 @@ describe('DeviceTable forgetting devices gone for long', () => {
     expect(table.forgetGoneSince(now)).toEqual(['liar'])
   })
 })
+
+describe('DeviceTable queue estimates (admission)', () => {
+  const now = 1_000_000
+  const status = (deviceId: string): DeviceStatus => ({ protocol: PROTOCOL_VERSION, deviceId, online: true, models: [] })
+  const CLS = 'c1a55/15'
+  const DET = 'de7ec7/22'
+
+  it("counts each job queued there at the device's own time for its kind, not at its round trip", () => {
+    const table = new DeviceTable(() => now)
+    const device = table.applyStatus(status('d'))
+    expect(table.queueEstimate(device, CLS)).toBeUndefined()
+    // Round trips grow with the queue the jobs waited in; the device's own time does not.
+    table.recordSuccess(device, 2_000, DET, 200)
+    table.recordSuccess(device, 900, CLS, 2)
+    table.jobSent(device, DET)
+    table.jobSent(device, CLS)
+    table.jobSent(device, CLS)
+    expect(table.queueEstimate(device, CLS)).toEqual({ waitMs: 200 + 2 * 2, perJobMs: 2 })
+    // Others' jobs there (from its heartbeat) count at this kind's time.
+    table.applyHeartbeat('d', { inflight: 3 + 1, queued: 3, ewmaMs: 50, ts: now })
+    expect(table.queueEstimate(device, CLS)?.waitMs).toBe(200 + 2 * 2 + 4 * 2)
+  })
+
+  it('gives no estimate while a kind queued there has no time of its own (an unmeasured kind may be fast)', () => {
+    const table = new DeviceTable(() => now)
+    const device = table.applyStatus(status('d'))
+    table.recordSuccess(device, 5, CLS, 2)
+    table.jobSent(device, DET)
+    expect(table.queueEstimate(device, CLS)).toBeUndefined()
+  })
+
+  it("takes a batch's run shared among its jobs, and a faster second time over a cold first one", () => {
+    const table = new DeviceTable(() => now)
+    const device = table.applyStatus(status('d'))
+    table.recordSuccess(device, 3_000, DET, 1_500)
+    table.recordSuccess(device, 400, DET, 300)
+    expect(table.queueEstimate(device, DET)?.perJobMs).toBe(300)
+    table.recordSuccess(device, 400, DET, 200)
+    expect(table.queueEstimate(device, DET)?.perJobMs).toBeCloseTo(300 * 0.8 + 200 * 0.2, 9)
+  })
+})

@@ -4,8 +4,7 @@
  * in flight there, round trips per kind of job, consecutive failures), from which it says how
  * long a job sent to a device now would take (expectedWaitMs, what the scheduler compares).
  */
-import { DEVICE_STALE_AFTER_MS, type DeviceStatus, type Heartbeat } from '@depinfer/shared'
-import { DrainRate } from './drain-rate.js'
+import { DEVICE_STALE_AFTER_MS, type DeviceStatus, type Heartbeat, type JobTimings } from '@depinfer/shared'
 import { useRecent } from './recent-map.js'
 import { EWMA_WEIGHT, FleetRoundTrips, RoundTrips, type ClassRoundTrips } from './round-trips.js'
 
@@ -72,8 +71,6 @@ export interface DeviceEntry {
   measuredEwmaMs: number | undefined
   /** The round trips measured by this gateway per kind of job: what a job is expected to take there, and when it is hedged (hedging.ts). */
   roundTrips: RoundTrips
-  /** The device's pace under load as this gateway measures it: what admission goes by (queueEstimate). */
-  drain: DrainRate
   consecutiveFailures: number
   suspectUntil: number
   /**
@@ -148,7 +145,6 @@ export class DeviceTable {
       foreignLoad: 0,
       measuredEwmaMs: undefined,
       roundTrips: new RoundTrips(),
-      drain: new DrainRate(),
       consecutiveFailures: 0,
       suspectUntil: 0,
       suspectFor: 'failures',
@@ -313,19 +309,27 @@ export class DeviceTable {
   }
 
   /**
-   * How long a job sent to this device now would wait behind the jobs already there (this
-   * gateway's, and others' as of the last heartbeat), and then take, at the pace the device has
-   * drained our jobs (drain-rate.ts): what admission compares with a job's deadline. Undefined
-   * until that pace is measured.
+   * How long a job of `jobClass` sent to this device now would wait behind the jobs already
+   * there, and then take, at the device's own time per job of each kind (ClassRoundTrips
+   * serviceMs: its model run's share, so a queue that batches drains at the batched pace).
+   * Others' jobs (foreignLoad) count at this job's kind's. What admission compares with a job's
+   * deadline (gateway.ts refuseIfQueuesTooLong); undefined while any of those kinds has no
+   * such figure there.
    */
-  queueEstimate(entry: DeviceEntry): { waitMs: number; perJobMs: number } | undefined {
-    const perJobMs = entry.drain.perJobMs
-    return perJobMs === undefined ? undefined : { waitMs: this.load(entry) * perJobMs, perJobMs }
+  queueEstimate(entry: DeviceEntry, jobClass: string): { waitMs: number; perJobMs: number } | undefined {
+    const perJobMs = entry.roundTrips.of(jobClass)?.serviceMs
+    if (perJobMs === undefined) return undefined
+    let waitMs = entry.foreignLoad * perJobMs
+    for (const [queuedClass, count] of entry.inflightByClass) {
+      const queuedMs = entry.roundTrips.of(queuedClass)?.serviceMs
+      if (queuedMs === undefined) return undefined
+      waitMs += count * queuedMs
+    }
+    return { waitMs, perJobMs }
   }
 
   /** A job of `jobClass` goes to this device now. */
   jobSent(entry: DeviceEntry, jobClass: string): void {
-    entry.drain.sent(this.now(), entry.inflight)
     entry.inflight++
     entry.inflightByClass.set(jobClass, (entry.inflightByClass.get(jobClass) ?? 0) + 1)
   }
@@ -338,13 +342,15 @@ export class DeviceTable {
     else entry.inflightByClass.delete(jobClass)
   }
 
-  /** A job of `jobClass` answered `roundTripMs` after it was sent. */
-  recordSuccess(entry: DeviceEntry, roundTripMs: number, jobClass: string): void {
+  /**
+   * A job of `jobClass` answered `roundTripMs` after it was sent; `serviceMs`, the device's own
+   * time for it (serviceMsOf its timings), when known.
+   */
+  recordSuccess(entry: DeviceEntry, roundTripMs: number, jobClass: string, serviceMs?: number): void {
     this.#fleet.add(jobClass, roundTripMs)
     entry.consecutiveFailures = 0
     entry.failingKinds.delete(jobClass)
-    entry.roundTrips.add(jobClass, roundTripMs, this.now())
-    entry.drain.answered(this.now())
+    entry.roundTrips.add(jobClass, roundTripMs, this.now(), serviceMs)
     entry.measuredEwmaMs =
       entry.measuredEwmaMs === undefined
         ? roundTripMs
@@ -355,8 +361,8 @@ export class DeviceTable {
    * A device answered a job after its deadline had passed: alive but slow. The answer counts as
    * a (slow) latency sample and clears the failures and suspicion its timeouts earned.
    */
-  recordLateAnswer(entry: DeviceEntry, roundTripMs: number, jobClass: string): void {
-    this.recordSuccess(entry, roundTripMs, jobClass)
+  recordLateAnswer(entry: DeviceEntry, roundTripMs: number, jobClass: string, serviceMs?: number): void {
+    this.recordSuccess(entry, roundTripMs, jobClass, serviceMs)
     // Only the suspicion failures earned: a late answer says nothing about a forged attestation.
     if (entry.suspectFor === 'failures' && this.isSuspect(entry)) {
       entry.suspectUntil = 0
@@ -451,3 +457,11 @@ export class DeviceTable {
     this.#revision++
   }
 }
+
+/**
+ * A job's share of its device's time, from the timings the device reported: its model run,
+ * divided among the jobs batched into it. What the agent spends decoding and signing a job is
+ * left out (about a millisecond): admission may then wait for a queue a little longer than it
+ * takes, never refuse a job for time the device does not need.
+ */
+export const serviceMsOf = (timings: JobTimings): number => timings.inferMs / timings.batchJobs

@@ -48,7 +48,7 @@ import type { StakeGate } from '../providers/device-stakes.js'
 import { stakeGateFromEnv } from '../providers/registry-reader.js'
 import { BrokerLink } from './broker-link.js'
 import { buildCatalog, CatalogCache, catalogKey, entriesOf, FAILED_TO_LOAD, NOT_ROUTABLE, resolveModel, versionsOf, type CatalogModel, type PublishedFile } from './catalog.js'
-import { DeviceTable, type DeviceEntry } from './device-table.js'
+import { DeviceTable, serviceMsOf, type DeviceEntry } from './device-table.js'
 import { hedgeAfterMs, hedgeBudgetFromEnv, type HedgeBudget } from './hedging.js'
 import { inflightBudgetFromEnv, type InflightBudget } from './inflight-budget.js'
 import { jobClassOf } from './round-trips.js'
@@ -409,7 +409,7 @@ export class Gateway extends DurableObject<Env> {
       // The first attempt's budget, as below: a queue past it means a timeout, then a retry.
       if (pending.attempts.size === 0) {
         const firstBudgetMs = (deadline - Date.now()) * (candidates.length === 1 ? 1 : FIRST_ATTEMPT_SHARE)
-        refuseIfQueuesTooLong(this.#table, candidates, firstBudgetMs, descriptor.name)
+        refuseIfQueuesTooLong(this.#table, candidates, jobClass, firstBudgetMs, descriptor.name)
       }
       const device = pickDevice(candidates, (entry) => this.#table.expectedWaitMs(entry, jobClass), Math.random)!
       const number = pending.attempts.size + 1
@@ -475,7 +475,7 @@ export class Gateway extends DurableObject<Env> {
             // Timed from when the job went to the device that answered: a device that missed its
             // budget, or was hedged, and answers while another attempt runs is not credited with
             // the other's shorter time.
-            this.#table.recordSuccess(device, Date.now() - attempt.sentAt, jobClass)
+            this.#table.recordSuccess(device, Date.now() - attempt.sentAt, jobClass, serviceMsOf(header.timings))
             if (refused) {
               // The input it refused ran here: that device is broken or lying.
               this.#table.recordBadAttestation(refused.device)
@@ -685,7 +685,7 @@ export class Gateway extends DurableObject<Env> {
       const completedAt = { ...expected.completedAt, notAfterMs: Date.now() + CLOCK_SKEW_MS }
       const checked = this.#checkResult(device, header, tensors, { ...expected, completedAt }, descriptor, job.outputs)
       if (typeof checked === 'string') return failure(checked)
-      this.#table.recordSuccess(device, Date.now() - startedAt, jobClass)
+      this.#table.recordSuccess(device, Date.now() - startedAt, jobClass, serviceMsOf(header.timings))
       return { ...who, outputs: tensors, attestation: attestationToWire(checked.attestation, checked.signature) }
     } finally {
       this.#jobs.delete(jobId)
@@ -934,7 +934,7 @@ export class Gateway extends DurableObject<Env> {
     const key = `${header.jobId}/${header.deviceId}`
     const abandoned = this.#abandoned.get(key)
     if (abandoned && this.#closeAbandoned(key)) {
-      if (!header.error) this.#table.recordSuccess(abandoned.device, Date.now() - abandoned.sentAt, abandoned.jobClass)
+      if (!header.error) this.#table.recordSuccess(abandoned.device, Date.now() - abandoned.sentAt, abandoned.jobClass, serviceMsOf(header.timings))
       return
     }
     const timedOut = this.#timedOut.get(key)
@@ -942,7 +942,7 @@ export class Gateway extends DurableObject<Env> {
     this.#timedOut.delete(key)
     const entry = this.#table.get(header.deviceId)
     const roundTripMs = Date.now() - timedOut.sentAt
-    if (entry && roundTripMs < TIMED_OUT_REMEMBERED_MS) this.#table.recordLateAnswer(entry, roundTripMs, timedOut.jobClass)
+    if (entry && roundTripMs < TIMED_OUT_REMEMBERED_MS) this.#table.recordLateAnswer(entry, roundTripMs, timedOut.jobClass, serviceMsOf(header.timings))
   }
 
   /** Runs an RPC body, turning known errors into problems (RPC cannot carry error classes). */
@@ -995,16 +995,16 @@ function parseJson(payload: Uint8Array): unknown {
 /**
  * Admission: refuses a new job (DevicesBusyError, 503) when every device that could run it has a
  * queue it would wait in past its first attempt's budget (`budgetMs`: its deadline, or half of
- * it when another device could take a retry), at that device's measured pace
- * (DeviceTable.queueEstimate). A burst of 200 detector jobs at one device otherwise waited, 74 of
- * them the whole 30 s, for a 504, while the device spent time on jobs nobody would wait for.
- * Admitted whenever a device is not measured yet, or has room, or would miss the budget even
- * with no queue (a deadline too short for the model: that stays the 504 it was).
+ * it when another device could take a retry), at the device's own time per job of each kind
+ * queued there (DeviceTable.queueEstimate). A burst of 200 detector jobs at one device otherwise
+ * waited, 74 of them the whole 30 s, for a 504, while the device spent time on jobs nobody would
+ * wait for. Admitted whenever a device has no such figures yet, or has room, or would miss the
+ * budget even with no queue (a deadline too short for the model: that stays the 504 it was).
  */
-function refuseIfQueuesTooLong(table: DeviceTable, candidates: readonly DeviceEntry[], budgetMs: number, model: string): void {
+function refuseIfQueuesTooLong(table: DeviceTable, candidates: readonly DeviceEntry[], jobClass: string, budgetMs: number, model: string): void {
   let shortestMs = Number.POSITIVE_INFINITY
   for (const device of candidates) {
-    const estimate = table.queueEstimate(device)
+    const estimate = table.queueEstimate(device, jobClass)
     if (!estimate || estimate.perJobMs > budgetMs || estimate.waitMs + estimate.perJobMs <= budgetMs) return
     shortestMs = Math.min(shortestMs, estimate.waitMs + estimate.perJobMs)
   }

@@ -38,15 +38,23 @@ export class ClassRoundTrips {
   #count = 0
   #ewmaMs = 0
   #lastAt = 0
+  #serviceMs: number | undefined
   /** The median, once asked for, until the next round trip (the scheduler asks at every pick). */
   #medianMs: number | undefined
 
-  add(roundTripMs: number, at: number): void {
+  /** `serviceMs`: the device's own time for the job, when it said (JobTimings: its run's share). */
+  add(roundTripMs: number, at: number, serviceMs?: number): void {
     // A device's first run of a kind is often a cold one (onnxruntime allocates and picks its
     // kernels then: 5x a warm detector run, measured): a faster second answer replaces it
     // rather than being averaged with it.
     const restart = this.#count === 0 || (this.#count === 1 && roundTripMs < this.#ewmaMs)
     this.#ewmaMs = restart ? roundTripMs : this.#ewmaMs * (1 - EWMA_WEIGHT) + roundTripMs * EWMA_WEIGHT
+    if (serviceMs !== undefined) {
+      this.#serviceMs =
+        this.#serviceMs === undefined || (this.#count === 1 && serviceMs < this.#serviceMs)
+          ? serviceMs
+          : this.#serviceMs * (1 - EWMA_WEIGHT) + serviceMs * EWMA_WEIGHT
+    }
     this.#samplesMs[this.#count % WINDOW_SIZE] = roundTripMs
     this.#count++
     this.#lastAt = at
@@ -56,6 +64,14 @@ export class ClassRoundTrips {
   /** The EWMA of every round trip measured (weight EWMA_WEIGHT; from the second when it was faster than the first); there is at least one. */
   get ewmaMs(): number {
     return this.#ewmaMs
+  }
+
+  /**
+   * The EWMA of the device's own time per job (its model run's share, JobTimings), queueing and
+   * the network aside: how fast a queue of such jobs drains there. Undefined until it said.
+   */
+  get serviceMs(): number | undefined {
+    return this.#serviceMs
   }
 
   /** When the last round trip was measured. */
@@ -89,8 +105,8 @@ export class ClassRoundTrips {
 export class RoundTrips {
   readonly #byClass = new Map<string, ClassRoundTrips>()
 
-  add(jobClass: string, roundTripMs: number, at: number): void {
-    useRecent(this.#byClass, jobClass, () => new ClassRoundTrips(), MAX_JOB_CLASSES).add(roundTripMs, at)
+  add(jobClass: string, roundTripMs: number, at: number, serviceMs?: number): void {
+    useRecent(this.#byClass, jobClass, () => new ClassRoundTrips(), MAX_JOB_CLASSES).add(roundTripMs, at, serviceMs)
   }
 
   /** This device's round trips of a class; undefined for one it has not answered (or not lately). */
