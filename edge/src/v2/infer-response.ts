@@ -4,17 +4,27 @@
  * bigints) and large float arrays are serialized once. Outputs asked for as binary data (the
  * binary tensor extension) carry `parameters.binary_data_size` in the JSON header and their
  * bytes after it, in the same order as the JSON list.
+ *
+ * Large JSON outputs are streamed, a slice of elements at a time: as text a float takes up to
+ * ~20 bytes, so a 27 MB output (allowed: under MAX_TENSOR_BYTES) became one 161 MB string, and
+ * three such answers at once took the local workerd from 0.5 to 1.4 GB (an audit). A Worker has
+ * 128 MB.
  */
-import { elementsToJson, type ModelVariant } from '@depinfer/shared'
+import { BYTES_PER_ELEMENT, elementsToJson, type ModelVariant, type RawTensor } from '@depinfer/shared'
 import type { InferResult } from '../gateway/rpc.js'
 import type { BinaryOutputs } from './infer-request.js'
 
 export type InferResponseBody =
-  | { kind: 'json'; body: string }
+  | { kind: 'json'; body: string | ReadableStream<Uint8Array> }
   /** `headerLength` bytes of JSON header, then the binary outputs' bytes. */
   | { kind: 'binary'; body: Uint8Array<ArrayBuffer>; headerLength: number }
 
 const utf8 = new TextEncoder()
+
+/** JSON outputs with more elements than this in all are streamed (about 6 MB of text and up). */
+export const STREAM_ABOVE_ELEMENTS = 1 << 20
+/** Elements written per streamed piece: ~64K floats, at most ~1.3 MB of text. */
+export const STREAM_SLICE_ELEMENTS = 1 << 16
 
 function attestationParameters(a: InferResult['attestation']) {
   return {
@@ -38,6 +48,7 @@ export function inferResponse(
   /** The outputs the request listed, in its order; empty when it asked for all of them. */
   requestedOutputs: readonly string[],
   binaryOutputs: BinaryOutputs,
+  streaming = { aboveElements: STREAM_ABOVE_ELEMENTS, sliceElements: STREAM_SLICE_ELEMENTS },
 ): InferResponseBody {
   const head = {
     model_name: result.modelName,
@@ -67,15 +78,16 @@ export function inferResponse(
   }
   const ordered = requestedOutputs.length === 0 ? result.outputs : [...result.outputs].sort((a, b) => rank(a.name) - rank(b.name))
   const binary = ordered.filter((t) => binaryOutputs(t.name))
-  const outputs = ordered.map((tensor) => {
-    if (binary.includes(tensor)) {
-      const { name, datatype, shape } = tensor
-      return JSON.stringify({ name, datatype, shape, parameters: { binary_data_size: tensor.data.byteLength } })
-    }
-    const meta = JSON.stringify({ name: tensor.name, datatype: tensor.datatype, shape: tensor.shape })
-    return `${meta.slice(0, -1)},"data":${elementsToJson(tensor.datatype, tensor.data)}}`
-  })
-  const json = `${JSON.stringify(head).slice(0, -1)},"outputs":[${outputs.join(',')}]}`
+  const inJson = ordered.filter((t) => !binary.includes(t))
+  const opening = `${JSON.stringify(head).slice(0, -1)},"outputs":[`
+  const jsonElements = inJson.reduce((sum, t) => sum + t.data.byteLength / BYTES_PER_ELEMENT[t.datatype], 0)
+  if (binary.length === 0 && jsonElements > streaming.aboveElements) {
+    return { kind: 'json', body: streamedText(jsonPieces(opening, ordered, streaming.sliceElements)) }
+  }
+  const outputs = ordered.map((tensor) =>
+    binary.includes(tensor) ? binaryOutputJson(tensor) : `${outputJsonOpening(tensor)}${elementsToJson(tensor.datatype, tensor.data)}}`,
+  )
+  const json = `${opening}${outputs.join(',')}]}`
   if (binary.length === 0) return { kind: 'json', body: json }
   const header = utf8.encode(json)
   const body = new Uint8Array(header.byteLength + binary.reduce((sum, t) => sum + t.data.byteLength, 0))
@@ -86,4 +98,40 @@ export function inferResponse(
     offset += tensor.data.byteLength
   }
   return { kind: 'binary', body, headerLength: header.byteLength }
+}
+
+function binaryOutputJson({ name, datatype, shape, data }: RawTensor): string {
+  return JSON.stringify({ name, datatype, shape, parameters: { binary_data_size: data.byteLength } })
+}
+
+/** `{"name":…,"datatype":…,"shape":[…],"data":` (the data and the closing brace follow). */
+function outputJsonOpening({ name, datatype, shape }: RawTensor): string {
+  return `${JSON.stringify({ name, datatype, shape }).slice(0, -1)},"data":`
+}
+
+/** The response's JSON text in pieces, each output's data `sliceElements` elements at a time. */
+function* jsonPieces(opening: string, outputs: readonly RawTensor[], sliceElements: number): Generator<string> {
+  yield opening
+  for (const [i, tensor] of outputs.entries()) {
+    yield `${i ? ',' : ''}${outputJsonOpening(tensor)}[`
+    const sliceBytes = sliceElements * BYTES_PER_ELEMENT[tensor.datatype]
+    for (let start = 0; start < tensor.data.byteLength; start += sliceBytes) {
+      // elementsToJson writes one JSON array: its elements, without the brackets, are this slice's.
+      const slice = elementsToJson(tensor.datatype, tensor.data.subarray(start, start + sliceBytes))
+      yield `${start ? ',' : ''}${slice.slice(1, -1)}`
+    }
+    yield ']}'
+  }
+  yield ']}'
+}
+
+/** A byte stream of `pieces`, each made only when the reader wants more. */
+function streamedText(pieces: Iterator<string>): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    pull(controller) {
+      const next = pieces.next()
+      if (next.done) controller.close()
+      else controller.enqueue(utf8.encode(next.value))
+    },
+  })
 }
