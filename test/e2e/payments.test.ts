@@ -12,6 +12,7 @@ import {
   BaseError,
   ContractFunctionRevertedError,
   createPublicClient,
+  createTestClient,
   createWalletClient,
   type Hex,
   http,
@@ -425,5 +426,53 @@ describe('pay per inference on the local chain', () => {
       const response = await keys.c.post('/v2/models/ppocr-cls/infer', capped(bad))
       expect(response.body, JSON.stringify(bad)).toMatchObject({ status: 400, field: 'parameters.max_price_wei' })
     }
+  })
+
+  it("leaves out the jobs of a payer who withdrew while they were unsettled, and settles everyone else's, this batch and the next", async () => {
+    // A payer whose two answered jobs were not settled within its withdrawal delay (here: the
+    // settlement was recorded, but its transaction never left, as in an outage).
+    await network.edge.runScheduled() // settles what earlier cases left unsettled: this case starts clean
+    const leaver = devAccount(8)
+    const leaverKey = apiClient(network.edge.url, await network.edge.createApiKey('payer-leaving', undefined, leaver.address))
+    await deposit(leaver, 2n * PRICE)
+    for (let i = 0; i < 2; i++) expect((await leaverKey.post('/v2/models/ppocr-cls/infer', clsJob())).status).toBe(200)
+    await paidInfer('c', '/v2/models/ppocr-cls/infer', clsJob(), PRICE)
+    const debitedBefore = await escrowTotal('totalDebited')
+    const developerBefore = BigInt((await payout(developer)).cumulative)
+    rpc.mode = 'lose-send-result'
+    await network.edge.runScheduled() // posts the batch (answer lost)
+    rpc.mode = 'refuse-send'
+    await network.edge.runScheduled() // records the batch posted and its settlement; the settlement is not sent
+    rpc.mode = 'pass'
+    const [recorded] = (await noPayer.get('/api/batches?limit=1')).body.batches as { settlement: { status: string; jobs: number; lastError: string | null } }[]
+    expect(recorded!.settlement).toMatchObject({ status: 'pending', jobs: expect.any(Number) as number })
+    expect(recorded!.settlement.lastError).toMatch(/refused by the test proxy/)
+
+    // The payer leaves with everything: its withdrawal's delay passes before anything settles.
+    const escrowAs = wallet(leaver)
+    await publicClient.waitForTransactionReceipt({ hash: await escrowAs.writeContract({ address: escrow, abi: escrowAbi, functionName: 'requestWithdrawal', args: [2n * PRICE] }) })
+    const testClient = createTestClient({ chain: foundry, mode: 'anvil', transport: http(network.chain!.rpcUrl) })
+    await testClient.increaseTime({ seconds: 24 * 3600 + 1 })
+    await testClient.mine({ blocks: 1 })
+    await publicClient.waitForTransactionReceipt({ hash: await escrowAs.writeContract({ address: escrow, abi: escrowAbi, functionName: 'withdraw' }) })
+    expect(await balanceOf(leaver.address)).toBe(0n)
+
+    // The next tick finds the recorded settlement overdrawn, records it again without the
+    // leaver's jobs, and settles it: everyone else is debited and paid as ever.
+    await network.edge.runScheduled()
+    const [settled] = (await noPayer.get('/api/batches?limit=1')).body.batches as { settlement: { status: string; unfundedJobs: number } }[]
+    expect(settled!.settlement).toMatchObject({ status: 'confirmed', unfundedJobs: 2 })
+    expect(await escrowTotal('totalDebited')).toBe(debitedBefore + PRICE)
+    expect(await balanceOf(payers.c.address)).toBe(deposits.get(payers.c.address)! - spent.get(payers.c.address)!)
+    // The developer earned from the other payer's jobs only.
+    const developerAfter = BigInt((await payout(developer)).cumulative)
+    expect(developerAfter - developerBefore).toBe(DEV_SHARE)
+
+    // And the next batch settles too: nothing is stuck behind the leaver.
+    await paidInfer('c', '/v2/models/ppocr-cls/infer', clsJob(), PRICE)
+    await network.edge.runScheduled()
+    const [next] = (await noPayer.get('/api/batches?limit=1')).body.batches as { settlement: { status: string; unfundedJobs: number } }[]
+    expect(next!.settlement).toMatchObject({ status: 'confirmed', unfundedJobs: 0 })
+    expect(await balanceOf(payers.c.address)).toBe(deposits.get(payers.c.address)! - spent.get(payers.c.address)!)
   })
 })

@@ -3,13 +3,14 @@
  * injector, because a real node cannot be made to fail at exactly these points: `down` drops
  * every connection (RPC unreachable), `lose-send-result` forwards eth_sendRawTransaction (the
  * transaction really lands) but drops the answer, as when the connection dies mid-request;
- * `behind` answers a call pinned to a block number as a node that has not seen that block yet
- * (behind a load balancer, the node answering need not be the one that gave the number).
+ * `refuse-send` answers eth_sendRawTransaction with an error without forwarding it (nothing is
+ * sent); `behind` answers a call pinned to a block number as a node that has not seen that block
+ * yet (behind a load balancer, the node answering need not be the one that gave the number).
  */
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 
-export type RpcProxyMode = 'pass' | 'down' | 'lose-send-result' | 'behind'
+export type RpcProxyMode = 'pass' | 'down' | 'lose-send-result' | 'refuse-send' | 'behind'
 
 export interface RpcProxy {
   url: string
@@ -40,6 +41,10 @@ export async function startRpcProxy(): Promise<RpcProxy> {
       const calls = [JSON.parse(body.toString('utf8')) as RpcCall | RpcCall[]].flat()
       proxy.methods.push(...calls.map((c) => c.method))
       const pinned = calls.length === 1 && calls[0]!.method === 'eth_call' && /^0x[0-9a-f]+$/i.test(String(calls[0]!.params?.[1]))
+      if (proxy.mode === 'refuse-send' && calls.some((c) => c.method === 'eth_sendRawTransaction')) {
+        response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: calls[0]!.id, error: { code: -32000, message: 'refused by the test proxy' } }))
+        return
+      }
       if (proxy.mode === 'behind' && pinned) {
         response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: calls[0]!.id, error: { code: -32000, message: 'header not found' } }))
         return

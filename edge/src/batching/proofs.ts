@@ -140,13 +140,59 @@ function viewOf(row: AttestationRow, batchRow: BatchRow | null, proof: Hex[] | n
   }
 }
 
-/** Batches, newest first; `beforeSeq` pages backwards (pass the last page's smallest fromSeq). */
-export async function listBatches(db: D1Database, limit: number, beforeSeq: number | undefined): Promise<BatchView[]> {
+/** How a batch's priced jobs were settled on the Escrow (payments/settler.ts). */
+export interface SettlementView {
+  /** `skipped`: no job to debit; `pending` / `sent`: not on-chain yet (see lastError); `confirmed`. */
+  status: 'skipped' | 'pending' | 'sent' | 'confirmed'
+  /** Jobs debited, and the wei. */
+  jobs: number
+  totalWei: string
+  /** Charged jobs left out because their payer's Escrow balance no longer covered them. */
+  unfundedJobs: number
+  txHash: string | null
+  attempts: number
+  lastError: string | null
+}
+
+type ListedBatchRow = BatchRow & {
+  s_status: SettlementView['status'] | null
+  s_jobs: number
+  s_total_wei: string
+  s_unfunded: number
+  s_tx_hash: string | null
+  s_attempts: number
+  s_last_error: string | null
+}
+
+/**
+ * Batches, newest first, each with its settlement (null before it is recorded, or with payments
+ * off); `beforeSeq` pages backwards (pass the last page's smallest fromSeq).
+ */
+export async function listBatches(db: D1Database, limit: number, beforeSeq: number | undefined): Promise<(BatchView & { settlement: SettlementView | null })[]> {
   const { results } = await db
-    .prepare('SELECT * FROM batches WHERE from_seq < ? ORDER BY from_seq DESC LIMIT ?')
+    .prepare(
+      `SELECT b.*, s.status AS s_status, s.jobs AS s_jobs, s.total_wei AS s_total_wei, s.tx_hash AS s_tx_hash,
+              s.attempts AS s_attempts, s.last_error AS s_last_error,
+              (SELECT COUNT(*) FROM unfunded_jobs u WHERE u.batch_root = b.root) AS s_unfunded
+       FROM batches b LEFT JOIN settlements s ON s.attestation_root = b.root
+       WHERE b.from_seq < ? ORDER BY b.from_seq DESC LIMIT ?`,
+    )
     .bind(beforeSeq ?? Number.MAX_SAFE_INTEGER, limit)
-    .all<BatchRow>()
-  return results.map(batchView)
+    .all<ListedBatchRow>()
+  return results.map((row) => ({
+    ...batchView(row),
+    settlement: row.s_status === null
+      ? null
+      : {
+          status: row.s_status,
+          jobs: row.s_jobs,
+          totalWei: row.s_total_wei,
+          unfundedJobs: row.s_unfunded,
+          txHash: row.s_tx_hash,
+          attempts: row.s_attempts,
+          lastError: row.s_last_error,
+        },
+  }))
 }
 
 /** Counts by state, for a quick look at the batcher's backlog; `total` includes archived jobs. */

@@ -96,15 +96,47 @@ export async function payoutAccounts(db: D1Database): Promise<Map<string, bigint
   return new Map(results.map((r) => [r.account, BigInt(r.cumulative_wei)]))
 }
 
-/** A batch whose jobs were all free: nothing to send, but its place in the order is taken. */
-export async function recordSkipped(db: D1Database, batch: BatchRow, payoutTotal: bigint, now: number): Promise<void> {
-  await db
-    .prepare(
-      `INSERT INTO settlements (attestation_root, from_seq, to_seq, status, jobs, payers_json, amounts_json, total_wei,
-         payout_total, recorded_at) VALUES (?, ?, ?, 'skipped', 0, '[]', '[]', '0', ?, ?)`,
-    )
-    .bind(batch.root, batch.from_seq, batch.to_seq, payoutTotal.toString(), now)
-    .run()
+/** A charged job its payer's Escrow balance no longer covers, and that balance (settler.ts fundedJobs). */
+export interface UnfundedJob {
+  job: ChargedJob
+  balance: bigint
+}
+
+/**
+ * Moves unfunded jobs out of `reservations` into `unfunded_jobs` (0013_unfunded_jobs.sql): their
+ * payers are not debited for them, nor their earners paid. Statements for a D1 batch.
+ */
+function leaveOutStatements(db: D1Database, root: string, unfunded: readonly UnfundedJob[], now: number): D1PreparedStatement[] {
+  if (unfunded.length === 0) return []
+  const rows = JSON.stringify(unfunded.map(({ job, balance }) => [job.id, job.payer.toLowerCase(), job.price_wei, job.job_id, job.seq, balance.toString()]))
+  return [
+    db
+      .prepare(
+        `INSERT INTO unfunded_jobs (reservation_id, payer, price_wei, job_id, seq, batch_root, balance_wei, recorded_at)
+         SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'),
+                json_extract(value, '$[4]'), ?1, json_extract(value, '$[5]'), ?2 FROM json_each(?3)`,
+      )
+      .bind(root, now, rows),
+    db
+      .prepare("DELETE FROM reservations WHERE status = 'charged' AND settlement_root IS NULL AND id IN (SELECT json_extract(value, '$[0]') FROM json_each(?))")
+      .bind(rows),
+  ]
+}
+
+/**
+ * A batch with no job to debit (all free, or none its payers' balances cover): nothing to send,
+ * but its place in the order is taken.
+ */
+export async function recordSkipped(db: D1Database, batch: BatchRow, payoutTotal: bigint, now: number, unfunded: readonly UnfundedJob[] = []): Promise<void> {
+  await db.batch([
+    ...leaveOutStatements(db, batch.root, unfunded, now),
+    db
+      .prepare(
+        `INSERT INTO settlements (attestation_root, from_seq, to_seq, status, jobs, payers_json, amounts_json, total_wei,
+           payout_total, recorded_at) VALUES (?, ?, ?, 'skipped', 0, '[]', '[]', '0', ?, ?)`,
+      )
+      .bind(batch.root, batch.from_seq, batch.to_seq, payoutTotal.toString(), now),
+  ])
 }
 
 export interface NewSettlement {
@@ -117,6 +149,8 @@ export interface NewSettlement {
   payoutTotal: bigint
   /** The new cumulative earnings of each account that earned in this batch. */
   earnings: Map<string, bigint>
+  /** The batch's charged jobs left out: their payers' balances no longer cover them. */
+  unfunded: readonly UnfundedJob[]
 }
 
 /**
@@ -126,7 +160,9 @@ export interface NewSettlement {
  */
 export async function recordSettlement(db: D1Database, s: NewSettlement, now: number): Promise<void> {
   const earnings = JSON.stringify([...s.earnings].map(([account, cumulative]) => [account, cumulative.toString()]))
-  const [, , assigned] = await db.batch([
+  const leaveOut = leaveOutStatements(db, s.batch.root, s.unfunded, now)
+  const results = await db.batch([
+    ...leaveOut,
     db
       .prepare(
         `INSERT INTO settlements (attestation_root, from_seq, to_seq, status, jobs, payers_json, amounts_json, total_wei,
@@ -150,9 +186,23 @@ export async function recordSettlement(db: D1Database, s: NewSettlement, now: nu
       )
       .bind(s.batch.root, s.batch.root),
   ])
+  const assigned = results[leaveOut.length + 2]
   if (assigned?.meta.changes !== s.jobs) {
     throw new Error(`settlement of ${s.batch.root} took ${assigned?.meta.changes} of its ${s.jobs} charged jobs`)
   }
+}
+
+/**
+ * Forgets a recorded settlement that was never sent (settler.ts: a payer's balance fell below
+ * it), so that its batch is settled again from the balances as they are: its earnings and its
+ * hold on the batch's jobs go with it. Jobs already left out stay left out.
+ */
+export async function discardSettlement(db: D1Database, root: string): Promise<void> {
+  await db.batch([
+    db.prepare('DELETE FROM settlement_earnings WHERE attestation_root = ?').bind(root),
+    db.prepare("UPDATE reservations SET settlement_root = NULL WHERE settlement_root = ? AND status = 'charged'").bind(root),
+    db.prepare("DELETE FROM settlements WHERE attestation_root = ? AND status = 'pending' AND tx_hash IS NULL").bind(root),
+  ])
 }
 
 export async function markSettlementSent(db: D1Database, root: string, txHash: string): Promise<void> {

@@ -23,6 +23,7 @@ import { paymentsSetting, type PaymentsConfig } from './config.js'
 import { releaseExpired } from './reservations.js'
 import {
   chargedJobsOfBatch,
+  discardSettlement,
   lastPayoutTotal,
   markSettlementConfirmed,
   markSettlementFailed,
@@ -34,6 +35,7 @@ import {
   recordSkipped,
   type ChargedJob,
   type OpenSettlement,
+  type UnfundedJob,
 } from './settlement-store.js'
 
 const DEFAULT_CONFIRM_TIMEOUT_MS = 60_000
@@ -94,6 +96,11 @@ export async function runSettlementTick(
     const started = now()
     while (now() - started < TICK_BUDGET_MS) {
       let open: OpenSettlement | null = await oldestOpenSettlement(env.DB)
+      if (open && (await overdrawn(config, clients, open))) {
+        // Not sent, so nothing of it can land: recorded again from the balances as they are.
+        await discardSettlement(env.DB, open.attestation_root)
+        open = null
+      }
       if (!open) {
         const batch = await nextBatchToSettle(env.DB)
         if (!batch) break
@@ -128,16 +135,23 @@ export async function runSettlementTick(
 
 /**
  * Computes and records the settlement of a confirmed batch; returns false for a batch with no
- * charged job (recorded as skipped). Reads the chain only for device → provider lookups, before
- * anything is recorded, so what is recorded never changes afterwards.
+ * charged job it can settle (recorded as skipped). Reads the chain (device → provider lookups,
+ * payers' balances) before anything is recorded, so what is recorded only changes if a payer's
+ * balance falls below it before it is sent (see runSettlementTick).
  */
 async function prepareSettlement(db: D1Database, config: PaymentsConfig, clients: ChainClients, batch: BatchRow, now: number): Promise<boolean> {
-  const [jobs, previousTotal] = await Promise.all([chargedJobsOfBatch(db, batch.root), lastPayoutTotal(db)])
+  const [charged, previousTotal] = await Promise.all([chargedJobsOfBatch(db, batch.root), lastPayoutTotal(db)])
+  const [providers, { funded: jobs, unfunded }] = await Promise.all([providersOf(config, clients, charged), fundedJobs(config, clients, charged)])
+  if (unfunded.length > 0) {
+    console.warn(
+      `settler: batch ${batch.root} leaves out ${unfunded.length} job(s) their payers' Escrow balances no longer cover ` +
+        `(${[...new Set(unfunded.map((u) => u.job.payer))].join(', ')}): withdrawn while unsettled; they are not debited and their earners not paid`,
+    )
+  }
   if (jobs.length === 0) {
-    await recordSkipped(db, batch, previousTotal, now)
+    await recordSkipped(db, batch, previousTotal, now, unfunded)
     return false
   }
-  const providers = await providersOf(config, clients, jobs)
   const debits = new Map<string, bigint>()
   const earned = new Map<string, bigint>()
   const add = (map: Map<string, bigint>, account: string | null, amount: bigint) => {
@@ -178,8 +192,56 @@ async function prepareSettlement(db: D1Database, config: PaymentsConfig, clients
   if (tree.total !== payoutTotal) {
     throw new Error(`the payout tree sums to ${tree.total} wei but ${payoutTotal} wei have been debited`)
   }
-  await recordSettlement(db, { batch, jobs: jobs.length, payers, amounts, total, payoutRoot: tree.root.toLowerCase() as Hex, payoutTotal, earnings }, now)
+  await recordSettlement(db, { batch, jobs: jobs.length, payers, amounts, total, payoutRoot: tree.root.toLowerCase() as Hex, payoutTotal, earnings, unfunded }, now)
   return true
+}
+
+/**
+ * The batch's charged jobs its payers' Escrow balances cover, and the rest. `settleBatch` reverts
+ * as a whole when one payer's balance is below its debit, and settlements go in batch order: one
+ * payer who withdrew while its jobs were unsettled (settlement behind its withdrawal delay, e.g.
+ * after a chain outage) stopped every later settlement, for every payer and earner (an audit).
+ * Such a payer's jobs are covered in order while its balance lasts; the others are left out.
+ */
+async function fundedJobs(config: PaymentsConfig, clients: ChainClients, jobs: readonly ChargedJob[]): Promise<{ funded: ChargedJob[]; unfunded: UnfundedJob[] }> {
+  const balances = await balancesOf(config, clients, jobs.map((j) => j.payer))
+  const left = new Map(balances)
+  const funded: ChargedJob[] = []
+  const unfunded: UnfundedJob[] = []
+  for (const job of jobs) {
+    const payer = job.payer.toLowerCase()
+    const price = BigInt(job.price_wei)
+    const balance = left.get(payer)!
+    if (price <= balance) {
+      left.set(payer, balance - price)
+      funded.push(job)
+    } else {
+      unfunded.push({ job, balance: balances.get(payer)! })
+    }
+  }
+  return { funded, unfunded }
+}
+
+/** Each payer's Escrow balance (`balanceOf`: what `settleBatch` debits from), by lowercase address. */
+async function balancesOf(config: PaymentsConfig, clients: ChainClients, payers: readonly string[]): Promise<Map<string, bigint>> {
+  const unique = [...new Set(payers.map((p) => p.toLowerCase()))]
+  const balances = await Promise.all(
+    unique.map((payer) => clients.publicClient.readContract({ address: config.escrow, abi: escrowAbi, functionName: 'balanceOf', args: [payer as Hex] })),
+  )
+  return new Map(unique.map((payer, i) => [payer, balances[i]!]))
+}
+
+/**
+ * Whether a recorded settlement no transaction of which can be on its way asks a payer for more
+ * than its balance now holds (it withdrew since the settlement was recorded): sending it would
+ * revert, and the next attempt too.
+ */
+async function overdrawn(config: PaymentsConfig, clients: ChainClients, s: OpenSettlement): Promise<boolean> {
+  if (s.status !== 'pending' || s.tx_hash !== null) return false
+  const payers = JSON.parse(s.payers_json) as string[]
+  const amounts = (JSON.parse(s.amounts_json) as string[]).map(BigInt)
+  const balances = await balancesOf(config, clients, payers)
+  return payers.some((payer, i) => balances.get(payer.toLowerCase())! < amounts[i]!)
 }
 
 /** Each device's provider account when a ProviderRegistry is configured and has the device. */
