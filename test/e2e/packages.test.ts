@@ -83,7 +83,7 @@ describe('the agent and the CLI installed from their npm tarballs', () => {
     }
   })
 
-  it('publishes a model with depinfer; a device with depinfer-agent downloads it and serves it and a bundled model, in worker threads, as onnxruntime computes them, signed by its key', async () => {
+  it('publishes a model with depinfer; a device with depinfer-agent downloads it and serves it (in a worker thread) and a bundled model, as onnxruntime computes them, signed by its key', async () => {
     const tiny = tinyClassifierModel()
     const tinyPath = join(dir, 'tiny.onnx')
     writeFileSync(tinyPath, tiny.bytes)
@@ -98,7 +98,9 @@ describe('the agent and the CLI installed from their npm tarballs', () => {
       DEPINFER_DEVICE_ID: 'packaged-device',
       DEPINFER_KEY_PATH: keyPath,
       DEPINFER_MODELS: 'ppocr-cls,published:tiny@1',
-      DEPINFER_ORT_RUN_IN: 'worker-thread',
+      // auto: a model published on the edge opens in a worker thread from the start (so the
+      // tarball's worker entry is exercised too), a bundled one on the agent's thread.
+      DEPINFER_ORT_RUN_IN: 'auto',
       DEPINFER_MODEL_CACHE: join(dir, 'cache'),
       ...cliEnv,
       DEPINFER_EDGE_URL: network.edge.url,
@@ -111,9 +113,9 @@ describe('the agent and the CLI installed from their npm tarballs', () => {
     const status = await runNode(bin('depinfer-agent'), ['status'], agentEnv, { withoutDepinferEnv: true })
     expect(status.code, status.output).toBe(0)
     const advertised = JSON.parse(status.stdout) as DeviceStatus
-    expect(advertised).toMatchObject({ deviceId: 'packaged-device', address, agentVersion: packageJsonOf('agent').version, runtime: { runIn: 'worker-thread' } })
+    expect(advertised).toMatchObject({ deviceId: 'packaged-device', address, agentVersion: packageJsonOf('agent').version, runtime: { runIn: 'auto' } })
     expect(advertised.models.map((model) => [model.name, model.thread])).toEqual([
-      ['ppocr-cls', 'worker-thread'],
+      ['ppocr-cls', 'agent-thread'],
       ['tiny', 'worker-thread'],
     ])
 

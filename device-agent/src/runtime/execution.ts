@@ -186,13 +186,20 @@ export class OrtRuntime {
    * the next EP is tried. Throws what onnxruntime threw on CPU, the last resort. It runs where
    * ort.runIn says; `reread` gives the model's bytes again (verified) when an 'auto' session
    * moves to a worker thread, so they need not be held meanwhile. `lost` is told when a worker
-   * thread running the session ends unasked (every run fails from then on).
+   * thread running the session ends unasked (every run fails from then on). `untrusted`: a model
+   * anyone with an API key may have published, which 'auto' opens in a worker thread from the
+   * start. Its cost is set by its graph and by input values as much as by input sizes: a graph of
+   * 100,000 nodes held the agent's thread 18.6 s while onnxruntime opened it (its create is
+   * synchronous), and a Loop whose trip count is an input held it for as long as the caller
+   * asked, either way past the 15 s after which the broker and the edge count the device as gone,
+   * with every other model it serves (an audit).
    */
   async createSession(
     model: Uint8Array,
     modelName: string,
     reread: () => Promise<Uint8Array>,
     lost: (reason: Error) => void,
+    untrusted = false,
   ): Promise<{ session: ModelSession; executionProvider: ExecutionProviderName }> {
     const { usable } = await this.availability()
     const label = `model ${modelName}`
@@ -205,7 +212,9 @@ export class OrtRuntime {
       const executionProvider = providers[0]!
       const options = sessionOptions(this.#settings, providers)
       try {
-        if (this.#settings.runIn === 'worker-thread') return { session: await WorkerSession.open(model, options, label, workerLost), executionProvider }
+        if (this.#settings.runIn === 'worker-thread' || (untrusted && this.#settings.runIn === 'auto')) {
+          return { session: await WorkerSession.open(model, options, label, workerLost), executionProvider }
+        }
         const session = new AgentThreadSession(await this.#create(model, options))
         if (this.#settings.runIn === 'agent-thread') return { session, executionProvider }
         const openInWorker = async () => WorkerSession.open(await reread(), options, label, workerLost)

@@ -130,7 +130,8 @@ export async function loadModel(
       model.error = reason.message
       settings.log?.(`model ${model.name} v${model.version} failed: ${reason.message}`)
     }
-    const { session, executionProvider } = await settings.runtime.createSession(bytes, model.name, reread, lost)
+    // Published on the edge by anyone with a key: never opened or run on the agent's thread.
+    const { session, executionProvider } = await settings.runtime.createSession(bytes, model.name, reread, lost, model.remote?.fromEdge === true)
     model.session = session
     model.executionProvider = executionProvider
     model.inputs = model.session.inputMetadata.map((meta) => declared.get(meta.name) ?? tensorSpec(meta, model.name))
