@@ -37,8 +37,18 @@ const WIDE_INTEGER_RANGE: Partial<Record<Datatype, readonly [number, number]>> =
   INT16: [-1000, 1000],
 }
 
+/**
+ * The most elements a probe row of all inputs together may have (1M floats, 4 MB): the row's
+ * size comes from the model's declared shape, and a 106-byte published model declaring
+ * [N, 30000, 30000] made the probe build arrays until the agent died of a heap out of memory,
+ * at every start (an audit). Such a model is not probed, and runs unbatched.
+ */
+export const MAX_PROBE_ROW_ELEMENTS = 1 << 20
+
 /** Undefined when the model answers rows independently; otherwise why batching stays off. */
 export async function batchingProblem(session: ModelSession, inputs: readonly TensorSpec[]): Promise<string | undefined> {
+  const rowElements = inputs.reduce((sum, spec) => sum + probeRowElements(spec), 0)
+  if (rowElements > MAX_PROBE_ROW_ELEMENTS) return `its declared input shapes make a row of ${rowElements} elements, too large to check on probe inputs`
   const random = seededRandom(0x5eed)
   const rows = inputs.map((spec) => [probeRow(spec, random, 'unit'), probeRow(spec, random, 'wide')] as const)
   const tensor = (spec: TensorSpec, parts: readonly Uint8Array[]): RawTensor => ({
@@ -72,7 +82,7 @@ export async function batchingProblem(session: ModelSession, inputs: readonly Te
  * WIDE_INTEGER_RANGE (a model that takes those as indices fails the probe's run and stays unbatched).
  */
 function probeRow(spec: TensorSpec, random: () => number, range: 'unit' | 'wide'): Uint8Array {
-  const count = spec.shape.slice(1).reduce((n, d) => n * (d === -1 ? PROBE_DIM : d), 1)
+  const count = probeRowElements(spec)
   const integers = range === 'wide' ? WIDE_INTEGER_RANGE[spec.datatype] : undefined
   const value = isFloat(spec.datatype)
     ? () => (random() * 2 - 1) * (range === 'wide' ? WIDE_FLOAT_RANGE : 1)
@@ -82,6 +92,9 @@ function probeRow(spec: TensorSpec, random: () => number, range: 'unit' | 'wide'
   const values = Array.from({ length: count }, value)
   return encodeJsonRows(spec.datatype, [spec.datatype === 'BOOL' ? values.map(Boolean) : values], spec.name)
 }
+
+/** Elements of one probe row of `spec`: its declared dimensions after the first, PROBE_DIM for the dynamic ones. */
+const probeRowElements = (spec: TensorSpec): number => spec.shape.slice(1).reduce((n, d) => n * (d === -1 ? PROBE_DIM : d), 1)
 
 const isFloat = (datatype: Datatype) => datatype === 'FP32' || datatype === 'FP64' || datatype === 'FP16'
 

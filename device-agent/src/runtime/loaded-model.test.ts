@@ -157,4 +157,18 @@ describe('loadModel', () => {
     expect(model.maxBatch).toBe(1)
     expect(lines).toEqual([expect.stringContaining('do not have one row per input row')])
   })
+
+  it('runs unbatched, without building probe inputs, a model whose declared shapes make a huge row (a 30,000 x 30,000 image)', async () => {
+    const path = file('huge-declared', {
+      inputs: [{ name: 'x', datatype: 'FP32', shape: ['N', 30_000, 30_000] }],
+      outputs: [{ name: 'y', datatype: 'FP32', shape: ['N', 30_000, 30_000] }],
+      nodes: [{ opType: 'Relu', inputs: ['x'], outputs: ['y'] }],
+    })
+    const heapBefore = process.memoryUsage().heapUsed
+    const { model, lines } = await load('huge-declared', path)
+    expect(model).toMatchObject({ state: 'ready', maxBatch: 1 })
+    expect(lines).toEqual([expect.stringContaining('its declared input shapes make a row of 900000000 elements, too large to check on probe inputs')])
+    // The probe built nothing of that size (a row alone would be 3.6 GB).
+    expect(process.memoryUsage().heapUsed - heapBefore).toBeLessThan(100 * 1024 * 1024)
+  })
 })

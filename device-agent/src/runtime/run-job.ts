@@ -107,7 +107,9 @@ export async function runModel(
   inputs: readonly RawTensor[],
   outputNames: readonly string[],
 ): Promise<RawTensor[]> {
-  const feeds: Record<string, ort.Tensor> = {}
+  // No prototype: an input named `__proto__` (a published model may have one) would otherwise set
+  // the object's prototype instead of a key, and every job would fail.
+  const feeds = Object.create(null) as Record<string, ort.Tensor>
   for (const tensor of inputs) {
     // The ORT typings list one data type per tensor type; typedElements returns exactly the
     // array type ORT expects for this datatype (Uint16Array bits for FP16, Uint8Array for BOOL).
