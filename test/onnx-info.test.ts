@@ -113,6 +113,43 @@ describe('readOnnxModelInfo', () => {
     expect(() => readOnnxModelInfo(bytes)).toThrow('input "x\\u0000y" has a NUL character in its name')
   })
 
+  it('refuses what devices could not serve safely: an input declaring size 0, a 1,025-character name, 64 KiB of tensor metadata', () => {
+    const relu = (input: { name: string; shape: (number | string)[] }, outputs = [{ name: 'y', datatype: 'FP32' as const, shape: ['N'] as (number | string)[] }]) =>
+      buildModel({
+        inputs: [{ ...input, datatype: 'FP32' }],
+        outputs,
+        nodes: [{ opType: 'Relu', inputs: [input.name], outputs: [outputs[0]!.name] }],
+      })
+    expect(() => readOnnxModelInfo(relu({ name: 'x', shape: ['N', 3, 4, 0] }))).toThrow(
+      'input "x" declares size 0 in dimension 3 ([-1,3,4,0]): it could only take empty tensors, which depinfer refuses',
+    )
+    const long = 'x'.repeat(1_025)
+    expect(() => readOnnxModelInfo(relu({ name: long, shape: ['N'] }))).toThrow(/input "x{40}"… has a name of 1025 characters; depinfer serves names of up to 1024/)
+    expect(readOnnxModelInfo(relu({ name: 'x'.repeat(1_024), shape: ['N'] })).inputs[0]!.name).toHaveLength(1_024)
+    // 100 outputs of 1,000-character names: each fits, together they do not.
+    const outputs = Array.from({ length: 100 }, (_, i) => ({ name: `${i}`.padStart(1_000, 'o'), datatype: 'FP32' as const, shape: ['N'] as (number | string)[] }))
+    const wide = buildModel({
+      inputs: [{ name: 'x', datatype: 'FP32', shape: ['N'] }],
+      outputs,
+      nodes: outputs.map((o) => ({ opType: 'Relu', inputs: ['x'], outputs: [o.name] })),
+    })
+    expect(() => readOnnxModelInfo(wide)).toThrow(/the inputs and outputs take \d+ characters of metadata \(names, shapes\); depinfer serves models with up to 65536/)
+  })
+
+  it('names the element type it does not serve', () => {
+    const bytes = buildModel({
+      inputs: [{ name: 'x', datatype: 'FP32', shape: ['N'] }],
+      outputs: [{ name: 'y', datatype: 'FP32', shape: ['N'] }],
+      nodes: [{ opType: 'Relu', inputs: ['x'], outputs: ['y'] }],
+    })
+    // The input's element type, 1 (float), rewritten to 16 (bfloat16): the first tensor_type's
+    // elem_type field (tag 0x08, value 0x01) followed by its shape (tag 0x12).
+    const bf16 = Uint8Array.from(bytes)
+    const marker = bf16.findIndex((b, i) => b === 0x08 && bf16[i + 1] === 0x01 && bf16[i + 2] === 0x12)
+    bf16[marker + 1] = 16
+    expect(() => readOnnxModelInfo(bf16)).toThrow(/input "x" cannot be served: element type bfloat16, which the Open Inference Protocol's datatypes here do not include/)
+  })
+
   it.each<[string, Uint8Array, RegExp]>([
     ['an empty file', new Uint8Array(0), /empty/],
     ['text', new TextEncoder().encode('this is not a model, just some text\n'), /not a valid ONNX model/],

@@ -96,6 +96,10 @@ export function spawnAgent(options: SpawnAgentOptions, beforeStart?: (keyPath: s
         DEPINFER_DEVICE_ID: options.deviceId,
         DEPINFER_BROKER_URL: options.brokerUrl,
         DEPINFER_KEY_PATH: keyPath,
+        // This checkout's own cache, not the device default ~/.depinfer/models: an agent deletes
+        // cached files it does not serve, and another checkout's network shared that directory
+        // (an audit's second clone deleted a file the first one's agent had just downloaded).
+        DEPINFER_MODEL_CACHE: join(REPO_ROOT, '.depinfer', 'models'),
         ...options.env,
         ...(options.models && { DEPINFER_MODELS: options.models }),
       },

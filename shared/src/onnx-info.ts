@@ -119,10 +119,16 @@ function readValueInfo(r: WireReader, what: string): TensorSpec | { name: string
   if (!name) fail(`${what} has no name`, what, r.position)
   if (nonTensor || elemType === undefined) return { name, unsupported: 'not a tensor' }
   const datatype = ELEM_TYPES[elemType]
-  if (!datatype) return { name, unsupported: `element type ${elemType} (string, complex or 8-bit float)` }
+  if (!datatype) return { name, unsupported: `element type ${UNSERVED_ELEM_TYPES[elemType] ?? elemType}, which the Open Inference Protocol's datatypes here do not include` }
   // No shape at all means unknown rank; it cannot be described as a v2 shape.
   if (shape === undefined) return { name, unsupported: 'no shape (unknown rank)' }
   return { name, datatype, shape }
+}
+
+/** ONNX element types depinfer does not serve, by their ONNX names (TensorProto.DataType). */
+const UNSERVED_ELEM_TYPES: Record<number, string> = {
+  8: 'string', 14: 'complex64', 15: 'complex128', 16: 'bfloat16', 17: 'float8e4m3fn', 18: 'float8e4m3fnuz',
+  19: 'float8e5m2', 20: 'float8e5m2fnuz', 21: 'uint4', 22: 'int4', 23: 'float4e2m1',
 }
 
 /**
@@ -131,6 +137,10 @@ function readValueInfo(r: WireReader, what: string): TensorSpec | { name: string
  * key-value caches have a few hundred.
  */
 const MAX_GRAPH_TENSORS = 100_000
+/** Longest input or output name served (real ones are tens of characters). */
+export const MAX_TENSOR_NAME_CHARS = 1_024
+/** Most metadata of a model's inputs and outputs together, as JSON: a few hundred tensors of a KV cache fit. */
+export const MAX_TENSOR_METADATA_CHARS = 64 * 1024
 
 /**
  * Decodes the model's metadata. Throws OnnxFormatError (field `model`) for bytes that are not
@@ -207,7 +217,7 @@ export function readOnnxModelInfo(bytes: Uint8Array): OnnxModelInfo {
       })
   const inputs = specs(rawInputs, 'input')
   const outputs = specs(rawOutputs, 'output')
-  if (inputs.length === 0) fail('the graph has no inputs', 'GraphProto', g.position)
+  if (inputs.length === 0) throw new OnnxFormatError('the graph has no inputs: depinfer serves models that take at least one input', 'model')
   if (outputs.length === 0) fail('the graph has no outputs', 'GraphProto', g.position)
   // Two inputs of one name: onnxruntime refuses to load the graph ("Duplicate definition-site").
   // Two outputs: it loads, but answers one tensor under that name; answers name tensors.
@@ -221,8 +231,24 @@ export function readOnnxModelInfo(bytes: Uint8Array): OnnxModelInfo {
       // and every request naming it in full would be refused.
       if (name.includes('\u0000')) throw new OnnxFormatError(`${kind} ${JSON.stringify(name)} has a NUL character in its name, which onnxruntime cuts the name at`, 'model')
       if (seen.has(name)) throw new OnnxFormatError(`the graph has two ${kind}s named ${JSON.stringify(name)}: ${why}`, 'model')
+      if (name.length > MAX_TENSOR_NAME_CHARS) {
+        throw new OnnxFormatError(`${kind} ${JSON.stringify(name.slice(0, 40))}… has a name of ${name.length} characters; depinfer serves names of up to ${MAX_TENSOR_NAME_CHARS}`, 'model')
+      }
       seen.add(name)
     }
+  }
+  // A declared size 0: every tensor the input takes is empty, and the load-time batching probe's
+  // empty input crashed onnxruntime, the device's whole process, at every start (an audit).
+  for (const input of inputs) {
+    const zero = input.shape.indexOf(0)
+    if (zero !== -1) throw new OnnxFormatError(`input ${JSON.stringify(input.name)} declares size 0 in dimension ${zero} ([${input.shape.join(',')}]): it could only take empty tensors, which depinfer refuses`, 'model')
+  }
+  // Devices advertise every served model's inputs and outputs in their status: a version with
+  // megabytes of them (an audit's 1M-character names) made the status too large for the broker
+  // after a few versions, taking the device offline, and passed D1's row size at publish (a 500).
+  const metadataChars = JSON.stringify([inputs, outputs]).length
+  if (metadataChars > MAX_TENSOR_METADATA_CHARS) {
+    throw new OnnxFormatError(`the inputs and outputs take ${metadataChars} characters of metadata (names, shapes); depinfer serves models with up to ${MAX_TENSOR_METADATA_CHARS}`, 'model')
   }
   return { irVersion, opsets, producer, graphName, inputs, outputs, nodeCount }
 }

@@ -61,12 +61,15 @@ function checkTensors(
         `${field}.shape`,
       )
     }
-    // An empty batch (size 0 in a dynamic first dimension): some models (e.g. Silero VAD) make
-    // onnxruntime abort the whole process on one rather than return an error, which would take
-    // the device and every model on it down; and an empty batch has nothing to infer. Size 0
-    // elsewhere stays allowed: a decoder's KV cache is [batch, heads, 0, head_dim] at its first step.
-    if (checkShapes && spec.shape[0] === -1 && tensor.shape[0] === 0) {
-      throw new TensorError(`${kind} ${spec.name} has shape [${tensor.shape.join(',')}]: an empty batch (size 0 in dimension 0) is refused`, `${field}.shape`)
+    // An empty tensor (size 0 in any dimension): onnxruntime aborts the whole process on one
+    // rather than returning an error for some models, which takes the device and every model on
+    // it down, and the job then crashes the next device it is retried on. An empty batch did
+    // (Silero VAD), and so did size 0 in a later dimension (an audit: InstanceNormalization on
+    // [1,3,4,0] SIGSEGV, TopK on [1,3,0,4] SIGFPE, LSTM on [1,0,4], its batch, SIGABRT).
+    const empty = checkShapes ? tensor.shape.indexOf(0) : -1
+    if (empty !== -1) {
+      const what = empty === 0 ? 'an empty batch (size 0 in dimension 0)' : `an empty tensor (size 0 in dimension ${empty})`
+      throw new TensorError(`${kind} ${spec.name} has shape [${tensor.shape.join(',')}]: ${what} is refused, as some models crash onnxruntime on one`, `${field}.shape`)
     }
   })
   const missing = specs.filter((s) => !seen.has(s.name)).map((s) => s.name)

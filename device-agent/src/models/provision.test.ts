@@ -15,7 +15,7 @@ import { cachedModelPath } from './download.js'
 import { ChecksumMismatchError, DownloadError, HttpStatusError } from './errors.js'
 import { ModelProvisioner, retryableFailure } from './provision.js'
 import { freePort } from '../../../scripts/local/mosquitto.js'
-import { fileToRun, listPublishedModels, selectPublished, type PublishedModel } from './published.js'
+import { fileToRun, listPublishedModels, MAX_STAR_MODELS, selectPublished, type PublishedModel } from './published.js'
 import { FakeEdge, sha256Of, type FakeModel, type FakeVariant } from './testing/fake-edge.js'
 import { temporaryDirectory } from '../../../test/helpers/temporary-directory.js'
 
@@ -50,6 +50,20 @@ describe('selecting published models', () => {
   })
   const listing = [listed('a', '1', 10), listed('a', '2', 10), listed('a', '10', 10), listed('b', '1', 500), listed('c', '1', 50)]
   const limits = { maxModelBytes: 100, freeBytes: 1_000, cachedBytes: () => 0 }
+
+  it(`serves at most MAX_STAR_MODELS versions for "*", the newest of each name first; a named one beyond them still`, () => {
+    const many = Array.from({ length: 50 }, (_, i) => [listed(`m${i}`, '1', 1), listed(`m${i}`, '2', 1)]).flat()
+    const roomy = { maxModelBytes: 100, freeBytes: 1e9, cachedBytes: () => 0 }
+    const star = selectPublished([{ published: '*', versions: 'all' }], many, roomy)
+    expect(star.selected).toHaveLength(MAX_STAR_MODELS)
+    // Every name's newest (v2) before any older one.
+    expect(star.selected.filter((m) => m.version === '2')).toHaveLength(50)
+    expect(star.problems).toHaveLength(100 - MAX_STAR_MODELS)
+    expect(star.problems[0]).toMatchObject({ passedOver: true, reason: `"*" serves at most ${MAX_STAR_MODELS} published versions in all; name the model to serve it` })
+    const named = selectPublished([{ published: 'm49', version: '1' }, { published: '*', versions: 'all' }], many, roomy)
+    expect(named.selected.map((m) => `${m.name} v${m.version}`)).toContain('m49 v1')
+    expect(named.selected).toHaveLength(MAX_STAR_MODELS)
+  })
 
   it('takes a named model at its newest version (numerically, as the edge orders them) or the version given', () => {
     expect(selectPublished([{ published: 'a' }], listing, limits).selected.map((m) => m.version)).toEqual(['10'])

@@ -181,6 +181,14 @@ export interface Selection {
 }
 
 /**
+ * The most published versions `"*"` serves in all (named sources' included). Anyone with a key
+ * can publish, a version costs one request, and the device's status lists each served model's
+ * inputs and outputs (up to 64 KiB each, MAX_TENSOR_METADATA_CHARS): an audit published versions
+ * until the status passed the broker's 40 MiB, and the device went offline for good.
+ */
+export const MAX_STAR_MODELS = 64
+
+/**
  * The published models `sources` select: a named one at its given version, or its newest (the
  * newest `versions` of it); for "*" the newest version (or `versions`) of every model among
  * those that fit this device (the file it would run, `fileOf`: ≤ maxModelBytes, and room for it
@@ -233,11 +241,13 @@ export function selectPublished(
           const file = fileOf(model)
           const missing = needs(file)
           const reason =
-            file.size > limits.maxModelBytes
-              ? `${file.size} bytes, over maxModelBytes (${limits.maxModelBytes})`
-              : missing > spaceLeft
-                ? `${file.size} bytes${missing < file.size ? ` (${missing} still to download)` : ''}, more than the ${Math.max(0, spaceLeft)} left free in the cache`
-                : undefined
+            selected.length >= MAX_STAR_MODELS
+              ? `"*" serves at most ${MAX_STAR_MODELS} published versions in all; name the model to serve it`
+              : file.size > limits.maxModelBytes
+                ? `${file.size} bytes, over maxModelBytes (${limits.maxModelBytes})`
+                : missing > spaceLeft
+                  ? `${file.size} bytes${missing < file.size ? ` (${missing} still to download)` : ''}, more than the ${Math.max(0, spaceLeft)} left free in the cache`
+                  : undefined
           if (reason !== undefined) {
             problems.push({ model: `${model.name} v${model.version}`, name: model.name, version: model.version, reason, passedOver: true })
             continue
