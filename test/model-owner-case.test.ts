@@ -2,11 +2,16 @@
  * Model names are owned whatever their letter case (edge/src/models/registry.ts checkOwner,
  * migration 0010), run on D1 in workerd (Miniflare) with every migration applied.
  */
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { Miniflare } from 'miniflare'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { unstable_splitSqlQuery } from 'wrangler'
 import { checkOwner, NameOwnedError, type Publisher } from '../edge/src/models/registry.js'
 import { applyMigrations } from '../scripts/local/edge.js'
+
+const MIGRATIONS = fileURLToPath(new URL('../edge/migrations/', import.meta.url))
 const keyOf = (hash: string): Publisher => ({ label: hash, keyHash: hash, payer: null, byOperator: false })
 
 describe('checkOwner: names in other letter case', () => {
@@ -17,14 +22,17 @@ describe('checkOwner: names in other letter case', () => {
     miniflare = new Miniflare({ modules: true, script: 'export default { fetch: () => new Response(null) }', d1Databases: ['DB'] })
     db = await miniflare.getD1Database('DB')
     await applyMigrations(db, unstable_splitSqlQuery)
-    const own = (name: string, owner: string) => db.prepare('INSERT INTO model_owners (name, owner, claimed_at) VALUES (?, ?, 0)').bind(name, owner)
-    // Two look-alikes of two owners, as a deployment may hold from before the check.
+    // Two look-alikes of two owners, as a deployment may hold from before the check: inserted
+    // with the trigger that now refuses them (0014) dropped, then made again.
+    await db.exec('DROP TRIGGER model_owners_no_lookalike')
     await db.batch([own('ppocr-cls', 'key:alice'), own('PPOCR-CLS', 'key:bob'), own('Mine', 'key:carol')])
+    for (const statement of unstable_splitSqlQuery(readFileSync(join(MIGRATIONS, '0014_model_owner_lookalike_trigger.sql'), 'utf8'))) await db.prepare(statement).run()
   })
   afterAll(async () => {
     await miniflare?.dispose()
   })
 
+  const own = (name: string, owner: string) => db.prepare('INSERT INTO model_owners (name, owner, claimed_at) VALUES (?, ?, 0)').bind(name, owner)
   const refusal = async (name: string, publisher: Publisher) => {
     const error = await checkOwner(db as unknown as D1Database, name, publisher).catch((e: unknown) => e)
     expect(error).toBeInstanceOf(NameOwnedError)
@@ -46,6 +54,16 @@ describe('checkOwner: names in other letter case', () => {
     expect(await checkOwner(db as unknown as D1Database, 'PPOCR-CLS', keyOf('bob'))).toBe('key:bob')
     // …and neither the other's.
     expect((await refusal('PPOCR-CLS', keyOf('alice'))).lookalike).toBeUndefined()
+  })
+
+  it("refuses, in the claim's own insert, a look-alike another owner claimed after the check (two claims at once both passed it)", async () => {
+    expect(await checkOwner(db as unknown as D1Database, 'Race-Name', keyOf('dave'))).toBeUndefined()
+    expect(await checkOwner(db as unknown as D1Database, 'race-name', keyOf('erin'))).toBeUndefined()
+    await own('race-name', 'key:erin').run()
+    await expect(own('Race-Name', 'key:dave').run()).rejects.toThrow(/model name look-alike owned by another publisher/)
+    // Its own look-alike, an owner may still claim; and the check now names the other's.
+    await own('RACE-NAME', 'key:erin').run()
+    expect((await refusal('Race-Name', keyOf('dave'))).lookalike).toMatch(/^(race-name|RACE-NAME)$/)
   })
 
   it('finds the names through the lower(name) index', async () => {

@@ -158,6 +158,18 @@ describe('publishing models', () => {
     expect(((await api.get('/api/models?name=Text-Direction')).body as { models: unknown[] }).models).toEqual([])
     expect(await listed()).toEqual(before)
 
+    // Two keys claiming two case variants of a new name at the same moment: one gets it, the
+    // other a 403 naming the look-alike (both used to pass the check in ~1 of 4 rounds).
+    for (let round = 0; round < 8; round++) {
+      const claims = await Promise.all([
+        publish(api, { name: `Race-${round}`, price_wei: '1', payout_address: PAYOUT }, tinyBytes),
+        publish(other, { name: `race-${round}`, price_wei: '1', payout_address: PAYOUT }, tinyBytes),
+      ])
+      const statuses = claims.map((c) => c.status)
+      expect(statuses.sort(), claims.map((c) => c.text).join('\n')).toEqual([201, 403])
+      expect(claims.find((c) => c.status === 403)!.body).toMatchObject({ field: 'name', detail: expect.stringContaining('differs only in letter case') })
+    }
+
     // The other key owns what it publishes first, and the owner cannot take that either.
     expect((await publish(other, { name: 'others-model', price_wei: '1', payout_address: PAYOUT }, tinyBytes)).status).toBe(201)
     expect((await publish(api, { name: 'others-model', price_wei: '2', payout_address: PAYOUT }, tinyBytes)).body).toMatchObject({ status: 403, field: 'name' })

@@ -6,7 +6,7 @@
  * its next version. A name belongs to whoever first published it (0006_model_owners.sql): only
  * they publish its later versions, since devices following the name move to each new one.
  */
-import { readOnnxModelInfo, sha256Hex, type Hex, type PublishedVariant, type TensorSpec, type VariantReport } from '@depinfer/shared'
+import { messageOf, readOnnxModelInfo, sha256Hex, type Hex, type PublishedVariant, type TensorSpec, type VariantReport } from '@depinfer/shared'
 import { checkSameTensors, VariantRejectedError } from './variants.js'
 
 export interface PublishedModel {
@@ -170,8 +170,8 @@ export async function checkOwner(db: D1Database, name: string, publisher: Publis
     return exact.owner
   }
   // A new name: `PPOCR-CLS` next to someone's `ppocr-cls` would pass for theirs in a listing.
-  // (Two owners racing to claim two case-variants of a new name at the same moment could both
-  // get one, which this check alone cannot exclude.)
+  // (Two owners claiming two case-variants of a new name at the same moment both pass this check:
+  // the claim's own insert is refused then, by 0014_model_owner_lookalike_trigger.sql.)
   const lookalike = results.find((row) => row.name !== name && !mayPublishAs(row.owner, publisher))
   if (lookalike) throw new NameOwnedError(name, lookalike.owner, lookalike.name)
   return undefined
@@ -257,6 +257,8 @@ export async function publishModel(db: D1Database, bucket: R2Bucket, request: Pu
   // same owner row): the UNIQUE constraints make one of them fail rather than both claim it (the
   // caller retries, and then finds the name owned).
   await db.batch([
+    // The claim of a new name: refused in this transaction (a trigger) when another owner
+    // claimed a look-alike since checkOwner looked; publishModel's caller then asks it again.
     ...(owner === undefined
       ? [db.prepare('INSERT INTO model_owners (name, owner, claimed_at) VALUES (?, ?, ?)').bind(row.name, row.owner, now)]
       : []),
@@ -275,7 +277,11 @@ export async function publishModel(db: D1Database, bucket: R2Bucket, request: Pu
         )
         .bind(row.name, row.version, v.kind, v.sha256, v.size, v.report.top1Agreement, v.report.maxAbsError, v.report.samples, v.minAgreement),
     ),
-  ])
+  ]).catch(async (error: unknown) => {
+    // Another owner claimed a look-alike of this new name since it was checked: the check, again, says so.
+    if (/look-alike owned by another publisher/.test(messageOf(error))) await checkOwner(db, request.name, request.publisher)
+    throw error
+  })
   return { model: fromRow(row, variants), created: true }
 }
 
