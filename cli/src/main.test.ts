@@ -79,6 +79,9 @@ describe('depinfer CLI errors', () => {
     const missing = join(dir, 'nope.onnx')
     expectOneLineError(await publish(missing, { DEPINFER_URL: edgeUrl }), 1, new RegExp(`^cannot read the model file ${missing}: no such file or directory$`))
     expectOneLineError(await publish(dir, { DEPINFER_URL: edgeUrl }), 1, new RegExp(`^cannot read the model file ${dir}: `))
+    const empty = join(dir, 'empty.onnx')
+    writeFileSync(empty, '')
+    expectOneLineError(await publish(empty, { DEPINFER_URL: edgeUrl }), 2, new RegExp(`^the model file ${empty} is empty: an \\.onnx file holds the model's graph and weights$`))
   })
 
   it('names an edge it cannot reach, for list and publish', async () => {

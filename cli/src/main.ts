@@ -90,6 +90,7 @@ async function main(argv: string[]): Promise<number> {
   // Before anything slow (reading, quantizing, uploading a large file) is done for nothing.
   checkPublishTerms(values.name, values['price-wei'], values['payout-address'])
   const bytes = await readUserFile(file, 'the model file')
+  if (bytes.byteLength === 0) throw new CliError(`the model file ${file} is empty: an .onnx file holds the model's graph and weights`, 2)
   const int8 = await int8Variant(file, bytes, values)
   // One bar per file, the int8 variant's first: each is ended when the next one starts.
   const progressOf = process.stderr.isTTY

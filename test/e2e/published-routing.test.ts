@@ -107,6 +107,7 @@ describe('routing by the registry and by deadlines', () => {
       // Asking again the same way would time out again: no Retry-After, and what to change.
       expect(response.headers.get('retry-after'), response.text).toBeNull()
       expect(response.body.detail).toMatch(/did not answer within 1 ms, less than the model takes there: a longer parameters\.timeout_ms \(up to the edge's JOB_DEADLINE_MS\) may let it finish$/)
+      expect(response.body.field).toBe('parameters.timeout_ms')
     }
     // Three timeouts in a row would make a device suspect (out of service for a minute).
     const after = await api.post('/v2/models/pub-cls/infer', exampleInferRequest(20))

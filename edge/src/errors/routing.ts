@@ -53,7 +53,11 @@ export class BrokerUnavailableError extends DepinferError {
 export class DeviceTimeoutError extends DepinferError {
   /** `retryAfterSec` null: asking again as it was asked will not help (a deadline shorter than the devices take). */
   constructor(detail: string, retryAfterSec: number | null = 1) {
-    super(504, 'device-timeout', 'Device did not answer in time', detail, { retryAfterSec: retryAfterSec ?? undefined })
+    // Without Retry-After, the caller's own deadline was too short: that is the field to change.
+    super(504, 'device-timeout', 'Device did not answer in time', detail, {
+      retryAfterSec: retryAfterSec ?? undefined,
+      ...(retryAfterSec === null && { field: 'parameters.timeout_ms' }),
+    })
   }
 }
 
