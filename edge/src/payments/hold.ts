@@ -122,7 +122,7 @@ async function insufficientFunds(
     : ': deposit more (Escrow.deposit) and retry'
   return new PaymentRequiredError(
     `${label} costs ${quote.totalWei} wei; payer ${payer} has ${available} wei available in the Escrow at ${config.escrow}, ` +
-      `of which ${holds.reserved.wei} wei is held by ${holds.reserved.jobs} job(s) in flight and ${holds.chargedUnsettled.wei} wei by ` +
+      `of which ${holds.reserved.wei} wei is held by ${holds.reserved.jobs} job(s) in flight or just answered and ${holds.chargedUnsettled.wei} wei by ` +
       `${holds.chargedUnsettled.jobs} completed job(s) not settled yet${withdrawal ? '.' : ''}${withdrawing}`,
     'payer',
   )
