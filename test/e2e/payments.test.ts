@@ -475,4 +475,24 @@ describe('pay per inference on the local chain', () => {
     expect(next!.settlement).toMatchObject({ status: 'confirmed', unfundedJobs: 0 })
     expect(await balanceOf(payers.c.address)).toBe(deposits.get(payers.c.address)! - spent.get(payers.c.address)!)
   })
+
+  it('does not take a settlement whose answer was lost, and which landed, for one its payer can no longer cover', async () => {
+    // A payer whose two jobs take its whole deposit: once settled, its balance is below what
+    // the settlement asks of it, as if it had withdrawn.
+    const exact = devAccount(1)
+    const exactKey = apiClient(network.edge.url, await network.edge.createApiKey('payer-exact', undefined, exact.address))
+    await network.edge.runScheduled() // a clean start
+    await deposit(exact, 2n * PRICE)
+    for (let i = 0; i < 2; i++) expect((await exactKey.post('/v2/models/ppocr-cls/infer', clsJob())).status).toBe(200)
+    const developerBefore = BigInt((await payout(developer)).cumulative)
+    rpc.mode = 'lose-send-result'
+    await network.edge.runScheduled() // posts the batch (answer lost)
+    await network.edge.runScheduled() // records the batch posted, sends the settlement: it lands, its answer is lost
+    rpc.mode = 'pass'
+    expect(await balanceOf(exact.address)).toBe(0n)
+    await network.edge.runScheduled() // finds it settled on-chain and confirms it
+    const [batch] = (await noPayer.get('/api/batches?limit=1')).body.batches as { settlement: { status: string; unfundedJobs: number; lastError: string | null } }[]
+    expect(batch!.settlement).toMatchObject({ status: 'confirmed', unfundedJobs: 0, lastError: null })
+    expect(BigInt((await payout(developer)).cumulative) - developerBefore).toBe(2n * DEV_SHARE)
+  })
 })

@@ -232,12 +232,16 @@ async function balancesOf(config: PaymentsConfig, clients: ChainClients, payers:
 }
 
 /**
- * Whether a recorded settlement no transaction of which can be on its way asks a payer for more
+ * Whether a recorded settlement with no transaction known to be on its way asks a payer for more
  * than its balance now holds (it withdrew since the settlement was recorded): sending it would
- * revert, and the next attempt too.
+ * revert, and the next attempt too. Not if the batch is settled on-chain already: a transaction
+ * whose answer was lost may have landed (its hash unrecorded), and then the balance is low
+ * because it was debited; landOnce finds and confirms that settlement.
  */
 async function overdrawn(config: PaymentsConfig, clients: ChainClients, s: OpenSettlement): Promise<boolean> {
   if (s.status !== 'pending' || s.tx_hash !== null) return false
+  const epoch = await clients.publicClient.readContract({ address: config.escrow, abi: escrowAbi, functionName: 'settledIn', args: [s.attestation_root as Hex] })
+  if (epoch !== 0n) return false
   const payers = JSON.parse(s.payers_json) as string[]
   const amounts = (JSON.parse(s.amounts_json) as string[]).map(BigInt)
   const balances = await balancesOf(config, clients, payers)
