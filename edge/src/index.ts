@@ -9,6 +9,7 @@ import { runBatchTick } from './batching/batcher.js'
 import type { Env } from './env.js'
 import { flushGatewayAttestations } from './gateway/flush-attestations.js'
 import { gatewayStub } from './gateway/stub.js'
+import { expireUnpublishedFiles } from './models/registry.js'
 import { expireUploads } from './models/uploads.js'
 import { runSettlementTick } from './payments/settler.js'
 
@@ -36,6 +37,8 @@ export default {
     await stage('devices', () => gatewayStub(env).forgetGoneDevices())
     // Resumable uploads left unfinished for a day: their parts go.
     await stage('uploads', () => expireUploads(env.DB, env.MODELS, controller.scheduledTime))
+    // Uploaded files no version names, a week after their upload.
+    await stage('files', () => expireUnpublishedFiles(env.DB, env.MODELS, controller.scheduledTime))
   },
 } satisfies ExportedHandler<Env>
 

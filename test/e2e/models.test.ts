@@ -327,6 +327,32 @@ describe('publishing models', () => {
     expect(noKey.code).toBe(2)
   })
 
+  it('deletes uploaded files no version names a week after their upload, and keeps published ones', async () => {
+    const relu = (graphName: string) =>
+      buildModel({
+        graphName,
+        inputs: [{ name: 'x', datatype: 'FP32', shape: ['N', 4] }],
+        outputs: [{ name: 'y', datatype: 'FP32', shape: ['N', 4] }],
+        nodes: [{ opType: 'Relu', inputs: ['x'], outputs: ['y'] }],
+      })
+    const orphan = relu('never-published')
+    const staged = await api.post('/api/models/files', orphan, { 'Content-Type': 'application/octet-stream' })
+    expect(staged.status, staged.text).toBe(201)
+    const kept = relu('published-file')
+    expect((await publish(api, { name: 'kept-file', price_wei: '0', payout_address: PAYOUT }, kept)).status).toBe(201)
+    const publishStaged = () => publish(api, { name: 'from-staged', price_wei: '0', payout_address: PAYOUT, sha256: staged.body.sha256 as string }, new Uint8Array(0))
+
+    // Held for a week: beginning an upload of it answers that the edge holds it.
+    const held = () => api.post(`/api/models/uploads?sha256=${staged.body.sha256 as string}&size=${orphan.byteLength}`)
+    await network.edge.runScheduled(new Date(Date.now() + 6 * 24 * 3600 * 1000))
+    expect((await held()).body).toMatchObject({ state: 'stored' })
+    await network.edge.runScheduled(new Date(Date.now() + 8 * 24 * 3600 * 1000))
+    expect((await publishStaged()).body).toMatchObject({ status: 400, field: 'sha256', detail: expect.stringMatching(/^no uploaded file has sha256/) })
+    const file = await fetch(`${network.edge.url}/api/models/kept-file/versions/1/file`, { headers: { Authorization: `Bearer ${network.apiKey}` } })
+    expect(file.status).toBe(200)
+    expect(Buffer.from(await file.arrayBuffer()).equals(Buffer.from(kept))).toBe(true)
+  })
+
   describe('a model file too large for one request', () => {
     const large = largeMatMulModel()
     const largePath = join(dir, 'large-matmul.onnx')

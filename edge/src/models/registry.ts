@@ -336,6 +336,33 @@ export async function recordModelFile(db: D1Database, file: UploadedFile, upload
   return result.meta.changes > 0
 }
 
+/** How long an uploaded file no version names is kept (a publish names it within minutes). */
+export const UNPUBLISHED_FILE_TTL_MS = 7 * 24 * 60 * 60 * 1000
+
+/**
+ * Deletes files uploaded before `now` − UNPUBLISHED_FILE_TTL_MS that no version or variant names
+ * (the scheduled handler; at most 100 a tick): any key may upload files of up to MAX_UPLOAD_BYTES,
+ * one after another, and nothing else would ever delete them (an audit). The row goes first, in
+ * one statement that checks nothing names the file, then the R2 object. Returns how many.
+ */
+export async function expireUnpublishedFiles(db: D1Database, bucket: R2Bucket, now: number): Promise<number> {
+  const unnamed = `NOT EXISTS (SELECT 1 FROM models m WHERE m.sha256 = f.sha256) AND NOT EXISTS (SELECT 1 FROM model_variants v WHERE v.sha256 = f.sha256)`
+  const { results } = await db
+    .prepare(`SELECT f.sha256 FROM model_files f WHERE f.uploaded_at < ? AND ${unnamed} LIMIT 100`)
+    .bind(now - UNPUBLISHED_FILE_TTL_MS)
+    .all<{ sha256: string }>()
+  let deleted = 0
+  for (const { sha256 } of results) {
+    // A publish naming the file between this statement and the R2 delete would name a file
+    // about to go; a week-old file published at that very moment is the one case not covered.
+    const removed = await db.prepare(`DELETE FROM model_files AS f WHERE f.sha256 = ? AND ${unnamed}`).bind(sha256).run()
+    if (removed.meta.changes !== 1) continue
+    await bucket.delete(modelObjectKey(sha256))
+    deleted++
+  }
+  return deleted
+}
+
 /** A file the edge holds, by sha256: uploaded (model_files) or published with a version (models). */
 export async function storedModelFile(db: D1Database, sha256: string): Promise<UploadedFile | undefined> {
   const row =
