@@ -16,4 +16,12 @@ describe('shortError', () => {
     expect(shortError(new Error('plain'))).toBe('plain')
     expect(shortError('text')).toBe('text')
   })
+
+  it("names the contracts' custom errors a node reports only by selector", () => {
+    const error = new Error('Execution reverted with reason: custom error 0xdb42144d(0x3c44cdddb6a900fa2b585dd299e03d12fa4293bc, 0, 0x3d7670).')
+    expect(shortError(error)).toBe(
+      'Execution reverted with reason: custom error InsufficientBalance(address,uint256,uint256) 0xdb42144d(0x3c44cdddb6a900fa2b585dd299e03d12fa4293bc, 0, 0x3d7670).',
+    )
+    expect(shortError(new Error('custom error 0x12345678()'))).toBe('custom error 0x12345678()')
+  })
 })

@@ -4,7 +4,9 @@
  * Configured by env only: the local anvil under `npm start`, an L2 in production.
  */
 import { addressProblem, cutToLength } from '@depinfer/shared'
-import { createPublicClient, createWalletClient, defineChain, http, type Hash, type Hex } from 'viem'
+import { attestationRegistryAbi, escrowAbi, providerRegistryAbi } from '@depinfer/contracts'
+import { createPublicClient, createWalletClient, defineChain, http, toFunctionSelector, type Hash, type Hex } from 'viem'
+import { formatAbiItem } from 'viem/utils'
 import { privateKeyToAccount } from 'viem/accounts'
 import type { Env } from '../env.js'
 
@@ -85,5 +87,30 @@ export function shortError(error: unknown): string {
   // Details quote the runtime's own error, which may name the URL (workerd: "Fetch API cannot load: <url>").
   const scrub = (text: string) => text.replace(/\b(?:https?|wss?):\/\/\S+/g, '<rpc url>')
   const details = e.shortMessage !== undefined && e.details && !e.shortMessage.includes(e.details) ? ` (${scrub(e.details)})` : ''
-  return cutToLength(`${scrub(e.shortMessage ?? e.message ?? String(error))}${details}`, 300)
+  return cutToLength(namedCustomErrors(`${scrub(e.shortMessage ?? e.message ?? String(error))}${details}`), 300)
+}
+
+/** The contracts' custom errors by selector, for reverts a node reports undecoded. */
+let customErrors: Map<string, string> | undefined
+
+/**
+ * "custom error 0xdb42144d(…)" as "InsufficientBalance(address,uint256,uint256) 0xdb42144d(…)":
+ * a node that answers a revert in its message rather than its data leaves viem only the
+ * selector, and an operator reading last_error needs the name (a money audit saw
+ * `custom error 0xdb42144d` 46 times).
+ */
+function namedCustomErrors(text: string): string {
+  if (!text.includes('custom error 0x')) return text
+  customErrors ??= new Map(
+    [...attestationRegistryAbi, ...escrowAbi, ...providerRegistryAbi]
+      .filter((item) => item.type === 'error')
+      .map((item) => {
+        const signature = formatAbiItem(item)
+        return [toFunctionSelector(signature), signature] as const
+      }),
+  )
+  return text.replace(/custom error (0x[0-9a-f]{8})/g, (match, selector: string) => {
+    const signature = customErrors!.get(selector)
+    return signature ? `custom error ${signature} ${selector}` : match
+  })
 }
