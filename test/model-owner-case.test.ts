@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url'
 import { Miniflare } from 'miniflare'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { unstable_splitSqlQuery } from 'wrangler'
-import { checkOwner, NameOwnedError, type Publisher } from '../edge/src/models/registry.js'
+import { checkOwner, LookalikeConflictError, NameOwnedError, publishModel, type Publisher } from '../edge/src/models/registry.js'
+import { tinyClassifierModel } from './helpers/onnx-model.js'
 import { applyMigrations } from '../scripts/local/edge.js'
 
 const MIGRATIONS = fileURLToPath(new URL('../edge/migrations/', import.meta.url))
@@ -19,13 +20,13 @@ describe('checkOwner: names in other letter case', () => {
   let db: Awaited<ReturnType<Miniflare['getD1Database']>>
 
   beforeAll(async () => {
-    miniflare = new Miniflare({ modules: true, script: 'export default { fetch: () => new Response(null) }', d1Databases: ['DB'] })
+    miniflare = new Miniflare({ modules: true, script: 'export default { fetch: () => new Response(null) }', d1Databases: ['DB'], r2Buckets: ['MODELS'] })
     db = await miniflare.getD1Database('DB')
     await applyMigrations(db, unstable_splitSqlQuery)
     // Two look-alikes of two owners, as a deployment may hold from before the check: inserted
     // with the trigger that now refuses them (0014) dropped, then made again.
     await db.exec('DROP TRIGGER model_owners_no_lookalike')
-    await db.batch([own('ppocr-cls', 'key:alice'), own('PPOCR-CLS', 'key:bob'), own('Mine', 'key:carol')])
+    await db.batch([own('ppocr-cls', 'key:alice'), own('PPOCR-CLS', 'key:bob'), own('Mine', 'key:carol'), own('Labelled', 'label:ops')])
     for (const statement of unstable_splitSqlQuery(readFileSync(join(MIGRATIONS, '0014_model_owner_lookalike_trigger.sql'), 'utf8'))) await db.prepare(statement).run()
   })
   afterAll(async () => {
@@ -64,6 +65,21 @@ describe('checkOwner: names in other letter case', () => {
     // Its own look-alike, an owner may still claim; and the check now names the other's.
     await own('RACE-NAME', 'key:erin').run()
     expect((await refusal('Race-Name', keyOf('dave'))).lookalike).toMatch(/^(race-name|RACE-NAME)$/)
+  })
+
+  it("answers a conflict, not a failure, when the look-alike is the publisher's own under another identity (an operator label's)", async () => {
+    // The check lets an operator key labelled `ops` publish what `label:ops` owns, look-alikes
+    // included; the trigger sees only two owners, and refuses the claim.
+    const operator: Publisher = { label: 'ops', keyHash: 'ops-key', payer: null, byOperator: true }
+    expect(await checkOwner(db as unknown as D1Database, 'labelled', operator)).toBeUndefined()
+    const bucket = (await miniflare.getR2Bucket('MODELS')) as unknown as R2Bucket
+    const publishing = publishModel(
+      db as unknown as D1Database,
+      bucket,
+      { name: 'labelled', description: '', priceWei: '0', payoutAddress: '0x00000000000000000000000000000000000000aa', publisher: operator, file: { bytes: tinyClassifierModel().bytes }, variants: [] },
+      0,
+    )
+    await expect(publishing).rejects.toBeInstanceOf(LookalikeConflictError)
   })
 
   it('finds the names through the lower(name) index', async () => {

@@ -124,6 +124,9 @@ describe('readOnnxModelInfo', () => {
       'input "x" declares size 0 in dimension 3 ([-1,3,4,0]): it could only take empty tensors, which depinfer refuses',
     )
     const long = 'x'.repeat(1_025)
+    expect(() => readOnnxModelInfo(relu({ name: 'x', shape: ['N'] }, [{ name: '__proto__', datatype: 'FP32', shape: ['N'] }]))).toThrow(
+      'output "__proto__" cannot be served: onnxruntime-node cannot pass a tensor of that name',
+    )
     expect(() => readOnnxModelInfo(relu({ name: long, shape: ['N'] }))).toThrow(/input "x{40}"… has a name of 1025 characters; depinfer serves names of up to 1024/)
     expect(readOnnxModelInfo(relu({ name: 'x'.repeat(1_024), shape: ['N'] })).inputs[0]!.name).toHaveLength(1_024)
     // 100 outputs of 1,000-character names: each fits, together they do not.

@@ -182,8 +182,14 @@ export async function runChainCommand(argv: string[], env: NodeJS.ProcessEnv, us
     }
     case 'contracts deploy': {
       if (!values.submitter) throw new UsageError("contracts deploy needs --submitter <0x…>: the edge's account, whose key goes into the Worker's secrets")
-      const submitter = parseAddress(values.submitter, '--submitter')
-      const admin = values.admin === undefined ? undefined : parseAddress(values.admin, '--admin')
+      // The contracts refuse the zero address (ZeroAddress), but only once the ones before are deployed.
+      const nonZero = (text: string, what: string) => {
+        const address = parseAddress(text, what)
+        if (BigInt(address) === 0n) throw new UsageError(`${what} must not be the zero address`)
+        return address
+      }
+      const submitter = nonZero(values.submitter, '--submitter')
+      const admin = values.admin === undefined ? undefined : nonZero(values.admin, '--admin')
       let payments
       if (values['attestations-only']) {
         const extra = (['min-stake', 'withdrawal-delay', 'unstake-delay', 'slasher'] as const).find((option) => values[option] !== undefined)
@@ -194,7 +200,7 @@ export async function runChainCommand(argv: string[], env: NodeJS.ProcessEnv, us
           minStake: parseEthAmount(values['min-stake'], '--min-stake'),
           withdrawalDelaySeconds: values['withdrawal-delay'] === undefined ? DEFAULT_DELAY_SECONDS : parseDelay(values['withdrawal-delay'], '--withdrawal-delay'),
           unstakeDelaySeconds: values['unstake-delay'] === undefined ? DEFAULT_DELAY_SECONDS : parseDelay(values['unstake-delay'], '--unstake-delay'),
-          slashers: (values.slasher ?? []).map((slasher) => parseAddress(slasher, '--slasher')),
+          slashers: (values.slasher ?? []).map((slasher) => nonZero(slasher, '--slasher')),
         }
       }
       const rpcUrl = requireRpcUrl(rpcUrlFromEnv(env))

@@ -170,6 +170,8 @@ async function uploadInParts(bytes: Uint8Array, sha256: string, options: Publish
   const begin = new URL('/api/models/uploads', options.edgeUrl)
   begin.searchParams.set('sha256', sha256)
   begin.searchParams.set('size', String(bytes.byteLength))
+  // A name another publisher owns is refused now, before any part is sent.
+  begin.searchParams.set('name', options.name)
   const { json } = await requestEdge(options.edgeUrl, begin, { method: 'POST', headers }, `${what}: beginning the upload`)
   if (json.state === 'stored') {
     options.onStored?.(file)

@@ -88,7 +88,7 @@ export interface Env {
   /**
    * Bytes of job inputs the Gateway holds in flight at most (gateway/inflight-budget.ts; default
    * 64 MiB, half a Durable Object's memory); one API key's jobs at most half of it. Past either,
-   * a job is refused at once: 503 gateway-busy, or 429 for the key, with Retry-After.
+   * a job is refused at once: 503 gateway-busy, or 429 for the key, with Retry-After. 0: no limit.
    */
   MAX_INFLIGHT_BYTES?: string
 }

@@ -231,6 +231,9 @@ export function readOnnxModelInfo(bytes: Uint8Array): OnnxModelInfo {
       // and every request naming it in full would be refused.
       if (name.includes('\u0000')) throw new OnnxFormatError(`${kind} ${JSON.stringify(name)} has a NUL character in its name, which onnxruntime cuts the name at`, 'model')
       if (seen.has(name)) throw new OnnxFormatError(`the graph has two ${kind}s named ${JSON.stringify(name)}: ${why}`, 'model')
+      // onnxruntime-node keys its feeds, fetches and results by name in plain JavaScript
+      // objects, where this name sets the prototype instead: every run would fail.
+      if (name === '__proto__') throw new OnnxFormatError(`${kind} "__proto__" cannot be served: onnxruntime-node cannot pass a tensor of that name`, 'model')
       if (name.length > MAX_TENSOR_NAME_CHARS) {
         throw new OnnxFormatError(`${kind} ${JSON.stringify(name.slice(0, 40))}… has a name of ${name.length} characters; depinfer serves names of up to ${MAX_TENSOR_NAME_CHARS}`, 'model')
       }

@@ -84,6 +84,7 @@ describe('depinfer contracts deploy, then an edge configured with what it printe
       [['--submitter', submitter, '--attestations-only', '--slasher', slasher], env, /^--slasher is for the Escrow and ProviderRegistry, which --attestations-only does not deploy/],
       [['--submitter', submitter.toLowerCase().replace('a', 'A'), '--attestations-only'], env, /^--submitter .*checksum/],
       [['--submitter', submitter, '--attestations-only'], { DEPINFER_PRIVATE_KEY: DEPLOYER_KEY }, /^contracts deploy needs DEPINFER_RPC_URL/],
+      [['--submitter', submitter, '--min-stake', '1', '--slasher', `0x${'0'.repeat(40)}`], env, /^--slasher must not be the zero address/],
     ]
     const runs = await Promise.all(cases.map(([args, runEnv]) => runCli(['contracts', 'deploy', ...args], runEnv)))
     for (const [i, [, , message]] of cases.entries()) {

@@ -417,10 +417,17 @@ describe('publishing models', () => {
     })
 
     it('refuses what it cannot take with a problem naming the field, and keeps nothing of a file that is not the declared one or not ONNX', async () => {
-      // Beginning: the sha256, the size and nothing else, within the limit.
+      // Beginning: the sha256, the size and, optionally, the name the file is for, within the limit.
       expect((await begin(api, { sha256: 'abc', size: '10' })).body).toMatchObject({ status: 400, field: 'sha256' })
       expect((await begin(api, { sha256: largeSha })).body).toMatchObject({ status: 400, field: 'size' })
-      expect((await begin(api, { sha256: largeSha, size: '10', name: 'x' })).body).toMatchObject({ status: 400, field: 'name' })
+      expect((await begin(api, { sha256: largeSha, size: '10', name: 'no spaces' })).body).toMatchObject({ status: 400, field: 'name' })
+      // A name another publisher owns is refused before any part is sent.
+      expect((await begin(other, { sha256: '7'.repeat(64), size: String(large.length), name: 'text-direction' })).body).toMatchObject({
+        status: 403,
+        field: 'name',
+        detail: expect.stringContaining('belongs to'),
+      })
+      expect(((await other.get('/api/models/uploads')).body.uploads as unknown[]).length).toBe(0)
       expect((await begin(api, { sha256: '0'.repeat(64), size: String(LARGE_MODEL_LIMITS.maxUploadBytes + 1) })).body).toMatchObject({ status: 413, field: 'size' })
 
       // Bytes other than the declared ones: refused at completion, the upload discarded.

@@ -15,7 +15,7 @@ import { cachedModelPath } from './download.js'
 import { ChecksumMismatchError, DownloadError, HttpStatusError } from './errors.js'
 import { ModelProvisioner, retryableFailure } from './provision.js'
 import { freePort } from '../../../scripts/local/mosquitto.js'
-import { fileToRun, listPublishedModels, MAX_STAR_MODELS, selectPublished, type PublishedModel } from './published.js'
+import { fileToRun, listPublishedModels, MAX_STAR_MODELS, MAX_STAR_NAMES_PER_OWNER, selectPublished, type PublishedModel } from './published.js'
 import { FakeEdge, sha256Of, type FakeModel, type FakeVariant } from './testing/fake-edge.js'
 import { temporaryDirectory } from '../../../test/helpers/temporary-directory.js'
 
@@ -63,6 +63,19 @@ describe('selecting published models', () => {
     const named = selectPublished([{ published: 'm49', version: '1' }, { published: '*', versions: 'all' }], many, roomy)
     expect(named.selected.map((m) => `${m.name} v${m.version}`)).toContain('m49 v1')
     expect(named.selected).toHaveLength(MAX_STAR_MODELS)
+  })
+
+  it('gives "*" the names published longest ago first, at most MAX_STAR_NAMES_PER_OWNER of one owner: a flood of tiny new names does not push out a model', () => {
+    const roomy = { maxModelBytes: 1e9, freeBytes: 1e12, cachedBytes: () => 0 }
+    const real = { ...listed('detector', '1', 2_400_000), owner: 'key:alice', publishedAt: 1_000 }
+    const flood = Array.from({ length: 70 }, (_, i) => ({ ...listed(`junk${i}`, '1', 106), owner: 'key:mallory', publishedAt: 2_000 + i }))
+    const { selected, problems } = selectPublished([{ published: '*' }], [...flood, real], roomy)
+    expect(selected.map((m) => m.name).sort()).toEqual(['detector', ...Array.from({ length: MAX_STAR_NAMES_PER_OWNER }, (_, i) => `junk${i}`)].sort())
+    expect(problems.filter((p) => /at most 8 names of one owner \(key:mallory\)/.test(p.reason))).toHaveLength(70 - MAX_STAR_NAMES_PER_OWNER)
+    // Of 100 owners with one name each, the 64 published longest ago.
+    const many = Array.from({ length: 100 }, (_, i) => ({ ...listed(`m${i}`, '1', 1), owner: `key:${i}`, publishedAt: 10_000 - i }))
+    const star = selectPublished([{ published: '*' }], many, roomy)
+    expect(star.selected.map((m) => m.name).sort()).toEqual(Array.from({ length: MAX_STAR_MODELS }, (_, i) => `m${99 - i}`).sort())
   })
 
   it('takes a named model at its newest version (numerically, as the edge orders them) or the version given', () => {

@@ -38,6 +38,9 @@ export interface PublishedModel {
   outputs?: TensorSpec[]
   /** Files published with the version to run instead of its own (valid entries only). */
   variants: PublishedVariant[]
+  /** Who owns the name (the edge's `owner`), and when this version was published (Unix ms). */
+  owner?: string
+  publishedAt?: number
 }
 
 const PublishedEntrySchema = z.object({
@@ -47,6 +50,8 @@ const PublishedEntrySchema = z.object({
   size: z.number().int().nonnegative(),
   priceWei: z.string().optional(),
   description: z.string().optional(),
+  owner: z.string().optional(),
+  publishedAt: z.number().optional(),
   inputs: z.unknown(),
   outputs: z.unknown(),
   variants: z.unknown(),
@@ -181,12 +186,15 @@ export interface Selection {
 }
 
 /**
- * The most published versions `"*"` serves in all (named sources' included). Anyone with a key
- * can publish, a version costs one request, and the device's status lists each served model's
- * inputs and outputs (up to 64 KiB each, MAX_TENSOR_METADATA_CHARS): an audit published versions
- * until the status passed the broker's 40 MiB, and the device went offline for good.
+ * The most published versions `"*"` serves in all (named sources' included), and the most names
+ * of one owner it serves. Anyone with a key can publish, a version costs one request, and the
+ * device's status lists each served model's inputs and outputs (up to 64 KiB each,
+ * MAX_TENSOR_METADATA_CHARS): an audit published versions until the status passed the broker's
+ * 40 MiB, and the device went offline for good. Names published longest ago come first, so a
+ * flood of new names cannot push out the models a device already serves.
  */
 export const MAX_STAR_MODELS = 64
+export const MAX_STAR_NAMES_PER_OWNER = 8
 
 /**
  * The published models `sources` select: a named one at its given version, or its newest (the
@@ -228,7 +236,7 @@ export function selectPublished(
     // never an older version in the place of a newer one that fits. A version that does not fit
     // (over maxModelBytes, or no room) is passed over for the name's next newest in the next
     // round: a device too small for a model's newest version serves the newest it can.
-    const newestFirst = versionsByName(listing)
+    const newestFirst = starEligible(versionsByName(listing), problems)
     const taken = new Map<string, number>()
     const wanted = everything.versions ?? 1
     const wants = (name: string) => wanted === 'all' || (taken.get(name) ?? 0) < wanted
@@ -259,4 +267,33 @@ export function selectPublished(
     }
   }
   return { selected, problems }
+}
+
+/**
+ * The names `"*"` may take, out of `byName`: the longest published first (by their oldest
+ * version's publishedAt), at most MAX_STAR_NAMES_PER_OWNER of one owner and MAX_STAR_MODELS in
+ * all; the rest are added to `problems` as passed over.
+ */
+function starEligible(byName: Map<string, PublishedModel[]>, problems: Selection['problems']): Map<string, PublishedModel[]> {
+  const since = (versions: readonly PublishedModel[]) => Math.min(...versions.map((v) => v.publishedAt ?? Number.POSITIVE_INFINITY))
+  const names = [...byName].sort(([a, av], [b, bv]) => since(av) - since(bv) || (a < b ? -1 : 1))
+  const perOwner = new Map<string, number>()
+  const eligible = new Map<string, PublishedModel[]>()
+  for (const [name, versions] of names) {
+    const owner = versions[0]?.owner ?? `name:${name}`
+    const owned = perOwner.get(owner) ?? 0
+    const reason =
+      eligible.size >= MAX_STAR_MODELS
+        ? `"*" serves at most ${MAX_STAR_MODELS} published names, those published longest ago first; name the model to serve it`
+        : owned >= MAX_STAR_NAMES_PER_OWNER
+          ? `"*" serves at most ${MAX_STAR_NAMES_PER_OWNER} names of one owner (${owner}); name the model to serve it`
+          : undefined
+    if (reason !== undefined) {
+      problems.push({ model: name, name, reason, passedOver: true })
+      continue
+    }
+    perOwner.set(owner, owned + 1)
+    eligible.set(name, versions)
+  }
+  return eligible
 }

@@ -30,6 +30,11 @@ describe('InflightBudget', () => {
     expect(() => budget.admit('b', 1)).toThrow(CallerBusyError)
   })
 
+  it('limits nothing at 0', () => {
+    const budget = new InflightBudget(0)
+    for (let i = 0; i < 3; i++) budget.admit('a', 1e9)
+  })
+
   it('reads MAX_INFLIGHT_BYTES, and falls back to the default on a bad value', () => {
     expect(inflightBudgetFromEnv({ MAX_INFLIGHT_BYTES: '2048' }).maxBytes).toBe(2_048)
     expect(inflightBudgetFromEnv({}).maxBytes).toBe(DEFAULT_MAX_INFLIGHT_BYTES)

@@ -29,6 +29,8 @@ export class InflightBudget {
    * the job ends (later calls do nothing).
    */
   admit(caller: string, bytes: number): () => void {
+    // 0: no limit (as HEDGE_RATE 0 turns hedging off), for a gateway whose memory is not the bound.
+    if (this.maxBytes === 0) return () => {}
     const held = this.#callers.get(caller) ?? 0
     const share = Math.floor(this.maxBytes * CALLER_SHARE)
     if (held > 0 && held + bytes > share) {

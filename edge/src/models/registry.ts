@@ -138,6 +138,18 @@ function mayPublishAs(owner: string, publisher: Publisher): boolean {
   )
 }
 
+/**
+ * A new name whose letter-case look-alike this publisher owns under another identity: the
+ * database refuses the claim (0014), which cannot tell that identity from another owner's.
+ */
+export class LookalikeConflictError extends Error {
+  override name = 'LookalikeConflictError'
+  readonly field = 'name'
+  constructor(readonly modelName: string) {
+    super(`model name ${modelName} differs only in letter case from a name you own under another identity (your key's, or an operator label's): publish under that name`)
+  }
+}
+
 /** The name was first published by someone else: only its owner publishes its versions. */
 export class NameOwnedError extends Error {
   override name = 'NameOwnedError'
@@ -278,9 +290,12 @@ export async function publishModel(db: D1Database, bucket: R2Bucket, request: Pu
         .bind(row.name, row.version, v.kind, v.sha256, v.size, v.report.top1Agreement, v.report.maxAbsError, v.report.samples, v.minAgreement),
     ),
   ]).catch(async (error: unknown) => {
+    if (!/look-alike owned by another publisher/.test(messageOf(error))) throw error
     // Another owner claimed a look-alike of this new name since it was checked: the check, again, says so.
-    if (/look-alike owned by another publisher/.test(messageOf(error))) await checkOwner(db, request.name, request.publisher)
-    throw error
+    await checkOwner(db, request.name, request.publisher)
+    // Or the look-alike is this publisher's under another of its identities (its key's, before
+    // the key had a payer; an operator label's), which the trigger cannot tell from another owner's.
+    throw new LookalikeConflictError(request.name)
   })
   return { model: fromRow(row, variants), created: true }
 }

@@ -30,6 +30,7 @@ import {
   checkOwner,
   listPublishedModels,
   modelObjectKey,
+  LookalikeConflictError,
   NameOwnedError,
   publishedModel,
   publishModel,
@@ -63,7 +64,7 @@ function required(value: string | undefined, field: string, pattern: RegExp, wha
 const ZERO_ADDRESS = '0x0000000000000000000000000000000000000000'
 
 /** A publish of a name another identity owns (registry.ts NameOwnedError). */
-class NameForbiddenError extends DepinferError {
+export class NameForbiddenError extends DepinferError {
   constructor(error: NameOwnedError) {
     super(403, 'model-name-owned', 'Model name owned by another publisher', error.message, { field: error.field })
   }
@@ -143,6 +144,7 @@ models.post('/', async (c) => {
     )
   } catch (error) {
     if (error instanceof NameOwnedError) throw new NameForbiddenError(error)
+    if (error instanceof LookalikeConflictError) throw new DepinferError(409, 'model-name-lookalike', 'Model name look-alike', error.message, { field: 'name' })
     if (error instanceof OnnxFormatError) throw new InvalidRequestError(error.message, 'body')
     if (error instanceof UnknownFileError) throw new InvalidRequestError(error.message, 'sha256')
     if (error instanceof VariantRejectedError) throw new InvalidRequestError(error.message, error.field)

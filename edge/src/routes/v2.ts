@@ -256,7 +256,9 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
     } catch (error) {
       // No device serves the version (503, retry later), but a request it could never run is
       // the client's to fix, not to retry: the registry knows the version's inputs.
-      const unserved = error instanceof DepinferError && error.status === 503
+      // Not for a refusal under load (devices-busy, gateway-busy): devices serve the model, and a
+      // D1 read per refusal would add to the load.
+      const unserved = error instanceof DepinferError && error.status === 503 && error.slug !== 'devices-busy' && error.slug !== 'gateway-busy'
         ? await unservedPublishedModel(c.env, model, requestedVersion, publishedFiles.map((p) => p.version)).catch(() => undefined)
         : undefined
       if (unserved) validateInputs({ name: model, inputs: unserved.inputs, outputs: unserved.outputs }, request.inputs, request.outputs)

@@ -57,9 +57,22 @@ describe('inferResponse', () => {
     expect(parsed.outputs[3]!.data).toEqual([1, -0, -2])
   })
 
-  it('does not stream a response with binary outputs, nor a small one', () => {
-    const binary = inferResponse(result(outputs), 'fp32', undefined, [], (name) => name === 'scores', { aboveElements: 4, sliceElements: 2 })
-    expect(binary.kind).toBe('binary')
+  it('streams a binary response with large JSON outputs too, as the same bytes, with the header length counted', async () => {
+    const isBinary = (name: string) => name === 'scores' || name === 'half'
+    const whole = inferResponse(result(outputs), 'fp32', undefined, [], isBinary)
+    expect(whole.kind).toBe('binary')
+    expect(whole.body).toBeInstanceOf(Uint8Array)
+    for (const sliceElements of [1, 3]) {
+      const streamed = inferResponse(result(outputs), 'fp32', undefined, [], isBinary, { aboveElements: 4, sliceElements })
+      expect(streamed.kind).toBe('binary')
+      expect(streamed.body).toBeInstanceOf(ReadableStream)
+      const bytes = new Uint8Array(await new Response(streamed.body as ReadableStream<Uint8Array>).arrayBuffer())
+      expect(Buffer.from(bytes).equals(Buffer.from(whole.body as Uint8Array))).toBe(true)
+      expect((streamed as { headerLength: number }).headerLength).toBe((whole as { headerLength: number }).headerLength)
+    }
+  })
+
+  it('does not stream a small response', () => {
     const small = inferResponse(result(outputs.slice(1, 2)), 'fp32', undefined, [], () => false, { aboveElements: 4, sliceElements: 2 })
     expect(typeof small.body).toBe('string')
   })

@@ -17,7 +17,7 @@ import type { BinaryOutputs } from './infer-request.js'
 export type InferResponseBody =
   | { kind: 'json'; body: string | ReadableStream<Uint8Array> }
   /** `headerLength` bytes of JSON header, then the binary outputs' bytes. */
-  | { kind: 'binary'; body: Uint8Array<ArrayBuffer>; headerLength: number }
+  | { kind: 'binary'; body: Uint8Array<ArrayBuffer> | ReadableStream<Uint8Array>; headerLength: number }
 
 const utf8 = new TextEncoder()
 
@@ -81,8 +81,14 @@ export function inferResponse(
   const inJson = ordered.filter((t) => !binary.includes(t))
   const opening = `${JSON.stringify(head).slice(0, -1)},"outputs":[`
   const jsonElements = inJson.reduce((sum, t) => sum + t.data.byteLength / BYTES_PER_ELEMENT[t.datatype], 0)
-  if (binary.length === 0 && jsonElements > streaming.aboveElements) {
-    return { kind: 'json', body: streamedText(jsonPieces(opening, ordered, streaming.sliceElements)) }
+  if (jsonElements > streaming.aboveElements) {
+    const pieces = () => jsonPieces(opening, ordered, (tensor) => binary.includes(tensor), streaming.sliceElements)
+    if (binary.length === 0) return { kind: 'json', body: streamedText(pieces()) }
+    // The header's length goes first, in Inference-Header-Content-Length: the pieces are made
+    // twice, once to count their bytes, rather than held.
+    let headerLength = 0
+    for (const piece of pieces()) headerLength += utf8.encode(piece).byteLength
+    return { kind: 'binary', body: streamedText(pieces(), binary.map((t) => t.data)), headerLength }
   }
   const outputs = ordered.map((tensor) =>
     binary.includes(tensor) ? binaryOutputJson(tensor) : `${outputJsonOpening(tensor)}${elementsToJson(tensor.datatype, tensor.data)}}`,
@@ -109,10 +115,17 @@ function outputJsonOpening({ name, datatype, shape }: RawTensor): string {
   return `${JSON.stringify({ name, datatype, shape }).slice(0, -1)},"data":`
 }
 
-/** The response's JSON text in pieces, each output's data `sliceElements` elements at a time. */
-function* jsonPieces(opening: string, outputs: readonly RawTensor[], sliceElements: number): Generator<string> {
+/**
+ * The response's JSON text in pieces, each JSON output's data `sliceElements` elements at a time
+ * (an output `isBinary` says goes after the JSON is described by its size alone).
+ */
+function* jsonPieces(opening: string, outputs: readonly RawTensor[], isBinary: (tensor: RawTensor) => boolean, sliceElements: number): Generator<string> {
   yield opening
   for (const [i, tensor] of outputs.entries()) {
+    if (isBinary(tensor)) {
+      yield `${i ? ',' : ''}${binaryOutputJson(tensor)}`
+      continue
+    }
     yield `${i ? ',' : ''}${outputJsonOpening(tensor)}[`
     const sliceBytes = sliceElements * BYTES_PER_ELEMENT[tensor.datatype]
     for (let start = 0; start < tensor.data.byteLength; start += sliceBytes) {
@@ -125,13 +138,15 @@ function* jsonPieces(opening: string, outputs: readonly RawTensor[], sliceElemen
   yield ']}'
 }
 
-/** A byte stream of `pieces`, each made only when the reader wants more. */
-function streamedText(pieces: Iterator<string>): ReadableStream<Uint8Array> {
+/** A byte stream of `pieces`, each made only when the reader wants more, then of `after`'s bytes. */
+function streamedText(pieces: Iterator<string>, after: readonly Uint8Array[] = []): ReadableStream<Uint8Array> {
+  let next = 0
   return new ReadableStream<Uint8Array>({
     pull(controller) {
-      const next = pieces.next()
-      if (next.done) controller.close()
-      else controller.enqueue(utf8.encode(next.value))
+      const piece = pieces.next()
+      if (!piece.done) controller.enqueue(utf8.encode(piece.value))
+      else if (next < after.length) controller.enqueue(after[next++]!.slice())
+      else controller.close()
     },
   })
 }
