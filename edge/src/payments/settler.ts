@@ -12,7 +12,7 @@
  * failure anywhere resumes with the same settlement and a batch is never settled twice.
  */
 import { buildPayoutTree, escrowAbi, providerRegistryAbi } from '@depinfer/contracts'
-import { type Hash, zeroAddress } from 'viem'
+import { type Hash, hexToBigInt, zeroAddress } from 'viem'
 import { messageOf, type Hex } from '@depinfer/shared'
 import type { BatchRow } from '../attestations/rows.js'
 import { acquireLease, releaseLease } from '../batching/batch-store.js'
@@ -141,7 +141,13 @@ export async function runSettlementTick(
  */
 async function prepareSettlement(db: D1Database, config: PaymentsConfig, clients: ChainClients, batch: BatchRow, now: number): Promise<boolean> {
   const [charged, previousTotal] = await Promise.all([chargedJobsOfBatch(db, batch.root), lastPayoutTotal(db)])
-  const [providers, { funded: jobs, unfunded }] = await Promise.all([providersOf(config, clients, charged), fundedJobs(config, clients, charged)])
+  // One block for the balances and for whether the batch is settled: a settlement discarded as
+  // overdrawn (runSettlementTick) might have had a transaction on its way after all.
+  const blockNumber = await latestBlock(clients)
+  if ((await settledIn(config, clients, batch.root, blockNumber)) !== 0n) {
+    throw new Error(`batch ${batch.root} is settled on-chain, but by no settlement recorded here (one discarded while its transaction was on its way?): the Escrow and D1 must be reconciled by hand`)
+  }
+  const [providers, { funded: jobs, unfunded }] = await Promise.all([providersOf(config, clients, charged), fundedJobs(config, clients, charged, blockNumber)])
   if (unfunded.length > 0) {
     console.warn(
       `settler: batch ${batch.root} leaves out ${unfunded.length} job(s) their payers' Escrow balances no longer cover ` +
@@ -203,8 +209,8 @@ async function prepareSettlement(db: D1Database, config: PaymentsConfig, clients
  * after a chain outage) stopped every later settlement, for every payer and earner (an audit).
  * Such a payer's jobs are covered in order while its balance lasts; the others are left out.
  */
-async function fundedJobs(config: PaymentsConfig, clients: ChainClients, jobs: readonly ChargedJob[]): Promise<{ funded: ChargedJob[]; unfunded: UnfundedJob[] }> {
-  const balances = await balancesOf(config, clients, jobs.map((j) => j.payer))
+async function fundedJobs(config: PaymentsConfig, clients: ChainClients, jobs: readonly ChargedJob[], blockNumber: bigint): Promise<{ funded: ChargedJob[]; unfunded: UnfundedJob[] }> {
+  const balances = await balancesOf(config, clients, jobs.map((j) => j.payer), blockNumber)
   const left = new Map(balances)
   const funded: ChargedJob[] = []
   const unfunded: UnfundedJob[] = []
@@ -222,13 +228,26 @@ async function fundedJobs(config: PaymentsConfig, clients: ChainClients, jobs: r
   return { funded, unfunded }
 }
 
-/** Each payer's Escrow balance (`balanceOf`: what `settleBatch` debits from), by lowercase address. */
-async function balancesOf(config: PaymentsConfig, clients: ChainClients, payers: readonly string[]): Promise<Map<string, bigint>> {
+/** Each payer's Escrow balance at `blockNumber` (`balanceOf`: what `settleBatch` debits from), by lowercase address. */
+async function balancesOf(config: PaymentsConfig, clients: ChainClients, payers: readonly string[], blockNumber: bigint): Promise<Map<string, bigint>> {
   const unique = [...new Set(payers.map((p) => p.toLowerCase()))]
   const balances = await Promise.all(
-    unique.map((payer) => clients.publicClient.readContract({ address: config.escrow, abi: escrowAbi, functionName: 'balanceOf', args: [payer as Hex] })),
+    unique.map((payer) => clients.publicClient.readContract({ address: config.escrow, abi: escrowAbi, functionName: 'balanceOf', args: [payer as Hex], blockNumber })),
   )
   return new Map(unique.map((payer, i) => [payer, balances[i]!]))
+}
+
+/**
+ * The chain's latest block number: a plain eth_blockNumber, not viem's getBlockNumber, which
+ * shares one request among callers and so across Worker requests (workerd refuses that I/O).
+ */
+async function latestBlock(clients: ChainClients): Promise<bigint> {
+  return hexToBigInt(await clients.publicClient.request({ method: 'eth_blockNumber' }))
+}
+
+/** The Escrow's settlement epoch of the batch at `blockNumber` (0: not settled). */
+function settledIn(config: PaymentsConfig, clients: ChainClients, root: string, blockNumber: bigint): Promise<bigint> {
+  return clients.publicClient.readContract({ address: config.escrow, abi: escrowAbi, functionName: 'settledIn', args: [root as Hex], blockNumber })
 }
 
 /**
@@ -240,11 +259,13 @@ async function balancesOf(config: PaymentsConfig, clients: ChainClients, payers:
  */
 async function overdrawn(config: PaymentsConfig, clients: ChainClients, s: OpenSettlement): Promise<boolean> {
   if (s.status !== 'pending' || s.tx_hash !== null) return false
-  const epoch = await clients.publicClient.readContract({ address: config.escrow, abi: escrowAbi, functionName: 'settledIn', args: [s.attestation_root as Hex] })
-  if (epoch !== 0n) return false
+  // Both read at one block: a transaction landing between two unpinned reads would show its
+  // debit without its settlement.
+  const blockNumber = await latestBlock(clients)
+  if ((await settledIn(config, clients, s.attestation_root, blockNumber)) !== 0n) return false
   const payers = JSON.parse(s.payers_json) as string[]
   const amounts = (JSON.parse(s.amounts_json) as string[]).map(BigInt)
-  const balances = await balancesOf(config, clients, payers)
+  const balances = await balancesOf(config, clients, payers, blockNumber)
   return payers.some((payer, i) => balances.get(payer.toLowerCase())! < amounts[i]!)
 }
 
