@@ -20,7 +20,7 @@ export class GatewayBusyError extends DepinferError {
 /** The caller's own jobs in flight hold its share of the gateway's budget: gateway/inflight-budget.ts. */
 export class CallerBusyError extends DepinferError {
   constructor(detail: string) {
-    super(429, 'too-many-jobs-in-flight', 'Too many jobs in flight for this API key', detail, { retryAfterSec: 1 })
+    super(429, 'too-many-jobs-in-flight', 'Too many jobs in flight for this account', detail, { retryAfterSec: 1 })
   }
 }
 

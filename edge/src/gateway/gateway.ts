@@ -241,7 +241,7 @@ export class Gateway extends DurableObject<Env> {
         )
       }
       validateInputs(model.descriptor, job.inputs, job.outputs)
-      const release = this.#inflight.admit(job.batchGroup, job.inputs.reduce((bytes, t) => bytes + t.data.byteLength, 0))
+      const release = this.#inflight.admit(job.account, job.inputs.reduce((bytes, t) => bytes + t.data.byteLength, 0))
       try {
         return await this.#dispatch(job, model)
       } finally {

@@ -3,7 +3,8 @@
  * every job in flight fits MAX_INFLIGHT_BYTES, and its caller's own within half of that. A
  * Durable Object has 128 MB of memory; a burst of 200 image jobs (3 MB each) sent at once held
  * 4.9 GB in local workerd, which in production would reset the object and lose every job in it.
- * The caller's share keeps one caller's burst from leaving everyone else only refusals.
+ * The caller's share, per account (every key of a payer, or of a key's account), keeps one
+ * caller's burst from leaving everyone else only refusals.
  */
 import { nonNegativeVar } from '../env.js'
 import { CallerBusyError, GatewayBusyError } from '../errors/routing.js'
@@ -35,7 +36,7 @@ export class InflightBudget {
     const share = Math.floor(this.maxBytes * CALLER_SHARE)
     if (held > 0 && held + bytes > share) {
       throw new CallerBusyError(
-        `this API key's jobs in flight hold ${MiB(held)} of inputs; this job's ${MiB(bytes)} would pass its share of ${MiB(share)} (half of the gateway's MAX_INFLIGHT_BYTES): wait for answers before sending more`,
+        `this account's jobs in flight hold ${MiB(held)} of inputs; this job's ${MiB(bytes)} would pass its share of ${MiB(share)} (half of the gateway's MAX_INFLIGHT_BYTES): wait for answers before sending more`,
       )
     }
     if (this.#bytes > 0 && this.#bytes + bytes > this.maxBytes) {

@@ -25,6 +25,8 @@ export interface InferJob {
   reservationId?: string
   /** Who asked, opaque (JobHeader.batchGroup): devices batch downloaded models per group. */
   batchGroup: string
+  /** The caller's account (AuthVariables.apiKeyAccount): its jobs' share of MAX_INFLIGHT_BYTES. */
+  account: string
   /**
    * The model file the job must run (a published version's sha256): the price was computed for
    * it, so a device advertising another file under that name and version never gets the job.

@@ -11,7 +11,7 @@ import { UnauthorizedError } from '../errors/request.js'
 
 const CACHE_TTL_MS = 30_000
 /** Keys seen valid recently, by the key itself: hashing every request cost ~4% of the edge's CPU. */
-const validKeys = new Map<string, { until: number; label: string; keyHash: string; payer: Hex | null; byOperator: boolean }>()
+const validKeys = new Map<string, { until: number; label: string; keyHash: string; payer: Hex | null; byOperator: boolean; account: string }>()
 /**
  * Hashes of keys revoked through this isolate in the last CACHE_TTL_MS, with when that ends: a
  * request that read the key's row just before the revocation must not cache it again after.
@@ -49,6 +49,12 @@ export interface AuthVariables {
    * only run free jobs (`npm run key:create -- <label> --payer 0x…`).
    */
   payer: Hex | null
+  /**
+   * Whose key it is, across keys: `payer:<address>` for a key with a payer (every key of that
+   * payer), else `key:<hash>` of the account's first key (keys made by a key without a payer
+   * share its account, api_keys.account_root). What per-caller limits count.
+   */
+  apiKeyAccount: string
 }
 
 const EXPECTED = 'expected `Authorization: Bearer <api key>`'
@@ -84,18 +90,20 @@ export const apiKeyAuth: MiddlewareHandler<{ Bindings: Env; Variables: AuthVaria
   let known = validKeys.get(key)
   if (!known || known.until < now) {
     const keyHash = sha256Hex(key)
-    const row = await c.env.DB.prepare('SELECT label, payer_address, created_by FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL')
+    const row = await c.env.DB.prepare('SELECT label, payer_address, created_by, account_root FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL')
       .bind(keyHash)
-      .first<{ label: string; payer_address: string | null; created_by: string | null }>()
+      .first<{ label: string; payer_address: string | null; created_by: string | null; account_root: string | null }>()
     if (!row || (revokedHere.get(keyHash) ?? 0) >= now) throw new UnauthorizedError('API key not recognised or revoked')
     // Only a well-formed address is a payer: anything else would fail on-chain reads later.
     const payer = row.payer_address && isAddress(row.payer_address) ? (row.payer_address.toLowerCase() as Hex) : null
-    known = { until: now + CACHE_TTL_MS, label: row.label, keyHash, payer, byOperator: row.created_by === null }
+    const account = payer ? `payer:${payer}` : `key:${row.account_root ?? keyHash}`
+    known = { until: now + CACHE_TTL_MS, label: row.label, keyHash, payer, byOperator: row.created_by === null, account }
     validKeys.set(key, known)
   }
   c.set('apiKeyLabel', known.label)
   c.set('apiKeyHash', known.keyHash)
   c.set('apiKeyByOperator', known.byOperator)
   c.set('payer', known.payer)
+  c.set('apiKeyAccount', known.account)
   await next()
 }

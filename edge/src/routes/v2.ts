@@ -240,6 +240,7 @@ for (const prefix of ['/models/:model', '/models/:model/versions/:version']) {
             outputs: request.outputs,
             // The key's hash, hashed again: the same for a caller's jobs, and nothing a device could use.
             batchGroup: sha256Hex(`batch-group:${c.get('apiKeyHash')}`).slice(0, 32),
+            account: c.get('apiKeyAccount'),
             deadlineMs,
             priceWei: payment.priceWei,
             ...(payment.reservationId !== undefined && { reservationId: payment.reservationId }),
