@@ -85,6 +85,13 @@ describe.each(BROKERS)('inference through $name', (brokerKind) => {
     expect(allowed.status).toBe(204)
     expect(allowed.headers.get('access-control-allow-origin')).toBe(BROWSER_ORIGIN)
     expect(allowed.headers.get('access-control-allow-methods')?.split(',')).toContain('POST')
+    // And PUT, which a resumable upload's parts take.
+    const parts = await fetch(`${network.edge.url}/api/models/uploads/u1/parts/1`, {
+      method: 'OPTIONS',
+      headers: { Origin: BROWSER_ORIGIN, 'Access-Control-Request-Method': 'PUT', 'Access-Control-Request-Headers': 'authorization, content-type' },
+    })
+    expect(parts.status).toBe(204)
+    expect(parts.headers.get('access-control-allow-methods')?.split(',')).toContain('PUT')
     const allowHeaders = allowed.headers.get('access-control-allow-headers')!.toLowerCase().split(',')
     expect(allowHeaders).toEqual(expect.arrayContaining(['authorization', 'content-type', 'inference-header-content-length']))
     expect(allowed.headers.get('access-control-allow-credentials')).toBeNull()

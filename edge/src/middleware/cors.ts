@@ -67,7 +67,8 @@ const corsHandler = cors({
     if (allowed === '*') return '*'
     return allowed.has(origin) ? origin : null
   },
-  allowMethods: ['GET', 'HEAD', 'POST', 'DELETE'],
+  // PUT: a resumable upload's parts (PUT /api/models/uploads/{id}/parts/{n}).
+  allowMethods: ['GET', 'HEAD', 'POST', 'PUT', 'DELETE'],
   allowHeaders: ALLOWED_REQUEST_HEADERS,
   exposeHeaders: EXPOSED_RESPONSE_HEADERS,
   // Chromium caps it at 2 hours, Firefox at 24; 10 minutes keeps a changed setting from lingering.
