@@ -11,7 +11,7 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { loggedProgress, terminalProgress, type TransferProgress } from '@depinfer/device-agent/progress'
-import { messageOf } from '@depinfer/shared'
+import { DEFAULT_MAX_MODEL_BYTES, messageOf } from '@depinfer/shared'
 import { CHAIN_GROUPS, CHAIN_USAGE, runChainCommand } from './chain-commands.js'
 import { edgeUrlFrom, requestEdge } from './edge.js'
 import { CliError, readUserFile, UsageError } from './errors.js'
@@ -130,6 +130,13 @@ async function main(argv: string[]): Promise<number> {
   for (const spec of model.inputs) console.log(`  input  ${spec.name} ${spec.datatype} [${spec.shape.join(',')}]`)
   for (const spec of model.outputs) console.log(`  output ${spec.name} ${spec.datatype} [${spec.shape.join(',')}]`)
   for (const v of model.variants) console.log(`  ${v.kind} variant sha256 ${v.sha256}, ${fileSize(v.size)}: ${describeReport(v.report, v.minAgreement)}`)
+  if (bytes.byteLength > DEFAULT_MAX_MODEL_BYTES) {
+    // Else the callers' 503s say only that no device serves it yet, and the publisher never hears why.
+    console.error(
+      `note: ${file} is ${bytes.byteLength} bytes, over the ${DEFAULT_MAX_MODEL_BYTES} that devices serving "published": "*" take by default (maxModelBytes): ` +
+        'only devices that name the model, or raise their maxModelBytes, will serve it',
+    )
+  }
   return 0
 }
 

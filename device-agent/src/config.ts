@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { homedir, hostname } from 'node:os'
 import { dirname, isAbsolute, join, resolve } from 'node:path'
-import { DEVICE_STALE_AFTER_MS, ID_PATTERN, VersionSchema, messageOf } from '@depinfer/shared'
+import { DEFAULT_MAX_MODEL_BYTES, DEVICE_STALE_AFTER_MS, ID_PATTERN, VersionSchema, messageOf } from '@depinfer/shared'
 import type { InferenceSession } from 'onnxruntime-node'
 import { z } from 'zod'
 import { BUNDLED_MODELS, BUNDLED_MODEL_VERSION, type BundledModelName } from './models/bundled.js'
@@ -194,7 +194,7 @@ export const AgentConfigSchema = z.object({
    */
   keepUnservedFiles: z.boolean().default(false),
   /** The largest model file `published: "*"` picks (bytes). */
-  maxModelBytes: z.number().int().positive().default(200_000_000),
+  maxModelBytes: z.number().int().positive().default(DEFAULT_MAX_MODEL_BYTES),
   /** Which file of a published model to run (see PRECISIONS). */
   precision: z.enum(PRECISIONS, { error: `must be ${PRECISIONS.map((p) => `"${p}"`).join(' or ')}` }).default('int8-when-accepted'),
   /** How downloads retry: attempts in all (with back-off between them), and how long a connection may send nothing. */

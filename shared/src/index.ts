@@ -12,6 +12,7 @@ export {
   JobHeaderSchema,
   JobTimingsSchema,
   MODEL_VARIANTS,
+  DEFAULT_MAX_MODEL_BYTES,
   DEVICE_STALE_AFTER_MS,
   MODEL_ERROR_MAX_CHARS,
   ModelDescriptorSchema,

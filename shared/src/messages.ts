@@ -159,6 +159,12 @@ export type DeviceStatus = z.infer<typeof DeviceStatusSchema>
  * long: devices must heartbeat well within it (the agent at most every third of it).
  */
 export const DEVICE_STALE_AFTER_MS = 15_000
+/**
+ * The largest model file a device's `"published": "*"` picks by default (its config's
+ * maxModelBytes): a larger one is served only by devices that name it or raise the limit, which
+ * `depinfer models publish` tells its publisher.
+ */
+export const DEFAULT_MAX_MODEL_BYTES = 200_000_000
 
 /** Published every few seconds on `devices/{id}/heartbeat`. */
 export const HeartbeatSchema = z.object({
