@@ -5,7 +5,7 @@
  */
 import { addressProblem, cutToLength } from '@depinfer/shared'
 import { attestationRegistryAbi, escrowAbi, providerRegistryAbi } from '@depinfer/contracts'
-import { createPublicClient, createWalletClient, defineChain, http, toFunctionSelector, type Hash, type Hex } from 'viem'
+import { createPublicClient, createWalletClient, defineChain, hexToBigInt, http, toFunctionSelector, type Hash, type Hex } from 'viem'
 import { formatAbiItem } from 'viem/utils'
 import { privateKeyToAccount } from 'viem/accounts'
 import type { Env } from '../env.js'
@@ -75,6 +75,16 @@ export async function receiptOrPending(publicClient: ChainClients['publicClient'
     throw error
   })
   return transaction ? ('pending' as const) : undefined
+}
+
+/**
+ * The chain's latest block number, as a plain eth_blockNumber request: viem's getBlockNumber
+ * shares one in-flight request among its callers (withCache, even with cacheTime 0), and in a
+ * Worker a request must not await I/O another request started (workerd fails it, or cancels it
+ * as hung: a plain-text 500).
+ */
+export async function latestBlockNumber(client: Pick<ChainClients['publicClient'], 'request'>): Promise<bigint> {
+  return hexToBigInt(await client.request({ method: 'eth_blockNumber' }))
 }
 
 /**

@@ -7,8 +7,7 @@
  */
 import { escrowAbi } from '@depinfer/contracts'
 import type { Hex } from '@depinfer/shared'
-import { hexToBigInt } from 'viem'
-import { chainReader, shortError } from '../batching/chain-client.js'
+import { chainReader, latestBlockNumber, shortError } from '../batching/chain-client.js'
 import { PaymentsUnavailableError } from '../errors/payment.js'
 import type { PaymentsConfig } from './config.js'
 
@@ -46,10 +45,7 @@ export async function availableBalance(config: PaymentsConfig, payer: Hex, fresh
   try {
     // Read at a known block, so the reservation can tell which settlements the value already
     // reflects (reservations.ts): a lagging node's older block is then accounted for exactly.
-    // A plain request, not getBlockNumber: viem shares one in-flight getBlockNumber among its
-    // callers (withCache, even with cacheTime 0), and in a Worker a request must not await I/O
-    // another request started (workerd fails it, or cancels it as hung: a plain-text 500).
-    block = hexToBigInt(await client(config).request({ method: 'eth_blockNumber' }))
+    block = await latestBlockNumber(client(config))
     try {
       available = await read(block)
     } catch {

@@ -12,11 +12,11 @@
  * failure anywhere resumes with the same settlement and a batch is never settled twice.
  */
 import { buildPayoutTree, escrowAbi, providerRegistryAbi } from '@depinfer/contracts'
-import { type Hash, hexToBigInt, zeroAddress } from 'viem'
+import { type Hash, zeroAddress } from 'viem'
 import { messageOf, type Hex } from '@depinfer/shared'
 import type { BatchRow } from '../attestations/rows.js'
 import { acquireLease, releaseLease } from '../batching/batch-store.js'
-import { chainClients, chainConfig, type ChainClients } from '../batching/chain-client.js'
+import { chainClients, chainConfig, latestBlockNumber, type ChainClients } from '../batching/chain-client.js'
 import { landOnce, type OnChainOutcome } from '../batching/once-on-chain.js'
 import { numberVar, type Env } from '../env.js'
 import { paymentsSetting, type PaymentsConfig } from './config.js'
@@ -143,7 +143,7 @@ async function prepareSettlement(db: D1Database, config: PaymentsConfig, clients
   const [charged, previousTotal] = await Promise.all([chargedJobsOfBatch(db, batch.root), lastPayoutTotal(db)])
   // One block for the balances and for whether the batch is settled: a settlement discarded as
   // overdrawn (runSettlementTick) might have had a transaction on its way after all.
-  const blockNumber = await latestBlock(clients)
+  const blockNumber = await latestBlockNumber(clients.publicClient)
   if ((await settledIn(config, clients, batch.root, blockNumber)) !== 0n) {
     throw new Error(`batch ${batch.root} is settled on-chain, but by no settlement recorded here (one discarded while its transaction was on its way?): the Escrow and D1 must be reconciled by hand`)
   }
@@ -237,14 +237,6 @@ async function balancesOf(config: PaymentsConfig, clients: ChainClients, payers:
   return new Map(unique.map((payer, i) => [payer, balances[i]!]))
 }
 
-/**
- * The chain's latest block number: a plain eth_blockNumber, not viem's getBlockNumber, which
- * shares one request among callers and so across Worker requests (workerd refuses that I/O).
- */
-async function latestBlock(clients: ChainClients): Promise<bigint> {
-  return hexToBigInt(await clients.publicClient.request({ method: 'eth_blockNumber' }))
-}
-
 /** The Escrow's settlement epoch of the batch at `blockNumber` (0: not settled). */
 function settledIn(config: PaymentsConfig, clients: ChainClients, root: string, blockNumber: bigint): Promise<bigint> {
   return clients.publicClient.readContract({ address: config.escrow, abi: escrowAbi, functionName: 'settledIn', args: [root as Hex], blockNumber })
@@ -261,7 +253,7 @@ async function overdrawn(config: PaymentsConfig, clients: ChainClients, s: OpenS
   if (s.status !== 'pending' || s.tx_hash !== null) return false
   // Both read at one block: a transaction landing between two unpinned reads would show its
   // debit without its settlement.
-  const blockNumber = await latestBlock(clients)
+  const blockNumber = await latestBlockNumber(clients.publicClient)
   if ((await settledIn(config, clients, s.attestation_root, blockNumber)) !== 0n) return false
   const payers = JSON.parse(s.payers_json) as string[]
   const amounts = (JSON.parse(s.amounts_json) as string[]).map(BigInt)

@@ -63,8 +63,25 @@ function required(value: string | undefined, field: string, pattern: RegExp, wha
 /** Earnings paid to it would be burned: nobody holds its key. */
 const ZERO_ADDRESS = '0x0000000000000000000000000000000000000000'
 
+/** A model name as a query parameter takes it (`name`, publishing or beginning an upload). */
+export const modelNameParameter = (value: string | undefined): string =>
+  required(value, 'name', ID_PATTERN, '1-64 letters, digits, ".", "_" or "-", starting with a letter or digit')
+
+/**
+ * The caller as a publisher of `name`: a 403 naming `name` when another identity owns it
+ * (registry.ts checkOwner, whose owner it returns otherwise). Asked before reading an upload that
+ * would be refused anyway; publishModel checks again, in its transaction's terms.
+ */
+export async function publisherOf(c: Context<ModelsEnv>, name: string): Promise<Publisher> {
+  const publisher: Publisher = { label: c.get('apiKeyLabel'), keyHash: c.get('apiKeyHash'), payer: c.get('payer'), byOperator: c.get('apiKeyByOperator') }
+  await checkOwner(c.env.DB, name, publisher).catch((error: unknown) => {
+    throw error instanceof NameOwnedError ? new NameForbiddenError(error) : error
+  })
+  return publisher
+}
+
 /** A publish of a name another identity owns (registry.ts NameOwnedError). */
-export class NameForbiddenError extends DepinferError {
+class NameForbiddenError extends DepinferError {
   constructor(error: NameOwnedError) {
     super(403, 'model-name-owned', 'Model name owned by another publisher', error.message, { field: error.field })
   }
@@ -117,7 +134,7 @@ const PUBLISH_PARAMETERS: readonly string[] = ['name', 'price_wei', 'payout_addr
 
 models.post('/', async (c) => {
   checkQueryParameters(c, PUBLISH_PARAMETERS)
-  const name = required(c.req.query('name'), 'name', ID_PATTERN, '1-64 letters, digits, ".", "_" or "-", starting with a letter or digit')
+  const name = modelNameParameter(c.req.query('name'))
   const priceWei = required(c.req.query('price_wei'), 'price_wei', WEI_PATTERN, 'the price per inference in wei, a decimal integer')
   if (BigInt(priceWei) >= 2n ** 256n) throw new InvalidRequestError('price_wei must be below 2^256', 'price_wei')
   const payoutAddress = required(c.req.query('payout_address'), 'payout_address', ADDRESS_PATTERN, 'an Ethereum address (0x and 40 hex digits)')
@@ -127,12 +144,8 @@ models.post('/', async (c) => {
   const description = c.req.query('description') ?? ''
   if (description.length > 2000) throw new InvalidRequestError('description must be at most 2000 characters', 'description')
   const int8 = int8Variant(c)
-  const publisher: Publisher = { label: c.get('apiKeyLabel'), keyHash: c.get('apiKeyHash'), payer: c.get('payer'), byOperator: c.get('apiKeyByOperator') }
-  // Before reading up to MAX_MODEL_BYTES of upload that would be refused anyway; publishModel
-  // checks again, in the transaction's terms.
-  await checkOwner(c.env.DB, name, publisher).catch((error: unknown) => {
-    throw error instanceof NameOwnedError ? new NameForbiddenError(error) : error
-  })
+  // Before reading up to MAX_MODEL_BYTES of upload that would be refused anyway.
+  const publisher = await publisherOf(c, name)
   const file = await publishedFile(c)
   let outcome
   try {

@@ -14,7 +14,7 @@
  * The completed file is one a publish names by `sha256=` (POST /api/models, no body), as the
  * model's own file or as its int8 variant's.
  */
-import { ID_PATTERN, OnnxFormatError } from '@depinfer/shared'
+import { OnnxFormatError } from '@depinfer/shared'
 import { Hono } from 'hono'
 import { numberVar, type Env } from '../env.js'
 import { DepinferError } from '../errors/base.js'
@@ -35,8 +35,7 @@ import {
   uploadSession,
   type UploadLimits,
 } from '../models/uploads.js'
-import { checkOwner, NameOwnedError, type Publisher } from '../models/registry.js'
-import { NameForbiddenError } from './models.js'
+import { modelNameParameter, publisherOf } from './models.js'
 
 export const uploads = new Hono<{ Bindings: Env; Variables: AuthVariables }>()
 
@@ -55,13 +54,7 @@ uploads.post('/', async (c) => {
   // The name the file is for, when given: a name another publisher owns is refused now, not
   // after gigabytes of parts (the publish would refuse it then).
   const name = c.req.query('name')
-  if (name !== undefined) {
-    if (!ID_PATTERN.test(name)) throw new InvalidRequestError(`name must be 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit, got ${JSON.stringify(name.slice(0, 100))}`, 'name')
-    const publisher: Publisher = { label: c.get('apiKeyLabel'), keyHash: c.get('apiKeyHash'), payer: c.get('payer'), byOperator: c.get('apiKeyByOperator') }
-    await checkOwner(c.env.DB, name, publisher).catch((error: unknown) => {
-      throw error instanceof NameOwnedError ? new NameForbiddenError(error) : error
-    })
-  }
+  if (name !== undefined) await publisherOf(c, modelNameParameter(name))
   const sha256 = c.req.query('sha256')
   if (sha256 === undefined || !/^[0-9a-f]{64}$/.test(sha256)) {
     throw new InvalidRequestError(`sha256 is required: the file's sha256 as 64 lowercase hex digits, got ${JSON.stringify((sha256 ?? '').slice(0, 100))}`, 'sha256')
