@@ -49,8 +49,8 @@ interface PackSpec {
 /**
  * Paths resolved at run time keep working because the bundles sit one folder below the package
  * root, as each module sits one folder below its workspace: `../package.json` (the version the
- * agent reports), `./keccak.wasm`, `./session-worker-entry.mjs` (the worker thread of a
- * long-running model). Code splitting would move shared modules into a chunk folder and break
+ * agent reports), `./keccak.wasm`, `./session-host-entry.mjs` (the worker thread or child process
+ * of a model's session). Code splitting would move shared modules into a chunk folder and break
  * them, so each entry is bundled whole.
  */
 export const PACKS = {
@@ -59,7 +59,7 @@ export const PACKS = {
     entries: {
       cli: 'device-agent/src/cli.ts',
       quantize: 'device-agent/src/quantize/cli.ts',
-      'session-worker-entry': 'device-agent/src/runtime/session-worker.ts',
+      'session-host-entry': 'device-agent/src/runtime/session-host-main.ts',
     },
     bins: {
       'depinfer-agent': "import '../dist/cli.mjs'\n",

@@ -609,4 +609,76 @@ describe('long runs', () => {
       await broker.close()
     }
   })
+
+  it('stops a run in a child process at its job\'s deadline, answers deadline_exceeded, heartbeats throughout, and serves the next job (ort.runIn "child-process")', async () => {
+    const broker = await startLocalBroker()
+    const gateway = await mqtt.connectAsync(broker.tcpUrl, { clientId: gatewayClientId('process-run-test') })
+    const device = 'process-run-device'
+    const deviceResults = gatewayResultsTopic('test', device)
+    const modelPath = join(temporaryDirectory('slow-model-'), 'slow.onnx')
+    writeFileSync(modelPath, slowModel())
+    const results = new Map<string, { at: number; frame: DecodedFrame }>()
+    const heartbeats: number[] = []
+    let status: DeviceStatus | undefined
+    gateway.on('message', (topic, payload) => {
+      if (topic === deviceResults) {
+        for (const frame of decodeFrames(payload)) results.set(String(frame.header.jobId), { at: performance.now(), frame })
+      } else if (topic === deviceStatusTopic(device)) {
+        status = DeviceStatusSchema.parse(JSON.parse(payload.toString()))
+      } else {
+        heartbeats.push(performance.now())
+      }
+    })
+    await gateway.subscribeAsync([deviceResults, deviceStatusTopic(device), `depinfer/v1/devices/${device}/heartbeat`], { qos: 1 })
+    const key = join(temporaryDirectory('agent-key-'), 'device.key')
+    initDeviceKey(key)
+    const config = AgentConfigSchema.parse({
+      deviceId: device,
+      broker: { url: broker.tcpUrl },
+      models: [{ name: 'slow', version: '1', path: modelPath }],
+      heartbeatSec: 0.1,
+      keyPath: key,
+      ort: { runIn: 'child-process' },
+    })
+    const agent = await startAgent(config, () => {})
+    try {
+      await agent.modelsSettled
+      await waitFor('the model ready', async () => (status?.models[0]?.state === 'ready' ? true : undefined))
+      expect(status!.models[0]!.thread).toBe('child-process')
+      expect(status!.runtime?.processMemoryLimitMb).toBe(config.ort.processMemoryLimitMb)
+      const model = { name: 'slow', version: '1', sha256: sha256Hex(readFileSync(modelPath)) }
+
+      // 10^9 iterations: minutes of work, with a 1.5 s deadline.
+      const sentAt = performance.now()
+      gateway.publish(deviceJobsTopic(device), jobFrame('stuck', slowModelInputs(1e9), { replyTo: deviceResults, model, deadlineMs: 1_500 }), { qos: 1 })
+      const stuck = await waitFor('the stuck job\'s answer', async () => results.get(idOf('stuck')), 30_000, 10)
+      expect(ResultHeaderSchema.parse(stuck.frame.header).error).toMatchObject({
+        code: 'deadline_exceeded',
+        message: expect.stringMatching(/still going at the job's deadline; its model's process was stopped/),
+      })
+      expect(stuck.at - sentAt).toBeGreaterThanOrEqual(1_500)
+      expect(stuck.at - sentAt).toBeLessThan(6_000)
+      // The agent's thread was free all along: half the beats of an idle agent at least.
+      const during = heartbeats.filter((at) => at > sentAt && at < stuck.at)
+      expect(during.length).toBeGreaterThanOrEqual(Math.floor((stuck.at - sentAt) / 100 / 2))
+
+      // The model serves on, in a new process, with what onnxruntime computes.
+      const inputs = slowModelInputs(200)
+      gateway.publish(deviceJobsTopic(device), jobFrame('after', inputs, { replyTo: deviceResults, model }), { qos: 1 })
+      const after = await waitFor('the next job\'s answer', async () => results.get(idOf('after')), 30_000, 10)
+      expect(after.frame.header.error).toBeUndefined()
+      const direct = await ort.InferenceSession.create(modelPath)
+      const expected = await direct.run({
+        x: new ort.Tensor('float32', new Float32Array(inputs[0]!.data.slice().buffer), [2, 64]),
+        iterations: new ort.Tensor('int64', BigInt64Array.of(200n), []),
+      })
+      await direct.release()
+      expect(Buffer.from(after.frame.tensors[0]!.data).equals(Buffer.from(bytesOf(expected.y!.data as Float32Array)))).toBe(true)
+      expect(status!.models[0]!.state).toBe('ready')
+    } finally {
+      await agent.stop()
+      await gateway.endAsync()
+      await broker.close()
+    }
+  })
 })

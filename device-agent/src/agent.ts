@@ -108,7 +108,7 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
   const serve = (loaded: LoadedModel): ServedModel => ({
     loaded,
     // maxBatch is read per batch: it is only known (and only > 1) once the model has loaded.
-    batcher: new Batcher((inputs, outputs) => loaded.session!.run(inputs, outputs), {
+    batcher: new Batcher((inputs, outputs, deadlineAt) => loaded.session!.run(inputs, outputs, deadlineAt), {
       get maxBatch() {
         return loaded.maxBatch
       },

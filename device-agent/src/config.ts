@@ -4,7 +4,7 @@
  * demo models to a broker on localhost.
  */
 import { readFileSync } from 'node:fs'
-import { homedir, hostname } from 'node:os'
+import { homedir, hostname, totalmem } from 'node:os'
 import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { DEFAULT_MAX_MODEL_BYTES, DEVICE_STALE_AFTER_MS, ID_PATTERN, VersionSchema, messageOf } from '@depinfer/shared'
 import type { InferenceSession } from 'onnxruntime-node'
@@ -100,7 +100,7 @@ const EXECUTION_MODES = ['sequential', 'parallel'] as const satisfies readonly N
 const threadCount = z.number().int().nonnegative().max(1024)
 
 /** Where model sessions run (ort.runIn): see the schema below. */
-const RUN_PLACES = ['auto', 'agent-thread', 'worker-thread'] as const
+const RUN_PLACES = ['auto', 'agent-thread', 'worker-thread', 'child-process'] as const
 export type RunPlace = (typeof RUN_PLACES)[number]
 
 /**
@@ -261,10 +261,17 @@ export const AgentConfigSchema = z.object({
        * keepalive, job intake and every other model until it ends (past ~15 s the broker and the
        * edge count the device as gone). 'worker-thread': every model in a worker thread of its
        * own (0.1–0.5 ms more per run, ~50 MB more memory); 'agent-thread': all on the agent's
-       * thread; 'auto': on the agent's thread until a run takes LONG_RUN_MS or more, then moved
-       * to a worker thread (runtime/model-session.ts).
+       * thread; 'child-process': every model in a process of its own, stopped at its jobs'
+       * deadline and at processMemoryLimitMb (runtime/process-session.ts); 'auto': models
+       * published on the edge in a process of their own, the others on the agent's thread until a
+       * run takes LONG_RUN_MS or more, then moved to a worker thread (runtime/model-session.ts).
        */
       runIn: z.enum(RUN_PLACES, { error: `must be ${RUN_PLACES.map((p) => `"${p}"`).join(', ')}` }).default('auto'),
+      /**
+       * Resident memory a model's process ('child-process' above) may hold, in MB: a run that
+       * takes more ends with its process. Default: half of this machine's memory.
+       */
+      processMemoryLimitMb: z.number().int().min(64).max(1 << 30).default(() => Math.max(512, Math.floor(totalmem() / 2 / 2 ** 20))),
       executionMode: z.enum(EXECUTION_MODES).default('sequential'),
       graphOptimizationLevel: z.enum(GRAPH_OPTIMIZATION_LEVELS).default('all'),
       /** Execution providers in order of preference, CPU always last; 'auto': TensorRT, CUDA where the build has them. */
@@ -327,6 +334,7 @@ const ORT_ENV: [variable: string, field: keyof AgentConfig['ort'], parse: (value
   ['DEPINFER_ORT_INTEROP_THREADS', 'interOpThreads', envInteger],
   ['DEPINFER_ORT_ALLOW_SPINNING', 'allowSpinning', envBoolean],
   ['DEPINFER_ORT_RUN_IN', 'runIn', (value) => value.trim()],
+  ['DEPINFER_ORT_PROCESS_MEMORY_MB', 'processMemoryLimitMb', envInteger],
   ['DEPINFER_ORT_EXECUTION_MODE', 'executionMode', (value) => value.trim()],
   ['DEPINFER_ORT_GRAPH_OPT_LEVEL', 'graphOptimizationLevel', (value) => value.trim()],
   ['DEPINFER_ORT_EPS', 'executionProviders', envList],

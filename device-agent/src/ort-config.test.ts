@@ -1,5 +1,6 @@
 /** The `ort` section of the agent config: session options and execution providers, file and env. */
 import { writeFileSync } from 'node:fs'
+import { totalmem } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { AgentConfigSchema, ConfigError, loadConfig } from './config.js'
@@ -13,8 +14,10 @@ const writeConfig = (content: unknown) => {
 const base = { DEPINFER_DEVICE_ID: 'pi-1' }
 
 describe('agent config: ort', () => {
-  it('defaults to onnxruntime-chosen threads that do not spin, sessions placed by their runs, sequential runs, every optimization and automatic EPs', () => {
-    const expected = { intraOpThreads: 0, interOpThreads: 0, allowSpinning: false, runIn: 'auto', executionMode: 'sequential', graphOptimizationLevel: 'all', executionProviders: 'auto' }
+  it('defaults to onnxruntime-chosen threads that do not spin, sessions placed by their runs, half the memory for a model\'s process, sequential runs, every optimization and automatic EPs', () => {
+    // Half of this machine's memory, in whole MB (the README's default).
+    const halfTheMemoryMb = Math.floor(totalmem() / 2 / 2 ** 20)
+    const expected = { intraOpThreads: 0, interOpThreads: 0, allowSpinning: false, runIn: 'auto', processMemoryLimitMb: halfTheMemoryMb, executionMode: 'sequential', graphOptimizationLevel: 'all', executionProviders: 'auto' }
     expect(loadConfig(undefined, base).ort).toEqual(expected)
     // Also when the schema is used directly, as the tests that build configs do.
     expect(AgentConfigSchema.parse({ deviceId: 'd', broker: { url: 'mqtt://x' }, models: [{ bundled: 'ppocr-cls' }], keyPath: '/k' }).ort).toEqual(expected)
@@ -24,13 +27,14 @@ describe('agent config: ort', () => {
 
   it('takes the file, then lets the environment override it', () => {
     const path = writeConfig({
-      ort: { intraOpThreads: 2, interOpThreads: 2, allowSpinning: true, runIn: 'agent-thread', executionMode: 'parallel', graphOptimizationLevel: 'basic', executionProviders: ['tensorrt', 'cuda', 'cpu'] },
+      ort: { intraOpThreads: 2, interOpThreads: 2, allowSpinning: true, runIn: 'agent-thread', processMemoryLimitMb: 1024, executionMode: 'parallel', graphOptimizationLevel: 'basic', executionProviders: ['tensorrt', 'cuda', 'cpu'] },
     })
     expect(loadConfig(path, base).ort).toEqual({
       intraOpThreads: 2,
       interOpThreads: 2,
       allowSpinning: true,
       runIn: 'agent-thread',
+      processMemoryLimitMb: 1024,
       executionMode: 'parallel',
       graphOptimizationLevel: 'basic',
       executionProviders: ['tensorrt', 'cuda', 'cpu'],
@@ -40,7 +44,8 @@ describe('agent config: ort', () => {
       DEPINFER_ORT_THREADS: '4',
       DEPINFER_ORT_INTEROP_THREADS: '3',
       DEPINFER_ORT_ALLOW_SPINNING: 'false',
-      DEPINFER_ORT_RUN_IN: ' worker-thread',
+      DEPINFER_ORT_RUN_IN: ' child-process',
+      DEPINFER_ORT_PROCESS_MEMORY_MB: '2048',
       DEPINFER_ORT_EXECUTION_MODE: 'sequential',
       DEPINFER_ORT_GRAPH_OPT_LEVEL: 'extended',
       DEPINFER_ORT_EPS: 'cuda, cpu',
@@ -49,7 +54,8 @@ describe('agent config: ort', () => {
       intraOpThreads: 4,
       interOpThreads: 3,
       allowSpinning: false,
-      runIn: 'worker-thread',
+      runIn: 'child-process',
+      processMemoryLimitMb: 2048,
       executionMode: 'sequential',
       graphOptimizationLevel: 'extended',
       executionProviders: ['cuda', 'cpu'],
@@ -72,7 +78,8 @@ describe('agent config: ort', () => {
     ['fractional threads', { interOpThreads: 1.5 }, /at ort\.interOpThreads/],
     ['absurdly many threads', { intraOpThreads: 100_000 }, /at ort\.intraOpThreads/],
     ['spinning as a string', { allowSpinning: 'no' }, /at ort\.allowSpinning: Invalid input: expected boolean/],
-    ['an unknown thread for sessions', { runIn: 'main' }, /at ort\.runIn: must be "auto", "agent-thread", "worker-thread"/],
+    ['an unknown thread for sessions', { runIn: 'main' }, /at ort\.runIn: must be "auto", "agent-thread", "worker-thread", "child-process"/],
+    ['a process memory limit too small to open a model in', { processMemoryLimitMb: 16 }, /at ort\.processMemoryLimitMb: .*>=64/],
   ])('rejects %s with a ConfigError naming the field', (_what, ort, message) => {
     const path = writeConfig({ ort })
     expect(() => loadConfig(path, base)).toThrow(ConfigError)
@@ -83,7 +90,8 @@ describe('agent config: ort', () => {
     ['DEPINFER_ORT_THREADS', 'four', /at ort\.intraOpThreads \(from DEPINFER_ORT_THREADS\): Invalid input: expected number/],
     ['DEPINFER_ORT_INTEROP_THREADS', '-2', /at ort\.interOpThreads \(from DEPINFER_ORT_INTEROP_THREADS\)/],
     ['DEPINFER_ORT_ALLOW_SPINNING', 'yes', /at ort\.allowSpinning \(from DEPINFER_ORT_ALLOW_SPINNING\): Invalid input: expected boolean/],
-    ['DEPINFER_ORT_RUN_IN', 'worker', /at ort\.runIn \(from DEPINFER_ORT_RUN_IN\): must be "auto", "agent-thread", "worker-thread"/],
+    ['DEPINFER_ORT_RUN_IN', 'worker', /at ort\.runIn \(from DEPINFER_ORT_RUN_IN\): must be "auto", "agent-thread", "worker-thread", "child-process"/],
+    ['DEPINFER_ORT_PROCESS_MEMORY_MB', '1.5GB', /at ort\.processMemoryLimitMb \(from DEPINFER_ORT_PROCESS_MEMORY_MB\)/],
     ['DEPINFER_ORT_EXECUTION_MODE', 'fast', /at ort\.executionMode \(from DEPINFER_ORT_EXECUTION_MODE\)/],
     ['DEPINFER_ORT_GRAPH_OPT_LEVEL', '99', /at ort\.graphOptimizationLevel \(from DEPINFER_ORT_GRAPH_OPT_LEVEL\)/],
     ['DEPINFER_ORT_EPS', 'cuda,,cpu', /at ort\.executionProviders\.1 \(from DEPINFER_ORT_EPS\): Invalid option/],

@@ -83,8 +83,9 @@ export const ModelDescriptorSchema = z.object({
   /** The onnxruntime execution provider the model's session runs on (e.g. `cuda`, `cpu`). */
   executionProvider: z.string().optional(),
   /**
-   * The thread its session runs on: 'agent-thread' (the agent's own, blocked while a run lasts)
-   * or 'worker-thread'. A string, so that a newer agent's value never makes its status unparseable.
+   * Where its session runs: 'agent-thread' (the agent's own, blocked while a run lasts),
+   * 'worker-thread' or 'child-process'. A string, so that a newer agent's value never makes its
+   * status unparseable.
    */
   thread: z.string().optional(),
   /**
@@ -145,8 +146,10 @@ export const DeviceStatusSchema = z.object({
       threads: z.object({ intraOp: count, interOp: count, allowSpinning: z.boolean().optional() }).optional(),
       graphOptimizationLevel: z.string().optional(),
       executionMode: z.string().optional(),
-      /** Which thread runs model sessions: 'auto', 'agent-thread' or 'worker-thread' (ModelDescriptor.thread says where each one runs now). */
+      /** Where model sessions run: 'auto', 'agent-thread', 'worker-thread' or 'child-process' (ModelDescriptor.thread says where each one runs now). */
       runIn: z.string().optional(),
+      /** Resident memory one model's child process may hold, in MB (past it, the run and the process are stopped). */
+      processMemoryLimitMb: z.number().int().positive().optional(),
       /** Preferred execution providers that are not usable here, and why. */
       skippedExecutionProviders: z.array(z.object({ name: z.string(), reason: z.string() })).optional(),
     })

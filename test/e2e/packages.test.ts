@@ -83,7 +83,7 @@ describe('the agent and the CLI installed from their npm tarballs', () => {
     }
   })
 
-  it('publishes a model with depinfer; a device with depinfer-agent downloads it and serves it (in a worker thread) and a bundled model, as onnxruntime computes them, signed by its key', async () => {
+  it('publishes a model with depinfer; a device with depinfer-agent downloads it and serves it (in a process of its own) and a bundled model, as onnxruntime computes them, signed by its key', async () => {
     const tiny = tinyClassifierModel()
     const tinyPath = join(dir, 'tiny.onnx')
     writeFileSync(tinyPath, tiny.bytes)
@@ -98,8 +98,8 @@ describe('the agent and the CLI installed from their npm tarballs', () => {
       DEPINFER_DEVICE_ID: 'packaged-device',
       DEPINFER_KEY_PATH: keyPath,
       DEPINFER_MODELS: 'ppocr-cls,published:tiny@1',
-      // auto: a model published on the edge opens in a worker thread from the start (so the
-      // tarball's worker entry is exercised too), a bundled one on the agent's thread.
+      // auto: a model published on the edge opens in a process of its own from the start (so the
+      // tarball's session host entry is exercised too), a bundled one on the agent's thread.
       DEPINFER_ORT_RUN_IN: 'auto',
       DEPINFER_MODEL_CACHE: join(dir, 'cache'),
       ...cliEnv,
@@ -116,7 +116,7 @@ describe('the agent and the CLI installed from their npm tarballs', () => {
     expect(advertised).toMatchObject({ deviceId: 'packaged-device', address, agentVersion: packageJsonOf('agent').version, runtime: { runIn: 'auto' } })
     expect(advertised.models.map((model) => [model.name, model.thread])).toEqual([
       ['ppocr-cls', 'agent-thread'],
-      ['tiny', 'worker-thread'],
+      ['tiny', 'child-process'],
     ])
 
     const { DEPINFER_DEVICE_ID: deviceId, DEPINFER_KEY_PATH: _key, DEPINFER_MODELS: models, ...env } = agentEnv

@@ -326,3 +326,24 @@ export function slowModelInputs(iterations: number): RawTensor[] {
     { name: 'iterations', datatype: 'INT64', shape: [], data: bytesOf(BigInt64Array.of(BigInt(iterations))) },
   ]
 }
+
+/**
+ * sum = ReduceSum(ConstantOfShape(shape, 1.0)): a model whose memory is set by an input's values
+ * (`shape`, INT64[3]): a run allocates 4 bytes per element of that shape, and answers a scalar.
+ */
+export function memoryHungryModel(): Uint8Array {
+  return buildModel({
+    inputs: [{ name: 'shape', datatype: 'INT64', shape: [3] }],
+    outputs: [{ name: 'sum', datatype: 'FP32', shape: [] }],
+    nodes: [
+      { opType: 'ConstantOfShape', inputs: ['shape'], outputs: ['ones'], attributes: { value: { tensor: { name: 'one', datatype: 'FP32', dims: [1], data: rawData(Float32Array.of(1)) } } } },
+      { opType: 'ReduceSum', inputs: ['ones'], outputs: ['sum'], attributes: { keepdims: { int: 0 } } },
+    ],
+    graphName: 'memory_hungry',
+  })
+}
+
+/** memoryHungryModel()'s input: a run over `dims` (its product × 4 bytes are allocated). */
+export function memoryHungryInputs(dims: readonly [number, number, number]): RawTensor[] {
+  return [{ name: 'shape', datatype: 'INT64', shape: [3], data: bytesOf(BigInt64Array.from(dims, BigInt)) }]
+}

@@ -35,7 +35,8 @@ interface QueuedJob extends StackableJob {
 
 const IDLE_POLL_MS = 20
 
-type RunModel = (inputs: RawTensor[], outputs: readonly string[]) => Promise<RawTensor[]>
+/** Runs the model; `deadlineAt` (this.now() time) is when the run's last job is due (see ModelSession.run). */
+type RunModel = (inputs: RawTensor[], outputs: readonly string[], deadlineAt: number) => Promise<RawTensor[]>
 
 export class Batcher {
   readonly #queue: QueuedJob[] = []
@@ -119,7 +120,7 @@ export class Batcher {
     const started = this.now()
     if (batch.length > 1) {
       try {
-        const outputs = await this.runModel(stackInputs(batch), batch[0]!.outputs)
+        const outputs = await this.runModel(stackInputs(batch), batch[0]!.outputs, Math.max(...batch.map((job) => job.deadlineAt)))
         const slices = splitOutputs(outputs, batch.map((job) => rowsOf(job)!))
         if (slices) {
           const inferMs = this.now() - started
@@ -133,8 +134,13 @@ export class Batcher {
     }
     for (const job of batch) {
       const jobStarted = this.now()
+      // The batch's run may have taken the time (a process session stops a run at the deadline).
+      if (job.deadlineAt < jobStarted) {
+        job.reject(new DeadlineExceededError(`its deadline passed while its batch ran`))
+        continue
+      }
       try {
-        const outputs = await this.runModel([...job.inputs], job.outputs)
+        const outputs = await this.runModel([...job.inputs], job.outputs, job.deadlineAt)
         job.resolve({ outputs, queueMs: jobStarted - job.enqueuedAt, inferMs: this.now() - jobStarted, batchJobs: 1 })
       } catch (error) {
         job.reject(error)

@@ -15,6 +15,7 @@ import type { AgentConfig, ExecutionProviderName } from '../config.js'
 import { ORT_VERSION } from '../version.js'
 import { AgentThreadSession, AutoPlacedSession, type ModelSession } from './model-session.js'
 import { keepOrtTelemetryOff } from './ort-telemetry.js'
+import { ProcessSession } from './process-session.js'
 import { WorkerSession } from './worker-session.js'
 
 // Before any session of this process (ort-telemetry.ts): every session is created through here or the quantizer.
@@ -49,8 +50,8 @@ export type CreateSession = (model: Uint8Array, options: SessionOptions) => Prom
 export interface RuntimeHooks {
   create?: CreateSession
   /**
-   * A model's session moved to a worker thread (ort.runIn 'auto'), or lost its worker thread:
-   * the status should say so.
+   * A model's session moved to a worker thread (ort.runIn 'auto'), or lost its worker thread or
+   * process for good: the status should say so.
    */
   sessionsChanged?: () => void
 }
@@ -186,13 +187,16 @@ export class OrtRuntime {
    * the next EP is tried. Throws what onnxruntime threw on CPU, the last resort. It runs where
    * ort.runIn says; `reread` gives the model's bytes again (verified) when an 'auto' session
    * moves to a worker thread, so they need not be held meanwhile. `lost` is told when a worker
-   * thread running the session ends unasked (every run fails from then on). `untrusted`: a model
-   * anyone with an API key may have published, which 'auto' opens in a worker thread from the
-   * start. Its cost is set by its graph and by input values as much as by input sizes: a graph of
-   * 100,000 nodes held the agent's thread 18.6 s while onnxruntime opened it (its create is
-   * synchronous), and a Loop whose trip count is an input held it for as long as the caller
-   * asked, either way past the 15 s after which the broker and the edge count the device as gone,
-   * with every other model it serves (an audit).
+   * thread running the session ends unasked, or when a stopped process cannot open the model
+   * again (every run fails from then on). `untrusted`: a model anyone with an API key may have
+   * published, which 'auto' opens in a process of its own, stopped at its jobs' deadline and at
+   * the memory limit. Its cost is set by its graph and by input values as much as by input
+   * sizes: a graph of 100,000 nodes held the agent's thread 18.6 s while onnxruntime opened it
+   * (its create is synchronous), and a Loop whose trip count is an input held it for as long as
+   * the caller asked, either way past the 15 s after which the broker and the edge count the
+   * device as gone, with every other model it serves; in a worker thread, the Loop still held a
+   * core for as long as asked, and a ConstantOfShape sized by an input took the agent from 1 to
+   * 2.8 GB (audits).
    */
   async createSession(
     model: Uint8Array,
@@ -203,7 +207,7 @@ export class OrtRuntime {
   ): Promise<{ session: ModelSession; executionProvider: ExecutionProviderName }> {
     const { usable } = await this.availability()
     const label = `model ${modelName}`
-    const workerLost = (reason: Error) => {
+    const sessionLost = (reason: Error) => {
       lost(reason)
       this.#sessionsChanged()
     }
@@ -212,12 +216,16 @@ export class OrtRuntime {
       const executionProvider = providers[0]!
       const options = sessionOptions(this.#settings, providers)
       try {
-        if (this.#settings.runIn === 'worker-thread' || (untrusted && this.#settings.runIn === 'auto')) {
-          return { session: await WorkerSession.open(model, options, label, workerLost), executionProvider }
+        if (this.#settings.runIn === 'child-process' || (untrusted && this.#settings.runIn === 'auto')) {
+          const limits = { label, memoryLimitBytes: this.#settings.processMemoryLimitMb * 2 ** 20, reread, lost: sessionLost, log: this.#log }
+          return { session: await ProcessSession.open(model, options, limits), executionProvider }
+        }
+        if (this.#settings.runIn === 'worker-thread') {
+          return { session: await WorkerSession.open(model, options, label, sessionLost), executionProvider }
         }
         const session = new AgentThreadSession(await this.#create(model, options))
         if (this.#settings.runIn === 'agent-thread') return { session, executionProvider }
-        const openInWorker = async () => WorkerSession.open(await reread(), options, label, workerLost)
+        const openInWorker = async () => WorkerSession.open(await reread(), options, label, sessionLost)
         return { session: new AutoPlacedSession(session, openInWorker, label, { log: this.#log, moved: this.#sessionsChanged }), executionProvider }
       } catch (error) {
         if (providers.length === 1) throw error
@@ -228,7 +236,7 @@ export class OrtRuntime {
 
   /** The runtime part of the device status; `executionProviders` is empty until the EPs are known. */
   status(): RuntimeStatus {
-    const { intraOpThreads, interOpThreads, allowSpinning, graphOptimizationLevel, executionMode, runIn } = this.#settings
+    const { intraOpThreads, interOpThreads, allowSpinning, graphOptimizationLevel, executionMode, runIn, processMemoryLimitMb } = this.#settings
     const skipped = this.#availability?.skipped ?? []
     return {
       name: 'onnxruntime-node',
@@ -238,6 +246,7 @@ export class OrtRuntime {
       graphOptimizationLevel,
       executionMode,
       runIn,
+      processMemoryLimitMb,
       ...(skipped.length > 0 && { skippedExecutionProviders: skipped }),
     }
   }

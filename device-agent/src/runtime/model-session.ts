@@ -1,7 +1,8 @@
 /**
  * A model's onnxruntime session as the agent uses it: run raw tensors, release. Where the runs
  * happen is the session's business (config `ort.runIn`): on the agent's own thread, in a worker
- * thread (worker-session.ts), or on the agent's thread until the model's runs prove long.
+ * thread (worker-session.ts), in a child process (process-session.ts), or on the agent's thread
+ * until the model's runs prove long.
  */
 import { performance } from 'node:perf_hooks'
 import type * as ort from 'onnxruntime-node'
@@ -16,8 +17,12 @@ export interface ModelSession {
   readonly inputMetadata: readonly ort.InferenceSession.ValueMetadata[]
   readonly outputMetadata: readonly ort.InferenceSession.ValueMetadata[]
   readonly thread: SessionThread
-  /** The outputs named (all when none are), as raw tensors; InvalidJobInputError when onnxruntime refuses the inputs. */
-  run(inputs: readonly RawTensor[], outputNames: readonly string[]): Promise<RawTensor[]>
+  /**
+   * The outputs named (all when none are), as raw tensors; InvalidJobInputError when onnxruntime
+   * refuses the inputs. `deadlineAt` (performance.now() time): when the run's jobs are due; a
+   * session that can stop a run (a child process) stops it then, with DeadlineExceededError.
+   */
+  run(inputs: readonly RawTensor[], outputNames: readonly string[], deadlineAt?: number): Promise<RawTensor[]>
   release(): Promise<void>
 }
 
@@ -103,7 +108,7 @@ export class AutoPlacedSession implements ModelSession {
     return this.#current.outputMetadata
   }
 
-  async run(inputs: readonly RawTensor[], outputNames: readonly string[]): Promise<RawTensor[]> {
+  async run(inputs: readonly RawTensor[], outputNames: readonly string[], deadlineAt?: number): Promise<RawTensor[]> {
     if (this.#released) throw new Error(`${this.label}: its session was released`)
     // Runs wait while the session moves: each step of the move (reading the file, starting the
     // thread, its answer) needs a turn of the agent's event loop, and under a steady queue every
@@ -121,7 +126,7 @@ export class AutoPlacedSession implements ModelSession {
       if (this.#released) throw new Error(`${this.label}: its session was released`)
     }
     const session = this.#current
-    if (session.thread === 'worker-thread') return session.run(inputs, outputNames)
+    if (session.thread !== 'agent-thread') return session.run(inputs, outputNames, deadlineAt)
     // onnxruntime-node runs the session in a setImmediate that run() queues at once: this one,
     // queued just before it, marks when the thread turns to the run, so time spent queued behind
     // other work (another run, a hash, a load) is not counted as the run's.

@@ -1,5 +1,5 @@
 /**
- * A model's onnxruntime session hosted in a worker thread of its own (session-worker.ts is the
+ * A model's onnxruntime session hosted in a worker thread of its own (session-host-main.ts is the
  * other end). onnxruntime-node runs a session synchronously on the thread that calls it; here
  * that thread is the worker's, so however long a run takes the agent's thread goes on with
  * heartbeats, MQTT keepalives, job intake and the other models. Each run costs a copy of the
@@ -10,38 +10,10 @@ import type { RawTensor } from '@depinfer/shared'
 import type * as ort from 'onnxruntime-node'
 import type { ModelSession } from './model-session.js'
 import { InvalidJobInputError } from './run-job.js'
+import { SESSION_HOST_ENTRY, transferableCopy, type SessionHostReply, type SessionHostRequest } from './session-host.js'
 
-/** What the worker is started with: the model's bytes (its own copy) and the session options. */
-export interface WorkerStart {
-  model: Uint8Array
-  options: ort.InferenceSession.SessionOptions
-}
-
-export type WorkerRequest =
-  | { kind: 'run'; id: number; inputs: RawTensor[]; outputNames: string[] }
-  | { kind: 'release' }
-
-export type WorkerReply =
-  | { kind: 'opened'; inputMetadata: ort.InferenceSession.ValueMetadata[]; outputMetadata: ort.InferenceSession.ValueMetadata[] }
-  | { kind: 'open-failed'; message: string }
-  | { kind: 'ran'; id: number; outputs: RawTensor[] }
-  /** `field` is set when onnxruntime refused the inputs (InvalidJobInputError), not for other failures. */
-  | { kind: 'run-failed'; id: number; message: string; field?: string }
-  | { kind: 'released' }
-
-/**
- * The worker's entry: a JavaScript file that registers tsx's loader in the worker thread (a
- * worker does not inherit the module hooks of the thread that starts it) and then imports
- * session-worker.ts.
- */
-const WORKER_ENTRY = new URL('./session-worker-entry.mjs', import.meta.url)
 /** How long a release waits for the worker to release its session and exit before terminating it. */
 const RELEASE_WAIT_MS = 5_000
-
-/** A copy of the tensor whose bytes fill a buffer of their own, ready to be transferred. */
-export function transferableCopy(tensor: RawTensor): RawTensor {
-  return { name: tensor.name, datatype: tensor.datatype, shape: [...tensor.shape], data: new Uint8Array(tensor.data) }
-}
 
 interface PendingRun {
   resolve: (outputs: RawTensor[]) => void
@@ -67,7 +39,7 @@ export class WorkerSession implements ModelSession {
     lost: (reason: Error) => void,
   ) {
     this.#worker = worker
-    worker.on('message', (reply: WorkerReply) => this.#answer(reply))
+    worker.on('message', (reply: SessionHostReply) => this.#answer(reply))
     // After the 'message' listener: adding the first one refs the worker's port again. Idle, the
     // worker does not keep the process alive; with runs pending it does (runs ref it).
     worker.unref()
@@ -87,9 +59,10 @@ export class WorkerSession implements ModelSession {
    * `lost` is called if the thread later ends without being released: every run fails from then on.
    */
   static open(model: Uint8Array, options: ort.InferenceSession.SessionOptions, label: string, lost: (reason: Error) => void): Promise<WorkerSession> {
+    const worker = new Worker(SESSION_HOST_ENTRY)
     const own = new Uint8Array(model)
-    const start: WorkerStart = { model: own, options }
-    const worker = new Worker(WORKER_ENTRY, { workerData: start, transferList: [own.buffer] })
+    const request: SessionHostRequest = { kind: 'open', model: own, options }
+    worker.postMessage(request, [own.buffer])
     return new Promise((resolve, reject) => {
       // Only these listeners are removed: Worker keeps its own ('newListener' starts its port).
       const stopListening = () => {
@@ -103,7 +76,7 @@ export class WorkerSession implements ModelSession {
         reject(error)
       }
       const exited = (code: number) => failed(new Error(`${label}: its worker thread exited (code ${code}) before opening the session`))
-      const onMessage = (reply: WorkerReply) => {
+      const onMessage = (reply: SessionHostReply) => {
         if (reply.kind !== 'opened') return failed(new Error(reply.kind === 'open-failed' ? reply.message : `${label}: unexpected ${reply.kind} from its worker thread`))
         stopListening()
         resolve(new WorkerSession(worker, reply.inputMetadata, reply.outputMetadata, label, lost))
@@ -122,12 +95,12 @@ export class WorkerSession implements ModelSession {
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject })
       if (this.#pending.size === 1) this.#worker.ref()
-      const request: WorkerRequest = { kind: 'run', id, inputs: copies, outputNames: [...outputNames] }
+      const request: SessionHostRequest = { kind: 'run', id, inputs: copies, outputNames: [...outputNames] }
       this.#worker.postMessage(request, copies.map((tensor) => tensor.data.buffer as ArrayBuffer))
     })
   }
 
-  #answer(reply: WorkerReply): void {
+  #answer(reply: SessionHostReply): void {
     if (reply.kind !== 'ran' && reply.kind !== 'run-failed') return
     const pending = this.#pending.get(reply.id)
     if (!pending) return
@@ -165,7 +138,7 @@ export class WorkerSession implements ModelSession {
     if (!this.#refusing) {
       this.#refusing = new Error(`${this.label}: its session was released`)
       this.#worker.ref()
-      const request: WorkerRequest = { kind: 'release' }
+      const request: SessionHostRequest = { kind: 'release' }
       this.#worker.postMessage(request)
       let timer: NodeJS.Timeout
       const terminateWhenIdle = () => {

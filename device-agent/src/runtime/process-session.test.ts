@@ -1,0 +1,214 @@
+/**
+ * Sessions in a child process of their own (ort.runIn 'child-process', and what 'auto' gives a
+ * model published on the edge), against the real onnxruntime-node: they answer what onnxruntime
+ * answers, and a run past its deadline or over the memory limit ends with its process, without
+ * taking the model down.
+ */
+import { spawn, spawnSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import * as ort from 'onnxruntime-node'
+import { bytesOf, type RawTensor } from '@depinfer/shared'
+import { afterEach, describe, expect, it } from 'vitest'
+import { memoryHungryInputs, memoryHungryModel, slowModel, slowModelInputs } from '../../../test/helpers/onnx-model.js'
+import { temporaryDirectory } from '../../../test/helpers/temporary-directory.js'
+import { AgentConfigSchema } from '../config.js'
+import { bundledModelPath } from '../models/bundled.js'
+import { DeadlineExceededError } from './batcher.js'
+import { OrtRuntime } from './execution.js'
+import { loadModel, type LoadedModel } from './loaded-model.js'
+import type { ProcessSession } from './process-session.js'
+import { InvalidJobInputError } from './run-job.js'
+import { REPO_ROOT } from '../../../scripts/local/paths.js'
+
+const MEMORY_LIMIT_MB = 384
+
+const ortSettings = (runIn: 'auto' | 'child-process') =>
+  AgentConfigSchema.parse({
+    deviceId: 'd',
+    broker: { url: 'mqtt://x' },
+    models: [{ bundled: 'ppocr-cls' }],
+    keyPath: '/k',
+    ort: { runIn, executionProviders: ['cpu'], processMemoryLimitMb: MEMORY_LIMIT_MB },
+  }).ort
+
+const loaded: LoadedModel[] = []
+afterEach(async () => {
+  await Promise.all(loaded.splice(0).map((model) => model.session?.release()))
+})
+
+async function load(path: string, log: string[] = [], fromEdge = false): Promise<LoadedModel> {
+  const runtime = new OrtRuntime(ortSettings(fromEdge ? 'auto' : 'child-process'), (line) => log.push(line))
+  const remote = fromEdge ? { url: 'http://edge.invalid/m', sha256: createHash('sha256').update(readFileSync(path)).digest('hex'), fromEdge: true } : undefined
+  const model: LoadedModel = { name: 'm', version: '1', path, state: 'loading', maxBatch: 1, ...(remote && { remote }) }
+  loaded.push(model)
+  await loadModel(model, { runtime, maxBatch: 8, log: (line) => log.push(line) })
+  return model
+}
+
+function modelFile(bytes: Uint8Array): string {
+  const path = join(temporaryDirectory('process-session-'), 'model.onnx')
+  writeFileSync(path, bytes)
+  return path
+}
+
+/** Whether a process with this pid is alive (signal 0 checks without sending). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+async function ortDirect(path: string, inputs: readonly RawTensor[]): Promise<Record<string, ort.Tensor>> {
+  const session = await ort.InferenceSession.create(path)
+  try {
+    const feeds = Object.fromEntries(inputs.map((tensor) => [tensor.name, new ort.Tensor(tensor.datatype === 'INT64' ? 'int64' : 'float32', tensor.datatype === 'INT64' ? new BigInt64Array(tensor.data.slice().buffer) : new Float32Array(tensor.data.slice().buffer), [...tensor.shape])]))
+    return await session.run(feeds)
+  } finally {
+    await session.release()
+  }
+}
+
+const bytesOfOutput = (tensor: ort.Tensor) => Buffer.from(bytesOf(tensor.data as Float32Array))
+
+describe('sessions in a child process', () => {
+  it('answer exactly what onnxruntime answers, batch as on the agent, and refuse bad inputs naming the field', async () => {
+    const path = bundledModelPath('ppocr-cls')
+    const model = await load(path)
+    expect(model.state).toBe('ready')
+    expect(model.session!.thread).toBe('child-process')
+    // The load-time batching probe ran in the process too.
+    expect(model.maxBatch).toBe(8)
+    const x = Float32Array.from({ length: 2 * 3 * 48 * 192 }, (_, i) => Math.sin(i * 0.37) * 0.8)
+    const input: RawTensor = { name: 'x', datatype: 'FP32', shape: [2, 3, 48, 192], data: bytesOf(x) }
+    const [output] = await model.session!.run([input], [])
+    const expected = Object.values(await ortDirect(path, [input]))[0]!
+    expect(output!.shape).toEqual(expected.dims)
+    expect(Buffer.from(output!.data).equals(bytesOfOutput(expected))).toBe(true)
+    const refused = await model.session!.run([{ ...input, shape: [2, 3, 48, 192, 1] }], []).catch((error: unknown) => error)
+    expect(refused).toBeInstanceOf(InvalidJobInputError)
+    expect((refused as InvalidJobInputError).field).toMatch(/^inputs/)
+  })
+
+  it('is where "auto" opens a model published on the edge', async () => {
+    const model = await load(bundledModelPath('ppocr-cls'), [], true)
+    expect(model.error).toBeUndefined()
+    expect(model.session!.thread).toBe('child-process')
+  })
+
+  it('stops a run still going at its deadline, with its process, and opens the model again for the next run', async () => {
+    const path = modelFile(slowModel())
+    const log: string[] = []
+    const model = await load(path, log)
+    const session = model.session as ProcessSession
+    const firstPid = session.pid!
+    // ~1 µs per iteration here: a run of 10^9 iterations would take many minutes.
+    const started = performance.now()
+    const stopped = await session.run(slowModelInputs(1e9), [], performance.now() + 300).catch((error: unknown) => error)
+    const tookMs = performance.now() - started
+    expect(stopped).toBeInstanceOf(DeadlineExceededError)
+    expect(String(stopped)).toMatch(/still going at the job's deadline/)
+    expect(tookMs).toBeGreaterThanOrEqual(300)
+    expect(tookMs).toBeLessThan(5_000)
+    expect(alive(firstPid)).toBe(false)
+    expect(log.join('\n')).toMatch(/a new process opens it for the next run/)
+
+    // The next run answers, in a new process, what onnxruntime answers.
+    const inputs = slowModelInputs(50)
+    const [output] = await session.run(inputs, [], performance.now() + 30_000)
+    expect(session.pid).not.toBe(firstPid)
+    expect(Buffer.from(output!.data).equals(bytesOfOutput((await ortDirect(path, inputs)).y!))).toBe(true)
+    expect(model.state).toBe('ready')
+  })
+
+  it('stops a run whose process takes more memory than the limit, naming the inputs, and serves the next run', async () => {
+    const path = modelFile(memoryHungryModel())
+    const model = await load(path)
+    const session = model.session as ProcessSession
+    const small = memoryHungryInputs([4, 1024, 1024]) // 16 MB
+    const expected = bytesOfOutput((await ortDirect(path, small)).sum!)
+    expect(Buffer.from((await session.run(small, []))[0]!.data).equals(expected)).toBe(true)
+
+    const firstPid = session.pid!
+    const refused = await session.run(memoryHungryInputs([512, 1024, 1024]), []).catch((error: unknown) => error) // 2 GiB
+    expect(refused).toBeInstanceOf(InvalidJobInputError)
+    expect((refused as InvalidJobInputError).field).toBe('inputs')
+    expect(String(refused)).toMatch(new RegExp(`more than ${MEMORY_LIMIT_MB} MB of memory`))
+    expect(alive(firstPid)).toBe(false)
+
+    expect(Buffer.from((await session.run(small, []))[0]!.data).equals(expected)).toBe(true)
+    expect(session.pid).not.toBe(firstPid)
+  })
+
+  it('opens a new process after one ends unasked, and fails the model when its file no longer matches', async () => {
+    const path = modelFile(slowModel())
+    const log: string[] = []
+    const model = await load(path, log)
+    const session = model.session as ProcessSession
+    const inputs = slowModelInputs(10)
+    const [first] = await session.run(inputs, [])
+    // As the kernel's OOM killer would end it.
+    process.kill(session.pid!, 'SIGKILL')
+    await expect.poll(() => log.join('\n')).toMatch(/its process ended unasked \(signal SIGKILL\)/)
+    const [second] = await session.run(inputs, [])
+    expect(Buffer.from(second!.data).equals(Buffer.from(first!.data))).toBe(true)
+
+    process.kill(session.pid!, 'SIGKILL')
+    await expect.poll(() => log.filter((line) => /ended unasked/.test(line)).length).toBe(2)
+    writeFileSync(path, memoryHungryModel())
+    await expect(session.run(inputs, [])).rejects.toThrow(/could not be opened again/)
+    expect(model.state).toBe('failed')
+    expect(model.error).toMatch(/sha256/)
+  })
+
+  it('ends its process on release, and refuses runs after it', async () => {
+    const model = await load(modelFile(slowModel()))
+    const session = model.session as ProcessSession
+    const pid = session.pid!
+    await session.release()
+    expect(alive(pid)).toBe(false)
+    await expect(session.run(slowModelInputs(1), [])).rejects.toThrow(/released/)
+  })
+})
+
+describe('the agent process with sessions in child processes', () => {
+  const moduleFile = (source: string) => {
+    const path = join(temporaryDirectory('process-lifetime-'), 'main.mts')
+    writeFileSync(path, source)
+    return path
+  }
+  const opening = (modelPath: string) => `
+    import { readFileSync } from 'node:fs'
+    import { ProcessSession } from ${JSON.stringify(join(REPO_ROOT, 'device-agent/src/runtime/process-session.ts'))}
+    const bytes = readFileSync(${JSON.stringify(modelPath)})
+    const session = await ProcessSession.open(bytes, {}, { label: 'm', memoryLimitBytes: 2 ** 30, reread: async () => bytes, lost: () => console.log('lost'), log: console.log })
+    console.log('opened', session.pid)`
+
+  it('ends by itself with an idle session left open, and not before a pending run is answered', () => {
+    const run = (source: string) => spawnSync(process.execPath, ['--import', 'tsx', moduleFile(source)], { cwd: REPO_ROOT, timeout: 30_000, encoding: 'utf8' })
+    const idle = run(opening(bundledModelPath('ppocr-cls')))
+    expect([idle.signal, idle.status, idle.stdout]).toMatchObject([null, 0, expect.stringMatching(/^opened \d+\n$/)])
+    const pending = run(`${opening(bundledModelPath('ppocr-cls'))}
+      const x = { name: 'x', datatype: 'FP32', shape: [1, 3, 48, 96], data: new Uint8Array(3 * 48 * 96 * 4) }
+      session.run([x], []).then((outputs) => console.log('ran', outputs[0].shape.join('x')))`)
+    expect([pending.signal, pending.status, pending.stdout]).toMatchObject([null, 0, expect.stringMatching(/^opened \d+\nran 1x2\n$/)])
+  })
+
+  it('has its processes end soon after the agent is killed, also in the middle of a run', async () => {
+    const agent = spawn(process.execPath, ['--import', 'tsx', moduleFile(`${opening(modelFile(slowModel()))}
+      const { slowModelInputs } = await import(${JSON.stringify(join(REPO_ROOT, 'test/helpers/onnx-model.ts'))})
+      void session.run(slowModelInputs(1e9), [])
+      setTimeout(() => console.log('running'), 500)`)], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'inherit'] })
+    let stdout = ''
+    agent.stdout.on('data', (chunk: Buffer) => (stdout += chunk))
+    await expect.poll(() => stdout, { timeout: 30_000 }).toMatch(/running/)
+    const pid = Number(/opened (\d+)/.exec(stdout)![1])
+    expect(alive(pid)).toBe(true)
+    agent.kill('SIGKILL')
+    await expect.poll(() => alive(pid), { timeout: 5_000 }).toBe(false)
+  })
+})

@@ -1,0 +1,286 @@
+/**
+ * A model's onnxruntime session in a child process of its own (session-host-main.ts is the other end,
+ * as for a worker thread). What a worker thread cannot be, a process can: stopped. onnxruntime
+ * cannot interrupt a run, and terminating a thread inside one can bring the whole agent down; a
+ * process is killed (SIGKILL) and takes its run and every byte it allocated with it. So a run still
+ * going at its jobs' deadline ends with its process, as does one whose process holds more memory
+ * than `memoryLimitBytes`; the next run opens the model again in a new process, from the file,
+ * after checking its sha256 again. It is what a model anyone with a key may publish gets: a Loop
+ * whose trip count is an input held an audit's worker thread (and a core) for as long as the
+ * caller asked, and a ConstantOfShape sized by an input took the agent from 1 to 2.8 GB.
+ *
+ * The cost over a worker thread: ~40 MB more memory (a Node process), the inputs and outputs
+ * copied through a pipe rather than moved, and the model's opening again after each stop.
+ */
+import { fork, type ChildProcess } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
+import { messageOf, type RawTensor } from '@depinfer/shared'
+import type * as ort from 'onnxruntime-node'
+import { DeadlineExceededError } from './batcher.js'
+import type { ModelSession } from './model-session.js'
+import { InvalidJobInputError } from './run-job.js'
+import { SESSION_HOST_ENTRY, type SessionHostReply, type SessionHostRequest } from './session-host.js'
+
+/** How far past its deadline a run may go before its process is stopped (the answer may be on its way). */
+const DEADLINE_GRACE_MS = 100
+/** How often a busy process's resident memory is read. */
+const MEMORY_POLL_MS = 50
+/** How long a release waits for the process to release its session and exit before killing it. */
+const RELEASE_WAIT_MS = 5_000
+
+interface PendingRun {
+  resolve: (outputs: RawTensor[]) => void
+  reject: (error: Error) => void
+}
+
+/** An open session in a running process: the process, what onnxruntime said of the model, its runs. */
+interface OpenProcess {
+  child: ChildProcess
+  inputMetadata: ort.InferenceSession.ValueMetadata[]
+  outputMetadata: ort.InferenceSession.ValueMetadata[]
+  exited: Promise<void>
+  /** Runs sent to this process and not answered. */
+  pending: Map<number, PendingRun>
+  /** Why the process was stopped, once it was: what its unanswered runs fail with. */
+  stopReason?: Error
+  /** Reads its resident memory while runs are pending. */
+  memoryWatch?: NodeJS.Timeout
+}
+
+export interface ProcessSessionOptions {
+  label: string
+  /** Resident memory (bytes) the process may hold; watched on Linux (/proc), not elsewhere. */
+  memoryLimitBytes: number
+  /** The model's bytes again, verified, for the process opened after a stop. */
+  reread: () => Promise<Uint8Array>
+  /** Told when the model can no longer be opened (after a stop): every run fails from then on. */
+  lost: (reason: Error) => void
+  /** Told of each stop, with why (the agent logs it). */
+  log: (line: string) => void
+}
+
+/** The process's resident memory in bytes (VmRSS), or undefined where /proc does not say. */
+async function residentBytes(pid: number): Promise<number | undefined> {
+  try {
+    const match = /^VmRSS:\s+(\d+)\s+kB$/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'))
+    return match ? Number(match[1]) * 1024 : undefined
+  } catch {
+    return undefined
+  }
+}
+
+export class ProcessSession implements ModelSession {
+  readonly thread = 'child-process'
+  /** The running process; undefined from a stop until the next run's opening. */
+  #open: OpenProcess | undefined
+  #reopening: Promise<OpenProcess> | undefined
+  #nextId = 0
+  /** Set by release; set also when the model cannot be opened again: runs are refused with it. */
+  #refusing: Error | undefined
+
+  private constructor(
+    first: OpenProcess,
+    private readonly sessionOptions: ort.InferenceSession.SessionOptions,
+    private readonly options: ProcessSessionOptions,
+  ) {
+    this.inputMetadata = first.inputMetadata
+    this.outputMetadata = first.outputMetadata
+    this.#adopt(first)
+  }
+
+  readonly inputMetadata: readonly ort.InferenceSession.ValueMetadata[]
+  readonly outputMetadata: readonly ort.InferenceSession.ValueMetadata[]
+
+  /** Opens the model in a new process; rejects with onnxruntime's reason (or the stop's) when it cannot. */
+  static async open(model: Uint8Array, sessionOptions: ort.InferenceSession.SessionOptions, options: ProcessSessionOptions): Promise<ProcessSession> {
+    return new ProcessSession(await openProcess(model, sessionOptions, options), sessionOptions, options)
+  }
+
+  /** The running process's id; undefined from a stop until the next run. */
+  get pid(): number | undefined {
+    return this.#open?.child.pid
+  }
+
+  async run(inputs: readonly RawTensor[], outputNames: readonly string[], deadlineAt?: number): Promise<RawTensor[]> {
+    if (this.#refusing) throw this.#refusing
+    const open = this.#open ?? (await (this.#reopening ??= this.#reopen()))
+    if (this.#refusing) throw this.#refusing
+    const id = this.#nextId++
+    return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined
+      const settle = () => {
+        clearTimeout(timer)
+        open.pending.delete(id)
+        if (open.pending.size === 0) {
+          clearInterval(open.memoryWatch)
+          delete open.memoryWatch
+          holdAgentOpen(open.child, false)
+        }
+      }
+      open.pending.set(id, {
+        resolve: (outputs) => (settle(), resolve(outputs)),
+        reject: (error) => (settle(), reject(error)),
+      })
+      if (deadlineAt !== undefined) {
+        const stopIn = Math.max(0, deadlineAt - performance.now()) + DEADLINE_GRACE_MS
+        timer = setTimeout(() => this.#stop(open, new DeadlineExceededError(`the run was still going at the job's deadline; its model's process was stopped`)), stopIn)
+      }
+      this.#watchMemory(open)
+      holdAgentOpen(open.child, true)
+      const request: SessionHostRequest = { kind: 'run', id, inputs: [...inputs], outputNames: [...outputNames] }
+      open.child.send(request)
+    })
+  }
+
+  /** Keeps a newly opened process: its answers, and what follows when it ends. */
+  #adopt(open: OpenProcess): void {
+    this.#open = open
+    // Idle, the process does not keep the agent's alive (a command that loaded models ends);
+    // with runs pending it does (run refs it).
+    holdAgentOpen(open.child, false)
+    open.child.on('message', (reply: SessionHostReply) => {
+      if (reply.kind !== 'ran' && reply.kind !== 'run-failed') return
+      const pending = open.pending.get(reply.id)
+      if (!pending) return
+      if (reply.kind === 'ran') pending.resolve(reply.outputs)
+      else pending.reject(reply.field === undefined ? new Error(reply.message) : new InvalidJobInputError(reply.message, reply.field))
+    })
+    // A send on the channel of a process that just ended fails here (its runs fail on 'exit').
+    open.child.on('error', (error) => this.options.log(`${this.options.label}: its process: ${error.message}`))
+    void open.exited.then(() => {
+      const reason = open.stopReason ?? new Error(`${this.options.label}: its process ended unasked (${describeExit(open.child)})`)
+      if (this.#open === open) this.#open = undefined
+      for (const { reject } of [...open.pending.values()]) reject(reason)
+      if (!this.#refusing) this.options.log(`${this.options.label}: ${messageOf(reason)}; a new process opens it for the next run`)
+    })
+  }
+
+  /** Ends the process at once; its unanswered runs fail with `reason`, and the next run opens a new one. */
+  #stop(open: OpenProcess, reason: Error): void {
+    if (open.child.exitCode !== null || open.child.signalCode !== null) return
+    open.stopReason ??= reason
+    if (this.#open === open) this.#open = undefined
+    open.child.kill('SIGKILL')
+  }
+
+  #watchMemory(open: OpenProcess): void {
+    if (open.memoryWatch || open.child.pid === undefined) return
+    const pid = open.child.pid
+    const limit = this.options.memoryLimitBytes
+    let reading = false
+    open.memoryWatch = setInterval(() => {
+      if (reading) return
+      reading = true
+      void residentBytes(pid).then((bytes) => {
+        reading = false
+        if (bytes === undefined || bytes <= limit || open.pending.size === 0) return
+        const mb = (n: number) => Math.round(n / 2 ** 20)
+        this.#stop(open, new InvalidJobInputError(`the run took more than ${mb(limit)} MB of memory (${mb(bytes)} MB), the most this device gives the model; its process was stopped`, 'inputs'))
+      })
+    }, MEMORY_POLL_MS)
+  }
+
+  /** Opens the model again after a stop; a model that cannot be is lost (failed) for good. */
+  async #reopen(): Promise<OpenProcess> {
+    try {
+      const open = await openProcess(await this.options.reread(), this.sessionOptions, this.options)
+      if (this.#refusing) {
+        await closeProcess(open)
+        throw this.#refusing
+      }
+      this.#adopt(open)
+      return open
+    } catch (error) {
+      if (!this.#refusing) {
+        this.#refusing = new Error(`${this.options.label}: could not be opened again after its process was stopped: ${messageOf(error)}`)
+        this.options.lost(this.#refusing)
+      }
+      throw this.#refusing
+    } finally {
+      this.#reopening = undefined
+    }
+  }
+
+  /**
+   * Releases the session and ends the process. Runs already sent are answered first, later ones
+   * are refused; a process that has not ended RELEASE_WAIT_MS later is killed.
+   */
+  async release(): Promise<void> {
+    this.#refusing ??= new Error(`${this.options.label}: its session was released`)
+    await this.#reopening?.catch(() => {})
+    const open = this.#open
+    if (!open) return
+    open.stopReason ??= this.#refusing
+    await closeProcess(open)
+  }
+}
+
+/** Whether the child process (and its channel) keeps the agent's event loop alive. */
+function holdAgentOpen(child: ChildProcess, hold: boolean): void {
+  if (hold) {
+    child.ref()
+    child.channel?.ref()
+  } else {
+    child.unref()
+    child.channel?.unref()
+  }
+}
+
+function describeExit(child: ChildProcess): string {
+  return child.signalCode ? `signal ${child.signalCode}` : `code ${child.exitCode}`
+}
+
+/** Asks the process to release its session and exit; kills it if it has not RELEASE_WAIT_MS later. */
+async function closeProcess(open: OpenProcess): Promise<void> {
+  holdAgentOpen(open.child, true)
+  if (open.child.connected) {
+    const request: SessionHostRequest = { kind: 'release' }
+    open.child.send(request)
+  }
+  const timer = setTimeout(() => open.child.kill('SIGKILL'), RELEASE_WAIT_MS)
+  await open.exited
+  clearTimeout(timer)
+}
+
+/**
+ * Starts a process and opens the model's session in it. The process ignores the terminal's
+ * SIGINT (the agent ends it through release, after draining its jobs) and exits when the agent's
+ * end of the channel closes. Memory is watched while it opens, too.
+ */
+function openProcess(model: Uint8Array, sessionOptions: ort.InferenceSession.SessionOptions, options: ProcessSessionOptions): Promise<OpenProcess> {
+  const child = fork(SESSION_HOST_ENTRY, [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [] })
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  return new Promise((resolve, reject) => {
+    let overLimit: Error | undefined
+    const memoryWatch = setInterval(() => {
+      if (child.pid === undefined) return
+      void residentBytes(child.pid).then((bytes) => {
+        if (bytes === undefined || bytes <= options.memoryLimitBytes || overLimit) return
+        overLimit = new Error(`${options.label}: opening it took more than ${Math.round(options.memoryLimitBytes / 2 ** 20)} MB of memory, the most this device gives the model`)
+        child.kill('SIGKILL')
+      })
+    }, MEMORY_POLL_MS)
+    const done = () => {
+      clearInterval(memoryWatch)
+      child.off('message', onMessage)
+      child.off('error', failed)
+      child.off('exit', ended)
+    }
+    const failed = (error: Error) => {
+      done()
+      child.kill('SIGKILL')
+      reject(overLimit ?? error)
+    }
+    const ended = () => failed(new Error(`${options.label}: its process ended (${describeExit(child)}) before opening the session`))
+    const onMessage = (reply: SessionHostReply) => {
+      if (reply.kind !== 'opened') return failed(new Error(reply.kind === 'open-failed' ? reply.message : `${options.label}: unexpected ${reply.kind} from its process`))
+      done()
+      resolve({ child, inputMetadata: reply.inputMetadata, outputMetadata: reply.outputMetadata, exited, pending: new Map() })
+    }
+    child.on('message', onMessage)
+    child.on('error', failed)
+    child.on('exit', ended)
+    const request: SessionHostRequest = { kind: 'open', model, options: sessionOptions }
+    child.send(request)
+  })
+}
