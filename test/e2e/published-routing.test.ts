@@ -1,8 +1,9 @@
 /**
  * Routing by the registry and by deadlines, through the real parts (workerd, D1, broker, agents):
  * a published model name is served only in its published versions and files, whatever devices
- * advertise under it; a published version no device serves is unavailable, not unknown; and the
- * deadline a caller picks neither costs a device its standing nor halves the only device's time.
+ * advertise under it; a published version no device serves is unavailable, not unknown; the
+ * deadline a caller picks neither costs a device its standing nor halves the only device's time;
+ * and a published model's run past its deadline or its device's memory limit is stopped.
  */
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -15,8 +16,9 @@ import type { AgentProcess } from '../../scripts/local/agent-process.js'
 import { exampleInferRequest } from '../../scripts/local/example-input.js'
 import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/network.js'
 import { waitFor } from '../../scripts/local/wait-for.js'
-import { tinyClassifierModel } from '../helpers/onnx-model.js'
-import { apiClient, waitForModelReady, type ApiClient, type ApiResponse } from './support.js'
+import * as ort from 'onnxruntime-node'
+import { memoryHungryModel, slowModel, tinyClassifierModel } from '../helpers/onnx-model.js'
+import { apiClient, runDirect, waitForModelReady, type ApiClient, type ApiResponse } from './support.js'
 import { temporaryDirectory } from '../helpers/temporary-directory.js'
 
 const PAYOUT = '0x00000000000000000000000000000000000000aa'
@@ -223,6 +225,63 @@ describe('routing by the registry and by deadlines', () => {
     const gone = await api.post('/v2/models/multi/versions/1/infer', job)
     expect(gone.body.detail).toBe('no online device serves model multi version 1')
   })
+  it('stops a published model\'s run at the caller\'s deadline (504) and one past the device\'s memory limit (422 naming inputs); the device serves the next jobs', async () => {
+    const slowPath = join(dir, 'slow.onnx')
+    writeFileSync(slowPath, slowModel())
+    const hungryPath = join(dir, 'hungry.onnx')
+    writeFileSync(hungryPath, memoryHungryModel())
+    for (const [name, path] of [['pub-slow', slowPath], ['pub-hungry', hungryPath]] as const) {
+      const published = await api.post(`/api/models?${new URLSearchParams({ name, price_wei: '0', payout_address: PAYOUT })}`, readFileSync(path), {
+        'Content-Type': 'application/octet-stream',
+      })
+      expect(published.status, published.text).toBe(201)
+    }
+    const agent = network.startAgent({
+      deviceId: 'guarded',
+      models: 'published:pub-slow,published:pub-hungry',
+      env: { DEPINFER_EDGE_URL: network.edge.url, DEPINFER_API_KEY: network.apiKey, DEPINFER_MODEL_CACHE: join(dir, 'cache'), DEPINFER_ORT_PROCESS_MEMORY_MB: '384' },
+    })
+    try {
+      await waitForModelReady(api, 'pub-slow')
+      await waitForModelReady(api, 'pub-hungry')
+      expect(statuses.get('guarded')?.models.map((model) => model.thread)).toEqual(['child-process', 'child-process'])
+
+      const x = Array.from({ length: 2 * 64 }, (_, i) => Math.cos(i * 0.7))
+      const slowRequest = (iterations: number, timeoutMs?: number) => ({
+        inputs: [
+          { name: 'x', datatype: 'FP32', shape: [2, 64], data: x },
+          { name: 'iterations', datatype: 'INT64', shape: [], data: [iterations] },
+        ],
+        ...(timeoutMs !== undefined && { parameters: { timeout_ms: timeoutMs } }),
+      })
+      // 10^9 iterations take many minutes; the caller gives 2 s.
+      const started = Date.now()
+      const stuck = await api.post('/v2/models/pub-slow/infer', slowRequest(1e9, 2_000))
+      expect(stuck.status, stuck.text).toBe(504)
+      expect(Date.now() - started).toBeLessThan(6_000)
+      const answered = await api.post('/v2/models/pub-slow/infer', slowRequest(100))
+      expect(answered.status, answered.text).toBe(200)
+      const direct = await runDirect(slowPath, {
+        x: new ort.Tensor('float32', Float32Array.from(x), [2, 64]),
+        iterations: new ort.Tensor('int64', BigInt64Array.of(100n), []),
+      })
+      const [y] = answered.body.outputs as { data: number[] }[]
+      expect(Float32Array.from(y!.data)).toEqual(direct.y!.data)
+
+      // 2 GiB of ones against a 384 MB limit; 16 MB within it.
+      const hungryRequest = (dims: number[]) => ({ inputs: [{ name: 'shape', datatype: 'INT64', shape: [3], data: dims }] })
+      const refused = await api.post('/v2/models/pub-hungry/infer', hungryRequest([512, 1024, 1024]))
+      expect(refused.status, refused.text).toBe(422)
+      expect(refused.body).toMatchObject({ field: 'inputs', detail: expect.stringMatching(/more than 384 MB of memory/) })
+      const small = await api.post('/v2/models/pub-hungry/infer', hungryRequest([4, 1024, 1024]))
+      expect(small.status, small.text).toBe(200)
+      const sum = (await runDirect(hungryPath, { shape: new ort.Tensor('int64', BigInt64Array.of(4n, 1024n, 1024n), [3]) })).sum!.data
+      expect(Float32Array.from((small.body.outputs as { data: number[] }[])[0]!.data)).toEqual(sum)
+    } finally {
+      await agent.stop()
+    }
+  })
+
   it('answers a model name in the wrong letter case with a 404 naming the served one', async () => {
     const response = await api.post('/v2/models/Rogue-Own/infer', { inputs: [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: [1, 2, 3, 4] }] })
     expect(response.status, response.text).toBe(404)
