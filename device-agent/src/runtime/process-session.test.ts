@@ -6,7 +6,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import * as ort from 'onnxruntime-node'
 import { bytesOf, type RawTensor } from '@depinfer/shared'
@@ -92,6 +92,26 @@ describe('sessions in a child process', () => {
     const refused = await model.session!.run([{ ...input, shape: [2, 3, 48, 192, 1] }], []).catch((error: unknown) => error)
     expect(refused).toBeInstanceOf(InvalidJobInputError)
     expect((refused as InvalidJobInputError).field).toMatch(/^inputs/)
+  })
+
+  it('passes large inputs and outputs through its scratch file byte for byte, leaving no file behind', async () => {
+    const path = modelFile(slowModel())
+    const model = await load(path)
+    // 4,096 rows of 64 floats: 1 MB in, 1 MB out, each past the size that goes inline.
+    const x = Float32Array.from({ length: 4096 * 64 }, (_, i) => Math.sin(i * 0.01))
+    const inputs: RawTensor[] = [
+      { name: 'x', datatype: 'FP32', shape: [4096, 64], data: bytesOf(x) },
+      { name: 'iterations', datatype: 'INT64', shape: [], data: bytesOf(BigInt64Array.of(3n)) },
+    ]
+    const expected = bytesOfOutput((await ortDirect(path, inputs)).y!)
+    for (let i = 0; i < 3; i++) {
+      const [y] = await model.session!.run(inputs, [])
+      expect(y!.shape).toEqual([4096, 64])
+      expect(Buffer.from(y!.data).equals(expected)).toBe(true)
+    }
+    // Unlinked as soon as the process held it: nothing to clean up however either process ends.
+    const left = existsSync('/dev/shm') ? readdirSync('/dev/shm').filter((name) => name.startsWith('depinfer-session-')) : []
+    expect(left).toEqual([])
   })
 
   it('is where "auto" opens a model published on the edge', async () => {

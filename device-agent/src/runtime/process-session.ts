@@ -9,8 +9,9 @@
  * whose trip count is an input held an audit's worker thread (and a core) for as long as the
  * caller asked, and a ConstantOfShape sized by an input took the agent from 1 to 2.8 GB.
  *
- * The cost over a worker thread: ~40 MB more memory (a Node process), the inputs and outputs
- * copied through a pipe rather than moved, and the model's opening again after each stop.
+ * The cost over a worker thread: more memory (a Node process), the inputs and outputs copied
+ * (large ones through a scratch file, session-scratch.ts) rather than moved, and the model's
+ * opening again after each stop.
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
@@ -20,6 +21,7 @@ import { DeadlineExceededError } from './batcher.js'
 import type { ModelSession } from './model-session.js'
 import { InvalidJobInputError } from './run-job.js'
 import { SESSION_HOST_ENTRY, type SessionHostReply, type SessionHostRequest } from './session-host.js'
+import { ScratchFile } from './session-scratch.js'
 
 /** How far past its deadline a run may go before its process is stopped (the answer may be on its way). */
 const DEADLINE_GRACE_MS = 100
@@ -36,6 +38,8 @@ interface PendingRun {
 /** An open session in a running process: the process, what onnxruntime said of the model, its runs. */
 interface OpenProcess {
   child: ChildProcess
+  /** Where the large tensors of its runs go through. */
+  scratch: ScratchFile
   inputMetadata: ort.InferenceSession.ValueMetadata[]
   outputMetadata: ort.InferenceSession.ValueMetadata[]
   exited: Promise<void>
@@ -75,6 +79,8 @@ export class ProcessSession implements ModelSession {
   #open: OpenProcess | undefined
   #reopening: Promise<OpenProcess> | undefined
   #nextId = 0
+  /** The run under way: runs take turns, as they share the scratch file (the process runs one at a time anyway). */
+  #turn: Promise<unknown> = Promise.resolve()
   /** Set by release; set also when the model cannot be opened again: runs are refused with it. */
   #refusing: Error | undefined
 
@@ -101,11 +107,18 @@ export class ProcessSession implements ModelSession {
     return this.#open?.child.pid
   }
 
-  async run(inputs: readonly RawTensor[], outputNames: readonly string[], deadlineAt?: number): Promise<RawTensor[]> {
+  run(inputs: readonly RawTensor[], outputNames: readonly string[], deadlineAt?: number): Promise<RawTensor[]> {
+    const running = this.#turn.then(() => this.#runNow(inputs, outputNames, deadlineAt))
+    this.#turn = running.catch(() => {})
+    return running
+  }
+
+  async #runNow(inputs: readonly RawTensor[], outputNames: readonly string[], deadlineAt: number | undefined): Promise<RawTensor[]> {
     if (this.#refusing) throw this.#refusing
     const open = this.#open ?? (await (this.#reopening ??= this.#reopen()))
     if (this.#refusing) throw this.#refusing
     const id = this.#nextId++
+    const request: SessionHostRequest = { kind: 'run', id, inputs: open.scratch.put(inputs), outputNames: [...outputNames] }
     return new Promise((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined
       const settle = () => {
@@ -127,7 +140,6 @@ export class ProcessSession implements ModelSession {
       }
       this.#watchMemory(open)
       holdAgentOpen(open.child, true)
-      const request: SessionHostRequest = { kind: 'run', id, inputs: [...inputs], outputNames: [...outputNames] }
       open.child.send(request)
     })
   }
@@ -142,8 +154,12 @@ export class ProcessSession implements ModelSession {
       if (reply.kind !== 'ran' && reply.kind !== 'run-failed') return
       const pending = open.pending.get(reply.id)
       if (!pending) return
-      if (reply.kind === 'ran') pending.resolve(reply.outputs)
-      else pending.reject(reply.field === undefined ? new Error(reply.message) : new InvalidJobInputError(reply.message, reply.field))
+      if (reply.kind !== 'ran') return pending.reject(reply.field === undefined ? new Error(reply.message) : new InvalidJobInputError(reply.message, reply.field))
+      try {
+        pending.resolve(open.scratch.take(reply.outputs))
+      } catch (error) {
+        pending.reject(new Error(`${this.options.label}: its outputs could not be read: ${messageOf(error)}`))
+      }
     })
     // A send on the channel of a process that just ended fails here (its runs fail on 'exit').
     open.child.on('error', (error) => this.options.log(`${this.options.label}: its process: ${error.message}`))
@@ -248,8 +264,11 @@ async function closeProcess(open: OpenProcess): Promise<void> {
  * end of the channel closes. Memory is watched while it opens, too.
  */
 function openProcess(model: Uint8Array, sessionOptions: ort.InferenceSession.SessionOptions, options: ProcessSessionOptions): Promise<OpenProcess> {
-  const child = fork(SESSION_HOST_ENTRY, [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [] })
+  const { scratch, adopted } = ScratchFile.create()
+  const child = fork(SESSION_HOST_ENTRY, [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc', scratch.fd], execArgv: [] })
+  adopted()
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  void exited.then(() => scratch.close())
   return new Promise((resolve, reject) => {
     let overLimit: Error | undefined
     const memoryWatch = setInterval(() => {
@@ -275,7 +294,7 @@ function openProcess(model: Uint8Array, sessionOptions: ort.InferenceSession.Ses
     const onMessage = (reply: SessionHostReply) => {
       if (reply.kind !== 'opened') return failed(new Error(reply.kind === 'open-failed' ? reply.message : `${options.label}: unexpected ${reply.kind} from its process`))
       done()
-      resolve({ child, inputMetadata: reply.inputMetadata, outputMetadata: reply.outputMetadata, exited, pending: new Map() })
+      resolve({ child, scratch, inputMetadata: reply.inputMetadata, outputMetadata: reply.outputMetadata, exited, pending: new Map() })
     }
     child.on('message', onMessage)
     child.on('error', failed)

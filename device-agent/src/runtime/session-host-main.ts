@@ -9,6 +9,7 @@ import { messageOf, type RawTensor } from '@depinfer/shared'
 import { keepOrtTelemetryOff } from './ort-telemetry.js'
 import { InvalidJobInputError, runModel } from './run-job.js'
 import { transferableCopy, type SessionHostReply, type SessionHostRequest } from './session-host.js'
+import { ScratchFile, type HostTensor } from './session-scratch.js'
 
 /** How often a child process checks that the agent that started it is still there. */
 const AGENT_GONE_POLL_MS = 500
@@ -19,13 +20,27 @@ interface Channel {
   send(message: SessionHostReply, transfer?: ArrayBuffer[]): void
   onMessage(handler: (request: SessionHostRequest) => void): void
   close(): void
+  /** A run's inputs with their bytes. */
+  inputs(tensors: readonly HostTensor[]): RawTensor[]
+  /** A run's outputs as they travel back, and the buffers to move with them. */
+  outputs(tensors: readonly RawTensor[]): { tensors: HostTensor[]; transfer: ArrayBuffer[] }
 }
 
+/** The tensor itself when its bytes fill their buffer (onnxruntime's outputs do), else a copy that does. */
+const ownBuffer = (tensor: RawTensor): RawTensor =>
+  tensor.data.byteOffset === 0 && tensor.data.byteLength === tensor.data.buffer.byteLength ? tensor : transferableCopy(tensor)
+
+/** A worker's port: tensors inline, their buffers moved. */
 function workerChannel(port: NonNullable<typeof parentPort>): Channel {
   return {
     send: (message, transfer = []) => port.postMessage(message, transfer),
     onMessage: (handler) => port.on('message', handler),
     close: () => port.close(),
+    inputs: (tensors) => tensors as RawTensor[],
+    outputs: (tensors) => {
+      const owned = tensors.map(ownBuffer)
+      return { tensors: owned, transfer: owned.map((tensor) => tensor.data.buffer as ArrayBuffer) }
+    },
   }
 }
 
@@ -46,7 +61,10 @@ function processChannel(): Channel {
   new Worker(watchdog, { eval: true }).unref()
   // Exiting drops what the channel has not written yet: the last reply (open-failed, released) first.
   let sent = Promise.resolve()
+  const scratch = ScratchFile.inherited()
   return {
+    inputs: (tensors) => scratch.take(tensors),
+    outputs: (tensors) => ({ tensors: scratch.put(tensors), transfer: [] }),
     send: (message) => {
       sent = new Promise((resolve) => process.send!(message, undefined, undefined, () => resolve()))
     },
@@ -56,10 +74,6 @@ function processChannel(): Channel {
 }
 
 const channel = parentPort ? workerChannel(parentPort) : processChannel()
-
-/** The tensor itself when its bytes fill their buffer (onnxruntime's outputs do), else a copy that does. */
-const ownBuffer = (tensor: RawTensor): RawTensor =>
-  tensor.data.byteOffset === 0 && tensor.data.byteLength === tensor.data.buffer.byteLength ? tensor : transferableCopy(tensor)
 
 async function open(request: SessionHostRequest): Promise<ort.InferenceSession | undefined> {
   if (request.kind !== 'open') {
@@ -85,8 +99,8 @@ async function serve(session: ort.InferenceSession, request: SessionHostRequest)
   }
   if (request.kind !== 'run') return
   try {
-    const outputs = (await runModel(session, request.inputs, request.outputNames)).map(ownBuffer)
-    channel.send({ kind: 'ran', id: request.id, outputs }, outputs.map((tensor) => tensor.data.buffer as ArrayBuffer))
+    const { tensors, transfer } = channel.outputs(await runModel(session, channel.inputs(request.inputs), request.outputNames))
+    channel.send({ kind: 'ran', id: request.id, outputs: tensors }, transfer)
   } catch (error) {
     const field = error instanceof InvalidJobInputError ? error.field : undefined
     channel.send({ kind: 'run-failed', id: request.id, message: messageOf(error), ...(field !== undefined && { field }) })

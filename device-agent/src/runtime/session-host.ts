@@ -5,17 +5,18 @@
  */
 import type { RawTensor } from '@depinfer/shared'
 import type * as ort from 'onnxruntime-node'
+import type { HostTensor } from './session-scratch.js'
 
 export type SessionHostRequest =
   /** The first message: the model's bytes (the host's own copy) and the session options. */
   | { kind: 'open'; model: Uint8Array; options: ort.InferenceSession.SessionOptions }
-  | { kind: 'run'; id: number; inputs: RawTensor[]; outputNames: string[] }
+  | { kind: 'run'; id: number; inputs: HostTensor[]; outputNames: string[] }
   | { kind: 'release' }
 
 export type SessionHostReply =
   | { kind: 'opened'; inputMetadata: ort.InferenceSession.ValueMetadata[]; outputMetadata: ort.InferenceSession.ValueMetadata[] }
   | { kind: 'open-failed'; message: string }
-  | { kind: 'ran'; id: number; outputs: RawTensor[] }
+  | { kind: 'ran'; id: number; outputs: HostTensor[] }
   /** `field` is set when onnxruntime refused the inputs (InvalidJobInputError), not for other failures. */
   | { kind: 'run-failed'; id: number; message: string; field?: string }
   | { kind: 'released' }

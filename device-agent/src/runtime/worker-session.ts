@@ -107,7 +107,8 @@ export class WorkerSession implements ModelSession {
     this.#pending.delete(reply.id)
     // A release keeps its ref until the worker has exited.
     if (this.#pending.size === 0 && !this.#refusing) this.#worker.unref()
-    if (reply.kind === 'ran') pending.resolve(reply.outputs)
+    // A worker's outputs travel inline (session-host-main.ts, workerChannel).
+    if (reply.kind === 'ran') pending.resolve(reply.outputs as RawTensor[])
     else pending.reject(reply.field === undefined ? new Error(reply.message) : new InvalidJobInputError(reply.message, reply.field))
   }
 
