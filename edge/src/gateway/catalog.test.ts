@@ -1,6 +1,7 @@
 import { DeviceStatusSchema, PROTOCOL_VERSION, type DeviceStatus, type ModelDescriptor } from '@depinfer/shared'
 import { describe, expect, it } from 'vitest'
-import { buildCatalog, CATALOG_MAX_AGE_MS, CatalogCache, resolveModel } from './catalog.js'
+import { DEFAULT_MAX_MODEL_BYTES } from '@depinfer/shared'
+import { buildCatalog, CATALOG_MAX_AGE_MS, CatalogCache, resolveModel, unservedBySize } from './catalog.js'
 import { DeviceTable, STALE_AFTER_MS, SUSPECT_AFTER_FAILURES } from './device-table.js'
 
 const sha = (digit: string) => digit.repeat(64)
@@ -102,15 +103,15 @@ describe('resolveModel with published versions', () => {
 
   it('serves only published versions, with their published files, of a published name', () => {
     const published = [
-      { version: '1', sha256: sha('a') },
-      { version: '2', sha256: sha('b') },
+      { version: '1', sha256: sha('a'), size: 1000 },
+      { version: '2', sha256: sha('b'), size: 1000 },
     ]
     expect(resolveModel(catalog, 'm', undefined, published)?.descriptor).toMatchObject({ version: '2', sha256: sha('b') })
     expect(resolveModel(catalog, 'm', '99', published)).toBeUndefined()
     expect(resolveModel(catalog, 'm', '2', published)?.readyDevices.map((d) => d.deviceId)).toEqual(['honest'])
     // Version 2 published with another file than the one devices serve: nothing to route to.
-    expect(resolveModel(catalog, 'm', '2', [{ version: '2', sha256: sha('c') }])).toBeUndefined()
-    expect(resolveModel(catalog, 'm', undefined, [{ version: '1', sha256: sha('a') }])?.descriptor.version).toBe('1')
+    expect(resolveModel(catalog, 'm', '2', [{ version: '2', sha256: sha('c'), size: 1000 }])).toBeUndefined()
+    expect(resolveModel(catalog, 'm', undefined, [{ version: '1', sha256: sha('a'), size: 1000 }])?.descriptor.version).toBe('1')
   })
 
   it('finds the devices running the published file even when another file was seen first', () => {
@@ -118,7 +119,26 @@ describe('resolveModel with published versions', () => {
     // Unpublished, the first file seen defines version 1 …
     expect(resolveModel(poisoned, 'm', '1')?.readyDevices.map((d) => d.deviceId)).toEqual(['rogue'])
     // … published, the registry does.
-    expect(resolveModel(poisoned, 'm', '1', [{ version: '1', sha256: sha('a') }])?.readyDevices.map((d) => d.deviceId)).toEqual(['honest'])
+    expect(resolveModel(poisoned, 'm', '1', [{ version: '1', sha256: sha('a'), size: 1000 }])?.readyDevices.map((d) => d.deviceId)).toEqual(['honest'])
+  })
+})
+
+describe('a published version no device serves', () => {
+  const published = [
+    { version: '1', sha256: sha('a'), size: 5_000_000 },
+    { version: '2', sha256: sha('b'), size: 250_000_000 },
+    { version: '3', sha256: sha('c'), size: DEFAULT_MAX_MODEL_BYTES },
+  ]
+
+  it('is said to be too large for devices serving every published model when its file is, and to retry much later', () => {
+    expect(unservedBySize(published, '2')).toEqual({
+      note: '; its file is 250.0 MB, more than the 200.0 MB devices serving every published model take by default: only devices that name it serve it',
+      retryMuchLater: true,
+    })
+  })
+
+  it('says nothing of a size those devices take, up to the limit itself', () => {
+    for (const version of ['1', '3', 'unknown']) expect(unservedBySize(published, version)).toEqual({ note: '', retryMuchLater: false })
   })
 })
 

@@ -10,7 +10,7 @@
  * whether the edge accepts the file it actually runs is decided per job (served-file.ts), with
  * the published variants at hand.
  */
-import { compareVersions, cutToLength, type ModelDescriptor } from '@depinfer/shared'
+import { compareVersions, cutToLength, DEFAULT_MAX_MODEL_BYTES, type ModelDescriptor } from '@depinfer/shared'
 import type { DeviceEntry, DeviceTable } from './device-table.js'
 
 /** How a model's reason starts when devices serve it but none may be routed to (e.g. unstaked). */
@@ -155,6 +155,24 @@ export function versionsOf(catalog: Map<string, CatalogModel>, name: string): Ca
 export interface PublishedFile {
   version: string
   sha256: string
+  /** The file's size in bytes: devices serving every published model take files up to a size. */
+  size: number
+}
+
+/**
+ * Why a published version may stay unserved for long: its file is over the size devices serving
+ * every published model (`"*"`) take by default (DEFAULT_MAX_MODEL_BYTES); only devices that name
+ * it, or raise their maxModelBytes, serve it. The note to add to a 503 (empty when the size is no
+ * reason), and whether a retry in seconds would be in vain.
+ */
+export function unservedBySize(published: readonly PublishedFile[], version: string): { note: string; retryMuchLater: boolean } {
+  const size = published.find((file) => file.version === version)?.size
+  if (size === undefined || size <= DEFAULT_MAX_MODEL_BYTES) return { note: '', retryMuchLater: false }
+  const mb = (bytes: number) => (bytes / 1e6).toFixed(1)
+  return {
+    note: `; its file is ${mb(size)} MB, more than the ${mb(DEFAULT_MAX_MODEL_BYTES)} MB devices serving every published model take by default: only devices that name it serve it`,
+    retryMuchLater: true,
+  }
 }
 
 /**

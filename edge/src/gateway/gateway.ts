@@ -47,7 +47,7 @@ import { AttestationRejectedError, CLOCK_SKEW_MS, verifyResultAttestation, type 
 import type { StakeGate } from '../providers/device-stakes.js'
 import { stakeGateFromEnv } from '../providers/registry-reader.js'
 import { BrokerLink } from './broker-link.js'
-import { buildCatalog, CatalogCache, catalogKey, entriesOf, FAILED_TO_LOAD, NOT_ROUTABLE, resolveModel, versionsOf, type CatalogModel, type PublishedFile } from './catalog.js'
+import { buildCatalog, CatalogCache, catalogKey, entriesOf, FAILED_TO_LOAD, NOT_ROUTABLE, resolveModel, unservedBySize, versionsOf, type CatalogModel, type PublishedFile } from './catalog.js'
 import { DeviceTable, serviceMsOf, type DeviceEntry } from './device-table.js'
 import { hedgeAfterMs, hedgeBudgetFromEnv, type HedgeBudget } from './hedging.js'
 import { inflightBudgetFromEnv, type InflightBudget } from './inflight-budget.js'
@@ -81,6 +81,8 @@ const TIMED_OUT_REMEMBERED_MS = 10 * 60_000
 const BROKER_CONNECT_TIMEOUT_MS = 3_000
 /** Retry-After of a 503 for a model that failed to load on every device that has it. */
 const FAILED_MODEL_RETRY_AFTER_SEC = 300
+/** Retry-After of a 503 for a published model too large for devices serving every published model. */
+const TOO_LARGE_RETRY_AFTER_SEC = 300
 /** Spot checks running at once, at most, and the bytes of inputs and answers they may hold together. */
 const MAX_SPOT_CHECKS_RUNNING = 32
 const MAX_SPOT_CHECK_BYTES = 32 * 1024 * 1024
@@ -346,10 +348,13 @@ export class Gateway extends DurableObject<Env> {
       }
       const wanted = version ?? versions.at(-1)!
       const other = entriesOf(catalog, name, wanted)[0]
+      const bySize = unservedBySize(published, wanted)
       throw new NoCapacityError(
         `no online device serves model ${name} version ${wanted}` +
           (other ? ` (devices serve sha256 ${other.descriptor.sha256} under that version, not its published file)` : '') +
-          servedInstead(catalog, name, wanted, published),
+          servedInstead(catalog, name, wanted, published) +
+          bySize.note,
+        bySize.retryMuchLater ? TOO_LARGE_RETRY_AFTER_SEC : undefined,
       )
     }
     const known = versionsOf(catalog, name)

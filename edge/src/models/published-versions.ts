@@ -11,6 +11,8 @@ export interface PublishedVersionTerms {
   version: string
   /** The version's own file: the model's identity, which devices advertise. */
   sha256: string
+  /** That file's size in bytes. */
+  size: number
   priceWei: bigint
   payoutAddress: Hex
   /** Variants whose publisher's report meets its threshold (variantAccepted): devices may run them. */
@@ -30,6 +32,7 @@ const cache = new Map<string, { until: number; versions: PublishedVersionTerms[]
 interface Row {
   version: string
   sha256: string
+  size: number
   price_wei: string
   payout_address: string
   kind: PublishedVariant['kind'] | null
@@ -41,7 +44,7 @@ interface Row {
 async function query(db: D1Database, name: string): Promise<PublishedVersionTerms[]> {
   const { results } = await db
     .prepare(
-      `SELECT m.version, m.sha256, m.price_wei, m.payout_address, v.kind, v.sha256 AS variant_sha256, v.top1_agreement, v.min_agreement
+      `SELECT m.version, m.sha256, m.size, m.price_wei, m.payout_address, v.kind, v.sha256 AS variant_sha256, v.top1_agreement, v.min_agreement
          FROM models m LEFT JOIN model_variants v ON v.name = m.name AND v.version = m.version
         WHERE m.name = ?`,
     )
@@ -51,7 +54,7 @@ async function query(db: D1Database, name: string): Promise<PublishedVersionTerm
   for (const row of results) {
     let terms = versions.get(row.version)
     if (!terms) {
-      terms = { version: row.version, sha256: row.sha256, priceWei: BigInt(row.price_wei), payoutAddress: row.payout_address as Hex, acceptedVariants: [] }
+      terms = { version: row.version, sha256: row.sha256, size: row.size, priceWei: BigInt(row.price_wei), payoutAddress: row.payout_address as Hex, acceptedVariants: [] }
       versions.set(row.version, terms)
     }
     if (row.kind !== null && row.variant_sha256 !== null && row.top1_agreement !== null && row.min_agreement !== null) {

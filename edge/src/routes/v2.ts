@@ -115,7 +115,7 @@ async function publishedOf(env: Env, name: string): Promise<PublishedVersionTerm
   })
 }
 
-const filesOf = (published: readonly PublishedVersionTerms[]): PublishedFile[] => published.map(({ version, sha256 }) => ({ version, sha256 }))
+const filesOf = (published: readonly PublishedVersionTerms[]): PublishedFile[] => published.map(({ version, sha256, size }) => ({ version, sha256, size }))
 const acceptedVariantsOf = (published: readonly PublishedVersionTerms[]): AcceptedVariant[] =>
   published.flatMap((v) => v.acceptedVariants.map(({ kind, sha256 }) => ({ version: v.version, kind, sha256 })))
 
