@@ -45,6 +45,12 @@ const WIDE_INTEGER_RANGE: Partial<Record<Datatype, readonly [number, number]>> =
  */
 export const MAX_PROBE_ROW_ELEMENTS = 1 << 20
 
+/**
+ * How long one probe run may take where a session can stop it (a model's own process: models
+ * published on the edge), so that a graph slow on any input does not hold the model's load.
+ */
+const PROBE_RUN_MS = 30_000
+
 /** Undefined when the model answers rows independently; otherwise why batching stays off. */
 export async function batchingProblem(session: ModelSession, inputs: readonly TensorSpec[]): Promise<string | undefined> {
   const rowElements = inputs.reduce((sum, spec) => sum + probeRowElements(spec), 0)
@@ -60,9 +66,9 @@ export async function batchingProblem(session: ModelSession, inputs: readonly Te
   let together: RawTensor[][] | undefined
   let alone: RawTensor[][]
   try {
-    const batched = await session.run(inputs.map((spec, i) => tensor(spec, rows[i]!)), [])
-    together = splitOutputs(batched, [1, 1])
-    alone = await Promise.all([0, 1].map((r) => session.run(inputs.map((spec, i) => tensor(spec, [rows[i]![r]!])), [])))
+    const run = (tensors: RawTensor[]) => session.run(tensors, [], performance.now() + PROBE_RUN_MS)
+    together = splitOutputs(await run(inputs.map((spec, i) => tensor(spec, rows[i]!))), [1, 1])
+    alone = await Promise.all([0, 1].map((r) => run(inputs.map((spec, i) => tensor(spec, [rows[i]![r]!])))))
   } catch (error) {
     return `it could not be checked on probe inputs (${messageOf(error).split('\n')[0]})`
   }
