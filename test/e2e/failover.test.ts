@@ -54,7 +54,9 @@ describe.each(BROKERS)('failover through $name', (brokerKind) => {
     await broker?.close()
   })
 
-  it('hedges a job whose device froze: the other device answers soon after the first one\'s p95, not at half the deadline', async () => {
+  // Through one broker: what it checks is when the gateway hedges, the same over either broker
+  // (as hedging.test.ts), and its warm-up of twenty detector jobs makes it the file's slowest case.
+  it.runIf(brokerKind === BROKERS[0])('hedges a job whose device froze: the other device answers soon after the first one\'s p95, not at half the deadline', async () => {
     // Enough answered jobs from each device for the gateway to know its p95 (eight at least).
     // First in the file: no slow answer from another case's frozen device is among them.
     await answerOnEvery(api, 'ppocr-det', slowJob(), ['device-a', 'device-b'], jobsSeen)
