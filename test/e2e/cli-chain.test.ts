@@ -104,18 +104,23 @@ describe('depinfer provider / payouts / escrow on the local chain', () => {
 
   it('refuses in one line: a missing or bad private key, a device key it cannot read or that others can, a device of another provider', async () => {
     const register = (env: Record<string, string>, path = deviceKeyPath) => runCli(['provider', 'register', '--device-key', path], { ...edgeEnv, ...env })
-    expectOneLineError(await register({}), 2, /^set DEPINFER_PRIVATE_KEY to the private key of the provider's account \(0x and 64 hex digits\)/)
-    expectOneLineError(await register({ DEPINFER_PRIVATE_KEY: '0x1234' }), 2, /^DEPINFER_PRIVATE_KEY must be a private key: 0x and 64 hex digits$/)
     const missing = join(keyDir, 'missing.key')
-    expectOneLineError(await register({ DEPINFER_PRIVATE_KEY: PROVIDER_KEY }, missing), 1, new RegExp(`^cannot read device key ${missing} .*no such file or directory`))
     const open = join(keyDir, 'open.key')
     writeFileSync(open, readFileSync(deviceKeyPath))
     chmodSync(open, 0o644)
-    expectOneLineError(await register({ DEPINFER_PRIVATE_KEY: PROVIDER_KEY }, open), 1, new RegExp(`^device key ${open} is readable by others \\(mode 644\\); run chmod 600`))
-    expectOneLineError(await runCli(['provider', 'register', '--device-key', deviceKeyPath, '--stake', '0.05'], { ...edgeEnv, DEPINFER_PRIVATE_KEY: PROVIDER_KEY }), 2, /^--stake 0\.05 ETH is below the registry's minimum stake of 0\.1 ETH$/)
-    expectOneLineError(await runCli(['payouts', 'claim'], edgeEnv), 2, /^set DEPINFER_PRIVATE_KEY to the private key of the account sending the claim/)
-    expectOneLineError(await runCli(['provider', 'status'], edgeEnv), 2, /^provider status needs --address <0x…>, or DEPINFER_PRIVATE_KEY/)
-    expectOneLineError(await runCli(['escrow', 'withdraw', '--amount', '1.5.0'], { ...edgeEnv, DEPINFER_PRIVATE_KEY: PAYER_KEY }), 2, /^--amount must be an amount of ETH above 0/)
+    // Run at once (each CLI start takes seconds): none sends anything (checked below), so none
+    // can change what another finds.
+    const refusals: [Promise<Run>, number, RegExp][] = [
+      [register({}), 2, /^set DEPINFER_PRIVATE_KEY to the private key of the provider's account \(0x and 64 hex digits\)/],
+      [register({ DEPINFER_PRIVATE_KEY: '0x1234' }), 2, /^DEPINFER_PRIVATE_KEY must be a private key: 0x and 64 hex digits$/],
+      [register({ DEPINFER_PRIVATE_KEY: PROVIDER_KEY }, missing), 1, new RegExp(`^cannot read device key ${missing} .*no such file or directory`)],
+      [register({ DEPINFER_PRIVATE_KEY: PROVIDER_KEY }, open), 1, new RegExp(`^device key ${open} is readable by others \\(mode 644\\); run chmod 600`)],
+      [runCli(['provider', 'register', '--device-key', deviceKeyPath, '--stake', '0.05'], { ...edgeEnv, DEPINFER_PRIVATE_KEY: PROVIDER_KEY }), 2, /^--stake 0\.05 ETH is below the registry's minimum stake of 0\.1 ETH$/],
+      [runCli(['payouts', 'claim'], edgeEnv), 2, /^set DEPINFER_PRIVATE_KEY to the private key of the account sending the claim/],
+      [runCli(['provider', 'status'], edgeEnv), 2, /^provider status needs --address <0x…>, or DEPINFER_PRIVATE_KEY/],
+      [runCli(['escrow', 'withdraw', '--amount', '1.5.0'], { ...edgeEnv, DEPINFER_PRIVATE_KEY: PAYER_KEY }), 2, /^--amount must be an amount of ETH above 0/],
+    ]
+    for (const [run, code, message] of refusals) expectOneLineError(await run, code, message)
     // Nothing was sent by any of them.
     expect(await nonceOf(provider)).toBe(0)
     expect(await providerOf(device)).toBe('0x0000000000000000000000000000000000000000')
@@ -140,7 +145,12 @@ describe('depinfer provider / payouts / escrow on the local chain', () => {
     })
 
     const nonce = await nonceOf(provider)
-    const again = expectSuccess(await runCli(['provider', 'register', '--device-key', deviceKeyPath], { ...edgeEnv, DEPINFER_PRIVATE_KEY: PROVIDER_KEY }))
+    // Both at once: neither sends anything (checked below).
+    const [againRun, otherRun] = await Promise.all([
+      runCli(['provider', 'register', '--device-key', deviceKeyPath], { ...edgeEnv, DEPINFER_PRIVATE_KEY: PROVIDER_KEY }),
+      runCli(['provider', 'register', '--device-key', deviceKeyPath], { ...edgeEnv, DEPINFER_PRIVATE_KEY: OTHER_PROVIDER_KEY }),
+    ])
+    const again = expectSuccess(againRun)
     expect(again).toContain('stake is already 0.25 ETH, at least 0.1 ETH (the minimum): nothing staked')
     expect(again).toContain(`device ${device} is already registered to this provider: nothing to register`)
     expect(txHashes(again)).toEqual([])
@@ -148,25 +158,24 @@ describe('depinfer provider / payouts / escrow on the local chain', () => {
 
     // Another provider cannot take it, and stakes nothing trying.
     const other = privateKeyToAccount(OTHER_PROVIDER_KEY).address
-    expectOneLineError(
-      await runCli(['provider', 'register', '--device-key', deviceKeyPath], { ...edgeEnv, DEPINFER_PRIVATE_KEY: OTHER_PROVIDER_KEY }),
-      1,
-      new RegExp(`^device ${device} is registered to provider ${provider}, not ${other}: that provider must unregisterDevice it first$`),
-    )
+    expectOneLineError(otherRun, 1, new RegExp(`^device ${device} is registered to provider ${provider}, not ${other}: that provider must unregisterDevice it first$`))
     expect(await nonceOf(other)).toBe(0)
   })
 
   it('shows the provider\'s stake and its device as active, by address or by its key', async () => {
-    for (const run of [
-      await runCli(['provider', 'status', '--address', provider], edgeEnv),
-      await runCli(['provider', 'status'], { ...edgeEnv, DEPINFER_PRIVATE_KEY: PROVIDER_KEY }),
-    ]) {
+    // Read-only, so run at once.
+    const [byAddress, byKey, neverStaked] = await Promise.all([
+      runCli(['provider', 'status', '--address', provider], edgeEnv),
+      runCli(['provider', 'status'], { ...edgeEnv, DEPINFER_PRIVATE_KEY: PROVIDER_KEY }),
+      runCli(['provider', 'status', '--address', relayer], edgeEnv),
+    ])
+    for (const run of [byAddress, byKey]) {
       const stdout = expectSuccess(run)
       expect(stdout).toContain(`provider ${provider}: stake 0.25 ETH (minimum 0.1 ETH), 1 device(s), in good standing`)
       expect(stdout).toContain(`  device ${device}: registered, active: the edge routes jobs to it`)
     }
     // A provider that never staked.
-    const stdout = expectSuccess(await runCli(['provider', 'status', '--address', relayer], edgeEnv))
+    const stdout = expectSuccess(neverStaked)
     expect(stdout).toContain(`provider ${relayer}: stake 0 ETH (minimum 0.1 ETH), 0 device(s), NOT in good standing: the stake is below the minimum`)
   })
 
@@ -221,18 +230,6 @@ describe('depinfer provider / payouts / escrow on the local chain', () => {
       expect(await chain.readContract({ address: escrow, abi: escrowAbi, functionName: 'claimed', args: [earner] })).toBe(earned)
     }
 
-    // Again, from the provider's own key (its own account by default): nothing to claim, nothing sent.
-    const nonce = await nonceOf(provider)
-    const balance = await chain.getBalance({ address: provider })
-    const again = expectSuccess(await runCli(['payouts', 'claim'], { ...edgeEnv, DEPINFER_PRIVATE_KEY: PROVIDER_KEY }))
-    expect(again).toMatch(new RegExp(`^nothing to claim for ${provider}: all ${JOBS * PROVIDER_FEE} wei .* is claimed$`, 'm'))
-    expect(await nonceOf(provider)).toBe(nonce)
-    expect(await chain.getBalance({ address: provider })).toBe(balance)
-    expect(expectSuccess(await runCli(['payouts', 'show', provider], edgeEnv))).toContain(`claimed ${JOBS * PROVIDER_FEE} wei`)
-    // An account that never earned.
-    expect(expectSuccess(await runCli(['payouts', 'claim'], { ...edgeEnv, DEPINFER_PRIVATE_KEY: RELAYER_KEY }))).toBe(
-      `${relayer} has no earnings in a settled batch yet: nothing to claim\n`,
-    )
     // Something else answering 404 (a wrong host or proxy in DEPINFER_URL, passing the chain
     // settings through) is an error, not "nothing to claim": a cron job claiming would never claim.
     const elsewhere = createServer((request, response) => {
@@ -241,10 +238,27 @@ describe('depinfer provider / payouts / escrow on the local chain', () => {
         .then(async (answer) => response.writeHead(answer.status, { 'Content-Type': 'application/json' }).end(await answer.text()))
     })
     await new Promise<void>((resolve) => elsewhere.listen(0, '127.0.0.1', resolve))
+    const nonce = await nonceOf(provider)
+    const balance = await chain.getBalance({ address: provider })
     try {
       const url = `http://127.0.0.1:${(elsewhere.address() as AddressInfo).port}`
-      for (const command of ['show', 'claim']) {
-        const run = await runCli(['payouts', command, ...(command === 'show' ? [provider] : [])], { ...edgeEnv, DEPINFER_URL: url, DEPINFER_PRIVATE_KEY: PROVIDER_KEY })
+      const elsewhereEnv = { ...edgeEnv, DEPINFER_URL: url, DEPINFER_PRIVATE_KEY: PROVIDER_KEY }
+      // All at once: none of them sends anything (the provider's nonce and balance are checked below).
+      const [again, show, neverEarned, showElsewhere, claimElsewhere] = await Promise.all([
+        runCli(['payouts', 'claim'], { ...edgeEnv, DEPINFER_PRIVATE_KEY: PROVIDER_KEY }),
+        runCli(['payouts', 'show', provider], edgeEnv),
+        runCli(['payouts', 'claim'], { ...edgeEnv, DEPINFER_PRIVATE_KEY: RELAYER_KEY }),
+        runCli(['payouts', 'show', provider], elsewhereEnv),
+        runCli(['payouts', 'claim'], elsewhereEnv),
+      ])
+      // Again, from the provider's own key (its own account by default): nothing to claim, nothing sent.
+      expect(expectSuccess(again)).toMatch(new RegExp(`^nothing to claim for ${provider}: all ${JOBS * PROVIDER_FEE} wei .* is claimed$`, 'm'))
+      expect(await nonceOf(provider)).toBe(nonce)
+      expect(await chain.getBalance({ address: provider })).toBe(balance)
+      expect(expectSuccess(show)).toContain(`claimed ${JOBS * PROVIDER_FEE} wei`)
+      // An account that never earned.
+      expect(expectSuccess(neverEarned)).toBe(`${relayer} has no earnings in a settled batch yet: nothing to claim\n`)
+      for (const run of [showElsewhere, claimElsewhere]) {
         expectOneLineError(run, 1, /^reading the payouts of 0x[0-9a-fA-F]{40} failed \(404\): an empty answer \(is DEPINFER_URL the depinfer edge\?\)$/)
       }
     } finally {
@@ -332,18 +346,20 @@ describe('depinfer provider / payouts / escrow on the local chain', () => {
     expect(expectSuccess(await runCli(['provider', 'unstake'], env))).toBe(`nothing to unstake: ${provider} has no stake in ProviderRegistry ${getAddress(registry)}\n`)
 
     // Unregistering frees the device: by its key file or its address, only by its provider.
-    for (const args of [[], [device, '--device-key', deviceKeyPath]]) {
+    // The refusals at once: none sends anything (the device is still registered after them).
+    const [noDevice, both, byOther] = await Promise.all([
+      runCli(['provider', 'unregister'], env),
+      runCli(['provider', 'unregister', device, '--device-key', deviceKeyPath], env),
+      runCli(['provider', 'unregister', device], { ...edgeEnv, DEPINFER_PRIVATE_KEY: OTHER_PROVIDER_KEY }),
+    ])
+    for (const run of [noDevice, both]) {
       // A usage error: its line, then the usage.
-      const run = await runCli(['provider', 'unregister', ...args], env)
       expect(run.code).toBe(2)
       expect(run.stderr).toMatch(/^provider unregister needs the device: its address .* or --device-key <path>, not both\n\nusage:/)
     }
     const other = privateKeyToAccount(OTHER_PROVIDER_KEY).address
-    expectOneLineError(
-      await runCli(['provider', 'unregister', device], { ...edgeEnv, DEPINFER_PRIVATE_KEY: OTHER_PROVIDER_KEY }),
-      1,
-      new RegExp(`^device ${device} is registered to provider ${provider}, not ${other}: only that provider can unregister it$`),
-    )
+    expectOneLineError(byOther, 1, new RegExp(`^device ${device} is registered to provider ${provider}, not ${other}: only that provider can unregister it$`))
+    expect(await providerOf(device)).toBe(provider)
     const unregistered = expectSuccess(await runCli(['provider', 'unregister', '--device-key', deviceKeyPath], env))
     expect(unregistered).toMatch(new RegExp(`^unregistration of device ${device}: tx 0x[0-9a-f]{64}`, 'm'))
     expect(unregistered).toContain(`  device ${device}: not registered`)
