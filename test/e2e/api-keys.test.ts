@@ -280,34 +280,32 @@ describe('self-service API keys', () => {
 
   it('npm run key:create -- --edge makes keys through the edge, signing for another payer', async () => {
     const edge = network.edge.url
-    // Another payer: signed with its private key from the environment.
-    const signed = await runKeyCreate(['cli-user', '--edge', edge, '--payer', cliPayer.address], {
-      DEPINFER_API_KEY: main,
-      DEPINFER_PAYER_PRIVATE_KEY: privateKeyOf(cliPayer),
-    })
+    // The four runs at once (each script start takes seconds): each makes or refuses a key of
+    // its own label, and none of the labels is another's.
+    const [signed, same, unsigned, wrong] = await Promise.all([
+      // Another payer: signed with its private key from the environment.
+      runKeyCreate(['cli-user', '--edge', edge, '--payer', cliPayer.address], { DEPINFER_API_KEY: main, DEPINFER_PAYER_PRIVATE_KEY: privateKeyOf(cliPayer) }),
+      // The caller's own account, the edge from DEPINFER_URL.
+      runKeyCreate(['cli-rotation'], { DEPINFER_URL: edge, DEPINFER_API_KEY: main }),
+      // Another payer without its private key: the edge refuses, and the script says what to set.
+      runKeyCreate(['cli-nosig', '--edge', edge, '--payer', cliPayer.address], { DEPINFER_API_KEY: main }),
+      // A private key that is not the payer's: refused before anything is sent.
+      runKeyCreate(['cli-wrong', '--edge', edge, '--payer', cliPayer.address], { DEPINFER_API_KEY: main, DEPINFER_PAYER_PRIVATE_KEY: privateKeyOf(stranger) }),
+    ])
     expect(signed.code, signed.stderr).toBe(0)
     const key = /API key \(store it now, it is not kept anywhere\): (dpi_\S+)/.exec(signed.stdout)?.[1]
     expect(key, signed.stdout).toBeDefined()
     expect(signed.stdout.split(key!).length - 1).toBe(1) // printed once
     expect(await accountOf(key!)).toMatchObject({ apiKeyLabel: 'cli-user', payer: cliPayer.address.toLowerCase() })
 
-    // The caller's own account, the edge from DEPINFER_URL.
-    const same = await runKeyCreate(['cli-rotation'], { DEPINFER_URL: edge, DEPINFER_API_KEY: main })
     expect(same.code, same.stderr).toBe(0)
     const sameKey = /(dpi_\S+)/.exec(same.stdout)![1]!
     expect(await accountOf(sameKey)).toMatchObject({ apiKeyLabel: 'cli-rotation', payer: developerPayer.address.toLowerCase() })
 
-    // Another payer without its private key: the edge refuses, and the script says what to set.
-    const unsigned = await runKeyCreate(['cli-nosig', '--edge', edge, '--payer', cliPayer.address], { DEPINFER_API_KEY: main })
     expect(unsigned.code).toBe(1)
     expect(unsigned.stderr).toContain('field signature')
     expect(unsigned.stderr).toContain('DEPINFER_PAYER_PRIVATE_KEY')
     expect(unsigned.stdout).not.toMatch(/dpi_/)
-    // A private key that is not the payer's: refused before anything is sent.
-    const wrong = await runKeyCreate(['cli-wrong', '--edge', edge, '--payer', cliPayer.address], {
-      DEPINFER_API_KEY: main,
-      DEPINFER_PAYER_PRIVATE_KEY: privateKeyOf(stranger),
-    })
     expect(wrong.code).toBe(2)
     expect(wrong.stderr).toContain(stranger.address)
     expect((await list(main)).keys.map((k) => k.label)).not.toContain('cli-nosig')
@@ -324,26 +322,27 @@ function expectProblemOutsideKeys(reply: ApiResponse): void {
 describe('npm run key:create without an edge', () => {
   it('prints a wrangler command that stores the label exactly, whatever the shell would make of it', async () => {
     const label = `ops $(id -un) 'x' \`date\` "q" key`
-    const created = await runKeyCreate([label], {})
-    expect(created.code, created.stderr).toBe(0)
-    const command = /npx wrangler d1 execute depinfer --remote --command .*/.exec(created.stdout)?.[0]
-    expect(command, created.stdout).toBeDefined()
     // Run as pasted into a shell, against a local D1 instead of the remote one.
     const persist = temporaryDirectory('key-create-d1-')
     const sh = (line: string) =>
       new Promise<string>((resolve, reject) =>
         execFile('sh', ['-c', line], { cwd: REPO_ROOT, timeout: 120_000 }, (error, stdout) => (error ? reject(error) : resolve(stdout))),
       )
-    await sh(`npx wrangler d1 migrations apply depinfer --local --persist-to ${persist}`)
+    // The schema is made while the script runs: it does not touch the database.
+    const [created] = await Promise.all([runKeyCreate([label], {}), sh(`npx wrangler d1 migrations apply depinfer --local --persist-to ${persist}`)])
+    expect(created.code, created.stderr).toBe(0)
+    const command = /npx wrangler d1 execute depinfer --remote --command .*/.exec(created.stdout)?.[0]
+    expect(command, created.stdout).toBeDefined()
     await sh(command!.replace('--remote', `--local --persist-to ${persist}`))
     const stored = JSON.parse(await sh(`npx wrangler d1 execute depinfer --local --persist-to ${persist} --json --command "SELECT label FROM api_keys"`)) as { results: { label: string }[] }[]
     expect(stored[0]!.results).toEqual([{ label }])
   })
 
   it('refuses a missing label, or one the edge would refuse, before making a key', async () => {
-    for (const args of [[], ['a\tb'], ['x'.repeat(101)]]) {
-      const refused = await runKeyCreate(args, {})
-      expect(refused.code, args.join(' ')).toBe(2)
+    const cases = [[], ['a\tb'], ['x'.repeat(101)]]
+    const runs = await Promise.all(cases.map((args) => runKeyCreate(args, {})))
+    for (const [i, refused] of runs.entries()) {
+      expect(refused.code, cases[i]!.join(' ')).toBe(2)
       expect(refused.stderr).toMatch(/^key:create: (a label is required|label must)/)
       expect(refused.stdout).not.toMatch(/dpi_/)
     }
