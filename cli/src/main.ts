@@ -12,7 +12,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { loggedProgress, terminalProgress, type TransferProgress } from '@depinfer/device-agent/progress'
 import { DEFAULT_MAX_MODEL_BYTES, messageOf } from '@depinfer/shared'
-import { CHAIN_GROUPS, CHAIN_USAGE, runChainCommand } from './chain-commands.js'
+import { CHAIN_GROUPS, CHAIN_USAGE } from './chain-usage.js'
 import { edgeUrlFrom, requestEdge } from './edge.js'
 import { CliError, readUserFile, UsageError } from './errors.js'
 import { describeReport, quantizeForPublishing, readInt8Variant, type Int8Variant } from './int8.js'
@@ -59,8 +59,9 @@ function parseCommandLine(argv: string[]) {
 }
 
 async function main(argv: string[]): Promise<number> {
-  // Their options are their own: parsed there, so neither set accepts the other's.
-  if (argv[0] !== undefined && CHAIN_GROUPS.includes(argv[0])) return runChainCommand(argv, process.env, USAGE)
+  // Their options are their own: parsed there, so neither set accepts the other's. Imported
+  // only to run one: they bring viem (chain-usage.ts).
+  if (argv[0] !== undefined && CHAIN_GROUPS.includes(argv[0])) return (await import('./chain-commands.js')).runChainCommand(argv, process.env, USAGE)
   const { positionals, values } = parseCommandLine(argv)
   const [group, command, file] = positionals
   if (values.help || group !== 'models' || (command !== 'publish' && command !== 'list')) {
