@@ -492,6 +492,44 @@ async function slowRunOf(modelPath: string, ms: number) {
   return { direct, x, iterations }
 }
 
+/**
+ * An agent (in this process) serving slowModel() from a file, heartbeating every 100 ms, with the
+ * given `ort` settings, and a gateway client that records its results, heartbeats and status.
+ */
+async function startSlowModelDevice(name: string, ortSettings: Record<string, unknown>) {
+  const broker = await startLocalBroker()
+  const gateway = await mqtt.connectAsync(broker.tcpUrl, { clientId: gatewayClientId(`${name}-test`) })
+  const device = `${name}-device`
+  const deviceResults = gatewayResultsTopic('test', device)
+  const modelPath = join(temporaryDirectory('slow-model-'), 'slow.onnx')
+  writeFileSync(modelPath, slowModel())
+  const results = new Map<string, { at: number; frame: DecodedFrame }>()
+  const heartbeats: number[] = []
+  let status: DeviceStatus | undefined
+  gateway.on('message', (topic, payload) => {
+    if (topic === deviceResults) {
+      for (const frame of decodeFrames(payload)) results.set(String(frame.header.jobId), { at: performance.now(), frame })
+    } else if (topic === deviceStatusTopic(device)) {
+      status = DeviceStatusSchema.parse(JSON.parse(payload.toString()))
+    } else {
+      heartbeats.push(performance.now())
+    }
+  })
+  await gateway.subscribeAsync([deviceResults, deviceStatusTopic(device), `depinfer/v1/devices/${device}/heartbeat`], { qos: 1 })
+  const key = join(temporaryDirectory('agent-key-'), 'device.key')
+  initDeviceKey(key)
+  const config = AgentConfigSchema.parse({
+    deviceId: device,
+    broker: { url: broker.tcpUrl },
+    models: [{ name: 'slow', version: '1', path: modelPath }],
+    heartbeatSec: 0.1,
+    keyPath: key,
+    ort: ortSettings,
+  })
+  const agent = await startAgent(config, () => {})
+  return { broker, gateway, device, deviceResults, modelPath, results, heartbeats, status: () => status, config, agent }
+}
+
 describe('long runs', () => {
   it('ends at a second SIGINT as soon as the run holding its thread returns, without answering the jobs still queued', async () => {
     const broker = await startLocalBroker()
@@ -541,34 +579,12 @@ describe('long runs', () => {
   })
 
   it('goes on heartbeating through a long job once the model has moved to a worker thread (ort.runIn "auto")', async () => {
-    const broker = await startLocalBroker()
-    const gateway = await mqtt.connectAsync(broker.tcpUrl, { clientId: gatewayClientId('long-run-test') })
-    const device = 'long-run-device'
-    const deviceResults = gatewayResultsTopic('test', device)
-    const modelPath = join(temporaryDirectory('slow-model-'), 'slow.onnx')
-    writeFileSync(modelPath, slowModel())
-    const results = new Map<string, { at: number; frame: DecodedFrame }>()
-    const heartbeats: number[] = []
-    let status: DeviceStatus | undefined
-    gateway.on('message', (topic, payload) => {
-      if (topic === deviceResults) {
-        for (const frame of decodeFrames(payload)) results.set(String(frame.header.jobId), { at: performance.now(), frame })
-      } else if (topic === deviceStatusTopic(device)) {
-        status = DeviceStatusSchema.parse(JSON.parse(payload.toString()))
-      } else {
-        heartbeats.push(performance.now())
-      }
-    })
-    await gateway.subscribeAsync([deviceResults, deviceStatusTopic(device), `depinfer/v1/devices/${device}/heartbeat`], { qos: 1 })
-    const key = join(temporaryDirectory('agent-key-'), 'device.key')
-    initDeviceKey(key)
-    const config = AgentConfigSchema.parse({ deviceId: device, broker: { url: broker.tcpUrl }, models: [{ name: 'slow', version: '1', path: modelPath }], heartbeatSec: 0.1, keyPath: key })
-    const agent = await startAgent(config, () => {})
+    const { agent, gateway, broker, device, deviceResults, modelPath, results, heartbeats, status } = await startSlowModelDevice('long-run', {})
     try {
       await agent.modelsSettled
-      await waitFor('the model ready', async () => (status?.models[0]?.state === 'ready' ? true : undefined))
-      expect(status!.models[0]!.thread).toBe('agent-thread')
-      expect(status!.runtime?.runIn).toBe('auto')
+      await waitFor('the model ready', async () => (status()?.models[0]?.state === 'ready' ? true : undefined))
+      expect(status()!.models[0]!.thread).toBe('agent-thread')
+      expect(status()!.runtime?.runIn).toBe('auto')
 
       const { direct, x, iterations } = await slowRunOf(modelPath, 2_000)
       const expected = await direct.run({ x, iterations: new ort.Tensor('int64', BigInt64Array.of(iterations), []) })
@@ -590,7 +606,7 @@ describe('long runs', () => {
       // On the agent's thread, a long run moves the model...
       send('long-1')
       const first = await waitFor('the first long result', async () => results.get(idOf('long-1')), 30_000, 10)
-      await waitFor('the model in a worker thread', async () => (status?.models[0]?.thread === 'worker-thread' ? true : undefined), 10_000)
+      await waitFor('the model in a worker thread', async () => (status()?.models[0]?.thread === 'worker-thread' ? true : undefined), 10_000)
       // ...and through the next one the agent heartbeats every 100 ms as if idle.
       const sentAt = send('long-2')
       const second = await waitFor('the second long result', async () => results.get(idOf('long-2')), 30_000, 10)
@@ -611,41 +627,12 @@ describe('long runs', () => {
   })
 
   it('stops a run in a child process at its job\'s deadline, answers deadline_exceeded, heartbeats throughout, and serves the next job (ort.runIn "child-process")', async () => {
-    const broker = await startLocalBroker()
-    const gateway = await mqtt.connectAsync(broker.tcpUrl, { clientId: gatewayClientId('process-run-test') })
-    const device = 'process-run-device'
-    const deviceResults = gatewayResultsTopic('test', device)
-    const modelPath = join(temporaryDirectory('slow-model-'), 'slow.onnx')
-    writeFileSync(modelPath, slowModel())
-    const results = new Map<string, { at: number; frame: DecodedFrame }>()
-    const heartbeats: number[] = []
-    let status: DeviceStatus | undefined
-    gateway.on('message', (topic, payload) => {
-      if (topic === deviceResults) {
-        for (const frame of decodeFrames(payload)) results.set(String(frame.header.jobId), { at: performance.now(), frame })
-      } else if (topic === deviceStatusTopic(device)) {
-        status = DeviceStatusSchema.parse(JSON.parse(payload.toString()))
-      } else {
-        heartbeats.push(performance.now())
-      }
-    })
-    await gateway.subscribeAsync([deviceResults, deviceStatusTopic(device), `depinfer/v1/devices/${device}/heartbeat`], { qos: 1 })
-    const key = join(temporaryDirectory('agent-key-'), 'device.key')
-    initDeviceKey(key)
-    const config = AgentConfigSchema.parse({
-      deviceId: device,
-      broker: { url: broker.tcpUrl },
-      models: [{ name: 'slow', version: '1', path: modelPath }],
-      heartbeatSec: 0.1,
-      keyPath: key,
-      ort: { runIn: 'child-process' },
-    })
-    const agent = await startAgent(config, () => {})
+    const { agent, gateway, broker, device, deviceResults, modelPath, results, heartbeats, status, config } = await startSlowModelDevice('process-run', { runIn: 'child-process' })
     try {
       await agent.modelsSettled
-      await waitFor('the model ready', async () => (status?.models[0]?.state === 'ready' ? true : undefined))
-      expect(status!.models[0]!.thread).toBe('child-process')
-      expect(status!.runtime?.processMemoryLimitMb).toBe(config.ort.processMemoryLimitMb)
+      await waitFor('the model ready', async () => (status()?.models[0]?.state === 'ready' ? true : undefined))
+      expect(status()!.models[0]!.thread).toBe('child-process')
+      expect(status()!.runtime?.processMemoryLimitMb).toBe(config.ort.processMemoryLimitMb)
       const model = { name: 'slow', version: '1', sha256: sha256Hex(readFileSync(modelPath)) }
 
       // 10^9 iterations: minutes of work, with a 1.5 s deadline.
@@ -674,7 +661,7 @@ describe('long runs', () => {
       })
       await direct.release()
       expect(Buffer.from(after.frame.tensors[0]!.data).equals(Buffer.from(bytesOf(expected.y!.data as Float32Array)))).toBe(true)
-      expect(status!.models[0]!.state).toBe('ready')
+      expect(status()!.models[0]!.state).toBe('ready')
     } finally {
       await agent.stop()
       await gateway.endAsync()
