@@ -61,7 +61,7 @@ describe('agent config', () => {
     ['a key another kind of model source has', { models: [{ bundled: 'ppocr-cls', version: '2' }] }, 'unknown key "version" at models.0 in agent config PATH (known keys: "bundled")'],
     ['keys of two kinds of model source', { models: [{ url: 'https://x/m.onnx', sha256: 'ab'.repeat(32), name: 'm', path: '/m.onnx' }] }, 'unknown key "path" at models.0 in agent config PATH (known keys: "url", "sha256", "name", "version")'],
     ['a key whose first word only one known key has', { keyFile: '/k' }, 'unknown key "keyFile" in agent config PATH (did you mean "keyPath"?)'],
-    ['a key like no other', { ort: { threads: 2 } }, 'unknown key "threads" at ort in agent config PATH (known keys: "intraOpThreads", "interOpThreads", "allowSpinning", "runIn", "processMemoryLimitMb", "executionMode", "graphOptimizationLevel", "executionProviders")'],
+    ['a key like no other', { ort: { threads: 2 } }, 'unknown key "threads" at ort in agent config PATH (known keys: "intraOpThreads", "interOpThreads", "allowSpinning", "runIn", "processMemoryLimitMb", "processIdleSec", "executionMode", "graphOptimizationLevel", "executionProviders")'],
   ])('refuses %s, naming the key and the file, instead of ignoring it', (_what, content, message) => {
     const path = writeConfig({ deviceId: 'd', ...content })
     expect(() => loadConfig(path, {})).toThrow(ConfigError)

@@ -272,6 +272,11 @@ export const AgentConfigSchema = z.object({
        * takes more ends with its process. Default: half of this machine's memory.
        */
       processMemoryLimitMb: z.number().int().min(64).max(1 << 30).default(() => Math.max(512, Math.floor(totalmem() / 2 / 2 ** 20))),
+      /**
+       * A model's process that ran nothing for this long is closed, and opened again for its next
+       * run (~1 s), so that memory follows the models in use; 0: never closed.
+       */
+      processIdleSec: z.number().nonnegative().max(7 * 86_400).default(600),
       executionMode: z.enum(EXECUTION_MODES).default('sequential'),
       graphOptimizationLevel: z.enum(GRAPH_OPTIMIZATION_LEVELS).default('all'),
       /** Execution providers in order of preference, CPU always last; 'auto': TensorRT, CUDA where the build has them. */
@@ -335,6 +340,7 @@ const ORT_ENV: [variable: string, field: keyof AgentConfig['ort'], parse: (value
   ['DEPINFER_ORT_ALLOW_SPINNING', 'allowSpinning', envBoolean],
   ['DEPINFER_ORT_RUN_IN', 'runIn', (value) => value.trim()],
   ['DEPINFER_ORT_PROCESS_MEMORY_MB', 'processMemoryLimitMb', envInteger],
+  ['DEPINFER_ORT_PROCESS_IDLE_SEC', 'processIdleSec', envInteger],
   ['DEPINFER_ORT_EXECUTION_MODE', 'executionMode', (value) => value.trim()],
   ['DEPINFER_ORT_GRAPH_OPT_LEVEL', 'graphOptimizationLevel', (value) => value.trim()],
   ['DEPINFER_ORT_EPS', 'executionProviders', envList],

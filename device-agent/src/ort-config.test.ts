@@ -14,10 +14,10 @@ const writeConfig = (content: unknown) => {
 const base = { DEPINFER_DEVICE_ID: 'pi-1' }
 
 describe('agent config: ort', () => {
-  it('defaults to onnxruntime-chosen threads that do not spin, sessions placed by their runs, half the memory for a model\'s process, sequential runs, every optimization and automatic EPs', () => {
+  it('defaults to onnxruntime-chosen threads that do not spin, sessions placed by their runs, half the memory for a model\'s process closed after 10 idle minutes, sequential runs, every optimization and automatic EPs', () => {
     // Half of this machine's memory, in whole MB (the README's default).
     const halfTheMemoryMb = Math.floor(totalmem() / 2 / 2 ** 20)
-    const expected = { intraOpThreads: 0, interOpThreads: 0, allowSpinning: false, runIn: 'auto', processMemoryLimitMb: halfTheMemoryMb, executionMode: 'sequential', graphOptimizationLevel: 'all', executionProviders: 'auto' }
+    const expected = { intraOpThreads: 0, interOpThreads: 0, allowSpinning: false, runIn: 'auto', processMemoryLimitMb: halfTheMemoryMb, processIdleSec: 600, executionMode: 'sequential', graphOptimizationLevel: 'all', executionProviders: 'auto' }
     expect(loadConfig(undefined, base).ort).toEqual(expected)
     // Also when the schema is used directly, as the tests that build configs do.
     expect(AgentConfigSchema.parse({ deviceId: 'd', broker: { url: 'mqtt://x' }, models: [{ bundled: 'ppocr-cls' }], keyPath: '/k' }).ort).toEqual(expected)
@@ -27,7 +27,7 @@ describe('agent config: ort', () => {
 
   it('takes the file, then lets the environment override it', () => {
     const path = writeConfig({
-      ort: { intraOpThreads: 2, interOpThreads: 2, allowSpinning: true, runIn: 'agent-thread', processMemoryLimitMb: 1024, executionMode: 'parallel', graphOptimizationLevel: 'basic', executionProviders: ['tensorrt', 'cuda', 'cpu'] },
+      ort: { intraOpThreads: 2, interOpThreads: 2, allowSpinning: true, runIn: 'agent-thread', processMemoryLimitMb: 1024, processIdleSec: 0, executionMode: 'parallel', graphOptimizationLevel: 'basic', executionProviders: ['tensorrt', 'cuda', 'cpu'] },
     })
     expect(loadConfig(path, base).ort).toEqual({
       intraOpThreads: 2,
@@ -35,6 +35,7 @@ describe('agent config: ort', () => {
       allowSpinning: true,
       runIn: 'agent-thread',
       processMemoryLimitMb: 1024,
+      processIdleSec: 0,
       executionMode: 'parallel',
       graphOptimizationLevel: 'basic',
       executionProviders: ['tensorrt', 'cuda', 'cpu'],
@@ -46,6 +47,7 @@ describe('agent config: ort', () => {
       DEPINFER_ORT_ALLOW_SPINNING: 'false',
       DEPINFER_ORT_RUN_IN: ' child-process',
       DEPINFER_ORT_PROCESS_MEMORY_MB: '2048',
+      DEPINFER_ORT_PROCESS_IDLE_SEC: '90.5',
       DEPINFER_ORT_EXECUTION_MODE: 'sequential',
       DEPINFER_ORT_GRAPH_OPT_LEVEL: 'extended',
       DEPINFER_ORT_EPS: 'cuda, cpu',
@@ -56,6 +58,7 @@ describe('agent config: ort', () => {
       allowSpinning: false,
       runIn: 'child-process',
       processMemoryLimitMb: 2048,
+      processIdleSec: 90.5,
       executionMode: 'sequential',
       graphOptimizationLevel: 'extended',
       executionProviders: ['cuda', 'cpu'],
@@ -80,6 +83,7 @@ describe('agent config: ort', () => {
     ['spinning as a string', { allowSpinning: 'no' }, /at ort\.allowSpinning: Invalid input: expected boolean/],
     ['an unknown thread for sessions', { runIn: 'main' }, /at ort\.runIn: must be "auto", "agent-thread", "worker-thread", "child-process"/],
     ['a process memory limit too small to open a model in', { processMemoryLimitMb: 16 }, /at ort\.processMemoryLimitMb: .*>=64/],
+    ['a negative idle time for a model\'s process', { processIdleSec: -1 }, /at ort\.processIdleSec: .*>=0/],
   ])('rejects %s with a ConfigError naming the field', (_what, ort, message) => {
     const path = writeConfig({ ort })
     expect(() => loadConfig(path, base)).toThrow(ConfigError)
@@ -92,6 +96,7 @@ describe('agent config: ort', () => {
     ['DEPINFER_ORT_ALLOW_SPINNING', 'yes', /at ort\.allowSpinning \(from DEPINFER_ORT_ALLOW_SPINNING\): Invalid input: expected boolean/],
     ['DEPINFER_ORT_RUN_IN', 'worker', /at ort\.runIn \(from DEPINFER_ORT_RUN_IN\): must be "auto", "agent-thread", "worker-thread", "child-process"/],
     ['DEPINFER_ORT_PROCESS_MEMORY_MB', '1.5GB', /at ort\.processMemoryLimitMb \(from DEPINFER_ORT_PROCESS_MEMORY_MB\)/],
+    ['DEPINFER_ORT_PROCESS_IDLE_SEC', '10m', /at ort\.processIdleSec \(from DEPINFER_ORT_PROCESS_IDLE_SEC\)/],
     ['DEPINFER_ORT_EXECUTION_MODE', 'fast', /at ort\.executionMode \(from DEPINFER_ORT_EXECUTION_MODE\)/],
     ['DEPINFER_ORT_GRAPH_OPT_LEVEL', '99', /at ort\.graphOptimizationLevel \(from DEPINFER_ORT_GRAPH_OPT_LEVEL\)/],
     ['DEPINFER_ORT_EPS', 'cuda,,cpu', /at ort\.executionProviders\.1 \(from DEPINFER_ORT_EPS\): Invalid option/],

@@ -217,8 +217,9 @@ export class OrtRuntime {
       const options = sessionOptions(this.#settings, providers)
       try {
         if (this.#settings.runIn === 'child-process' || (untrusted && this.#settings.runIn === 'auto')) {
-          const limits = { label, memoryLimitBytes: this.#settings.processMemoryLimitMb * 2 ** 20, reread, lost: sessionLost, log: this.#log }
-          return { session: await ProcessSession.open(model, options, limits), executionProvider }
+          const { processMemoryLimitMb, processIdleSec } = this.#settings
+          const host = { label, memoryLimitBytes: processMemoryLimitMb * 2 ** 20, idleCloseMs: processIdleSec * 1000, reread, lost: sessionLost, log: this.#log }
+          return { session: await ProcessSession.open(model, options, host), executionProvider }
         }
         if (this.#settings.runIn === 'worker-thread') {
           return { session: await WorkerSession.open(model, options, label, sessionLost), executionProvider }

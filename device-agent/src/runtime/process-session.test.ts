@@ -24,13 +24,13 @@ import { REPO_ROOT } from '../../../scripts/local/paths.js'
 
 const MEMORY_LIMIT_MB = 384
 
-const ortSettings = (runIn: 'auto' | 'child-process') =>
+const ortSettings = (runIn: 'auto' | 'child-process', processIdleSec = 600) =>
   AgentConfigSchema.parse({
     deviceId: 'd',
     broker: { url: 'mqtt://x' },
     models: [{ bundled: 'ppocr-cls' }],
     keyPath: '/k',
-    ort: { runIn, executionProviders: ['cpu'], processMemoryLimitMb: MEMORY_LIMIT_MB },
+    ort: { runIn, executionProviders: ['cpu'], processMemoryLimitMb: MEMORY_LIMIT_MB, processIdleSec },
   }).ort
 
 const loaded: LoadedModel[] = []
@@ -38,8 +38,8 @@ afterEach(async () => {
   await Promise.all(loaded.splice(0).map((model) => model.session?.release()))
 })
 
-async function load(path: string, log: string[] = [], fromEdge = false): Promise<LoadedModel> {
-  const runtime = new OrtRuntime(ortSettings(fromEdge ? 'auto' : 'child-process'), (line) => log.push(line))
+async function load(path: string, log: string[] = [], fromEdge = false, processIdleSec?: number): Promise<LoadedModel> {
+  const runtime = new OrtRuntime(ortSettings(fromEdge ? 'auto' : 'child-process', processIdleSec), (line) => log.push(line))
   const remote = fromEdge ? { url: 'http://edge.invalid/m', sha256: createHash('sha256').update(readFileSync(path)).digest('hex'), fromEdge: true } : undefined
   const model: LoadedModel = { name: 'm', version: '1', path, state: 'loading', maxBatch: 1, ...(remote && { remote }) }
   loaded.push(model)
@@ -173,7 +173,7 @@ describe('sessions in a child process', () => {
     const [first] = await session.run(inputs, [])
     // As the kernel's OOM killer would end it.
     process.kill(session.pid!, 'SIGKILL')
-    await expect.poll(() => log.join('\n')).toMatch(/its process ended unasked \(signal SIGKILL\)/)
+    await expect.poll(() => log.join('\n')).toMatch(/model's process ended unasked \(signal SIGKILL\)/)
     const [second] = await session.run(inputs, [])
     expect(Buffer.from(second!.data).equals(Buffer.from(first!.data))).toBe(true)
 
@@ -183,6 +183,30 @@ describe('sessions in a child process', () => {
     await expect(session.run(inputs, [])).rejects.toThrow(/could not be opened again/)
     expect(model.state).toBe('failed')
     expect(model.error).toMatch(/sha256/)
+  })
+
+  it('closes its process after processIdleSec without a run, and opens the model again for the next one', async () => {
+    const path = modelFile(slowModel())
+    const log: string[] = []
+    const model = await load(path, log, false, 1)
+    const session = model.session as ProcessSession
+    const inputs = slowModelInputs(10)
+    const [first] = await session.run(inputs, [])
+    const firstPid = session.pid!
+    // Runs a second apart keep it open…
+    for (let i = 0; i < 3; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 500))
+      await session.run(inputs, [])
+      expect(session.pid).toBe(firstPid)
+    }
+    // … a second without one closes it.
+    await expect.poll(() => alive(firstPid), { timeout: 5_000 }).toBe(false)
+    expect(session.pid).toBeUndefined()
+    expect(log.join('\n')).toMatch(/model m: the model's process was closed after 1 s without a run; a new process opens it for the next run/)
+    const [again] = await session.run(inputs, [])
+    expect(session.pid).not.toBe(firstPid)
+    expect(Buffer.from(again!.data).equals(Buffer.from(first!.data))).toBe(true)
+    expect(model.state).toBe('ready')
   })
 
   it('ends its process on release, and refuses runs after it', async () => {
@@ -205,7 +229,7 @@ describe('the agent process with sessions in child processes', () => {
     import { readFileSync } from 'node:fs'
     import { ProcessSession } from ${JSON.stringify(join(REPO_ROOT, 'device-agent/src/runtime/process-session.ts'))}
     const bytes = readFileSync(${JSON.stringify(modelPath)})
-    const session = await ProcessSession.open(bytes, {}, { label: 'm', memoryLimitBytes: 2 ** 30, reread: async () => bytes, lost: () => console.log('lost'), log: console.log })
+    const session = await ProcessSession.open(bytes, {}, { label: 'm', memoryLimitBytes: 2 ** 30, idleCloseMs: 0, reread: async () => bytes, lost: () => console.log('lost'), log: console.log })
     console.log('opened', session.pid)`
 
   it('ends by itself with an idle session left open, and not before a pending run is answered', () => {

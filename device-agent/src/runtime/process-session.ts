@@ -49,12 +49,16 @@ interface OpenProcess {
   stopReason?: Error
   /** Reads its resident memory while runs are pending. */
   memoryWatch?: NodeJS.Timeout
+  /** Closes it after idleCloseMs without a run. */
+  idleTimer?: NodeJS.Timeout
 }
 
 export interface ProcessSessionOptions {
   label: string
   /** Resident memory (bytes) the process may hold; watched on Linux (/proc), not elsewhere. */
   memoryLimitBytes: number
+  /** A process that ran nothing for this long is closed (the next run opens another); 0: never. */
+  idleCloseMs: number
   /** The model's bytes again, verified, for the process opened after a stop. */
   reread: () => Promise<Uint8Array>
   /** Told when the model can no longer be opened (after a stop): every run fails from then on. */
@@ -128,6 +132,7 @@ export class ProcessSession implements ModelSession {
           clearInterval(open.memoryWatch)
           delete open.memoryWatch
           holdAgentOpen(open.child, false)
+          this.#closeWhenIdle(open)
         }
       }
       open.pending.set(id, {
@@ -138,6 +143,7 @@ export class ProcessSession implements ModelSession {
         const stopIn = Math.max(0, deadlineAt - performance.now()) + DEADLINE_GRACE_MS
         timer = setTimeout(() => this.#stop(open, new DeadlineExceededError(`the run was still going at the job's deadline; its model's process was stopped`)), stopIn)
       }
+      clearTimeout(open.idleTimer)
       this.#watchMemory(open)
       holdAgentOpen(open.child, true)
       open.child.send(request)
@@ -150,6 +156,7 @@ export class ProcessSession implements ModelSession {
     // Idle, the process does not keep the agent's alive (a command that loaded models ends);
     // with runs pending it does (run refs it).
     holdAgentOpen(open.child, false)
+    this.#closeWhenIdle(open)
     open.child.on('message', (reply: SessionHostReply) => {
       if (reply.kind !== 'ran' && reply.kind !== 'run-failed') return
       const pending = open.pending.get(reply.id)
@@ -164,11 +171,29 @@ export class ProcessSession implements ModelSession {
     // A send on the channel of a process that just ended fails here (its runs fail on 'exit').
     open.child.on('error', (error) => this.options.log(`${this.options.label}: its process: ${error.message}`))
     void open.exited.then(() => {
-      const reason = open.stopReason ?? new Error(`${this.options.label}: its process ended unasked (${describeExit(open.child)})`)
+      const reason = open.stopReason ?? new Error(`the model's process ended unasked (${describeExit(open.child)})`)
       if (this.#open === open) this.#open = undefined
+      clearTimeout(open.idleTimer)
       for (const { reject } of [...open.pending.values()]) reject(reason)
       if (!this.#refusing) this.options.log(`${this.options.label}: ${messageOf(reason)}; a new process opens it for the next run`)
     })
+  }
+
+  /**
+   * Closes the process once it has run nothing for idleCloseMs: a device serving every published
+   * model would otherwise hold a process (~100 MB) for each, used or not. The next run opens the
+   * model again (~1 s).
+   */
+  #closeWhenIdle(open: OpenProcess): void {
+    const { idleCloseMs } = this.options
+    if (idleCloseMs <= 0) return
+    clearTimeout(open.idleTimer)
+    open.idleTimer = setTimeout(() => {
+      if (this.#open !== open || open.pending.size > 0) return
+      this.#open = undefined
+      open.stopReason = new Error(`the model's process was closed after ${Math.round(idleCloseMs / 1000)} s without a run`)
+      void closeProcess(open)
+    }, idleCloseMs).unref()
   }
 
   /** Ends the process at once; its unanswered runs fail with `reason`, and the next run opens a new one. */
