@@ -44,6 +44,7 @@ import { ModelProvisioner } from './models/provision.js'
 import { Batcher, DeadlineExceededError } from './runtime/batcher.js'
 import { OrtRuntime } from './runtime/execution.js'
 import { loadModel, modelsFromConfig, modelSha256, type LoadedModel } from './runtime/loaded-model.js'
+import { ModelProcessError } from './runtime/process-session.js'
 import { checkJobTensors, InvalidJobInputError } from './runtime/run-job.js'
 
 const EWMA_WEIGHT = 0.2
@@ -108,7 +109,7 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
   const serve = (loaded: LoadedModel): ServedModel => ({
     loaded,
     // maxBatch is read per batch: it is only known (and only > 1) once the model has loaded.
-    batcher: new Batcher((inputs, outputs, deadlineAt) => loaded.session!.run(inputs, outputs, deadlineAt), {
+    batcher: new Batcher((inputs, outputs, limits) => loaded.session!.run(inputs, outputs, limits), {
       get maxBatch() {
         return loaded.maxBatch
       },
@@ -322,6 +323,10 @@ export async function startAgent(config: AgentConfig, log: (message: string) => 
       }
       if (error instanceof InvalidJobInputError) {
         return reply([], { code: 'invalid_input', message: error.message, field: error.field })
+      }
+      if (error instanceof ModelProcessError) {
+        log(`job ${header.jobId}: ${error.message}`)
+        return reply([], { code: 'model_failed', message: error.message })
       }
       log(`job ${header.jobId} failed: ${stackOf(error)}`)
       reply([], { code: 'internal', message: messageOf(error) })

@@ -213,10 +213,14 @@ export type JobHeader = z.infer<typeof JobHeaderSchema>
 
 /**
  * Why a device could not run a job. `invalid_input` is the caller's fault (not retried);
- * the others are the device's and make the edge try another device.
+ * `model_failed`: the model's own process failed on the job here (over the memory this device
+ * gives a model, or it crashed), which is neither the device's fault nor proof against the input
+ * (another device may give more memory): the edge tries another device without blaming this one.
+ * The others are the device's and make the edge try another device.
  */
 export const JobErrorCodeSchema = z.enum([
   'invalid_input',
+  'model_failed',
   'model_unavailable',
   'deadline_exceeded',
   'overloaded',

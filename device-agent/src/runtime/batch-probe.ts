@@ -66,7 +66,7 @@ export async function batchingProblem(session: ModelSession, inputs: readonly Te
   let together: RawTensor[][] | undefined
   let alone: RawTensor[][]
   try {
-    const run = (tensors: RawTensor[]) => session.run(tensors, [], performance.now() + PROBE_RUN_MS)
+    const run = (tensors: RawTensor[]) => session.run(tensors, [], { deadlineAt: performance.now() + PROBE_RUN_MS })
     together = splitOutputs(await run(inputs.map((spec, i) => tensor(spec, rows[i]!))), [1, 1])
     alone = await Promise.all([0, 1].map((r) => run(inputs.map((spec, i) => tensor(spec, [rows[i]![r]!])))))
   } catch (error) {

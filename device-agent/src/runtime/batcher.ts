@@ -4,8 +4,9 @@
  * (up to `maxBatch` rows) and each job gets its own slice of the outputs. At low load a job runs
  * alone at once (no added delay unless `maxQueueDelayMs` asks to wait for company).
  */
-import type { RawTensor } from '@depinfer/shared'
+import { MAX_TENSOR_BYTES, type RawTensor } from '@depinfer/shared'
 import { canStack, rowsOf, splitOutputs, stackInputs, type StackableJob } from './batch-stacking.js'
+import type { RunLimits } from './model-session.js'
 
 export interface BatcherOptions {
   /** Most rows (sum of jobs' dimension 0) in one run; 1 disables batching. */
@@ -35,8 +36,11 @@ interface QueuedJob extends StackableJob {
 
 const IDLE_POLL_MS = 20
 
-/** Runs the model; `deadlineAt` (this.now() time) is when the run's last job is due (see ModelSession.run). */
-type RunModel = (inputs: RawTensor[], outputs: readonly string[], deadlineAt: number) => Promise<RawTensor[]>
+/**
+ * Runs the model: `deadlineAt` (this.now() time) is when the run's last job is due, and its
+ * outputs may have MAX_TENSOR_BYTES per job (see ModelSession.run's limits).
+ */
+type RunModel = (inputs: RawTensor[], outputs: readonly string[], limits: Required<RunLimits>) => Promise<RawTensor[]>
 
 export class Batcher {
   readonly #queue: QueuedJob[] = []
@@ -120,7 +124,8 @@ export class Batcher {
     const started = this.now()
     if (batch.length > 1) {
       try {
-        const outputs = await this.runModel(stackInputs(batch), batch[0]!.outputs, Math.max(...batch.map((job) => job.deadlineAt)))
+        const limits = { deadlineAt: Math.max(...batch.map((job) => job.deadlineAt)), maxOutputBytes: MAX_TENSOR_BYTES * batch.length }
+        const outputs = await this.runModel(stackInputs(batch), batch[0]!.outputs, limits)
         const slices = splitOutputs(outputs, batch.map((job) => rowsOf(job)!))
         if (slices) {
           const inferMs = this.now() - started
@@ -140,7 +145,7 @@ export class Batcher {
         continue
       }
       try {
-        const outputs = await this.runModel([...job.inputs], job.outputs, job.deadlineAt)
+        const outputs = await this.runModel([...job.inputs], job.outputs, { deadlineAt: job.deadlineAt, maxOutputBytes: MAX_TENSOR_BYTES })
         job.resolve({ outputs, queueMs: jobStarted - job.enqueuedAt, inferMs: this.now() - jobStarted, batchJobs: 1 })
       } catch (error) {
         job.reject(error)

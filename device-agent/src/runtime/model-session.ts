@@ -13,16 +13,23 @@ import { runModel } from './run-job.js'
 /** The thread a session's runs happen on. */
 export type SessionThread = Exclude<RunPlace, 'auto'>
 
+/** What a session that can stop a run (a child process) holds it to. */
+export interface RunLimits {
+  /** When the run's jobs are due (performance.now() time): the run is stopped then (DeadlineExceededError). */
+  deadlineAt?: number
+  /** The most bytes its outputs may have together: more are refused (field `outputs`) before they are copied. */
+  maxOutputBytes?: number
+}
+
 export interface ModelSession {
   readonly inputMetadata: readonly ort.InferenceSession.ValueMetadata[]
   readonly outputMetadata: readonly ort.InferenceSession.ValueMetadata[]
   readonly thread: SessionThread
   /**
    * The outputs named (all when none are), as raw tensors; InvalidJobInputError when onnxruntime
-   * refuses the inputs. `deadlineAt` (performance.now() time): when the run's jobs are due; a
-   * session that can stop a run (a child process) stops it then, with DeadlineExceededError.
+   * refuses the inputs. `limits` bind only a session that can stop a run (a child process).
    */
-  run(inputs: readonly RawTensor[], outputNames: readonly string[], deadlineAt?: number): Promise<RawTensor[]>
+  run(inputs: readonly RawTensor[], outputNames: readonly string[], limits?: RunLimits): Promise<RawTensor[]>
   release(): Promise<void>
 }
 
@@ -108,7 +115,7 @@ export class AutoPlacedSession implements ModelSession {
     return this.#current.outputMetadata
   }
 
-  async run(inputs: readonly RawTensor[], outputNames: readonly string[], deadlineAt?: number): Promise<RawTensor[]> {
+  async run(inputs: readonly RawTensor[], outputNames: readonly string[], limits?: RunLimits): Promise<RawTensor[]> {
     if (this.#released) throw new Error(`${this.label}: its session was released`)
     // Runs wait while the session moves: each step of the move (reading the file, starting the
     // thread, its answer) needs a turn of the agent's event loop, and under a steady queue every
@@ -126,7 +133,7 @@ export class AutoPlacedSession implements ModelSession {
       if (this.#released) throw new Error(`${this.label}: its session was released`)
     }
     const session = this.#current
-    if (session.thread !== 'agent-thread') return session.run(inputs, outputNames, deadlineAt)
+    if (session.thread !== 'agent-thread') return session.run(inputs, outputNames, limits)
     // onnxruntime-node runs the session in a setImmediate that run() queues at once: this one,
     // queued just before it, marks when the thread turns to the run, so time spent queued behind
     // other work (another run, a hash, a load) is not counted as the run's.

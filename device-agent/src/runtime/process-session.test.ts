@@ -11,14 +11,14 @@ import { join } from 'node:path'
 import * as ort from 'onnxruntime-node'
 import { bytesOf, type RawTensor } from '@depinfer/shared'
 import { afterEach, describe, expect, it } from 'vitest'
-import { memoryHungryInputs, memoryHungryModel, slowModel, slowModelInputs } from '../../../test/helpers/onnx-model.js'
+import { buildModel, memoryHungryInputs, memoryHungryModel, rawData, slowModel, slowModelInputs } from '../../../test/helpers/onnx-model.js'
 import { temporaryDirectory } from '../../../test/helpers/temporary-directory.js'
 import { AgentConfigSchema } from '../config.js'
 import { bundledModelPath } from '../models/bundled.js'
 import { DeadlineExceededError } from './batcher.js'
 import { OrtRuntime } from './execution.js'
 import { loadModel, type LoadedModel } from './loaded-model.js'
-import type { ProcessSession } from './process-session.js'
+import { ModelProcessError, type ProcessSession } from './process-session.js'
 import { InvalidJobInputError } from './run-job.js'
 import { REPO_ROOT } from '../../../scripts/local/paths.js'
 
@@ -128,7 +128,7 @@ describe('sessions in a child process', () => {
     const firstPid = session.pid!
     // ~1 µs per iteration here: a run of 10^9 iterations would take many minutes.
     const started = performance.now()
-    const stopped = await session.run(slowModelInputs(1e9), [], performance.now() + 300).catch((error: unknown) => error)
+    const stopped = await session.run(slowModelInputs(1e9), [], { deadlineAt: performance.now() + 300 }).catch((error: unknown) => error)
     const tookMs = performance.now() - started
     expect(stopped).toBeInstanceOf(DeadlineExceededError)
     expect(String(stopped)).toMatch(/still going at the job's deadline/)
@@ -139,13 +139,13 @@ describe('sessions in a child process', () => {
 
     // The next run answers, in a new process, what onnxruntime answers.
     const inputs = slowModelInputs(50)
-    const [output] = await session.run(inputs, [], performance.now() + 30_000)
+    const [output] = await session.run(inputs, [], { deadlineAt: performance.now() + 30_000 })
     expect(session.pid).not.toBe(firstPid)
     expect(Buffer.from(output!.data).equals(bytesOfOutput((await ortDirect(path, inputs)).y!))).toBe(true)
     expect(model.state).toBe('ready')
   })
 
-  it('stops a run whose process takes more memory than the limit, naming the inputs, and serves the next run', async () => {
+  it('stops a run whose process takes more memory than the limit, saying so, and serves the next run', async () => {
     const path = modelFile(memoryHungryModel())
     const model = await load(path)
     const session = model.session as ProcessSession
@@ -155,13 +155,32 @@ describe('sessions in a child process', () => {
 
     const firstPid = session.pid!
     const refused = await session.run(memoryHungryInputs([512, 1024, 1024]), []).catch((error: unknown) => error) // 2 GiB
-    expect(refused).toBeInstanceOf(InvalidJobInputError)
-    expect((refused as InvalidJobInputError).field).toBe('inputs')
+    expect(refused).toBeInstanceOf(ModelProcessError)
     expect(String(refused)).toMatch(new RegExp(`more than ${MEMORY_LIMIT_MB} MB of memory`))
     expect(alive(firstPid)).toBe(false)
 
     expect(Buffer.from((await session.run(small, []))[0]!.data).equals(expected)).toBe(true)
     expect(session.pid).not.toBe(firstPid)
+  })
+
+  it('refuses outputs past the run\'s limit, naming outputs, before copying them out of its process', async () => {
+    // ones = ConstantOfShape(shape): the output's size is the caller's to choose.
+    const path = modelFile(
+      buildModel({
+        inputs: [{ name: 'shape', datatype: 'INT64', shape: [3] }],
+        outputs: [{ name: 'ones', datatype: 'FP32', shape: ['a', 'b', 'c'] }],
+        nodes: [{ opType: 'ConstantOfShape', inputs: ['shape'], outputs: ['ones'], attributes: { value: { tensor: { name: 'one', datatype: 'FP32', dims: [1], data: rawData(Float32Array.of(1)) } } } }],
+      }),
+    )
+    const session = (await load(path)).session!
+    const within = await session.run(memoryHungryInputs([1, 256, 1024]), [], { maxOutputBytes: 2 ** 20 }) // 1 MB: at the limit
+    expect(within[0]!.data.byteLength).toBe(2 ** 20)
+    expect(new Float32Array(within[0]!.data.slice().buffer).every((value) => value === 1)).toBe(true)
+    const refused = await session.run(memoryHungryInputs([16, 1024, 1024]), [], { maxOutputBytes: 2 ** 20 }).catch((error: unknown) => error) // 64 MB
+    expect(refused).toBeInstanceOf(InvalidJobInputError)
+    expect((refused as InvalidJobInputError).field).toBe('outputs')
+    // Refused in the process (its words), not after the copy.
+    expect(String(refused)).toMatch(/the outputs are 67108864 bytes, more than the 1048576 the run's results may carry: ask for fewer/)
   })
 
   it('opens a new process after one ends unasked, and fails the model when its file no longer matches', async () => {

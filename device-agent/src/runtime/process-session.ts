@@ -18,21 +18,45 @@ import { readFile } from 'node:fs/promises'
 import { messageOf, type RawTensor } from '@depinfer/shared'
 import type * as ort from 'onnxruntime-node'
 import { DeadlineExceededError } from './batcher.js'
-import type { ModelSession } from './model-session.js'
+import type { ModelSession, RunLimits } from './model-session.js'
 import { InvalidJobInputError } from './run-job.js'
 import { SESSION_HOST_ENTRY, type SessionHostReply, type SessionHostRequest } from './session-host.js'
 import { ScratchFile } from './session-scratch.js'
 
-/** How far past its deadline a run may go before its process is stopped (the answer may be on its way). */
-const DEADLINE_GRACE_MS = 100
+/**
+ * How far past its deadline a run may go before its process is stopped: the answer may be on its
+ * way, and a run started late (its job queued) is better finished than thrown away with the
+ * process (whose opening again then holds the jobs behind it). Three times the model's usual run,
+ * between these bounds.
+ */
+const DEADLINE_GRACE_MS = { min: 100, max: 5_000 }
+/** Weight of each finished run in the model's usual run time. */
+const RUN_MS_WEIGHT = 0.2
+/** Tries at opening the model again when its process ended before it opened (a crash, the OOM killer), a second apart and more. */
+const REOPEN_TRIES = 3
+const REOPEN_BACKOFF_MS = 1_000
 /** How often a busy process's resident memory is read. */
 const MEMORY_POLL_MS = 50
 /** How long a release waits for the process to release its session and exit before killing it. */
 const RELEASE_WAIT_MS = 5_000
 
+/**
+ * The model's process failed on the run: over the memory this device gives a model, or it ended
+ * (a crash, the kernel's OOM killer). Answered `model_failed`: another device may run the job.
+ */
+export class ModelProcessError extends Error {
+  override name = 'ModelProcessError'
+}
+
 interface PendingRun {
+  maxOutputBytes: number
   resolve: (outputs: RawTensor[]) => void
   reject: (error: Error) => void
+}
+
+/** The process ended before the model opened in it: worth trying again, unlike onnxruntime refusing the model. */
+class ProcessEndedError extends Error {
+  override name = 'ProcessEndedError'
 }
 
 /** An open session in a running process: the process, what onnxruntime said of the model, its runs. */
@@ -87,6 +111,10 @@ export class ProcessSession implements ModelSession {
   #turn: Promise<unknown> = Promise.resolve()
   /** Set by release; set also when the model cannot be opened again: runs are refused with it. */
   #refusing: Error | undefined
+  /** The model's usual run (ms, a moving average of the runs answered): sets a late run's grace. */
+  #usualRunMs: number | undefined
+  /** A process being opened (after a stop): a release kills it rather than wait for a slow opening. */
+  #openingChild: ChildProcess | undefined
 
   private constructor(
     first: OpenProcess,
@@ -111,18 +139,25 @@ export class ProcessSession implements ModelSession {
     return this.#open?.child.pid
   }
 
-  run(inputs: readonly RawTensor[], outputNames: readonly string[], deadlineAt?: number): Promise<RawTensor[]> {
-    const running = this.#turn.then(() => this.#runNow(inputs, outputNames, deadlineAt))
+  run(inputs: readonly RawTensor[], outputNames: readonly string[], limits: RunLimits = {}): Promise<RawTensor[]> {
+    const running = this.#turn.then(() => this.#runNow(inputs, outputNames, limits))
     this.#turn = running.catch(() => {})
     return running
   }
 
-  async #runNow(inputs: readonly RawTensor[], outputNames: readonly string[], deadlineAt: number | undefined): Promise<RawTensor[]> {
+  async #runNow(inputs: readonly RawTensor[], outputNames: readonly string[], { deadlineAt, maxOutputBytes = Number.POSITIVE_INFINITY }: RunLimits): Promise<RawTensor[]> {
     if (this.#refusing) throw this.#refusing
-    const open = this.#open ?? (await (this.#reopening ??= this.#reopen()))
+    const open = this.#open ?? (await this.#reopened(deadlineAt))
     if (this.#refusing) throw this.#refusing
     const id = this.#nextId++
-    const request: SessionHostRequest = { kind: 'run', id, inputs: open.scratch.put(inputs), outputNames: [...outputNames] }
+    const request: SessionHostRequest = {
+      kind: 'run',
+      id,
+      inputs: open.scratch.put(inputs),
+      outputNames: [...outputNames],
+      ...(Number.isFinite(maxOutputBytes) && { maxOutputBytes }),
+    }
+    const sentAt = performance.now()
     return new Promise((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined
       const settle = () => {
@@ -136,11 +171,17 @@ export class ProcessSession implements ModelSession {
         }
       }
       open.pending.set(id, {
-        resolve: (outputs) => (settle(), resolve(outputs)),
+        maxOutputBytes,
+        resolve: (outputs) => {
+          const ms = performance.now() - sentAt
+          this.#usualRunMs = this.#usualRunMs === undefined ? ms : this.#usualRunMs * (1 - RUN_MS_WEIGHT) + ms * RUN_MS_WEIGHT
+          settle()
+          resolve(outputs)
+        },
         reject: (error) => (settle(), reject(error)),
       })
       if (deadlineAt !== undefined) {
-        const stopIn = Math.max(0, deadlineAt - performance.now()) + DEADLINE_GRACE_MS
+        const stopIn = Math.max(0, deadlineAt - performance.now()) + this.#graceMs()
         timer = setTimeout(() => this.#stop(open, new DeadlineExceededError(`the run was still going at the job's deadline; its model's process was stopped`)), stopIn)
       }
       clearTimeout(open.idleTimer)
@@ -163,15 +204,16 @@ export class ProcessSession implements ModelSession {
       if (!pending) return
       if (reply.kind !== 'ran') return pending.reject(reply.field === undefined ? new Error(reply.message) : new InvalidJobInputError(reply.message, reply.field))
       try {
-        pending.resolve(open.scratch.take(reply.outputs))
+        pending.resolve(open.scratch.take(reply.outputs, pending.maxOutputBytes))
       } catch (error) {
+        if (error instanceof InvalidJobInputError) return pending.reject(error)
         pending.reject(new Error(`${this.options.label}: its outputs could not be read: ${messageOf(error)}`))
       }
     })
     // A send on the channel of a process that just ended fails here (its runs fail on 'exit').
     open.child.on('error', (error) => this.options.log(`${this.options.label}: its process: ${error.message}`))
     void open.exited.then(() => {
-      const reason = open.stopReason ?? new Error(`the model's process ended unasked (${describeExit(open.child)})`)
+      const reason = open.stopReason ?? new ModelProcessError(`the model's process ended unasked (${describeExit(open.child)})`)
       if (this.#open === open) this.#open = undefined
       clearTimeout(open.idleTimer)
       for (const { reject } of [...open.pending.values()]) reject(reason)
@@ -196,6 +238,29 @@ export class ProcessSession implements ModelSession {
     }, idleCloseMs).unref()
   }
 
+  /** How far past its deadline a run may go (DEADLINE_GRACE_MS). */
+  #graceMs(): number {
+    return Math.min(DEADLINE_GRACE_MS.max, Math.max(DEADLINE_GRACE_MS.min, 3 * (this.#usualRunMs ?? 0)))
+  }
+
+  /**
+   * The process opened again after a stop, by the job's deadline: past it the job fails
+   * (DeadlineExceededError) while the opening goes on for the next run.
+   */
+  async #reopened(deadlineAt: number | undefined): Promise<OpenProcess> {
+    const reopening = (this.#reopening ??= this.#reopen())
+    if (deadlineAt === undefined) return reopening
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new DeadlineExceededError(`the model was still opening again (after its process was stopped) at the job's deadline`)), Math.max(0, deadlineAt - performance.now()))
+    })
+    try {
+      return await Promise.race([reopening, late])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
   /** Ends the process at once; its unanswered runs fail with `reason`, and the next run opens a new one. */
   #stop(open: OpenProcess, reason: Error): void {
     if (open.child.exitCode !== null || open.child.signalCode !== null) return
@@ -216,21 +281,36 @@ export class ProcessSession implements ModelSession {
         reading = false
         if (bytes === undefined || bytes <= limit || open.pending.size === 0) return
         const mb = (n: number) => Math.round(n / 2 ** 20)
-        this.#stop(open, new InvalidJobInputError(`the run took more than ${mb(limit)} MB of memory (${mb(bytes)} MB), the most this device gives the model; its process was stopped`, 'inputs'))
+        this.#stop(open, new ModelProcessError(`the run took more than ${mb(limit)} MB of memory (${mb(bytes)} MB), the most this device gives the model; its process was stopped`))
       })
     }, MEMORY_POLL_MS)
   }
 
-  /** Opens the model again after a stop; a model that cannot be is lost (failed) for good. */
+  /**
+   * Opens the model again after a stop, trying again after a process that ended before the model
+   * opened (the OOM killer under a moment's pressure); a model that cannot be opened (its file
+   * changed, onnxruntime refuses it, over the memory limit) is lost (failed) for good.
+   */
   async #reopen(): Promise<OpenProcess> {
     try {
-      const open = await openProcess(await this.options.reread(), this.sessionOptions, this.options)
-      if (this.#refusing) {
-        await closeProcess(open)
-        throw this.#refusing
+      const model = await this.options.reread()
+      for (let tried = 1; ; tried++) {
+        try {
+          const open = await openProcess(model, this.sessionOptions, this.options, (child) => (this.#openingChild = child))
+          if (this.#refusing) {
+            await closeProcess(open)
+            throw this.#refusing
+          }
+          this.#adopt(open)
+          return open
+        } catch (error) {
+          if (!(error instanceof ProcessEndedError) || tried >= REOPEN_TRIES || this.#refusing) throw error
+          this.options.log(`${this.options.label}: ${error.message}; trying again`)
+          await new Promise((resolve) => setTimeout(resolve, REOPEN_BACKOFF_MS * tried))
+        } finally {
+          this.#openingChild = undefined
+        }
       }
-      this.#adopt(open)
-      return open
     } catch (error) {
       if (!this.#refusing) {
         this.#refusing = new Error(`${this.options.label}: could not be opened again after its process was stopped: ${messageOf(error)}`)
@@ -248,6 +328,8 @@ export class ProcessSession implements ModelSession {
    */
   async release(): Promise<void> {
     this.#refusing ??= new Error(`${this.options.label}: its session was released`)
+    // An opening under way may be long (onnxruntime folds constants as it opens): not waited for.
+    this.#openingChild?.kill('SIGKILL')
     await this.#reopening?.catch(() => {})
     const open = this.#open
     if (!open) return
@@ -288,10 +370,18 @@ async function closeProcess(open: OpenProcess): Promise<void> {
  * SIGINT (the agent ends it through release, after draining its jobs) and exits when the agent's
  * end of the channel closes. Memory is watched while it opens, too.
  */
-function openProcess(model: Uint8Array, sessionOptions: ort.InferenceSession.SessionOptions, options: ProcessSessionOptions): Promise<OpenProcess> {
+function openProcess(
+  model: Uint8Array,
+  sessionOptions: ort.InferenceSession.SessionOptions,
+  options: ProcessSessionOptions,
+  started: (child: ChildProcess) => void = () => {},
+): Promise<OpenProcess> {
   const { scratch, adopted } = ScratchFile.create()
-  const child = fork(SESSION_HOST_ENTRY, [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc', scratch.fd], execArgv: [] })
+  // Not the agent's settings (its API key, its device key's path): the model's process needs none.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('DEPINFER_')))
+  const child = fork(SESSION_HOST_ENTRY, [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc', scratch.fd], execArgv: [], env })
   adopted()
+  started(child)
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   void exited.then(() => scratch.close())
   return new Promise((resolve, reject) => {
@@ -307,7 +397,7 @@ function openProcess(model: Uint8Array, sessionOptions: ort.InferenceSession.Ses
     const done = () => {
       clearInterval(memoryWatch)
       child.off('message', onMessage)
-      child.off('error', failed)
+      child.off('error', notStarted)
       child.off('exit', ended)
     }
     const failed = (error: Error) => {
@@ -315,14 +405,15 @@ function openProcess(model: Uint8Array, sessionOptions: ort.InferenceSession.Ses
       child.kill('SIGKILL')
       reject(overLimit ?? error)
     }
-    const ended = () => failed(new Error(`${options.label}: its process ended (${describeExit(child)}) before opening the session`))
+    const notStarted = (error: Error) => failed(new ProcessEndedError(`${options.label}: its process could not be started: ${error.message}`))
+    const ended = () => failed(new ProcessEndedError(`${options.label}: its process ended (${describeExit(child)}) before opening the session`))
     const onMessage = (reply: SessionHostReply) => {
       if (reply.kind !== 'opened') return failed(new Error(reply.kind === 'open-failed' ? reply.message : `${options.label}: unexpected ${reply.kind} from its process`))
       done()
       resolve({ child, scratch, inputMetadata: reply.inputMetadata, outputMetadata: reply.outputMetadata, exited, pending: new Map() })
     }
     child.on('message', onMessage)
-    child.on('error', failed)
+    child.on('error', notStarted)
     child.on('exit', ended)
     const request: SessionHostRequest = { kind: 'open', model, options: sessionOptions }
     child.send(request)

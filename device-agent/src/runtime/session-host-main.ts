@@ -3,6 +3,7 @@
  * model's session from the bytes and options of the first message, then runs what it is sent,
  * one request at a time, until it is told to release the session.
  */
+import { writeFileSync } from 'node:fs'
 import { parentPort, Worker } from 'node:worker_threads'
 import * as ort from 'onnxruntime-node'
 import { messageOf, type RawTensor } from '@depinfer/shared'
@@ -59,6 +60,13 @@ function processChannel(): Channel {
   // ends the process once the agent is gone (the process handed to another parent).
   const watchdog = `const agent = process.ppid; setInterval(() => { if (process.ppid !== agent) process.kill(process.pid, 'SIGKILL') }, ${AGENT_GONE_POLL_MS})`
   new Worker(watchdog, { eval: true }).unref()
+  // Under memory pressure the kernel's OOM killer picks this process before the agent (and the
+  // agent opens the model again); raising one's own score needs no privilege. Not on other systems.
+  try {
+    writeFileSync('/proc/self/oom_score_adj', '1000')
+  } catch {
+    // No /proc (not Linux): the memory limit's watch is off there too.
+  }
   // Exiting drops what the channel has not written yet: the last reply (open-failed, released) first.
   let sent = Promise.resolve()
   const scratch = ScratchFile.inherited()
@@ -99,7 +107,14 @@ async function serve(session: ort.InferenceSession, request: SessionHostRequest)
   }
   if (request.kind !== 'run') return
   try {
-    const { tensors, transfer } = channel.outputs(await runModel(session, channel.inputs(request.inputs), request.outputNames))
+    const outputs = await runModel(session, channel.inputs(request.inputs), request.outputNames)
+    // Refused here, before they are copied anywhere: a model whose output size is set by an input
+    // would otherwise fill the scratch file (memory no process's RSS shows) and the agent.
+    const outputBytes = outputs.reduce((sum, tensor) => sum + tensor.data.byteLength, 0)
+    if (request.maxOutputBytes !== undefined && outputBytes > request.maxOutputBytes) {
+      throw new InvalidJobInputError(`the outputs are ${outputBytes} bytes, more than the ${request.maxOutputBytes} the run's results may carry: ask for fewer with \`outputs\`, or send a smaller input`, 'outputs')
+    }
+    const { tensors, transfer } = channel.outputs(outputs)
     channel.send({ kind: 'ran', id: request.id, outputs: tensors }, transfer)
   } catch (error) {
     const field = error instanceof InvalidJobInputError ? error.field : undefined

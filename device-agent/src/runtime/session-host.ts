@@ -10,7 +10,7 @@ import type { HostTensor } from './session-scratch.js'
 export type SessionHostRequest =
   /** The first message: the model's bytes (the host's own copy) and the session options. */
   | { kind: 'open'; model: Uint8Array; options: ort.InferenceSession.SessionOptions }
-  | { kind: 'run'; id: number; inputs: HostTensor[]; outputNames: string[] }
+  | { kind: 'run'; id: number; inputs: HostTensor[]; outputNames: string[]; maxOutputBytes?: number }
   | { kind: 'release' }
 
 export type SessionHostReply =

@@ -7,10 +7,11 @@
  * process reads them, runs, and writes the outputs from offset 0 for the agent to read.
  */
 import { randomUUID } from 'node:crypto'
-import { closeSync, existsSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs'
+import { closeSync, existsSync, ftruncateSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { RawTensor } from '@depinfer/shared'
+import { InvalidJobInputError } from './run-job.js'
 
 /** Where a tensor's bytes lie in the scratch file. */
 export interface ScratchRegion {
@@ -23,6 +24,11 @@ export type HostTensor = Omit<RawTensor, 'data'> & { data: Uint8Array | ScratchR
 
 /** Tensors smaller than this go inline: the channel's own cost per message is what counts for them. */
 const SCRATCH_MIN_BYTES = 64 * 1024
+/**
+ * A file grown past this is emptied once read: /dev/shm is memory that no process's resident size
+ * shows (not the model's memory limit's), held until the file shrinks.
+ */
+const SCRATCH_KEEP_BYTES = 64 * 1024 * 1024
 
 /** The scratch file's descriptor in the child process (after stdin, stdout, stderr and the IPC channel). */
 export const CHILD_SCRATCH_FD = 4
@@ -56,19 +62,31 @@ export class ScratchFile {
     })
   }
 
-  /** The tensors with their bytes, read from the file where they were put there. */
-  take(tensors: readonly HostTensor[]): RawTensor[] {
-    return tensors.map((tensor) => {
-      if (tensor.data instanceof Uint8Array) return tensor as RawTensor
-      const { offset, length } = tensor.data
-      const data = new Uint8Array(length)
-      for (let read = 0; read < length; ) {
-        const n = readSync(this.fd, data, read, length - read, offset + read)
-        if (n === 0) throw new Error(`the scratch file ended at ${offset + read} bytes, before tensor ${tensor.name} did`)
-        read += n
-      }
-      return { ...tensor, data }
-    })
+  /**
+   * The tensors with their bytes, read from the file where they were put there; refused (field
+   * `outputs`) before anything is read when they are more than `maxBytes` together.
+   */
+  take(tensors: readonly HostTensor[], maxBytes = Number.POSITIVE_INFINITY): RawTensor[] {
+    const bytes = tensors.reduce((sum, tensor) => sum + (tensor.data instanceof Uint8Array ? tensor.data.byteLength : tensor.data.length), 0)
+    const fileEnd = Math.max(0, ...tensors.map((tensor) => (tensor.data instanceof Uint8Array ? 0 : tensor.data.offset + tensor.data.length)))
+    try {
+      if (bytes > maxBytes) throw new InvalidJobInputError(`the outputs are ${bytes} bytes, more than the ${maxBytes} the run's results may carry`, 'outputs')
+      return tensors.map((tensor) => this.#read(tensor))
+    } finally {
+      if (fileEnd > SCRATCH_KEEP_BYTES) ftruncateSync(this.fd, 0)
+    }
+  }
+
+  #read(tensor: HostTensor): RawTensor {
+    if (tensor.data instanceof Uint8Array) return tensor as RawTensor
+    const { offset, length } = tensor.data
+    const data = new Uint8Array(length)
+    for (let read = 0; read < length; ) {
+      const n = readSync(this.fd, data, read, length - read, offset + read)
+      if (n === 0) throw new Error(`the scratch file ended at ${offset + read} bytes, before tensor ${tensor.name} did`)
+      read += n
+    }
+    return { ...tensor, data }
   }
 
   close(): void {

@@ -37,3 +37,10 @@ export class ModelRejectedInputError extends DepinferError {
     super(422, 'model-rejected-input', 'Model rejected the input', detail, { field })
   }
 }
+
+/** The model's own process failed on the input on every device that tried it (model_failed). */
+export class ModelFailedError extends DepinferError {
+  constructor(detail: string) {
+    super(422, 'model-failed', 'The model failed on the input', detail, { field: 'inputs' })
+  }
+}

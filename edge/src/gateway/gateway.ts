@@ -37,7 +37,7 @@ import {
 } from '@depinfer/shared'
 import { bytesToHex } from 'viem'
 import { DepinferError } from '../errors/base.js'
-import { ModelRejectedInputError, NotFoundError } from '../errors/request.js'
+import { ModelFailedError, ModelRejectedInputError, NotFoundError } from '../errors/request.js'
 import { AttestationStorageError, DevicesBusyError, DeviceTimeoutError, ModelNotReadyError, NoCapacityError } from '../errors/routing.js'
 import { attestationDomain, nonNegativeVar, type Env } from '../env.js'
 import { DeviceKeys } from '../attestations/device-keys.js'
@@ -401,6 +401,9 @@ export class Gateway extends DurableObject<Env> {
     let onlyTooShortBudgets = true
     /** A device's refusal of the input, while another device checks it (see invalid_input below). */
     let refused: { device: DeviceEntry; message: string; field: string } | undefined
+    /** The attempts answered model_failed, and the last such answer. */
+    let modelFailures = 0
+    let modelFailed = ''
 
     /**
      * Sends the job to the best device it has not been sent to; false when there is none (or,
@@ -527,6 +530,14 @@ export class Gateway extends DurableObject<Env> {
             if (refused) throw new ModelRejectedInputError(refusal.message, refusal.field)
             refused = refusal
             lastFailure = `device ${header.deviceId} refused the input: ${header.error.message}`
+          } else if (header.error.code === 'model_failed') {
+            // The model's process failed here (this device's memory limit, a crash): another
+            // device may run it (more memory), and nothing says this one did wrong. Not blamed:
+            // a limit is the provider's choice, and counting it would let any key put devices
+            // with less memory out of scheduling with one large input a minute (an audit).
+            modelFailures++
+            modelFailed = `device ${header.deviceId}: ${header.error.message}`
+            lastFailure = `device ${header.deviceId} could not run the model on the input: ${header.error.message}`
           } else if (header.error.code === 'deadline_exceeded') {
             // The job waited in the device's queue past the budget it was sent with: a timeout
             // the device reported itself, blamed as one only where the budget was fair to it (a
@@ -563,6 +574,7 @@ export class Gateway extends DurableObject<Env> {
     // The device asked to confirm a refusal could not answer: the refusal stands.
     if (refused) throw new ModelRejectedInputError(refused.message, refused.field)
     const triedIds = [...pending.attempts.keys()].join(', ')
+    if (modelFailures > 0 && modelFailures === pending.attempts.size) throw new ModelFailedError(`the model failed on this input on every device that tried it (${triedIds}); last: ${modelFailed}`)
     if (pending.attempts.size === 0) {
       throw model.state === 'LOADING'
         ? new ModelNotReadyError(`model ${descriptor.name} version ${descriptor.version} is still loading on every device that has it`)
