@@ -13,7 +13,6 @@ import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { type Address, createPublicClient, createTestClient, getAddress, type Hex, http, parseEther, parseEventLogs } from 'viem'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { foundry } from 'viem/chains'
@@ -25,9 +24,11 @@ import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/networ
 import { waitFor } from '../../scripts/local/wait-for.js'
 import { exampleInferRequest } from '../../scripts/local/example-input.js'
 import { apiClient, waitForModelReady, type ApiClient } from './support.js'
+import { PACKED_CLI } from '../helpers/packed-cli.js'
 import { runNode, type NodeRun as Run } from '../helpers/run-node.js'
 
-const CLI = fileURLToPath(new URL('../../cli/bin/depinfer.js', import.meta.url))
+/** As its tarball ships it: this suite runs ~40 commands (test/helpers/packed-cli.ts). */
+const CLI = PACKED_CLI
 /** anvil's well-known dev keys (public test keys): #8 the new provider, #2 a payer, #3 another provider, #9 a relayer. */
 const PROVIDER_KEY: Hex = '0xdbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97'
 const PAYER_KEY: Hex = '0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a'

@@ -8,7 +8,6 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { type Address, createPublicClient, getAddress, type Hex, http, keccak256, parseEther, toHex } from 'viem'
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts'
 import { foundry } from 'viem/chains'
@@ -18,10 +17,12 @@ import { startAnvil, type AnvilInstance } from '../../contracts/scripts/anvil.js
 import { initDeviceKey } from '../../device-agent/src/keys/device-key.js'
 import { bundledModelPath } from '../../device-agent/src/models/bundled.js'
 import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/network.js'
+import { PACKED_CLI } from '../helpers/packed-cli.js'
 import { runNode, type NodeRun } from '../helpers/run-node.js'
 import { apiClient, waitForModelReady } from './support.js'
 
-const CLI = fileURLToPath(new URL('../../cli/bin/depinfer.js', import.meta.url))
+/** As its tarball ships it (test/helpers/packed-cli.ts). */
+const CLI = PACKED_CLI
 /** anvil's well-known dev keys (public test keys): #0 deploys, #4 is the edge's submitter, #8 a provider, #2 a payer, #9 a relayer. */
 const DEPLOYER_KEY: Hex = '0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80'
 const SUBMITTER_KEY: Hex = '0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a'
