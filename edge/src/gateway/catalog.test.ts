@@ -1,6 +1,5 @@
-import { DeviceStatusSchema, PROTOCOL_VERSION, type DeviceStatus, type ModelDescriptor } from '@depinfer/shared'
+import { DEFAULT_MAX_MODEL_BYTES, DeviceStatusSchema, PROTOCOL_VERSION, type DeviceStatus, type ModelDescriptor } from '@depinfer/shared'
 import { describe, expect, it } from 'vitest'
-import { DEFAULT_MAX_MODEL_BYTES } from '@depinfer/shared'
 import { buildCatalog, CATALOG_MAX_AGE_MS, CatalogCache, resolveModel, unservedBySize } from './catalog.js'
 import { DeviceTable, STALE_AFTER_MS, SUSPECT_AFTER_FAILURES } from './device-table.js'
 
