@@ -186,7 +186,8 @@ export class OrtRuntime {
    * behind it (e.g. CUDA takes the nodes TensorRT cannot), and if the session cannot be created
    * the next EP is tried. Throws what onnxruntime threw on CPU, the last resort. It runs where
    * ort.runIn says; `reread` gives the model's bytes again (verified) when an 'auto' session
-   * moves to a worker thread, so they need not be held meanwhile. `lost` is told when a worker
+   * moves to a worker thread or a stopped process opens the model again, so they need not be
+   * held meanwhile. `lost` is told when a worker
    * thread running the session ends unasked, or when a stopped process cannot open the model
    * again (every run fails from then on). `untrusted`: a model anyone with an API key may have
    * published, which 'auto' opens in a process of its own, stopped at its jobs' deadline and at
