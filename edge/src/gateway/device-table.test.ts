@@ -2,10 +2,16 @@ import { describe, expect, it } from 'vitest'
 import { PROTOCOL_VERSION, type DeviceStatus } from '@depinfer/shared'
 import { DeviceTable, REFUTED_SUSPECT_MAX_MS, REFUTED_SUSPECT_MS, SUSPECT_FOR_MS } from './device-table.js'
 
+/** A device's status with no models: the table's entries here are made from these. */
+const status = (deviceId: string, online = true): DeviceStatus => ({ protocol: PROTOCOL_VERSION, deviceId, online, models: [] })
+/** Two kinds of job (jobClassOf): a classifier's and a detector's. */
+const CLS = 'c1a55/15'
+const DET = 'de7ec7/22'
+
 describe('DeviceTable suspicion', () => {
   let now = 1_000_000
   const table = new DeviceTable(() => now)
-  const device = (deviceId: string) => table.applyStatus({ protocol: PROTOCOL_VERSION, deviceId, online: true, models: [] })
+  const device = (deviceId: string) => table.applyStatus(status(deviceId))
 
   it('leaves a device a spot check refuted out far longer than after a bad attestation, doubling each time, capped', () => {
     const liar = device('liar')
@@ -53,7 +59,6 @@ describe('DeviceTable suspicion', () => {
 
 describe('DeviceTable expected time of a device not measured yet', () => {
   const now = 0
-  const status = (deviceId: string): DeviceStatus => ({ protocol: PROTOCOL_VERSION, deviceId, online: true, models: [] })
 
   it('is optimistic while the device is idle (the fastest round trip seen), so a newcomer gets tried', () => {
     const table = new DeviceTable(() => now)
@@ -112,9 +117,6 @@ describe('DeviceTable expected time of a device not measured yet', () => {
 
 describe('DeviceTable expected time per kind of job', () => {
   let now = 0
-  const status = (deviceId: string): DeviceStatus => ({ protocol: PROTOCOL_VERSION, deviceId, online: true, models: [] })
-  const CLS = 'c1a55/15'
-  const DET = 'de7ec7/22'
 
   it('expects a classifier job to take what classifier jobs took there, not what its detector jobs took', () => {
     const table = new DeviceTable(() => now)
@@ -251,7 +253,6 @@ describe('DeviceTable expected time per kind of job', () => {
 describe('DeviceTable forgetting devices gone for long', () => {
   const DAY = 86_400_000
   let now = 0
-  const status = (deviceId: string, online = true): DeviceStatus => ({ protocol: PROTOCOL_VERSION, deviceId, online, models: [] })
 
   it('forgets devices offline or silent since before the cutoff, and keeps the rest', () => {
     const table = new DeviceTable(() => now)
@@ -331,9 +332,6 @@ describe('DeviceTable forgetting devices gone for long', () => {
 
 describe('DeviceTable queue estimates (admission)', () => {
   const now = 1_000_000
-  const status = (deviceId: string): DeviceStatus => ({ protocol: PROTOCOL_VERSION, deviceId, online: true, models: [] })
-  const CLS = 'c1a55/15'
-  const DET = 'de7ec7/22'
 
   it("counts each job queued there at the device's own time for its kind, not at its round trip", () => {
     const table = new DeviceTable(() => now)
