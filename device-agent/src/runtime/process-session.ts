@@ -101,6 +101,25 @@ async function residentBytes(pid: number): Promise<number | undefined> {
   }
 }
 
+/** Bytes in whole MB (MiB), as the memory limit is set. */
+const megabytes = (bytes: number) => Math.round(bytes / 2 ** 20)
+
+/**
+ * Reads the process's resident memory every MEMORY_POLL_MS (one read at a time) and calls `over`
+ * with it each time it is past `limitBytes`; clearInterval on the result stops the watch.
+ */
+function watchMemory(child: ChildProcess, limitBytes: number, over: (bytes: number) => void): NodeJS.Timeout {
+  let reading = false
+  return setInterval(() => {
+    if (reading || child.pid === undefined) return
+    reading = true
+    void residentBytes(child.pid).then((bytes) => {
+      reading = false
+      if (bytes !== undefined && bytes > limitBytes) over(bytes)
+    })
+  }, MEMORY_POLL_MS)
+}
+
 export class ProcessSession implements ModelSession {
   readonly thread = 'child-process'
   /** The running process; undefined from a stop until the next run's opening. */
@@ -270,20 +289,12 @@ export class ProcessSession implements ModelSession {
   }
 
   #watchMemory(open: OpenProcess): void {
-    if (open.memoryWatch || open.child.pid === undefined) return
-    const pid = open.child.pid
+    if (open.memoryWatch) return
     const limit = this.options.memoryLimitBytes
-    let reading = false
-    open.memoryWatch = setInterval(() => {
-      if (reading) return
-      reading = true
-      void residentBytes(pid).then((bytes) => {
-        reading = false
-        if (bytes === undefined || bytes <= limit || open.pending.size === 0) return
-        const mb = (n: number) => Math.round(n / 2 ** 20)
-        this.#stop(open, new ModelProcessError(`the run took more than ${mb(limit)} MB of memory (${mb(bytes)} MB), the most this device gives the model; its process was stopped`))
-      })
-    }, MEMORY_POLL_MS)
+    open.memoryWatch = watchMemory(open.child, limit, (bytes) => {
+      if (open.pending.size === 0) return
+      this.#stop(open, new ModelProcessError(`the run took more than ${megabytes(limit)} MB of memory (${megabytes(bytes)} MB), the most this device gives the model; its process was stopped`))
+    })
   }
 
   /**
@@ -386,14 +397,10 @@ function openProcess(
   void exited.then(() => scratch.close())
   return new Promise((resolve, reject) => {
     let overLimit: Error | undefined
-    const memoryWatch = setInterval(() => {
-      if (child.pid === undefined) return
-      void residentBytes(child.pid).then((bytes) => {
-        if (bytes === undefined || bytes <= options.memoryLimitBytes || overLimit) return
-        overLimit = new Error(`${options.label}: opening it took more than ${Math.round(options.memoryLimitBytes / 2 ** 20)} MB of memory, the most this device gives the model`)
-        child.kill('SIGKILL')
-      })
-    }, MEMORY_POLL_MS)
+    const memoryWatch = watchMemory(child, options.memoryLimitBytes, () => {
+      overLimit ??= new Error(`${options.label}: opening it took more than ${megabytes(options.memoryLimitBytes)} MB of memory, the most this device gives the model`)
+      child.kill('SIGKILL')
+    })
     const done = () => {
       clearInterval(memoryWatch)
       child.off('message', onMessage)
