@@ -280,42 +280,76 @@ export function elementwiseSoftmaxModel(): Uint8Array {
   })
 }
 
+/** The 64×64 weight of slowModel()'s Loop: uniform in ±0.25, so tanh(x · W) neither vanishes nor saturates over many iterations. */
+function tanhLoopWeights(): InitializerSpec {
+  const random = seededRandom(0x510)
+  const weights = Float32Array.from({ length: 64 * 64 }, () => (random() - 0.5) * 0.5)
+  return { name: 'W', datatype: 'FP32', dims: [64, 64], data: rawData(weights) }
+}
+
+/** A Loop's body: v = tanh(v · W), for a v of [N, 64] and the outer graph's W. */
+const TANH_LOOP_BODY = {
+  inputs: [
+    { name: 'i', datatype: 'INT64', shape: [] },
+    { name: 'cond_in', datatype: 'BOOL', shape: [] },
+    { name: 'v_in', datatype: 'FP32', shape: ['N', 64] },
+  ],
+  outputs: [
+    { name: 'cond_out', datatype: 'BOOL', shape: [] },
+    { name: 'v_out', datatype: 'FP32', shape: ['N', 64] },
+  ],
+  nodes: [
+    { opType: 'Identity', inputs: ['cond_in'], outputs: ['cond_out'] },
+    { opType: 'MatMul', inputs: ['v_in', 'W'], outputs: ['m'] },
+    { opType: 'Tanh', inputs: ['m'], outputs: ['v_out'] },
+  ],
+  graphName: 'slow_body',
+} as const satisfies Omit<ModelSpec, 'opset' | 'irVersion'>
+
 /**
  * y[N, 64] = tanh(… tanh(tanh(x · W) · W) …), applied `iterations` times (an ONNX Loop, with one
  * seeded 64×64 weight): a small model whose run takes as long as its caller asks, for tests that
  * need a run long enough to matter on any machine. `iterations` is an INT64 scalar input.
  */
 export function slowModel(): Uint8Array {
-  const random = seededRandom(0x510)
-  // Uniform in ±0.25: tanh(x · W) neither vanishes nor saturates over many iterations.
-  const weights = Float32Array.from({ length: 64 * 64 }, () => (random() - 0.5) * 0.5)
-  const body = {
-    inputs: [
-      { name: 'i', datatype: 'INT64', shape: [] },
-      { name: 'cond_in', datatype: 'BOOL', shape: [] },
-      { name: 'v_in', datatype: 'FP32', shape: ['N', 64] },
-    ],
-    outputs: [
-      { name: 'cond_out', datatype: 'BOOL', shape: [] },
-      { name: 'v_out', datatype: 'FP32', shape: ['N', 64] },
-    ],
-    nodes: [
-      { opType: 'Identity', inputs: ['cond_in'], outputs: ['cond_out'] },
-      { opType: 'MatMul', inputs: ['v_in', 'W'], outputs: ['m'] },
-      { opType: 'Tanh', inputs: ['m'], outputs: ['v_out'] },
-    ],
-    graphName: 'slow_body',
-  } as const satisfies Omit<ModelSpec, 'opset' | 'irVersion'>
   return buildModel({
     inputs: [
       { name: 'x', datatype: 'FP32', shape: ['N', 64] },
       { name: 'iterations', datatype: 'INT64', shape: [] },
     ],
     outputs: [{ name: 'y', datatype: 'FP32', shape: ['N', 64] }],
-    initializers: [{ name: 'W', datatype: 'FP32', dims: [64, 64], data: rawData(weights) }],
-    nodes: [{ opType: 'Loop', inputs: ['iterations', '', 'x'], outputs: ['y'], attributes: { body: { graph: body } } }],
+    initializers: [tanhLoopWeights()],
+    nodes: [{ opType: 'Loop', inputs: ['iterations', '', 'x'], outputs: ['y'], attributes: { body: { graph: TANH_LOOP_BODY } } }],
     graphName: 'slow',
   })
+}
+
+/**
+ * slowModel()'s Loop with its trip count read from x itself: max(x) × 10^9 iterations. Every
+ * dimension 0 is a dynamic batch axis (the load-time batching probe runs it), and the probe's
+ * inputs (floats to ±1 and ±100) make a run of 10^9 iterations and more, hours here; inputs
+ * within ±1e-8 run in a few iterations (slowOnLargeInputs()).
+ */
+export function slowOnLargeInputsModel(): Uint8Array {
+  return buildModel({
+    inputs: [{ name: 'x', datatype: 'FP32', shape: ['N', 64] }],
+    outputs: [{ name: 'y', datatype: 'FP32', shape: ['N', 64] }],
+    initializers: [tanhLoopWeights(), { name: 'per_unit', datatype: 'FP32', dims: [], data: rawData(Float32Array.of(1e9)) }],
+    nodes: [
+      // ReduceMax-13 over every axis (no `axes`), keepdims 0: a scalar, as Loop's trip count must be.
+      { opType: 'ReduceMax', inputs: ['x'], outputs: ['largest'], attributes: { keepdims: { int: 0 } } },
+      { opType: 'Mul', inputs: ['largest', 'per_unit'], outputs: ['trips'] },
+      { opType: 'Cast', inputs: ['trips'], outputs: ['iterations'], attributes: { to: { int: OnnxElemType.INT64 } } },
+      { opType: 'Loop', inputs: ['iterations', '', 'x'], outputs: ['y'], attributes: { body: { graph: TANH_LOOP_BODY } } },
+    ],
+    graphName: 'slow_on_large_inputs',
+  })
+}
+
+/** slowOnLargeInputsModel()'s quick inputs: two rows within ±1e-8, a run of at most 10 iterations. */
+export function slowOnLargeInputs(): RawTensor[] {
+  const x = Float32Array.from({ length: 2 * 64 }, (_, i) => Math.cos(i * 0.7) * 1e-8)
+  return [{ name: 'x', datatype: 'FP32', shape: [2, 64], data: bytesOf(x) }]
 }
 
 /** slowModel()'s inputs: two fixed rows, iterated `iterations` times. */

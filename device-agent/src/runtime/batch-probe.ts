@@ -51,8 +51,11 @@ export const MAX_PROBE_ROW_ELEMENTS = 1 << 20
  */
 const PROBE_RUN_MS = 30_000
 
-/** Undefined when the model answers rows independently; otherwise why batching stays off. */
-export async function batchingProblem(session: ModelSession, inputs: readonly TensorSpec[]): Promise<string | undefined> {
+/**
+ * Undefined when the model answers rows independently; otherwise why batching stays off.
+ * `probeRunMs`: how long each probe run may take (PROBE_RUN_MS; tests shorten it).
+ */
+export async function batchingProblem(session: ModelSession, inputs: readonly TensorSpec[], probeRunMs = PROBE_RUN_MS): Promise<string | undefined> {
   const rowElements = inputs.reduce((sum, spec) => sum + probeRowElements(spec), 0)
   if (rowElements > MAX_PROBE_ROW_ELEMENTS) return `its declared input shapes make a row of ${rowElements} elements, too large to check on probe inputs`
   const random = seededRandom(0x5eed)
@@ -66,7 +69,7 @@ export async function batchingProblem(session: ModelSession, inputs: readonly Te
   let together: RawTensor[][] | undefined
   let alone: RawTensor[][]
   try {
-    const run = (tensors: RawTensor[]) => session.run(tensors, [], { deadlineAt: performance.now() + PROBE_RUN_MS })
+    const run = (tensors: RawTensor[]) => session.run(tensors, [], { deadlineAt: performance.now() + probeRunMs })
     together = splitOutputs(await run(inputs.map((spec, i) => tensor(spec, rows[i]!))), [1, 1])
     alone = await Promise.all([0, 1].map((r) => run(inputs.map((spec, i) => tensor(spec, [rows[i]![r]!])))))
   } catch (error) {

@@ -91,6 +91,8 @@ export interface SessionSettings {
   maxBatch: number
   /** Says why a model runs unbatched when its first dimension looked like a batch axis. */
   log?: (line: string) => void
+  /** How long each run of the batching probe may take where the session can stop it: PROBE_RUN_MS unless a test shortens it. */
+  probeRunMs?: number
 }
 
 /**
@@ -138,7 +140,7 @@ export async function loadModel(
     model.outputs = model.session.outputMetadata.map((meta) => declared.get(meta.name) ?? tensorSpec(meta, model.name))
     // Batched only where dimension 0 is dynamic everywhere and rows are answered independently.
     const dynamicRows = [...model.inputs, ...model.outputs].every((spec) => spec.shape[0] === -1)
-    const problem = dynamicRows && settings.maxBatch > 1 ? await batchingProblem(session, model.inputs) : undefined
+    const problem = dynamicRows && settings.maxBatch > 1 ? await batchingProblem(session, model.inputs, settings.probeRunMs) : undefined
     if (problem) settings.log?.(`model ${model.name} v${model.version} runs unbatched: ${problem}`)
     model.maxBatch = dynamicRows && !problem ? settings.maxBatch : 1
     model.state = 'ready'

@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import * as ort from 'onnxruntime-node'
 import { bytesOf, type RawTensor } from '@depinfer/shared'
 import { afterEach, describe, expect, it } from 'vitest'
-import { buildModel, memoryHungryInputs, memoryHungryModel, rawData, slowModel, slowModelInputs } from '../../../test/helpers/onnx-model.js'
+import { buildModel, memoryHungryInputs, memoryHungryModel, rawData, slowModel, slowModelInputs, slowOnLargeInputs, slowOnLargeInputsModel } from '../../../test/helpers/onnx-model.js'
 import { temporaryDirectory } from '../../../test/helpers/temporary-directory.js'
 import { AgentConfigSchema } from '../config.js'
 import { bundledModelPath } from '../models/bundled.js'
@@ -38,12 +38,21 @@ afterEach(async () => {
   await Promise.all(loaded.splice(0).map((model) => model.session?.release()))
 })
 
-async function load(path: string, log: string[] = [], fromEdge = false, processIdleSec?: number): Promise<LoadedModel> {
+interface LoadOptions {
+  /** Where the runtime's and the model's log lines go. */
+  log?: string[]
+  /** Loaded as a model published on the edge ('auto' then opens it in a process), else with runIn 'child-process'. */
+  fromEdge?: boolean
+  processIdleSec?: number
+  probeRunMs?: number
+}
+
+async function load(path: string, { log = [], fromEdge = false, processIdleSec, probeRunMs }: LoadOptions = {}): Promise<LoadedModel> {
   const runtime = new OrtRuntime(ortSettings(fromEdge ? 'auto' : 'child-process', processIdleSec), (line) => log.push(line))
   const remote = fromEdge ? { url: 'http://edge.invalid/m', sha256: createHash('sha256').update(readFileSync(path)).digest('hex'), fromEdge: true } : undefined
   const model: LoadedModel = { name: 'm', version: '1', path, state: 'loading', maxBatch: 1, ...(remote && { remote }) }
   loaded.push(model)
-  await loadModel(model, { runtime, maxBatch: 8, log: (line) => log.push(line) })
+  await loadModel(model, { runtime, maxBatch: 8, log: (line) => log.push(line), probeRunMs })
   return model
 }
 
@@ -115,7 +124,7 @@ describe('sessions in a child process', () => {
   })
 
   it('is where "auto" opens a model published on the edge', async () => {
-    const model = await load(bundledModelPath('ppocr-cls'), [], true)
+    const model = await load(bundledModelPath('ppocr-cls'), { fromEdge: true })
     expect(model.error).toBeUndefined()
     expect(model.session!.thread).toBe('child-process')
   })
@@ -123,7 +132,7 @@ describe('sessions in a child process', () => {
   it('stops a run still going at its deadline, with its process, and opens the model again for the next run', async () => {
     const path = modelFile(slowModel())
     const log: string[] = []
-    const model = await load(path, log)
+    const model = await load(path, { log })
     const session = model.session as ProcessSession
     const firstPid = session.pid!
     // ~1 µs per iteration here: a run of 10^9 iterations would take many minutes.
@@ -143,6 +152,22 @@ describe('sessions in a child process', () => {
     expect(session.pid).not.toBe(firstPid)
     expect(Buffer.from(output!.data).equals(bytesOfOutput((await ortDirect(path, inputs)).y!))).toBe(true)
     expect(model.state).toBe('ready')
+  })
+
+  it('gives up the batching probe of a model whose probe run never ends at the probe\'s limit, and serves the model unbatched', async () => {
+    const path = modelFile(slowOnLargeInputsModel())
+    const log: string[] = []
+    const started = performance.now()
+    // The probe's runs take max(x) × 10^9 iterations: hours on its inputs. 300 ms each rather than 30 s.
+    const model = await load(path, { log, probeRunMs: 300 })
+    expect(performance.now() - started).toBeLessThan(20_000)
+    expect(model.state).toBe('ready')
+    expect(model.maxBatch).toBe(1)
+    expect(log.join('\n')).toMatch(/model m v1 runs unbatched: it could not be checked on probe inputs \(the run was still going at the job's deadline; its model's process was stopped\)/)
+
+    const inputs = slowOnLargeInputs()
+    const [output] = await model.session!.run(inputs, [], { deadlineAt: performance.now() + 30_000 })
+    expect(Buffer.from(output!.data).equals(bytesOfOutput((await ortDirect(path, inputs)).y!))).toBe(true)
   })
 
   it('stops a run whose process takes more memory than the limit, saying so, and serves the next run', async () => {
@@ -186,7 +211,7 @@ describe('sessions in a child process', () => {
   it('opens a new process after one ends unasked, and fails the model when its file no longer matches', async () => {
     const path = modelFile(slowModel())
     const log: string[] = []
-    const model = await load(path, log)
+    const model = await load(path, { log })
     const session = model.session as ProcessSession
     const inputs = slowModelInputs(10)
     const [first] = await session.run(inputs, [])
@@ -207,7 +232,7 @@ describe('sessions in a child process', () => {
   it('closes its process after processIdleSec without a run, and opens the model again for the next one', async () => {
     const path = modelFile(slowModel())
     const log: string[] = []
-    const model = await load(path, log, false, 1)
+    const model = await load(path, { log, processIdleSec: 1 })
     const session = model.session as ProcessSession
     const inputs = slowModelInputs(10)
     const [first] = await session.run(inputs, [])
