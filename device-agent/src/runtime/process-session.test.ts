@@ -18,7 +18,7 @@ import { bundledModelPath } from '../models/bundled.js'
 import { DeadlineExceededError } from './batcher.js'
 import { OrtRuntime } from './execution.js'
 import { loadModel, type LoadedModel } from './loaded-model.js'
-import { ModelProcessError, type ProcessSession } from './process-session.js'
+import { ModelProcessError, ProcessSession, type ProcessSessionOptions } from './process-session.js'
 import { InvalidJobInputError } from './run-job.js'
 import { REPO_ROOT } from '../../../scripts/local/paths.js'
 
@@ -34,8 +34,9 @@ const ortSettings = (runIn: 'auto' | 'child-process', processIdleSec = 600) =>
   }).ort
 
 const loaded: LoadedModel[] = []
+const opened: ProcessSession[] = []
 afterEach(async () => {
-  await Promise.all(loaded.splice(0).map((model) => model.session?.release()))
+  await Promise.all([...loaded.splice(0).map((model) => model.session?.release()), ...opened.splice(0).map((session) => session.release())])
 })
 
 interface LoadOptions {
@@ -56,6 +57,13 @@ async function load(path: string, { log = [], fromEdge = false, processIdleSec, 
   return model
 }
 
+/** A process session opened straight from the model's bytes, as execution.ts opens one; `reread` gives the same bytes unless the test says otherwise. */
+async function openSession(bytes: Uint8Array, options: Partial<ProcessSessionOptions> = {}): Promise<ProcessSession> {
+  const session = await ProcessSession.open(bytes, {}, { label: 'model m', memoryLimitBytes: MEMORY_LIMIT_MB * 2 ** 20, idleCloseMs: 0, reread: async () => bytes, lost: () => {}, log: () => {}, ...options })
+  opened.push(session)
+  return session
+}
+
 function modelFile(bytes: Uint8Array): string {
   const path = join(temporaryDirectory('process-session-'), 'model.onnx')
   writeFileSync(path, bytes)
@@ -70,6 +78,48 @@ function alive(pid: number): boolean {
   } catch {
     return false
   }
+}
+
+/** This process's children that host a model's session, alive (Linux: read from /proc). */
+function sessionHosts(): number[] {
+  return readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .flatMap((name) => {
+      try {
+        // The fields after the command's closing parenthesis: state, ppid, …
+        const stat = readFileSync(`/proc/${name}/stat`, 'utf8')
+        const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+        const host = Number(ppid) === process.pid && state !== 'Z' && readFileSync(`/proc/${name}/cmdline`, 'utf8').includes('session-host-entry')
+        return host ? [Number(name)] : []
+      } catch {
+        return [] // it ended while read
+      }
+    })
+}
+
+/**
+ * The processes hosting a model's session that start while `run` is pending (but `known`), in
+ * the order they start; the first `kills` of them are killed (SIGKILL) as soon as seen, as the
+ * kernel's OOM killer would end them. Polled every 10 ms, against the hundreds of ms a process
+ * takes to start Node, load onnxruntime and open the model: each is seen, and those killed are
+ * killed before their model opens (one killed later would fail its run, and the test with it).
+ */
+async function hostsDuring(run: Promise<unknown>, known: readonly number[], kills = 0): Promise<number[]> {
+  let settled = false
+  run.then(
+    () => (settled = true),
+    () => (settled = true),
+  )
+  const seen: number[] = []
+  while (!settled) {
+    for (const pid of sessionHosts()) {
+      if (known.includes(pid) || seen.includes(pid)) continue
+      seen.push(pid)
+      if (seen.length <= kills) process.kill(pid, 'SIGKILL')
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  return seen
 }
 
 async function ortDirect(path: string, inputs: readonly RawTensor[]): Promise<Record<string, ort.Tensor>> {
@@ -227,6 +277,47 @@ describe('sessions in a child process', () => {
     await expect(session.run(inputs, [])).rejects.toThrow(/could not be opened again/)
     expect(model.state).toBe('failed')
     expect(model.error).toMatch(/sha256/)
+  })
+
+  it('tries the opening again when its process is killed while the model opens, and answers the run that waited', async () => {
+    const bytes = slowModel()
+    const log: string[] = []
+    const session = await openSession(bytes, { log: (line) => log.push(line), reopenBackoffMs: 50 })
+    const inputs = slowModelInputs(10)
+    const [expected] = await session.run(inputs, [])
+    const firstPid = session.pid!
+    process.kill(firstPid, 'SIGKILL')
+    await expect.poll(() => log.join('\n')).toMatch(/ended unasked/)
+
+    const running = session.run(inputs, [])
+    const [killed, opened, ...more] = await hostsDuring(running, [firstPid], 1)
+    const [answer] = await running
+    expect(Buffer.from(answer!.data).equals(Buffer.from(expected!.data))).toBe(true)
+    expect(log.filter((line) => line.includes('trying again'))).toEqual([`model m: model m: its process ended (signal SIGKILL) before opening the session; trying again`])
+    expect(alive(killed!)).toBe(false)
+    expect([session.pid, more]).toEqual([opened, []])
+  })
+
+  it('fails the model after its process is killed at each of the three tries at opening it, answering the run with why', async () => {
+    const bytes = slowModel()
+    const log: string[] = []
+    const lost: Error[] = []
+    const session = await openSession(bytes, { log: (line) => log.push(line), lost: (reason) => lost.push(reason), reopenBackoffMs: 50 })
+    const inputs = slowModelInputs(10)
+    await session.run(inputs, [])
+    const firstPid = session.pid!
+    process.kill(firstPid, 'SIGKILL')
+    await expect.poll(() => log.join('\n')).toMatch(/ended unasked/)
+
+    const running = session.run(inputs, [])
+    expect(await hostsDuring(running, [firstPid], 3)).toHaveLength(3)
+    const failed = await running.catch((error: unknown) => error)
+    expect(String(failed)).toMatch(/^Error: model m: could not be opened again after its process was stopped: model m: its process ended \(signal SIGKILL\) before opening the session$/)
+    expect(log.filter((line) => line.includes('trying again'))).toHaveLength(2)
+    expect(lost).toEqual([failed])
+    // Refused from then on, without another process.
+    await expect(session.run(inputs, [])).rejects.toBe(failed)
+    expect(sessionHosts()).toEqual([])
   })
 
   it('closes its process after processIdleSec without a run, and opens the model again for the next one', async () => {

@@ -89,6 +89,8 @@ export interface ProcessSessionOptions {
   lost: (reason: Error) => void
   /** Told of each stop, with why (the agent logs it). */
   log: (line: string) => void
+  /** The wait before trying the opening again, once more of it before each next try: REOPEN_BACKOFF_MS unless a test shortens it. */
+  reopenBackoffMs?: number
 }
 
 /** The process's resident memory in bytes (VmRSS), or undefined where /proc does not say. */
@@ -317,7 +319,7 @@ export class ProcessSession implements ModelSession {
         } catch (error) {
           if (!(error instanceof ProcessEndedError) || tried >= REOPEN_TRIES || this.#refusing) throw error
           this.options.log(`${this.options.label}: ${error.message}; trying again`)
-          await new Promise((resolve) => setTimeout(resolve, REOPEN_BACKOFF_MS * tried))
+          await new Promise((resolve) => setTimeout(resolve, (this.options.reopenBackoffMs ?? REOPEN_BACKOFF_MS) * tried))
         } finally {
           this.#openingChild = undefined
         }
