@@ -204,6 +204,45 @@ describe('sessions in a child process', () => {
     expect(model.state).toBe('ready')
   })
 
+  it('fails a job whose deadline comes while the model opens again, at its deadline, and goes on opening it for the next job', async () => {
+    const bytes = slowModel()
+    const log: string[] = []
+    let rereads = 0
+    let letOpen = () => {}
+    const held = new Promise<void>((resolve) => (letOpen = resolve))
+    // The opening again held at its first step (reading the model's file again) until the test
+    // lets it go: an opening that outlasts the job's deadline however fast or loaded the machine.
+    const reread = async () => {
+      rereads++
+      await held
+      return bytes
+    }
+    const session = await openSession(bytes, { log: (line) => log.push(line), reread })
+    const inputs = slowModelInputs(10)
+    const [expected] = await session.run(inputs, [])
+    process.kill(session.pid!, 'SIGKILL')
+    await expect.poll(() => log.join('\n')).toMatch(/ended unasked/)
+    try {
+      const started = performance.now()
+      const late = session.run(inputs, [], { deadlineAt: started + 200 })
+      // Queued behind it, with a deadline far off: it waits for the same opening.
+      const next = session.run(inputs, [], { deadlineAt: started + 60_000 })
+      const failed = await Promise.race([late.catch((error: unknown) => error), new Promise((resolve) => setTimeout(() => resolve('still waiting for the opening'), 10_000))])
+      expect(failed).toBeInstanceOf(DeadlineExceededError)
+      expect(String(failed)).toMatch(/the model was still opening again \(after its process was stopped\) at the job's deadline/)
+      expect(performance.now() - started).toBeGreaterThanOrEqual(199)
+      expect(session.pid).toBeUndefined()
+
+      letOpen()
+      const [answer] = await next
+      expect(Buffer.from(answer!.data).equals(Buffer.from(expected!.data))).toBe(true)
+      // One opening served both: the late job's deadline did not end it, nor did the next job start another.
+      expect(rereads).toBe(1)
+    } finally {
+      letOpen()
+    }
+  })
+
   it('gives up the batching probe of a model whose probe run never ends at the probe\'s limit, and serves the model unbatched', async () => {
     const path = modelFile(slowOnLargeInputsModel())
     const log: string[] = []
