@@ -359,6 +359,33 @@ describe('sessions in a child process', () => {
     expect(sessionHosts()).toEqual([])
   })
 
+  it('opens no process for a release that comes while it waits to try the opening again', async () => {
+    const bytes = slowModel()
+    const log: string[] = []
+    let releasing: Promise<void> | undefined
+    const session = await openSession(bytes, {
+      log: (line) => {
+        log.push(line)
+        // Released as the first try's end is told, in the wait before the next try.
+        if (line.includes('trying again')) releasing ??= session.release()
+      },
+      reopenBackoffMs: 200,
+    })
+    const inputs = slowModelInputs(10)
+    await session.run(inputs, [])
+    const firstPid = session.pid!
+    process.kill(firstPid, 'SIGKILL')
+    await expect.poll(() => log.join('\n')).toMatch(/ended unasked/)
+
+    const running = session.run(inputs, [])
+    const hosts = await hostsDuring(running, [firstPid], 1)
+    await expect(running).rejects.toThrow(/its session was released/)
+    await releasing
+    // The one killed while it opened, and no other.
+    expect(hosts).toHaveLength(1)
+    expect(sessionHosts()).toEqual([])
+  })
+
   it('closes its process after processIdleSec without a run, and opens the model again for the next one', async () => {
     const path = modelFile(slowModel())
     const log: string[] = []
