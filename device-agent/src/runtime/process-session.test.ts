@@ -332,7 +332,7 @@ describe('sessions in a child process', () => {
     const [killed, opened, ...more] = await hostsDuring(running, [firstPid], 1)
     const [answer] = await running
     expect(Buffer.from(answer!.data).equals(Buffer.from(expected!.data))).toBe(true)
-    expect(log.filter((line) => line.includes('trying again'))).toEqual([`model m: model m: its process ended (signal SIGKILL) before opening the session; trying again`])
+    expect(log.filter((line) => line.includes('trying again'))).toEqual(['model m: its process ended (signal SIGKILL) before opening the session; trying again'])
     expect(alive(killed!)).toBe(false)
     expect([session.pid, more]).toEqual([opened, []])
   })

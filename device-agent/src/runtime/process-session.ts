@@ -318,7 +318,8 @@ export class ProcessSession implements ModelSession {
           return open
         } catch (error) {
           if (!(error instanceof ProcessEndedError) || tried >= REOPEN_TRIES || this.#refusing) throw error
-          this.options.log(`${this.options.label}: ${error.message}; trying again`)
+          // Its message names the model already (openProcess).
+          this.options.log(`${error.message}; trying again`)
           await new Promise((resolve) => setTimeout(resolve, (this.options.reopenBackoffMs ?? REOPEN_BACKOFF_MS) * tried))
           // Released meanwhile: no process for the release to wait on while it opens.
           if (this.#refusing) throw this.#refusing
