@@ -45,8 +45,13 @@ const share = z.number().min(0).max(1)
  * onnxruntime in Workers): it is the publisher's claim about its own model.
  */
 export const VariantReportSchema = z.object({
-  /** Share of positions (inputs, or time steps) whose top-1 class is the same as fp32's. */
+  /** Share of positions (inputs, or time steps) whose top-1 class is the same as fp32's: the lowest over `classOutputs`. */
   top1Agreement: share,
+  /**
+   * The outputs top1Agreement was judged on: those the publisher named (`--class-output`), else
+   * every output with a class axis. Absent from reports published before it was recorded.
+   */
+  classOutputs: z.array(z.string().min(1)).min(1).optional(),
   /** The largest absolute difference from fp32 over every output value (finite). */
   maxAbsError: z.number().nonnegative(),
   /** Sample inputs both files were run on. */

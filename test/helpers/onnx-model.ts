@@ -265,6 +265,30 @@ export function tinyClassifierModel(): TinyClassifierModel {
 }
 
 /**
+ * Two outputs with a class-like last axis, of which only one is a class output (int8 agreement, issue 6):
+ * probs[N, 4] = Softmax(x[N, 4]), left fp32 by the quantizer (no MatMul), so int8's arg-max is
+ * fp32's on every row; embedding[N, 16] = x · E, E's columns all 1 but for differences far below
+ * an int8 step: quantized they are equal, int8's arg-max is always column 0 while fp32's follows
+ * those differences, and the two agree on about 1 row in 16.
+ */
+export function classifierWithEmbeddingModel(): Uint8Array {
+  const embedding = Float32Array.from({ length: 4 * 16 }, (_, i) => 1 + 1e-4 * Math.sin(i * 1.9))
+  return buildModel({
+    inputs: [{ name: 'x', datatype: 'FP32', shape: ['N', 4] }],
+    outputs: [
+      { name: 'probs', datatype: 'FP32', shape: ['N', 4] },
+      { name: 'embedding', datatype: 'FP32', shape: ['N', 16] },
+    ],
+    initializers: [{ name: 'E', datatype: 'FP32', dims: [4, 16], data: rawData(embedding) }],
+    nodes: [
+      { opType: 'Softmax', inputs: ['x'], outputs: ['probs'], attributes: { axis: { int: -1 } } },
+      { opType: 'MatMul', inputs: ['x', 'E'], outputs: ['embedding'] },
+    ],
+    graphName: 'classifier_with_embedding',
+  })
+}
+
+/**
  * probs[N, 4] = Softmax(x[N, 4] · w), the product elementwise: no MatMul, Gemm or Conv, so the
  * int8 quantizer has nothing to convert.
  */

@@ -2,7 +2,7 @@ import { existsSync, linkSync, mkdtempSync, readFileSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { buildModel, elementwiseSoftmaxModel, rawData, type Dim } from '../../../test/helpers/onnx-model.js'
+import { buildModel, classifierWithEmbeddingModel, elementwiseSoftmaxModel, rawData, type Dim } from '../../../test/helpers/onnx-model.js'
 import { bundledModelPath } from '../models/bundled.js'
 import { main } from './cli.js'
 import { matmulGemmModel } from './fixtures.js'
@@ -209,6 +209,56 @@ describe('depinfer-quantize', () => {
       new RegExp(`^search: {6}quantized as asked, top-1 is [\\d.]+% on 40 search samples \\(seed ${seed}, 40 positions\\) \\(< 100\\.00%\\);\n {13}${fp32Layers.length} of ${candidates} layers left fp32 give 100\\.00% there`, 'm'),
     )
   }, 120_000)
+
+  describe('--class-output, on a model whose embedding is as class-like as its probabilities', () => {
+    // probs agrees with fp32 on every row, embedding's arg-max on about 1 row in 16 (the helper says why).
+    const input = join(dir, 'embedding.onnx')
+    const output = join(dir, 'embedding-int8.onnx')
+    beforeEach(() => {
+      writeFileSync(input, classifierWithEmbeddingModel())
+      rmSync(output, { force: true })
+    })
+    const base = [input, output, '--samples', '50', '--no-bench']
+
+    it('judges every class-like output without it: the embedding\'s arg-max refuses the model', async () => {
+      expect(await main(base)).toBe(3)
+      const text = out.join('\n')
+      expect(text).toMatch(/^judged on: {3}probs, embedding: the lowest of their agreements \(--class-output names the class output/m)
+      expect(text).toMatch(/^threshold: {3}top-1 ≥ 99\.00%: NOT met/m)
+    })
+
+    it('judges the named output alone, and says so', async () => {
+      expect(await main([...base, '--class-output', 'probs'])).toBe(0)
+      const text = out.join('\n')
+      expect(text).toMatch(/^ {2}probs: top-1 100\.00% of 50 positions, /m)
+      expect(text).toMatch(/^ {2}embedding: top-1 \d+\.\d+% of 50 positions \(not judged\), max abs error (?!0\.00,)/m)
+      expect(text).toMatch(/^judged on: {3}probs \(--class-output\); the other outputs count for max abs error only$/m)
+      expect(text).toMatch(/^threshold: {3}top-1 ≥ 99\.00%: MET$/m)
+      out = []
+      await main([...base, '--class-output', 'probs', '--json'])
+      const report = JSON.parse(out.join('\n')) as { comparison: { top1Agreement: number; judgedOutputs: string[]; outputsNamed: boolean } }
+      expect(report.comparison).toMatchObject({ top1Agreement: 1, judgedOutputs: ['probs'], outputsNamed: true })
+    })
+
+    it('with --accuracy-aware, searches by the named output: nothing needs fp32', async () => {
+      expect(await main([...base, '--accuracy-aware', '--search-samples', '20', '--class-output', 'probs'])).toBe(0)
+      expect(out.join('\n')).toMatch(/^search: {6}quantized as asked, top-1 is 100\.00% on 20 search samples .*: no layer needs fp32$/m)
+      // Without it the embedding's agreement sends the one MatMul back to fp32.
+      out = []
+      expect(await main([...base, '--accuracy-aware', '--search-samples', '20'])).toBe(3)
+      expect(out.join('\n')).toMatch(/^ {13}1 of 1 layers left fp32 give 100\.00% there/m)
+    })
+
+    it('refuses a name that is no output, in one line listing the outputs, before quantizing', async () => {
+      expect(await main([...base, '--class-output', 'probs', '--class-output', 'logits'])).toBe(2)
+      expect(err).toEqual(['--class-output logits: the model has no output "logits" (its outputs: probs, embedding)'])
+      expect(out).toEqual([])
+      expect(existsSync(output)).toBe(false)
+      err = []
+      expect(await main([...base, '--accuracy-aware', '--class-output', 'logits'])).toBe(2)
+      expect(err).toEqual(['--class-output logits: the model has no output "logits" (its outputs: probs, embedding)'])
+    })
+  })
 
   it('takes --search-samples only with --accuracy-aware', async () => {
     expect(await main([bundledModelPath('ppocr-cls'), join(dir, 'x.onnx'), '--search-samples', '10'])).toBe(2)

@@ -12,7 +12,7 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs'
 import { basename, dirname, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { messageOf } from '@depinfer/shared'
-import { DEFAULT_SESSION_OPTIONS, EvaluationError, ShapeOverrideError, inputSpecs, latencyBatches, sampleFeeds, withBatch } from './evaluate.js'
+import { ClassOutputError, DEFAULT_SESSION_OPTIONS, EvaluationError, ShapeOverrideError, checkClassOutputs, inputSpecs, latencyBatches, sampleFeeds, withBatch } from './evaluate.js'
 import { OnnxFormatError } from './onnx-proto.js'
 import { QUANTIZABLE_OPS, QuantizeError, preprocessModel, quantizeModel, type QuantizableOp, type QuantizeOptions } from './quantize.js'
 import { EVALUATION_DEFAULTS, evaluateQuantization, formatReport, nothingQuantized, type SearchSummary } from './report.js'
@@ -24,6 +24,9 @@ export const USAGE = `usage: depinfer-quantize <in.onnx> <out.onnx> [options]
   --samples N              seeded sample inputs to compare fp32 and int8 on (default 200)
   --per-channel            one weight scale per output channel (default: per tensor)
   --threshold X            top-1 agreement the int8 model must reach (default 0.99)
+  --class-output NAME      the output whose top-1 agreement is judged, repeatable (default:
+                           every output with a class axis, the lowest agreement counts); the
+                           others count for max abs error only
   --shape name=d1,d2,...   concrete input shape (dynamic dimensions; batch 1), repeatable
   --calibrate              static quantization: activation ranges from sample inputs
   --calibration-samples N  samples used to calibrate (default 32; different seed than --samples)
@@ -131,6 +134,8 @@ export async function main(argv: string[]): Promise<number> {
         samples: { type: 'string' },
         'per-channel': { type: 'boolean' },
         threshold: { type: 'string' },
+        // Repeatable rather than comma-separated: an output name may hold a comma.
+        'class-output': { type: 'string', multiple: true },
         shape: { type: 'string', multiple: true },
         calibrate: { type: 'boolean' },
         'calibration-samples': { type: 'string' },
@@ -199,6 +204,9 @@ export async function main(argv: string[]): Promise<number> {
     // Decodes (and rejects a non-model) before onnxruntime sees the file, for a clear message.
     const fp32Rewritten = preprocessModel(fp32)
     const specs = await inputSpecs(fp32, shapes)
+    const classOutputs = values['class-output'] ?? []
+    // Before quantizing or a search of many minutes: a misspelt name is said at once.
+    await checkClassOutputs(fp32, classOutputs)
     const options: QuantizeOptions = {
       perChannel: values['per-channel'] ?? false,
       weightType,
@@ -232,6 +240,7 @@ export async function main(argv: string[]): Promise<number> {
           threshold,
           sampleFeeds: (count) => sampleFeeds(withBatch(specs, 1) ?? specs, count, searchSeed, kind as SampleKind | undefined),
           ...(searchSamples !== undefined && { samples: searchSamples }),
+          classOutputs,
           sessionOptions,
           onProgress: (line) => console.error(line),
         })
@@ -253,6 +262,7 @@ export async function main(argv: string[]): Promise<number> {
       samples,
       seed,
       threshold,
+      classOutputs,
       ...(kind !== undefined && { kind: kind as SampleKind }),
       batches: values['no-bench'] ? [] : latencyBatches(specs),
       rounds,
@@ -271,7 +281,7 @@ export async function main(argv: string[]): Promise<number> {
       console.error(error.showUsage ? `${error.message}\n\n${USAGE}` : error.message)
       return 2
     }
-    if (error instanceof ShapeOverrideError) {
+    if (error instanceof ShapeOverrideError || error instanceof ClassOutputError) {
       console.error(error.message)
       return 2
     }

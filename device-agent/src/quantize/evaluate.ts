@@ -31,6 +31,14 @@ export class ShapeOverrideError extends Error {
 }
 
 /**
+ * A `--class-output` that does not fit the model: it names no output of it, or an output with no
+ * top-1 agreement (floating point without a fixed class axis).
+ */
+export class ClassOutputError extends Error {
+  override readonly name = 'ClassOutputError'
+}
+
+/**
  * `action` with onnxruntime's failure as an EvaluationError: its messages span several lines
  * ("Got invalid dimensions…\n index: 1 Got: 63 Expected: 64\n Please fix…"), folded into one.
  */
@@ -71,8 +79,15 @@ export interface Comparison {
   /** Sample inputs run through both models. */
   samples: number
   outputs: OutputComparison[]
-  /** The lowest top-1 agreement over the outputs that have one. */
+  /** The lowest top-1 agreement over the judged outputs (`judgedOutputs`). */
   top1Agreement?: number
+  /**
+   * The outputs top1Agreement is judged on: the class outputs named (`--class-output`), else
+   * every output that has a top-1 agreement. The others count for maxAbsError only.
+   */
+  judgedOutputs: string[]
+  /** Whether judgedOutputs were named rather than every output with a top-1 agreement. */
+  outputsNamed: boolean
   /** The largest absolute difference over the floating-point outputs. */
   maxAbsError: number
 }
@@ -122,6 +137,44 @@ function classCount(session: ort.InferenceSession, name: string): number | undef
 /** Each output's class axis size, by output name. */
 const classesOf = (session: ort.InferenceSession) => new Map(session.outputNames.map((name) => [name, classCount(session, name)] as const))
 
+const FLOAT_TYPES: ReadonlySet<string> = new Set(['float16', 'float32', 'float64', 'bfloat16'])
+
+/**
+ * The outputs top-1 agreement is judged on: `names` (undefined when none are named: every output
+ * that has an agreement). A named output must be one of the model's and have an agreement to
+ * judge: a class axis, or values that are not floating point (compared for equality).
+ * Throws ClassOutputError, naming the option, otherwise.
+ */
+function judgedOutputsOf(session: ort.InferenceSession, names: readonly string[] | undefined): ReadonlySet<string> | undefined {
+  if (names === undefined || names.length === 0) return undefined
+  for (const name of names) {
+    const meta = session.outputMetadata.find((m) => m.name === name)
+    if (meta === undefined) {
+      throw new ClassOutputError(`--class-output ${name}: the model has no output ${JSON.stringify(name)} (its outputs: ${session.outputNames.join(', ')})`)
+    }
+    if (meta.isTensor && FLOAT_TYPES.has(meta.type) && classCount(session, name) === undefined) {
+      throw new ClassOutputError(
+        `--class-output ${name}: top-1 agreement needs a class axis, a fixed last dimension of 2 or more, and ${name} is [${meta.shape.join(',')}]`,
+      )
+    }
+  }
+  return new Set(names)
+}
+
+/**
+ * Checks `names` (`--class-output`) against the model's outputs before anything slow is done
+ * with them (quantizing, a search): throws ClassOutputError as compareModels would.
+ */
+export async function checkClassOutputs(model: Uint8Array, names: readonly string[]): Promise<void> {
+  if (names.length === 0) return
+  const session = await onnxruntime('load the model', () => ort.InferenceSession.create(model, { graphOptimizationLevel: 'disabled' }))
+  try {
+    judgedOutputsOf(session, names)
+  } finally {
+    await session.release()
+  }
+}
+
 /**
  * fp32's outputs on a set of inputs, computed once to compare many candidate models against
  * (the accuracy-aware search compares dozens).
@@ -132,12 +185,20 @@ export interface ReferenceOutputs {
   outputs: Record<string, OutputValues>[]
   /** Each output's class axis size (see OutputComparison.top1Agreement), by output name. */
   classes: Map<string, number | undefined>
+  /** The outputs agreement is judged on, when named (Comparison.judgedOutputs). */
+  judged: ReadonlySet<string> | undefined
 }
 
-export async function referenceOutputs(fp32: Uint8Array, inputs: readonly Feeds[], options: SessionOptions = DEFAULT_SESSION_OPTIONS): Promise<ReferenceOutputs> {
+export async function referenceOutputs(
+  fp32: Uint8Array,
+  inputs: readonly Feeds[],
+  options: SessionOptions = DEFAULT_SESSION_OPTIONS,
+  classOutputs?: readonly string[],
+): Promise<ReferenceOutputs> {
   const { session } = await sessionFor(fp32, options)
   try {
     const classes = classesOf(session)
+    const judged = judgedOutputsOf(session, classOutputs)
     const outputs: Record<string, OutputValues>[] = []
     for (const feeds of inputs) {
       const result = await onnxruntime(`run the model on inputs ${describeFeeds(feeds)}`, () => session.run(feeds))
@@ -148,25 +209,31 @@ export async function referenceOutputs(fp32: Uint8Array, inputs: readonly Feeds[
       }
       outputs.push(kept)
     }
-    return { inputs, outputs, classes }
+    return { inputs, outputs, classes, judged }
   } finally {
     await session.release()
   }
 }
 
-/** Runs both models on every input and compares their outputs (floats within errors, the others for equality). */
+/**
+ * Runs both models on every input and compares their outputs (floats within errors, the others
+ * for equality). Top-1 agreement is judged on `classOutputs` when given (throws
+ * ClassOutputError for a name that does not fit), else on every output that has one.
+ */
 export async function compareModels(
   fp32: Uint8Array | ort.InferenceSession,
   int8: Uint8Array | ort.InferenceSession,
   inputs: readonly Feeds[],
   options: SessionOptions = DEFAULT_SESSION_OPTIONS,
+  classOutputs?: readonly string[],
 ): Promise<Comparison> {
   const a = await sessionFor(fp32, options)
   try {
     const classes = classesOf(a.session)
+    const judged = judgedOutputsOf(a.session, classOutputs)
     // fp32 runs input by input alongside int8: nothing of a large model's outputs is kept.
     const run = (feeds: Feeds) => onnxruntime(`run the model on inputs ${describeFeeds(feeds)}`, () => a.session.run(feeds))
-    return await compareOutputs(classes, inputs, run, int8, options)
+    return await compareOutputs(classes, judged, inputs, run, int8, options)
   } finally {
     if (a.owned) await a.session.release()
   }
@@ -175,7 +242,7 @@ export async function compareModels(
 /** Compares a model's outputs with fp32's, computed before (`referenceOutputs`). */
 export function compareWithReference(reference: ReferenceOutputs, int8: Uint8Array | ort.InferenceSession, options: SessionOptions = DEFAULT_SESSION_OPTIONS): Promise<Comparison> {
   const byInput = new Map(reference.inputs.map((feeds, i) => [feeds, reference.outputs[i]!] as const))
-  return compareOutputs(reference.classes, reference.inputs, async (feeds) => byInput.get(feeds)!, int8, options)
+  return compareOutputs(reference.classes, reference.judged, reference.inputs, async (feeds) => byInput.get(feeds)!, int8, options)
 }
 
 /** One run's outputs: onnxruntime's tensors, or values kept from a run before (`referenceOutputs`). */
@@ -185,6 +252,7 @@ const isTensor = (v: Outputs[string] | undefined): v is ort.Tensor => v !== unde
 
 async function compareOutputs(
   classes: ReadonlyMap<string, number | undefined>,
+  judged: ReadonlySet<string> | undefined,
   inputs: readonly Feeds[],
   fp32Run: (feeds: Feeds) => Promise<Outputs>,
   int8: Uint8Array | ort.InferenceSession,
@@ -234,11 +302,14 @@ async function compareOutputs(
       maxAbsError: s.max,
       meanAbsError: s.count === 0 ? 0 : s.sum / s.count,
     }))
-    const agreements = outputs.flatMap((o) => (o.top1Agreement === undefined ? [] : [o.top1Agreement]))
+    // An output not named still shows its agreement, but an embedding's arg-max is no verdict.
+    const judgedOutputs = outputs.filter((o) => o.top1Agreement !== undefined && (judged === undefined || judged.has(o.name)))
     return {
       samples: inputs.length,
       outputs,
-      ...(agreements.length > 0 && { top1Agreement: Math.min(...agreements) }),
+      ...(judgedOutputs.length > 0 && { top1Agreement: Math.min(...judgedOutputs.map((o) => o.top1Agreement!)) }),
+      judgedOutputs: judgedOutputs.map((o) => o.name),
+      outputsNamed: judged !== undefined,
       maxAbsError: Math.max(0, ...outputs.map((o) => o.maxAbsError)),
     }
   } finally {

@@ -83,6 +83,8 @@ export interface EvaluateOptions {
   seed: number
   threshold: number
   kind?: SampleKind
+  /** The outputs top-1 agreement is judged on (`--class-output`); default: every output that has one. */
+  classOutputs?: readonly string[]
   /** Latency batches (default: 1 and 8, or the model's fixed batch size; see latencyBatches). */
   batches?: readonly number[]
   rounds?: number
@@ -93,7 +95,7 @@ export interface EvaluateOptions {
 
 export async function evaluateQuantization(fp32: Uint8Array, int8: Uint8Array, quantize: QuantizeReport, o: EvaluateOptions): Promise<EvaluationReport> {
   const sessionOptions = o.sessionOptions ?? DEFAULT_SESSION_OPTIONS
-  const comparison = await compareModels(fp32, int8, sampleFeeds(o.specs, o.samples, o.seed, o.kind), sessionOptions)
+  const comparison = await compareModels(fp32, int8, sampleFeeds(o.specs, o.samples, o.seed, o.kind), sessionOptions, o.classOutputs)
   const latency: LatencyRow[] = []
   for (const batch of o.batches ?? latencyBatches(o.specs)) {
     const specs = withBatch(o.specs, batch)
@@ -159,12 +161,13 @@ function quantizedAs(q: QuantizeReport, int8: Uint8Array): QuantizedAs {
 
 /**
  * The report a published int8 variant carries (VariantReport, what the edge records and agents
- * judge by): top-1 agreement, max abs error and the number of samples. Undefined when agreement
- * cannot be measured (no output has a class axis): no threshold could judge the variant.
+ * judge by): top-1 agreement, the outputs it was judged on, max abs error and the number of
+ * samples. Undefined when agreement cannot be measured (no output has a class axis): no
+ * threshold could judge the variant.
  */
 export function variantReport(r: Pick<EvaluationReport, 'comparison'>): VariantReport | undefined {
-  const { top1Agreement, maxAbsError, samples } = r.comparison
-  return top1Agreement === undefined ? undefined : { top1Agreement, maxAbsError, samples }
+  const { top1Agreement, judgedOutputs, maxAbsError, samples } = r.comparison
+  return top1Agreement === undefined ? undefined : { top1Agreement, classOutputs: judgedOutputs, maxAbsError, samples }
 }
 
 /** CPU, cores, memory, Node and onnxruntime versions, and the load at the time of measuring. */
@@ -190,6 +193,18 @@ function searchLine(s: SearchSummary): string {
   const shown = s.fp32Layers.length > 12 ? `${s.fp32Layers.slice(0, 12).join(', ')}, …` : s.fp32Layers.join(', ')
   const after = `${s.fp32Layers.length} of ${s.candidates} layers left fp32 give ${pct(s.agreement)} there${s.met ? '' : `, still < ${pct(s.threshold)}`}`
   return [`search:      ${before} (< ${pct(s.threshold)});`, `             ${after} (${s.evaluations} runs): ${shown}`].join('\n')
+}
+
+/**
+ * Which outputs the threshold judges. By default the lowest agreement of several, an embedding's
+ * arg-max among them, which can refuse a good model: the line then says how to name the class output.
+ */
+function judgedOnLine(c: Comparison): string | undefined {
+  if (c.judgedOutputs.length === 0) return undefined
+  const names = c.judgedOutputs.join(', ')
+  if (c.outputsNamed) return `judged on:   ${names} (--class-output); the other outputs count for max abs error only`
+  if (c.judgedOutputs.length === 1) return `judged on:   ${names} (the only output with a top-1 agreement)`
+  return `judged on:   ${names}: the lowest of their agreements (--class-output names the class output to judge on it alone)`
 }
 
 const kb = (bytes: number) => `${(bytes / 1024).toFixed(1)} KiB`
@@ -238,14 +253,18 @@ export function formatReport(r: EvaluationReport, names: { input: string; output
     }
   }
   lines.push(`agreement:   ${r.comparison.samples} seeded samples (${r.sampleKind} inputs, seed ${r.seed})`)
+  const judged = new Set(r.comparison.judgedOutputs)
   for (const o of r.comparison.outputs) {
     if (o.exact) {
-      lines.push(`  ${o.name}: ${o.top1Agreement === undefined ? 'no elements' : `equal in ${pct(o.top1Agreement)} of ${o.positions} elements`} (not floating point: compared for equality)`)
+      const equal = o.top1Agreement === undefined ? 'no elements' : `equal in ${pct(o.top1Agreement)} of ${o.positions} elements${judged.has(o.name) ? '' : ' (not judged)'}`
+      lines.push(`  ${o.name}: ${equal} (not floating point: compared for equality)`)
       continue
     }
-    const top1 = o.top1Agreement === undefined ? 'top-1 n/a (no class axis)' : `top-1 ${pct(o.top1Agreement)} of ${o.positions} positions`
+    const top1 = o.top1Agreement === undefined ? 'top-1 n/a (no class axis)' : `top-1 ${pct(o.top1Agreement)} of ${o.positions} positions${judged.has(o.name) ? '' : ' (not judged)'}`
     lines.push(`  ${o.name}: ${top1}, max abs error ${o.maxAbsError.toPrecision(3)}, mean abs error ${o.meanAbsError.toPrecision(3)}`)
   }
+  const judgedLine = judgedOnLine(r.comparison)
+  if (judgedLine !== undefined) lines.push(judgedLine)
   const agreement = r.comparison.top1Agreement
   lines.push(
     `threshold:   top-1 ≥ ${pct(r.threshold)}: ${agreement === undefined ? 'cannot be judged (no class axis)' : r.thresholdMet ? 'MET' : `NOT met (${pct(agreement)})`}`,

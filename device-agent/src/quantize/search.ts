@@ -40,6 +40,8 @@ export interface SearchOptions {
   sampleFeeds: (count: number) => Feeds[]
   /** How many; default: enough for SEARCH_POSITIONS class positions (20 to 500). */
   samples?: number
+  /** The outputs agreement is judged on (`--class-output`); default: every output that has one. */
+  classOutputs?: readonly string[]
   sessionOptions?: ort.InferenceSession.SessionOptions
   /** Progress lines (the search takes minutes on a large model). */
   onProgress?: (message: string) => void
@@ -50,7 +52,7 @@ export interface LayerSensitivity {
   opType: string
   /** Top-1 agreement with only this layer quantized. */
   agreement: number
-  /** The largest mean absolute error over the class outputs, with only this layer quantized. */
+  /** The largest mean absolute error over the judged class outputs, with only this layer quantized. */
   meanAbsError: number
 }
 
@@ -81,7 +83,7 @@ export async function searchFp32Layers(fp32: Uint8Array, options: QuantizeOption
   const quantizeOptions: QuantizeOptions = { ...options, ...(options.calibration && { calibrationCache: options.calibrationCache ?? new Map() }) }
   const full = await quantizeModel(fp32, quantizeOptions)
   const samples = search.samples ?? (await defaultSampleCount(fp32, search, sessionOptions))
-  const reference = await referenceOutputs(fp32, search.sampleFeeds(samples), sessionOptions)
+  const reference = await referenceOutputs(fp32, search.sampleFeeds(samples), sessionOptions, search.classOutputs)
   const positions = classPositions(reference)
   let evaluations = 0
   const compare = async (bytes: Uint8Array): Promise<{ comparison: Comparison; agreement: number }> => {
@@ -109,7 +111,7 @@ export async function searchFp32Layers(fp32: Uint8Array, options: QuantizeOption
   for (const [i, candidate] of candidates.entries()) {
     const others = candidates.filter((c) => c !== candidate).map((c) => c.name)
     const { comparison, agreement } = await measure(others)
-    const classErrors = comparison.outputs.filter((o) => o.top1Agreement !== undefined).map((o) => o.meanAbsError)
+    const classErrors = comparison.outputs.filter((o) => comparison.judgedOutputs.includes(o.name)).map((o) => o.meanAbsError)
     ranking.push({ name: candidate.name, opType: candidate.opType, agreement, meanAbsError: Math.max(...classErrors) })
     if ((i + 1) % 10 === 0 || i + 1 === candidates.length) progress(`search: sensitivity ${i + 1}/${candidates.length}`)
   }
@@ -126,11 +128,12 @@ export async function searchFp32Layers(fp32: Uint8Array, options: QuantizeOption
 }
 
 /**
- * Top-1 agreement positions over the reference's runs (the least of its outputs' that have any:
- * class positions, or the elements of an output that is not floating point); throws when none has.
+ * Top-1 agreement positions over the reference's runs (the least of its judged outputs' that have
+ * any: class positions, or the elements of an output that is not floating point); throws when none has.
  */
 function classPositions(reference: ReferenceOutputs): number {
-  const counts = [...reference.classes].flatMap(([name, classes]) => {
+  const judged = [...reference.classes].filter(([name]) => reference.judged === undefined || reference.judged.has(name))
+  const counts = judged.flatMap(([name, classes]) => {
     let sum: number | undefined
     for (const outputs of reference.outputs) {
       const values = outputs[name]
@@ -147,7 +150,7 @@ function classPositions(reference: ReferenceOutputs): number {
 
 /** Enough search inputs for SEARCH_POSITIONS class positions, from one input's count. */
 async function defaultSampleCount(fp32: Uint8Array, search: SearchOptions, sessionOptions: ort.InferenceSession.SessionOptions): Promise<number> {
-  const perSample = classPositions(await referenceOutputs(fp32, search.sampleFeeds(1), sessionOptions))
+  const perSample = classPositions(await referenceOutputs(fp32, search.sampleFeeds(1), sessionOptions, search.classOutputs))
   return Math.min(MAX_SEARCH_SAMPLES, Math.max(MIN_SEARCH_SAMPLES, Math.ceil(SEARCH_POSITIONS / Math.max(1, perSample))))
 }
 
