@@ -10,17 +10,18 @@ import { InvalidRequestError } from '../errors/request.js'
 const QUOTED_MAX = 100
 
 /**
- * Refuses (400, naming it) a query parameter not in `allowed`, and one given more than once:
- * which of two values was meant is not for the edge to guess.
+ * Refuses (400, naming it) a query parameter not in `allowed`, and one given more than once
+ * unless it is `repeatable` (a list, one value per item): which of two values was meant is not
+ * for the edge to guess.
  */
-export function checkQueryParameters(c: Context, allowed: readonly string[]): void {
+export function checkQueryParameters(c: Context, allowed: readonly string[], repeatable: readonly string[] = []): void {
   for (const [parameter, values] of Object.entries(c.req.queries())) {
     const quoted = parameter.slice(0, QUOTED_MAX)
     if (!allowed.includes(parameter)) {
       const takes = allowed.length === 0 ? 'this route takes no query parameters' : `this route takes ${allowed.join(', ')}`
       throw new InvalidRequestError(`unknown parameter ${JSON.stringify(quoted)}: ${takes}`, quoted)
     }
-    if (values.length > 1) throw new InvalidRequestError(`${parameter} is given ${values.length} times; give it once`, parameter)
+    if (values.length > 1 && !repeatable.includes(parameter)) throw new InvalidRequestError(`${parameter} is given ${values.length} times; give it once`, parameter)
   }
 }
 

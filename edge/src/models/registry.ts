@@ -7,7 +7,7 @@
  * they publish its later versions, since devices following the name move to each new one.
  */
 import { messageOf, readOnnxModelInfo, sha256Hex, type Hex, type PublishedVariant, type TensorSpec, type VariantReport } from '@depinfer/shared'
-import { checkSameTensors, VariantRejectedError } from './variants.js'
+import { checkClassOutputs, checkSameTensors, VariantRejectedError } from './variants.js'
 
 export interface PublishedModel {
   name: string
@@ -55,6 +55,8 @@ interface VariantRow {
   sha256: string
   size: number
   top1_agreement: number
+  /** JSON string[]: the outputs top1_agreement was judged on; NULL when the publisher did not say. */
+  class_outputs_json: string | null
   max_abs_error: number
   samples: number
   min_agreement: number
@@ -68,12 +70,19 @@ interface StoredFileRow {
   outputs_json: string
 }
 
+const classOutputsJson = (report: VariantReport): string | null => (report.classOutputs === undefined ? null : JSON.stringify(report.classOutputs))
+
 function variantFromRow(row: VariantRow): PublishedVariant {
   return {
     kind: row.kind,
     sha256: row.sha256,
     size: row.size,
-    report: { top1Agreement: row.top1_agreement, maxAbsError: row.max_abs_error, samples: row.samples },
+    report: {
+      top1Agreement: row.top1_agreement,
+      ...(row.class_outputs_json !== null && { classOutputs: JSON.parse(row.class_outputs_json) as string[] }),
+      maxAbsError: row.max_abs_error,
+      samples: row.samples,
+    },
     minAgreement: row.min_agreement,
   }
 }
@@ -229,6 +238,7 @@ export async function publishModel(db: D1Database, bucket: R2Bucket, request: Pu
       throw new VariantRejectedError(`no uploaded file has sha256 ${variant.sha256}: upload the ${variant.kind} file first (POST /api/models/files, or /api/models/uploads for a large one)`, field)
     }
     checkSameTensors(variant.kind, file, variantFile)
+    checkClassOutputs(variant.kind, file, variant.report.classOutputs ?? [])
     variants.push({ kind: variant.kind, sha256: variant.sha256, size: variantFile.size, report: variant.report, minAgreement: variant.minAgreement })
   }
   const latest = await db
@@ -284,10 +294,10 @@ export async function publishModel(db: D1Database, bucket: R2Bucket, request: Pu
     ...variants.map((v) =>
       db
         .prepare(
-          `INSERT INTO model_variants (name, version, kind, sha256, size, top1_agreement, max_abs_error, samples, min_agreement)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          `INSERT INTO model_variants (name, version, kind, sha256, size, top1_agreement, class_outputs_json, max_abs_error, samples, min_agreement)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         )
-        .bind(row.name, row.version, v.kind, v.sha256, v.size, v.report.top1Agreement, v.report.maxAbsError, v.report.samples, v.minAgreement),
+        .bind(row.name, row.version, v.kind, v.sha256, v.size, v.report.top1Agreement, classOutputsJson(v.report), v.report.maxAbsError, v.report.samples, v.minAgreement),
     ),
   ]).catch(async (error: unknown) => {
     if (!/look-alike owned by another publisher/.test(messageOf(error))) throw error
@@ -311,7 +321,7 @@ function sameTerms(existing: PublishedModel, request: PublishRequest, variants: 
 }
 
 function sameVariants(a: readonly PublishedVariant[], b: readonly PublishedVariant[]): boolean {
-  const key = (v: PublishedVariant) => JSON.stringify([v.kind, v.sha256, v.report.top1Agreement, v.report.maxAbsError, v.report.samples, v.minAgreement])
+  const key = (v: PublishedVariant) => JSON.stringify([v.kind, v.sha256, v.report.top1Agreement, classOutputsJson(v.report), v.report.maxAbsError, v.report.samples, v.minAgreement])
   return JSON.stringify(a.map(key).sort()) === JSON.stringify(b.map(key).sort())
 }
 

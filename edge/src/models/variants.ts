@@ -17,6 +17,19 @@ export class VariantRejectedError extends Error {
   }
 }
 
+/**
+ * Throws VariantRejectedError when a name the variant's report says agreement was judged on
+ * (`int8_class_output`) is not an output of the model: the report would describe outputs the
+ * version does not have.
+ */
+export function checkClassOutputs(kind: string, model: { outputs: readonly TensorSpec[] }, classOutputs: readonly string[]): void {
+  const field = `${kind}_class_output`
+  const unknown = classOutputs.find((name) => !model.outputs.some((t) => t.name === name))
+  if (unknown !== undefined) {
+    throw new VariantRejectedError(`${field} ${JSON.stringify(unknown.slice(0, 100))} is not an output of the model (its outputs: ${model.outputs.map((t) => t.name).join(', ')})`, field)
+  }
+}
+
 const describeShape = (shape: readonly number[]) => `[${shape.join(',')}]`
 
 /**

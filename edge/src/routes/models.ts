@@ -103,16 +103,31 @@ function decimal(value: string | undefined, field: string): number | undefined {
   return Number(value)
 }
 
-const REPORT_FIELDS = { top1Agreement: 'int8_top1_agreement', maxAbsError: 'int8_max_abs_error', samples: 'int8_samples' } as const satisfies Record<keyof VariantReport, string>
+/** The report's numbers, one parameter each (its list of class outputs is CLASS_OUTPUT_FIELD's). */
+const REPORT_FIELDS = { top1Agreement: 'int8_top1_agreement', maxAbsError: 'int8_max_abs_error', samples: 'int8_samples' } as const satisfies Record<
+  Exclude<keyof VariantReport, 'classOutputs'>,
+  string
+>
+
+/**
+ * The outputs the report's agreement was judged on, one `int8_class_output` per name (a name may
+ * hold a comma); optional, as publishers before it did not say. Whether each is an output of the
+ * model is checked with the model's file (registry.ts).
+ */
+const CLASS_OUTPUT_FIELD = 'int8_class_output'
 
 /**
  * The int8 variant a publish names, from its `int8_*` parameters: none of them, or all of them
- * (a variant without its report and threshold could not be judged).
+ * (a variant without its report and threshold could not be judged), `int8_class_output` optional.
  */
 function int8Variant(c: Context<ModelsEnv>): VariantRequest | undefined {
   const fields = ['int8_sha256', ...Object.values(REPORT_FIELDS), 'int8_min_agreement'] as const
   const given = fields.filter((field) => c.req.query(field) !== undefined)
-  if (given.length === 0) return undefined
+  const classOutputs = c.req.queries(CLASS_OUTPUT_FIELD)
+  if (given.length === 0) {
+    if (classOutputs !== undefined) throw new InvalidRequestError(`${CLASS_OUTPUT_FIELD} goes with an int8 variant (${fields.join(', ')})`, CLASS_OUTPUT_FIELD)
+    return undefined
+  }
   const missing = fields.find((field) => c.req.query(field) === undefined)
   if (missing) throw new InvalidRequestError(`${missing} is required with ${given.join(', ')}: an int8 variant needs its file's sha256, the report and the threshold`, missing)
   const sha256 = required(c.req.query('int8_sha256'), 'int8_sha256', /^[0-9a-f]{64}$/, "the int8 file's sha256 (64 lowercase hex digits)")
@@ -121,19 +136,22 @@ function int8Variant(c: Context<ModelsEnv>): VariantRequest | undefined {
   )
   if (!report.success) {
     const issue = report.error.issues[0]!
-    const field = REPORT_FIELDS[issue.path[0] as keyof VariantReport]
+    const field = REPORT_FIELDS[issue.path[0] as keyof typeof REPORT_FIELDS]
     throw new InvalidRequestError(`${field} ${issue.message}`, field)
   }
   const minAgreement = PublishedVariantSchema.shape.minAgreement.safeParse(decimal(c.req.query('int8_min_agreement'), 'int8_min_agreement'))
   if (!minAgreement.success) throw new InvalidRequestError(`int8_min_agreement ${minAgreement.error.issues[0]!.message}`, 'int8_min_agreement')
-  return { kind: 'int8', sha256, report: report.data, minAgreement: minAgreement.data }
+  if (classOutputs?.some((name) => name === '')) throw new InvalidRequestError(`${CLASS_OUTPUT_FIELD} must name an output, got an empty one`, CLASS_OUTPUT_FIELD)
+  const repeated = classOutputs?.find((name, i) => classOutputs.indexOf(name) !== i)
+  if (repeated !== undefined) throw new InvalidRequestError(`${CLASS_OUTPUT_FIELD} ${JSON.stringify(repeated.slice(0, 100))} is given twice`, CLASS_OUTPUT_FIELD)
+  return { kind: 'int8', sha256, report: { ...report.data, ...(classOutputs !== undefined && { classOutputs }) }, minAgreement: minAgreement.data }
 }
 
 /** Every parameter a publish takes: a misspelt one (`desciption`) would otherwise be dropped unseen. */
-const PUBLISH_PARAMETERS: readonly string[] = ['name', 'price_wei', 'payout_address', 'description', 'sha256', 'int8_sha256', ...Object.values(REPORT_FIELDS), 'int8_min_agreement']
+const PUBLISH_PARAMETERS: readonly string[] = ['name', 'price_wei', 'payout_address', 'description', 'sha256', 'int8_sha256', ...Object.values(REPORT_FIELDS), 'int8_min_agreement', CLASS_OUTPUT_FIELD]
 
 models.post('/', async (c) => {
-  checkQueryParameters(c, PUBLISH_PARAMETERS)
+  checkQueryParameters(c, PUBLISH_PARAMETERS, [CLASS_OUTPUT_FIELD])
   const name = modelNameParameter(c.req.query('name'))
   const priceWei = required(c.req.query('price_wei'), 'price_wei', WEI_PATTERN, 'the price per inference in wei, a decimal integer')
   if (BigInt(priceWei) >= 2n ** 256n) throw new InvalidRequestError('price_wei must be below 2^256', 'price_wei')
