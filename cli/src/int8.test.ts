@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { buildModel, elementwiseSoftmaxModel, rawData, tinyClassifierModel } from '../../test/helpers/onnx-model.js'
+import { buildModel, classifierWithEmbeddingModel, elementwiseSoftmaxModel, rawData, tinyClassifierModel } from '../../test/helpers/onnx-model.js'
 import { describeReport, Int8VariantError, quantizeForPublishing, readInt8Variant } from './int8.js'
 import { temporaryDirectory } from '../../test/helpers/temporary-directory.js'
 
@@ -49,6 +49,41 @@ describe('the int8 variant of a publish', () => {
     // The label is the arg-max of the logits the probabilities come from: the two agree alike.
     expect(label![1]).toBe(probs![1])
     expect(variant.report.top1Agreement * 100).toBeCloseTo(Number(probs![1]), 1)
+  })
+
+  describe('judged on the outputs named by --class-output', () => {
+    // probs agrees with fp32 on every row, embedding's arg-max on about 1 row in 16 (the helper says why).
+    const model = classifierWithEmbeddingModel()
+
+    it('is judged on every class-like output without it: the embedding\'s agreement refuses the variant', async () => {
+      const variant = await quantizeForPublishing(model, 'embedding.onnx', undefined)
+      expect(variant.report.top1Agreement).toBeLessThan(0.2)
+      expect(variant.report.classOutputs).toEqual(['probs', 'embedding'])
+      expect(describeReport(variant.report, variant.minAgreement)).toMatch(/ on probs, embedding over 200 samples, .*devices run fp32$/)
+    })
+
+    it('is judged on the named output alone, and the published report says so', async () => {
+      const variant = await quantizeForPublishing(model, 'embedding.onnx', undefined, ['probs'])
+      expect(variant.report).toMatchObject({ top1Agreement: 1, classOutputs: ['probs'], samples: 200 })
+      expect(variant.report.maxAbsError).toBeGreaterThan(0) // the embedding's errors still count
+      expect(variant.text).toMatch(/^judged on: {3}probs \(--class-output\)/m)
+      expect(describeReport(variant.report, variant.minAgreement)).toMatch(/^top-1 agreement 100\.00% on probs over 200 samples, .*≥ 99\.00%: devices run it$/)
+    })
+
+    it('refuses a name that is no output, as a usage error listing the outputs, before quantizing', async () => {
+      const publishing = quantizeForPublishing(model, 'embedding.onnx', undefined, ['logits'])
+      await expect(publishing).rejects.toThrow(Int8VariantError)
+      await expect(publishing).rejects.toThrow('embedding.onnx: --class-output logits: the model has no output "logits" (its outputs: probs, embedding)')
+      await expect(publishing).rejects.toMatchObject({ exitCode: 2 })
+    })
+
+    it('is read from a report made elsewhere (depinfer-quantize --class-output)', async () => {
+      const file = write('judged.onnx', new Uint8Array([1, 2, 3]))
+      const report = write('judged.json', JSON.stringify({ comparison: { samples: 50, top1Agreement: 1, judgedOutputs: ['probs'], maxAbsError: 0.02 } }))
+      const variant = await readInt8Variant(file, report, undefined, MODEL)
+      expect(variant.report).toEqual({ top1Agreement: 1, classOutputs: ['probs'], maxAbsError: 0.02, samples: 50 })
+      expect(variant.text).toMatch(/top-1 agreement 100\.00% on probs over 50 samples/)
+    })
   })
 
   it('says plainly when the model cannot be quantized', async () => {

@@ -68,14 +68,28 @@ function skippedSummary(nodes: readonly { opType: string; skipped?: string }[]):
 /**
  * Quantizes `fp32` with the agent's quantizer (dynamic int8, its defaults) and compares it with
  * fp32 on the quantizer's default seeded samples; `minAgreement` defaults to the quantizer's
- * threshold. Latency is not measured: it would describe this machine, not the devices that will
- * run the model. Refuses a model with nothing to quantize, like one whose agreement cannot be
- * measured: the publish stops before any upload.
+ * threshold. Top-1 agreement is judged on `classOutputs` (`--class-output`) when named, else on
+ * every output with a class axis. Latency is not measured: it would describe this machine, not
+ * the devices that will run the model. Refuses a model with nothing to quantize, like one whose
+ * agreement cannot be measured: the publish stops before any upload.
  */
-export async function quantizeForPublishing(fp32: Uint8Array, file: string, minAgreementOption: number | undefined): Promise<Int8Variant> {
+export async function quantizeForPublishing(
+  fp32: Uint8Array,
+  file: string,
+  minAgreementOption: number | undefined,
+  classOutputs: readonly string[] = [],
+): Promise<Int8Variant> {
   checkComparable(fp32, file)
-  const { EVALUATION_DEFAULTS, evaluateQuantization, formatReport, inputSpecs, nothingQuantized, quantizeModel, variantReport } = await quantizer()
+  const { ClassOutputError, EVALUATION_DEFAULTS, checkClassOutputs, evaluateQuantization, formatReport, inputSpecs, nothingQuantized, quantizeModel, variantReport } =
+    await quantizer()
   const minAgreement = minAgreementOption ?? EVALUATION_DEFAULTS.threshold
+  try {
+    // Before quantizing: a misspelt output name is the command line's fault, said at once.
+    await checkClassOutputs(fp32, classOutputs)
+  } catch (error) {
+    if (error instanceof ClassOutputError) throw new Int8VariantError(`${file}: ${error.message}`, 2, { cause: error })
+    throw new Int8VariantError(`${file}: cannot make the int8 variant: ${messageOf(error)}`, 1, { cause: error })
+  }
   // Whatever stops the quantizer or onnxruntime here is about this model (a format the quantizer
   // cannot read or rewrite, an operator onnxruntime cannot run): said plainly, with the file,
   // like depinfer-quantize does.
@@ -102,6 +116,7 @@ export async function quantizeForPublishing(fp32: Uint8Array, file: string, minA
       samples: EVALUATION_DEFAULTS.samples,
       seed: EVALUATION_DEFAULTS.seed,
       threshold: minAgreement,
+      classOutputs,
       batches: [],
     })
   } catch (error) {
@@ -130,6 +145,8 @@ const QuantizeJsonSchema = z.object({
   comparison: z.object({
     samples: z.number().int().positive(),
     top1Agreement: z.number().min(0).max(1).optional(),
+    /** The outputs top1Agreement was judged on (Comparison.judgedOutputs); absent from older reports. */
+    judgedOutputs: z.array(z.string().min(1)).optional(),
     maxAbsError: z.number().nonnegative(),
   }),
 })
@@ -168,9 +185,10 @@ export async function readInt8Variant(file: string, reportFile: string, minAgree
     if (sha256 !== undefined && sha256 !== sha256Hex(fileBytes)) throw notOf(what, `sha256 ${sha256}`, `sha256 ${sha256Hex(fileBytes)}`)
     if (size !== undefined && size !== fileBytes.length) throw notOf(what, `a ${size}-byte file`, `${fileBytes.length} bytes`)
   }
-  const { samples, top1Agreement, maxAbsError } = parsed.data.comparison
+  const { samples, top1Agreement, judgedOutputs, maxAbsError } = parsed.data.comparison
   if (top1Agreement === undefined) throw unmeasurable(reportFile)
-  const report = { top1Agreement, maxAbsError, samples }
+  // Published as the report says: which outputs were judged is the measurement's, not this command's.
+  const report: VariantReport = { top1Agreement, ...(judgedOutputs !== undefined && judgedOutputs.length > 0 && { classOutputs: judgedOutputs }), maxAbsError, samples }
   return { bytes, report, minAgreement, text: `int8 variant ${file}: ${describeReport(report, minAgreement)} (from ${reportFile})` }
 }
 
@@ -179,5 +197,6 @@ const pct = (share: number) => `${(share * 100).toFixed(2)}%`
 /** One line on a variant's report and what devices will do with it. */
 export function describeReport(report: VariantReport, minAgreement: number): string {
   const verdict = variantAccepted({ report, minAgreement }) ? `≥ ${pct(minAgreement)}: devices run it` : `< ${pct(minAgreement)}: devices run fp32`
-  return `top-1 agreement ${pct(report.top1Agreement)} over ${report.samples} samples, max abs error ${report.maxAbsError.toPrecision(3)}, ${verdict}`
+  const on = report.classOutputs === undefined ? '' : ` on ${report.classOutputs.join(', ')}`
+  return `top-1 agreement ${pct(report.top1Agreement)}${on} over ${report.samples} samples, max abs error ${report.maxAbsError.toPrecision(3)}, ${verdict}`
 }

@@ -10,7 +10,7 @@ import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { buildModel, rawData, tinyClassifierModel } from '../../test/helpers/onnx-model.js'
+import { buildModel, classifierWithEmbeddingModel, rawData, tinyClassifierModel } from '../../test/helpers/onnx-model.js'
 import { runNode, type NodeRun as Run } from '../../test/helpers/run-node.js'
 import { temporaryDirectory } from '../../test/helpers/temporary-directory.js'
 
@@ -134,6 +134,24 @@ describe('depinfer CLI errors', () => {
   it('names the input --int8 cannot generate samples for, before quantizing or uploading', async () => {
     const run = await publish(int32Path, { DEPINFER_URL: closedPortUrl }, '--int8')
     expectOneLineError(run, 1, new RegExp(`^${int32Path}: input "ids" is INT32; --int8 .* FP32 inputs: publish without --int8$`))
+  })
+
+  it('names an unknown --class-output and the model\'s outputs in one line, before quantizing or uploading', async () => {
+    const path = join(dir, 'embedding.onnx')
+    writeFileSync(path, classifierWithEmbeddingModel())
+    requests.length = 0
+    const run = await publish(path, { DEPINFER_URL: edgeUrl }, '--int8', '--class-output', 'logits')
+    expectOneLineError(run, 2, new RegExp(`^${path}: --class-output logits: the model has no output "logits" \\(its outputs: probs, embedding\\)$`))
+    expect(requests).toEqual([])
+  })
+
+  it.each([
+    ['without --int8', [], /^--class-output names the output --int8 judges the int8 variant on: add --int8$/],
+    ['with a variant made elsewhere', ['--int8-file', 'q.onnx', '--int8-report', 'q.json'], /^--class-output goes with --int8: a variant made elsewhere is judged as its report says/],
+  ])('refuses --class-output %s', async (_case, options, message) => {
+    const run = await publish(modelPath, { DEPINFER_URL: closedPortUrl }, '--class-output', 'probs', ...options)
+    expect(run.code).toBe(2)
+    expect(run.stderr.split('\n')[0]).toMatch(message)
   })
 
   it('lists versions with their file sizes: bytes under 1 KiB, not "0 KiB"', async () => {

@@ -2,7 +2,7 @@
  * `depinfer` command line for model developers, providers and payers.
  *
  *   depinfer models publish <file.onnx> --name <name> --price-wei <n> --payout-address <0x…> [--description <text>]
- *                           [--int8 | --int8-file <q.onnx> --int8-report <report.json>] [--min-agreement <0..1>]
+ *                           [--int8 [--class-output <name>]… | --int8-file <q.onnx> --int8-report <report.json>] [--min-agreement <0..1>]
  *   depinfer models list [--name <name>]
  *   depinfer provider|payouts|escrow|contracts …   on-chain commands (chain-commands.ts)
  *
@@ -23,13 +23,15 @@ import { checkPublishTerms, publishModelFile, type PublishedVersion } from './pu
 
 const USAGE = `usage:
   depinfer models publish <file.onnx> --name <name> --price-wei <n> --payout-address <0x…> [--description <text>]
-                          [--int8 | --int8-file <q.onnx> --int8-report <report.json>] [--min-agreement <0..1>]
+                          [--int8 [--class-output <name>]… | --int8-file <q.onnx> --int8-report <report.json>] [--min-agreement <0..1>]
   depinfer models list [--name <name>]
 ${CHAIN_USAGE.commands}
 
   --int8              also publish an int8 variant: quantized here (the agent's quantizer), compared with
                       fp32 on seeded sample inputs; devices run it where its top-1 agreement reaches
                       --min-agreement (default 0.99), else the fp32 file
+  --class-output      with --int8: the output whose top-1 agreement is judged, repeatable (default: every
+                      output with a class axis, the lowest counts); the others count for max abs error only
   --int8-file, --int8-report
                       publish an int8 variant made elsewhere, with its depinfer-quantize --json report
 ${CHAIN_USAGE.options}
@@ -46,6 +48,8 @@ const OPTIONS = {
   'int8-file': { type: 'string' },
   'int8-report': { type: 'string' },
   'min-agreement': { type: 'string' },
+  // Repeatable rather than comma-separated, as for depinfer-quantize: an output name may hold a comma.
+  'class-output': { type: 'string', multiple: true },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies NonNullable<ParseArgsConfig['options']>
 
@@ -142,10 +146,23 @@ async function main(argv: string[]): Promise<number> {
 }
 
 /** The int8 variant the options ask for (printing its report), or undefined. */
-async function int8Variant(file: string, bytes: Uint8Array, values: { int8?: boolean; 'int8-file'?: string; 'int8-report'?: string; 'min-agreement'?: string }): Promise<Int8Variant | undefined> {
+async function int8Variant(
+  file: string,
+  bytes: Uint8Array,
+  values: { int8?: boolean; 'int8-file'?: string; 'int8-report'?: string; 'min-agreement'?: string; 'class-output'?: string[] },
+): Promise<Int8Variant | undefined> {
   const elsewhere = values['int8-file'] !== undefined || values['int8-report'] !== undefined
   if (values.int8 && elsewhere) throw new UsageError('--int8 quantizes here; --int8-file and --int8-report publish a variant made elsewhere: not both')
   if (elsewhere && (values['int8-file'] === undefined || values['int8-report'] === undefined)) throw new UsageError('--int8-file and --int8-report go together')
+  const classOutputs = values['class-output'] ?? []
+  if (classOutputs.length > 0 && !values.int8) {
+    // A variant made elsewhere was judged when it was measured: its report says on which outputs.
+    throw new UsageError(
+      elsewhere
+        ? '--class-output goes with --int8: a variant made elsewhere is judged as its report says (depinfer-quantize --class-output)'
+        : '--class-output names the output --int8 judges the int8 variant on: add --int8',
+    )
+  }
   let minAgreement: number | undefined
   if (values['min-agreement'] !== undefined) {
     minAgreement = /^[0-9]*\.?[0-9]+$/.test(values['min-agreement']) ? Number(values['min-agreement']) : Number.NaN
@@ -158,7 +175,7 @@ async function int8Variant(file: string, bytes: Uint8Array, values: { int8?: boo
   if (!elsewhere) console.log(`quantizing ${file} to int8 and comparing it with fp32…`)
   const variant = elsewhere
     ? await readInt8Variant(values['int8-file']!, values['int8-report']!, minAgreement, { file, bytes })
-    : await quantizeForPublishing(bytes, file, minAgreement)
+    : await quantizeForPublishing(bytes, file, minAgreement, classOutputs)
   console.log(variant.text)
   return variant
 }

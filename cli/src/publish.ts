@@ -220,6 +220,8 @@ export async function publishModelFile(options: PublishOptions): Promise<{ model
     url.searchParams.set('int8_top1_agreement', String(int8.report.top1Agreement))
     url.searchParams.set('int8_max_abs_error', String(int8.report.maxAbsError))
     url.searchParams.set('int8_samples', String(int8.report.samples))
+    // One parameter per name: an output name may hold a comma.
+    for (const name of int8.report.classOutputs ?? []) url.searchParams.append('int8_class_output', name)
     url.searchParams.set('int8_min_agreement', String(int8.minAgreement))
   }
   let answer
