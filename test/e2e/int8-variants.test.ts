@@ -25,7 +25,7 @@ import { exampleInferRequest } from '../../scripts/local/example-input.js'
 import { REPO_ROOT } from '../../scripts/local/paths.js'
 import { startLocalNetwork, type LocalNetwork } from '../../scripts/local/network.js'
 import { waitFor } from '../../scripts/local/wait-for.js'
-import { tinyClassifierModel } from '../helpers/onnx-model.js'
+import { classifierWithEmbeddingModel, tinyClassifierModel } from '../helpers/onnx-model.js'
 import { startRogueDevice } from '../helpers/rogue-device.js'
 import { answerAttestation, apiClient, outputByName, readyDevices, runDirect, waitForModelReady, type ApiClient, type ApiResponse } from './support.js'
 import { runNode } from '../helpers/run-node.js'
@@ -45,7 +45,7 @@ interface ListedVariant {
   kind: string
   sha256: string
   size: number
-  report: { top1Agreement: number; maxAbsError: number; samples: number }
+  report: { top1Agreement: number; classOutputs?: string[]; maxAbsError: number; samples: number }
   minAgreement: number
   accepted: boolean
 }
@@ -105,13 +105,13 @@ describe('int8 variants of published models', () => {
     expect(published.output).toMatch(/softmax_0\.tmp_0: top-1 \d+\.\d+% of 200 positions, max abs error/)
     expect(published.output).toMatch(/threshold: {3}top-1 ≥ 99\.00%: MET/)
     expect(published.output).toMatch(/published: cls-int8 version 1/)
-    expect(published.output).toMatch(/int8 variant sha256 [0-9a-f]{64}, \d+ KiB: top-1 agreement \d+\.\d+% over 200 samples, .*devices run it/)
+    expect(published.output).toMatch(/int8 variant sha256 [0-9a-f]{64}, \d+ KiB: top-1 agreement \d+\.\d+% on softmax_0\.tmp_0 over 200 samples, .*devices run it/)
 
     const [model] = ((await api.get('/api/models?name=cls-int8')).body as { models: { sha256: string; variants: ListedVariant[] }[] }).models
     expect(model!.sha256).toBe(clsSha)
     expect(model!.variants).toHaveLength(1)
     const variant = model!.variants[0]!
-    expect(variant).toMatchObject({ kind: 'int8', minAgreement: 0.99, accepted: true, report: { samples: 200 } })
+    expect(variant).toMatchObject({ kind: 'int8', minAgreement: 0.99, accepted: true, report: { samples: 200, classOutputs: [OUTPUT] } })
     expect(variant.report.top1Agreement).toBeGreaterThanOrEqual(0.99)
     expect(variant.report.maxAbsError).toBeGreaterThan(0)
     int8Sha = variant.sha256
@@ -152,6 +152,31 @@ describe('int8 variants of published models', () => {
     expect(model!.variants).toEqual([
       expect.objectContaining({ kind: 'int8', sha256: sha256(readFileSync(elsewhere)), report: expect.objectContaining({ top1Agreement: agreement, samples: 40 }), minAgreement: 0.9 }),
     ])
+  })
+
+  it('publishes with --int8 --class-output: judged on the named output, and the edge records which', async () => {
+    // probs agrees with fp32 on every row, embedding's arg-max on about 1 row in 16 (the helper says why).
+    const path = join(dir, 'embedding.onnx')
+    writeFileSync(path, classifierWithEmbeddingModel())
+    const published = await runCli(['models', 'publish', path, '--name', 'embedding-int8', '--price-wei', '0', '--payout-address', PAYOUT, '--int8', '--class-output', 'probs'], env)
+    expect(published.code, published.output).toBe(0)
+    expect(published.output).toMatch(/^judged on: {3}probs \(--class-output\)/m)
+    expect(published.output).toMatch(/int8 variant sha256 [0-9a-f]{64}, .*: top-1 agreement 100\.00% on probs over 200 samples, .*devices run it/)
+    const [model] = ((await api.get('/api/models?name=embedding-int8')).body as { models: { variants: ListedVariant[] }[] }).models
+    expect(model!.variants).toEqual([expect.objectContaining({ accepted: true, report: expect.objectContaining({ top1Agreement: 1, classOutputs: ['probs'] }) })])
+    expect((await runCli(['models', 'list', '--name', 'embedding-int8'], env)).output).toMatch(/\ttop-1 agreement 100\.00% on probs over 200 samples/)
+  })
+
+  it.each<[string, string, string, RegExp]>([
+    ['an output the model does not have', 'int8_sha256=%s&int8_class_output=probs', 'int8_class_output', /^int8_class_output "probs" is not an output of the model \(its outputs: softmax_0\.tmp_0\)$/],
+    ['class outputs without a variant', 'int8_class_output=softmax_0.tmp_0', 'int8_class_output', /^int8_class_output goes with an int8 variant/],
+  ])('refuses a variant report naming %s', async (_case, query, field, detail) => {
+    const variant = query.includes('int8_sha256') ? '&int8_top1_agreement=1&int8_max_abs_error=0&int8_samples=5&int8_min_agreement=0.9' : ''
+    const path = `/api/models?name=cls-classout&price_wei=0&payout_address=${PAYOUT}&${query.replace('%s', int8Sha)}${variant}`
+    const response = await api.post(path, clsBytes, { 'Content-Type': 'application/octet-stream' })
+    expect(response.status, response.text).toBe(400)
+    expect(response.body).toMatchObject({ field, detail: expect.stringMatching(detail) })
+    expect((await api.get('/api/models?name=cls-classout')).body).toEqual({ models: [] })
   })
 
   it('records a variant whose report is below the threshold, as not accepted', async () => {
