@@ -49,7 +49,8 @@ export const VariantReportSchema = z.object({
   top1Agreement: share,
   /**
    * The outputs top1Agreement was judged on: those the publisher named (`--class-output`), else
-   * every output with a class axis. Absent from reports published before it was recorded.
+   * every output that has a top-1 agreement (a class axis, or values that are not floating point).
+   * Absent from reports published before it was recorded.
    */
   classOutputs: z.array(z.string().min(1)).min(1).optional(),
   /** The largest absolute difference from fp32 over every output value (finite). */
