@@ -1,11 +1,13 @@
 /** Shared pieces of the end-to-end suites: brokers to run against, an HTTP client, direct ORT. */
-import { existsSync } from 'node:fs'
+import { existsSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import mqtt from 'mqtt'
 import * as ort from 'onnxruntime-node'
 import { gatewayClientId, parseDeviceTopic, type Attestation, type Hex } from '../../shared/src/index.js'
 import { startLocalBroker, type LocalBroker } from '../../scripts/local/broker.js'
 import { MOSQUITTO_BIN, startMosquitto } from '../../scripts/local/mosquitto.js'
 import { waitFor } from '../../scripts/local/wait-for.js'
+import { temporaryDirectory } from '../helpers/temporary-directory.js'
 
 export interface BrokerKind {
   name: string
@@ -173,19 +175,55 @@ export async function observeJobs(brokerUrl: string, name: string): Promise<{ de
 }
 
 /**
+ * An agent config file (SpawnAgentOptions.configPath) setting the MQTT keepalive to its longest,
+ * 600 s (the broker declares a client gone after 1.5 times it, MQTT 3.1.1 §3.1.2.10). A device a
+ * test freezes (SIGSTOP) is then not declared gone after 15 s, which would send its job elsewhere
+ * as a retry: a hedge, at twice the device's p95, must come first to be seen, and a loaded
+ * machine's warm-up put that p95 past 7.5 s. A killed device is gone at once still (its socket closes).
+ */
+export function longKeepaliveConfig(): string {
+  const path = join(temporaryDirectory('agent-config-'), 'agent.json')
+  writeFileSync(path, JSON.stringify({ broker: { keepaliveSec: 600 } }))
+  return path
+}
+
+/**
+ * The edge's longest deadline (JOB_DEADLINE_MS) in the suites that size a job's deadline to the
+ * machine (hedgeableDeadlineMs): on a loaded one, past the default 30 s.
+ */
+export const LONG_JOB_DEADLINE_MS = 300_000
+
+/**
+ * A deadline for a job whose first device freezes, when the warm-up's slowest job took
+ * `slowestMs` (answerOnEvery): eight times that, from 30 s to LONG_JOB_DEADLINE_MS. The frozen
+ * device's budget is half the deadline (four times the slowest job), its hedge comes at twice its
+ * p95 (at most twice the slowest job), and another device's run takes about one more: a hedged
+ * job is answered a whole job's time before a retry could even be sent.
+ */
+export const hedgeableDeadlineMs = (slowestMs: number): number => Math.min(LONG_JOB_DEADLINE_MS, Math.max(30_000, 8 * slowestMs))
+
+/**
  * Sends `body` to `model`, two jobs per device at once, round after round, until the gateway
  * has seen each of `deviceIds` answer at least `atLeast` jobs (what it needs to hedge: a p95).
  * Two per device: the scheduler sends a job to the device expected to finish it first, and a
  * device whose first run was a cold one (several times a warm one) is expected to be slower
  * until its next answer; with one job per device it could be passed over round after round.
+ *
+ * Resolves to the slowest of these jobs' round trips as this client saw them (ms): no device's
+ * p95 can be longer (the gateway times less of each job: from its publish to the answer), so a
+ * test can size a deadline to the machine it runs on.
  */
-export async function answerOnEvery(api: ApiClient, model: string, body: unknown, deviceIds: readonly string[], jobsSeen: readonly string[], atLeast = 9): Promise<void> {
+export async function answerOnEvery(api: ApiClient, model: string, body: unknown, deviceIds: readonly string[], jobsSeen: readonly string[], atLeast = 9): Promise<number> {
   const seen = jobsSeen.length
   const sentTo = (deviceId: string) => jobsSeen.slice(seen).filter((d) => d === deviceId).length
+  let slowestMs = 0
   const answer = async (): Promise<ApiResponse> => {
+    const sentAt = Date.now()
     for (let tries = 1; ; tries++) {
       try {
-        return await api.post(`/v2/models/${model}/infer`, body)
+        const response = await api.post(`/v2/models/${model}/infer`, body)
+        slowestMs = Math.max(slowestMs, Date.now() - sentAt)
+        return response
       } catch (error) {
         // workerd closes a keep-alive connection idle for 5 s without saying so, and a request
         // sent on it as it closes fails with ECONNRESET (bench/load.ts drops idle sockets for
@@ -199,4 +237,5 @@ export async function answerOnEvery(api: ApiClient, model: string, body: unknown
     for (const response of answers) if (response.status !== 200) throw new Error(`warming up ${model}: ${response.status} ${response.text}`)
   }
   if (Math.min(...deviceIds.map(sentTo)) < atLeast) throw new Error(`warming up ${model}: not every device got ${atLeast} jobs`)
+  return slowestMs
 }
