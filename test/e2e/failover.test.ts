@@ -121,8 +121,13 @@ describe.each(BROKERS)('failover through $name', (brokerKind) => {
   })
 
   it('retries on the other device when the chosen one hangs, within the deadline', async () => {
-    const started = Date.now()
-    const answer = api.post('/v2/models/ppocr-det/infer', slowJob(6_000))
+    // A deadline whose second half, the retry's budget, holds four times what a job takes on this
+    // machine (6 s at least): a loaded one took 2.2 s of 3 s for the retry's run, and the retry may
+    // be a restarted device's first, cold run.
+    const aloneFrom = Date.now()
+    expect((await api.post('/v2/models/ppocr-det/infer', slowJob())).status).toBe(200)
+    const deadlineMs = Math.max(6_000, 8 * (Date.now() - aloneFrom))
+    const answer = api.post('/v2/models/ppocr-det/infer', slowJob(deadlineMs))
     const victim = await nextJobDevice()
     agent(victim).child.kill('SIGSTOP')
     try {
@@ -130,7 +135,10 @@ describe.each(BROKERS)('failover through $name', (brokerKind) => {
       expect(response.status).toBe(200)
       expect(response.body.parameters).toMatchObject({ attempts: 2 })
       expect((response.body.parameters as { device_id: string }).device_id).not.toBe(victim)
-      expect(Date.now() - started).toBeLessThan(6_000)
+      // Timed as the deadline is, from the job's dispatch (gateway_ms): the caller's clock also
+      // counts sending and reading 5 MB of JSON (6,116 ms for a job answered in time, on a
+      // loaded machine).
+      expect((response.body.parameters as { gateway_ms: number }).gateway_ms).toBeLessThan(deadlineMs)
     } finally {
       agent(victim).child.kill('SIGCONT')
     }
