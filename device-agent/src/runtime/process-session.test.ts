@@ -318,20 +318,26 @@ describe('sessions in a child process', () => {
     expect(model.error).toMatch(/sha256/)
   })
 
+  /** One run's answer from `session`, then its process killed (as the OOM killer would) and the stop logged. */
+  async function runThenKill(session: ProcessSession, inputs: RawTensor[], log: readonly string[]): Promise<{ expected: RawTensor; firstPid: number }> {
+    const [expected] = await session.run(inputs, [])
+    const firstPid = session.pid!
+    process.kill(firstPid, 'SIGKILL')
+    await expect.poll(() => log.join('\n')).toMatch(/ended unasked/)
+    return { expected: expected!, firstPid }
+  }
+
   it('tries the opening again when its process is killed while the model opens, and answers the run that waited', async () => {
     const bytes = slowModel()
     const log: string[] = []
     const session = await openSession(bytes, { log: (line) => log.push(line), reopenBackoffMs: 50 })
     const inputs = slowModelInputs(10)
-    const [expected] = await session.run(inputs, [])
-    const firstPid = session.pid!
-    process.kill(firstPid, 'SIGKILL')
-    await expect.poll(() => log.join('\n')).toMatch(/ended unasked/)
+    const { expected, firstPid } = await runThenKill(session, inputs, log)
 
     const running = session.run(inputs, [])
     const [killed, opened, ...more] = await hostsDuring(running, [firstPid], 1)
     const [answer] = await running
-    expect(Buffer.from(answer!.data).equals(Buffer.from(expected!.data))).toBe(true)
+    expect(Buffer.from(answer!.data).equals(Buffer.from(expected.data))).toBe(true)
     expect(log.filter((line) => line.includes('trying again'))).toEqual(['model m: its process ended (signal SIGKILL) before opening the session; trying again'])
     expect(alive(killed!)).toBe(false)
     expect([session.pid, more]).toEqual([opened, []])
@@ -343,10 +349,7 @@ describe('sessions in a child process', () => {
     const lost: Error[] = []
     const session = await openSession(bytes, { log: (line) => log.push(line), lost: (reason) => lost.push(reason), reopenBackoffMs: 50 })
     const inputs = slowModelInputs(10)
-    await session.run(inputs, [])
-    const firstPid = session.pid!
-    process.kill(firstPid, 'SIGKILL')
-    await expect.poll(() => log.join('\n')).toMatch(/ended unasked/)
+    const { firstPid } = await runThenKill(session, inputs, log)
 
     const running = session.run(inputs, [])
     expect(await hostsDuring(running, [firstPid], 3)).toHaveLength(3)
@@ -372,10 +375,7 @@ describe('sessions in a child process', () => {
       reopenBackoffMs: 200,
     })
     const inputs = slowModelInputs(10)
-    await session.run(inputs, [])
-    const firstPid = session.pid!
-    process.kill(firstPid, 'SIGKILL')
-    await expect.poll(() => log.join('\n')).toMatch(/ended unasked/)
+    const { firstPid } = await runThenKill(session, inputs, log)
 
     const running = session.run(inputs, [])
     const hosts = await hostsDuring(running, [firstPid], 1)
