@@ -386,6 +386,39 @@ describe('sessions in a child process', () => {
     expect(sessionHosts()).toEqual([])
   })
 
+  it('opens no process for a release that comes while it reads the model again', async () => {
+    const bytes = slowModel()
+    const log: string[] = []
+    let reading = () => {}
+    const readStarted = new Promise<void>((resolve) => (reading = resolve))
+    let letRead = () => {}
+    const held = new Promise<void>((resolve) => (letRead = resolve))
+    // The opening again held at its first step (reading the model's file again, long for a
+    // large model) until the release has come.
+    const reread = async () => {
+      reading()
+      await held
+      return bytes
+    }
+    const session = await openSession(bytes, { log: (line) => log.push(line), reread })
+    const inputs = slowModelInputs(10)
+    await session.run(inputs, [])
+    const firstPid = session.pid!
+    process.kill(firstPid, 'SIGKILL')
+    await expect.poll(() => log.join('\n')).toMatch(/ended unasked/)
+
+    const running = session.run(inputs, [])
+    await readStarted
+    const releasing = session.release()
+    letRead()
+    const hosts = await hostsDuring(running, [firstPid])
+    await expect(running).rejects.toThrow(/its session was released/)
+    await releasing
+    // Nothing was opened for it: the release had come before any process was started.
+    expect(hosts).toEqual([])
+    expect(sessionHosts()).toEqual([])
+  })
+
   it('closes its process after processIdleSec without a run, and opens the model again for the next one', async () => {
     const path = modelFile(slowModel())
     const log: string[] = []

@@ -308,6 +308,8 @@ export class ProcessSession implements ModelSession {
     try {
       const model = await this.options.reread()
       for (let tried = 1; ; tried++) {
+        // Released while the file was read again: no process for the release to wait on while it opens.
+        if (this.#refusing) throw this.#refusing
         try {
           const open = await openProcess(model, this.sessionOptions, this.options, (child) => (this.#openingChild = child))
           if (this.#refusing) {
