@@ -321,7 +321,9 @@ function sameTerms(existing: PublishedModel, request: PublishRequest, variants: 
 }
 
 function sameVariants(a: readonly PublishedVariant[], b: readonly PublishedVariant[]): boolean {
-  const key = (v: PublishedVariant) => JSON.stringify([v.kind, v.sha256, v.report.top1Agreement, classOutputsJson(v.report), v.report.maxAbsError, v.report.samples, v.minAgreement])
+  // The class outputs as a set: the agreement is the lowest over them, whatever order they were named in.
+  const classOutputs = (v: PublishedVariant) => (v.report.classOutputs === undefined ? null : [...v.report.classOutputs].sort())
+  const key = (v: PublishedVariant) => JSON.stringify([v.kind, v.sha256, v.report.top1Agreement, classOutputs(v), v.report.maxAbsError, v.report.samples, v.minAgreement])
   return JSON.stringify(a.map(key).sort()) === JSON.stringify(b.map(key).sort())
 }
 
