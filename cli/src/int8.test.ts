@@ -58,8 +58,10 @@ describe('the int8 variant of a publish', () => {
     it('is judged on every class-like output without it: the embedding\'s agreement refuses the variant', async () => {
       const variant = await quantizeForPublishing(model, 'embedding.onnx', undefined)
       expect(variant.report.top1Agreement).toBeLessThan(0.2)
-      expect(variant.report.classOutputs).toEqual(['probs', 'embedding'])
-      expect(describeReport(variant.report, variant.minAgreement)).toMatch(/ on probs, embedding over 200 samples, .*devices run fp32$/)
+      expect(variant.text).toMatch(/^judged on: {3}probs, embedding: the lowest of their agreements/m)
+      // Not sent when not named: an edge older than int8_class_output refuses the parameter.
+      expect(variant.report).not.toHaveProperty('classOutputs')
+      expect(describeReport(variant.report, variant.minAgreement)).toMatch(/^top-1 agreement \d+\.\d+% over 200 samples, .*devices run fp32$/)
     })
 
     it('is judged on the named output alone, and the published report says so', async () => {
@@ -77,12 +79,15 @@ describe('the int8 variant of a publish', () => {
       await expect(publishing).rejects.toMatchObject({ exitCode: 2 })
     })
 
-    it('is read from a report made elsewhere (depinfer-quantize --class-output)', async () => {
+    it('is read from a report made elsewhere (depinfer-quantize --class-output), and only when it was named there', async () => {
       const file = write('judged.onnx', new Uint8Array([1, 2, 3]))
-      const report = write('judged.json', JSON.stringify({ comparison: { samples: 50, top1Agreement: 1, judgedOutputs: ['probs'], maxAbsError: 0.02 } }))
-      const variant = await readInt8Variant(file, report, undefined, MODEL)
+      const comparison = { samples: 50, top1Agreement: 1, judgedOutputs: ['probs'], maxAbsError: 0.02 }
+      const named = write('judged.json', JSON.stringify({ comparison: { ...comparison, outputsNamed: true } }))
+      const variant = await readInt8Variant(file, named, undefined, MODEL)
       expect(variant.report).toEqual({ top1Agreement: 1, classOutputs: ['probs'], maxAbsError: 0.02, samples: 50 })
       expect(variant.text).toMatch(/top-1 agreement 100\.00% on probs over 50 samples/)
+      const byDefault = write('default.json', JSON.stringify({ comparison: { ...comparison, outputsNamed: false } }))
+      expect((await readInt8Variant(file, byDefault, undefined, MODEL)).report).toEqual({ top1Agreement: 1, maxAbsError: 0.02, samples: 50 })
     })
   })
 

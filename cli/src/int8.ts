@@ -147,6 +147,8 @@ const QuantizeJsonSchema = z.object({
     top1Agreement: z.number().min(0).max(1).optional(),
     /** The outputs top1Agreement was judged on (Comparison.judgedOutputs); absent from older reports. */
     judgedOutputs: z.array(z.string().min(1)).optional(),
+    /** Whether judgedOutputs were named (`--class-output`) rather than every output with a top-1 agreement. */
+    outputsNamed: z.boolean().optional(),
     maxAbsError: z.number().nonnegative(),
   }),
 })
@@ -185,10 +187,12 @@ export async function readInt8Variant(file: string, reportFile: string, minAgree
     if (sha256 !== undefined && sha256 !== sha256Hex(fileBytes)) throw notOf(what, `sha256 ${sha256}`, `sha256 ${sha256Hex(fileBytes)}`)
     if (size !== undefined && size !== fileBytes.length) throw notOf(what, `a ${size}-byte file`, `${fileBytes.length} bytes`)
   }
-  const { samples, top1Agreement, judgedOutputs, maxAbsError } = parsed.data.comparison
+  const { samples, top1Agreement, judgedOutputs, outputsNamed, maxAbsError } = parsed.data.comparison
   if (top1Agreement === undefined) throw unmeasurable(reportFile)
-  // Published as the report says: which outputs were judged is the measurement's, not this command's.
-  const report: VariantReport = { top1Agreement, ...(judgedOutputs !== undefined && judgedOutputs.length > 0 && { classOutputs: judgedOutputs }), maxAbsError, samples }
+  // Published as the report says: which outputs were judged is the measurement's, not this
+  // command's. Outputs judged by default are not sent, as variantReport leaves them out.
+  const named = outputsNamed === true && judgedOutputs !== undefined && judgedOutputs.length > 0
+  const report: VariantReport = { top1Agreement, ...(named && { classOutputs: judgedOutputs }), maxAbsError, samples }
   return { bytes, report, minAgreement, text: `int8 variant ${file}: ${describeReport(report, minAgreement)} (from ${reportFile})` }
 }
 

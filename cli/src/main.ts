@@ -31,7 +31,8 @@ ${CHAIN_USAGE.commands}
                       fp32 on seeded sample inputs; devices run it where its top-1 agreement reaches
                       --min-agreement (default 0.99), else the fp32 file
   --class-output      with --int8: the output whose top-1 agreement is judged, repeatable (default: every
-                      output with a class axis, the lowest counts); the others count for max abs error only
+                      output with a class axis or integer labels, the lowest counts); the others count
+                      for max abs error only
   --int8-file, --int8-report
                       publish an int8 variant made elsewhere, with its depinfer-quantize --json report
 ${CHAIN_USAGE.options}

@@ -48,9 +48,9 @@ export const VariantReportSchema = z.object({
   /** Share of positions (inputs, or time steps) whose top-1 class is the same as fp32's: the lowest over `classOutputs`. */
   top1Agreement: share,
   /**
-   * The outputs top1Agreement was judged on: those the publisher named (`--class-output`), else
-   * every output that has a top-1 agreement (a class axis, or values that are not floating point).
-   * Absent from reports published before it was recorded.
+   * The outputs top1Agreement was judged on, when the publisher named them (`--class-output`).
+   * Absent otherwise: then every output that has a top-1 agreement (a class axis, or values that
+   * are not floating point) was judged, as before this field existed.
    */
   classOutputs: z.array(z.string().min(1)).min(1).optional(),
   /** The largest absolute difference from fp32 over every output value (finite). */

@@ -25,8 +25,8 @@ export const USAGE = `usage: depinfer-quantize <in.onnx> <out.onnx> [options]
   --per-channel            one weight scale per output channel (default: per tensor)
   --threshold X            top-1 agreement the int8 model must reach (default 0.99)
   --class-output NAME      the output whose top-1 agreement is judged, repeatable (default:
-                           every output with a class axis, the lowest agreement counts); the
-                           others count for max abs error only
+                           every output with a class axis or integer labels, the lowest
+                           agreement counts); the others count for max abs error only
   --shape name=d1,d2,...   concrete input shape (dynamic dimensions; batch 1), repeatable
   --calibrate              static quantization: activation ranges from sample inputs
   --calibration-samples N  samples used to calibrate (default 32; different seed than --samples)

@@ -161,13 +161,16 @@ function quantizedAs(q: QuantizeReport, int8: Uint8Array): QuantizedAs {
 
 /**
  * The report a published int8 variant carries (VariantReport, what the edge records and agents
- * judge by): top-1 agreement, the outputs it was judged on, max abs error and the number of
- * samples. Undefined when agreement cannot be measured (no output has a class axis): no
- * threshold could judge the variant.
+ * judge by): top-1 agreement, the outputs it was judged on when they were named
+ * (`--class-output`), max abs error and the number of samples. Undefined when agreement cannot be
+ * measured (no output has a class axis): no threshold could judge the variant.
+ *
+ * Outputs judged by default are left out: the default is what every edge assumes, and an edge
+ * older than the int8_class_output parameter refuses a publish that sends it.
  */
 export function variantReport(r: Pick<EvaluationReport, 'comparison'>): VariantReport | undefined {
-  const { top1Agreement, judgedOutputs, maxAbsError, samples } = r.comparison
-  return top1Agreement === undefined ? undefined : { top1Agreement, classOutputs: judgedOutputs, maxAbsError, samples }
+  const { top1Agreement, judgedOutputs, outputsNamed, maxAbsError, samples } = r.comparison
+  return top1Agreement === undefined ? undefined : { top1Agreement, ...(outputsNamed && { classOutputs: judgedOutputs }), maxAbsError, samples }
 }
 
 /** CPU, cores, memory, Node and onnxruntime versions, and the load at the time of measuring. */
