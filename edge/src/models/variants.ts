@@ -17,16 +17,24 @@ export class VariantRejectedError extends Error {
   }
 }
 
+const FLOAT_DATATYPES: ReadonlySet<string> = new Set(['FP16', 'FP32', 'FP64'])
+
 /**
  * Throws VariantRejectedError when a name the variant's report says agreement was judged on
- * (`int8_class_output`) is not an output of the model: the report would describe outputs the
- * version does not have.
+ * (`int8_class_output`) is not an output of the model, or is one with no top-1 agreement to judge
+ * (floating point without a fixed class axis of 2 or more, as depinfer-quantize refuses it): the
+ * report would describe a measurement the version cannot have.
  */
 export function checkClassOutputs(kind: string, model: { outputs: readonly TensorSpec[] }, classOutputs: readonly string[]): void {
   const field = `${kind}_class_output`
-  const unknown = classOutputs.find((name) => !model.outputs.some((t) => t.name === name))
-  if (unknown !== undefined) {
-    throw new VariantRejectedError(`${field} ${JSON.stringify(unknown.slice(0, 100))} is not an output of the model (its outputs: ${model.outputs.map((t) => t.name).join(', ')})`, field)
+  for (const name of classOutputs) {
+    const quoted = JSON.stringify(name.slice(0, 100))
+    const output = model.outputs.find((t) => t.name === name)
+    if (output === undefined) throw new VariantRejectedError(`${field} ${quoted} is not an output of the model (its outputs: ${model.outputs.map((t) => t.name).join(', ')})`, field)
+    const last = output.shape.at(-1)
+    if (FLOAT_DATATYPES.has(output.datatype) && (last === undefined || last < 2)) {
+      throw new VariantRejectedError(`${field} ${quoted} has no class axis to judge top-1 agreement on: it is ${output.datatype} ${describeShape(output.shape)}, not [..., classes ≥ 2]`, field)
+    }
   }
 }
 
