@@ -21,6 +21,7 @@ import {
   type DecodedFrame,
   DeviceStatusSchema,
   deviceJobsTopic,
+  deviceHeartbeatTopic,
   deviceStatusTopic,
   encodeFrame,
   gatewayClientId,
@@ -69,6 +70,13 @@ function jobFrame(name: string, inputs: RawTensor[], overrides: Partial<JobHeade
   return Buffer.from(encodeFrame(header, inputs))
 }
 const keyPath = join(temporaryDirectory('agent-key-'), 'device.key')
+
+/** A new device key in a file of its own (`depinfer-agent init`), for an agent of one test: its path. */
+function newDeviceKeyFile(): string {
+  const path = join(temporaryDirectory('agent-key-'), 'device.key')
+  initDeviceKey(path)
+  return path
+}
 
 describe('device agent', () => {
   let broker: LocalBroker
@@ -288,8 +296,7 @@ describe('device agent', () => {
 describe('two agents started with the same device id', () => {
   it('warns, once each, that another process uses the device id, and backs off instead of reconnecting at once', async () => {
     const broker = await startLocalBroker()
-    const twinKey = join(temporaryDirectory('agent-key-'), 'device.key')
-    initDeviceKey(twinKey)
+    const twinKey = newDeviceKeyFile()
     const config = AgentConfigSchema.parse({
       deviceId: 'twin',
       broker: { url: broker.tcpUrl },
@@ -338,8 +345,7 @@ describe('stopping while the broker does not acknowledge', () => {
     })
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     const port = (server.address() as { port: number }).port
-    const key = join(temporaryDirectory('agent-key-'), 'device.key')
-    initDeviceKey(key)
+    const key = newDeviceKeyFile()
     const logs: string[] = []
     const stopping = await startAgent(
       AgentConfigSchema.parse({
@@ -383,8 +389,7 @@ describe('stopping with jobs in hand', () => {
       for (const frame of decodeFrames(payload)) answers.set(String(frame.header.jobId), frame)
     })
     await gateway.subscribeAsync(gatewayResultsTopic('test', device), { qos: 1 })
-    const key = join(temporaryDirectory('agent-key-'), 'device.key')
-    initDeviceKey(key)
+    const key = newDeviceKeyFile()
     const config = AgentConfigSchema.parse({ deviceId: device, broker: { url: broker.tcpUrl }, models: [{ name: 'expand', version: '1', path }], keyPath: key })
     const agent = await startAgent(config, () => {})
     try {
@@ -439,9 +444,8 @@ describe('stopping with jobs in hand', () => {
         queued = (JSON.parse(payload.toString()) as { queued: number }).queued
       }
     })
-    await gateway.subscribeAsync([deviceResults, deviceStatusTopic(device), `depinfer/v1/devices/${device}/heartbeat`], { qos: 1 })
-    const key = join(temporaryDirectory('agent-key-'), 'device.key')
-    initDeviceKey(key)
+    await gateway.subscribeAsync([deviceResults, deviceStatusTopic(device), deviceHeartbeatTopic(device)], { qos: 1 })
+    const key = newDeviceKeyFile()
     // A job waits 1 s in the queue for company: long enough to stop the agent while it holds one.
     const config = AgentConfigSchema.parse({
       deviceId: device,
@@ -515,9 +519,8 @@ async function startSlowModelDevice(name: string, ortSettings: Record<string, un
       heartbeats.push(performance.now())
     }
   })
-  await gateway.subscribeAsync([deviceResults, deviceStatusTopic(device), `depinfer/v1/devices/${device}/heartbeat`], { qos: 1 })
-  const key = join(temporaryDirectory('agent-key-'), 'device.key')
-  initDeviceKey(key)
+  await gateway.subscribeAsync([deviceResults, deviceStatusTopic(device), deviceHeartbeatTopic(device)], { qos: 1 })
+  const key = newDeviceKeyFile()
   const config = AgentConfigSchema.parse({
     deviceId: device,
     broker: { url: broker.tcpUrl },
