@@ -65,7 +65,7 @@ describe('the int8 variant of a publish', () => {
     })
 
     it('is judged on the named output alone, and the published report says so', async () => {
-      const variant = await quantizeForPublishing(model, 'embedding.onnx', undefined, ['probs'])
+      const variant = await quantizeForPublishing(model, 'embedding.onnx', undefined, { classOutputs: ['probs'] })
       expect(variant.report).toMatchObject({ top1Agreement: 1, classOutputs: ['probs'], samples: 200 })
       expect(variant.report.maxAbsError).toBeGreaterThan(0) // the embedding's errors still count
       expect(variant.text).toMatch(/^judged on: {3}probs \(--class-output\)/m)
@@ -73,7 +73,7 @@ describe('the int8 variant of a publish', () => {
     })
 
     it('refuses a name that is no output, as a usage error listing the outputs, before quantizing', async () => {
-      const publishing = quantizeForPublishing(model, 'embedding.onnx', undefined, ['logits'])
+      const publishing = quantizeForPublishing(model, 'embedding.onnx', undefined, { classOutputs: ['logits'] })
       await expect(publishing).rejects.toThrow(Int8VariantError)
       await expect(publishing).rejects.toThrow('embedding.onnx: --class-output logits: the model has no output "logits" (its outputs: probs, embedding)')
       await expect(publishing).rejects.toMatchObject({ exitCode: 2 })
@@ -88,6 +88,44 @@ describe('the int8 variant of a publish', () => {
       expect(variant.text).toMatch(/top-1 agreement 100\.00% on probs over 50 samples/)
       const byDefault = write('default.json', JSON.stringify({ comparison: { ...comparison, outputsNamed: false } }))
       expect((await readInt8Variant(file, byDefault, undefined, MODEL)).report).toEqual({ top1Agreement: 1, maxAbsError: 0.02, samples: 50 })
+    })
+  })
+
+  describe('on sample inputs of the sizes --shape gives', () => {
+    // probs = Softmax(x · W) with x [N, K] and W [64, 4]: K is open in the file, and the
+    // quantizer's guess for an open dimension (32) is not the 64 the weights need.
+    const weights = Float32Array.from({ length: 64 * 4 }, (_, i) => Math.sin(i * 1.7))
+    const model = buildModel({
+      inputs: [{ name: 'x', datatype: 'FP32', shape: ['N', 'K'] }],
+      outputs: [{ name: 'probs', datatype: 'FP32', shape: ['N', 4] }],
+      initializers: [{ name: 'W', datatype: 'FP32', dims: [64, 4], data: rawData(weights) }],
+      nodes: [
+        { opType: 'MatMul', inputs: ['x', 'W'], outputs: ['logits'] },
+        { opType: 'Softmax', inputs: ['logits'], outputs: ['probs'], attributes: { axis: { int: -1 } } },
+      ],
+    })
+
+    it('fails on the guessed sizes, naming them and the option that gives others', async () => {
+      await expect(quantizeForPublishing(model, 'open.onnx', undefined)).rejects.toThrow(
+        /^open\.onnx: cannot make the int8 variant: onnxruntime cannot run the model on inputs x=1,32: .*; if it is the sample inputs' sizes, give those the model needs with --shape <input>=<d1,d2,…>$/s,
+      )
+    })
+
+    it('is compared with fp32 on samples of those sizes', async () => {
+      const variant = await quantizeForPublishing(model, 'open.onnx', 0.9, { shapes: ['x=1,64'] })
+      expect(variant.report).toMatchObject({ samples: 200 })
+      expect(variant.report.top1Agreement).toBeGreaterThan(0.9)
+      expect(variant.text).toMatch(/^inputs: {6}x=1,64$/m)
+    })
+
+    it.each([
+      ['naming no input', 'y=1,64', /^open\.onnx: --shape y: the model has no input "y" \(its inputs: x\)$/],
+      ['of the wrong rank', 'x=1,64,1', /^open\.onnx: --shape x: 3 dimensions for a 2-D input$/],
+      ['that is malformed', 'x=1,0', /^open\.onnx: --shape x=1,0: expected name=d1,d2,… of sizes of 1 or more/],
+    ])('refuses a --shape %s as a usage error', async (_case, shape, message) => {
+      const publishing = quantizeForPublishing(model, 'open.onnx', undefined, { shapes: [shape] })
+      await expect(publishing).rejects.toThrow(message)
+      await expect(publishing).rejects.toMatchObject({ exitCode: 2 })
     })
   })
 

@@ -69,7 +69,8 @@ function skippedSummary(nodes: readonly { opType: string; skipped?: string }[]):
  * Quantizes `fp32` with the agent's quantizer (dynamic int8, its defaults) and compares it with
  * fp32 on the quantizer's default seeded samples; `minAgreement` defaults to the quantizer's
  * threshold. Top-1 agreement is judged on `classOutputs` (`--class-output`) when named, else on
- * every output with a class axis. Latency is not measured: it would describe this machine, not
+ * every output with a class axis. The samples' sizes are the model's, with `shapes` (`--shape
+ * name=d1,…`, as depinfer-quantize takes them) for dimensions it leaves open, else guessed. Latency is not measured: it would describe this machine, not
  * the devices that will run the model. Refuses a model with nothing to quantize, like one whose
  * agreement cannot be measured: the publish stops before any upload.
  */
@@ -77,18 +78,34 @@ export async function quantizeForPublishing(
   fp32: Uint8Array,
   file: string,
   minAgreementOption: number | undefined,
-  classOutputs: readonly string[] = [],
+  { classOutputs = [], shapes = [] }: { classOutputs?: readonly string[]; shapes?: readonly string[] } = {},
 ): Promise<Int8Variant> {
   checkComparable(fp32, file)
-  const { ClassOutputError, EVALUATION_DEFAULTS, checkClassOutputs, evaluateQuantization, formatReport, inputSpecs, nothingQuantized, quantizeModel, variantReport } =
-    await quantizer()
+  const {
+    ClassOutputError,
+    EVALUATION_DEFAULTS,
+    ShapeOverrideError,
+    checkClassOutputs,
+    evaluateQuantization,
+    formatReport,
+    inputSpecs,
+    nothingQuantized,
+    parseShapeOptions,
+    quantizeModel,
+    variantReport,
+  } = await quantizer()
   const minAgreement = minAgreementOption ?? EVALUATION_DEFAULTS.threshold
+  // A misspelt output or input name, or a shape the model cannot take, is the command line's
+  // fault, said as such.
+  const usageError = (error: unknown) =>
+    error instanceof ClassOutputError || error instanceof ShapeOverrideError ? new Int8VariantError(`${file}: ${error.message}`, 2, { cause: error }) : undefined
+  let shapeOverrides: Map<string, number[]>
   try {
-    // Before quantizing: a misspelt output name is the command line's fault, said at once.
+    // Before quantizing, said at once.
+    shapeOverrides = parseShapeOptions(shapes)
     await checkClassOutputs(fp32, classOutputs)
   } catch (error) {
-    if (error instanceof ClassOutputError) throw new Int8VariantError(`${file}: ${error.message}`, 2, { cause: error })
-    throw new Int8VariantError(`${file}: cannot make the int8 variant: ${messageOf(error)}`, 1, { cause: error })
+    throw usageError(error) ?? new Int8VariantError(`${file}: cannot make the int8 variant: ${messageOf(error)}`, 1, { cause: error })
   }
   // Whatever stops the quantizer or onnxruntime here is about this model (a format the quantizer
   // cannot read or rewrite, an operator onnxruntime cannot run): said plainly, with the file,
@@ -109,10 +126,16 @@ export async function quantizeForPublishing(
     )
   }
   const { bytes } = quantized
+  let specs: Awaited<ReturnType<typeof inputSpecs>>
+  try {
+    specs = await inputSpecs(fp32, shapeOverrides)
+  } catch (error) {
+    throw usageError(error) ?? cannotMake(error)
+  }
   let evaluation: Awaited<ReturnType<typeof evaluateQuantization>>
   try {
     evaluation = await evaluateQuantization(fp32, bytes, quantized.report, {
-      specs: await inputSpecs(fp32),
+      specs,
       samples: EVALUATION_DEFAULTS.samples,
       seed: EVALUATION_DEFAULTS.seed,
       threshold: minAgreement,
@@ -120,10 +143,11 @@ export async function quantizeForPublishing(
       batches: [],
     })
   } catch (error) {
-    // Most often the sample inputs' shapes, guessed from the file: the sizes it needs can be given.
+    // Most often the sample inputs' shapes, guessed from the file for dimensions it leaves open:
+    // the sizes the model needs can be given.
     throw cannotMake(
       error,
-      `; if the sample inputs' shapes are what the model cannot take, measure it with depinfer-quantize ${file} <out.onnx> --shape <input>=<dims> --json > report.json and publish with --int8-file <out.onnx> --int8-report report.json`,
+      shapes.length === 0 ? `; if it is the sample inputs' sizes, give those the model needs with --shape <input>=<d1,d2,…>` : '',
     )
   }
   const report = variantReport(evaluation)

@@ -154,6 +154,42 @@ describe('depinfer CLI errors', () => {
     expect(run.stderr.split('\n')[0]).toMatch(message)
   })
 
+  it('quantizes with the sample sizes --shape gives, for an input whose sizes the file leaves open, then uploads', async () => {
+    // probs = Softmax(x · W), x [N, K], W [64, 3]: the quantizer's guess for K (32) does not fit W.
+    const path = join(dir, 'open-k.onnx')
+    writeFileSync(
+      path,
+      buildModel({
+        inputs: [{ name: 'x', datatype: 'FP32', shape: ['N', 'K'] }],
+        outputs: [{ name: 'probs', datatype: 'FP32', shape: ['N', 3] }],
+        initializers: [{ name: 'W', datatype: 'FP32', dims: [64, 3], data: rawData(Float32Array.from({ length: 192 }, (_, i) => Math.cos(i))) }],
+        nodes: [
+          { opType: 'MatMul', inputs: ['x', 'W'], outputs: ['logits'] },
+          { opType: 'Softmax', inputs: ['logits'], outputs: ['probs'], attributes: { axis: { int: -1 } } },
+        ],
+      }),
+    )
+    requests.length = 0
+    const guessed = await publish(path, { DEPINFER_URL: edgeUrl }, '--int8')
+    expect(guessed.code).toBe(1)
+    expect(guessed.stderr).toMatch(/on inputs x=1,32: .*give those the model needs with --shape <input>=<d1,d2,…>$/m)
+    expect(requests).toEqual([])
+    answer = { status: 400, type: 'application/problem+json', body: JSON.stringify({ status: 400, detail: 'stop here', field: 'name' }) }
+    const given = await publish(path, { DEPINFER_URL: edgeUrl }, '--int8', '--shape', 'x=1,64', '--min-agreement', '0.5')
+    expect(given.stdout).toMatch(/^inputs: {6}x=1,64$/m)
+    expect(given.stderr).toMatch(/^uploading the int8 variant failed \(400\): stop here \[name\]$/m)
+    expect(requests.length).toBeGreaterThan(0)
+  })
+
+  it.each([
+    ['without --int8', [], /^--shape sets the sizes of the sample inputs --int8 compares the int8 variant with fp32 on: add --int8$/],
+    ['with a variant made elsewhere', ['--int8-file', 'q.onnx', '--int8-report', 'q.json'], /^--shape goes with --int8: a variant made elsewhere was measured as its report says/],
+  ])('refuses --shape %s', async (_case, options, message) => {
+    const run = await publish(modelPath, { DEPINFER_URL: closedPortUrl }, '--shape', 'x=1,4', ...options)
+    expect(run.code).toBe(2)
+    expect(run.stderr.split('\n')[0]).toMatch(message)
+  })
+
   it('lists versions with their file sizes: bytes under 1 KiB, not "0 KiB"', async () => {
     const version = { name: 'tiny', version: '1', priceWei: '0', sha256: 'ab'.repeat(32), size: 300, variants: [{ kind: 'int8', size: 5_000, sha256: 'cd'.repeat(32), report: { top1Agreement: 1, maxAbsError: 0, samples: 10 }, minAgreement: 0.99 }] }
     answer = { status: 200, type: 'application/json', body: JSON.stringify({ models: [version] }) }

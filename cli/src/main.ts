@@ -2,7 +2,7 @@
  * `depinfer` command line for model developers, providers and payers.
  *
  *   depinfer models publish <file.onnx> --name <name> --price-wei <n> --payout-address <0x…> [--description <text>]
- *                           [--int8 [--class-output <name>]… | --int8-file <q.onnx> --int8-report <report.json>] [--min-agreement <0..1>]
+ *                           [--int8 [--class-output <name>]… [--shape <input>=<d1,d2,…>]… | --int8-file <q.onnx> --int8-report <report.json>] [--min-agreement <0..1>]
  *   depinfer models list [--name <name>]
  *   depinfer provider|payouts|escrow|contracts …   on-chain commands (chain-commands.ts)
  *
@@ -23,7 +23,7 @@ import { checkPublishTerms, publishModelFile, type PublishedVersion } from './pu
 
 const USAGE = `usage:
   depinfer models publish <file.onnx> --name <name> --price-wei <n> --payout-address <0x…> [--description <text>]
-                          [--int8 [--class-output <name>]… | --int8-file <q.onnx> --int8-report <report.json>] [--min-agreement <0..1>]
+                          [--int8 [--class-output <name>]… [--shape <input>=<d1,d2,…>]… | --int8-file <q.onnx> --int8-report <report.json>] [--min-agreement <0..1>]
   depinfer models list [--name <name>]
 ${CHAIN_USAGE.commands}
 
@@ -33,6 +33,8 @@ ${CHAIN_USAGE.commands}
   --class-output      with --int8: the output whose top-1 agreement is judged, repeatable (default: every
                       output with a class axis or integer labels, the lowest counts); the others count
                       for max abs error only
+  --shape             with --int8: the sizes of an input's sample tensors, e.g. x=1,3,48,192, repeatable
+                      (default: the model's fixed sizes, batch 1, and a guess for the other open ones)
   --int8-file, --int8-report
                       publish an int8 variant made elsewhere, with its depinfer-quantize --json report
 ${CHAIN_USAGE.options}
@@ -51,6 +53,7 @@ const OPTIONS = {
   'min-agreement': { type: 'string' },
   // Repeatable rather than comma-separated, as for depinfer-quantize: an output name may hold a comma.
   'class-output': { type: 'string', multiple: true },
+  shape: { type: 'string', multiple: true },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies NonNullable<ParseArgsConfig['options']>
 
@@ -150,7 +153,7 @@ async function main(argv: string[]): Promise<number> {
 async function int8Variant(
   file: string,
   bytes: Uint8Array,
-  values: { int8?: boolean; 'int8-file'?: string; 'int8-report'?: string; 'min-agreement'?: string; 'class-output'?: string[] },
+  values: { int8?: boolean; 'int8-file'?: string; 'int8-report'?: string; 'min-agreement'?: string; 'class-output'?: string[]; shape?: string[] },
 ): Promise<Int8Variant | undefined> {
   const elsewhere = values['int8-file'] !== undefined || values['int8-report'] !== undefined
   if (values.int8 && elsewhere) throw new UsageError('--int8 quantizes here; --int8-file and --int8-report publish a variant made elsewhere: not both')
@@ -162,6 +165,14 @@ async function int8Variant(
       elsewhere
         ? '--class-output goes with --int8: a variant made elsewhere is judged as its report says (depinfer-quantize --class-output)'
         : '--class-output names the output --int8 judges the int8 variant on: add --int8',
+    )
+  }
+  const shapes = values.shape ?? []
+  if (shapes.length > 0 && !values.int8) {
+    throw new UsageError(
+      elsewhere
+        ? '--shape goes with --int8: a variant made elsewhere was measured as its report says (depinfer-quantize --shape)'
+        : '--shape sets the sizes of the sample inputs --int8 compares the int8 variant with fp32 on: add --int8',
     )
   }
   let minAgreement: number | undefined
@@ -176,7 +187,7 @@ async function int8Variant(
   if (!elsewhere) console.log(`quantizing ${file} to int8 and comparing it with fp32…`)
   const variant = elsewhere
     ? await readInt8Variant(values['int8-file']!, values['int8-report']!, minAgreement, { file, bytes })
-    : await quantizeForPublishing(bytes, file, minAgreement, classOutputs)
+    : await quantizeForPublishing(bytes, file, minAgreement, { classOutputs, shapes })
   console.log(variant.text)
   return variant
 }

@@ -12,7 +12,7 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs'
 import { basename, dirname, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { messageOf } from '@depinfer/shared'
-import { ClassOutputError, DEFAULT_SESSION_OPTIONS, EvaluationError, ShapeOverrideError, checkClassOutputs, inputSpecs, latencyBatches, sampleFeeds, withBatch } from './evaluate.js'
+import { ClassOutputError, DEFAULT_SESSION_OPTIONS, EvaluationError, ShapeOverrideError, checkClassOutputs, inputSpecs, latencyBatches, parseShapeOptions, sampleFeeds, withBatch } from './evaluate.js'
 import { OnnxFormatError } from './onnx-proto.js'
 import { QUANTIZABLE_OPS, QuantizeError, preprocessModel, quantizeModel, type QuantizableOp, type QuantizeOptions } from './quantize.js'
 import { EVALUATION_DEFAULTS, evaluateQuantization, formatReport, nothingQuantized, type SearchSummary } from './report.js'
@@ -114,16 +114,6 @@ function positiveInt(name: string, value: string | undefined, fallback: number):
   return n
 }
 
-function parseShapes(values: readonly string[]): Map<string, number[]> {
-  const shapes = new Map<string, number[]>()
-  for (const value of values) {
-    const match = /^([^=]+)=(\d+(?:,\d+)*)$/.exec(value)
-    if (!match) throw new UsageError(`--shape ${value}: expected name=d1,d2,… (e.g. x=1,3,48,192)`)
-    shapes.set(match[1]!, match[2]!.split(',').map(Number))
-  }
-  return shapes
-}
-
 export async function main(argv: string[]): Promise<number> {
   let parsed
   try {
@@ -190,7 +180,7 @@ export async function main(argv: string[]): Promise<number> {
     const rounds = positiveInt('rounds', values.rounds, 100)
     const searchSamples = values['search-samples'] === undefined ? undefined : positiveInt('search-samples', values['search-samples'], 1)
     if (values['search-samples'] !== undefined && !values['accuracy-aware']) throw new UsageError('--search-samples goes with --accuracy-aware')
-    const shapes = parseShapes(values.shape ?? [])
+    const shapes = parseShapeOptions(values.shape ?? [])
     const rewrittenOutput = values['write-rewritten']
     checkOutputPaths(input, rewrittenOutput === undefined ? [output] : [output, rewrittenOutput])
 

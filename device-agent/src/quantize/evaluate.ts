@@ -31,6 +31,22 @@ export class ShapeOverrideError extends Error {
 }
 
 /**
+ * The `--shape name=d1,d2,…` options (of depinfer-quantize and `depinfer models publish --int8`)
+ * as concrete sizes per input, for inputSpecs; a malformed one is a ShapeOverrideError.
+ */
+export function parseShapeOptions(values: readonly string[]): Map<string, number[]> {
+  const shapes = new Map<string, number[]>()
+  for (const value of values) {
+    const match = /^([^=]+)=(\d+(?:,\d+)*)$/.exec(value)
+    if (!match || match[2]!.split(',').some((d) => Number(d) < 1)) {
+      throw new ShapeOverrideError(`--shape ${value}: expected name=d1,d2,… of sizes of 1 or more (e.g. x=1,3,48,192)`)
+    }
+    shapes.set(match[1]!, match[2]!.split(',').map(Number))
+  }
+  return shapes
+}
+
+/**
  * A `--class-output` that does not fit the model: it names no output of it, or an output with no
  * top-1 agreement (floating point without a fixed class axis).
  */

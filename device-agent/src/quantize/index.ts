@@ -6,7 +6,7 @@
  * `@depinfer/device-agent/quantize` (the `depinfer` CLI publishes int8 variants with it).
  */
 export { quantizeModel, preprocessModel, type QuantizeOptions, type QuantizeReport, type QuantizableOp, type NodeReport } from './quantize.js'
-export { ClassOutputError, checkClassOutputs, compareModels, measureLatency, inputSpecs, sampleFeeds, DEFAULT_SESSION_OPTIONS, type Comparison, type Feeds, type InputSpec, type LatencyResult } from './evaluate.js'
+export { ClassOutputError, ShapeOverrideError, checkClassOutputs, parseShapeOptions, compareModels, measureLatency, inputSpecs, sampleFeeds, DEFAULT_SESSION_OPTIONS, type Comparison, type Feeds, type InputSpec, type LatencyResult } from './evaluate.js'
 export { EVALUATION_DEFAULTS, evaluateQuantization, formatReport, nothingQuantized, variantReport, type EvaluationReport, type SearchSummary } from './report.js'
 export { searchFp32Layers, type LayerSensitivity, type SearchOptions, type SearchResult } from './search.js'
 export type { SampleKind } from './samples.js'
