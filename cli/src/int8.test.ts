@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { buildModel, classifierWithEmbeddingModel, elementwiseSoftmaxModel, rawData, tinyClassifierModel } from '../../test/helpers/onnx-model.js'
+import { buildModel, classifierWithEmbeddingModel, elementwiseSoftmaxModel, matmulSoftmaxModel, rawData, tinyClassifierModel } from '../../test/helpers/onnx-model.js'
 import { describeReport, Int8VariantError, quantizeForPublishing, readInt8Variant } from './int8.js'
 import { temporaryDirectory } from '../../test/helpers/temporary-directory.js'
 
@@ -92,18 +92,9 @@ describe('the int8 variant of a publish', () => {
   })
 
   describe('on sample inputs of the sizes --shape gives', () => {
-    // probs = Softmax(x · W) with x [N, K] and W [64, 4]: K is open in the file, and the
-    // quantizer's guess for an open dimension (32) is not the 64 the weights need.
-    const weights = Float32Array.from({ length: 64 * 4 }, (_, i) => Math.sin(i * 1.7))
-    const model = buildModel({
-      inputs: [{ name: 'x', datatype: 'FP32', shape: ['N', 'K'] }],
-      outputs: [{ name: 'probs', datatype: 'FP32', shape: ['N', 4] }],
-      initializers: [{ name: 'W', datatype: 'FP32', dims: [64, 4], data: rawData(weights) }],
-      nodes: [
-        { opType: 'MatMul', inputs: ['x', 'W'], outputs: ['logits'] },
-        { opType: 'Softmax', inputs: ['logits'], outputs: ['probs'], attributes: { axis: { int: -1 } } },
-      ],
-    })
+    // x [N, K]: K is open in the file, and the quantizer's guess for an open dimension (32) is
+    // not the 64 the weights need.
+    const model = matmulSoftmaxModel('N', 'K')
 
     it('fails on the guessed sizes, naming them and the option that gives others', async () => {
       await expect(quantizeForPublishing(model, 'open.onnx', undefined)).rejects.toThrow(

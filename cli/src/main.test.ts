@@ -10,7 +10,7 @@ import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { buildModel, classifierWithEmbeddingModel, rawData, tinyClassifierModel } from '../../test/helpers/onnx-model.js'
+import { buildModel, classifierWithEmbeddingModel, matmulSoftmaxModel, rawData, tinyClassifierModel } from '../../test/helpers/onnx-model.js'
 import { runNode, type NodeRun as Run } from '../../test/helpers/run-node.js'
 import { temporaryDirectory } from '../../test/helpers/temporary-directory.js'
 
@@ -155,20 +155,9 @@ describe('depinfer CLI errors', () => {
   })
 
   it('quantizes with the sample sizes --shape gives, for an input whose sizes the file leaves open, then uploads', async () => {
-    // probs = Softmax(x · W), x [N, K], W [64, 3]: the quantizer's guess for K (32) does not fit W.
+    // x [N, K], W [64, 8]: the quantizer's guess for K (32) does not fit W.
     const path = join(dir, 'open-k.onnx')
-    writeFileSync(
-      path,
-      buildModel({
-        inputs: [{ name: 'x', datatype: 'FP32', shape: ['N', 'K'] }],
-        outputs: [{ name: 'probs', datatype: 'FP32', shape: ['N', 3] }],
-        initializers: [{ name: 'W', datatype: 'FP32', dims: [64, 3], data: rawData(Float32Array.from({ length: 192 }, (_, i) => Math.cos(i))) }],
-        nodes: [
-          { opType: 'MatMul', inputs: ['x', 'W'], outputs: ['logits'] },
-          { opType: 'Softmax', inputs: ['logits'], outputs: ['probs'], attributes: { axis: { int: -1 } } },
-        ],
-      }),
-    )
+    writeFileSync(path, matmulSoftmaxModel('N', 'K'))
     requests.length = 0
     const guessed = await publish(path, { DEPINFER_URL: edgeUrl }, '--int8')
     expect(guessed.code).toBe(1)

@@ -405,3 +405,16 @@ export function memoryHungryModel(): Uint8Array {
 export function memoryHungryInputs(dims: readonly [number, number, number]): RawTensor[] {
   return [{ name: 'shape', datatype: 'INT64', shape: [3], data: bytesOf(BigInt64Array.from(dims, BigInt)) }]
 }
+
+/** probs = Softmax(x · W): x [batch, k], W [64, 8] (k may be symbolic: onnxruntime then checks it only when running). */
+export function matmulSoftmaxModel(batch: Dim, k: Dim = 64): Uint8Array {
+  return buildModel({
+    inputs: [{ name: 'x', datatype: 'FP32', shape: [batch, k] }],
+    outputs: [{ name: 'probs', datatype: 'FP32', shape: [batch, 8] }],
+    initializers: [{ name: 'W', datatype: 'FP32', dims: [64, 8], data: rawData(Float32Array.from({ length: 64 * 8 }, (_, i) => Math.sin(i * 1.7))) }],
+    nodes: [
+      { opType: 'MatMul', inputs: ['x', 'W'], outputs: ['logits'] },
+      { opType: 'Softmax', inputs: ['logits'], outputs: ['probs'], attributes: { axis: { int: -1 } } },
+    ],
+  })
+}

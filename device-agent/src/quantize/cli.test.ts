@@ -2,24 +2,11 @@ import { existsSync, linkSync, mkdtempSync, readFileSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { buildModel, classifierWithEmbeddingModel, elementwiseSoftmaxModel, rawData, type Dim } from '../../../test/helpers/onnx-model.js'
+import { buildModel, classifierWithEmbeddingModel, elementwiseSoftmaxModel, matmulSoftmaxModel } from '../../../test/helpers/onnx-model.js'
 import { bundledModelPath } from '../models/bundled.js'
 import { main } from './cli.js'
 import { matmulGemmModel } from './fixtures.js'
 import { decodeModel } from './onnx-proto.js'
-
-/** probs = Softmax(x · W): x [batch, k], W [64, 8] (k may be symbolic: onnxruntime then checks it only when running). */
-function matmulSoftmaxModel(batch: Dim, k: Dim = 64): Uint8Array {
-  return buildModel({
-    inputs: [{ name: 'x', datatype: 'FP32', shape: [batch, k] }],
-    outputs: [{ name: 'probs', datatype: 'FP32', shape: [batch, 8] }],
-    initializers: [{ name: 'W', datatype: 'FP32', dims: [64, 8], data: rawData(Float32Array.from({ length: 64 * 8 }, (_, i) => Math.sin(i * 1.7))) }],
-    nodes: [
-      { opType: 'MatMul', inputs: ['x', 'W'], outputs: ['logits'] },
-      { opType: 'Softmax', inputs: ['logits'], outputs: ['probs'], attributes: { axis: { int: -1 } } },
-    ],
-  })
-}
 
 /** out = f16 + f16, an FP16 input no sample can be generated for (Add-14 takes float16). */
 function float16Model(): Uint8Array {
