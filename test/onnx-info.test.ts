@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs'
 import * as ort from 'onnxruntime-node'
 import { describe, expect, it } from 'vitest'
 import { BUNDLED_MODELS, bundledModelPath, type BundledModelName } from '../device-agent/src/models/bundled.js'
-import { externalDataTensors, OnnxFormatError, onnxSkeleton, readOnnxModelInfo } from '../shared/src/index.js'
+import { externalDataTensors, nodeOpTypes, OnnxFormatError, onnxSkeleton, readOnnxModelInfo } from '../shared/src/index.js'
 import { WireWriter } from '../shared/src/protobuf-wire.js'
 import { buildModel, kitchenSinkModel, rawData, tinyClassifierModel, type NodeSpec } from './helpers/onnx-model.js'
 
@@ -228,6 +228,22 @@ describe('models with tensors in external data files', () => {
     const { leak } = await session.run({ x: new ort.Tensor('float32', Float32Array.of(1), [1]) })
     await session.release()
     expect(Buffer.from(leak!.data as Uint8Array).toString()).toBe(readFileSync('package.json').subarray(0, 4).toString())
+  })
+})
+
+describe('nodeOpTypes', () => {
+  it('lists the operators of the graph, of graphs nested in attributes and of model-local functions', () => {
+    const branch = (opType: string) => ({ inputs: [], outputs: [{ name: 'b', datatype: 'FP32' as const, shape: [1] }], nodes: [{ opType, inputs: ['x'], outputs: ['b'] }] })
+    const model = buildModel({
+      inputs: [{ name: 'x', datatype: 'FP32', shape: [1] }, { name: 'c', datatype: 'BOOL', shape: [] }],
+      outputs: [{ name: 'y', datatype: 'FP32', shape: [1] }],
+      nodes: [{ opType: 'If', inputs: ['c'], outputs: ['y'], attributes: { then_branch: { graph: branch('Relu') }, else_branch: { graph: branch('DynamicQuantizeLinear') } } }],
+    })
+    expect([...nodeOpTypes(model)].sort()).toEqual(['DynamicQuantizeLinear', 'If', 'Relu'])
+    // FunctionProto (ModelProto field 25): node = 7, NodeProto.op_type = 4.
+    const fn = new WireWriter().message(25, (f) => f.message(7, (n) => n.string(4, 'DynamicQuantizeMatMul'))).finish()
+    expect([...nodeOpTypes(fn)]).toEqual(['DynamicQuantizeMatMul'])
+    expect([...nodeOpTypes(readFileSync(bundledModelPath('ppocr-cls')))]).not.toContain('DynamicQuantizeLinear')
   })
 })
 

@@ -357,3 +357,50 @@ export function externalDataTensors(bytes: Uint8Array): string[] {
   })
   return found
 }
+
+/**
+ * The op_type of every node the model would run: in its graph, in graphs nested in node
+ * attributes (If, Loop, Scan bodies) and in its model-local functions. Training graphs are left
+ * out (inference never runs them).
+ */
+export function nodeOpTypes(bytes: Uint8Array): Set<string> {
+  const found = new Set<string>()
+  const attribute = (a: WireReader, depth: number) =>
+    readFields(a, 'AttributeProto', (f, w) => {
+      if (w !== WIRE_LEN || (f !== 6 && f !== 11)) return false // g, graphs
+      graph(a.sub(), depth + 1)
+      return true
+    })
+  const node = (r: WireReader, depth: number) =>
+    readFields(r, 'NodeProto', (field, wire) => {
+      if (wire !== WIRE_LEN) return false
+      if (field === 4) found.add(r.string()) // op_type
+      else if (field === 5) attribute(r.sub(), depth)
+      else return false
+      return true
+    })
+  const graph = (r: WireReader, depth: number): void => {
+    if (depth > MAX_GRAPH_NESTING) fail(`graphs nested more than ${MAX_GRAPH_NESTING} deep`, 'GraphProto', r.position)
+    readFields(r, 'GraphProto', (field, wire) => {
+      if (field !== 1 || wire !== WIRE_LEN) return false
+      node(r.sub(), depth)
+      return true
+    })
+  }
+  const model = new WireReader(bytes)
+  readFields(model, 'ModelProto', (field, wire) => {
+    if (wire !== WIRE_LEN) return false
+    if (field === 7) graph(model.sub(), 0)
+    else if (field === 25) {
+      // FunctionProto: node = 7.
+      const fn = model.sub()
+      readFields(fn, 'FunctionProto', (f, w) => {
+        if (f !== 7 || w !== WIRE_LEN) return false
+        node(fn.sub(), 1)
+        return true
+      })
+    } else return false
+    return true
+  })
+  return found
+}

@@ -5,6 +5,7 @@
  */
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import * as ort from 'onnxruntime-node'
 import { describe, expect, it } from 'vitest'
 import { buildModel, rawData, type ModelSpec } from '../../../test/helpers/onnx-model.js'
 import { temporaryDirectory } from '../../../test/helpers/temporary-directory.js'
@@ -121,15 +122,39 @@ describe('loadModel', () => {
       { opType: 'Sqrt', inputs: ['v'], outputs: ['s'] },
       { opType: 'Div', inputs: ['x', 's'], outputs: ['y'] },
     ], []],
-    // What a dynamic int8 model does before each MatMul: one scale for the whole batch tensor.
-    ['a dynamically quantized input (one int8 scale for the whole batch)', 'dynamic-int8', [
-      { opType: 'DynamicQuantizeLinear', inputs: ['x'], outputs: ['q', 'scale', 'zero'] },
-      { opType: 'DequantizeLinear', inputs: ['q', 'scale', 'zero'], outputs: ['y'] },
-    ], []],
   ])('runs unbatched, and says why, a model whose rows depend on each other: %s', async (_case, name, nodes, initializers) => {
     const { model, lines } = await load(name, rowModel(name, nodes, initializers))
     expect(model).toMatchObject({ state: 'ready', maxBatch: 1 })
     expect(lines).toEqual([expect.stringMatching(new RegExp(`model ${name} v1 runs unbatched: output y of a row depends on the other rows`))])
+  })
+
+  // What a dynamic int8 model does before each MatMul: one scale for the whole batch tensor.
+  const dynamicInt8 = [
+    { opType: 'DynamicQuantizeLinear', inputs: ['x'], outputs: ['q', 'scale', 'zero'] },
+    { opType: 'DequantizeLinear', inputs: ['q', 'scale', 'zero'], outputs: ['d'] },
+  ]
+  it('runs unbatched, from its operators, a model that quantizes activations at run time, also where no output shows it on the probe\'s rows', async () => {
+    // A threshold on the dequantized value (as a label is, an ArgMax): on the probe's rows (within
+    // ±100) it is false alone and batched alike, yet 170 alone is over 165, and batched with
+    // -10000 it is not (the scale of [-10000, 170] rounds it to 159.5).
+    const path = file('dynamic-int8-threshold', {
+      inputs: [{ name: 'x', datatype: 'FP32', shape: ['N', 1] }],
+      outputs: [{ name: 'over', datatype: 'BOOL', shape: ['N', 1] }],
+      nodes: [...dynamicInt8, { opType: 'Greater', inputs: ['d', 'limit'], outputs: ['over'] }],
+      initializers: [{ name: 'limit', datatype: 'FP32', dims: [], data: rawData(Float32Array.of(165)) }],
+    })
+    const threshold = await load('dynamic-int8-threshold', path)
+    expect(threshold.model).toMatchObject({ state: 'ready', maxBatch: 1 })
+    expect(threshold.lines).toEqual([expect.stringContaining('runs unbatched: it quantizes activations at run time (DynamicQuantizeLinear)')])
+    const session = await ort.InferenceSession.create(path)
+    const over = async (rows: number[]) => Array.from((await session.run({ x: new ort.Tensor('float32', Float32Array.from(rows), [rows.length, 1]) })).over!.data as Uint8Array)
+    expect([await over([170]), await over([170, -10000])]).toEqual([[1], [0, 0]])
+    await session.release()
+
+    // Where an output does show it, the reason is the same.
+    const { model, lines } = await load('dynamic-int8', rowModel('dynamic-int8', [...dynamicInt8, { opType: 'Identity', inputs: ['d'], outputs: ['y'] }]))
+    expect(model).toMatchObject({ state: 'ready', maxBatch: 1 })
+    expect(lines).toEqual(['model dynamic-int8 v1 runs unbatched: it quantizes activations at run time (DynamicQuantizeLinear), with one scale for the whole batch, so a row\'s outputs depend on the other rows of its batch'])
   })
 
   it('runs unbatched a UINT8 image model that divides by the batch\'s brightest pixel', async () => {

@@ -10,6 +10,7 @@ import {
   cutToLength,
   datatypeFromOrtType,
   MODEL_ERROR_MAX_CHARS,
+  nodeOpTypes,
   readOnnxModelInfo,
   type ModelDescriptor,
   type ModelVariant,
@@ -140,7 +141,7 @@ export async function loadModel(
     model.outputs = model.session.outputMetadata.map((meta) => declared.get(meta.name) ?? tensorSpec(meta, model.name))
     // Batched only where dimension 0 is dynamic everywhere and rows are answered independently.
     const dynamicRows = [...model.inputs, ...model.outputs].every((spec) => spec.shape[0] === -1)
-    const problem = dynamicRows && settings.maxBatch > 1 ? await batchingProblem(session, model.inputs, settings.probeRunMs) : undefined
+    const problem = dynamicRows && settings.maxBatch > 1 ? (dynamicQuantization(bytes) ?? (await batchingProblem(session, model.inputs, settings.probeRunMs))) : undefined
     if (problem) settings.log?.(`model ${model.name} v${model.version} runs unbatched: ${problem}`)
     model.maxBatch = dynamicRows && !problem ? settings.maxBatch : 1
     model.state = 'ready'
@@ -152,6 +153,26 @@ export async function loadModel(
     delete model.session
   }
   return model
+}
+
+/**
+ * Operators that quantize an activation at run time with one scale for the whole tensor they
+ * are given (depinfer-quantize's and onnxruntime's dynamic int8 models): in a batch, one caller's
+ * rows change the scale, and so the outputs, of another's.
+ */
+const DYNAMIC_QUANTIZE_OPS: readonly string[] = ['DynamicQuantizeLinear', 'DynamicQuantizeMatMul']
+
+/**
+ * Why a model that quantizes activations at run time is not batched, or undefined. Said from its
+ * operators rather than left to the batching probe: the probe sees the dependence only where an
+ * output shows it on the probe's rows, and a label (ArgMax) or a threshold hid it there while
+ * real callers' rows changed each other's answers (an audit: an int8 classifier's label).
+ */
+function dynamicQuantization(bytes: Uint8Array): string | undefined {
+  const ops = nodeOpTypes(bytes)
+  const found = DYNAMIC_QUANTIZE_OPS.filter((op) => ops.has(op))
+  if (found.length === 0) return undefined
+  return `it quantizes activations at run time (${found.join(', ')}), with one scale for the whole batch, so a row's outputs depend on the other rows of its batch`
 }
 
 /** A file's bytes and their sha256 (hex). */
