@@ -31,4 +31,35 @@ describe('runModel', () => {
       await session.release()
     }
   })
+
+  it('answers as onnxruntime does on the caller\'s own array, also for an input that arrives off an aligned boundary of its frame', async () => {
+    // A sum along each row: onnxruntime's CPU kernel vectorizes from the first aligned address, so
+    // the same row summed from a view 4 bytes into a buffer comes out in its last bit otherwise
+    // (1.6338196992874146 where a fresh array gives 1.633819580078125, on x86-64 with AVX2).
+    const bytes = buildModel({
+      inputs: [{ name: 'x', datatype: 'FP32', shape: ['N', 4] }],
+      outputs: [{ name: 's', datatype: 'FP32', shape: ['N'] }],
+      nodes: [{ opType: 'ReduceSum', inputs: ['x', 'axes'], outputs: ['s'], attributes: { keepdims: { int: 0 } } }],
+      initializers: [{ name: 'axes', datatype: 'INT64', dims: [1], data: bytesOf(BigInt64Array.of(-1n)) }],
+    })
+    const session = await ort.InferenceSession.create(bytes)
+    try {
+      let seed = 7
+      const random = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff) * 4 - 2
+      const rows = [Float32Array.of(0.7178459167480469, 0.6924934387207031, -1.3092079162597656, 1.5326882600784302)]
+      for (let i = 0; i < 63; i++) rows.push(Float32Array.from({ length: 4 }, random))
+      for (const row of rows) {
+        const direct = (await session.run({ x: new ort.Tensor('float32', row, [1, 4]) })).s!.data
+        for (const offset of [4, 8, 12]) {
+          // As in a job's frame: the input's bytes somewhere inside a larger buffer.
+          const frame = new Uint8Array(offset + row.byteLength + 4)
+          frame.set(bytesOf(row), offset)
+          const [sum] = await runModel(session, [{ name: 'x', datatype: 'FP32', shape: [1, 4], data: frame.subarray(offset, offset + row.byteLength) }], [])
+          expect({ row: Array.from(row), offset, sum: new Float32Array(sum!.data.slice().buffer)[0] }).toEqual({ row: Array.from(row), offset, sum: direct[0] })
+        }
+      }
+    } finally {
+      await session.release()
+    }
+  })
 })

@@ -102,6 +102,23 @@ function afterClosingParen(text: string, start: number): number {
  */
 const RUN_OPTIONS: ort.InferenceSession.RunOptions = { logSeverityLevel: 4 }
 
+/**
+ * onnxruntime's CPU kernels vectorize from a tensor's first aligned address, so where its data
+ * starts decides the order of a sum, and so its last bits: a row summed from a view 4 bytes into
+ * a buffer differed from the same row in a fresh array (an audit: a ReduceSum output one ulp off
+ * onnxruntime run directly). A job's inputs are views into its frame at any offset; one that does
+ * not start at a multiple of this many bytes of its buffer runs from a copy of its own, whose
+ * buffer the allocator aligns as it does a caller's own array.
+ */
+const INPUT_ALIGNMENT_BYTES = 64
+
+function alignedBytes(bytes: Uint8Array): Uint8Array {
+  if (bytes.byteOffset % INPUT_ALIGNMENT_BYTES === 0) return bytes
+  const copy = new Uint8Array(new ArrayBuffer(bytes.byteLength))
+  copy.set(bytes)
+  return copy
+}
+
 export async function runModel(
   session: ort.InferenceSession,
   inputs: readonly RawTensor[],
@@ -113,7 +130,7 @@ export async function runModel(
   for (const tensor of inputs) {
     // The ORT typings list one data type per tensor type; typedElements returns exactly the
     // array type ORT expects for this datatype (Uint16Array bits for FP16, Uint8Array for BOOL).
-    const data = typedElements(tensor.datatype, tensor.data) as unknown as Float32Array
+    const data = typedElements(tensor.datatype, alignedBytes(tensor.data)) as unknown as Float32Array
     feeds[tensor.name] = new ort.Tensor(ORT_TYPE_BY_DATATYPE[tensor.datatype] as 'float32', data, tensor.shape)
   }
   let results: ort.InferenceSession.ReturnType
