@@ -312,6 +312,17 @@ describe('encodeJsonElements', () => {
     // A bigint inside a refused value (the edge's exact reading of a body) is shown, not thrown on.
     expect(expectProtocolError(TensorError, () => encodeJsonElements('INT64', [[2n ** 60n]], 'f'), 'f[0]').message).toContain('1152921504606846976')
   })
+
+  it('shows a refused element nested a million deep, cut short, without overflowing the stack', () => {
+    // One array nested 1,000,000 deep is 2 MB of JSON: JSON.stringify of it overflowed the stack (a 500 at the edge).
+    let deep: unknown[] = []
+    for (let depth = 0; depth < 1_000_000; depth++) deep = [deep]
+    const error = expectProtocolError(TensorError, () => encodeJsonElements('FP32', [0, deep], 'f'), 'f[1]')
+    expect(error.message).toContain('expected a number for FP32: [[[[')
+    expect(error.message.length).toBeLessThan(120)
+    // Objects and strings inside are written as JSON, up to the cut.
+    expect(expectProtocolError(TensorError, () => encodeJsonElements('FP32', [{ a: [1, 'b'], c: null }], 'f'), 'f[0]').message).toContain('{"a":[1,"b"],"c":null}')
+  })
 })
 
 describe('elementsToJson', () => {

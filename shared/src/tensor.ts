@@ -6,7 +6,7 @@
 import { BYTES_PER_ELEMENT, type Datatype } from './datatypes.js'
 import { InexactIntegerError, TensorError } from './errors.js'
 import { float16BitsToNumber, toFloat16Bits } from './float16.js'
-import { cutToLength } from './text.js'
+import { cutToLength, jsonPreview } from './text.js'
 
 export interface RawTensor {
   name: string
@@ -201,11 +201,7 @@ function elementField(field: string, index: number, nestedShape: readonly number
 
 /** A refused value as an error message shows it, cut short: a number as JS writes it (1e400 was read as Infinity). */
 function shownValue(value: unknown): string {
-  const text =
-    typeof value === 'number' || typeof value === 'bigint'
-      ? String(value)
-      : (JSON.stringify(value, (_key, v: unknown) => (typeof v === 'bigint' ? String(v) : v)) ?? String(value))
-  return cutToLength(text, 60)
+  return typeof value === 'number' || typeof value === 'bigint' ? cutToLength(String(value), 60) : jsonPreview(value, 60)
 }
 
 /** A refused element: its index in the row, why, and whether it is an inexact 64-bit integer. */

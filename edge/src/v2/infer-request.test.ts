@@ -100,4 +100,30 @@ describe('parseInferRequest', () => {
       )
     }
   })
+
+  it('refuses a parameter of any size or depth quickly, showing the start of its value', () => {
+    // A 30 MB body can hold one array nested 15 million deep: writing all of it into the message
+    // held the edge for minutes (and overflowed the stack in Node).
+    let deep: unknown[] = []
+    for (let depth = 0; depth < 1_000_000; depth++) deep = [deep]
+    for (const [body, field, binary] of [
+      [{ inputs: [f32('a')], parameters: { binary_data_output: deep } }, 'parameters.binary_data_output'],
+      [{ inputs: [f32('a')], parameters: { max_price_wei: deep } }, 'parameters.max_price_wei'],
+      [{ inputs: [f32('a')], outputs: [{ name: 'y', parameters: { binary_data: { deep } } }] }, 'outputs[0].parameters.binary_data'],
+      [{ inputs: [{ name: 'a', datatype: 'FP32', shape: [1], parameters: { binary_data_size: deep } }] }, 'inputs[0].parameters.binary_data_size', new Uint8Array(4)],
+    ] as const) {
+      let caught: unknown
+      try {
+        parseInferRequest(body, binary)
+      } catch (error) {
+        caught = error
+      }
+      expect(caught).toEqual(expect.objectContaining({ status: 400, field }))
+      expect((caught as Error).message).toMatch(/got (\[\[\[\[|\{"deep":\[\[)/)
+      expect((caught as Error).message.length).toBeLessThan(250)
+    }
+    // A value short enough is shown whole, as before.
+    rejects({ inputs: [f32('a')], parameters: { binary_data_output: 'true' } }, 'parameters.binary_data_output')
+    expect(() => parseInferRequest({ inputs: [f32('a')], parameters: { binary_data_output: 'true' } })).toThrow('got "true"')
+  })
 })

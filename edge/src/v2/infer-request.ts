@@ -11,6 +11,7 @@ import {
   encodeJsonRows,
   InexactIntegerError,
   isDatatype,
+  jsonPreview,
   MAX_TENSOR_BYTES,
   ProtocolError,
   tensorDataRows,
@@ -19,6 +20,9 @@ import {
 import { z } from 'zod'
 import { InvalidRequestError, PayloadTooLargeError } from '../errors/request.js'
 import { parseKeepingLargeIntegers } from './exact-json.js'
+
+/** How much of a refused parameter's value a message shows (the value can be the whole body). */
+const SHOWN_CHARS = 100
 
 /**
  * An optional field, where `null` counts as absent: clients built on schema classes (MLServer's
@@ -126,7 +130,7 @@ function parseBody(body: unknown, binary: Uint8Array | undefined): ParsedInferRe
       const sizeField = `${field}.parameters.binary_data_size`
       if (!binary) throw new InvalidRequestError('binary tensor data needs the Inference-Header-Content-Length header', sizeField)
       if (typeof binarySize !== 'number' || !Number.isSafeInteger(binarySize) || binarySize < 0) {
-        throw new InvalidRequestError(`binary_data_size must be a number of bytes (a non-negative integer), got ${JSON.stringify(binarySize)}`, sizeField)
+        throw new InvalidRequestError(`binary_data_size must be a number of bytes (a non-negative integer), got ${jsonPreview(binarySize, SHOWN_CHARS)}`, sizeField)
       }
       const expected = byteLength(input.datatype, input.shape)
       if (binarySize !== expected) {
@@ -214,7 +218,7 @@ function weiParameter(value: unknown, field: string): bigint | undefined {
   if (value === undefined) return undefined
   if (typeof value === 'string' && /^\d{1,78}$/.test(value)) return BigInt(value)
   if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return BigInt(value)
-  throw new InvalidRequestError(`${field} must be an amount of wei: a string of decimal digits or a non-negative integer, got ${JSON.stringify(value)}`, field)
+  throw new InvalidRequestError(`${field} must be an amount of wei: a string of decimal digits or a non-negative integer, got ${jsonPreview(value, SHOWN_CHARS)}`, field)
 }
 
 /**
@@ -231,7 +235,7 @@ function refuseSharedMemory(parameters: Record<string, unknown> | undefined, fie
 
 function requireBoolean(value: unknown, field: string): void {
   if (value !== undefined && typeof value !== 'boolean') {
-    throw new InvalidRequestError(`${field} must be true or false, got ${JSON.stringify(value)}`, field)
+    throw new InvalidRequestError(`${field} must be true or false, got ${jsonPreview(value, SHOWN_CHARS)}`, field)
   }
 }
 
