@@ -101,6 +101,14 @@ describe('parseInferRequest', () => {
     }
   })
 
+  it('asks for a string when a body with a 64-bit integer beyond 2^53 is nested too deep to read again', () => {
+    // The second reading's reviver walks the value recursively: 100,000 levels overflowed the stack (a 500).
+    const text = `{"inputs":[{"name":"i","datatype":"INT64","shape":[2],"data":[1,9007199254740993]}],"x":${'['.repeat(100_000)}${']'.repeat(100_000)}}`
+    expect(() => parseInferRequest(JSON.parse(text), undefined, text)).toThrow(
+      expect.objectContaining({ status: 400, field: 'inputs[0].data[1]', message: expect.stringContaining('decimal string') }),
+    )
+  })
+
   it('refuses a parameter of any size or depth quickly, showing the start of its value', () => {
     // A 30 MB body can hold one array nested 15 million deep: writing all of it into the message
     // held the edge for minutes (and overflowed the stack in Node).

@@ -78,14 +78,25 @@ export type BinaryOutputs = (outputName: string) => boolean
  *   number beyond ±2^53 (rounded by JSON.parse), the text is read again keeping its digits
  */
 export function parseInferRequest(body: unknown, binary?: Uint8Array, bodyText?: string): ParsedInferRequest {
+  let inexact: InexactIntegerError
   try {
     return parseBody(body, binary)
   } catch (error) {
     if (!(error instanceof InexactIntegerError)) throw error
     if (bodyText === undefined) throw new InvalidRequestError(error.message, error.field)
+    inexact = error
+  }
+  let exact: unknown
+  try {
+    exact = parseKeepingLargeIntegers(bodyText)
+  } catch (error) {
+    // A reviver makes JSON.parse walk the value recursively: a body nested ~10,000 deep, which
+    // the plain reading took, overflows the stack there (a 500). The number then needs a string.
+    if (error instanceof RangeError) throw new InvalidRequestError(inexact.message, inexact.field)
+    throw error
   }
   try {
-    return parseBody(parseKeepingLargeIntegers(bodyText), binary)
+    return parseBody(exact, binary)
   } catch (error) {
     // A runtime without source text access, or a literal such as 1e30: only a string will do.
     if (error instanceof InexactIntegerError) throw new InvalidRequestError(error.message, error.field)
