@@ -54,7 +54,10 @@ export class StalledDownloadError extends DownloadError {
   }
 }
 
-/** The file does not fit: over the size limit, or more than the free space of the cache. */
+/**
+ * The file does not fit in the free space of the cache now. Not retried by the downloader, but
+ * tried again at the next listing (provision.ts, retryableFailure), as a full cache is.
+ */
 export class ModelTooLargeError extends DownloadError {
   override name = 'ModelTooLargeError'
   constructor(message: string) {

@@ -12,7 +12,7 @@ import { quantizeModel } from '../quantize/index.js'
 import { describe as describeModel, loadModel, modelsFromConfig, modelSha256, type LoadedModel } from '../runtime/loaded-model.js'
 import { bundledModelPath } from './bundled.js'
 import { cachedModelPath } from './download.js'
-import { ChecksumMismatchError, DownloadError, HttpStatusError } from './errors.js'
+import { ChecksumMismatchError, DownloadError, HttpStatusError, ModelTooLargeError } from './errors.js'
 import { ModelProvisioner, retryableFailure } from './provision.js'
 import { freePort } from '../../../scripts/local/mosquitto.js'
 import { fileToRun, listPublishedModels, MAX_STAR_MODELS, MAX_STAR_NAMES_PER_OWNER, selectPublished, type PublishedModel } from './published.js'
@@ -151,6 +151,8 @@ describe('which failed downloads are tried again at the next listing', () => {
     expect(retryableFailure(errno('ENOTDIR'))).toBe(false)
     // A download whose write failed on a full disk (its error carries the errno as its cause).
     expect(retryableFailure(new DownloadError('m: cannot write m.part: ENOSPC', false, { cause: errno('ENOSPC') }))).toBe(true)
+    // No room for the file in the cache now: the provider may free some.
+    expect(retryableFailure(new ModelTooLargeError('m: needs 10.0 MB more, 1.0 MB free in /cache'))).toBe(true)
     expect(retryableFailure(new Error('something else'))).toBe(false)
   })
 })
@@ -491,6 +493,26 @@ describe('published models from the edge', () => {
     expect(models).toMatchObject([{ state: 'ready', sha256: CLS_SHA }])
     expect(loaded).toEqual(['cls v1'])
     await models[0]!.session?.release()
+  })
+
+  it('tries a named model that did not fit in the free space again at every listing, saying so once', async () => {
+    // Listed and announced at 1 PB, more than any disk here has free: what a device whose disk
+    // is full sees (its provider may free space at any time, and the next try must be made).
+    const huge = 10 ** 15
+    edge.models.push(published('cls', '1', { listedSize: huge }))
+    edge.faults.set('cls@1', { claimedSize: huge })
+    const { models, loaded, provisioner, start } = provisionerFor(configWith([{ published: 'cls' }]))
+    await start()
+    expect(models).toMatchObject([{ state: 'failed', error: expect.stringMatching(/^cls v1: needs 1000000000\.0 MB more, [\d.]+ MB free in /) }])
+    expect(edge.requestsFor('cls', '1')).toHaveLength(1)
+    for (const listing of [2, 3]) {
+      await provisioner.refresh()
+      await provisioner.idle()
+      expect(edge.requestsFor('cls', '1')).toHaveLength(listing)
+    }
+    expect(models).toMatchObject([{ state: 'failed' }])
+    expect(loaded).toEqual([])
+    expect(logs.filter((line) => line.startsWith('model cls v1 failed:')), logs.join('\n')).toHaveLength(1)
   })
 
   it('reports a wrong API key and an unpublished name without loading anything', async () => {

@@ -11,7 +11,7 @@ import { messageOf, stackOf } from '@depinfer/shared'
 import { isPublishedSource, type AgentConfig, type PublishedSource } from '../config.js'
 import { remoteModel, type LoadedModel, type RemoteFile } from '../runtime/loaded-model.js'
 import { cachedBytes, cachedModelPath, fetchModelFile, freeDiskBytes, removeCachedFile, DEFAULT_BACKOFF } from './download.js'
-import { DownloadError } from './errors.js'
+import { DownloadError, ModelTooLargeError } from './errors.js'
 import type { ProgressFactory } from './progress.js'
 import { edgeHeaders, fileToRun, listPublishedModels, selectPublished, type FileToRun, type PublishedModel } from './published.js'
 
@@ -385,7 +385,12 @@ function cacheProblemCode(error: unknown): string | undefined {
   return undefined
 }
 
-/** Whether a failed download may succeed later with the same file: a network failure, or a cache problem a provider can fix. */
+/**
+ * Whether a failed download may succeed later with the same file: a network failure, or a cache
+ * problem a provider can fix, among them a file that did not fit in the cache's free space (the
+ * downloader does not retry that at once; the provider may free space meanwhile, or the disk
+ * filled only for a moment).
+ */
 export function retryableFailure(error: unknown): boolean {
-  return (error instanceof DownloadError && error.retryable) || cacheProblemCode(error) !== undefined
+  return (error instanceof DownloadError && error.retryable) || error instanceof ModelTooLargeError || cacheProblemCode(error) !== undefined
 }

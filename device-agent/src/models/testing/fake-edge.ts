@@ -44,6 +44,11 @@ export interface Faults {
   delayMs?: number
   /** The ETag sent, instead of the quoted sha256. */
   etag?: string
+  /**
+   * Every response announces a file of this many bytes (Content-Length) and sends none of it,
+   * the connection left open: a file larger than the device's free disk, without sending one.
+   */
+  claimedSize?: number
 }
 
 export interface FileRequest {
@@ -168,6 +173,13 @@ export class FakeEdge {
       log.status = 416
       response.writeHead(416, { 'content-range': `bytes */${size}`, 'content-type': 'application/problem+json' })
       response.end(JSON.stringify({ type: 'about:blank', title: 'Range Not Satisfiable', status: 416 }))
+      return
+    }
+    if (faults.claimedSize !== undefined) {
+      log.status = 200
+      response.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(faults.claimedSize), etag })
+      response.flushHeaders()
+      this.#open.add(response)
       return
     }
     const body = bytes.subarray(start)
