@@ -82,3 +82,32 @@ describe('connectBroker against a broker that refuses the credentials', () => {
     }
   })
 })
+
+describe('connectBroker to an mqtts:// broker that cannot be reached', () => {
+  it('logs each failed attempt once', async () => {
+    // A port nothing listens on: every attempt fails at the TCP connect, under TLS.
+    const server = createServer()
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const port = (server.address() as AddressInfo).port
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+    const logs: string[] = []
+    const client = connectBroker({
+      url: `mqtts://127.0.0.1:${port}`,
+      clientId: 'device-unreachable',
+      keepaliveSec: 10,
+      will: { topic: 'depinfer/v1/devices/unreachable/status', payload: '{}' },
+      reconnect: { minMs: 60_000, maxMs: 60_000 },
+      onConnect: () => {},
+      onMessage: () => {},
+      log: (message) => logs.push(message),
+    })
+    try {
+      await waitFor('the attempt to end', async () => (logs.some((l) => l.startsWith('broker connection closed')) ? true : undefined), 5_000, 20)
+      // Errors after the close would belong to the same attempt too.
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      expect(logs.filter((l) => l.startsWith('broker error')), logs.join('\n')).toEqual([`broker error: connect ECONNREFUSED 127.0.0.1:${port}`])
+    } finally {
+      client.end(true)
+    }
+  })
+})

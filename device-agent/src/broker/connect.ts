@@ -124,7 +124,14 @@ export function connectBroker(options: BrokerConnectOptions): MqttClient {
     options.onConnect(client)
   })
   client.on('message', (topic, payload) => options.onMessage(topic, payload))
-  client.on('error', (error) => options.log(`broker error: ${error.message}${credentialsHint(error, options)}${tlsHint(error)}`))
+  // mqtt.js passes an error of a TLS socket that has not finished its handshake on to the client
+  // twice (its TLS connector and its stream handler both emit it): one line per error.
+  let lastError: Error | undefined
+  client.on('error', (error) => {
+    if (error === lastError) return
+    lastError = error
+    options.log(`broker error: ${error.message}${credentialsHint(error, options)}${tlsHint(error)}`)
+  })
   client.on('close', () => {
     if (client.disconnecting || timer) return
     const { delayMs, takeoverSuspected, droppedEarly } = policy.closed(Date.now())
