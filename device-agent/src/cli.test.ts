@@ -24,6 +24,15 @@ describe('depinfer-agent', () => {
     expect(command.stderr).toMatch(USAGE)
   })
 
+  it('prints its version (and onnxruntime\'s) with --version or -v, without a config', async () => {
+    const agentPackage = JSON.parse(readFileSync(join(import.meta.dirname, '../package.json'), 'utf8')) as { version: string }
+    for (const flag of ['--version', '-v']) {
+      const version = await run([flag])
+      expect(version.code, version.output).toBe(0)
+      expect(version.stdout).toMatch(new RegExp(`^depinfer-agent ${agentPackage.version.replaceAll('.', '\\.')} \\(onnxruntime-node \\d+\\.\\d+\\.\\d+, node \\d+\\.\\d+\\.\\d+\\)\n$`))
+    }
+  })
+
   it('status exits 1 when a configured model cannot be loaded or the device has no key, 0 when every one is ready', async () => {
     const dir = temporaryDirectory('agent-cli-')
     const write = (name: string, models: unknown[]) => {

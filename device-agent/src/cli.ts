@@ -18,12 +18,13 @@ import { ModelProvisioner } from './models/provision.js'
 import { OrtRuntime } from './runtime/execution.js'
 import { tuneGarbageCollection } from './runtime/gc-tuning.js'
 import { loadModel, modelsFromConfig } from './runtime/loaded-model.js'
+import { AGENT_VERSION, ORT_VERSION } from './version.js'
 
 /** Download progress: a bar redrawn on a terminal, log lines every few seconds in a service's log. */
 const progressFor = (log: (message: string) => void): ProgressFactory =>
   process.stderr.isTTY ? terminalProgress(process.stderr) : loggedProgress(log)
 
-const USAGE = 'usage: depinfer-agent <init|start|status> [--config <file.json>]  (init: create the device key; start: serve; status: load the models and print what would be advertised, exit 1 if any failed)'
+const USAGE = 'usage: depinfer-agent <init|start|status> [--config <file.json>] | --version  (init: create the device key; start: serve; status: load the models and print what would be advertised, exit 1 if any failed)'
 
 const COMMANDS = ['init', 'start', 'status']
 
@@ -33,7 +34,7 @@ async function main(argv: string[]): Promise<number> {
     parsed = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+      options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'v' } },
     })
   } catch (error) {
     // An unknown flag or a --config without its file: one line and the usage, not a stack.
@@ -42,6 +43,11 @@ async function main(argv: string[]): Promise<number> {
   }
   const { positionals, values } = parsed
   const command = positionals[0]
+  if (values.version) {
+    // What a provider reports with a problem, and checks after an upgrade: without a config or a key.
+    console.log(`depinfer-agent ${AGENT_VERSION} (onnxruntime-node ${ORT_VERSION}, node ${process.versions.node})`)
+    return 0
+  }
   if (values.help || !command) {
     console.log(USAGE)
     return values.help ? 0 : 2
