@@ -2,7 +2,7 @@
  * Published models: the edge's listing, which models a device's sources select, and the
  * provisioner downloading, verifying and loading them (real onnxruntime) against the fake edge.
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { waitFor } from '../../../scripts/local/wait-for.js'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
@@ -209,7 +209,7 @@ describe('published models from the edge', () => {
     })
 
   /** A provisioner as the agent runs it, with its models, the ones it loaded and the changes it reported. */
-  function provisionerFor(config: AgentConfig) {
+  function provisionerFor(config: AgentConfig, sessionRuntime = runtime) {
     const models: LoadedModel[] = modelsFromConfig(config)
     const loaded: string[] = []
     const changes: string[] = []
@@ -219,7 +219,7 @@ describe('published models from the edge', () => {
       models: () => models,
       load: (model) => {
         loaded.push(`${model.name} v${model.version}`)
-        return loadModel(model, { runtime, maxBatch: 8 })
+        return loadModel(model, { runtime: sessionRuntime, maxBatch: 8 })
       },
       added: (model) => models.push(model),
       changed: (model) => changes.push(`${model.name} v${model.version} ${model.state}`),
@@ -513,6 +513,30 @@ describe('published models from the edge', () => {
     expect(models).toMatchObject([{ state: 'failed' }])
     expect(loaded).toEqual([])
     expect(logs.filter((line) => line.startsWith('model cls v1 failed:')), logs.join('\n')).toHaveLength(1)
+  })
+
+  it('downloads a model again whose file was deleted from the cache while its process was closed, and serves it again', async () => {
+    edge.models.push(published('cls', '1'))
+    const config = configWith([{ published: 'cls' }], { ort: { executionProviders: ['cpu'], processIdleSec: 1 } })
+    // Published models open in a process of their own (ort.runIn auto), closed after processIdleSec without a run.
+    const idleClosing = new OrtRuntime(config.ort, (line) => logs.push(line))
+    const { models, provisioner, start } = provisionerFor(config, idleClosing)
+    await start()
+    const [model] = models
+    expect(model).toMatchObject({ state: 'ready', sha256: CLS_SHA })
+    await waitFor('the idle process to close', async () => (logs.some((l) => l.includes('without a run')) ? true : undefined), 10_000, 50)
+    // README: "Delete files freely: a missing one is downloaded again."
+    rmSync(cachedModelPath(config.cacheDir, CLS_SHA))
+    const input = { name: 'x', datatype: 'FP32' as const, shape: [1, 3, 48, 192], data: new Uint8Array(4 * 3 * 48 * 192) }
+    await expect(model!.session!.run([input], [])).rejects.toThrow(/could not be opened again after its process was stopped: ENOENT/)
+    expect(model).toMatchObject({ state: 'failed' })
+    await provisioner.refresh()
+    await provisioner.idle()
+    expect(edge.requestsFor('cls', '1')).toHaveLength(2)
+    expect(model).toMatchObject({ state: 'ready', sha256: CLS_SHA })
+    const [output] = await model!.session!.run([input], [])
+    expect(output!.shape).toEqual([1, 2])
+    await model!.session!.release()
   })
 
   it('reports a wrong API key and an unpublished name without loading anything', async () => {

@@ -157,8 +157,17 @@ export class ModelProvisioner {
       const existing = models().find((model) => model.name === entry.name && model.version === entry.version)
       if (existing) {
         // (The file it was trying: the one listed, or the version's own after a variant fell back.)
-        if (this.#retryable.has(existing) && (existing.remote?.sha256 === file.sha256 || existing.remote?.sha256 === entry.sha256)) {
+        // A model whose session lost its file (deleted from the cache: README says a missing one is
+        // downloaded again; changed on disk) is downloaded and opened again, like a failed download.
+        const fileLost = existing.state === 'failed' && existing.fileLost === true
+        if ((this.#retryable.has(existing) || fileLost) && (existing.remote?.sha256 === file.sha256 || existing.remote?.sha256 === entry.sha256)) {
           this.#retryable.delete(existing)
+          if (fileLost) {
+            const lostSession = existing.session
+            delete existing.session
+            delete existing.fileLost
+            void lostSession?.release().catch((error: unknown) => this.#options.log(`releasing ${label(existing)}: ${messageOf(error)}`))
+          }
           existing.state = 'loading'
           delete existing.error
           changed(existing)

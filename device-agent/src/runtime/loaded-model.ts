@@ -61,6 +61,11 @@ export interface LoadedModel {
   outputs?: TensorSpec[]
   /** Rows the agent stacks into one run; 1 unless every input and output has a dynamic dim 0. */
   maxBatch: number
+  /**
+   * Set when its session was lost because its file could not be read again (deleted, or changed
+   * on disk): a downloaded model then gets its file again (models/provision.ts).
+   */
+  fileLost?: boolean
 }
 
 /**
@@ -122,15 +127,19 @@ export async function loadModel(
     const info = readOnnxModelInfo(bytes)
     const declared = new Map([...info.inputs, ...info.outputs].map((spec) => [spec.name, spec]))
     // When the session moves to a worker thread: the same bytes, or nothing.
+    let rereadFailed = false
     const reread = async () => {
+      rereadFailed = true
       const again = await readHashed(model.path)
       if (again.sha256 !== sha256) throw new ChecksumMismatchError(sha256, again.sha256, what)
+      rereadFailed = false
       return again.bytes
     }
     // A worker thread that dies takes the model with it: failed, so it is no longer advertised as ready.
     const lost = (reason: Error) => {
       model.state = 'failed'
       model.error = reason.message
+      if (rereadFailed) model.fileLost = true
       settings.log?.(`model ${model.name} v${model.version} failed: ${reason.message}`)
     }
     // Published on the edge by anyone with a key: never opened or run on the agent's thread.
