@@ -103,7 +103,13 @@ async function responseProblem(response: Response): Promise<string> {
  * An HttpStatusError whose message says what to fix, for the edge's statuses that have a usual
  * cause (`fromEdge`: the request went to the edge's API, with its API key).
  */
-export async function httpStatusError(response: Response, what: string, fromEdge: boolean): Promise<HttpStatusError> {
+export async function httpStatusError(
+  response: Response,
+  what: string,
+  fromEdge: boolean,
+  /** What the edge's own 404 means for this request: default, a model file it does not have. */
+  edgeNotFound = ' (is it published on the edge?)',
+): Promise<HttpStatusError> {
   const problem = await responseProblem(response)
   const hint = !fromEdge
     ? ''
@@ -112,7 +118,7 @@ export async function httpStatusError(response: Response, what: string, fromEdge
       : response.status === 404
         ? // The edge answers every 404 as problem+json: anything else is not the edge's API.
           /problem\+json/i.test(response.headers.get('content-type') ?? '')
-          ? ' (is it published on the edge?)'
+          ? edgeNotFound
           : ' (is edge.url the address of a depinfer edge? nothing there answers as one)'
         : ''
   return new HttpStatusError(

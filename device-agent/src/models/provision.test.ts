@@ -545,6 +545,12 @@ describe('published models from the edge', () => {
     await wrongKey.start()
     expect(wrongKey.models).toEqual([])
     expect(wrongKey.provisioner.problems).toEqual([{ model: 'edge', reason: expect.stringMatching(/HTTP 401 .*check edge.apiKey/) }])
+    // The edge's own 404 for a listing asked at the wrong path: its URL is at fault, not a model.
+    const withPath = provisionerFor(configWith([{ published: 'cls' }], { edge: { url: `${edge.url}/api`, apiKey: KEY, pollSec: 0 } }))
+    await withPath.start()
+    expect(withPath.provisioner.problems).toEqual([
+      { model: 'edge', reason: expect.stringMatching(/\/api\/api\/models: HTTP 404 .*\(set edge\.url to the edge's address without a path: the agent adds \/api\/models\)$/) },
+    ])
     const unknown = provisionerFor(configWith([{ published: 'nope' }]))
     await unknown.start()
     expect(unknown.provisioner.problems).toEqual([{ model: 'nope', name: 'nope', reason: 'not published on the edge' }])

@@ -94,7 +94,10 @@ export async function listPublishedModels(
     options.signal?.throwIfAborted()
     throw new ListingError(`cannot list published models at ${url}: ${networkMessage(error)}`, true, { cause: error })
   }
-  if (!response.ok) throw await httpStatusError(response, `listing published models at ${url}`, true)
+  if (!response.ok) {
+    // The edge's 404 for its listing: a route it does not have, e.g. edge.url given with a path.
+    throw await httpStatusError(response, `listing published models at ${url}`, true, ' (set edge.url to the edge\'s address without a path: the agent adds /api/models)')
+  }
   let body: unknown
   try {
     body = await response.json()
