@@ -1,10 +1,12 @@
 /** The `depinfer-agent` command as a provider runs it: its bin, in its own process. */
 import { spawnSync } from 'node:child_process'
-import { closeSync, fstatSync, openSync, readFileSync, writeFileSync } from 'node:fs'
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { AGENT_BIN } from '../../scripts/local/agent-process.js'
-import { FakeEdge } from './models/testing/fake-edge.js'
+import { bundledModelPath } from './models/bundled.js'
+import { cachedModelPath } from './models/download.js'
+import { FakeEdge, sha256Of } from './models/testing/fake-edge.js'
 import { runNode } from '../../test/helpers/run-node.js'
 import { temporaryDirectory } from '../../test/helpers/temporary-directory.js'
 
@@ -100,6 +102,40 @@ describe('depinfer-agent', () => {
     }
     expect(await status('pi-kitchen')).toMatch(/WARNING: broker\.username "pi-kitchen" is not the deviceId "pi-garage": a broker that grants each device its own topics by its login/)
     expect(await status('pi-garage')).not.toMatch(/WARNING/)
+  })
+
+  it('status deletes no file from the cache: a running agent sharing it may serve a version status does not select', async () => {
+    const cls = readFileSync(bundledModelPath('ppocr-cls'))
+    // Another file that loads: the classifier with a letter of its producer name changed.
+    const newer = Buffer.from(cls)
+    newer[newer.indexOf('PaddlePaddle')] = 'Q'.charCodeAt(0)
+    const tensors = { inputs: [{ name: 'x', datatype: 'FP32' as const, shape: [-1, 3, -1, -1] }], outputs: [{ name: 'softmax_0.tmp_0', datatype: 'FP32' as const, shape: [-1, 2] }] }
+    const edge = await FakeEdge.start('provider-key', [
+      { name: 'cls', version: '1', bytes: cls, ...tensors },
+      { name: 'cls', version: '2', bytes: newer, ...tensors },
+    ])
+    try {
+      const dir = temporaryDirectory('agent-cli-cache-')
+      const cacheDir = join(dir, 'cache')
+      const write = (name: string, models: unknown[]) => {
+        const path = join(dir, name)
+        writeFileSync(path, JSON.stringify({ deviceId: 'cli-cache', keyPath: join(dir, 'device.key'), cacheDir, edge: { url: edge.url, apiKey: 'provider-key' }, models }))
+        return path
+      }
+      // The service's config: v1, downloaded into the cache.
+      expect((await run(['init', '--config', write('v1.json', [{ published: 'cls', version: '1' }])])).code).toBe(0)
+      const served = await run(['status', '--config', join(dir, 'v1.json')])
+      expect(served.code, served.output).toBe(0)
+      expect(existsSync(cachedModelPath(cacheDir, sha256Of(cls)))).toBe(true)
+      // A check of another config (the newest version) while the service runs.
+      const check = await run(['status', '--config', write('newest.json', [{ published: 'cls' }])])
+      expect(check.code, check.output).toBe(0)
+      expect(JSON.parse(check.stdout)).toMatchObject({ models: [{ name: 'cls', version: '2', state: 'ready' }] })
+      expect(check.stderr).not.toMatch(/deleted/)
+      expect(existsSync(cachedModelPath(cacheDir, sha256Of(cls)))).toBe(true)
+    } finally {
+      await edge.close()
+    }
   })
 
   it('status passes a device whose "*" leaves out what does not fit, and fails one missing a model it names', async () => {

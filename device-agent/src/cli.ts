@@ -98,7 +98,9 @@ async function main(argv: string[]): Promise<number> {
     const settings = { runtime, maxBatch: config.batching.maxBatch, log: errorLog }
     const models = modelsFromConfig(config)
     const provisioner = new ModelProvisioner({
-      config,
+      // A check deletes nothing from the cache: a running agent sharing cacheDir (the default one)
+      // may serve versions this config does not select, and would lose their files.
+      config: { ...config, keepUnservedFiles: true },
       models: () => models,
       load: (model) => loadModel(model, settings),
       added: (model) => models.push(model),
