@@ -90,6 +90,14 @@ describe('agent config', () => {
   it('names the environment variable a bad value came from', () => {
     const refused = (env: Record<string, string>, message: RegExp) => expect(() => loadConfig(undefined, { DEPINFER_DEVICE_ID: 'd', ...env })).toThrow(message)
     refused({ DEPINFER_BROKER_URL: 'localhost:1883' }, /^invalid agent config at broker\.url \(from DEPINFER_BROKER_URL\): /)
+    // mqtt.js threw these from inside the connection (a stack trace at start, where status passed),
+    // or took no host as localhost and port 0 as 1883.
+    for (const url of ['mqtt://broker.example.com:99999', 'mqtt://[::1', 'mqtt://', 'mqtts://:8883', 'mqtt://127.0.0.1:0']) {
+      refused({ DEPINFER_BROKER_URL: url }, /^invalid agent config at broker\.url \(from DEPINFER_BROKER_URL\): broker\.url must name a host and, if it gives one, a port from 1 to 65535/)
+    }
+    for (const url of ['mqtt://[::1]:1883', 'wss://broker.example.com/mqtt', 'tcp://broker:65535']) {
+      expect(loadConfig(undefined, { DEPINFER_DEVICE_ID: 'd', DEPINFER_BROKER_URL: url }).broker.url).toBe(url)
+    }
     refused({ DEPINFER_DEVICE_ID: 'a b' }, /^invalid agent config at deviceId \(from DEPINFER_DEVICE_ID\): /)
     // A number that is out of range, not "expected number, received string".
     refused({ DEPINFER_ORT_THREADS: '-2' }, /^invalid agent config at ort\.intraOpThreads \(from DEPINFER_ORT_THREADS\): .*>=\s*0/)

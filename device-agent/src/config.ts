@@ -128,10 +128,25 @@ const ExecutionProvidersSchema = z.union(
   { error: `must be "auto" or a list of execution providers (${EXECUTION_PROVIDERS.join(', ')})` },
 )
 
+/** Whether `url` parses with a host, and a port of 1-65535 where it gives one. */
+function isBrokerAddress(url: string): boolean {
+  try {
+    const { hostname, port } = new URL(url)
+    return hostname !== '' && (port === '' || Number(port) >= 1)
+  } catch {
+    return false
+  }
+}
+
 export const AgentConfigSchema = z.object({
   deviceId: z.string().regex(ID_PATTERN, 'deviceId must be 1-64 letters, digits, ".", "_" or "-"'),
   broker: z.object({
-    url: z.string().regex(/^(mqtts?|wss?|tcp):\/\//, 'broker.url must start with mqtt://, mqtts://, tcp://, ws:// or wss://'),
+    url: z
+      .string()
+      .regex(/^(mqtts?|wss?|tcp):\/\//, 'broker.url must start with mqtt://, mqtts://, tcp://, ws:// or wss://')
+      // mqtt.js throws a port out of range or an unparsable URL from inside the connection (a
+      // stack trace at start), and connects to localhost:1883 for no host or port 0.
+      .refine(isBrokerAddress, 'broker.url must name a host and, if it gives one, a port from 1 to 65535 (e.g. mqtts://broker.example.com:8883)'),
     username: z.string().optional(),
     password: z.string().optional(),
     /** MQTT keepalive, in seconds (§3.1.2.10); the broker declares us gone after 1.5×. */
