@@ -583,6 +583,20 @@ describe('published models from the edge', () => {
     await models[0]!.session?.release()
   })
 
+  it('tries a URL source whose download failed for a reason that may pass again at the next listing (a device booted before its network)', async () => {
+    edge.models.push(published('cls', '1'))
+    edge.faults.set('cls@1', { truncateFraction: 0.3 })
+    const { models, loaded, provisioner, start } = provisionerFor(configWith([{ url: edge.fileUrl('cls', '1'), sha256: CLS_SHA, name: 'from-url' }]))
+    await start()
+    expect(models).toMatchObject([{ name: 'from-url', state: 'failed', error: expect.stringMatching(/download failed after 2 attempts/) }])
+    edge.faults.clear()
+    await provisioner.refresh()
+    await provisioner.idle()
+    expect(models).toMatchObject([{ name: 'from-url', state: 'ready', sha256: CLS_SHA }])
+    expect(loaded).toEqual(['from-url v1'])
+    await models[0]!.session?.release()
+  })
+
   it('downloads, verifies and runs the accepted int8 variant, advertised under the version\'s own sha256', async () => {
     const int8 = (await quantizeModel(CLS)).bytes
     const INT8_SHA = sha256Of(int8)

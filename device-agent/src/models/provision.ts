@@ -4,7 +4,7 @@
  * cache, verified, then loaded; one at a time, so downloads do not split the link between them
  * and a terminal shows one progress bar. A model whose download fails is `failed` with the
  * reason and the others carry on; one that failed for a reason that may pass (network, edge
- * trouble) is tried again at the next listing.
+ * trouble) is tried again at the next listing (a URL source too, as often, with or without an edge).
  */
 import { mkdir } from 'node:fs/promises'
 import { messageOf, stackOf } from '@depinfer/shared'
@@ -55,6 +55,9 @@ const label = (model: { name: string; version: string }) => `${model.name} v${mo
 const cacheFilesOf = (model: LoadedModel): string[] =>
   [model.remote?.sha256, model.remote?.variant?.fallback?.sha256, model.sha256].filter((sha): sha is string => sha !== undefined)
 
+/** How often URL sources' failed downloads are tried again without an edge section (edge.pollSec's default). */
+const URL_RETRY_SEC = 60
+
 export class ModelProvisioner {
   readonly #options: ProvisionerOptions
   readonly #sources: PublishedSource[]
@@ -93,12 +96,14 @@ export class ModelProvisioner {
    */
   async start(models: readonly LoadedModel[], { poll }: { poll: boolean }): Promise<void> {
     for (const model of models) this.#enqueue(model)
-    if (this.#sources.length > 0) {
-      await this.refresh()
-      const pollSec = this.#options.config.edge?.pollSec ?? 0
-      if (poll && pollSec > 0 && !this.#stopping.signal.aborted) {
-        this.#timer = setInterval(() => void this.refresh(), pollSec * 1000)
-      }
+    if (this.#sources.length > 0) await this.refresh()
+    // With URL sources only there is nothing to list, but their downloads that failed for a
+    // reason that may pass (a device that booted before its network was up) are tried again as
+    // often: every edge.pollSec if there is an edge section, else every URL_RETRY_SEC.
+    const urlSources = models.some((model) => model.remote?.fromEdge === false)
+    const pollSec = this.#sources.length > 0 || urlSources ? (this.#options.config.edge?.pollSec ?? URL_RETRY_SEC) : 0
+    if (poll && pollSec > 0 && !this.#stopping.signal.aborted) {
+      this.#timer = setInterval(() => void this.refresh(), pollSec * 1000)
     }
     await this.idle()
   }
@@ -115,6 +120,15 @@ export class ModelProvisioner {
 
   async #refresh(): Promise<void> {
     const { config, models, added, changed } = this.#options
+    // URL sources whose download failed for a reason that may have passed since.
+    for (const model of models()) {
+      if (model.remote?.fromEdge !== false || !this.#retryable.has(model)) continue
+      this.#retryable.delete(model)
+      model.state = 'loading'
+      delete model.error
+      changed(model)
+      this.#enqueue(model)
+    }
     const edge = config.edge
     if (!edge || this.#sources.length === 0) return
     let listing: PublishedModel[]
