@@ -25,6 +25,14 @@ import { addressProblem, sha256Hex, messageOf } from '@depinfer/shared'
 import { labelProblem } from '../edge/src/keys/label.js'
 import { payerBindingMessage, type PayerBindingDomain } from '../edge/src/keys/payer-binding.js'
 
+// A reader that stops early closes the pipe (`npm run key:create -- ci | head -1`, to take the
+// key's line): the key is made by then, and the rest of the output goes nowhere, as it would for
+// any Unix tool. Without this, the next write's EPIPE crashed the script with a stack trace.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code !== 'EPIPE') throw error
+  process.exit(0)
+})
+
 function fail(code: 1 | 2, message: string): never {
   console.error(`key:create: ${message}`)
   process.exit(code)
