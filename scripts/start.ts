@@ -101,7 +101,7 @@ await checkPortsFree([
 async function main(): Promise<void> {
   // Loaded once the settings above are checked: a refusal comes at once, not after Miniflare,
   // the broker, viem and the agent's code have loaded (3 s, measured).
-  const [{ formatEther, parseEther }, { privateKeyToAccount }, { BUNDLED_MODEL_VERSION, BUNDLED_MODELS }, { superviseAgent }, { startLocalBroker }, chainKeys, { exampleInferRequest }, { startLocalNetwork }] =
+  const [{ formatEther, parseEther }, { privateKeyToAccount }, { BUNDLED_MODEL_VERSION, BUNDLED_MODELS }, { superviseAgent }, { startLocalBroker }, chainKeys, { exampleInferRequest }, { startLocalNetwork }, { MAX_STAR_MODELS }] =
     await Promise.all([
       import('viem'),
       import('viem/accounts'),
@@ -111,6 +111,7 @@ async function main(): Promise<void> {
       import('./local/chain.js'),
       import('./local/example-input.js'),
       import('./local/network.js'),
+      import('../device-agent/src/models/published.js'),
     ])
   const payer = privateKeyToAccount(chainKeys.ANVIL_PAYER_PRIVATE_KEY).address
   const provider = privateKeyToAccount(chainKeys.ANVIL_PROVIDER_PRIVATE_KEY).address
@@ -157,7 +158,16 @@ async function main(): Promise<void> {
     const { edge, apiKey } = network
     const running = network
     await superviseAgent({
-      start: () => running.startAgent({ deviceId: 'local-device-1', echo: true, models: [...Object.keys(BUNDLED_MODELS), 'published:*@all'].join(','), servePublished: true }),
+      start: () =>
+        running.startAgent({
+          deviceId: 'local-device-1',
+          echo: true,
+          models: [...Object.keys(BUNDLED_MODELS), 'published:*@all'].join(','),
+          servePublished: true,
+          // Every publisher here is the user: all of the names one key publishes (up to "*"'s 64
+          // in all), not the 8 a device serving strangers' models takes of each.
+          env: { DEPINFER_MAX_NAMES_PER_OWNER: String(MAX_STAR_MODELS) },
+        }),
       stopping: () => stopping,
       log: (message) => console.error(`depinfer: ${message}`),
     }).started

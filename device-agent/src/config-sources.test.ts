@@ -65,6 +65,14 @@ describe('model sources and the edge', () => {
     expect(loadConfig(undefined, { DEPINFER_DEVICE_ID: 'd', DEPINFER_MAX_MODEL_BYTES: '2e8' }).maxModelBytes).toBe(200_000_000)
   })
 
+  it('takes how many names of one owner "*" serves from the file or the environment, 1 to 64, else 8', () => {
+    expect(loadConfig(undefined, { DEPINFER_DEVICE_ID: 'd' }).maxNamesPerOwner).toBe(8)
+    expect(loadConfig(writeConfig({ deviceId: 'd', maxNamesPerOwner: 20 }), {}).maxNamesPerOwner).toBe(20)
+    expect(loadConfig(writeConfig({ deviceId: 'd', maxNamesPerOwner: 20 }), { DEPINFER_MAX_NAMES_PER_OWNER: '64' }).maxNamesPerOwner).toBe(64)
+    expect(() => loadConfig(undefined, { DEPINFER_DEVICE_ID: 'd', DEPINFER_MAX_NAMES_PER_OWNER: '65' })).toThrow(/at maxNamesPerOwner \(from DEPINFER_MAX_NAMES_PER_OWNER\)/)
+    expect(() => loadConfig(writeConfig({ deviceId: 'd', maxNamesPerOwner: 0 }), {})).toThrow(/at maxNamesPerOwner/)
+  })
+
   it.each([
     ['a published model without an edge', { models: [{ published: 'resnet' }] }, {}, /at edge: models\.0 is published on the edge: set edge\.url and edge\.apiKey/],
     ['an edge without a URL', { models: [{ published: '*' }] }, { DEPINFER_API_KEY: 'k' }, /at edge\.url: the edge URL is required \(edge\.url or DEPINFER_EDGE_URL\)/],

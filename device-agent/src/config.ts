@@ -10,6 +10,7 @@ import { DEFAULT_MAX_MODEL_BYTES, DEVICE_STALE_AFTER_MS, ID_PATTERN, VersionSche
 import type { InferenceSession } from 'onnxruntime-node'
 import { z } from 'zod'
 import { BUNDLED_MODELS, BUNDLED_MODEL_VERSION, type BundledModelName } from './models/bundled.js'
+import { MAX_STAR_MODELS, MAX_STAR_NAMES_PER_OWNER } from './models/published.js'
 
 /** Upper case is accepted (sha256sum prints lower, some tools upper) and normalised, so it compares with what we compute. */
 const Sha256Schema = z
@@ -210,6 +211,11 @@ export const AgentConfigSchema = z.object({
   keepUnservedFiles: z.boolean().default(false),
   /** The largest model file `published: "*"` picks (bytes). */
   maxModelBytes: z.number().int().positive().default(DEFAULT_MAX_MODEL_BYTES),
+  /**
+   * The most names of one owner `published: "*"` picks (see MAX_STAR_NAMES_PER_OWNER): an operator
+   * whose edge's publishers it trusts (its own, `npm start`'s) may take up to all of them.
+   */
+  maxNamesPerOwner: z.number().int().min(1).max(MAX_STAR_MODELS).default(MAX_STAR_NAMES_PER_OWNER),
   /** Which file of a published model to run (see PRECISIONS). */
   precision: z.enum(PRECISIONS, { error: `must be ${PRECISIONS.map((p) => `"${p}"`).join(' or ')}` }).default('int8-when-accepted'),
   /** How downloads retry: attempts in all (with back-off between them), and how long a connection may send nothing. */
@@ -552,7 +558,8 @@ function relativeToFile(json: Record<string, unknown>, directory: string): Recor
  * DEPINFER_BROKER_URL, DEPINFER_BROKER_USERNAME, DEPINFER_BROKER_PASSWORD, DEPINFER_BROKER_CA_FILE /
  * _CERT_FILE / _KEY_FILE, DEPINFER_KEY_PATH,
  * DEPINFER_MODELS (comma-separated, see envModelSource), DEPINFER_EDGE_URL, DEPINFER_API_KEY, DEPINFER_EDGE_POLL_SEC,
- * DEPINFER_MODEL_CACHE, DEPINFER_MAX_MODEL_BYTES, DEPINFER_PRECISION and the `ort` ones (ORT_ENV).
+ * DEPINFER_MODEL_CACHE, DEPINFER_MAX_MODEL_BYTES, DEPINFER_MAX_NAMES_PER_OWNER, DEPINFER_PRECISION and
+ * the `ort` ones (ORT_ENV).
  */
 export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv): AgentConfig {
   let fromFile: Record<string, unknown> = {}
@@ -600,6 +607,7 @@ export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv): Ag
   if (pollSec) edge.pollSec = envInteger(pollSec)
   const cacheDir = fromEnv('DEPINFER_MODEL_CACHE', 'cacheDir') ?? fromFile.cacheDir
   const maxModelBytes = fromEnv('DEPINFER_MAX_MODEL_BYTES', 'maxModelBytes')
+  const maxNamesPerOwner = fromEnv('DEPINFER_MAX_NAMES_PER_OWNER', 'maxNamesPerOwner')
   const precision = fromEnv('DEPINFER_PRECISION', 'precision')?.trim() ?? fromFile.precision
   const logTimestamps = fromEnv('DEPINFER_LOG_TIMESTAMPS', 'logTimestamps')?.trim() ?? fromFile.logTimestamps
   const ort = { ...(fromFile.ort as object | undefined) } as Record<string, unknown>
@@ -620,6 +628,7 @@ export function loadConfig(path: string | undefined, env: NodeJS.ProcessEnv): Ag
     edge: Object.keys(edge).length === 0 || (fromFile.edge === undefined && !(edge.url && edge.apiKey) && !servesPublished(models)) ? undefined : edge,
     cacheDir,
     maxModelBytes: maxModelBytes ? envInteger(maxModelBytes) : fromFile.maxModelBytes,
+    maxNamesPerOwner: maxNamesPerOwner ? envInteger(maxNamesPerOwner) : fromFile.maxNamesPerOwner,
     precision,
     logTimestamps,
     ort,

@@ -71,7 +71,11 @@ describe('selecting published models', () => {
     const flood = Array.from({ length: 70 }, (_, i) => ({ ...listed(`junk${i}`, '1', 106), owner: 'key:mallory', publishedAt: 2_000 + i }))
     const { selected, problems } = selectPublished([{ published: '*' }], [...flood, real], roomy)
     expect(selected.map((m) => m.name).sort()).toEqual(['detector', ...Array.from({ length: MAX_STAR_NAMES_PER_OWNER }, (_, i) => `junk${i}`)].sort())
-    expect(problems.filter((p) => /at most 8 names of one owner \(key:mallory\)/.test(p.reason))).toHaveLength(70 - MAX_STAR_NAMES_PER_OWNER)
+    expect(problems.filter((p) => /at most 8 names of one owner \(key:mallory\); name the model to serve it, or raise maxNamesPerOwner$/.test(p.reason))).toHaveLength(70 - MAX_STAR_NAMES_PER_OWNER)
+    // An operator who trusts the edge's publishers (npm start's agent) takes more of each.
+    const trusting = selectPublished([{ published: '*' }], [...flood, real], { ...roomy, maxNamesPerOwner: 30 })
+    expect(trusting.selected.map((m) => m.name).sort()).toEqual(['detector', ...Array.from({ length: 30 }, (_, i) => `junk${i}`)].sort())
+    expect(trusting.problems.filter((p) => /at most 30 names of one owner \(key:mallory\)/.test(p.reason))).toHaveLength(40)
     // Of 100 owners with one name each, the 64 published longest ago.
     const many = Array.from({ length: 100 }, (_, i) => ({ ...listed(`m${i}`, '1', 1), owner: `key:${i}`, publishedAt: 10_000 - i }))
     const star = selectPublished([{ published: '*' }], many, roomy)
@@ -281,6 +285,18 @@ describe('published models from the edge', () => {
     expect(edge.fileRequests.map((r) => r.model)).toEqual(['cls-a@2'])
     expect(provisioner.problems).toEqual([{ model: 'huge v1', name: 'huge', version: '1', reason: expect.stringMatching(/over maxModelBytes/), passedOver: true }])
     expect(describeModel(models[0]!)).toMatchObject({ name: 'cls-a', version: '2', sha256: CLS_SHA, state: 'ready', inputs: INPUTS, outputs: OUTPUTS })
+    await Promise.all(models.map((m) => m.session?.release()))
+  })
+
+  it('"*" serves as many names of one owner as maxNamesPerOwner says', async () => {
+    edge.models.push(...['n1', 'n2', 'n3'].map((name) => published(name, '1', { owner: 'key:dev' })))
+    const { models, start, provisioner } = provisionerFor(configWith([{ published: '*' }], { maxNamesPerOwner: 2 }))
+    await start()
+    expect(models.map((m) => [m.name, m.state])).toEqual([
+      ['n1', 'ready'],
+      ['n2', 'ready'],
+    ])
+    expect(provisioner.problems).toEqual([{ model: 'n3', name: 'n3', reason: expect.stringMatching(/at most 2 names of one owner \(key:dev\)/), passedOver: true }])
     await Promise.all(models.map((m) => m.session?.release()))
   })
 

@@ -158,7 +158,7 @@ export class ModelProvisioner {
     const { selected, problems } = selectPublished(
       this.#sources,
       listing,
-      { maxModelBytes: config.maxModelBytes, freeBytes, cachedBytes: (sha256) => cachedBytes(config.cacheDir, sha256) },
+      { maxModelBytes: config.maxModelBytes, maxNamesPerOwner: config.maxNamesPerOwner, freeBytes, cachedBytes: (sha256) => cachedBytes(config.cacheDir, sha256) },
       fileOf,
     )
     this.#problems = new Map(problems.map((problem) => [problem.model, problem]))

@@ -170,6 +170,8 @@ function newestVersions(models: readonly PublishedModel[], count: number | 'all'
 export interface FitLimits {
   /** The largest file `published: "*"` picks. */
   maxModelBytes: number
+  /** The most names of one owner `published: "*"` picks (default MAX_STAR_NAMES_PER_OWNER). */
+  maxNamesPerOwner?: number
   /** Free bytes in the cache directory. */
   freeBytes: number
   /**
@@ -239,7 +241,7 @@ export function selectPublished(
     // never an older version in the place of a newer one that fits. A version that does not fit
     // (over maxModelBytes, or no room) is passed over for the name's next newest in the next
     // round: a device too small for a model's newest version serves the newest it can.
-    const newestFirst = starEligible(versionsByName(listing), problems)
+    const newestFirst = starEligible(versionsByName(listing), problems, limits.maxNamesPerOwner ?? MAX_STAR_NAMES_PER_OWNER)
     const taken = new Map<string, number>()
     const wanted = everything.versions ?? 1
     const wants = (name: string) => wanted === 'all' || (taken.get(name) ?? 0) < wanted
@@ -274,10 +276,10 @@ export function selectPublished(
 
 /**
  * The names `"*"` may take, out of `byName`: the longest published first (by their oldest
- * version's publishedAt), at most MAX_STAR_NAMES_PER_OWNER of one owner and MAX_STAR_MODELS in
- * all; the rest are added to `problems` as passed over.
+ * version's publishedAt), at most `namesPerOwner` of one owner and MAX_STAR_MODELS in all; the
+ * rest are added to `problems` as passed over.
  */
-function starEligible(byName: Map<string, PublishedModel[]>, problems: Selection['problems']): Map<string, PublishedModel[]> {
+function starEligible(byName: Map<string, PublishedModel[]>, problems: Selection['problems'], namesPerOwner: number): Map<string, PublishedModel[]> {
   const since = (versions: readonly PublishedModel[]) => Math.min(...versions.map((v) => v.publishedAt ?? Number.POSITIVE_INFINITY))
   const names = [...byName].sort(([a, av], [b, bv]) => since(av) - since(bv) || (a < b ? -1 : 1))
   const perOwner = new Map<string, number>()
@@ -288,8 +290,8 @@ function starEligible(byName: Map<string, PublishedModel[]>, problems: Selection
     const reason =
       eligible.size >= MAX_STAR_MODELS
         ? `"*" serves at most ${MAX_STAR_MODELS} published names, those published longest ago first; name the model to serve it`
-        : owned >= MAX_STAR_NAMES_PER_OWNER
-          ? `"*" serves at most ${MAX_STAR_NAMES_PER_OWNER} names of one owner (${owner}); name the model to serve it`
+        : owned >= namesPerOwner
+          ? `"*" serves at most ${namesPerOwner} names of one owner (${owner}); name the model to serve it, or raise maxNamesPerOwner`
           : undefined
     if (reason !== undefined) {
       problems.push({ model: name, name, reason, passedOver: true })

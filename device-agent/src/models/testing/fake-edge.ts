@@ -25,6 +25,8 @@ export interface FakeModel {
   inputs?: TensorSpec[]
   outputs?: TensorSpec[]
   variants?: FakeVariant[]
+  /** The listing's `owner` of the name (none by default). */
+  owner?: string
 }
 
 export interface Faults {
@@ -132,6 +134,7 @@ export class FakeEdge {
             inputs: model.inputs ?? [],
             outputs: model.outputs ?? [],
             variants: (model.variants ?? []).map(({ bytes, ...variant }) => ({ ...variant, sha256: sha256Of(bytes), size: bytes.byteLength })),
+            ...(model.owner !== undefined && { owner: model.owner }),
           })),
         }),
       )
