@@ -2,7 +2,7 @@ import * as ort from 'onnxruntime-node'
 import { describe, expect, it } from 'vitest'
 import { bytesOf } from '@depinfer/shared'
 import { buildModel } from '../../../test/helpers/onnx-model.js'
-import { runModel } from './run-job.js'
+import { InvalidJobInputError, namedDimensionMismatch, runModel } from './run-job.js'
 
 describe('runModel', () => {
   it('feeds inputs named like Object.prototype members (`__proto__`, `constructor`) as inputs, and answers outputs named so', async () => {
@@ -30,6 +30,44 @@ describe('runModel', () => {
     } finally {
       await session.release()
     }
+  })
+
+  it('names the inputs that disagree on a named dimension when onnxruntime refuses the job, which its own words do not', async () => {
+    // ids [batch, sequence] + mask [batch, sequence]: token ids and their attention mask.
+    const bytes = buildModel({
+      inputs: [
+        { name: 'input_ids', datatype: 'FP32', shape: ['batch', 'sequence'] },
+        { name: 'attention_mask', datatype: 'FP32', shape: ['batch', 'sequence'] },
+      ],
+      outputs: [{ name: 'masked', datatype: 'FP32', shape: ['batch', 'sequence'] }],
+      nodes: [{ opType: 'Mul', inputs: ['input_ids', 'attention_mask'], outputs: ['masked'] }],
+    })
+    const session = await ort.InferenceSession.create(bytes, { logSeverityLevel: 4 })
+    const tensor = (name: string, length: number) => ({ name, datatype: 'FP32' as const, shape: [1, length], data: bytesOf(new Float32Array(length).fill(1)) })
+    try {
+      const refused = runModel(session, [tensor('input_ids', 3), tensor('attention_mask', 4)], [])
+      await expect(refused).rejects.toThrow(InvalidJobInputError)
+      await expect(refused).rejects.toThrow(
+        /^onnxruntime: .*\("attention_mask" is 4 along "sequence" \(dimension 1\), where "input_ids" is 3 \(dimension 1\): inputs that share a named dimension must agree on its size\)$/,
+      )
+      // Agreeing sizes run; a named dimension is not held against a graph that can run.
+      const [masked] = await runModel(session, [tensor('input_ids', 4), tensor('attention_mask', 4)], [])
+      expect(masked!.shape).toEqual([1, 4])
+    } finally {
+      await session.release()
+    }
+  })
+
+  it('says nothing of named dimensions when the inputs agree on them and onnxruntime refuses for another reason', () => {
+    const metadata = [
+      { name: 'a', isTensor: true, type: 'float32', shape: ['batch', 'sequence'] },
+      { name: 'b', isTensor: true, type: 'float32', shape: ['batch', 4] },
+    ] as const satisfies readonly ort.InferenceSession.ValueMetadata[]
+    const input = (name: string, shape: number[]) => ({ name, datatype: 'FP32' as const, shape, data: new Uint8Array(0) })
+    expect(namedDimensionMismatch(metadata, [input('a', [2, 7]), input('b', [2, 5])])).toBeUndefined()
+    expect(namedDimensionMismatch(metadata, [input('a', [2, 7]), input('b', [3, 4])])).toBe(
+      '"b" is 3 along "batch" (dimension 0), where "a" is 2 (dimension 0): inputs that share a named dimension must agree on its size',
+    )
   })
 
   it('answers as onnxruntime does on the caller\'s own array, also for an input that arrives off an aligned boundary of its frame', async () => {

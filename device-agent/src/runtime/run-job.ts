@@ -119,6 +119,31 @@ function alignedBytes(bytes: Uint8Array): Uint8Array {
   return copy
 }
 
+/**
+ * Two inputs that give one named dimension (ONNX dim_param, e.g. `sequence` of token ids and of
+ * their attention mask) different sizes, said with their names: onnxruntime's own refusal of
+ * such a job ("… cannot broadcast … 3 by 4") names no input. Said only once onnxruntime has
+ * refused: it does not hold inputs to their dimensions' names when the graph can run, and
+ * neither is a job refused for them here.
+ */
+export function namedDimensionMismatch(metadata: readonly ort.InferenceSession.ValueMetadata[], inputs: readonly RawTensor[]): string | undefined {
+  const first = new Map<string, { input: string; axis: number; size: number }>()
+  for (const meta of metadata) {
+    const tensor = inputs.find((input) => input.name === meta.name)
+    if (!meta.isTensor || tensor === undefined) continue
+    for (const [axis, dim] of meta.shape.entries()) {
+      const size = tensor.shape[axis]
+      if (typeof dim !== 'string' || dim === '' || size === undefined) continue
+      const seen = first.get(dim)
+      if (seen === undefined) first.set(dim, { input: meta.name, axis, size })
+      else if (seen.size !== size) {
+        return `${JSON.stringify(meta.name)} is ${size} along ${JSON.stringify(dim)} (dimension ${axis}), where ${JSON.stringify(seen.input)} is ${seen.size} (dimension ${seen.axis}): inputs that share a named dimension must agree on its size`
+      }
+    }
+  }
+  return undefined
+}
+
 export async function runModel(
   session: ort.InferenceSession,
   inputs: readonly RawTensor[],
@@ -139,7 +164,8 @@ export async function runModel(
   } catch (error) {
     // onnxruntime rejects inputs the graph cannot process (e.g. spatial dims too small).
     const reason = plainOrtMessage(messageOf(error))
-    throw new InvalidJobInputError(`onnxruntime: ${reason}`, 'inputs')
+    const mismatch = namedDimensionMismatch(session.inputMetadata, inputs)
+    throw new InvalidJobInputError(`onnxruntime: ${reason}${mismatch === undefined ? '' : ` (${mismatch})`}`, 'inputs')
   }
   return Object.entries(results).map(([name, tensor]) => {
     const datatype = datatypeFromOrtType(tensor.type)
