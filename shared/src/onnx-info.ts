@@ -280,43 +280,80 @@ const MAX_GRAPH_NESTING = 64
  */
 export function externalDataTensors(bytes: Uint8Array): string[] {
   const found: string[] = []
-  const tensor = (r: WireReader) => {
-    let name = ''
-    let external = false
-    readFields(r, 'TensorProto', (field, wire) => {
-      if (field === 8 && wire === WIRE_LEN) name = r.string()
-      else if (field === 13 && wire === WIRE_LEN) {
-        external = true // an external_data entry
-        return false
-      } else if (field === 14 && wire === WIRE_VARINT) {
-        // DataLocation.EXTERNAL is 1; onnxruntime reads the enum truncated to 32 bits, so any
-        // value but DEFAULT (0) is taken as external rather than decoded the way it would be.
-        if (r.varint() !== 0n) external = true
-      }
-      else return false
-      return true
-    })
-    if (external) found.push(name)
-  }
-  const sparse = (r: WireReader) =>
+  walkGraphs(bytes, {
+    training: true,
+    tensor: (r) => {
+      let name = ''
+      let external = false
+      readFields(r, 'TensorProto', (field, wire) => {
+        if (field === 8 && wire === WIRE_LEN) name = r.string()
+        else if (field === 13 && wire === WIRE_LEN) {
+          external = true // an external_data entry
+          return false
+        } else if (field === 14 && wire === WIRE_VARINT) {
+          // DataLocation.EXTERNAL is 1; onnxruntime reads the enum truncated to 32 bits, so any
+          // value but DEFAULT (0) is taken as external rather than decoded the way it would be.
+          if (r.varint() !== 0n) external = true
+        }
+        else return false
+        return true
+      })
+      if (external) found.push(name)
+    },
+  })
+  return found
+}
+
+/**
+ * The op_type of every node the model would run: in its graph, in graphs nested in node
+ * attributes (If, Loop, Scan bodies) and in its model-local functions. Training graphs are left
+ * out (inference never runs them).
+ */
+export function nodeOpTypes(bytes: Uint8Array): Set<string> {
+  const found = new Set<string>()
+  walkGraphs(bytes, { training: false, opType: (opType) => found.add(opType) })
+  return found
+}
+
+/** What walkGraphs reports, and where it looks. */
+interface GraphVisitor {
+  /** Whether training graphs (TrainingInfoProto) are walked too. */
+  training: boolean
+  /** Each node's op_type. */
+  opType?: (opType: string) => void
+  /** Each TensorProto: initializers, node attributes' tensors, sparse tensors' values and indices. */
+  tensor?: (r: WireReader) => void
+}
+
+/**
+ * Walks the model's graph, the graphs nested in node attributes (If, Loop, Scan bodies), its
+ * model-local functions (their nodes and their attributes' default values) and, with `training`,
+ * its training graphs, reporting what `visit` asks for. Refuses nesting deeper than
+ * MAX_GRAPH_NESTING rather than walk it.
+ */
+function walkGraphs(bytes: Uint8Array, visit: GraphVisitor): void {
+  const { tensor } = visit
+  const sparse = (r: WireReader, read: (r: WireReader) => void) =>
     readFields(r, 'SparseTensorProto', (field, wire) => {
       if ((field !== 1 && field !== 2) || wire !== WIRE_LEN) return false // values, indices
-      tensor(r.sub())
+      read(r.sub())
       return true
     })
   const attribute = (a: WireReader, depth: number) =>
     readFields(a, 'AttributeProto', (f, w) => {
       if (w !== WIRE_LEN) return false
-      if (f === 5 || f === 10) tensor(a.sub()) // t, tensors
-      else if (f === 6 || f === 11) graph(a.sub(), depth + 1) // g, graphs
-      else if (f === 22 || f === 23) sparse(a.sub()) // sparse_tensor, sparse_tensors
+      if (f === 6 || f === 11) graph(a.sub(), depth + 1) // g, graphs
+      else if (tensor && (f === 5 || f === 10)) tensor(a.sub()) // t, tensors
+      else if (tensor && (f === 22 || f === 23)) sparse(a.sub(), tensor) // sparse_tensor, sparse_tensors
       else return false
       return true
     })
   const node = (r: WireReader, depth: number) =>
     readFields(r, 'NodeProto', (field, wire) => {
-      if (field !== 5 || wire !== WIRE_LEN) return false // attribute
-      attribute(r.sub(), depth)
+      if (wire !== WIRE_LEN) return false
+      if (field === 5) attribute(r.sub(), depth)
+      else if (field === 4 && visit.opType) visit.opType(r.string())
+      else return false
       return true
     })
   const graph = (r: WireReader, depth: number): void => {
@@ -324,8 +361,8 @@ export function externalDataTensors(bytes: Uint8Array): string[] {
     readFields(r, 'GraphProto', (field, wire) => {
       if (wire !== WIRE_LEN) return false
       if (field === 1) node(r.sub(), depth)
-      else if (field === 5) tensor(r.sub()) // initializer
-      else if (field === 15) sparse(r.sub()) // sparse_initializer
+      else if (tensor && field === 5) tensor(r.sub()) // initializer
+      else if (tensor && field === 15) sparse(r.sub(), tensor) // sparse_initializer
       else return false
       return true
     })
@@ -334,7 +371,7 @@ export function externalDataTensors(bytes: Uint8Array): string[] {
   readFields(model, 'ModelProto', (field, wire) => {
     if (wire !== WIRE_LEN) return false
     if (field === 7) graph(model.sub(), 0)
-    else if (field === 20) {
+    else if (field === 20 && visit.training) {
       // TrainingInfoProto: initialization = 1, algorithm = 2 (graphs).
       const info = model.sub()
       readFields(info, 'TrainingInfoProto', (f, w) => {
@@ -355,52 +392,4 @@ export function externalDataTensors(bytes: Uint8Array): string[] {
     } else return false
     return true
   })
-  return found
-}
-
-/**
- * The op_type of every node the model would run: in its graph, in graphs nested in node
- * attributes (If, Loop, Scan bodies) and in its model-local functions. Training graphs are left
- * out (inference never runs them).
- */
-export function nodeOpTypes(bytes: Uint8Array): Set<string> {
-  const found = new Set<string>()
-  const attribute = (a: WireReader, depth: number) =>
-    readFields(a, 'AttributeProto', (f, w) => {
-      if (w !== WIRE_LEN || (f !== 6 && f !== 11)) return false // g, graphs
-      graph(a.sub(), depth + 1)
-      return true
-    })
-  const node = (r: WireReader, depth: number) =>
-    readFields(r, 'NodeProto', (field, wire) => {
-      if (wire !== WIRE_LEN) return false
-      if (field === 4) found.add(r.string()) // op_type
-      else if (field === 5) attribute(r.sub(), depth)
-      else return false
-      return true
-    })
-  const graph = (r: WireReader, depth: number): void => {
-    if (depth > MAX_GRAPH_NESTING) fail(`graphs nested more than ${MAX_GRAPH_NESTING} deep`, 'GraphProto', r.position)
-    readFields(r, 'GraphProto', (field, wire) => {
-      if (field !== 1 || wire !== WIRE_LEN) return false
-      node(r.sub(), depth)
-      return true
-    })
-  }
-  const model = new WireReader(bytes)
-  readFields(model, 'ModelProto', (field, wire) => {
-    if (wire !== WIRE_LEN) return false
-    if (field === 7) graph(model.sub(), 0)
-    else if (field === 25) {
-      // FunctionProto: node = 7.
-      const fn = model.sub()
-      readFields(fn, 'FunctionProto', (f, w) => {
-        if (f !== 7 || w !== WIRE_LEN) return false
-        node(fn.sub(), 1)
-        return true
-      })
-    } else return false
-    return true
-  })
-  return found
 }
